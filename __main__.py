@@ -1,0 +1,5 @@
+"""Entry point `pulumi up` runs; everything else lives in components/."""
+
+from components.program import main
+
+main()

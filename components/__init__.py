@@ -1,0 +1,1 @@
+"""The WonderNest platform: config, spec and renderers, and the target components."""

@@ -1,0 +1,1 @@
+"""The local target: the platform on one Docker engine (pulumi-docker)."""

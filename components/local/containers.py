@@ -1,0 +1,146 @@
+"""The hardening every local container shares, so no component can forget a piece."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+import pulumi
+import pulumi_docker as docker
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Publish:
+    """A container port published on the host, on one address only."""
+
+    internal: int
+    external: int
+    address: IPv4Address
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    path: str
+    content: pulumi.Input[str]
+    owner: str
+    """Numeric uid (and gid) of the container user that reads it."""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: pulumi.Input[str]
+    user: str
+    memory_bytes: int
+    networks: Sequence[tuple[pulumi.Input[str], Sequence[str]]]
+    """(network name, aliases on it) pairs."""
+    healthcheck: docker.ContainerHealthcheckArgs
+    labels: Mapping[str, str]
+    envs: Sequence[pulumi.Input[str]] = ()
+    command: Sequence[str] | None = None
+    config_files: Mapping[str, str] = field(default_factory=dict)
+    """Path → rendered text, uploaded world-readable."""
+    secret_files: Sequence[SecretFile] = ()
+    volumes: Sequence[docker.ContainerVolumeArgs] = ()
+    publish: Sequence[Publish] = ()
+    capabilities_add: Sequence[str] = ()
+    read_only: bool = False
+    """True wherever the image allows; False only where files are uploaded into
+    the container, since Docker refuses to copy into a read-only root."""
+    tmpfs: Mapping[str, str] = field(default_factory=dict)
+    shm_size_mb: int | None = None
+    stop_signal: str | None = None
+    stop_timeout_s: int = 30
+    wait_timeout_s: int = 120
+
+
+def hardened_container(
+    resource_name: str, spec: ContainerSpec, opts: pulumi.ResourceOptions
+) -> docker.Container:
+    memory_mb = max(spec.memory_bytes // MIB, 6)
+    return docker.Container(
+        resource_name,
+        name=spec.name,
+        image=spec.image,
+        user=spec.user,
+        envs=list(spec.envs) or None,
+        command=list(spec.command) if spec.command is not None else None,
+        uploads=_uploads(spec) or None,
+        volumes=list(spec.volumes) or None,
+        networks_advanced=[
+            docker.ContainerNetworksAdvancedArgs(name=network, aliases=list(aliases))
+            for network, aliases in spec.networks
+        ],
+        ports=[
+            docker.ContainerPortArgs(
+                internal=p.internal, external=p.external, ip=str(p.address), protocol="tcp"
+            )
+            for p in spec.publish
+        ]
+        or None,
+        healthcheck=spec.healthcheck,
+        labels=[
+            docker.ContainerLabelArgs(label=key, value=value)
+            for key, value in sorted({**spec.labels, **config_digest_labels(spec.config_files)}.items())
+        ],
+        # memory_swap is left to Docker: on hosts without swap accounting the
+        # engine reports -1, which would show as a diff on every preview.
+        memory=memory_mb,
+        restart="unless-stopped",
+        must_run=True,
+        wait=True,
+        wait_timeout=spec.wait_timeout_s,
+        read_only=spec.read_only,
+        tmpfs=dict(spec.tmpfs) or None,
+        shm_size=spec.shm_size_mb,
+        privileged=False,
+        security_opts=["no-new-privileges:true"],
+        capabilities=docker.ContainerCapabilitiesArgs(
+            drops=["ALL"], adds=sorted(spec.capabilities_add) or None
+        ),
+        log_driver="json-file",
+        log_opts={"max-size": "10m", "max-file": "3"},
+        stop_signal=spec.stop_signal,
+        stop_timeout=spec.stop_timeout_s,
+        destroy_grace_seconds=spec.stop_timeout_s,
+        opts=opts,
+    )
+
+
+def remote_image(resource_name: str, ref: str, opts: pulumi.ResourceOptions) -> docker.RemoteImage:
+    # keep_locally: a `pulumi destroy` must not force a re-download on the next `up`.
+    return docker.RemoteImage(resource_name, name=ref, keep_locally=True, opts=opts)
+
+
+def config_digest_labels(config_files: Mapping[str, str]) -> dict[str, str]:
+    """One label per rendered file with a digest of its text.
+
+    A secret file makes the whole `uploads` property secret, so a preview shows
+    it only as [secret]; these labels keep a changed config file visible to the
+    reviewer (the text itself is in the code diff of the renderer)."""
+    return {
+        f"com.wondernest.config.{path.rsplit('/', 1)[-1]}": hashlib.sha256(text.encode()).hexdigest()[:16]
+        for path, text in config_files.items()
+    }
+
+
+def _uploads(spec: ContainerSpec) -> list[docker.ContainerUploadArgs]:
+    uploads = [
+        docker.ContainerUploadArgs(file=path, content=text, permissions="0444")
+        for path, text in sorted(spec.config_files.items())
+    ]
+    uploads += [
+        docker.ContainerUploadArgs(
+            file=f.path,
+            content=pulumi.Output.secret(f.content),
+            owner=f.owner,
+            group=f.owner,
+            permissions="0400",
+        )
+        for f in spec.secret_files
+    ]
+    return uploads

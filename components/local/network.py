@@ -1,0 +1,66 @@
+"""Three bridges with three jobs.
+
+- frontend: what the API and the dev tools publish from.
+- backend: internal (no route off the host): the only network on which the API,
+  the exporters and the data tier talk to each other.
+- ops: carries the loopback-published admin ports of Postgres and Redis. Docker
+  cannot publish a port from an internal network, and the provider that manages
+  roles and schemas connects from the host, so the data tier needs one
+  non-internal attachment; nothing else joins this network.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+import pulumi
+import pulumi_docker as docker
+
+from components.spec.naming import Names
+
+
+class Network(pulumi.ComponentResource):
+    frontend: docker.Network
+    backend: docker.Network
+    ops: docker.Network
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        names: Names,
+        frontend_subnet: IPv4Network,
+        backend_subnet: IPv4Network,
+        ops_subnet: IPv4Network,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("wondernest:local:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.frontend = self._bridge("frontend", names, frontend_subnet, internal=False, opts=child)
+        self.backend = self._bridge("backend", names, backend_subnet, internal=True, opts=child)
+        self.ops = self._bridge("ops", names, ops_subnet, internal=False, opts=child)
+        self.register_outputs(
+            {
+                "frontend": self.frontend.name,
+                "backend": self.backend.name,
+                "ops": self.ops.name,
+            }
+        )
+
+    @staticmethod
+    def _bridge(
+        role: str, names: Names, subnet: IPv4Network, *, internal: bool, opts: pulumi.ResourceOptions
+    ) -> docker.Network:
+        return docker.Network(
+            role,
+            name=names.resource(role),
+            driver="bridge",
+            internal=internal,
+            attachable=False,
+            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(subnet))],
+            labels=[
+                docker.NetworkLabelArgs(label=key, value=value)
+                for key, value in sorted(names.labels(f"network-{role}").items())
+            ],
+            opts=opts,
+        )

@@ -1,0 +1,87 @@
+"""The whole platform on the local Docker engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from components.config import PlatformConfig
+from components.local.cache import Cache, CacheArgs
+from components.local.database import Database, DatabaseArgs
+from components.local.devtools import DevTools, DevToolsArgs
+from components.local.network import Network
+from components.local.secrets import Secrets
+from components.spec.database import database_spec
+from components.spec.naming import Names
+from components.spec.postgres_conf import tune
+
+
+def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
+    """Declare every component; return the stack outputs."""
+    net_cfg = cfg.network
+    network = Network(
+        "network",
+        names=names,
+        frontend_subnet=net_cfg.frontend_subnet,
+        backend_subnet=net_cfg.backend_subnet,
+        ops_subnet=net_cfg.ops_subnet,
+    )
+    secrets = Secrets("secrets")
+    spec = database_spec(names)
+    database = Database(
+        "database",
+        DatabaseArgs(
+            names=names,
+            spec=spec,
+            image=cfg.images.postgres,
+            tuning=tune(int(cfg.postgres.memory), cfg.postgres.max_connections),
+            slow_query_ms=cfg.postgres.slow_query_ms,
+            host_port=cfg.postgres.host_port,
+            bind_address=net_cfg.bind_address,
+            client_networks=(net_cfg.backend_subnet, net_cfg.ops_subnet),
+            network=network,
+            secrets=secrets,
+        ),
+    )
+    cache = Cache(
+        "cache",
+        CacheArgs(
+            names=names,
+            image=cfg.images.redis,
+            maxmemory_bytes=int(cfg.redis.max_memory),
+            eviction_policy=cfg.redis.eviction_policy,
+            host_port=cfg.redis.host_port,
+            bind_address=net_cfg.bind_address,
+            network=network,
+            secrets=secrets,
+        ),
+    )
+    outputs: dict[str, Any] = {
+        "postgresEndpoint": database.endpoint,
+        "postgresDatabase": spec.name,
+        "redisEndpoint": cache.endpoint,
+        "redisUser": cache.app_user,
+        "roles": {role.key: role.name for role in spec.roles},
+        "secrets": pulumi.Output.secret({key.replace("-", "_"): value for key, value in secrets.all.items()}),
+    }
+    if cfg.dev_tools.enabled:
+        devtools = DevTools(
+            "devtools",
+            DevToolsArgs(
+                names=names,
+                image=cfg.images.pgadmin,
+                host_port=cfg.dev_tools.pgadmin_port,
+                bind_address=net_cfg.bind_address,
+                login_email=cfg.dev_tools.pgadmin_email,
+                database=spec.name,
+                admin_role=spec.admin_role,
+                postgres_host=database.internal_host,
+                postgres_port=database.internal_port,
+                network=network,
+                secrets=secrets,
+            ),
+            opts=pulumi.ResourceOptions(depends_on=[database]),
+        )
+        outputs["pgadminUrl"] = devtools.url
+    return outputs

@@ -1,0 +1,1 @@
+"""Roles, schemas and grants, applied through psycopg by a Pulumi dynamic provider."""

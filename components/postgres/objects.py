@@ -1,0 +1,81 @@
+"""Declares a DatabaseSpec's roles, schemas and grants; both targets call this."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pulumi
+
+from components.postgres.resources import (
+    AdminConnection,
+    DatabaseAccess,
+    Role,
+    Schema,
+    SchemaGrant,
+)
+from components.spec.database import DatabaseSpec
+
+
+@dataclass(frozen=True)
+class DatabaseObjects:
+    roles: dict[str, Role]
+    schemas: dict[str, Schema]
+    grants: list[SchemaGrant]
+    access: DatabaseAccess
+
+    @property
+    def all(self) -> list[pulumi.Resource]:
+        return [*self.roles.values(), *self.schemas.values(), *self.grants, self.access]
+
+
+def declare_database_objects(
+    spec: DatabaseSpec,
+    *,
+    password_for: Callable[[str], pulumi.Input[str]],
+    connection: AdminConnection,
+    parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Resource],
+) -> DatabaseObjects:
+    """Logical names are `role-<key>`, `schema-<name>`, `grant-<schema>-<role key>`:
+    stable, so a preview after a code change shows only what really changed."""
+    server = pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on))
+    roles = {
+        role.key: Role(
+            f"role-{role.key}",
+            spec=role,
+            password=password_for(role.key),
+            connection=connection,
+            opts=server,
+        )
+        for role in spec.roles
+    }
+    schemas = {
+        name: Schema(f"schema-{name}", schema=name, owner=spec.admin_role, connection=connection, opts=server)
+        for name in spec.schemas
+    }
+    key_of = {role.name: role.key for role in spec.roles}
+    grants = [
+        SchemaGrant(
+            f"grant-{grant.schema}-{key_of[grant.role]}",
+            spec=grant,
+            connection=connection,
+            opts=pulumi.ResourceOptions(
+                parent=parent,
+                depends_on=[
+                    schemas[grant.schema],
+                    roles[key_of[grant.role]],
+                    *(roles[key_of[o]] for o in grant.default_owners if o in key_of),
+                ],
+            ),
+        )
+        for grant in spec.grants
+    ]
+    access = DatabaseAccess(
+        "database-access",
+        database=spec.name,
+        connect_roles=spec.connect_roles,
+        connection=connection,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(roles.values())),
+    )
+    return DatabaseObjects(roles=roles, schemas=schemas, grants=grants, access=access)

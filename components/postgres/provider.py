@@ -1,0 +1,566 @@
+"""Dynamic-provider implementations for Postgres roles, schemas and grants.
+
+Pulumi pickles each provider instance into state and calls it back from a
+separate provider process, so this module holds no Pulumi resources and no
+module-level side effects: importing it must be cheap and safe anywhere.
+Every operation reads the catalog first and converges on the declared state,
+so running it twice, or after a half-finished run, lands in the same place.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+PROVIDER_KEY = "__provider"
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+TABLE_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"})
+SEQUENCE_PRIVILEGES = frozenset({"SELECT", "UPDATE", "USAGE"})
+SCHEMA_PRIVILEGES = frozenset({"CREATE", "USAGE"})
+# Errors worth waiting out while a freshly started server comes up.
+_TRANSIENT_SQLSTATES = {None, "57P03"}
+
+
+class PostgresResourceError(Exception):
+    """A refusal the operator must act on; the message says what to do."""
+
+
+def connect(conn: Mapping[str, Any]) -> psycopg.Connection[Any]:
+    """Open the admin connection, waiting out a server that is still starting."""
+    deadline = time.monotonic() + float(conn.get("wait_seconds", 60))
+    while True:
+        try:
+            return psycopg.connect(
+                host=conn["host"],
+                port=int(conn["port"]),
+                user=conn["user"],
+                password=conn["password"],
+                dbname=conn["database"],
+                sslmode=conn.get("sslmode", "prefer"),
+                connect_timeout=10,
+                application_name="pulumi-postgres-provider",
+                autocommit=True,
+            )
+        except psycopg.OperationalError as exc:
+            if exc.sqlstate not in _TRANSIENT_SQLSTATES or time.monotonic() >= deadline:
+                raise
+            time.sleep(1)
+
+
+def _fetch_one(cur: psycopg.Cursor[Any], query: str, params: Sequence[Any]) -> Any:
+    cur.execute(query, params)
+    row = cur.fetchone()
+    return None if row is None else row[0]
+
+
+def _oid(cur: psycopg.Cursor[Any], catalog: str, name: str) -> int | None:
+    query = (
+        "SELECT oid FROM pg_roles WHERE rolname = %s"
+        if catalog == "role"
+        else "SELECT oid FROM pg_namespace WHERE nspname = %s"
+    )
+    oid = _fetch_one(cur, query, (name,))
+    return None if oid is None else int(oid)
+
+
+def _privs(values: Iterable[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL(v) for v in sorted(values))
+
+
+class _PostgresProvider(ResourceProvider):
+    """Shared diff and validation; subclasses name the keys that force a replace."""
+
+    identity_keys: tuple[str, ...] = ()
+    compared_keys: tuple[str, ...] = ()
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = [
+            CheckFailure(key, f"{value!r} is not a plain lower-case Postgres identifier")
+            for key, value in self._identifiers(news)
+            if isinstance(value, str) and not _is_unknown(value) and not IDENTIFIER.match(value)
+        ]
+        return CheckResult(news, failures)
+
+    def _identifiers(self, props: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        return [(key, props.get(key)) for key in self.identity_keys]
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [key for key in self.compared_keys if _norm(olds.get(key)) != _norm(news.get(key))]
+        replaces = [key for key in changed if key in self.identity_keys]
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
+
+
+class RoleProvider(_PostgresProvider):
+    identity_keys = ("name",)
+    compared_keys = ("name", "connection_limit", "login", "member_of", "password", "connection")
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        result = super().check(olds, news)
+        failures = list(result.failures or [])
+        limit = news.get("connection_limit")
+        if isinstance(limit, int) and limit < 1:
+            failures.append(
+                CheckFailure("connection_limit", "every role must have a connection limit of at least 1")
+            )
+        for role in news.get("member_of") or []:
+            if isinstance(role, str) and not _is_unknown(role) and not IDENTIFIER.match(role):
+                failures.append(CheckFailure("member_of", f"{role!r} is not a role name"))
+        return CheckResult(news, failures)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        self._apply(props)
+        return CreateResult(id_=props["name"], outs=_outs(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        self._apply(news)
+        return UpdateResult(outs=_outs(news))
+
+    def _apply(self, props: Mapping[str, Any]) -> None:
+        name = props["name"]
+        with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
+            # libpq computes the SCRAM verifier client-side: the plaintext never
+            # reaches the server, its logs or pg_stat_statements.
+            verifier = conn.pgconn.encrypt_password(
+                props["password"].encode(), name.encode(), b"scram-sha-256"
+            ).decode()
+            options = sql.SQL(
+                "{login} NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION "
+                "CONNECTION LIMIT {limit} PASSWORD {verifier}"
+            ).format(
+                login=sql.SQL("LOGIN" if props.get("login", True) else "NOLOGIN"),
+                limit=sql.Literal(int(props["connection_limit"])),
+                verifier=sql.Literal(verifier),
+            )
+            verb = "ALTER" if _oid(cur, "role", name) is not None else "CREATE"
+            cur.execute(sql.SQL(verb + " ROLE {} WITH {}").format(sql.Identifier(name), options))
+            current = set(_memberships(cur, name))
+            wanted = set(props.get("member_of") or [])
+            for group in sorted(wanted - current):
+                cur.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(name)))
+            for group in sorted(current - wanted):
+                cur.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(name)))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        name = props["name"]
+        with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
+            oid = _oid(cur, "role", name)
+            if oid is None:
+                return
+            cur.execute(
+                "SELECT count(*) FROM pg_shdepend d JOIN pg_database db ON db.oid = d.dbid "
+                "WHERE d.refobjid = %s AND d.deptype = 'o' AND db.datname = current_database()",
+                (oid,),
+            )
+            owned = cur.fetchone()
+            if owned is not None and owned[0] > 0:
+                raise PostgresResourceError(
+                    f"role {name} owns {owned[0]} object(s) in this database; refusing to drop it "
+                    f"and its data. Reassign them first (REASSIGN OWNED BY {name} TO <role>) "
+                    "or drop them deliberately, then run the update again."
+                )
+            # Owns nothing, so DROP OWNED only revokes its privileges and default privileges.
+            cur.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with connect(props["connection"]) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolconnlimit "
+                "FROM pg_roles WHERE rolname = %s",
+                (id_,),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return ReadResult(id_="", outs={})
+            login, superuser, createdb, createrole, replication, limit = row
+            outs = _outs(props)
+            outs.update(
+                name=id_,
+                login=bool(login),
+                connection_limit=int(limit),
+                member_of=sorted(_memberships(cur, id_)),
+            )
+            # Any of these set behind our back is drift the next update removes.
+            outs["escalations"] = sorted(
+                flag
+                for flag, on in (
+                    ("SUPERUSER", superuser),
+                    ("CREATEDB", createdb),
+                    ("CREATEROLE", createrole),
+                    ("REPLICATION", replication),
+                )
+                if on
+            )
+            return ReadResult(id_=id_, outs=outs)
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        result = super().diff(id_, olds, news)
+        if olds.get("escalations"):
+            return DiffResult(changes=True, replaces=result.replaces or [], delete_before_replace=False)
+        return result
+
+
+def _memberships(cur: psycopg.Cursor[Any], role: str) -> list[str]:
+    cur.execute(
+        "SELECT g.rolname FROM pg_auth_members m "
+        "JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member "
+        "WHERE r.rolname = %s ORDER BY 1",
+        (role,),
+    )
+    return [row[0] for row in cur.fetchall()]
+
+
+class SchemaProvider(_PostgresProvider):
+    identity_keys = ("name", "owner")
+    compared_keys = ("name", "owner", "connection")
+
+    def _identifiers(self, props: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        return [("name", props.get("name")), ("owner", props.get("owner"))]
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        result = super().diff(id_, olds, news)
+        # A new owner is an ALTER, not a new schema: only the name replaces.
+        replaces = [key for key in result.replaces or [] if key == "name"]
+        return DiffResult(changes=result.changes, replaces=replaces, delete_before_replace=True)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        self._apply(props)
+        return CreateResult(id_=props["name"], outs=_outs(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        self._apply(news)
+        return UpdateResult(outs=_outs(news))
+
+    def _apply(self, props: Mapping[str, Any]) -> None:
+        schema, owner = sql.Identifier(props["name"]), sql.Identifier(props["owner"])
+        with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(schema, owner))
+            cur.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, owner))
+            cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        name = props["name"]
+        with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s ORDER BY 1",
+                (name,),
+            )
+            relations = [row[0] for row in cur.fetchall()]
+            if relations:
+                shown = ", ".join(relations[:5]) + (" ..." if len(relations) > 5 else "")
+                raise PostgresResourceError(
+                    f"schema {name} still holds {len(relations)} relation(s) ({shown}); refusing "
+                    "to drop it and its data. Move or drop them deliberately first, or keep the "
+                    "schema in the stack."
+                )
+            # RESTRICT: anything else left inside (functions, types) fails the drop too.
+            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} RESTRICT").format(sql.Identifier(name)))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with connect(props["connection"]) as conn, conn.cursor() as cur:
+            owner = _fetch_one(
+                cur,
+                "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s",
+                (id_,),
+            )
+            if owner is None:
+                return ReadResult(id_="", outs={})
+            outs = _outs(props)
+            outs.update(name=id_, owner=owner)
+            return ReadResult(id_=id_, outs=outs)
+
+
+class SchemaGrantProvider(_PostgresProvider):
+    """Privileges of one role on one schema, its tables and sequences, now and later."""
+
+    identity_keys = ("role", "schema")
+    compared_keys = (
+        "role",
+        "schema",
+        "schema_privileges",
+        "table_privileges",
+        "sequence_privileges",
+        "default_owners",
+        "connection",
+    )
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        result = super().check(olds, news)
+        failures = list(result.failures or [])
+        for key, allowed in (
+            ("schema_privileges", SCHEMA_PRIVILEGES),
+            ("table_privileges", TABLE_PRIVILEGES),
+            ("sequence_privileges", SEQUENCE_PRIVILEGES),
+        ):
+            bad = [p for p in news.get(key) or [] if isinstance(p, str) and p not in allowed]
+            if bad:
+                failures.append(CheckFailure(key, f"{bad} not among {sorted(allowed)}"))
+        return CheckResult(news, failures)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        self._apply(props, previous_owners=())
+        return CreateResult(id_=f"{props['schema']}.{props['role']}", outs=_outs(props))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        self._apply(news, previous_owners=olds.get("default_owners") or ())
+        return UpdateResult(outs=_outs(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
+            role, schema = props["role"], props["schema"]
+            if _oid(cur, "role", role) is None or _oid(cur, "schema", schema) is None:
+                return
+            _revoke_all(cur, role, schema, props.get("default_owners") or ())
+
+    def _apply(self, props: Mapping[str, Any], previous_owners: Iterable[str]) -> None:
+        role, schema = props["role"], props["schema"]
+        owners = list(props.get("default_owners") or [])
+        table_privs = props.get("table_privileges") or []
+        seq_privs = props.get("sequence_privileges") or []
+        with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
+            # Revoke-then-grant in one transaction: the result is exactly the
+            # declared set, whatever was there before, and nobody sees the gap.
+            _revoke_all(cur, role, schema, sorted(set(owners) | set(previous_owners)))
+            r, s = sql.Identifier(role), sql.Identifier(schema)
+            if props.get("schema_privileges"):
+                cur.execute(
+                    sql.SQL("GRANT {} ON SCHEMA {} TO {}").format(_privs(props["schema_privileges"]), s, r)
+                )
+            for relation, kind in _foreign_relations(cur, role, schema):
+                privs = seq_privs if kind == "S" else table_privs
+                if privs:
+                    what = "SEQUENCE" if kind == "S" else "TABLE"
+                    cur.execute(
+                        sql.SQL("GRANT {} ON " + what + " {} TO {}").format(
+                            _privs(privs), sql.Identifier(schema, relation), r
+                        )
+                    )
+            for owner in owners:
+                o = sql.Identifier(owner)
+                if table_privs:
+                    cur.execute(
+                        sql.SQL(
+                            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT {} ON TABLES TO {}"
+                        ).format(o, s, _privs(table_privs), r)
+                    )
+                if seq_privs:
+                    cur.execute(
+                        sql.SQL(
+                            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT {} ON SEQUENCES TO {}"
+                        ).format(o, s, _privs(seq_privs), r)
+                    )
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        role, schema = props["role"], props["schema"]
+        with connect(props["connection"]) as conn, conn.cursor() as cur:
+            role_oid, schema_oid = _oid(cur, "role", role), _oid(cur, "schema", schema)
+            if role_oid is None or schema_oid is None:
+                return ReadResult(id_="", outs={})
+            cur.execute(
+                "SELECT a.privilege_type FROM pg_namespace n, aclexplode(n.nspacl) a "
+                "WHERE n.oid = %s AND a.grantee = %s ORDER BY 1",
+                (schema_oid, role_oid),
+            )
+            schema_privs = [row[0] for row in cur.fetchall()]
+            observed = {
+                "T": _observed_relation_privileges(cur, role_oid, schema_oid, tables=True),
+                "S": _observed_relation_privileges(cur, role_oid, schema_oid, tables=False),
+            }
+            outs = _outs(props)
+            outs["schema_privileges"] = schema_privs
+            if observed["T"] is not None:
+                outs["table_privileges"] = observed["T"]
+            if observed["S"] is not None:
+                outs["sequence_privileges"] = observed["S"]
+            outs["default_owners"] = [
+                owner
+                for owner in props.get("default_owners") or []
+                if _default_privileges(cur, owner, schema_oid, role_oid, "r")
+                == sorted(props.get("table_privileges") or [])
+                and _default_privileges(cur, owner, schema_oid, role_oid, "S")
+                == sorted(props.get("sequence_privileges") or [])
+            ]
+            return ReadResult(id_=id_, outs=outs)
+
+
+def _foreign_relations(cur: psycopg.Cursor[Any], role: str, schema: str) -> list[tuple[str, str]]:
+    """Tables, views and sequences in the schema that the role does not own
+    (an owner's own rights are not ours to revoke)."""
+    cur.execute(
+        "SELECT c.relname, CASE WHEN c.relkind = 'S' THEN 'S' ELSE 'T' END "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') "
+        "AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = %s) ORDER BY 1",
+        (schema, role),
+    )
+    return [(row[0], row[1]) for row in cur.fetchall()]
+
+
+def _revoke_all(cur: psycopg.Cursor[Any], role: str, schema: str, owners: Iterable[str]) -> None:
+    r, s = sql.Identifier(role), sql.Identifier(schema)
+    cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(s, r))
+    for relation, kind in _foreign_relations(cur, role, schema):
+        what = "SEQUENCE" if kind == "S" else "TABLE"
+        cur.execute(
+            sql.SQL("REVOKE ALL ON " + what + " {} FROM {}").format(sql.Identifier(schema, relation), r)
+        )
+    for owner in owners:
+        if _oid(cur, "role", owner) is None:
+            continue
+        for objects in ("TABLES", "SEQUENCES"):
+            cur.execute(
+                sql.SQL(
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} REVOKE ALL ON " + objects + " FROM {}"
+                ).format(sql.Identifier(owner), s, r)
+            )
+
+
+def _observed_relation_privileges(
+    cur: psycopg.Cursor[Any], role_oid: int, schema_oid: int, *, tables: bool
+) -> list[str] | None:
+    """The privileges the role holds on every relation of the kind, or None when
+    the schema has none to look at. Rights held on only some relations show up as
+    a `PARTIAL:` entry so the next update puts them right."""
+    kind_filter = "c.relkind <> 'S'" if tables else "c.relkind = 'S'"
+    cur.execute(
+        "SELECT c.oid, coalesce(array_agg(a.privilege_type) FILTER (WHERE a.grantee = %s), '{}'::text[]) "
+        "FROM pg_class c LEFT JOIN LATERAL aclexplode(c.relacl) a ON true "
+        "WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') "
+        f"AND {kind_filter} AND c.relowner <> %s GROUP BY c.oid",
+        (role_oid, schema_oid, role_oid),
+    )
+    sets = [frozenset(row[1]) for row in cur.fetchall()]
+    if not sets:
+        return None
+    common = frozenset.intersection(*sets)
+    every = frozenset.union(*sets)
+    observed = sorted(common)
+    if every != common:
+        observed.append("PARTIAL:" + ",".join(sorted(every - common)))
+    return observed
+
+
+def _default_privileges(
+    cur: psycopg.Cursor[Any], owner: str, schema_oid: int, role_oid: int, objtype: str
+) -> list[str]:
+    cur.execute(
+        "SELECT a.privilege_type FROM pg_default_acl d, aclexplode(d.defaclacl) a "
+        "WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = %s) "
+        "AND d.defaclnamespace = %s AND d.defaclobjtype = %s AND a.grantee = %s ORDER BY 1",
+        (owner, schema_oid, objtype, role_oid),
+    )
+    return [row[0] for row in cur.fetchall()]
+
+
+class DatabaseAccessProvider(_PostgresProvider):
+    """Who may connect: PUBLIC loses its default rights on the database and on the
+    `public` schema; each named role gets CONNECT and nothing more."""
+
+    identity_keys = ("database",)
+    compared_keys = ("database", "connect_roles", "public_revoked", "connection")
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        self._apply(props, previous=())
+        return CreateResult(id_=props["database"], outs=_outs(props))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        self._apply(news, previous=olds.get("connect_roles") or ())
+        return UpdateResult(outs=_outs(news))
+
+    def _apply(self, props: Mapping[str, Any], previous: Iterable[str]) -> None:
+        db = sql.Identifier(props["database"])
+        wanted = set(props.get("connect_roles") or [])
+        with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+            cur.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+            for role in sorted(set(previous) - wanted):
+                if _oid(cur, "role", role) is not None:
+                    cur.execute(
+                        sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(db, sql.Identifier(role))
+                    )
+            for role in sorted(wanted):
+                cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(role)))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        # PUBLIC's rights stay revoked: removing this resource must not open the
+        # database to every role on the server.
+        db = sql.Identifier(props["database"])
+        with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
+            for role in props.get("connect_roles") or []:
+                if _oid(cur, "role", role) is not None:
+                    cur.execute(
+                        sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(db, sql.Identifier(role))
+                    )
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with connect(props["connection"]) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT coalesce(datacl, acldefault('d', datdba)) FROM pg_database WHERE datname = %s",
+                (id_,),
+            )
+            if cur.fetchone() is None:
+                return ReadResult(id_="", outs={})
+            cur.execute(
+                "SELECT a.grantee, r.rolname, a.privilege_type FROM pg_database d, "
+                "aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
+                "LEFT JOIN pg_roles r ON r.oid = a.grantee "
+                "WHERE d.datname = %s AND a.grantee <> d.datdba",
+                (id_,),
+            )
+            rows = cur.fetchall()
+            database_public = any(grantee == 0 for grantee, _, _ in rows)
+            connect_roles = sorted(
+                {name for grantee, name, priv in rows if grantee != 0 and priv == "CONNECT"}
+            )
+            schema_public = bool(
+                _fetch_one(
+                    cur,
+                    "SELECT count(*) FROM pg_namespace n, "
+                    "aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a "
+                    "WHERE n.nspname = 'public' AND a.grantee = 0",
+                    (),
+                )
+            )
+            outs = _outs(props)
+            outs.update(
+                database=id_,
+                connect_roles=connect_roles,
+                public_revoked=not (database_public or schema_public),
+            )
+            return ReadResult(id_=id_, outs=outs)
+
+
+def _outs(props: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in props.items() if key != PROVIDER_KEY}
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, list):
+        return (
+            sorted(_norm(v) for v in value)
+            if all(isinstance(v, str) for v in value)
+            else [_norm(v) for v in value]
+        )
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in sorted(value.items())}
+    return value
+
+
+def _is_unknown(value: str) -> bool:
+    # The engine's placeholder for values not known until apply.
+    return value == "04da6b54-80e4-46f7-96ec-b56ff0331ba9"

@@ -1,0 +1,1 @@
+"""What the platform is, independent of where it runs: pure Python, no Pulumi."""

@@ -1,0 +1,172 @@
+"""PostgreSQL tuning and the exact `postgresql.conf` / `pg_hba.conf` the server reads.
+
+One tuning function serves both targets: the container reads the rendered file,
+and the AWS target turns the same numbers into parameter-group values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+MIN_MEMORY_BYTES = 256 * MIB
+# Below this a sort or hash spills to disk almost at once; a config that forces it
+# is a sizing mistake, so it is rejected instead of rendered.
+MIN_WORK_MEM_KB = 1024
+# Concurrent sort/hash operations assumed per connection when dividing memory.
+OPERATIONS_PER_CONNECTION = 3
+
+CONTAINER_CONFIG_DIR = "/etc/postgresql"
+CONTAINER_CONFIG_FILE = f"{CONTAINER_CONFIG_DIR}/postgresql.conf"
+CONTAINER_HBA_FILE = f"{CONTAINER_CONFIG_DIR}/pg_hba.conf"
+CONTAINER_PORT = 5432
+
+
+class TuningError(ValueError):
+    """The requested memory cannot hold a sane configuration."""
+
+
+@dataclass(frozen=True)
+class PostgresTuning:
+    memory_bytes: int
+    max_connections: int
+    shared_buffers_kb: int
+    effective_cache_size_kb: int
+    work_mem_kb: int
+    maintenance_work_mem_kb: int
+    random_page_cost: float = 1.1
+    # SSD-backed volumes serve many concurrent prefetches.
+    effective_io_concurrency: int = 200
+    checkpoint_completion_target: float = 0.9
+
+    @property
+    def shared_buffers_pages(self) -> int:
+        """In 8 kB pages, the unit RDS parameter groups take for shared_buffers."""
+        return self.shared_buffers_kb // 8
+
+    @property
+    def effective_cache_size_pages(self) -> int:
+        return self.effective_cache_size_kb // 8
+
+
+def tune(memory_bytes: int, max_connections: int) -> PostgresTuning:
+    """Derive the memory settings from the memory the server may use."""
+    if memory_bytes < MIN_MEMORY_BYTES:
+        raise TuningError(
+            f"{_human(memory_bytes)} is below the {_human(MIN_MEMORY_BYTES)} minimum PostgreSQL is tuned for"
+        )
+    memory_kb = memory_bytes // KIB
+    shared_buffers_kb = _round_down_mb(memory_kb // 4)
+    effective_cache_size_kb = _round_down_mb(memory_kb * 3 // 4)
+    work_mem_kb = (memory_kb - shared_buffers_kb) // (max_connections * OPERATIONS_PER_CONNECTION)
+    if work_mem_kb < MIN_WORK_MEM_KB:
+        raise TuningError(
+            f"{_human(memory_bytes)} cannot hold {max_connections} connections: work_mem "
+            f"would be {work_mem_kb}kB, below the {MIN_WORK_MEM_KB}kB minimum; raise the "
+            "memory or lower maxConnections"
+        )
+    maintenance_work_mem_kb = min(max(_round_down_mb(memory_kb // 16), 16 * KIB), 2 * MIB)
+    return PostgresTuning(
+        memory_bytes=memory_bytes,
+        max_connections=max_connections,
+        shared_buffers_kb=shared_buffers_kb,
+        effective_cache_size_kb=effective_cache_size_kb,
+        work_mem_kb=work_mem_kb,
+        maintenance_work_mem_kb=maintenance_work_mem_kb,
+    )
+
+
+def render_postgresql_conf(
+    tuning: PostgresTuning,
+    *,
+    slow_query_ms: int,
+    hba_file: str = CONTAINER_HBA_FILE,
+) -> str:
+    """The container's postgresql.conf; every line is a decision of this platform."""
+    settings: list[tuple[str, str]] = [
+        ("listen_addresses", "'*'"),
+        ("port", str(CONTAINER_PORT)),
+        ("hba_file", _quote(hba_file)),
+        ("max_connections", str(tuning.max_connections)),
+        ("superuser_reserved_connections", "3"),
+        ("password_encryption", "'scram-sha-256'"),
+        ("shared_buffers", _mem(tuning.shared_buffers_kb)),
+        ("effective_cache_size", _mem(tuning.effective_cache_size_kb)),
+        ("work_mem", _mem(tuning.work_mem_kb)),
+        ("maintenance_work_mem", _mem(tuning.maintenance_work_mem_kb)),
+        ("random_page_cost", f"{tuning.random_page_cost}"),
+        ("effective_io_concurrency", str(tuning.effective_io_concurrency)),
+        ("checkpoint_completion_target", f"{tuning.checkpoint_completion_target}"),
+        ("min_wal_size", "256MB"),
+        ("max_wal_size", "2GB"),
+        ("wal_compression", "on"),
+        ("shared_preload_libraries", "'pg_stat_statements'"),
+        ("pg_stat_statements.max", "10000"),
+        ("pg_stat_statements.track", "all"),
+        ("track_io_timing", "on"),
+        ("log_destination", "'stderr'"),
+        ("logging_collector", "off"),
+        ("log_min_duration_statement", str(slow_query_ms)),
+        ("log_line_prefix", "'%m [%p] %q%u@%d '"),
+        ("log_lock_waits", "on"),
+        ("log_temp_files", "0"),
+        ("log_autovacuum_min_duration", "'1s'"),
+        ("log_timezone", "'UTC'"),
+        ("timezone", "'UTC'"),
+    ]
+    lines = [
+        "# Rendered by the platform spec from the stack's postgres config; do not edit by hand.",
+        *(f"{key} = {value}" for key, value in settings),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_pg_hba_conf(
+    *,
+    database: str,
+    admin_role: str,
+    client_networks: Sequence[IPv4Network],
+) -> str:
+    """Only SCRAM, only from the given networks; the admin may reach every database,
+    every other role only the application's."""
+    if not client_networks:
+        raise ValueError("pg_hba.conf needs at least one client network")
+    lines = [
+        "# Rendered by the platform spec; only scram-sha-256 is accepted, nothing trusts.",
+        "# TYPE  DATABASE  USER  ADDRESS  METHOD",
+        f"local   all       {admin_role}  scram-sha-256",
+        f"local   {database}  all  scram-sha-256",
+    ]
+    for network in client_networks:
+        lines.append(f"host    all       {admin_role}  {network}  scram-sha-256")
+        lines.append(f"host    {database}  all  {network}  scram-sha-256")
+    return "\n".join(lines) + "\n"
+
+
+def _round_down_mb(kb: int) -> int:
+    return kb - kb % KIB
+
+
+def _mem(kb: int) -> str:
+    if kb % MIB == 0:
+        return f"{kb // MIB}GB"
+    if kb % KIB == 0:
+        return f"{kb // KIB}MB"
+    return f"{kb}kB"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _human(n_bytes: int) -> str:
+    if n_bytes % GIB == 0:
+        return f"{n_bytes // GIB}GiB"
+    if n_bytes % MIB == 0:
+        return f"{n_bytes // MIB}MiB"
+    return f"{n_bytes} bytes"

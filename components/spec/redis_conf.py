@@ -1,0 +1,107 @@
+"""The exact `redis.conf` and ACL file the Redis server reads."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+EvictionPolicy = Literal[
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+    "noeviction",
+]
+
+CONTAINER_CONFIG_DIR = "/usr/local/etc/redis"
+CONTAINER_CONFIG_FILE = f"{CONTAINER_CONFIG_DIR}/redis.conf"
+CONTAINER_ACL_FILE = f"{CONTAINER_CONFIG_DIR}/users.acl"
+CONTAINER_DATA_DIR = "/data"
+CONTAINER_PORT = 6379
+
+# RDB snapshots: after 15 min if 1 key changed, 5 min if 10, 1 min if 10000.
+SAVE_POINTS: tuple[tuple[int, int], ...] = ((900, 1), (300, 10), (60, 10000))
+
+# What the application may run: everything but the commands Redis itself files
+# under @dangerous (FLUSHALL, FLUSHDB, CONFIG, DEBUG, SHUTDOWN, KEYS, MONITOR, ACL, ...).
+APP_USER_RULES = "~* &* +@all -@dangerous"
+HEALTHCHECK_USER_RULES = "resetkeys resetchannels -@all +ping"
+
+
+@dataclass(frozen=True)
+class RedisUser:
+    name: str
+    password_sha256: str
+    rules: str
+
+
+def acl_password_hash(password: str) -> str:
+    """Redis ACL files accept `#<sha256>` so the plaintext never lands on disk."""
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def container_memory_limit(maxmemory_bytes: int) -> int:
+    # A BGSAVE or AOF rewrite forks; copy-on-write can touch every page, so the
+    # container needs room for a second copy of the dataset.
+    return 2 * maxmemory_bytes + 64 * 1024 * 1024
+
+
+def render_redis_conf(
+    *,
+    maxmemory_bytes: int,
+    eviction_policy: EvictionPolicy,
+    aclfile: str = CONTAINER_ACL_FILE,
+    data_dir: str = CONTAINER_DATA_DIR,
+) -> str:
+    lines = [
+        "# Rendered by the platform spec; do not edit by hand.",
+        "bind * -::*",
+        "protected-mode yes",
+        f"port {CONTAINER_PORT}",
+        f"aclfile {aclfile}",
+        f"dir {data_dir}",
+        "appendonly yes",
+        'appendfilename "appendonly.aof"',
+        "appendfsync everysec",
+        *(f"save {seconds} {changes}" for seconds, changes in SAVE_POINTS),
+        "stop-writes-on-bgsave-error yes",
+        "rdbcompression yes",
+        "rdbchecksum yes",
+        "dbfilename dump.rdb",
+        f"maxmemory {maxmemory_bytes}",
+        f"maxmemory-policy {eviction_policy}",
+        "tcp-keepalive 300",
+        "timeout 0",
+        "loglevel notice",
+        'logfile ""',
+        "slowlog-log-slower-than 10000",
+        "latency-monitor-threshold 100",
+        "enable-debug-command no",
+        "enable-module-command no",
+        "enable-protected-configs no",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_acl_file(users: Sequence[RedisUser]) -> str:
+    """The default user is switched off: a connection that has not authenticated
+    as a named user can run nothing but AUTH/HELLO."""
+    lines = ["user default off resetpass resetkeys resetchannels -@all"]
+    for user in users:
+        lines.append(f"user {user.name} on #{user.password_sha256} {user.rules}")
+    return "\n".join(lines) + "\n"
+
+
+def healthcheck_command(*, user: str, password_file: str, port: int = CONTAINER_PORT) -> str:
+    """A shell line that authenticates and pings. The password travels from the
+    file through this shell's own environment into redis-cli: it is never in the
+    container's env or in any process's argument list."""
+    return (
+        f'REDISCLI_AUTH="$(cat {password_file})" '
+        f"redis-cli --no-auth-warning -h 127.0.0.1 -p {port} --user {user} ping | grep -qx PONG"
+    )

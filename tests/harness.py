@@ -1,0 +1,111 @@
+"""Runs the Pulumi program under the mock runtime and records what it declares."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime.sync_await import _sync_await
+
+from components.program import main
+
+PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
+CONTAINER_TYPE = "docker:index/container:Container"
+
+
+def fake_secret(name: str) -> str:
+    """Distinct per resource, long and unmistakable in any text it leaks into."""
+    return "Sx" + hashlib.sha256(name.encode()).hexdigest()[:30]
+
+
+@dataclass
+class Declared:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+
+
+@dataclass
+class RecordingMocks(pulumi.runtime.Mocks):
+    declared: list[Declared] = field(default_factory=list)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.declared.append(Declared(args.typ, args.name, dict(args.inputs)))
+        state = dict(args.inputs)
+        if args.typ == PASSWORD_TYPE:
+            state["result"] = fake_secret(args.name)
+        elif args.typ == "docker:index/remoteImage:RemoteImage":
+            digest = hashlib.sha256(args.inputs["name"].encode()).hexdigest()
+            state["image_id"] = f"sha256:{digest}"
+            state["repo_digest"] = f"{args.inputs['name']}@sha256:{digest}"
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+@dataclass
+class Evaluation:
+    declared: list[Declared]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+
+    def of_type(self, typ: str) -> list[Declared]:
+        return [d for d in self.declared if d.typ == typ]
+
+    def named(self, typ: str, name: str) -> Declared:
+        matches = [d for d in self.of_type(typ) if d.name == name]
+        assert len(matches) == 1, f"{typ} {name}: {len(matches)} declared"
+        return matches[0]
+
+    @property
+    def generated_secrets(self) -> list[str]:
+        return [fake_secret(d.name) for d in self.of_type(PASSWORD_TYPE)]
+
+
+def stack_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The dev stack's own file, with overrides applied on top."""
+    import yaml
+
+    with open("Pulumi.dev.yaml", encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)["config"]
+    config = {key.split(":", 1)[1]: value for key, value in raw.items()}
+    config.update(overrides or {})
+    return config
+
+
+def evaluate(
+    config: Mapping[str, Any],
+    *,
+    stack: str = "dev",
+    secret_keys: list[str] | None = None,
+    program: Callable[[], dict[str, Any]] = main,
+) -> Evaluation:
+    """Run the program once, as `pulumi up` would, against recording mocks."""
+    pulumi.runtime.set_all_config(
+        {
+            f"wondernest:{key}": value if isinstance(value, str) else json.dumps(value)
+            for key, value in config.items()
+        },
+        [f"wondernest:{key}" for key in secret_keys or []],
+    )
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="wondernest", stack=stack, preview=False)
+    captured: dict[str, Any] = {}
+    secret: set[str] = set()
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        outputs = program()
+        for key, value in outputs.items():
+            out = pulumi.Output.from_input(value)
+            if _sync_await(out.is_secret()):
+                secret.add(key)
+        return pulumi.Output.all(**outputs).apply(captured.update)
+
+    run()
+    return Evaluation(mocks.declared, captured, secret)
