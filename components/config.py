@@ -33,6 +33,7 @@ from components.spec.redis_conf import EvictionPolicy
 NAMESPACE = "wondernest"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+DEFAULT_MAX_CONNECTIONS = 100
 
 _IMAGE_RE = re.compile(
     r"^(?P<name>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
@@ -106,7 +107,7 @@ class NetworkConfig(_Model):
 class PostgresConfig(_Model):
     version: Literal[15] = 15
     host_port: Port = 5433
-    max_connections: Annotated[int, Field(ge=20, le=5000)] = 100
+    max_connections: Annotated[int, Field(ge=20, le=5000)] = DEFAULT_MAX_CONNECTIONS
     memory: ByteSize = ByteSize(1024**3)
     """Memory the server may use; the container limit and the tuning derive from it."""
     slow_query_ms: Annotated[int, Field(ge=0, le=600_000)] = 500
@@ -114,12 +115,13 @@ class PostgresConfig(_Model):
     @field_validator("memory")
     @classmethod
     def _holds_tuning(cls, value: ByteSize, info: ValidationInfo) -> ByteSize:
-        max_connections = info.data.get("max_connections")
-        if max_connections is not None:
-            try:
-                tune(int(value), max_connections)
-            except TuningError as exc:
-                raise ValueError(str(exc)) from None
+        # Judged against the default connection count when maxConnections is
+        # itself invalid, so a bad memory size is reported either way.
+        max_connections = info.data.get("max_connections", DEFAULT_MAX_CONNECTIONS)
+        try:
+            tune(int(value), max_connections)
+        except TuningError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.sync_await import _sync_await
 
 from components.program import main
@@ -27,6 +28,25 @@ class Declared:
     typ: str
     name: str
     inputs: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+    """Engine-side options (protect, parent, dependencies) as the monitor saw them."""
+
+
+class RecordingMonitor(MockMonitor):
+    """Sees the resource options the Mocks interface does not pass on."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.options: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        self.options[(request.type, request.name)] = {
+            "protect": bool(request.protect),
+            "parent": request.parent,
+            "dependencies": list(request.dependencies),
+            "additional_secret_outputs": list(request.additionalSecretOutputs),
+        }
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
 @dataclass
@@ -94,7 +114,8 @@ def evaluate(
         [f"wondernest:{key}" for key in secret_keys or []],
     )
     mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="wondernest", stack=stack, preview=False)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="wondernest", stack=stack, preview=False, monitor=monitor)
     captured: dict[str, Any] = {}
     secret: set[str] = set()
 
@@ -108,4 +129,26 @@ def evaluate(
         return pulumi.Output.all(**outputs).apply(captured.update)
 
     run()
+    for declared in mocks.declared:
+        declared.options = monitor.options.get((declared.typ, declared.name), {})
     return Evaluation(mocks.declared, captured, secret)
+
+
+def declared_by(config: Mapping[str, Any], *, stack: str = "dev") -> list[Declared]:
+    """Resources a run of the program declares, even when the run then fails."""
+    recorded: list[Declared] = []
+    original = RecordingMocks.new_resource
+
+    def spy(self: RecordingMocks, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        result = original(self, args)
+        recorded.extend(self.declared[-1:])
+        return result
+
+    RecordingMocks.new_resource = spy  # type: ignore[method-assign]
+    try:
+        evaluate(config, stack=stack)
+    except Exception:  # noqa: S110 (the failure is the caller's to assert; we report what was declared)
+        pass
+    finally:
+        RecordingMocks.new_resource = original  # type: ignore[method-assign]
+    return recorded

@@ -1,0 +1,48 @@
+# The two commands a fresh machine needs: `make up` (the local dev stack) and
+# `make test` (lint, types, and every test). See README.md.
+
+VENV      ?= venv
+PY        := $(VENV)/bin/python
+STATE_DIR := $(CURDIR)/.pulumi-state
+# A file backend inside the checkout: no cloud account, no global `pulumi login`.
+PULUMI    := PULUMI_BACKEND_URL=file://$(STATE_DIR) \
+             PULUMI_CONFIG_PASSPHRASE_FILE=$(STATE_DIR)/passphrase pulumi
+STACK     ?= dev
+
+.PHONY: venv lint typecheck test up preview destroy outputs
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy .
+
+test: lint typecheck
+	$(PY) -m pytest
+
+$(STATE_DIR)/passphrase:
+	mkdir -p $(STATE_DIR)
+	umask 077 && head -c 32 /dev/urandom | base64 > $@
+
+# The passphrase guards only this machine's local state; prod uses a KMS key.
+up: venv $(STATE_DIR)/passphrase
+	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
+	$(PULUMI) up --stack $(STACK) --yes
+
+preview: venv $(STATE_DIR)/passphrase
+	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
+	$(PULUMI) preview --stack $(STACK) --diff
+
+outputs: $(STATE_DIR)/passphrase
+	$(PULUMI) stack output --stack $(STACK) --show-secrets
+
+destroy: $(STATE_DIR)/passphrase
+	$(PULUMI) destroy --stack $(STACK) --yes

@@ -1,0 +1,272 @@
+"""Throwaway PostgreSQL and Redis servers on free loopback ports, in temp dirs.
+
+They read the exact text the stack renders for its containers; only what must
+differ on a test machine (port, data dir, socket dir, listen address) is passed
+on the command line, which overrides the file without editing it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from components.spec import postgres_conf, redis_conf
+
+PG_BINDIR = Path(os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin"))
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+LOOPBACK = IPv4Network("127.0.0.1/32")
+
+
+def require_binary(path: str | Path, package: str) -> None:
+    """Skip without the binary, unless the run demands real servers (CI does)."""
+    if Path(path).exists():
+        return
+    message = f"{path} not found (Debian package {package})"
+    if os.environ.get("REQUIRE_SERVERS") == "1":
+        pytest.fail(f"REQUIRE_SERVERS=1 but {message}")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _as_postgres_user() -> list[str]:
+    # postgres refuses to run as root; CI and these machines run tests as root.
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+@dataclass
+class PostgresServer:
+    port: int
+    root: Path
+    superuser: str
+    superuser_password: str
+    process: subprocess.Popen[bytes]
+
+    def dsn(self, *, user: str | None = None, password: str | None = None, dbname: str = "postgres") -> str:
+        return psycopg.conninfo.make_conninfo(
+            host="127.0.0.1",
+            port=self.port,
+            user=user or self.superuser,
+            password=password if password is not None else self.superuser_password,
+            dbname=dbname,
+            connect_timeout=5,
+        )
+
+    def admin(self, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.dsn(dbname=dbname), autocommit=True)
+
+    def admin_connection(self, database: str) -> dict[str, object]:
+        """The provider's `connection` property, as the stack would pass it."""
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": self.superuser,
+            "password": self.superuser_password,
+            "database": database,
+            "sslmode": "disable",
+            "wait_seconds": 5,
+        }
+
+    def log(self) -> str:
+        path = self.root / "server.log"
+        return path.read_text() if path.exists() else ""
+
+
+@contextlib.contextmanager
+def postgres_server(
+    *,
+    database: str = "wondernest",
+    memory_bytes: int = 1024**3,
+    max_connections: int = 100,
+    slow_query_ms: int = 500,
+) -> Iterator[PostgresServer]:
+    """A server with the rendered config and `database` created, as the image's
+    entrypoint creates POSTGRES_DB."""
+    require_binary(PG_BINDIR / "postgres", "postgresql-15")
+    root = Path(tempfile.mkdtemp(prefix="wn-pg-"))
+    password = "test-superuser-" + os.urandom(8).hex()
+    try:
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("postgres")
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+        (root / "pwfile").write_text(password + "\n")
+        os.chmod(root / "pwfile", 0o644)
+        subprocess.run(
+            [
+                *_as_postgres_user(),
+                str(PG_BINDIR / "initdb"),
+                "-D",
+                str(root / "data"),
+                "-U",
+                "postgres",
+                f"--pwfile={root / 'pwfile'}",
+                "--auth=scram-sha-256",
+                "--data-checksums",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        tuning = postgres_conf.tune(memory_bytes, max_connections)
+        (root / "postgresql.conf").write_text(
+            postgres_conf.render_postgresql_conf(
+                tuning, slow_query_ms=slow_query_ms, hba_file=str(root / "pg_hba.conf")
+            )
+        )
+        (root / "pg_hba.conf").write_text(
+            postgres_conf.render_pg_hba_conf(
+                database=database, admin_role="postgres", client_networks=[LOOPBACK]
+            )
+        )
+        port = free_port()
+        log = open(root / "server.log", "wb")  # noqa: SIM115 (lives as long as the server)
+        process = subprocess.Popen(
+            [
+                *_as_postgres_user(),
+                str(PG_BINDIR / "postgres"),
+                "-D",
+                str(root / "data"),
+                "-c",
+                f"config_file={root / 'postgresql.conf'}",
+                "-c",
+                f"port={port}",
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={root}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        server = PostgresServer(port, root, "postgres", password, process)
+        _wait_for(lambda: _pg_ready(server), what="postgres", process=process, log=server.log)
+        with server.admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        yield server
+    finally:
+        with contextlib.suppress(NameError):
+            _stop(process)
+            log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _pg_ready(server: PostgresServer) -> bool:
+    try:
+        with psycopg.connect(server.dsn(), connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@dataclass
+class RedisServer:
+    port: int
+    root: Path
+    process: subprocess.Popen[bytes]
+
+    def restart(self) -> None:
+        """Kill without a final save, then start again on the same files."""
+        self.process.kill()
+        self.process.wait()
+        self.process = _start_redis(self.root, self.port)
+
+
+def _start_redis(root: Path, port: int) -> subprocess.Popen[bytes]:
+    log = open(root / "server.log", "ab")  # noqa: SIM115 (handed to the child)
+    process = subprocess.Popen(
+        [
+            REDIS_SERVER,
+            str(root / "redis.conf"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "no",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    _wait_for(
+        lambda: _port_open(port),
+        what="redis-server",
+        process=process,
+        log=lambda: (root / "server.log").read_text(),
+    )
+    return process
+
+
+@contextlib.contextmanager
+def redis_server(
+    *, acl: str, maxmemory_bytes: int, eviction_policy: redis_conf.EvictionPolicy
+) -> Iterator[RedisServer]:
+    require_binary(REDIS_SERVER, "redis-server")
+    root = Path(tempfile.mkdtemp(prefix="wn-redis-"))
+    (root / "data").mkdir()
+    (root / "users.acl").write_text(acl)
+    (root / "redis.conf").write_text(
+        redis_conf.render_redis_conf(
+            maxmemory_bytes=maxmemory_bytes,
+            eviction_policy=eviction_policy,
+            aclfile=str(root / "users.acl"),
+            data_dir=str(root / "data"),
+        )
+    )
+    server = RedisServer(free_port(), root, None)  # type: ignore[arg-type]
+    try:
+        server.process = _start_redis(root, server.port)
+        yield server
+    finally:
+        if server.process is not None:
+            _stop(server.process)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for(
+    ready: object, *, what: str, process: subprocess.Popen[bytes], log: object, timeout: float = 30
+) -> None:
+    assert callable(ready) and callable(log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log()}")
+        if ready():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready after {timeout}s:\n{log()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

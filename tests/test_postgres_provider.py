@@ -1,0 +1,399 @@
+"""The dynamic provider against a real PostgreSQL 15: CRUD, drift, refusals, and
+the privilege matrix the spec promises, checked by connecting as each role."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+from pulumi.dynamic.dynamic import serialize_provider
+
+from components.postgres.provider import (
+    DatabaseAccessProvider,
+    PostgresResourceError,
+    RoleProvider,
+    SchemaGrantProvider,
+    SchemaProvider,
+)
+from components.spec.database import ANALYTICS_CONNECTION_LIMIT, DatabaseSpec, database_spec
+from components.spec.naming import Names
+from tests.servers import PostgresServer
+
+PASSWORDS = {"app": "app-pass-1111", "analytics": "analytics-pass-2222", "monitoring": "mon-pass-3333"}
+
+
+@dataclass
+class Applied:
+    spec: DatabaseSpec
+    props: dict[str, dict[str, Any]]
+    """Logical name → the props the engine would pass, as created."""
+
+
+def role_props(server: PostgresServer, spec: DatabaseSpec, key: str, password: str) -> dict[str, Any]:
+    role = spec.role(key)
+    return {
+        "name": role.name,
+        "login": True,
+        "connection_limit": role.connection_limit,
+        "member_of": sorted(role.member_of),
+        "password": password,
+        "connection": server.admin_connection(spec.name),
+    }
+
+
+def apply_spec(server: PostgresServer, spec: DatabaseSpec) -> Applied:
+    """What `pulumi up` does with a DatabaseSpec, in dependency order."""
+    conn = server.admin_connection(spec.name)
+    props: dict[str, dict[str, Any]] = {}
+    for role in spec.roles:
+        p = role_props(server, spec, role.key, PASSWORDS[role.key])
+        RoleProvider().create(p)
+        props[f"role-{role.key}"] = p
+    for schema in spec.schemas:
+        p = {"name": schema, "owner": spec.admin_role, "connection": conn}
+        SchemaProvider().create(p)
+        props[f"schema-{schema}"] = p
+    for grant in spec.grants:
+        p = {
+            "role": grant.role,
+            "schema": grant.schema,
+            "schema_privileges": sorted(grant.schema_privileges),
+            "table_privileges": sorted(grant.table_privileges),
+            "sequence_privileges": sorted(grant.sequence_privileges),
+            "default_owners": sorted(grant.default_owners),
+            "connection": conn,
+        }
+        SchemaGrantProvider().create(p)
+        props[f"grant-{grant.schema}-{grant.role}"] = p
+    p = {
+        "database": spec.name,
+        "connect_roles": sorted(spec.connect_roles),
+        "public_revoked": True,
+        "connection": conn,
+    }
+    DatabaseAccessProvider().create(p)
+    props["database-access"] = p
+    return Applied(spec, props)
+
+
+def destroy(applied: Applied) -> None:
+    """What `pulumi destroy` does: dependents first."""
+    p = applied.props
+    DatabaseAccessProvider().delete(applied.spec.name, p["database-access"])
+    for key, props in p.items():
+        if key.startswith("grant-"):
+            SchemaGrantProvider().delete(key, props)
+    for key, props in p.items():
+        if key.startswith("schema-"):
+            SchemaProvider().delete(props["name"], props)
+    for key, props in p.items():
+        if key.startswith("role-"):
+            RoleProvider().delete(props["name"], props)
+
+
+@pytest.fixture(scope="module")
+def applied(pg: PostgresServer) -> Applied:
+    spec = database_spec(Names(app="wondernest", stack="test"))
+    result = apply_spec(pg, spec)
+    # The app's migrations run as the app role and own what they create.
+    with connect_as(pg, spec, "app") as conn:
+        conn.execute("CREATE TABLE core.users (id bigserial PRIMARY KEY, email text NOT NULL)")
+        conn.execute("INSERT INTO core.users (email) VALUES ('a@example.com')")
+    return result
+
+
+def connect_as(
+    server: PostgresServer, spec: DatabaseSpec, key: str, password: str | None = None
+) -> psycopg.Connection[tuple[Any, ...]]:
+    return psycopg.connect(
+        server.dsn(user=spec.role(key).name, password=password or PASSWORDS[key], dbname=spec.name),
+        autocommit=True,
+    )
+
+
+# --- the privilege matrix ---------------------------------------------------
+
+
+def test_app_creates_and_writes_tables_in_every_schema(pg: PostgresServer, applied: Applied) -> None:
+    with connect_as(pg, applied.spec, "app") as conn:
+        for schema in applied.spec.schemas:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {schema}.probe (id int PRIMARY KEY, v text)")
+            conn.execute(f"INSERT INTO {schema}.probe VALUES (1, 'x') ON CONFLICT DO NOTHING")
+            conn.execute(f"UPDATE {schema}.probe SET v = 'y' WHERE id = 1")
+            assert conn.execute(f"SELECT v FROM {schema}.probe").fetchall() == [("y",)]
+            conn.execute(f"DELETE FROM {schema}.probe")
+
+
+def test_app_may_write_tables_the_admin_creates_later(pg: PostgresServer, applied: Applied) -> None:
+    with pg.admin(applied.spec.name) as admin:
+        admin.execute("CREATE TABLE content.admin_made (id serial PRIMARY KEY, v text)")
+    with connect_as(pg, applied.spec, "app") as conn:
+        conn.execute("INSERT INTO content.admin_made (v) VALUES ('ok')")
+        assert conn.execute("SELECT count(*) FROM content.admin_made").fetchone() == (1,)
+
+
+def test_analytics_reads_tables_created_after_the_grant(pg: PostgresServer, applied: Applied) -> None:
+    with connect_as(pg, applied.spec, "app") as conn:
+        conn.execute("CREATE TABLE analytics.events (id bigserial PRIMARY KEY, kind text)")
+        conn.execute("INSERT INTO analytics.events (kind) VALUES ('signup')")
+    with connect_as(pg, applied.spec, "analytics") as conn:
+        assert conn.execute("SELECT kind FROM analytics.events").fetchall() == [("signup",)]
+        assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO core.users (email) VALUES ('x@example.com')",
+        "UPDATE core.users SET email = 'y'",
+        "DELETE FROM core.users",
+        "TRUNCATE core.users",
+        "CREATE TABLE core.sneaky (id int)",
+        "SELECT nextval('core.users_id_seq')",
+    ],
+)
+def test_analytics_cannot_write(pg: PostgresServer, applied: Applied, statement: str) -> None:
+    with connect_as(pg, applied.spec, "analytics") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(statement)
+
+
+@pytest.mark.parametrize("key", ["app", "analytics", "monitoring"])
+@pytest.mark.parametrize("statement", ["CREATE ROLE intruder", "CREATE DATABASE intruder"])
+def test_no_role_can_create_roles_or_databases(
+    pg: PostgresServer, applied: Applied, key: str, statement: str
+) -> None:
+    with connect_as(pg, applied.spec, key) as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(statement)
+
+
+def test_role_attributes_match_the_spec(pg: PostgresServer, applied: Applied) -> None:
+    with pg.admin() as conn:
+        rows = conn.execute(
+            "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolconnlimit, "
+            "pg_has_role(rolname, 'pg_monitor', 'member'), rolpassword LIKE 'SCRAM-SHA-256$%' "
+            "FROM pg_authid WHERE rolname LIKE 'wondernest\\_%' ORDER BY 1"
+        ).fetchall()
+    assert rows == [
+        ("wondernest_analytics", False, False, False, False, 10, False, True),
+        ("wondernest_app", False, False, False, False, 50, False, True),
+        ("wondernest_monitoring", False, False, False, False, 3, True, True),
+    ]
+
+
+def test_monitoring_sees_every_session_but_no_data(pg: PostgresServer, applied: Applied) -> None:
+    with connect_as(pg, applied.spec, "monitoring") as conn:
+        visible = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query IS NOT NULL AND usename IS NOT NULL"
+        ).fetchone()
+        assert visible is not None and visible[0] >= 1
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM core.users")
+
+
+def test_public_has_no_way_in(pg: PostgresServer, applied: Applied) -> None:
+    with pg.admin() as conn:
+        conn.execute("CREATE ROLE outsider LOGIN PASSWORD 'outsider-pass'")
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        psycopg.connect(pg.dsn(user="outsider", password="outsider-pass", dbname=applied.spec.name))
+    with pg.admin(applied.spec.name) as conn:
+        row = conn.execute(
+            "SELECT has_schema_privilege('outsider', 'public', 'USAGE'), "
+            "has_schema_privilege('outsider', 'public', 'CREATE'), "
+            "has_database_privilege('outsider', current_database(), 'TEMP')"
+        ).fetchone()
+    assert row == (False, False, False)
+
+
+def test_the_eleventh_analytics_connection_is_refused(pg: PostgresServer, applied: Applied) -> None:
+    held = [connect_as(pg, applied.spec, "analytics") for _ in range(ANALYTICS_CONNECTION_LIMIT)]
+    try:
+        with pytest.raises(psycopg.OperationalError, match="too many connections for role"):
+            connect_as(pg, applied.spec, "analytics")
+    finally:
+        for conn in held:
+            conn.close()
+
+
+# --- lifecycle: update, read/drift, refusals, idempotence --------------------
+
+
+def test_a_changed_password_works_and_the_old_one_fails(pg: PostgresServer, applied: Applied) -> None:
+    old = applied.props["role-analytics"]
+    new = {**old, "password": "rotated-pass-4444"}
+    assert RoleProvider().diff(old["name"], old, new).changes
+    RoleProvider().update(old["name"], old, new)
+    try:
+        with connect_as(pg, applied.spec, "analytics", "rotated-pass-4444") as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            connect_as(pg, applied.spec, "analytics")
+    finally:
+        RoleProvider().update(old["name"], new, old)
+
+
+def test_the_password_never_reaches_the_server_in_plaintext(pg: PostgresServer, applied: Applied) -> None:
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        # Every statement the provider's sessions run goes to the server log.
+        conn.execute("ALTER ROLE postgres SET log_statement = 'all'")
+    props = applied.props["role-app"]
+    try:
+        RoleProvider().update(props["name"], props, props)
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("ALTER ROLE postgres RESET log_statement")
+    with pg.admin(applied.spec.name) as conn:
+        texts = [str(r[0]) for r in conn.execute("SELECT query FROM pg_stat_statements").fetchall()]
+    assert any("ALTER ROLE" in t for t in texts), texts
+    assert not any(PASSWORDS["app"] in t for t in texts)
+    log = pg.log()
+    assert 'ALTER ROLE "wondernest_app"' in log and "SCRAM-SHA-256$" in log
+    assert PASSWORDS["app"] not in log
+
+
+def test_read_reports_the_state_in_the_catalog(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["role-monitoring"]
+    result = RoleProvider().read(props["name"], props)
+    assert result.id == props["name"]
+    outs = result.outs or {}
+    assert outs["member_of"] == ["pg_monitor"]
+    assert outs["connection_limit"] == 3
+    assert outs["escalations"] == []
+    assert not RoleProvider().diff(props["name"], outs, props).changes
+
+
+def test_escalated_role_is_drift_and_update_removes_it(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["role-app"]
+    with pg.admin() as conn:
+        conn.execute(f"ALTER ROLE {props['name']} CREATEDB CONNECTION LIMIT 500")
+    refreshed = RoleProvider().read(props["name"], props).outs or {}
+    assert refreshed["escalations"] == ["CREATEDB"]
+    assert refreshed["connection_limit"] == 500
+    assert RoleProvider().diff(props["name"], refreshed, props).changes
+    RoleProvider().update(props["name"], refreshed, props)
+    again = RoleProvider().read(props["name"], props).outs or {}
+    assert again["escalations"] == [] and again["connection_limit"] == 50
+
+
+def test_revoked_table_grant_is_drift_and_update_restores_it(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["grant-core-wondernest_analytics"]
+    provider = SchemaGrantProvider()
+    clean = provider.read("core.wondernest_analytics", props).outs or {}
+    assert not provider.diff("x", clean, props).changes, clean
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("REVOKE SELECT ON core.users FROM wondernest_analytics")
+    drifted = provider.read("core.wondernest_analytics", props).outs or {}
+    assert provider.diff("x", drifted, props).changes
+    provider.update("x", drifted, props)
+    with connect_as(pg, applied.spec, "analytics") as conn:
+        assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
+
+
+def test_an_extra_privilege_on_one_table_is_drift(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["grant-core-wondernest_analytics"]
+    provider = SchemaGrantProvider()
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("CREATE TABLE core.second (id int)")
+        conn.execute("GRANT INSERT ON core.users TO wondernest_analytics")
+    drifted = provider.read("x", props).outs or {}
+    assert any(p.startswith("PARTIAL:") for p in drifted["table_privileges"])
+    provider.update("x", drifted, props)
+    with connect_as(pg, applied.spec, "analytics") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("INSERT INTO core.users (email) VALUES ('no')")
+
+
+def test_public_access_drift_is_detected(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["database-access"]
+    provider = DatabaseAccessProvider()
+    assert (provider.read(props["database"], props).outs or {})["public_revoked"] is True
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute(f"GRANT CONNECT ON DATABASE {props['database']} TO PUBLIC")
+    drifted = provider.read(props["database"], props).outs or {}
+    assert drifted["public_revoked"] is False
+    provider.update(props["database"], drifted, props)
+    assert (provider.read(props["database"], props).outs or {})["public_revoked"] is True
+
+
+def test_create_is_idempotent(pg: PostgresServer, applied: Applied) -> None:
+    # A second create of everything (a retried, half-finished `up`) converges.
+    apply_spec(pg, applied.spec)
+    test_role_attributes_match_the_spec(pg, applied)
+    with connect_as(pg, applied.spec, "analytics") as conn:
+        assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
+
+
+def test_a_schema_holding_a_table_is_never_dropped(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["schema-core"]
+    with pytest.raises(PostgresResourceError, match=r"schema core still holds .*users"):
+        SchemaProvider().delete("core", props)
+    with connect_as(pg, applied.spec, "app") as conn:
+        assert conn.execute("SELECT email FROM core.users").fetchall() == [("a@example.com",)]
+
+
+def test_a_role_owning_data_is_never_dropped(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["role-app"]
+    with pytest.raises(PostgresResourceError, match=r"owns \d+ object"):
+        RoleProvider().delete(props["name"], props)
+    with connect_as(pg, applied.spec, "app") as conn:
+        assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
+
+
+def test_renaming_a_role_replaces_it_and_other_changes_update_in_place(applied: Applied) -> None:
+    props = applied.props["role-analytics"]
+    renamed = RoleProvider().diff("x", props, {**props, "name": "wondernest_bi"})
+    assert renamed.replaces == ["name"]
+    limited = RoleProvider().diff("x", props, {**props, "connection_limit": 20})
+    assert limited.changes and not limited.replaces
+    same = RoleProvider().diff("x", props, {**props, "member_of": list(reversed(props["member_of"]))})
+    assert not same.changes
+
+
+def test_check_rejects_bad_identifiers_and_unlimited_roles(applied: Applied) -> None:
+    props = applied.props["role-analytics"]
+    result = RoleProvider().check({}, {**props, "name": "Robert'); DROP", "connection_limit": -1})
+    assert {f.property for f in result.failures or []} == {"name", "connection_limit"}
+
+
+def test_full_lifecycle_from_empty_to_empty(pg: PostgresServer) -> None:
+    spec = database_spec(Names(app="lifecycle", stack="test"))
+    with pg.admin() as conn:
+        conn.execute("CREATE DATABASE lifecycle")
+    applied = apply_spec(pg, spec)
+    destroy(applied)
+    with pg.admin("lifecycle") as conn:
+        roles = conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'lifecycle\\_%'").fetchone()
+        schemas = conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = ANY(%s)", (list(spec.schemas),)
+        ).fetchone()
+    assert roles == (0,) and schemas == (0,)
+
+
+def test_the_serialized_provider_runs_in_a_fresh_process(pg: PostgresServer, applied: Applied) -> None:
+    """The engine runs a dynamic provider by unpickling it from state in a new
+    process started in the project directory; do exactly that."""
+    blob = serialize_provider(RoleProvider())
+    props = applied.props["role-monitoring"]
+    script = (
+        "import base64, json, sys, dill\n"
+        "provider = dill.loads(base64.b64decode(sys.argv[1]))\n"
+        "result = provider.read(sys.argv[2], json.loads(sys.argv[3]))\n"
+        "print(json.dumps(result.outs['member_of']))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, blob, props["name"], json.dumps(props)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout) == ["pg_monitor"]
+    assert base64.b64decode(blob)  # a real payload, not an empty placeholder

@@ -1,0 +1,155 @@
+"""The rendered redis.conf and ACL file, loaded by a real redis-server."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from components.spec import redis_conf
+from components.spec.naming import Names
+from tests.servers import RedisServer, redis_server
+
+NAMES = Names(app="wondernest", stack="test")
+APP_PASSWORD = "app-redis-pass-5555"
+HEALTH_PASSWORD = "health-redis-pass-6666"
+MAXMEMORY = 32 * 1024 * 1024
+
+
+def rendered_acl() -> str:
+    return redis_conf.render_acl_file(
+        [
+            redis_conf.RedisUser(
+                NAMES.redis_app_user, redis_conf.acl_password_hash(APP_PASSWORD), redis_conf.APP_USER_RULES
+            ),
+            redis_conf.RedisUser(
+                NAMES.redis_healthcheck_user,
+                redis_conf.acl_password_hash(HEALTH_PASSWORD),
+                redis_conf.HEALTHCHECK_USER_RULES,
+            ),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with redis_server(acl=rendered_acl(), maxmemory_bytes=MAXMEMORY, eviction_policy="allkeys-lru") as s:
+        yield s
+
+
+def client(server: RedisServer, username: str | None = None, password: str | None = None) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=server.port, username=username, password=password)
+
+
+def app(server: RedisServer) -> redis.Redis:
+    return client(server, NAMES.redis_app_user, APP_PASSWORD)
+
+
+def test_the_acl_file_holds_no_plaintext_password() -> None:
+    text = rendered_acl()
+    assert APP_PASSWORD not in text and HEALTH_PASSWORD not in text
+    assert redis_conf.acl_password_hash(APP_PASSWORD) in text
+
+
+def test_unauthenticated_commands_fail(server: RedisServer) -> None:
+    with pytest.raises(redis.AuthenticationError):
+        client(server).ping()
+    with pytest.raises(redis.AuthenticationError):
+        client(server).get("anything")
+
+
+def test_the_default_user_cannot_log_in(server: RedisServer) -> None:
+    with pytest.raises(redis.AuthenticationError):
+        client(server, "default", "").ping()
+
+
+def test_wrong_password_fails(server: RedisServer) -> None:
+    with pytest.raises(redis.AuthenticationError):
+        client(server, NAMES.redis_app_user, "not-the-password").ping()
+
+
+def test_the_app_user_reads_and_writes(server: RedisServer) -> None:
+    r = app(server)
+    assert r.set("session:1", "v", ex=60)
+    assert r.get("session:1") == b"v"
+    assert r.incr("ratelimit:login:1") == 1
+    assert r.expire("ratelimit:login:1", 60)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("FLUSHALL",),
+        ("FLUSHDB",),
+        ("CONFIG", "GET", "maxmemory"),
+        ("CONFIG", "SET", "maxmemory", "0"),
+        ("DEBUG", "SLEEP", "0"),
+        ("SHUTDOWN", "NOSAVE"),
+        ("KEYS", "*"),
+        ("ACL", "LIST"),
+        ("MONITOR",),
+    ],
+)
+def test_the_app_user_is_denied_dangerous_commands(server: RedisServer, command: tuple[str, ...]) -> None:
+    # DEBUG is refused before the ACL is consulted (enable-debug-command no);
+    # everything else by the ACL.
+    with pytest.raises(redis.exceptions.ResponseError, match=r"no permissions|DEBUG command not allowed"):
+        app(server).execute_command(*command)  # type: ignore[no-untyped-call]
+    assert server.process.poll() is None
+
+
+def test_the_healthcheck_user_may_only_ping(server: RedisServer) -> None:
+    r = client(server, NAMES.redis_healthcheck_user, HEALTH_PASSWORD)
+    assert r.ping()
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        r.get("session:1")
+
+
+def test_the_rendered_healthcheck_line_authenticates(server: RedisServer, tmp_path: Path) -> None:
+    password_file = tmp_path / "health"
+    password_file.write_text(HEALTH_PASSWORD)
+    line = redis_conf.healthcheck_command(
+        user=NAMES.redis_healthcheck_user, password_file=str(password_file), port=server.port
+    )
+    assert HEALTH_PASSWORD not in line
+    assert subprocess.run(["sh", "-c", line], check=False).returncode == 0
+    password_file.write_text("wrong")
+    assert subprocess.run(["sh", "-c", line], check=False, capture_output=True).returncode != 0
+
+
+def test_aof_persists_writes_across_a_crash(server: RedisServer) -> None:
+    app(server).set("durable", "yes")
+    time.sleep(1.5)  # appendfsync everysec
+    server.restart()
+    assert app(server).get("durable") == b"yes"
+    aof_files = list((server.root / "data").rglob("*.aof"))
+    assert aof_files, "no AOF files written"
+
+
+def test_allkeys_lru_evicts_instead_of_refusing_writes(server: RedisServer) -> None:
+    r = app(server)
+    r.set("oldest", "x")
+    payload = b"v" * 4096
+    pipe = r.pipeline(transaction=False)
+    # Twice maxmemory: with noeviction the writes would fail with OOM.
+    for i in range(2 * MAXMEMORY // len(payload)):
+        pipe.set(f"fill:{i}", payload)
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    assert r.get("oldest") is None
+    assert r.get(f"fill:{2 * MAXMEMORY // len(payload) - 1}") == payload
+
+
+def test_noeviction_would_refuse_the_same_writes() -> None:
+    # The counterpart that shows the eviction test can fail.
+    with redis_server(acl=rendered_acl(), maxmemory_bytes=MAXMEMORY, eviction_policy="noeviction") as s:
+        r = app(s)
+        payload = b"v" * 4096
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            for i in range(2 * MAXMEMORY // len(payload)):
+                r.set(f"fill:{i}", payload)

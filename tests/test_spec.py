@@ -1,0 +1,98 @@
+"""Pure spec functions: tuning arithmetic, role model, renderers' invariants."""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Network
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from components.spec import pgadmin, postgres_conf, redis_conf
+from components.spec.database import SCHEMAS, database_spec
+from components.spec.naming import Names
+
+MIB = 1024 * 1024
+
+
+def test_tuning_for_the_seed_sizes() -> None:
+    t = postgres_conf.tune(1024 * MIB, 100)
+    assert (t.shared_buffers_kb, t.effective_cache_size_kb) == (256 * 1024, 768 * 1024)
+    assert t.maintenance_work_mem_kb == 64 * 1024
+    assert t.work_mem_kb == (1024 * 1024 - 256 * 1024) // 300
+    assert (t.shared_buffers_pages, t.effective_cache_size_pages) == (32768, 98304)
+
+
+@given(st.integers(min_value=256, max_value=256 * 1024), st.integers(min_value=20, max_value=5000))
+def test_tuning_never_promises_more_memory_than_there_is(memory_mib: int, max_connections: int) -> None:
+    try:
+        t = postgres_conf.tune(memory_mib * MIB, max_connections)
+    except postgres_conf.TuningError:
+        return
+    memory_kb = memory_mib * 1024
+    assert t.shared_buffers_kb <= memory_kb // 4
+    assert t.effective_cache_size_kb <= memory_kb * 3 // 4
+    assert t.shared_buffers_kb + max_connections * 3 * t.work_mem_kb <= memory_kb
+    assert t.work_mem_kb >= postgres_conf.MIN_WORK_MEM_KB
+    assert 16 * 1024 <= t.maintenance_work_mem_kb <= 2 * 1024 * 1024
+
+
+def test_too_little_memory_is_refused_with_the_reason() -> None:
+    with pytest.raises(postgres_conf.TuningError, match="below the 256MiB minimum"):
+        postgres_conf.tune(128 * MIB, 20)
+    with pytest.raises(postgres_conf.TuningError, match="cannot hold 1000 connections"):
+        postgres_conf.tune(512 * MIB, 1000)
+
+
+def test_pg_hba_never_trusts_and_needs_a_network() -> None:
+    text = postgres_conf.render_pg_hba_conf(
+        database="wondernest", admin_role="postgres", client_networks=[IPv4Network("172.30.1.0/24")]
+    )
+    rules = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
+    assert {rule[-1] for rule in rules} == {"scram-sha-256"}
+    assert not any("0.0.0.0/0" in rule for rule in rules)
+    with pytest.raises(ValueError, match="at least one client network"):
+        postgres_conf.render_pg_hba_conf(database="w", admin_role="postgres", client_networks=[])
+
+
+def test_the_role_model() -> None:
+    spec = database_spec(Names(app="wondernest", stack="dev"))
+    assert spec.schemas == SCHEMAS and len(SCHEMAS) == 9
+    assert [(r.name, r.connection_limit, r.member_of) for r in spec.roles] == [
+        ("wondernest_app", 50, ()),
+        ("wondernest_analytics", 10, ()),
+        ("wondernest_monitoring", 3, ("pg_monitor",)),
+    ]
+    analytics = [g for g in spec.grants if g.role == "wondernest_analytics"]
+    assert {g.schema for g in analytics} == set(SCHEMAS)
+    assert all(g.table_privileges == ("SELECT",) and "CREATE" not in g.schema_privileges for g in analytics)
+    assert all(set(g.default_owners) == {"postgres", "wondernest_app"} for g in analytics)
+    monitoring_grants = [g for g in spec.grants if g.role == "wondernest_monitoring"]
+    assert monitoring_grants == []
+
+
+def test_redis_conf_carries_persistence_and_eviction() -> None:
+    text = redis_conf.render_redis_conf(maxmemory_bytes=256 * MIB, eviction_policy="allkeys-lru")
+    lines = set(text.splitlines())
+    assert {"appendonly yes", "protected-mode yes", "save 900 1", f"maxmemory {256 * MIB}"} <= lines
+    assert "maxmemory-policy allkeys-lru" in lines
+    assert redis_conf.container_memory_limit(256 * MIB) > 2 * 256 * MIB
+
+
+def test_pgadmin_servers_json_and_pgpass() -> None:
+    servers = json.loads(
+        pgadmin.render_servers_json(
+            name="wondernest (dev)",
+            group="wondernest",
+            host="postgres",
+            port=5432,
+            database="wondernest",
+            username="postgres",
+        )
+    )["Servers"]["1"]
+    assert servers["Host"] == "postgres" and servers["PassFile"] == "/pgpass"
+    assert pgadmin.render_pgpass(
+        host="postgres", port=5432, database="*", username="u", password="p:w\\"
+    ) == ("postgres:5432:*:u:p\\:w\\\\\n")
+    assert pgadmin.storage_dir("admin@example.com") == "/var/lib/pgadmin/storage/admin_example.com"

@@ -1,0 +1,223 @@
+"""The dev stack under Pulumi's mock runtime: the resource graph and its properties."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError
+from components.program import UnsupportedTargetError
+from tests.harness import CONTAINER_TYPE, Declared, Evaluation, declared_by, evaluate, stack_config
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+DYNAMIC = "pulumi-python:dynamic/postgres:"
+
+
+@pytest.fixture(scope="module")
+def dev() -> Evaluation:
+    return evaluate(stack_config())
+
+
+def containers(ev: Evaluation) -> list[Declared]:
+    return ev.of_type(CONTAINER_TYPE)
+
+
+def unwrap(value: Any) -> Any:
+    if isinstance(value, dict) and SECRET_SIG in value:
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and SECRET_SIG in value
+
+
+def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
+    components = {d.typ for d in dev.declared if d.typ.startswith("wondernest:")}
+    assert components == {
+        "wondernest:local:Network",
+        "wondernest:local:Secrets",
+        "wondernest:local:Database",
+        "wondernest:local:Cache",
+        "wondernest:local:DevTools",
+    }
+    assert sorted(c.inputs["name"] for c in containers(dev)) == [
+        "wondernest-dev-pgadmin",
+        "wondernest-dev-postgres",
+        "wondernest-dev-redis",
+    ]
+    assert len(dev.of_type(f"{DYNAMIC}Role")) == 3
+    assert len(dev.of_type(f"{DYNAMIC}Schema")) == 9
+    assert len(dev.of_type(f"{DYNAMIC}SchemaGrant")) == 18
+    assert len(dev.of_type(f"{DYNAMIC}DatabaseAccess")) == 1
+
+
+def test_no_generated_secret_appears_in_env_command_healthcheck_or_labels(dev: Evaluation) -> None:
+    assert dev.generated_secrets
+    for container in containers(dev):
+        visible = json.dumps(
+            {
+                key: container.inputs.get(key)
+                for key in ("envs", "command", "entrypoints", "healthcheck", "labels")
+            }
+        )
+        for secret in dev.generated_secrets:
+            assert secret not in visible, f"{container.name} exposes a secret"
+
+
+def test_secret_files_are_uploaded_as_secrets_with_tight_modes(dev: Evaluation) -> None:
+    for container in containers(dev):
+        uploads = container.inputs["uploads"]
+        assert is_secret(uploads), f"{container.name}: uploads carry secrets and must be secret"
+        for upload in unwrap(uploads):
+            if any(s in upload["content"] for s in dev.generated_secrets):
+                assert upload["permissions"] == "0400", upload["file"]
+                assert upload["owner"] not in (None, "0", "root"), upload["file"]
+
+
+def test_every_published_port_binds_loopback(dev: Evaluation) -> None:
+    published = [(c.name, p) for c in containers(dev) for p in c.inputs.get("ports") or []]
+    assert {name for name, _ in published} == {"postgres", "redis", "pgadmin"}
+    assert all(p["ip"] == "127.0.0.1" for _, p in published)
+
+
+def test_the_backend_network_is_internal_and_the_data_tier_stays_off_the_frontend(dev: Evaluation) -> None:
+    networks = {n.name: n.inputs for n in dev.of_type("docker:index/network:Network")}
+    assert networks["backend"]["internal"] is True
+    assert networks["frontend"].get("internal") in (False, None)
+    for name in ("postgres", "redis"):
+        attached = {n["name"] for n in dev.named(CONTAINER_TYPE, name).inputs["networksAdvanced"]}
+        assert attached == {"wondernest-dev-backend", "wondernest-dev-ops"}
+
+
+def test_containers_are_hardened(dev: Evaluation) -> None:
+    for c in containers(dev):
+        i = c.inputs
+        assert i["user"] and not i["user"].startswith("0"), c.name
+        assert i["securityOpts"] == ["no-new-privileges:true"]
+        assert i["capabilities"]["drops"] == ["ALL"]
+        assert i["privileged"] is False
+        assert i["restart"] == "unless-stopped"
+        assert i["memory"] > 0
+        assert i["healthcheck"]["tests"]
+        assert i["wait"] is True
+        assert not i.get("networkMode") and not i.get("pidMode")
+
+
+def test_images_are_pinned_remote_images(dev: Evaluation) -> None:
+    refs = sorted(i.inputs["name"] for i in dev.of_type("docker:index/remoteImage:RemoteImage"))
+    assert refs == ["dpage/pgadmin4:8.14", "postgres:15.10-bookworm", "redis:7.4.1-bookworm"]
+
+
+def test_postgres_gets_its_password_as_a_file(dev: Evaluation) -> None:
+    pg = dev.named(CONTAINER_TYPE, "postgres").inputs
+    assert "POSTGRES_PASSWORD_FILE=/run/secrets/postgres-superuser-password" in pg["envs"]
+    assert not any(e.startswith("POSTGRES_PASSWORD=") for e in pg["envs"])
+    assert pg["healthcheck"]["tests"][:2] == ["CMD", "pg_isready"]
+
+
+def test_only_the_postgres_volume_is_protected(dev: Evaluation) -> None:
+    protected = [d.name for d in dev.declared if d.options.get("protect")]
+    assert protected == ["postgres-data"]
+    assert dev.named("docker:index/volume:Volume", "postgres-data").inputs["name"] == (
+        "wondernest-dev-postgres-data"
+    )
+
+
+def test_every_resource_belongs_to_a_component(dev: Evaluation) -> None:
+    for d in dev.declared:
+        if not d.typ.startswith("wondernest:"):
+            assert "wondernest:local:" in d.options["parent"], d.name
+
+
+def test_database_objects_wait_for_a_healthy_postgres(dev: Evaluation) -> None:
+    for d in dev.of_type(f"{DYNAMIC}Schema") + dev.of_type(f"{DYNAMIC}Role"):
+        assert any(dep.endswith("::postgres") for dep in d.options["dependencies"]), d.name
+        assert set(d.options["additional_secret_outputs"]) >= {"password", "connection"}
+
+
+def test_dynamic_resources_carry_their_secrets_as_secrets(dev: Evaluation) -> None:
+    for role in dev.of_type(f"{DYNAMIC}Role"):
+        assert is_secret(role.inputs["password"])
+        assert is_secret(role.inputs["connection"])
+        assert is_secret(role.inputs["__provider"])
+    limits = {unwrap(r.inputs["name"]): r.inputs["connection_limit"] for r in dev.of_type(f"{DYNAMIC}Role")}
+    assert limits == {"wondernest_app": 50, "wondernest_analytics": 10, "wondernest_monitoring": 3}
+
+
+def test_outputs_and_their_secrecy(dev: Evaluation) -> None:
+    assert dev.outputs["postgresEndpoint"] == "127.0.0.1:5433"
+    assert dev.outputs["redisEndpoint"] == "127.0.0.1:6379"
+    assert dev.outputs["roles"] == {
+        "app": "wondernest_app",
+        "analytics": "wondernest_analytics",
+        "monitoring": "wondernest_monitoring",
+    }
+    assert dev.outputs["pgadminUrl"] == "http://127.0.0.1:5050"
+    assert dev.secret_outputs == {"secrets"}
+    assert set(dev.outputs["secrets"]) == {
+        "postgres_superuser",
+        "postgres_app",
+        "postgres_analytics",
+        "postgres_monitoring",
+        "redis_app",
+        "redis_healthcheck",
+        "grafana_admin",
+        "pgadmin_login",
+        "jwt_signing_key",
+    }
+
+
+def test_two_evaluations_declare_identical_inputs() -> None:
+    first, second = evaluate(stack_config()), evaluate(stack_config())
+
+    def snapshot(ev: Evaluation) -> list[tuple[str, str, str]]:
+        return [(d.typ, d.name, json.dumps(d.inputs, sort_keys=True)) for d in ev.declared]
+
+    assert sorted(snapshot(first)) == sorted(snapshot(second))
+
+
+def test_physical_names_follow_app_name_and_stack() -> None:
+    ev = evaluate(stack_config({"appName": "yourapp"}), stack="staging")
+    assert sorted(c.inputs["name"] for c in containers(ev)) == [
+        "yourapp-staging-pgadmin",
+        "yourapp-staging-postgres",
+        "yourapp-staging-redis",
+    ]
+    assert ev.outputs["roles"]["app"] == "yourapp_app"
+
+
+def test_dev_tools_off_declares_no_pgadmin() -> None:
+    ev = evaluate(stack_config({"devTools": {"enabled": False}}))
+    assert "devtools" not in {d.name for d in ev.declared}
+    assert "pgadminUrl" not in ev.outputs
+
+
+def test_a_wider_bind_needs_the_explicit_switch() -> None:
+    ev = evaluate(stack_config({"network": {"allowPublicBind": True, "bindAddress": "0.0.0.0"}}))
+    ports = [p for c in containers(ev) for p in c.inputs.get("ports") or []]
+    assert {p["ip"] for p in ports} == {"0.0.0.0"}
+
+
+def test_invalid_config_declares_nothing() -> None:
+    assert declared_by(stack_config()), "the spy must see a valid stack's resources"
+    bad = stack_config({"postgres": {"hostPort": 0, "memory": "10MiB"}, "typo": 1})
+    with pytest.raises(ConfigError) as caught:
+        evaluate(bad)
+    problems = "\n".join(caught.value.problems)
+    for key in ("postgres.hostPort", "postgres.memory", "wondernest:typo"):
+        assert key in problems
+    assert not declared_by(bad)
+
+
+def test_the_aws_target_is_refused_until_it_exists() -> None:
+    config = stack_config({"target": "aws"})
+    with pytest.raises(UnsupportedTargetError, match="'aws'"):
+        evaluate(config)
+    assert not declared_by(config)
