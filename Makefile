@@ -9,7 +9,7 @@ PULUMI    := PULUMI_BACKEND_URL=file://$(STATE_DIR) \
              PULUMI_CONFIG_PASSPHRASE_FILE=$(STATE_DIR)/passphrase pulumi
 STACK     ?= dev
 
-.PHONY: venv lint typecheck test up preview destroy outputs
+.PHONY: venv lint typecheck test up preview destroy destroy-all outputs psql
 
 venv: $(VENV)/.installed
 
@@ -44,5 +44,18 @@ preview: venv $(STATE_DIR)/passphrase
 outputs: $(STATE_DIR)/passphrase
 	$(PULUMI) stack output --stack $(STACK) --show-secrets
 
+# psql as one of the platform's roles: make psql ROLE=app|analytics|monitoring|superuser
+ROLE ?= app
+psql: venv $(STATE_DIR)/passphrase
+	@eval "$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
+	  | $(PY) -m components.connect $(ROLE))" && psql
+
+# Everything but the protected Postgres volume and the superuser password it was
+# initialised with: the next `make up` finds the data again.
 destroy: $(STATE_DIR)/passphrase
+	$(PULUMI) destroy --stack $(STACK) --exclude-protected --yes
+
+# Everything, data included.
+destroy-all: $(STATE_DIR)/passphrase
+	$(PULUMI) state unprotect --stack $(STACK) --all --yes
 	$(PULUMI) destroy --stack $(STACK) --yes

@@ -122,9 +122,9 @@ def test_postgres_gets_its_password_as_a_file(dev: Evaluation) -> None:
     assert pg["healthcheck"]["tests"][:2] == ["CMD", "pg_isready"]
 
 
-def test_only_the_postgres_volume_is_protected(dev: Evaluation) -> None:
-    protected = [d.name for d in dev.declared if d.options.get("protect")]
-    assert protected == ["postgres-data"]
+def test_the_postgres_volume_and_its_superuser_password_are_protected(dev: Evaluation) -> None:
+    protected = sorted(d.name for d in dev.declared if d.options.get("protect"))
+    assert protected == ["postgres-data", "postgres-superuser"]
     assert dev.named("docker:index/volume:Volume", "postgres-data").inputs["name"] == (
         "wondernest-dev-postgres-data"
     )

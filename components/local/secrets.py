@@ -27,13 +27,22 @@ PASSWORDS: tuple[str, ...] = (
 )
 
 
+# initdb writes the superuser's password into the protected data volume, and the
+# image never changes it afterwards; a new password with the old volume would
+# lock the platform out of its own database. The two are kept or deleted together.
+BOUND_TO_DATA = frozenset({"postgres-superuser"})
+
+
 class Secrets(pulumi.ComponentResource):
     def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:local:Secrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self._values: dict[str, pulumi.Output[str]] = {}
         for key in PASSWORDS:
-            self._values[key] = self._random(key, _PASSWORD_LENGTH, child)
+            opts = child
+            if key in BOUND_TO_DATA:
+                opts = pulumi.ResourceOptions(parent=self, protect=True)
+            self._values[key] = self._random(key, _PASSWORD_LENGTH, opts)
         self._values["jwt-signing-key"] = self._random("jwt-signing-key", _SIGNING_KEY_LENGTH, child)
         self.register_outputs({key.replace("-", "_"): value for key, value in self._values.items()})
 
