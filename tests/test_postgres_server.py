@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+
 import psycopg
 import pytest
 
-from components.spec.postgres_conf import tune
-from tests.servers import PostgresServer, postgres_server
+from components.spec.postgres_conf import healthcheck_args, tune
+from tests.servers import PG_BINDIR, PostgresServer, postgres_server
 
 
 def show(server: PostgresServer, setting: str) -> str:
@@ -83,3 +86,21 @@ def test_a_small_server_starts_with_its_own_tuning() -> None:
     with postgres_server(memory_bytes=256 * 1024**2, max_connections=50) as small:
         assert show(small, "shared_buffers") == "64MB"
         assert show(small, "max_connections") == "50"
+
+
+def test_the_container_healthcheck_passes_quietly(pg: PostgresServer) -> None:
+    """The exact probe the container runs, against the rendered pg_hba.conf: ready,
+    and no FATAL in the log (a probe with no matching line logs one every 10 s)."""
+    args = healthcheck_args(admin_role="postgres", database="wondernest", port=pg.port)
+    before = pg.log().count("FATAL")
+    result = subprocess.run([str(PG_BINDIR / args[0]), *args[1:]], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    time.sleep(0.3)
+    assert pg.log().count("FATAL") == before
+
+
+def test_a_probe_without_a_matching_hba_line_would_be_noisy(pg: PostgresServer) -> None:
+    args = healthcheck_args(admin_role="nobody", database="elsewhere", port=pg.port)
+    subprocess.run([str(PG_BINDIR / args[0]), *args[1:]], capture_output=True, check=True)
+    time.sleep(0.3)
+    assert 'no pg_hba.conf entry for host "127.0.0.1", user "nobody"' in pg.log()

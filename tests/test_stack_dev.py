@@ -115,6 +115,15 @@ def test_images_are_pinned_remote_images(dev: Evaluation) -> None:
     assert refs == ["dpage/pgadmin4:8.14", "postgres:15.10-bookworm", "redis:7.4.1-bookworm"]
 
 
+def test_pg_hba_admits_the_healthcheck_and_the_two_networks_only(dev: Evaluation) -> None:
+    uploads = unwrap(dev.named(CONTAINER_TYPE, "postgres").inputs["uploads"])
+    hba = next(u["content"] for u in uploads if u["file"] == "/etc/postgresql/pg_hba.conf")
+    addresses = {line.split()[3] for line in hba.splitlines() if line.startswith("host")}
+    assert addresses == {"127.0.0.1/32", "172.30.1.0/24", "172.30.2.0/24"}
+    probe = dev.named(CONTAINER_TYPE, "postgres").inputs["healthcheck"]["tests"]
+    assert probe[probe.index("-h") + 1] == "127.0.0.1"
+
+
 def test_postgres_gets_its_password_as_a_file(dev: Evaluation) -> None:
     pg = dev.named(CONTAINER_TYPE, "postgres").inputs
     assert "POSTGRES_PASSWORD_FILE=/run/secrets/postgres-superuser-password" in pg["envs"]

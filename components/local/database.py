@@ -27,6 +27,7 @@ from components.spec.naming import Names
 # ownership of the data directory, so the server never needs root.
 POSTGRES_UID = "999"
 DATA_DIR = "/var/lib/postgresql/data"
+LOOPBACK = IPv4Network("127.0.0.1/32")
 PASSWORD_FILE = "/run/secrets/postgres-superuser-password"  # noqa: S105 (a path)
 
 
@@ -40,8 +41,9 @@ class DatabaseArgs:
     host_port: int
     bind_address: IPv4Address
     client_networks: tuple[IPv4Network, ...]
-    """Subnets allowed by pg_hba.conf: the backend network and the ops network
-    that loopback connections arrive from."""
+    """Subnets allowed by pg_hba.conf besides the container's own loopback (its
+    healthcheck): the backend network, and the ops network that host
+    connections arrive from."""
     network: Network
     secrets: Secrets
 
@@ -71,7 +73,9 @@ class Database(pulumi.ComponentResource):
         )
         postgresql_conf = postgres_conf.render_postgresql_conf(args.tuning, slow_query_ms=args.slow_query_ms)
         pg_hba_conf = postgres_conf.render_pg_hba_conf(
-            database=spec.name, admin_role=spec.admin_role, client_networks=args.client_networks
+            database=spec.name,
+            admin_role=spec.admin_role,
+            client_networks=(LOOPBACK, *args.client_networks),
         )
         superuser_password = args.secrets.get("postgres-superuser")
         self.internal_host = "postgres"
@@ -105,19 +109,9 @@ class Database(pulumi.ComponentResource):
                 volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
                 publish=[Publish(postgres_conf.CONTAINER_PORT, args.host_port, args.bind_address)],
                 healthcheck=docker.ContainerHealthcheckArgs(
-                    # Over TCP: during first-boot initialisation the entrypoint runs a
-                    # socket-only server, which must not count as ready.
                     tests=[
                         "CMD",
-                        "pg_isready",
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        str(postgres_conf.CONTAINER_PORT),
-                        "-U",
-                        spec.admin_role,
-                        "-d",
-                        spec.name,
+                        *postgres_conf.healthcheck_args(admin_role=spec.admin_role, database=spec.name),
                     ],
                     interval="10s",
                     timeout="5s",

@@ -148,6 +148,13 @@ def render_pg_hba_conf(
     return "\n".join(lines) + "\n"
 
 
+def healthcheck_args(*, admin_role: str, database: str, port: int = CONTAINER_PORT) -> list[str]:
+    """pg_isready over TCP: during first-boot initialisation the image's entrypoint
+    runs a socket-only server, which must not count as ready. pg_hba.conf needs a
+    matching loopback line, or every probe logs a FATAL "no pg_hba.conf entry"."""
+    return ["pg_isready", "-h", "127.0.0.1", "-p", str(port), "-U", admin_role, "-d", database]
+
+
 def _round_down_mb(kb: int) -> int:
     return kb - kb % KIB
 
