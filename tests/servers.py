@@ -11,6 +11,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -47,9 +49,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _as_postgres_user() -> list[str]:
-    # postgres refuses to run as root; CI and these machines run tests as root.
-    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+# postgres refuses to run as root; CI and these machines run tests as root.
+# Dropping to the postgres user in the child itself (not through runuser) keeps
+# the server the direct child, so signals reach it unchanged.
+PG_OS_USER = "postgres" if os.geteuid() == 0 else None
 
 
 @dataclass
@@ -58,7 +61,22 @@ class PostgresServer:
     root: Path
     superuser: str
     superuser_password: str
-    process: subprocess.Popen[bytes]
+    command: list[str]
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.root / "server.log", "ab") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, user=PG_OS_USER, group=PG_OS_USER
+            )
+        _wait_for(lambda: _pg_ready(self), what="postgres", process=self.process, log=self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            # SIGINT is the "fast" shutdown: it does not wait for clients (a pool
+            # holding connections) to leave, as SIGTERM's "smart" shutdown does.
+            _stop(self.process, signal.SIGINT)
+            self.process = None
 
     def dsn(self, *, user: str | None = None, password: str | None = None, dbname: str = "postgres") -> str:
         return psycopg.conninfo.make_conninfo(
@@ -70,7 +88,7 @@ class PostgresServer:
             connect_timeout=5,
         )
 
-    def admin(self, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+    def admin(self, dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
         return psycopg.connect(self.dsn(dbname=dbname), autocommit=True)
 
     def admin_connection(self, database: str) -> dict[str, object]:
@@ -111,7 +129,6 @@ def postgres_server(
         os.chmod(root / "pwfile", 0o644)
         subprocess.run(
             [
-                *_as_postgres_user(),
                 str(PG_BINDIR / "initdb"),
                 "-D",
                 str(root / "data"),
@@ -125,6 +142,8 @@ def postgres_server(
             ],
             check=True,
             capture_output=True,
+            user=PG_OS_USER,
+            group=PG_OS_USER,
         )
         tuning = postgres_conf.tune(memory_bytes, max_connections)
         (root / "postgresql.conf").write_text(
@@ -138,34 +157,27 @@ def postgres_server(
             )
         )
         port = free_port()
-        log = open(root / "server.log", "wb")  # noqa: SIM115 (lives as long as the server)
-        process = subprocess.Popen(
-            [
-                *_as_postgres_user(),
-                str(PG_BINDIR / "postgres"),
-                "-D",
-                str(root / "data"),
-                "-c",
-                f"config_file={root / 'postgresql.conf'}",
-                "-c",
-                f"port={port}",
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                f"unix_socket_directories={root}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        server = PostgresServer(port, root, "postgres", password, process)
-        _wait_for(lambda: _pg_ready(server), what="postgres", process=process, log=server.log)
+        command = [
+            str(PG_BINDIR / "postgres"),
+            "-D",
+            str(root / "data"),
+            "-c",
+            f"config_file={root / 'postgresql.conf'}",
+            "-c",
+            f"port={port}",
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={root}",
+        ]
+        server = PostgresServer(port, root, "postgres", password, command)
+        server.start()
         with server.admin() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
         yield server
     finally:
         with contextlib.suppress(NameError):
-            _stop(process)
-            log.close()
+            server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -187,6 +199,12 @@ class RedisServer:
         """Kill without a final save, then start again on the same files."""
         self.process.kill()
         self.process.wait()
+        self.process = _start_redis(self.root, self.port)
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+    def start(self) -> None:
         self.process = _start_redis(self.root, self.port)
 
 
@@ -262,9 +280,9 @@ def _wait_for(
     raise RuntimeError(f"{what} not ready after {timeout}s:\n{log()}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     if process.poll() is None:
-        process.terminate()
+        process.send_signal(sig)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:

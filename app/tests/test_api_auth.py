@@ -1,0 +1,263 @@
+"""Register → login → me → refresh → logout, and every way each step says no."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import jwt
+import psycopg
+import pytest
+from conftest import JWT_SECRET, ClientFactory
+from starlette.testclient import TestClient
+
+from tests.servers import PostgresServer
+
+PASSWORD = "correct horse battery"
+
+
+def email() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def register(client: TestClient, address: str, password: str = PASSWORD) -> dict[str, Any]:
+    response = client.post("/auth/register", json={"email": address, "password": password})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def login(client: TestClient, address: str, password: str = PASSWORD) -> dict[str, Any]:
+    response = client.post("/auth/login", json={"email": address, "password": password})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def me(client: TestClient, token: str) -> Any:
+    return client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
+
+
+def assert_error(response: Any, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code
+    assert body["error"]["requestId"] == response.headers["x-request-id"]
+
+
+def test_the_whole_flow(client: TestClient, db: PostgresServer) -> None:
+    address = email()
+    created = register(client, address)
+    assert created["email"] == address and uuid.UUID(created["id"])
+
+    tokens = login(client, address)
+    assert tokens["tokenType"] == "Bearer" and tokens["expiresIn"] == 3600
+    profile = me(client, tokens["accessToken"])
+    assert profile.status_code == 200
+    assert profile.json()["id"] == created["id"] and profile.json()["lastLoginAt"]
+
+    rotated = client.post("/auth/refresh", json={"refreshToken": tokens["refreshToken"]})
+    assert rotated.status_code == 200
+    fresh = rotated.json()
+    assert fresh["refreshToken"] != tokens["refreshToken"]
+    assert me(client, fresh["accessToken"]).status_code == 200
+
+    assert client.post("/auth/logout", json={"refreshToken": fresh["refreshToken"]}).status_code == 204
+    assert_error(
+        client.post("/auth/refresh", json={"refreshToken": fresh["refreshToken"]}),
+        401,
+        "invalid_refresh_token",
+    )
+
+    with db.admin("wondernest") as conn:
+        actions = [
+            r[0]
+            for r in conn.execute(
+                "SELECT action FROM audit.activity_logs a JOIN core.users u ON u.id = a.user_id "
+                "WHERE u.email = %s ORDER BY a.id",
+                (address,),
+            ).fetchall()
+        ]
+        stored = conn.execute(
+            "SELECT s.token_hash FROM core.user_sessions s JOIN core.users u ON u.id = s.user_id "
+            "WHERE u.email = %s",
+            (address,),
+        ).fetchall()
+    assert actions == ["user.registered", "user.login", "user.logout"]
+    assert stored and all(len(h) == 64 for (h,) in stored)
+    assert tokens["refreshToken"] not in {h for (h,) in stored}
+
+
+def test_passwords_are_bcrypt_hashes(client: TestClient, db: PostgresServer) -> None:
+    address = email()
+    register(client, address)
+    with db.admin("wondernest") as conn:
+        row = conn.execute("SELECT password_hash FROM core.users WHERE email = %s", (address,)).fetchone()
+    assert row is not None
+    stored = str(row[0])
+    assert stored.startswith("$2b$04$") and PASSWORD not in stored
+
+
+def test_a_long_password_keeps_every_character_significant(client: TestClient) -> None:
+    address, long_password = email(), "x" * 100 + "A"
+    register(client, address, long_password)
+    assert client.post("/auth/login", json={"email": address, "password": "x" * 100 + "B"}).status_code == 401
+    login(client, address, long_password)
+
+
+def test_duplicate_email_is_409_whatever_its_case(client: TestClient) -> None:
+    address = email()
+    register(client, address)
+    assert_error(
+        client.post("/auth/register", json={"email": address.upper(), "password": PASSWORD}),
+        409,
+        "email_taken",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"email": "not-an-email", "password": PASSWORD}, 422, "validation_failed"),
+        ({"email": "a@example.com", "password": "short"}, 422, "validation_failed"),
+        ({"email": "a@example.com", "password": "x" * 129}, 422, "validation_failed"),
+        ({"email": "a@example.com"}, 422, "validation_failed"),
+        ({"email": "a@example.com", "password": PASSWORD, "admin": True}, 422, "validation_failed"),
+        ([1, 2, 3], 400, "malformed_body"),
+    ],
+)
+def test_bad_registrations_are_refused_with_json(
+    client: TestClient, body: Any, status: int, code: str
+) -> None:
+    response = client.post("/auth/register", json=body)
+    assert_error(response, status, code)
+    if status == 422:
+        assert response.json()["error"]["details"]
+
+
+def test_malformed_json_is_400(client: TestClient) -> None:
+    response = client.post("/auth/login", content=b"{not json", headers={"content-type": "application/json"})
+    assert_error(response, 400, "malformed_body")
+
+
+def test_wrong_password_and_unknown_email_look_alike(client: TestClient) -> None:
+    address = email()
+    register(client, address)
+    wrong = client.post("/auth/login", json={"email": address, "password": "wrong password"})
+    unknown = client.post("/auth/login", json={"email": email(), "password": PASSWORD})
+    assert_error(wrong, 401, "invalid_credentials")
+    assert_error(unknown, 401, "invalid_credentials")
+    assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
+
+
+def _forge(claims_override: dict[str, Any], key: str = JWT_SECRET) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": "wondernest-api",
+        "aud": "wondernest-users",
+        "sub": str(uuid.uuid4()),
+        "sid": str(uuid.uuid4()),
+        "iat": now,
+        "exp": now + 600,
+    }
+    claims.update(claims_override)
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, key, algorithm="HS256")
+
+
+def test_bad_access_tokens_are_401(client: TestClient) -> None:
+    address = email()
+    register(client, address)
+    good = login(client, address)["accessToken"]
+    user_id = jwt.decode(good, options={"verify_signature": False})["sub"]
+    header, payload, signature = good.split(".")
+    tampered = f"{header}.{payload}.{signature[:-4]}AAAA"
+    cases = {
+        "tampered": tampered,
+        "expired": _forge({"sub": user_id, "iat": int(time.time()) - 7200, "exp": int(time.time()) - 3600}),
+        "wrong audience": _forge({"sub": user_id, "aud": "someone-else"}),
+        "wrong issuer": _forge({"sub": user_id, "iss": "evil"}),
+        "wrong key": _forge({"sub": user_id}, key="another-key-that-is-long-enough-000"),
+        "no session claim": _forge({"sub": user_id, "sid": None}),
+        "alg none": jwt.encode({"sub": user_id}, key=None, algorithm="none"),
+    }
+    assert me(client, good).status_code == 200
+    for name, token in cases.items():
+        response = me(client, token)
+        assert response.status_code == 401, name
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert_error(client.get("/api/users/me"), 401, "unauthorized")
+
+
+def test_a_reused_refresh_token_revokes_the_session(client: TestClient) -> None:
+    address = email()
+    register(client, address)
+    first = login(client, address)["refreshToken"]
+    second = client.post("/auth/refresh", json={"refreshToken": first}).json()["refreshToken"]
+    # The old token comes back (a thief replaying it): refused, and the chain ends.
+    reuse = client.post("/auth/refresh", json={"refreshToken": first})
+    assert_error(reuse, 401, "invalid_refresh_token")
+    assert "reused" in reuse.json()["error"]["message"]
+    assert_error(client.post("/auth/refresh", json={"refreshToken": second}), 401, "invalid_refresh_token")
+
+
+def test_an_expired_refresh_token_is_refused(client: TestClient, db: PostgresServer) -> None:
+    address = email()
+    register(client, address)
+    token = login(client, address)["refreshToken"]
+    with db.admin("wondernest") as conn:
+        conn.execute(
+            "UPDATE core.user_sessions SET expires_at = now() - interval '1 second' "
+            "WHERE user_id = (SELECT id FROM core.users WHERE email = %s)",
+            (address,),
+        )
+    assert_error(client.post("/auth/refresh", json={"refreshToken": token}), 401, "invalid_refresh_token")
+
+
+def test_logout_answers_the_same_for_unknown_tokens(client: TestClient) -> None:
+    assert client.post("/auth/logout", json={"refreshToken": "A" * 43}).status_code == 204
+
+
+def test_login_is_rate_limited_per_account(make_client: ClientFactory) -> None:
+    client = make_client(ip="192.0.2.50", LOGIN_ACCOUNT_LIMIT="3")
+    address = email()
+    register(client, address)
+    for _ in range(3):
+        assert client.post("/auth/login", json={"email": address, "password": "nope nope"}).status_code == 401
+    limited = client.post("/auth/login", json={"email": address, "password": PASSWORD})
+    assert_error(limited, 429, "too_many_attempts")
+    assert 0 < int(limited.headers["retry-after"]) <= 900
+    # Another account from the same client is unaffected.
+    other = email()
+    register(client, other)
+    login(client, other)
+
+
+def test_login_is_rate_limited_per_client(make_client: ClientFactory) -> None:
+    client = make_client(ip="192.0.2.51", LOGIN_IP_LIMIT="4", LOGIN_IP_WINDOW_SECONDS="60")
+    address = email()
+    register(client, address)
+    for _ in range(4):
+        login(client, address)
+    limited = client.post("/auth/login", json={"email": address, "password": PASSWORD})
+    assert_error(limited, 429, "too_many_attempts")
+    assert 0 < int(limited.headers["retry-after"]) <= 60
+    # A different client address has its own budget.
+    login(make_client(ip="192.0.2.52", LOGIN_IP_LIMIT="4"), address)
+
+
+def test_a_deleted_account_cannot_use_its_token(client: TestClient, db: PostgresServer) -> None:
+    address = email()
+    register(client, address)
+    token = login(client, address)["accessToken"]
+    with db.admin("wondernest") as conn:
+        conn.execute("DELETE FROM core.users WHERE email = %s", (address,))
+    assert_error(me(client, token), 401, "unauthorized")
+
+
+def test_the_app_role_cannot_escape_its_schemas(db: PostgresServer) -> None:
+    from conftest import NAMES
+
+    from tests.platform_db import PASSWORDS
+
+    dsn = db.dsn(user=NAMES.app_role, password=PASSWORDS["app"], dbname="wondernest")
+    with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("CREATE TABLE public.sneaky (id int)")

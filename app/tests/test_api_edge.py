@@ -1,0 +1,142 @@
+"""What every response carries: request id, security headers, JSON errors,
+body limits, CORS, metrics by route template, and a log line without secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from conftest import ClientFactory, api_env
+from starlette.testclient import TestClient
+from wondernest_api.app import create_app
+from wondernest_api.jsonlog import JsonLog
+from wondernest_api.settings import load_settings
+
+from tests.servers import PostgresServer, RedisServer
+
+
+@pytest.fixture
+def logged(
+    db: PostgresServer, cache: RedisServer, migrated: object
+) -> Iterator[tuple[TestClient, io.StringIO]]:
+    stream = io.StringIO()
+    app, _ = create_app(load_settings(api_env(db, cache)), logger=JsonLog(stream))
+    with TestClient(app, client=("192.0.2.80", 1)) as client:
+        yield client, stream
+
+
+def test_security_headers_on_every_response(client: TestClient) -> None:
+    for response in (client.get("/health"), client.get("/nope"), client.post("/auth/login", json={})):
+        h = response.headers
+        assert h["x-content-type-options"] == "nosniff"
+        assert h["x-frame-options"] == "DENY"
+        assert h["strict-transport-security"].startswith("max-age=")
+        assert h["content-security-policy"].startswith("default-src 'none'")
+        assert h["cache-control"] == "no-store"
+
+
+def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
+    assert client.get("/health", headers={"X-Request-Id": "abc-123"}).headers["x-request-id"] == "abc-123"
+    generated = client.get("/health").headers["x-request-id"]
+    assert uuid.UUID(generated)
+    # An id that could smuggle log lines or headers is replaced, not echoed.
+    hostile = client.get("/health", headers={"X-Request-Id": "x\tinjected"}).headers["x-request-id"]
+    assert hostile != "x\tinjected" and uuid.UUID(hostile)
+
+
+def test_unknown_route_and_wrong_method_answer_json(client: TestClient) -> None:
+    missing = client.get("/no/such/route")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = client.delete("/auth/login")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_oversized_bodies_are_413(make_client: ClientFactory) -> None:
+    client = make_client(MAX_BODY_BYTES="2048")
+    declared = client.post(
+        "/auth/register", content=b"x" * 4096, headers={"content-type": "application/json"}
+    )
+    assert declared.status_code == 413 and declared.json()["error"]["code"] == "payload_too_large"
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(8):
+            yield b"x" * 512
+
+    streamed = client.post("/auth/register", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+
+
+def test_cors_allows_only_the_configured_origins(make_client: ClientFactory) -> None:
+    client = make_client(CORS_ALLOWED_ORIGINS="https://app.example.com, http://localhost:3000")
+    preflight = {"Access-Control-Request-Method": "POST"}
+    ok = client.options("/auth/login", headers={"Origin": "https://app.example.com", **preflight})
+    assert ok.headers["access-control-allow-origin"] == "https://app.example.com"
+    denied = client.options("/auth/login", headers={"Origin": "https://evil.example.com", **preflight})
+    assert "access-control-allow-origin" not in denied.headers
+    no_cors = make_client()
+    plain = no_cors.get("/health", headers={"Origin": "https://app.example.com"})
+    assert "access-control-allow-origin" not in plain.headers
+
+
+def test_metrics_count_by_route_template(client: TestClient) -> None:
+    client.get("/health")
+    client.get("/health")
+    for i in range(3):
+        client.get(f"/random/{i}")
+    client.post(
+        "/auth/register", json={"email": f"m-{uuid.uuid4().hex[:8]}@example.com", "password": "long enough"}
+    )
+    client.post("/auth/login", json={"email": "nobody@example.com", "password": "whatever1"})
+    text = client.get("/metrics").text
+    assert 'http_requests_total{method="GET",route="/health",status="200"} 2.0' in text
+    assert 'http_requests_total{method="GET",route="unmatched",status="404"} 3.0' in text
+    assert "/random/" not in text
+    assert 'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/health"}' in text
+    assert "user_registrations_total 1.0" in text
+    assert 'auth_login_failures_total{reason="bad_credentials"} 1.0' in text
+    assert "db_pool_size" in text and "db_pool_in_use" in text
+
+
+def test_one_json_log_line_per_request_and_no_secret_in_it(logged: tuple[TestClient, io.StringIO]) -> None:
+    client, stream = logged
+    password = "a-secret-password-42"
+    address = f"log-{uuid.uuid4().hex[:8]}@example.com"
+    client.post("/auth/register", json={"email": address, "password": password})
+    tokens = client.post("/auth/login", json={"email": address, "password": password}).json()
+    client.get(
+        "/api/users/me",
+        headers={"Authorization": f"Bearer {tokens['accessToken']}", "X-Request-Id": "trace-1"},
+    )
+    client.post("/auth/refresh", json={"refreshToken": tokens["refreshToken"]})
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    requests = [line for line in lines if line["msg"] == "request"]
+    assert [r["route"] for r in requests] == [
+        "/auth/register",
+        "/auth/login",
+        "/api/users/me",
+        "/auth/refresh",
+    ]
+    me = requests[2]
+    assert me["requestId"] == "trace-1" and me["method"] == "GET" and me["status"] == 200
+    assert isinstance(me["durationMs"], float)
+    text = stream.getvalue()
+    for secret in (password, tokens["accessToken"], tokens["refreshToken"], address):
+        assert secret not in text
+
+
+def test_the_openapi_document_describes_every_route(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.1")
+    assert set(spec["paths"]) == {
+        "/health",
+        "/health/ready",
+        "/metrics",
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/api/users/me",
+    }

@@ -1,0 +1,82 @@
+"""Migrations: from empty, re-run, concurrent, owned by the app role, readable by analytics."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+import pytest
+from conftest import NAMES, api_env, run_cli
+from wondernest_api.migrate import MigrationError, available, migrate
+
+from tests.platform_db import PASSWORDS
+from tests.servers import PostgresServer, RedisServer
+
+
+def test_two_concurrent_runs_both_succeed_and_apply_once(
+    migrated: list[subprocess.CompletedProcess[str]], db: PostgresServer
+) -> None:
+    assert [r.returncode for r in migrated] == [0, 0], [r.stderr for r in migrated]
+    messages = " ".join(r.stdout for r in migrated)
+    assert messages.count('"migrations applied"') == 1
+    assert messages.count('"migrations up to date"') == 1
+    with db.admin("wondernest") as conn:
+        rows = conn.execute("SELECT version FROM core.schema_migrations ORDER BY 1").fetchall()
+    assert [r[0] for r in rows] == [m.version for m in available()]
+
+
+def test_a_rerun_applies_nothing(db: PostgresServer, cache: RedisServer, migrated: object) -> None:
+    result = run_cli(api_env(db, cache), "migrate")
+    assert result.returncode == 0, result.stderr
+    assert '"migrations up to date"' in result.stdout
+
+
+def test_the_seed_tables_and_indexes_exist_owned_by_the_app_role(
+    db: PostgresServer, migrated: object
+) -> None:
+    with db.admin("wondernest") as conn:
+        owners = dict(
+            conn.execute(
+                "SELECT schemaname || '.' || tablename, tableowner FROM pg_tables "
+                "WHERE schemaname IN ('core', 'audit')"
+            ).fetchall()
+        )
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()}
+    assert owners == {
+        "core.users": NAMES.app_role,
+        "core.user_sessions": NAMES.app_role,
+        "core.schema_migrations": NAMES.app_role,
+        "audit.activity_logs": NAMES.app_role,
+    }
+    assert {
+        "idx_users_email",
+        "idx_users_active",
+        "idx_user_sessions_token",
+        "idx_activity_logs_user_id",
+    } <= indexes
+
+
+def test_analytics_reads_what_the_migrations_created(db: PostgresServer, migrated: object) -> None:
+    dsn = db.dsn(user=NAMES.analytics_role, password=PASSWORDS["analytics"], dbname="wondernest")
+    with psycopg.connect(dsn) as conn:
+        for table in ("core.users", "core.user_sessions", "audit.activity_logs"):
+            conn.execute(f"SELECT count(*) FROM {table}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM audit.activity_logs")
+
+
+def test_an_edited_applied_migration_is_refused(
+    db: PostgresServer, cache: RedisServer, migrated: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wondernest_api import migrate as module
+
+    original = module.available()
+    tampered = [
+        module.Migration(m.version, m.name, m.sql + "\n-- edited") if m.version == "0001" else m
+        for m in original
+    ]
+    monkeypatch.setattr(module, "available", lambda: tampered)
+    from wondernest_api.settings import load_settings
+
+    with pytest.raises(MigrationError, match="0001_core_users_and_sessions changed after it was applied"):
+        migrate(load_settings(api_env(db, cache)).db_conninfo())

@@ -1,0 +1,191 @@
+"""The API as the container runs it: a real uvicorn process, its own Postgres and
+Redis, outages of each, `--check-only`, and a graceful SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from conftest import api_env, cli_env, platform, rendered_acl, run_cli
+from wondernest_api.migrate import migrate
+from wondernest_api.settings import load_settings
+
+from tests.servers import PostgresServer, RedisServer, free_port, postgres_server, redis_server
+
+
+@dataclass
+class Running:
+    db: PostgresServer
+    cache: RedisServer
+    process: subprocess.Popen[str]
+    url: str
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
+    with (
+        postgres_server() as pg,
+        redis_server(
+            acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru"
+        ) as rd,
+    ):
+        platform(pg)
+        migrate(load_settings(api_env(pg, rd)).db_conninfo())
+        yield pg, rd
+
+
+def start_api(pg: PostgresServer, rd: RedisServer, **overrides: str) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    env = cli_env(api_env(pg, rd, HOST="127.0.0.1", PORT=str(port), **overrides))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wondernest_api", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"api exited: {process.stdout.read() if process.stdout else ''}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("api did not start")
+
+
+@pytest.fixture(scope="module")
+def running(servers: tuple[PostgresServer, RedisServer]) -> Iterator[Running]:
+    pg, rd = servers
+    process, url = start_api(pg, rd)
+    yield Running(pg, rd, process, url)
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def ready(url: str) -> httpx.Response:
+    return httpx.get(f"{url}/health/ready", timeout=10)
+
+
+def wait_until_ready(url: str, timeout: float = 20) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    response = ready(url)
+    while response.status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.25)
+        response = ready(url)
+    return response
+
+
+def test_ready_in_the_seed_shape(running: Running) -> None:
+    response = wait_until_ready(running.url)
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "UP"
+    assert set(body["services"]) == {"database", "redis"}
+    for service in body["services"].values():
+        assert service["status"] == "UP" and service["responseTime"] >= 0
+    assert body["timestamp"]
+
+
+def test_redis_down_degrades_readiness_but_not_the_rest(running: Running) -> None:
+    running.cache.stop()
+    try:
+        response = ready(running.url)
+        assert response.status_code == 503
+        assert response.json()["status"] == "DEGRADED"
+        assert response.json()["services"]["redis"]["status"] == "DOWN"
+        assert httpx.get(f"{running.url}/health").status_code == 200
+        # Registration needs only Postgres; login needs the rate limiter and pauses.
+        reg = httpx.post(
+            f"{running.url}/auth/register",
+            json={"email": "redis-down@example.com", "password": "long enough"},
+        )
+        assert reg.status_code == 201
+        login = httpx.post(
+            f"{running.url}/auth/login", json={"email": "redis-down@example.com", "password": "long enough"}
+        )
+        assert login.status_code == 503 and login.json()["error"]["code"] == "rate_limiter_unavailable"
+    finally:
+        running.cache.start()
+    assert wait_until_ready(running.url).status_code == 200
+    assert running.process.poll() is None
+
+
+def test_postgres_down_degrades_readiness_and_recovers(running: Running) -> None:
+    running.db.stop()
+    try:
+        response = ready(running.url)
+        assert response.status_code == 503
+        assert response.json()["services"]["database"]["status"] == "DOWN"
+        reg = httpx.post(
+            f"{running.url}/auth/register", json={"email": "pg-down@example.com", "password": "long enough"}
+        )
+        assert reg.status_code == 503 and reg.json()["error"]["code"] == "database_unavailable"
+        assert httpx.get(f"{running.url}/health").status_code == 200
+    finally:
+        running.db.start()
+    assert wait_until_ready(running.url).status_code == 200
+    reg = httpx.post(
+        f"{running.url}/auth/register", json={"email": "pg-back@example.com", "password": "long enough"}
+    )
+    assert reg.status_code == 201
+    assert running.process.poll() is None
+
+
+def test_sigterm_lets_in_flight_requests_finish(servers: tuple[PostgresServer, RedisServer]) -> None:
+    pg, rd = servers
+    # Cost 14 makes one registration take long enough to be caught in flight.
+    process, url = start_api(pg, rd, BCRYPT_ROUNDS="14")
+    result: dict[str, int] = {}
+
+    def slow_request() -> None:
+        r = httpx.post(
+            f"{url}/auth/register",
+            json={"email": "inflight@example.com", "password": "long enough"},
+            timeout=30,
+        )
+        result["status"] = r.status_code
+
+    worker = threading.Thread(target=slow_request)
+    worker.start()
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    worker.join(timeout=30)
+    output, _ = process.communicate(timeout=30)
+    assert result.get("status") == 201
+    # uvicorn re-raises SIGTERM once it has shut down cleanly, so a supervisor
+    # sees "stopped by SIGTERM"; the log line proves the pools were closed.
+    assert process.returncode in (0, -signal.SIGTERM)
+    assert '"msg":"stopped"' in output
+
+
+def test_check_only_validates_config_and_connectivity(servers: tuple[PostgresServer, RedisServer]) -> None:
+    pg, rd = servers
+    ok = run_cli(api_env(pg, rd), "--check-only")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert '"database":"ok (PostgreSQL 15' in ok.stdout and '"redis":"ok"' in ok.stdout
+    bad_password = run_cli(api_env(pg, rd, DB_PASSWORD="wrong-password"), "--check-only")
+    assert bad_password.returncode == 1
+    assert '"database":"failed' in bad_password.stdout
+    assert "wrong-password" not in bad_password.stdout + bad_password.stderr
+    broken = run_cli({"DB_HOST": "127.0.0.1", "JWT_SECRET": "short"}, "--check-only")
+    assert broken.returncode == 2
+    for problem in (
+        "DB_NAME: required and not set",
+        "DB_USER: required and not set",
+        "DB_PASSWORD: required and not set (or DB_PASSWORD_FILE)",
+        "REDIS_HOST: required and not set",
+        "JWT_SECRET: must be at least 32 characters",
+    ):
+        assert problem in broken.stderr
+    assert "short" not in broken.stderr

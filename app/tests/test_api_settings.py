@@ -1,0 +1,77 @@
+"""Configuration from the environment: `_FILE` variants, and every problem named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from wondernest_api.settings import SettingsError, load_settings
+
+BASE = {
+    "DB_HOST": "db",
+    "DB_NAME": "wondernest",
+    "DB_USER": "wondernest_app",
+    "REDIS_HOST": "redis",
+    "REDIS_USER": "wondernest_app",
+}
+
+
+def secrets_as_files(tmp_path: Path) -> dict[str, str]:
+    files = {}
+    for name, value in (
+        ("DB_PASSWORD", "db-pass"),
+        ("REDIS_PASSWORD", "redis-pass"),
+        ("JWT_SECRET", "j" * 40),
+    ):
+        path = tmp_path / name.lower()
+        path.write_text(value + "\n")
+        files[f"{name}_FILE"] = str(path)
+    return files
+
+
+def test_secrets_come_from_files_without_their_trailing_newline(tmp_path: Path) -> None:
+    settings = load_settings({**BASE, **secrets_as_files(tmp_path)})
+    assert settings.db_password.get_secret_value() == "db-pass"
+    assert settings.jwt_secret.get_secret_value() == "j" * 40
+    assert "db-pass" not in repr(settings)
+
+
+def test_production_defaults(tmp_path: Path) -> None:
+    settings = load_settings({**BASE, **secrets_as_files(tmp_path)})
+    assert settings.bcrypt_rounds == 12
+    assert settings.access_token_ttl_seconds == 3600
+    assert settings.port == 8080
+    assert settings.cors_allowed_origins == ()
+
+
+def test_both_a_value_and_a_file_is_ambiguous(tmp_path: Path) -> None:
+    env = {**BASE, **secrets_as_files(tmp_path), "DB_PASSWORD": "inline"}
+    with pytest.raises(SettingsError, match="DB_PASSWORD: set either DB_PASSWORD or DB_PASSWORD_FILE"):
+        load_settings(env)
+
+
+def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
+    env = {**BASE, **secrets_as_files(tmp_path), "JWT_SECRET_FILE": str(tmp_path / "missing")}
+    with pytest.raises(SettingsError, match="JWT_SECRET_FILE: cannot read"):
+        load_settings(env)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    env = {
+        **secrets_as_files(tmp_path),
+        "DB_PORT": "seventy",
+        "BCRYPT_ROUNDS": "3",
+        "CORS_ALLOWED_ORIGINS": "*",
+        "DB_HOST": "db",
+    }
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    text = str(caught.value)
+    for variable in ("DB_PORT", "BCRYPT_ROUNDS", "CORS_ALLOWED_ORIGINS", "DB_NAME", "DB_USER", "REDIS_HOST"):
+        assert f"  - {variable}:" in text
+
+
+def test_pool_bounds_are_checked(tmp_path: Path) -> None:
+    env = {**BASE, **secrets_as_files(tmp_path), "DB_POOL_MIN": "20", "DB_POOL_MAX": "5"}
+    with pytest.raises(SettingsError, match="DB_POOL_MIN: must not exceed DB_POOL_MAX"):
+        load_settings(env)

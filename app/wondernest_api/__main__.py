@@ -1,0 +1,123 @@
+"""`python -m wondernest_api [serve [--migrate] | migrate | check]`.
+
+`--check-only` (alias of `check`) validates the configuration and that Postgres
+and Redis answer with it, then exits: 0 when all is well, 1 when a dependency
+does not answer, 2 when the configuration is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import orjson
+
+from wondernest_api.settings import Settings, SettingsError, load_settings
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return orjson.dumps(
+            {
+                "ts": round(record.created, 3),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "msg": record.getMessage(),
+            }
+        ).decode()
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
+def check(settings: Settings) -> int:
+    import psycopg
+    import redis
+
+    report: dict[str, str] = {"config": "ok"}
+    try:
+        with psycopg.connect(settings.db_conninfo()) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            report["database"] = f"ok (PostgreSQL {row[0] if row else '?'})"
+    except psycopg.Error as exc:
+        report["database"] = f"failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+    try:
+        client = redis.Redis(
+            host=settings.redis_host,
+            port=settings.redis_port,
+            username=settings.redis_user,
+            password=settings.redis_password.get_secret_value(),
+            socket_timeout=3,
+            socket_connect_timeout=3,
+        )
+        client.ping()
+        report["redis"] = "ok"
+    except (redis.RedisError, OSError) as exc:
+        report["redis"] = f"failed: {type(exc).__name__}: {exc}"
+    sys.stdout.write(orjson.dumps(report).decode() + "\n")
+    return 0 if all(v.startswith("ok") for v in report.values()) else 1
+
+
+def run_migrations(settings: Settings) -> None:
+    from wondernest_api.jsonlog import log
+    from wondernest_api.migrate import migrate
+
+    applied = migrate(settings.db_conninfo())
+    log.info("migrations applied" if applied else "migrations up to date", versions=applied)
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from wondernest_api.app import create_app
+
+    app, _ = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        # SIGTERM: stop accepting, let in-flight requests finish, then close pools.
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+    )
+    uvicorn.Server(config).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wondernest_api")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "check"])
+    parser.add_argument("--migrate", action="store_true", help="apply migrations before serving")
+    parser.add_argument(
+        "--check-only", action="store_true", help="validate config and connectivity, then exit"
+    )
+    args = parser.parse_args(argv)
+    _configure_logging()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    if args.check_only or args.command == "check":
+        return check(settings)
+    if args.command == "migrate":
+        run_migrations(settings)
+        return 0
+    if args.migrate:
+        run_migrations(settings)
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

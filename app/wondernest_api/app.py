@@ -1,0 +1,382 @@
+"""The HTTP API: routes, their handlers, and the app factory.
+
+Starlette rather than FastAPI: the platform asks for near-bare-Starlette speed,
+and FastAPI's per-request dependency resolution and response validation cost a
+third of it. Payloads are still validated by pydantic models, and the OpenAPI
+document is generated from the same models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import secrets
+from collections.abc import AsyncIterator
+from time import perf_counter
+from typing import Any, TypeVar
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg import AsyncConnection, OperationalError
+from psycopg.errors import UniqueViolation
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import BaseModel, ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from wondernest_api import store
+from wondernest_api.edge import EdgeMiddleware
+from wondernest_api.errors import ApiError, error_response, request_id_of
+from wondernest_api.jsonlog import JsonLog, log
+from wondernest_api.metrics import Metrics
+from wondernest_api.openapi import openapi_document
+from wondernest_api.payloads import (
+    Liveness,
+    LoginRequest,
+    Readiness,
+    RefreshRequest,
+    RegisterRequest,
+    ServiceHealth,
+    TokenPair,
+    UserView,
+)
+from wondernest_api.ratelimit import RateLimiter
+from wondernest_api.security import TokenIssuer, hash_password, hash_token, new_refresh_token, verify_password
+from wondernest_api.settings import Settings
+
+Body = TypeVar("Body", bound=BaseModel)
+JSON = "application/json"
+_LIVE = Liveness(status="UP").model_dump_json().encode()
+
+
+def _json(model: BaseModel, status: int = 200) -> Response:
+    return Response(model.model_dump_json().encode(), status_code=status, media_type=JSON)
+
+
+class Api:
+    def __init__(self, settings: Settings, *, logger: JsonLog = log) -> None:
+        self.settings = settings
+        self.log = logger
+        self.metrics = Metrics()
+        self.tokens = TokenIssuer(settings)
+        self.pool = AsyncConnectionPool(
+            settings.db_conninfo(),
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            kwargs={"autocommit": True},
+            open=False,
+            timeout=5,
+            name="wondernest-api",
+        )
+        self.redis = Redis(
+            host=settings.redis_host,
+            port=settings.redis_port,
+            username=settings.redis_user,
+            password=settings.redis_password.get_secret_value(),
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            health_check_interval=30,
+        )
+        self.limiter = RateLimiter(self.redis)
+        self.metrics.watch_pool(self.pool.get_stats)
+        # Checked against when the email is unknown, so a miss costs what a hit costs.
+        self._dummy_hash = hash_password(secrets.token_hex(16), settings.bcrypt_rounds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        # wait=False: the API starts (and reports not ready) while Postgres is down.
+        await self.pool.open(wait=False)
+        self.log.info("started", pool_max=self.settings.db_pool_max)
+        try:
+            yield
+        finally:
+            await self.pool.close(timeout=self.settings.graceful_shutdown_seconds)
+            await self.redis.aclose()
+            self.log.info("stopped")
+
+    # --- plumbing --------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def db(self) -> AsyncIterator[AsyncConnection[Any]]:
+        try:
+            async with self.pool.connection(timeout=3) as conn:
+                yield conn
+        except (PoolTimeout, OperationalError):
+            raise ApiError(503, "database_unavailable", "the database is unavailable") from None
+
+    @staticmethod
+    async def parse(request: Request, model: type[Body]) -> Body:
+        body = await request.body()
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            if any(e["type"] in ("json_invalid", "model_type", "json_type") for e in errors):
+                raise ApiError(400, "malformed_body", "the body must be a JSON object") from None
+            details = [
+                {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]} for e in errors
+            ]
+            raise ApiError(422, "validation_failed", "the request body is invalid", details=details) from None
+
+    @staticmethod
+    def client_ip(request: Request) -> str | None:
+        host = request.client.host if request.client else None
+        if host is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            return None
+
+    # --- health and metrics ----------------------------------------------------
+
+    async def health(self, _request: Request) -> Response:
+        return Response(_LIVE, media_type=JSON)
+
+    async def ready(self, _request: Request) -> Response:
+        database, cache = await asyncio.gather(self._check_database(), self._check_redis())
+        up = [database.status == "UP", cache.status == "UP"]
+        status = "UP" if all(up) else ("DOWN" if not any(up) else "DEGRADED")
+        body = Readiness(
+            status=status, timestamp=dt.datetime.now(dt.UTC), services={"database": database, "redis": cache}
+        )
+        return _json(body, 200 if status == "UP" else 503)
+
+    async def _check_database(self) -> ServiceHealth:
+        start = perf_counter()
+        try:
+            async with self.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+            stats = self.pool.get_stats()
+            details: dict[str, str | int | float | None] = {
+                "poolSize": stats.get("pool_size", 0),
+                "poolAvailable": stats.get("pool_available", 0),
+            }
+            return ServiceHealth(status="UP", responseTime=_ms(start), details=details)
+        except (PoolTimeout, OperationalError) as exc:
+            return ServiceHealth(
+                status="DOWN", responseTime=_ms(start), details={"error": type(exc).__name__}
+            )
+
+    async def _check_redis(self) -> ServiceHealth:
+        start = perf_counter()
+        try:
+            await asyncio.wait_for(self._ping(), timeout=2)
+            return ServiceHealth(status="UP", responseTime=_ms(start))
+        except (RedisError, OSError, TimeoutError) as exc:
+            return ServiceHealth(
+                status="DOWN", responseTime=_ms(start), details={"error": type(exc).__name__}
+            )
+
+    async def _ping(self) -> None:
+        await self.redis.ping()  # type: ignore[misc]  # redis-py types ping as sync-or-async
+
+    async def prometheus(self, _request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(self, _request: Request) -> Response:
+        return Response(orjson.dumps(openapi_document()), media_type=JSON)
+
+    # --- auth --------------------------------------------------------------------
+
+    async def register(self, request: Request) -> Response:
+        payload = await self.parse(request, RegisterRequest)
+        hashed = await asyncio.to_thread(hash_password, payload.password, self.settings.bcrypt_rounds)
+        async with self.db() as conn:
+            try:
+                async with conn.transaction():
+                    user = await store.create_user(conn, payload.email, hashed)
+                    await store.audit(conn, "user.registered", user_id=user.id, ip=self.client_ip(request))
+            except UniqueViolation:
+                raise ApiError(409, "email_taken", "an account with this email already exists") from None
+        self.metrics.registrations.inc()
+        return _json(UserView(id=user.id, email=user.email, createdAt=user.created_at), 201)
+
+    async def login(self, request: Request) -> Response:
+        payload = await self.parse(request, LoginRequest)
+        s = self.settings
+        ip = self.client_ip(request)
+        client_key = self.limiter.key("login-client", ip or "unknown")
+        account_key = self.limiter.key("login-account", payload.email)
+        try:
+            retry = await self.limiter.hit(client_key, s.login_ip_limit, s.login_ip_window_seconds)
+            retry = retry or await self.limiter.blocked(account_key, s.login_account_limit)
+        except (RedisError, OSError):
+            # Without its counters the limiter cannot hold back a password-guessing
+            # run, so logins stop rather than go unlimited; the rest of the API stays up.
+            self.metrics.login_failures.labels("limiter_unavailable").inc()
+            raise ApiError(
+                503, "rate_limiter_unavailable", "logins are paused: rate limiting is unavailable"
+            ) from None
+        if retry is not None:
+            self.metrics.login_failures.labels("rate_limited").inc()
+            raise ApiError(
+                429, "too_many_attempts", "too many login attempts", headers={"Retry-After": str(retry)}
+            )
+
+        async with self.db() as conn:
+            user = await store.user_by_email(conn, payload.email)
+            hashed = user.password_hash if user is not None else self._dummy_hash
+            valid = await asyncio.to_thread(verify_password, payload.password, hashed)
+            if user is None or not valid or not user.is_active:
+                self.metrics.login_failures.labels("bad_credentials").inc()
+                with contextlib.suppress(RedisError, OSError):
+                    await self.limiter.hit(account_key, s.login_account_limit, s.login_account_window_seconds)
+                raise ApiError(401, "invalid_credentials", "email or password is incorrect")
+            token, token_hash = new_refresh_token()
+            async with conn.transaction():
+                session_id = await store.create_session(
+                    conn,
+                    user_id=user.id,
+                    family_id=None,
+                    token_hash=token_hash,
+                    ttl_seconds=s.refresh_token_ttl_seconds,
+                    ip=ip,
+                    user_agent=request.headers.get("user-agent"),
+                )
+                await store.record_login(conn, user.id)
+                await store.audit(conn, "user.login", user_id=user.id, ip=ip)
+        with contextlib.suppress(RedisError, OSError):
+            await self.limiter.reset(account_key)
+        return _json(self._pair(user.id, session_id, token))
+
+    def _pair(self, user_id: Any, session_id: Any, refresh_token: str) -> TokenPair:
+        return TokenPair(
+            accessToken=self.tokens.issue(user_id, session_id),
+            expiresIn=self.tokens.ttl,
+            refreshToken=refresh_token,
+        )
+
+    async def refresh(self, request: Request) -> Response:
+        payload = await self.parse(request, RefreshRequest)
+        ip = self.client_ip(request)
+        reused = False
+        async with self.db() as conn, conn.transaction():
+            session = await store.session_for_update(conn, hash_token(payload.refreshToken))
+            if session is not None and session.rotated_at is not None and session.revoked_at is None:
+                # An already-rotated token came back: it was copied. End the
+                # whole chain, for the thief and the owner alike.
+                await store.revoke_family(conn, session.family_id)
+                await store.audit(conn, "session.token_reuse", user_id=session.user_id, ip=ip)
+                reused = True
+            elif (
+                session is not None
+                and session.revoked_at is None
+                and session.expires_at > dt.datetime.now(dt.UTC)
+            ):
+                await store.mark_rotated(conn, session.id)
+                token, token_hash = new_refresh_token()
+                new_id = await store.create_session(
+                    conn,
+                    user_id=session.user_id,
+                    family_id=session.family_id,
+                    token_hash=token_hash,
+                    ttl_seconds=self.settings.refresh_token_ttl_seconds,
+                    ip=ip,
+                    user_agent=request.headers.get("user-agent"),
+                )
+                return _json(self._pair(session.user_id, new_id, token))
+        message = "refresh token reused; the session has been revoked" if reused else "invalid refresh token"
+        raise ApiError(401, "invalid_refresh_token", message)
+
+    async def logout(self, request: Request) -> Response:
+        payload = await self.parse(request, RefreshRequest)
+        async with self.db() as conn, conn.transaction():
+            session = await store.session_for_update(conn, hash_token(payload.refreshToken))
+            if session is not None:
+                await store.revoke_family(conn, session.family_id)
+                await store.audit(conn, "user.logout", user_id=session.user_id, ip=self.client_ip(request))
+        # The same answer whether or not the token existed: logout reveals nothing.
+        return Response(status_code=204)
+
+    async def me(self, request: Request) -> Response:
+        claims = self.tokens.verify(request.headers.get("authorization"))
+        async with self.db() as conn:
+            user = await store.user_by_id(conn, claims.user_id)
+        if user is None or not user.is_active:
+            raise ApiError(401, "unauthorized", "the account no longer exists")
+        return _json(
+            UserView(id=user.id, email=user.email, createdAt=user.created_at, lastLoginAt=user.last_login_at)
+        )
+
+    # --- errors ------------------------------------------------------------------
+
+    async def on_api_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(
+            exc.status,
+            exc.code,
+            exc.message,
+            request_id_of(request),
+            headers=exc.headers,
+            details=exc.details,
+        )
+
+    async def on_http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(
+            exc.status_code, code, str(exc.detail), request_id_of(request), headers=dict(exc.headers or {})
+        )
+
+    async def on_unexpected(self, request: Request, exc: Exception) -> Response:
+        self.log.error("unhandled error", requestId=request_id_of(request), error=type(exc).__name__)
+        return error_response(500, "internal_error", "internal server error", request_id_of(request))
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/health", self.health, methods=["GET"]),
+            Route("/health/ready", self.ready, methods=["GET"]),
+            Route("/metrics", self.prometheus, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/auth/register", self.register, methods=["POST"]),
+            Route("/auth/login", self.login, methods=["POST"]),
+            Route("/auth/refresh", self.refresh, methods=["POST"]),
+            Route("/auth/logout", self.logout, methods=["POST"]),
+            Route("/api/users/me", self.me, methods=["GET"]),
+        ]
+
+
+def _ms(start: float) -> float:
+    return round((perf_counter() - start) * 1000, 3)
+
+
+def create_app(settings: Settings, *, logger: JsonLog = log) -> tuple[ASGIApp, Api]:
+    api = Api(settings, logger=logger)
+    routes = api.routes()
+    starlette = Starlette(
+        routes=routes,
+        lifespan=api.lifespan,
+        exception_handlers={
+            ApiError: api.on_api_error,
+            HTTPException: api.on_http_error,
+            Exception: api.on_unexpected,
+        },
+    )
+    inner: ASGIApp = starlette
+    if settings.cors_allowed_origins:
+        inner = CORSMiddleware(
+            starlette,
+            allow_origins=list(settings.cors_allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            expose_headers=["X-Request-Id", "Retry-After"],
+            max_age=600,
+        )
+    app = EdgeMiddleware(
+        inner,
+        metrics=api.metrics,
+        log=logger,
+        routes=[route.path for route in routes],
+        max_body_bytes=settings.max_body_bytes,
+    )
+    return app, api

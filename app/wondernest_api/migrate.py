@@ -1,0 +1,83 @@
+"""Versioned SQL migrations, applied under a Postgres advisory lock.
+
+Files are `NNNN_name.sql` in `migrations/`, applied in order, each in its own
+transaction, and recorded with a checksum in `core.schema_migrations`. Any
+number of containers may run this at once: they queue on the lock, and all
+but the first find nothing left to do. An applied file that has since changed
+is an error, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+
+# pg_advisory_lock takes a bigint; any fixed value unique to this purpose will do.
+LOCK_KEY = int.from_bytes(hashlib.sha256(b"wondernest_api.migrations").digest()[:8], "big", signed=True)
+_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+class MigrationError(Exception):
+    pass
+
+
+def available() -> list[Migration]:
+    found = []
+    for entry in resources.files("wondernest_api.migrations").iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            found.append(Migration(match["version"], match["name"], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"duplicate migration versions in {versions}")
+    return found
+
+
+def migrate(conninfo: str) -> list[str]:
+    """Apply what is missing; return the versions applied by this call."""
+    applied_now: list[str] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS core.schema_migrations ("
+                " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            rows = conn.execute("SELECT version, checksum FROM core.schema_migrations").fetchall()
+            done: dict[str, str] = {str(version): str(checksum) for version, checksum in rows}
+            for migration in available():
+                if migration.version in done:
+                    if done[migration.version] != migration.checksum:
+                        raise MigrationError(
+                            f"migration {migration.version}_{migration.name} changed after it was "
+                            "applied; add a new migration instead of editing an old one"
+                        )
+                    continue
+                with conn.transaction():
+                    # Trusted text shipped in the package, several statements per file.
+                    conn.execute(migration.sql.encode())
+                    conn.execute(
+                        "INSERT INTO core.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                        (migration.version, migration.name, migration.checksum),
+                    )
+                applied_now.append(migration.version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+    return applied_now

@@ -1,0 +1,71 @@
+"""Request and response bodies; their JSON Schemas feed the OpenAPI document."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Password = Annotated[str, Field(min_length=8, max_length=128)]
+RefreshToken = Annotated[str, StringConstraints(min_length=16, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegisterRequest(_Body):
+    email: Annotated[EmailStr, Field(max_length=320)]
+    password: Password
+
+
+class LoginRequest(_Body):
+    email: Annotated[EmailStr, Field(max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class RefreshRequest(_Body):
+    refreshToken: RefreshToken
+
+
+class UserView(BaseModel):
+    id: uuid.UUID
+    email: str
+    createdAt: dt.datetime
+    lastLoginAt: dt.datetime | None = None
+
+
+class TokenPair(BaseModel):
+    accessToken: str
+    tokenType: Literal["Bearer"] = "Bearer"
+    expiresIn: int
+    refreshToken: str
+
+
+class ServiceHealth(BaseModel):
+    status: Literal["UP", "DOWN"]
+    responseTime: float  # milliseconds
+    details: dict[str, str | int | float | None] | None = None
+
+
+class Readiness(BaseModel):
+    status: Literal["UP", "DEGRADED", "DOWN"]
+    timestamp: dt.datetime
+    services: dict[str, ServiceHealth]
+
+
+class Liveness(BaseModel):
+    status: Literal["UP"]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    requestId: str | None
+    details: list[dict[str, str]] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,92 @@
+"""Password hashing, access tokens and refresh tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+import bcrypt
+import jwt
+
+from wondernest_api.errors import ApiError
+from wondernest_api.settings import Settings
+
+ALGORITHM = "HS256"
+
+
+def _prehash(password: str) -> bytes:
+    # bcrypt reads at most 72 bytes; passwords may be 128 characters (up to 512
+    # bytes of UTF-8). A SHA-256 digest, base64-encoded to avoid NUL bytes,
+    # keeps every character significant.
+    return base64.b64encode(hashlib.sha256(password.encode()).digest())
+
+
+def hash_password(password: str, rounds: int) -> str:
+    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds)).decode()
+
+
+def verify_password(password: str, hashed: str) -> bool:
+    return bcrypt.checkpw(_prehash(password), hashed.encode())
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
+class TokenIssuer:
+    def __init__(self, settings: Settings) -> None:
+        self._key = settings.jwt_secret.get_secret_value()
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self.ttl = settings.access_token_ttl_seconds
+
+    def issue(self, user_id: uuid.UUID, session_id: uuid.UUID) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": str(user_id),
+            "sid": str(session_id),
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+
+    def verify(self, authorization: str | None) -> AccessClaims:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise _unauthorized("missing bearer token")
+        try:
+            claims = jwt.decode(
+                authorization[len("Bearer ") :],
+                self._key,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "sid"]},
+                leeway=5,
+            )
+            return AccessClaims(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]))
+        except (jwt.PyJWTError, ValueError):
+            raise _unauthorized("invalid or expired token") from None
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="wondernest"'})
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """A token for the client and the only form the server keeps: its SHA-256."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,134 @@
+"""Configuration from the environment, with a `<NAME>_FILE` variant for every secret.
+
+The platform hands secrets over as files (`DB_PASSWORD_FILE=/run/secrets/...`);
+plain variables are accepted for local runs. Bad or missing configuration fails
+at start with every offending variable named.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+SECRET_VARIABLES = ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    db_host: str
+    db_port: Port = 5432
+    db_name: str
+    db_user: str
+    db_password: SecretStr
+    db_sslmode: str = "prefer"
+    db_pool_min: Annotated[int, Field(ge=1, le=100)] = 2
+    db_pool_max: Annotated[int, Field(ge=1, le=100)] = 10
+
+    redis_host: str
+    redis_port: Port = 6379
+    redis_user: str
+    redis_password: SecretStr
+
+    jwt_secret: SecretStr
+    jwt_issuer: str = "wondernest-api"
+    jwt_audience: str = "wondernest-users"
+    access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 3600
+    refresh_token_ttl_seconds: Annotated[int, Field(ge=3600, le=90 * 86_400)] = 30 * 86_400
+    bcrypt_rounds: Annotated[int, Field(ge=4, le=16)] = 12
+
+    login_ip_limit: Annotated[int, Field(ge=1)] = 20
+    login_ip_window_seconds: Annotated[int, Field(ge=1)] = 60
+    login_account_limit: Annotated[int, Field(ge=1)] = 5
+    login_account_window_seconds: Annotated[int, Field(ge=1)] = 900
+
+    cors_allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
+    host: str = "0.0.0.0"  # noqa: S104 (inside the container; the host publishes on loopback)
+    port: Port = 8080
+    forwarded_allow_ips: str = ""
+    graceful_shutdown_seconds: Annotated[int, Field(ge=1, le=300)] = 20
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(o.strip() for o in value.split(",") if o.strip())
+        return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin == "*" or not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an explicit http(s) origin")
+        return value
+
+    def db_conninfo(self) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=self.db_host,
+            port=self.db_port,
+            dbname=self.db_name,
+            user=self.db_user,
+            password=self.db_password.get_secret_value(),
+            sslmode=self.db_sslmode,
+            application_name="wondernest-api",
+            connect_timeout=5,
+        )
+
+
+class SettingsError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    raw: dict[str, object] = {}
+    problems: list[str] = []
+    for name in Settings.model_fields:
+        variable = name.upper()
+        file_variable = f"{variable}_FILE"
+        if file_variable in env:
+            if variable in env:
+                problems.append(f"{variable}: set either {variable} or {file_variable}, not both")
+                continue
+            path = Path(env[file_variable])
+            try:
+                raw[name] = path.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                problems.append(f"{file_variable}: cannot read {path}: {exc.strerror}")
+        elif variable in env:
+            raw[name] = env[variable]
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            variable = str(err["loc"][0]).upper() if err["loc"] else "?"
+            if err["type"] == "missing":
+                hint = f" (or {variable}_FILE)" if variable in SECRET_VARIABLES else ""
+                problems.append(f"{variable}: required and not set{hint}")
+            else:
+                problems.append(f"{variable}: {err['msg'].removeprefix('Value error, ')}")
+        raise SettingsError(problems) from None
+    if problems:
+        raise SettingsError(problems)
+    if settings.db_pool_min > settings.db_pool_max:
+        raise SettingsError(["DB_POOL_MIN: must not exceed DB_POOL_MAX"])
+    return settings

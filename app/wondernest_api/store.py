@@ -1,0 +1,121 @@
+"""The SQL the API runs; every statement is parameterised."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+
+@dataclass(frozen=True)
+class User:
+    id: uuid.UUID
+    email: str
+    password_hash: str
+    is_active: bool
+    created_at: dt.datetime
+    last_login_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Session:
+    id: uuid.UUID
+    family_id: uuid.UUID
+    user_id: uuid.UUID
+    expires_at: dt.datetime
+    rotated_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+_USER_COLUMNS = "id, email, password_hash, is_active, created_at, last_login_at"
+_SESSION_COLUMNS = "id, family_id, user_id, expires_at, rotated_at, revoked_at"
+
+
+async def create_user(conn: AsyncConnection[Any], email: str, password_hash: str) -> User:
+    async with conn.cursor(row_factory=class_row(User)) as cur:
+        await cur.execute(
+            f"INSERT INTO core.users (email, password_hash) VALUES (%s, %s) RETURNING {_USER_COLUMNS}",
+            (email, password_hash),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def user_by_email(conn: AsyncConnection[Any], email: str) -> User | None:
+    async with conn.cursor(row_factory=class_row(User)) as cur:
+        await cur.execute(f"SELECT {_USER_COLUMNS} FROM core.users WHERE lower(email) = lower(%s)", (email,))
+        return await cur.fetchone()
+
+
+async def user_by_id(conn: AsyncConnection[Any], user_id: uuid.UUID) -> User | None:
+    async with conn.cursor(row_factory=class_row(User)) as cur:
+        await cur.execute(f"SELECT {_USER_COLUMNS} FROM core.users WHERE id = %s", (user_id,))
+        return await cur.fetchone()
+
+
+async def record_login(conn: AsyncConnection[Any], user_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE core.users SET last_login_at = now(), updated_at = now() WHERE id = %s", (user_id,)
+    )
+
+
+async def create_session(
+    conn: AsyncConnection[Any],
+    *,
+    user_id: uuid.UUID,
+    family_id: uuid.UUID | None,
+    token_hash: str,
+    ttl_seconds: int,
+    ip: str | None,
+    user_agent: str | None,
+) -> uuid.UUID:
+    cur = await conn.execute(
+        "INSERT INTO core.user_sessions (family_id, user_id, token_hash, expires_at, ip_address, user_agent) "
+        "VALUES (coalesce(%s, gen_random_uuid()), %s, %s, now() + make_interval(secs => %s), %s, %s) "
+        "RETURNING id",
+        (family_id, user_id, token_hash, ttl_seconds, ip, (user_agent or "")[:512] or None),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+async def session_for_update(conn: AsyncConnection[Any], token_hash: str) -> Session | None:
+    """Locks the row: two refreshes racing with one token cannot both rotate it."""
+    async with conn.cursor(row_factory=class_row(Session)) as cur:
+        await cur.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM core.user_sessions WHERE token_hash = %s FOR UPDATE",
+            (token_hash,),
+        )
+        return await cur.fetchone()
+
+
+async def mark_rotated(conn: AsyncConnection[Any], session_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE core.user_sessions SET rotated_at = now() WHERE id = %s", (session_id,))
+
+
+async def revoke_family(conn: AsyncConnection[Any], family_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE core.user_sessions SET revoked_at = now() WHERE family_id = %s AND revoked_at IS NULL",
+        (family_id,),
+    )
+
+
+async def audit(
+    conn: AsyncConnection[Any],
+    action: str,
+    *,
+    user_id: uuid.UUID | None,
+    ip: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit.activity_logs (user_id, action, ip_address, details) VALUES (%s, %s, %s, %s)",
+        (user_id, action, ip, Jsonb(details or {})),
+    )
