@@ -6,19 +6,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 from wondernest_api.app import create_app
+from wondernest_api.migrate import migrate
 from wondernest_api.settings import load_settings
 
 from components.spec import redis_conf
 from components.spec.database import database_spec
 from components.spec.naming import Names
 from tests.platform_db import PASSWORDS, apply_spec
-from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server
+from tests.servers import PostgresServer, RedisServer, free_port, postgres_server, redis_server
 
 APP_DIR = Path(__file__).resolve().parents[1]
 NAMES = Names(app="wondernest", stack="test")
@@ -138,3 +143,65 @@ def make_client(db: PostgresServer, cache: RedisServer, migrated: object) -> Ite
 @pytest.fixture
 def client(make_client: ClientFactory) -> TestClient:
     return make_client()
+
+
+@dataclass
+class Running:
+    db: PostgresServer
+    cache: RedisServer
+    api: ApiProcess
+    url: str
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
+    with (
+        postgres_server() as pg,
+        redis_server(
+            acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru"
+        ) as rd,
+    ):
+        platform(pg)
+        migrate(load_settings(api_env(pg, rd)).db_conninfo())
+        yield pg, rd
+
+
+@dataclass
+class ApiProcess:
+    """`python -m wondernest_api serve`, logging to a file: a pipe nobody drains
+    would fill and block the server on its next log line."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.log_path.unlink(missing_ok=True)
+
+
+def start_api(pg: PostgresServer, rd: RedisServer, **overrides: str) -> ApiProcess:
+    port = free_port()
+    env = cli_env(api_env(pg, rd, HOST="127.0.0.1", PORT=str(port), **overrides))
+    fd, name = tempfile.mkstemp(prefix="wn-api-", suffix=".log")
+    with os.fdopen(fd, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wondernest_api", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    api = ApiProcess(process, f"http://127.0.0.1:{port}", Path(name))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"api exited: {api.output()}")
+        try:
+            if httpx.get(f"{api.url}/health", timeout=1).status_code == 200:
+                return api
+        except httpx.TransportError:
+            time.sleep(0.1)
+    api.stop()
+    raise RuntimeError("api did not start")

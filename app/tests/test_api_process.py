@@ -4,74 +4,23 @@ Redis, outages of each, `--check-only`, and a graceful SIGTERM."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
-from conftest import api_env, cli_env, platform, rendered_acl, run_cli
-from wondernest_api.migrate import migrate
-from wondernest_api.settings import load_settings
+from conftest import Running, api_env, run_cli, start_api
 
-from tests.servers import PostgresServer, RedisServer, free_port, postgres_server, redis_server
-
-
-@dataclass
-class Running:
-    db: PostgresServer
-    cache: RedisServer
-    process: subprocess.Popen[str]
-    url: str
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
-    with (
-        postgres_server() as pg,
-        redis_server(
-            acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru"
-        ) as rd,
-    ):
-        platform(pg)
-        migrate(load_settings(api_env(pg, rd)).db_conninfo())
-        yield pg, rd
-
-
-def start_api(pg: PostgresServer, rd: RedisServer, **overrides: str) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    env = cli_env(api_env(pg, rd, HOST="127.0.0.1", PORT=str(port), **overrides))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wondernest_api", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"api exited: {process.stdout.read() if process.stdout else ''}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("api did not start")
+from tests.servers import PostgresServer, RedisServer
 
 
 @pytest.fixture(scope="module")
 def running(servers: tuple[PostgresServer, RedisServer]) -> Iterator[Running]:
     pg, rd = servers
-    process, url = start_api(pg, rd)
-    yield Running(pg, rd, process, url)
-    process.terminate()
-    process.wait(timeout=30)
+    api = start_api(pg, rd)
+    yield Running(pg, rd, api, api.url)
+    api.stop()
 
 
 def ready(url: str) -> httpx.Response:
@@ -118,7 +67,7 @@ def test_redis_down_degrades_readiness_but_not_the_rest(running: Running) -> Non
     finally:
         running.cache.start()
     assert wait_until_ready(running.url).status_code == 200
-    assert running.process.poll() is None
+    assert running.api.process.poll() is None
 
 
 def test_postgres_down_degrades_readiness_and_recovers(running: Running) -> None:
@@ -139,13 +88,14 @@ def test_postgres_down_degrades_readiness_and_recovers(running: Running) -> None
         f"{running.url}/auth/register", json={"email": "pg-back@example.com", "password": "long enough"}
     )
     assert reg.status_code == 201
-    assert running.process.poll() is None
+    assert running.api.process.poll() is None
 
 
 def test_sigterm_lets_in_flight_requests_finish(servers: tuple[PostgresServer, RedisServer]) -> None:
     pg, rd = servers
     # Cost 14 makes one registration take long enough to be caught in flight.
-    process, url = start_api(pg, rd, BCRYPT_ROUNDS="14")
+    api = start_api(pg, rd, BCRYPT_ROUNDS="14")
+    process, url = api.process, api.url
     result: dict[str, int] = {}
 
     def slow_request() -> None:
@@ -161,7 +111,9 @@ def test_sigterm_lets_in_flight_requests_finish(servers: tuple[PostgresServer, R
     time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
     worker.join(timeout=30)
-    output, _ = process.communicate(timeout=30)
+    process.wait(timeout=30)
+    output = api.output()
+    api.stop()
     assert result.get("status") == 201
     # uvicorn re-raises SIGTERM once it has shut down cleanly, so a supervisor
     # sees "stopped by SIGTERM"; the log line proves the pools were closed.

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 Password = Annotated[str, Field(min_length=8, max_length=128)]
 RefreshToken = Annotated[str, StringConstraints(min_length=16, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -15,6 +15,18 @@ RefreshToken = Annotated[str, StringConstraints(min_length=16, max_length=256, p
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _encodable(cls, value: object) -> object:
+        # JSON may carry lone surrogates ("\ud800"), which no UTF-8 consumer
+        # (Postgres, the password hash) accepts: refuse them here, as a 422.
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode text") from None
+        return value
+
 
 class RegisterRequest(_Body):
     email: Annotated[EmailStr, Field(max_length=320)]
@@ -22,7 +34,9 @@ class RegisterRequest(_Body):
 
 
 class LoginRequest(_Body):
-    email: Annotated[EmailStr, Field(max_length=320)]
+    # Not validated as an address: a login only ever fails as "incorrect", so it
+    # reveals nothing about which addresses the API would accept.
+    email: Annotated[str, Field(min_length=1, max_length=320, pattern=r"^[^\x00-\x1f\x7f]+$")]
     password: Annotated[str, Field(min_length=1, max_length=128)]
 
 
