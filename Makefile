@@ -9,7 +9,7 @@ PULUMI    := PULUMI_BACKEND_URL=file://$(STATE_DIR) \
              PULUMI_CONFIG_PASSPHRASE_FILE=$(STATE_DIR)/passphrase pulumi
 STACK     ?= dev
 
-.PHONY: venv lint typecheck test up preview destroy destroy-all outputs psql
+.PHONY: venv tools lint typecheck test up preview destroy destroy-all outputs psql
 
 venv: $(VENV)/.installed
 
@@ -17,6 +17,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
+
+# checkov pins its own dependency tree, so it lives in a venv of its own.
+TOOLS := $(CURDIR)/.tools
+tools: $(TOOLS)/checkov/bin/checkov
+
+$(TOOLS)/checkov/bin/checkov:
+	python3 -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
 
 lint: venv
 	$(VENV)/bin/ruff check .
