@@ -131,6 +131,24 @@ class RedisConfig(_Model):
     eviction_policy: EvictionPolicy = "allkeys-lru"
 
 
+class ApiConfig(_Model):
+    host_port: Port = 8080
+    memory: Annotated[ByteSize, Field(ge=128 * 1024**2)] = ByteSize(512 * 1024**2)
+    cpus: Annotated[float, Field(gt=0, le=64)] = 1.0
+    db_pool_max: Annotated[int, Field(ge=1, le=40)] = 10
+    """At most 40: the app role's 50 connections must also fit migrations and a
+    second container during a replacement."""
+    cors_allowed_origins: tuple[str, ...] = ()
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _explicit_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin) is None:
+                raise ValueError(f"{origin!r} is not an explicit origin like https://app.example.com")
+        return value
+
+
 class ImagesConfig(_Model):
     """Pinned image references; point them at a private registry mirror per stack."""
 
@@ -154,12 +172,14 @@ class PlatformConfig(_Model):
     network: NetworkConfig = NetworkConfig()
     postgres: PostgresConfig = PostgresConfig()
     redis: RedisConfig = RedisConfig()
+    api: ApiConfig = ApiConfig()
     images: ImagesConfig = ImagesConfig()
     dev_tools: DevToolsConfig = DevToolsConfig()
 
     @model_validator(mode="after")
     def _check_ports(self) -> PlatformConfig:
         published = {
+            "api.hostPort": self.api.host_port,
             "postgres.hostPort": self.postgres.host_port,
             "redis.hostPort": self.redis.host_port,
         }

@@ -27,12 +27,17 @@ BAD_VALUES: dict[tuple[str, ...], list[Any]] = {
     ("redis", "evictionPolicy"): ["lru", "allkeys"],
     ("network", "bindAddress"): ["0.0.0.0", "not-an-ip", "10.0.0.1"],
     ("network", "backendSubnet"): ["172.30.1.0/33", "nonsense"],
+    ("api", "hostPort"): [0, "http"],
+    ("api", "memory"): ["64MiB", "lots"],
+    ("api", "cpus"): [0, -1, "many"],
+    ("api", "dbPoolMax"): [0, 41],
+    ("api", "corsAllowedOrigins"): [["*"], ["app.example.com"], "https://x.example.com"],
     ("images", "postgres"): ["postgres", "postgres:latest", "UPPER:1", ""],
     ("images", "redis"): ["redis", "redis:latest"],
     ("devTools", "enabled"): ["maybe", 3],
     ("devTools", "pgadminEmail"): ["nope", "a@b"],
 }
-KNOWN_KEYS = {"appName", "target", "network", "postgres", "redis", "images", "devTools"}
+KNOWN_KEYS = {"appName", "target", "network", "postgres", "redis", "api", "images", "devTools"}
 PATH = re.compile(r"^(wondernest:[A-Za-z0-9.]*)")
 
 

@@ -46,8 +46,10 @@ def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
         "wondernest:local:Database",
         "wondernest:local:Cache",
         "wondernest:local:DevTools",
+        "wondernest:local:Api",
     }
     assert sorted(c.inputs["name"] for c in containers(dev)) == [
+        "wondernest-dev-api",
         "wondernest-dev-pgadmin",
         "wondernest-dev-postgres",
         "wondernest-dev-redis",
@@ -83,7 +85,7 @@ def test_secret_files_are_uploaded_as_secrets_with_tight_modes(dev: Evaluation) 
 
 def test_every_published_port_binds_loopback(dev: Evaluation) -> None:
     published = [(c.name, p) for c in containers(dev) for p in c.inputs.get("ports") or []]
-    assert {name for name, _ in published} == {"postgres", "redis", "pgadmin"}
+    assert {name for name, _ in published} == {"api", "postgres", "redis", "pgadmin"}
     assert all(p["ip"] == "127.0.0.1" for _, p in published)
 
 
@@ -161,6 +163,7 @@ def test_dynamic_resources_carry_their_secrets_as_secrets(dev: Evaluation) -> No
 
 
 def test_outputs_and_their_secrecy(dev: Evaluation) -> None:
+    assert dev.outputs["apiUrl"] == "http://127.0.0.1:8080"
     assert dev.outputs["postgresEndpoint"] == "127.0.0.1:5433"
     assert dev.outputs["redisEndpoint"] == "127.0.0.1:6379"
     assert dev.outputs["roles"] == {
@@ -195,6 +198,7 @@ def test_two_evaluations_declare_identical_inputs() -> None:
 def test_physical_names_follow_app_name_and_stack() -> None:
     ev = evaluate(stack_config({"appName": "yourapp"}), stack="staging")
     assert sorted(c.inputs["name"] for c in containers(ev)) == [
+        "yourapp-staging-api",
         "yourapp-staging-pgadmin",
         "yourapp-staging-postgres",
         "yourapp-staging-redis",
@@ -230,3 +234,49 @@ def test_the_aws_target_is_refused_until_it_exists() -> None:
     with pytest.raises(UnsupportedTargetError, match="'aws'"):
         evaluate(config)
     assert not declared_by(config)
+
+
+def test_the_api_runs_read_only_with_its_secrets_as_files(dev: Evaluation) -> None:
+    api = dev.named(CONTAINER_TYPE, "api").inputs
+    assert api["readOnly"] is True
+    assert api["tmpfs"] == {"/tmp": "rw,noexec,nosuid,nodev,size=64m"}
+    assert api["user"] == "1001:1001"
+    assert api["cpus"] == "1"
+    assert api["capabilities"] == {"drops": ["ALL"]}
+    env = dict(e.split("=", 1) for e in api["envs"])
+    assert env["DB_PASSWORD_FILE"] == "/run/secrets/db-password"
+    assert env["REDIS_PASSWORD_FILE"] == "/run/secrets/redis-password"
+    assert env["JWT_SECRET_FILE"] == "/run/secrets/jwt-secret"
+    assert not any(k in env for k in ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET"))
+    assert env["DB_USER"] == "wondernest_app" and env["DB_HOST"] == "postgres"
+    # The files land on a volume: Docker copies into a volume even under a read-only root.
+    assert api["volumes"] == [{"containerPath": "/run/secrets", "volumeName": "wondernest-dev-api-secrets"}]
+    files = {u["file"]: u for u in unwrap(api["uploads"])}
+    assert set(files) == {
+        "/run/secrets/db-password",
+        "/run/secrets/redis-password",
+        "/run/secrets/jwt-secret",
+    }
+    assert all(u["owner"] == "1001" and u["permissions"] == "0400" for u in files.values())
+    assert {n["name"] for n in api["networksAdvanced"]} == {
+        "wondernest-dev-frontend",
+        "wondernest-dev-backend",
+    }
+
+
+def test_the_api_image_is_tagged_by_its_content(dev: Evaluation) -> None:
+    from components.build_context import context_digest
+    from components.local.api import APP_DIR, BUILD_INPUTS
+
+    image = dev.named("docker:index/image:Image", "api-image").inputs
+    assert image["imageName"] == f"wondernest-api:{context_digest(APP_DIR, BUILD_INPUTS)[:16]}"
+    assert image["skipPush"] is True
+    assert image["build"]["target"] == "runtime" and image["build"]["context"] == "app"
+    assert dev.named(CONTAINER_TYPE, "api").inputs["image"] == image["imageName"]
+
+
+def test_the_api_starts_after_its_roles_grants_and_cache(dev: Evaluation) -> None:
+    deps = dev.named(CONTAINER_TYPE, "api").options["dependencies"]
+    assert any(d.endswith("::role-app") for d in deps)
+    assert any(d.endswith("::grant-core-app") for d in deps)
+    assert any(d.endswith("::redis") for d in deps)

@@ -53,6 +53,7 @@ class ContainerSpec:
     the container, since Docker refuses to copy into a read-only root."""
     tmpfs: Mapping[str, str] = field(default_factory=dict)
     shm_size_mb: int | None = None
+    cpus: float | None = None
     stop_signal: str | None = None
     stop_timeout_s: int = 30
     wait_timeout_s: int = 120
@@ -97,6 +98,7 @@ def hardened_container(
         read_only=spec.read_only,
         tmpfs=dict(spec.tmpfs) or None,
         shm_size=spec.shm_size_mb,
+        cpus=None if spec.cpus is None else f"{spec.cpus:g}",
         privileged=False,
         security_opts=["no-new-privileges:true"],
         capabilities=docker.ContainerCapabilitiesArgs(

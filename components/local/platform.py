@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 
 from components.config import PlatformConfig
+from components.local.api import Api, ApiArgs
 from components.local.cache import Cache, CacheArgs
 from components.local.database import Database, DatabaseArgs
 from components.local.devtools import DevTools, DevToolsArgs
@@ -57,7 +58,30 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             secrets=secrets,
         ),
     )
+    api = Api(
+        "api",
+        ApiArgs(
+            names=names,
+            host_port=cfg.api.host_port,
+            bind_address=net_cfg.bind_address,
+            memory_bytes=int(cfg.api.memory),
+            cpus=cfg.api.cpus,
+            db_pool_max=cfg.api.db_pool_max,
+            cors_allowed_origins=cfg.api.cors_allowed_origins,
+            database=spec.name,
+            db_user=spec.role("app").name,
+            postgres_host=database.internal_host,
+            postgres_port=database.internal_port,
+            redis_user=cache.app_user,
+            redis_host=cache.internal_host,
+            redis_port=cache.internal_port,
+            network=network,
+            secrets=secrets,
+            depends_on=(*database.objects.all, cache.container),
+        ),
+    )
     outputs: dict[str, Any] = {
+        "apiUrl": api.url,
         "postgresEndpoint": database.endpoint,
         "postgresDatabase": spec.name,
         "redisEndpoint": cache.endpoint,

@@ -1,0 +1,35 @@
+"""A digest of exactly what an image is built from, to tag it by content.
+
+An unchanged app gives the same tag, so `pulumi preview` shows no image or
+container change; any change to the code, the dependencies or the Dockerfile
+gives a new tag and a replaced container.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+_SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+_SKIPPED_SUFFIXES = {".pyc", ".pyo"}
+
+
+def context_digest(context: Path, inputs: Iterable[str]) -> str:
+    """sha256 over the relative path and bytes of every file under `inputs`."""
+    digest = hashlib.sha256()
+    files: list[Path] = []
+    for name in inputs:
+        path = context / name
+        if not path.exists():
+            raise FileNotFoundError(f"build input {path} does not exist")
+        candidates = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        files.extend(
+            p
+            for p in candidates
+            if not (_SKIPPED_PARTS & set(p.relative_to(context).parts)) and p.suffix not in _SKIPPED_SUFFIXES
+        )
+    for file in sorted(set(files)):
+        digest.update(file.relative_to(context).as_posix().encode() + b"\0")
+        digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,134 @@
+"""The bundled API: built from app/, run read-only with its secrets as files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+
+from components.build_context import context_digest
+from components.local.containers import ContainerSpec, Publish, SecretFile, hardened_container
+from components.local.network import Network
+from components.local.secrets import Secrets
+from components.spec.naming import Names
+
+APP_DIR = Path("app")
+# What app/Dockerfile copies, plus the Dockerfile: the image's whole input.
+BUILD_INPUTS = ("Dockerfile", "requirements.txt", "wondernest_api")
+API_UID = "1001"
+CONTAINER_PORT = 8080
+# Docker refuses to copy files into a read-only root filesystem, but not into a
+# volume mounted on it: the secrets live on a volume of their own.
+SECRETS_DIR = "/run/secrets"
+HEALTHCHECK = (
+    "import sys, urllib.request; "
+    f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}/health', timeout=2).status != 200)"
+)
+
+
+@dataclass(frozen=True)
+class ApiArgs:
+    names: Names
+    host_port: int
+    bind_address: IPv4Address
+    memory_bytes: int
+    cpus: float
+    db_pool_max: int
+    cors_allowed_origins: tuple[str, ...]
+    database: str
+    db_user: str
+    postgres_host: str
+    postgres_port: int
+    redis_user: str
+    redis_host: str
+    redis_port: int
+    network: Network
+    secrets: Secrets
+    depends_on: tuple[pulumi.Resource, ...]
+    """The roles, grants and cache the API needs before it starts (it migrates on start)."""
+
+
+class Api(pulumi.ComponentResource):
+    image: docker.Image
+    container: docker.Container
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ApiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("wondernest:local:Api", name, None, opts)
+        names = args.names
+        tag = context_digest(APP_DIR, BUILD_INPUTS)[:16]
+        self.image = docker.Image(
+            "api-image",
+            build=docker.DockerBuildArgs(
+                context=str(APP_DIR),
+                dockerfile=str(APP_DIR / "Dockerfile"),
+                target="runtime",
+            ),
+            image_name=f"{names.app}-api:{tag}",
+            skip_push=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        secrets_volume = docker.Volume(
+            "api-secrets",
+            name=names.resource("api-secrets"),
+            labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(names.labels("api").items())],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        env = {
+            "DB_HOST": args.postgres_host,
+            "DB_PORT": str(args.postgres_port),
+            "DB_NAME": args.database,
+            "DB_USER": args.db_user,
+            "DB_PASSWORD_FILE": f"{SECRETS_DIR}/db-password",
+            "DB_POOL_MAX": str(args.db_pool_max),
+            "REDIS_HOST": args.redis_host,
+            "REDIS_PORT": str(args.redis_port),
+            "REDIS_USER": args.redis_user,
+            "REDIS_PASSWORD_FILE": f"{SECRETS_DIR}/redis-password",
+            "JWT_SECRET_FILE": f"{SECRETS_DIR}/jwt-secret",
+            "CORS_ALLOWED_ORIGINS": ",".join(args.cors_allowed_origins),
+            "PORT": str(CONTAINER_PORT),
+        }
+        self.container = hardened_container(
+            "api",
+            ContainerSpec(
+                name=names.resource("api"),
+                image=self.image.image_name,
+                user=f"{API_UID}:{API_UID}",
+                memory_bytes=args.memory_bytes,
+                cpus=args.cpus,
+                networks=[
+                    (args.network.frontend.name, []),
+                    (args.network.backend.name, ["api"]),
+                ],
+                envs=[f"{key}={value}" for key, value in sorted(env.items())],
+                secret_files=[
+                    SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("app"), API_UID),
+                    SecretFile(f"{SECRETS_DIR}/redis-password", args.secrets.get("redis-app"), API_UID),
+                    SecretFile(f"{SECRETS_DIR}/jwt-secret", args.secrets.get("jwt-signing-key"), API_UID),
+                ],
+                volumes=[
+                    docker.ContainerVolumeArgs(volume_name=secrets_volume.name, container_path=SECRETS_DIR)
+                ],
+                publish=[Publish(CONTAINER_PORT, args.host_port, args.bind_address)],
+                read_only=True,
+                # A private tmpfs, the only writable path besides the secrets volume.
+                tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=64m"},  # noqa: S108
+                healthcheck=docker.ContainerHealthcheckArgs(
+                    tests=["CMD", "python", "-c", HEALTHCHECK],
+                    interval="10s",
+                    timeout="3s",
+                    retries=3,
+                    start_period="20s",
+                ),
+                labels=names.labels("api"),
+                # The server drains in-flight requests for up to 20 s on SIGTERM.
+                stop_timeout_s=30,
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=[secrets_volume, *args.depends_on]),
+        )
+        self.url = pulumi.Output.from_input(f"http://{args.bind_address}:{args.host_port}")
+        self.register_outputs({"url": self.url, "image": self.image.image_name})

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from components.build_context import context_digest
+from components.local.api import APP_DIR, BUILD_INPUTS
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    copy = tmp_path / "app"
+    copy.mkdir()
+    for name in BUILD_INPUTS:
+        source = APP_DIR / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy / name)
+    return copy
+
+
+def test_the_digest_is_stable_and_independent_of_location(context: Path) -> None:
+    assert context_digest(context, BUILD_INPUTS) == context_digest(APP_DIR, BUILD_INPUTS)
+
+
+def test_caches_and_tests_do_not_count(context: Path) -> None:
+    before = context_digest(context, BUILD_INPUTS)
+    (context / "wondernest_api" / "__pycache__").mkdir(exist_ok=True)
+    (context / "wondernest_api" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
+    (context / "tests").mkdir()
+    (context / "tests" / "test_x.py").write_text("pass\n")
+    assert context_digest(context, BUILD_INPUTS) == before
+
+
+@pytest.mark.parametrize("changed", ["Dockerfile", "requirements.txt", "wondernest_api/app.py"])
+def test_any_input_change_changes_the_digest(context: Path, changed: str) -> None:
+    before = context_digest(context, BUILD_INPUTS)
+    with open(context / changed, "a", encoding="utf-8") as fh:
+        fh.write("\n# changed\n")
+    assert context_digest(context, BUILD_INPUTS) != before
+
+
+def test_a_renamed_file_changes_the_digest(context: Path) -> None:
+    before = context_digest(context, BUILD_INPUTS)
+    (context / "wondernest_api" / "errors.py").rename(context / "wondernest_api" / "failures.py")
+    assert context_digest(context, BUILD_INPUTS) != before
+
+
+def test_a_missing_input_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="build input"):
+        context_digest(tmp_path, ["Dockerfile"])
