@@ -132,17 +132,19 @@ def test_aof_persists_writes_across_a_crash(server: RedisServer) -> None:
 
 def test_allkeys_lru_evicts_instead_of_refusing_writes(server: RedisServer) -> None:
     r = app(server)
-    r.set("oldest", "x")
     payload = b"v" * 4096
+    written = 2 * MAXMEMORY // len(payload)
     pipe = r.pipeline(transaction=False)
     # Twice maxmemory: with noeviction the writes would fail with OOM.
-    for i in range(2 * MAXMEMORY // len(payload)):
+    for i in range(written):
         pipe.set(f"fill:{i}", payload)
         if i % 1000 == 999:
             pipe.execute()
     pipe.execute()
-    assert r.get("oldest") is None
-    assert r.get(f"fill:{2 * MAXMEMORY // len(payload) - 1}") == payload
+    # Every write was accepted, and keys were evicted to make room (LRU is
+    # sampled, so which ones is not asserted).
+    assert r.dbsize() < written
+    assert r.get(f"fill:{written - 1}") == payload
 
 
 def test_noeviction_would_refuse_the_same_writes() -> None:
