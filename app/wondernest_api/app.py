@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import ipaddress
 import secrets
 from collections.abc import AsyncIterator
@@ -50,6 +51,7 @@ from wondernest_api.payloads import (
     UserView,
 )
 from wondernest_api.ratelimit import RateLimiter
+from wondernest_api.requestlog import RequestLog
 from wondernest_api.security import TokenIssuer, hash_password, hash_token, new_refresh_token, verify_password
 from wondernest_api.settings import Settings
 
@@ -58,8 +60,13 @@ JSON = "application/json"
 _LIVE = Liveness(status="UP").model_dump_json().encode()
 
 
-def _json(model: BaseModel, status: int = 200) -> Response:
-    return Response(model.model_dump_json().encode(), status_code=status, media_type=JSON)
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _json(model: BaseModel, status: int = 200, *, private: bool = False) -> Response:
+    """`private` marks a body with tokens or account data: no cache may keep it."""
+    headers = _NO_STORE if private else None
+    return Response(model.model_dump_json().encode(), status_code=status, media_type=JSON, headers=headers)
 
 
 class Api:
@@ -87,6 +94,7 @@ class Api:
             health_check_interval=30,
         )
         self.limiter = RateLimiter(self.redis)
+        self.requests = RequestLog(self.metrics, logger)
         self.metrics.watch_pool(self.pool.get_stats)
         # Checked against when the email is unknown, so a miss costs what a hit costs.
         self._dummy_hash = hash_password(secrets.token_hex(16), settings.bcrypt_rounds)
@@ -95,12 +103,20 @@ class Api:
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         # wait=False: the API starts (and reports not ready) while Postgres is down.
         await self.pool.open(wait=False)
+        drainer = asyncio.create_task(self.requests.run())
+        # Everything imported and built so far lives as long as the process:
+        # moved out of the collector's reach, it is not rescanned by every full
+        # collection that request garbage triggers.
+        gc.collect()
+        gc.freeze()
         self.log.info("started", pool_max=self.settings.db_pool_max)
         try:
             yield
         finally:
             await self.pool.close(timeout=self.settings.graceful_shutdown_seconds)
             await self.redis.aclose()
+            drainer.cancel()
+            self.requests.drain()
             self.log.info("stopped")
 
     # --- plumbing --------------------------------------------------------------
@@ -181,6 +197,7 @@ class Api:
         await self.redis.ping()  # type: ignore[misc]  # redis-py types ping as sync-or-async
 
     async def prometheus(self, _request: Request) -> Response:
+        self.requests.drain()
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, _request: Request) -> Response:
@@ -199,7 +216,7 @@ class Api:
             except UniqueViolation:
                 raise ApiError(409, "email_taken", "an account with this email already exists") from None
         self.metrics.registrations.inc()
-        return _json(UserView(id=user.id, email=user.email, createdAt=user.created_at), 201)
+        return _json(UserView(id=user.id, email=user.email, createdAt=user.created_at), 201, private=True)
 
     async def login(self, request: Request) -> Response:
         payload = await self.parse(request, LoginRequest)
@@ -247,7 +264,7 @@ class Api:
                 await store.audit(conn, "user.login", user_id=user.id, ip=ip)
         with contextlib.suppress(RedisError, OSError):
             await self.limiter.reset(account_key)
-        return _json(self._pair(user.id, session_id, token))
+        return _json(self._pair(user.id, session_id, token), private=True)
 
     def _pair(self, user_id: Any, session_id: Any, refresh_token: str) -> TokenPair:
         return TokenPair(
@@ -284,7 +301,7 @@ class Api:
                     ip=ip,
                     user_agent=request.headers.get("user-agent"),
                 )
-                return _json(self._pair(session.user_id, new_id, token))
+                return _json(self._pair(session.user_id, new_id, token), private=True)
         message = "refresh token reused; the session has been revoked" if reused else "invalid refresh token"
         raise ApiError(401, "invalid_refresh_token", message)
 
@@ -305,7 +322,8 @@ class Api:
         if user is None or not user.is_active:
             raise ApiError(401, "unauthorized", "the account no longer exists")
         return _json(
-            UserView(id=user.id, email=user.email, createdAt=user.created_at, lastLoginAt=user.last_login_at)
+            UserView(id=user.id, email=user.email, createdAt=user.created_at, lastLoginAt=user.last_login_at),
+            private=True,
         )
 
     # --- errors ------------------------------------------------------------------
@@ -374,7 +392,7 @@ def create_app(settings: Settings, *, logger: JsonLog = log) -> tuple[ASGIApp, A
         )
     app = EdgeMiddleware(
         inner,
-        metrics=api.metrics,
+        requests=api.requests,
         log=logger,
         routes=[route.path for route in routes],
         max_body_bytes=settings.max_body_bytes,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -28,22 +31,58 @@ class PoolCollector(Collector):
         )
 
 
+class RequestStats(Collector):
+    """Request counts and latency histograms, kept as plain numbers.
+
+    prometheus_client's Counter and Histogram take a lock per update and walk
+    every bucket; on the request path that cost more than the rest of the
+    middleware. All updates and scrapes happen on the event loop's one thread,
+    so plain dicts are safe, and the families are built only when scraped.
+    """
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self._buckets = buckets
+        self._counts: dict[tuple[str, str, int], int] = {}
+        # Per (method, route): one count per bucket, then +Inf, then the sum.
+        self._histograms: dict[tuple[str, str], list[float]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        histogram = self._histograms.get((method, route))
+        if histogram is None:
+            histogram = self._histograms[(method, route)] = [0.0] * (len(self._buckets) + 2)
+        histogram[bisect_left(self._buckets, seconds)] += 1
+        histogram[-1] += seconds
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        requests = CounterMetricFamily(
+            "http_requests",
+            "HTTP requests by method, route template and status",
+            labels=("method", "route", "status"),
+        )
+        for (method, route, status), count in sorted(self._counts.items()):
+            requests.add_metric((method, route, str(status)), count)
+        yield requests
+        durations = HistogramMetricFamily(
+            "http_request_duration_seconds",
+            "HTTP request duration by method and route template",
+            labels=("method", "route"),
+        )
+        bounds = [floatToGoString(b) for b in self._buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
+        for (method, route), values in sorted(self._histograms.items()):
+            cumulative = list(accumulate(values[:-1]))
+            durations.add_metric(
+                (method, route), list(zip(bounds, cumulative, strict=True)), sum_value=values[-1]
+            )
+        yield durations
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "http_requests_total",
-            "HTTP requests by method, route template and status",
-            ("method", "route", "status"),
-            registry=self.registry,
-        )
-        self.duration = Histogram(
-            "http_request_duration_seconds",
-            "HTTP request duration by method and route template",
-            ("method", "route"),
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.requests = RequestStats(LATENCY_BUCKETS)
+        self.registry.register(self.requests)
         self.registrations = Counter(
             "user_registrations_total", "Accounts registered", registry=self.registry
         )
@@ -53,21 +92,9 @@ class Metrics:
             ("reason",),
             registry=self.registry,
         )
-        # labels() costs a lock and a dict lookup; the hot path keeps its children.
-        self._request_children: dict[tuple[str, str, int], Callable[[], None]] = {}
-        self._duration_children: dict[tuple[str, str], Callable[[float], None]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        inc = self._request_children.get((method, route, status))
-        if inc is None:
-            inc = self.requests.labels(method, route, str(status)).inc
-            self._request_children[(method, route, status)] = inc
-        observe = self._duration_children.get((method, route))
-        if observe is None:
-            observe = self.duration.labels(method, route).observe
-            self._duration_children[(method, route)] = observe
-        inc()
-        observe(seconds)
+        self.requests.observe(method, route, status, seconds)
 
     def watch_pool(self, stats: Callable[[], dict[str, int]]) -> None:
         self.registry.register(PoolCollector(stats))
