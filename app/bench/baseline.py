@@ -14,25 +14,18 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import orjson
-from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from wondernest_api import store
+from wondernest_api.db import create_pool
 from wondernest_api.security import TokenIssuer
 from wondernest_api.settings import load_settings
 
 settings = load_settings()
 tokens = TokenIssuer(settings)
-pool = AsyncConnectionPool(
-    settings.db_conninfo(),
-    min_size=settings.db_pool_min,
-    max_size=settings.db_pool_max,
-    kwargs={"autocommit": True},
-    open=False,
-    timeout=5,
-)
+pool = create_pool(settings)
 
 
 async def health(_request: Request) -> Response:

@@ -22,7 +22,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg import AsyncConnection, OperationalError
 from psycopg.errors import UniqueViolation
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -35,6 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from wondernest_api import store
+from wondernest_api.db import create_pool
 from wondernest_api.edge import EdgeMiddleware
 from wondernest_api.errors import ApiError, error_response, request_id_of
 from wondernest_api.jsonlog import JsonLog, log
@@ -75,15 +76,7 @@ class Api:
         self.log = logger
         self.metrics = Metrics()
         self.tokens = TokenIssuer(settings)
-        self.pool = AsyncConnectionPool(
-            settings.db_conninfo(),
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-            kwargs={"autocommit": True},
-            open=False,
-            timeout=5,
-            name="wondernest-api",
-        )
+        self.pool = create_pool(settings)
         self.redis = Redis(
             host=settings.redis_host,
             port=settings.redis_port,

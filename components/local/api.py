@@ -10,7 +10,13 @@ import pulumi
 import pulumi_docker as docker
 
 from components.build_context import context_digest
-from components.local.containers import ContainerSpec, Publish, SecretFile, hardened_container
+from components.local.containers import (
+    ContainerSpec,
+    Publish,
+    SecretFile,
+    hardened_container,
+    labelled_volume,
+)
 from components.local.network import Network
 from components.local.secrets import Secrets
 from components.spec.naming import Names
@@ -71,12 +77,7 @@ class Api(pulumi.ComponentResource):
             skip_push=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        secrets_volume = docker.Volume(
-            "api-secrets",
-            name=names.resource("api-secrets"),
-            labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(names.labels("api").items())],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        secrets_volume = labelled_volume("api-secrets", names, "api", pulumi.ResourceOptions(parent=self))
         env = {
             "DB_HOST": args.postgres_host,
             "DB_PORT": str(args.postgres_port),

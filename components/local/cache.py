@@ -13,6 +13,7 @@ from components.local.containers import (
     Publish,
     SecretFile,
     hardened_container,
+    labelled_volume,
     remote_image,
 )
 from components.local.network import Network
@@ -53,14 +54,7 @@ class Cache(pulumi.ComponentResource):
         self.internal_port = redis_conf.CONTAINER_PORT
 
         image = remote_image("redis-image", args.image, child)
-        volume = docker.Volume(
-            "redis-data",
-            name=names.resource("redis-data"),
-            labels=[
-                docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(names.labels("redis").items())
-            ],
-            opts=child,
-        )
+        volume = labelled_volume("redis-data", names, "redis", child)
         app_password = args.secrets.get("redis-app")
         health_password = args.secrets.get("redis-healthcheck")
         acl: pulumi.Output[str] = pulumi.Output.secret(

@@ -10,6 +10,8 @@ from ipaddress import IPv4Address
 import pulumi
 import pulumi_docker as docker
 
+from components.spec.naming import Names
+
 MIB = 1024 * 1024
 
 
@@ -109,6 +111,18 @@ def hardened_container(
         stop_signal=spec.stop_signal,
         stop_timeout=spec.stop_timeout_s,
         destroy_grace_seconds=spec.stop_timeout_s,
+        opts=opts,
+    )
+
+
+def labelled_volume(
+    resource_name: str, names: Names, component: str, opts: pulumi.ResourceOptions
+) -> docker.Volume:
+    """A named volume `<app>-<stack>-<resource_name>` with the platform's labels."""
+    return docker.Volume(
+        resource_name,
+        name=names.resource(resource_name),
+        labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(names.labels(component).items())],
         opts=opts,
     )
 

@@ -13,6 +13,7 @@ from components.local.containers import (
     Publish,
     SecretFile,
     hardened_container,
+    labelled_volume,
     remote_image,
 )
 from components.local.network import Network
@@ -61,15 +62,10 @@ class Database(pulumi.ComponentResource):
         names, spec = args.names, args.spec
 
         image = remote_image("postgres-image", args.image, child)
-        volume = docker.Volume(
-            "postgres-data",
-            name=names.resource("postgres-data"),
-            labels=[
-                docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(names.labels("postgres").items())
-            ],
-            # The database lives here: deleting it takes a deliberate
-            # `pulumi state unprotect`, never a stray `pulumi destroy`.
-            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        # The database lives here: deleting it takes a deliberate
+        # `pulumi state unprotect`, never a stray `pulumi destroy`.
+        volume = labelled_volume(
+            "postgres-data", names, "postgres", pulumi.ResourceOptions(parent=self, protect=True)
         )
         postgresql_conf = postgres_conf.render_postgresql_conf(args.tuning, slow_query_ms=args.slow_query_ms)
         pg_hba_conf = postgres_conf.render_pg_hba_conf(

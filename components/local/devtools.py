@@ -13,6 +13,7 @@ from components.local.containers import (
     Publish,
     SecretFile,
     hardened_container,
+    labelled_volume,
     remote_image,
 )
 from components.local.network import Network
@@ -48,14 +49,7 @@ class DevTools(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         names = args.names
         image = remote_image("pgadmin-image", args.image, child)
-        volume = docker.Volume(
-            "pgadmin-data",
-            name=names.resource("pgadmin-data"),
-            labels=[
-                docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(names.labels("pgadmin").items())
-            ],
-            opts=child,
-        )
+        volume = labelled_volume("pgadmin-data", names, "pgadmin", child)
         servers = pgadmin.render_servers_json(
             name=f"{names.app} ({names.stack})",
             group=names.app,

@@ -82,7 +82,8 @@ def _privs(values: Iterable[str]) -> sql.Composable:
 
 
 class _PostgresProvider(ResourceProvider):
-    """Shared diff and validation; subclasses name the keys that force a replace."""
+    """Shared create/update/diff/validation: subclasses converge the server in
+    `_apply` and name the keys that force a replace."""
 
     identity_keys: tuple[str, ...] = ()
     compared_keys: tuple[str, ...] = ()
@@ -97,6 +98,21 @@ class _PostgresProvider(ResourceProvider):
 
     def _identifiers(self, props: Mapping[str, Any]) -> list[tuple[str, Any]]:
         return [(key, props.get(key)) for key in self.identity_keys]
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        self._apply(props, {})
+        return CreateResult(id_=self._id(props), outs=_outs(props))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        self._apply(news, olds)
+        return UpdateResult(outs=_outs(news))
+
+    def _id(self, props: Mapping[str, Any]) -> str:
+        return str(props["name"])
+
+    def _apply(self, props: Mapping[str, Any], olds: Mapping[str, Any]) -> None:
+        """Converge the server on `props`; `olds` are the previous outputs ({} on create)."""
+        raise NotImplementedError
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [key for key in self.compared_keys if _norm(olds.get(key)) != _norm(news.get(key))]
@@ -121,15 +137,7 @@ class RoleProvider(_PostgresProvider):
                 failures.append(CheckFailure("member_of", f"{role!r} is not a role name"))
         return CheckResult(news, failures)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        self._apply(props)
-        return CreateResult(id_=props["name"], outs=_outs(props))
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        self._apply(news)
-        return UpdateResult(outs=_outs(news))
-
-    def _apply(self, props: Mapping[str, Any]) -> None:
+    def _apply(self, props: Mapping[str, Any], _olds: Mapping[str, Any]) -> None:
         name = props["name"]
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
             # libpq computes the SCRAM verifier client-side: the plaintext never
@@ -237,15 +245,7 @@ class SchemaProvider(_PostgresProvider):
         replaces = [key for key in result.replaces or [] if key == "name"]
         return DiffResult(changes=result.changes, replaces=replaces, delete_before_replace=True)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        self._apply(props)
-        return CreateResult(id_=props["name"], outs=_outs(props))
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        self._apply(news)
-        return UpdateResult(outs=_outs(news))
-
-    def _apply(self, props: Mapping[str, Any]) -> None:
+    def _apply(self, props: Mapping[str, Any], _olds: Mapping[str, Any]) -> None:
         schema, owner = sql.Identifier(props["name"]), sql.Identifier(props["owner"])
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(schema, owner))
@@ -312,13 +312,8 @@ class SchemaGrantProvider(_PostgresProvider):
                 failures.append(CheckFailure(key, f"{bad} not among {sorted(allowed)}"))
         return CheckResult(news, failures)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        self._apply(props, previous_owners=())
-        return CreateResult(id_=f"{props['schema']}.{props['role']}", outs=_outs(props))
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        self._apply(news, previous_owners=olds.get("default_owners") or ())
-        return UpdateResult(outs=_outs(news))
+    def _id(self, props: Mapping[str, Any]) -> str:
+        return f"{props['schema']}.{props['role']}"
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
@@ -327,7 +322,8 @@ class SchemaGrantProvider(_PostgresProvider):
                 return
             _revoke_all(cur, role, schema, props.get("default_owners") or ())
 
-    def _apply(self, props: Mapping[str, Any], previous_owners: Iterable[str]) -> None:
+    def _apply(self, props: Mapping[str, Any], olds: Mapping[str, Any]) -> None:
+        previous_owners: Iterable[str] = olds.get("default_owners") or ()
         role, schema = props["role"], props["schema"]
         owners = list(props.get("default_owners") or [])
         table_privs = props.get("table_privileges") or []
@@ -474,15 +470,11 @@ class DatabaseAccessProvider(_PostgresProvider):
     identity_keys = ("database",)
     compared_keys = ("database", "connect_roles", "public_revoked", "connection")
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        self._apply(props, previous=())
-        return CreateResult(id_=props["database"], outs=_outs(props))
+    def _id(self, props: Mapping[str, Any]) -> str:
+        return str(props["database"])
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        self._apply(news, previous=olds.get("connect_roles") or ())
-        return UpdateResult(outs=_outs(news))
-
-    def _apply(self, props: Mapping[str, Any], previous: Iterable[str]) -> None:
+    def _apply(self, props: Mapping[str, Any], olds: Mapping[str, Any]) -> None:
+        previous: Iterable[str] = olds.get("connect_roles") or ()
         db = sql.Identifier(props["database"])
         wanted = set(props.get("connect_roles") or [])
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:

@@ -1,0 +1,23 @@
+"""The Postgres connection pool, configured once for the API (and its benchmark baseline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from wondernest_api.settings import Settings
+
+
+def create_pool(settings: Settings) -> AsyncConnectionPool[Any]:
+    # autocommit: a lone SELECT needs no BEGIN/ROLLBACK round trips; handlers
+    # that write open an explicit transaction.
+    return AsyncConnectionPool(
+        settings.db_conninfo(),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        kwargs={"autocommit": True},
+        open=False,
+        timeout=5,
+        name="wondernest-api",
+    )
