@@ -19,6 +19,7 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -85,8 +86,7 @@ class NetworkConfig(_Model):
     def _loopback_unless_allowed(cls, value: IPv4Address, info: ValidationInfo) -> IPv4Address:
         if not value.is_loopback and not info.data.get("allow_public_bind", False):
             raise ValueError(
-                "not a loopback address; set network.allowPublicBind: true "
-                "to publish ports beyond this machine"
+                "not a loopback address; set network.allowPublicBind: true to publish ports beyond this machine"
             )
         return value
 
@@ -149,12 +149,63 @@ class ApiConfig(_Model):
         return value
 
 
+class MonitoringConfig(_Model):
+    prometheus_port: Port = 9090
+    grafana_port: Port = 3000
+    retention: Annotated[str, Field(pattern=r"^[0-9]+(h|d|w|y)$")] = "15d"
+    prometheus_memory: Annotated[ByteSize, Field(ge=256 * 1024**2)] = ByteSize(1024**3)
+    grafana_memory: Annotated[ByteSize, Field(ge=128 * 1024**2)] = ByteSize(512 * 1024**2)
+
+
+class AlertingConfig(_Model):
+    """Objectives and receivers. With no receiver set, alerts stay visible in
+    Alertmanager and go nowhere else; secrets are set with `pulumi config set
+    --secret --path`, and reach Alertmanager as files."""
+
+    slo_objective: Annotated[float, Field(ge=0.9, le=0.99999)] = 0.999
+    latency_p99_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    webhook_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    webhook_token: SecretStr | None = None
+    slack_channel: Annotated[str, Field(pattern=r"^[#@]?[a-z0-9._-]+$")] | None = None
+    slack_webhook_url: SecretStr | None = None
+    email_to: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    email_from: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    smtp_smarthost: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")] | None = None
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    watchdog_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> AlertingConfig:
+        problems = []
+        if self.webhook_token is not None and self.webhook_url is None:
+            problems.append("webhookToken: set webhookUrl too")
+        if (self.slack_channel is None) != (self.slack_webhook_url is None):
+            problems.append("slackChannel: slackChannel and slackWebhookUrl go together")
+        email = (self.email_to, self.email_from, self.smtp_smarthost)
+        if any(v is not None for v in email) and not all(v is not None for v in email):
+            problems.append("emailTo: emailTo, emailFrom and smtpSmarthost go together")
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            problems.append("smtpUsername: smtpUsername and smtpPassword go together")
+        if problems:
+            # One line per key: the error message names each of them.
+            raise ValueError("\n".join(problems))
+        return self
+
+
 class ImagesConfig(_Model):
-    """Pinned image references; point them at a private registry mirror per stack."""
+    """Pinned image references; point them at a private registry mirror per stack.
+    The monitoring images match the versions the test suite runs (Debian's
+    prometheus 2.42, alertmanager 0.25, postgres_exporter 0.11, redis_exporter 1.45)."""
 
     postgres: ImageRef = "postgres:15.10-bookworm"
     redis: ImageRef = "redis:7.4.1-bookworm"
     pgadmin: ImageRef = "dpage/pgadmin4:8.14"
+    prometheus: ImageRef = "prom/prometheus:v2.42.0"
+    alertmanager: ImageRef = "prom/alertmanager:v0.25.0"
+    grafana: ImageRef = "grafana/grafana:11.6.0"
+    postgres_exporter: ImageRef = "quay.io/prometheuscommunity/postgres-exporter:v0.11.1"
+    redis_exporter: ImageRef = "oliver006/redis_exporter:v1.45.0-alpine"
 
 
 class DevToolsConfig(_Model):
@@ -173,6 +224,8 @@ class PlatformConfig(_Model):
     postgres: PostgresConfig = PostgresConfig()
     redis: RedisConfig = RedisConfig()
     api: ApiConfig = ApiConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    alerting: AlertingConfig = AlertingConfig()
     images: ImagesConfig = ImagesConfig()
     dev_tools: DevToolsConfig = DevToolsConfig()
 
@@ -180,6 +233,8 @@ class PlatformConfig(_Model):
     def _check_ports(self) -> PlatformConfig:
         published = {
             "api.hostPort": self.api.host_port,
+            "monitoring.prometheusPort": self.monitoring.prometheus_port,
+            "monitoring.grafanaPort": self.monitoring.grafana_port,
             "postgres.hostPort": self.postgres.host_port,
             "redis.hostPort": self.redis.host_port,
         }
@@ -200,8 +255,7 @@ class ConfigError(Exception):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(
-            f"invalid stack configuration ({len(problems)} problem"
-            f"{'s' if len(problems) != 1 else ''}):\n{lines}"
+            f"invalid stack configuration ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n{lines}"
         )
 
 
@@ -211,7 +265,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> Pla
     try:
         return PlatformConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise ConfigError([_describe(err, secrets) for err in exc.errors()]) from None
+        raise ConfigError([p for err in exc.errors() for p in _describe(err, secrets)]) from None
 
 
 def parse_raw_value(value: Any) -> Any:
@@ -224,32 +278,38 @@ def parse_raw_value(value: Any) -> Any:
         return value
 
 
-def _describe(err: ErrorDetails, secret_keys: set[str]) -> str:
+def _describe(err: ErrorDetails, secret_keys: set[str]) -> list[str]:
     loc = [str(part) for part in err["loc"]]
     path = f"{NAMESPACE}:{'.'.join(loc)}" if loc else f"{NAMESPACE}"
-    top = loc[0] if loc else ""
-    secret = f"{NAMESPACE}:{top}" in secret_keys
+    secret = bool(loc) and (f"{NAMESPACE}:{loc[0]}" in secret_keys or _is_secret_field(loc))
     shown = "[secret]" if secret else _show(err.get("input"))
     if err["type"] == "extra_forbidden":
-        allowed = ", ".join(_allowed_keys(loc[:-1]))
-        return f"{path} = {shown}: unknown key; allowed here: {allowed}"
+        allowed = ", ".join(
+            _field_model(loc[:-1]).model_fields[n].alias or n for n in _field_model(loc[:-1]).model_fields
+        )
+        return [f"{path} = {shown}: unknown key; allowed here: {allowed}"]
     if err["type"] == "missing":
-        return f"{path}: required and not set"
+        return [f"{path}: required and not set"]
     # pydantic prefixes messages raised inside validators; the rest of the
     # message already says what is wrong and what is allowed.
     message = err["msg"].removeprefix("Value error, ")
-    keyed = _KEYED.match(message)
-    if keyed is not None and isinstance(err.get("input"), dict):
-        # A check across several fields names the key it blames; report that key.
-        key = keyed["key"]
-        path = f"{path}.{key}" if loc else f"{NAMESPACE}:{key}"
-        value = _lookup(err["input"], key.split("."))
-        shown = "[secret]" if secret else value
-        return f"{path} = {shown}: {keyed['msg']}"
-    return f"{path} = {shown}: {message}"
+    data = err.get("input")
+    keyed = [_KEYED.match(line) for line in message.split("\n")]
+    if isinstance(data, dict) and keyed and all(keyed):
+        # A check across several fields names each key it blames; report those keys.
+        problems = []
+        for match in keyed:
+            assert match is not None
+            key_path = [*loc, *match["key"].split(".")]
+            blamed = f"{NAMESPACE}:{'.'.join(key_path)}"
+            top_secret = bool(key_path) and f"{NAMESPACE}:{key_path[0]}" in secret_keys
+            value = "[secret]" if top_secret or _is_secret_field(key_path) else _lookup(data, match["key"].split("."))
+            problems.append(f"{blamed} = {value}: {match['msg']}")
+        return problems
+    return [f"{path} = {shown}: {message}"]
 
 
-_KEYED = re.compile(r"^(?P<key>[a-zA-Z][a-zA-Z0-9.]*): (?P<msg>.+)$", re.DOTALL)
+_KEYED = re.compile(r"^(?P<key>[a-zA-Z][a-zA-Z0-9.]*): (?P<msg>.+)$")
 
 
 def _lookup(data: Mapping[str, Any], keys: list[str]) -> str:
@@ -268,13 +328,25 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _allowed_keys(parent: list[str]) -> list[str]:
+def _field_model(path: list[str]) -> type[BaseModel]:
+    """The model that holds the keys under `path` (aliases, as in the YAML)."""
     model: type[BaseModel] = PlatformConfig
-    for part in parent:
+    for part in path:
         for name, field in model.model_fields.items():
             if (field.alias or name) == part:
                 annotation = field.annotation
                 if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                     model = annotation
                 break
-    return [field.alias or name for name, field in model.model_fields.items()]
+    return model
+
+
+def _is_secret_field(path: list[str]) -> bool:
+    """A SecretStr field's value is never echoed, even when set without --secret."""
+    if not path:
+        return False
+    model = _field_model(path[:-1])
+    for name, field in model.model_fields.items():
+        if (field.alias or name) == path[-1]:
+            return "SecretStr" in str(field.annotation)
+    return False

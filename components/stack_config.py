@@ -16,9 +16,7 @@ def load_platform_config() -> PlatformConfig:
     # it in-process. The in-process values win, as they do for pulumi.Config.
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     prefix = f"{NAMESPACE}:"
-    raw = {
-        key[len(prefix) :]: parse_raw_value(value) for key, value in merged.items() if key.startswith(prefix)
-    }
+    raw = {key[len(prefix) :]: parse_raw_value(value) for key, value in merged.items() if key.startswith(prefix)}
     secret_keys = [key for key in merged if runtime_config.is_config_secret(key)]
     secret_keys += runtime_config.get_config_secret_keys_env()
     return parse_config(raw, secret_keys)

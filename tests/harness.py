@@ -107,10 +107,7 @@ def evaluate(
 ) -> Evaluation:
     """Run the program once, as `pulumi up` would, against recording mocks."""
     pulumi.runtime.set_all_config(
-        {
-            f"wondernest:{key}": value if isinstance(value, str) else json.dumps(value)
-            for key, value in config.items()
-        },
+        {f"wondernest:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()},
         [f"wondernest:{key}" for key in secret_keys or []],
     )
     mocks = RecordingMocks()

@@ -152,9 +152,7 @@ def postgres_server(
             )
         )
         (root / "pg_hba.conf").write_text(
-            postgres_conf.render_pg_hba_conf(
-                database=database, admin_role="postgres", client_networks=[LOOPBACK]
-            )
+            postgres_conf.render_pg_hba_conf(database=database, admin_role="postgres", client_networks=[LOOPBACK])
         )
         port = free_port()
         command = [
@@ -266,9 +264,7 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait_for(
-    ready: object, *, what: str, process: subprocess.Popen[bytes], log: object, timeout: float = 30
-) -> None:
+def _wait_for(ready: object, *, what: str, process: subprocess.Popen[bytes], log: object, timeout: float = 30) -> None:
     assert callable(ready) and callable(log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

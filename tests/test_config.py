@@ -72,9 +72,7 @@ def test_the_dev_stack_file_is_valid() -> None:
     assert cfg.target == "docker" and cfg.dev_tools.enabled
 
 
-@pytest.mark.parametrize(
-    ("path", "value"), [(path, value) for path, values in BAD_VALUES.items() for value in values]
-)
+@pytest.mark.parametrize(("path", "value"), [(path, value) for path, values in BAD_VALUES.items() for value in values])
 def test_each_bad_value_is_named_with_what_is_allowed(path: tuple[str, ...], value: Any) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(with_value(stack_config(), path, value))
@@ -101,9 +99,7 @@ def test_secret_values_are_never_echoed() -> None:
 def test_cross_field_problems_name_the_key_they_blame() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"target": "docker", "redis": {"hostPort": 5433}})
-    assert caught.value.problems == [
-        "wondernest:redis.hostPort = 5433: port already published by postgres.hostPort"
-    ]
+    assert caught.value.problems == ["wondernest:redis.hostPort = 5433: port already published by postgres.hostPort"]
     with pytest.raises(ConfigError) as caught:
         parse_config({"target": "docker", "network": {"opsSubnet": "172.30.1.128/25"}})
     assert named_paths(caught.value) == {"wondernest:network.opsSubnet"}

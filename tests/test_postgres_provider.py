@@ -96,9 +96,7 @@ def test_analytics_cannot_write(pg: PostgresServer, applied: Applied, statement:
 
 @pytest.mark.parametrize("key", ["app", "analytics", "monitoring"])
 @pytest.mark.parametrize("statement", ["CREATE ROLE intruder", "CREATE DATABASE intruder"])
-def test_no_role_can_create_roles_or_databases(
-    pg: PostgresServer, applied: Applied, key: str, statement: str
-) -> None:
+def test_no_role_can_create_roles_or_databases(pg: PostgresServer, applied: Applied, key: str, statement: str) -> None:
     with connect_as(pg, applied.spec, key) as conn, pytest.raises(errors.InsufficientPrivilege):
         conn.execute(statement)
 

@@ -92,7 +92,7 @@ def test_pgadmin_servers_json_and_pgpass() -> None:
         )
     )["Servers"]["1"]
     assert servers["Host"] == "postgres" and servers["PassFile"] == "/pgpass"
-    assert pgadmin.render_pgpass(
-        host="postgres", port=5432, database="*", username="u", password="p:w\\"
-    ) == ("postgres:5432:*:u:p\\:w\\\\\n")
+    assert pgadmin.render_pgpass(host="postgres", port=5432, database="*", username="u", password="p:w\\") == (
+        "postgres:5432:*:u:p\\:w\\\\\n"
+    )
     assert pgadmin.storage_dir("admin@example.com") == "/var/lib/pgadmin/storage/admin_example.com"

@@ -64,10 +64,7 @@ def test_no_generated_secret_appears_in_env_command_healthcheck_or_labels(dev: E
     assert dev.generated_secrets
     for container in containers(dev):
         visible = json.dumps(
-            {
-                key: container.inputs.get(key)
-                for key in ("envs", "command", "entrypoints", "healthcheck", "labels")
-            }
+            {key: container.inputs.get(key) for key in ("envs", "command", "entrypoints", "healthcheck", "labels")}
         )
         for secret in dev.generated_secrets:
             assert secret not in visible, f"{container.name} exposes a secret"
@@ -136,9 +133,7 @@ def test_postgres_gets_its_password_as_a_file(dev: Evaluation) -> None:
 def test_the_postgres_volume_and_its_superuser_password_are_protected(dev: Evaluation) -> None:
     protected = sorted(d.name for d in dev.declared if d.options.get("protect"))
     assert protected == ["postgres-data", "postgres-superuser"]
-    assert dev.named("docker:index/volume:Volume", "postgres-data").inputs["name"] == (
-        "wondernest-dev-postgres-data"
-    )
+    assert dev.named("docker:index/volume:Volume", "postgres-data").inputs["name"] == ("wondernest-dev-postgres-data")
 
 
 def test_every_resource_belongs_to_a_component(dev: Evaluation) -> None:

@@ -56,9 +56,7 @@ def db() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def cache() -> Iterator[RedisServer]:
-    with redis_server(
-        acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru"
-    ) as r:
+    with redis_server(acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru") as r:
         yield r
 
 
@@ -157,9 +155,7 @@ class Running:
 def servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
     with (
         postgres_server() as pg,
-        redis_server(
-            acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru"
-        ) as rd,
+        redis_server(acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru") as rd,
     ):
         platform(pg)
         migrate(load_settings(api_env(pg, rd)).db_conninfo())

@@ -78,8 +78,7 @@ def test_the_whole_flow(client: TestClient, db: PostgresServer) -> None:
             ).fetchall()
         ]
         stored = conn.execute(
-            "SELECT s.token_hash FROM core.user_sessions s JOIN core.users u ON u.id = s.user_id "
-            "WHERE u.email = %s",
+            "SELECT s.token_hash FROM core.user_sessions s JOIN core.users u ON u.id = s.user_id WHERE u.email = %s",
             (address,),
         ).fetchall()
     assert actions == ["user.registered", "user.login", "user.logout"]
@@ -125,9 +124,7 @@ def test_duplicate_email_is_409_whatever_its_case(client: TestClient) -> None:
         ([1, 2, 3], 400, "malformed_body"),
     ],
 )
-def test_bad_registrations_are_refused_with_json(
-    client: TestClient, body: Any, status: int, code: str
-) -> None:
+def test_bad_registrations_are_refused_with_json(client: TestClient, body: Any, status: int, code: str) -> None:
     response = client.post("/auth/register", json=body)
     assert_error(response, status, code)
     if status == 422:

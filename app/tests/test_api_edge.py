@@ -20,9 +20,7 @@ from tests.servers import PostgresServer, RedisServer
 
 
 @pytest.fixture
-def logged(
-    db: PostgresServer, cache: RedisServer, migrated: object
-) -> Iterator[tuple[TestClient, io.BytesIO]]:
+def logged(db: PostgresServer, cache: RedisServer, migrated: object) -> Iterator[tuple[TestClient, io.BytesIO]]:
     stream = io.BytesIO()
     app, _ = create_app(load_settings(api_env(db, cache)), logger=JsonLog(stream))
     with TestClient(app, client=("192.0.2.80", 1)) as client:
@@ -69,9 +67,7 @@ def test_unknown_route_and_wrong_method_answer_json(client: TestClient) -> None:
 
 def test_oversized_bodies_are_413(make_client: ClientFactory) -> None:
     client = make_client(MAX_BODY_BYTES="2048")
-    declared = client.post(
-        "/auth/register", content=b"x" * 4096, headers={"content-type": "application/json"}
-    )
+    declared = client.post("/auth/register", content=b"x" * 4096, headers={"content-type": "application/json"})
     assert declared.status_code == 413 and declared.json()["error"]["code"] == "payload_too_large"
 
     def chunks() -> Iterator[bytes]:
@@ -99,9 +95,7 @@ def test_metrics_count_by_route_template(client: TestClient) -> None:
     client.get("/health")
     for i in range(3):
         client.get(f"/random/{i}")
-    client.post(
-        "/auth/register", json={"email": f"m-{uuid.uuid4().hex[:8]}@example.com", "password": "long enough"}
-    )
+    client.post("/auth/register", json={"email": f"m-{uuid.uuid4().hex[:8]}@example.com", "password": "long enough"})
     client.post("/auth/login", json={"email": "nobody@example.com", "password": "whatever1"})
     text = client.get("/metrics").text
     assert 'http_requests_total{method="GET",route="/health",status="200"} 2.0' in text

@@ -31,14 +31,11 @@ def test_a_rerun_applies_nothing(db: PostgresServer, cache: RedisServer, migrate
     assert '"migrations up to date"' in result.stdout
 
 
-def test_the_seed_tables_and_indexes_exist_owned_by_the_app_role(
-    db: PostgresServer, migrated: object
-) -> None:
+def test_the_seed_tables_and_indexes_exist_owned_by_the_app_role(db: PostgresServer, migrated: object) -> None:
     with db.admin("wondernest") as conn:
         owners = dict(
             conn.execute(
-                "SELECT schemaname || '.' || tablename, tableowner FROM pg_tables "
-                "WHERE schemaname IN ('core', 'audit')"
+                "SELECT schemaname || '.' || tablename, tableowner FROM pg_tables WHERE schemaname IN ('core', 'audit')"
             ).fetchall()
         )
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()}
@@ -72,8 +69,7 @@ def test_an_edited_applied_migration_is_refused(
 
     original = module.available()
     tampered = [
-        module.Migration(m.version, m.name, m.sql + "\n-- edited") if m.version == "0001" else m
-        for m in original
+        module.Migration(m.version, m.name, m.sql + "\n-- edited") if m.version == "0001" else m for m in original
     ]
     monkeypatch.setattr(module, "available", lambda: tampered)
     from wondernest_api.settings import load_settings

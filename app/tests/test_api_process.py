@@ -84,9 +84,7 @@ def test_postgres_down_degrades_readiness_and_recovers(running: Running) -> None
     finally:
         running.db.start()
     assert wait_until_ready(running.url).status_code == 200
-    reg = httpx.post(
-        f"{running.url}/auth/register", json={"email": "pg-back@example.com", "password": "long enough"}
-    )
+    reg = httpx.post(f"{running.url}/auth/register", json={"email": "pg-back@example.com", "password": "long enough"})
     assert reg.status_code == 201
     assert running.api.process.poll() is None
 

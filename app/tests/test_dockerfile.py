@@ -28,9 +28,7 @@ def tool(name: str, *candidates: Path) -> str:
 
 def test_hadolint_reports_nothing() -> None:
     hadolint = tool("hadolint", ROOT / "venv" / "bin" / "hadolint")
-    result = subprocess.run(
-        [hadolint, str(APP_DIR / "Dockerfile")], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([hadolint, str(APP_DIR / "Dockerfile")], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout == "", result.stdout
 
 

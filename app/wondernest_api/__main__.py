@@ -98,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wondernest_api")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "check"])
     parser.add_argument("--migrate", action="store_true", help="apply migrations before serving")
-    parser.add_argument(
-        "--check-only", action="store_true", help="validate config and connectivity, then exit"
-    )
+    parser.add_argument("--check-only", action="store_true", help="validate config and connectivity, then exit")
     args = parser.parse_args(argv)
     _configure_logging()
     try:

@@ -131,9 +131,7 @@ class Api:
             errors = exc.errors(include_url=False, include_input=False, include_context=False)
             if any(e["type"] in ("json_invalid", "model_type", "json_type") for e in errors):
                 raise ApiError(400, "malformed_body", "the body must be a JSON object") from None
-            details = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]} for e in errors
-            ]
+            details = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]} for e in errors]
             raise ApiError(422, "validation_failed", "the request body is invalid", details=details) from None
 
     @staticmethod
@@ -172,9 +170,7 @@ class Api:
             }
             return ServiceHealth(status="UP", responseTime=_ms(start), details=details)
         except (PoolTimeout, OperationalError) as exc:
-            return ServiceHealth(
-                status="DOWN", responseTime=_ms(start), details={"error": type(exc).__name__}
-            )
+            return ServiceHealth(status="DOWN", responseTime=_ms(start), details={"error": type(exc).__name__})
 
     async def _check_redis(self) -> ServiceHealth:
         start = perf_counter()
@@ -182,9 +178,7 @@ class Api:
             await asyncio.wait_for(self._ping(), timeout=2)
             return ServiceHealth(status="UP", responseTime=_ms(start))
         except (RedisError, OSError, TimeoutError) as exc:
-            return ServiceHealth(
-                status="DOWN", responseTime=_ms(start), details={"error": type(exc).__name__}
-            )
+            return ServiceHealth(status="DOWN", responseTime=_ms(start), details={"error": type(exc).__name__})
 
     async def _ping(self) -> None:
         await self.redis.ping()  # type: ignore[misc]  # redis-py types ping as sync-or-async
@@ -224,14 +218,10 @@ class Api:
             # Without its counters the limiter cannot hold back a password-guessing
             # run, so logins stop rather than go unlimited; the rest of the API stays up.
             self.metrics.login_failures.labels("limiter_unavailable").inc()
-            raise ApiError(
-                503, "rate_limiter_unavailable", "logins are paused: rate limiting is unavailable"
-            ) from None
+            raise ApiError(503, "rate_limiter_unavailable", "logins are paused: rate limiting is unavailable") from None
         if retry is not None:
             self.metrics.login_failures.labels("rate_limited").inc()
-            raise ApiError(
-                429, "too_many_attempts", "too many login attempts", headers={"Retry-After": str(retry)}
-            )
+            raise ApiError(429, "too_many_attempts", "too many login attempts", headers={"Retry-After": str(retry)})
 
         async with self.db() as conn:
             user = await store.user_by_email(conn, payload.email)
@@ -278,11 +268,7 @@ class Api:
                 await store.revoke_family(conn, session.family_id)
                 await store.audit(conn, "session.token_reuse", user_id=session.user_id, ip=ip)
                 reused = True
-            elif (
-                session is not None
-                and session.revoked_at is None
-                and session.expires_at > dt.datetime.now(dt.UTC)
-            ):
+            elif session is not None and session.revoked_at is None and session.expires_at > dt.datetime.now(dt.UTC):
                 await store.mark_rotated(conn, session.id)
                 token, token_hash = new_refresh_token()
                 new_id = await store.create_session(

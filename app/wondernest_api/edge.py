@@ -111,9 +111,7 @@ class EdgeMiddleware:
         try:
             if declared_length > limit:
                 too_large = PayloadTooLarge(limit)
-                await _respond(
-                    send_with_headers, 413, error_body(too_large.code, too_large.message, request_id)
-                )
+                await _respond(send_with_headers, 413, error_body(too_large.code, too_large.message, request_id))
             else:
                 # A request that declares no body needs no counting receive.
                 await self.app(scope, limited_receive if has_body else receive, send_with_headers)

@@ -72,9 +72,7 @@ class RequestStats(Collector):
         bounds = [floatToGoString(b) for b in self._buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
         for (method, route), values in sorted(self._histograms.items()):
             cumulative = list(accumulate(values[:-1]))
-            durations.add_metric(
-                (method, route), list(zip(bounds, cumulative, strict=True)), sum_value=values[-1]
-            )
+            durations.add_metric((method, route), list(zip(bounds, cumulative, strict=True)), sum_value=values[-1])
         yield durations
 
 
@@ -83,9 +81,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = RequestStats(LATENCY_BUCKETS)
         self.registry.register(self.requests)
-        self.registrations = Counter(
-            "user_registrations_total", "Accounts registered", registry=self.registry
-        )
+        self.registrations = Counter("user_registrations_total", "Accounts registered", registry=self.registry)
         self.login_failures = Counter(
             "auth_login_failures_total",
             "Login attempts refused, by reason",

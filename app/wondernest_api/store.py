@@ -60,9 +60,7 @@ async def user_by_id(conn: AsyncConnection[Any], user_id: uuid.UUID) -> User | N
 
 
 async def record_login(conn: AsyncConnection[Any], user_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE core.users SET last_login_at = now(), updated_at = now() WHERE id = %s", (user_id,)
-    )
+    await conn.execute("UPDATE core.users SET last_login_at = now(), updated_at = now() WHERE id = %s", (user_id,))
 
 
 async def create_session(

@@ -111,9 +111,7 @@ class Api(pulumi.ComponentResource):
                     SecretFile(f"{SECRETS_DIR}/redis-password", args.secrets.get("redis-app"), API_UID),
                     SecretFile(f"{SECRETS_DIR}/jwt-secret", args.secrets.get("jwt-signing-key"), API_UID),
                 ],
-                volumes=[
-                    docker.ContainerVolumeArgs(volume_name=secrets_volume.name, container_path=SECRETS_DIR)
-                ],
+                volumes=[docker.ContainerVolumeArgs(volume_name=secrets_volume.name, container_path=SECRETS_DIR)],
                 publish=[Publish(CONTAINER_PORT, args.host_port, args.bind_address)],
                 read_only=True,
                 # A private tmpfs, the only writable path besides the secrets volume.

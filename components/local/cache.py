@@ -75,9 +75,7 @@ class Cache(pulumi.ComponentResource):
                 )
             )
         )
-        conf = redis_conf.render_redis_conf(
-            maxmemory_bytes=args.maxmemory_bytes, eviction_policy=args.eviction_policy
-        )
+        conf = redis_conf.render_redis_conf(maxmemory_bytes=args.maxmemory_bytes, eviction_policy=args.eviction_policy)
         self.container = hardened_container(
             "redis",
             ContainerSpec(
@@ -97,9 +95,7 @@ class Cache(pulumi.ComponentResource):
                     SecretFile(HEALTHCHECK_PASSWORD_FILE, health_password, REDIS_UID),
                 ],
                 volumes=[
-                    docker.ContainerVolumeArgs(
-                        volume_name=volume.name, container_path=redis_conf.CONTAINER_DATA_DIR
-                    )
+                    docker.ContainerVolumeArgs(volume_name=volume.name, container_path=redis_conf.CONTAINER_DATA_DIR)
                 ],
                 publish=[Publish(redis_conf.CONTAINER_PORT, args.host_port, args.bind_address)],
                 healthcheck=docker.ContainerHealthcheckArgs(

@@ -61,9 +61,7 @@ class ContainerSpec:
     wait_timeout_s: int = 120
 
 
-def hardened_container(
-    resource_name: str, spec: ContainerSpec, opts: pulumi.ResourceOptions
-) -> docker.Container:
+def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.ResourceOptions) -> docker.Container:
     memory_mb = max(spec.memory_bytes // MIB, 6)
     return docker.Container(
         resource_name,
@@ -79,9 +77,7 @@ def hardened_container(
             for network, aliases in spec.networks
         ],
         ports=[
-            docker.ContainerPortArgs(
-                internal=p.internal, external=p.external, ip=str(p.address), protocol="tcp"
-            )
+            docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=str(p.address), protocol="tcp")
             for p in spec.publish
         ]
         or None,
@@ -103,9 +99,7 @@ def hardened_container(
         cpus=None if spec.cpus is None else f"{spec.cpus:g}",
         privileged=False,
         security_opts=["no-new-privileges:true"],
-        capabilities=docker.ContainerCapabilitiesArgs(
-            drops=["ALL"], adds=sorted(spec.capabilities_add) or None
-        ),
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=sorted(spec.capabilities_add) or None),
         log_driver="json-file",
         log_opts={"max-size": "10m", "max-file": "3"},
         stop_signal=spec.stop_signal,
@@ -115,9 +109,7 @@ def hardened_container(
     )
 
 
-def labelled_volume(
-    resource_name: str, names: Names, component: str, opts: pulumi.ResourceOptions
-) -> docker.Volume:
+def labelled_volume(resource_name: str, names: Names, component: str, opts: pulumi.ResourceOptions) -> docker.Volume:
     """A named volume `<app>-<stack>-<resource_name>` with the platform's labels."""
     return docker.Volume(
         resource_name,

@@ -64,9 +64,7 @@ class Database(pulumi.ComponentResource):
         image = remote_image("postgres-image", args.image, child)
         # The database lives here: deleting it takes a deliberate
         # `pulumi state unprotect`, never a stray `pulumi destroy`.
-        volume = labelled_volume(
-            "postgres-data", names, "postgres", pulumi.ResourceOptions(parent=self, protect=True)
-        )
+        volume = labelled_volume("postgres-data", names, "postgres", pulumi.ResourceOptions(parent=self, protect=True))
         postgresql_conf = postgres_conf.render_postgresql_conf(args.tuning, slow_query_ms=args.slow_query_ms)
         pg_hba_conf = postgres_conf.render_pg_hba_conf(
             database=spec.name,
@@ -93,8 +91,7 @@ class Database(pulumi.ComponentResource):
                     f"POSTGRES_PASSWORD_FILE={PASSWORD_FILE}",
                     # The image writes its own pg_hba.conf into the data directory;
                     # hba_file points elsewhere, but even that unused copy trusts nothing.
-                    "POSTGRES_INITDB_ARGS=--data-checksums "
-                    "--auth-local=scram-sha-256 --auth-host=scram-sha-256",
+                    "POSTGRES_INITDB_ARGS=--data-checksums --auth-local=scram-sha-256 --auth-host=scram-sha-256",
                 ],
                 command=["postgres", "-c", f"config_file={postgres_conf.CONTAINER_CONFIG_FILE}"],
                 config_files={

@@ -98,9 +98,7 @@ class DevTools(pulumi.ComponentResource):
                         pgadmin.CONTAINER_UID,
                     ),
                 ],
-                volumes=[
-                    docker.ContainerVolumeArgs(volume_name=volume.name, container_path="/var/lib/pgadmin")
-                ],
+                volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path="/var/lib/pgadmin")],
                 publish=[Publish(pgadmin.CONTAINER_PORT, args.host_port, args.bind_address)],
                 # gunicorn binds port 80 as the unprivileged pgadmin user.
                 capabilities_add=["NET_BIND_SERVICE"],

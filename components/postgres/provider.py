@@ -129,9 +129,7 @@ class RoleProvider(_PostgresProvider):
         failures = list(result.failures or [])
         limit = news.get("connection_limit")
         if isinstance(limit, int) and limit < 1:
-            failures.append(
-                CheckFailure("connection_limit", "every role must have a connection limit of at least 1")
-            )
+            failures.append(CheckFailure("connection_limit", "every role must have a connection limit of at least 1"))
         for role in news.get("member_of") or []:
             if isinstance(role, str) and not _is_unknown(role) and not IDENTIFIER.match(role):
                 failures.append(CheckFailure("member_of", f"{role!r} is not a role name"))
@@ -334,9 +332,7 @@ class SchemaGrantProvider(_PostgresProvider):
             _revoke_all(cur, role, schema, sorted(set(owners) | set(previous_owners)))
             r, s = sql.Identifier(role), sql.Identifier(schema)
             if props.get("schema_privileges"):
-                cur.execute(
-                    sql.SQL("GRANT {} ON SCHEMA {} TO {}").format(_privs(props["schema_privileges"]), s, r)
-                )
+                cur.execute(sql.SQL("GRANT {} ON SCHEMA {} TO {}").format(_privs(props["schema_privileges"]), s, r))
             for relation, kind in _foreign_relations(cur, role, schema):
                 privs = seq_privs if kind == "S" else table_privs
                 if privs:
@@ -350,15 +346,15 @@ class SchemaGrantProvider(_PostgresProvider):
                 o = sql.Identifier(owner)
                 if table_privs:
                     cur.execute(
-                        sql.SQL(
-                            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT {} ON TABLES TO {}"
-                        ).format(o, s, _privs(table_privs), r)
+                        sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT {} ON TABLES TO {}").format(
+                            o, s, _privs(table_privs), r
+                        )
                     )
                 if seq_privs:
                     cur.execute(
-                        sql.SQL(
-                            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT {} ON SEQUENCES TO {}"
-                        ).format(o, s, _privs(seq_privs), r)
+                        sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT {} ON SEQUENCES TO {}").format(
+                            o, s, _privs(seq_privs), r
+                        )
                     )
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -412,9 +408,7 @@ def _revoke_all(cur: psycopg.Cursor[Any], role: str, schema: str, owners: Iterab
     cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(s, r))
     for relation, kind in _foreign_relations(cur, role, schema):
         what = "SEQUENCE" if kind == "S" else "TABLE"
-        cur.execute(
-            sql.SQL("REVOKE ALL ON " + what + " {} FROM {}").format(sql.Identifier(schema, relation), r)
-        )
+        cur.execute(sql.SQL("REVOKE ALL ON " + what + " {} FROM {}").format(sql.Identifier(schema, relation), r))
     for owner in owners:
         if _oid(cur, "role", owner) is None:
             continue
@@ -482,9 +476,7 @@ class DatabaseAccessProvider(_PostgresProvider):
             cur.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
             for role in sorted(set(previous) - wanted):
                 if _oid(cur, "role", role) is not None:
-                    cur.execute(
-                        sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(db, sql.Identifier(role))
-                    )
+                    cur.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(db, sql.Identifier(role)))
             for role in sorted(wanted):
                 cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(role)))
 
@@ -495,9 +487,7 @@ class DatabaseAccessProvider(_PostgresProvider):
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
             for role in props.get("connect_roles") or []:
                 if _oid(cur, "role", role) is not None:
-                    cur.execute(
-                        sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(db, sql.Identifier(role))
-                    )
+                    cur.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(db, sql.Identifier(role)))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with connect(props["connection"]) as conn, conn.cursor() as cur:
@@ -516,9 +506,7 @@ class DatabaseAccessProvider(_PostgresProvider):
             )
             rows = cur.fetchall()
             database_public = any(grantee == 0 for grantee, _, _ in rows)
-            connect_roles = sorted(
-                {name for grantee, name, priv in rows if grantee != 0 and priv == "CONNECT"}
-            )
+            connect_roles = sorted({name for grantee, name, priv in rows if grantee != 0 and priv == "CONNECT"})
             schema_public = bool(
                 _fetch_one(
                     cur,
@@ -543,11 +531,7 @@ def _outs(props: Mapping[str, Any]) -> dict[str, Any]:
 
 def _norm(value: Any) -> Any:
     if isinstance(value, list):
-        return (
-            sorted(_norm(v) for v in value)
-            if all(isinstance(v, str) for v in value)
-            else [_norm(v) for v in value]
-        )
+        return sorted(_norm(v) for v in value) if all(isinstance(v, str) for v in value) else [_norm(v) for v in value]
     if isinstance(value, dict):
         return {k: _norm(v) for k, v in sorted(value.items())}
     return value

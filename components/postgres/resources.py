@@ -49,9 +49,7 @@ class AdminConnection:
 
 
 def _opts(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
-    return pulumi.ResourceOptions.merge(
-        opts, pulumi.ResourceOptions(additional_secret_outputs=_SECRET_OUTPUTS)
-    )
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=_SECRET_OUTPUTS))
 
 
 class Role(pulumi.dynamic.Resource, module="postgres", name="Role"):

@@ -70,9 +70,7 @@ class DatabaseSpec:
 def database_spec(names: Names) -> DatabaseSpec:
     app = RoleSpec("app", names.app_role, APP_CONNECTION_LIMIT)
     analytics = RoleSpec("analytics", names.analytics_role, ANALYTICS_CONNECTION_LIMIT)
-    monitoring = RoleSpec(
-        "monitoring", names.monitoring_role, MONITORING_CONNECTION_LIMIT, member_of=("pg_monitor",)
-    )
+    monitoring = RoleSpec("monitoring", names.monitoring_role, MONITORING_CONNECTION_LIMIT, member_of=("pg_monitor",))
     grants: list[SchemaGrantSpec] = []
     for schema in SCHEMAS:
         grants.append(

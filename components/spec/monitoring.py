@@ -1,0 +1,161 @@
+"""prometheus.yml and alertmanager.yml, rendered from the platform's own facts.
+
+Prometheus scrapes the exporters, never Postgres or Redis themselves (their
+wire protocols are not the exposition format). Alertmanager routes by
+severity; receivers come from the stack config, their secrets as files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import yaml
+
+# Job name → scrape interval. The API at 5 s, as in the seed; everything else 15 s.
+SCRAPE_INTERVALS: dict[str, str] = {
+    "api": "5s",
+    "postgres": "15s",
+    "redis": "15s",
+    "prometheus": "15s",
+    "alertmanager": "15s",
+    "grafana": "15s",
+}
+
+SECRETS_DIR = "/etc/alertmanager/secrets"
+WEBHOOK_TOKEN_FILE = f"{SECRETS_DIR}/webhook-token"
+SLACK_URL_FILE = f"{SECRETS_DIR}/slack-webhook-url"
+SMTP_PASSWORD_FILE = f"{SECRETS_DIR}/smtp-password"
+
+
+def render_prometheus_config(
+    *,
+    targets: Mapping[str, str],
+    external_labels: Mapping[str, str],
+    alertmanager: str,
+    rule_files: Sequence[str],
+) -> str:
+    """`targets` maps each job to its `host:port`; jobs absent from it are not scraped."""
+    unknown = set(targets) - set(SCRAPE_INTERVALS)
+    if unknown:
+        raise ValueError(f"no scrape settings for jobs {sorted(unknown)}")
+    config = {
+        "global": {
+            "scrape_interval": "15s",
+            "evaluation_interval": "15s",
+            "scrape_timeout": "10s",
+            "external_labels": dict(external_labels),
+        },
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        "rule_files": list(rule_files),
+        "scrape_configs": [
+            {
+                "job_name": job,
+                "scrape_interval": interval,
+                "scrape_timeout": "4s" if interval == "5s" else "10s",
+                "metrics_path": "/metrics",
+                "static_configs": [{"targets": [targets[job]]}],
+            }
+            for job, interval in SCRAPE_INTERVALS.items()
+            if job in targets
+        ],
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class Receivers:
+    """Where notifications go; with none of these set, alerts stay visible in
+    Alertmanager's UI and API and go nowhere else."""
+
+    webhook_url: str | None = None
+    webhook_has_token: bool = False
+    slack_channel: str | None = None
+    email_to: str | None = None
+    email_from: str | None = None
+    smarthost: str | None = None
+    smtp_username: str | None = None
+    watchdog_url: str | None = None
+
+    @property
+    def external(self) -> bool:
+        return any((self.webhook_url, self.slack_channel, self.email_to, self.watchdog_url))
+
+
+def _integrations(r: Receivers, severity: str) -> dict[str, object]:
+    integrations: dict[str, object] = {}
+    if r.webhook_url:
+        webhook: dict[str, object] = {"url": r.webhook_url, "send_resolved": True}
+        if r.webhook_has_token:
+            webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": WEBHOOK_TOKEN_FILE}}
+        integrations["webhook_configs"] = [webhook]
+    if r.slack_channel:
+        integrations["slack_configs"] = [
+            {
+                "api_url_file": SLACK_URL_FILE,
+                "channel": r.slack_channel,
+                "send_resolved": True,
+                "title": f"[{severity.upper()}] {{{{ .CommonLabels.alertname }}}}",
+                "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ .Annotations.description }}\n{{ end }}",
+            }
+        ]
+    if r.email_to:
+        integrations["email_configs"] = [{"to": r.email_to, "send_resolved": True}]
+    return integrations
+
+
+def render_alertmanager_config(receivers: Receivers) -> str:
+    global_: dict[str, object] = {"resolve_timeout": "5m"}
+    if receivers.email_to:
+        global_.update(
+            smtp_smarthost=receivers.smarthost,
+            smtp_from=receivers.email_from,
+            smtp_require_tls=True,
+        )
+        if receivers.smtp_username:
+            global_.update(smtp_auth_username=receivers.smtp_username, smtp_auth_password_file=SMTP_PASSWORD_FILE)
+    watchdog: dict[str, object] = {"name": "watchdog"}
+    if receivers.watchdog_url:
+        watchdog["webhook_configs"] = [{"url": receivers.watchdog_url, "send_resolved": False}]
+    config = {
+        "global": global_,
+        "route": {
+            "receiver": "default",
+            "group_by": ["alertname", "job"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "12h",
+            "routes": [
+                {
+                    # The dead man's switch: notified every minute, so its absence is the alarm.
+                    "matchers": ['alertname="Watchdog"'],
+                    "receiver": "watchdog",
+                    "group_wait": "0s",
+                    "group_interval": "1m",
+                    "repeat_interval": "1m",
+                },
+                {
+                    "matchers": ['severity="critical"'],
+                    "receiver": "critical",
+                    "group_wait": "10s",
+                    "repeat_interval": "1h",
+                },
+                {"matchers": ['severity="warning"'], "receiver": "warning", "repeat_interval": "12h"},
+            ],
+        },
+        "inhibit_rules": [
+            {
+                # A critical alert silences the warning of the same name on the same instance.
+                "source_matchers": ['severity="critical"'],
+                "target_matchers": ['severity="warning"'],
+                "equal": ["alertname", "instance"],
+            }
+        ],
+        "receivers": [
+            {"name": "default"},
+            {"name": "critical", **_integrations(receivers, "critical")},
+            {"name": "warning", **_integrations(receivers, "warning")},
+            watchdog,
+        ],
+    }
+    return yaml.safe_dump(config, sort_keys=False, width=120)

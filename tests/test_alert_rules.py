@@ -1,0 +1,408 @@
+"""The rendered rules under `promtool test rules`: every alert fires in one case
+(its labels and annotations checked) and stays silent in another."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.spec.alerts import AlertThresholds, alerts, render_rule_file, rule_groups
+from tests.servers import require_binary
+
+PROMTOOL = "/usr/bin/promtool"
+THRESHOLDS = AlertThresholds(slo_objective=0.999, latency_p99_seconds=1.0, database="wondernest")
+API = 'job="api",instance="api:8080"'
+PG = 'job="postgres",instance="postgres-exporter:9187"'
+RD = 'job="redis",instance="redis-exporter:9121"'
+PROM = 'job="prometheus",instance="localhost:9090"'
+AM = 'job="alertmanager",instance="alertmanager:9093"'
+
+
+@dataclass
+class Case:
+    alert: str
+    series: dict[str, str]
+    eval_time: str
+    labels: dict[str, str] | None = None
+    """None: the alert must not fire."""
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def promtool(self) -> dict[str, object]:
+        expected: list[dict[str, object]] = []
+        if self.labels is not None:
+            annotations = {"runbook": f"README.md#runbook-{self.alert.lower()}", **self.annotations}
+            expected = [{"exp_labels": self.labels, "exp_annotations": annotations}]
+        return {
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in self.series.items()],
+            "alert_rule_test": [{"eval_time": self.eval_time, "alertname": self.alert, "exp_alerts": expected}],
+        }
+
+
+def requests(errors_per_min: int, ok_per_min: int, minutes: int) -> dict[str, str]:
+    series = 'http_requests_total{{{api},method="GET",route="/api/users/me",status="{status}"}}'
+    return {
+        series.format(api=API, status="500"): f"0+{errors_per_min}x{minutes}",
+        series.format(api=API, status="200"): f"0+{ok_per_min}x{minutes}",
+    }
+
+
+BURN_SUMMARY = {"summary": "API is burning its 99.9% availability error budget"}
+FAST = {
+    **BURN_SUMMARY,
+    "description": "The API's 5xx ratio is consuming the error budget fast enough to exhaust it within days.",
+}
+SLOW = {
+    **BURN_SUMMARY,
+    "description": (
+        "The API's 5xx ratio is consuming the error budget steadily; at this rate it runs out before the window ends."
+    ),
+}
+WITHIN_OBJECTIVE = requests(1, 1099, 400)  # 0.09 % errors: inside a 99.9 % objective
+
+
+def latency(bucket_with_traffic: str) -> dict[str, str]:
+    return {
+        f'http_request_duration_seconds_bucket{{{API},method="GET",route="/api/users/me",le="{le}"}}': (
+            "0+10x30" if float(le) >= float(bucket_with_traffic) else "0x30"
+        )
+        for le in ("0.5", "1", "2.5", "+Inf")
+    }
+
+
+CASES: list[Case] = [
+    Case(
+        "ApiDown",
+        {f"up{{{API}}}": "0x5"},
+        "3m",
+        {"severity": "critical", "job": "api", "instance": "api:8080"},
+        {
+            "summary": "API instance api:8080 is down",
+            "description": "Prometheus cannot scrape the API's /metrics for 2 minutes.",
+        },
+    ),
+    Case("ApiDown", {f"up{{{API}}}": "1x5"}, "3m"),
+    Case(
+        "HighErrorRate",
+        requests(6, 54, 20),
+        "10m",
+        {"severity": "critical", "job": "api"},
+        {"summary": "More than 5% of API requests fail", "description": "10% of requests answered 5xx over 5 minutes."},
+    ),
+    Case("HighErrorRate", requests(1, 99, 20), "10m"),
+    Case(
+        "ApiHighLatencyP99",
+        latency("2.5"),
+        "20m",
+        {"severity": "warning", "job": "api"},
+        {"summary": "API p99 latency above 1s", "description": "The 99th percentile of request duration is 2.485s."},
+    ),
+    Case("ApiHighLatencyP99", latency("0.5"), "20m"),
+    # A fast burn: 2 % errors, 20 times the budget.
+    Case("ApiErrorBudgetBurnFast", requests(2, 98, 90), "70m", {"severity": "critical", "job": "api"}, FAST),
+    Case("ApiErrorBudgetBurnFast", requests(1, 199, 200), "150m"),  # 0.5 %: slow, not fast
+    Case("ApiErrorBudgetBurnFast", WITHIN_OBJECTIVE, "6h"),
+    # A slow burn: 0.5 %, 5 times the budget, below the fast thresholds (6x, 14.4x).
+    Case("ApiErrorBudgetBurnSlow", requests(1, 199, 200), "150m", {"severity": "warning", "job": "api"}, SLOW),
+    Case("ApiErrorBudgetBurnSlow", WITHIN_OBJECTIVE, "6h"),
+    Case(
+        "PostgresDown",
+        {f"pg_up{{{PG}}}": "0x5"},
+        "2m",
+        {"severity": "critical", "job": "postgres", "instance": "postgres-exporter:9187"},
+        {
+            "summary": "PostgreSQL is down",
+            "description": "postgres_exporter on postgres-exporter:9187 cannot reach the server.",
+        },
+    ),
+    Case("PostgresDown", {f"pg_up{{{PG}}}": "1x5"}, "2m"),
+    Case(
+        "PostgresRestarted",
+        {f"pg_postmaster_start_time_seconds{{{PG}}}": "240x10"},
+        "5m",
+        {"severity": "warning", "job": "postgres", "instance": "postgres-exporter:9187"},
+        {
+            "summary": "PostgreSQL restarted",
+            "description": "The server on postgres-exporter:9187 started less than 5 minutes ago.",
+        },
+    ),
+    Case("PostgresRestarted", {f"pg_postmaster_start_time_seconds{{{PG}}}": "240x10"}, "10m"),
+    Case(
+        "PostgresConnectionsHigh",
+        {
+            f'pg_stat_activity_count{{{PG},datname="wondernest",state="active"}}': "85x10",
+            f"pg_settings_max_connections{{{PG}}}": "100x10",
+        },
+        "6m",
+        {"severity": "warning", "instance": "postgres-exporter:9187"},
+        {
+            "summary": "PostgreSQL connections above 80% of max_connections",
+            "description": "85% of max_connections are in use on postgres-exporter:9187.",
+        },
+    ),
+    Case(
+        "PostgresConnectionsHigh",
+        {
+            f'pg_stat_activity_count{{{PG},datname="wondernest",state="active"}}': "50x10",
+            f"pg_settings_max_connections{{{PG}}}": "100x10",
+        },
+        "6m",
+    ),
+    Case(
+        "PostgresDeadlocks",
+        {f'pg_stat_database_deadlocks{{{PG},datname="wondernest"}}': "0+1x15"},
+        "12m",
+        {"severity": "warning", "job": "postgres", "instance": "postgres-exporter:9187", "datname": "wondernest"},
+        {"summary": "PostgreSQL deadlocks", "description": "10 deadlocks in database wondernest in 10 minutes."},
+    ),
+    Case("PostgresDeadlocks", {f'pg_stat_database_deadlocks{{{PG},datname="wondernest"}}': "5x15"}, "12m"),
+    Case(
+        "PostgresHighRollbackRatio",
+        {
+            f'pg_stat_database_xact_rollback{{{PG},datname="wondernest"}}': "0+2x30",
+            f'pg_stat_database_xact_commit{{{PG},datname="wondernest"}}': "0+8x30",
+        },
+        "25m",
+        {"severity": "warning", "job": "postgres", "instance": "postgres-exporter:9187", "datname": "wondernest"},
+        {
+            "summary": "More than 10% of PostgreSQL transactions roll back",
+            "description": "20% of transactions in wondernest roll back.",
+        },
+    ),
+    Case(
+        "PostgresHighRollbackRatio",
+        {
+            f'pg_stat_database_xact_rollback{{{PG},datname="wondernest"}}': "0x30",
+            f'pg_stat_database_xact_commit{{{PG},datname="wondernest"}}': "0+8x30",
+        },
+        "25m",
+    ),
+    Case(
+        "PostgresExporterErrors",
+        {f"pg_exporter_last_scrape_error{{{PG}}}": "1x10"},
+        "6m",
+        {"severity": "warning", "job": "postgres", "instance": "postgres-exporter:9187"},
+        {
+            "summary": "postgres_exporter scrapes fail",
+            "description": "The exporter on postgres-exporter:9187 reports errors; Postgres metrics are incomplete.",
+        },
+    ),
+    Case("PostgresExporterErrors", {f"pg_exporter_last_scrape_error{{{PG}}}": "0x10"}, "6m"),
+    Case(
+        "RedisDown",
+        {f"redis_up{{{RD}}}": "0x5"},
+        "2m",
+        {"severity": "critical", "job": "redis", "instance": "redis-exporter:9121"},
+        {"summary": "Redis is down", "description": "redis_exporter on redis-exporter:9121 cannot reach Redis."},
+    ),
+    Case("RedisDown", {f"redis_up{{{RD}}}": "1x5"}, "2m"),
+    Case(
+        "RedisMemoryHigh",
+        {f"redis_memory_used_bytes{{{RD}}}": "95x10", f"redis_memory_max_bytes{{{RD}}}": "100x10"},
+        "6m",
+        {"severity": "warning", "job": "redis", "instance": "redis-exporter:9121"},
+        {
+            "summary": "Redis memory above 90% of maxmemory",
+            "description": "95% of maxmemory is used; eviction is imminent or under way.",
+        },
+    ),
+    Case(
+        "RedisMemoryHigh",
+        {f"redis_memory_used_bytes{{{RD}}}": "50x10", f"redis_memory_max_bytes{{{RD}}}": "100x10"},
+        "6m",
+    ),
+    Case(
+        "RedisRejectedConnections",
+        {f"redis_rejected_connections_total{{{RD}}}": "0+1x10"},
+        "6m",
+        {"severity": "warning", "job": "redis", "instance": "redis-exporter:9121"},
+        {
+            "summary": "Redis rejects connections",
+            "description": "5 connections were rejected in 5 minutes (maxclients reached).",
+        },
+    ),
+    Case("RedisRejectedConnections", {f"redis_rejected_connections_total{{{RD}}}": "3x10"}, "6m"),
+    Case(
+        "RedisEvictions",
+        {f"redis_evicted_keys_total{{{RD}}}": "0+10x10"},
+        "6m",
+        {"severity": "warning", "job": "redis", "instance": "redis-exporter:9121"},
+        {
+            "summary": "Redis evicts keys",
+            "description": "50 keys were evicted in 5 minutes: the dataset does not fit maxmemory.",
+        },
+    ),
+    Case("RedisEvictions", {f"redis_evicted_keys_total{{{RD}}}": "7x10"}, "6m"),
+    Case(
+        "RedisRdbSaveMissing",
+        {f"redis_rdb_last_bgsave_status{{{RD}}}": "0x5"},
+        "1m",
+        {"severity": "warning", "job": "redis", "instance": "redis-exporter:9121"},
+        {
+            "summary": "Redis has not saved an RDB snapshot",
+            "description": "The last background save failed, or changes have waited more than 30 minutes for one.",
+        },
+    ),
+    Case(
+        "RedisRdbSaveMissing",
+        {
+            f"redis_rdb_last_bgsave_status{{{RD}}}": "1x40",
+            f"redis_rdb_changes_since_last_save{{{RD}}}": "5x40",
+            f"redis_rdb_last_save_timestamp_seconds{{{RD}}}": "0x40",
+        },
+        "40m",
+        {"severity": "warning", "job": "redis", "instance": "redis-exporter:9121"},
+        {
+            "summary": "Redis has not saved an RDB snapshot",
+            "description": "The last background save failed, or changes have waited more than 30 minutes for one.",
+        },
+    ),
+    Case(
+        "RedisRdbSaveMissing",
+        {
+            f"redis_rdb_last_bgsave_status{{{RD}}}": "1x40",
+            f"redis_rdb_changes_since_last_save{{{RD}}}": "0x40",
+            f"redis_rdb_last_save_timestamp_seconds{{{RD}}}": "0x40",
+        },
+        "40m",
+    ),
+    Case(
+        "Watchdog",
+        {},
+        "0m",
+        {"severity": "none"},
+        {
+            "summary": "The alerting pipeline works",
+            "description": "Always firing. If its notifications stop arriving, Prometheus or Alertmanager is broken.",
+        },
+    ),
+    Case(
+        "TargetDown",
+        {f"up{{{RD}}}": "0x10", f"up{{{API}}}": "0x10"},
+        "6m",
+        {"severity": "warning", "job": "redis", "instance": "redis-exporter:9121"},
+        {
+            "summary": "Scrape target redis on redis-exporter:9121 is down",
+            "description": "Prometheus has not scraped it for 5 minutes.",
+        },
+    ),
+    Case("TargetDown", {f"up{{{RD}}}": "1x10"}, "6m"),
+    Case(
+        "PrometheusConfigReloadFailed",
+        {f"prometheus_config_last_reload_successful{{{PROM}}}": "0x10"},
+        "6m",
+        {"severity": "warning", "job": "prometheus", "instance": "localhost:9090"},
+        {
+            "summary": "Prometheus configuration reload failed",
+            "description": "Prometheus on localhost:9090 runs an older configuration.",
+        },
+    ),
+    Case("PrometheusConfigReloadFailed", {f"prometheus_config_last_reload_successful{{{PROM}}}": "1x10"}, "6m"),
+    Case(
+        "PrometheusRuleEvaluationFailures",
+        {f'prometheus_rule_evaluation_failures_total{{{PROM},rule_group="platform.yml;api"}}': "0+1x10"},
+        "6m",
+        {"severity": "warning", "job": "prometheus", "instance": "localhost:9090", "rule_group": "platform.yml;api"},
+        {
+            "summary": "Prometheus rule evaluations fail",
+            "description": "5 rule evaluations failed in group platform.yml;api.",
+        },
+    ),
+    Case(
+        "PrometheusRuleEvaluationFailures",
+        {f'prometheus_rule_evaluation_failures_total{{{PROM},rule_group="platform.yml;api"}}': "2x10"},
+        "6m",
+    ),
+    Case(
+        "PrometheusAlertmanagerUnreachable",
+        {f"prometheus_notifications_alertmanagers_discovered{{{PROM}}}": "0x10"},
+        "6m",
+        {"severity": "critical", "job": "prometheus", "instance": "localhost:9090"},
+        {
+            "summary": "Prometheus cannot deliver alerts to Alertmanager",
+            "description": "No Alertmanager is discovered, or sending alerts to it fails.",
+        },
+    ),
+    Case(
+        "PrometheusAlertmanagerUnreachable",
+        {
+            f"prometheus_notifications_alertmanagers_discovered{{{PROM}}}": "1x10",
+            f'prometheus_notifications_errors_total{{{PROM},alertmanager="http://am:9093/api/v2/alerts"}}': "0x10",
+        },
+        "6m",
+    ),
+    Case(
+        "AlertmanagerConfigReloadFailed",
+        {f"alertmanager_config_last_reload_successful{{{AM}}}": "0x10"},
+        "6m",
+        {"severity": "warning", "job": "alertmanager", "instance": "alertmanager:9093"},
+        {
+            "summary": "Alertmanager configuration reload failed",
+            "description": "Alertmanager on alertmanager:9093 runs an older configuration.",
+        },
+    ),
+    Case("AlertmanagerConfigReloadFailed", {f"alertmanager_config_last_reload_successful{{{AM}}}": "1x10"}, "6m"),
+    Case(
+        "AlertmanagerNotificationsFailing",
+        {f'alertmanager_notifications_failed_total{{{AM},integration="webhook"}}': "0+1x10"},
+        "6m",
+        {"severity": "warning", "job": "alertmanager", "instance": "alertmanager:9093", "integration": "webhook"},
+        {
+            "summary": "Alertmanager notifications fail",
+            "description": "Notifications through webhook fail: alerts may not reach anyone.",
+        },
+    ),
+    Case(
+        "AlertmanagerNotificationsFailing",
+        {f'alertmanager_notifications_failed_total{{{AM},integration="webhook"}}': "4x10"},
+        "6m",
+    ),
+]
+
+
+def test_every_alert_has_a_firing_and_a_silent_case() -> None:
+    names = {a.name for a in alerts(rule_groups(THRESHOLDS))}
+    firing = {c.alert for c in CASES if c.labels is not None}
+    silent = {c.alert for c in CASES if c.labels is None}
+    assert firing == names
+    # Watchdog fires by definition; it is the only alert with no silent case.
+    assert silent == names - {"Watchdog"}
+
+
+def test_every_alert_carries_severity_summary_description_and_runbook() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for alert in alerts(rule_groups(THRESHOLDS)):
+        rule: dict[str, Any] = alert.rule()
+        assert rule["labels"]["severity"] in {"critical", "warning", "none"}
+        assert set(rule["annotations"]) == {"summary", "description", "runbook"}
+        assert f'<a id="runbook-{alert.name.lower()}"></a>' in readme, f"no runbook section for {alert.name}"
+
+
+def test_promtool_checks_and_unit_tests_pass(tmp_path: Path) -> None:
+    require_binary(PROMTOOL, "prometheus")
+    rules = tmp_path / "platform.yml"
+    rules.write_text(render_rule_file(rule_groups(THRESHOLDS)))
+    check = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = tmp_path / "tests.yml"
+    tests.write_text(
+        yaml.safe_dump(
+            {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [c.promtool() for c in CASES]},
+            sort_keys=False,
+        )
+    )
+    result = subprocess.run([PROMTOOL, "test", "rules", str(tests)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("objective", [0.99, 0.999, 0.9995])
+def test_burn_thresholds_follow_the_objective(objective: float) -> None:
+    groups = rule_groups(AlertThresholds(objective, 1.0, "wondernest"))
+    fast = next(a for a in alerts(groups) if a.name == "ApiErrorBudgetBurnFast")
+    budget = 1 - objective
+    assert f"(14.4 * {budget:.6g})" in fast.expr and f"(6.0 * {budget:.6g})" in fast.expr
