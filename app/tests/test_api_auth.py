@@ -9,9 +9,10 @@ from typing import Any
 import jwt
 import psycopg
 import pytest
-from conftest import JWT_SECRET, ClientFactory
+from conftest import ClientFactory
 from starlette.testclient import TestClient
 
+from tests.api_stack import JWT_SECRET
 from tests.servers import PostgresServer
 
 PASSWORD = "correct horse battery"
@@ -251,8 +252,7 @@ def test_a_deleted_account_cannot_use_its_token(client: TestClient, db: Postgres
 
 
 def test_the_app_role_cannot_escape_its_schemas(db: PostgresServer) -> None:
-    from conftest import NAMES
-
+    from tests.api_stack import NAMES
     from tests.platform_db import PASSWORDS
 
     dsn = db.dsn(user=NAMES.app_role, password=PASSWORDS["app"], dbname="wondernest")

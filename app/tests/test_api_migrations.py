@@ -6,9 +6,9 @@ import subprocess
 
 import psycopg
 import pytest
-from conftest import NAMES, api_env, run_cli
 from wondernest_api.migrate import MigrationError, available, migrate
 
+from tests.api_stack import NAMES, api_env, run_cli
 from tests.platform_db import PASSWORDS
 from tests.servers import PostgresServer, RedisServer
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import start_api
 from hypothesis import HealthCheck, settings
 from schemathesis.core.transport import Response as SchemathesisResponse
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from tests.api_stack import start_api
 from tests.servers import PostgresServer, RedisServer
 
 

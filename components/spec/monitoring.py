@@ -7,6 +7,7 @@ severity; receivers come from the stack config, their secrets as files.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -159,3 +160,49 @@ def render_alertmanager_config(receivers: Receivers) -> str:
         ],
     }
     return yaml.safe_dump(config, sort_keys=False, width=120)
+
+
+POSTGRES_EXPORTER_PORT = 9187
+REDIS_EXPORTER_PORT = 9121
+
+
+def postgres_exporter_env(*, host: str, port: int, database: str, user: str, password_file: str) -> dict[str, str]:
+    """postgres_exporter's settings; the password only ever as a file."""
+    return {
+        "DATA_SOURCE_URI": f"{host}:{port}/{database}?sslmode=disable",
+        "DATA_SOURCE_USER": user,
+        "DATA_SOURCE_PASS_FILE": password_file,
+    }
+
+
+# postgres_exporter 0.11 has no postmaster collector; the restart alert and the
+# uptime panel need the start time, so it comes from one extra query.
+POSTGRES_EXPORTER_QUERIES = {
+    "pg_postmaster": {
+        "query": "SELECT extract(epoch FROM pg_postmaster_start_time()) AS start_time_seconds",
+        "master": True,
+        "metrics": [{"start_time_seconds": {"usage": "GAUGE", "description": "When the postmaster started"}}],
+    }
+}
+
+
+def render_postgres_exporter_queries() -> str:
+    return yaml.safe_dump(POSTGRES_EXPORTER_QUERIES, sort_keys=False)
+
+
+def postgres_exporter_args(*, listen: str, queries_path: str) -> list[str]:
+    return [f"--web.listen-address={listen}", f"--extend.query-path={queries_path}"]
+
+
+def redis_exporter_args(*, address: str, user: str, password_file: str, listen: str) -> list[str]:
+    """redis_exporter reads passwords from a JSON file mapping each address to its password."""
+    return [
+        f"--redis.addr=redis://{address}",
+        f"--redis.user={user}",
+        f"--redis.password-file={password_file}",
+        f"--web.listen-address={listen}",
+    ]
+
+
+def redis_exporter_password_file(address: str, password: str) -> str:
+    return json.dumps({f"redis://{address}": password})

@@ -45,6 +45,10 @@ class Names:
         return f"{self.app}_app"
 
     @property
+    def redis_monitoring_user(self) -> str:
+        return f"{self.app}_monitoring"
+
+    @property
     def redis_healthcheck_user(self) -> str:
         return "healthcheck"
 

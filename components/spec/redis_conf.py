@@ -31,6 +31,12 @@ SAVE_POINTS: tuple[tuple[int, int], ...] = ((900, 1), (300, 10), (60, 10000))
 # under @dangerous (FLUSHALL, FLUSHDB, CONFIG, DEBUG, SHUTDOWN, KEYS, MONITOR, ACL, ...).
 APP_USER_RULES = "~* &* +@all -@dangerous"
 HEALTHCHECK_USER_RULES = "resetkeys resetchannels -@all +ping"
+# What redis_exporter reads: server INFO, slow log and latency, per-db key counts.
+# No key access, no writes, nothing that changes the server.
+EXPORTER_USER_RULES = (
+    "resetkeys resetchannels -@all +ping +info +select +dbsize +client|info"
+    " +slowlog|get +slowlog|len +latency|latest +config|get"
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,126 @@
+"""The API wired to a real Postgres (with the platform's roles and grants) and a
+real Redis (with the rendered ACL), exactly as the platform wires it; shared by
+the API's own tests, the monitoring tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from components.spec import redis_conf
+from components.spec.database import database_spec
+from components.spec.naming import Names
+from tests.platform_db import PASSWORDS, apply_spec
+from tests.servers import PostgresServer, RedisServer, free_port
+
+APP_DIR = Path(__file__).resolve().parents[1] / "app"
+NAMES = Names(app="wondernest", stack="test")
+REDIS_APP_PASSWORD = "redis-app-pass-7777"
+REDIS_MONITORING_PASSWORD = "redis-monitoring-pass-8888"
+JWT_SECRET = "test-jwt-signing-key-0123456789abcdef"
+
+
+def rendered_acl() -> str:
+    """The ACL file the stack renders: the app user and the exporter's user."""
+    return redis_conf.render_acl_file(
+        [
+            redis_conf.RedisUser(
+                NAMES.redis_app_user, redis_conf.acl_password_hash(REDIS_APP_PASSWORD), redis_conf.APP_USER_RULES
+            ),
+            redis_conf.RedisUser(
+                NAMES.redis_monitoring_user,
+                redis_conf.acl_password_hash(REDIS_MONITORING_PASSWORD),
+                redis_conf.EXPORTER_USER_RULES,
+            ),
+        ]
+    )
+
+
+def platform(pg: PostgresServer) -> None:
+    apply_spec(pg, database_spec(NAMES))
+
+
+def api_env(pg: PostgresServer, rd: RedisServer, **overrides: str) -> dict[str, str]:
+    env = {
+        "DB_HOST": "127.0.0.1",
+        "DB_PORT": str(pg.port),
+        "DB_NAME": "wondernest",
+        "DB_USER": NAMES.app_role,
+        "DB_PASSWORD": PASSWORDS["app"],
+        "DB_SSLMODE": "disable",
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": str(rd.port),
+        "REDIS_USER": NAMES.redis_app_user,
+        "REDIS_PASSWORD": REDIS_APP_PASSWORD,
+        "JWT_SECRET": JWT_SECRET,
+        # The production cost (12) is asserted in test_api_settings; 4 keeps tests quick.
+        "BCRYPT_ROUNDS": "4",
+        "LOGIN_IP_LIMIT": "1000",
+    }
+    env.update(overrides)
+    return env
+
+
+def cli_env(env: dict[str, str]) -> dict[str, str]:
+    """Only what the process needs: the API's variables and a PATH."""
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return {**base, **env, "PYTHONPATH": str(APP_DIR)}
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wondernest_api", *args],
+        env=cli_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class ApiProcess:
+    """`python -m wondernest_api serve`, logging to a file: a pipe nobody drains
+    would fill and block the server on its next log line."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.log_path.unlink(missing_ok=True)
+
+
+def start_api(pg: PostgresServer, rd: RedisServer, **overrides: str) -> ApiProcess:
+    port = free_port()
+    env = cli_env(api_env(pg, rd, HOST="127.0.0.1", PORT=str(port), **overrides))
+    fd, name = tempfile.mkstemp(prefix="wn-api-", suffix=".log")
+    with os.fdopen(fd, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wondernest_api", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    api = ApiProcess(process, f"http://127.0.0.1:{port}", Path(name))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"api exited: {api.output()}")
+        try:
+            if httpx.get(f"{api.url}/health", timeout=1).status_code == 200:
+                return api
+        except httpx.TransportError:
+            time.sleep(0.1)
+    api.stop()
+    raise RuntimeError("api did not start")

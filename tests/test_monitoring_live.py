@@ -1,0 +1,310 @@
+"""The whole monitoring path, running: real Prometheus and Alertmanager with the
+rendered configs (container hostnames mapped to loopback ports), the real
+exporters against a real Postgres and Redis, and the real API."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from wondernest_api.migrate import migrate
+from wondernest_api.settings import load_settings
+
+from components.spec import monitoring
+from components.spec.alerts import AlertThresholds, Recording, render_rule_file, rule_groups
+from components.spec.dashboards import dashboards, expressions
+from tests.api_stack import (
+    NAMES,
+    REDIS_MONITORING_PASSWORD,
+    ApiProcess,
+    api_env,
+    platform,
+    rendered_acl,
+    start_api,
+)
+from tests.platform_db import PASSWORDS
+from tests.servers import free_port, postgres_server, redis_server, require_binary
+
+PROMETHEUS = "/usr/bin/prometheus"
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+POSTGRES_EXPORTER = "/usr/bin/prometheus-postgres-exporter"
+REDIS_EXPORTER = "/usr/bin/prometheus-redis-exporter"
+THRESHOLDS = AlertThresholds(slo_objective=0.999, latency_p99_seconds=1.0, database="wondernest")
+# Grafana is the one scrape target without a Debian package to run here.
+LIVE_JOBS = ("api", "postgres", "redis", "prometheus", "alertmanager")
+
+
+@dataclass
+class Stack:
+    prometheus: str
+    alertmanager: str
+    api: ApiProcess
+    root: Path
+
+
+@contextlib.contextmanager
+def process(command: list[str], root: Path, name: str, env: dict[str, str] | None = None) -> Iterator[None]:
+    with open(root / f"{name}.log", "wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        time.sleep(0.2)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited:\n{(root / f'{name}.log').read_text()}")
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    for binary, package in (
+        (PROMETHEUS, "prometheus"),
+        (ALERTMANAGER, "prometheus-alertmanager"),
+        (POSTGRES_EXPORTER, "prometheus-postgres-exporter"),
+        (REDIS_EXPORTER, "prometheus-redis-exporter"),
+    ):
+        require_binary(binary, package)
+    root = Path(tempfile.mkdtemp(prefix="wn-monitoring-"))
+    ports = {job: free_port() for job in ("postgres", "redis", "prometheus", "alertmanager")}
+    try:
+        with (
+            postgres_server() as pg,
+            redis_server(acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru") as rd,
+        ):
+            platform(pg)
+            migrate(load_settings(api_env(pg, rd)).db_conninfo())
+            api = start_api(pg, rd)
+            (root / "pg-password").write_text(PASSWORDS["monitoring"])
+            (root / "queries.yaml").write_text(monitoring.render_postgres_exporter_queries())
+            redis_address = f"127.0.0.1:{rd.port}"
+            (root / "redis-passwords.json").write_text(
+                monitoring.redis_exporter_password_file(redis_address, REDIS_MONITORING_PASSWORD)
+            )
+            (root / "rules.yml").write_text(render_rule_file(rule_groups(THRESHOLDS)))
+            (root / "alertmanager.yml").write_text(monitoring.render_alertmanager_config(monitoring.Receivers()))
+            targets = {
+                "api": api.url.removeprefix("http://"),
+                "postgres": f"127.0.0.1:{ports['postgres']}",
+                "redis": f"127.0.0.1:{ports['redis']}",
+                "prometheus": f"127.0.0.1:{ports['prometheus']}",
+                "alertmanager": f"127.0.0.1:{ports['alertmanager']}",
+            }
+            (root / "prometheus.yml").write_text(
+                monitoring.render_prometheus_config(
+                    targets=targets,
+                    external_labels={"app": "wondernest", "environment": "test"},
+                    alertmanager=targets["alertmanager"],
+                    rule_files=[str(root / "rules.yml")],
+                )
+            )
+            pg_env = monitoring.postgres_exporter_env(
+                host="127.0.0.1",
+                port=pg.port,
+                database="wondernest",
+                user=NAMES.monitoring_role,
+                password_file=str(root / "pg-password"),
+            )
+            with (
+                process(
+                    [
+                        POSTGRES_EXPORTER,
+                        *monitoring.postgres_exporter_args(
+                            listen=f"127.0.0.1:{ports['postgres']}", queries_path=str(root / "queries.yaml")
+                        ),
+                    ],
+                    root,
+                    "postgres-exporter",
+                    env={"PATH": "/usr/bin:/bin", **pg_env},
+                ),
+                process(
+                    [
+                        REDIS_EXPORTER,
+                        *monitoring.redis_exporter_args(
+                            address=redis_address,
+                            user=NAMES.redis_monitoring_user,
+                            password_file=str(root / "redis-passwords.json"),
+                            listen=f"127.0.0.1:{ports['redis']}",
+                        ),
+                    ],
+                    root,
+                    "redis-exporter",
+                ),
+                process(
+                    [
+                        ALERTMANAGER,
+                        f"--config.file={root / 'alertmanager.yml'}",
+                        f"--storage.path={root / 'am-data'}",
+                        f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+                        "--cluster.listen-address=",
+                    ],
+                    root,
+                    "alertmanager",
+                ),
+                process(
+                    [
+                        PROMETHEUS,
+                        f"--config.file={root / 'prometheus.yml'}",
+                        f"--storage.tsdb.path={root / 'tsdb'}",
+                        f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+                    ],
+                    root,
+                    "prometheus",
+                ),
+            ):
+                yield Stack(
+                    f"http://127.0.0.1:{ports['prometheus']}",
+                    f"http://127.0.0.1:{ports['alertmanager']}",
+                    api,
+                    root,
+                )
+            api.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def eventually(check: object, timeout: float = 75) -> object:
+    """Scrapes happen every 15 s: poll until the check returns something truthy."""
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"not reached within {timeout}s; last: {last!r}")
+
+
+def query(stack: Stack, path: str, **params: str) -> object:
+    response = httpx.get(f"{stack.prometheus}{path}", params=params, timeout=10)
+    response.raise_for_status()
+    return response.json()["data"]
+
+
+def test_every_target_is_up(stack: Stack) -> None:
+    def all_up() -> dict[str, str] | None:
+        active = query(stack, "/api/v1/targets")["activeTargets"]  # type: ignore[index]
+        health = {t["labels"]["job"]: t["health"] for t in active}
+        return health if set(health) == set(LIVE_JOBS) and set(health.values()) == {"up"} else None
+
+    try:
+        eventually(all_up)
+    except AssertionError:
+        logs = {p.name: p.read_text()[-2000:] for p in stack.root.glob("*.log")}
+        raise AssertionError(f"targets not all up: {query(stack, '/api/v1/targets')}\n{logs}") from None
+
+
+def test_rules_load_and_evaluate_without_errors(stack: Stack) -> None:
+    def evaluated() -> list[dict[str, object]] | None:
+        groups = query(stack, "/api/v1/rules")["groups"]  # type: ignore[index]
+        rules = [r for g in groups for r in g["rules"]]
+        return rules if rules and all(r.get("lastEvaluation", "").startswith("20") for r in rules) else None
+
+    rules = eventually(evaluated)
+    assert isinstance(rules, list)
+    assert len(rules) == sum(len(g.rules) for g in rule_groups(THRESHOLDS))
+    assert [r["name"] for r in rules if r["health"] != "ok"] == []
+
+
+def test_the_watchdog_fires_and_reaches_alertmanager(stack: Stack) -> None:
+    def firing() -> bool:
+        alerts = query(stack, "/api/v1/alerts")["alerts"]  # type: ignore[index]
+        return any(a["labels"]["alertname"] == "Watchdog" and a["state"] == "firing" for a in alerts)
+
+    eventually(firing)
+
+    def delivered() -> bool:
+        alerts = httpx.get(f"{stack.alertmanager}/api/v2/alerts", timeout=10).json()
+        return any(a["labels"]["alertname"] == "Watchdog" for a in alerts)
+
+    eventually(delivered)
+
+
+_SKIP = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "inf"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression: identifiers that are not functions,
+    keywords, label names in grouping clauses, label matchers or durations."""
+    text = re.sub(r'"[^"]*"', "", expr)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        following = text[match.end() :].lstrip()
+        if following.startswith("(") or match.group(0).lower() in _SKIP:
+            continue
+        names.add(match.group(0))
+    return names
+
+
+def test_every_metric_used_is_exposed_or_recorded(stack: Stack) -> None:
+    # Traffic so that labelled series exist: a registration, a failed login.
+    httpx.post(f"{stack.api.url}/auth/register", json={"email": "metrics@example.com", "password": "long enough"})
+    httpx.post(f"{stack.api.url}/auth/login", json={"email": "metrics@example.com", "password": "wrong password"})
+    groups = rule_groups(THRESHOLDS)
+    used: dict[str, set[str]] = {}
+    for group in groups:
+        for rule in group.rules:
+            used.setdefault(f"rule {getattr(rule, 'name', getattr(rule, 'record', ''))}", set()).update(
+                metric_names(rule.expr)
+            )
+    for expr in expressions(dashboards(slo_objective=0.999, database="wondernest")):
+        used.setdefault("dashboards", set()).update(metric_names(expr))
+    recorded = {r.record for g in groups for r in g.rules if isinstance(r, Recording)}
+    # ALERTS is Prometheus' own series of pending and firing alerts.
+    synthetic = {"ALERTS"}
+
+    def missing() -> dict[str, set[str]] | None:
+        exposed = set(query(stack, "/api/v1/label/__name__/values"))  # type: ignore[arg-type]
+        gaps = {where: names - exposed - recorded - synthetic for where, names in used.items()}
+        gaps = {k: v for k, v in gaps.items() if v}
+        return gaps or None
+
+    deadline = time.monotonic() + 60
+    gaps = missing()
+    while gaps and time.monotonic() < deadline:
+        time.sleep(2)
+        gaps = missing()
+    assert not gaps, f"metrics used but exposed by no target: {gaps}"
+
+
+def test_the_metric_name_extractor() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le, job) (rate(http_request_duration_seconds_bucket{job="api"}[5m])))'
+        " > 1 and on (instance) pg_up == 0 or vector(1)"
+    )
+    assert metric_names(expr) == {"http_request_duration_seconds_bucket", "pg_up"}
+
+
+def test_the_exporters_scrape_cleanly_with_their_least_privilege_users(stack: Stack) -> None:
+    def clean() -> dict[str, float] | None:
+        values = {}
+        for metric in ("pg_exporter_last_scrape_error", "redis_exporter_last_scrape_error", "pg_up", "redis_up"):
+            result = query(stack, "/api/v1/query", query=metric)["result"]  # type: ignore[index]
+            if not result:
+                return None
+            values[metric] = float(result[0]["value"][1])
+        return values
+
+    values = eventually(clean)
+    assert values == {
+        "pg_exporter_last_scrape_error": 0.0,
+        "redis_exporter_last_scrape_error": 0.0,
+        "pg_up": 1.0,
+        "redis_up": 1.0,
+    }
