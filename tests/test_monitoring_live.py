@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -188,7 +189,7 @@ def eventually(check: object, timeout: float = 75) -> object:
     raise AssertionError(f"not reached within {timeout}s; last: {last!r}")
 
 
-def query(stack: Stack, path: str, **params: str) -> object:
+def query(stack: Stack, path: str, **params: str) -> Any:
     response = httpx.get(f"{stack.prometheus}{path}", params=params, timeout=10)
     response.raise_for_status()
     return response.json()["data"]
@@ -196,7 +197,7 @@ def query(stack: Stack, path: str, **params: str) -> object:
 
 def test_every_target_is_up(stack: Stack) -> None:
     def all_up() -> dict[str, str] | None:
-        active = query(stack, "/api/v1/targets")["activeTargets"]  # type: ignore[index]
+        active = query(stack, "/api/v1/targets")["activeTargets"]
         health = {t["labels"]["job"]: t["health"] for t in active}
         return health if set(health) == set(LIVE_JOBS) and set(health.values()) == {"up"} else None
 
@@ -209,7 +210,7 @@ def test_every_target_is_up(stack: Stack) -> None:
 
 def test_rules_load_and_evaluate_without_errors(stack: Stack) -> None:
     def evaluated() -> list[dict[str, object]] | None:
-        groups = query(stack, "/api/v1/rules")["groups"]  # type: ignore[index]
+        groups = query(stack, "/api/v1/rules")["groups"]
         rules = [r for g in groups for r in g["rules"]]
         return rules if rules and all(r.get("lastEvaluation", "").startswith("20") for r in rules) else None
 
@@ -221,7 +222,7 @@ def test_rules_load_and_evaluate_without_errors(stack: Stack) -> None:
 
 def test_the_watchdog_fires_and_reaches_alertmanager(stack: Stack) -> None:
     def firing() -> bool:
-        alerts = query(stack, "/api/v1/alerts")["alerts"]  # type: ignore[index]
+        alerts = query(stack, "/api/v1/alerts")["alerts"]
         return any(a["labels"]["alertname"] == "Watchdog" and a["state"] == "firing" for a in alerts)
 
     eventually(firing)
@@ -270,7 +271,7 @@ def test_every_metric_used_is_exposed_or_recorded(stack: Stack) -> None:
     synthetic = {"ALERTS"}
 
     def missing() -> dict[str, set[str]] | None:
-        exposed = set(query(stack, "/api/v1/label/__name__/values"))  # type: ignore[arg-type]
+        exposed = set(query(stack, "/api/v1/label/__name__/values"))
         gaps = {where: names - exposed - recorded - synthetic for where, names in used.items()}
         gaps = {k: v for k, v in gaps.items() if v}
         return gaps or None
@@ -295,7 +296,7 @@ def test_the_exporters_scrape_cleanly_with_their_least_privilege_users(stack: St
     def clean() -> dict[str, float] | None:
         values = {}
         for metric in ("pg_exporter_last_scrape_error", "redis_exporter_last_scrape_error", "pg_up", "redis_up"):
-            result = query(stack, "/api/v1/query", query=metric)["result"]  # type: ignore[index]
+            result = query(stack, "/api/v1/query", query=metric)["result"]
             if not result:
                 return None
             values[metric] = float(result[0]["value"][1])
