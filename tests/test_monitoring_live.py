@@ -53,13 +53,21 @@ class Stack:
 
 
 @contextlib.contextmanager
-def process(command: list[str], root: Path, name: str, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(
+    command: list[str], root: Path, name: str, ready_url: str, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """Start a server and wait until `ready_url` answers 200."""
     with open(root / f"{name}.log", "wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        time.sleep(0.2)
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited:\n{(root / f'{name}.log').read_text()}")
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{(root / f'{name}.log').read_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
         yield
     finally:
         proc.terminate()
@@ -128,6 +136,7 @@ def stack() -> Iterator[Stack]:
                     ],
                     root,
                     "postgres-exporter",
+                    f"http://127.0.0.1:{ports['postgres']}/",
                     env={"PATH": "/usr/bin:/bin", **pg_env},
                 ),
                 process(
@@ -142,6 +151,7 @@ def stack() -> Iterator[Stack]:
                     ],
                     root,
                     "redis-exporter",
+                    f"http://127.0.0.1:{ports['redis']}/health",
                 ),
                 process(
                     [
@@ -153,6 +163,7 @@ def stack() -> Iterator[Stack]:
                     ],
                     root,
                     "alertmanager",
+                    f"http://127.0.0.1:{ports['alertmanager']}/-/ready",
                 ),
                 process(
                     [
@@ -163,6 +174,7 @@ def stack() -> Iterator[Stack]:
                     ],
                     root,
                     "prometheus",
+                    f"http://127.0.0.1:{ports['prometheus']}/-/ready",
                 ),
             ):
                 yield Stack(

@@ -47,12 +47,18 @@ def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
         "wondernest:local:Cache",
         "wondernest:local:DevTools",
         "wondernest:local:Api",
+        "wondernest:local:Monitoring",
     }
     assert sorted(c.inputs["name"] for c in containers(dev)) == [
+        "wondernest-dev-alertmanager",
         "wondernest-dev-api",
+        "wondernest-dev-grafana",
         "wondernest-dev-pgadmin",
         "wondernest-dev-postgres",
+        "wondernest-dev-postgres-exporter",
+        "wondernest-dev-prometheus",
         "wondernest-dev-redis",
+        "wondernest-dev-redis-exporter",
     ]
     assert len(dev.of_type(f"{DYNAMIC}Role")) == 3
     assert len(dev.of_type(f"{DYNAMIC}Schema")) == 9
@@ -71,18 +77,23 @@ def test_no_generated_secret_appears_in_env_command_healthcheck_or_labels(dev: E
 
 
 def test_secret_files_are_uploaded_as_secrets_with_tight_modes(dev: Evaluation) -> None:
+    with_secrets = set()
     for container in containers(dev):
         uploads = container.inputs["uploads"]
-        assert is_secret(uploads), f"{container.name}: uploads carry secrets and must be secret"
         for upload in unwrap(uploads):
             if any(s in upload["content"] for s in dev.generated_secrets):
+                with_secrets.add(container.name)
+                assert is_secret(uploads), f"{container.name}: uploads carry secrets and must be secret"
                 assert upload["permissions"] == "0400", upload["file"]
                 assert upload["owner"] not in (None, "0", "root"), upload["file"]
+    assert with_secrets == {"postgres", "redis", "api", "pgadmin", "postgres-exporter", "redis-exporter", "grafana"}
+    # Where nothing is secret the config stays readable in a preview diff.
+    assert not is_secret(dev.named(CONTAINER_TYPE, "prometheus").inputs["uploads"])
 
 
 def test_every_published_port_binds_loopback(dev: Evaluation) -> None:
     published = [(c.name, p) for c in containers(dev) for p in c.inputs.get("ports") or []]
-    assert {name for name, _ in published} == {"api", "postgres", "redis", "pgadmin"}
+    assert {name for name, _ in published} == {"api", "postgres", "redis", "pgadmin", "prometheus", "grafana"}
     assert all(p["ip"] == "127.0.0.1" for _, p in published)
 
 
@@ -111,7 +122,16 @@ def test_containers_are_hardened(dev: Evaluation) -> None:
 
 def test_images_are_pinned_remote_images(dev: Evaluation) -> None:
     refs = sorted(i.inputs["name"] for i in dev.of_type("docker:index/remoteImage:RemoteImage"))
-    assert refs == ["dpage/pgadmin4:8.14", "postgres:15.10-bookworm", "redis:7.4.1-bookworm"]
+    assert refs == [
+        "dpage/pgadmin4:8.14",
+        "grafana/grafana:11.6.0",
+        "oliver006/redis_exporter:v1.45.0-alpine",
+        "postgres:15.10-bookworm",
+        "prom/alertmanager:v0.25.0",
+        "prom/prometheus:v2.42.0",
+        "quay.io/prometheuscommunity/postgres-exporter:v0.11.1",
+        "redis:7.4.1-bookworm",
+    ]
 
 
 def test_pg_hba_admits_the_healthcheck_and_the_two_networks_only(dev: Evaluation) -> None:
@@ -159,6 +179,9 @@ def test_dynamic_resources_carry_their_secrets_as_secrets(dev: Evaluation) -> No
 
 def test_outputs_and_their_secrecy(dev: Evaluation) -> None:
     assert dev.outputs["apiUrl"] == "http://127.0.0.1:8080"
+    assert dev.outputs["grafanaUrl"] == "http://127.0.0.1:3000"
+    assert dev.outputs["prometheusUrl"] == "http://127.0.0.1:9090"
+    assert dev.outputs["alertmanagerUrl"] == "http://alertmanager:9093"
     assert dev.outputs["postgresEndpoint"] == "127.0.0.1:5433"
     assert dev.outputs["redisEndpoint"] == "127.0.0.1:6379"
     assert dev.outputs["roles"] == {
@@ -175,6 +198,7 @@ def test_outputs_and_their_secrecy(dev: Evaluation) -> None:
         "postgres_monitoring",
         "redis_app",
         "redis_healthcheck",
+        "redis_monitoring",
         "grafana_admin",
         "pgadmin_login",
         "jwt_signing_key",
@@ -193,10 +217,15 @@ def test_two_evaluations_declare_identical_inputs() -> None:
 def test_physical_names_follow_app_name_and_stack() -> None:
     ev = evaluate(stack_config({"appName": "yourapp"}), stack="staging")
     assert sorted(c.inputs["name"] for c in containers(ev)) == [
+        "yourapp-staging-alertmanager",
         "yourapp-staging-api",
+        "yourapp-staging-grafana",
         "yourapp-staging-pgadmin",
         "yourapp-staging-postgres",
+        "yourapp-staging-postgres-exporter",
+        "yourapp-staging-prometheus",
         "yourapp-staging-redis",
+        "yourapp-staging-redis-exporter",
     ]
     assert ev.outputs["roles"]["app"] == "yourapp_app"
 
@@ -275,3 +304,73 @@ def test_the_api_starts_after_its_roles_grants_and_cache(dev: Evaluation) -> Non
     assert any(d.endswith("::role-app") for d in deps)
     assert any(d.endswith("::grant-core-app") for d in deps)
     assert any(d.endswith("::redis") for d in deps)
+
+
+def uploaded(ev: Evaluation, container: str) -> dict[str, str]:
+    return {u["file"]: u["content"] for u in unwrap(ev.named(CONTAINER_TYPE, container).inputs["uploads"])}
+
+
+def test_the_exporters_and_alertmanager_stay_on_the_backend_network(dev: Evaluation) -> None:
+    for name in ("postgres-exporter", "redis-exporter", "alertmanager"):
+        networks = {n["name"] for n in dev.named(CONTAINER_TYPE, name).inputs["networksAdvanced"]}
+        assert networks == {"wondernest-dev-backend"}, name
+        assert not dev.named(CONTAINER_TYPE, name).inputs.get("ports")
+
+
+def test_alertmanager_gets_a_way_out_only_for_external_receivers() -> None:
+    token = "Zq-webhook-bearer-value-91"
+    ev = evaluate(
+        stack_config({"alerting": {"webhookUrl": "https://hooks.example.com/alerts", "webhookToken": token}}),
+        secret_keys=["alerting"],
+    )
+    am = ev.named(CONTAINER_TYPE, "alertmanager").inputs
+    assert {n["name"] for n in am["networksAdvanced"]} == {"wondernest-dev-backend", "wondernest-dev-frontend"}
+    files = uploaded(ev, "alertmanager")
+    assert files["/etc/alertmanager/secrets/webhook-token"] == token
+    assert token not in files["/etc/alertmanager/alertmanager.yml"]
+    assert all(token not in json.dumps(am.get(k)) for k in ("envs", "command", "labels", "healthcheck"))
+    assert is_secret(am["uploads"])
+
+
+def test_prometheus_scrapes_every_service_through_its_exporter(dev: Evaluation) -> None:
+    import yaml
+
+    config = yaml.safe_load(uploaded(dev, "prometheus")["/etc/prometheus/prometheus.yml"])
+    targets = {job["job_name"]: job["static_configs"][0]["targets"][0] for job in config["scrape_configs"]}
+    assert targets == {
+        "api": "api:8080",
+        "postgres": "postgres-exporter:9187",
+        "redis": "redis-exporter:9121",
+        "prometheus": "localhost:9090",
+        "alertmanager": "alertmanager:9093",
+        "grafana": "grafana:3000",
+    }
+    assert config["global"]["external_labels"] == {"app": "wondernest", "environment": "dev"}
+    intervals = {job["job_name"]: job["scrape_interval"] for job in config["scrape_configs"]}
+    assert intervals["api"] == "5s" and intervals["postgres"] == "15s"
+
+
+def test_grafana_is_provisioned_and_closed(dev: Evaluation) -> None:
+    grafana = dev.named(CONTAINER_TYPE, "grafana").inputs
+    env = dict(e.split("=", 1) for e in grafana["envs"])
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana-admin-password"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    files = uploaded(dev, "grafana")
+    assert "uid: prometheus" in files["/etc/grafana/provisioning/datasources/prometheus.yml"]
+    assert {f for f in files if f.endswith(".json")} == {
+        "/etc/grafana/dashboards/api.json",
+        "/etc/grafana/dashboards/postgres.json",
+        "/etc/grafana/dashboards/redis.json",
+        "/etc/grafana/dashboards/overview.json",
+    }
+
+
+def test_the_exporters_use_their_least_privilege_users(dev: Evaluation) -> None:
+    pg = dev.named(CONTAINER_TYPE, "postgres-exporter").inputs
+    env = dict(e.split("=", 1) for e in pg["envs"])
+    assert env["DATA_SOURCE_USER"] == "wondernest_monitoring"
+    assert env["DATA_SOURCE_PASS_FILE"] == "/run/secrets/postgres-password"
+    redis = dev.named(CONTAINER_TYPE, "redis-exporter").inputs
+    assert "--redis.user=wondernest_monitoring" in redis["command"]
+    acl = uploaded(dev, "redis")["/usr/local/etc/redis/users.acl"]
+    assert "user wondernest_monitoring on #" in acl and "-@all +ping +info" in acl

@@ -61,6 +61,7 @@ class Api(pulumi.ComponentResource):
     image: docker.Image
     container: docker.Container
     url: pulumi.Output[str]
+    internal_target: str
 
     def __init__(self, name: str, args: ApiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:local:Api", name, None, opts)
@@ -130,4 +131,6 @@ class Api(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self, depends_on=[secrets_volume, *args.depends_on]),
         )
         self.url = pulumi.Output.from_input(f"http://{args.bind_address}:{args.host_port}")
+        # How Prometheus reaches it on the backend network.
+        self.internal_target = f"api:{CONTAINER_PORT}"
         self.register_outputs({"url": self.url, "image": self.image.image_name})

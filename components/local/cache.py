@@ -57,8 +57,9 @@ class Cache(pulumi.ComponentResource):
         volume = labelled_volume("redis-data", names, "redis", child)
         app_password = args.secrets.get("redis-app")
         health_password = args.secrets.get("redis-healthcheck")
+        monitoring_password = args.secrets.get("redis-monitoring")
         acl: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(app_password, health_password).apply(
+            pulumi.Output.all(app_password, health_password, monitoring_password).apply(
                 lambda pw: redis_conf.render_acl_file(
                     [
                         redis_conf.RedisUser(
@@ -70,6 +71,11 @@ class Cache(pulumi.ComponentResource):
                             names.redis_healthcheck_user,
                             redis_conf.acl_password_hash(pw[1]),
                             redis_conf.HEALTHCHECK_USER_RULES,
+                        ),
+                        redis_conf.RedisUser(
+                            names.redis_monitoring_user,
+                            redis_conf.acl_password_hash(pw[2]),
+                            redis_conf.EXPORTER_USER_RULES,
                         ),
                     ]
                 )

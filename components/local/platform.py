@@ -11,6 +11,7 @@ from components.local.api import Api, ApiArgs
 from components.local.cache import Cache, CacheArgs
 from components.local.database import Database, DatabaseArgs
 from components.local.devtools import DevTools, DevToolsArgs
+from components.local.monitoring import Monitoring, MonitoringArgs
 from components.local.network import Network
 from components.local.secrets import Secrets
 from components.spec.database import database_spec
@@ -80,8 +81,31 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             depends_on=(*database.objects.all, cache.container),
         ),
     )
+    observability = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            names=names,
+            config=cfg.monitoring,
+            alerting=cfg.alerting,
+            images=cfg.images,
+            bind_address=net_cfg.bind_address,
+            database=spec.name,
+            monitoring_role=spec.role("monitoring").name,
+            postgres_host=database.internal_host,
+            postgres_port=database.internal_port,
+            redis_host=cache.internal_host,
+            redis_port=cache.internal_port,
+            api_target=api.internal_target,
+            network=network,
+            secrets=secrets,
+            depends_on=(*database.objects.all, cache.container),
+        ),
+    )
     outputs: dict[str, Any] = {
         "apiUrl": api.url,
+        "grafanaUrl": observability.grafana_url,
+        "prometheusUrl": observability.prometheus_url,
+        "alertmanagerUrl": observability.alertmanager_url,
         "postgresEndpoint": database.endpoint,
         "postgresDatabase": spec.name,
         "redisEndpoint": cache.endpoint,

@@ -22,6 +22,7 @@ PASSWORDS: tuple[str, ...] = (
     "postgres-monitoring",
     "redis-app",
     "redis-healthcheck",
+    "redis-monitoring",
     "grafana-admin",
     "pgadmin-login",
 )

@@ -17,7 +17,7 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
 DATASOURCE_UID = "prometheus"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
-DASHBOARDS_DIR = "/var/lib/grafana/dashboards"
+DASHBOARDS_DIR = "/etc/grafana/dashboards"
 API = 'job="api"'
 
 

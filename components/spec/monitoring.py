@@ -164,6 +164,21 @@ def render_alertmanager_config(receivers: Receivers) -> str:
 
 POSTGRES_EXPORTER_PORT = 9187
 REDIS_EXPORTER_PORT = 9121
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+GRAFANA_PORT = 3000
+
+
+def container_targets(api_target: str) -> dict[str, str]:
+    """Each job's address on the backend network, by container alias."""
+    return {
+        "api": api_target,
+        "postgres": f"postgres-exporter:{POSTGRES_EXPORTER_PORT}",
+        "redis": f"redis-exporter:{REDIS_EXPORTER_PORT}",
+        "prometheus": f"localhost:{PROMETHEUS_PORT}",
+        "alertmanager": f"alertmanager:{ALERTMANAGER_PORT}",
+        "grafana": f"grafana:{GRAFANA_PORT}",
+    }
 
 
 def postgres_exporter_env(*, host: str, port: int, database: str, user: str, password_file: str) -> dict[str, str]:
