@@ -36,14 +36,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "app")]
 from wondernest_api.migrate import migrate  # noqa: E402
 from wondernest_api.settings import load_settings  # noqa: E402
 
-from components.spec import redis_conf  # noqa: E402
-from components.spec.database import database_spec  # noqa: E402
-from components.spec.naming import Names  # noqa: E402
-from tests.platform_db import PASSWORDS, apply_spec  # noqa: E402
+from tests.api_stack import api_env, cli_env, platform, rendered_acl  # noqa: E402
 from tests.servers import PostgresServer, RedisServer, free_port, postgres_server, redis_server  # noqa: E402
 
-NAMES = Names(app="wondernest", stack="bench")
-REDIS_PASSWORD = "bench-redis-password"  # noqa: S105 (a throwaway server's)
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -54,24 +49,8 @@ class Result:
 
 
 def environment(pg: PostgresServer, rd: RedisServer) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": f"{ROOT / 'app'}",
-        "DB_HOST": "127.0.0.1",
-        "DB_PORT": str(pg.port),
-        "DB_NAME": "wondernest",
-        "DB_USER": NAMES.app_role,
-        "DB_PASSWORD": PASSWORDS["app"],
-        "DB_SSLMODE": "disable",
-        "DB_POOL_MIN": "10",
-        "DB_POOL_MAX": "10",
-        "REDIS_HOST": "127.0.0.1",
-        "REDIS_PORT": str(rd.port),
-        "REDIS_USER": NAMES.redis_app_user,
-        "REDIS_PASSWORD": REDIS_PASSWORD,
-        "JWT_SECRET": "bench-jwt-signing-key-0123456789abcdef",
-        "BCRYPT_ROUNDS": "4",
-    }
+    """The test harness's API settings, with a fixed-size pool for both servers."""
+    return cli_env(api_env(pg, rd, DB_POOL_MIN="10", DB_POOL_MAX="10"))
 
 
 def pinned(cpu: int) -> list[str]:
@@ -125,18 +104,11 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found (apt-get install wrk)")
 
-    acl = redis_conf.render_acl_file(
-        [
-            redis_conf.RedisUser(
-                NAMES.redis_app_user, redis_conf.acl_password_hash(REDIS_PASSWORD), redis_conf.APP_USER_RULES
-            )
-        ]
-    )
     with (
         postgres_server() as pg,
-        redis_server(acl=acl, maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru") as rd,
+        redis_server(acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru") as rd,
     ):
-        apply_spec(pg, database_spec(NAMES))
+        platform(pg)
         env = environment(pg, rd)
         migrate(load_settings(env).db_conninfo())
         app_port, base_port = free_port(), free_port()
