@@ -32,6 +32,7 @@ lint: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/mypy policies/__main__.py
 
 test: lint typecheck
 	$(PY) -m pytest
@@ -41,13 +42,21 @@ $(STATE_DIR)/passphrase:
 	umask 077 && head -c 32 /dev/urandom | base64 > $@
 
 # The passphrase guards only this machine's local state; prod uses a KMS key.
-up: venv $(STATE_DIR)/passphrase
-	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
-	$(PULUMI) up --stack $(STACK) --yes
+POLICIES := --policy-pack policies --policy-pack-config policies/config/$(STACK).json
 
-preview: venv $(STATE_DIR)/passphrase
+# The policy pack runs in a venv of its own (PulumiPolicy.yaml).
+policies/venv/.installed: policies/requirements.txt
+	python3 -m venv policies/venv
+	policies/venv/bin/pip install --quiet --disable-pip-version-check -r policies/requirements.txt
+	touch $@
+
+up: venv policies/venv/.installed $(STATE_DIR)/passphrase
 	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
-	$(PULUMI) preview --stack $(STACK) --diff
+	$(PULUMI) up --stack $(STACK) --yes $(POLICIES)
+
+preview: venv policies/venv/.installed $(STATE_DIR)/passphrase
+	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
+	$(PULUMI) preview --stack $(STACK) --diff $(POLICIES)
 
 outputs: $(STATE_DIR)/passphrase
 	$(PULUMI) stack output --stack $(STACK) --show-secrets

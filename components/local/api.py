@@ -125,6 +125,7 @@ class Api(pulumi.ComponentResource):
                     start_period="20s",
                 ),
                 labels=names.labels("api"),
+                metrics_job="api",
                 # The server drains in-flight requests for up to 20 s on SIGTERM.
                 stop_timeout_s=30,
             ),

@@ -118,6 +118,7 @@ class Cache(pulumi.ComponentResource):
                     start_period="10s",
                 ),
                 labels=names.labels("redis"),
+                metrics_job="redis",
             ),
             pulumi.ResourceOptions(parent=self, depends_on=[volume]),
         )

@@ -56,6 +56,8 @@ class ContainerSpec:
     tmpfs: Mapping[str, str] = field(default_factory=dict)
     shm_size_mb: int | None = None
     cpus: float | None = None
+    metrics_job: str | None = None
+    """The Prometheus job that covers this service (itself or through its exporter)."""
     stop_signal: str | None = None
     stop_timeout_s: int = 30
     wait_timeout_s: int = 120
@@ -84,7 +86,9 @@ def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.Res
         healthcheck=spec.healthcheck,
         labels=[
             docker.ContainerLabelArgs(label=key, value=value)
-            for key, value in sorted({**spec.labels, **config_digest_labels(spec.config_files)}.items())
+            for key, value in sorted(
+                {**spec.labels, **_metrics_label(spec), **config_digest_labels(spec.config_files)}.items()
+            )
         ],
         # memory_swap is left to Docker: on hosts without swap accounting the
         # engine reports -1, which would show as a diff on every preview.
@@ -109,14 +113,24 @@ def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.Res
     )
 
 
-def labelled_volume(resource_name: str, names: Names, component: str, opts: pulumi.ResourceOptions) -> docker.Volume:
-    """A named volume `<app>-<stack>-<resource_name>` with the platform's labels."""
+def labelled_volume(
+    resource_name: str, names: Names, component: str, opts: pulumi.ResourceOptions, *, holds_data: bool = False
+) -> docker.Volume:
+    """A named volume `<app>-<stack>-<resource_name>` with the platform's labels;
+    `holds_data` marks it for the policy that requires such volumes protected."""
+    labels = names.labels(component)
+    if holds_data:
+        labels["com.wondernest.holds-data"] = "true"
     return docker.Volume(
         resource_name,
         name=names.resource(resource_name),
-        labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(names.labels(component).items())],
+        labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
         opts=opts,
     )
+
+
+def _metrics_label(spec: ContainerSpec) -> dict[str, str]:
+    return {"com.wondernest.metrics-job": spec.metrics_job} if spec.metrics_job else {}
 
 
 def remote_image(resource_name: str, ref: str, opts: pulumi.ResourceOptions) -> docker.RemoteImage:

@@ -64,7 +64,9 @@ class Database(pulumi.ComponentResource):
         image = remote_image("postgres-image", args.image, child)
         # The database lives here: deleting it takes a deliberate
         # `pulumi state unprotect`, never a stray `pulumi destroy`.
-        volume = labelled_volume("postgres-data", names, "postgres", pulumi.ResourceOptions(parent=self, protect=True))
+        volume = labelled_volume(
+            "postgres-data", names, "postgres", pulumi.ResourceOptions(parent=self, protect=True), holds_data=True
+        )
         postgresql_conf = postgres_conf.render_postgresql_conf(args.tuning, slow_query_ms=args.slow_query_ms)
         pg_hba_conf = postgres_conf.render_pg_hba_conf(
             database=spec.name,
@@ -112,6 +114,7 @@ class Database(pulumi.ComponentResource):
                     start_period="30s",
                 ),
                 labels=names.labels("postgres"),
+                metrics_job="postgres",
                 # Parallel query allocates dynamic shared memory in /dev/shm,
                 # which Docker caps at 64 MB by default.
                 shm_size_mb=max(args.tuning.shared_buffers_kb // 1024, 64),

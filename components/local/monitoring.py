@@ -113,6 +113,7 @@ class Monitoring(pulumi.ComponentResource):
                 secret_files=[SecretFile(pg_password_file, args.secrets.role_password("monitoring"), NOBODY)],
                 healthcheck=_http_probe(monitoring.POSTGRES_EXPORTER_PORT, "/"),
                 labels=names.labels("postgres-exporter"),
+                metrics_job="postgres",
             ),
             after,
         )
@@ -143,6 +144,7 @@ class Monitoring(pulumi.ComponentResource):
                 ],
                 healthcheck=_http_probe(monitoring.REDIS_EXPORTER_PORT, "/health"),
                 labels=names.labels("redis-exporter"),
+                metrics_job="redis",
             ),
             after,
         )
@@ -193,6 +195,7 @@ class Monitoring(pulumi.ComponentResource):
                 volumes=[docker.ContainerVolumeArgs(volume_name=am_data.name, container_path="/alertmanager")],
                 healthcheck=_http_probe(ALERTMANAGER_PORT, "/-/healthy"),
                 labels=names.labels("alertmanager"),
+                metrics_job="alertmanager",
             ),
             pulumi.ResourceOptions(parent=self, depends_on=[am_data]),
         )
@@ -226,6 +229,7 @@ class Monitoring(pulumi.ComponentResource):
                 publish=[Publish(PROMETHEUS_PORT, args.config.prometheus_port, args.bind_address)],
                 healthcheck=_http_probe(PROMETHEUS_PORT, "/-/healthy"),
                 labels=names.labels("prometheus"),
+                metrics_job="prometheus",
             ),
             pulumi.ResourceOptions(parent=self, depends_on=[tsdb]),
         )
@@ -271,6 +275,7 @@ class Monitoring(pulumi.ComponentResource):
                 publish=[Publish(GRAFANA_PORT, args.config.grafana_port, args.bind_address)],
                 healthcheck=_http_probe(GRAFANA_PORT, "/api/health"),
                 labels=names.labels("grafana"),
+                metrics_job="grafana",
             ),
             pulumi.ResourceOptions(parent=self, depends_on=[grafana_data]),
         )

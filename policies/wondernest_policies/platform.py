@@ -1,0 +1,203 @@
+"""Rules across resources and targets: database roles, network tiers, monitoring coverage, backups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from wondernest_policies.docker import CONTAINER
+from wondernest_policies.model import Resource, Rule, Violation, unknown
+
+ROLE = "pulumi-python:dynamic/postgres:Role"
+NETWORK = "docker:index/network:Network"
+DATA_TIER = frozenset({"postgres", "redis", "postgres-exporter", "redis-exporter"})
+# Roles that make a member as powerful as a superuser for files or programs on the server.
+SUPERUSER_EQUIVALENT = frozenset(
+    {"pg_execute_server_program", "pg_read_server_files", "pg_write_server_files", "rds_superuser"}
+)
+# Containers that are tools for a developer, not services of the platform.
+UNSCRAPED_COMPONENTS = frozenset({"pgadmin"})
+
+
+def _role_limited(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    limit = resource.get("connection_limit")
+    if unknown(limit):
+        return []
+    return [] if isinstance(limit, (int, float)) and limit >= 1 else ["has no connection limit."]
+
+
+def _role_not_superuser(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    problems = []
+    if resource.get("superuser") is True:
+        problems.append("is a superuser.")
+    member_of = resource.get("member_of") or []
+    if not unknown(member_of):
+        granted = sorted(SUPERUSER_EQUIVALENT & set(member_of))
+        if granted:
+            problems.append(f"is a member of {granted}, which reach the server's files or programs.")
+    return problems
+
+
+def _containers(resources: Sequence[Resource]) -> list[Resource]:
+    return [r for r in resources if r.type == CONTAINER]
+
+
+def _component(resource: Resource) -> str:
+    return resource.labels.get("com.wondernest.component", "")
+
+
+def _uploaded(resource: Resource, path: str) -> str | None:
+    uploads = resource.get("uploads") or []
+    if unknown(uploads):
+        return None
+    for upload in uploads:
+        if upload.get("file") == path and isinstance(upload.get("content"), str) and not unknown(upload["content"]):
+            return str(upload["content"])
+    return None
+
+
+def _data_tier_internal(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    networks = {r.get("name"): r for r in resources if r.type == NETWORK}
+    for container in _containers(resources):
+        if _component(container) not in DATA_TIER:
+            continue
+        for attachment in container.get("networksAdvanced") or []:
+            name = attachment.get("name")
+            network = networks.get(name)
+            if network is None or unknown(name):
+                continue
+            internal = network.get("internal") is True
+            # The ops bridge carries only the loopback-published admin ports; Docker
+            # cannot publish from an internal network.
+            ops = network.labels.get("com.wondernest.component") == "network-ops"
+            exporter = _component(container).endswith("-exporter")
+            if not internal and not (ops and not exporter):
+                yield Violation(f"{container.name}: the data tier joins non-internal network {name}.", container.urn)
+
+
+def _scrape_jobs(resources: Sequence[Resource]) -> set[str] | None:
+    for container in _containers(resources):
+        if _component(container) == "prometheus":
+            text = _uploaded(container, "/etc/prometheus/prometheus.yml")
+            if text is None:
+                return None
+            return {job["job_name"] for job in yaml.safe_load(text).get("scrape_configs") or []}
+    return set()
+
+
+def _every_service_scraped(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    jobs = _scrape_jobs(resources)
+    if jobs is None:
+        return
+    for container in _containers(resources):
+        if _component(container) in UNSCRAPED_COMPONENTS:
+            continue
+        job = container.labels.get("com.wondernest.metrics-job")
+        if not job:
+            yield Violation(
+                f"{container.name}: declares no metrics job (label com.wondernest.metrics-job).", container.urn
+            )
+        elif job not in jobs:
+            yield Violation(f"{container.name}: Prometheus has no scrape job {job!r} for it.", container.urn)
+
+
+def _severities_routed(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    rules_text = am_text = None
+    prometheus = alertmanager = None
+    for container in _containers(resources):
+        if _component(container) == "prometheus":
+            prometheus = container
+            rules_text = _uploaded(container, "/etc/prometheus/rules/platform.yml")
+        if _component(container) == "alertmanager":
+            alertmanager = container
+            am_text = _uploaded(container, "/etc/alertmanager/alertmanager.yml")
+    if prometheus is None and alertmanager is None:
+        return
+    if rules_text is None or am_text is None:
+        if prometheus is not None and alertmanager is None:
+            yield Violation("Prometheus evaluates alerts but no Alertmanager is declared.", prometheus.urn)
+        return
+    severities = {
+        rule["labels"]["severity"]
+        for group in yaml.safe_load(rules_text)["groups"]
+        for rule in group["rules"]
+        if "alert" in rule and rule["alert"] != "Watchdog"
+    }
+    config = yaml.safe_load(am_text)
+    receivers = {r["name"] for r in config.get("receivers") or []}
+    routed = {}
+    for route in config["route"].get("routes") or []:
+        for matcher in route.get("matchers") or []:
+            if matcher.startswith("severity="):
+                routed[matcher.split("=", 1)[1].strip('"')] = route.get("receiver")
+    for severity in sorted(severities):
+        receiver = routed.get(severity)
+        if receiver is None or receiver not in receivers:
+            yield Violation(
+                f"alerts of severity {severity!r} reach no receiver of their own.",
+                alertmanager.urn if alertmanager else None,
+            )
+
+
+def _postgres_backed_up(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    databases = [c for c in _containers(resources) if _component(c) == "postgres"]
+    backups = [c for c in _containers(resources) if _component(c) == "backups"]
+    verified = [c for c in backups if c.labels.get("com.wondernest.backup-verify") == "restore"]
+    for database in databases:
+        if not verified:
+            yield Violation(f"{database.name}: no backup job verifies its backups by restoring them.", database.urn)
+
+
+RESOURCE_RULES: list[Rule] = [
+    Rule(
+        "postgres-role-connection-limit",
+        "Every database role has a connection limit, so one misbehaving client cannot take every connection.",
+        "high",
+        "Give the role a CONNECTION LIMIT in the platform spec (components/spec/database.py).",
+        (ROLE,),
+        _role_limited,
+    ),
+    Rule(
+        "postgres-role-not-superuser",
+        "No role the platform declares is a superuser or holds a superuser-equivalent predefined role.",
+        "critical",
+        "Grant the specific privileges the role needs instead.",
+        (ROLE,),
+        _role_not_superuser,
+    ),
+]
+
+STACK_RULES: list[Rule] = [
+    Rule(
+        "network-data-tier-internal",
+        "Postgres, Redis and the exporters talk only on an internal network (no route off the host). Postgres "
+        "and Redis may also join the ops bridge, which exists only to publish their admin ports on loopback.",
+        "high",
+        "Attach data-tier containers to the backend network (internal) only.",
+        check_stack=_data_tier_internal,
+    ),
+    Rule(
+        "monitoring-every-service-scraped",
+        "Every service container is covered by a Prometheus scrape job (directly or through its exporter), "
+        "so no outage is silent.",
+        "medium",
+        "Label the container with its job (com.wondernest.metrics-job) and add that job to prometheus.yml.",
+        check_stack=_every_service_scraped,
+    ),
+    Rule(
+        "alerting-severities-routed",
+        "Every alert severity the rules use is routed to a receiver of its own in Alertmanager.",
+        "high",
+        "Add a route matching the severity, with a receiver, to alertmanager.yml.",
+        check_stack=_severities_routed,
+    ),
+    Rule(
+        "postgres-backup-verified",
+        "Every Postgres has a backup job that proves its backups by restoring them.",
+        "high",
+        "Declare the Backups component (restore-verified) for the database.",
+        check_stack=_postgres_backed_up,
+    ),
+]

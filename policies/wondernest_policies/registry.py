@@ -1,0 +1,72 @@
+"""Every rule, and the adapters that serve them through pulumi_policy."""
+
+from __future__ import annotations
+
+from pulumi_policy import (
+    Policy,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Severity,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.proxy import UnknownValueError
+
+from wondernest_policies.docker import CONTAINER_RULES
+from wondernest_policies.model import Resource, Rule
+from wondernest_policies.platform import RESOURCE_RULES, STACK_RULES
+
+RULES: list[Rule] = [*CONTAINER_RULES, *RESOURCE_RULES, *STACK_RULES]
+
+
+def _schema(rule: Rule) -> PolicyConfigSchema | None:
+    return PolicyConfigSchema(properties=rule.config_schema) if rule.config_schema else None
+
+
+def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        resource = Resource(args.resource_type, args.name, args.urn, args.props, protect=bool(args.opts.protect))
+        try:
+            violations = rule.run_resource(resource, args.get_config())
+        except UnknownValueError:
+            # Known only after apply: the same rule runs again on `pulumi up`.
+            return
+        for violation in violations:
+            report_violation(violation.message, violation.urn)
+
+    return ResourceValidationPolicy(
+        name=rule.id,
+        description=rule.description,
+        validate=validate,
+        severity=Severity(rule.severity),
+        remediation_steps=rule.remediation,
+        config_schema=_schema(rule),
+    )
+
+
+def _stack_policy(rule: Rule) -> StackValidationPolicy:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        resources = [
+            Resource(r.resource_type, r.name, r.urn, r.props, protect=bool(r.opts.protect)) for r in args.resources
+        ]
+        try:
+            violations = rule.run_stack(resources, args.get_config())
+        except UnknownValueError:
+            return
+        for violation in violations:
+            report_violation(violation.message, violation.urn)
+
+    return StackValidationPolicy(
+        name=rule.id,
+        description=rule.description,
+        validate=validate,
+        severity=Severity(rule.severity),
+        remediation_steps=rule.remediation,
+        config_schema=_schema(rule),
+    )
+
+
+def policies() -> list[Policy]:
+    return [_stack_policy(r) if r.check_stack else _resource_policy(r) for r in RULES]
