@@ -28,18 +28,9 @@ JWT_SECRET = "test-jwt-signing-key-0123456789abcdef"
 
 
 def rendered_acl() -> str:
-    """The ACL file the stack renders: the app user and the exporter's user."""
-    return redis_conf.render_acl_file(
-        [
-            redis_conf.RedisUser(
-                NAMES.redis_app_user, redis_conf.acl_password_hash(REDIS_APP_PASSWORD), redis_conf.APP_USER_RULES
-            ),
-            redis_conf.RedisUser(
-                NAMES.redis_monitoring_user,
-                redis_conf.acl_password_hash(REDIS_MONITORING_PASSWORD),
-                redis_conf.EXPORTER_USER_RULES,
-            ),
-        ]
+    """The ACL file the stack renders, with this harness's passwords."""
+    return redis_conf.render_platform_acl(
+        NAMES, app=REDIS_APP_PASSWORD, healthcheck="redis-health-pass-6666", monitoring=REDIS_MONITORING_PASSWORD
     )
 
 

@@ -21,17 +21,8 @@ MAXMEMORY = 32 * 1024 * 1024
 
 
 def rendered_acl() -> str:
-    return redis_conf.render_acl_file(
-        [
-            redis_conf.RedisUser(
-                NAMES.redis_app_user, redis_conf.acl_password_hash(APP_PASSWORD), redis_conf.APP_USER_RULES
-            ),
-            redis_conf.RedisUser(
-                NAMES.redis_healthcheck_user,
-                redis_conf.acl_password_hash(HEALTH_PASSWORD),
-                redis_conf.HEALTHCHECK_USER_RULES,
-            ),
-        ]
+    return redis_conf.render_platform_acl(
+        NAMES, app=APP_PASSWORD, healthcheck=HEALTH_PASSWORD, monitoring="monitoring-redis-pass-9999"
     )
 
 

@@ -47,10 +47,7 @@ def check(settings: Settings) -> int:
         report["database"] = f"failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
     try:
         client = redis.Redis(
-            host=settings.redis_host,
-            port=settings.redis_port,
-            username=settings.redis_user,
-            password=settings.redis_password.get_secret_value(),
+            **settings.redis_options(),  # type: ignore[arg-type]
             socket_timeout=3,
             socket_connect_timeout=3,
         )

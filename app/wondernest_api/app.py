@@ -78,10 +78,7 @@ class Api:
         self.tokens = TokenIssuer(settings)
         self.pool = create_pool(settings)
         self.redis = Redis(
-            host=settings.redis_host,
-            port=settings.redis_port,
-            username=settings.redis_user,
-            password=settings.redis_password.get_secret_value(),
+            **settings.redis_options(),  # type: ignore[arg-type]
             socket_timeout=1.0,
             socket_connect_timeout=1.0,
             health_check_interval=30,

@@ -77,6 +77,15 @@ class Settings(BaseModel):
                 raise ValueError(f"{origin!r} is not an explicit http(s) origin")
         return value
 
+    def redis_options(self) -> dict[str, object]:
+        """Connection settings shared by the server's async client and --check-only's."""
+        return {
+            "host": self.redis_host,
+            "port": self.redis_port,
+            "username": self.redis_user,
+            "password": self.redis_password.get_secret_value(),
+        }
+
     def db_conninfo(self) -> str:
         from psycopg.conninfo import make_conninfo
 

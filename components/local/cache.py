@@ -60,25 +60,7 @@ class Cache(pulumi.ComponentResource):
         monitoring_password = args.secrets.get("redis-monitoring")
         acl: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(app_password, health_password, monitoring_password).apply(
-                lambda pw: redis_conf.render_acl_file(
-                    [
-                        redis_conf.RedisUser(
-                            names.redis_app_user,
-                            redis_conf.acl_password_hash(pw[0]),
-                            redis_conf.APP_USER_RULES,
-                        ),
-                        redis_conf.RedisUser(
-                            names.redis_healthcheck_user,
-                            redis_conf.acl_password_hash(pw[1]),
-                            redis_conf.HEALTHCHECK_USER_RULES,
-                        ),
-                        redis_conf.RedisUser(
-                            names.redis_monitoring_user,
-                            redis_conf.acl_password_hash(pw[2]),
-                            redis_conf.EXPORTER_USER_RULES,
-                        ),
-                    ]
-                )
+                lambda pw: redis_conf.render_platform_acl(names, app=pw[0], healthcheck=pw[1], monitoring=pw[2])
             )
         )
         conf = redis_conf.render_redis_conf(maxmemory_bytes=args.maxmemory_bytes, eviction_policy=args.eviction_policy)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from components.spec.naming import Names
+
 EvictionPolicy = Literal[
     "allkeys-lru",
     "allkeys-lfu",
@@ -92,6 +94,17 @@ def render_redis_conf(
         "enable-protected-configs no",
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_platform_acl(names: Names, *, app: str, healthcheck: str, monitoring: str) -> str:
+    """The ACL file the platform's Redis runs with: its three users, from their passwords."""
+    return render_acl_file(
+        [
+            RedisUser(names.redis_app_user, acl_password_hash(app), APP_USER_RULES),
+            RedisUser(names.redis_healthcheck_user, acl_password_hash(healthcheck), HEALTHCHECK_USER_RULES),
+            RedisUser(names.redis_monitoring_user, acl_password_hash(monitoring), EXPORTER_USER_RULES),
+        ]
+    )
 
 
 def render_acl_file(users: Sequence[RedisUser]) -> str:

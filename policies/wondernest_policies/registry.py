@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pulumi_policy import (
     Policy,
     PolicyConfigSchema,
@@ -15,7 +17,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError
 
 from wondernest_policies.docker import CONTAINER_RULES
-from wondernest_policies.model import Resource, Rule
+from wondernest_policies.model import Resource, Rule, Violation
 from wondernest_policies.platform import RESOURCE_RULES, STACK_RULES
 
 RULES: list[Rule] = [*CONTAINER_RULES, *RESOURCE_RULES, *STACK_RULES]
@@ -25,16 +27,20 @@ def _schema(rule: Rule) -> PolicyConfigSchema | None:
     return PolicyConfigSchema(properties=rule.config_schema) if rule.config_schema else None
 
 
+def _report(evaluate: Callable[[], list[Violation]], report_violation: ReportViolation) -> None:
+    try:
+        violations = evaluate()
+    except UnknownValueError:
+        # Known only after apply: the same rule runs again on `pulumi up`.
+        return
+    for violation in violations:
+        report_violation(violation.message, violation.urn)
+
+
 def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         resource = Resource(args.resource_type, args.name, args.urn, args.props, protect=bool(args.opts.protect))
-        try:
-            violations = rule.run_resource(resource, args.get_config())
-        except UnknownValueError:
-            # Known only after apply: the same rule runs again on `pulumi up`.
-            return
-        for violation in violations:
-            report_violation(violation.message, violation.urn)
+        _report(lambda: rule.run_resource(resource, args.get_config()), report_violation)
 
     return ResourceValidationPolicy(
         name=rule.id,
@@ -51,12 +57,7 @@ def _stack_policy(rule: Rule) -> StackValidationPolicy:
         resources = [
             Resource(r.resource_type, r.name, r.urn, r.props, protect=bool(r.opts.protect)) for r in args.resources
         ]
-        try:
-            violations = rule.run_stack(resources, args.get_config())
-        except UnknownValueError:
-            return
-        for violation in violations:
-            report_violation(violation.message, violation.urn)
+        _report(lambda: rule.run_stack(resources, args.get_config()), report_violation)
 
     return StackValidationPolicy(
         name=rule.id,
