@@ -1,0 +1,163 @@
+"""The scheduled cycle and its metrics, the off-site copy (against moto's S3
+server: a real HTTP endpoint, boto3 unchanged), and the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from wondernest_backup import service
+from wondernest_backup.backup import Repository, verify
+from wondernest_backup.offsite import Offsite
+from wondernest_backup.service import BackupMetrics, cycle
+from wondernest_backup.settings import BackupSettings, SettingsError, load_settings
+
+from tests.api_stack import APP_DIR
+from tests.servers import PostgresServer, free_port, postgres_server
+
+BUCKET = "wondernest-backups"
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        with server.admin("wondernest") as conn:
+            conn.execute("CREATE SCHEMA core")
+            conn.execute("CREATE TABLE core.users AS SELECT g AS id FROM generate_series(1, 250) g")
+        yield server
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    yield client
+    server.stop()
+
+
+def env(pg: PostgresServer, backup_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        "DB_HOST": "127.0.0.1",
+        "DB_PORT": str(pg.port),
+        "DB_NAME": "wondernest",
+        "DB_USER": pg.superuser,
+        "DB_PASSWORD": pg.superuser_password,
+        "DB_SSLMODE": "disable",
+        "BACKUP_DIR": str(backup_dir),
+        **extra,
+    }
+
+
+def settings(pg: PostgresServer, backup_dir: Path, **extra: str) -> BackupSettings:
+    return load_settings(env(pg, backup_dir, **extra))
+
+
+def failures(metrics: BackupMetrics, stage: str) -> float:
+    value = metrics.registry.get_sample_value("backup_failures_total", {"stage": stage})
+    return value or 0.0
+
+
+def test_a_cycle_backs_up_verifies_prunes_and_copies(pg: PostgresServer, s3: Any, tmp_path: Path) -> None:
+    cfg = settings(pg, tmp_path, S3_BUCKET=BUCKET, RETENTION_LAST="1", RETENTION_DAILY="0", RETENTION_WEEKLY="0",
+                   RETENTION_MONTHLY="0")  # fmt: skip
+    repo, metrics = Repository(tmp_path), BackupMetrics()
+    offsite = Offsite(s3, BUCKET, "dev")
+    assert cycle(cfg, repo, metrics, offsite)
+    assert cycle(cfg, repo, metrics, offsite)
+    manifests = repo.all()
+    assert len(manifests) == 1 and manifests[0].verified_at  # the older one was pruned
+    assert offsite.ids() == [manifests[0].id]  # and so was its off-site copy
+    assert all(failures(metrics, stage) == 0 for stage in service.STAGES)
+    assert metrics.registry.get_sample_value("backup_last_verified_timestamp_seconds") == pytest.approx(
+        manifests[0].created_at.timestamp()
+    )
+    assert (metrics.registry.get_sample_value("backup_last_size_bytes") or 0) > 0
+    head = s3.head_object(Bucket=BUCKET, Key=f"dev/{manifests[0].id}.dump")
+    assert head["ServerSideEncryption"] == "AES256"
+
+
+def test_a_restore_works_from_the_off_site_copy(pg: PostgresServer, s3: Any, tmp_path: Path) -> None:
+    repo = Repository(tmp_path / "local")
+    metrics = BackupMetrics()
+    offsite = Offsite(s3, BUCKET, "restore-test")
+    assert cycle(settings(pg, tmp_path / "local"), repo, metrics, offsite)
+    (backup_id,) = offsite.ids()
+    elsewhere = Repository(tmp_path / "elsewhere")  # "the volume is gone"
+    offsite.download(elsewhere, backup_id)
+    assert verify(elsewhere, backup_id).verified_at
+
+
+def test_a_failed_backup_is_counted_and_leaves_nothing(pg: PostgresServer, tmp_path: Path) -> None:
+    cfg = settings(pg, tmp_path, DB_NAME="missing_database")
+    repo, metrics = Repository(tmp_path), BackupMetrics()
+    assert not cycle(cfg, repo, metrics, None)
+    assert failures(metrics, "backup") == 1
+    assert list(tmp_path.iterdir()) == []
+    assert metrics.registry.get_sample_value("backup_last_success_timestamp_seconds") == 0
+
+
+def test_a_failed_verification_is_counted_and_nothing_is_copied(
+    pg: PostgresServer, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        from wondernest_backup.pgtools import BackupError
+
+        raise BackupError("row counts differ")
+
+    monkeypatch.setattr(service, "verify", broken)
+    repo, metrics = Repository(tmp_path), BackupMetrics()
+    offsite = Offsite(s3, BUCKET, "unverified")
+    assert not cycle(settings(pg, tmp_path), repo, metrics, offsite)
+    assert failures(metrics, "verify") == 1
+    assert offsite.ids() == []
+    assert repo.newest_verified() is None
+
+
+def test_settings_name_every_problem(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"DB_HOST": "db", "BACKUP_SCHEDULE": "every night", "RETENTION_LAST": "0"})
+    text = str(caught.value)
+    for problem in ("DB_NAME: required", "DB_PASSWORD: required", "BACKUP_SCHEDULE: not a cron expression",
+                    "RETENTION_LAST:"):  # fmt: skip
+        assert problem in text
+
+
+def cli(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return subprocess.run(
+        [sys.executable, "-m", "wondernest_backup", *args],
+        env={**base, **environment, "PYTHONPATH": str(APP_DIR)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_the_command_line(pg: PostgresServer, tmp_path: Path) -> None:
+    e = env(pg, tmp_path, RESTORE_DB_USER=pg.superuser, RESTORE_DB_PASSWORD=pg.superuser_password)
+    assert cli(e, "run").returncode == 0
+    unverified = cli(e, "restore", "--latest", "--target-db", "from_cli")
+    assert unverified.returncode == 1 and "no verified backup" in unverified.stderr
+    assert cli(e, "verify", "--latest").returncode == 0
+    listing = cli(e, "list").stdout
+    assert "verified" in listing and "UNVERIFIED" not in listing
+    assert cli(e, "restore", "--latest", "--target-db", "from_cli").returncode == 0
+    again = cli(e, "restore", "--latest", "--target-db", "from_cli")
+    assert again.returncode == 1 and "not empty" in again.stderr
+    with pg.admin("from_cli") as conn:
+        assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (250,)
+    no_restorer = cli(env(pg, tmp_path), "restore", "--latest", "--target-db", "other")
+    assert no_restorer.returncode == 2 and "RESTORE_DB_USER" in no_restorer.stderr

@@ -1,0 +1,88 @@
+"""`python -m wondernest_backup run | verify | list | prune | restore | serve`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from wondernest_backup.backup import Repository, prune, restore, run, verify
+from wondernest_backup.offsite import Offsite
+from wondernest_backup.pgtools import BackupError
+from wondernest_backup.settings import SettingsError, load_settings
+
+
+def _pick(repo: Repository, backup_id: str | None, latest: bool) -> str:
+    if latest:
+        newest = repo.newest_verified()
+        if newest is None:
+            raise BackupError("no verified backup to pick; run `verify` first")
+        return newest.id
+    if not backup_id:
+        raise BackupError("name a backup id or pass --latest")
+    return backup_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wondernest_backup")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="take a backup now")
+    v = commands.add_parser("verify", help="prove a backup by restoring it into a throwaway server")
+    v.add_argument("id", nargs="?")
+    v.add_argument("--latest", action="store_true", help="the newest backup, verified or not")
+    commands.add_parser("list", help="the backups in the repository")
+    commands.add_parser("prune", help="delete what the retention policy does not keep")
+    r = commands.add_parser("restore", help="restore a backup into a database")
+    r.add_argument("id", nargs="?")
+    r.add_argument("--latest", action="store_true", help="the newest verified backup")
+    r.add_argument("--target-db", required=True, help="created if missing; refused if it holds tables")
+    r.add_argument("--force", action="store_true", help="replace the contents of a non-empty target")
+    r.add_argument("--from-s3", action="store_true", help="download the backup from the bucket first")
+    commands.add_parser("serve", help="the scheduled cycle, with /metrics")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+        repo = Repository(settings.backup_dir)
+        if args.command == "run":
+            print(json.dumps({"backup": run(settings.source(), repo).id}))
+        elif args.command == "verify":
+            if args.latest:
+                manifests = repo.all()
+                if not manifests:
+                    raise BackupError("no backup to verify")
+                backup_id = manifests[-1].id
+            else:
+                backup_id = _pick(repo, args.id, False)
+            manifest = verify(repo, backup_id, jobs=settings.restore_jobs)
+            print(json.dumps({"verified": manifest.id, **manifest.verification}))
+        elif args.command == "list":
+            for m in repo.all():
+                state = f"verified {m.verified_at}" if m.verified_at else "UNVERIFIED"
+                print(f"{m.id}  {m.size_bytes:>12} bytes  {sum(m.tables.values()):>10} rows  {state}")
+        elif args.command == "prune":
+            print(json.dumps({"deleted": prune(repo, settings.retention())}))
+        elif args.command == "restore":
+            if args.from_s3:
+                offsite = Offsite.from_settings(settings)
+                if offsite is None or not args.id:
+                    raise BackupError("--from-s3 needs S3_BUCKET and a backup id")
+                offsite.download(repo, args.id)
+            backup_id = _pick(repo, args.id, args.latest)
+            restore(settings.restorer(), repo, backup_id, args.target_db, force=args.force, jobs=settings.restore_jobs)
+            print(json.dumps({"restored": backup_id, "into": args.target_db}))
+        elif args.command == "serve":
+            from wondernest_backup.service import serve
+
+            serve(settings)
+    except SettingsError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    except BackupError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The backup tool's configuration, from the environment (`*_FILE` for secrets)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from wondernest_backup.pgtools import Endpoint
+from wondernest_backup.retention import RetentionPolicy
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class BackupSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    db_host: str
+    db_port: Port = 5432
+    db_name: str
+    db_user: str
+    db_password: SecretStr
+    db_sslmode: str = "prefer"
+    backup_dir: Path = Path("/backups")
+    backup_schedule: str = "0 3 * * *"
+    retention_last: Annotated[int, Field(ge=1)] = 7
+    retention_daily: Annotated[int, Field(ge=0)] = 14
+    retention_weekly: Annotated[int, Field(ge=0)] = 8
+    retention_monthly: Annotated[int, Field(ge=0)] = 12
+    restore_jobs: Annotated[int, Field(ge=1, le=16)] = 2
+    metrics_port: Port = 9200
+    s3_bucket: str | None = None
+    s3_prefix: str = "backups"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_sse: Literal["AES256", "aws:kms"] = "AES256"
+    s3_kms_key_id: str | None = None
+    restore_db_user: str | None = None
+    restore_db_password: SecretStr | None = None
+
+    @field_validator("backup_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a cron expression: {exc}") from None
+        return value
+
+    def source(self) -> Endpoint:
+        return Endpoint(
+            self.db_host, self.db_port, self.db_user, self.db_password.get_secret_value(), self.db_name, self.db_sslmode
+        )
+
+    def restorer(self) -> Endpoint:
+        """The role that may create and fill databases: an operator's, passed only for `restore`."""
+        if self.restore_db_user is None or self.restore_db_password is None:
+            raise SettingsError(["RESTORE_DB_USER and RESTORE_DB_PASSWORD(_FILE): required to restore"])
+        return Endpoint(
+            self.db_host,
+            self.db_port,
+            self.restore_db_user,
+            self.restore_db_password.get_secret_value(),
+            self.db_name,
+            self.db_sslmode,
+        )
+
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            last=self.retention_last,
+            daily=self.retention_daily,
+            weekly=self.retention_weekly,
+            monthly=self.retention_monthly,
+        )
+
+
+class SettingsError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def load_settings(environ: Mapping[str, str]) -> BackupSettings:
+    raw: dict[str, object] = {}
+    problems: list[str] = []
+    for name in BackupSettings.model_fields:
+        variable = name.upper()
+        if f"{variable}_FILE" in environ:
+            try:
+                raw[name] = Path(environ[f"{variable}_FILE"]).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                problems.append(f"{variable}_FILE: cannot read it: {exc.strerror}")
+        elif variable in environ:
+            raw[name] = environ[variable]
+    try:
+        settings = BackupSettings.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            variable = str(err["loc"][0]).upper() if err["loc"] else "?"
+            message = "required and not set" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
+            problems.append(f"{variable}: {message}")
+        raise SettingsError(problems) from None
+    if problems:
+        raise SettingsError(problems)
+    return settings
