@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -72,12 +73,11 @@ def cycle(settings: BackupSettings, repo: Repository, metrics: BackupMetrics, of
             for backup_id in deleted:
                 offsite.delete(backup_id)
         return True
-    except (BackupError, OSError, Exception) as exc:
+    except Exception as exc:
+        # Every failure is counted under its stage; none may stop the service.
         metrics.failures.labels(stage).inc()
-        print(
-            f'{{"level":"error","msg":"backup cycle failed","stage":"{stage}","error":"{type(exc).__name__}"}}',
-            flush=True,
-        )
+        detail = str(exc) if isinstance(exc, BackupError) else type(exc).__name__
+        print(json.dumps({"level": "error", "msg": "backup cycle failed", "stage": stage, "error": detail}), flush=True)
         return False
 
 
