@@ -15,7 +15,12 @@ from components.postgres.provider import (
 from components.spec.database import DatabaseSpec
 from tests.servers import PostgresServer
 
-PASSWORDS = {"app": "app-pass-1111", "analytics": "analytics-pass-2222", "monitoring": "mon-pass-3333"}
+PASSWORDS = {
+    "app": "app-pass-1111",
+    "analytics": "analytics-pass-2222",
+    "monitoring": "mon-pass-3333",
+    "backup": "backup-pass-4444",
+}
 
 
 @dataclass

@@ -94,7 +94,21 @@ def test_analytics_cannot_write(pg: PostgresServer, applied: Applied, statement:
         conn.execute(statement)
 
 
-@pytest.mark.parametrize("key", ["app", "analytics", "monitoring"])
+def test_backup_reads_everything_and_writes_nothing(pg: PostgresServer, applied: Applied) -> None:
+    with connect_as(pg, applied.spec, "backup") as conn:
+        assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
+        assert conn.execute("SELECT last_value FROM core.users_id_seq").fetchone() is not None
+        for statement in (
+            "INSERT INTO core.users (email) VALUES ('b@example.com')",
+            "DELETE FROM core.users",
+            "CREATE TABLE core.b (id int)",
+            "TRUNCATE core.users",
+        ):
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
+@pytest.mark.parametrize("key", ["app", "analytics", "monitoring", "backup"])
 @pytest.mark.parametrize("statement", ["CREATE ROLE intruder", "CREATE DATABASE intruder"])
 def test_no_role_can_create_roles_or_databases(pg: PostgresServer, applied: Applied, key: str, statement: str) -> None:
     with connect_as(pg, applied.spec, key) as conn, pytest.raises(errors.InsufficientPrivilege):
@@ -111,6 +125,7 @@ def test_role_attributes_match_the_spec(pg: PostgresServer, applied: Applied) ->
     assert rows == [
         ("wondernest_analytics", False, False, False, False, 10, False, True),
         ("wondernest_app", False, False, False, False, 50, False, True),
+        ("wondernest_backup", False, False, False, False, 3, False, True),
         ("wondernest_monitoring", False, False, False, False, 3, True, True),
     ]
 

@@ -63,6 +63,7 @@ def test_the_role_model() -> None:
         ("wondernest_app", 50, ()),
         ("wondernest_analytics", 10, ()),
         ("wondernest_monitoring", 3, ("pg_monitor",)),
+        ("wondernest_backup", 3, ("pg_read_all_data",)),
     ]
     analytics = [g for g in spec.grants if g.role == "wondernest_analytics"]
     assert {g.schema for g in analytics} == set(SCHEMAS)

@@ -60,7 +60,7 @@ def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
         "wondernest-dev-redis",
         "wondernest-dev-redis-exporter",
     ]
-    assert len(dev.of_type(f"{DYNAMIC}Role")) == 3
+    assert len(dev.of_type(f"{DYNAMIC}Role")) == 4
     assert len(dev.of_type(f"{DYNAMIC}Schema")) == 9
     assert len(dev.of_type(f"{DYNAMIC}SchemaGrant")) == 18
     assert len(dev.of_type(f"{DYNAMIC}DatabaseAccess")) == 1
@@ -174,7 +174,12 @@ def test_dynamic_resources_carry_their_secrets_as_secrets(dev: Evaluation) -> No
         assert is_secret(role.inputs["connection"])
         assert is_secret(role.inputs["__provider"])
     limits = {unwrap(r.inputs["name"]): r.inputs["connection_limit"] for r in dev.of_type(f"{DYNAMIC}Role")}
-    assert limits == {"wondernest_app": 50, "wondernest_analytics": 10, "wondernest_monitoring": 3}
+    assert limits == {
+        "wondernest_app": 50,
+        "wondernest_analytics": 10,
+        "wondernest_monitoring": 3,
+        "wondernest_backup": 3,
+    }
 
 
 def test_outputs_and_their_secrecy(dev: Evaluation) -> None:
@@ -188,6 +193,7 @@ def test_outputs_and_their_secrecy(dev: Evaluation) -> None:
         "app": "wondernest_app",
         "analytics": "wondernest_analytics",
         "monitoring": "wondernest_monitoring",
+        "backup": "wondernest_backup",
     }
     assert dev.outputs["pgadminUrl"] == "http://127.0.0.1:5050"
     assert dev.secret_outputs == {"secrets"}
@@ -196,6 +202,7 @@ def test_outputs_and_their_secrecy(dev: Evaluation) -> None:
         "postgres_app",
         "postgres_analytics",
         "postgres_monitoring",
+        "postgres_backup",
         "redis_app",
         "redis_healthcheck",
         "redis_monitoring",

@@ -125,3 +125,22 @@ def test_backup_ids_sort_by_time(pg: PostgresServer, tmp_path: Path) -> None:
     second = run(endpoint(pg), repo, now=dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
     assert [m.id for m in repo.all()] == [first.id, second.id]
     assert first.id < second.id
+
+
+def test_the_backup_role_can_take_a_complete_backup(tmp_path: Path) -> None:
+    """pg_read_all_data is enough for pg_dump: no superuser, no write, no CREATEDB."""
+    from tests.api_stack import NAMES, platform
+    from tests.platform_db import PASSWORDS
+
+    with postgres_server() as server:
+        platform(server)
+        app = Endpoint("127.0.0.1", server.port, NAMES.app_role, PASSWORDS["app"], "wondernest", sslmode="disable")
+        with psycopg.connect(app.conninfo()) as conn:
+            conn.execute("CREATE TABLE core.accounts AS SELECT g AS id FROM generate_series(1, 42) g")
+        backup_role = Endpoint(
+            "127.0.0.1", server.port, NAMES.backup_role, PASSWORDS["backup"], "wondernest", sslmode="disable"
+        )
+        repo = Repository(tmp_path)
+        manifest = run(backup_role, repo)
+        assert manifest.tables == {"core.accounts": 42}
+        assert verify(repo, manifest.id).verified_at

@@ -20,6 +20,7 @@ PASSWORDS: tuple[str, ...] = (
     "postgres-app",
     "postgres-analytics",
     "postgres-monitoring",
+    "postgres-backup",
     "redis-app",
     "redis-healthcheck",
     "redis-monitoring",

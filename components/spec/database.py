@@ -22,6 +22,8 @@ APP_CONNECTION_LIMIT = 50
 ANALYTICS_CONNECTION_LIMIT = 10
 # The exporter holds one connection; the rest is room for a restart overlapping.
 MONITORING_CONNECTION_LIMIT = 3
+# The snapshot-holding session plus pg_dump's own connection.
+BACKUP_CONNECTION_LIMIT = 3
 
 CRUD = ("SELECT", "INSERT", "UPDATE", "DELETE")
 SEQUENCE_WRITE = ("SELECT", "UPDATE", "USAGE")
@@ -71,6 +73,9 @@ def database_spec(names: Names) -> DatabaseSpec:
     app = RoleSpec("app", names.app_role, APP_CONNECTION_LIMIT)
     analytics = RoleSpec("analytics", names.analytics_role, ANALYTICS_CONNECTION_LIMIT)
     monitoring = RoleSpec("monitoring", names.monitoring_role, MONITORING_CONNECTION_LIMIT, member_of=("pg_monitor",))
+    # pg_read_all_data: SELECT on every table and sequence and USAGE on every
+    # schema, now and later; no write, no DDL, nothing else.
+    backup = RoleSpec("backup", names.backup_role, BACKUP_CONNECTION_LIMIT, member_of=("pg_read_all_data",))
     grants: list[SchemaGrantSpec] = []
     for schema in SCHEMAS:
         grants.append(
@@ -99,6 +104,6 @@ def database_spec(names: Names) -> DatabaseSpec:
         name=names.database,
         admin_role=names.admin_role,
         schemas=SCHEMAS,
-        roles=(app, analytics, monitoring),
+        roles=(app, analytics, monitoring, backup),
         grants=tuple(grants),
     )

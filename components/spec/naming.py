@@ -41,6 +41,10 @@ class Names:
         return f"{self.app}_monitoring"
 
     @property
+    def backup_role(self) -> str:
+        return f"{self.app}_backup"
+
+    @property
     def redis_app_user(self) -> str:
         return f"{self.app}_app"
 
