@@ -54,11 +54,16 @@ def test_checkov_reports_nothing() -> None:
 
 def test_the_runtime_stage_is_minimal() -> None:
     text = (APP_DIR / "Dockerfile").read_text()
-    runtime = text.split(" AS runtime", 1)[1]
+    runtime, backup = text.split(" AS runtime", 1)[1].split(" AS backup", 1)
     assert "USER 1001:1001" in runtime
     assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in runtime
     assert "HEALTHCHECK" in runtime
-    # Compilers, build tools and pip stay in the build stage.
+    # Compilers, build tools and pip stay in the build stages.
     for forbidden in ("gcc", "build-essential", "pip install"):
         assert forbidden not in runtime
+        assert forbidden not in backup
+    # The backup image switches to root only to install PostgreSQL 15, then back.
+    assert backup.strip().splitlines()[-1].startswith("CMD")
+    assert [line for line in backup.splitlines() if line.startswith("USER")] == ["USER 0", "USER 1001:1001"]
+    assert "postgresql-15" in backup
     assert "python:3.11.11-slim-bookworm" in text
