@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
+from components.spec.backups import schedule_period_seconds
 from components.spec.postgres_conf import TuningError, tune
 from components.spec.redis_conf import EvictionPolicy
 
@@ -193,6 +194,44 @@ class AlertingConfig(_Model):
         return self
 
 
+class BackupsConfig(_Model):
+    """Scheduled, restore-verified backups; an S3-compatible copy when a bucket is set."""
+
+    schedule: str = "0 3 * * *"
+    retention_last: Annotated[int, Field(ge=1, le=1000)] = 7
+    retention_daily: Annotated[int, Field(ge=0, le=1000)] = 14
+    retention_weekly: Annotated[int, Field(ge=0, le=1000)] = 8
+    retention_monthly: Annotated[int, Field(ge=0, le=1000)] = 12
+    memory: Annotated[ByteSize, Field(ge=256 * 1024**2)] = ByteSize(1024**3)
+    s3_bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
+    s3_prefix: str | None = None
+    """Defaults to `<app>/<stack>`."""
+    s3_endpoint_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            schedule_period_seconds(value)
+        except ValueError as exc:
+            raise ValueError(f"not a usable cron expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> BackupsConfig:
+        problems = []
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            problems.append("s3AccessKeyId: s3AccessKeyId and s3SecretAccessKey go together")
+        if self.s3_access_key_id is not None and self.s3_bucket is None:
+            problems.append("s3Bucket: credentials are set but no bucket")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
 class ImagesConfig(_Model):
     """Pinned image references; point them at a private registry mirror per stack.
     The monitoring images match the versions the test suite runs (Debian's
@@ -226,6 +265,7 @@ class PlatformConfig(_Model):
     api: ApiConfig = ApiConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     alerting: AlertingConfig = AlertingConfig()
+    backups: BackupsConfig = BackupsConfig()
     images: ImagesConfig = ImagesConfig()
     dev_tools: DevToolsConfig = DevToolsConfig()
 

@@ -21,6 +21,7 @@ PG = 'job="postgres",instance="postgres-exporter:9187"'
 RD = 'job="redis",instance="redis-exporter:9121"'
 PROM = 'job="prometheus",instance="localhost:9090"'
 AM = 'job="alertmanager",instance="alertmanager:9093"'
+BK = 'job="backups",instance="backups:9200"'
 
 
 @dataclass
@@ -271,6 +272,28 @@ CASES: list[Case] = [
         },
         "40m",
     ),
+    Case(
+        "BackupTooOld",
+        {f"backup_last_verified_timestamp_seconds{{{BK}}}": "-100000x10"},
+        "6m",
+        {"severity": "critical", "job": "backups", "instance": "backups:9200"},
+        {
+            "summary": "No restore-verified backup in the last 26.9 hours",
+            "description": "The newest backup proven by a restore is 1d 3h 52m 40s old.",
+        },
+    ),
+    Case("BackupTooOld", {f"backup_last_verified_timestamp_seconds{{{BK}}}": "0x10"}, "6m"),
+    Case(
+        "BackupFailed",
+        {f'backup_failures_total{{{BK},stage="verify"}}': "0+1x10"},
+        "6m",
+        {"severity": "warning", "job": "backups", "instance": "backups:9200", "stage": "verify"},
+        {
+            "summary": "A backup cycle failed at its verify stage",
+            "description": "The backup job failed to verify in the last hour; see its log.",
+        },
+    ),
+    Case("BackupFailed", {f'backup_failures_total{{{BK},stage="verify"}}': "0x10"}, "6m"),
     Case(
         "Watchdog",
         {},

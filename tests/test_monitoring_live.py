@@ -8,6 +8,7 @@ import contextlib
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from tests.api_stack import (
     REDIS_MONITORING_PASSWORD,
     ApiProcess,
     api_env,
+    cli_env,
     platform,
     rendered_acl,
     start_api,
@@ -41,7 +43,7 @@ POSTGRES_EXPORTER = "/usr/bin/prometheus-postgres-exporter"
 REDIS_EXPORTER = "/usr/bin/prometheus-redis-exporter"
 THRESHOLDS = AlertThresholds(slo_objective=0.999, latency_p99_seconds=1.0, database="wondernest")
 # Grafana is the one scrape target without a Debian package to run here.
-LIVE_JOBS = ("api", "postgres", "redis", "prometheus", "alertmanager")
+LIVE_JOBS = ("api", "postgres", "redis", "prometheus", "alertmanager", "backups")
 
 
 @dataclass
@@ -87,7 +89,7 @@ def stack() -> Iterator[Stack]:
     ):
         require_binary(binary, package)
     root = Path(tempfile.mkdtemp(prefix="wn-monitoring-"))
-    ports = {job: free_port() for job in ("postgres", "redis", "prometheus", "alertmanager")}
+    ports = {job: free_port() for job in ("postgres", "redis", "prometheus", "alertmanager", "backups")}
     try:
         with (
             postgres_server() as pg,
@@ -110,6 +112,7 @@ def stack() -> Iterator[Stack]:
                 "redis": f"127.0.0.1:{ports['redis']}",
                 "prometheus": f"127.0.0.1:{ports['prometheus']}",
                 "alertmanager": f"127.0.0.1:{ports['alertmanager']}",
+                "backups": f"127.0.0.1:{ports['backups']}",
             }
             (root / "prometheus.yml").write_text(
                 monitoring.render_prometheus_config(
@@ -126,7 +129,26 @@ def stack() -> Iterator[Stack]:
                 user=NAMES.monitoring_role,
                 password_file=str(root / "pg-password"),
             )
+            backup_env = cli_env(
+                {
+                    "DB_HOST": "127.0.0.1",
+                    "DB_PORT": str(pg.port),
+                    "DB_NAME": "wondernest",
+                    "DB_USER": NAMES.backup_role,
+                    "DB_PASSWORD": PASSWORDS["backup"],
+                    "DB_SSLMODE": "disable",
+                    "BACKUP_DIR": str(root / "backups"),
+                    "METRICS_PORT": str(ports["backups"]),
+                }
+            )
             with (
+                process(
+                    [sys.executable, "-m", "wondernest_backup", "serve"],
+                    root,
+                    "backups",
+                    f"http://127.0.0.1:{ports['backups']}/metrics",
+                    env=backup_env,
+                ),
                 process(
                     [
                         POSTGRES_EXPORTER,
@@ -321,3 +343,15 @@ def test_the_exporters_scrape_cleanly_with_their_least_privilege_users(stack: St
         "pg_up": 1.0,
         "redis_up": 1.0,
     }
+
+
+def test_the_backup_job_reports_a_verified_backup(stack: Stack) -> None:
+    def verified() -> float | None:
+        result = query(stack, "/api/v1/query", query="backup_last_verified_timestamp_seconds")["result"]
+        value = float(result[0]["value"][1]) if result else 0.0
+        return value or None
+
+    newest = eventually(verified)
+    assert isinstance(newest, float) and newest > time.time() - 600
+    failed = query(stack, "/api/v1/query", query="sum(backup_failures_total)")["result"]
+    assert float(failed[0]["value"][1]) == 0

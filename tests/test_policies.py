@@ -230,10 +230,9 @@ def test_the_dev_stack_has_no_mandatory_violation(dev_resources: list[Resource])
     levels = enforcement("dev")
     mandatory = {rule: names for rule, names in found.items() if levels[rule] == "mandatory"}
     assert mandatory == {}
-    # The advisories are the known, documented gaps.
+    # The one advisory is the known, documented gap.
     assert sorted(found["docker-container-read-only-root"]) == WRITABLE
-    assert found["postgres-backup-verified"] == ["postgres"]
-    assert set(found) == {"docker-container-read-only-root", "postgres-backup-verified"}
+    assert set(found) == {"docker-container-read-only-root"}
 
 
 def test_a_broken_copy_of_the_stack_produces_exactly_the_expected_violations() -> None:
@@ -252,7 +251,6 @@ def test_a_broken_copy_of_the_stack_produces_exactly_the_expected_violations() -
         broken.append(Resource(r.type, r.name, r.urn, props, r.protect))
     found = violations(broken)
     found.pop("docker-container-read-only-root")
-    found.pop("postgres-backup-verified")
     assert {rule: sorted(names) for rule, names in found.items()} == {
         "docker-image-pinned": ["redis-image"],
         "secrets-not-in-env": ["api"],
@@ -319,22 +317,29 @@ def test_stack_rule_severities_routed(dev_resources: list[Resource]) -> None:
     assert len(found) == 1 and "'warning'" in found[0].message
 
 
+def without_backups(resources: list[Resource]) -> list[Resource]:
+    return [r for r in resources if not (r.type == CONTAINER and r.name == "backups")]
+
+
 def test_stack_rule_backup_verified(dev_resources: list[Resource]) -> None:
     rule = BY_ID["postgres-backup-verified"]
-    assert [v.message.split(":")[0] for v in rule.run_stack(dev_resources, {})] == ["postgres"]
-    backup = Resource(
-        CONTAINER, "backups", "urn:backups",
-        {"labels": [{"label": "com.wondernest.component", "value": "backups"},
-                    {"label": "com.wondernest.backup-verify", "value": "restore"}]},
+    assert rule.run_stack(dev_resources, {}) == []
+    assert [v.message.split(":")[0] for v in rule.run_stack(without_backups(dev_resources), {})] == ["postgres"]
+    unproven = _replace(
+        dev_resources, "backups", CONTAINER,
+        labels=[{"label": "com.wondernest.component", "value": "backups"}],
     )  # fmt: skip
-    assert rule.run_stack([*dev_resources, backup], {}) == []
+    assert [v.message.split(":")[0] for v in rule.run_stack(unproven, {})] == ["postgres"]
 
 
 def test_stack_policies_served_through_pulumi_policy(dev_resources: list[Resource]) -> None:
     served = {p.name: p for p in policies()}
     reported: list[str] = []
     args = StackValidationArgs(
-        [PolicyResource(r.type, r.props, r.urn, r.name, _options(r.protect), None, None, [], {}) for r in dev_resources]
+        [
+            PolicyResource(r.type, r.props, r.urn, r.name, _options(r.protect), None, None, [], {})
+            for r in without_backups(dev_resources)
+        ]
     )
     served["postgres-backup-verified"].validate(args, lambda message, urn=None: reported.append(message))  # type: ignore[attr-defined]
     assert len(reported) == 1 and reported[0].startswith("postgres: no backup job")

@@ -48,10 +48,12 @@ def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
         "wondernest:local:DevTools",
         "wondernest:local:Api",
         "wondernest:local:Monitoring",
+        "wondernest:local:Backups",
     }
     assert sorted(c.inputs["name"] for c in containers(dev)) == [
         "wondernest-dev-alertmanager",
         "wondernest-dev-api",
+        "wondernest-dev-backups",
         "wondernest-dev-grafana",
         "wondernest-dev-pgadmin",
         "wondernest-dev-postgres",
@@ -86,7 +88,16 @@ def test_secret_files_are_uploaded_as_secrets_with_tight_modes(dev: Evaluation) 
                 assert is_secret(uploads), f"{container.name}: uploads carry secrets and must be secret"
                 assert upload["permissions"] == "0400", upload["file"]
                 assert upload["owner"] not in (None, "0", "root"), upload["file"]
-    assert with_secrets == {"postgres", "redis", "api", "pgadmin", "postgres-exporter", "redis-exporter", "grafana"}
+    assert with_secrets == {
+        "postgres",
+        "redis",
+        "api",
+        "pgadmin",
+        "postgres-exporter",
+        "redis-exporter",
+        "grafana",
+        "backups",
+    }
     # Where nothing is secret the config stays readable in a preview diff.
     assert not is_secret(dev.named(CONTAINER_TYPE, "prometheus").inputs["uploads"])
 
@@ -152,7 +163,7 @@ def test_postgres_gets_its_password_as_a_file(dev: Evaluation) -> None:
 
 def test_the_postgres_volume_and_its_superuser_password_are_protected(dev: Evaluation) -> None:
     protected = sorted(d.name for d in dev.declared if d.options.get("protect"))
-    assert protected == ["postgres-data", "postgres-superuser"]
+    assert protected == ["backups", "postgres-data", "postgres-superuser"]
     assert dev.named("docker:index/volume:Volume", "postgres-data").inputs["name"] == ("wondernest-dev-postgres-data")
 
 
@@ -226,6 +237,7 @@ def test_physical_names_follow_app_name_and_stack() -> None:
     assert sorted(c.inputs["name"] for c in containers(ev)) == [
         "yourapp-staging-alertmanager",
         "yourapp-staging-api",
+        "yourapp-staging-backups",
         "yourapp-staging-grafana",
         "yourapp-staging-pgadmin",
         "yourapp-staging-postgres",
@@ -351,6 +363,7 @@ def test_prometheus_scrapes_every_service_through_its_exporter(dev: Evaluation) 
         "prometheus": "localhost:9090",
         "alertmanager": "alertmanager:9093",
         "grafana": "grafana:3000",
+        "backups": "backups:9200",
     }
     assert config["global"]["external_labels"] == {"app": "wondernest", "environment": "dev"}
     intervals = {job["job_name"]: job["scrape_interval"] for job in config["scrape_configs"]}
@@ -381,3 +394,42 @@ def test_the_exporters_use_their_least_privilege_users(dev: Evaluation) -> None:
     assert "--redis.user=wondernest_monitoring" in redis["command"]
     acl = uploaded(dev, "redis")["/usr/local/etc/redis/users.acl"]
     assert "user wondernest_monitoring on #" in acl and "-@all +ping +info" in acl
+
+
+def test_the_backup_job_runs_read_only_as_the_backup_role(dev: Evaluation) -> None:
+    backups = dev.named(CONTAINER_TYPE, "backups").inputs
+    env = dict(e.split("=", 1) for e in backups["envs"])
+    assert env["DB_USER"] == "wondernest_backup" and env["DB_PASSWORD_FILE"] == "/run/secrets/db-password"
+    assert env["BACKUP_SCHEDULE"] == "0 3 * * *" and "S3_BUCKET" not in env
+    assert backups["readOnly"] is True
+    assert {n["name"] for n in backups["networksAdvanced"]} == {"wondernest-dev-backend"}
+    labels = {item["label"]: item["value"] for item in backups["labels"]}
+    assert labels["com.wondernest.backup-verify"] == "restore"
+    image = dev.named("docker:index/image:Image", "backup-image").inputs
+    assert image["build"]["target"] == "backup" and image["imageName"].startswith("wondernest-backup:")
+
+
+def test_an_s3_copy_gets_credentials_as_a_file_and_a_way_out() -> None:
+    secret = "Yq-secret-access-key-value-77"
+    ev = evaluate(
+        stack_config(
+            {"backups": {"s3Bucket": "wondernest-backups", "s3AccessKeyId": "AKIDEXAMPLE", "s3SecretAccessKey": secret}}
+        ),
+        secret_keys=["backups"],
+    )
+    backups = ev.named(CONTAINER_TYPE, "backups").inputs
+    env = dict(e.split("=", 1) for e in backups["envs"])
+    assert env["S3_BUCKET"] == "wondernest-backups" and env["S3_PREFIX"] == "wondernest/dev"
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/run/secrets/aws-credentials"
+    assert secret not in json.dumps(backups["envs"])
+    assert secret in uploaded(ev, "backups")["/run/secrets/aws-credentials"]
+    assert {n["name"] for n in backups["networksAdvanced"]} == {"wondernest-dev-backend", "wondernest-dev-frontend"}
+
+
+def test_the_backup_alert_follows_the_schedule() -> None:
+    import yaml
+
+    ev = evaluate(stack_config({"backups": {"schedule": "0 */6 * * *"}}))
+    rules = yaml.safe_load(uploaded(ev, "prometheus")["/etc/prometheus/rules/platform.yml"])
+    too_old = next(r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "BackupTooOld")
+    assert too_old["expr"].endswith("> 25560")  # 1.1 x 6 h + 30 min

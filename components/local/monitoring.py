@@ -26,6 +26,7 @@ from components.local.network import Network
 from components.local.secrets import Secrets
 from components.spec import dashboards, monitoring
 from components.spec.alerts import AlertThresholds, render_rule_file, rule_groups
+from components.spec.backups import max_backup_age_seconds
 from components.spec.naming import Names
 
 MIB = 1024 * 1024
@@ -52,6 +53,7 @@ def _http_probe(port: int, path: str) -> docker.ContainerHealthcheckArgs:
 @dataclass(frozen=True)
 class MonitoringArgs:
     names: Names
+    backup_schedule: str
     config: MonitoringConfig
     alerting: AlertingConfig
     images: ImagesConfig
@@ -84,6 +86,7 @@ class Monitoring(pulumi.ComponentResource):
             slo_objective=args.alerting.slo_objective,
             latency_p99_seconds=args.alerting.latency_p99_seconds,
             database=args.database,
+            backup_max_age_seconds=max_backup_age_seconds(args.backup_schedule),
         )
         targets = monitoring.container_targets(args.api_target)
 

@@ -8,6 +8,7 @@ import pulumi
 
 from components.config import PlatformConfig
 from components.local.api import Api, ApiArgs
+from components.local.backups import Backups, BackupsArgs
 from components.local.cache import Cache, CacheArgs
 from components.local.database import Database, DatabaseArgs
 from components.local.devtools import DevTools, DevToolsArgs
@@ -81,10 +82,25 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             depends_on=(*database.objects.all, cache.container),
         ),
     )
+    Backups(
+        "backups",
+        BackupsArgs(
+            names=names,
+            config=cfg.backups,
+            database=spec.name,
+            backup_role=spec.role("backup").name,
+            postgres_host=database.internal_host,
+            postgres_port=database.internal_port,
+            network=network,
+            secrets=secrets,
+            depends_on=tuple(database.objects.all),
+        ),
+    )
     observability = Monitoring(
         "monitoring",
         MonitoringArgs(
             names=names,
+            backup_schedule=cfg.backups.schedule,
             config=cfg.monitoring,
             alerting=cfg.alerting,
             images=cfg.images,

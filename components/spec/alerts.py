@@ -78,6 +78,8 @@ class AlertThresholds:
     slo_objective: float
     latency_p99_seconds: float
     database: str
+    backup_max_age_seconds: int = 96_840
+    """From the backup schedule: 1.1 x its period plus a margin (spec/backups.py)."""
 
 
 def slo_ratio(window: str) -> str:
@@ -254,6 +256,30 @@ def redis_rules() -> RuleGroup:
     )
 
 
+def backup_rules(t: AlertThresholds) -> RuleGroup:
+    hours = t.backup_max_age_seconds / 3600
+    return RuleGroup(
+        "backups",
+        [
+            Alert(
+                "BackupTooOld",
+                f"time() - backup_last_verified_timestamp_seconds > {t.backup_max_age_seconds}",
+                "critical",
+                f"No restore-verified backup in the last {hours:.1f} hours",
+                "The newest backup proven by a restore is {{ $value | humanizeDuration }} old.",
+                for_="5m",
+            ),
+            Alert(
+                "BackupFailed",
+                "increase(backup_failures_total[1h]) > 0",
+                "warning",
+                "A backup cycle failed at its {{ $labels.stage }} stage",
+                "The backup job failed to {{ $labels.stage }} in the last hour; see its log.",
+            ),
+        ],
+    )
+
+
 def meta_rules() -> RuleGroup:
     return RuleGroup(
         "monitoring",
@@ -318,7 +344,7 @@ def meta_rules() -> RuleGroup:
 
 
 def rule_groups(t: AlertThresholds) -> list[RuleGroup]:
-    return [*api_rules(t), postgres_rules(t), redis_rules(), meta_rules()]
+    return [*api_rules(t), postgres_rules(t), redis_rules(), backup_rules(t), meta_rules()]
 
 
 def render_rule_file(groups: Sequence[RuleGroup]) -> str:

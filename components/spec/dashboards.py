@@ -212,16 +212,21 @@ def redis_dashboard() -> db.Dashboard:
 def overview_dashboard() -> db.Dashboard:
     return (
         _dashboard("wondernest-overview", "Platform overview", ["overview"])
-        .with_panel(_stat("Targets down", "none", Query("count(up == 0) or vector(0)"), width=8))
+        .with_panel(_stat("Targets down", "none", Query("count(up == 0) or vector(0)"), width=6))
         .with_panel(
             _stat(
                 "Alerts firing",
                 "none",
                 Query('count(ALERTS{alertstate="firing",alertname!="Watchdog"}) or vector(0)'),
-                width=8,
+                width=6,
             )
         )
-        .with_panel(_stat("API requests/s", "reqps", Query(f"sum(rate(http_requests_total{{{API}}}[5m]))"), width=8))
+        .with_panel(_stat("API requests/s", "reqps", Query(f"sum(rate(http_requests_total{{{API}}}[5m]))"), width=6))
+        .with_panel(
+            _stat(
+                "Newest verified backup (age)", "s", Query("time() - backup_last_verified_timestamp_seconds"), width=6
+            )
+        )
         .with_panel(_timeseries("Targets up", "none", Query("up", "{{job}} {{instance}}"), width=12))
         .with_panel(
             _timeseries(

@@ -21,6 +21,7 @@ SCRAPE_INTERVALS: dict[str, str] = {
     "prometheus": "15s",
     "alertmanager": "15s",
     "grafana": "15s",
+    "backups": "15s",
 }
 
 SECRETS_DIR = "/etc/alertmanager/secrets"
@@ -167,6 +168,7 @@ REDIS_EXPORTER_PORT = 9121
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
 GRAFANA_PORT = 3000
+BACKUPS_PORT = 9200
 
 
 def container_targets(api_target: str) -> dict[str, str]:
@@ -178,6 +180,7 @@ def container_targets(api_target: str) -> dict[str, str]:
         "prometheus": f"localhost:{PROMETHEUS_PORT}",
         "alertmanager": f"alertmanager:{ALERTMANAGER_PORT}",
         "grafana": f"grafana:{GRAFANA_PORT}",
+        "backups": f"backups:{BACKUPS_PORT}",
     }
 
 

@@ -1,0 +1,135 @@
+"""The backup service: the API's image with PostgreSQL 15 and the backup tool,
+dumping as the read-only backup role, proving each dump by restoring it into a
+throwaway server inside the container, and keeping what the policy says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.build_context import context_digest
+from components.config import BackupsConfig
+from components.local.api import API_UID, APP_DIR
+from components.local.containers import ContainerSpec, SecretFile, hardened_container, labelled_volume
+from components.local.network import Network
+from components.local.secrets import Secrets
+from components.spec.backups import METRICS_PORT
+from components.spec.naming import Names
+
+BUILD_INPUTS = ("Dockerfile", "requirements.txt", "requirements-backup.txt", "wondernest_api", "wondernest_backup")
+SECRETS_DIR = "/run/secrets"
+BACKUP_DIR = "/backups"
+HEALTHCHECK = (
+    "import sys, urllib.request; "
+    f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics', timeout=4).status != 200)"
+)
+
+
+@dataclass(frozen=True)
+class BackupsArgs:
+    names: Names
+    config: BackupsConfig
+    database: str
+    backup_role: str
+    postgres_host: str
+    postgres_port: int
+    network: Network
+    secrets: Secrets
+    depends_on: tuple[pulumi.Resource, ...]
+
+
+def _aws_credentials(access_key_id: str, secret_access_key: str) -> str:
+    return f"[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {secret_access_key}\n"
+
+
+class Backups(pulumi.ComponentResource):
+    container: docker.Container
+
+    def __init__(self, name: str, args: BackupsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("wondernest:local:Backups", name, None, opts)
+        names, cfg = args.names, args.config
+        tag = context_digest(APP_DIR, BUILD_INPUTS)[:16]
+        image = docker.Image(
+            "backup-image",
+            build=docker.DockerBuildArgs(context=str(APP_DIR), dockerfile=str(APP_DIR / "Dockerfile"), target="backup"),
+            image_name=f"{names.app}-backup:{tag}",
+            skip_push=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # The dumps live here; they outlive any `pulumi destroy` that is not deliberate.
+        backups = labelled_volume(
+            "backups", names, "backups", pulumi.ResourceOptions(parent=self, protect=True), holds_data=True
+        )
+        secrets_volume = labelled_volume("backup-secrets", names, "backups", pulumi.ResourceOptions(parent=self))
+        env = {
+            "DB_HOST": args.postgres_host,
+            "DB_PORT": str(args.postgres_port),
+            "DB_NAME": args.database,
+            "DB_USER": args.backup_role,
+            "DB_PASSWORD_FILE": f"{SECRETS_DIR}/db-password",
+            "DB_SSLMODE": "prefer",
+            "BACKUP_DIR": BACKUP_DIR,
+            "BACKUP_SCHEDULE": cfg.schedule,
+            "RETENTION_LAST": str(cfg.retention_last),
+            "RETENTION_DAILY": str(cfg.retention_daily),
+            "RETENTION_WEEKLY": str(cfg.retention_weekly),
+            "RETENTION_MONTHLY": str(cfg.retention_monthly),
+            "METRICS_PORT": str(METRICS_PORT),
+        }
+        secret_files = [SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("backup"), API_UID)]
+        networks: list[tuple[pulumi.Input[str], list[str]]] = [(args.network.backend.name, ["backups"])]
+        if cfg.s3_bucket:
+            env.update(
+                S3_BUCKET=cfg.s3_bucket,
+                S3_PREFIX=cfg.s3_prefix or f"{names.app}/{names.stack}",
+                S3_REGION=cfg.s3_region,
+            )
+            if cfg.s3_endpoint_url:
+                env["S3_ENDPOINT_URL"] = cfg.s3_endpoint_url
+            if cfg.s3_access_key_id and cfg.s3_secret_access_key:
+                env["AWS_SHARED_CREDENTIALS_FILE"] = f"{SECRETS_DIR}/aws-credentials"
+                secret_files.append(
+                    SecretFile(
+                        f"{SECRETS_DIR}/aws-credentials",
+                        pulumi.Output.secret(
+                            _aws_credentials(cfg.s3_access_key_id, cfg.s3_secret_access_key.get_secret_value())
+                        ),
+                        API_UID,
+                    )
+                )
+            # The backend network has no route out; the bucket is outside.
+            networks.append((args.network.frontend.name, []))
+        self.container = hardened_container(
+            "backups",
+            ContainerSpec(
+                name=names.resource("backups"),
+                image=image.image_name,
+                user=f"{API_UID}:{API_UID}",
+                memory_bytes=int(cfg.memory),
+                networks=networks,
+                envs=[f"{k}={v}" for k, v in sorted(env.items())],
+                secret_files=secret_files,
+                volumes=[
+                    docker.ContainerVolumeArgs(volume_name=backups.name, container_path=BACKUP_DIR),
+                    docker.ContainerVolumeArgs(volume_name=secrets_volume.name, container_path=SECRETS_DIR),
+                ],
+                # Scratch space for the throwaway verification server is on the
+                # backups volume (TMPDIR in the image), so the root can stay read-only.
+                read_only=True,
+                tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=64m"},  # noqa: S108
+                shm_size_mb=256,
+                healthcheck=docker.ContainerHealthcheckArgs(
+                    tests=["CMD", "python", "-c", HEALTHCHECK],
+                    interval="30s",
+                    timeout="5s",
+                    retries=3,
+                    start_period="120s",
+                ),
+                labels={**names.labels("backups"), "com.wondernest.backup-verify": "restore"},
+                metrics_job="backups",
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=[backups, secrets_volume, *args.depends_on]),
+        )
+        self.register_outputs({"image": image.image_name, "volume": backups.name})
