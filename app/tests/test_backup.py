@@ -144,3 +144,21 @@ def test_the_backup_role_can_take_a_complete_backup(tmp_path: Path) -> None:
         manifest = run(backup_role, repo)
         assert manifest.tables == {"core.accounts": 42}
         assert verify(repo, manifest.id).verified_at
+
+    # Disaster recovery: a new server, rebuilt by the platform (roles, empty
+    # schemas, grants), gets the backup restored into the application database.
+    with postgres_server() as rebuilt:
+        platform(rebuilt)
+        admin = Endpoint(
+            "127.0.0.1", rebuilt.port, rebuilt.superuser, rebuilt.superuser_password, "wondernest", sslmode="disable"
+        )
+        restore(admin, repo, manifest.id, "wondernest", force=False)
+        app = Endpoint("127.0.0.1", rebuilt.port, NAMES.app_role, PASSWORDS["app"], "wondernest", sslmode="disable")
+        with psycopg.connect(app.conninfo()) as conn:
+            assert conn.execute("SELECT count(*) FROM core.accounts").fetchone() == (42,)
+            conn.execute("INSERT INTO core.accounts VALUES (43)")  # the app owns its table again
+        analytics = Endpoint(
+            "127.0.0.1", rebuilt.port, NAMES.analytics_role, PASSWORDS["analytics"], "wondernest", sslmode="disable"
+        )
+        with psycopg.connect(analytics.conninfo()) as conn:
+            assert conn.execute("SELECT count(*) FROM core.accounts").fetchone() == (43,)
