@@ -249,6 +249,9 @@ class ImagesConfig(_Model):
 
 class DevToolsConfig(_Model):
     enabled: bool = False
+    """pgAdmin."""
+    s3: bool = False
+    """An S3-compatible bucket service the backups copy to, when no backups.s3Bucket is set."""
     pgadmin_port: Port = 5050
     pgadmin_email: Annotated[str, Field(pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")] = (
         "admin@example.com"

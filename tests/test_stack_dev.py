@@ -49,11 +49,13 @@ def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
         "wondernest:local:Api",
         "wondernest:local:Monitoring",
         "wondernest:local:Backups",
+        "wondernest:local:DevS3",
     }
     assert sorted(c.inputs["name"] for c in containers(dev)) == [
         "wondernest-dev-alertmanager",
         "wondernest-dev-api",
         "wondernest-dev-backups",
+        "wondernest-dev-dev-s3",
         "wondernest-dev-grafana",
         "wondernest-dev-pgadmin",
         "wondernest-dev-postgres",
@@ -81,7 +83,7 @@ def test_no_generated_secret_appears_in_env_command_healthcheck_or_labels(dev: E
 def test_secret_files_are_uploaded_as_secrets_with_tight_modes(dev: Evaluation) -> None:
     with_secrets = set()
     for container in containers(dev):
-        uploads = container.inputs["uploads"]
+        uploads = container.inputs.get("uploads") or []
         for upload in unwrap(uploads):
             if any(s in upload["content"] for s in dev.generated_secrets):
                 with_secrets.add(container.name)
@@ -238,6 +240,7 @@ def test_physical_names_follow_app_name_and_stack() -> None:
         "yourapp-staging-alertmanager",
         "yourapp-staging-api",
         "yourapp-staging-backups",
+        "yourapp-staging-dev-s3",
         "yourapp-staging-grafana",
         "yourapp-staging-pgadmin",
         "yourapp-staging-postgres",
@@ -400,7 +403,10 @@ def test_the_backup_job_runs_read_only_as_the_backup_role(dev: Evaluation) -> No
     backups = dev.named(CONTAINER_TYPE, "backups").inputs
     env = dict(e.split("=", 1) for e in backups["envs"])
     assert env["DB_USER"] == "wondernest_backup" and env["DB_PASSWORD_FILE"] == "/run/secrets/db-password"
-    assert env["BACKUP_SCHEDULE"] == "0 3 * * *" and "S3_BUCKET" not in env
+    assert env["BACKUP_SCHEDULE"] == "0 3 * * *"
+    # The dev stack copies to its own bucket service, on the backend network.
+    assert env["S3_ENDPOINT_URL"] == "http://dev-s3:4566" and env["S3_CREATE_BUCKET"] == "true"
+    assert env["S3_BUCKET"] == "wondernest-dev-backups"
     assert backups["readOnly"] is True
     assert {n["name"] for n in backups["networksAdvanced"]} == {"wondernest-dev-backend"}
     labels = {item["label"]: item["value"] for item in backups["labels"]}
@@ -433,3 +439,19 @@ def test_the_backup_alert_follows_the_schedule() -> None:
     rules = yaml.safe_load(uploaded(ev, "prometheus")["/etc/prometheus/rules/platform.yml"])
     too_old = next(r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "BackupTooOld")
     assert too_old["expr"].endswith("> 25560")  # 1.1 x 6 h + 30 min
+
+
+def test_without_the_dev_bucket_nothing_is_copied() -> None:
+    ev = evaluate(stack_config({"devTools": {"enabled": True, "s3": False}}))
+    env = dict(e.split("=", 1) for e in ev.named(CONTAINER_TYPE, "backups").inputs["envs"])
+    assert not any(k.startswith("S3_") for k in env)
+    assert "dev-s3" not in {d.name for d in ev.declared}
+
+
+def test_the_dev_bucket_service_is_hardened_and_internal(dev: Evaluation) -> None:
+    s3 = dev.named(CONTAINER_TYPE, "dev-s3").inputs
+    assert s3["readOnly"] is True and s3["user"] == "1001:1001"
+    assert {n["name"] for n in s3["networksAdvanced"]} == {"wondernest-dev-backend"}
+    assert not s3.get("ports")
+    image = dev.named("docker:index/image:Image", "dev-s3-image").inputs
+    assert image["build"]["target"] == "dev-s3"

@@ -161,3 +161,11 @@ def test_the_command_line(pg: PostgresServer, tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (250,)
     no_restorer = cli(env(pg, tmp_path), "restore", "--latest", "--target-db", "other")
     assert no_restorer.returncode == 2 and "RESTORE_DB_USER" in no_restorer.stderr
+
+
+def test_a_development_bucket_is_created_on_first_use(pg: PostgresServer, s3: Any, tmp_path: Path) -> None:
+    offsite = Offsite(s3, "created-on-demand", "dev", create_bucket=True)
+    repo, metrics = Repository(tmp_path), BackupMetrics()
+    assert cycle(settings(pg, tmp_path), repo, metrics, offsite)
+    assert "created-on-demand" in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert len(offsite.ids()) == 1

@@ -52,18 +52,32 @@ def test_checkov_reports_nothing() -> None:
     assert "Failed checks: 0" in result.stdout and "Passed checks:" in result.stdout
 
 
-def test_the_runtime_stage_is_minimal() -> None:
+def stages() -> dict[str, str]:
+    """Stage name → its instructions."""
     text = (APP_DIR / "Dockerfile").read_text()
-    runtime, backup = text.split(" AS runtime", 1)[1].split(" AS backup", 1)
+    found: dict[str, str] = {}
+    for block in text.split("\nFROM ")[1:]:
+        header, _, body = block.partition("\n")
+        found[header.split(" AS ")[1].strip()] = body
+    return found
+
+
+def test_the_final_stages_are_minimal() -> None:
+    text = (APP_DIR / "Dockerfile").read_text()
+    s = stages()
+    assert set(s) == {"build-base", "build", "build-backup", "build-dev-s3", "runtime", "backup", "dev-s3"}
+    assert "python:3.11.11-slim-bookworm" in text
+    runtime = s["runtime"]
     assert "USER 1001:1001" in runtime
     assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in runtime
-    assert "HEALTHCHECK" in runtime
-    # Compilers, build tools and pip stay in the build stages.
-    for forbidden in ("gcc", "build-essential", "pip install"):
-        assert forbidden not in runtime
-        assert forbidden not in backup
-    # The backup image switches to root only to install PostgreSQL 15, then back.
-    assert backup.strip().splitlines()[-1].startswith("CMD")
-    assert [line for line in backup.splitlines() if line.startswith("USER")] == ["USER 0", "USER 1001:1001"]
-    assert "postgresql-15" in backup
-    assert "python:3.11.11-slim-bookworm" in text
+    for name in ("runtime", "backup", "dev-s3"):
+        # Compilers, build tools and pip stay in the build stages.
+        for forbidden in ("gcc", "build-essential", "pip install"):
+            assert forbidden not in s[name], name
+        assert "HEALTHCHECK" in s[name], name
+        assert s[name].strip().splitlines()[-1].startswith("CMD"), name
+    # The backup image switches to root only to install PostgreSQL 15, then back;
+    # dev-s3 never leaves the runtime's unprivileged user.
+    assert [line for line in s["backup"].splitlines() if line.startswith("USER")] == ["USER 0", "USER 1001:1001"]
+    assert "postgresql-15" in s["backup"]
+    assert not [line for line in s["dev-s3"].splitlines() if line.startswith("USER")]

@@ -11,11 +11,19 @@ from wondernest_backup.settings import BackupSettings
 
 class Offsite:
     def __init__(
-        self, client: Any, bucket: str, prefix: str, *, sse: str = "AES256", kms_key_id: str | None = None
+        self,
+        client: Any,
+        bucket: str,
+        prefix: str,
+        *,
+        sse: str = "AES256",
+        kms_key_id: str | None = None,
+        create_bucket: bool = False,
     ) -> None:
         self._s3 = client
         self._bucket = bucket
         self._prefix = prefix.strip("/")
+        self._create_bucket = create_bucket
         self._extra: dict[str, str] = {"ServerSideEncryption": sse}
         if kms_key_id:
             self._extra["SSEKMSKeyId"] = kms_key_id
@@ -28,13 +36,23 @@ class Offsite:
 
         client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region)
         return cls(
-            client, settings.s3_bucket, settings.s3_prefix, sse=settings.s3_sse, kms_key_id=settings.s3_kms_key_id
+            client,
+            settings.s3_bucket,
+            settings.s3_prefix,
+            sse=settings.s3_sse,
+            kms_key_id=settings.s3_kms_key_id,
+            create_bucket=settings.s3_create_bucket,
         )
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}/{name}" if self._prefix else name
 
     def upload(self, repo: Repository, backup_id: str) -> None:
+        if self._create_bucket:
+            existing = {b["Name"] for b in self._s3.list_buckets().get("Buckets", [])}
+            if self._bucket not in existing:
+                self._s3.create_bucket(Bucket=self._bucket)
+            self._create_bucket = False
         # Dump first, manifest last: as locally, a backup exists once its manifest does.
         for path in (repo.dump_path(backup_id), repo.manifest_path(backup_id)):
             self._s3.upload_file(str(path), self._bucket, self._key(path.name), ExtraArgs=self._extra)

@@ -38,6 +38,8 @@ class BackupSettings(BaseModel):
     s3_region: str | None = None
     s3_sse: Literal["AES256", "aws:kms"] = "AES256"
     s3_kms_key_id: str | None = None
+    s3_create_bucket: bool = False
+    """For a development bucket service that starts empty; never set against real S3."""
     restore_db_user: str | None = None
     restore_db_password: SecretStr | None = None
 

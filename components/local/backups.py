@@ -28,9 +28,18 @@ HEALTHCHECK = (
 
 
 @dataclass(frozen=True)
+class DevBucket:
+    """The dev stack's own bucket service: reached on the backend network, any
+    credentials accepted, the bucket created on first use."""
+
+    endpoint: str
+
+
+@dataclass(frozen=True)
 class BackupsArgs:
     names: Names
     config: BackupsConfig
+    dev_bucket: DevBucket | None
     database: str
     backup_role: str
     postgres_host: str
@@ -80,6 +89,17 @@ class Backups(pulumi.ComponentResource):
         }
         secret_files = [SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("backup"), API_UID)]
         networks: list[tuple[pulumi.Input[str], list[str]]] = [(args.network.backend.name, ["backups"])]
+        if cfg.s3_bucket is None and args.dev_bucket is not None:
+            env.update(
+                S3_BUCKET=f"{names.app}-{names.stack}-backups",
+                S3_PREFIX=f"{names.app}/{names.stack}",
+                S3_REGION=cfg.s3_region,
+                S3_ENDPOINT_URL=args.dev_bucket.endpoint,
+                S3_CREATE_BUCKET="true",
+                AWS_SHARED_CREDENTIALS_FILE=f"{SECRETS_DIR}/aws-credentials",
+            )
+            # The development service accepts any key; these are not secrets.
+            secret_files.append(SecretFile(f"{SECRETS_DIR}/aws-credentials", _aws_credentials("dev", "dev"), API_UID))
         if cfg.s3_bucket:
             env.update(
                 S3_BUCKET=cfg.s3_bucket,

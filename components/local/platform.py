@@ -8,9 +8,10 @@ import pulumi
 
 from components.config import PlatformConfig
 from components.local.api import Api, ApiArgs
-from components.local.backups import Backups, BackupsArgs
+from components.local.backups import Backups, BackupsArgs, DevBucket
 from components.local.cache import Cache, CacheArgs
 from components.local.database import Database, DatabaseArgs
+from components.local.devs3 import DevS3
 from components.local.devtools import DevTools, DevToolsArgs
 from components.local.monitoring import Monitoring, MonitoringArgs
 from components.local.network import Network
@@ -82,11 +83,15 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             depends_on=(*database.objects.all, cache.container),
         ),
     )
+    dev_bucket = None
+    if cfg.dev_tools.s3:
+        dev_bucket = DevBucket(DevS3("dev-s3", names=names, network=network).endpoint)
     Backups(
         "backups",
         BackupsArgs(
             names=names,
             config=cfg.backups,
+            dev_bucket=dev_bucket,
             database=spec.name,
             backup_role=spec.role("backup").name,
             postgres_host=database.internal_host,

@@ -18,7 +18,7 @@ SUPERUSER_EQUIVALENT = frozenset(
     {"pg_execute_server_program", "pg_read_server_files", "pg_write_server_files", "rds_superuser"}
 )
 # Containers that are tools for a developer, not services of the platform.
-UNSCRAPED_COMPONENTS = frozenset({"pgadmin"})
+UNSCRAPED_COMPONENTS = frozenset({"pgadmin", "dev-s3"})
 
 
 def _role_limited(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:

@@ -1,0 +1,69 @@
+"""An S3-compatible bucket service for the dev stack, so the backups' off-site
+copy runs locally end to end.
+
+moto's server, built from app/Dockerfile (target `dev-s3`): the same S3
+implementation the test suite runs the copy against, and it runs as an
+unprivileged user with a read-only root. LocalStack, the seed's choice, runs as
+root, which the platform's policies refuse. Its buckets live in memory: a
+restart empties them, which is what a development copy may do.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+from components.build_context import context_digest
+from components.local.api import API_UID, APP_DIR
+from components.local.containers import ContainerSpec, hardened_container
+from components.local.network import Network
+from components.spec.naming import Names
+
+BUILD_INPUTS = ("Dockerfile", "requirements.txt", "requirements-dev-s3.txt", "wondernest_api")
+PORT = 4566
+MEMORY_BYTES = 256 * 1024 * 1024
+HEALTHCHECK = (
+    "import sys, urllib.request; "
+    f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{PORT}/moto-api/', timeout=2).status != 200)"
+)
+
+
+class DevS3(pulumi.ComponentResource):
+    endpoint: str
+    """Where the backups container reaches it, on the backend network."""
+
+    def __init__(
+        self, name: str, *, names: Names, network: Network, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("wondernest:local:DevS3", name, None, opts)
+        tag = context_digest(APP_DIR, BUILD_INPUTS)[:16]
+        image = docker.Image(
+            "dev-s3-image",
+            build=docker.DockerBuildArgs(context=str(APP_DIR), dockerfile=str(APP_DIR / "Dockerfile"), target="dev-s3"),
+            image_name=f"{names.app}-dev-s3:{tag}",
+            skip_push=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        hardened_container(
+            "dev-s3",
+            ContainerSpec(
+                name=names.resource("dev-s3"),
+                image=image.image_name,
+                user=f"{API_UID}:{API_UID}",
+                memory_bytes=MEMORY_BYTES,
+                networks=[(network.backend.name, ["dev-s3"])],
+                read_only=True,
+                tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=64m"},  # noqa: S108
+                healthcheck=docker.ContainerHealthcheckArgs(
+                    tests=["CMD", "python", "-c", HEALTHCHECK],
+                    interval="15s",
+                    timeout="3s",
+                    retries=3,
+                    start_period="20s",
+                ),
+                labels=names.labels("dev-s3"),
+            ),
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.endpoint = f"http://dev-s3:{PORT}"
+        self.register_outputs({"endpoint": self.endpoint})
