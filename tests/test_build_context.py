@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from components.build_context import context_digest
-from components.local.api import APP_DIR, BUILD_INPUTS
+from components.local.api import BUILD_INPUTS
+from components.local.images import APP_DIR
 
 
 @pytest.fixture

@@ -312,7 +312,8 @@ def test_the_api_runs_read_only_with_its_secrets_as_files(dev: Evaluation) -> No
 
 def test_the_api_image_is_tagged_by_its_content(dev: Evaluation) -> None:
     from components.build_context import context_digest
-    from components.local.api import APP_DIR, BUILD_INPUTS
+    from components.local.api import BUILD_INPUTS
+    from components.local.images import APP_DIR
 
     image = dev.named("docker:index/image:Image", "api-image").inputs
     assert image["imageName"] == f"wondernest-api:{context_digest(APP_DIR, BUILD_INPUTS)[:16]}"

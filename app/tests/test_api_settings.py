@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from wondernest_api.settings import SettingsError, load_settings
+from wondernest_api.envconfig import SettingsError
+from wondernest_api.settings import load_settings
 
 BASE = {
     "DB_HOST": "db",

@@ -13,11 +13,12 @@ from typing import Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from wondernest_api.envconfig import SettingsError
 from wondernest_backup import service
 from wondernest_backup.backup import Repository, verify
 from wondernest_backup.offsite import Offsite
 from wondernest_backup.service import BackupMetrics, cycle
-from wondernest_backup.settings import BackupSettings, SettingsError, load_settings
+from wondernest_backup.settings import BackupSettings, load_settings
 
 from tests.api_stack import APP_DIR
 from tests.servers import PostgresServer, free_port, postgres_server

@@ -13,7 +13,8 @@ import sys
 
 import orjson
 
-from wondernest_api.settings import Settings, SettingsError, load_settings
+from wondernest_api.envconfig import SettingsError
+from wondernest_api.settings import Settings, load_settings
 
 
 class _JsonFormatter(logging.Formatter):

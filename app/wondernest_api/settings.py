@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from wondernest_api.envconfig import SettingsError, load_from_env
 
 SECRET_VARIABLES = ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET")
 
@@ -101,43 +102,8 @@ class Settings(BaseModel):
         )
 
 
-class SettingsError(Exception):
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
-    raw: dict[str, object] = {}
-    problems: list[str] = []
-    for name in Settings.model_fields:
-        variable = name.upper()
-        file_variable = f"{variable}_FILE"
-        if file_variable in env:
-            if variable in env:
-                problems.append(f"{variable}: set either {variable} or {file_variable}, not both")
-                continue
-            path = Path(env[file_variable])
-            try:
-                raw[name] = path.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                problems.append(f"{file_variable}: cannot read {path}: {exc.strerror}")
-        elif variable in env:
-            raw[name] = env[variable]
-    try:
-        settings = Settings.model_validate(raw)
-    except ValidationError as exc:
-        for err in exc.errors():
-            variable = str(err["loc"][0]).upper() if err["loc"] else "?"
-            if err["type"] == "missing":
-                hint = f" (or {variable}_FILE)" if variable in SECRET_VARIABLES else ""
-                problems.append(f"{variable}: required and not set{hint}")
-            else:
-                problems.append(f"{variable}: {err['msg'].removeprefix('Value error, ')}")
-        raise SettingsError(problems) from None
-    if problems:
-        raise SettingsError(problems)
+    settings = load_from_env(Settings, os.environ if environ is None else environ, SECRET_VARIABLES)
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError(["DB_POOL_MIN: must not exceed DB_POOL_MAX"])
     return settings

@@ -7,10 +7,12 @@ import json
 import os
 import sys
 
+from wondernest_api.envconfig import SettingsError
+
 from wondernest_backup.backup import Repository, prune, restore, run, verify
 from wondernest_backup.offsite import Offsite
 from wondernest_backup.pgtools import BackupError
-from wondernest_backup.settings import SettingsError, load_settings
+from wondernest_backup.settings import load_settings
 
 
 def _pick(repo: Repository, backup_id: str | None, latest: bool) -> str:

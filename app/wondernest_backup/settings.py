@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from wondernest_api.envconfig import SettingsError, load_from_env
 
 from wondernest_backup.pgtools import Endpoint
 from wondernest_backup.retention import RetentionPolicy
@@ -79,32 +80,5 @@ class BackupSettings(BaseModel):
         )
 
 
-class SettingsError(Exception):
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
 def load_settings(environ: Mapping[str, str]) -> BackupSettings:
-    raw: dict[str, object] = {}
-    problems: list[str] = []
-    for name in BackupSettings.model_fields:
-        variable = name.upper()
-        if f"{variable}_FILE" in environ:
-            try:
-                raw[name] = Path(environ[f"{variable}_FILE"]).read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                problems.append(f"{variable}_FILE: cannot read it: {exc.strerror}")
-        elif variable in environ:
-            raw[name] = environ[variable]
-    try:
-        settings = BackupSettings.model_validate(raw)
-    except ValidationError as exc:
-        for err in exc.errors():
-            variable = str(err["loc"][0]).upper() if err["loc"] else "?"
-            message = "required and not set" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
-            problems.append(f"{variable}: {message}")
-        raise SettingsError(problems) from None
-    if problems:
-        raise SettingsError(problems)
-    return settings
+    return load_from_env(BackupSettings, environ, ("DB_PASSWORD", "RESTORE_DB_PASSWORD"))

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
 
-from components.build_context import context_digest
 from components.local.containers import (
     ContainerSpec,
     Publish,
@@ -17,11 +15,11 @@ from components.local.containers import (
     hardened_container,
     labelled_volume,
 )
+from components.local.images import app_image
 from components.local.network import Network
 from components.local.secrets import Secrets
 from components.spec.naming import Names
 
-APP_DIR = Path("app")
 # What app/Dockerfile copies, plus the Dockerfile: the image's whole input.
 BUILD_INPUTS = ("Dockerfile", "requirements.txt", "wondernest_api")
 API_UID = "1001"
@@ -66,18 +64,7 @@ class Api(pulumi.ComponentResource):
     def __init__(self, name: str, args: ApiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:local:Api", name, None, opts)
         names = args.names
-        tag = context_digest(APP_DIR, BUILD_INPUTS)[:16]
-        self.image = docker.Image(
-            "api-image",
-            build=docker.DockerBuildArgs(
-                context=str(APP_DIR),
-                dockerfile=str(APP_DIR / "Dockerfile"),
-                target="runtime",
-            ),
-            image_name=f"{names.app}-api:{tag}",
-            skip_push=True,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.image = app_image("api-image", names, target="runtime", inputs=BUILD_INPUTS, parent=self)
         secrets_volume = labelled_volume("api-secrets", names, "api", pulumi.ResourceOptions(parent=self))
         env = {
             "DB_HOST": args.postgres_host,

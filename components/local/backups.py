@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.build_context import context_digest
 from components.config import BackupsConfig
-from components.local.api import API_UID, APP_DIR
+from components.local.api import API_UID
 from components.local.containers import ContainerSpec, SecretFile, hardened_container, labelled_volume
+from components.local.images import app_image
 from components.local.network import Network
 from components.local.secrets import Secrets
 from components.spec.backups import METRICS_PORT
@@ -59,14 +59,7 @@ class Backups(pulumi.ComponentResource):
     def __init__(self, name: str, args: BackupsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:local:Backups", name, None, opts)
         names, cfg = args.names, args.config
-        tag = context_digest(APP_DIR, BUILD_INPUTS)[:16]
-        image = docker.Image(
-            "backup-image",
-            build=docker.DockerBuildArgs(context=str(APP_DIR), dockerfile=str(APP_DIR / "Dockerfile"), target="backup"),
-            image_name=f"{names.app}-backup:{tag}",
-            skip_push=True,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        image = app_image("backup-image", names, target="backup", inputs=BUILD_INPUTS, parent=self)
         # The dumps live here; they outlive any `pulumi destroy` that is not deliberate.
         backups = labelled_volume(
             "backups", names, "backups", pulumi.ResourceOptions(parent=self, protect=True), holds_data=True

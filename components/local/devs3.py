@@ -13,9 +13,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from components.build_context import context_digest
-from components.local.api import API_UID, APP_DIR
+from components.local.api import API_UID
 from components.local.containers import ContainerSpec, hardened_container
+from components.local.images import app_image
 from components.local.network import Network
 from components.spec.naming import Names
 
@@ -36,14 +36,7 @@ class DevS3(pulumi.ComponentResource):
         self, name: str, *, names: Names, network: Network, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("wondernest:local:DevS3", name, None, opts)
-        tag = context_digest(APP_DIR, BUILD_INPUTS)[:16]
-        image = docker.Image(
-            "dev-s3-image",
-            build=docker.DockerBuildArgs(context=str(APP_DIR), dockerfile=str(APP_DIR / "Dockerfile"), target="dev-s3"),
-            image_name=f"{names.app}-dev-s3:{tag}",
-            skip_push=True,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        image = app_image("dev-s3-image", names, target="dev-s3", inputs=BUILD_INPUTS, parent=self)
         hardened_container(
             "dev-s3",
             ContainerSpec(

@@ -1,0 +1,57 @@
+"""Settings from the environment, with a `<NAME>_FILE` variant for every value.
+
+Shared by the API and the backup tool (both in the same image): one loader,
+one way of naming every bad variable at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class SettingsError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def load_from_env(model: type[Model], env: Mapping[str, str], secret_variables: Iterable[str] = ()) -> Model:
+    """Each field `name` reads `NAME`, or the file `NAME_FILE` names (not both);
+    every problem is reported in one SettingsError."""
+    secrets = set(secret_variables)
+    raw: dict[str, object] = {}
+    problems: list[str] = []
+    for name in model.model_fields:
+        variable = name.upper()
+        file_variable = f"{variable}_FILE"
+        if file_variable in env:
+            if variable in env:
+                problems.append(f"{variable}: set either {variable} or {file_variable}, not both")
+                continue
+            path = Path(env[file_variable])
+            try:
+                raw[name] = path.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                problems.append(f"{file_variable}: cannot read {path}: {exc.strerror}")
+        elif variable in env:
+            raw[name] = env[variable]
+    try:
+        settings = model.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            variable = str(err["loc"][0]).upper() if err["loc"] else "?"
+            if err["type"] == "missing":
+                hint = f" (or {variable}_FILE)" if variable in secrets else ""
+                problems.append(f"{variable}: required and not set{hint}")
+            else:
+                problems.append(f"{variable}: {err['msg'].removeprefix('Value error, ')}")
+        raise SettingsError(problems) from None
+    if problems:
+        raise SettingsError(problems)
+    return settings
