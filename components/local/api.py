@@ -14,6 +14,7 @@ from components.local.containers import (
     SecretFile,
     hardened_container,
     labelled_volume,
+    python_probe,
 )
 from components.local.images import app_image
 from components.local.network import Network
@@ -27,10 +28,6 @@ CONTAINER_PORT = 8080
 # Docker refuses to copy files into a read-only root filesystem, but not into a
 # volume mounted on it: the secrets live on a volume of their own.
 SECRETS_DIR = "/run/secrets"
-HEALTHCHECK = (
-    "import sys, urllib.request; "
-    f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}/health', timeout=2).status != 200)"
-)
 
 
 @dataclass(frozen=True)
@@ -104,8 +101,10 @@ class Api(pulumi.ComponentResource):
                 read_only=True,
                 # A private tmpfs, the only writable path besides the secrets volume.
                 tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=64m"},  # noqa: S108
-                healthcheck=docker.ContainerHealthcheckArgs(
-                    tests=["CMD", "python", "-c", HEALTHCHECK],
+                healthcheck=python_probe(
+                    CONTAINER_PORT,
+                    "/health",
+                    request_timeout_s=2,
                     interval="10s",
                     timeout="3s",
                     retries=3,

@@ -11,7 +11,7 @@ import pulumi_docker as docker
 
 from components.config import BackupsConfig
 from components.local.api import API_UID
-from components.local.containers import ContainerSpec, SecretFile, hardened_container, labelled_volume
+from components.local.containers import ContainerSpec, SecretFile, hardened_container, labelled_volume, python_probe
 from components.local.images import app_image
 from components.local.network import Network
 from components.local.secrets import Secrets
@@ -21,10 +21,6 @@ from components.spec.naming import Names
 BUILD_INPUTS = ("Dockerfile", "requirements.txt", "requirements-backup.txt", "wondernest_api", "wondernest_backup")
 SECRETS_DIR = "/run/secrets"
 BACKUP_DIR = "/backups"
-HEALTHCHECK = (
-    "import sys, urllib.request; "
-    f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics', timeout=4).status != 200)"
-)
 
 
 @dataclass(frozen=True)
@@ -133,8 +129,10 @@ class Backups(pulumi.ComponentResource):
                 read_only=True,
                 tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=64m"},  # noqa: S108
                 shm_size_mb=256,
-                healthcheck=docker.ContainerHealthcheckArgs(
-                    tests=["CMD", "python", "-c", HEALTHCHECK],
+                healthcheck=python_probe(
+                    METRICS_PORT,
+                    "/metrics",
+                    request_timeout_s=4,
                     interval="30s",
                     timeout="5s",
                     retries=3,

@@ -63,6 +63,41 @@ class ContainerSpec:
     wait_timeout_s: int = 120
 
 
+def wget_probe(port: int, path: str) -> docker.ContainerHealthcheckArgs:
+    """A healthcheck for images that ship busybox (or alpine) wget and no shell tools beyond it."""
+    return docker.ContainerHealthcheckArgs(
+        tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{path}"],
+        interval="15s",
+        timeout="5s",
+        retries=5,
+        start_period="30s",
+    )
+
+
+def python_probe(
+    port: int,
+    path: str,
+    *,
+    request_timeout_s: int,
+    interval: str,
+    timeout: str,
+    retries: int,
+    start_period: str,
+) -> docker.ContainerHealthcheckArgs:
+    """A healthcheck for the images built from app/: they carry python but no wget or curl."""
+    script = (
+        "import sys, urllib.request; "
+        f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout={request_timeout_s}).status != 200)"
+    )
+    return docker.ContainerHealthcheckArgs(
+        tests=["CMD", "python", "-c", script],
+        interval=interval,
+        timeout=timeout,
+        retries=retries,
+        start_period=start_period,
+    )
+
+
 def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.ResourceOptions) -> docker.Container:
     memory_mb = max(spec.memory_bytes // MIB, 6)
     return docker.Container(

@@ -11,10 +11,9 @@ restart empties them, which is what a development copy may do.
 from __future__ import annotations
 
 import pulumi
-import pulumi_docker as docker
 
 from components.local.api import API_UID
-from components.local.containers import ContainerSpec, hardened_container
+from components.local.containers import ContainerSpec, hardened_container, python_probe
 from components.local.images import app_image
 from components.local.network import Network
 from components.spec.naming import Names
@@ -22,10 +21,6 @@ from components.spec.naming import Names
 BUILD_INPUTS = ("Dockerfile", "requirements.txt", "requirements-dev-s3.txt", "wondernest_api")
 PORT = 4566
 MEMORY_BYTES = 256 * 1024 * 1024
-HEALTHCHECK = (
-    "import sys, urllib.request; "
-    f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{PORT}/moto-api/', timeout=2).status != 200)"
-)
 
 
 class DevS3(pulumi.ComponentResource):
@@ -47,8 +42,10 @@ class DevS3(pulumi.ComponentResource):
                 networks=[(network.backend.name, ["dev-s3"])],
                 read_only=True,
                 tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=64m"},  # noqa: S108
-                healthcheck=docker.ContainerHealthcheckArgs(
-                    tests=["CMD", "python", "-c", HEALTHCHECK],
+                healthcheck=python_probe(
+                    PORT,
+                    "/moto-api/",
+                    request_timeout_s=2,
                     interval="15s",
                     timeout="3s",
                     retries=3,

@@ -21,6 +21,7 @@ from components.local.containers import (
     hardened_container,
     labelled_volume,
     remote_image,
+    wget_probe,
 )
 from components.local.network import Network
 from components.local.secrets import Secrets
@@ -37,17 +38,6 @@ PROMETHEUS_PORT = monitoring.PROMETHEUS_PORT
 ALERTMANAGER_PORT = monitoring.ALERTMANAGER_PORT
 GRAFANA_PORT = monitoring.GRAFANA_PORT
 RULES_FILE = "/etc/prometheus/rules/platform.yml"
-
-
-def _http_probe(port: int, path: str) -> docker.ContainerHealthcheckArgs:
-    # Every one of these images ships busybox (or alpine) wget.
-    return docker.ContainerHealthcheckArgs(
-        tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{path}"],
-        interval="15s",
-        timeout="5s",
-        retries=5,
-        start_period="30s",
-    )
 
 
 @dataclass(frozen=True)
@@ -114,7 +104,7 @@ class Monitoring(pulumi.ComponentResource):
                 ),
                 config_files={queries_file: monitoring.render_postgres_exporter_queries()},
                 secret_files=[SecretFile(pg_password_file, args.secrets.role_password("monitoring"), NOBODY)],
-                healthcheck=_http_probe(monitoring.POSTGRES_EXPORTER_PORT, "/"),
+                healthcheck=wget_probe(monitoring.POSTGRES_EXPORTER_PORT, "/"),
                 labels=names.labels("postgres-exporter"),
                 metrics_job="postgres",
             ),
@@ -145,7 +135,7 @@ class Monitoring(pulumi.ComponentResource):
                         REDIS_EXPORTER_UID,
                     )
                 ],
-                healthcheck=_http_probe(monitoring.REDIS_EXPORTER_PORT, "/health"),
+                healthcheck=wget_probe(monitoring.REDIS_EXPORTER_PORT, "/health"),
                 labels=names.labels("redis-exporter"),
                 metrics_job="redis",
             ),
@@ -196,7 +186,7 @@ class Monitoring(pulumi.ComponentResource):
                 },
                 secret_files=receiver_secrets,
                 volumes=[docker.ContainerVolumeArgs(volume_name=am_data.name, container_path="/alertmanager")],
-                healthcheck=_http_probe(ALERTMANAGER_PORT, "/-/healthy"),
+                healthcheck=wget_probe(ALERTMANAGER_PORT, "/-/healthy"),
                 labels=names.labels("alertmanager"),
                 metrics_job="alertmanager",
             ),
@@ -230,7 +220,7 @@ class Monitoring(pulumi.ComponentResource):
                 },
                 volumes=[docker.ContainerVolumeArgs(volume_name=tsdb.name, container_path="/prometheus")],
                 publish=[Publish(PROMETHEUS_PORT, args.config.prometheus_port, args.bind_address)],
-                healthcheck=_http_probe(PROMETHEUS_PORT, "/-/healthy"),
+                healthcheck=wget_probe(PROMETHEUS_PORT, "/-/healthy"),
                 labels=names.labels("prometheus"),
                 metrics_job="prometheus",
             ),
@@ -276,7 +266,7 @@ class Monitoring(pulumi.ComponentResource):
                 secret_files=[SecretFile(admin_password_file, args.secrets.get("grafana-admin"), GRAFANA_UID)],
                 volumes=[docker.ContainerVolumeArgs(volume_name=grafana_data.name, container_path="/var/lib/grafana")],
                 publish=[Publish(GRAFANA_PORT, args.config.grafana_port, args.bind_address)],
-                healthcheck=_http_probe(GRAFANA_PORT, "/api/health"),
+                healthcheck=wget_probe(GRAFANA_PORT, "/api/health"),
                 labels=names.labels("grafana"),
                 metrics_job="grafana",
             ),
