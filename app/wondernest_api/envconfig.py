@@ -8,11 +8,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 Model = TypeVar("Model", bound=BaseModel)
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class DatabaseSettings(BaseModel):
+    """The PostgreSQL connection both programs read: DB_HOST, DB_PORT, DB_NAME,
+    DB_USER, DB_PASSWORD(_FILE), DB_SSLMODE."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    db_host: str
+    db_port: Port = 5432
+    db_name: str
+    db_user: str
+    db_password: SecretStr
+    db_sslmode: str = "prefer"
 
 
 class SettingsError(Exception):

@@ -11,24 +11,14 @@ import os
 from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
-from wondernest_api.envconfig import SettingsError, load_from_env
+from wondernest_api.envconfig import DatabaseSettings, Port, SettingsError, load_from_env
 
 SECRET_VARIABLES = ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET")
 
-Port = Annotated[int, Field(ge=1, le=65535)]
 
-
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    db_host: str
-    db_port: Port = 5432
-    db_name: str
-    db_user: str
-    db_password: SecretStr
-    db_sslmode: str = "prefer"
+class Settings(DatabaseSettings):
     db_pool_min: Annotated[int, Field(ge=1, le=100)] = 2
     db_pool_max: Annotated[int, Field(ge=1, le=100)] = 10
 

@@ -7,24 +7,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from wondernest_api.envconfig import SettingsError, load_from_env
+from pydantic import Field, SecretStr, field_validator
+from wondernest_api.envconfig import DatabaseSettings, Port, SettingsError, load_from_env
 
 from wondernest_backup.pgtools import Endpoint
 from wondernest_backup.retention import RetentionPolicy
 
-Port = Annotated[int, Field(ge=1, le=65535)]
 
-
-class BackupSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    db_host: str
-    db_port: Port = 5432
-    db_name: str
-    db_user: str
-    db_password: SecretStr
-    db_sslmode: str = "prefer"
+class BackupSettings(DatabaseSettings):
     backup_dir: Path = Path("/backups")
     backup_schedule: str = "0 3 * * *"
     retention_last: Annotated[int, Field(ge=1)] = 7
