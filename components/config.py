@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
+from components.aws_sizes import CACHE_NODE_TYPES, FARGATE_MEMORY_MIB, RDS_CLASSES
 from components.spec.backups import schedule_period_seconds
 from components.spec.postgres_conf import TuningError, tune
 from components.spec.redis_conf import EvictionPolicy
@@ -258,6 +259,119 @@ class DevToolsConfig(_Model):
     )
 
 
+# The retention values CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")]
+_TAG_VALUE = r"^[A-Za-z0-9 _.:/=+@-]{1,256}$"
+
+
+def _one_of(known: Mapping[str, object]) -> Any:
+    def check(value: str) -> str:
+        if value not in known:
+            raise ValueError(f"not a known size; one of: {', '.join(known)}")
+        return value
+
+    return AfterValidator(check)
+
+
+class AwsConfig(_Model):
+    """The `aws` target: sizes, counts and retention; everything else is fixed by the platform."""
+
+    region: Region = "eu-west-1"
+    az_count: Annotated[int, Field(ge=2, le=6)] = 3
+    vpc_cidr: IPv4Network = IPv4Network("10.40.0.0/16")
+    single_nat_gateway: bool = False
+    """One NAT gateway for every AZ: cheaper, and one AZ's outage cuts the others' egress."""
+    owner: Annotated[str, Field(pattern=_TAG_VALUE)] = "platform-team"
+    cost_center: Annotated[str, Field(pattern=_TAG_VALUE)] = "wondernest"
+    db_instance_class: Annotated[str, _one_of(RDS_CLASSES)] = "db.m6g.large"
+    db_allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)] = 100
+    db_max_allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)] = 500
+    db_multi_az: bool = True
+    db_backup_retention_days: Annotated[int, Field(ge=14, le=35)] = 14
+    db_admin_host: str | None = None
+    """Where `pulumi up` reaches the database as its admin: unset means the RDS
+    endpoint itself (a runner inside the VPC); `127.0.0.1` with an SSM port-forward."""
+    db_admin_port: Port = 5432
+    cache_node_type: Annotated[str, _one_of(CACHE_NODE_TYPES)] = "cache.m6g.large"
+    cache_replicas: Annotated[int, Field(ge=1, le=5)] = 1
+    cache_snapshot_retention_days: Annotated[int, Field(ge=1, le=35)] = 7
+    api_cpu: Literal[256, 512, 1024, 2048, 4096] = 512
+    api_memory_mib: int = 1024
+    api_desired_count: Annotated[int, Field(ge=2, le=100)] = 2
+    api_min_count: Annotated[int, Field(ge=2, le=100)] = 2
+    api_max_count: Annotated[int, Field(ge=2, le=100)] = 10
+    api_cpu_target_percent: Annotated[int, Field(ge=20, le=90)] = 60
+    api_requests_per_target: Annotated[int, Field(ge=10, le=100_000)] = 1000
+    domain_name: Annotated[str, Field(pattern=r"^([a-z0-9-]+\.)+[a-z]{2,}$")] | None = None
+    certificate_arn: (
+        Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}$")] | None
+    ) = None
+    alert_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")] | None = None
+    log_retention_days: int = 90
+    backup_copy_region: Region | None = None
+    """A second region AWS Backup copies every recovery point to."""
+    backup_vault_lock_min_days: Annotated[int, Field(ge=1, le=36500)] = 7
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _log_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs accepts one of {', '.join(map(str, LOG_RETENTION_DAYS))}")
+        return value
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _vpc_size(cls, value: IPv4Network) -> IPv4Network:
+        if not 16 <= value.prefixlen <= 20 or not value.is_private:
+            raise ValueError("a private range from /16 to /20")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AwsConfig:
+        problems = []
+        if self.api_memory_mib not in FARGATE_MEMORY_MIB[self.api_cpu]:
+            allowed = FARGATE_MEMORY_MIB[self.api_cpu]
+            problems.append(
+                f"apiMemoryMib: Fargate with apiCpu {self.api_cpu} takes {allowed[0]} to {allowed[-1]} MiB "
+                f"in steps of {allowed[1] - allowed[0]}"
+            )
+        if not self.api_min_count <= self.api_desired_count <= self.api_max_count:
+            problems.append("apiDesiredCount: must lie between apiMinCount and apiMaxCount")
+        if self.db_max_allocated_storage_gb < self.db_allocated_storage_gb:
+            problems.append("dbMaxAllocatedStorageGb: must be at least dbAllocatedStorageGb")
+        if (self.domain_name is None) != (self.certificate_arn is None):
+            problems.append("domainName: domainName and certificateArn go together")
+        if self.backup_copy_region == self.region:
+            problems.append("backupCopyRegion: must differ from region")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
 class PlatformConfig(_Model):
     app_name: Annotated[str, AfterValidator(_app_name)] = "wondernest"
     """Lower-case letters and digits: it prefixes Docker names and Postgres roles alike."""
@@ -271,6 +385,29 @@ class PlatformConfig(_Model):
     backups: BackupsConfig = BackupsConfig()
     images: ImagesConfig = ImagesConfig()
     dev_tools: DevToolsConfig = DevToolsConfig()
+    aws: AwsConfig = AwsConfig()
+
+    @model_validator(mode="after")
+    def _target_sections(self) -> PlatformConfig:
+        problems = []
+        if self.target == "docker" and "aws" in self.model_fields_set:
+            problems.append("aws: only read by target 'aws'; remove it or set target: aws")
+        if self.target == "aws":
+            if self.dev_tools.enabled or self.dev_tools.s3:
+                problems.append("devTools: local tools only; not available with target 'aws'")
+            if self.backups.s3_bucket is not None:
+                problems.append("backups.s3Bucket: the aws target creates and owns its backup bucket")
+            if self.aws.db_instance_class in RDS_CLASSES:
+                memory = RDS_CLASSES[self.aws.db_instance_class].memory_bytes
+                try:
+                    tune(memory, self.postgres.max_connections)
+                except TuningError as exc:
+                    problems.append(
+                        f"postgres.maxConnections: with aws.dbInstanceClass {self.aws.db_instance_class}: {exc}"
+                    )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _check_ports(self) -> PlatformConfig:

@@ -13,6 +13,7 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.sync_await import _sync_await
 
 from components.program import main
+from tests.aws_mocks import AWS_CALLS, aws_mock_state
 
 PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
 CONTAINER_TYPE = "docker:index/container:Container"
@@ -42,6 +43,7 @@ class RecordingMonitor(MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         self.options[(request.type, request.name)] = {
             "protect": bool(request.protect),
+            "provider": request.provider,
             "parent": request.parent,
             "dependencies": list(request.dependencies),
             "additional_secret_outputs": list(request.additionalSecretOutputs),
@@ -62,10 +64,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
             digest = hashlib.sha256(args.inputs["name"].encode()).hexdigest()
             state["image_id"] = f"sha256:{digest}"
             state["repo_digest"] = f"{args.inputs['name']}@sha256:{digest}"
+        elif args.typ == "docker:index/image:Image" and "registry" in args.inputs:
+            name = str(args.inputs["imageName"])
+            state["repoDigest"] = f"{name.rsplit(':', 1)[0]}@sha256:{hashlib.sha256(name.encode()).hexdigest()}"
+        elif args.typ.startswith("aws:"):
+            return aws_mock_state(args.typ, args.name, state)
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        return AWS_CALLS.get(args.token, {}), []
 
 
 @dataclass
@@ -87,11 +94,11 @@ class Evaluation:
         return [fake_secret(d.name) for d in self.of_type(PASSWORD_TYPE)]
 
 
-def stack_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The dev stack's own file, with overrides applied on top."""
+def stack_config(overrides: Mapping[str, Any] | None = None, *, stack: str = "dev") -> dict[str, Any]:
+    """A stack's own file, with overrides applied on top."""
     import yaml
 
-    with open("Pulumi.dev.yaml", encoding="utf-8") as fh:
+    with open(f"Pulumi.{stack}.yaml", encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)["config"]
     config = {key.split(":", 1)[1]: value for key, value in raw.items()}
     config.update(overrides or {})

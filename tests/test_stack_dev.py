@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError
-from components.program import UnsupportedTargetError
 from tests.harness import CONTAINER_TYPE, Declared, Evaluation, declared_by, evaluate, stack_config
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -275,10 +274,11 @@ def test_invalid_config_declares_nothing() -> None:
     assert not declared_by(bad)
 
 
-def test_the_aws_target_is_refused_until_it_exists() -> None:
+def test_local_only_settings_are_refused_for_the_aws_target() -> None:
     config = stack_config({"target": "aws"})
-    with pytest.raises(UnsupportedTargetError, match="'aws'"):
+    with pytest.raises(ConfigError) as caught:
         evaluate(config)
+    assert caught.value.problems == ["wondernest:devTools = {...}: local tools only; not available with target 'aws'"]
     assert not declared_by(config)
 
 

@@ -26,6 +26,8 @@ class Settings(DatabaseSettings):
     redis_port: Port = 6379
     redis_user: str
     redis_password: SecretStr
+    redis_tls: bool = False
+    """TLS to Redis, verified against the system's CAs: ElastiCache with in-transit encryption."""
 
     jwt_secret: SecretStr
     jwt_issuer: str = "wondernest-api"
@@ -75,6 +77,7 @@ class Settings(DatabaseSettings):
             "port": self.redis_port,
             "username": self.redis_user,
             "password": self.redis_password.get_secret_value(),
+            "ssl": self.redis_tls,
         }
 
     def db_conninfo(self) -> str:

@@ -74,6 +74,15 @@ def wget_probe(port: int, path: str) -> docker.ContainerHealthcheckArgs:
     )
 
 
+def python_probe_command(port: int, path: str, *, request_timeout_s: int) -> list[str]:
+    """`CMD python -c ...`: exit 0 when GET 127.0.0.1:<port><path> answers 200."""
+    script = (
+        "import sys, urllib.request; "
+        f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout={request_timeout_s}).status != 200)"
+    )
+    return ["CMD", "python", "-c", script]
+
+
 def python_probe(
     port: int,
     path: str,
@@ -85,12 +94,8 @@ def python_probe(
     start_period: str,
 ) -> docker.ContainerHealthcheckArgs:
     """A healthcheck for the images built from app/: they carry python but no wget or curl."""
-    script = (
-        "import sys, urllib.request; "
-        f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout={request_timeout_s}).status != 200)"
-    )
     return docker.ContainerHealthcheckArgs(
-        tests=["CMD", "python", "-c", script],
+        tests=python_probe_command(port, path, request_timeout_s=request_timeout_s),
         interval=interval,
         timeout=timeout,
         retries=retries,

@@ -106,21 +106,10 @@ def _integrations(r: Receivers, severity: str) -> dict[str, object]:
     return integrations
 
 
-def render_alertmanager_config(receivers: Receivers) -> str:
-    global_: dict[str, object] = {"resolve_timeout": "5m"}
-    if receivers.email_to:
-        global_.update(
-            smtp_smarthost=receivers.smarthost,
-            smtp_from=receivers.email_from,
-            smtp_require_tls=True,
-        )
-        if receivers.smtp_username:
-            global_.update(smtp_auth_username=receivers.smtp_username, smtp_auth_password_file=SMTP_PASSWORD_FILE)
-    watchdog: dict[str, object] = {"name": "watchdog"}
-    if receivers.watchdog_url:
-        watchdog["webhook_configs"] = [{"url": receivers.watchdog_url, "send_resolved": False}]
-    config = {
-        "global": global_,
+def routing() -> dict[str, object]:
+    """The route tree and inhibitions both targets' Alertmanagers use; receivers
+    `default`, `critical`, `warning` and `watchdog` are each target's to define."""
+    return {
         "route": {
             "receiver": "default",
             "group_by": ["alertname", "job"],
@@ -153,6 +142,59 @@ def render_alertmanager_config(receivers: Receivers) -> str:
                 "equal": ["alertname", "instance"],
             }
         ],
+    }
+
+
+def render_amp_alertmanager_definition(*, topic_arn: str, region: str) -> str:
+    """Amazon Managed Prometheus' Alertmanager: the same routes, every severity
+    published to one SNS topic (AMP's only receiver kind), with the severity as
+    a message attribute subscribers can filter on."""
+
+    def sns(severity: str) -> dict[str, object]:
+        return {
+            "sns_configs": [
+                {
+                    "topic_arn": topic_arn,
+                    "sigv4": {"region": region},
+                    "send_resolved": True,
+                    "subject": f"[{severity.upper()}] {{{{ .CommonLabels.alertname }}}}",
+                    "attributes": {"severity": severity},
+                }
+            ]
+        }
+
+    inner = {
+        **routing(),
+        "receivers": [
+            {"name": "default"},
+            {"name": "critical", **sns("critical")},
+            {"name": "warning", **sns("warning")},
+            # AMP cannot call a dead man's switch URL; Watchdog's absence shows
+            # as a CloudWatch alarm on the alerts the workspace receives.
+            {"name": "watchdog"},
+        ],
+    }
+    body = yaml.safe_dump(inner, sort_keys=False, width=120)
+    # A block scalar, so a preview's diff of the definition reads line by line.
+    return "alertmanager_config: |\n" + "".join(f"  {line}\n" for line in body.splitlines())
+
+
+def render_alertmanager_config(receivers: Receivers) -> str:
+    global_: dict[str, object] = {"resolve_timeout": "5m"}
+    if receivers.email_to:
+        global_.update(
+            smtp_smarthost=receivers.smarthost,
+            smtp_from=receivers.email_from,
+            smtp_require_tls=True,
+        )
+        if receivers.smtp_username:
+            global_.update(smtp_auth_username=receivers.smtp_username, smtp_auth_password_file=SMTP_PASSWORD_FILE)
+    watchdog: dict[str, object] = {"name": "watchdog"}
+    if receivers.watchdog_url:
+        watchdog["webhook_configs"] = [{"url": receivers.watchdog_url, "send_resolved": False}]
+    config = {
+        "global": global_,
+        **routing(),
         "receivers": [
             {"name": "default"},
             {"name": "critical", **_integrations(receivers, "critical")},

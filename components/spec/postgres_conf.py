@@ -177,3 +177,42 @@ def _human(n_bytes: int) -> str:
     if n_bytes % MIB == 0:
         return f"{n_bytes // MIB}MiB"
     return f"{n_bytes} bytes"
+
+
+@dataclass(frozen=True)
+class RdsParameter:
+    name: str
+    value: str
+    apply_method: str = "immediate"
+
+
+def rds_parameters(tuning: PostgresTuning, *, slow_query_ms: int) -> list[RdsParameter]:
+    """The same decisions as `render_postgresql_conf`, in the units an RDS parameter
+    group takes (8 kB pages for the buffer sizes, kB for the work memories), plus
+    what RDS adds: TLS forced on every connection. Paths, listen addresses and
+    logging destinations are RDS's to set and are left out."""
+    reboot = "pending-reboot"
+    return [
+        RdsParameter("max_connections", str(tuning.max_connections), reboot),
+        RdsParameter("password_encryption", "scram-sha-256"),
+        RdsParameter("shared_buffers", str(tuning.shared_buffers_pages), reboot),
+        RdsParameter("effective_cache_size", str(tuning.effective_cache_size_pages)),
+        RdsParameter("work_mem", str(tuning.work_mem_kb)),
+        RdsParameter("maintenance_work_mem", str(tuning.maintenance_work_mem_kb)),
+        RdsParameter("random_page_cost", f"{tuning.random_page_cost}"),
+        RdsParameter("effective_io_concurrency", str(tuning.effective_io_concurrency)),
+        RdsParameter("checkpoint_completion_target", f"{tuning.checkpoint_completion_target}"),
+        RdsParameter("min_wal_size", "256"),
+        RdsParameter("max_wal_size", "2048"),
+        RdsParameter("wal_compression", "on"),
+        RdsParameter("shared_preload_libraries", "pg_stat_statements", reboot),
+        RdsParameter("pg_stat_statements.max", "10000", reboot),
+        RdsParameter("pg_stat_statements.track", "all"),
+        RdsParameter("track_io_timing", "on"),
+        RdsParameter("log_min_duration_statement", str(slow_query_ms)),
+        RdsParameter("log_lock_waits", "on"),
+        RdsParameter("log_temp_files", "0"),
+        RdsParameter("log_autovacuum_min_duration", "1000"),
+        RdsParameter("rds.force_ssl", "1"),
+        RdsParameter("ssl_min_protocol_version", "TLSv1.2"),
+    ]

@@ -1,0 +1,1 @@
+"""The platform on AWS: VPC, RDS, ElastiCache, ECS Fargate, Secrets Manager, AMP, AWS Backup."""

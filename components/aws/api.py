@@ -1,0 +1,319 @@
+"""The bundled API on ECS Fargate behind an ALB: ECR image by content hash,
+migrations as an init container, a metrics sidecar, autoscaling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.buckets import abort_uploads, expire_noncurrent, private_bucket
+from components.aws.monitoring import collector, remote_write_role
+from components.aws.network import HTTPS, Network
+from components.aws.registry import ecr_image
+from components.aws.secrets import Secrets
+from components.aws.tasks import (
+    Container,
+    HealthCheck,
+    execution_role,
+    log_group,
+    task_definition,
+)
+from components.local.api import API_UID, BUILD_INPUTS, CONTAINER_PORT
+from components.local.containers import python_probe_command
+from components.spec.naming import Names
+
+# ELBSecurityPolicy-TLS13-1-2-2021-06: TLS 1.3 and 1.2 only, forward-secret ciphers.
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+@dataclass(frozen=True)
+class ApiArgs:
+    names: Names
+    region: str
+    cpu: int
+    memory_mib: int
+    desired_count: int
+    min_count: int
+    max_count: int
+    cpu_target_percent: int
+    requests_per_target: int
+    db_pool_max: int
+    cors_allowed_origins: tuple[str, ...]
+    certificate_arn: str | None
+    domain_name: str | None
+    log_retention_days: int
+    database: str
+    db_user: str
+    postgres_host: pulumi.Output[str]
+    postgres_port: int
+    redis_host: pulumi.Output[str]
+    redis_port: int
+    cluster: aws.ecs.Cluster
+    network: Network
+    secrets: Secrets
+    remote_write_url: pulumi.Output[str]
+    workspace_arn: pulumi.Output[str]
+    elb_account_arn: pulumi.Output[str]
+    depends_on: tuple[pulumi.Resource, ...]
+
+
+class Api(pulumi.ComponentResource):
+    image_ref: pulumi.Output[str]
+    service: aws.ecs.Service
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ApiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("wondernest:aws:Api", name, None, opts)
+        names = args.names
+        child = pulumi.ResourceOptions(parent=self)
+        key_arn = args.secrets.key.arn
+        sgs = args.network.security_groups
+
+        self.image_ref = ecr_image(
+            "api", names, target="runtime", inputs=BUILD_INPUTS, kms_key_arn=key_arn, parent=self
+        )
+
+        logs = log_group(
+            "api-logs", names, "api", retention_days=args.log_retention_days, kms_key_arn=key_arn, parent=self
+        )
+        secret_env = {
+            "DB_PASSWORD": args.secrets.arns["postgres-app"],
+            "REDIS_PASSWORD": args.secrets.arns["redis-auth-token"],
+            "JWT_SECRET": args.secrets.arns["jwt-signing-key"],
+        }
+        env: dict[str, pulumi.Input[str]] = {
+            "DB_HOST": args.postgres_host,
+            "DB_PORT": str(args.postgres_port),
+            "DB_NAME": args.database,
+            "DB_USER": args.db_user,
+            "DB_SSLMODE": "require",
+            "DB_POOL_MAX": str(args.db_pool_max),
+            "REDIS_HOST": args.redis_host,
+            "REDIS_PORT": str(args.redis_port),
+            # An auth token authenticates ElastiCache's default user.
+            "REDIS_USER": "default",
+            "REDIS_TLS": "true",
+            "CORS_ALLOWED_ORIGINS": ",".join(args.cors_allowed_origins),
+            "PORT": str(CONTAINER_PORT),
+            # The task's security group admits only the ALB, whose addresses
+            # change: every peer that can connect is the ALB.
+            "FORWARDED_ALLOW_IPS": "*",
+        }
+        user = f"{API_UID}:{API_UID}"
+        migrate = Container(
+            name="migrate",
+            image=self.image_ref,
+            user=user,
+            essential=False,
+            command=("python", "-m", "wondernest_api", "migrate"),
+            environment=env,
+            secrets=secret_env,
+            mounts={"tmp": "/tmp"},  # noqa: S108 (a private per-task volume)
+        )
+        api = Container(
+            name="api",
+            image=self.image_ref,
+            user=user,
+            command=("python", "-m", "wondernest_api", "serve"),
+            environment=env,
+            secrets=secret_env,
+            port=CONTAINER_PORT,
+            health_check=HealthCheck(
+                tuple(python_probe_command(CONTAINER_PORT, "/health", request_timeout_s=2)),
+                interval=10,
+                timeout=3,
+                start_period=20,
+            ),
+            depends_on={"migrate": "SUCCESS"},
+            mounts={"tmp": "/tmp"},  # noqa: S108
+        )
+        sidecar = collector({"api": f"127.0.0.1:{CONTAINER_PORT}"}, names, args.remote_write_url, args.region)
+        task_role = remote_write_role("api-task-role", args.workspace_arn, self)
+        exec_role = execution_role(
+            "api-execution-role", secret_arns=list(secret_env.values()), kms_key_arn=key_arn, parent=self
+        )
+        task = task_definition(
+            "api-task",
+            family=names.resource("api"),
+            cpu=args.cpu,
+            memory_mib=args.memory_mib,
+            containers=[migrate, api, sidecar],
+            volumes=["tmp"],
+            log_group_name=logs.name,
+            region=args.region,
+            execution_role_arn=exec_role.arn,
+            task_role_arn=task_role.arn,
+            parent=self,
+        )
+
+        access_logs = private_bucket(
+            "alb-logs",
+            bucket_name=names.resource("alb-logs"),
+            kms_key_arn=None,
+            lifecycle=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=args.log_retention_days),
+                    noncurrent_version_expiration=expire_noncurrent(7),
+                    abort_incomplete_multipart_upload=abort_uploads(),
+                )
+            ],
+            extra_statements=[
+                {
+                    "Sid": "LoadBalancerWritesAccessLogs",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": args.elb_account_arn},
+                    "Action": "s3:PutObject",
+                    "Resource": pulumi.Output.concat(
+                        "arn:aws:s3:::", names.resource("alb-logs"), "/alb/AWSLogs/", args.secrets.account_id, "/*"
+                    ),
+                }
+            ],
+            parent=self,
+        )
+        alb = aws.lb.LoadBalancer(
+            "alb",
+            name=names.resource("api"),
+            load_balancer_type="application",
+            internal=False,
+            subnets=args.network.subnet_ids("public"),
+            security_groups=[sgs.alb.id],
+            drop_invalid_header_fields=True,
+            desync_mitigation_mode="strictest",
+            enable_deletion_protection=True,
+            idle_timeout=60,
+            access_logs=aws.lb.LoadBalancerAccessLogsArgs(bucket=access_logs.bucket, prefix="alb", enabled=True),
+            opts=child,
+        )
+        target_group = aws.lb.TargetGroup(
+            "api",
+            name=names.resource("api"),
+            port=CONTAINER_PORT,
+            protocol="HTTP",
+            target_type="ip",
+            vpc_id=args.network.vpc.id,
+            deregistration_delay=30,
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                path="/health",
+                matcher="200",
+                interval=15,
+                timeout=5,
+                healthy_threshold=2,
+                unhealthy_threshold=3,
+            ),
+            opts=child,
+        )
+        forward = [aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)]
+        if args.certificate_arn is not None:
+            listener = aws.lb.Listener(
+                "https",
+                load_balancer_arn=alb.arn,
+                port=HTTPS,
+                protocol="HTTPS",
+                ssl_policy=TLS_POLICY,
+                certificate_arn=args.certificate_arn,
+                default_actions=forward,
+                opts=child,
+            )
+            aws.lb.Listener(
+                "http",
+                load_balancer_arn=alb.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=[
+                    aws.lb.ListenerDefaultActionArgs(
+                        type="redirect",
+                        redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+                            protocol="HTTPS", port=str(HTTPS), status_code="HTTP_301"
+                        ),
+                    )
+                ],
+                opts=child,
+            )
+            self.url = pulumi.Output.from_input(f"https://{args.domain_name}")
+        else:
+            # No certificate yet: plain HTTP, which the policy pack refuses for
+            # prod until aws.certificateArn is set.
+            listener = aws.lb.Listener(
+                "http", load_balancer_arn=alb.arn, port=80, protocol="HTTP", default_actions=forward, opts=child
+            )
+            self.url = pulumi.Output.concat("http://", alb.dns_name)
+
+        self.service = aws.ecs.Service(
+            "api-service",
+            name=names.resource("api"),
+            cluster=args.cluster.arn,
+            task_definition=task.arn,
+            launch_type="FARGATE",
+            platform_version="1.4.0",
+            desired_count=args.desired_count,
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
+            health_check_grace_period_seconds=60,
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=args.network.subnet_ids("private"),
+                security_groups=[sgs.api.id],
+                assign_public_ip=False,
+            ),
+            load_balancers=[
+                aws.ecs.ServiceLoadBalancerArgs(
+                    target_group_arn=target_group.arn, container_name="api", container_port=CONTAINER_PORT
+                )
+            ],
+            propagate_tags="SERVICE",
+            enable_ecs_managed_tags=True,
+            enable_execute_command=False,
+            wait_for_steady_state=True,
+            # Autoscaling owns the running count once the service exists.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[listener, *args.depends_on], ignore_changes=["desiredCount"]
+            ),
+        )
+        scaling = aws.appautoscaling.Target(
+            "api-scaling",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=pulumi.Output.concat("service/", args.cluster.name, "/", self.service.name),
+            min_capacity=args.min_count,
+            max_capacity=args.max_count,
+            opts=child,
+        )
+        target_tracking = {
+            "cpu": (
+                aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                    predefined_metric_type="ECSServiceAverageCPUUtilization"
+                ),
+                args.cpu_target_percent,
+            ),
+            "requests": (
+                aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                    predefined_metric_type="ALBRequestCountPerTarget",
+                    resource_label=pulumi.Output.concat(alb.arn_suffix, "/", target_group.arn_suffix),
+                ),
+                args.requests_per_target,
+            ),
+        }
+        for key, (metric, target_value) in target_tracking.items():
+            aws.appautoscaling.Policy(
+                f"api-scale-on-{key}",
+                name=names.resource(f"api-{key}"),
+                policy_type="TargetTrackingScaling",
+                service_namespace=scaling.service_namespace,
+                scalable_dimension=scaling.scalable_dimension,
+                resource_id=scaling.resource_id,
+                target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
+                    predefined_metric_specification=metric,
+                    target_value=target_value,
+                    scale_in_cooldown=300,
+                    scale_out_cooldown=60,
+                ),
+                opts=child,
+            )
+        self.alb = alb
+        self.target_group = target_group
+        self.register_outputs({"url": self.url, "image": self.image_ref})

@@ -1,0 +1,106 @@
+"""ElastiCache Redis 7: a Multi-AZ replication group with failover, TLS and an auth token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.network import REDIS_PORT, Network
+from components.aws.secrets import Secrets
+from components.spec.naming import Names
+from components.spec.redis_conf import EvictionPolicy
+
+ENGINE_VERSION = "7.1"
+PARAMETER_FAMILY = "redis7"
+
+
+@dataclass(frozen=True)
+class CacheArgs:
+    names: Names
+    node_type: str
+    replicas: int
+    eviction_policy: EvictionPolicy
+    snapshot_retention_days: int
+    log_retention_days: int
+    network: Network
+    secrets: Secrets
+
+
+class Cache(pulumi.ComponentResource):
+    group: aws.elasticache.ReplicationGroup
+    endpoint: pulumi.Output[str]
+
+    def __init__(self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("wondernest:aws:Cache", name, None, opts)
+        names = args.names
+        child = pulumi.ResourceOptions(parent=self)
+        subnets = aws.elasticache.SubnetGroup(
+            "subnets",
+            name=names.resource("redis"),
+            description="Isolated subnets: no route out of the VPC",
+            subnet_ids=args.network.subnet_ids("isolated"),
+            opts=child,
+        )
+        parameters = aws.elasticache.ParameterGroup(
+            "parameters",
+            name=names.resource("redis7"),
+            family=PARAMETER_FAMILY,
+            description="The platform's eviction policy",
+            parameters=[
+                aws.elasticache.ParameterGroupParameterArgs(name="maxmemory-policy", value=args.eviction_policy)
+            ],
+            opts=child,
+        )
+        logs = {
+            kind: aws.cloudwatch.LogGroup(
+                f"{kind}-log",
+                name=f"/{names.app}/{names.stack}/redis/{kind}",
+                retention_in_days=args.log_retention_days,
+                kms_key_id=args.secrets.key.arn,
+                opts=child,
+            )
+            for kind in ("slow-log", "engine-log")
+        }
+        self.group = aws.elasticache.ReplicationGroup(
+            "redis",
+            replication_group_id=names.resource("redis"),
+            description=f"{names.resource('redis')}: sessions, rate limits and caches",
+            engine="redis",
+            engine_version=ENGINE_VERSION,
+            node_type=args.node_type,
+            num_cache_clusters=1 + args.replicas,
+            automatic_failover_enabled=True,
+            multi_az_enabled=True,
+            port=REDIS_PORT,
+            parameter_group_name=parameters.name,
+            subnet_group_name=subnets.name,
+            security_group_ids=[args.network.security_groups.redis.id],
+            transit_encryption_enabled=True,
+            transit_encryption_mode="required",
+            auth_token=args.secrets.value("redis-auth-token"),
+            auth_token_update_strategy="ROTATE",  # noqa: S106 (a strategy name, not a token)
+            at_rest_encryption_enabled=True,
+            kms_key_id=args.secrets.key.arn,
+            snapshot_retention_limit=args.snapshot_retention_days,
+            snapshot_window="01:00-02:00",
+            maintenance_window="sun:04:30-sun:05:30",
+            final_snapshot_identifier=names.resource("redis-final"),
+            auto_minor_version_upgrade=True,
+            apply_immediately=False,
+            log_delivery_configurations=[
+                aws.elasticache.ReplicationGroupLogDeliveryConfigurationArgs(
+                    destination=group.name,
+                    destination_type="cloudwatch-logs",
+                    log_format="json",
+                    log_type=kind,
+                )
+                for kind, group in logs.items()
+            ],
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["authToken"]),
+        )
+        self.host = self.group.primary_endpoint_address
+        self.port = REDIS_PORT
+        self.endpoint = pulumi.Output.concat(self.host, ":", str(REDIS_PORT))
+        self.register_outputs({"endpoint": self.endpoint})

@@ -1,0 +1,146 @@
+"""RDS PostgreSQL 15 in the isolated subnets, tuned by the same function as the
+container, with the roles, schemas and grants the local target applies."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.iam import service_role
+from components.aws.network import POSTGRES_PORT, Network
+from components.aws.secrets import Secrets
+from components.postgres.objects import DatabaseObjects, declare_database_objects
+from components.postgres.resources import AdminConnection
+from components.spec import postgres_conf
+from components.spec.database import DatabaseSpec
+from components.spec.naming import Names
+
+ENGINE_VERSION = "15"
+PARAMETER_FAMILY = "postgres15"
+BACKUP_WINDOW = "02:00-02:30"
+MAINTENANCE_WINDOW = "sun:03:30-sun:04:30"
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    names: Names
+    spec: DatabaseSpec
+    tuning: postgres_conf.PostgresTuning
+    slow_query_ms: int
+    instance_class: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    multi_az: bool
+    backup_retention_days: int
+    admin_host: str | None
+    admin_port: int
+    network: Network
+    secrets: Secrets
+
+
+class Database(pulumi.ComponentResource):
+    instance: aws.rds.Instance
+    objects: DatabaseObjects
+    master_secret_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("wondernest:aws:Database", name, None, opts)
+        names, spec = args.names, args.spec
+        child = pulumi.ResourceOptions(parent=self)
+        subnets = aws.rds.SubnetGroup(
+            "subnets",
+            name=names.resource("postgres"),
+            description="Isolated subnets: no route out of the VPC",
+            subnet_ids=args.network.subnet_ids("isolated"),
+            opts=child,
+        )
+        parameters = aws.rds.ParameterGroup(
+            "parameters",
+            name=names.resource("postgres15"),
+            family=PARAMETER_FAMILY,
+            description="Rendered from the platform's PostgreSQL tuning",
+            parameters=[
+                aws.rds.ParameterGroupParameterArgs(name=p.name, value=p.value, apply_method=p.apply_method)
+                for p in postgres_conf.rds_parameters(args.tuning, slow_query_ms=args.slow_query_ms)
+            ],
+            opts=child,
+        )
+        monitoring_role = service_role(
+            "enhanced-monitoring",
+            service="monitoring.rds.amazonaws.com",
+            description="RDS enhanced monitoring",
+            managed_policy_arns=["arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"],
+            parent=self,
+        )
+        key_arn = args.secrets.key.arn
+        self.instance = aws.rds.Instance(
+            "postgres",
+            identifier=names.resource("postgres"),
+            engine="postgres",
+            engine_version=ENGINE_VERSION,
+            instance_class=args.instance_class,
+            db_name=spec.name,
+            username=spec.admin_role,
+            manage_master_user_password=True,
+            master_user_secret_kms_key_id=key_arn,
+            port=POSTGRES_PORT,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[args.network.security_groups.postgres.id],
+            publicly_accessible=False,
+            parameter_group_name=parameters.name,
+            multi_az=args.multi_az,
+            storage_type="gp3",
+            allocated_storage=args.allocated_storage_gb,
+            max_allocated_storage=args.max_allocated_storage_gb,
+            storage_encrypted=True,
+            kms_key_id=key_arn,
+            ca_cert_identifier="rds-ca-rsa2048-g1",
+            iam_database_authentication_enabled=True,
+            backup_retention_period=args.backup_retention_days,
+            backup_window=BACKUP_WINDOW,
+            maintenance_window=MAINTENANCE_WINDOW,
+            copy_tags_to_snapshot=True,
+            delete_automated_backups=False,
+            deletion_protection=True,
+            skip_final_snapshot=False,
+            final_snapshot_identifier=names.resource("postgres-final"),
+            performance_insights_enabled=True,
+            performance_insights_kms_key_id=key_arn,
+            performance_insights_retention_period=7,
+            monitoring_interval=30,
+            monitoring_role_arn=monitoring_role.arn,
+            enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
+            auto_minor_version_upgrade=True,
+            allow_major_version_upgrade=False,
+            # Parameter and class changes wait for the maintenance window, so a
+            # reviewed `pulumi up` never restarts the database mid-day.
+            apply_immediately=False,
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        self.master_secret_arn = self.instance.master_user_secrets.apply(lambda s: str(s[0].secret_arn))
+        master = aws.secretsmanager.get_secret_version_output(
+            secret_id=self.master_secret_arn, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        admin = AdminConnection(
+            host=args.admin_host if args.admin_host is not None else self.instance.address,
+            port=args.admin_port,
+            user=spec.admin_role,
+            password=pulumi.Output.secret(master.secret_string.apply(lambda s: str(json.loads(s)["password"]))),
+            database=spec.name,
+            # rds.force_ssl refuses anything else; the tunnel's 127.0.0.1 does
+            # not match the certificate's name, so the chain is not pinned here.
+            sslmode="require",
+        )
+        self.objects = declare_database_objects(
+            spec,
+            password_for=args.secrets.role_password,
+            connection=admin,
+            parent=self,
+            depends_on=[self.instance],
+        )
+        self.port = POSTGRES_PORT
+        self.endpoint = pulumi.Output.concat(self.instance.address, ":", str(POSTGRES_PORT))
+        self.register_outputs({"endpoint": self.endpoint, "masterSecretArn": self.master_secret_arn})

@@ -1,0 +1,304 @@
+"""The whole platform on AWS, from the same spec as the local target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.api import Api, ApiArgs
+from components.aws.backups import Backups, BackupsArgs
+from components.aws.cache import Cache, CacheArgs
+from components.aws.database import Database, DatabaseArgs
+from components.aws.monitoring import Monitoring, MonitoringArgs
+from components.aws.network import Network, NetworkArgs
+from components.aws.secrets import Secrets
+from components.aws_sizes import RDS_CLASSES
+from components.config import PlatformConfig
+from components.spec.alerts import AlertThresholds
+from components.spec.backups import max_backup_age_seconds
+from components.spec.database import database_spec
+from components.spec.naming import Names
+from components.spec.postgres_conf import tune
+
+
+def default_tags(cfg: PlatformConfig, names: Names) -> dict[str, str]:
+    return {
+        "app": names.app,
+        "environment": names.stack,
+        "owner": cfg.aws.owner,
+        "cost-center": cfg.aws.cost_center,
+        "managed-by": "pulumi",
+    }
+
+
+class Platform(pulumi.ComponentResource):
+    """Every AWS resource is a child of this one, through one explicit provider
+    that carries the region and the tags every taggable resource gets."""
+
+    outputs: dict[str, Any]
+
+    def __init__(
+        self, name: str, cfg: PlatformConfig, names: Names, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        aws_cfg = cfg.aws
+        tags = default_tags(cfg, names)
+        provider = aws.Provider(
+            "aws",
+            region=aws_cfg.region,
+            default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
+            opts=opts,
+        )
+        super().__init__(
+            "wondernest:aws:Platform",
+            name,
+            None,
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers={"aws": provider})),
+        )
+        child = pulumi.ResourceOptions(parent=self)
+        region = aws_cfg.region
+        secrets = Secrets("secrets", names=names, region=region, opts=child)
+        network = Network(
+            "network",
+            NetworkArgs(
+                names=names,
+                region=region,
+                cidr=aws_cfg.vpc_cidr,
+                az_count=aws_cfg.az_count,
+                single_nat_gateway=aws_cfg.single_nat_gateway,
+                log_retention_days=aws_cfg.log_retention_days,
+                kms_key_arn=secrets.key.arn,
+            ),
+            opts=child,
+        )
+        spec = database_spec(names)
+        database = Database(
+            "database",
+            DatabaseArgs(
+                names=names,
+                spec=spec,
+                tuning=tune(RDS_CLASSES[aws_cfg.db_instance_class].memory_bytes, cfg.postgres.max_connections),
+                slow_query_ms=cfg.postgres.slow_query_ms,
+                instance_class=aws_cfg.db_instance_class,
+                allocated_storage_gb=aws_cfg.db_allocated_storage_gb,
+                max_allocated_storage_gb=aws_cfg.db_max_allocated_storage_gb,
+                multi_az=aws_cfg.db_multi_az,
+                backup_retention_days=aws_cfg.db_backup_retention_days,
+                admin_host=aws_cfg.db_admin_host,
+                admin_port=aws_cfg.db_admin_port,
+                network=network,
+                secrets=secrets,
+            ),
+            opts=child,
+        )
+        cache = Cache(
+            "cache",
+            CacheArgs(
+                names=names,
+                node_type=aws_cfg.cache_node_type,
+                replicas=aws_cfg.cache_replicas,
+                eviction_policy=cfg.redis.eviction_policy,
+                snapshot_retention_days=aws_cfg.cache_snapshot_retention_days,
+                log_retention_days=aws_cfg.log_retention_days,
+                network=network,
+                secrets=secrets,
+            ),
+            opts=child,
+        )
+        thresholds = AlertThresholds(
+            slo_objective=cfg.alerting.slo_objective,
+            latency_p99_seconds=cfg.alerting.latency_p99_seconds,
+            database=spec.name,
+            backup_max_age_seconds=max_backup_age_seconds(cfg.backups.schedule),
+        )
+        observability = Monitoring(
+            "monitoring",
+            MonitoringArgs(
+                names=names,
+                region=region,
+                thresholds=thresholds,
+                slo_objective=cfg.alerting.slo_objective,
+                alert_email=aws_cfg.alert_email,
+                log_retention_days=aws_cfg.log_retention_days,
+                secrets=secrets,
+            ),
+            opts=child,
+        )
+        cluster = aws.ecs.Cluster(
+            "cluster",
+            name=names.resource("cluster"),
+            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+            opts=child,
+        )
+        elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        api = Api(
+            "api",
+            ApiArgs(
+                names=names,
+                region=region,
+                cpu=aws_cfg.api_cpu,
+                memory_mib=aws_cfg.api_memory_mib,
+                desired_count=aws_cfg.api_desired_count,
+                min_count=aws_cfg.api_min_count,
+                max_count=aws_cfg.api_max_count,
+                cpu_target_percent=aws_cfg.api_cpu_target_percent,
+                requests_per_target=aws_cfg.api_requests_per_target,
+                db_pool_max=cfg.api.db_pool_max,
+                cors_allowed_origins=cfg.api.cors_allowed_origins,
+                certificate_arn=aws_cfg.certificate_arn,
+                domain_name=aws_cfg.domain_name,
+                log_retention_days=aws_cfg.log_retention_days,
+                database=spec.name,
+                db_user=spec.role("app").name,
+                postgres_host=database.instance.address,
+                postgres_port=database.port,
+                redis_host=cache.host,
+                redis_port=cache.port,
+                cluster=cluster,
+                network=network,
+                secrets=secrets,
+                remote_write_url=observability.remote_write_url,
+                workspace_arn=observability.workspace.arn,
+                elb_account_arn=elb_account.arn,
+                depends_on=(*database.objects.all, cache.group),
+            ),
+            opts=child,
+        )
+        observability.exporters(
+            cluster=cluster,
+            network=network,
+            postgres_host=database.instance.address,
+            postgres_port=database.port,
+            database=spec.name,
+            monitoring_role=spec.role("monitoring").name,
+            redis_host=cache.host,
+            redis_port=cache.port,
+            postgres_exporter_image=cfg.images.postgres_exporter,
+            redis_exporter_image=cfg.images.redis_exporter,
+        )
+        backups = Backups(
+            "backups",
+            BackupsArgs(
+                names=names,
+                region=region,
+                config=cfg.backups,
+                copy_region=aws_cfg.backup_copy_region,
+                vault_lock_min_days=aws_cfg.backup_vault_lock_min_days,
+                log_retention_days=aws_cfg.log_retention_days,
+                database=spec.name,
+                backup_role=spec.role("backup").name,
+                postgres_host=database.instance.address,
+                postgres_port=database.port,
+                db_instance_arn=database.instance.arn,
+                cluster=cluster,
+                network=network,
+                secrets=secrets,
+                remote_write_url=observability.remote_write_url,
+                workspace_arn=observability.workspace.arn,
+                default_tags=tags,
+                depends_on=tuple(database.objects.all),
+            ),
+            opts=child,
+        )
+        _alarms(observability, database, cache, api)
+        self.outputs = {
+            "apiUrl": api.url,
+            "grafanaUrl": observability.grafana_url,
+            "prometheusEndpoint": observability.workspace.prometheus_endpoint,
+            "alertsTopicArn": observability.topic.arn,
+            "postgresEndpoint": database.endpoint,
+            "postgresDatabase": spec.name,
+            "postgresMasterSecretArn": database.master_secret_arn,
+            "redisEndpoint": cache.endpoint,
+            "roles": {role.key: role.name for role in spec.roles},
+            "secretArns": secrets.arns,
+            "backupVault": backups.vault.name,
+            "backupBucket": backups.bucket.bucket,
+            "kmsKeyArn": secrets.key.arn,
+        }
+        self.register_outputs(self.outputs)
+
+
+def _alarms(observability: Monitoring, database: Database, cache: Cache, api: Api) -> None:
+    """What only CloudWatch sees: the database host, the cache engine, the ALB's
+    own errors, and the alert pipeline itself."""
+    db = {"DBInstanceIdentifier": database.instance.identifier}
+    observability.alarm(
+        "rds-free-storage",
+        description="RDS free storage under 10 GiB: autoscaling is at its ceiling or cannot keep up",
+        namespace="AWS/RDS",
+        metric="FreeStorageSpace",
+        dimensions=db,
+        statistic="Minimum",
+        comparison="LessThanThreshold",
+        threshold=10 * 1024**3,
+    )
+    observability.alarm(
+        "rds-cpu",
+        description="RDS CPU above 80% for 15 minutes",
+        namespace="AWS/RDS",
+        metric="CPUUtilization",
+        dimensions=db,
+        statistic="Average",
+        comparison="GreaterThanThreshold",
+        threshold=80,
+    )
+    observability.alarm(
+        "rds-freeable-memory",
+        description="RDS freeable memory under 256 MiB: the instance is swapping or about to",
+        namespace="AWS/RDS",
+        metric="FreeableMemory",
+        dimensions=db,
+        statistic="Minimum",
+        comparison="LessThanThreshold",
+        threshold=256 * 1024**2,
+    )
+    observability.alarm(
+        "redis-engine-cpu",
+        description="Redis engine CPU above 80%: its single thread is saturated",
+        namespace="AWS/ElastiCache",
+        metric="EngineCPUUtilization",
+        dimensions={"ReplicationGroupId": cache.group.replication_group_id},
+        statistic="Average",
+        comparison="GreaterThanThreshold",
+        threshold=80,
+    )
+    observability.alarm(
+        "alb-5xx",
+        description="The load balancer itself answered 5xx (no healthy target, or targets unreachable)",
+        namespace="AWS/ApplicationELB",
+        metric="HTTPCode_ELB_5XX_Count",
+        dimensions={"LoadBalancer": api.alb.arn_suffix},
+        statistic="Sum",
+        comparison="GreaterThanThreshold",
+        threshold=10,
+        period=60,
+        periods=5,
+        missing="notBreaching",
+    )
+    observability.alarm(
+        "alb-unhealthy-targets",
+        description="Targets failing the load balancer's health check",
+        namespace="AWS/ApplicationELB",
+        metric="UnHealthyHostCount",
+        dimensions={"LoadBalancer": api.alb.arn_suffix, "TargetGroup": api.target_group.arn_suffix},
+        statistic="Maximum",
+        comparison="GreaterThanThreshold",
+        threshold=0,
+        period=60,
+        periods=5,
+    )
+    # Watchdog fires for ever; when the workspace stops receiving alerts, rule
+    # evaluation or the Alertmanager path is broken and nothing else would say so.
+    observability.alarm(
+        "alert-pipeline",
+        description="The Prometheus workspace's Alertmanager received no alerts: Watchdog is not arriving",
+        namespace="AWS/Prometheus",
+        metric="AlertManagerAlertsReceived",
+        dimensions={"Workspace": observability.workspace.id},
+        statistic="Sum",
+        comparison="LessThanThreshold",
+        threshold=1,
+        missing="breaching",
+    )

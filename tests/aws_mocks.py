@@ -1,0 +1,161 @@
+"""What AWS would answer: ids, ARNs and endpoints shaped like the real ones.
+
+Each resource's outputs are derived from its logical name alone, so two
+evaluations see the same values and a test can predict them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+MASTER_PASSWORD = "RdsManaged" + "0" * 22
+
+
+def _hex(name: str, n: int) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:n]
+
+
+def _uuid(name: str) -> str:
+    return str(uuid.UUID(_hex(name, 32)))
+
+
+# Resource id prefixes EC2 uses, by type.
+_EC2_IDS = {
+    "aws:ec2/vpc:Vpc": "vpc",
+    "aws:ec2/subnet:Subnet": "subnet",
+    "aws:ec2/securityGroup:SecurityGroup": "sg",
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "sg",
+    "aws:ec2/internetGateway:InternetGateway": "igw",
+    "aws:ec2/natGateway:NatGateway": "nat",
+    "aws:ec2/eip:Eip": "eipalloc",
+    "aws:ec2/routeTable:RouteTable": "rtb",
+    "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce",
+    "aws:ec2/flowLog:FlowLog": "fl",
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "sgr",
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr",
+}
+
+
+def aws_mock_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    state = dict(inputs)
+    module = typ.split(":")[1].split("/")[0]
+    physical = str(inputs.get("name") or f"{name}-{_hex(name, 7)}")
+    state.setdefault("name", physical)
+    state.setdefault("arn", f"arn:aws:{module}:{REGION}:{ACCOUNT}:{physical}")
+    rid = f"{_EC2_IDS[typ]}-{_hex(name, 17)}" if typ in _EC2_IDS else physical
+    if typ == "aws:kms/key:Key":
+        rid = _uuid(name)
+        state.update(arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{rid}", keyId=rid)
+    elif typ == "aws:iam/role:Role":
+        state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{physical}"
+    elif typ == "aws:secretsmanager/secret:Secret":
+        state["arn"] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{physical}-{_hex(name, 6)}"
+        rid = state["arn"]
+    elif typ == "aws:rds/instance:Instance":
+        ident = inputs["identifier"]
+        state.update(
+            arn=f"arn:aws:rds:{REGION}:{ACCOUNT}:db:{ident}",
+            address=f"{ident}.c{_hex(name, 11)}.{REGION}.rds.amazonaws.com",
+            masterUserSecrets=[
+                {
+                    "secretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!db-{_uuid(name)}-AbCdEf",
+                    "kmsKeyId": inputs.get("masterUserSecretKmsKeyId"),
+                    "secretStatus": "active",
+                }
+            ],
+        )
+        rid = ident
+    elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+        group = inputs["replicationGroupId"]
+        state.update(
+            arn=f"arn:aws:elasticache:{REGION}:{ACCOUNT}:replicationgroup:{group}",
+            primaryEndpointAddress=f"master.{group}.{_hex(name, 6)}.euw1.cache.amazonaws.com",
+        )
+        rid = group
+    elif typ == "aws:amp/workspace:Workspace":
+        rid = f"ws-{_uuid(name)}"
+        state.update(
+            arn=f"arn:aws:aps:{REGION}:{ACCOUNT}:workspace/{rid}",
+            prometheusEndpoint=f"https://aps-workspaces.{REGION}.amazonaws.com/workspaces/{rid}/",
+        )
+    elif typ == "aws:grafana/workspace:Workspace":
+        rid = f"g-{_hex(name, 10)}"
+        state["endpoint"] = f"{rid}.grafana-workspace.{REGION}.amazonaws.com"
+    elif typ == "aws:grafana/workspaceServiceAccount:WorkspaceServiceAccount":
+        state["serviceAccountId"] = _hex(name, 8)
+    elif typ == "aws:grafana/workspaceServiceAccountToken:WorkspaceServiceAccountToken":
+        state["key"] = "glsa_" + _hex(name + "token", 32)
+    elif typ in ("aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup"):
+        kind = "loadbalancer/app" if typ.endswith("LoadBalancer") else "targetgroup"
+        suffix = f"{'app/' if kind != 'targetgroup' else 'targetgroup/'}{physical}/{_hex(name, 16)}"
+        state.update(
+            arn=f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:{kind}/{physical}/{_hex(name, 16)}",
+            arnSuffix=suffix,
+            dnsName=f"{physical}-{_hex(name, 9)}.{REGION}.elb.amazonaws.com",
+        )
+        rid = state["arn"]
+    elif typ == "aws:ecs/cluster:Cluster":
+        state["arn"] = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{physical}"
+    elif typ == "aws:ecs/taskDefinition:TaskDefinition":
+        state["arn"] = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{inputs['family']}:1"
+        rid = inputs["family"]
+    elif typ == "aws:ecr/repository:Repository":
+        state.update(
+            registryId=ACCOUNT,
+            repositoryUrl=f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{physical}",
+            arn=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{physical}",
+        )
+    elif typ == "aws:s3/bucket:Bucket":
+        state.update(bucket=inputs["bucket"], arn=f"arn:aws:s3:::{inputs['bucket']}")
+        rid = inputs["bucket"]
+    elif typ == "aws:sns/topic:Topic":
+        state["arn"] = f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"
+    elif typ == "aws:cloudwatch/logGroup:LogGroup":
+        state["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{physical}"
+    elif typ == "aws:backup/vault:Vault":
+        state["arn"] = f"arn:aws:backup:{REGION}:{ACCOUNT}:backup-vault:{physical}"
+    elif typ == "aws:backup/plan:Plan":
+        rid = _uuid(name)
+    return rid, state
+
+
+AWS_CALLS: dict[str, dict[str, Any]] = {
+    "aws:index/getAvailabilityZones:getAvailabilityZones": {
+        "id": REGION,
+        "names": ZONES,
+        "zoneIds": ["euw1-az1", "euw1-az2", "euw1-az3"],
+        "groupNames": [REGION],
+    },
+    "aws:index/getCallerIdentity:getCallerIdentity": {
+        "id": ACCOUNT,
+        "accountId": ACCOUNT,
+        "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
+        "userId": "AIDAEXAMPLE",
+    },
+    "aws:index/getPartition:getPartition": {
+        "id": "aws",
+        "partition": "aws",
+        "dnsSuffix": "amazonaws.com",
+        "reverseDnsPrefix": "com.amazonaws",
+    },
+    "aws:ecr/getAuthorizationToken:getAuthorizationToken": {
+        "id": REGION,
+        "userName": "AWS",
+        "password": "EcrToken" + "1" * 24,
+        "authorizationToken": "QVdTOkVjclRva2Vu",
+        "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com",
+        "expiresAt": "2026-11-27T06:00:00Z",
+    },
+    "aws:secretsmanager/getSecretVersion:getSecretVersion": {
+        "id": "rds-master",
+        "secretString": json.dumps({"username": "postgres", "password": MASTER_PASSWORD}),
+        "versionStages": ["AWSCURRENT"],
+    },
+    "aws:elb/getServiceAccount:getServiceAccount": {"id": "156460612806", "arn": "arn:aws:iam::156460612806:root"},
+}

@@ -1,0 +1,511 @@
+"""The prod stack under Pulumi's mock runtime, with AWS-shaped ids, ARNs and endpoints."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from components.aws_sizes import RDS_CLASSES
+from components.config import ConfigError
+from components.local.monitoring import RULES_FILE
+from components.spec.alerts import AlertThresholds, render_rule_file, rule_groups
+from components.spec.backups import max_backup_age_seconds
+from components.spec.dashboards import DASHBOARDS_DIR
+from components.spec.postgres_conf import rds_parameters, tune
+from tests.aws_mocks import ACCOUNT, MASTER_PASSWORD
+from tests.harness import CONTAINER_TYPE, Declared, Evaluation, declared_by, evaluate, fake_secret, stack_config
+from tests.test_stack_dev import DYNAMIC, is_secret, unwrap
+
+CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+TASK_DEF = "aws:ecs/taskDefinition:TaskDefinition"
+SERVICE = "aws:ecs/service:Service"
+SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+SECRET = "aws:secretsmanager/secret:Secret"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+# Resources AWS does not tag, or that are not AWS resources at all.
+UNTAGGABLE_PREFIXES = ("pulumi:providers:", "wondernest:", "random:", "docker:", "grafana:", DYNAMIC)
+
+
+def prod_config(aws: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    config = stack_config(stack="prod")
+    config["aws"] = {**config["aws"], **(aws or {})}
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def prod() -> Evaluation:
+    """Prod as it is run: the file, plus the certificate and alert address it asks for."""
+    return evaluate(
+        prod_config({"domainName": "api.example.com", "certificateArn": CERT, "alertEmail": "oncall@example.com"}),
+        stack="prod",
+    )
+
+
+@pytest.fixture(scope="module")
+def prod_as_committed() -> Evaluation:
+    return evaluate(stack_config(stack="prod"), stack="prod")
+
+
+def by_name(ev: Evaluation, typ: str) -> dict[str, dict[str, Any]]:
+    return {d.name: unwrap(d.inputs) for d in ev.of_type(typ)}
+
+
+def containers(ev: Evaluation, family_suffix: str) -> dict[str, dict[str, Any]]:
+    [task] = [d for d in ev.of_type(TASK_DEF) if d.inputs["family"].endswith(family_suffix)]
+    return {c["name"]: c for c in json.loads(task.inputs["containerDefinitions"])}
+
+
+def test_every_component_is_declared_under_one_tagged_provider(prod: Evaluation) -> None:
+    components = {d.typ for d in prod.declared if d.typ.startswith("wondernest:aws:")}
+    assert components == {
+        f"wondernest:aws:{c}"
+        for c in ("Platform", "Network", "Secrets", "Database", "Cache", "Api", "Monitoring", "Backups")
+    }
+    provider = prod.named("pulumi:providers:aws", "aws").inputs
+    assert provider["region"] == "eu-west-1"
+    assert json.loads(provider["defaultTags"])["tags"] == {
+        "app": "wondernest",
+        "environment": "prod",
+        "owner": "platform-team",
+        "cost-center": "wondernest",
+        "managed-by": "pulumi",
+    }
+
+
+def test_every_aws_resource_goes_through_the_tagged_provider(prod: Evaluation) -> None:
+    aws_resources = [d for d in prod.declared if d.typ.startswith("aws:")]
+    assert len(aws_resources) > 150
+    untagged = [d.name for d in aws_resources if "::aws::" not in (d.options.get("provider") or "")]
+    assert untagged == []
+
+
+def test_network_spans_three_azs_in_three_tiers_with_a_nat_per_az(prod: Evaluation) -> None:
+    subnets = by_name(prod, "aws:ec2/subnet:Subnet")
+    assert sorted(subnets) == sorted(f"{t}-{i}" for t in ("public", "private", "isolated") for i in range(3))
+    assert {s["availabilityZone"] for s in subnets.values()} == {"eu-west-1a", "eu-west-1b", "eu-west-1c"}
+    assert all(s["mapPublicIpOnLaunch"] is False for s in subnets.values())
+    assert len(prod.of_type("aws:ec2/natGateway:NatGateway")) == 3
+    routes = by_name(prod, "aws:ec2/routeTable:RouteTable")
+    assert "routes" not in routes["isolated-rt"] or routes["isolated-rt"]["routes"] == []
+    nat_routes = {r["routes"][0]["natGatewayId"] for k, r in routes.items() if k.startswith("private-rt-")}
+    assert len(nat_routes) == 3
+    default_sg = prod.named("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", "default-sg").inputs
+    assert default_sg["ingress"] == [] and default_sg["egress"] == []
+
+
+def test_a_single_nat_gateway_when_configured() -> None:
+    ev = evaluate(prod_config({"singleNatGateway": True, "azCount": 2}), stack="prod")
+    assert len(ev.of_type("aws:ec2/natGateway:NatGateway")) == 1
+    assert len(ev.of_type("aws:ec2/subnet:Subnet")) == 6
+
+
+def test_flow_logs_and_endpoints(prod: Evaluation) -> None:
+    flow = prod.named("aws:ec2/flowLog:FlowLog", "flow-log").inputs
+    assert flow["trafficType"] == "ALL" and flow["logDestinationType"] == "cloud-watch-logs"
+    log = prod.named(LOG_GROUP, "flow-logs").inputs
+    assert log["retentionInDays"] == 90 and log["kmsKeyId"].startswith("arn:aws:kms:")
+    endpoints = {e["serviceName"]: e for e in by_name(prod, "aws:ec2/vpcEndpoint:VpcEndpoint").values()}
+    assert endpoints["com.amazonaws.eu-west-1.s3"]["vpcEndpointType"] == "Gateway"
+    for service in ("ecr.api", "ecr.dkr", "logs", "secretsmanager"):
+        endpoint = endpoints[f"com.amazonaws.eu-west-1.{service}"]
+        assert endpoint["vpcEndpointType"] == "Interface" and endpoint["privateDnsEnabled"] is True
+
+
+def test_security_groups_chain_alb_to_api_to_data_and_every_rule_says_why(prod: Evaluation) -> None:
+    rules = [*prod.of_type(SG_INGRESS), *prod.of_type(SG_EGRESS)]
+    assert all(r.inputs.get("description") for r in rules)
+    open_ingress = sorted(
+        (r.name, r.inputs["fromPort"]) for r in prod.of_type(SG_INGRESS) if r.inputs.get("cidrIpv4") == "0.0.0.0/0"
+    )
+    assert open_ingress == [("alb-in-443", 443), ("alb-in-80", 80)]
+    ingress = {r.name: r.inputs for r in prod.of_type(SG_INGRESS)}
+    sg_id = {d.name: f"{d.name}-id" for d in prod.of_type("aws:ec2/securityGroup:SecurityGroup")}
+    assert ingress["alb-to-api-ingress"]["referencedSecurityGroupId"] is not None
+    postgres_sources = {r["referencedSecurityGroupId"] for r in ingress.values() if r.get("fromPort") == 5432}
+    assert len(postgres_sources) == 3  # api, exporters, backup: nothing else reaches the database
+    assert not any(r.get("cidrIpv4") for r in ingress.values() if r.get("fromPort") in (5432, 6379))
+    assert sg_id  # every group was declared
+
+
+def test_kms_key_rotates_and_every_secret_uses_it(prod: Evaluation) -> None:
+    key = prod.named("aws:kms/key:Key", "key").inputs
+    assert key["enableKeyRotation"] is True and key["deletionWindowInDays"] == 30
+    secrets = by_name(prod, SECRET)
+    assert sorted(secrets) == sorted(
+        [
+            "postgres-app",
+            "postgres-analytics",
+            "postgres-monitoring",
+            "postgres-backup",
+            "redis-auth-token",
+            "grafana-admin",
+            "jwt-signing-key",
+        ]
+    )
+    assert all(s["kmsKeyId"].startswith("arn:aws:kms:") for s in secrets.values())
+    for version in prod.of_type("aws:secretsmanager/secretVersion:SecretVersion"):
+        assert is_secret(version.inputs["secretString"])
+
+
+def test_rds_is_private_encrypted_multi_az_protected_and_tuned(prod: Evaluation) -> None:
+    db = prod.named("aws:rds/instance:Instance", "postgres")
+    i = db.inputs
+    assert db.options["protect"] is True
+    assert i["engine"] == "postgres" and i["engineVersion"] == "15"
+    assert i["instanceClass"] == "db.m6g.large"
+    assert i["publiclyAccessible"] is False and i["multiAz"] is True
+    assert i["storageType"] == "gp3" and i["allocatedStorage"] == 100 and i["maxAllocatedStorage"] == 500
+    assert i["storageEncrypted"] is True and i["kmsKeyId"].startswith("arn:aws:kms:")
+    assert i["deletionProtection"] is True and i["skipFinalSnapshot"] is False
+    assert i["finalSnapshotIdentifier"] == "wondernest-prod-postgres-final"
+    assert i["backupRetentionPeriod"] >= 14 and i["backupWindow"]
+    assert i["performanceInsightsEnabled"] is True and i["performanceInsightsKmsKeyId"].startswith("arn:aws:kms:")
+    assert i["monitoringInterval"] > 0 and i["monitoringRoleArn"]
+    assert i["enabledCloudwatchLogsExports"] == ["postgresql", "upgrade"]
+    assert i["iamDatabaseAuthenticationEnabled"] is True and i["copyTagsToSnapshot"] is True
+    assert i["manageMasterUserPassword"] is True and "password" not in i
+    subnets = prod.named("aws:rds/subnetGroup:SubnetGroup", "subnets").inputs["subnetIds"]
+    assert sorted(subnets) == sorted(f"isolated-{n}-id" for n in range(3)) or all("subnet-" in s for s in subnets)
+
+
+def test_the_parameter_group_comes_from_the_containers_tuning(prod: Evaluation) -> None:
+    group = prod.named("aws:rds/parameterGroup:ParameterGroup", "parameters").inputs
+    assert group["family"] == "postgres15"
+    tuning = tune(RDS_CLASSES["db.m6g.large"].memory_bytes, 100)
+    expected = {p.name: (p.value, p.apply_method) for p in rds_parameters(tuning, slow_query_ms=500)}
+    got = {p["name"]: (p["value"], p["applyMethod"]) for p in group["parameters"]}
+    assert got == expected
+    assert got["rds.force_ssl"] == ("1", "immediate")
+    assert got["shared_buffers"][0] == str(tuning.shared_buffers_kb // 8)  # 8 kB pages, RDS's unit
+
+
+def test_roles_are_applied_over_the_rds_managed_master_secret(prod: Evaluation) -> None:
+    roles = prod.of_type(f"{DYNAMIC}Role")
+    assert len(roles) == 4
+    for role in roles:
+        assert is_secret(role.inputs["connection"])
+        connection = unwrap(role.inputs["connection"])
+        assert connection["password"] == MASTER_PASSWORD
+        assert connection["sslmode"] == "require"
+        assert connection["host"].endswith(".rds.amazonaws.com")
+
+
+def test_an_ssm_tunnel_is_one_setting() -> None:
+    ev = evaluate(prod_config({"dbAdminHost": "127.0.0.1", "dbAdminPort": 15432}), stack="prod")
+    connection = unwrap(ev.of_type(f"{DYNAMIC}Role")[0].inputs["connection"])
+    assert (connection["host"], connection["port"]) == ("127.0.0.1", 15432)
+
+
+def test_elasticache_is_encrypted_authenticated_and_fails_over(prod: Evaluation) -> None:
+    group = prod.named("aws:elasticache/replicationGroup:ReplicationGroup", "redis")
+    r = group.inputs
+    assert r["engine"] == "redis" and r["engineVersion"].startswith("7")
+    assert r["numCacheClusters"] == 2 and r["automaticFailoverEnabled"] is True and r["multiAzEnabled"] is True
+    assert r["transitEncryptionEnabled"] is True and r["transitEncryptionMode"] == "required"
+    assert is_secret(r["authToken"]) and unwrap(r["authToken"]) == fake_secret("redis-auth-token")
+    assert r["atRestEncryptionEnabled"] is True and r["kmsKeyId"].startswith("arn:aws:kms:")
+    assert r["snapshotRetentionLimit"] == 7
+    assert {c["logType"] for c in r["logDeliveryConfigurations"]} == {"slow-log", "engine-log"}
+    params = prod.named("aws:elasticache/parameterGroup:ParameterGroup", "parameters").inputs["parameters"]
+    assert params == [{"name": "maxmemory-policy", "value": "allkeys-lru"}]
+
+
+def test_images_go_to_immutable_scanned_repositories_tagged_by_content(prod: Evaluation) -> None:
+    for repo in by_name(prod, "aws:ecr/repository:Repository").values():
+        assert repo["imageTagMutability"] == "IMMUTABLE"
+        assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+        assert repo["encryptionConfigurations"][0]["encryptionType"] == "KMS"
+    assert len(prod.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 2
+    api_image = prod.named("docker:index/image:Image", "api-image").inputs
+    assert is_secret(api_image["registry"])  # it carries the registry token
+    assert api_image["build"]["target"] == "runtime" and api_image["build"]["platform"] == "linux/amd64"
+    assert api_image["imageName"].startswith(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/wondernest/prod/api:")
+    assert unwrap(api_image["registry"])["password"] == "EcrToken" + "1" * 24
+
+
+def test_the_api_task_is_hardened_and_takes_secrets_by_reference(prod: Evaluation) -> None:
+    task = containers(prod, "-api")
+    assert sorted(task) == ["api", "metrics-collector", "migrate"]
+    for c in task.values():
+        assert c["readonlyRootFilesystem"] is True
+        assert c["user"] and not c["user"].startswith(("0", "root"))
+        assert c["linuxParameters"]["initProcessEnabled"] is True
+        assert "privileged" not in c or c["privileged"] is False
+        assert c["logConfiguration"]["logDriver"] == "awslogs"
+    api, migrate = task["api"], task["migrate"]
+    assert api["dependsOn"] == [{"containerName": "migrate", "condition": "SUCCESS"}]
+    assert migrate["essential"] is False and migrate["command"][-1] == "migrate"
+    assert {s["name"] for s in api["secrets"]} == {"DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET"}
+    assert all(s["valueFrom"].startswith("arn:aws:secretsmanager:") for s in api["secrets"])
+    env = {e["name"]: e["value"] for e in api["environment"]}
+    assert env["DB_SSLMODE"] == "require" and env["REDIS_TLS"] == "true"
+    assert api["healthCheck"]["command"][:2] == ["CMD", "python"]
+    assert api["image"].startswith(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/wondernest/prod/api@sha256:")
+
+
+def test_no_generated_secret_reaches_a_task_definition_or_an_unsecret_input(prod: Evaluation) -> None:
+    generated = [*prod.generated_secrets, MASTER_PASSWORD]
+    for task in prod.of_type(TASK_DEF):
+        text = task.inputs["containerDefinitions"]
+        assert not any(value in text for value in generated), task.name
+
+    def plain_leaks(value: Any) -> bool:
+        if is_secret(value):
+            return False
+        if isinstance(value, dict):
+            return any(plain_leaks(v) for v in value.values())
+        if isinstance(value, list):
+            return any(plain_leaks(v) for v in value)
+        return isinstance(value, str) and any(secret in value for secret in generated)
+
+    leaks = [(d.typ, d.name) for d in prod.declared if plain_leaks(d.inputs)]
+    assert leaks == []
+    rendered_outputs = json.dumps(prod.outputs, default=str)
+    assert not any(value in rendered_outputs for value in generated)
+
+
+def test_container_definitions_are_written_as_ecs_returns_them(prod: Evaluation) -> None:
+    """Every field ECS fills in is present, so a refresh reads back what was written."""
+    for task in prod.of_type(TASK_DEF):
+        text = task.inputs["containerDefinitions"]
+        assert text == json.dumps(json.loads(text), sort_keys=True)
+        for c in json.loads(text):
+            for key in ("cpu", "environment", "mountPoints", "volumesFrom", "portMappings", "systemControls"):
+                assert key in c, (task.name, c["name"], key)
+            assert [e["name"] for e in c["environment"]] == sorted(e["name"] for e in c["environment"])
+            assert all(e["value"] != "" for e in c["environment"])
+            for mapping in c["portMappings"]:
+                assert mapping["hostPort"] == mapping["containerPort"] and mapping["protocol"] == "tcp"
+
+
+def test_the_service_runs_privately_behind_an_https_alb(prod: Evaluation) -> None:
+    service = prod.named(SERVICE, "api-service").inputs
+    assert service["desiredCount"] >= 2 and service["launchType"] == "FARGATE"
+    assert service["networkConfiguration"]["assignPublicIp"] is False
+    assert all(s.startswith("subnet-") or "private" in s for s in service["networkConfiguration"]["subnets"])
+    assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert service["healthCheckGracePeriodSeconds"] > 0
+    alb = prod.named("aws:lb/loadBalancer:LoadBalancer", "alb").inputs
+    assert alb["dropInvalidHeaderFields"] is True and alb["enableDeletionProtection"] is True
+    assert alb["accessLogs"]["enabled"] is True and alb["internal"] is False
+    listeners = by_name(prod, "aws:lb/listener:Listener")
+    assert listeners["https"]["protocol"] == "HTTPS" and listeners["https"]["certificateArn"] == CERT
+    assert listeners["https"]["sslPolicy"].startswith("ELBSecurityPolicy-TLS13-1-2")
+    redirect = listeners["http"]["defaultActions"][0]
+    assert redirect["type"] == "redirect" and redirect["redirect"]["protocol"] == "HTTPS"
+    assert prod.outputs["apiUrl"] == "https://api.example.com"
+    policies = by_name(prod, "aws:appautoscaling/policy:Policy")
+    metrics = {
+        p["targetTrackingScalingPolicyConfiguration"]["predefinedMetricSpecification"]["predefinedMetricType"]
+        for p in policies.values()
+    }
+    assert metrics == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
+    target = prod.named("aws:appautoscaling/target:Target", "api-scaling").inputs
+    assert (target["minCapacity"], target["maxCapacity"]) == (2, 10)
+    cluster = prod.named("aws:ecs/cluster:Cluster", "cluster").inputs
+    assert cluster["settings"] == [{"name": "containerInsights", "value": "enabled"}]
+
+
+def test_without_a_certificate_the_alb_serves_plain_http(prod_as_committed: Evaluation) -> None:
+    listeners = by_name(prod_as_committed, "aws:lb/listener:Listener")
+    assert list(listeners) == ["http"] and listeners["http"]["defaultActions"][0]["type"] == "forward"
+    assert prod_as_committed.outputs["apiUrl"].startswith("http://wondernest-prod-api-")
+
+
+def test_buckets_are_private_versioned_encrypted_and_tls_only(prod: Evaluation) -> None:
+    assert sorted(by_name(prod, "aws:s3/bucket:Bucket")) == ["alb-logs", "dumps"]
+    blocks = by_name(prod, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    assert all(
+        all(b[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+        for b in blocks.values()
+    )
+    assert all(
+        v["versioningConfiguration"]["status"] == "Enabled"
+        for v in by_name(prod, "aws:s3/bucketVersioning:BucketVersioning").values()
+    )
+    sse = by_name(prod, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert sse["dumps"]["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    # ALB access logs accept SSE-S3 only.
+    assert sse["alb-logs"]["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    for policy in by_name(prod, "aws:s3/bucketPolicy:BucketPolicy").values():
+        statements = json.loads(policy["policy"])["Statement"]
+        assert statements[0]["Effect"] == "Deny"
+        assert statements[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    lifecycle = by_name(prod, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["dumps"]
+    assert lifecycle["rules"][0]["transitions"][0]["storageClass"] == "GLACIER_IR"
+
+
+def test_aws_backup_vault_plan_and_selection(prod: Evaluation) -> None:
+    vault = prod.named("aws:backup/vault:Vault", "vault").inputs
+    assert vault["kmsKeyArn"].startswith("arn:aws:kms:")
+    lock = prod.named("aws:backup/vaultLockConfiguration:VaultLockConfiguration", "vault-lock").inputs
+    assert lock["minRetentionDays"] == 7 and lock["maxRetentionDays"] == 365
+    rules = {r["ruleName"]: r for r in prod.named("aws:backup/plan:Plan", "plan").inputs["rules"]}
+    assert sorted(rules) == ["daily", "monthly", "weekly"]
+    assert rules["daily"]["enableContinuousBackup"] is True
+    assert [rules[r]["lifecycle"]["deleteAfter"] for r in ("daily", "weekly", "monthly")] == [35, 90, 365]
+    assert all(not r.get("copyActions") for r in rules.values())
+    selection = prod.named("aws:backup/selection:Selection", "selection").inputs
+    assert selection["resources"] == ["arn:aws:rds:eu-west-1:123456789012:db:wondernest-prod-postgres"]
+
+
+def test_cross_region_copies_when_configured() -> None:
+    ev = evaluate(prod_config({"backupCopyRegion": "eu-central-1"}), stack="prod")
+    copy_provider = ev.named("pulumi:providers:aws", "copy-region").inputs
+    assert copy_provider["region"] == "eu-central-1" and json.loads(copy_provider["defaultTags"])["tags"]
+    rules = ev.named("aws:backup/plan:Plan", "plan").inputs["rules"]
+    assert all(r["copyActions"][0]["destinationVaultArn"].endswith("wondernest-prod-vault-copy") for r in rules)
+
+
+def test_the_backup_service_verifies_and_copies_to_the_bucket(prod: Evaluation) -> None:
+    task = containers(prod, "-backups")
+    backups = task["backups"]
+    env = {e["name"]: e["value"] for e in backups["environment"]}
+    assert env["S3_BUCKET"] == "wondernest-prod-backups" and env["S3_SSE"] == "aws:kms"
+    assert env["DB_USER"] == "wondernest_backup" and env["DB_SSLMODE"] == "require"
+    assert [s["name"] for s in backups["secrets"]] == ["DB_PASSWORD"]
+    scrape = yaml.safe_load(
+        {e["name"]: e["value"] for e in task["metrics-collector"]["environment"]}["AOT_CONFIG_CONTENT"]
+    )
+    jobs = scrape["receivers"]["prometheus"]["config"]["scrape_configs"]
+    assert [(j["job_name"], j["static_configs"][0]["targets"]) for j in jobs] == [("backups", ["127.0.0.1:9200"])]
+
+
+def _dev_rules(dev: Evaluation) -> str:
+    uploads = dev.named(CONTAINER_TYPE, "prometheus").inputs["uploads"]
+    return next(u["content"] for u in unwrap(uploads) if u["file"] == RULES_FILE)
+
+
+@pytest.fixture(scope="module")
+def dev() -> Evaluation:
+    return evaluate(stack_config())
+
+
+def test_parity_the_same_rules_run_in_both_targets(prod: Evaluation, dev: Evaluation) -> None:
+    namespace = prod.named("aws:amp/ruleGroupNamespace:RuleGroupNamespace", "rules").inputs["data"]
+    assert namespace == _dev_rules(dev)
+    thresholds = AlertThresholds(
+        slo_objective=0.999,
+        latency_p99_seconds=1.0,
+        database="wondernest",
+        backup_max_age_seconds=max_backup_age_seconds("0 3 * * *"),
+    )
+    assert namespace == render_rule_file(rule_groups(thresholds))
+
+
+def test_parity_the_same_dashboards_in_both_targets(prod: Evaluation, dev: Evaluation) -> None:
+    uploads = unwrap(dev.named(CONTAINER_TYPE, "grafana").inputs["uploads"])
+    local = {
+        u["file"].removeprefix(f"{DASHBOARDS_DIR}/"): u["content"]
+        for u in uploads
+        if u["file"].startswith(DASHBOARDS_DIR)
+    }
+    managed = {
+        d.name.removeprefix("dashboard-") + ".json": d.inputs["configJson"]
+        for d in prod.of_type("grafana:oss/dashboard:Dashboard")
+    }
+    assert managed == local and len(managed) == 4
+    datasource = prod.named("grafana:oss/dataSource:DataSource", "prometheus").inputs
+    assert datasource["uid"] == "prometheus" and json.loads(datasource["jsonDataEncoded"])["sigV4Auth"] is True
+
+
+def test_parity_the_same_roles_schemas_and_grants_in_both_targets(prod: Evaluation, dev: Evaluation) -> None:
+    def objects(ev: Evaluation) -> dict[tuple[str, str], dict[str, Any]]:
+        return {
+            (d.typ, d.name): {k: v for k, v in unwrap(d.inputs).items() if k not in ("connection", "password")}
+            for d in ev.declared
+            if d.typ.startswith(DYNAMIC)
+        }
+
+    assert objects(prod) == objects(dev)
+    assert len(objects(prod)) == 4 + 9 + 18 + 1
+
+
+def test_the_alertmanager_definition_routes_to_sns(prod: Evaluation) -> None:
+    definition = prod.named("aws:amp/alertManagerDefinition:AlertManagerDefinition", "alertmanager").inputs
+    inner = yaml.safe_load(yaml.safe_load(definition["definition"])["alertmanager_config"])
+    topic = "arn:aws:sns:eu-west-1:123456789012:wondernest-prod-alerts"
+    receivers = {r["name"]: r for r in inner["receivers"]}
+    assert receivers["critical"]["sns_configs"][0]["topic_arn"] == topic
+    assert receivers["warning"]["sns_configs"][0]["attributes"] == {"severity": "warning"}
+    subscription = prod.named("aws:sns/topicSubscription:TopicSubscription", "alerts-email").inputs
+    assert subscription == {**subscription, "protocol": "email", "endpoint": "oncall@example.com"}
+
+
+def test_exporters_run_as_a_service_the_collector_scrapes(prod: Evaluation) -> None:
+    task = containers(prod, "-exporters")
+    assert sorted(task) == ["metrics-collector", "postgres-exporter", "redis-exporter"]
+    assert [s["name"] for s in task["postgres-exporter"]["secrets"]] == ["DATA_SOURCE_PASS"]
+    assert [s["name"] for s in task["redis-exporter"]["secrets"]] == ["REDIS_PASSWORD"]
+    env = {e["name"]: e["value"] for e in task["redis-exporter"]["environment"]}
+    assert env["REDIS_ADDR"].startswith("rediss://master.")
+
+
+def test_cloudwatch_alarms_publish_to_the_alert_topic(prod: Evaluation) -> None:
+    alarms = by_name(prod, "aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert len(alarms) == 7
+    assert all(
+        a["alarmActions"] == ["arn:aws:sns:eu-west-1:123456789012:wondernest-prod-alerts"] for a in alarms.values()
+    )
+
+
+def test_every_log_group_is_encrypted_and_expires(prod: Evaluation) -> None:
+    groups = by_name(prod, LOG_GROUP)
+    assert len(groups) >= 6
+    assert all(g["retentionInDays"] == 90 and g["kmsKeyId"].startswith("arn:aws:kms:") for g in groups.values())
+
+
+def test_two_evaluations_declare_identical_inputs() -> None:
+    def snapshot(ev: Evaluation) -> list[tuple[str, str, str]]:
+        return sorted((d.typ, d.name, json.dumps(d.inputs, sort_keys=True, default=str)) for d in ev.declared)
+
+    config = prod_config({"certificateArn": CERT, "domainName": "api.example.com"})
+    assert snapshot(evaluate(config, stack="prod")) == snapshot(evaluate(config, stack="prod"))
+
+
+def test_bad_aws_config_names_every_key_and_declares_nothing() -> None:
+    bad = prod_config(
+        {"region": "mars-1", "dbInstanceClass": "db.huge", "logRetentionDays": 45, "vpcCidr": "8.8.0.0/16"},
+        devTools={"enabled": True},
+    )
+    with pytest.raises(ConfigError) as caught:
+        evaluate(bad, stack="prod")
+    problems = "\n".join(caught.value.problems)
+    for key in ("aws.region", "aws.dbInstanceClass", "aws.logRetentionDays", "aws.vpcCidr"):
+        assert f"wondernest:{key}" in problems
+    assert not declared_by(bad, stack="prod")
+
+
+def test_cross_field_aws_rules() -> None:
+    bad = prod_config({"apiCpu": 256, "apiMemoryMib": 4096, "apiMinCount": 4, "domainName": "api.example.com"})
+    with pytest.raises(ConfigError) as caught:
+        evaluate(bad, stack="prod")
+    assert caught.value.problems == [
+        "wondernest:aws.apiMemoryMib = 4096: Fargate with apiCpu 256 takes 512 to 2048 MiB in steps of 512",
+        "wondernest:aws.apiDesiredCount = 2: must lie between apiMinCount and apiMaxCount",
+        "wondernest:aws.domainName = 'api.example.com': domainName and certificateArn go together",
+    ]
+    assert not declared_by(bad, stack="prod")
+
+
+def _declared_types(ev: Evaluation) -> set[str]:
+    return {d.typ for d in ev.declared}
+
+
+def test_the_local_stack_declares_no_aws_resource(dev: Evaluation) -> None:
+    assert not any(t.startswith(("aws:", "grafana:")) for t in _declared_types(dev))
+
+
+def test_every_declared_aws_type_is_known_to_the_mocks(prod: Evaluation) -> None:
+    """A resource the mocks do not shape would hide a missing output behind None."""
+    missing = [d for d in prod.declared if d.typ.startswith("aws:") and d.name == ""]
+    assert missing == []
+
+
+def _first(items: list[Declared]) -> Declared:
+    return items[0]
