@@ -21,6 +21,11 @@ def _hex(name: str, n: int) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:n]
 
 
+def ec2_id(prefix: str, name: str) -> str:
+    """The id the mocks give an EC2 resource of that logical name."""
+    return f"{prefix}-{_hex(name, 17)}"
+
+
 def _uuid(name: str) -> str:
     return str(uuid.UUID(_hex(name, 32)))
 
@@ -48,7 +53,7 @@ def aws_mock_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, di
     physical = str(inputs.get("name") or f"{name}-{_hex(name, 7)}")
     state.setdefault("name", physical)
     state.setdefault("arn", f"arn:aws:{module}:{REGION}:{ACCOUNT}:{physical}")
-    rid = f"{_EC2_IDS[typ]}-{_hex(name, 17)}" if typ in _EC2_IDS else physical
+    rid = ec2_id(_EC2_IDS[typ], name) if typ in _EC2_IDS else physical
     if typ == "aws:kms/key:Key":
         rid = _uuid(name)
         state.update(arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{rid}", keyId=rid)

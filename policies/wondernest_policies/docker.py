@@ -21,8 +21,8 @@ _REFERENCE = re.compile(
 )
 _IMAGE_ID = re.compile(r"^sha256:[a-f0-9]{64}$")
 # Secret-looking variable names; `*_FILE` variants name a path, not a secret.
-_SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|_PASS|SECRET|TOKEN|_KEY|CREDENTIALS?|DATA_SOURCE_NAME)$", re.IGNORECASE)
-_URL_CREDENTIALS = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|_PASS|SECRET|TOKEN|_KEY|CREDENTIALS?|DATA_SOURCE_NAME)$", re.IGNORECASE)
+URL_CREDENTIALS = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 ALLOWED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 
 
@@ -132,12 +132,12 @@ def _no_secrets_in_env(resource: Resource, _config: Mapping[str, Any]) -> Iterab
         name, value = str(entry).split("=", 1)
         if name.upper().endswith("_FILE"):
             continue
-        if _SECRET_NAME.search(name) and value:
+        if SECRET_NAME.search(name) and value:
             problems.append(f"environment variable {name} carries a literal secret.")
-        elif _URL_CREDENTIALS.search(value):
+        elif URL_CREDENTIALS.search(value):
             problems.append(f"environment variable {name} holds a URL with credentials.")
     command = " ".join(str(c) for c in resource.get("command") or [] if not unknown(c))
-    if _URL_CREDENTIALS.search(command):
+    if URL_CREDENTIALS.search(command):
         problems.append("the command line holds a URL with credentials.")
     return problems
 

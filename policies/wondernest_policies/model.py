@@ -33,6 +33,8 @@ class Resource:
     urn: str
     props: Mapping[str, Any]
     protect: bool = False
+    provider: Mapping[str, Any] | None = None
+    """The properties of the provider resource the resource is created through, when known."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.props.get(key, default)

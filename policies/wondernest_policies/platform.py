@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,9 @@ from wondernest_policies.docker import CONTAINER
 from wondernest_policies.model import Resource, Rule, Violation, unknown
 
 ROLE = "pulumi-python:dynamic/postgres:Role"
+RDS = "aws:rds/instance:Instance"
+BACKUP_SELECTION = "aws:backup/selection:Selection"
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 NETWORK = "docker:index/network:Network"
 DATA_TIER = frozenset({"postgres", "redis", "postgres-exporter", "redis-exporter"})
 # Roles that make a member as powerful as a superuser for files or programs on the server.
@@ -103,6 +107,10 @@ def _every_service_scraped(resources: Sequence[Resource], _config: Mapping[str, 
             yield Violation(f"{container.name}: Prometheus has no scrape job {job!r} for it.", container.urn)
 
 
+AMP_RULES = "aws:amp/ruleGroupNamespace:RuleGroupNamespace"
+AMP_ALERTMANAGER = "aws:amp/alertManagerDefinition:AlertManagerDefinition"
+
+
 def _severities_routed(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
     rules_text = am_text = None
     prometheus = alertmanager = None
@@ -113,6 +121,16 @@ def _severities_routed(resources: Sequence[Resource], _config: Mapping[str, Any]
         if _component(container) == "alertmanager":
             alertmanager = container
             am_text = _uploaded(container, "/etc/alertmanager/alertmanager.yml")
+    for resource in resources:
+        # Managed Prometheus: the rule namespace and the Alertmanager definition.
+        if resource.type == AMP_RULES:
+            prometheus = resource
+            data = resource.get("data")
+            rules_text = None if unknown(data) else data
+        if resource.type == AMP_ALERTMANAGER:
+            alertmanager = resource
+            definition = resource.get("definition")
+            am_text = None if unknown(definition) else yaml.safe_load(definition)["alertmanager_config"]
     if prometheus is None and alertmanager is None:
         return
     if rules_text is None or am_text is None:
@@ -148,6 +166,21 @@ def _postgres_backed_up(resources: Sequence[Resource], _config: Mapping[str, Any
     for database in databases:
         if not verified:
             yield Violation(f"{database.name}: no backup job verifies its backups by restoring them.", database.urn)
+    for database in (r for r in resources if r.type == RDS):
+        if not any(r.type == BACKUP_SELECTION for r in resources):
+            yield Violation(f"{database.name}: no AWS Backup selection takes its snapshots.", database.urn)
+        if not any(_runs_backup_service(r) for r in resources):
+            yield Violation(f"{database.name}: no backup task verifies its dumps by restoring them.", database.urn)
+
+
+def _runs_backup_service(resource: Resource) -> bool:
+    """An ECS task running wondernest_backup's scheduled, restore-verifying service."""
+    if resource.type != TASK_DEFINITION:
+        return False
+    text = resource.get("containerDefinitions")
+    if text is None or unknown(text):
+        return True
+    return any(any(e.get("name") == "BACKUP_SCHEDULE" for e in c.get("environment") or []) for c in json.loads(text))
 
 
 RESOURCE_RULES: list[Rule] = [
@@ -195,7 +228,8 @@ STACK_RULES: list[Rule] = [
     ),
     Rule(
         "postgres-backup-verified",
-        "Every Postgres has a backup job that proves its backups by restoring them.",
+        "Every Postgres has a backup job that proves its backups by restoring them; on AWS, also an AWS Backup "
+        "selection for its snapshots.",
         "high",
         "Declare the Backups component (restore-verified) for the database.",
         check_stack=_postgres_backed_up,

@@ -16,11 +16,12 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
+from wondernest_policies.aws import AWS_RESOURCE_RULES, AWS_STACK_RULES
 from wondernest_policies.docker import CONTAINER_RULES
 from wondernest_policies.model import Resource, Rule, Violation
 from wondernest_policies.platform import RESOURCE_RULES, STACK_RULES
 
-RULES: list[Rule] = [*CONTAINER_RULES, *RESOURCE_RULES, *STACK_RULES]
+RULES: list[Rule] = [*CONTAINER_RULES, *RESOURCE_RULES, *STACK_RULES, *AWS_RESOURCE_RULES, *AWS_STACK_RULES]
 
 
 def _schema(rule: Rule) -> PolicyConfigSchema | None:
@@ -39,7 +40,10 @@ def _report(evaluate: Callable[[], list[Violation]], report_violation: ReportVio
 
 def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        resource = Resource(args.resource_type, args.name, args.urn, args.props, protect=bool(args.opts.protect))
+        provider = args.provider.props if args.provider is not None else None
+        resource = Resource(
+            args.resource_type, args.name, args.urn, args.props, protect=bool(args.opts.protect), provider=provider
+        )
         _report(lambda: rule.run_resource(resource, args.get_config()), report_violation)
 
     return ResourceValidationPolicy(
@@ -55,7 +59,15 @@ def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
 def _stack_policy(rule: Rule) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         resources = [
-            Resource(r.resource_type, r.name, r.urn, r.props, protect=bool(r.opts.protect)) for r in args.resources
+            Resource(
+                r.resource_type,
+                r.name,
+                r.urn,
+                r.props,
+                protect=bool(r.opts.protect),
+                provider=r.provider.props if r.provider is not None else None,
+            )
+            for r in args.resources
         ]
         _report(lambda: rule.run_stack(resources, args.get_config()), report_violation)
 

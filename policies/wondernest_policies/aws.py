@@ -1,0 +1,448 @@
+"""Rules for the AWS target, each anchored on the Checkov check for the same type
+(named in the description) so a reviewer can compare them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from wondernest_policies.docker import SECRET_NAME, URL_CREDENTIALS
+from wondernest_policies.model import Resource, Rule, Violation, unknown
+
+RDS = "aws:rds/instance:Instance"
+REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+SERVICE = "aws:ecs/service:Service"
+CLUSTER = "aws:ecs/cluster:Cluster"
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+LISTENER = "aws:lb/listener:Listener"
+BUCKET = "aws:s3/bucket:Bucket"
+BUCKET_SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+BUCKET_VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
+BUCKET_PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+KMS_KEY = "aws:kms/key:Key"
+SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 (a type token)
+SG = "aws:ec2/securityGroup:SecurityGroup"
+SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+ECR = "aws:ecr/repository:Repository"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+AWS_PROVIDER = "pulumi:providers:aws"
+
+REQUIRED_TAGS = ("app", "environment", "owner", "cost-center")
+# TLS 1.2 and 1.3 only; older ELB policies still negotiate TLS 1.0/1.1.
+TLS12_POLICIES = frozenset(
+    {
+        "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+        "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
+        "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+        "ELBSecurityPolicy-TLS13-1-3-2021-06",
+        "ELBSecurityPolicy-TLS-1-2-2017-01",
+        "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+        "ELBSecurityPolicy-FS-1-2-2019-08",
+        "ELBSecurityPolicy-FS-1-2-Res-2019-08",
+        "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+    }
+)
+OPEN = frozenset({"0.0.0.0/0", "::/0"})
+
+
+def _known(*values: Any) -> bool:
+    return not any(unknown(v) for v in values)
+
+
+def _is(value: Any, expected: Any) -> bool:
+    return bool(value == expected)
+
+
+# --- RDS ----------------------------------------------------------------------------
+
+
+def _rds(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
+    p = resource.get
+    checks: list[tuple[bool, str]] = [
+        (_is(p("storageEncrypted"), True) and bool(p("kmsKeyId")), "storage is not encrypted with a customer key."),
+        (not _is(p("publiclyAccessible"), True), "is publicly accessible."),
+        (_is(p("deletionProtection"), True), "has no deletion protection."),
+        (not _is(p("skipFinalSnapshot"), True) and bool(p("finalSnapshotIdentifier")), "skips its final snapshot."),
+        ("postgresql" in (p("enabledCloudwatchLogsExports") or []), "does not export its log to CloudWatch."),
+        (_is(p("iamDatabaseAuthenticationEnabled"), True), "has IAM authentication off."),
+        (_is(p("performanceInsightsEnabled"), True) is False or bool(p("performanceInsightsKmsKeyId")),
+         "encrypts Performance Insights with the AWS-managed key."),
+    ]  # fmt: skip
+    if not config.get("allowSingleAz"):
+        checks.append((_is(p("multiAz"), True), "is single-AZ."))
+    minimum = int(config.get("minBackupRetentionDays", 14))
+    retention = p("backupRetentionPeriod")
+    if _known(retention):
+        checks.append((isinstance(retention, (int, float)) and retention >= minimum,
+                       f"keeps backups {retention or 0} days, under {minimum}."))  # fmt: skip
+    return [message for ok, message in checks if not ok]
+
+
+# --- ElastiCache --------------------------------------------------------------------
+
+
+def _elasticache(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    p = resource.get
+    checks = [
+        (_is(p("atRestEncryptionEnabled"), True), "is not encrypted at rest."),
+        (_is(p("transitEncryptionEnabled"), True), "is not encrypted in transit."),
+        (bool(p("authToken")) or bool(p("userGroupIds")), "requires no authentication."),
+        (_is(p("automaticFailoverEnabled"), True) and _is(p("multiAzEnabled"), True), "has no Multi-AZ failover."),
+    ]  # fmt: skip
+    return [message for ok, message in checks if not ok]
+
+
+# --- ECS ----------------------------------------------------------------------------
+
+
+def _task_definition(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    text = resource.get("containerDefinitions")
+    if text is None or unknown(text):
+        return []
+    problems = []
+    for c in json.loads(text):
+        name = c.get("name", "?")
+        if c.get("privileged") is True:
+            problems.append(f"container {name} is privileged.")
+        if c.get("readonlyRootFilesystem") is not True:
+            problems.append(f"container {name} has a writable root filesystem.")
+        user = str(c.get("user") or "")
+        if not user or user.split(":", 1)[0] in ("0", "root"):
+            problems.append(f"container {name} runs as root.")
+        if (c.get("logConfiguration") or {}).get("logDriver") != "awslogs":
+            problems.append(f"container {name} does not log to CloudWatch.")
+        for variable in c.get("environment") or []:
+            key, value = str(variable.get("name", "")), str(variable.get("value", ""))
+            if SECRET_NAME.search(key) and value:
+                problems.append(f"container {name}: environment variable {key} carries a literal secret.")
+            elif URL_CREDENTIALS.search(value):
+                problems.append(f"container {name}: environment variable {key} holds a URL with credentials.")
+    return problems
+
+
+def _service(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    problems = []
+    network = resource.get("networkConfiguration") or {}
+    if not unknown(network) and network.get("assignPublicIp") is True:
+        problems.append("tasks get public IP addresses.")
+    breaker = resource.get("deploymentCircuitBreaker") or {}
+    if not unknown(breaker) and not (breaker.get("enable") is True and breaker.get("rollback") is True):
+        problems.append("has no deployment circuit breaker with rollback.")
+    return problems
+
+
+def _cluster(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    settings = resource.get("settings") or []
+    if unknown(settings):
+        return []
+    on = any(s.get("name") == "containerInsights" and s.get("value") in ("enabled", "enhanced") for s in settings)
+    return [] if on else ["has Container Insights off."]
+
+
+# --- load balancer ------------------------------------------------------------------
+
+
+def _load_balancer(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    p = resource.get
+    logs = p("accessLogs") or {}
+    checks = [
+        (_is(p("dropInvalidHeaderFields"), True), "forwards invalid HTTP headers."),
+        (unknown(logs) or logs.get("enabled") is True, "writes no access logs."),
+        (_is(p("enableDeletionProtection"), True), "has no deletion protection."),
+    ]
+    return [message for ok, message in checks if not ok]
+
+
+def _listener(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
+    protocol = resource.get("protocol")
+    if protocol == "HTTPS":
+        policy = resource.get("sslPolicy")
+        if _known(policy) and policy not in TLS12_POLICIES:
+            return [f"allows TLS below 1.2 (policy {policy!r})."]
+        return []
+    if protocol != "HTTP" or config.get("allowPlainHttp"):
+        return []
+    actions = resource.get("defaultActions") or []
+    if unknown(actions):
+        return []
+    redirects = all(
+        a.get("type") == "redirect" and (a.get("redirect") or {}).get("protocol") == "HTTPS" for a in actions
+    )
+    return [] if actions and redirects else ["serves plain HTTP instead of redirecting to HTTPS."]
+
+
+# --- S3, as separate resources per bucket --------------------------------------------
+
+
+def _by_bucket(resources: Sequence[Resource], typ: str) -> dict[str, Resource]:
+    return {str(r.get("bucket")): r for r in resources if r.type == typ and _known(r.get("bucket"))}
+
+
+def _buckets(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    sse = _by_bucket(resources, BUCKET_SSE)
+    versioning = _by_bucket(resources, BUCKET_VERSIONING)
+    pab = _by_bucket(resources, BUCKET_PAB)
+    policies = _by_bucket(resources, BUCKET_POLICY)
+    for bucket in (r for r in resources if r.type == BUCKET):
+        key = bucket.get("bucket")
+        if unknown(key) or key is None:
+            continue
+        # The configuration resources name the bucket by its id, which is its name.
+        if key not in sse and not bucket.get("serverSideEncryptionConfiguration"):
+            yield Violation(f"{bucket.name}: has no default encryption.", bucket.urn)
+        status = ((versioning.get(key) or bucket).get("versioningConfiguration") or {}).get("status")
+        if status != "Enabled" and not unknown(status):
+            yield Violation(f"{bucket.name}: is not versioned.", bucket.urn)
+        block = pab.get(key)
+        flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+        if block is None or not all(block.get(f) is True for f in flags):
+            yield Violation(f"{bucket.name}: public access is not blocked on all four settings.", bucket.urn)
+        if not _denies_insecure_transport(policies.get(key)):
+            yield Violation(f"{bucket.name}: its policy does not deny requests without TLS.", bucket.urn)
+
+
+def _denies_insecure_transport(policy: Resource | None) -> bool:
+    if policy is None:
+        return False
+    text = policy.get("policy")
+    if unknown(text):
+        return True
+    for statement in json.loads(text).get("Statement") or []:
+        condition = (statement.get("Condition") or {}).get("Bool") or {}
+        if statement.get("Effect") == "Deny" and str(condition.get("aws:SecureTransport")).lower() == "false":
+            return True
+    return False
+
+
+# --- keys, secrets, registries, logs -----------------------------------------------------
+
+
+def _kms(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    return [] if _is(resource.get("enableKeyRotation"), True) else ["does not rotate its key material."]
+
+
+def _secret(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    return [] if resource.get("kmsKeyId") else ["is encrypted with the AWS-managed key, not a customer key."]
+
+
+def _ecr(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    problems = []
+    if resource.get("imageTagMutability") not in ("IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION"):
+        problems.append("allows tags to be overwritten.")
+    scan = resource.get("imageScanningConfiguration") or {}
+    if not unknown(scan) and scan.get("scanOnPush") is not True:
+        problems.append("does not scan images on push.")
+    return problems
+
+
+def _log_group(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
+    problems = []
+    days = resource.get("retentionInDays")
+    minimum = int(config.get("minRetentionDays", 30))
+    if _known(days) and (not days or days < minimum):
+        problems.append(f"keeps logs {'forever' if not days else f'{days} days'}; the policy wants {minimum} or more.")
+    if not resource.get("kmsKeyId"):
+        problems.append("is not encrypted with a customer key.")
+    return problems
+
+
+# --- network ------------------------------------------------------------------------
+
+
+def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    lb_groups = {
+        g for r in resources if r.type == LOAD_BALANCER for g in (r.get("securityGroups") or []) if not unknown(g)
+    }
+    for rule in (r for r in resources if r.type == SG_INGRESS):
+        cidr = rule.get("cidrIpv4") or rule.get("cidrIpv6")
+        if cidr not in OPEN:
+            continue
+        port, group = rule.get("fromPort"), rule.get("securityGroupId")
+        web = port in (80, 443) and rule.get("toPort") == port
+        if not web:
+            yield Violation(f"{rule.name}: opens port {port} to the internet.", rule.urn)
+        elif _known(group) and lb_groups and group not in lb_groups:
+            yield Violation(f"{rule.name}: opens port {port} to the internet on a group no load balancer uses.",
+                            rule.urn)  # fmt: skip
+    for group in (r for r in resources if r.type == SG):
+        for inline in group.get("ingress") or []:
+            if set(inline.get("cidrBlocks") or []) & OPEN:
+                yield Violation(f"{group.name}: has an inline rule open to the internet.", group.urn)
+
+
+# --- tags ---------------------------------------------------------------------------
+
+
+def _default_tags(provider: Mapping[str, Any] | None) -> dict[str, Any]:
+    raw = (provider or {}).get("defaultTags")
+    if isinstance(raw, str) and not unknown(raw):
+        raw = json.loads(raw)
+    tags = (raw or {}).get("tags") if isinstance(raw, Mapping) else None
+    return dict(tags) if isinstance(tags, Mapping) else {}
+
+
+def _required_tags(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    """Judged per resource but over every aws: type, which a resource rule cannot list."""
+    for resource in resources:
+        own = resource.get("tags") or {}
+        if not resource.type.startswith("aws:") or unknown(own):
+            continue
+        tags = {**_default_tags(resource.provider), **own}
+        missing = [t for t in REQUIRED_TAGS if not tags.get(t)]
+        if missing:
+            yield Violation(f"{resource.name}: lacks the tags {missing}.", resource.urn)
+
+
+def _providers_tag(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    missing = [t for t in REQUIRED_TAGS if not _default_tags(resource.props).get(t)]
+    return [f"sets no default tags {missing}."] if missing else []
+
+
+def _rule(
+    rule_id: str, description: str, severity: Any, fix: str, types: tuple[str, ...], check: Any, **kw: Any
+) -> Rule:
+    return Rule(rule_id, description, severity, fix, types, check, **kw)
+
+
+AWS_RESOURCE_RULES: list[Rule] = [
+    Rule(
+        "aws-rds-hardened",
+        "RDS is encrypted with a customer key, private, Multi-AZ, deletion-protected with a final snapshot, keeps "
+        "backups long enough, exports its log and uses IAM auth (Checkov CKV_AWS_16, 17, 157, 293, 133, 129, 161, "
+        "354).",
+        "critical",
+        "Set the listed properties on the instance (components/aws/database.py); a staging stack may set the "
+        "policy config allowSingleAz.",
+        (RDS,),
+        _rds,
+        config_schema={
+            "allowSingleAz": {"type": "boolean", "default": False},
+            "minBackupRetentionDays": {"type": "integer", "default": 14},
+        },
+    ),
+    Rule(
+        "aws-elasticache-hardened",
+        "ElastiCache is encrypted at rest and in transit, requires an auth token and fails over across AZs "
+        "(Checkov CKV_AWS_29, 30, 31, 191).",
+        "critical",
+        "Enable atRestEncryption, transitEncryption with an authToken, automaticFailover and multiAz.",
+        (REPLICATION_GROUP,),
+        _elasticache,
+    ),
+    Rule(
+        "aws-ecs-task-hardened",
+        "Every container of a task runs as a non-root user on a read-only root filesystem, unprivileged, logs to "
+        "CloudWatch, and takes its secrets by reference, never in `environment` (Checkov CKV_AWS_336, 334, 97).",
+        "critical",
+        "Set user, readonlyRootFilesystem and awslogs; pass secrets in `secrets` with valueFrom.",
+        (TASK_DEFINITION,),
+        _task_definition,
+    ),
+    Rule(
+        "aws-ecs-service-private",
+        "Services give their tasks no public IP and roll back failed deployments (Checkov CKV_AWS_333).",
+        "high",
+        "Set assignPublicIp false and deploymentCircuitBreaker {enable, rollback}.",
+        (SERVICE,),
+        _service,
+    ),
+    Rule(
+        "aws-ecs-container-insights",
+        "ECS clusters have Container Insights on (Checkov CKV_AWS_65).",
+        "medium",
+        "Add the containerInsights setting with value enabled.",
+        (CLUSTER,),
+        _cluster,
+    ),
+    Rule(
+        "aws-alb-hardened",
+        "Load balancers drop invalid headers, write access logs and are deletion-protected (Checkov CKV_AWS_131, "
+        "91, 150).",
+        "high",
+        "Set dropInvalidHeaderFields, accessLogs.enabled and enableDeletionProtection.",
+        (LOAD_BALANCER,),
+        _load_balancer,
+    ),
+    Rule(
+        "aws-alb-https",
+        "Listeners serve HTTPS with a TLS 1.2+ policy; HTTP only redirects to HTTPS (Checkov CKV_AWS_2, 103, "
+        "CKV2_AWS_20). A stack without a certificate yet may set the policy config allowPlainHttp.",
+        "high",
+        "Set aws.domainName and aws.certificateArn in the stack config.",
+        (LISTENER,),
+        _listener,
+        config_schema={"allowPlainHttp": {"type": "boolean", "default": False}},
+    ),
+    Rule(
+        "aws-kms-rotation",
+        "Customer KMS keys rotate their key material (Checkov CKV_AWS_7).",
+        "high",
+        "Set enableKeyRotation.",
+        (KMS_KEY,),
+        _kms,
+    ),
+    Rule(
+        "aws-secret-customer-key",
+        "Secrets Manager secrets are encrypted with a customer KMS key (Checkov CKV_AWS_149).",
+        "high",
+        "Set kmsKeyId to the platform key.",
+        (SECRET,),
+        _secret,
+    ),
+    Rule(
+        "aws-ecr-immutable-scanned",
+        "ECR repositories have immutable tags and scan on push (Checkov CKV_AWS_51, 163).",
+        "high",
+        "Set imageTagMutability IMMUTABLE and imageScanningConfiguration.scanOnPush.",
+        (ECR,),
+        _ecr,
+    ),
+    Rule(
+        "aws-log-retention",
+        "Log groups expire their logs and are encrypted with a customer key (Checkov CKV_AWS_66, 158).",
+        "medium",
+        "Set retentionInDays (aws.logRetentionDays) and kmsKeyId.",
+        (LOG_GROUP,),
+        _log_group,
+        config_schema={"minRetentionDays": {"type": "integer", "default": 30}},
+    ),
+    Rule(
+        "aws-provider-default-tags",
+        "Every AWS provider sets the default tags app, environment, owner and cost-center, so every taggable "
+        "resource carries them.",
+        "medium",
+        "Pass default_tags to the aws.Provider (components/aws/platform.py).",
+        (AWS_PROVIDER,),
+        _providers_tag,
+    ),
+]
+
+AWS_STACK_RULES: list[Rule] = [
+    Rule(
+        "aws-s3-hardened",
+        "Buckets have default encryption, versioning, all four public-access blocks and a policy that refuses "
+        "requests without TLS (Checkov CKV_AWS_19, 21, CKV2_AWS_6, CKV_AWS_379).",
+        "critical",
+        "Declare the bucket with components/aws/buckets.py's private_bucket.",
+        check_stack=_buckets,
+    ),
+    Rule(
+        "aws-no-open-ingress",
+        "Nothing is open to 0.0.0.0/0 or ::/0 but a load balancer's ports 80 and 443 (Checkov CKV_AWS_24, 25, 260).",
+        "critical",
+        "Reference the source security group instead of a CIDR.",
+        check_stack=_open_ingress,
+    ),
+    Rule(
+        "aws-required-tags",
+        "Every AWS resource carries app, environment, owner and cost-center, through its provider's default "
+        "tags or its own.",
+        "medium",
+        "Create the resource under the platform's provider, which carries the default tags.",
+        check_stack=_required_tags,
+    ),
+]
