@@ -457,7 +457,10 @@ def test_exporters_run_as_a_service_the_collector_scrapes(prod: Evaluation) -> N
 
 def test_cloudwatch_alarms_publish_to_the_alert_topic(prod: Evaluation) -> None:
     alarms = by_name(prod, "aws:cloudwatch/metricAlarm:MetricAlarm")
-    assert len(alarms) == 7
+    assert len(alarms) == 9
+    pipeline = alarms["alarm-alert-pipeline"]
+    assert pipeline["metricQueries"][0]["expression"] == 'SELECT SUM(AlertManagerAlertsReceived) FROM "AWS/Prometheus"'
+    assert pipeline["treatMissingData"] == "breaching"
     assert all(
         a["alarmActions"] == ["arn:aws:sns:eu-west-1:123456789012:wondernest-prod-alerts"] for a in alarms.values()
     )

@@ -385,6 +385,49 @@ class Monitoring(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+    def prometheus_alarms(self) -> None:
+        """Managed Prometheus reports on itself only to CloudWatch: these replace
+        the local Prometheus and Alertmanager self-monitoring rules, whose
+        metrics AMP does not expose. Metrics Insights sums over the account's
+        workspaces in the region, which the platform assumes is this one alone."""
+        queries = {
+            # Watchdog fires for ever: no alert received means rule evaluation or
+            # the path to the Alertmanager is broken, and nothing else would say so.
+            "alert-pipeline": (
+                "AlertManagerAlertsReceived", "LessThanThreshold", 1, "breaching",
+                "The Prometheus workspace's Alertmanager received no alerts: Watchdog is not arriving",
+            ),
+            "alert-delivery": (
+                "AlertManagerNotificationsFailed", "GreaterThanThreshold", 0, "notBreaching",
+                "The Prometheus workspace failed to deliver notifications to SNS",
+            ),
+            "rule-evaluation": (
+                "RuleEvaluationFailures", "GreaterThanThreshold", 0, "notBreaching",
+                "Rule evaluations fail in the Prometheus workspace",
+            ),
+        }  # fmt: skip
+        for key, (metric, comparison, threshold, missing, description) in queries.items():
+            aws.cloudwatch.MetricAlarm(
+                f"alarm-{key}",
+                name=self._names.resource(key),
+                alarm_description=description,
+                metric_queries=[
+                    aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                        id="q",
+                        expression=f'SELECT SUM({metric}) FROM "AWS/Prometheus"',
+                        period=300,
+                        return_data=True,
+                    )
+                ],
+                comparison_operator=comparison,
+                threshold=threshold,
+                evaluation_periods=3,
+                treat_missing_data=missing,
+                alarm_actions=[self.topic.arn],
+                ok_actions=[self.topic.arn],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
 
 def remote_write_role(resource_name: str, workspace_arn: pulumi.Input[str], parent: pulumi.Resource) -> aws.iam.Role:
     return service_role(

@@ -289,16 +289,4 @@ def _alarms(observability: Monitoring, database: Database, cache: Cache, api: Ap
         period=60,
         periods=5,
     )
-    # Watchdog fires for ever; when the workspace stops receiving alerts, rule
-    # evaluation or the Alertmanager path is broken and nothing else would say so.
-    observability.alarm(
-        "alert-pipeline",
-        description="The Prometheus workspace's Alertmanager received no alerts: Watchdog is not arriving",
-        namespace="AWS/Prometheus",
-        metric="AlertManagerAlertsReceived",
-        dimensions={"Workspace": observability.workspace.id},
-        statistic="Sum",
-        comparison="LessThanThreshold",
-        threshold=1,
-        missing="breaching",
-    )
+    observability.prometheus_alarms()

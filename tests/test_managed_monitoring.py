@@ -1,0 +1,108 @@
+"""What the prod stack hands Amazon Managed Prometheus and the ADOT collectors,
+under the same real promtool and amtool as the local configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.harness import Evaluation, evaluate
+from tests.servers import require_binary
+from tests.test_alert_rules import CASES, PROMTOOL
+from tests.test_alertmanager_config import amtool
+from tests.test_stack_prod import CERT, prod_config
+
+
+@pytest.fixture(scope="module")
+def prod() -> Evaluation:
+    return evaluate(prod_config({"certificateArn": CERT, "domainName": "api.example.com"}), stack="prod")
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    require_binary(PROMTOOL, "prometheus")
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def alertmanager_config(prod: Evaluation, tmp_path: Path) -> Path:
+    definition = prod.named("aws:amp/alertManagerDefinition:AlertManagerDefinition", "alertmanager").inputs
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_load(definition["definition"])["alertmanager_config"])
+    return path
+
+
+def test_amtool_accepts_the_managed_alertmanager_definition(alertmanager_config: Path) -> None:
+    result = amtool("check-config", str(alertmanager_config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["alertname=PostgresDown", "severity=critical"], "critical"),
+        (["alertname=RedisEvictions", "severity=warning"], "warning"),
+        (["alertname=Watchdog", "severity=none"], "watchdog"),
+        (["alertname=Unclassified"], "default"),
+    ],
+)
+def test_managed_alerts_reach_the_receiver_for_their_severity(
+    alertmanager_config: Path, labels: list[str], receiver: str
+) -> None:
+    result = amtool("config", "routes", "test", f"--config.file={alertmanager_config}", *labels)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == receiver
+
+
+def test_promtool_checks_and_unit_tests_the_rule_namespace(prod: Evaluation, tmp_path: Path) -> None:
+    rules = tmp_path / "namespace.yml"
+    rules.write_text(prod.named("aws:amp/ruleGroupNamespace:RuleGroupNamespace", "rules").inputs["data"])
+    check = promtool("check", "rules", str(rules))
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = tmp_path / "tests.yml"
+    tests.write_text(
+        yaml.safe_dump(
+            {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [c.promtool() for c in CASES]},
+            sort_keys=False,
+        )
+    )
+    result = promtool("test", "rules", str(tests))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _collector_configs(prod: Evaluation) -> dict[str, dict[str, Any]]:
+    found = {}
+    for task in prod.of_type("aws:ecs/taskDefinition:TaskDefinition"):
+        for container in json.loads(task.inputs["containerDefinitions"]):
+            env = {e["name"]: e["value"] for e in container["environment"]}
+            if "AOT_CONFIG_CONTENT" in env:
+                found[task.name] = yaml.safe_load(env["AOT_CONFIG_CONTENT"])
+    return found
+
+
+def test_every_collector_scrape_config_passes_promtool(prod: Evaluation, tmp_path: Path) -> None:
+    configs = _collector_configs(prod)
+    assert sorted(configs) == ["api-task", "backups-task", "exporters-task"]
+    jobs = set()
+    for name, config in configs.items():
+        path = tmp_path / f"{name}.yml"
+        path.write_text(yaml.safe_dump(config["receivers"]["prometheus"]["config"]))
+        result = promtool("check", "config", str(path))
+        assert result.returncode == 0, result.stdout + result.stderr
+        jobs |= {job["job_name"] for job in config["receivers"]["prometheus"]["config"]["scrape_configs"]}
+        exporter = config["exporters"]["prometheusremotewrite"]
+        assert exporter["endpoint"].endswith("/api/v1/remote_write")
+        assert exporter["auth"] == {"authenticator": "sigv4auth"}
+    # Every job the rules and dashboards expect from the workloads is scraped somewhere.
+    assert jobs == {"api", "postgres", "redis", "backups"}
+
+
+def test_each_task_keeps_its_own_instance_label(prod: Evaluation) -> None:
+    for config in _collector_configs(prod).values():
+        for job in config["receivers"]["prometheus"]["config"]["scrape_configs"]:
+            assert job["relabel_configs"] == [{"target_label": "instance", "replacement": "${env:HOSTNAME}"}]
