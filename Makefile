@@ -9,7 +9,7 @@ PULUMI    := PULUMI_BACKEND_URL=file://$(STATE_DIR) \
              PULUMI_CONFIG_PASSPHRASE_FILE=$(STATE_DIR)/passphrase pulumi
 STACK     ?= dev
 
-.PHONY: venv tools lint typecheck test up preview destroy destroy-all outputs psql
+.PHONY: venv tools lint typecheck test up preview destroy destroy-all outputs psql aws-check aws-preview aws-up tunnel
 
 venv: $(VENV)/.installed
 
@@ -76,3 +76,27 @@ destroy: $(STATE_DIR)/passphrase
 destroy-all: $(STATE_DIR)/passphrase
 	$(PULUMI) state unprotect --stack $(STACK) --all --yes
 	$(PULUMI) destroy --stack $(STACK) --yes
+
+# --- AWS stacks (prod, staging) ----------------------------------------------------
+# State in an S3 bucket and secrets under a KMS key, both the operator's:
+#   make aws-preview STACK=prod STATE=s3://<bucket>/wondernest SECRETS='awskms://alias/<key>?region=eu-west-1'
+AWS_PULUMI = PULUMI_BACKEND_URL=$(STATE) pulumi
+
+aws-check:
+	@test "$(STACK)" != dev || { echo "STACK=dev is the local stack: use make up / make preview"; exit 2; }
+	@test -n "$(STATE)" || { echo "set STATE=s3://<bucket>/<prefix>, the state backend"; exit 2; }
+	@test -n "$(SECRETS)" || { echo "set SECRETS='awskms://alias/<key>?region=<region>', the secrets provider"; exit 2; }
+
+aws-preview: venv policies/venv/.installed aws-check
+	$(AWS_PULUMI) stack select --create --secrets-provider '$(SECRETS)' $(STACK)
+	$(AWS_PULUMI) preview --stack $(STACK) --diff $(POLICIES)
+
+# No --yes: a person reads the plan and confirms it.
+aws-up: venv policies/venv/.installed aws-check
+	$(AWS_PULUMI) stack select --create --secrets-provider '$(SECRETS)' $(STACK)
+	$(AWS_PULUMI) up --stack $(STACK) --diff $(POLICIES)
+
+# Forward 127.0.0.1:$(TUNNEL_PORT) to the database through the SSM bastion (aws.adminBastion).
+TUNNEL_PORT ?= 15432
+tunnel: venv aws-check
+	$(AWS_PULUMI) stack output --stack $(STACK) --json | $(PY) -m components.tunnel $(TUNNEL_PORT)

@@ -305,6 +305,9 @@ class AwsConfig(_Model):
     vpc_cidr: IPv4Network = IPv4Network("10.40.0.0/16")
     single_nat_gateway: bool = False
     """One NAT gateway for every AZ: cheaper, and one AZ's outage cuts the others' egress."""
+    interface_endpoints: bool = True
+    """Private endpoints for ECR, CloudWatch Logs, Secrets Manager, AMP and STS; without
+    them that traffic leaves through NAT (the S3 gateway endpoint is free and always there)."""
     owner: Annotated[str, Field(pattern=_TAG_VALUE)] = "platform-team"
     cost_center: Annotated[str, Field(pattern=_TAG_VALUE)] = "wondernest"
     db_instance_class: Annotated[str, _one_of(RDS_CLASSES)] = "db.m6g.large"
@@ -316,6 +319,8 @@ class AwsConfig(_Model):
     """Where `pulumi up` reaches the database as its admin: unset means the RDS
     endpoint itself (a runner inside the VPC); `127.0.0.1` with an SSM port-forward."""
     db_admin_port: Port = 5432
+    admin_bastion: bool = False
+    """An SSM-only host the admin connection can be tunnelled through (README, "Reaching the database")."""
     cache_node_type: Annotated[str, _one_of(CACHE_NODE_TYPES)] = "cache.m6g.large"
     cache_replicas: Annotated[int, Field(ge=1, le=5)] = 1
     cache_snapshot_retention_days: Annotated[int, Field(ge=1, le=35)] = 7
@@ -395,8 +400,17 @@ class PlatformConfig(_Model):
         if self.target == "aws":
             if self.dev_tools.enabled or self.dev_tools.s3:
                 problems.append("devTools: local tools only; not available with target 'aws'")
+            for key in _set_keys(self, LOCAL_ONLY):
+                problems.append(
+                    f"{key}: has no effect with target 'aws'; remove it (README, \"The prod stack on AWS\")"
+                )
             if self.backups.s3_bucket is not None:
                 problems.append("backups.s3Bucket: the aws target creates and owns its backup bucket")
+            for key in _set_keys(self, AMP_UNSUPPORTED_RECEIVERS):
+                problems.append(
+                    f"{key}: Managed Prometheus notifies only through SNS; "
+                    "set aws.alertEmail or subscribe to the alerts topic"
+                )
             if self.aws.db_instance_class in RDS_CLASSES:
                 memory = RDS_CLASSES[self.aws.db_instance_class].memory_bytes
                 try:
@@ -426,6 +440,50 @@ class PlatformConfig(_Model):
                 raise ValueError(f"{key}: port already published by {seen[port]}")
             seen[port] = key
         return self
+
+
+# Keys only the docker target reads: on aws, sizes come from instance classes and
+# Fargate task sizes, and nothing is published on a host port.
+LOCAL_ONLY = (
+    "network",
+    "postgres.hostPort",
+    "postgres.memory",
+    "redis.hostPort",
+    "redis.maxMemory",
+    "api.hostPort",
+    "api.memory",
+    "api.cpus",
+    "monitoring",
+    "images.postgres",
+    "images.redis",
+    "images.pgadmin",
+    "images.prometheus",
+    "images.alertmanager",
+    "images.grafana",
+)
+AMP_UNSUPPORTED_RECEIVERS = tuple(
+    f"alerting.{key}"
+    for key in (
+        "webhookUrl", "webhookToken", "slackChannel", "slackWebhookUrl", "emailTo", "emailFrom",
+        "smtpSmarthost", "smtpUsername", "smtpPassword", "watchdogUrl",
+    )
+)  # fmt: skip
+
+
+def _set_keys(model: BaseModel, dotted: Iterable[str]) -> list[str]:
+    """Those of the keys (camelCase paths) that the stack config set explicitly."""
+    found = []
+    for key in dotted:
+        node: Any = model
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            name = next((n for n, f in type(node).model_fields.items() if (f.alias or n) == part), None)
+            if name is None or name not in node.model_fields_set:
+                break
+            if i == len(parts) - 1:
+                found.append(key)
+            node = getattr(node, name)
+    return found
 
 
 class ConfigError(Exception):

@@ -44,6 +44,7 @@ _EC2_IDS = {
     "aws:ec2/flowLog:FlowLog": "fl",
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "sgr",
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr",
+    "aws:ec2/instance:Instance": "i",
 }
 
 
@@ -163,4 +164,14 @@ AWS_CALLS: dict[str, dict[str, Any]] = {
         "versionStages": ["AWSCURRENT"],
     },
     "aws:elb/getServiceAccount:getServiceAccount": {"id": "156460612806", "arn": "arn:aws:iam::156460612806:root"},
+    "aws:ssm/getParameter:getParameter": {
+        "id": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
+        "name": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
+        "type": "String",
+        "value": "ami-0123456789abcdef0",
+        "insecureValue": "ami-0123456789abcdef0",
+        "version": 42,
+        "arn": "arn:aws:ssm:eu-west-1::parameter/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
+        "withDecryption": True,
+    },
 }

@@ -284,3 +284,89 @@ def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _tls_files(root: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for localhost / 127.0.0.1 signed by it."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("wondernest test CA"))
+        .issuer_name(name("wondernest test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("localhost"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = root / "ca.pem", root / "server.pem", root / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+@contextlib.contextmanager
+def redis_tls_server(*, token: str) -> Iterator[tuple[int, Path]]:
+    """redis-server as ElastiCache runs it with in-transit encryption: TLS only,
+    the default user authenticated by a token. Yields the port and the CA to trust."""
+    require_binary(REDIS_SERVER, "redis-server")
+    root = Path(tempfile.mkdtemp(prefix="wn-redis-tls-"))
+    try:
+        ca, cert, key = _tls_files(root)
+        port = free_port()
+        log = open(root / "server.log", "ab")  # noqa: SIM115 (handed to the child)
+        process = subprocess.Popen(
+            [
+                REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+                "--tls-auth-clients", "no", "--requirepass", token,
+                "--save", "", "--appendonly", "no", "--dir", str(root), "--daemonize", "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        try:
+            _wait_for(
+                lambda: _port_open(port),
+                what="redis-server (TLS)",
+                process=process,
+                log=lambda: (root / "server.log").read_text(),
+            )
+            yield port, ca
+        finally:
+            _stop(process)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -15,7 +15,7 @@ from wondernest_policies import aws
 from wondernest_policies.model import Resource, Violation
 from wondernest_policies.registry import RULES, policies
 
-from tests.harness import Evaluation, evaluate
+from tests.harness import Evaluation, evaluate, stack_config
 from tests.test_policies import UNKNOWN, _options, enforcement, policy_config
 from tests.test_stack_prod import CERT, prod_config
 
@@ -126,6 +126,24 @@ AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
         res(aws.CLUSTER, "cluster", settings=[{"name": "containerInsights", "value": "enabled"}]),
         res(aws.CLUSTER, "cluster", settings=[{"name": "containerInsights", "value": "disabled"}]),
         "Container Insights",
+    ),
+    (
+        "aws-ec2-hardened",
+        res(
+            aws.EC2_INSTANCE, "bastion", metadataOptions={"httpTokens": "required"}, rootBlockDevice={"encrypted": True}
+        ),
+        res(
+            aws.EC2_INSTANCE, "bastion", metadataOptions={"httpTokens": "optional"}, rootBlockDevice={"encrypted": True}
+        ),
+        "IMDSv1",
+    ),
+    (
+        "aws-ec2-hardened",
+        res(
+            aws.EC2_INSTANCE, "bastion", metadataOptions={"httpTokens": "required"}, rootBlockDevice={"encrypted": True}
+        ),
+        res(aws.EC2_INSTANCE, "bastion", metadataOptions={"httpTokens": "required"}, rootBlockDevice={}),
+        "unencrypted",
     ),
     ("aws-alb-hardened", alb(), alb(dropInvalidHeaderFields=False), "invalid HTTP headers"),
     ("aws-alb-hardened", alb(), alb(accessLogs={"enabled": False}), "access logs"),
@@ -323,7 +341,16 @@ def prod_violations(resources: list[Resource]) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def prod_resources() -> list[Resource]:
-    config = prod_config({"domainName": "api.example.com", "certificateArn": CERT, "alertEmail": "oncall@example.com"})
+    """Prod with everything optional switched on: certificate, alert email, bastion, cross-region copies."""
+    config = prod_config(
+        {
+            "domainName": "api.example.com",
+            "certificateArn": CERT,
+            "alertEmail": "oncall@example.com",
+            "adminBastion": True,
+            "backupCopyRegion": "eu-central-1",
+        }
+    )
     return as_resources(evaluate(config, stack="prod"))
 
 
@@ -404,3 +431,21 @@ def test_the_backup_rule_wants_aws_backup_and_a_verifying_task(prod_resources: l
     assert [v.message.split(" Fix:")[0] for v in rule.run_stack(without, {})] == [
         "postgres: no AWS Backup selection takes its snapshots."
     ]
+
+
+def test_the_staging_stack_passes_with_its_own_policy_config() -> None:
+    ev = evaluate(stack_config(stack="staging"), stack="staging")
+    resources = as_resources(ev)
+    assert len(ev.of_type("aws:ec2/natGateway:NatGateway")) == 1
+    assert not [d for d in ev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if d.inputs["vpcEndpointType"] == "Interface"]
+    assert ev.named("aws:rds/instance:Instance", "postgres").inputs["multiAz"] is False
+    found: dict[str, list[str]] = {}
+    for rule in RULES:
+        config = policy_config("staging", rule)
+        for violation in rule.run_stack(resources, config) + [
+            v for r in resources for v in rule.run_resource(r, config)
+        ]:
+            found.setdefault(rule.id, []).append(violation.message.split(":", 1)[0])
+    assert found == {}
+    # The same graph under prod's policy config: exactly what staging relaxes.
+    assert prod_violations(resources) == {"aws-rds-hardened": ["postgres"], "aws-alb-https": ["http"]}

@@ -227,7 +227,9 @@ def test_images_go_to_immutable_scanned_repositories_tagged_by_content(prod: Eva
         assert repo["imageTagMutability"] == "IMMUTABLE"
         assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
         assert repo["encryptionConfigurations"][0]["encryptionType"] == "KMS"
-    assert len(prod.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 2
+    repositories = sorted(by_name(prod, "aws:ecr/repository:Repository"))
+    assert repositories == ["api-repository", "backup-repository", "postgres-exporter-repository"]
+    assert sorted(d.name for d in prod.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == repositories
     api_image = prod.named("docker:index/image:Image", "api-image").inputs
     assert is_secret(api_image["registry"])  # it carries the registry token
     assert api_image["build"]["target"] == "runtime" and api_image["build"]["platform"] == "linux/amd64"
@@ -299,7 +301,13 @@ def test_the_service_runs_privately_behind_an_https_alb(prod: Evaluation) -> Non
     )
     assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     assert service["healthCheckGracePeriodSeconds"] > 0
-    alb = prod.named("aws:lb/loadBalancer:LoadBalancer", "alb").inputs
+    alb_resource = prod.named("aws:lb/loadBalancer:LoadBalancer", "alb")
+    # It checks its log bucket's policy when created: the policy must exist first.
+    assert any(
+        urn.endswith("aws:s3/bucketPolicy:BucketPolicy::alb-logs") for urn in alb_resource.options["dependencies"]
+    )
+    alb = alb_resource.inputs
+    assert alb["accessLogs"]["bucket"] == "wondernest-prod-alb-logs-123456789012"
     assert alb["dropInvalidHeaderFields"] is True and alb["enableDeletionProtection"] is True
     assert alb["accessLogs"]["enabled"] is True and alb["internal"] is False
     listeners = by_name(prod, "aws:lb/listener:Listener")
@@ -375,7 +383,7 @@ def test_the_backup_service_verifies_and_copies_to_the_bucket(prod: Evaluation) 
     task = containers(prod, "-backups")
     backups = task["backups"]
     env = {e["name"]: e["value"] for e in backups["environment"]}
-    assert env["S3_BUCKET"] == "wondernest-prod-backups" and env["S3_SSE"] == "aws:kms"
+    assert env["S3_BUCKET"] == "wondernest-prod-backups-123456789012" and env["S3_SSE"] == "aws:kms"
     assert env["DB_USER"] == "wondernest_backup" and env["DB_SSLMODE"] == "require"
     assert [s["name"] for s in backups["secrets"]] == ["DB_PASSWORD"]
     scrape = yaml.safe_load(
@@ -507,3 +515,82 @@ def test_cross_field_aws_rules() -> None:
 
 def test_the_local_stack_declares_no_aws_resource(dev: Evaluation) -> None:
     assert not any(d.typ.startswith(("aws:", "grafana:")) for d in dev.declared)
+
+
+def test_the_ssm_bastion_is_optional_and_admits_nothing() -> None:
+    assert not evaluate(prod_config(), stack="prod").of_type("aws:ec2/instance:Instance")
+    ev = evaluate(prod_config({"adminBastion": True, "dbAdminHost": "127.0.0.1"}), stack="prod")
+    bastion = ev.named("aws:ec2/instance:Instance", "bastion")
+    i = bastion.inputs
+    assert i["ami"] == "ami-0123456789abcdef0" and bastion.options.get("provider")
+    assert i["associatePublicIpAddress"] is False and "keyName" not in i
+    assert i["metadataOptions"]["httpTokens"] == "required"
+    assert i["rootBlockDevice"]["encrypted"] is True
+    assert i["subnetId"] == ec2_id("subnet", "private-0")
+    group = ec2_id("sg", "sg-bastion")
+    assert not [r for r in ev.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == group]
+    to_postgres = ev.named(SG_INGRESS, "bastion-to-postgres-ingress").inputs
+    assert (to_postgres["referencedSecurityGroupId"], to_postgres["fromPort"]) == (group, 5432)
+    assert ev.outputs["adminBastionId"] == ec2_id("i", "bastion")
+
+
+def test_the_tunnel_command_comes_from_the_stack_outputs() -> None:
+    from components.tunnel import session_command
+
+    ev = evaluate(prod_config({"adminBastion": True, "dbAdminHost": "127.0.0.1", "dbAdminPort": 15432}), stack="prod")
+    command = session_command(ev.outputs, 15432)
+    assert command[:5] == ["aws", "ssm", "start-session", "--target", ec2_id("i", "bastion")]
+    parameters = json.loads(command[-1])
+    assert parameters["host"][0].startswith("wondernest-prod-postgres.") and parameters["portNumber"] == ["5432"]
+    assert parameters["localPortNumber"] == ["15432"]
+    with pytest.raises(SystemExit, match="no admin bastion"):
+        session_command(evaluate(prod_config(), stack="prod").outputs, 15432)
+
+
+def test_settings_the_aws_target_would_ignore_are_refused() -> None:
+    bad = prod_config(
+        network={"bindAddress": "127.0.0.1"},
+        postgres={"memory": "2GiB"},
+        images={"grafana": "grafana/grafana:11.6.0"},
+        alerting={"slackChannel": "#ops", "slackWebhookUrl": "https://hooks.slack.com/x"},
+    )
+    with pytest.raises(ConfigError) as caught:
+        evaluate(bad, stack="prod", secret_keys=["alerting"])
+    assert caught.value.problems == [
+        "wondernest:network = {...}: has no effect with target 'aws'; remove it (README, \"The prod stack on AWS\")",
+        "wondernest:postgres.memory = '2GiB': has no effect with target 'aws'; remove it "
+        '(README, "The prod stack on AWS")',
+        "wondernest:images.grafana = 'grafana/grafana:11.6.0': has no effect with target 'aws'; remove it "
+        '(README, "The prod stack on AWS")',
+        "wondernest:alerting.slackChannel = [secret]: Managed Prometheus notifies only through SNS; "
+        "set aws.alertEmail or subscribe to the alerts topic",
+        "wondernest:alerting.slackWebhookUrl = [secret]: Managed Prometheus notifies only through SNS; "
+        "set aws.alertEmail or subscribe to the alerts topic",
+    ]
+    assert not declared_by(bad, stack="prod")
+
+
+def test_the_exporter_image_bakes_in_the_specs_query_file(prod: Evaluation) -> None:
+    from components.aws.monitoring import EXPORTER_DIR
+    from components.spec.monitoring import POSTGRES_EXPORTER_QUERIES
+
+    assert yaml.safe_load((EXPORTER_DIR / "queries.yaml").read_text()) == POSTGRES_EXPORTER_QUERIES
+    image = prod.named("docker:index/image:Image", "postgres-exporter-image").inputs
+    assert image["build"]["args"] == {"BASE": "quay.io/prometheuscommunity/postgres-exporter:v0.11.1"}
+    assert image["build"]["context"].endswith("components/aws/exporter")
+    exporter = containers(prod, "-exporters")["postgres-exporter"]
+    assert exporter["command"] == [
+        "--web.listen-address=127.0.0.1:9187",
+        "--extend.query-path=/etc/postgres_exporter/queries.yaml",
+    ]
+    assert exporter["mountPoints"] == []
+
+
+def test_only_the_backup_service_writes_to_task_storage(prod: Evaluation) -> None:
+    mounted = {
+        (task.name, c["name"], m["containerPath"])
+        for task in prod.of_type(TASK_DEF)
+        for c in json.loads(task.inputs["containerDefinitions"])
+        for m in c["mountPoints"]
+    }
+    assert mounted == {("backups-task", "backups", "/backups")}

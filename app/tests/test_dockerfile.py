@@ -26,13 +26,19 @@ def tool(name: str, *candidates: Path) -> str:
     pytest.skip(message)
 
 
-def test_hadolint_reports_nothing() -> None:
+# The app's image, and the prod stack's postgres_exporter with its query file baked in.
+DOCKERFILES = [APP_DIR / "Dockerfile", ROOT / "components" / "aws" / "exporter" / "Dockerfile"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=["app", "postgres-exporter"])
+def test_hadolint_reports_nothing(dockerfile: Path) -> None:
     hadolint = tool("hadolint", ROOT / "venv" / "bin" / "hadolint")
-    result = subprocess.run([hadolint, str(APP_DIR / "Dockerfile")], capture_output=True, text=True, check=False)
+    result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout == "", result.stdout
 
 
-def test_checkov_reports_nothing() -> None:
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=["app", "postgres-exporter"])
+def test_checkov_reports_nothing(dockerfile: Path) -> None:
     checkov = tool("checkov", ROOT / ".tools" / "checkov" / "bin" / "checkov")
     result = subprocess.run(
         [
@@ -40,7 +46,7 @@ def test_checkov_reports_nothing() -> None:
             "--framework",
             "dockerfile",
             "-f",
-            str(APP_DIR / "Dockerfile"),
+            str(dockerfile),
             "--compact",
             "--skip-download",
         ],
@@ -66,6 +72,8 @@ def test_the_final_stages_are_minimal() -> None:
     text = (APP_DIR / "Dockerfile").read_text()
     s = stages()
     assert set(s) == {"build-base", "build", "build-backup", "build-dev-s3", "runtime", "backup", "dev-s3"}
+    # A Fargate task volume at /backups starts as a copy of the image's directory, owned by 1001.
+    assert 'VOLUME ["/backups"]' in s["backup"]
     assert "python:3.11.11-slim-bookworm" in text
     runtime = s["runtime"]
     assert "USER 1001:1001" in runtime

@@ -4,9 +4,6 @@ certificate verified against the trusted CAs."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,48 +11,15 @@ import pytest
 import redis
 from wondernest_api.settings import load_settings
 
-from tests.servers import REDIS_SERVER, _port_open, _stop, _wait_for, free_port, require_binary
+from tests.servers import redis_tls_server
 
 TOKEN = "t" * 32
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def tls_redis() -> Iterator[tuple[int, Path]]:
-    require_binary(REDIS_SERVER, "redis-server")
-    root = Path(tempfile.mkdtemp(prefix="wn-redis-tls-"))
-    try:
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-                 "-keyout", "ca.key", "-out", "ca.pem", cwd=root)  # fmt: skip
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-                 "-keyout", "server.key", "-out", "server.csr", cwd=root)  # fmt: skip
-        (root / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-days", "1", "-extfile", "san.ext", "-out", "server.pem", cwd=root)  # fmt: skip
-        port = free_port()
-        log = open(root / "server.log", "ab")  # noqa: SIM115 (handed to the child)
-        process = subprocess.Popen(
-            [
-                REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-                "--tls-cert-file", str(root / "server.pem"), "--tls-key-file", str(root / "server.key"),
-                "--tls-ca-cert-file", str(root / "ca.pem"), "--tls-auth-clients", "no",
-                "--requirepass", TOKEN, "--save", "", "--appendonly", "no", "--dir", str(root),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        log.close()
-        try:
-            _wait_for(lambda: _port_open(port), what="redis-server (TLS)", process=process,
-                      log=lambda: (root / "server.log").read_text())  # fmt: skip
-            yield port, root / "ca.pem"
-        finally:
-            _stop(process)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with redis_tls_server(token=TOKEN) as server:
+        yield server
 
 
 def _client(port: int, *, tls: bool) -> redis.Redis:

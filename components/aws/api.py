@@ -110,7 +110,6 @@ class Api(pulumi.ComponentResource):
             command=("python", "-m", "wondernest_api", "migrate"),
             environment=env,
             secrets=secret_env,
-            mounts={"tmp": "/tmp"},  # noqa: S108 (a private per-task volume)
         )
         api = Container(
             name="api",
@@ -127,7 +126,6 @@ class Api(pulumi.ComponentResource):
                 start_period=20,
             ),
             depends_on={"migrate": "SUCCESS"},
-            mounts={"tmp": "/tmp"},  # noqa: S108
         )
         sidecar = collector({"api": f"127.0.0.1:{CONTAINER_PORT}"}, names, args.remote_write_url, args.region)
         task_role = remote_write_role("api-task-role", args.workspace_arn, self)
@@ -140,7 +138,7 @@ class Api(pulumi.ComponentResource):
             cpu=args.cpu,
             memory_mib=args.memory_mib,
             containers=[migrate, api, sidecar],
-            volumes=["tmp"],
+            volumes=[],
             log_group_name=logs.name,
             region=args.region,
             execution_role_arn=exec_role.arn,
@@ -150,7 +148,7 @@ class Api(pulumi.ComponentResource):
 
         access_logs = private_bucket(
             "alb-logs",
-            bucket_name=names.resource("alb-logs"),
+            bucket_name=pulumi.Output.concat(names.resource("alb-logs"), "-", args.secrets.account_id),
             kms_key_arn=None,
             lifecycle=[
                 aws.s3.BucketLifecycleConfigurationRuleArgs(
@@ -169,7 +167,13 @@ class Api(pulumi.ComponentResource):
                     "Principal": {"AWS": args.elb_account_arn},
                     "Action": "s3:PutObject",
                     "Resource": pulumi.Output.concat(
-                        "arn:aws:s3:::", names.resource("alb-logs"), "/alb/AWSLogs/", args.secrets.account_id, "/*"
+                        "arn:aws:s3:::",
+                        names.resource("alb-logs"),
+                        "-",
+                        args.secrets.account_id,
+                        "/alb/AWSLogs/",
+                        args.secrets.account_id,
+                        "/*",
                     ),
                 }
             ],
@@ -186,8 +190,9 @@ class Api(pulumi.ComponentResource):
             desync_mitigation_mode="strictest",
             enable_deletion_protection=True,
             idle_timeout=60,
-            access_logs=aws.lb.LoadBalancerAccessLogsArgs(bucket=access_logs.bucket, prefix="alb", enabled=True),
-            opts=child,
+            access_logs=aws.lb.LoadBalancerAccessLogsArgs(bucket=access_logs.bucket.bucket, prefix="alb", enabled=True),
+            # The load balancer checks on creation that it may write its logs.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[access_logs.policy]),
         )
         target_group = aws.lb.TargetGroup(
             "api",

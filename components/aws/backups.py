@@ -136,9 +136,9 @@ class Backups(pulumi.ComponentResource):
 
         # --- logical dumps, verified by restore --------------------------------------
         months = max(cfg.retention_monthly, 1)
-        self.bucket = private_bucket(
+        dumps = private_bucket(
             "dumps",
-            bucket_name=names.resource("backups"),
+            bucket_name=pulumi.Output.concat(names.resource("backups"), "-", args.secrets.account_id),
             kms_key_arn=key_arn,
             lifecycle=[
                 aws.s3.BucketLifecycleConfigurationRuleArgs(
@@ -157,6 +157,7 @@ class Backups(pulumi.ComponentResource):
             ],
             parent=self,
         )
+        self.bucket = dumps.bucket
         image = ecr_image("backup", names, target="backup", inputs=BUILD_INPUTS, kms_key_arn=key_arn, parent=self)
         password_arn = args.secrets.arns["postgres-backup"]
         env: dict[str, pulumi.Input[str]] = {
@@ -190,8 +191,9 @@ class Backups(pulumi.ComponentResource):
                 timeout=5,
                 start_period=120,
             ),
-            # Dumps and the verification server's scratch space: task storage.
-            mounts={"backups": BACKUP_DIR, "tmp": "/tmp"},  # noqa: S108
+            # Dumps and the verification server's scratch space (TMPDIR in the
+            # image): task storage, owned by the service through the image's VOLUME.
+            mounts={"backups": BACKUP_DIR},
             stop_timeout=120,
         )
         sidecar = collector({"backups": f"127.0.0.1:{METRICS_PORT}"}, names, args.remote_write_url, args.region)
@@ -229,7 +231,7 @@ class Backups(pulumi.ComponentResource):
             cpu=512,
             memory_mib=_fargate_memory(memory_mib),
             containers=[service, sidecar],
-            volumes=["backups", "tmp"],
+            volumes=["backups"],
             log_group_name=logs.name,
             region=args.region,
             execution_role_arn=execution_role(
@@ -257,7 +259,7 @@ class Backups(pulumi.ComponentResource):
             ),
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[dumps.policy, *args.depends_on]),
         )
         self.register_outputs({"vault": self.vault.name, "bucket": self.bucket.bucket})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -11,16 +12,24 @@ import pulumi_aws as aws
 from components.aws.iam import policy_document
 
 
+@dataclass(frozen=True)
+class PrivateBucket:
+    bucket: aws.s3.Bucket
+    policy: aws.s3.BucketPolicy
+    """What a writer must wait for: until it exists, writes may be refused."""
+
+
 def private_bucket(
     resource_name: str,
     *,
-    bucket_name: str,
+    bucket_name: pulumi.Input[str],
     kms_key_arn: pulumi.Input[str] | None,
     lifecycle: Sequence[aws.s3.BucketLifecycleConfigurationRuleArgs],
     extra_statements: Sequence[dict[str, Any]] = (),
     parent: pulumi.Resource,
-) -> aws.s3.Bucket:
-    """`kms_key_arn` None means SSE-S3: the only encryption ALB access logs accept."""
+) -> PrivateBucket:
+    """`kms_key_arn` None means SSE-S3: the only encryption ALB access logs accept.
+    Bucket names are global: callers qualify them with the account id."""
     child = pulumi.ResourceOptions(parent=parent)
     bucket = aws.s3.Bucket(resource_name, bucket=bucket_name, force_destroy=False, opts=child)
     owned = pulumi.ResourceOptions(parent=bucket)
@@ -66,7 +75,7 @@ def private_bucket(
         opts=owned,
     )
     objects = bucket.arn.apply(lambda arn: f"{arn}/*")
-    aws.s3.BucketPolicy(
+    policy = aws.s3.BucketPolicy(
         resource_name,
         bucket=bucket.id,
         policy=policy_document(
@@ -86,7 +95,7 @@ def private_bucket(
         opts=pulumi.ResourceOptions(parent=bucket, depends_on=[block]),
     )
     aws.s3.BucketLifecycleConfiguration(resource_name, bucket=bucket.id, rules=list(lifecycle), opts=owned)
-    return bucket
+    return PrivateBucket(bucket, policy)
 
 
 def expire_noncurrent(days: int) -> aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs:

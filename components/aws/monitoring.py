@@ -15,6 +15,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -22,6 +23,7 @@ import pulumiverse_grafana as grafana
 
 from components.aws.iam import policy_document, service_role
 from components.aws.network import Network
+from components.aws.registry import ecr_image
 from components.aws.secrets import Secrets
 from components.aws.tasks import TASKS_SERVICE, Container, HealthCheck, execution_role, log_group, task_definition
 from components.spec import dashboards, monitoring
@@ -29,6 +31,8 @@ from components.spec.alerts import AlertThresholds, render_rule_file, rule_group
 from components.spec.collector import render_collector_config
 from components.spec.naming import Names
 
+EXPORTER_DIR = Path(__file__).parent / "exporter"
+EXPORTER_QUERIES = "/etc/postgres_exporter/queries.yaml"
 COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 COLLECTOR_UID = "10001"
 NOBODY = "65534"
@@ -264,31 +268,31 @@ class Monitoring(pulumi.ComponentResource):
         """postgres_exporter and redis_exporter in one task, scraped by its sidecar."""
         names, args = self._names, self._args
         key_arn = args.secrets.key.arn
-        queries = "/tmp/queries.yaml"  # noqa: S108 (the task's private volume)
+        # The stack's exporter image with the extra query file baked in (see
+        # exporter/Dockerfile): a Fargate task cannot mount a single file.
+        pg_image = ecr_image(
+            "postgres-exporter",
+            names,
+            context=EXPORTER_DIR,
+            inputs=("Dockerfile", "queries.yaml"),
+            build_args={"BASE": postgres_exporter_image},
+            kms_key_arn=key_arn,
+            parent=self,
+        )
         pg = Container(
             name="postgres-exporter",
-            image=postgres_exporter_image,
+            image=pg_image,
             user=f"{NOBODY}:{NOBODY}",
-            # Fargate cannot mount a file: the busybox shell in the image writes
-            # the extra queries to the task's volume, then becomes the exporter.
-            entry_point=("/bin/sh", "-c"),
-            command=(
-                'printf "%s" "$EXTRA_QUERIES" > '
-                + queries
-                + " && exec /bin/postgres_exporter "
-                + " ".join(
-                    monitoring.postgres_exporter_args(
-                        listen=f"127.0.0.1:{monitoring.POSTGRES_EXPORTER_PORT}", queries_path=queries
-                    )
-                ),
+            command=tuple(
+                monitoring.postgres_exporter_args(
+                    listen=f"127.0.0.1:{monitoring.POSTGRES_EXPORTER_PORT}", queries_path=EXPORTER_QUERIES
+                )
             ),
             environment={
                 "DATA_SOURCE_URI": pulumi.Output.concat(postgres_host, f":{postgres_port}/{database}?sslmode=require"),
                 "DATA_SOURCE_USER": monitoring_role,
-                "EXTRA_QUERIES": monitoring.render_postgres_exporter_queries(),
             },
             secrets={"DATA_SOURCE_PASS": args.secrets.arns["postgres-monitoring"]},
-            mounts={"tmp": "/tmp"},  # noqa: S108
         )
         redis = Container(
             name="redis-exporter",
@@ -324,7 +328,7 @@ class Monitoring(pulumi.ComponentResource):
             cpu=256,
             memory_mib=512,
             containers=[pg, redis, sidecar],
-            volumes=["tmp"],
+            volumes=[],
             log_group_name=logs.name,
             region=args.region,
             execution_role_arn=execution_role(

@@ -34,6 +34,7 @@ class NetworkArgs:
     cidr: IPv4Network
     az_count: int
     single_nat_gateway: bool
+    interface_endpoints: bool
     log_retention_days: int
     kms_key_arn: pulumi.Output[str]
 
@@ -224,7 +225,7 @@ class Network(pulumi.ComponentResource):
             tags={"Name": names.resource("s3")},
             opts=child,
         )
-        for service in INTERFACE_ENDPOINTS:
+        for service in INTERFACE_ENDPOINTS if args.interface_endpoints else ():
             key = service.replace(".", "-")
             aws.ec2.VpcEndpoint(
                 f"{key}-endpoint",

@@ -9,6 +9,7 @@ import pulumi_aws as aws
 
 from components.aws.api import Api, ApiArgs
 from components.aws.backups import Backups, BackupsArgs
+from components.aws.bastion import Bastion
 from components.aws.cache import Cache, CacheArgs
 from components.aws.database import Database, DatabaseArgs
 from components.aws.monitoring import Monitoring, MonitoringArgs
@@ -67,6 +68,7 @@ class Platform(pulumi.ComponentResource):
                 cidr=aws_cfg.vpc_cidr,
                 az_count=aws_cfg.az_count,
                 single_nat_gateway=aws_cfg.single_nat_gateway,
+                interface_endpoints=aws_cfg.interface_endpoints,
                 log_retention_days=aws_cfg.log_retention_days,
                 kms_key_arn=secrets.key.arn,
             ),
@@ -92,6 +94,8 @@ class Platform(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        if aws_cfg.admin_bastion:
+            bastion = Bastion("bastion", names=names, network=network, kms_key_arn=secrets.key.arn, opts=child)
         cache = Cache(
             "cache",
             CacheArgs(
@@ -217,6 +221,8 @@ class Platform(pulumi.ComponentResource):
             "backupBucket": backups.bucket.bucket,
             "kmsKeyArn": secrets.key.arn,
         }
+        if aws_cfg.admin_bastion:
+            self.outputs["adminBastionId"] = bastion.instance.id
         self.register_outputs(self.outputs)
 
 

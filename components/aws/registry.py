@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -19,15 +21,17 @@ def ecr_image(
     resource_name: str,
     names: Names,
     *,
-    target: str,
     inputs: Sequence[str],
     kms_key_arn: pulumi.Input[str],
     parent: pulumi.Resource,
+    context: Path = APP_DIR,
+    target: str | None = None,
+    build_args: Mapping[str, str] | None = None,
 ) -> pulumi.Output[str]:
-    """Build one target of app/Dockerfile, push it, return `repo@sha256:...`.
+    """Build an image (by default a target of app/Dockerfile), push it, return `repo@sha256:...`.
 
-    Tags are immutable and are the digest of the build inputs: unchanged inputs
-    push nothing and leave every task definition as it is."""
+    Tags are immutable and are the digest of the build inputs and arguments:
+    unchanged inputs push nothing and leave every task definition as it is."""
     child = pulumi.ResourceOptions(parent=parent)
     repository = aws.ecr.Repository(
         f"{resource_name}-repository",
@@ -61,16 +65,18 @@ def ecr_image(
         ),
         opts=pulumi.ResourceOptions(parent=repository),
     )
-    tag = context_digest(APP_DIR, inputs)[:16]
+    args = dict(sorted((build_args or {}).items()))
+    tag = hashlib.sha256(f"{context_digest(context, inputs)}{args}".encode()).hexdigest()[:16]
     token = aws.ecr.get_authorization_token_output(
         registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=parent)
     )
     image = docker.Image(
         f"{resource_name}-image",
         build=docker.DockerBuildArgs(
-            context=str(APP_DIR),
-            dockerfile=str(APP_DIR / "Dockerfile"),
+            context=str(context),
+            dockerfile=str(context / "Dockerfile"),
             target=target,
+            args=args or None,
             # Fargate tasks here run on x86_64, whatever machine runs `pulumi up`.
             platform="linux/amd64",
         ),

@@ -39,7 +39,6 @@ class Container:
     user: str
     essential: bool = True
     command: tuple[str, ...] = ()
-    entry_point: tuple[str, ...] = ()
     environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Variable name → Secrets Manager ARN (optionally `arn:json-key::`)."""
@@ -88,8 +87,6 @@ def container_definition(c: Container, *, log_group: pulumi.Input[str], region: 
     }
     if c.command:
         definition["command"] = list(c.command)
-    if c.entry_point:
-        definition["entryPoint"] = list(c.entry_point)
     if c.health_check is not None:
         hc = c.health_check
         definition["healthCheck"] = {

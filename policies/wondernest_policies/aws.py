@@ -29,6 +29,7 @@ SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 ECR = "aws:ecr/repository:Repository"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 AWS_PROVIDER = "pulumi:providers:aws"
+EC2_INSTANCE = "aws:ec2/instance:Instance"
 
 REQUIRED_TAGS = ("app", "environment", "owner", "cost-center")
 # TLS 1.2 and 1.3 only; older ELB policies still negotiate TLS 1.0/1.1.
@@ -141,6 +142,17 @@ def _cluster(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
         return []
     on = any(s.get("name") == "containerInsights" and s.get("value") in ("enabled", "enhanced") for s in settings)
     return [] if on else ["has Container Insights off."]
+
+
+def _instance(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    metadata = resource.get("metadataOptions") or {}
+    root = resource.get("rootBlockDevice") or {}
+    checks = [
+        (unknown(metadata) or metadata.get("httpTokens") == "required", "allows IMDSv1 (httpTokens not required)."),
+        (unknown(root) or root.get("encrypted") is True, "has an unencrypted root volume."),
+        (resource.get("associatePublicIpAddress") is not True, "has a public IP address."),
+    ]
+    return [message for ok, message in checks if not ok]
 
 
 # --- load balancer ------------------------------------------------------------------
@@ -357,6 +369,14 @@ AWS_RESOURCE_RULES: list[Rule] = [
         "Add the containerInsights setting with value enabled.",
         (CLUSTER,),
         _cluster,
+    ),
+    Rule(
+        "aws-ec2-hardened",
+        "Instances require IMDSv2, encrypt their root volume and have no public address (Checkov CKV_AWS_79, 8, 88).",
+        "high",
+        "Set metadataOptions.httpTokens required, rootBlockDevice.encrypted, associatePublicIpAddress false.",
+        (EC2_INSTANCE,),
+        _instance,
     ),
     Rule(
         "aws-alb-hardened",
