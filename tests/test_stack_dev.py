@@ -278,7 +278,14 @@ def test_local_only_settings_are_refused_for_the_aws_target() -> None:
     config = stack_config({"target": "aws"})
     with pytest.raises(ConfigError) as caught:
         evaluate(config)
-    assert caught.value.problems == ["wondernest:devTools = {...}: local tools only; not available with target 'aws'"]
+    refused = "has no effect with target 'aws'; remove it (README, \"The prod stack on AWS\")"
+    assert caught.value.problems == [
+        "wondernest:devTools = {...}: local tools only; not available with target 'aws'",
+        f"wondernest:postgres.hostPort = 5433: {refused}",
+        f"wondernest:postgres.memory = '1GiB': {refused}",
+        f"wondernest:redis.hostPort = 6379: {refused}",
+        f"wondernest:redis.maxMemory = '256MiB': {refused}",
+    ]
     assert not declared_by(config)
 
 
