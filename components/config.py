@@ -29,7 +29,9 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
 from components.aws_sizes import CACHE_NODE_TYPES, FARGATE_MEMORY_MIB, RDS_CLASSES
-from components.spec.backups import schedule_period_seconds
+from components.spec.alerts import AlertThresholds
+from components.spec.backups import BACKUP_DIR, max_backup_age_seconds, schedule_period_seconds
+from components.spec.backups import METRICS_PORT as BACKUP_METRICS_PORT
 from components.spec.postgres_conf import TuningError, tune
 from components.spec.redis_conf import EvictionPolicy
 
@@ -211,6 +213,18 @@ class BackupsConfig(_Model):
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
+
+    def service_environment(self) -> dict[str, str]:
+        """What the backup service reads of this config, whichever target runs it."""
+        return {
+            "BACKUP_DIR": BACKUP_DIR,
+            "BACKUP_SCHEDULE": self.schedule,
+            "RETENTION_LAST": str(self.retention_last),
+            "RETENTION_DAILY": str(self.retention_daily),
+            "RETENTION_WEEKLY": str(self.retention_weekly),
+            "RETENTION_MONTHLY": str(self.retention_monthly),
+            "METRICS_PORT": str(BACKUP_METRICS_PORT),
+        }
 
     @field_validator("schedule")
     @classmethod
@@ -484,6 +498,16 @@ def _set_keys(model: BaseModel, dotted: Iterable[str]) -> list[str]:
                 found.append(key)
             node = getattr(node, name)
     return found
+
+
+def alert_thresholds(cfg: PlatformConfig, database: str) -> AlertThresholds:
+    """The alert rules' parameters, the same for every target."""
+    return AlertThresholds(
+        slo_objective=cfg.alerting.slo_objective,
+        latency_p99_seconds=cfg.alerting.latency_p99_seconds,
+        database=database,
+        backup_max_age_seconds=max_backup_age_seconds(cfg.backups.schedule),
+    )
 
 
 class ConfigError(Exception):

@@ -407,9 +407,14 @@ def test_every_alert_carries_severity_summary_description_and_runbook() -> None:
 
 
 def test_promtool_checks_and_unit_tests_pass(tmp_path: Path) -> None:
-    require_binary(PROMTOOL, "prometheus")
     rules = tmp_path / "platform.yml"
     rules.write_text(render_rule_file(rule_groups(THRESHOLDS)))
+    assert_promtool_passes(rules, tmp_path)
+
+
+def assert_promtool_passes(rules: Path, tmp_path: Path) -> None:
+    """`promtool check rules`, then every firing and silent case under `promtool test rules`."""
+    require_binary(PROMTOOL, "prometheus")
     check = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
     tests = tmp_path / "tests.yml"

@@ -13,8 +13,8 @@ import yaml
 
 from tests.harness import Evaluation, evaluate
 from tests.servers import require_binary
-from tests.test_alert_rules import CASES, PROMTOOL
-from tests.test_alertmanager_config import amtool
+from tests.test_alert_rules import PROMTOOL, assert_promtool_passes
+from tests.test_alertmanager_config import ROUTES, assert_amtool_accepts, assert_routed
 from tests.test_stack_prod import CERT, prod_config
 
 
@@ -37,42 +37,20 @@ def alertmanager_config(prod: Evaluation, tmp_path: Path) -> Path:
 
 
 def test_amtool_accepts_the_managed_alertmanager_definition(alertmanager_config: Path) -> None:
-    result = amtool("check-config", str(alertmanager_config))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert_amtool_accepts(alertmanager_config)
 
 
-@pytest.mark.parametrize(
-    ("labels", "receiver"),
-    [
-        (["alertname=PostgresDown", "severity=critical"], "critical"),
-        (["alertname=RedisEvictions", "severity=warning"], "warning"),
-        (["alertname=Watchdog", "severity=none"], "watchdog"),
-        (["alertname=Unclassified"], "default"),
-    ],
-)
+@pytest.mark.parametrize(("labels", "receiver"), ROUTES)
 def test_managed_alerts_reach_the_receiver_for_their_severity(
     alertmanager_config: Path, labels: list[str], receiver: str
 ) -> None:
-    result = amtool("config", "routes", "test", f"--config.file={alertmanager_config}", *labels)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == receiver
+    assert_routed(alertmanager_config, labels, receiver)
 
 
 def test_promtool_checks_and_unit_tests_the_rule_namespace(prod: Evaluation, tmp_path: Path) -> None:
     rules = tmp_path / "namespace.yml"
     rules.write_text(prod.named("aws:amp/ruleGroupNamespace:RuleGroupNamespace", "rules").inputs["data"])
-    check = promtool("check", "rules", str(rules))
-    assert check.returncode == 0, check.stdout + check.stderr
-    tests = tmp_path / "tests.yml"
-    tests.write_text(
-        yaml.safe_dump(
-            {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [c.promtool() for c in CASES]},
-            sort_keys=False,
-        )
-    )
-    result = promtool("test", "rules", str(tests))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_promtool_passes(rules, tmp_path)
 
 
 def _collector_configs(prod: Evaluation) -> dict[str, dict[str, Any]]:

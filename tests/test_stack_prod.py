@@ -465,7 +465,8 @@ def test_exporters_run_as_a_service_the_collector_scrapes(prod: Evaluation) -> N
 
 def test_cloudwatch_alarms_publish_to_the_alert_topic(prod: Evaluation) -> None:
     alarms = by_name(prod, "aws:cloudwatch/metricAlarm:MetricAlarm")
-    assert len(alarms) == 9
+    assert len(alarms) == 10
+    assert alarms["alarm-redis-engine-cpu-002"]["dimensions"] == {"CacheClusterId": "wondernest-prod-redis-002"}
     pipeline = alarms["alarm-alert-pipeline"]
     assert pipeline["metricQueries"][0]["expression"] == 'SELECT SUM(AlertManagerAlertsReceived) FROM "AWS/Prometheus"'
     assert pipeline["treatMissingData"] == "breaching"

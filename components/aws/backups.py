@@ -25,9 +25,9 @@ from components.aws.secrets import Secrets
 from components.aws.tasks import Container, HealthCheck, execution_role, log_group, task_definition
 from components.config import BackupsConfig
 from components.local.api import API_UID
-from components.local.backups import BACKUP_DIR, BUILD_INPUTS
+from components.local.backups import BUILD_INPUTS
 from components.local.containers import python_probe_command
-from components.spec.backups import METRICS_PORT
+from components.spec.backups import BACKUP_DIR, METRICS_PORT
 from components.spec.naming import Names
 
 BACKUP_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"
@@ -166,13 +166,7 @@ class Backups(pulumi.ComponentResource):
             "DB_NAME": args.database,
             "DB_USER": args.backup_role,
             "DB_SSLMODE": "require",
-            "BACKUP_DIR": BACKUP_DIR,
-            "BACKUP_SCHEDULE": cfg.schedule,
-            "RETENTION_LAST": str(cfg.retention_last),
-            "RETENTION_DAILY": str(cfg.retention_daily),
-            "RETENTION_WEEKLY": str(cfg.retention_weekly),
-            "RETENTION_MONTHLY": str(cfg.retention_monthly),
-            "METRICS_PORT": str(METRICS_PORT),
+            **cfg.service_environment(),
             "S3_BUCKET": self.bucket.bucket,
             "S3_PREFIX": f"{names.app}/{names.stack}",
             "S3_REGION": args.region,

@@ -47,6 +47,23 @@ def token_period(today: dt.date) -> str:
 
 
 @dataclass(frozen=True)
+class Alarm:
+    """A CloudWatch alarm on one metric, notifying the alerts topic both ways."""
+
+    key: str
+    description: str
+    namespace: str
+    metric: str
+    dimensions: Mapping[str, pulumi.Input[str]]
+    statistic: str
+    comparison: str
+    threshold: float
+    period: int = 300
+    periods: int = 3
+    missing: str = "missing"
+
+
+@dataclass(frozen=True)
 class MonitoringArgs:
     names: Names
     region: str
@@ -356,34 +373,20 @@ class Monitoring(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def alarm(
-        self,
-        key: str,
-        *,
-        description: str,
-        namespace: str,
-        metric: str,
-        dimensions: Mapping[str, pulumi.Input[str]],
-        statistic: str,
-        comparison: str,
-        threshold: float,
-        periods: int = 3,
-        period: int = 300,
-        missing: str = "missing",
-    ) -> aws.cloudwatch.MetricAlarm:
+    def alarm(self, alarm: Alarm) -> aws.cloudwatch.MetricAlarm:
         return aws.cloudwatch.MetricAlarm(
-            f"alarm-{key}",
-            name=self._names.resource(key),
-            alarm_description=description,
-            namespace=namespace,
-            metric_name=metric,
-            dimensions=dict(dimensions),
-            statistic=statistic,
-            comparison_operator=comparison,
-            threshold=threshold,
-            evaluation_periods=periods,
-            period=period,
-            treat_missing_data=missing,
+            f"alarm-{alarm.key}",
+            name=self._names.resource(alarm.key),
+            alarm_description=alarm.description,
+            namespace=alarm.namespace,
+            metric_name=alarm.metric,
+            dimensions=dict(alarm.dimensions),
+            statistic=alarm.statistic,
+            comparison_operator=alarm.comparison,
+            threshold=alarm.threshold,
+            evaluation_periods=alarm.periods,
+            period=alarm.period,
+            treat_missing_data=alarm.missing,
             alarm_actions=[self.topic.arn],
             ok_actions=[self.topic.arn],
             opts=pulumi.ResourceOptions(parent=self),

@@ -81,51 +81,32 @@ class SecurityGroups:
     def chain(
         self, key: str, source: aws.ec2.SecurityGroup, target: aws.ec2.SecurityGroup, port: int, why: str
     ) -> None:
-        opts = pulumi.ResourceOptions(parent=self._parent)
-        self._rules.append(
-            aws.vpc.SecurityGroupEgressRule(
-                f"{key}-egress",
-                security_group_id=source.id,
-                referenced_security_group_id=target.id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                description=why,
-                opts=opts,
-            )
-        )
-        self._rules.append(
-            aws.vpc.SecurityGroupIngressRule(
-                f"{key}-ingress",
-                security_group_id=target.id,
-                referenced_security_group_id=source.id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                description=why,
-                opts=opts,
-            )
-        )
+        """Both halves of one hop: the source may send, the target may receive."""
+        self._rule(aws.vpc.SecurityGroupEgressRule, f"{key}-egress", source, port, why, peer_group=target)
+        self._rule(aws.vpc.SecurityGroupIngressRule, f"{key}-ingress", target, port, why, peer_group=source)
 
     def ingress_cidr(self, key: str, sg: aws.ec2.SecurityGroup, cidr: str, port: int, why: str) -> None:
-        self._rules.append(
-            aws.vpc.SecurityGroupIngressRule(
-                key,
-                security_group_id=sg.id,
-                cidr_ipv4=cidr,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                description=why,
-                opts=pulumi.ResourceOptions(parent=self._parent),
-            )
-        )
+        self._rule(aws.vpc.SecurityGroupIngressRule, key, sg, port, why, cidr=cidr)
 
     def egress_cidr(self, key: str, sg: aws.ec2.SecurityGroup, cidr: str, port: int, why: str) -> None:
+        self._rule(aws.vpc.SecurityGroupEgressRule, key, sg, port, why, cidr=cidr)
+
+    def _rule(
+        self,
+        kind: type[aws.vpc.SecurityGroupIngressRule] | type[aws.vpc.SecurityGroupEgressRule],
+        key: str,
+        sg: aws.ec2.SecurityGroup,
+        port: int,
+        why: str,
+        *,
+        peer_group: aws.ec2.SecurityGroup | None = None,
+        cidr: str | None = None,
+    ) -> None:
         self._rules.append(
-            aws.vpc.SecurityGroupEgressRule(
+            kind(
                 key,
                 security_group_id=sg.id,
+                referenced_security_group_id=peer_group.id if peer_group is not None else None,
                 cidr_ipv4=cidr,
                 ip_protocol="tcp",
                 from_port=port,

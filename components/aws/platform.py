@@ -12,13 +12,11 @@ from components.aws.backups import Backups, BackupsArgs
 from components.aws.bastion import Bastion
 from components.aws.cache import Cache, CacheArgs
 from components.aws.database import Database, DatabaseArgs
-from components.aws.monitoring import Monitoring, MonitoringArgs
+from components.aws.monitoring import Alarm, Monitoring, MonitoringArgs
 from components.aws.network import Network, NetworkArgs
 from components.aws.secrets import Secrets
 from components.aws_sizes import RDS_CLASSES
-from components.config import PlatformConfig
-from components.spec.alerts import AlertThresholds
-from components.spec.backups import max_backup_age_seconds
+from components.config import PlatformConfig, alert_thresholds
 from components.spec.database import database_spec
 from components.spec.naming import Names
 from components.spec.postgres_conf import tune
@@ -110,12 +108,7 @@ class Platform(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        thresholds = AlertThresholds(
-            slo_objective=cfg.alerting.slo_objective,
-            latency_p99_seconds=cfg.alerting.latency_p99_seconds,
-            database=spec.name,
-            backup_max_age_seconds=max_backup_age_seconds(cfg.backups.schedule),
-        )
+        thresholds = alert_thresholds(cfg, spec.name)
         observability = Monitoring(
             "monitoring",
             MonitoringArgs(
@@ -205,7 +198,7 @@ class Platform(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        _alarms(observability, database, cache, api)
+        _alarms(observability, database, cache, api, cache_nodes=1 + aws_cfg.cache_replicas)
         self.outputs = {
             "apiUrl": api.url,
             "grafanaUrl": observability.grafana_url,
@@ -226,73 +219,41 @@ class Platform(pulumi.ComponentResource):
         self.register_outputs(self.outputs)
 
 
-def _alarms(observability: Monitoring, database: Database, cache: Cache, api: Api) -> None:
+def _alarms(observability: Monitoring, database: Database, cache: Cache, api: Api, cache_nodes: int) -> None:
     """What only CloudWatch sees: the database host, the cache engine, the ALB's
-    own errors, and the alert pipeline itself."""
+    own errors, and (prometheus_alarms) the alert pipeline itself."""
     db = {"DBInstanceIdentifier": database.instance.identifier}
-    observability.alarm(
-        "rds-free-storage",
-        description="RDS free storage under 10 GiB: autoscaling is at its ceiling or cannot keep up",
-        namespace="AWS/RDS",
-        metric="FreeStorageSpace",
-        dimensions=db,
-        statistic="Minimum",
-        comparison="LessThanThreshold",
-        threshold=10 * 1024**3,
-    )
-    observability.alarm(
-        "rds-cpu",
-        description="RDS CPU above 80% for 15 minutes",
-        namespace="AWS/RDS",
-        metric="CPUUtilization",
-        dimensions=db,
-        statistic="Average",
-        comparison="GreaterThanThreshold",
-        threshold=80,
-    )
-    observability.alarm(
-        "rds-freeable-memory",
-        description="RDS freeable memory under 256 MiB: the instance is swapping or about to",
-        namespace="AWS/RDS",
-        metric="FreeableMemory",
-        dimensions=db,
-        statistic="Minimum",
-        comparison="LessThanThreshold",
-        threshold=256 * 1024**2,
-    )
-    observability.alarm(
-        "redis-engine-cpu",
-        description="Redis engine CPU above 80%: its single thread is saturated",
-        namespace="AWS/ElastiCache",
-        metric="EngineCPUUtilization",
-        dimensions={"ReplicationGroupId": cache.group.replication_group_id},
-        statistic="Average",
-        comparison="GreaterThanThreshold",
-        threshold=80,
-    )
-    observability.alarm(
-        "alb-5xx",
-        description="The load balancer itself answered 5xx (no healthy target, or targets unreachable)",
-        namespace="AWS/ApplicationELB",
-        metric="HTTPCode_ELB_5XX_Count",
-        dimensions={"LoadBalancer": api.alb.arn_suffix},
-        statistic="Sum",
-        comparison="GreaterThanThreshold",
-        threshold=10,
-        period=60,
-        periods=5,
-        missing="notBreaching",
-    )
-    observability.alarm(
-        "alb-unhealthy-targets",
-        description="Targets failing the load balancer's health check",
-        namespace="AWS/ApplicationELB",
-        metric="UnHealthyHostCount",
-        dimensions={"LoadBalancer": api.alb.arn_suffix, "TargetGroup": api.target_group.arn_suffix},
-        statistic="Maximum",
-        comparison="GreaterThanThreshold",
-        threshold=0,
-        period=60,
-        periods=5,
-    )
+    alb = {"LoadBalancer": api.alb.arn_suffix}
+    targets = {**alb, "TargetGroup": api.target_group.arn_suffix}
+    alarms = [
+        Alarm("rds-free-storage", "RDS free storage under 10 GiB: autoscaling is at its ceiling or cannot keep up",
+              "AWS/RDS", "FreeStorageSpace", db, "Minimum", "LessThanThreshold", 10 * 1024**3),
+        Alarm("rds-cpu", "RDS CPU above 80% for 15 minutes",
+              "AWS/RDS", "CPUUtilization", db, "Average", "GreaterThanThreshold", 80),
+        Alarm("rds-freeable-memory", "RDS freeable memory under 256 MiB: the instance is swapping or about to",
+              "AWS/RDS", "FreeableMemory", db, "Minimum", "LessThanThreshold", 256 * 1024**2),
+        Alarm("alb-5xx", "The load balancer itself answered 5xx (no healthy target, or targets unreachable)",
+              "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", alb, "Sum", "GreaterThanThreshold", 10,
+              period=60, periods=5, missing="notBreaching"),
+        Alarm("alb-unhealthy-targets", "Targets failing the load balancer's health check",
+              "AWS/ApplicationELB", "UnHealthyHostCount", targets, "Maximum", "GreaterThanThreshold", 0,
+              period=60, periods=5),
+    ]  # fmt: skip
+    # ElastiCache reports engine CPU per node; members are <group>-001, -002, ...
+    for n in range(1, cache_nodes + 1):
+        node = pulumi.Output.format("{0}-{1:03d}", cache.group.replication_group_id, n)
+        alarms.append(
+            Alarm(
+                f"redis-engine-cpu-{n:03d}",
+                "Redis engine CPU above 80%: its single thread is saturated",
+                "AWS/ElastiCache",
+                "EngineCPUUtilization",
+                {"CacheClusterId": node},
+                "Average",
+                "GreaterThanThreshold",
+                80,
+            )
+        )
+    for alarm in alarms:
+        observability.alarm(alarm)
     observability.prometheus_alarms()

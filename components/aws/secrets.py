@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_random as random
 
 from components.aws.iam import policy_document
+from components.generated import PASSWORD_LENGTH, SIGNING_KEY_LENGTH, generated_secret
 from components.spec.naming import Names
 
-_PASSWORD_LENGTH = 32
-_SIGNING_KEY_LENGTH = 64
 PASSWORDS: tuple[str, ...] = (
     "postgres-app",
     "postgres-analytics",
@@ -91,12 +89,8 @@ class Secrets(pulumi.ComponentResource):
         self._values: dict[str, pulumi.Output[str]] = {}
         self.arns = {}
         for key in (*PASSWORDS, *SIGNING_KEYS):
-            length = _SIGNING_KEY_LENGTH if key in SIGNING_KEYS else _PASSWORD_LENGTH
-            value: pulumi.Output[str] = pulumi.Output.secret(
-                random.RandomPassword(
-                    key, length=length, special=False, min_lower=1, min_upper=1, min_numeric=1, opts=child
-                ).result
-            )
+            length = SIGNING_KEY_LENGTH if key in SIGNING_KEYS else PASSWORD_LENGTH
+            value = generated_secret(key, length, child)
             secret = aws.secretsmanager.Secret(
                 key,
                 name=f"{names.app}/{names.stack}/{key}",

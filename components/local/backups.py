@@ -15,12 +15,11 @@ from components.local.containers import ContainerSpec, SecretFile, hardened_cont
 from components.local.images import app_image
 from components.local.network import Network
 from components.local.secrets import Secrets
-from components.spec.backups import METRICS_PORT
+from components.spec.backups import BACKUP_DIR, METRICS_PORT
 from components.spec.naming import Names
 
 BUILD_INPUTS = ("Dockerfile", "requirements.txt", "requirements-backup.txt", "wondernest_api", "wondernest_backup")
 SECRETS_DIR = "/run/secrets"
-BACKUP_DIR = "/backups"
 
 
 @dataclass(frozen=True)
@@ -68,13 +67,7 @@ class Backups(pulumi.ComponentResource):
             "DB_USER": args.backup_role,
             "DB_PASSWORD_FILE": f"{SECRETS_DIR}/db-password",
             "DB_SSLMODE": "prefer",
-            "BACKUP_DIR": BACKUP_DIR,
-            "BACKUP_SCHEDULE": cfg.schedule,
-            "RETENTION_LAST": str(cfg.retention_last),
-            "RETENTION_DAILY": str(cfg.retention_daily),
-            "RETENTION_WEEKLY": str(cfg.retention_weekly),
-            "RETENTION_MONTHLY": str(cfg.retention_monthly),
-            "METRICS_PORT": str(METRICS_PORT),
+            **cfg.service_environment(),
         }
         secret_files = [SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("backup"), API_UID)]
         networks: list[tuple[pulumi.Input[str], list[str]]] = [(args.network.backend.name, ["backups"])]

@@ -27,7 +27,6 @@ from components.local.network import Network
 from components.local.secrets import Secrets
 from components.spec import dashboards, monitoring
 from components.spec.alerts import AlertThresholds, render_rule_file, rule_groups
-from components.spec.backups import max_backup_age_seconds
 from components.spec.naming import Names
 
 MIB = 1024 * 1024
@@ -43,7 +42,7 @@ RULES_FILE = "/etc/prometheus/rules/platform.yml"
 @dataclass(frozen=True)
 class MonitoringArgs:
     names: Names
-    backup_schedule: str
+    thresholds: AlertThresholds
     config: MonitoringConfig
     alerting: AlertingConfig
     images: ImagesConfig
@@ -72,12 +71,7 @@ class Monitoring(pulumi.ComponentResource):
         after = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         backend = net.backend.name
 
-        thresholds = AlertThresholds(
-            slo_objective=args.alerting.slo_objective,
-            latency_p99_seconds=args.alerting.latency_p99_seconds,
-            database=args.database,
-            backup_max_age_seconds=max_backup_age_seconds(args.backup_schedule),
-        )
+        thresholds = args.thresholds
         targets = monitoring.container_targets(args.api_target)
 
         # --- exporters -------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 import pulumi
 
-from components.config import PlatformConfig
+from components.config import PlatformConfig, alert_thresholds
 from components.local.api import Api, ApiArgs
 from components.local.backups import Backups, BackupsArgs, DevBucket
 from components.local.cache import Cache, CacheArgs
@@ -105,7 +105,7 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
         "monitoring",
         MonitoringArgs(
             names=names,
-            backup_schedule=cfg.backups.schedule,
+            thresholds=alert_thresholds(cfg, spec.name),
             config=cfg.monitoring,
             alerting=cfg.alerting,
             images=cfg.images,

@@ -1,19 +1,10 @@
-"""Every credential the local platform uses, generated once and kept in state.
-
-pulumi-random values are stable across updates (no churn in previews) and are
-secret outputs from the moment they exist.
-"""
+"""Every credential the local platform uses, generated once and kept in state."""
 
 from __future__ import annotations
 
 import pulumi
-import pulumi_random as random
 
-# Alphanumeric only: these end up in connection strings, pgpass files and
-# redis-cli arguments, where punctuation needs escaping that is easy to get wrong.
-# 32 characters of [A-Za-z0-9] is ~190 bits.
-_PASSWORD_LENGTH = 32
-_SIGNING_KEY_LENGTH = 64
+from components.generated import PASSWORD_LENGTH, SIGNING_KEY_LENGTH, generated_secret
 
 PASSWORDS: tuple[str, ...] = (
     "postgres-superuser",
@@ -44,22 +35,9 @@ class Secrets(pulumi.ComponentResource):
             opts = child
             if key in BOUND_TO_DATA:
                 opts = pulumi.ResourceOptions(parent=self, protect=True)
-            self._values[key] = self._random(key, _PASSWORD_LENGTH, opts)
-        self._values["jwt-signing-key"] = self._random("jwt-signing-key", _SIGNING_KEY_LENGTH, child)
+            self._values[key] = generated_secret(key, PASSWORD_LENGTH, opts)
+        self._values["jwt-signing-key"] = generated_secret("jwt-signing-key", SIGNING_KEY_LENGTH, child)
         self.register_outputs({key.replace("-", "_"): value for key, value in self._values.items()})
-
-    @staticmethod
-    def _random(key: str, length: int, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
-        password = random.RandomPassword(
-            key,
-            length=length,
-            special=False,
-            min_lower=1,
-            min_upper=1,
-            min_numeric=1,
-            opts=opts,
-        )
-        return pulumi.Output.secret(password.result)
 
     def get(self, key: str) -> pulumi.Output[str]:
         return self._values[key]

@@ -10,6 +10,8 @@ from apscheduler.triggers.cron import CronTrigger
 # A verification restores the whole database; on a large one that takes a while.
 MARGIN_SECONDS = 30 * 60
 METRICS_PORT = 9200
+# Where the backup image keeps its dumps (and, under it, its scratch space).
+BACKUP_DIR = "/backups"
 
 
 def schedule_period_seconds(cron: str) -> int:
