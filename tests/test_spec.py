@@ -97,3 +97,48 @@ def test_pgadmin_servers_json_and_pgpass() -> None:
         "postgres:5432:*:u:p\\:w\\\\\n"
     )
     assert pgadmin.storage_dir("admin@example.com") == "/var/lib/pgadmin/storage/admin_example.com"
+
+
+def _conf_values(text: str) -> dict[str, str]:
+    pairs = (line.split(" = ", 1) for line in text.splitlines() if " = " in line and not line.startswith("#"))
+    return {key: value.strip("'") for key, value in pairs}
+
+
+def _kilobytes(value: str) -> int:
+    units = {"kB": 1, "MB": 1024, "GB": 1024**2}
+    number, unit = value[:-2], value[-2:]
+    return int(number) * units[unit]
+
+
+@pytest.mark.parametrize(("memory_gib", "connections"), [(1, 100), (8, 100), (16, 400), (32, 1000)])
+def test_the_rds_parameter_group_makes_the_containers_decisions(memory_gib: int, connections: int) -> None:
+    """Every setting both carry means the same once RDS's units are applied."""
+    from components.spec.postgres_conf import rds_parameters, render_postgresql_conf, tune
+
+    tuning = tune(memory_gib * 1024**3, connections)
+    conf = _conf_values(render_postgresql_conf(tuning, slow_query_ms=250))
+    rds = {p.name: p.value for p in rds_parameters(tuning, slow_query_ms=250)}
+    pages = {"shared_buffers", "effective_cache_size"}  # 8 kB pages on RDS
+    kilobytes = {"work_mem", "maintenance_work_mem"}
+    megabytes = {"min_wal_size", "max_wal_size"}
+    booleans = {"track_io_timing", "log_lock_waits"}
+    milliseconds = {"log_autovacuum_min_duration"}
+    shared = set(conf) & set(rds)
+    assert shared >= pages | kilobytes | megabytes | booleans | {"max_connections", "password_encryption"}
+    for key in shared:
+        local, remote = conf[key], rds[key]
+        if key in pages:
+            assert _kilobytes(local) == int(remote) * 8, key
+        elif key in kilobytes:
+            assert _kilobytes(local) == int(remote), key
+        elif key in megabytes:
+            assert _kilobytes(local) == int(remote) * 1024, key
+        elif key in booleans:
+            assert (local, remote) == ("on", "1"), key
+        elif key in milliseconds:
+            assert local == "1s" and remote == "1000", key
+        else:
+            assert local == remote, key
+    # What RDS adds, and what it does not let a parameter group set.
+    assert set(rds) - set(conf) == {"rds.force_ssl", "ssl_min_protocol_version"}
+    assert {"listen_addresses", "port", "hba_file", "log_destination"} <= set(conf) - set(rds)

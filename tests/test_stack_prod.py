@@ -365,7 +365,9 @@ def test_aws_backup_vault_plan_and_selection(prod: Evaluation) -> None:
     rules = {r["ruleName"]: r for r in prod.named("aws:backup/plan:Plan", "plan").inputs["rules"]}
     assert sorted(rules) == ["daily", "monthly", "weekly"]
     assert rules["daily"]["enableContinuousBackup"] is True
-    assert [rules[r]["lifecycle"]["deleteAfter"] for r in ("daily", "weekly", "monthly")] == [35, 90, 365]
+    assert [rules[r]["lifecycle"]["deleteAfter"] for r in ("daily", "weekly", "monthly")] == [14, 90, 365]
+    # Continuous backup and the instance's own retention are one window: neither rewrites the other.
+    assert prod.named("aws:rds/instance:Instance", "postgres").inputs["backupRetentionPeriod"] == 14
     assert all(not r.get("copyActions") for r in rules.values())
     selection = prod.named("aws:backup/selection:Selection", "selection").inputs
     assert selection["resources"] == ["arn:aws:rds:eu-west-1:123456789012:db:wondernest-prod-postgres"]
@@ -380,6 +382,8 @@ def test_cross_region_copies_when_configured() -> None:
 
 
 def test_the_backup_service_verifies_and_copies_to_the_bucket(prod: Evaluation) -> None:
+    [definition] = [d for d in prod.of_type(TASK_DEF) if d.name == "backups-task"]
+    assert definition.inputs["ephemeralStorage"] == {"sizeInGib": 200}  # two copies of 100 GB, capped
     task = containers(prod, "-backups")
     backups = task["backups"]
     env = {e["name"]: e["value"] for e in backups["environment"]}

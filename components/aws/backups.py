@@ -32,13 +32,16 @@ from components.spec.naming import Names
 
 BACKUP_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"
 RESTORE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForRestores"
-# (rule, cron in UTC, days kept): continuous backup covers the last 35 days to
-# the second; the snapshots reach back a year.
+# (rule, cron in UTC, days kept): the weekly and monthly snapshots reach back a
+# year; the daily rule's retention is the database's point-in-time window.
 SNAPSHOT_RULES: tuple[tuple[str, str, int], ...] = (
-    ("daily", "cron(0 4 * * ? *)", 35),
     ("weekly", "cron(0 5 ? * SUN *)", 90),
     ("monthly", "cron(0 6 1 * ? *)", 365),
 )
+DAILY = "cron(0 4 * * ? *)"
+# The dumps and the throwaway server that restores them share the task's storage
+# (20 GiB unless asked, 200 at most): room for two copies of the database.
+MAX_EPHEMERAL_GIB = 200
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,10 @@ class BackupsArgs:
     region: str
     config: BackupsConfig
     copy_region: str | None
+    pitr_days: int
+    """The daily rule's continuous backup: the RDS instance's own retention, so the two never disagree."""
     vault_lock_min_days: int
+    db_storage_gb: int
     log_retention_days: int
     database: str
     backup_role: str
@@ -81,7 +87,7 @@ class Backups(pulumi.ComponentResource):
             "vault-lock",
             backup_vault_name=self.vault.name,
             min_retention_days=args.vault_lock_min_days,
-            max_retention_days=max(rule[2] for rule in SNAPSHOT_RULES),
+            max_retention_days=max(days for _, _, days in SNAPSHOT_RULES),
             # Governance mode (no changeable_for_days): an account administrator can
             # still lift the lock; compliance mode is one config line away.
             opts=pulumi.ResourceOptions(parent=self.vault),
@@ -114,7 +120,7 @@ class Backups(pulumi.ComponentResource):
                         else []
                     ),
                 )
-                for rule, cron, days in SNAPSHOT_RULES
+                for rule, cron, days in (("daily", DAILY, args.pitr_days), *SNAPSHOT_RULES)
             ],
             opts=child,
         )
@@ -226,6 +232,7 @@ class Backups(pulumi.ComponentResource):
             memory_mib=_fargate_memory(memory_mib),
             containers=[service, sidecar],
             volumes=["backups"],
+            ephemeral_storage_gib=min(max(2 * args.db_storage_gb + 10, 21), MAX_EPHEMERAL_GIB),
             log_group_name=logs.name,
             region=args.region,
             execution_role_arn=execution_role(

@@ -181,6 +181,8 @@ class Platform(pulumi.ComponentResource):
                 region=region,
                 config=cfg.backups,
                 copy_region=aws_cfg.backup_copy_region,
+                pitr_days=aws_cfg.db_backup_retention_days,
+                db_storage_gb=aws_cfg.db_allocated_storage_gb,
                 vault_lock_min_days=aws_cfg.backup_vault_lock_min_days,
                 log_retention_days=aws_cfg.log_retention_days,
                 database=spec.name,

@@ -69,10 +69,11 @@ class Secrets(pulumi.ComponentResource):
                         "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": logs_arn}},
                     },
                     {
-                        # Managed Prometheus' Alertmanager publishes to the encrypted SNS topic.
-                        "Sid": "ManagedPrometheusPublishes",
+                        # Managed Prometheus' Alertmanager and CloudWatch alarms publish
+                        # to the encrypted SNS topic.
+                        "Sid": "AlertPublishersEncrypt",
                         "Effect": "Allow",
-                        "Principal": {"Service": "aps.amazonaws.com"},
+                        "Principal": {"Service": ["aps.amazonaws.com", "cloudwatch.amazonaws.com"]},
                         "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
                         "Resource": "*",
                         "Condition": {"StringEquals": {"aws:SourceAccount": identity.account_id}},

@@ -162,6 +162,7 @@ def task_definition(
     execution_role_arn: pulumi.Input[str],
     task_role_arn: pulumi.Input[str],
     parent: pulumi.Resource,
+    ephemeral_storage_gib: int | None = None,
 ) -> aws.ecs.TaskDefinition:
     return aws.ecs.TaskDefinition(
         resource_name,
@@ -177,5 +178,10 @@ def task_definition(
         task_role_arn=task_role_arn,
         container_definitions=render_container_definitions(containers, log_group=log_group_name, region=region),
         volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=v) for v in sorted(volumes)],
+        ephemeral_storage=(
+            aws.ecs.TaskDefinitionEphemeralStorageArgs(size_in_gib=ephemeral_storage_gib)
+            if ephemeral_storage_gib is not None
+            else None
+        ),
         opts=pulumi.ResourceOptions(parent=parent),
     )

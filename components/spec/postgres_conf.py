@@ -189,8 +189,9 @@ class RdsParameter:
 def rds_parameters(tuning: PostgresTuning, *, slow_query_ms: int) -> list[RdsParameter]:
     """The same decisions as `render_postgresql_conf`, in the units an RDS parameter
     group takes (8 kB pages for the buffer sizes, kB for the work memories), plus
-    what RDS adds: TLS forced on every connection. Paths, listen addresses and
-    logging destinations are RDS's to set and are left out."""
+    what RDS adds: TLS forced on every connection. Booleans are 0/1, the values
+    RDS lists for them. Paths, listen addresses and logging destinations are
+    RDS's to set and are left out."""
     reboot = "pending-reboot"
     return [
         RdsParameter("max_connections", str(tuning.max_connections), reboot),
@@ -208,9 +209,9 @@ def rds_parameters(tuning: PostgresTuning, *, slow_query_ms: int) -> list[RdsPar
         RdsParameter("shared_preload_libraries", "pg_stat_statements", reboot),
         RdsParameter("pg_stat_statements.max", "10000", reboot),
         RdsParameter("pg_stat_statements.track", "all"),
-        RdsParameter("track_io_timing", "on"),
+        RdsParameter("track_io_timing", "1"),
         RdsParameter("log_min_duration_statement", str(slow_query_ms)),
-        RdsParameter("log_lock_waits", "on"),
+        RdsParameter("log_lock_waits", "1"),
         RdsParameter("log_temp_files", "0"),
         RdsParameter("log_autovacuum_min_duration", "1000"),
         RdsParameter("rds.force_ssl", "1"),
