@@ -9,7 +9,7 @@ PULUMI    := PULUMI_BACKEND_URL=file://$(STATE_DIR) \
              PULUMI_CONFIG_PASSPHRASE_FILE=$(STATE_DIR)/passphrase pulumi
 STACK     ?= dev
 
-.PHONY: venv tools lint typecheck test up preview destroy destroy-all outputs psql aws-check aws-preview aws-up tunnel
+.PHONY: venv tools lint typecheck test local-check up preview destroy destroy-all outputs psql aws-check aws-preview aws-up tunnel
 
 venv: $(VENV)/.installed
 
@@ -50,11 +50,15 @@ policies/venv/.installed: policies/requirements.txt
 	policies/venv/bin/pip install --quiet --disable-pip-version-check -r policies/requirements.txt
 	touch $@
 
-up: venv policies/venv/.installed $(STATE_DIR)/passphrase
+# The file backend and passphrase are for the local stack only.
+local-check:
+	@test "$(STACK)" = dev || { echo "$(STACK) is an AWS stack: use make aws-preview / make aws-up"; exit 2; }
+
+up: local-check venv policies/venv/.installed $(STATE_DIR)/passphrase
 	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
 	$(PULUMI) up --stack $(STACK) --yes $(POLICIES)
 
-preview: venv policies/venv/.installed $(STATE_DIR)/passphrase
+preview: local-check venv policies/venv/.installed $(STATE_DIR)/passphrase
 	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
 	$(PULUMI) preview --stack $(STACK) --diff $(POLICIES)
 

@@ -145,6 +145,18 @@ AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
         res(aws.EC2_INSTANCE, "bastion", metadataOptions={"httpTokens": "required"}, rootBlockDevice={}),
         "unencrypted",
     ),
+    (
+        "aws-ec2-hardened",
+        res(aws.EC2_INSTANCE, "bastion", metadataOptions={"httpTokens": "required"}, rootBlockDevice={"encrypted": True}),
+        res(
+            aws.EC2_INSTANCE,
+            "bastion",
+            metadataOptions={"httpTokens": "required"},
+            rootBlockDevice={"encrypted": True},
+            associatePublicIpAddress=True,
+        ),
+        "public IP",
+    ),
     ("aws-alb-hardened", alb(), alb(dropInvalidHeaderFields=False), "invalid HTTP headers"),
     ("aws-alb-hardened", alb(), alb(accessLogs={"enabled": False}), "access logs"),
     ("aws-alb-hardened", alb(), alb(enableDeletionProtection=False), "deletion protection"),
