@@ -147,7 +147,9 @@ AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
     ),
     (
         "aws-ec2-hardened",
-        res(aws.EC2_INSTANCE, "bastion", metadataOptions={"httpTokens": "required"}, rootBlockDevice={"encrypted": True}),
+        res(
+            aws.EC2_INSTANCE, "bastion", metadataOptions={"httpTokens": "required"}, rootBlockDevice={"encrypted": True}
+        ),
         res(
             aws.EC2_INSTANCE,
             "bastion",

@@ -316,6 +316,11 @@ def test_the_service_runs_privately_behind_an_https_alb(prod: Evaluation) -> Non
     redirect = listeners["http"]["defaultActions"][0]
     assert redirect["type"] == "redirect" and redirect["redirect"]["protocol"] == "HTTPS"
     assert prod.outputs["apiUrl"] == "https://api.example.com"
+    # /metrics answers only the task's own collector: the load balancer turns it away.
+    rule = prod.named("aws:lb/listenerRule:ListenerRule", "no-public-metrics").inputs
+    assert rule["listenerArn"].startswith("arn:aws:lb:eu-west-1:123456789012:https-")  # the HTTPS listener
+    assert rule["conditions"][0]["pathPattern"]["values"] == ["/metrics", "/metrics/*"]
+    assert rule["actions"][0]["fixedResponse"]["statusCode"] == "404"
     policies = by_name(prod, "aws:appautoscaling/policy:Policy")
     metrics = {
         p["targetTrackingScalingPolicyConfiguration"]["predefinedMetricSpecification"]["predefinedMetricType"]

@@ -146,9 +146,10 @@ class Api(pulumi.ComponentResource):
             parent=self,
         )
 
+        log_bucket = pulumi.Output.concat(names.resource("alb-logs"), "-", args.secrets.account_id)
         access_logs = private_bucket(
             "alb-logs",
-            bucket_name=pulumi.Output.concat(names.resource("alb-logs"), "-", args.secrets.account_id),
+            bucket_name=log_bucket,
             kms_key_arn=None,
             lifecycle=[
                 aws.s3.BucketLifecycleConfigurationRuleArgs(
@@ -167,13 +168,7 @@ class Api(pulumi.ComponentResource):
                     "Principal": {"AWS": args.elb_account_arn},
                     "Action": "s3:PutObject",
                     "Resource": pulumi.Output.concat(
-                        "arn:aws:s3:::",
-                        names.resource("alb-logs"),
-                        "-",
-                        args.secrets.account_id,
-                        "/alb/AWSLogs/",
-                        args.secrets.account_id,
-                        "/*",
+                        "arn:aws:s3:::", log_bucket, "/alb/AWSLogs/", args.secrets.account_id, "/*"
                     ),
                 }
             ],
@@ -247,6 +242,28 @@ class Api(pulumi.ComponentResource):
                 "http", load_balancer_arn=alb.arn, port=80, protocol="HTTP", default_actions=forward, opts=child
             )
             self.url = pulumi.Output.concat("http://", alb.dns_name)
+        # /metrics is for the task's own collector on 127.0.0.1, not for the internet.
+        aws.lb.ListenerRule(
+            "no-public-metrics",
+            listener_arn=listener.arn,
+            priority=1,
+            conditions=[
+                aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=["/metrics", "/metrics/*"])
+                )
+            ],
+            actions=[
+                aws.lb.ListenerRuleActionArgs(
+                    type="fixed-response",
+                    fixed_response=aws.lb.ListenerRuleActionFixedResponseArgs(
+                        content_type="application/json",
+                        status_code="404",
+                        message_body='{"error":{"code":"not_found","message":"Not Found"}}',
+                    ),
+                )
+            ],
+            opts=child,
+        )
 
         self.service = aws.ecs.Service(
             "api-service",
