@@ -150,7 +150,6 @@ def test_kms_key_rotates_and_every_secret_uses_it(prod: Evaluation) -> None:
             "postgres-monitoring",
             "postgres-backup",
             "redis-auth-token",
-            "grafana-admin",
             "jwt-signing-key",
         ]
     )

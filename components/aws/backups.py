@@ -88,8 +88,9 @@ class Backups(pulumi.ComponentResource):
             backup_vault_name=self.vault.name,
             min_retention_days=args.vault_lock_min_days,
             max_retention_days=max(days for _, _, days in SNAPSHOT_RULES),
-            # Governance mode (no changeable_for_days): an account administrator can
-            # still lift the lock; compliance mode is one config line away.
+            # Governance mode (no changeable_for_days): an administrator can still
+            # lift the lock. changeable_for_days would make it compliance mode,
+            # which nobody, AWS included, can undo once that many days pass.
             opts=pulumi.ResourceOptions(parent=self.vault),
         )
         copy_vault_arn: pulumi.Output[str] | None = None

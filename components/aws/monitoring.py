@@ -209,7 +209,6 @@ class Monitoring(pulumi.ComponentResource):
             permission_type="CUSTOMER_MANAGED",
             role_arn=role.arn,
             data_sources=["PROMETHEUS"],
-            notification_destinations=["SNS"],
             grafana_version="10.4",
             opts=child,
         )

@@ -20,7 +20,6 @@ PASSWORDS: tuple[str, ...] = (
     "postgres-monitoring",
     "postgres-backup",
     "redis-auth-token",
-    "grafana-admin",
 )
 SIGNING_KEYS: tuple[str, ...] = ("jwt-signing-key",)
 
