@@ -474,6 +474,12 @@ LOCAL_ONLY = (
     "images.prometheus",
     "images.alertmanager",
     "images.grafana",
+    # The aws target's bucket is its own (backups.s3Bucket is refused with its own message).
+    "backups.s3Prefix",
+    "backups.s3EndpointUrl",
+    "backups.s3Region",
+    "backups.s3AccessKeyId",
+    "backups.s3SecretAccessKey",
 )
 AMP_UNSUPPORTED_RECEIVERS = tuple(
     f"alerting.{key}"

@@ -561,6 +561,7 @@ def test_settings_the_aws_target_would_ignore_are_refused() -> None:
         network={"bindAddress": "127.0.0.1"},
         postgres={"memory": "2GiB"},
         images={"grafana": "grafana/grafana:11.6.0"},
+        backups={**stack_config(stack="prod")["backups"], "s3Region": "eu-west-1"},
         alerting={"slackChannel": "#ops", "slackWebhookUrl": "https://hooks.slack.com/x"},
     )
     with pytest.raises(ConfigError) as caught:
@@ -570,6 +571,8 @@ def test_settings_the_aws_target_would_ignore_are_refused() -> None:
         "wondernest:postgres.memory = '2GiB': has no effect with target 'aws'; remove it "
         '(README, "The prod stack on AWS")',
         "wondernest:images.grafana = 'grafana/grafana:11.6.0': has no effect with target 'aws'; remove it "
+        '(README, "The prod stack on AWS")',
+        "wondernest:backups.s3Region = 'eu-west-1': has no effect with target 'aws'; remove it "
         '(README, "The prod stack on AWS")',
         "wondernest:alerting.slackChannel = [secret]: Managed Prometheus notifies only through SNS; "
         "set aws.alertEmail or subscribe to the alerts topic",
