@@ -606,3 +606,15 @@ def test_only_the_backup_service_writes_to_task_storage(prod: Evaluation) -> Non
         for m in c["mountPoints"]
     }
     assert mounted == {("backups-task", "backups", "/backups")}
+
+
+def test_both_targets_export_the_same_outputs(prod: Evaluation, dev: Evaluation) -> None:
+    """Plus what only one target has: pgAdmin and the secrets' values locally (a
+    secret output), the secrets' ARNs and AWS's own resources on AWS."""
+    local_only = {"pgadminUrl", "secrets"}
+    assert set(dev.outputs) - local_only <= set(prod.outputs)
+    assert set(prod.outputs) - set(dev.outputs) == {
+        "secretArns", "postgresMasterSecretArn", "alertsTopicArn", "backupVault", "backupBucket", "kmsKeyArn",
+    }  # fmt: skip
+    assert prod.outputs["alertmanagerUrl"].endswith("/alertmanager/api/v2/alerts")
+    assert prod.outputs["roles"] == dev.outputs["roles"]

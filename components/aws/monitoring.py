@@ -181,7 +181,7 @@ class Monitoring(pulumi.ComponentResource):
         self.remote_write_url = self.workspace.prometheus_endpoint.apply(lambda e: f"{e}api/v1/remote_write")
         self._grafana(args)
         self.register_outputs(
-            {"prometheusEndpoint": self.workspace.prometheus_endpoint, "grafanaUrl": self.grafana_url}
+            {"prometheusUrl": self.workspace.prometheus_endpoint, "grafanaUrl": self.grafana_url}
         )
 
     def _grafana(self, args: MonitoringArgs) -> None:

@@ -204,12 +204,17 @@ class Platform(pulumi.ComponentResource):
         self.outputs = {
             "apiUrl": api.url,
             "grafanaUrl": observability.grafana_url,
-            "prometheusEndpoint": observability.workspace.prometheus_endpoint,
+            # The workspace's query and Alertmanager APIs (SigV4-signed requests only).
+            "prometheusUrl": observability.workspace.prometheus_endpoint,
+            "alertmanagerUrl": observability.workspace.prometheus_endpoint.apply(
+                lambda e: f"{e}alertmanager/api/v2/alerts"
+            ),
             "alertsTopicArn": observability.topic.arn,
             "postgresEndpoint": database.endpoint,
             "postgresDatabase": spec.name,
             "postgresMasterSecretArn": database.master_secret_arn,
             "redisEndpoint": cache.endpoint,
+            "redisUser": "default",
             "roles": {role.key: role.name for role in spec.roles},
             "secretArns": secrets.arns,
             "backupVault": backups.vault.name,
