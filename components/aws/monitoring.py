@@ -180,9 +180,7 @@ class Monitoring(pulumi.ComponentResource):
         )
         self.remote_write_url = self.workspace.prometheus_endpoint.apply(lambda e: f"{e}api/v1/remote_write")
         self._grafana(args)
-        self.register_outputs(
-            {"prometheusUrl": self.workspace.prometheus_endpoint, "grafanaUrl": self.grafana_url}
-        )
+        self.register_outputs({"prometheusUrl": self.workspace.prometheus_endpoint, "grafanaUrl": self.grafana_url})
 
     def _grafana(self, args: MonitoringArgs) -> None:
         names = args.names
