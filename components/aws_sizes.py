@@ -1,46 +1,39 @@
-"""AWS instance sizes the platform knows, with the memory the database tuning
-derives from. A class missing here is refused by the config, with the list of
-those that are known, rather than tuned against a guessed memory size.
+"""AWS sizes the platform knows. An RDS class's memory is what the database
+tuning derives from, so a class missing here is refused by the config, with the
+list of those that are known, rather than tuned against a guessed memory size.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 GIB = 1024**3
 
-
-@dataclass(frozen=True)
-class Size:
-    memory_bytes: int
-    vcpus: int
-
-
-RDS_CLASSES: dict[str, Size] = {
-    "db.t4g.micro": Size(1 * GIB, 2),
-    "db.t4g.small": Size(2 * GIB, 2),
-    "db.t4g.medium": Size(4 * GIB, 2),
-    "db.t4g.large": Size(8 * GIB, 2),
-    "db.m6g.large": Size(8 * GIB, 2),
-    "db.m6g.xlarge": Size(16 * GIB, 4),
-    "db.m6g.2xlarge": Size(32 * GIB, 8),
-    "db.m7g.large": Size(8 * GIB, 2),
-    "db.m7g.xlarge": Size(16 * GIB, 4),
-    "db.r6g.large": Size(16 * GIB, 2),
-    "db.r6g.xlarge": Size(32 * GIB, 4),
-    "db.r7g.large": Size(16 * GIB, 2),
-    "db.r7g.xlarge": Size(32 * GIB, 4),
+# Instance class → memory in bytes.
+RDS_CLASSES: dict[str, int] = {
+    "db.t4g.micro": 1 * GIB,
+    "db.t4g.small": 2 * GIB,
+    "db.t4g.medium": 4 * GIB,
+    "db.t4g.large": 8 * GIB,
+    "db.m6g.large": 8 * GIB,
+    "db.m6g.xlarge": 16 * GIB,
+    "db.m6g.2xlarge": 32 * GIB,
+    "db.m7g.large": 8 * GIB,
+    "db.m7g.xlarge": 16 * GIB,
+    "db.r6g.large": 16 * GIB,
+    "db.r6g.xlarge": 32 * GIB,
+    "db.r7g.large": 16 * GIB,
+    "db.r7g.xlarge": 32 * GIB,
 }
 
-CACHE_NODE_TYPES: dict[str, Size] = {
-    "cache.t4g.micro": Size(int(0.5 * GIB), 2),
-    "cache.t4g.small": Size(int(1.37 * GIB), 2),
-    "cache.t4g.medium": Size(int(3.09 * GIB), 2),
-    "cache.m6g.large": Size(int(6.38 * GIB), 2),
-    "cache.m7g.large": Size(int(6.38 * GIB), 2),
-    "cache.r6g.large": Size(int(13.07 * GIB), 2),
-    "cache.r7g.large": Size(int(13.07 * GIB), 2),
-}
+# Graviton node types with in-transit encryption and Multi-AZ failover support.
+CACHE_NODE_TYPES: tuple[str, ...] = (
+    "cache.t4g.micro",
+    "cache.t4g.small",
+    "cache.t4g.medium",
+    "cache.m6g.large",
+    "cache.m7g.large",
+    "cache.r6g.large",
+    "cache.r7g.large",
+)
 
 # Fargate's valid task sizes: memory (MiB) allowed for each CPU value (units).
 FARGATE_MEMORY_MIB: dict[int, tuple[int, ...]] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 
@@ -302,7 +302,7 @@ Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")]
 _TAG_VALUE = r"^[A-Za-z0-9 _.:/=+@-]{1,256}$"
 
 
-def _one_of(known: Mapping[str, object]) -> Any:
+def _one_of(known: Collection[str]) -> Any:
     def check(value: str) -> str:
         if value not in known:
             raise ValueError(f"not a known size; one of: {', '.join(known)}")
@@ -426,7 +426,7 @@ class PlatformConfig(_Model):
                     "set aws.alertEmail or subscribe to the alerts topic"
                 )
             if self.aws.db_instance_class in RDS_CLASSES:
-                memory = RDS_CLASSES[self.aws.db_instance_class].memory_bytes
+                memory = RDS_CLASSES[self.aws.db_instance_class]
                 try:
                     tune(memory, self.postgres.max_connections)
                 except TuningError as exc:

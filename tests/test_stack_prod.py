@@ -182,7 +182,7 @@ def test_rds_is_private_encrypted_multi_az_protected_and_tuned(prod: Evaluation)
 def test_the_parameter_group_comes_from_the_containers_tuning(prod: Evaluation) -> None:
     group = prod.named("aws:rds/parameterGroup:ParameterGroup", "parameters").inputs
     assert group["family"] == "postgres15"
-    tuning = tune(RDS_CLASSES["db.m6g.large"].memory_bytes, 100)
+    tuning = tune(RDS_CLASSES["db.m6g.large"], 100)
     expected = {p.name: (p.value, p.apply_method) for p in rds_parameters(tuning, slow_query_ms=500)}
     got = {p["name"]: (p["value"], p["applyMethod"]) for p in group["parameters"]}
     assert got == expected

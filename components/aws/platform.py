@@ -78,7 +78,7 @@ class Platform(pulumi.ComponentResource):
             DatabaseArgs(
                 names=names,
                 spec=spec,
-                tuning=tune(RDS_CLASSES[aws_cfg.db_instance_class].memory_bytes, cfg.postgres.max_connections),
+                tuning=tune(RDS_CLASSES[aws_cfg.db_instance_class], cfg.postgres.max_connections),
                 slow_query_ms=cfg.postgres.slow_query_ms,
                 instance_class=aws_cfg.db_instance_class,
                 allocated_storage_gb=aws_cfg.db_allocated_storage_gb,
