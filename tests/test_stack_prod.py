@@ -462,6 +462,12 @@ def test_the_alertmanager_definition_routes_to_sns(prod: Evaluation) -> None:
     assert subscription == {**subscription, "protocol": "email", "endpoint": "oncall@example.com"}
 
 
+def test_services_start_after_the_roles_they_log_in_as(prod: Evaluation) -> None:
+    for service in ("api-service", "exporters-service", "backups-service"):
+        dependencies = prod.named(SERVICE, service).options["dependencies"]
+        assert any(urn.endswith("postgres:Role::role-app") for urn in dependencies), service
+
+
 def test_exporters_run_as_a_service_the_collector_scrapes(prod: Evaluation) -> None:
     task = containers(prod, "-exporters")
     assert sorted(task) == ["metrics-collector", "postgres-exporter", "redis-exporter"]

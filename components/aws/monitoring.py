@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,6 +278,7 @@ class Monitoring(pulumi.ComponentResource):
         redis_port: int,
         postgres_exporter_image: str,
         redis_exporter_image: str,
+        depends_on: Sequence[pulumi.Resource],
     ) -> aws.ecs.Service:
         """postgres_exporter and redis_exporter in one task, scraped by its sidecar."""
         names, args = self._names, self._args
@@ -367,7 +368,8 @@ class Monitoring(pulumi.ComponentResource):
             ),
             propagate_tags="SERVICE",
             enable_ecs_managed_tags=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            # The exporter logs in as the monitoring role: it must exist first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
 
     def alarm(self, alarm: Alarm) -> aws.cloudwatch.MetricAlarm:

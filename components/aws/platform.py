@@ -173,6 +173,7 @@ class Platform(pulumi.ComponentResource):
             redis_port=cache.port,
             postgres_exporter_image=cfg.images.postgres_exporter,
             redis_exporter_image=cfg.images.redis_exporter,
+            depends_on=(*database.objects.all, cache.group),
         )
         backups = Backups(
             "backups",
