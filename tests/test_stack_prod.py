@@ -624,3 +624,20 @@ def test_both_targets_export_the_same_outputs(prod: Evaluation, dev: Evaluation)
     }  # fmt: skip
     assert prod.outputs["alertmanagerUrl"].endswith("/alertmanager/api/v2/alerts")
     assert prod.outputs["roles"] == dev.outputs["roles"]
+
+
+def test_every_lookup_goes_through_the_platforms_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data source on the default provider would read another region, or fail with no region at all."""
+    from tests.harness import RecordingMocks
+
+    seen: list[tuple[str, str]] = []
+    original = RecordingMocks.call
+
+    def spy(self: RecordingMocks, args: Any) -> Any:
+        seen.append((args.token, args.provider))
+        return original(self, args)
+
+    monkeypatch.setattr(RecordingMocks, "call", spy)
+    evaluate(prod_config({"adminBastion": True}), stack="prod")
+    assert {token.split(":")[1] for token, _ in seen} >= {"index/getAvailabilityZones", "ecr/getAuthorizationToken"}
+    assert {provider.split("::")[-2] for _, provider in seen} == {"aws"}
