@@ -140,8 +140,10 @@ def test_security_groups_chain_alb_to_api_to_data_and_every_rule_says_why(prod: 
 
 
 def test_kms_key_rotates_and_every_secret_uses_it(prod: Evaluation) -> None:
-    key = prod.named("aws:kms/key:Key", "key").inputs
+    key_resource = prod.named("aws:kms/key:Key", "key")
+    key = key_resource.inputs
     assert key["enableKeyRotation"] is True and key["deletionWindowInDays"] == 30
+    assert key_resource.options["protect"] is True
     secrets = by_name(prod, SECRET)
     assert sorted(secrets) == sorted(
         [

@@ -79,13 +79,14 @@ class Secrets(pulumi.ComponentResource):
                     },
                 ]
             ),
-            opts=child,
+            # Everything the platform stores is encrypted under it: deleting it
+            # takes a deliberate `pulumi state unprotect`, like the database.
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
         )
         aws.kms.Alias(
             "key-alias", name=f"alias/{names.resource('platform')}", target_key_id=self.key.key_id, opts=child
         )
         self.account_id = identity.account_id
-        self.partition = partition.partition
         self._values: dict[str, pulumi.Output[str]] = {}
         self.arns = {}
         for key in (*PASSWORDS, *SIGNING_KEYS):
