@@ -43,3 +43,9 @@ FARGATE_MEMORY_MIB: dict[int, tuple[int, ...]] = {
     2048: tuple(range(4096, 16384 + 1, 1024)),
     4096: tuple(range(8192, 30720 + 1, 1024)),
 }
+
+
+def fargate_memory_mib(cpu: int, wanted_mib: int) -> int:
+    """The smallest task memory Fargate accepts with `cpu` that holds `wanted_mib`, else its largest."""
+    allowed = FARGATE_MEMORY_MIB[cpu]
+    return next((mib for mib in allowed if mib >= wanted_mib), allowed[-1])

@@ -176,14 +176,27 @@ def test_the_served_policies_report_through_pulumi_policy_and_tolerate_unknowns(
 # --- stack rules, over the mocked dev stack ------------------------------------------
 
 
-def as_resources(ev: Evaluation) -> list[Resource]:
-    """What the policy engine sees: inputs with secrets unwrapped, plus protect."""
+def as_resources(ev: Evaluation, stack: str = "dev") -> list[Resource]:
+    """What the policy engine sees: inputs with secrets unwrapped, protect, and
+    the properties of the provider a resource is created through (when declared)."""
+    providers = {d.name: d.inputs for d in ev.declared if d.typ.startswith("pulumi:providers:")}
+
+    def provider_of(ref: str | None) -> dict[str, Any] | None:
+        name = ref.split("::")[-2] if ref else None
+        return deserialize_properties(copy.deepcopy(providers[name])) if name in providers else None
+
     return [
-        Resource(d.typ, d.name, f"urn:pulumi:dev::wondernest::{d.typ}::{d.name}",
-                 deserialize_properties(copy.deepcopy(d.inputs)), protect=bool(d.options.get("protect")))
+        Resource(
+            d.typ,
+            d.name,
+            f"urn:pulumi:{stack}::wondernest::{d.typ}::{d.name}",
+            deserialize_properties(copy.deepcopy(d.inputs)),
+            protect=bool(d.options.get("protect")),
+            provider=provider_of(d.options.get("provider")),
+        )
         for d in ev.declared
         if not d.typ.startswith("wondernest:")
-    ]  # fmt: skip
+    ]
 
 
 def enforcement(stack: str) -> dict[str, str]:
@@ -201,6 +214,7 @@ def policy_config(stack: str, rule: Rule) -> dict[str, Any]:
 
 
 def violations(resources: list[Resource], stack: str = "dev") -> dict[str, list[str]]:
+    """Rule id → the names of the resources it reports, sorted, under the stack's policy config."""
     found: dict[str, list[str]] = {}
     for rule in RULES:
         config = policy_config(stack, rule)
@@ -208,7 +222,7 @@ def violations(resources: list[Resource], stack: str = "dev") -> dict[str, list[
             v for r in resources for v in rule.run_resource(r, config)
         ]:
             found.setdefault(rule.id, []).append(violation.message.split(":", 1)[0])
-    return found
+    return {rule: sorted(names) for rule, names in found.items()}
 
 
 @pytest.fixture(scope="module")

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import pytest
 from pulumi_policy import ResourceValidationArgs
-from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.policy import PolicyProviderResource
 from pulumi_policy.proxy import unknown_checking_proxy
 from wondernest_policies import aws
-from wondernest_policies.model import Resource, Violation
+from wondernest_policies.model import Resource
 from wondernest_policies.registry import RULES, policies
 
-from tests.harness import Evaluation, evaluate, stack_config
-from tests.test_policies import UNKNOWN, _options, enforcement, policy_config
+from tests.harness import evaluate, stack_config
+from tests.test_policies import UNKNOWN, _options, as_resources, enforcement, violations
 from tests.test_stack_prod import CERT, prod_config
 
 BY_ID = {rule.id: rule for rule in RULES}
@@ -318,39 +316,8 @@ def test_each_aws_stack_rule_both_ways(rule_id: str, good: list[Resource], bad: 
 # --- the prod stack -----------------------------------------------------------------
 
 
-def as_resources(ev: Evaluation) -> list[Resource]:
-    """What the engine hands the pack: inputs with secrets unwrapped, protect, and the provider's props."""
-    providers = {d.name: d.inputs for d in ev.declared if d.typ.startswith("pulumi:providers:")}
-
-    def provider_of(ref: str | None) -> dict[str, Any] | None:
-        if not ref:
-            return None
-        name = ref.split("::")[-2]
-        return deserialize_properties(copy.deepcopy(providers[name])) if name in providers else None
-
-    return [
-        Resource(
-            d.typ,
-            d.name,
-            f"urn:pulumi:prod::wondernest::{d.typ}::{d.name}",
-            deserialize_properties(copy.deepcopy(d.inputs)),
-            protect=bool(d.options.get("protect")),
-            provider=provider_of(d.options.get("provider")),
-        )
-        for d in ev.declared
-        if not d.typ.startswith("wondernest:")
-    ]
-
-
 def prod_violations(resources: list[Resource]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for rule in RULES:
-        config = policy_config("prod", rule)
-        hits: list[Violation] = rule.run_stack(resources, config)
-        hits += [v for r in resources for v in rule.run_resource(r, config)]
-        for violation in hits:
-            found.setdefault(rule.id, []).append(violation.message.split(":", 1)[0])
-    return {rule: sorted(names) for rule, names in found.items()}
+    return violations(resources, "prod")
 
 
 @pytest.fixture(scope="module")
@@ -365,7 +332,7 @@ def prod_resources() -> list[Resource]:
             "backupCopyRegion": "eu-central-1",
         }
     )
-    return as_resources(evaluate(config, stack="prod"))
+    return as_resources(evaluate(config, stack="prod"), "prod")
 
 
 def test_the_prod_stack_passes_the_whole_pack(prod_resources: list[Resource]) -> None:
@@ -374,7 +341,7 @@ def test_the_prod_stack_passes_the_whole_pack(prod_resources: list[Resource]) ->
 
 
 def test_prod_without_a_certificate_is_refused_for_plain_http() -> None:
-    resources = as_resources(evaluate(prod_config(), stack="prod"))
+    resources = as_resources(evaluate(prod_config(), stack="prod"), "prod")
     assert prod_violations(resources) == {"aws-alb-https": ["http"]}
 
 
@@ -388,7 +355,7 @@ def test_a_broken_prod_stack_produces_exactly_the_expected_violations() -> None:
         stack="prod",
     )
     broken = []
-    for r in as_resources(ev):
+    for r in as_resources(ev, "prod"):
         props = dict(r.props)
         provider = r.provider
         if r.type == aws.RDS:
@@ -449,17 +416,10 @@ def test_the_backup_rule_wants_aws_backup_and_a_verifying_task(prod_resources: l
 
 def test_the_staging_stack_passes_with_its_own_policy_config() -> None:
     ev = evaluate(stack_config(stack="staging"), stack="staging")
-    resources = as_resources(ev)
+    resources = as_resources(ev, "staging")
     assert len(ev.of_type("aws:ec2/natGateway:NatGateway")) == 1
     assert not [d for d in ev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if d.inputs["vpcEndpointType"] == "Interface"]
     assert ev.named("aws:rds/instance:Instance", "postgres").inputs["multiAz"] is False
-    found: dict[str, list[str]] = {}
-    for rule in RULES:
-        config = policy_config("staging", rule)
-        for violation in rule.run_stack(resources, config) + [
-            v for r in resources for v in rule.run_resource(r, config)
-        ]:
-            found.setdefault(rule.id, []).append(violation.message.split(":", 1)[0])
-    assert found == {}
+    assert violations(resources, "staging") == {}
     # The same graph under prod's policy config: exactly what staging relaxes.
     assert prod_violations(resources) == {"aws-rds-hardened": ["postgres"], "aws-alb-https": ["http"]}

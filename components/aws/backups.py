@@ -23,6 +23,7 @@ from components.aws.network import Network
 from components.aws.registry import ecr_image
 from components.aws.secrets import Secrets
 from components.aws.tasks import Container, HealthCheck, execution_role, log_group, task_definition
+from components.aws_sizes import fargate_memory_mib
 from components.config import BackupsConfig
 from components.local.api import API_UID
 from components.local.backups import BUILD_INPUTS
@@ -42,6 +43,7 @@ DAILY = "cron(0 4 * * ? *)"
 # The dumps and the throwaway server that restores them share the task's storage
 # (20 GiB unless asked, 200 at most): room for two copies of the database.
 MAX_EPHEMERAL_GIB = 200
+BACKUP_CPU = 512
 
 
 @dataclass(frozen=True)
@@ -225,12 +227,11 @@ class Backups(pulumi.ComponentResource):
         logs = log_group(
             "backups-logs", names, "backups", retention_days=args.log_retention_days, kms_key_arn=key_arn, parent=self
         )
-        memory_mib = max(int(cfg.memory) // 1024**2, 1024)
         definition = task_definition(
             "backups-task",
             family=names.resource("backups"),
-            cpu=512,
-            memory_mib=_fargate_memory(memory_mib),
+            cpu=BACKUP_CPU,
+            memory_mib=fargate_memory_mib(BACKUP_CPU, int(cfg.memory) // 1024**2),
             containers=[service, sidecar],
             volumes=["backups"],
             ephemeral_storage_gib=min(max(2 * args.db_storage_gb + 10, 21), MAX_EPHEMERAL_GIB),
@@ -285,8 +286,3 @@ class Backups(pulumi.ComponentResource):
             "copy-vault", name=names.resource("vault-copy"), kms_key_arn=key.arn, force_destroy=False, opts=there
         )
         return vault.arn
-
-
-def _fargate_memory(mib: int) -> int:
-    """Round up to a size Fargate accepts with 0.5 vCPU (1 to 4 GiB in 1 GiB steps)."""
-    return min(max(-(-mib // 1024) * 1024, 1024), 4096)

@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -373,22 +374,18 @@ class Monitoring(pulumi.ComponentResource):
         )
 
     def alarm(self, alarm: Alarm) -> aws.cloudwatch.MetricAlarm:
-        return aws.cloudwatch.MetricAlarm(
-            f"alarm-{alarm.key}",
-            name=self._names.resource(alarm.key),
-            alarm_description=alarm.description,
+        return self._notifying_alarm(
+            alarm.key,
+            alarm.description,
+            alarm.comparison,
+            alarm.threshold,
+            alarm.periods,
+            alarm.missing,
             namespace=alarm.namespace,
             metric_name=alarm.metric,
             dimensions=dict(alarm.dimensions),
             statistic=alarm.statistic,
-            comparison_operator=alarm.comparison,
-            threshold=alarm.threshold,
-            evaluation_periods=alarm.periods,
             period=alarm.period,
-            treat_missing_data=alarm.missing,
-            alarm_actions=[self.topic.arn],
-            ok_actions=[self.topic.arn],
-            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def prometheus_alarms(self) -> None:
@@ -413,10 +410,13 @@ class Monitoring(pulumi.ComponentResource):
             ),
         }  # fmt: skip
         for key, (metric, comparison, threshold, missing, description) in queries.items():
-            aws.cloudwatch.MetricAlarm(
-                f"alarm-{key}",
-                name=self._names.resource(key),
-                alarm_description=description,
+            self._notifying_alarm(
+                key,
+                description,
+                comparison,
+                threshold,
+                3,
+                missing,
                 metric_queries=[
                     aws.cloudwatch.MetricAlarmMetricQueryArgs(
                         id="q",
@@ -425,14 +425,34 @@ class Monitoring(pulumi.ComponentResource):
                         return_data=True,
                     )
                 ],
-                comparison_operator=comparison,
-                threshold=threshold,
-                evaluation_periods=3,
-                treat_missing_data=missing,
-                alarm_actions=[self.topic.arn],
-                ok_actions=[self.topic.arn],
-                opts=pulumi.ResourceOptions(parent=self),
             )
+
+    def _notifying_alarm(
+        self,
+        key: str,
+        description: str,
+        comparison: str,
+        threshold: float,
+        periods: int,
+        missing: str,
+        **source: Any,
+    ) -> aws.cloudwatch.MetricAlarm:
+        """An alarm that notifies the alerts topic when it fires and when it clears;
+        `source` is either a metric (namespace, name, dimensions, statistic,
+        period) or metric queries."""
+        return aws.cloudwatch.MetricAlarm(
+            f"alarm-{key}",
+            name=self._names.resource(key),
+            alarm_description=description,
+            comparison_operator=comparison,
+            threshold=threshold,
+            evaluation_periods=periods,
+            treat_missing_data=missing,
+            alarm_actions=[self.topic.arn],
+            ok_actions=[self.topic.arn],
+            opts=pulumi.ResourceOptions(parent=self),
+            **source,
+        )
 
 
 def remote_write_role(resource_name: str, workspace_arn: pulumi.Input[str], parent: pulumi.Resource) -> aws.iam.Role:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from pulumi_policy import (
     Policy,
     PolicyConfigSchema,
+    PolicyResourceOptions,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -38,12 +40,23 @@ def _report(evaluate: Callable[[], list[Violation]], report_violation: ReportVio
         report_violation(violation.message, violation.urn)
 
 
+def _resource(
+    resource_type: str, name: str, urn: str, props: Any, opts: PolicyResourceOptions, provider: Any
+) -> Resource:
+    """What a rule sees of a resource the engine hands the pack, its provider's properties included."""
+    return Resource(
+        resource_type,
+        name,
+        urn,
+        props,
+        protect=bool(opts.protect),
+        provider=provider.props if provider is not None else None,
+    )
+
+
 def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        provider = args.provider.props if args.provider is not None else None
-        resource = Resource(
-            args.resource_type, args.name, args.urn, args.props, protect=bool(args.opts.protect), provider=provider
-        )
+        resource = _resource(args.resource_type, args.name, args.urn, args.props, args.opts, args.provider)
         _report(lambda: rule.run_resource(resource, args.get_config()), report_violation)
 
     return ResourceValidationPolicy(
@@ -58,17 +71,7 @@ def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
 
 def _stack_policy(rule: Rule) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-        resources = [
-            Resource(
-                r.resource_type,
-                r.name,
-                r.urn,
-                r.props,
-                protect=bool(r.opts.protect),
-                provider=r.provider.props if r.provider is not None else None,
-            )
-            for r in args.resources
-        ]
+        resources = [_resource(r.resource_type, r.name, r.urn, r.props, r.opts, r.provider) for r in args.resources]
         _report(lambda: rule.run_stack(resources, args.get_config()), report_violation)
 
     return StackValidationPolicy(
