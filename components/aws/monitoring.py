@@ -32,7 +32,9 @@ from components.spec.alerts import AlertThresholds, render_rule_file, rule_group
 from components.spec.collector import render_collector_config
 from components.spec.naming import Names
 
-EXPORTER_DIR = Path(__file__).parent / "exporter"
+# Relative to the project, like app/: the build context is an input of the image
+# resource, and an absolute path would show as a change from another checkout.
+EXPORTER_DIR = Path("components/aws/exporter")
 EXPORTER_QUERIES = "/etc/postgres_exporter/queries.yaml"
 COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 COLLECTOR_UID = "10001"
