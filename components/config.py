@@ -437,8 +437,8 @@ class PlatformConfig(_Model):
             raise ValueError("\n".join(problems))
         return self
 
-    @model_validator(mode="after")
-    def _check_ports(self) -> PlatformConfig:
+    def published_ports(self) -> dict[str, int]:
+        """The host ports the docker target publishes, by config key."""
         published = {
             "api.hostPort": self.api.host_port,
             "monitoring.prometheusPort": self.monitoring.prometheus_port,
@@ -448,8 +448,12 @@ class PlatformConfig(_Model):
         }
         if self.dev_tools.enabled:
             published["devTools.pgadminPort"] = self.dev_tools.pgadmin_port
+        return published
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> PlatformConfig:
         seen: dict[int, str] = {}
-        for key, port in published.items():
+        for key, port in self.published_ports().items():
             if port in seen:
                 raise ValueError(f"{key}: port already published by {seen[port]}")
             seen[port] = key

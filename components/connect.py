@@ -7,21 +7,30 @@ argument on a command line or a line in the shell history.
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from typing import Any
+
+from components.stack_outputs import read_outputs
+
+REQUIRED = ("postgresEndpoint", "postgresDatabase", "roles", "secrets")
 
 
 def libpq_env(outputs: dict[str, Any], role: str) -> dict[str, str]:
     host, port = str(outputs["postgresEndpoint"]).rsplit(":", 1)
     secrets = outputs["secrets"]
     if role == "superuser":
-        user, password = "postgres", secrets["postgres_superuser"]
+        user, secret = "postgres", "postgres_superuser"
     elif role in outputs["roles"]:
-        user, password = outputs["roles"][role], secrets[f"postgres_{role}"]
+        user, secret = outputs["roles"][role], f"postgres_{role}"
     else:
-        raise SystemExit(f"unknown role {role!r}; choose superuser or one of {sorted(outputs['roles'])}")
+        raise SystemExit(f"error: unknown role {role!r}; choose superuser or one of {sorted(outputs['roles'])}")
+    if secret not in secrets:
+        # The AWS stacks keep the master password in RDS's own secret, not in the outputs.
+        raise SystemExit(
+            f"error: this stack's outputs hold no password for {role}; read it from where the stack keeps it"
+        )
+    password = secrets[secret]
     return {
         "PGHOST": host if host != "0.0.0.0" else "127.0.0.1",  # noqa: S104 (reading, not binding)
         "PGPORT": port,
@@ -32,7 +41,10 @@ def libpq_env(outputs: dict[str, Any], role: str) -> dict[str, str]:
 
 
 def main() -> None:
-    env = libpq_env(json.load(sys.stdin), sys.argv[1] if len(sys.argv) > 1 else "app")
+    """`python3 -m components.connect ROLE [STACK]`, outputs on stdin."""
+    role = sys.argv[1] if len(sys.argv) > 1 else "app"
+    stack = f"stack {sys.argv[2]!r}" if len(sys.argv) > 2 else "the stack"
+    env = libpq_env(read_outputs(sys.stdin, REQUIRED, stack=stack), role)
     sys.stdout.write("".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items()))
 
 

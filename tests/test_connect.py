@@ -44,3 +44,30 @@ def test_the_lines_survive_a_shell_round_trip() -> None:
         ["sh", "-c", lines + 'printf %s "$PGPASSWORD"'], capture_output=True, text=True, check=True
     ).stdout
     assert echoed == "pa$s'w"
+
+
+def test_a_role_whose_password_the_outputs_do_not_hold_is_refused() -> None:
+    prod = {**OUTPUTS, "secrets": {"postgres_app": "a"}}
+    with pytest.raises(SystemExit, match="outputs hold no password for superuser"):
+        libpq_env(prod, "superuser")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "error: no outputs from stack 'dev': has `make up` run for it yet?"),
+        ("Traceback (most recent call last):", "error: the outputs of stack 'dev' are not JSON"),
+        ("[]", "error: stack 'dev' has no outputs: run `make up` first"),
+        ('{"postgresEndpoint": "h:1"}', "error: the outputs of stack 'dev' lack postgresDatabase, roles, secrets"),
+    ],
+)
+def test_unusable_outputs_give_one_error_line(text: str, message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "components.connect", "app", "dev"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1

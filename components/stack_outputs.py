@@ -1,0 +1,35 @@
+"""Reads `pulumi stack output --json` from a pipe, for the make recipes that need it.
+
+Standard library only, so the recipes run with the machine's python3. Missing or
+unreadable outputs stop the recipe with one line that says what to do, never a
+traceback and never a half-configured command run anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import IO, Any
+
+
+class OutputsError(SystemExit):
+    def __init__(self, message: str) -> None:
+        super().__init__(f"error: {message}")
+
+
+def read_outputs(stream: IO[str], required: Sequence[str], *, stack: str = "the stack") -> dict[str, Any]:
+    text = stream.read()
+    if not text.strip():
+        raise OutputsError(f"no outputs from {stack}: has `make up` run for it yet?")
+    try:
+        outputs = json.loads(text)
+    except ValueError:
+        raise OutputsError(f"the outputs of {stack} are not JSON; pipe `pulumi stack output --json` in") from None
+    if not isinstance(outputs, dict) or not outputs:
+        raise OutputsError(f"{stack} has no outputs: run `make up` first")
+    missing = [key for key in required if key not in outputs]
+    if missing:
+        raise OutputsError(
+            f"the outputs of {stack} lack {', '.join(missing)}: run `make up` (or `pulumi up`) with this checkout first"
+        )
+    return outputs
