@@ -1,22 +1,60 @@
 # The two commands a fresh machine needs: `make up` (the local dev stack) and
 # `make test` (lint, types, and every test). See README.md.
 
+# bash with pipefail: a recipe like `pulumi stack output | python3 -m ...` stops
+# when either side fails, instead of running the next command half-configured.
+SHELL       := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.NOTPARALLEL:
+
 VENV      ?= venv
 PY        := $(VENV)/bin/python
+PIP       := $(VENV)/bin/pip install --quiet --disable-pip-version-check
 STATE_DIR := $(CURDIR)/.pulumi-state
 # A file backend inside the checkout: no cloud account, no global `pulumi login`.
 PULUMI    := PULUMI_BACKEND_URL=file://$(STATE_DIR) \
              PULUMI_CONFIG_PASSPHRASE_FILE=$(STATE_DIR)/passphrase pulumi
 STACK     ?= dev
+SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: venv tools lint typecheck test local-check up preview destroy destroy-all outputs psql aws-check aws-preview aws-up tunnel
+.PHONY: help preflight check-config venv tools servers lint typecheck test pytest test-fast bench bench-backup \
+        local-check local-ready state-check up preview destroy destroy-all outputs psql \
+        aws-check aws-ready aws-preview aws-up tunnel
 
-venv: $(VENV)/.installed
+help:
+	@echo "make up                 the local dev stack (pulumi up on $(STACK), state in .pulumi-state/)"
+	@echo "make test               ruff, mypy and every test (installs what it needs; servers: make servers)"
+	@echo "make test-fast          the tests that start no server, in about a minute"
+	@echo "make pytest ARGS=...    pytest alone, e.g. ARGS='tests/test_config.py -k port'"
+	@echo "make check-config STACK=prod   validate Pulumi.<stack>.yaml without the Pulumi CLI"
+	@echo "make preview | outputs | psql ROLE=... | destroy | destroy-all"
+	@echo "make aws-preview | aws-up | tunnel   (STACK=prod|staging; see README)"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# --- Python environments -------------------------------------------------------
+# One venv (Pulumi.yaml names it), filled in stages so each command installs only
+# what it runs: the config parser (seconds), the program (`make up`), the tests.
+$(VENV)/bin/python:
+	python3 -m components.preflight python
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+
+# The config parser's own dependencies, at the versions requirements.txt pins.
+$(VENV)/.config: requirements.txt | $(VENV)/bin/python
+	$(PIP) $$(grep -iE '^(pydantic|PyYAML|APScheduler)==' requirements.txt)
 	touch $@
+
+$(VENV)/.program: requirements.txt $(VENV)/.config
+	$(PIP) -r requirements.txt
+	touch $@
+
+# The tests' dependencies, and the API and backup tool as commands
+# (wondernest-api, wondernest-backup) importable from anywhere.
+$(VENV)/.dev: requirements-dev.txt app/requirements.txt app/requirements-backup.txt app/requirements-dev-s3.txt \
+              policies/requirements.txt app/pyproject.toml $(VENV)/.program
+	$(PIP) -r requirements-dev.txt
+	$(PIP) --no-deps -e ./app
+	touch $@
+
+venv: $(VENV)/.dev
 
 # checkov pins its own dependency tree, so it lives in a venv of its own.
 TOOLS := $(CURDIR)/.tools
@@ -26,16 +64,44 @@ $(TOOLS)/checkov/bin/checkov:
 	python3 -m venv $(TOOLS)/checkov
 	$(TOOLS)/checkov/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
 
-lint: venv
+# The real servers the tests start (Debian 12 packages; root, or sudo).
+SERVER_PACKAGES := postgresql-15 redis-server prometheus prometheus-alertmanager \
+                   prometheus-postgres-exporter prometheus-redis-exporter
+servers:
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SERVER_PACKAGES) >/dev/null
+
+# --- Tests ------------------------------------------------------------------------
+lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: venv
+typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/mypy policies/__main__.py
 
-test: lint typecheck
-	$(PY) -m pytest
+test: $(VENV)/.dev tools lint typecheck
+	python3 -m components.preflight servers
+	$(PY) -m pytest $(ARGS)
+
+pytest: $(VENV)/.dev tools
+	$(PY) -m pytest $(ARGS)
+
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -m "not servers" $(ARGS)
+
+bench: $(VENV)/.dev
+	$(PY) app/bench/benchmark.py $(ARGS)
+
+bench-backup: $(VENV)/.dev
+	$(PY) app/bench/backup_benchmark.py $(ARGS)
+
+# --- The local stack -------------------------------------------------------------
+preflight:
+	python3 -m components.preflight tools
+
+check-config: $(VENV)/.config
+	$(PY) -m components.check_config $(STACK)
 
 $(STATE_DIR)/passphrase:
 	mkdir -p $(STATE_DIR)
@@ -52,32 +118,43 @@ policies/venv/.installed: policies/requirements.txt
 
 # The file backend and passphrase are for the local stack only.
 local-check:
-	@test "$(STACK)" = dev || { echo "$(STACK) is an AWS stack: use make aws-preview / make aws-up"; exit 2; }
+	@test "$(STACK)" = dev || { echo "error: $(STACK) is an AWS stack: use make aws-preview / make aws-up" >&2; exit 2; }
 
-up: local-check venv policies/venv/.installed $(STATE_DIR)/passphrase
+# Everything a local `up` needs is checked before the program's dependencies are installed.
+local-ready: local-check preflight $(VENV)/.config
+	$(PY) -m components.check_config $(STACK) --ports
+
+up: local-ready $(VENV)/.program policies/venv/.installed $(STATE_DIR)/passphrase
 	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
 	$(PULUMI) up --stack $(STACK) --yes $(POLICIES)
 
-preview: local-check venv policies/venv/.installed $(STATE_DIR)/passphrase
+preview: local-ready $(VENV)/.program policies/venv/.installed $(STATE_DIR)/passphrase
 	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
 	$(PULUMI) preview --stack $(STACK) --diff $(POLICIES)
 
-outputs: $(STATE_DIR)/passphrase
+# Recipes that read the local stack's state: without it they stop, and create nothing.
+state-check: local-check
+	@test -f $(STATE_DIR)/passphrase || { echo "error: no local stack state in .pulumi-state/: run make up first" >&2; exit 1; }
+	@command -v pulumi >/dev/null || { echo "error: the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/)" >&2; exit 1; }
+
+outputs: state-check
 	$(PULUMI) stack output --stack $(STACK) --show-secrets
 
 # psql as one of the platform's roles: make psql ROLE=app|analytics|monitoring|superuser
+# The password goes from the state to psql's environment, never onto a command line.
 ROLE ?= app
-psql: venv $(STATE_DIR)/passphrase
-	@eval "$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
-	  | $(PY) -m components.connect $(ROLE))" && psql
+psql: state-check
+	@command -v psql >/dev/null || { echo "error: psql not found: install the PostgreSQL client (Debian: apt-get install postgresql-client)" >&2; exit 1; }
+	@lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
+	  | python3 -m components.connect $(ROLE) $(STACK)); eval "$$lines"; exec psql
 
 # Everything but the protected Postgres volume and the superuser password it was
 # initialised with: the next `make up` finds the data again.
-destroy: $(STATE_DIR)/passphrase
+destroy: state-check
 	$(PULUMI) destroy --stack $(STACK) --exclude-protected --yes
 
 # Everything, data included.
-destroy-all: $(STATE_DIR)/passphrase
+destroy-all: state-check
 	$(PULUMI) state unprotect --stack $(STACK) --all --yes
 	$(PULUMI) destroy --stack $(STACK) --yes
 
@@ -87,20 +164,27 @@ destroy-all: $(STATE_DIR)/passphrase
 AWS_PULUMI = PULUMI_BACKEND_URL=$(STATE) pulumi
 
 aws-check:
-	@test "$(STACK)" != dev || { echo "STACK=dev is the local stack: use make up / make preview"; exit 2; }
-	@test -n "$(STATE)" || { echo "set STATE=s3://<bucket>/<prefix>, the state backend"; exit 2; }
-	@test -n "$(SECRETS)" || { echo "set SECRETS='awskms://alias/<key>?region=<region>', the secrets provider"; exit 2; }
+	@test "$(STACK)" != dev || { echo "error: STACK=dev is the local stack: use make up / make preview" >&2; exit 2; }
+	@test -n "$(STATE)" || { echo "error: set STATE=s3://<bucket>/<prefix>, the state backend" >&2; exit 2; }
+	@test -n "$(SECRETS)" || { echo "error: set SECRETS='awskms://alias/<key>?region=<region>', the secrets provider" >&2; exit 2; }
 
-aws-preview: venv policies/venv/.installed aws-check
+# The images are built and pushed from this machine, so the Docker engine is checked too.
+aws-ready: aws-check preflight $(VENV)/.config
+	$(PY) -m components.check_config $(STACK)
+
+aws-preview: aws-ready $(VENV)/.program policies/venv/.installed
 	$(AWS_PULUMI) stack select --create --secrets-provider '$(SECRETS)' $(STACK)
 	$(AWS_PULUMI) preview --stack $(STACK) --diff $(POLICIES)
 
 # No --yes: a person reads the plan and confirms it.
-aws-up: venv policies/venv/.installed aws-check
+aws-up: aws-ready $(VENV)/.program policies/venv/.installed
 	$(AWS_PULUMI) stack select --create --secrets-provider '$(SECRETS)' $(STACK)
 	$(AWS_PULUMI) up --stack $(STACK) --diff $(POLICIES)
 
 # Forward 127.0.0.1:$(TUNNEL_PORT) to the database through the SSM bastion (aws.adminBastion).
 TUNNEL_PORT ?= 15432
-tunnel: venv aws-check
-	$(AWS_PULUMI) stack output --stack $(STACK) --json | $(PY) -m components.tunnel $(TUNNEL_PORT)
+tunnel: aws-check
+	@command -v aws >/dev/null || { echo "error: the aws CLI is not on PATH (and the Session Manager plugin with it)" >&2; exit 1; }
+	@command -v pulumi >/dev/null || { echo "error: the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/)" >&2; exit 1; }
+	@command=$$($(AWS_PULUMI) stack output --stack $(STACK) --json \
+	  | python3 -m components.tunnel $(TUNNEL_PORT) $(STACK)); echo "$$command"; eval "exec $$command"

@@ -43,7 +43,7 @@ def timed(label: str, action: object) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=500)
-    parser.add_argument("--jobs", type=int, default=2, help="parallel restore jobs (this machine has 2 cores)")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel restore jobs (default: 2, for a 2-core machine)")
     args = parser.parse_args()
     with postgres_server(memory_bytes=2 * 1024**3) as pg, tempfile.TemporaryDirectory() as scratch:
         source = Endpoint("127.0.0.1", pg.port, pg.superuser, pg.superuser_password, "wondernest", sslmode="disable")

@@ -1,0 +1,186 @@
+"""The make recipes that read stack outputs or start the stack stop safely.
+
+Each runs the real Makefile with fake `pulumi`, `psql`, `aws` and `docker`
+first on PATH; a fake records that it was called, so a test sees both the
+message and that nothing ran after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+
+OUTPUTS = {
+    "postgresEndpoint": "127.0.0.1:5433",
+    "postgresDatabase": "wondernest",
+    "roles": {"app": "wondernest_app"},
+    "secrets": {"postgres_app": "s3cr$t 'pw'"},
+}
+
+
+class Sandbox:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        self.state = tmp_path / "state"
+        self.calls = tmp_path / "calls"
+
+    def tool(self, name: str, body: str) -> None:
+        """A fake command that appends its name and arguments to `calls`, then runs `body`."""
+        path = self.bin / name
+        path.write_text(f'#!/bin/sh\necho "{name} $*" >> "{self.calls}"\n{body}\n')
+        path.chmod(0o755)
+
+    def with_state(self) -> None:
+        self.state.mkdir()
+        (self.state / "passphrase").write_text("x\n")
+
+    def called(self) -> list[str]:
+        return self.calls.read_text().splitlines() if self.calls.exists() else []
+
+    def make(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}"}
+        env.pop("MAKEFLAGS", None)
+        return subprocess.run(
+            ["make", "--no-print-directory", "-C", str(ROOT), f"STATE_DIR={self.state}", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Sandbox:
+    sandbox = Sandbox(tmp_path)
+    sandbox.tool("psql", 'env | grep "^PG" | sort > "$(dirname "$0")/../psql-env"')
+    sandbox.tool("aws", "exit 0")
+    return sandbox
+
+
+@pytest.mark.parametrize("target", ["psql", "outputs", "destroy", "destroy-all"])
+def test_without_local_state_nothing_runs(box: Sandbox, target: str) -> None:
+    box.tool("pulumi", "echo '{}'")
+    result = box.make(target)
+    assert result.returncode != 0
+    assert "error: no local stack state in .pulumi-state/: run make up first" in result.stderr
+    assert box.called() == []
+
+
+@pytest.mark.parametrize(
+    ("pulumi", "message"),
+    [
+        ("echo '{}'", "error: stack 'dev' has no outputs: run `make up` first"),
+        ("true", "error: no outputs from stack 'dev': has `make up` run for it yet?"),
+        ("echo 'error: no stack named dev found' >&2; exit 255", "error: no stack named dev found"),
+        ('echo \'{"postgresEndpoint": "x:1"}\'', "lack postgresDatabase, roles, secrets"),
+    ],
+)
+def test_psql_stops_on_missing_outputs(box: Sandbox, pulumi: str, message: str) -> None:
+    box.with_state()
+    box.tool("pulumi", pulumi)
+    result = box.make("psql")
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [call for call in box.called() if call.startswith("psql")] == []
+
+
+def test_psql_gets_the_roles_credentials_in_its_environment(box: Sandbox) -> None:
+    box.with_state()
+    box.tool("pulumi", f"cat <<'EOF'\n{json.dumps(OUTPUTS)}\nEOF")
+    result = box.make("psql", "ROLE=app")
+    assert result.returncode == 0, result.stderr
+    assert "pulumi stack output --stack dev --show-secrets --json" in box.called()
+    assert "psql " in box.called()  # no arguments: the password is in the environment only
+    assert (box.tmp / "psql-env").read_text().splitlines() == [
+        "PGDATABASE=wondernest",
+        "PGHOST=127.0.0.1",
+        "PGPASSWORD=s3cr$t 'pw'",
+        "PGPORT=5433",
+        "PGUSER=wondernest_app",
+    ]
+
+
+def test_psql_refuses_an_unknown_role(box: Sandbox) -> None:
+    box.with_state()
+    box.tool("pulumi", f"cat <<'EOF'\n{json.dumps(OUTPUTS)}\nEOF")
+    result = box.make("psql", "ROLE=root")
+    assert result.returncode != 0 and "error: unknown role 'root'" in result.stderr
+    assert [call for call in box.called() if call.startswith("psql")] == []
+
+
+@pytest.mark.parametrize(
+    ("pulumi", "message"),
+    [
+        ("echo '{}'", "error: stack 'prod' has no outputs"),
+        ('echo \'{"postgresEndpoint": "db:5432"}\'', "error: this stack has no admin bastion"),
+    ],
+)
+def test_tunnel_stops_without_a_bastion_in_the_outputs(box: Sandbox, pulumi: str, message: str) -> None:
+    box.tool("pulumi", pulumi)
+    result = box.make("tunnel", "STACK=prod", "STATE=s3://b/p", "SECRETS=awskms://alias/k")
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert [call for call in box.called() if call.startswith("aws")] == []
+
+
+def test_tunnel_starts_the_port_forward(box: Sandbox) -> None:
+    outputs = {"postgresEndpoint": "db.example:5432", "adminBastionId": "i-0abc"}
+    box.tool("pulumi", f"echo '{json.dumps(outputs)}'")
+    result = box.make("tunnel", "STACK=prod", "STATE=s3://b/p", "SECRETS=awskms://alias/k", "TUNNEL_PORT=25432")
+    assert result.returncode == 0, result.stderr
+    (call,) = [call for call in box.called() if call.startswith("aws")]
+    assert call.startswith(
+        "aws ssm start-session --target i-0abc --document-name AWS-StartPortForwardingSessionToRemoteHost"
+    )
+    assert '"localPortNumber":["25432"]' in call
+
+
+@pytest.mark.parametrize("target", ["up", "preview"])
+def test_up_checks_the_machine_before_installing_anything(box: Sandbox, target: str) -> None:
+    box.tool("pulumi", "echo v3.140.0")
+    box.tool("docker", "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock' >&2; exit 1")
+    venv = box.tmp / "venv"
+    result = box.make(target, f"VENV={venv}")
+    assert result.returncode != 0
+    assert "preflight ok   pulumi: v3.140.0" in result.stdout
+    assert "preflight FAIL docker: no Docker engine reachable" in result.stderr
+    assert not venv.exists()
+    assert not box.state.exists()
+    assert [call for call in box.called() if call.startswith("pulumi") and "version" not in call] == []
+
+
+def test_up_refuses_an_aws_stack(box: Sandbox) -> None:
+    result = box.make("up", "STACK=prod", f"VENV={box.tmp / 'venv'}")
+    assert result.returncode != 0
+    assert "error: prod is an AWS stack: use make aws-preview / make aws-up" in result.stderr
+    assert box.called() == []
+
+
+def test_aws_preview_needs_its_backend_and_key(box: Sandbox) -> None:
+    result = box.make("aws-preview", "STACK=prod")
+    assert result.returncode != 0 and "error: set STATE=s3://<bucket>/<prefix>" in result.stderr
+    assert box.called() == []
+
+
+def test_check_config_needs_no_pulumi(box: Sandbox) -> None:
+    """Runs with the checkout's venv: installing one here would take minutes."""
+    venv = ROOT / "venv"
+    if not (venv / ".config").exists():
+        pytest.skip("the checkout's venv is not installed (make venv)")
+    result = box.make("check-config", "STACK=prod")
+    assert result.returncode == 0, result.stderr
+    assert "Pulumi.prod.yaml: valid (target aws, appName wondernest)" in result.stdout
+    assert box.called() == []
