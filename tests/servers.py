@@ -33,8 +33,18 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 LOOPBACK = IPv4Network("127.0.0.1/32")
 
 
+# The test being set up (conftest.py); None outside pytest, e.g. in the benchmarks.
+current_test: pytest.Item | None = None
+
+
 def require_binary(path: str | Path, package: str) -> None:
-    """Skip without the binary, unless the run demands real servers (CI does)."""
+    """Skip without the binary, unless the run demands real servers (CI does).
+
+    A test that starts a server must carry the `servers` marker, so that
+    `pytest -m "not servers"` (make test-fast) is exactly the tests that start none.
+    """
+    if current_test is not None and current_test.get_closest_marker("servers") is None:
+        pytest.fail(f"{current_test.nodeid} starts {Path(path).name} but is not marked `servers`")
     if Path(path).exists():
         return
     message = f"{path} not found (Debian package {package})"

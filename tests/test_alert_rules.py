@@ -406,6 +406,7 @@ def test_every_alert_carries_severity_summary_description_and_runbook() -> None:
         assert f'<a id="runbook-{alert.name.lower()}"></a>' in readme, f"no runbook section for {alert.name}"
 
 
+@pytest.mark.servers
 def test_promtool_checks_and_unit_tests_pass(tmp_path: Path) -> None:
     rules = tmp_path / "platform.yml"
     rules.write_text(render_rule_file(rule_groups(THRESHOLDS)))

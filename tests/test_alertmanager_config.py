@@ -11,6 +11,8 @@ import yaml
 from components.spec.monitoring import Receivers, render_alertmanager_config
 from tests.servers import require_binary
 
+pytestmark = pytest.mark.servers
+
 AMTOOL = "/usr/bin/amtool"
 ALL_RECEIVERS = Receivers(
     webhook_url="https://hooks.example.com/alerts",

@@ -17,6 +17,8 @@ from tests.test_alert_rules import PROMTOOL, assert_promtool_passes
 from tests.test_alertmanager_config import ROUTES, assert_amtool_accepts, assert_routed
 from tests.test_stack_prod import CERT, prod_config
 
+pytestmark = pytest.mark.servers
+
 
 @pytest.fixture(scope="module")
 def prod() -> Evaluation:

@@ -37,6 +37,8 @@ from tests.api_stack import (
 from tests.platform_db import PASSWORDS
 from tests.servers import free_port, postgres_server, redis_server, require_binary
 
+pytestmark = pytest.mark.servers
+
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 POSTGRES_EXPORTER = "/usr/bin/prometheus-postgres-exporter"

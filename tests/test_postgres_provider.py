@@ -27,6 +27,8 @@ from components.spec.naming import Names
 from tests.platform_db import PASSWORDS, Applied, apply_spec, destroy
 from tests.servers import PostgresServer
 
+pytestmark = pytest.mark.servers
+
 
 @pytest.fixture(scope="module")
 def applied(pg: PostgresServer) -> Applied:

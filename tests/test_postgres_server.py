@@ -11,6 +11,8 @@ import pytest
 from components.spec.postgres_conf import healthcheck_args, tune
 from tests.servers import PG_BINDIR, PostgresServer, postgres_server
 
+pytestmark = pytest.mark.servers
+
 
 def show(server: PostgresServer, setting: str) -> str:
     with server.admin() as conn:

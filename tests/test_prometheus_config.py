@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from components.spec.alerts import AlertThresholds, render_rule_file, rule_groups
 from components.spec.monitoring import SCRAPE_INTERVALS, container_targets, render_prometheus_config
 from tests.servers import require_binary
+
+pytestmark = pytest.mark.servers
 
 PROMTOOL = "/usr/bin/promtool"
 

@@ -14,6 +14,8 @@ from components.spec import redis_conf
 from components.spec.naming import Names
 from tests.servers import RedisServer, redis_server
 
+pytestmark = pytest.mark.servers
+
 NAMES = Names(app="wondernest", stack="test")
 APP_PASSWORD = "app-redis-pass-5555"
 HEALTH_PASSWORD = "health-redis-pass-6666"

@@ -9,11 +9,13 @@ from typing import Any
 import jwt
 import psycopg
 import pytest
-from conftest import ClientFactory
 from starlette.testclient import TestClient
 
+from conftest import ClientFactory
 from tests.api_stack import JWT_SECRET
 from tests.servers import PostgresServer
+
+pytestmark = pytest.mark.servers
 
 PASSWORD = "correct horse battery"
 

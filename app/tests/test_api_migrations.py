@@ -12,6 +12,8 @@ from tests.api_stack import NAMES, api_env, run_cli
 from tests.platform_db import PASSWORDS
 from tests.servers import PostgresServer, RedisServer
 
+pytestmark = pytest.mark.servers
+
 
 def test_two_concurrent_runs_both_succeed_and_apply_once(
     migrated: list[subprocess.CompletedProcess[str]], db: PostgresServer
@@ -76,3 +78,42 @@ def test_an_edited_applied_migration_is_refused(
 
     with pytest.raises(MigrationError, match="0001_core_users_and_sessions changed after it was applied"):
         migrate(load_settings(api_env(db, cache)).db_conninfo())
+
+
+def test_migrate_into_a_database_without_the_platform_schemas_is_one_error_line(
+    db: PostgresServer, cache: RedisServer
+) -> None:
+    with db.admin("postgres") as conn:
+        conn.execute("DROP DATABASE IF EXISTS bare")
+        conn.execute("CREATE DATABASE bare")
+    env = api_env(db, cache, DB_NAME="bare", DB_USER=db.superuser, DB_PASSWORD=db.superuser_password)
+    result = run_cli(env, "migrate")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: database 'bare' has no schema audit, core: the platform creates the schemas (pulumi up); "
+        "check DB_NAME points at the platform's database"
+    ]
+    with db.admin("bare") as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+
+
+def test_an_unreachable_database_is_one_error_line(db: PostgresServer, cache: RedisServer) -> None:
+    from tests.servers import free_port
+
+    result = run_cli(api_env(db, cache, DB_PORT=str(free_port())), "migrate")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: migrations: OperationalError: ")
+
+
+def test_the_required_schemas_are_every_schema_the_migrations_name() -> None:
+    import re
+
+    from wondernest_api.migrate import REQUIRED_SCHEMAS
+
+    named = {
+        match
+        for migration in available()
+        for match in re.findall(r"\b(?:TABLE|INDEX[^(]*? ON|REFERENCES)\s+([a-z_]+)\.", migration.sql)
+    }
+    assert named and named == set(REQUIRED_SCHEMAS)

@@ -10,10 +10,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import Running
 
+from conftest import Running
 from tests.api_stack import api_env, run_cli, start_api
 from tests.servers import PostgresServer, RedisServer
+
+pytestmark = pytest.mark.servers
 
 
 @pytest.fixture(scope="module")

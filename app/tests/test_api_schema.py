@@ -15,6 +15,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.api_stack import start_api
 from tests.servers import PostgresServer, RedisServer
 
+pytestmark = pytest.mark.servers
+
 
 @pytest.fixture(scope="module")
 def api(servers: tuple[PostgresServer, RedisServer]) -> Iterator[str]:

@@ -14,6 +14,8 @@ from wondernest_backup.pgtools import BackupError, Endpoint
 
 from tests.servers import PostgresServer, postgres_server
 
+pytestmark = pytest.mark.servers
+
 TABLES = ("core.users", "content.stories", 'analytics."Page Views"')
 
 
@@ -162,3 +164,13 @@ def test_the_backup_role_can_take_a_complete_backup(tmp_path: Path) -> None:
         )
         with psycopg.connect(analytics.conninfo()) as conn:
             assert conn.execute("SELECT count(*) FROM core.accounts").fetchone() == (43,)
+
+
+def test_a_dump_of_the_postgres_database_verifies(pg: PostgresServer, tmp_path: Path) -> None:
+    """A fresh cluster has a `postgres` database already: verify restores into it."""
+    with pg.admin("postgres") as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS kept AS SELECT g AS id FROM generate_series(1, 40) g")
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg, "postgres"), repo)
+    assert manifest.database == "postgres" and manifest.tables == {"public.kept": 40}
+    assert verify(repo, manifest.id).verification["rows"] == 40

@@ -23,6 +23,8 @@ from wondernest_backup.settings import BackupSettings, load_settings
 from tests.api_stack import APP_DIR
 from tests.servers import PostgresServer, free_port, postgres_server
 
+pytestmark = pytest.mark.servers
+
 BUCKET = "wondernest-backups"
 
 
@@ -170,3 +172,13 @@ def test_a_development_bucket_is_created_on_first_use(pg: PostgresServer, s3: An
     assert cycle(settings(pg, tmp_path), repo, metrics, offsite)
     assert "created-on-demand" in {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert len(offsite.ids()) == 1
+
+
+def test_an_unreachable_database_is_one_error_line(pg: PostgresServer, tmp_path: Path) -> None:
+    from tests.servers import free_port
+
+    e = {**env(pg, tmp_path), "DB_PORT": str(free_port())}
+    result = cli(e, "run")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and "Traceback" not in result.stderr

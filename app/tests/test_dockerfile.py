@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.servers
+
 APP_DIR = Path(__file__).resolve().parents[1]
 ROOT = APP_DIR.parent
 

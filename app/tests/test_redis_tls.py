@@ -13,6 +13,8 @@ from wondernest_api.settings import load_settings
 
 from tests.servers import redis_tls_server
 
+pytestmark = pytest.mark.servers
+
 TOKEN = "t" * 32
 
 

@@ -39,13 +39,15 @@ def check(settings: Settings) -> int:
     import psycopg
     import redis
 
+    from wondernest_api.db import describe_error
+
     report: dict[str, str] = {"config": "ok"}
     try:
         with psycopg.connect(settings.db_conninfo()) as conn:
             row = conn.execute("SHOW server_version").fetchone()
             report["database"] = f"ok (PostgreSQL {row[0] if row else '?'})"
     except psycopg.Error as exc:
-        report["database"] = f"failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+        report["database"] = f"failed: {describe_error(exc)}"
     try:
         client = redis.Redis(
             **settings.redis_options(),  # type: ignore[arg-type]
@@ -106,11 +108,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check_only or args.command == "check":
         return check(settings)
-    if args.command == "migrate":
-        run_migrations(settings)
-        return 0
-    if args.migrate:
-        run_migrations(settings)
+    if args.command == "migrate" or args.migrate:
+        import psycopg
+
+        from wondernest_api.db import describe_error
+        from wondernest_api.migrate import MigrationError
+
+        try:
+            run_migrations(settings)
+        except MigrationError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 1
+        except psycopg.Error as exc:
+            sys.stderr.write(f"error: migrations: {describe_error(exc)}\n")
+            return 1
+        if args.command == "migrate":
+            return 0
     serve(settings)
     return 0
 

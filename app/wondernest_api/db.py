@@ -21,3 +21,9 @@ def create_pool(settings: Settings) -> AsyncConnectionPool[Any]:
         timeout=5,
         name="wondernest-api",
     )
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a command-line message: psycopg's errors run over several lines."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else '(no message)'}"

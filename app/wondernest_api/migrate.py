@@ -49,10 +49,28 @@ def available() -> list[Migration]:
     return found
 
 
+# The platform creates the schemas (and grants on them); migrations only fill them.
+REQUIRED_SCHEMAS = ("core", "audit")
+
+
+def _check_schemas(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    rows = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (list(REQUIRED_SCHEMAS),)
+    ).fetchall()
+    missing = sorted(set(REQUIRED_SCHEMAS) - {str(row[0]) for row in rows})
+    if missing:
+        database = conn.info.dbname
+        raise MigrationError(
+            f"database {database!r} has no schema {', '.join(missing)}: the platform creates the schemas "
+            "(pulumi up); check DB_NAME points at the platform's database"
+        )
+
+
 def migrate(conninfo: str) -> list[str]:
     """Apply what is missing; return the versions applied by this call."""
     applied_now: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        _check_schemas(conn)
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
             conn.execute(

@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+import psycopg
+from wondernest_api.db import describe_error
 from wondernest_api.envconfig import SettingsError
 
 from wondernest_backup.backup import Repository, prune, restore, run, verify
@@ -81,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{exc}\n")
         return 2
     except BackupError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except psycopg.Error as exc:
+        sys.stderr.write(f"error: database: {describe_error(exc)}\n")
+        return 1
+    except OSError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
     return 0

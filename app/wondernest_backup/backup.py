@@ -188,7 +188,11 @@ def verify(repo: Repository, backup_id: str, *, jobs: int = 2) -> Manifest:
     started = _now()
     with throwaway_server() as scratch:
         with psycopg.connect(scratch.conninfo(), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(manifest.database)))
+            # A fresh cluster already has an empty `postgres` database: a dump of
+            # that one restores into it rather than into a second one.
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (manifest.database,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(manifest.database)))
         with scratch.passfile() as env:
             result = subprocess.run(
                 [tool("pg_restore"), "--exit-on-error", "--no-owner", "--no-privileges", f"--jobs={jobs}",
