@@ -73,8 +73,8 @@ servers:
 
 # --- Tests ------------------------------------------------------------------------
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check --no-cache .
+	$(VENV)/bin/ruff format --no-cache --check .
 
 typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy .

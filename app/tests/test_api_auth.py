@@ -9,9 +9,9 @@ from typing import Any
 import jwt
 import psycopg
 import pytest
+from conftest import ClientFactory
 from starlette.testclient import TestClient
 
-from conftest import ClientFactory
 from tests.api_stack import JWT_SECRET
 from tests.servers import PostgresServer
 

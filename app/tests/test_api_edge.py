@@ -10,12 +10,12 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from conftest import ClientFactory
 from starlette.testclient import TestClient
 from wondernest_api.app import create_app
 from wondernest_api.jsonlog import JsonLog
 from wondernest_api.settings import load_settings
 
-from conftest import ClientFactory
 from tests.api_stack import api_env
 from tests.servers import PostgresServer, RedisServer
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from conftest import Running
+
 from tests.api_stack import api_env, run_cli, start_api
 from tests.servers import PostgresServer, RedisServer
 
