@@ -354,6 +354,10 @@ class AwsConfig(_Model):
     backup_copy_region: Region | None = None
     """A second region AWS Backup copies every recovery point to."""
     backup_vault_lock_min_days: Annotated[int, Field(ge=1, le=36500)] = 7
+    waf_rate_limit: Annotated[int, Field(ge=100, le=2_000_000_000)] = 2000
+    """Requests one client address may send in five minutes before the web ACL blocks it."""
+    waf_auth_rate_limit: Annotated[int, Field(ge=100, le=2_000_000_000)] = 300
+    """The same for /auth/, where every request costs a password hash."""
 
     @field_validator("log_retention_days")
     @classmethod

@@ -60,6 +60,9 @@ def aws_mock_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, di
         state.update(arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{rid}", keyId=rid)
     elif typ == "aws:iam/role:Role":
         state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{physical}"
+    elif typ == "aws:secretsmanager/secretVersion:SecretVersion":
+        # A new value is a new version: the id follows the value, as in AWS.
+        state["versionId"] = _uuid(f"{name}:{inputs.get('secretString')}")
     elif typ == "aws:secretsmanager/secret:Secret":
         state["arn"] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{physical}-{_hex(name, 6)}"
         rid = state["arn"]

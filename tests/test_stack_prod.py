@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from components.spec.alerts import AlertThresholds, render_rule_file, rule_group
 from components.spec.backups import max_backup_age_seconds
 from components.spec.dashboards import DASHBOARDS_DIR
 from components.spec.postgres_conf import rds_parameters, tune
-from tests.aws_mocks import ACCOUNT, MASTER_PASSWORD, ec2_id
+from tests import harness
+from tests.aws_mocks import ACCOUNT, MASTER_PASSWORD, aws_mock_state, ec2_id
 from tests.harness import CONTAINER_TYPE, Evaluation, declared_by, evaluate, fake_secret, stack_config
 from tests.test_stack_dev import DYNAMIC, is_secret, unwrap
 
@@ -64,7 +66,7 @@ def test_every_component_is_declared_under_one_tagged_provider(prod: Evaluation)
     components = {d.typ for d in prod.declared if d.typ.startswith("wondernest:aws:")}
     assert components == {
         f"wondernest:aws:{c}"
-        for c in ("Platform", "Network", "Secrets", "Database", "Cache", "Api", "Monitoring", "Backups")
+        for c in ("Platform", "Network", "Secrets", "Database", "Cache", "Api", "Waf", "Monitoring", "Backups")
     }
     provider = prod.named("pulumi:providers:aws", "aws").inputs
     assert provider["region"] == "eu-west-1"
@@ -258,6 +260,53 @@ def test_the_api_task_is_hardened_and_takes_secrets_by_reference(prod: Evaluatio
     assert api["image"].startswith(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/wondernest/prod/api@sha256:")
 
 
+SECRET_REFS = {
+    "-api": {"DB_PASSWORD": "postgres-app", "REDIS_PASSWORD": "redis-auth-token", "JWT_SECRET": "jwt-signing-key"},
+    "-exporters": {"DATA_SOURCE_PASS": "postgres-monitoring", "REDIS_PASSWORD": "redis-auth-token"},
+    "-backups": {"DB_PASSWORD": "postgres-backup"},
+}
+
+
+def secret_refs(ev: Evaluation) -> dict[str, dict[str, str]]:
+    return {
+        family: {s["name"]: s["valueFrom"] for c in containers(ev, family).values() for s in c.get("secrets", [])}
+        for family in SECRET_REFS
+    }
+
+
+def secret_arn(ev: Evaluation, name: str) -> str:
+    inputs = ev.named("aws:secretsmanager/secret:Secret", name).inputs
+    return str(aws_mock_state("aws:secretsmanager/secret:Secret", name, inputs)[1]["arn"])
+
+
+def test_tasks_read_a_secrets_current_version(prod: Evaluation) -> None:
+    refs = secret_refs(prod)
+    for family, wanted in SECRET_REFS.items():
+        assert set(refs[family]) == set(wanted), family
+        for variable, key in wanted.items():
+            arn, version = refs[family][variable].split(":::")
+            assert arn == secret_arn(prod, key) and re.fullmatch(r"[0-9a-f-]{36}", version)
+    # IAM policies name the secret itself, not a version.
+    policy = json.loads(prod.named("aws:iam/rolePolicy:RolePolicy", "api-execution-role").inputs["policy"])
+    assert sorted(policy["Statement"][0]["Resource"]) == sorted(
+        secret_arn(prod, k) for k in ("postgres-app", "redis-auth-token", "jwt-signing-key")
+    )
+
+
+def test_a_new_secret_value_changes_every_task_that_reads_it(prod: Evaluation, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new version id is a new task definition, so ECS rolls the tasks onto the new value."""
+    rotated = "postgres-app"
+    original = harness.fake_secret
+    monkeypatch.setattr(
+        harness, "fake_secret", lambda name: original(name + "-new") if name == rotated else original(name)
+    )
+    after = secret_refs(evaluate(prod_config(), stack="prod"))
+    before = secret_refs(prod)
+    for family, wanted in SECRET_REFS.items():
+        for variable, key in wanted.items():
+            assert (after[family][variable] != before[family][variable]) == (key == rotated), (family, variable)
+
+
 def test_no_generated_secret_reaches_a_task_definition_or_an_unsecret_input(prod: Evaluation) -> None:
     generated = [*prod.generated_secrets, MASTER_PASSWORD]
     for task in prod.of_type(TASK_DEF):
@@ -385,6 +434,102 @@ def test_cross_region_copies_when_configured() -> None:
     assert copy_provider["region"] == "eu-central-1" and json.loads(copy_provider["defaultTags"])["tags"]
     rules = ev.named("aws:backup/plan:Plan", "plan").inputs["rules"]
     assert all(r["copyActions"][0]["destinationVaultArn"].endswith("wondernest-prod-vault-copy") for r in rules)
+    there = {
+        d.name
+        for d in ev.declared
+        if d.typ.startswith("aws:") and "::copy-region::" in (d.options.get("provider") or "")
+    }
+    assert {"copy-key", "copy-vault", "copy-access-logs", "dumps-copy"} <= there
+    # The copy key says who administers it rather than taking AWS's default policy.
+    key_policy = json.loads(ev.named("aws:kms/key:Key", "copy-key").inputs["policy"])
+    assert key_policy["Statement"] == [
+        {
+            "Sid": "AccountAdministers",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+    ]
+
+
+def test_the_dumps_replicate_to_the_copy_region_and_deletions_do_not() -> None:
+    ev = evaluate(prod_config({"backupCopyRegion": "eu-central-1"}), stack="prod")
+    replication = ev.named("aws:s3/bucketReplicationConfig:BucketReplicationConfig", "dumps-replication")
+    [rule] = replication.inputs["rules"]
+    assert replication.inputs["bucket"] == f"wondernest-prod-backups-{ACCOUNT}"
+    assert rule["destination"]["bucket"] == f"arn:aws:s3:::wondernest-prod-backups-copy-{ACCOUNT}"
+    copy_key = ev.named("aws:kms/key:Key", "copy-key")
+    assert rule["destination"]["encryptionConfiguration"]["replicaKmsKeyId"].startswith("arn:aws:kms:")
+    assert any(u.endswith("::copy-key") for u in replication.options["property_dependencies"]["rules"])
+    assert rule["sourceSelectionCriteria"]["sseKmsEncryptedObjects"]["status"] == "Enabled"
+    assert rule["deleteMarkerReplication"]["status"] == "Disabled"
+    # S3 refuses replication before both buckets are versioned.
+    assert {u.rsplit("::", 1)[1] for u in replication.options["dependencies"]} >= {"dumps", "dumps-copy"}
+    role_policy = json.loads(ev.named("aws:iam/rolePolicy:RolePolicy", "replication-role").inputs["policy"])
+    actions = {
+        a
+        for st in role_policy["Statement"]
+        for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+    }
+    assert "s3:ReplicateDelete" not in actions and "s3:ReplicateObject" in actions
+    assert copy_key.inputs["enableKeyRotation"] is True
+    lifecycle = by_name(ev, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+    assert lifecycle["dumps-copy"]["rules"] == lifecycle["dumps"]["rules"]
+
+
+def test_no_replication_without_a_copy_region(prod: Evaluation) -> None:
+    assert prod.of_type("aws:s3/bucketReplicationConfig:BucketReplicationConfig") == []
+
+
+def test_the_buckets_log_their_access_to_the_log_bucket(prod: Evaluation) -> None:
+    loggings = by_name(prod, "aws:s3/bucketLogging:BucketLogging")
+    assert loggings == {
+        "dumps": {
+            "bucket": f"wondernest-prod-backups-{ACCOUNT}",
+            "targetBucket": f"wondernest-prod-alb-logs-{ACCOUNT}",
+            "targetPrefix": "s3-access/dumps/",
+        }
+    }
+    policy = json.loads(prod.named("aws:s3/bucketPolicy:BucketPolicy", "alb-logs").inputs["policy"])
+    [statement] = [s for s in policy["Statement"] if s.get("Sid") == "S3ServerAccessLogs"]
+    assert statement["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert statement["Resource"] == f"arn:aws:s3:::wondernest-prod-alb-logs-{ACCOUNT}/s3-access/*"
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+
+
+def test_a_web_acl_guards_the_load_balancer(prod: Evaluation) -> None:
+    acl = prod.named("aws:wafv2/webAcl:WebAcl", "web-acl")
+    assert acl.inputs["scope"] == "REGIONAL" and "allow" in acl.inputs["defaultAction"]
+    rules = {r["name"]: r for r in acl.inputs["rules"]}
+    assert sorted(r["priority"] for r in rules.values()) == [0, 1, 10, 11, 12]
+    for group in ("AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesCommonRuleSet",
+                  "AWSManagedRulesKnownBadInputsRuleSet"):  # fmt: skip
+        statement = rules[group]["statement"]["managedRuleGroupStatement"]
+        assert statement == {"name": group, "vendorName": "AWS"}
+        assert rules[group]["overrideAction"] == {"none": {}}
+    everything = rules["rate"]["statement"]["rateBasedStatement"]
+    assert everything["limit"] == 2000 and everything["aggregateKeyType"] == "IP"
+    assert "scopeDownStatement" not in everything and rules["rate"]["action"] == {"block": {}}
+    auth = rules["auth-rate"]["statement"]["rateBasedStatement"]
+    assert auth["limit"] == 300
+    match = auth["scopeDownStatement"]["byteMatchStatement"]
+    assert match["searchString"] == "/auth/" and match["positionalConstraint"] == "STARTS_WITH"
+    association = prod.named("aws:wafv2/webAclAssociation:WebAclAssociation", "web-acl-association")
+    assert association.inputs["resourceArn"].startswith("arn:aws:elasticloadbalancing:")
+    assert association.options["property_dependencies"]["resourceArn"][0].endswith("::alb")
+    logging = prod.named("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration", "web-acl-logging")
+    assert logging.inputs["logDestinationConfigs"][0].endswith(":log-group:aws-waf-logs-wondernest-prod-api")
+    assert [f["singleHeader"]["name"] for f in logging.inputs["redactedFields"]] == ["authorization", "cookie"]
+    logs = prod.named("aws:cloudwatch/logGroup:LogGroup", "web-acl-logs").inputs
+    assert logs["retentionInDays"] == 90 and logs["kmsKeyId"].startswith("arn:aws:kms:")
+
+
+def test_the_web_acl_limits_come_from_the_config() -> None:
+    ev = evaluate(prod_config({"wafRateLimit": 5000, "wafAuthRateLimit": 100}), stack="prod")
+    rules = {r["name"]: r for r in ev.named("aws:wafv2/webAcl:WebAcl", "web-acl").inputs["rules"]}
+    assert rules["rate"]["statement"]["rateBasedStatement"]["limit"] == 5000
+    assert rules["auth-rate"]["statement"]["rateBasedStatement"]["limit"] == 100
 
 
 def test_the_backup_service_verifies_and_copies_to_the_bucket(prod: Evaluation) -> None:
@@ -507,13 +652,14 @@ def test_two_evaluations_declare_identical_inputs() -> None:
 
 def test_bad_aws_config_names_every_key_and_declares_nothing() -> None:
     bad = prod_config(
-        {"region": "mars-1", "dbInstanceClass": "db.huge", "logRetentionDays": 45, "vpcCidr": "8.8.0.0/16"},
+        {"region": "mars-1", "dbInstanceClass": "db.huge", "logRetentionDays": 45, "vpcCidr": "8.8.0.0/16",
+         "wafRateLimit": 99},
         devTools={"enabled": True},
-    )
+    )  # fmt: skip
     with pytest.raises(ConfigError) as caught:
         evaluate(bad, stack="prod")
     problems = "\n".join(caught.value.problems)
-    for key in ("aws.region", "aws.dbInstanceClass", "aws.logRetentionDays", "aws.vpcCidr"):
+    for key in ("aws.region", "aws.dbInstanceClass", "aws.logRetentionDays", "aws.vpcCidr", "aws.wafRateLimit"):
         assert f"wondernest:{key}" in problems
     assert not declared_by(bad, stack="prod")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.buckets import abort_uploads, expire_noncurrent, private_bucket
+from components.aws.buckets import access_log_statement, expire_logs, private_bucket
 from components.aws.monitoring import collector, remote_write_role
 from components.aws.network import HTTPS, Network
 from components.aws.registry import ecr_image
@@ -63,6 +63,8 @@ class Api(pulumi.ComponentResource):
     image_ref: pulumi.Output[str]
     service: aws.ecs.Service
     url: pulumi.Output[str]
+    logs_bucket: aws.s3.Bucket
+    """SSE-S3, as log delivery requires: the load balancer's logs and the other buckets' access logs."""
 
     def __init__(self, name: str, args: ApiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:aws:Api", name, None, opts)
@@ -78,11 +80,12 @@ class Api(pulumi.ComponentResource):
         logs = log_group(
             "api-logs", names, "api", retention_days=args.log_retention_days, kms_key_arn=key_arn, parent=self
         )
-        secret_env = {
-            "DB_PASSWORD": args.secrets.arns["postgres-app"],
-            "REDIS_PASSWORD": args.secrets.arns["redis-auth-token"],
-            "JWT_SECRET": args.secrets.arns["jwt-signing-key"],
+        secret_keys = {
+            "DB_PASSWORD": "postgres-app",
+            "REDIS_PASSWORD": "redis-auth-token",
+            "JWT_SECRET": "jwt-signing-key",
         }
+        secret_env = {variable: args.secrets.value_from(key) for variable, key in secret_keys.items()}
         env: dict[str, pulumi.Input[str]] = {
             "DB_HOST": args.postgres_host,
             "DB_PORT": str(args.postgres_port),
@@ -130,7 +133,10 @@ class Api(pulumi.ComponentResource):
         sidecar = collector({"api": f"127.0.0.1:{CONTAINER_PORT}"}, names, args.remote_write_url, args.region)
         task_role = remote_write_role("api-task-role", args.workspace_arn, self)
         exec_role = execution_role(
-            "api-execution-role", secret_arns=list(secret_env.values()), kms_key_arn=key_arn, parent=self
+            "api-execution-role",
+            secret_arns=[args.secrets.arns[key] for key in secret_keys.values()],
+            kms_key_arn=key_arn,
+            parent=self,
         )
         task = task_definition(
             "api-task",
@@ -151,16 +157,7 @@ class Api(pulumi.ComponentResource):
             "alb-logs",
             bucket_name=log_bucket,
             kms_key_arn=None,
-            lifecycle=[
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="expire",
-                    status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=args.log_retention_days),
-                    noncurrent_version_expiration=expire_noncurrent(7),
-                    abort_incomplete_multipart_upload=abort_uploads(),
-                )
-            ],
+            lifecycle=expire_logs(args.log_retention_days),
             extra_statements=[
                 {
                     "Sid": "LoadBalancerWritesAccessLogs",
@@ -170,7 +167,9 @@ class Api(pulumi.ComponentResource):
                     "Resource": pulumi.Output.concat(
                         "arn:aws:s3:::", log_bucket, "/alb/AWSLogs/", args.secrets.account_id, "/*"
                     ),
-                }
+                },
+                # The platform's other buckets log their requests here too.
+                access_log_statement(log_bucket, args.secrets.account_id),
             ],
             parent=self,
         )
@@ -338,4 +337,5 @@ class Api(pulumi.ComponentResource):
             )
         self.alb = alb
         self.target_group = target_group
+        self.logs_bucket = access_logs.bucket
         self.register_outputs({"url": self.url, "image": self.image_ref})

@@ -16,12 +16,19 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.buckets import abort_uploads, expire_noncurrent, private_bucket
-from components.aws.iam import service_role
+from components.aws.buckets import (
+    PrivateBucket,
+    abort_uploads,
+    access_log_statement,
+    expire_logs,
+    expire_noncurrent,
+    private_bucket,
+)
+from components.aws.iam import policy_document, service_role
 from components.aws.monitoring import collector, remote_write_role
 from components.aws.network import Network
 from components.aws.registry import ecr_image
-from components.aws.secrets import Secrets
+from components.aws.secrets import Secrets, account_administers
 from components.aws.tasks import Container, HealthCheck, execution_role, log_group, task_definition
 from components.aws_sizes import fargate_memory_mib
 from components.config import BackupsConfig
@@ -68,6 +75,8 @@ class BackupsArgs:
     remote_write_url: pulumi.Output[str]
     workspace_arn: pulumi.Output[str]
     default_tags: dict[str, str]
+    access_log_bucket: aws.s3.Bucket
+    """Where the dumps bucket's server access logs go (same region, SSE-S3)."""
     depends_on: tuple[pulumi.Resource, ...]
 
 
@@ -95,9 +104,10 @@ class Backups(pulumi.ComponentResource):
             # which nobody, AWS included, can undo once that many days pass.
             opts=pulumi.ResourceOptions(parent=self.vault),
         )
-        copy_vault_arn: pulumi.Output[str] | None = None
+        copy = None
         if args.copy_region is not None:
-            copy_vault_arn = self._copy_vault(names, args.copy_region, args.default_tags)
+            copy = self._copy_region(names, args.copy_region, args.default_tags, args.secrets, args.log_retention_days)
+        copy_vault_arn = copy.vault.arn if copy is not None else None
         plan = aws.backup.Plan(
             "plan",
             name=names.resource("rds"),
@@ -144,29 +154,17 @@ class Backups(pulumi.ComponentResource):
         )
 
         # --- logical dumps, verified by restore --------------------------------------
-        months = max(cfg.retention_monthly, 1)
         dumps = private_bucket(
             "dumps",
             bucket_name=pulumi.Output.concat(names.resource("backups"), "-", args.secrets.account_id),
             kms_key_arn=key_arn,
-            lifecycle=[
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="cold-then-expire",
-                    status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    transitions=[
-                        aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(days=30, storage_class="GLACIER_IR")
-                    ],
-                    # The service prunes by its retention policy; this is the
-                    # backstop for copies it no longer knows of after a restart.
-                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=31 * months + 31),
-                    noncurrent_version_expiration=expire_noncurrent(30),
-                    abort_incomplete_multipart_upload=abort_uploads(),
-                )
-            ],
+            lifecycle=_dump_lifecycle(cfg.retention_monthly),
+            access_log_bucket=args.access_log_bucket,
             parent=self,
         )
         self.bucket = dumps.bucket
+        if copy is not None:
+            self._replicate(names, dumps, copy, cfg.retention_monthly, key_arn, args.region, args.secrets)
         image = ecr_image("backup", names, target="backup", inputs=BUILD_INPUTS, kms_key_arn=key_arn, parent=self)
         password_arn = args.secrets.arns["postgres-backup"]
         env: dict[str, pulumi.Input[str]] = {
@@ -187,7 +185,7 @@ class Backups(pulumi.ComponentResource):
             image=image,
             user=f"{API_UID}:{API_UID}",
             environment=env,
-            secrets={"DB_PASSWORD": password_arn},
+            secrets={"DB_PASSWORD": args.secrets.value_from("postgres-backup")},
             health_check=HealthCheck(
                 tuple(python_probe_command(METRICS_PORT, "/metrics", request_timeout_s=4)),
                 interval=30,
@@ -266,8 +264,10 @@ class Backups(pulumi.ComponentResource):
         )
         self.register_outputs({"vault": self.vault.name, "bucket": self.bucket.bucket})
 
-    def _copy_vault(self, names: Names, region: str, tags: dict[str, str]) -> pulumi.Output[str]:
-        """A vault and key in the second region, reached through a provider of its own."""
+    def _copy_region(
+        self, names: Names, region: str, tags: dict[str, str], secrets: Secrets, log_retention_days: int
+    ) -> _CopyRegion:
+        """A key, a vault, a log bucket and a provider in the second region."""
         provider = aws.Provider(
             "copy-region",
             region=region,
@@ -275,14 +275,145 @@ class Backups(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         there = pulumi.ResourceOptions(parent=self, provider=provider)
+        # AWS Backup and S3 replication use the key through grants and the
+        # roles' IAM policies, which the account's statement lets decide.
         key = aws.kms.Key(
             "copy-key",
             description=f"{names.resource('backups')}: cross-region backup copies",
             enable_key_rotation=True,
             deletion_window_in_days=30,
+            policy=policy_document([account_administers(secrets.account_root)]),
             opts=there,
         )
         vault = aws.backup.Vault(
             "copy-vault", name=names.resource("vault-copy"), kms_key_arn=key.arn, force_destroy=False, opts=there
         )
-        return vault.arn
+        # Server access logs must land in the bucket's own region.
+        log_name = pulumi.Output.concat(names.resource("copy-logs"), "-", secrets.account_id)
+        logs = private_bucket(
+            "copy-access-logs",
+            bucket_name=log_name,
+            kms_key_arn=None,
+            lifecycle=expire_logs(log_retention_days),
+            extra_statements=[access_log_statement(log_name, secrets.account_id)],
+            provider=provider,
+            parent=self,
+        )
+        return _CopyRegion(region, provider, key, vault, logs.bucket)
+
+    def _replicate(
+        self,
+        names: Names,
+        dumps: PrivateBucket,
+        copy: _CopyRegion,
+        retention_monthly: int,
+        key_arn: pulumi.Output[str],
+        region: str,
+        secrets: Secrets,
+    ) -> None:
+        """Every dump, once written, also to a bucket in the copy region under its key."""
+        replica = private_bucket(
+            "dumps-copy",
+            bucket_name=pulumi.Output.concat(names.resource("backups-copy"), "-", secrets.account_id),
+            kms_key_arn=copy.key.arn,
+            lifecycle=_dump_lifecycle(retention_monthly),
+            access_log_bucket=copy.log_bucket,
+            provider=copy.provider,
+            parent=self,
+        )
+        objects = dumps.bucket.arn.apply(lambda arn: f"{arn}/*")
+        role = service_role(
+            "replication-role",
+            service="s3.amazonaws.com",
+            description="S3: replicate the backup dumps to the copy region",
+            statements=[
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:GetReplicationConfiguration", "s3:ListBucket"],
+                    "Resource": dumps.bucket.arn,
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "s3:GetObjectVersionForReplication",
+                        "s3:GetObjectVersionAcl",
+                        "s3:GetObjectVersionTagging",
+                    ],
+                    "Resource": objects,
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:ReplicateObject", "s3:ReplicateTags"],
+                    "Resource": replica.bucket.arn.apply(lambda arn: f"{arn}/*"),
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": "kms:Decrypt",
+                    "Resource": key_arn,
+                    "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+                    "Resource": copy.key.arn,
+                    "Condition": {"StringEquals": {"kms:ViaService": f"s3.{copy.region}.amazonaws.com"}},
+                },
+            ],
+            parent=self,
+        )
+        aws.s3.BucketReplicationConfig(
+            "dumps-replication",
+            bucket=dumps.bucket.id,
+            role=role.arn,
+            rules=[
+                aws.s3.BucketReplicationConfigRuleArgs(
+                    id="copy-region",
+                    status="Enabled",
+                    filter=aws.s3.BucketReplicationConfigRuleFilterArgs(prefix=""),
+                    # Deletions stay in this region: pruning here, or someone with
+                    # this region's credentials, cannot empty the copy; its own
+                    # lifecycle expires what the retention no longer keeps.
+                    delete_marker_replication=aws.s3.BucketReplicationConfigRuleDeleteMarkerReplicationArgs(
+                        status="Disabled"
+                    ),
+                    source_selection_criteria=aws.s3.BucketReplicationConfigRuleSourceSelectionCriteriaArgs(
+                        sse_kms_encrypted_objects=aws.s3.BucketReplicationConfigRuleSourceSelectionCriteriaSseKmsEncryptedObjectsArgs(
+                            status="Enabled"
+                        )
+                    ),
+                    destination=aws.s3.BucketReplicationConfigRuleDestinationArgs(
+                        bucket=replica.bucket.arn,
+                        encryption_configuration=aws.s3.BucketReplicationConfigRuleDestinationEncryptionConfigurationArgs(
+                            replica_kms_key_id=copy.key.arn
+                        ),
+                    ),
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=dumps.bucket, depends_on=[dumps.versioning, replica.versioning]),
+        )
+
+
+@dataclass(frozen=True)
+class _CopyRegion:
+    region: str
+    provider: aws.Provider
+    key: aws.kms.Key
+    vault: aws.backup.Vault
+    log_bucket: aws.s3.Bucket
+
+
+def _dump_lifecycle(retention_monthly: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+    months = max(retention_monthly, 1)
+    return [
+        aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="cold-then-expire",
+            status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            transitions=[aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(days=30, storage_class="GLACIER_IR")],
+            # The service prunes by its retention policy; this is the
+            # backstop for copies it no longer knows of after a restart.
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=31 * months + 31),
+            noncurrent_version_expiration=expire_noncurrent(30),
+            abort_incomplete_multipart_upload=abort_uploads(),
+        )
+    ]

@@ -310,7 +310,7 @@ class Monitoring(pulumi.ComponentResource):
                 "DATA_SOURCE_URI": pulumi.Output.concat(postgres_host, f":{postgres_port}/{database}?sslmode=require"),
                 "DATA_SOURCE_USER": monitoring_role,
             },
-            secrets={"DATA_SOURCE_PASS": args.secrets.arns["postgres-monitoring"]},
+            secrets={"DATA_SOURCE_PASS": args.secrets.value_from("postgres-monitoring")},
         )
         redis = Container(
             name="redis-exporter",
@@ -320,7 +320,7 @@ class Monitoring(pulumi.ComponentResource):
                 "REDIS_ADDR": pulumi.Output.concat("rediss://", redis_host, f":{redis_port}"),
                 "REDIS_EXPORTER_WEB_LISTEN_ADDRESS": f"127.0.0.1:{monitoring.REDIS_EXPORTER_PORT}",
             },
-            secrets={"REDIS_PASSWORD": args.secrets.arns["redis-auth-token"]},
+            secrets={"REDIS_PASSWORD": args.secrets.value_from("redis-auth-token")},
         )
         sidecar = collector(
             {

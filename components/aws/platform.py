@@ -15,6 +15,7 @@ from components.aws.database import Database, DatabaseArgs
 from components.aws.monitoring import Alarm, Monitoring, MonitoringArgs
 from components.aws.network import Network, NetworkArgs
 from components.aws.secrets import Secrets
+from components.aws.waf import Waf, WafArgs
 from components.aws_sizes import RDS_CLASSES
 from components.config import PlatformConfig, alert_thresholds
 from components.spec.database import database_spec
@@ -162,6 +163,18 @@ class Platform(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        Waf(
+            "waf",
+            WafArgs(
+                names=names,
+                load_balancer_arn=api.alb.arn,
+                rate_limit=aws_cfg.waf_rate_limit,
+                auth_rate_limit=aws_cfg.waf_auth_rate_limit,
+                log_retention_days=aws_cfg.log_retention_days,
+                kms_key_arn=secrets.key.arn,
+            ),
+            opts=child,
+        )
         observability.exporters(
             cluster=cluster,
             network=network,
@@ -197,6 +210,7 @@ class Platform(pulumi.ComponentResource):
                 remote_write_url=observability.remote_write_url,
                 workspace_arn=observability.workspace.arn,
                 default_tags=tags,
+                access_log_bucket=api.logs_bucket,
                 depends_on=tuple(database.objects.all),
             ),
             opts=child,

@@ -7,6 +7,8 @@ RDS generates and rotates it in a secret of its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_aws as aws
 
@@ -22,6 +24,18 @@ PASSWORDS: tuple[str, ...] = (
     "redis-auth-token",
 )
 SIGNING_KEYS: tuple[str, ...] = ("jwt-signing-key",)
+
+
+def account_administers(account_root: pulumi.Input[str]) -> dict[str, Any]:
+    """The key-policy statement that lets the account's IAM policies decide who
+    else may use a key; without it the key would be unmanageable."""
+    return {
+        "Sid": "AccountAdministers",
+        "Effect": "Allow",
+        "Principal": {"AWS": account_root},
+        "Action": "kms:*",
+        "Resource": "*",
+    }
 
 
 class Secrets(pulumi.ComponentResource):
@@ -44,15 +58,7 @@ class Secrets(pulumi.ComponentResource):
             deletion_window_in_days=30,
             policy=policy_document(
                 [
-                    {
-                        # IAM policies decide who else may use the key; without this
-                        # statement the key would be unmanageable.
-                        "Sid": "AccountAdministers",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": account_root},
-                        "Action": "kms:*",
-                        "Resource": "*",
-                    },
+                    account_administers(account_root),
                     {
                         "Sid": "CloudWatchLogsEncrypts",
                         "Effect": "Allow",
@@ -87,8 +93,10 @@ class Secrets(pulumi.ComponentResource):
             "key-alias", name=f"alias/{names.resource('platform')}", target_key_id=self.key.key_id, opts=child
         )
         self.account_id = identity.account_id
+        self.account_root = account_root
         self._values: dict[str, pulumi.Output[str]] = {}
         self.arns = {}
+        self.refs: dict[str, pulumi.Output[str]] = {}
         for key in (*PASSWORDS, *SIGNING_KEYS):
             length = SIGNING_KEY_LENGTH if key in SIGNING_KEYS else PASSWORD_LENGTH
             value = generated_secret(key, length, child)
@@ -100,12 +108,19 @@ class Secrets(pulumi.ComponentResource):
                 recovery_window_in_days=30,
                 opts=child,
             )
-            aws.secretsmanager.SecretVersion(
+            version = aws.secretsmanager.SecretVersion(
                 key, secret_id=secret.id, secret_string=value, opts=pulumi.ResourceOptions(parent=secret)
             )
             self._values[key] = value
             self.arns[key] = secret.arn
+            self.refs[key] = pulumi.Output.concat(secret.arn, ":::", version.version_id)
         self.register_outputs({"keyArn": self.key.arn, "secretArns": self.arns})
+
+    def value_from(self, key: str) -> pulumi.Output[str]:
+        """A task's `valueFrom` for the secret's current version (`<arn>:::<version-id>`):
+        a new value is a new version, so the task definition changes and the
+        service rolls its tasks onto it, instead of running on the old one."""
+        return self.refs[key]
 
     def value(self, key: str) -> pulumi.Output[str]:
         return self._values[key]
