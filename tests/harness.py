@@ -46,6 +46,7 @@ class RecordingMonitor(MockMonitor):
             "provider": request.provider,
             "parent": request.parent,
             "dependencies": list(request.dependencies),
+            "property_dependencies": {key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
             "additional_secret_outputs": list(request.additionalSecretOutputs),
         }
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]

@@ -129,6 +129,19 @@ def test_each_resource_rule_both_ways(rule_id: str, good: Resource, bad: Resourc
     assert "Fix:" in message and violations[0].urn == bad.urn
 
 
+def readme_rule_row(rule: Rule) -> str:
+    """The rule's row in policies/README.md: its own words, so the two cannot drift apart."""
+    applies = ", ".join(t.rsplit(":", 1)[1] for t in rule.resource_types) or "the whole stack"
+    levels = " | ".join(enforcement(stack)[rule.id] for stack in ("dev", "prod"))
+    return f"| `{rule.id}` | {rule.severity} | {applies} | {levels} | {rule.description} *Fix:* {rule.remediation} |"
+
+
+def test_the_readme_lists_every_rule_in_its_own_words() -> None:
+    readme = (ROOT / "policies" / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    assert rows == [readme_rule_row(rule) for rule in RULES]
+
+
 def test_every_rule_is_covered_and_documented() -> None:
     from tests.test_policies_aws import AWS_RESOURCE_CASES
     from tests.test_policies_aws import STACK_CASES as AWS_STACK_CASES
@@ -185,14 +198,25 @@ def as_resources(ev: Evaluation, stack: str = "dev") -> list[Resource]:
         name = ref.split("::")[-2] if ref else None
         return deserialize_properties(copy.deepcopy(providers[name])) if name in providers else None
 
+    def urn(typ: str, name: str) -> str:
+        return f"urn:pulumi:{stack}::wondernest::{typ}::{name}"
+
+    def short(engine_urn: str) -> str:
+        """The engine's URN (with the parent types) in the short form these resources use."""
+        *_, types, name = engine_urn.split("::")
+        return urn(types.rsplit("$", 1)[-1], name)
+
     return [
         Resource(
             d.typ,
             d.name,
-            f"urn:pulumi:{stack}::wondernest::{d.typ}::{d.name}",
+            urn(d.typ, d.name),
             deserialize_properties(copy.deepcopy(d.inputs)),
             protect=bool(d.options.get("protect")),
             provider=provider_of(d.options.get("provider")),
+            depends_on={
+                key: tuple(short(u) for u in urns) for key, urns in d.options.get("property_dependencies", {}).items()
+            },
         )
         for d in ev.declared
         if not d.typ.startswith("wondernest:")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from typing import Any
 
@@ -9,7 +11,7 @@ import pytest
 from pulumi_policy import ResourceValidationArgs
 from pulumi_policy.policy import PolicyProviderResource
 from pulumi_policy.proxy import unknown_checking_proxy
-from wondernest_policies import aws
+from wondernest_policies import aws, aws_network, policy_documents
 from wondernest_policies.model import Resource
 from wondernest_policies.registry import RULES, policies
 
@@ -23,6 +25,23 @@ TAGS = {"app": "wondernest", "environment": "prod", "owner": "platform-team", "c
 
 def res(typ: str, name: str, provider: dict[str, Any] | None = None, **props: Any) -> Resource:
     return Resource(typ, name, f"urn:pulumi:prod::wondernest::{typ}::{name}", props, provider=provider)
+
+
+def link(resource: Resource, **sources: Resource | list[Resource]) -> Resource:
+    """The resource with its properties' values taken from those resources, as the engine records it."""
+    deps = {key: tuple(r.urn for r in (v if isinstance(v, list) else [v])) for key, v in sources.items()}
+    return dataclasses.replace(resource, depends_on={**resource.depends_on, **deps})
+
+
+def doc(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+ROOT_ADMIN = {"Sid": "AccountAdministers", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+              "Action": "kms:*", "Resource": "*"}  # fmt: skip
+READ_DUMPS = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::b/*"}
+RANDOM_TOKEN = "kP9vQ2mX7rT4wZ8nB3cF6hJ1sL5dG0aE"
+ORG_ONLY = {"StringEquals": {"aws:PrincipalOrgID": "o-1"}}
 
 
 def rds(**overrides: Any) -> Resource:
@@ -39,6 +58,7 @@ def rds(**overrides: Any) -> Resource:
         "iamDatabaseAuthenticationEnabled": True,
         "performanceInsightsEnabled": True,
         "performanceInsightsKmsKeyId": "arn:aws:kms:eu-west-1:123456789012:key/k",
+        "caCertIdentifier": "rds-ca-rsa2048-g1",
     }
     return res(aws.RDS, "postgres", **{**props, **overrides})
 
@@ -86,6 +106,11 @@ def alb(**overrides: Any) -> Resource:
 REDIRECT = [{"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}]
 FORWARD = [{"type": "forward", "targetGroupArn": "arn:tg"}]
 LOGS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/k"
+
+SUBNET = aws_network.SUBNET
+ROLE_POLICY = policy_documents.ROLE_POLICY
+ROLE = policy_documents.ROLE
+ATTACHMENT = policy_documents.POLICY_ATTACHMENT
 
 AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
     ("aws-rds-hardened", rds(), rds(storageEncrypted=False), "not encrypted"),
@@ -208,13 +233,64 @@ AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
         res(aws.LOG_GROUP, "api-logs", retentionInDays=90),
         "customer key",
     ),
+    ("aws-rds-hardened", rds(), rds(caCertIdentifier="rds-ca-2019"), "certificate authority 'rds-ca-2019'"),
+    ("aws-elasticache-hardened", redis(), redis(transitEncryptionMode="preferred"), "plaintext"),
+    ("aws-ecs-task-hardened", task(),
+     task(linuxParameters={"capabilities": {"add": ["SYS_PTRACE"]}}), "adds Linux capabilities ['SYS_PTRACE']"),
+    ("aws-ecs-task-hardened", task(), task(environment=[{"name": "API_CREDS", "value": "AKIAIOSFODNN7EXAMPLE"}]),
+     "API_CREDS holds an AWS access key id"),
+    ("aws-ecs-task-hardened", task(), task(environment=[{"name": "SETTINGS", "value": f"k={RANDOM_TOKEN}"}]),
+     "SETTINGS holds a random-looking token"),
+    ("aws-ecs-task-hardened", task(command=["serve", "--password-file", "/run/secrets/db"]),
+     task(command=["serve", "--password", "hunter2"]), "its command passes a literal secret to --password"),
+    ("aws-ecs-task-hardened", task(healthCheck={"command": ["CMD-SHELL", "curl -f http://127.0.0.1/health"]}),
+     task(healthCheck={"command": ["CMD-SHELL", "curl -f https://ops:hunter2@127.0.0.1/health"]}),
+     "its healthCheck holds a URL with credentials"),
+    ("aws-ecs-service-private", service(), service(enableExecuteCommand=True), "ECS Exec"),
+    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=doc(ROOT_ADMIN)), res(aws.KMS_KEY, "key"),
+     "no key policy"),
+    ("aws-encryption-customer-key", redis(kmsKeyId=LOGS_KEY), redis(), "no customer key"),
+    ("aws-encryption-customer-key", res(aws.SNS_TOPIC, "alerts", kmsMasterKeyId=LOGS_KEY),
+     res(aws.SNS_TOPIC, "alerts", kmsMasterKeyId="alias/aws/sns"), "an AWS-managed key"),
+    ("aws-encryption-customer-key", res(aws.BACKUP_VAULT, "vault", kmsKeyArn=LOGS_KEY),
+     res(aws.BACKUP_VAULT, "vault"), "no customer key"),
+    ("aws-subnets-no-automatic-addresses", res(SUBNET, "public-0", mapPublicIpOnLaunch=False),
+     res(SUBNET, "public-0", mapPublicIpOnLaunch=True), "public IPv4"),
+    ("aws-subnets-no-automatic-addresses", res(SUBNET, "public-0"),
+     res(SUBNET, "public-0", assignIpv6AddressOnCreation=True), "IPv6"),
+    ("aws-policies-least-privilege", res(aws.KMS_KEY, "key", policy=doc(ROOT_ADMIN)),
+     res(aws.KMS_KEY, "key", policy=doc(ROOT_ADMIN, {"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt",
+                                                     "Resource": "*"})), "anyone"),
+    ("aws-policies-least-privilege",
+     res(aws.KMS_KEY, "key", policy=doc({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt",
+                                         "Resource": "*", "Condition": ORG_ONLY})),
+     res(aws.KMS_KEY, "key", policy=doc({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:role/app"},
+                                         "Action": "kms:*", "Resource": "*"})), "every kms action ('kms:*')"),
+    ("aws-policies-least-privilege", res(ROLE_POLICY, "task-policy", policy=doc(READ_DUMPS)),
+     res(ROLE_POLICY, "task-policy", policy=doc({**READ_DUMPS, "Action": "s3:*"})), "every s3 action"),
+    ("aws-policies-least-privilege", res(ROLE_POLICY, "task-policy", policy=doc(READ_DUMPS)),
+     res(ROLE_POLICY, "task-policy", policy=doc({**READ_DUMPS, "Action": "*"})), "every action ('*')"),
+    ("aws-policies-least-privilege", res(ROLE_POLICY, "task-policy", policy=doc(READ_DUMPS)),
+     res(ROLE_POLICY, "task-policy", policy=doc({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"})),
+     "NotAction"),
+    ("aws-policies-least-privilege", res(aws.BUCKET_POLICY, "dumps", policy=doc(
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}})),
+     res(aws.BUCKET_POLICY, "dumps", policy=doc({**READ_DUMPS, "Principal": {"AWS": ["*"]}})), "anyone"),
+    ("aws-policies-least-privilege",
+     res(ROLE, "task-role", managedPolicyArns=["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]),
+     res(ROLE, "task-role", managedPolicyArns=["arn:aws:iam::aws:policy/AdministratorAccess"]),
+     "attaches AdministratorAccess"),
+    ("aws-policies-least-privilege",
+     res(ATTACHMENT, "role-0", policyArn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"),
+     res(ATTACHMENT, "role-0", policyArn="arn:aws:iam::aws:policy/PowerUserAccess"), "attaches PowerUserAccess"),
     (
         "aws-provider-default-tags",
         res(aws.AWS_PROVIDER, "aws", defaultTags=json.dumps({"tags": TAGS})),
         res(aws.AWS_PROVIDER, "aws", defaultTags=json.dumps({"tags": {"app": "wondernest"}})),
         "'owner'",
     ),
-]
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -283,6 +359,64 @@ def ingress(name: str, port: int, cidr: str = "0.0.0.0/0", group: str = "sg-alb"
     return res(aws.SG_INGRESS, name, cidrIpv4=cidr, fromPort=port, toPort=port, securityGroupId=group)
 
 
+N = aws_network
+VPC = res(N.VPC, "vpc")
+IGW = link(res(N.INTERNET_GATEWAY, "igw"), vpcId=VPC)
+PUBLIC_RT = link(res(N.ROUTE_TABLE, "public-rt", routes=[{"cidrBlock": "0.0.0.0/0", "gatewayId": "igw-1"}]),
+                 routes=IGW)  # fmt: skip
+ISOLATED_RT = res(N.ROUTE_TABLE, "isolated-rt")
+PUBLIC_SUBNET, ISOLATED_SUBNET = res(N.SUBNET, "public-0"), res(N.SUBNET, "isolated-0")
+NETWORK = [
+    VPC, IGW, PUBLIC_RT, ISOLATED_RT, PUBLIC_SUBNET, ISOLATED_SUBNET,
+    link(res(N.ROUTE_TABLE_ASSOCIATION, "public-0"), subnetId=PUBLIC_SUBNET, routeTableId=PUBLIC_RT),
+    link(res(N.ROUTE_TABLE_ASSOCIATION, "isolated-0"), subnetId=ISOLATED_SUBNET, routeTableId=ISOLATED_RT),
+]  # fmt: skip
+
+
+def subnet_group(typ: str, subnet: Resource) -> Resource:
+    return link(res(typ, "subnets", subnetIds=["subnet-1"]), subnetIds=subnet)
+
+
+FLOW_LOG = link(res(N.FLOW_LOG, "flow-log", trafficType="ALL"), vpcId=VPC)
+DEFAULT_SG = link(res(N.DEFAULT_SG, "default-sg", ingress=[], egress=[]), vpcId=VPC)
+FORCE_TLS = [{"name": "rds.force_ssl", "value": "1"}, {"name": "ssl_min_protocol_version", "value": "TLSv1.2"}]
+
+
+def rds_with(parameters: list[dict[str, str]] | None) -> list[Resource]:
+    group = res(aws.RDS_PARAMETER_GROUP, "parameters", parameters=parameters or [])
+    instance = rds()
+    return [group, link(instance, parameterGroupName=group) if parameters is not None else instance]
+
+
+def managed(name: str, override: str = "none") -> dict[str, Any]:
+    return {"name": name, "overrideAction": {override: {}},
+            "statement": {"managedRuleGroupStatement": {"name": name, "vendorName": "AWS"}}}  # fmt: skip
+
+
+RATE = {"name": "rate", "action": {"block": {}}, "statement": {"rateBasedStatement": {"limit": 2000}}}
+ACL_RULES = [RATE, managed("AWSManagedRulesCommonRuleSet"), managed("AWSManagedRulesKnownBadInputsRuleSet")]
+
+
+def waf(rules: list[dict[str, Any]] = ACL_RULES, associated: bool = True, logged: bool = True) -> list[Resource]:
+    lb = alb(internal=False)
+    acl = res(aws.WEB_ACL, "web-acl", rules=rules)
+    out = [lb, acl]
+    if associated:
+        out.append(link(res(aws.WEB_ACL_ASSOCIATION, "web-acl-association"), resourceArn=lb, webAclArn=acl))
+    if logged:
+        out.append(link(res(aws.WEB_ACL_LOGGING, "web-acl-logging"), resourceArn=acl))
+    return out
+
+
+def logged_buckets(logged: bool) -> list[Resource]:
+    logs, dumps = res(aws.BUCKET, "alb-logs", bucket="logs"), res(aws.BUCKET, "dumps", bucket="dumps")
+    writer = link(res(aws.LOAD_BALANCER, "alb"), accessLogs=logs)
+    out = [logs, dumps, writer]
+    if logged:
+        out.append(link(res(aws.BUCKET_LOGGING, "dumps"), bucket=dumps, targetBucket=logs))
+    return out
+
+
 STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
     ("aws-s3-hardened", bucket_set("b"), bucket_set("b", BucketServerSideEncryptionConfiguration="absent"),
      "no default encryption"),
@@ -297,6 +431,55 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
     ("aws-no-open-ingress", [alb(securityGroups=["sg-alb"]), ingress("alb-in-443", 443)],
      [alb(securityGroups=["sg-alb"]), ingress("api-in-443", 443, group="sg-api")], "no load balancer uses"),
     ("aws-no-open-ingress", [ingress("alb-in-80", 80)], [ingress("v6", 22, cidr="::/0")], "port 22"),
+    ("aws-no-open-ingress", [ingress("office", 22, cidr="203.0.113.0/24")],
+     [ingress("half-the-internet", 22, cidr="0.0.0.0/1")], "port 22 to the internet (0.0.0.0/1)"),
+    ("aws-no-open-ingress", [ingress("office", 5432, cidr="2001:db8::/48")],
+     [res(aws_network.SG_INGRESS, "v6-range", cidrIpv6="2000::/3", fromPort=5432, toPort=5432, ipProtocol="tcp")],
+     "port 5432"),
+    ("aws-no-open-ingress", [ingress("alb-in-443", 443)],
+     [res(aws_network.SG_INGRESS, "wide", cidrIpv4="0.0.0.0/0", fromPort=0, toPort=65535, ipProtocol="tcp")],
+     "port 0-65535"),
+    ("aws-no-open-ingress",
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", fromPort=443, toPort=443, ipProtocol="tcp")],
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", ipProtocol="-1")], "every protocol"),
+    ("aws-no-open-ingress",
+     [res(aws_network.SG_INGRESS, "peer", referencedSecurityGroupId="sg-api", fromPort=5432, toPort=5432,
+          ipProtocol="tcp")],
+     [res(aws_network.SG_INGRESS, "peer", referencedSecurityGroupId="sg-api", ipProtocol="-1")], "every protocol"),
+    ("aws-no-open-ingress", [res(aws_network.SG, "g", ingress=[])],
+     [res(aws_network.SG, "g", ingress=[{"protocol": "tcp", "fromPort": 22, "toPort": 22,
+                                         "ipv6CidrBlocks": ["::/0"]}])], "an inline ingress rule opens port 22"),
+    ("aws-vpc-flow-logs", [VPC, FLOW_LOG], [VPC], "no flow log"),
+    ("aws-vpc-flow-logs", [VPC, FLOW_LOG], [VPC, dataclasses.replace(FLOW_LOG, props={"trafficType": "REJECT"})],
+     "only part of the traffic"),
+    ("aws-vpc-flow-logs", [VPC, FLOW_LOG], [VPC, res(N.FLOW_LOG, "flow-log", trafficType="ALL")], "no flow log"),
+    ("aws-default-security-group-closed", [VPC, DEFAULT_SG], [VPC], "keeps AWS's allow-all rules"),
+    ("aws-default-security-group-closed", [VPC, DEFAULT_SG],
+     [VPC, dataclasses.replace(DEFAULT_SG, props={"ingress": [{"protocol": "-1", "self": True}], "egress": []})],
+     "has ingress rules"),
+    ("aws-default-security-group-closed", [VPC, DEFAULT_SG],
+     [VPC, DEFAULT_SG, link(res(N.SG_INGRESS, "sneaky", fromPort=22, toPort=22), securityGroupId=VPC)],
+     "adds a rule to a default security group"),
+    ("aws-data-tier-private-subnets", [*NETWORK, subnet_group(N.RDS_SUBNET_GROUP, ISOLATED_SUBNET)],
+     [*NETWORK, subnet_group(N.RDS_SUBNET_GROUP, PUBLIC_SUBNET)], "database on public subnets ['public-0']"),
+    ("aws-data-tier-private-subnets", [*NETWORK, subnet_group(N.CACHE_SUBNET_GROUP, ISOLATED_SUBNET)],
+     [*NETWORK, subnet_group(N.CACHE_SUBNET_GROUP, PUBLIC_SUBNET)], "cache on public subnets"),
+    ("aws-data-tier-private-subnets", [*NETWORK, subnet_group(N.RDS_SUBNET_GROUP, ISOLATED_SUBNET)],
+     [*NETWORK, subnet_group(N.RDS_SUBNET_GROUP, ISOLATED_SUBNET),
+      link(res(N.ROUTE, "leak", destinationCidrBlock="0.0.0.0/0", gatewayId="igw-1"), routeTableId=ISOLATED_RT,
+           gatewayId=IGW)], "database on public subnets ['isolated-0']"),
+    ("aws-rds-tls-enforced", rds_with(FORCE_TLS), rds_with([FORCE_TLS[1]]), "rds.force_ssl"),
+    ("aws-rds-tls-enforced", rds_with(FORCE_TLS),
+     rds_with([FORCE_TLS[0], {"name": "ssl_min_protocol_version", "value": "TLSv1"}]), "below 1.2"),
+    ("aws-rds-tls-enforced", rds_with(FORCE_TLS), rds_with(None), "no parameter group"),
+    ("aws-alb-waf", waf(), waf(associated=False), "alb: faces the internet with no web ACL"),
+    ("aws-alb-waf", waf(), waf(logged=False), "logs no requests"),
+    ("aws-alb-waf", waf(), waf(rules=[RATE, managed("AWSManagedRulesCommonRuleSet")]),
+     "does not run AWSManagedRulesKnownBadInputsRuleSet"),
+    ("aws-alb-waf", waf(), waf(rules=[RATE, managed("AWSManagedRulesCommonRuleSet"),
+                                      managed("AWSManagedRulesKnownBadInputsRuleSet", "count")]), "only counts"),
+    ("aws-alb-waf", waf(), waf(rules=[{**RATE, "action": {"count": {}}}, *ACL_RULES[1:]]), "rate-based rule"),
+    ("aws-s3-access-logged", logged_buckets(True), logged_buckets(False), "dumps: logs no access"),
     ("aws-required-tags", [res(aws.KMS_KEY, "key", provider={"defaultTags": json.dumps({"tags": TAGS})})],
      [res(aws.KMS_KEY, "key", provider={"region": "eu-west-1"})], "lacks the tags"),
     ("aws-required-tags", [res(aws.KMS_KEY, "key", provider={}, tags=TAGS)],
@@ -368,7 +551,7 @@ def test_a_broken_prod_stack_produces_exactly_the_expected_violations() -> None:
             props["containerDefinitions"] = json.dumps(containers)
         if r.type == aws.KMS_KEY:
             provider = {"region": "eu-west-1"}
-        broken.append(Resource(r.type, r.name, r.urn, props, r.protect, provider))
+        broken.append(dataclasses.replace(r, props=props, provider=provider))
     logs = sorted(r.name for r in broken if r.type == aws.LOG_GROUP)
     assert prod_violations(broken) == {
         "aws-rds-hardened": ["postgres", "postgres"],
@@ -423,3 +606,122 @@ def test_the_staging_stack_passes_with_its_own_policy_config() -> None:
     assert violations(resources, "staging") == {}
     # The same graph under prod's policy config: exactly what staging relaxes.
     assert prod_violations(resources) == {"aws-rds-hardened": ["postgres"], "aws-alb-https": ["http"]}
+
+
+# --- the pack over the prod graph, mutated one meaning at a time --------------------------------
+
+Props = dict[str, Any]
+
+
+def _set(**values: Any) -> Any:
+    return lambda props: {**props, **values}
+
+
+def _json_edit(key: str, edit: Any) -> Any:
+    def apply(props: Props) -> Props:
+        return {**props, key: json.dumps(edit(json.loads(props[key])))}
+
+    return apply
+
+
+def _container_edit(edit: Any) -> Any:
+    def apply(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        edit(containers[1] if containers[0]["name"] == "migrate" else containers[0])
+        return containers
+
+    return _json_edit("containerDefinitions", apply)
+
+
+def _add_statement(statement: dict[str, Any]) -> Any:
+    return _json_edit("policy", lambda d: {**d, "Statement": [*d["Statement"], statement]})
+
+
+def _without_parameter(name: str) -> Any:
+    return lambda props: {**props, "parameters": [p for p in props["parameters"] if p["name"] != name]}
+
+
+# (what changes, type, resource name, how its properties change or None to remove it, expected violations)
+MUTATIONS: list[tuple[str, str, str, Any, dict[str, list[str]]]] = [
+    ("cache under the AWS-owned key", aws.REPLICATION_GROUP, "redis", _set(kmsKeyId=None),
+     {"aws-encryption-customer-key": ["redis"]}),
+    ("alert topic under aws/sns", aws.SNS_TOPIC, "alerts", _set(kmsMasterKeyId="alias/aws/sns"),
+     {"aws-encryption-customer-key": ["alerts"]}),
+    ("backup vault under the default key", aws.BACKUP_VAULT, "vault", _set(kmsKeyArn=None),
+     {"aws-encryption-customer-key": ["vault"]}),
+    ("default security group opened", N.DEFAULT_SG, "default-sg",
+     _set(ingress=[{"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True}]),
+     {"aws-default-security-group-closed": ["default-sg"]}),
+    ("default security group left to AWS", N.DEFAULT_SG, "default-sg", None,
+     {"aws-default-security-group-closed": ["vpc"]}),
+    ("flow log removed", N.FLOW_LOG, "flow-log", None, {"aws-vpc-flow-logs": ["vpc"]}),
+    ("flow log of rejected traffic only", N.FLOW_LOG, "flow-log", _set(trafficType="REJECT"),
+     {"aws-vpc-flow-logs": ["vpc"]}),
+    ("public subnet hands out addresses", N.SUBNET, "public-0", _set(mapPublicIpOnLaunch=True),
+     {"aws-subnets-no-automatic-addresses": ["public-0"]}),
+    ("isolated subnets routed to the internet gateway", N.ROUTE_TABLE, "isolated-rt",
+     _set(routes=[{"cidrBlock": "0.0.0.0/0", "gatewayId": "igw-fe010647d32ab9a6f"}]),
+     {"aws-data-tier-private-subnets": ["subnets", "subnets"]}),
+    ("expired RDS certificate authority", aws.RDS, "postgres", _set(caCertIdentifier="rds-ca-2019"),
+     {"aws-rds-hardened": ["postgres"]}),
+    ("TLS no longer forced", aws.RDS_PARAMETER_GROUP, "parameters", _without_parameter("rds.force_ssl"),
+     {"aws-rds-tls-enforced": ["postgres"]}),
+    ("TLS 1.0 allowed", aws.RDS_PARAMETER_GROUP, "parameters", _without_parameter("ssl_min_protocol_version"),
+     {"aws-rds-tls-enforced": ["postgres"]}),
+    ("key usable by anyone", aws.KMS_KEY, "key",
+     _add_statement({"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"}),
+     {"aws-policies-least-privilege": ["key"]}),
+    ("copy key with AWS's default policy", aws.KMS_KEY, "copy-key", _set(policy=None),
+     {"aws-kms-key-policy": ["copy-key"]}),
+    ("task role allowed all of S3", policy_documents.ROLE_POLICY, "backups-task-role-bucket",
+     _add_statement({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
+     {"aws-policies-least-privilege": ["backups-task-role-bucket"]}),
+    ("dumps readable by anyone", aws.BUCKET_POLICY, "dumps",
+     _add_statement({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:GetObject", "Resource": "*"}),
+     {"aws-policies-least-privilege": ["dumps"]}),
+    ("execution role made administrator", policy_documents.POLICY_ATTACHMENT, "api-execution-role-0",
+     _set(policyArn="arn:aws:iam::aws:policy/AdministratorAccess"),
+     {"aws-policies-least-privilege": ["api-execution-role-0"]}),
+    ("cache still accepting plaintext", aws.REPLICATION_GROUP, "redis", _set(transitEncryptionMode="preferred"),
+     {"aws-elasticache-hardened": ["redis"]}),
+    ("a token pasted under an innocent name", aws.TASK_DEFINITION, "api-task",
+     _container_edit(lambda c: c["environment"].append({"name": "FEATURE_FLAGS", "value": RANDOM_TOKEN})),
+     {"aws-ecs-task-hardened": ["api-task"]}),
+    ("a password on the command line", aws.TASK_DEFINITION, "backups-task",
+     _container_edit(lambda c: c.update(command=["serve", "--password=hunter2"])),
+     {"aws-ecs-task-hardened": ["backups-task"]}),
+    ("a capability added", aws.TASK_DEFINITION, "exporters-task",
+     _container_edit(lambda c: c.update(linuxParameters={"capabilities": {"add": ["SYS_PTRACE"]}})),
+     {"aws-ecs-task-hardened": ["exporters-task"]}),
+    ("ECS Exec on", aws.SERVICE, "api-service", _set(enableExecuteCommand=True),
+     {"aws-ecs-service-private": ["api-service"]}),
+    ("database port open over IPv6", N.SG_INGRESS, "api-to-postgres-ingress",
+     _set(cidrIpv6="::/0", referencedSecurityGroupId=None), {"aws-no-open-ingress": ["api-to-postgres-ingress"]}),
+    ("API port open to half the internet", N.SG_INGRESS, "alb-to-api-ingress",
+     _set(cidrIpv4="0.0.0.0/1", referencedSecurityGroupId=None), {"aws-no-open-ingress": ["alb-to-api-ingress"]}),
+    ("egress on every protocol", N.SG_EGRESS, "api-out-https", _set(ipProtocol="-1", fromPort=None, toPort=None),
+     {"aws-no-open-ingress": ["api-out-https"]}),
+    ("web ACL detached", aws.WEB_ACL_ASSOCIATION, "web-acl-association", None, {"aws-alb-waf": ["alb"]}),
+    ("web ACL only counting", aws.WEB_ACL, "web-acl",
+     lambda p: {**p, "rules": [{**r, "overrideAction": {"count": {}}} if "overrideAction" in r else r
+                               for r in p["rules"]]},
+     {"aws-alb-waf": ["web-acl", "web-acl"]}),
+    ("dumps access logging removed", aws.BUCKET_LOGGING, "dumps", None, {"aws-s3-access-logged": ["dumps"]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("what", "typ", "name", "change", "expected"), MUTATIONS, ids=[m[0].replace(" ", "-") for m in MUTATIONS]
+)
+def test_the_pack_catches_each_mutation_of_prod(
+    prod_resources: list[Resource], what: str, typ: str, name: str, change: Any, expected: dict[str, list[str]]
+) -> None:
+    targets = [r for r in prod_resources if r.type == typ and r.name == name]
+    assert len(targets) == 1, f"{typ} {name}: {len(targets)} in the prod graph"
+    mutated = []
+    for r in prod_resources:
+        if r is targets[0]:
+            if change is None:
+                continue
+            r = dataclasses.replace(r, props=change(copy.deepcopy(dict(r.props))))
+        mutated.append(r)
+    assert prod_violations(mutated) == expected, what

@@ -7,8 +7,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from wondernest_policies.docker import SECRET_NAME, URL_CREDENTIALS
 from wondernest_policies.model import Resource, Rule, Violation, unknown
+from wondernest_policies.secret_values import command_problems, variable_problems
 
 RDS = "aws:rds/instance:Instance"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
@@ -47,7 +47,20 @@ TLS12_POLICIES = frozenset(
         "ELBSecurityPolicy-FS-1-2-Res-2020-10",
     }
 )
-OPEN = frozenset({"0.0.0.0/0", "::/0"})
+# The current RDS certificate authorities; rds-ca-2019 expired in 2024.
+RDS_CAS = frozenset({"rds-ca-rsa2048-g1", "rds-ca-rsa4096-g1", "rds-ca-ecc384-g1"})
+RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
+SNS_TOPIC = "aws:sns/topic:Topic"
+BACKUP_VAULT = "aws:backup/vault:Vault"
+BUCKET_LOGGING = "aws:s3/bucketLogging:BucketLogging"
+BUCKET_LOGGING_V2 = "aws:s3/bucketLoggingV2:BucketLoggingV2"
+WEB_ACL = "aws:wafv2/webAcl:WebAcl"
+WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
+WEB_ACL_LOGGING = "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"
+FLOW_LOG = "aws:ec2/flowLog:FlowLog"
+# AWS's managed rule groups the WAF must run: the common web exploits, and
+# known-bad inputs (Log4Shell among them).
+REQUIRED_WAF_GROUPS = ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet")
 
 
 def _known(*values: Any) -> bool:
@@ -72,6 +85,8 @@ def _rds(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
         (_is(p("iamDatabaseAuthenticationEnabled"), True), "has IAM authentication off."),
         (_is(p("performanceInsightsEnabled"), True) is False or bool(p("performanceInsightsKmsKeyId")),
          "encrypts Performance Insights with the AWS-managed key."),
+        (not _known(p("caCertIdentifier")) or p("caCertIdentifier") in RDS_CAS,
+         f"uses the certificate authority {p('caCertIdentifier')!r}, not one of {sorted(RDS_CAS)}."),
     ]  # fmt: skip
     if not config.get("allowSingleAz"):
         checks.append((_is(p("multiAz"), True), "is single-AZ."))
@@ -83,6 +98,24 @@ def _rds(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
     return [message for ok, message in checks if not ok]
 
 
+def _rds_tls(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    groups = [r for r in resources if r.type == RDS_PARAMETER_GROUP]
+    for instance in (r for r in resources if r.type == RDS):
+        mine = [g for g in groups if instance.refers_to("parameterGroupName", g)]
+        if not mine:
+            yield Violation(f"{instance.name}: uses no parameter group of the stack's, so TLS is not forced.",
+                            instance.urn)  # fmt: skip
+            continue
+        parameters = mine[0].get("parameters") or []
+        if unknown(parameters):
+            continue
+        values = {str(p.get("name")): str(p.get("value")) for p in parameters if isinstance(p, Mapping)}
+        if values.get("rds.force_ssl") != "1":
+            yield Violation(f"{instance.name}: its parameter group does not set rds.force_ssl = 1.", instance.urn)
+        if values.get("ssl_min_protocol_version") not in ("TLSv1.2", "TLSv1.3"):
+            yield Violation(f"{instance.name}: its parameter group allows TLS below 1.2.", instance.urn)
+
+
 # --- ElastiCache --------------------------------------------------------------------
 
 
@@ -91,6 +124,9 @@ def _elasticache(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str
     checks = [
         (_is(p("atRestEncryptionEnabled"), True), "is not encrypted at rest."),
         (_is(p("transitEncryptionEnabled"), True), "is not encrypted in transit."),
+        # "preferred" is the migration mode: TLS is offered and plaintext still accepted.
+        (p("transitEncryptionMode") != "preferred", "still accepts plaintext connections (transitEncryptionMode "
+         "preferred)."),
         (bool(p("authToken")) or bool(p("userGroupIds")), "requires no authentication."),
         (_is(p("automaticFailoverEnabled"), True) and _is(p("multiAzEnabled"), True), "has no Multi-AZ failover."),
     ]  # fmt: skip
@@ -109,6 +145,9 @@ def _task_definition(resource: Resource, _config: Mapping[str, Any]) -> Iterable
         name = c.get("name", "?")
         if c.get("privileged") is True:
             problems.append(f"container {name} is privileged.")
+        added = ((c.get("linuxParameters") or {}).get("capabilities") or {}).get("add") or []
+        if added:
+            problems.append(f"container {name} adds Linux capabilities {sorted(added)}.")
         if c.get("readonlyRootFilesystem") is not True:
             problems.append(f"container {name} has a writable root filesystem.")
         user = str(c.get("user") or "")
@@ -118,10 +157,14 @@ def _task_definition(resource: Resource, _config: Mapping[str, Any]) -> Iterable
             problems.append(f"container {name} does not log to CloudWatch.")
         for variable in c.get("environment") or []:
             key, value = str(variable.get("name", "")), str(variable.get("value", ""))
-            if SECRET_NAME.search(key) and value:
-                problems.append(f"container {name}: environment variable {key} carries a literal secret.")
-            elif URL_CREDENTIALS.search(value):
-                problems.append(f"container {name}: environment variable {key} holds a URL with credentials.")
+            problems += [f"container {name}: {p}" for p in variable_problems(key, value)]
+        commands = {
+            "command": c.get("command"),
+            "entryPoint": c.get("entryPoint"),
+            "healthCheck": (c.get("healthCheck") or {}).get("command"),
+        }
+        for label, command in commands.items():
+            problems += [f"container {name}: {p}" for p in command_problems(f"its {label}", command or [])]
     return problems
 
 
@@ -133,6 +176,8 @@ def _service(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     breaker = resource.get("deploymentCircuitBreaker") or {}
     if not unknown(breaker) and not (breaker.get("enable") is True and breaker.get("rollback") is True):
         problems.append("has no deployment circuit breaker with rollback.")
+    if resource.get("enableExecuteCommand") is True:
+        problems.append("allows ECS Exec, a shell in its running tasks.")
     return problems
 
 
@@ -187,6 +232,44 @@ def _listener(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
     return [] if actions and redirects else ["serves plain HTTP instead of redirecting to HTTPS."]
 
 
+def _waf_problems(acl: Resource) -> list[str]:
+    rules = acl.get("rules") or []
+    if unknown(rules):
+        return []
+    problems = []
+    groups = {}
+    for rule in rules:
+        managed = (rule.get("statement") or {}).get("managedRuleGroupStatement") or {}
+        if managed.get("vendorName") == "AWS":
+            groups[managed.get("name")] = rule
+    for name in REQUIRED_WAF_GROUPS:
+        if name not in groups:
+            problems.append(f"does not run {name}.")
+        elif "count" in (groups[name].get("overrideAction") or {}):
+            problems.append(f"only counts what {name} matches (overrideAction count).")
+    rate = [r for r in rules if (r.get("statement") or {}).get("rateBasedStatement")]
+    if not any("block" in (r.get("action") or {}) for r in rate):
+        problems.append("has no rate-based rule that blocks.")
+    return problems
+
+
+def _waf(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    acls = [r for r in resources if r.type == WEB_ACL]
+    associations = [r for r in resources if r.type == WEB_ACL_ASSOCIATION]
+    logging = [r for r in resources if r.type == WEB_ACL_LOGGING]
+    for acl in acls:
+        for problem in _waf_problems(acl):
+            yield Violation(f"{acl.name}: {problem}", acl.urn)
+        if not any(log.refers_to("resourceArn", acl) for log in logging):
+            yield Violation(f"{acl.name}: logs no requests (a WebAclLoggingConfiguration).", acl.urn)
+    for lb in (r for r in resources if r.type == LOAD_BALANCER):
+        if lb.get("internal") is True or lb.get("loadBalancerType") not in (None, "application"):
+            continue
+        mine = [a for a in associations if a.refers_to("resourceArn", lb)]
+        if not any(a.refers_to("webAclArn", acl) for a in mine for acl in acls):
+            yield Violation(f"{lb.name}: faces the internet with no web ACL in front of it.", lb.urn)
+
+
 # --- S3, as separate resources per bucket --------------------------------------------
 
 
@@ -217,6 +300,20 @@ def _buckets(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Itera
             yield Violation(f"{bucket.name}: its policy does not deny requests without TLS.", bucket.urn)
 
 
+def _access_logged(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    """Every bucket's requests are logged, but the buckets logs go to: logging
+    those would log their own writes."""
+    loggings = [r for r in resources if r.type in (BUCKET_LOGGING, BUCKET_LOGGING_V2)]
+    writers = [*loggings, *(r for r in resources if r.type in (LOAD_BALANCER, FLOW_LOG))]
+    for bucket in (r for r in resources if r.type == BUCKET):
+        destination = any(
+            w.refers_to(key, bucket) for w in writers for key in ("targetBucket", "accessLogs", "logDestination")
+        )
+        if destination or any(log.refers_to("bucket", bucket) for log in loggings):
+            continue
+        yield Violation(f"{bucket.name}: logs no access to it (a BucketLogging to a log bucket).", bucket.urn)
+
+
 def _denies_insecure_transport(policy: Resource | None) -> bool:
     if policy is None:
         return False
@@ -235,6 +332,23 @@ def _denies_insecure_transport(policy: Resource | None) -> bool:
 
 def _kms(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     return [] if _is(resource.get("enableKeyRotation"), True) else ["does not rotate its key material."]
+
+
+def _kms_policy(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    policy = resource.get("policy")
+    return [] if policy else ["has no key policy of its own: AWS's default lets any IAM policy of the account use it."]
+
+
+CUSTOMER_KEY_PROPERTY = {REPLICATION_GROUP: "kmsKeyId", SNS_TOPIC: "kmsMasterKeyId", BACKUP_VAULT: "kmsKeyArn"}
+
+
+def _customer_key(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    key = resource.get(CUSTOMER_KEY_PROPERTY[resource.type])
+    if unknown(key):
+        return []
+    if not key or str(key).startswith("alias/aws/"):
+        return [f"is encrypted at rest with {'an AWS-managed key' if key else 'no customer key'}."]
+    return []
 
 
 def _secret(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
@@ -260,30 +374,6 @@ def _log_group(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
     if not resource.get("kmsKeyId"):
         problems.append("is not encrypted with a customer key.")
     return problems
-
-
-# --- network ------------------------------------------------------------------------
-
-
-def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
-    lb_groups = {
-        g for r in resources if r.type == LOAD_BALANCER for g in (r.get("securityGroups") or []) if not unknown(g)
-    }
-    for rule in (r for r in resources if r.type == SG_INGRESS):
-        cidr = rule.get("cidrIpv4") or rule.get("cidrIpv6")
-        if cidr not in OPEN:
-            continue
-        port, group = rule.get("fromPort"), rule.get("securityGroupId")
-        web = port in (80, 443) and rule.get("toPort") == port
-        if not web:
-            yield Violation(f"{rule.name}: opens port {port} to the internet.", rule.urn)
-        elif _known(group) and lb_groups and group not in lb_groups:
-            yield Violation(f"{rule.name}: opens port {port} to the internet on a group no load balancer uses.",
-                            rule.urn)  # fmt: skip
-    for group in (r for r in resources if r.type == SG):
-        for inline in group.get("ingress") or []:
-            if set(inline.get("cidrBlocks") or []) & OPEN:
-                yield Violation(f"{group.name}: has an inline rule open to the internet.", group.urn)
 
 
 # --- tags ---------------------------------------------------------------------------
@@ -324,8 +414,8 @@ AWS_RESOURCE_RULES: list[Rule] = [
     Rule(
         "aws-rds-hardened",
         "RDS is encrypted with a customer key, private, Multi-AZ, deletion-protected with a final snapshot, keeps "
-        "backups long enough, exports its log and uses IAM auth (Checkov CKV_AWS_16, 17, 157, 293, 133, 129, 161, "
-        "354).",
+        "backups long enough, exports its log, uses IAM auth and a current certificate authority (Checkov "
+        "CKV_AWS_16, 17, 157, 293, 133, 129, 161, 354, 211).",
         "critical",
         "Set the listed properties on the instance (components/aws/database.py); a staging stack may set the "
         "policy config allowSingleAz.",
@@ -338,8 +428,8 @@ AWS_RESOURCE_RULES: list[Rule] = [
     ),
     Rule(
         "aws-elasticache-hardened",
-        "ElastiCache is encrypted at rest and in transit, requires an auth token and fails over across AZs "
-        "(Checkov CKV_AWS_29, 30, 31, 191).",
+        "ElastiCache is encrypted at rest and in transit with plaintext refused, requires an auth token and "
+        "fails over across AZs (Checkov CKV_AWS_29, 30, 31).",
         "critical",
         "Enable atRestEncryption, transitEncryption with an authToken, automaticFailover and multiAz.",
         (REPLICATION_GROUP,),
@@ -347,8 +437,10 @@ AWS_RESOURCE_RULES: list[Rule] = [
     ),
     Rule(
         "aws-ecs-task-hardened",
-        "Every container of a task runs as a non-root user on a read-only root filesystem, unprivileged, logs to "
-        "CloudWatch, and takes its secrets by reference, never in `environment` (Checkov CKV_AWS_336, 334, 97).",
+        "Every container of a task runs as a non-root user on a read-only root filesystem, unprivileged and with "
+        "no added Linux capability, logs to "
+        "CloudWatch, and takes its secrets by reference: never in `environment`, a command, an entry point or a "
+        "health check, judged by the variable's name and by the value itself (Checkov CKV_AWS_336, 334, 97).",
         "critical",
         "Set user, readonlyRootFilesystem and awslogs; pass secrets in `secrets` with valueFrom.",
         (TASK_DEFINITION,),
@@ -356,9 +448,10 @@ AWS_RESOURCE_RULES: list[Rule] = [
     ),
     Rule(
         "aws-ecs-service-private",
-        "Services give their tasks no public IP and roll back failed deployments (Checkov CKV_AWS_333).",
+        "Services give their tasks no public IP, roll back failed deployments and allow no ECS Exec shell "
+        "(Checkov CKV_AWS_333).",
         "high",
-        "Set assignPublicIp false and deploymentCircuitBreaker {enable, rollback}.",
+        "Set assignPublicIp false, deploymentCircuitBreaker {enable, rollback} and leave enableExecuteCommand off.",
         (SERVICE,),
         _service,
     ),
@@ -406,6 +499,24 @@ AWS_RESOURCE_RULES: list[Rule] = [
         _kms,
     ),
     Rule(
+        "aws-kms-key-policy",
+        "Customer KMS keys carry a key policy of their own naming who may use them (Checkov CKV2_AWS_64).",
+        "high",
+        "Pass a policy: the account's administration, plus each service that encrypts with the key, "
+        "conditioned on this account.",
+        (KMS_KEY,),
+        _kms_policy,
+    ),
+    Rule(
+        "aws-encryption-customer-key",
+        "ElastiCache, SNS topics and backup vaults encrypt at rest with a customer KMS key, whose policy and "
+        "rotation the platform controls (Checkov CKV_AWS_191, 26, 166).",
+        "high",
+        "Set kmsKeyId / kmsMasterKeyId / kmsKeyArn to the platform key.",
+        (REPLICATION_GROUP, SNS_TOPIC, BACKUP_VAULT),
+        _customer_key,
+    ),
+    Rule(
         "aws-secret-customer-key",
         "Secrets Manager secrets are encrypted with a customer KMS key (Checkov CKV_AWS_149).",
         "high",
@@ -451,11 +562,28 @@ AWS_STACK_RULES: list[Rule] = [
         check_stack=_buckets,
     ),
     Rule(
-        "aws-no-open-ingress",
-        "Nothing is open to 0.0.0.0/0 or ::/0 but a load balancer's ports 80 and 443 (Checkov CKV_AWS_24, 25, 260).",
+        "aws-rds-tls-enforced",
+        "Every RDS instance uses a parameter group of the stack's that forces TLS (rds.force_ssl = 1) at 1.2 or "
+        "newer; the RDS default accepts plaintext (Checkov CKV2_AWS_69).",
         "critical",
-        "Reference the source security group instead of a CIDR.",
-        check_stack=_open_ingress,
+        "Keep rds.force_ssl and ssl_min_protocol_version in components/spec/postgres_conf.py rds_parameters.",
+        check_stack=_rds_tls,
+    ),
+    Rule(
+        "aws-alb-waf",
+        "Every internet-facing load balancer sits behind a web ACL that runs AWS's common and known-bad-inputs "
+        "rule groups in blocking mode and a blocking rate-based rule, and logs its requests (Checkov "
+        "CKV2_AWS_28, 31, CKV_AWS_192).",
+        "high",
+        "Keep the Api component's web ACL, its association and its logging configuration (components/aws/waf.py).",
+        check_stack=_waf,
+    ),
+    Rule(
+        "aws-s3-access-logged",
+        "Every bucket that is not itself a log destination logs the requests made to it (Checkov CKV_AWS_18).",
+        "medium",
+        "Declare the bucket with private_bucket(..., access_log_bucket=...) (components/aws/buckets.py).",
+        check_stack=_access_logged,
     ),
     Rule(
         "aws-required-tags",

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from wondernest_policies.model import Resource, Rule, unknown
+from wondernest_policies.secret_values import command_problems, variable_problems
 
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
@@ -20,9 +21,6 @@ _REFERENCE = re.compile(
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
 _IMAGE_ID = re.compile(r"^sha256:[a-f0-9]{64}$")
-# Secret-looking variable names; `*_FILE` variants name a path, not a secret.
-SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|_PASS|SECRET|TOKEN|_KEY|CREDENTIALS?|DATA_SOURCE_NAME)$", re.IGNORECASE)
-URL_CREDENTIALS = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 ALLOWED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 
 
@@ -122,23 +120,22 @@ def _read_only_root(resource: Resource, _config: Mapping[str, Any]) -> Iterable[
 
 
 def _no_secrets_in_env(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
-    envs = resource.get("envs") or []
-    if unknown(envs):
-        return []
     problems = []
-    for entry in envs:
+    envs = resource.get("envs") or []
+    for entry in [] if unknown(envs) else envs:
         if unknown(entry) or "=" not in str(entry):
             continue
         name, value = str(entry).split("=", 1)
-        if name.upper().endswith("_FILE"):
-            continue
-        if SECRET_NAME.search(name) and value:
-            problems.append(f"environment variable {name} carries a literal secret.")
-        elif URL_CREDENTIALS.search(value):
-            problems.append(f"environment variable {name} holds a URL with credentials.")
-    command = " ".join(str(c) for c in resource.get("command") or [] if not unknown(c))
-    if URL_CREDENTIALS.search(command):
-        problems.append("the command line holds a URL with credentials.")
+        problems += variable_problems(name, value)
+    health = resource.get("healthcheck") or {}
+    commands = {
+        "the command": resource.get("command"),
+        "the entrypoint": resource.get("entrypoints"),
+        "the healthcheck": None if unknown(health) else health.get("tests"),
+    }
+    for label, command in commands.items():
+        if command and not unknown(command):
+            problems += command_problems(label, [c for c in command if not unknown(c)])
     return problems
 
 
@@ -251,8 +248,10 @@ CONTAINER_RULES: list[Rule] = [
     ),
     Rule(
         "secrets-not-in-env",
-        "No secret is passed in an environment variable or on a command line (both readable through "
-        "`docker inspect` and /proc): secrets arrive as files.",
+        "No secret is passed in an environment variable or on a command line, entrypoint or healthcheck (all "
+        "readable through `docker inspect` and /proc), whether the variable's name says secret or the value is "
+        "one (a known credential format, credentials in a URL, a random-looking token, a secret flag's literal "
+        "value): secrets arrive as files.",
         "critical",
         "Upload the secret as a file (mode 0400) and pass its path in a `*_FILE` variable.",
         (CONTAINER,),

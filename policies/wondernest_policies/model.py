@@ -35,9 +35,15 @@ class Resource:
     protect: bool = False
     provider: Mapping[str, Any] | None = None
     """The properties of the provider resource the resource is created through, when known."""
+    depends_on: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per property, the URNs of the resources its value came from: how a rule
+    relates resources whose ids are not known yet, as in a preview."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.props.get(key, default)
+
+    def refers_to(self, key: str, other: Resource) -> bool:
+        return other.urn in self.depends_on.get(key, ())
 
     @property
     def labels(self) -> dict[str, str]:

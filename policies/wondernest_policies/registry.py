@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pulumi_policy import (
@@ -19,11 +19,22 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError
 
 from wondernest_policies.aws import AWS_RESOURCE_RULES, AWS_STACK_RULES
+from wondernest_policies.aws_network import NETWORK_RESOURCE_RULES, NETWORK_STACK_RULES
 from wondernest_policies.docker import CONTAINER_RULES
 from wondernest_policies.model import Resource, Rule, Violation
 from wondernest_policies.platform import RESOURCE_RULES, STACK_RULES
+from wondernest_policies.policy_documents import POLICY_DOCUMENT_RULES
 
-RULES: list[Rule] = [*CONTAINER_RULES, *RESOURCE_RULES, *STACK_RULES, *AWS_RESOURCE_RULES, *AWS_STACK_RULES]
+RULES: list[Rule] = [
+    *CONTAINER_RULES,
+    *RESOURCE_RULES,
+    *STACK_RULES,
+    *AWS_RESOURCE_RULES,
+    *NETWORK_RESOURCE_RULES,
+    *POLICY_DOCUMENT_RULES,
+    *AWS_STACK_RULES,
+    *NETWORK_STACK_RULES,
+]
 
 
 def _schema(rule: Rule) -> PolicyConfigSchema | None:
@@ -41,9 +52,16 @@ def _report(evaluate: Callable[[], list[Violation]], report_violation: ReportVio
 
 
 def _resource(
-    resource_type: str, name: str, urn: str, props: Any, opts: PolicyResourceOptions, provider: Any
+    resource_type: str,
+    name: str,
+    urn: str,
+    props: Any,
+    opts: PolicyResourceOptions,
+    provider: Any,
+    property_dependencies: Mapping[str, Sequence[Any]] | None = None,
 ) -> Resource:
-    """What a rule sees of a resource the engine hands the pack, its provider's properties included."""
+    """What a rule sees of a resource the engine hands the pack, its provider's
+    properties and (in a stack policy) its property dependencies included."""
     return Resource(
         resource_type,
         name,
@@ -51,6 +69,7 @@ def _resource(
         props,
         protect=bool(opts.protect),
         provider=provider.props if provider is not None else None,
+        depends_on={key: tuple(d.urn for d in deps) for key, deps in (property_dependencies or {}).items()},
     )
 
 
@@ -71,7 +90,10 @@ def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
 
 def _stack_policy(rule: Rule) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-        resources = [_resource(r.resource_type, r.name, r.urn, r.props, r.opts, r.provider) for r in args.resources]
+        resources = [
+            _resource(r.resource_type, r.name, r.urn, r.props, r.opts, r.provider, r.property_dependencies)
+            for r in args.resources
+        ]
         _report(lambda: rule.run_stack(resources, args.get_config()), report_violation)
 
     return StackValidationPolicy(

@@ -1,0 +1,250 @@
+"""Network rules for the AWS target, judged over the whole graph.
+
+Resources are related through their property dependencies (a flow log's
+`vpcId` came from that VPC, a subnet group's `subnetIds` from those subnets),
+not through ids or names: a preview knows the first and not the second.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from wondernest_policies.model import Resource, Rule, Violation, unknown
+
+VPC = "aws:ec2/vpc:Vpc"
+SUBNET = "aws:ec2/subnet:Subnet"
+ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"
+ROUTE = "aws:ec2/route:Route"
+ROUTE_TABLE_ASSOCIATION = "aws:ec2/routeTableAssociation:RouteTableAssociation"
+INTERNET_GATEWAY = "aws:ec2/internetGateway:InternetGateway"
+FLOW_LOG = "aws:ec2/flowLog:FlowLog"
+DEFAULT_SG = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+SG = "aws:ec2/securityGroup:SecurityGroup"
+SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+LEGACY_SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+RDS_SUBNET_GROUP = "aws:rds/subnetGroup:SubnetGroup"
+CACHE_SUBNET_GROUP = "aws:elasticache/subnetGroup:SubnetGroup"
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+
+WEB_PORTS = (80, 443)
+ALL_PROTOCOLS = ("-1", "all")
+
+
+def _of(resources: Sequence[Resource], *types: str) -> list[Resource]:
+    return [r for r in resources if r.type in types]
+
+
+def _internet_wide(cidr: Any) -> bool:
+    """0.0.0.0/0 and ::/0, and any other range that spans public address space
+    wholesale (0.0.0.0/1, 2000::/3): an office range or a VPC's own is not."""
+    if not isinstance(cidr, str) or unknown(cidr):
+        return False
+    try:
+        network = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+    widest = 8 if network.version == 4 else 16
+    return network.prefixlen <= widest and not network.is_private
+
+
+# --- flow logs and the default security group ------------------------------------------
+
+
+def _flow_logs(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    logs = _of(resources, FLOW_LOG)
+    for vpc in _of(resources, VPC):
+        mine = [log for log in logs if log.refers_to("vpcId", vpc)]
+        if not mine:
+            yield Violation(f"{vpc.name}: no flow log records its traffic.", vpc.urn)
+        elif not any(log.get("trafficType") in ("ALL", None) or unknown(log.get("trafficType")) for log in mine):
+            yield Violation(f"{vpc.name}: its flow logs record only part of the traffic (trafficType ALL).", vpc.urn)
+
+
+def _default_security_group(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    adopted = _of(resources, DEFAULT_SG)
+    for vpc in _of(resources, VPC):
+        if not any(group.refers_to("vpcId", vpc) for group in adopted):
+            yield Violation(f"{vpc.name}: its default security group keeps AWS's allow-all rules.", vpc.urn)
+    for group in adopted:
+        for direction in ("ingress", "egress"):
+            rules = group.get(direction)
+            if rules and not unknown(rules):
+                yield Violation(f"{group.name}: the default security group has {direction} rules.", group.urn)
+    # A rule attached to the default group names it through the VPC or the adopted group.
+    for rule in _of(resources, SG_INGRESS, SG_EGRESS, LEGACY_SG_RULE):
+        if any(rule.refers_to("securityGroupId", owner) for owner in (*_of(resources, VPC), *adopted)):
+            yield Violation(f"{rule.name}: adds a rule to a default security group.", rule.urn)
+
+
+# --- subnets -------------------------------------------------------------------------------
+
+
+def _subnet(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    problems = []
+    if resource.get("mapPublicIpOnLaunch") is True:
+        problems.append("gives every instance launched in it a public IPv4 address.")
+    if resource.get("assignIpv6AddressOnCreation") is True:
+        problems.append("gives every network interface in it an IPv6 address.")
+    return problems
+
+
+def _routes_to_internet(table: Resource, resources: Sequence[Resource]) -> bool:
+    gateways = _of(resources, INTERNET_GATEWAY)
+
+    def internet_route(route: Mapping[str, Any], owner: Resource, key: str) -> bool:
+        destination = route.get("cidrBlock") or route.get("destinationCidrBlock")
+        destination = destination or route.get("ipv6CidrBlock") or route.get("destinationIpv6CidrBlock")
+        gateway = route.get("gatewayId")
+        if not gateway or not (_internet_wide(destination) or unknown(destination)):
+            return False
+        return (isinstance(gateway, str) and gateway.startswith("igw-")) or any(
+            owner.refers_to(key, igw) for igw in gateways
+        )
+
+    inline = table.get("routes") or []
+    if not unknown(inline) and any(internet_route(r, table, "routes") for r in inline if isinstance(r, Mapping)):
+        return True
+    return any(
+        route.refers_to("routeTableId", table) and internet_route(route.props, route, "gatewayId")
+        for route in _of(resources, ROUTE)
+    )
+
+
+def public_subnets(resources: Sequence[Resource]) -> set[str]:
+    """URNs of the subnets whose route table sends internet traffic to an internet gateway."""
+    public_tables = [t for t in _of(resources, ROUTE_TABLE) if _routes_to_internet(t, resources)]
+    found: set[str] = set()
+    for association in _of(resources, ROUTE_TABLE_ASSOCIATION):
+        if any(association.refers_to("routeTableId", table) for table in public_tables):
+            found.update(association.depends_on.get("subnetId", ()))
+    found.update(s.urn for s in _of(resources, SUBNET) if s.get("mapPublicIpOnLaunch") is True)
+    return found
+
+
+def _data_tier_private(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    public = public_subnets(resources)
+    names = {r.urn: r.name for r in _of(resources, SUBNET)}
+    for group in _of(resources, RDS_SUBNET_GROUP, CACHE_SUBNET_GROUP):
+        exposed = sorted(names.get(urn, urn) for urn in group.depends_on.get("subnetIds", ()) if urn in public)
+        if exposed:
+            what = "database" if group.type == RDS_SUBNET_GROUP else "cache"
+            yield Violation(f"{group.name}: puts the {what} on public subnets {exposed}.", group.urn)
+
+
+# --- security group rules ------------------------------------------------------------------
+
+
+def _ports(rule: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    return rule.get("ipProtocol") or rule.get("protocol"), rule.get("fromPort"), rule.get("toPort")
+
+
+def _rule_problem(rule: Mapping[str, Any], cidrs: Iterable[Any], direction: str, on_lb: bool | None) -> str | None:
+    protocol, low, high = _ports(rule)
+    open_to = [c for c in cidrs if _internet_wide(c)]
+    if str(protocol) in ALL_PROTOCOLS:
+        return f"allows every protocol and port {'from' if direction == 'ingress' else 'to'} its source."
+    if direction == "egress":
+        return None
+    if not open_to:
+        return None
+    if low in WEB_PORTS and high == low:
+        if on_lb is False:
+            return f"opens port {low} to the internet on a group no load balancer uses."
+        return None
+    shown = f"{low}" if low == high else f"{low}-{high}"
+    return f"opens port {shown} to the internet ({', '.join(map(str, open_to))})."
+
+
+def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    balancers = _of(resources, LOAD_BALANCER)
+    groups = _of(resources, SG)
+
+    lb_group_ids = {
+        g for lb in balancers for g in (lb.get("securityGroups") or []) if isinstance(g, str) and not unknown(g)
+    }
+
+    def on_lb(rule: Resource) -> bool | None:
+        """Whether the rule's group fronts a load balancer: by id where ids are
+        known, by where the id came from where they are not (a preview)."""
+        if not balancers:
+            return None
+        group_id = rule.get("securityGroupId")
+        if isinstance(group_id, str) and not unknown(group_id) and lb_group_ids:
+            return group_id in lb_group_ids
+        owner = [g for g in groups if rule.refers_to("securityGroupId", g)]
+        if not owner:
+            return None  # not relatable: the port alone decides
+        return any(lb.refers_to("securityGroups", owner[0]) for lb in balancers)
+
+    for rule in _of(resources, SG_INGRESS, SG_EGRESS):
+        direction = "ingress" if rule.type == SG_INGRESS else "egress"
+        problem = _rule_problem(rule.props, (rule.get("cidrIpv4"), rule.get("cidrIpv6")), direction, on_lb(rule))
+        if problem:
+            yield Violation(f"{rule.name}: {problem}", rule.urn)
+    for rule in _of(resources, LEGACY_SG_RULE):
+        cidrs = [*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or [])]
+        problem = _rule_problem(rule.props, cidrs, str(rule.get("type")), on_lb(rule))
+        if problem:
+            yield Violation(f"{rule.name}: {problem}", rule.urn)
+    for group in groups:
+        for direction in ("ingress", "egress"):
+            inline = group.get(direction) or []
+            for entry in [] if unknown(inline) else inline:
+                cidrs = [*(entry.get("cidrBlocks") or []), *(entry.get("ipv6CidrBlocks") or [])]
+                lb = any(lb.refers_to("securityGroups", group) for lb in balancers) if balancers else None
+                problem = _rule_problem(entry, cidrs, direction, lb)
+                if problem:
+                    yield Violation(f"{group.name}: an inline {direction} rule {problem}", group.urn)
+
+
+NETWORK_RESOURCE_RULES: list[Rule] = [
+    Rule(
+        "aws-subnets-no-automatic-addresses",
+        "Subnets give nothing launched in them a public IPv4 or an IPv6 address by default: an address is "
+        "asked for where it is needed (Checkov CKV_AWS_130).",
+        "high",
+        "Leave mapPublicIpOnLaunch and assignIpv6AddressOnCreation unset or false.",
+        (SUBNET,),
+        _subnet,
+    ),
+]
+
+NETWORK_STACK_RULES: list[Rule] = [
+    Rule(
+        "aws-no-open-ingress",
+        "Nothing is reachable from the internet (0.0.0.0/0, ::/0 or any other range spanning public address "
+        "space) but a load balancer's ports 80 and 443, and no rule, in or out, allows every protocol "
+        "(Checkov CKV_AWS_24, 25, 260, 277).",
+        "critical",
+        "Reference the source security group instead of a CIDR, and name the protocol and ports.",
+        check_stack=_open_ingress,
+    ),
+    Rule(
+        "aws-vpc-flow-logs",
+        "Every VPC has a flow log recording all of its traffic, so an incident can be reconstructed "
+        "(Checkov CKV2_AWS_11).",
+        "high",
+        "Declare an aws.ec2.FlowLog with trafficType ALL for the VPC (components/aws/network.py).",
+        check_stack=_flow_logs,
+    ),
+    Rule(
+        "aws-default-security-group-closed",
+        "Every VPC's default security group is adopted with no rules, and nothing adds rules to it: anything "
+        "launched without a group of its own is cut off instead of trusted (Checkov CKV2_AWS_12).",
+        "high",
+        "Declare aws.ec2.DefaultSecurityGroup for the VPC with ingress=[] and egress=[]; give each service a "
+        "security group of its own.",
+        check_stack=_default_security_group,
+    ),
+    Rule(
+        "aws-data-tier-private-subnets",
+        "The database's and the cache's subnet groups hold no public subnet (one whose route table sends "
+        "internet traffic to an internet gateway, or that gives out public addresses).",
+        "critical",
+        "Build the subnet groups from the isolated subnets (components/aws/network.py subnet_ids('isolated')).",
+        check_stack=_data_tier_private,
+    ),
+]

@@ -1,0 +1,158 @@
+"""IAM policy documents wherever they appear: key policies, identity policies,
+trust policies and resource policies, judged by what their statements allow.
+
+An Allow statement may not name everyone (`*`) as its principal unless a
+condition pins the caller's account, organisation or source; may not allow
+every action (`*`), nor every action of a service (`s3:*`) except the account's
+own administration of a KMS key, the standard key-policy statement; and may not
+invert itself with NotAction or NotPrincipal. Attaching AWS's administrator
+policies counts as allowing everything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from wondernest_policies.model import Resource, Rule, unknown
+
+KMS_KEY = "aws:kms/key:Key"
+IAM_POLICY = "aws:iam/policy:Policy"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+USER_POLICY = "aws:iam/userPolicy:UserPolicy"
+GROUP_POLICY = "aws:iam/groupPolicy:GroupPolicy"
+POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
+QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
+SECRET_POLICY = "aws:secretsmanager/secretPolicy:SecretPolicy"  # noqa: S105 (a type token)
+ECR_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
+
+# Which properties hold a document, per type.
+DOCUMENTS: dict[str, tuple[str, ...]] = {
+    KMS_KEY: ("policy",),
+    IAM_POLICY: ("policy",),
+    ROLE: ("assumeRolePolicy",),
+    ROLE_POLICY: ("policy",),
+    USER_POLICY: ("policy",),
+    GROUP_POLICY: ("policy",),
+    BUCKET_POLICY: ("policy",),
+    TOPIC_POLICY: ("policy",),
+    QUEUE_POLICY: ("policy",),
+    SECRET_POLICY: ("policy",),
+    ECR_POLICY: ("policy",),
+}
+# Conditions that narrow "anyone" to callers of this account, organisation or source.
+SCOPING_KEYS = frozenset(
+    key.lower()
+    for key in (
+        "aws:SourceAccount",
+        "aws:SourceArn",
+        "aws:SourceOwner",
+        "aws:SourceVpc",
+        "aws:SourceVpce",
+        "aws:PrincipalAccount",
+        "aws:PrincipalArn",
+        "aws:PrincipalOrgID",
+        "aws:ResourceAccount",
+        "kms:CallerAccount",
+    )
+)
+ADMIN_POLICIES = re.compile(r":policy/(AdministratorAccess|PowerUserAccess|IAMFullAccess)$")
+_ACCOUNT_ROOT = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:root$")
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _principals(statement: Mapping[str, Any]) -> list[str]:
+    principal = statement.get("Principal")
+    if principal is None:
+        return []
+    if isinstance(principal, str):
+        return [principal]
+    if isinstance(principal, Mapping):
+        return [str(p) for value in principal.values() for p in _list(value)]
+    return []
+
+
+def _scoped(statement: Mapping[str, Any]) -> bool:
+    condition = statement.get("Condition") or {}
+    return any(key.lower() in SCOPING_KEYS for operands in condition.values() for key in (operands or {}))
+
+
+def statement_problems(statement: Mapping[str, Any], key_policy: bool) -> list[str]:
+    if statement.get("Effect") != "Allow":
+        return []
+    sid = f"statement {statement['Sid']!r}" if statement.get("Sid") else "a statement"
+    problems = []
+    for inverted in ("NotAction", "NotPrincipal", "NotResource"):
+        if inverted in statement:
+            problems.append(f"{sid} allows by {inverted}, which grants everything not listed.")
+    principals = _principals(statement)
+    if "*" in principals and not _scoped(statement):
+        problems.append(f"{sid} allows anyone (Principal '*') with no condition on account or source.")
+    actions = [str(a) for a in _list(statement.get("Action") or [])]
+    for action in actions:
+        if action in ("*", "*:*"):
+            problems.append(f"{sid} allows every action ({action!r}).")
+        elif action.endswith(":*"):
+            account_admin = key_policy and action == "kms:*" and all(_ACCOUNT_ROOT.match(p) for p in principals)
+            if not account_admin:
+                problems.append(f"{sid} allows every {action.split(':')[0]} action ({action!r}).")
+    return problems
+
+
+def document_problems(text: Any, key_policy: bool = False) -> list[str]:
+    if text is None or unknown(text):
+        return []
+    try:
+        document = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return ["is not a JSON policy document."]
+    if not isinstance(document, Mapping):
+        return []
+    problems = []
+    for statement in _list(document.get("Statement") or []):
+        if isinstance(statement, Mapping):
+            problems += statement_problems(statement, key_policy)
+    return problems
+
+
+def _policies(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    problems = []
+    for key in DOCUMENTS.get(resource.type, ()):
+        problems += document_problems(resource.get(key), key_policy=resource.type == KMS_KEY)
+    if resource.type == ROLE:
+        inline = resource.get("inlinePolicies") or []
+        for policy in [] if unknown(inline) else inline:
+            problems += document_problems((policy or {}).get("policy"))
+        managed = resource.get("managedPolicyArns") or []
+        for arn in [] if unknown(managed) else managed:
+            if isinstance(arn, str) and ADMIN_POLICIES.search(arn):
+                problems.append(f"attaches {arn.rsplit('/', 1)[1]}, which allows every action.")
+    if resource.type == POLICY_ATTACHMENT:
+        arn = resource.get("policyArn")
+        if isinstance(arn, str) and ADMIN_POLICIES.search(arn):
+            problems.append(f"attaches {arn.rsplit('/', 1)[1]}, which allows every action.")
+    return problems
+
+
+POLICY_DOCUMENT_RULES: list[Rule] = [
+    Rule(
+        "aws-policies-least-privilege",
+        "Key, identity, trust and resource policies allow no one as '*' without a condition on account or "
+        "source, no '*' or whole-service actions (but an account's own kms:* on its key), no NotAction or "
+        "NotPrincipal, and no AWS administrator policy (Checkov CKV_AWS_33, 62, 63, 109, 110, 111, 283, 289, "
+        "290, 355, CKV2_AWS_40).",
+        "critical",
+        "Name the principal (an account, role or service with aws:SourceAccount) and list the actions the "
+        "caller needs.",
+        (*DOCUMENTS, POLICY_ATTACHMENT),
+        _policies,
+    ),
+]

@@ -1,0 +1,118 @@
+"""Secrets recognised by what they are, not only by the variable that holds them.
+
+A name check alone misses `API_CREDS=AKIA...`, a password passed as
+`--requirepass hunter2` in a command, or a token pasted into an innocently named
+variable. These checks judge the value: known credential formats, credentials
+inside URLs, and long random-looking strings; and in a command line, a secret
+flag followed by a literal value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+# Secret-looking variable names; `*_FILE` variants name a path, not a secret.
+SECRET_NAME = re.compile(
+    r"(PASSWORD|PASSWD|_PASS|SECRET|TOKEN|_KEY|CREDENTIALS?|DATA_SOURCE_NAME|REQUIREPASS|MASTERAUTH)$",
+    re.IGNORECASE,
+)
+URL_CREDENTIALS = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+
+KNOWN_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("a private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
+    ("a JSON Web Token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    ("a GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b")),
+    ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("a Slack webhook URL", re.compile(r"hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+")),
+    ("a URL with credentials", URL_CREDENTIALS),
+)
+
+# `-`, `_` and `/` split tokens: they join words in names and paths far more
+# often than they occur in generated secrets.
+_TOKEN = re.compile(r"[A-Za-z0-9+=]{20,}")
+_DIGEST = re.compile(r"\bsha(?:1|256|512):[0-9a-f]+", re.IGNORECASE)
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+# Names whose values are digests or versions, which look random by design.
+_DIGEST_NAME = re.compile(r"(SHA|DIGEST|COMMIT|REVISION|HASH|CHECKSUM|VERSION)$", re.IGNORECASE)
+# Shannon entropy, bits per character: generated passwords and keys are near
+# the alphabet's maximum (about 5.9 for base64, 4 for hex), words and
+# identifiers well below.
+RANDOM_BITS = 4.0
+RANDOM_HEX_BITS = 3.0
+
+
+def _entropy(text: str) -> float:
+    counts = Counter(text)
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+def _random_token(value: str, name: str) -> bool:
+    if value.startswith("arn:") or _DIGEST_NAME.search(name):
+        return False
+    for token in _TOKEN.findall(_DIGEST.sub("", value)):
+        stripped = token.strip("=")
+        if len(stripped) >= 32 and _HEX.match(stripped) and _entropy(stripped) >= RANDOM_HEX_BITS:
+            return True
+        mixed = re.search(r"[A-Za-z]", stripped) and re.search(r"\d", stripped)
+        if len(stripped) >= 24 and mixed and _entropy(stripped) >= RANDOM_BITS:
+            return True
+    return False
+
+
+def value_problem(value: str, name: str = "") -> str | None:
+    """What a literal value looks like, when it looks like a secret."""
+    for what, pattern in KNOWN_FORMATS:
+        if pattern.search(value):
+            return what
+    if _random_token(value, name):
+        return "a random-looking token"
+    return None
+
+
+def variable_problems(name: str, value: str) -> list[str]:
+    """A variable carries a secret by its name (with a value) or by its value."""
+    if not value or name.upper().endswith("_FILE"):
+        return []
+    if SECRET_NAME.search(name):
+        return [f"environment variable {name} carries a literal secret."]
+    found = value_problem(value, name)
+    return [f"environment variable {name} holds {found}."] if found else []
+
+
+def _words(command: Sequence[str]) -> list[str]:
+    """A command's words, a shell string (`CMD-SHELL`, `sh -c`) split as the shell would."""
+    words: list[str] = []
+    for part in command:
+        try:
+            words += shlex.split(part) if " " in part else [part]
+        except ValueError:
+            words += part.split()
+    return words
+
+
+def _literal(value: str) -> bool:
+    """Not a reference the process resolves itself: `$VAR`, `$(cat file)`, a path."""
+    return bool(value) and not value.startswith(("$", "/", "@", "<")) and "$(" not in value
+
+
+def command_problems(label: str, command: Iterable[str]) -> list[str]:
+    words = _words([str(c) for c in command])
+    problems: list[str] = []
+    for i, word in enumerate(words):
+        flag = re.match(r"^--?(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?:=(?P<value>.*))?$", word)
+        if flag and SECRET_NAME.search("_" + flag["name"].replace("-", "_")):
+            value = flag["value"] if flag["value"] is not None else (words[i + 1] if i + 1 < len(words) else "")
+            if flag["value"] is None and value.startswith("-"):
+                continue
+            if _literal(value):
+                problems.append(f"{label} passes a literal secret to {word.split('=', 1)[0]}.")
+                continue
+        found = value_problem(word)
+        if found:
+            problems.append(f"{label} holds {found}.")
+    return problems
