@@ -54,6 +54,7 @@ def api_env(pg: PostgresServer, rd: RedisServer, **overrides: str) -> dict[str, 
         # The production cost (12) is asserted in test_api_settings; 4 keeps tests quick.
         "BCRYPT_ROUNDS": "4",
         "LOGIN_IP_LIMIT": "1000",
+        "REGISTER_IP_LIMIT": "1000",
     }
     env.update(overrides)
     return env

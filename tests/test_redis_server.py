@@ -85,6 +85,12 @@ def test_the_app_user_reads_and_writes(server: RedisServer) -> None:
         ("KEYS", "*"),
         ("ACL", "LIST"),
         ("MONITOR",),
+        ("FUNCTION", "LOAD", "#!lua name=evil\nredis.register_function('f', function() return 1 end)"),
+        ("FUNCTION", "FLUSH"),
+        ("SCRIPT", "FLUSH"),
+        ("SCRIPT", "LOAD", "return 1"),
+        ("EVAL", "return redis.call('FLUSHALL')", "0"),
+        ("FCALL", "f", "0"),
     ],
 )
 def test_the_app_user_is_denied_dangerous_commands(server: RedisServer, command: tuple[str, ...]) -> None:

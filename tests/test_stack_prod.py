@@ -256,6 +256,9 @@ def test_the_api_task_is_hardened_and_takes_secrets_by_reference(prod: Evaluatio
     assert all(s["valueFrom"].startswith("arn:aws:secretsmanager:") for s in api["secrets"])
     env = {e["name"]: e["value"] for e in api["environment"]}
     assert env["DB_SSLMODE"] == "require" and env["REDIS_TLS"] == "true"
+    # Only the load balancer's subnets are trusted to say who the client is.
+    public = sorted(d.inputs["cidrBlock"] for d in prod.of_type("aws:ec2/subnet:Subnet") if d.name.startswith("public"))
+    assert sorted(env["FORWARDED_ALLOW_IPS"].split(",")) == public and len(public) == 3
     assert api["healthCheck"]["command"][:2] == ["CMD", "python"]
     assert api["image"].startswith(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/wondernest/prod/api@sha256:")
 

@@ -35,7 +35,7 @@ async def health(_request: Request) -> Response:
 async def me(request: Request) -> Response:
     claims = tokens.verify(request.headers.get("authorization"))
     async with pool.connection() as conn:
-        user = await store.user_by_id(conn, claims.user_id)
+        user = await store.user_in_session(conn, claims.user_id, claims.session_id)
     assert user is not None
     body = {
         "id": str(user.id),

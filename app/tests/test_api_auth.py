@@ -260,3 +260,81 @@ def test_the_app_role_cannot_escape_its_schemas(db: PostgresServer) -> None:
     dsn = db.dsn(user=NAMES.app_role, password=PASSWORDS["app"], dbname="wondernest")
     with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("CREATE TABLE public.sneaky (id int)")
+
+
+def test_a_body_not_sent_as_json_is_415(client: TestClient) -> None:
+    body = b'{"email": "x@example.com", "password": "long enough"}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        response = client.post("/auth/register", content=body, headers=headers)
+        assert_error(response, 415, "unsupported_media_type")
+    # Parameters and case do not matter.
+    address = email()
+    accepted = client.post(
+        "/auth/register",
+        content=f'{{"email": "{address}", "password": "{PASSWORD}"}}'.encode(),
+        headers={"Content-Type": "Application/JSON; charset=utf-8"},
+    )
+    assert accepted.status_code == 201, accepted.text
+
+
+def test_the_bearer_scheme_is_case_insensitive(client: TestClient) -> None:
+    address = email()
+    register(client, address)
+    token = login(client, address)["accessToken"]
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        response = client.get("/api/users/me", headers={"Authorization": f"{scheme} {token}"})
+        assert response.status_code == 200, scheme
+    assert_error(client.get("/api/users/me", headers={"Authorization": f"Basic {token}"}), 401, "unauthorized")
+
+
+def test_logout_ends_the_sessions_access_tokens(client: TestClient) -> None:
+    address = email()
+    register(client, address)
+    pair = login(client, address)
+    other = login(client, address)  # another device: its own session
+    assert me(client, pair["accessToken"]).status_code == 200
+    assert client.post("/auth/logout", json={"refreshToken": pair["refreshToken"]}).status_code == 204
+    assert_error(me(client, pair["accessToken"]), 401, "unauthorized")
+    assert me(client, other["accessToken"]).status_code == 200
+
+
+def test_a_reused_refresh_token_ends_every_access_token_of_the_chain(client: TestClient) -> None:
+    address = email()
+    register(client, address)
+    first = login(client, address)
+    second = client.post("/auth/refresh", json={"refreshToken": first["refreshToken"]}).json()
+    assert me(client, first["accessToken"]).status_code == 200
+    assert me(client, second["accessToken"]).status_code == 200
+    client.post("/auth/refresh", json={"refreshToken": first["refreshToken"]})  # the replay
+    assert_error(me(client, first["accessToken"]), 401, "unauthorized")
+    assert_error(me(client, second["accessToken"]), 401, "unauthorized")
+
+
+def test_failed_logins_are_audited_with_the_client_address(make_client: ClientFactory, db: PostgresServer) -> None:
+    client = make_client(ip="198.51.100.7")
+    address = email()
+    register(client, address)
+    assert client.post("/auth/login", json={"email": address, "password": "wrong one"}).status_code == 401
+    unknown = email()
+    assert client.post("/auth/login", json={"email": unknown, "password": "wrong one"}).status_code == 401
+    with db.admin("wondernest") as conn:
+        rows = conn.execute(
+            "SELECT a.user_id IS NOT NULL, host(a.ip_address) FROM audit.activity_logs a "
+            "LEFT JOIN core.users u ON u.id = a.user_id "
+            "WHERE a.action = 'user.login_failed' AND (u.email = %s OR a.user_id IS NULL) "
+            "AND a.ip_address = '198.51.100.7' ORDER BY a.created_at",
+            (address,),
+        ).fetchall()
+    # The known account's failure names it; the unknown email's names nobody.
+    assert (True, "198.51.100.7") in rows and (False, "198.51.100.7") in rows
+
+
+def test_registration_is_rate_limited_per_client(make_client: ClientFactory) -> None:
+    client = make_client(ip="192.0.2.60", REGISTER_IP_LIMIT="2", REGISTER_IP_WINDOW_SECONDS="3600")
+    register(client, email())
+    register(client, email())
+    limited = client.post("/auth/register", json={"email": email(), "password": PASSWORD})
+    assert_error(limited, 429, "too_many_attempts")
+    assert 0 < int(limited.headers["retry-after"]) <= 3600
+    register(make_client(ip="192.0.2.61", REGISTER_IP_LIMIT="2"), email())

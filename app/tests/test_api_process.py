@@ -142,3 +142,34 @@ def test_check_only_validates_config_and_connectivity(servers: tuple[PostgresSer
     ):
         assert problem in broken.stderr
     assert "short" not in broken.stderr
+
+
+def test_behind_a_proxy_the_client_is_the_address_the_proxy_appended(
+    servers: tuple[PostgresServer, RedisServer],
+) -> None:
+    """A client that writes its own X-Forwarded-For head gets neither a fresh
+    rate-limit budget nor a false address in the audit log."""
+    pg, rd = servers
+    api = start_api(pg, rd, FORWARDED_ALLOW_IPS="127.0.0.1/32", LOGIN_IP_LIMIT="2", LOGIN_IP_WINDOW_SECONDS="60")
+    try:
+        statuses = []
+        for spoof in ("1.1.1.1", "2.2.2.2", "3.3.3.3"):
+            response = httpx.post(
+                f"{api.url}/auth/login",
+                json={"email": "nobody-proxied@example.com", "password": "wrong one"},
+                headers={"X-Forwarded-For": f"{spoof}, 203.0.113.77"},
+                timeout=10,
+            )
+            statuses.append(response.status_code)
+    finally:
+        api.stop()
+    assert statuses == [401, 401, 429]
+    with pg.admin("wondernest") as conn:
+        addresses = {
+            row[0]
+            for row in conn.execute(
+                "SELECT host(ip_address) FROM audit.activity_logs WHERE action = 'user.login_failed' "
+                "AND created_at > now() - interval '1 minute'"
+            ).fetchall()
+        }
+    assert "203.0.113.77" in addresses and not addresses & {"1.1.1.1", "2.2.2.2", "3.3.3.3"}

@@ -76,3 +76,18 @@ def test_pool_bounds_are_checked(tmp_path: Path) -> None:
     env = {**BASE, **secrets_as_files(tmp_path), "DB_POOL_MIN": "20", "DB_POOL_MAX": "5"}
     with pytest.raises(SettingsError, match="DB_POOL_MIN: must not exceed DB_POOL_MAX"):
         load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("*", "trusts every peer"), ("10.0.0.0/24,*", "trusts every peer"), ("the-alb", "'the-alb' is not an IP")],
+)
+def test_only_named_proxies_are_trusted(tmp_path: Path, value: str, words: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, **secrets_as_files(tmp_path), "FORWARDED_ALLOW_IPS": value})
+    assert any(p.startswith("FORWARDED_ALLOW_IPS") and words in p for p in caught.value.problems)
+
+
+def test_proxy_networks_are_accepted(tmp_path: Path) -> None:
+    env = {**BASE, **secrets_as_files(tmp_path), "FORWARDED_ALLOW_IPS": "10.40.0.0/21, 10.40.8.0/21,127.0.0.1"}
+    assert load_settings(env).forwarded_allow_ips.startswith("10.40.0.0/21")

@@ -19,7 +19,7 @@ from time import perf_counter
 from typing import Any, TypeVar
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from psycopg import AsyncConnection, OperationalError
 from psycopg.errors import UniqueViolation
 from psycopg_pool import PoolTimeout
@@ -84,6 +84,7 @@ class Api:
             health_check_interval=30,
         )
         self.limiter = RateLimiter(self.redis)
+        self.hashing = asyncio.Semaphore(settings.hash_concurrency)
         self.requests = RequestLog(self.metrics, logger)
         self.metrics.watch_pool(self.pool.get_stats)
         # Checked against when the email is unknown, so a miss costs what a hit costs.
@@ -121,6 +122,9 @@ class Api:
 
     @staticmethod
     async def parse(request: Request, model: type[Body]) -> Body:
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type != JSON:
+            raise ApiError(415, "unsupported_media_type", "the body must be sent as application/json")
         body = await request.body()
         try:
             return model.model_validate_json(body)
@@ -189,9 +193,38 @@ class Api:
 
     # --- auth --------------------------------------------------------------------
 
+    async def _limit(
+        self, kind: str, subject: str, limit: int, window_seconds: int, *, refusals: Counter, fail_closed: bool = True
+    ) -> None:
+        """Counts one attempt; 429 over the limit. Without its counters, a login
+        stops (503): a password-guessing run would go unchecked. A registration
+        goes on: the hashing bound still caps what a flood of them costs."""
+        try:
+            retry = await self.limiter.hit(self.limiter.key(kind, subject), limit, window_seconds)
+        except (RedisError, OSError):
+            if not fail_closed:
+                return
+            refusals.labels("limiter_unavailable").inc()
+            raise ApiError(503, "rate_limiter_unavailable", "logins are paused: rate limiting is unavailable") from None
+        if retry is not None:
+            refusals.labels("rate_limited").inc()
+            raise ApiError(429, "too_many_attempts", "too many attempts", headers={"Retry-After": str(retry)})
+
+    async def _hash(self, password: str) -> str:
+        async with self.hashing:
+            return await asyncio.to_thread(hash_password, password, self.settings.bcrypt_rounds)
+
+    async def _verify(self, password: str, hashed: str) -> bool:
+        async with self.hashing:
+            return await asyncio.to_thread(verify_password, password, hashed)
+
     async def register(self, request: Request) -> Response:
         payload = await self.parse(request, RegisterRequest)
-        hashed = await asyncio.to_thread(hash_password, payload.password, self.settings.bcrypt_rounds)
+        s = self.settings
+        await self._limit("register-client", self.client_ip(request) or "unknown", s.register_ip_limit,
+                          s.register_ip_window_seconds, refusals=self.metrics.registration_refusals,
+                          fail_closed=False)  # fmt: skip
+        hashed = await self._hash(payload.password)
         async with self.db() as conn:
             try:
                 async with conn.transaction():
@@ -206,42 +239,40 @@ class Api:
         payload = await self.parse(request, LoginRequest)
         s = self.settings
         ip = self.client_ip(request)
-        client_key = self.limiter.key("login-client", ip or "unknown")
+        failures = self.metrics.login_failures
+        await self._limit("login-client", ip or "unknown", s.login_ip_limit, s.login_ip_window_seconds,
+                          refusals=failures)  # fmt: skip
+        # Every attempt is counted before its password is checked, in one atomic
+        # increment: concurrent guesses cannot all pass a check made before any
+        # of them failed. A success clears the count.
+        await self._limit("login-account", payload.email, s.login_account_limit, s.login_account_window_seconds,
+                          refusals=failures)  # fmt: skip
         account_key = self.limiter.key("login-account", payload.email)
-        try:
-            retry = await self.limiter.hit(client_key, s.login_ip_limit, s.login_ip_window_seconds)
-            retry = retry or await self.limiter.blocked(account_key, s.login_account_limit)
-        except (RedisError, OSError):
-            # Without its counters the limiter cannot hold back a password-guessing
-            # run, so logins stop rather than go unlimited; the rest of the API stays up.
-            self.metrics.login_failures.labels("limiter_unavailable").inc()
-            raise ApiError(503, "rate_limiter_unavailable", "logins are paused: rate limiting is unavailable") from None
-        if retry is not None:
-            self.metrics.login_failures.labels("rate_limited").inc()
-            raise ApiError(429, "too_many_attempts", "too many login attempts", headers={"Retry-After": str(retry)})
 
         async with self.db() as conn:
             user = await store.user_by_email(conn, payload.email)
-            hashed = user.password_hash if user is not None else self._dummy_hash
-            valid = await asyncio.to_thread(verify_password, payload.password, hashed)
-            if user is None or not valid or not user.is_active:
-                self.metrics.login_failures.labels("bad_credentials").inc()
-                with contextlib.suppress(RedisError, OSError):
-                    await self.limiter.hit(account_key, s.login_account_limit, s.login_account_window_seconds)
-                raise ApiError(401, "invalid_credentials", "email or password is incorrect")
-            token, token_hash = new_refresh_token()
-            async with conn.transaction():
-                session_id = await store.create_session(
-                    conn,
-                    user_id=user.id,
-                    family_id=None,
-                    token_hash=token_hash,
-                    ttl_seconds=s.refresh_token_ttl_seconds,
-                    ip=ip,
-                    user_agent=request.headers.get("user-agent"),
-                )
-                await store.record_login(conn, user.id)
-                await store.audit(conn, "user.login", user_id=user.id, ip=ip)
+        # No connection is held while hashing: a burst of logins would otherwise
+        # hold the pool for the hash's whole cost and starve every other request.
+        hashed = user.password_hash if user is not None else self._dummy_hash
+        valid = await self._verify(payload.password, hashed)
+        if user is None or not valid or not user.is_active:
+            self.metrics.login_failures.labels("bad_credentials").inc()
+            async with self.db() as conn:
+                await store.audit(conn, "user.login_failed", user_id=user.id if user else None, ip=ip)
+            raise ApiError(401, "invalid_credentials", "email or password is incorrect")
+        token, token_hash = new_refresh_token()
+        async with self.db() as conn, conn.transaction():
+            session_id = await store.create_session(
+                conn,
+                user_id=user.id,
+                family_id=None,
+                token_hash=token_hash,
+                ttl_seconds=s.refresh_token_ttl_seconds,
+                ip=ip,
+                user_agent=request.headers.get("user-agent"),
+            )
+            await store.record_login(conn, user.id)
+            await store.audit(conn, "user.login", user_id=user.id, ip=ip)
         with contextlib.suppress(RedisError, OSError):
             await self.limiter.reset(account_key)
         return _json(self._pair(user.id, session_id, token), private=True)
@@ -294,9 +325,12 @@ class Api:
     async def me(self, request: Request) -> Response:
         claims = self.tokens.verify(request.headers.get("authorization"))
         async with self.db() as conn:
-            user = await store.user_by_id(conn, claims.user_id)
+            user = await store.user_in_session(conn, claims.user_id, claims.session_id)
         if user is None or not user.is_active:
-            raise ApiError(401, "unauthorized", "the account no longer exists")
+            raise ApiError(
+                401, "unauthorized", "the session has ended or the account no longer exists",
+                headers={"WWW-Authenticate": 'Bearer realm="wondernest"'},
+            )  # fmt: skip
         return _json(
             UserView(id=user.id, email=user.email, createdAt=user.created_at, lastLoginAt=user.last_login_at),
             private=True,

@@ -82,6 +82,12 @@ class Metrics:
         self.requests = RequestStats(LATENCY_BUCKETS)
         self.registry.register(self.requests)
         self.registrations = Counter("user_registrations_total", "Accounts registered", registry=self.registry)
+        self.registration_refusals = Counter(
+            "auth_registration_refusals_total",
+            "Registrations refused before any work, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         self.login_failures = Counter(
             "auth_login_failures_total",
             "Login attempts refused, by reason",

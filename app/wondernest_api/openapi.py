@@ -58,6 +58,7 @@ def _operation(
             **responses,
             "400": _error("The body is not a JSON object"),
             "413": _error("The body is too large"),
+            "415": _error("The body is not sent as application/json"),
             "422": _error("The body failed validation"),
         }
     if secured:
@@ -107,6 +108,10 @@ def openapi_document() -> dict[str, Any]:
                     {
                         "201": {"description": "Created", "content": _content(UserView)},
                         "409": _error("The email is taken"),
+                        "429": {
+                            **_error("Too many registrations from this client"),
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        },
                         "503": unavailable,
                     },
                     body=RegisterRequest,

@@ -1,4 +1,4 @@
-"""Fixed-window counters in Redis, for login attempts per client and per account."""
+"""Fixed-window counters in Redis: login attempts per client and per account, registrations per client."""
 
 from __future__ import annotations
 
@@ -25,16 +25,6 @@ class RateLimiter:
             pipe.ttl(key)
             count, _, ttl = await pipe.execute()
         return max(int(ttl), 1) if int(count) > limit else None
-
-    async def blocked(self, key: str, limit: int) -> int | None:
-        """The seconds left if the counter already reached the limit, without counting."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(key)
-            pipe.ttl(key)
-            count, ttl = await pipe.execute()
-        if count is not None and int(count) >= limit:
-            return max(int(ttl), 1)
-        return None
 
     async def reset(self, key: str) -> None:
         await self._redis.delete(key)

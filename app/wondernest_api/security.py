@@ -61,11 +61,13 @@ class TokenIssuer:
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
     def verify(self, authorization: str | None) -> AccessClaims:
-        if not authorization or not authorization.startswith("Bearer "):
+        # The scheme is case-insensitive (RFC 9110 section 11.1); the token is not.
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("missing bearer token")
         try:
             claims = jwt.decode(
-                authorization[len("Bearer ") :],
+                token.strip(),
                 self._key,
                 algorithms=[ALGORITHM],
                 audience=self._audience,

@@ -7,6 +7,7 @@ at start with every offending variable named.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Annotated
@@ -40,6 +41,12 @@ class Settings(DatabaseSettings):
     login_ip_window_seconds: Annotated[int, Field(ge=1)] = 60
     login_account_limit: Annotated[int, Field(ge=1)] = 5
     login_account_window_seconds: Annotated[int, Field(ge=1)] = 900
+    register_ip_limit: Annotated[int, Field(ge=1)] = 10
+    register_ip_window_seconds: Annotated[int, Field(ge=1)] = 3600
+    hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    """Password hashes computed at once. Each takes a core for its whole cost, so
+    more than the cores only queues them inside the thread pool, where a burst of
+    logins would hold every worker thread."""
 
     cors_allowed_origins: tuple[str, ...] = ()
     max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
@@ -47,6 +54,21 @@ class Settings(DatabaseSettings):
     port: Port = 8080
     forwarded_allow_ips: str = ""
     graceful_shutdown_seconds: Annotated[int, Field(ge=1, le=300)] = 20
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",") if e.strip()):
+            if entry == "*":
+                raise ValueError(
+                    "'*' trusts every peer, so a client's own X-Forwarded-For would pick its address; "
+                    "list the proxies' addresses or networks"
+                )
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
 
     @field_validator("jwt_secret")
     @classmethod

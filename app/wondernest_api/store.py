@@ -33,6 +33,7 @@ class Session:
 
 
 _USER_COLUMNS = "id, email, password_hash, is_active, created_at, last_login_at"
+_USER_COLUMNS_U = ", ".join(f"u.{column.strip()}" for column in _USER_COLUMNS.split(","))
 _SESSION_COLUMNS = "id, family_id, user_id, expires_at, rotated_at, revoked_at"
 
 
@@ -56,6 +57,19 @@ async def user_by_email(conn: AsyncConnection[Any], email: str) -> User | None:
 async def user_by_id(conn: AsyncConnection[Any], user_id: uuid.UUID) -> User | None:
     async with conn.cursor(row_factory=class_row(User)) as cur:
         await cur.execute(f"SELECT {_USER_COLUMNS} FROM core.users WHERE id = %s", (user_id,))
+        return await cur.fetchone()
+
+
+async def user_in_session(conn: AsyncConnection[Any], user_id: uuid.UUID, session_id: uuid.UUID) -> User | None:
+    """The account, only while the session its access token names is not revoked:
+    logout and a reused refresh token end the access tokens too, in the same
+    primary-key lookup that loads the account."""
+    async with conn.cursor(row_factory=class_row(User)) as cur:
+        await cur.execute(
+            f"SELECT {_USER_COLUMNS_U} FROM core.users u JOIN core.user_sessions s ON s.user_id = u.id "
+            "WHERE u.id = %s AND s.id = %s AND s.revoked_at IS NULL",
+            (user_id, session_id),
+        )
         return await cur.fetchone()
 
 

@@ -100,9 +100,11 @@ class Api(pulumi.ComponentResource):
             "REDIS_TLS": "true",
             "CORS_ALLOWED_ORIGINS": ",".join(args.cors_allowed_origins),
             "PORT": str(CONTAINER_PORT),
-            # The task's security group admits only the ALB, whose addresses
-            # change: every peer that can connect is the ALB.
-            "FORWARDED_ALLOW_IPS": "*",
+            # The load balancer's nodes live in the public subnets. Trusting those
+            # ranges, not every peer, makes the client address the last one the
+            # load balancer appended to X-Forwarded-For, not whatever a client
+            # wrote at its head.
+            "FORWARDED_ALLOW_IPS": ",".join(str(cidr) for cidr in args.network.cidrs["public"]),
         }
         user = f"{API_UID}:{API_UID}"
         migrate = Container(

@@ -138,6 +138,7 @@ class Network(pulumi.ComponentResource):
         aws.ec2.DefaultSecurityGroup("default-sg", vpc_id=self.vpc.id, ingress=[], egress=[], opts=child)
         zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
         cidrs = subnet_cidrs(args.cidr, args.az_count)
+        self.cidrs = cidrs
         self.subnets = {tier: [] for tier in TIERS}
         for tier in TIERS:
             for i, cidr in enumerate(cidrs[tier]):

@@ -30,8 +30,10 @@ CONTAINER_PORT = 6379
 SAVE_POINTS: tuple[tuple[int, int], ...] = ((900, 1), (300, 10), (60, 10000))
 
 # What the application may run: everything but the commands Redis itself files
-# under @dangerous (FLUSHALL, FLUSHDB, CONFIG, DEBUG, SHUTDOWN, KEYS, MONITOR, ACL, ...).
-APP_USER_RULES = "~* &* +@all -@dangerous"
+# under @dangerous (FLUSHALL, FLUSHDB, CONFIG, DEBUG, SHUTDOWN, KEYS, MONITOR, ACL, ...)
+# and @scripting (EVAL, FCALL, SCRIPT, FUNCTION): the API runs no server-side
+# code, and a stolen credential must not load a function or flush the caches.
+APP_USER_RULES = "~* &* +@all -@dangerous -@scripting"
 HEALTHCHECK_USER_RULES = "resetkeys resetchannels -@all +ping"
 # What redis_exporter reads: server INFO, slow log and latency, per-db key counts.
 # No key access, no writes, nothing that changes the server.
