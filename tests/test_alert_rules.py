@@ -67,6 +67,26 @@ SLOW = {
 WITHIN_OBJECTIVE = requests(1, 1099, 400)  # 0.09 % errors: inside a 99.9 % objective
 
 
+def probes(per_min: int, minutes: int, status: str = "200") -> dict[str, str]:
+    """Background traffic that is not users': liveness, readiness and scrapes."""
+    series = 'http_requests_total{{{api},method="GET",route="{route}",status="{status}"}}'
+    return {
+        series.format(api=API, route=route, status=status): f"0+{per_min}x{minutes}"
+        for route in ("/health", "/health/ready", "/metrics")
+    }
+
+
+def outage(ok_per_min: int, errors_per_min: int, start: int, length: int, minutes: int) -> dict[str, str]:
+    """Steady user traffic with errors for `length` minutes from minute `start`."""
+    series = 'http_requests_total{{{api},method="POST",route="/auth/login",status="{status}"}}'
+    failed = errors_per_min * length
+    errors = f"0x{start} {errors_per_min}+{errors_per_min}x{length - 1} {failed}x{minutes - start - length}"
+    return {
+        series.format(api=API, status="200"): f"0+{ok_per_min}x{minutes}",
+        series.format(api=API, status="500"): errors,
+    }
+
+
 def latency(bucket_with_traffic: str) -> dict[str, str]:
     return {
         f'http_request_duration_seconds_bucket{{{API},method="GET",route="/api/users/me",le="{le}"}}': (
@@ -104,9 +124,34 @@ CASES: list[Case] = [
         {"summary": "API p99 latency above 1s", "description": "The 99th percentile of request duration is 2.485s."},
     ),
     Case("ApiHighLatencyP99", latency("0.5"), "20m"),
+    # A readiness probe waiting on a slow dependency is not a slow API.
+    Case(
+        "ApiHighLatencyP99",
+        {
+            **latency("0.5"),
+            **{
+                f'http_request_duration_seconds_bucket{{{API},method="GET",route="/health/ready",le="{le}"}}': (
+                    "0+50x30" if le == "+Inf" else "0x30"
+                )
+                for le in ("0.5", "1", "2.5", "+Inf")
+            },
+        },
+        "20m",
+    ),
     # A fast burn: 2 % errors, 20 times the budget.
     Case("ApiErrorBudgetBurnFast", requests(2, 98, 90), "70m", {"severity": "critical", "job": "api"}, FAST),
     Case("ApiErrorBudgetBurnFast", requests(1, 199, 200), "150m"),  # 0.5 %: slow, not fast
+    # Ten minutes of 10 % failing logins pages, however much probe traffic runs beside them.
+    Case(
+        "ApiErrorBudgetBurnFast",
+        {**outage(100, 10, 60, 10, 90), **probes(600, 90)},
+        "70m",
+        {"severity": "critical", "job": "api"},
+        FAST,
+    ),
+    # A failing readiness probe is not an outage: users were served.
+    Case("ApiErrorBudgetBurnFast", {**requests(0, 100, 90), **probes(60, 90, status="503")}, "70m"),
+    Case("HighErrorRate", {**requests(0, 100, 20), **probes(60, 20, status="503")}, "15m"),
     Case("ApiErrorBudgetBurnFast", WITHIN_OBJECTIVE, "6h"),
     # A slow burn: 0.5 %, 5 times the budget, below the fast thresholds (6x, 14.4x).
     Case("ApiErrorBudgetBurnSlow", requests(1, 199, 200), "150m", {"severity": "warning", "job": "api"}, SLOW),

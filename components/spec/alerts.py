@@ -23,6 +23,11 @@ BURN_RATES: tuple[tuple[str, str, float, str], ...] = (
     ("3d", "6h", 1.0, "warning"),
 )
 SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+# Liveness and readiness probes and scrapes are not what users ask for: counted,
+# a failing readiness probe would page as an outage, and their steady volume
+# would dilute real errors below every threshold.
+NOT_USER_TRAFFIC = ("/health", "/health/ready", "/metrics")
+SLI = f'job="{API_JOB}",route!~"{"|".join(NOT_USER_TRAFFIC)}"'
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,8 @@ def api_rules(t: AlertThresholds) -> list[RuleGroup]:
     recordings = [
         Recording(
             slo_ratio(window),
-            f'sum by (job) (rate(http_requests_total{{job="{API_JOB}",status=~"5.."}}[{window}]))\n'
-            f'/\nsum by (job) (rate(http_requests_total{{job="{API_JOB}"}}[{window}]))',
+            f'sum by (job) (rate(http_requests_total{{{SLI},status=~"5.."}}[{window}]))\n'
+            f"/\nsum by (job) (rate(http_requests_total{{{SLI}}}[{window}]))",
         )
         for window in SLO_WINDOWS
     ]
@@ -126,8 +131,8 @@ def api_rules(t: AlertThresholds) -> list[RuleGroup]:
         ),
         Alert(
             "HighErrorRate",
-            f'sum by (job) (rate(http_requests_total{{job="{API_JOB}",status=~"5.."}}[5m]))\n'
-            f'/\nsum by (job) (rate(http_requests_total{{job="{API_JOB}"}}[5m])) > 0.05',
+            f'sum by (job) (rate(http_requests_total{{{SLI},status=~"5.."}}[5m]))\n'
+            f"/\nsum by (job) (rate(http_requests_total{{{SLI}}}[5m])) > 0.05",
             "critical",
             "More than 5% of API requests fail",
             "{{ $value | humanizePercentage }} of requests answered 5xx over 5 minutes.",
@@ -136,7 +141,7 @@ def api_rules(t: AlertThresholds) -> list[RuleGroup]:
         Alert(
             "ApiHighLatencyP99",
             "histogram_quantile(0.99,\n"
-            f'  sum by (le, job) (rate(http_request_duration_seconds_bucket{{job="{API_JOB}"}}[5m]))\n'
+            f"  sum by (le, job) (rate(http_request_duration_seconds_bucket{{{SLI}}}[5m]))\n"
             f") > {t.latency_p99_seconds:g}",
             "warning",
             f"API p99 latency above {t.latency_p99_seconds:g}s",

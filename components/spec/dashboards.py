@@ -15,6 +15,8 @@ from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
+from components.spec.alerts import SLI
+
 DATASOURCE_UID = "prometheus"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 DASHBOARDS_DIR = "/etc/grafana/dashboards"
@@ -57,8 +59,8 @@ def _dashboard(uid: str, title: str, tags: list[str]) -> db.Dashboard:
 
 def api_dashboard(slo_objective: float) -> db.Dashboard:
     budget = 1 - slo_objective
-    errors = f'sum(rate(http_requests_total{{{API},status=~"5.."}}[5m]))'
-    total = f"sum(rate(http_requests_total{{{API}}}[5m]))"
+    errors = f'sum(rate(http_requests_total{{{SLI},status=~"5.."}}[5m]))'
+    total = f"sum(rate(http_requests_total{{{SLI}}}[5m]))"
     quantile = "histogram_quantile({q}, sum by (le, route) (rate(http_request_duration_seconds_bucket{{{api}}}[5m])))"
     return (
         _dashboard("wondernest-api", "API golden signals", ["api"])
@@ -86,8 +88,8 @@ def api_dashboard(slo_objective: float) -> db.Dashboard:
                 "Error budget left (30 days)",
                 "percentunit",
                 Query(
-                    f'1 - (sum(increase(http_requests_total{{{API},status=~"5.."}}[30d]))'
-                    f" / sum(increase(http_requests_total{{{API}}}[30d]))) / {budget:.6g}"
+                    f'1 - (sum(increase(http_requests_total{{{SLI},status=~"5.."}}[30d]))'
+                    f" / sum(increase(http_requests_total{{{SLI}}}[30d]))) / {budget:.6g}"
                 ),
             )
         )
