@@ -85,6 +85,7 @@ class ApiProcess:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    metrics_url: str = ""
 
     def output(self) -> str:
         return self.log_path.read_text()
@@ -97,14 +98,14 @@ class ApiProcess:
 
 
 def start_api(pg: PostgresServer, rd: RedisServer, **overrides: str) -> ApiProcess:
-    port = free_port()
-    env = cli_env(api_env(pg, rd, HOST="127.0.0.1", PORT=str(port), **overrides))
+    port, metrics_port = free_port(), free_port()
+    env = cli_env(api_env(pg, rd, HOST="127.0.0.1", PORT=str(port), METRICS_PORT=str(metrics_port), **overrides))
     fd, name = tempfile.mkstemp(prefix="wn-api-", suffix=".log")
     with os.fdopen(fd, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "wondernest_api", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    api = ApiProcess(process, f"http://127.0.0.1:{port}", Path(name))
+    api = ApiProcess(process, f"http://127.0.0.1:{port}", Path(name), f"http://127.0.0.1:{metrics_port}")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -68,11 +68,11 @@ WITHIN_OBJECTIVE = requests(1, 1099, 400)  # 0.09 % errors: inside a 99.9 % obje
 
 
 def probes(per_min: int, minutes: int, status: str = "200") -> dict[str, str]:
-    """Background traffic that is not users': liveness, readiness and scrapes."""
+    """Background traffic that is not users': liveness and readiness probes."""
     series = 'http_requests_total{{{api},method="GET",route="{route}",status="{status}"}}'
     return {
         series.format(api=API, route=route, status=status): f"0+{per_min}x{minutes}"
-        for route in ("/health", "/health/ready", "/metrics")
+        for route in ("/health", "/health/ready")
     }
 
 

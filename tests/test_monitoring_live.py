@@ -109,7 +109,7 @@ def stack() -> Iterator[Stack]:
             (root / "rules.yml").write_text(render_rule_file(rule_groups(THRESHOLDS)))
             (root / "alertmanager.yml").write_text(monitoring.render_alertmanager_config(monitoring.Receivers()))
             targets = {
-                "api": api.url.removeprefix("http://"),
+                "api": api.metrics_url.removeprefix("http://"),
                 "postgres": f"127.0.0.1:{ports['postgres']}",
                 "redis": f"127.0.0.1:{ports['redis']}",
                 "prometheus": f"127.0.0.1:{ports['prometheus']}",

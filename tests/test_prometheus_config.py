@@ -24,7 +24,7 @@ def test_promtool_accepts_the_stack_config(tmp_path: Path) -> None:
     config = tmp_path / "prometheus.yml"
     config.write_text(
         render_prometheus_config(
-            targets=container_targets("api:8080"),
+            targets=container_targets("api:9102"),
             external_labels={"app": "wondernest", "environment": "dev"},
             alertmanager="alertmanager:9093",
             rule_files=[str(rules)],
@@ -36,7 +36,7 @@ def test_promtool_accepts_the_stack_config(tmp_path: Path) -> None:
 
 
 def test_every_job_has_scrape_settings_and_nothing_scrapes_a_database_port() -> None:
-    targets = container_targets("api:8080")
+    targets = container_targets("api:9102")
     assert set(targets) == set(SCRAPE_INTERVALS)
     assert not any(t.endswith((":5432", ":6379")) for t in targets.values())
     rendered = yaml.safe_load(

@@ -368,7 +368,7 @@ def test_prometheus_scrapes_every_service_through_its_exporter(dev: Evaluation) 
     config = yaml.safe_load(uploaded(dev, "prometheus")["/etc/prometheus/prometheus.yml"])
     targets = {job["job_name"]: job["static_configs"][0]["targets"][0] for job in config["scrape_configs"]}
     assert targets == {
-        "api": "api:8080",
+        "api": "api:9102",  # the metrics listener, not the public port
         "postgres": "postgres-exporter:9187",
         "redis": "redis-exporter:9121",
         "prometheus": "localhost:9090",

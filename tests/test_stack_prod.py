@@ -256,6 +256,13 @@ def test_the_api_task_is_hardened_and_takes_secrets_by_reference(prod: Evaluatio
     assert all(s["valueFrom"].startswith("arn:aws:secretsmanager:") for s in api["secrets"])
     env = {e["name"]: e["value"] for e in api["environment"]}
     assert env["DB_SSLMODE"] == "require" and env["REDIS_TLS"] == "true"
+    # /metrics on a port of its own, which only the task's collector reads.
+    assert env["METRICS_PORT"] == "9102" and env["PORT"] == "8080"
+    scrape = yaml.safe_load(
+        {e["name"]: e["value"] for e in task["metrics-collector"]["environment"]}["AOT_CONFIG_CONTENT"]
+    )
+    jobs = scrape["receivers"]["prometheus"]["config"]["scrape_configs"]
+    assert [(j["job_name"], j["static_configs"][0]["targets"]) for j in jobs] == [("api", ["127.0.0.1:9102"])]
     # Only the load balancer's subnets are trusted to say who the client is.
     public = sorted(d.inputs["cidrBlock"] for d in prod.of_type("aws:ec2/subnet:Subnet") if d.name.startswith("public"))
     assert sorted(env["FORWARDED_ALLOW_IPS"].split(",")) == public and len(public) == 3

@@ -93,6 +93,20 @@ def test_cors_allows_only_the_configured_origins(make_client: ClientFactory) -> 
     assert "access-control-allow-origin" not in plain.headers
 
 
+# The metrics listener: TestClient puts the URL's port in the scope's server address.
+METRICS = "http://testserver:9102/metrics"
+
+
+def test_metrics_are_served_on_their_own_listener_only(client: TestClient) -> None:
+    public = client.get("/metrics")
+    assert public.status_code == 404 and public.json()["error"]["code"] == "not_found"
+    assert client.get(METRICS).status_code == 200
+    # The metrics listener serves nothing else, and a scrape is not a request the SLI counts.
+    assert client.get("http://testserver:9102/health").status_code == 404
+    assert client.get("http://testserver:9102/auth/login").status_code == 404
+    assert 'route="/metrics"' not in client.get(METRICS).text
+
+
 def test_metrics_count_by_route_template(client: TestClient) -> None:
     client.get("/health")
     client.get("/health")
@@ -100,7 +114,7 @@ def test_metrics_count_by_route_template(client: TestClient) -> None:
         client.get(f"/random/{i}")
     client.post("/auth/register", json={"email": f"m-{uuid.uuid4().hex[:8]}@example.com", "password": "long enough"})
     client.post("/auth/login", json={"email": "nobody@example.com", "password": "whatever1"})
-    text = client.get("/metrics").text
+    text = client.get(METRICS).text
     assert 'http_requests_total{method="GET",route="/health",status="200"} 2.0' in text
     assert 'http_requests_total{method="GET",route="unmatched",status="404"} 3.0' in text
     assert "/random/" not in text
@@ -121,12 +135,9 @@ def test_one_json_log_line_per_request_and_no_secret_in_it(logged: tuple[TestCli
         headers={"Authorization": f"Bearer {tokens['accessToken']}", "X-Request-Id": "trace-1"},
     )
     client.post("/auth/refresh", json={"refreshToken": tokens["refreshToken"]})
-    client.get("/metrics")  # a scrape drains the pending request records
+    client.get(METRICS)  # a scrape drains the pending request records
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    # The scrape's own line may already be there too, written by the background
-    # drain (every 25 ms) after the scrape answered.
-    requests = [line for line in lines if line["msg"] == "request" and line["route"] != "/metrics"]
-    assert len([line for line in lines if line["msg"] == "request" and line["route"] == "/metrics"]) <= 1
+    requests = [line for line in lines if line["msg"] == "request"]
     assert [r["route"] for r in requests] == [
         "/auth/register",
         "/auth/login",
@@ -147,7 +158,6 @@ def test_the_openapi_document_describes_every_route(client: TestClient) -> None:
     assert set(spec["paths"]) == {
         "/health",
         "/health/ready",
-        "/metrics",
         "/auth/register",
         "/auth/login",
         "/auth/refresh",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 
 import orjson
@@ -91,7 +92,18 @@ def serve(settings: Settings) -> None:
         # SIGTERM: stop accepting, let in-flight requests finish, then close pools.
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
-    uvicorn.Server(config).run()
+    # One server on two sockets: the public port and the metrics port (ByListener routes between them).
+    sockets = [config.bind_socket(), _bind(settings.host, settings.metrics_port)]
+    uvicorn.Server(config).run(sockets=sockets)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wondernest_api import store
 from wondernest_api.db import create_pool
@@ -364,7 +364,6 @@ class Api:
         return [
             Route("/health", self.health, methods=["GET"]),
             Route("/health/ready", self.ready, methods=["GET"]),
-            Route("/metrics", self.prometheus, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
             Route("/auth/register", self.register, methods=["POST"]),
             Route("/auth/login", self.login, methods=["POST"]),
@@ -376,6 +375,24 @@ class Api:
 
 def _ms(start: float) -> float:
     return round((perf_counter() - start) * 1000, 3)
+
+
+class ByListener:
+    """Sends each connection to the app of the listener it arrived on: the
+    metrics listener serves /metrics and nothing else, the public one never
+    serves it. One server, one event loop and one shutdown for both."""
+
+    def __init__(self, public: ASGIApp, metrics: ASGIApp, metrics_port: int) -> None:
+        self.public = public
+        self.metrics = metrics
+        self.metrics_port = metrics_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if scope["type"] == "http" and server is not None and server[1] == self.metrics_port:
+            await self.metrics(scope, receive, send)
+        else:
+            await self.public(scope, receive, send)
 
 
 def create_app(settings: Settings, *, logger: JsonLog = log) -> tuple[ASGIApp, Api]:
@@ -400,11 +417,16 @@ def create_app(settings: Settings, *, logger: JsonLog = log) -> tuple[ASGIApp, A
             expose_headers=["X-Request-Id", "Retry-After"],
             max_age=600,
         )
-    app = EdgeMiddleware(
+    public = EdgeMiddleware(
         inner,
         requests=api.requests,
         log=logger,
         routes=[route.path for route in routes],
         max_body_bytes=settings.max_body_bytes,
     )
-    return app, api
+    metrics = Starlette(
+        routes=[Route("/metrics", api.prometheus, methods=["GET"])],
+        exception_handlers={HTTPException: api.on_http_error, Exception: api.on_unexpected},
+    )
+    # The public app's lifespan opens and closes the pools; the metrics app has none.
+    return ByListener(public, metrics, settings.metrics_port), api

@@ -91,17 +91,6 @@ def openapi_document() -> dict[str, Any]:
                     },
                 )
             },
-            "/metrics": {
-                "get": _operation(
-                    "Prometheus metrics",
-                    {
-                        "200": {
-                            "description": "Exposition format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
-                )
-            },
             "/auth/register": {
                 "post": _operation(
                     "Create an account",

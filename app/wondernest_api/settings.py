@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from wondernest_api.envconfig import DatabaseSettings, Port, SettingsError, load_from_env
 
@@ -52,8 +52,17 @@ class Settings(DatabaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
     host: str = "0.0.0.0"  # noqa: S104 (inside the container; the host publishes on loopback)
     port: Port = 8080
+    metrics_port: Port = 9102
+    """/metrics, on a listener of its own: whatever routes to `port` (a load
+    balancer, a published host port) cannot reach it."""
     forwarded_allow_ips: str = ""
     graceful_shutdown_seconds: Annotated[int, Field(ge=1, le=300)] = 20
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        if self.metrics_port == self.port:
+            raise ValueError("METRICS_PORT: must differ from PORT, so the public listener cannot serve /metrics")
+        return self
 
     @field_validator("forwarded_allow_ips")
     @classmethod

@@ -20,7 +20,7 @@ from components.aws.tasks import (
     log_group,
     task_definition,
 )
-from components.local.api import API_UID, BUILD_INPUTS, CONTAINER_PORT
+from components.local.api import API_UID, BUILD_INPUTS, CONTAINER_PORT, METRICS_PORT
 from components.local.containers import python_probe_command
 from components.spec.naming import Names
 
@@ -100,6 +100,7 @@ class Api(pulumi.ComponentResource):
             "REDIS_TLS": "true",
             "CORS_ALLOWED_ORIGINS": ",".join(args.cors_allowed_origins),
             "PORT": str(CONTAINER_PORT),
+            "METRICS_PORT": str(METRICS_PORT),
             # The load balancer's nodes live in the public subnets. Trusting those
             # ranges, not every peer, makes the client address the last one the
             # load balancer appended to X-Forwarded-For, not whatever a client
@@ -132,7 +133,7 @@ class Api(pulumi.ComponentResource):
             ),
             depends_on={"migrate": "SUCCESS"},
         )
-        sidecar = collector({"api": f"127.0.0.1:{CONTAINER_PORT}"}, names, args.remote_write_url, args.region)
+        sidecar = collector({"api": f"127.0.0.1:{METRICS_PORT}"}, names, args.remote_write_url, args.region)
         task_role = remote_write_role("api-task-role", args.workspace_arn, self)
         exec_role = execution_role(
             "api-execution-role",
@@ -243,7 +244,9 @@ class Api(pulumi.ComponentResource):
                 "http", load_balancer_arn=alb.arn, port=80, protocol="HTTP", default_actions=forward, opts=child
             )
             self.url = pulumi.Output.concat("http://", alb.dns_name)
-        # /metrics is for the task's own collector on 127.0.0.1, not for the internet.
+        # /metrics is served only on the task's metrics port, which the target group
+        # never reaches; the edge answers the path itself too, so such a request
+        # does not reach a task at all.
         aws.lb.ListenerRule(
             "no-public-metrics",
             listener_arn=listener.arn,

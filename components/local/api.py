@@ -25,6 +25,8 @@ from components.spec.naming import Names
 BUILD_INPUTS = ("Dockerfile", "requirements.txt", "wondernest_api")
 API_UID = "1001"
 CONTAINER_PORT = 8080
+# /metrics listens here, never published and never behind the load balancer.
+METRICS_PORT = 9102
 # Docker refuses to copy files into a read-only root filesystem, but not into a
 # volume mounted on it: the secrets live on a volume of their own.
 SECRETS_DIR = "/run/secrets"
@@ -77,6 +79,7 @@ class Api(pulumi.ComponentResource):
             "JWT_SECRET_FILE": f"{SECRETS_DIR}/jwt-secret",
             "CORS_ALLOWED_ORIGINS": ",".join(args.cors_allowed_origins),
             "PORT": str(CONTAINER_PORT),
+            "METRICS_PORT": str(METRICS_PORT),
         }
         self.container = hardened_container(
             "api",
@@ -119,5 +122,5 @@ class Api(pulumi.ComponentResource):
         )
         self.url = pulumi.Output.from_input(f"http://{args.bind_address}:{args.host_port}")
         # How Prometheus reaches it on the backend network.
-        self.internal_target = f"api:{CONTAINER_PORT}"
+        self.internal_target = f"api:{METRICS_PORT}"
         self.register_outputs({"url": self.url, "image": self.image.image_name})

@@ -23,10 +23,11 @@ BURN_RATES: tuple[tuple[str, str, float, str], ...] = (
     ("3d", "6h", 1.0, "warning"),
 )
 SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
-# Liveness and readiness probes and scrapes are not what users ask for: counted,
-# a failing readiness probe would page as an outage, and their steady volume
-# would dilute real errors below every threshold.
-NOT_USER_TRAFFIC = ("/health", "/health/ready", "/metrics")
+# Liveness and readiness probes are not what users ask for: counted, a failing
+# readiness probe would page as an outage, and their steady volume would dilute
+# real errors below every threshold. (Scrapes go to a listener of their own and
+# are never counted.)
+NOT_USER_TRAFFIC = ("/health", "/health/ready")
 SLI = f'job="{API_JOB}",route!~"{"|".join(NOT_USER_TRAFFIC)}"'
 
 
