@@ -174,3 +174,133 @@ def test_a_dump_of_the_postgres_database_verifies(pg: PostgresServer, tmp_path: 
     manifest = run(endpoint(pg, "postgres"), repo)
     assert manifest.database == "postgres" and manifest.tables == {"public.kept": 40}
     assert verify(repo, manifest.id).verification["rows"] == 40
+
+
+def _databases(pg: PostgresServer) -> set[str]:
+    with pg.admin() as conn:
+        return {str(r[0]) for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def test_a_forced_restore_swaps_in_a_checked_copy_and_keeps_the_old_one(pg: PostgresServer, tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, "swapped", force=False)
+    with pg.admin("swapped") as conn:
+        # A table the backup does not have, with data, and a role allowed to connect.
+        conn.execute("CREATE TABLE public.extra (id int); INSERT INTO extra VALUES (7)")
+        conn.execute("DELETE FROM core.users WHERE id > 10")
+    with pg.admin() as conn:
+        conn.execute("CREATE ROLE swap_reader LOGIN")
+        conn.execute("REVOKE ALL ON DATABASE swapped FROM PUBLIC; GRANT CONNECT ON DATABASE swapped TO swap_reader")
+    aside = restore(endpoint(pg), repo, manifest.id, "swapped", force=True)
+    assert aside is not None and aside.startswith("swapped_replaced_")
+    assert fingerprint(pg, "swapped") == fingerprint(pg, "wondernest")
+    with pg.admin("swapped") as conn:
+        assert conn.execute("SELECT to_regclass('public.extra')").fetchone() == (None,)
+    with pg.admin(aside) as conn:
+        assert conn.execute("SELECT id FROM extra").fetchall() == [(7,)]
+    with pg.admin() as conn:
+        acl = conn.execute("SELECT datacl::text FROM pg_database WHERE datname = 'swapped'").fetchone()
+    assert acl is not None and "swap_reader=c/" in str(acl[0]) and "=Tc/" not in str(acl[0])
+    assert not [d for d in _databases(pg) if "_restoring_" in d]
+
+
+def test_a_failed_forced_restore_leaves_the_target_as_it_was(pg: PostgresServer, tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, "precious", force=False)
+    with pg.admin("precious") as conn:
+        conn.execute("CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2)")
+    before = fingerprint(pg, "precious")
+    # A dump the server cannot restore: its tables are owned by a role this server lacks.
+    with pg.admin() as conn:
+        conn.execute("CREATE ROLE ghost_owner")
+    with pg.admin("wondernest") as conn:
+        conn.execute("CREATE TABLE public.ghostly (id int); ALTER TABLE public.ghostly OWNER TO ghost_owner")
+    try:
+        broken = run(endpoint(pg), repo)
+    finally:
+        with pg.admin("wondernest") as conn:
+            conn.execute("DROP TABLE public.ghostly")
+        with pg.admin() as conn:
+            conn.execute("DROP ROLE ghost_owner")
+    with pytest.raises(BackupError, match=r"failed"):
+        restore(endpoint(pg), repo, broken.id, "precious", force=True)
+    # Nothing of it was dropped or cleaned: the data tables and the extra one.
+    assert fingerprint(pg, "precious") == before
+    with pg.admin("precious") as conn:
+        assert conn.execute("SELECT id FROM keep_me ORDER BY id").fetchall() == [(1,), (2,)]
+    assert not [d for d in _databases(pg) if d.startswith("precious_")]
+
+
+def test_a_forced_restore_refuses_a_database_in_use(pg: PostgresServer, tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, "busy", force=False)
+    with pg.admin("busy") as conn:  # an open connection, as the API's pool would hold
+        conn.execute("SET application_name = 'wondernest-api'")
+        with pytest.raises(BackupError, match=r"'busy' has 1 open connection\(s\) \(wondernest-api\); stop"):
+            restore(endpoint(pg), repo, manifest.id, "busy", force=True)
+    assert not [d for d in _databases(pg) if d.startswith("busy_")]
+
+
+def test_a_backup_that_fails_a_later_verification_is_no_longer_verified(pg: PostgresServer, tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    assert verify(repo, manifest.id).verified_at
+    assert repo.newest_verified() is not None
+    dump = repo.dump_path(manifest.id)
+    dump.write_bytes(dump.read_bytes()[:100])
+    with pytest.raises(BackupError, match="checksum mismatch"):
+        verify(repo, manifest.id)
+    failed = repo.load(manifest.id)
+    assert failed.verified_at is None and "checksum mismatch" in failed.verification["error"]
+    assert repo.newest_verified() is None
+
+
+def test_verification_compares_the_restored_tables_with_the_manifest(pg: PostgresServer, tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    # A manifest that names a table the dump does not hold (and misses one it does).
+    manifest.tables = {**{k: v for k, v in manifest.tables.items() if k != "core.users"}, "core.ghosts": 0}
+    repo.save(manifest)
+    with pytest.raises(
+        BackupError, match=r"restored tables differ \(missing \['core.ghosts'\], unexpected \['core.users'\]\)"
+    ):
+        verify(repo, manifest.id)
+
+
+def test_a_corrupt_manifest_is_named_and_skipped(pg: PostgresServer, tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    good = run(endpoint(pg), repo)
+    (tmp_path / "20200101T000000000000Z.json").write_text("{not json")
+    assert [m.id for m in repo.all()] == [good.id]
+    assert repo.corrupt() == ["20200101T000000000000Z"]
+    with pytest.raises(BackupError, match="manifest is unreadable"):
+        repo.load("20200101T000000000000Z")
+
+
+def test_leftovers_of_killed_runs_are_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    from wondernest_backup.pgtools import WORK_PREFIX, clean_orphans
+
+    repo = Repository(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    (tmp_path / f"20240101T000000000000Z.{pid}.dump.partial").write_bytes(b"half a dump")
+    (tmp_path / "20240101T000000000000Z.dump.partial").write_bytes(b"from an older version")
+    mine = repo.partial_path("20240102T000000000000Z")
+    mine.write_bytes(b"being written")
+    orphan = Path(tempfile.gettempdir()) / f"{WORK_PREFIX}{pid}"
+    (orphan / "wn-verify-x").mkdir(parents=True)
+    (orphan / "pgpass-abc").write_text("*:*:*:*:secret\n")
+    assert set(repo.clean_partials()) == {
+        "20240101T000000000000Z.dump.partial",
+        f"20240101T000000000000Z.{pid}.dump.partial",
+    }
+    assert mine.exists()  # a live run's file stays
+    assert str(orphan) in clean_orphans()
+    assert not orphan.exists()

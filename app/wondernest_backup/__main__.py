@@ -13,7 +13,7 @@ from wondernest_api.envconfig import SettingsError
 
 from wondernest_backup.backup import Repository, prune, restore, run, verify
 from wondernest_backup.offsite import Offsite
-from wondernest_backup.pgtools import BackupError
+from wondernest_backup.pgtools import BackupError, clean_orphans
 from wondernest_backup.settings import load_settings
 
 
@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(os.environ)
         repo = Repository(settings.backup_dir)
+        # What killed runs left behind: half-written dumps, password files, verification servers.
+        leftovers = [*repo.clean_partials(), *clean_orphans()]
+        if leftovers:
+            sys.stderr.write(f"removed what interrupted runs left behind: {', '.join(leftovers)}\n")
         if args.command == "run":
             print(json.dumps({"backup": run(settings.source(), repo).id}))
         elif args.command == "verify":
@@ -63,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "list":
             for m in repo.all():
                 state = f"verified {m.verified_at}" if m.verified_at else "UNVERIFIED"
+                if m.verification.get("failed_at"):
+                    state += f" (verification failed {m.verification['failed_at']})"
                 print(f"{m.id}  {m.size_bytes:>12} bytes  {sum(m.tables.values()):>10} rows  {state}")
+            for backup_id in repo.corrupt():
+                print(f"{backup_id}  CORRUPT MANIFEST: not used, not pruned; inspect and delete it by hand")
         elif args.command == "prune":
             print(json.dumps({"deleted": prune(repo, settings.retention())}))
         elif args.command == "restore":
@@ -73,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                     raise BackupError("--from-s3 needs S3_BUCKET and a backup id")
                 offsite.download(repo, args.id)
             backup_id = _pick(repo, args.id, args.latest)
-            restore(settings.restorer(), repo, backup_id, args.target_db, force=args.force, jobs=settings.restore_jobs)
-            print(json.dumps({"restored": backup_id, "into": args.target_db}))
+            aside = restore(
+                settings.restorer(), repo, backup_id, args.target_db, force=args.force, jobs=settings.restore_jobs
+            )
+            print(json.dumps({"restored": backup_id, "into": args.target_db, "previous_kept_as": aside}))
         elif args.command == "serve":
             from wondernest_backup.service import serve
 

@@ -3,6 +3,7 @@ what it must contain, and it is good only once a restore has shown it does."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -10,6 +11,7 @@ import io
 import json
 import os
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from wondernest_backup.pgtools import BackupError, Endpoint, child_env, throwaway_server, tool
+from wondernest_backup.pgtools import BackupError, Endpoint, alive, child_env, throwaway_server, tool
 from wondernest_backup.retention import Candidate, RetentionPolicy, to_keep
+
+
+class BackupDefect(BackupError):
+    """Evidence that a backup is bad (as opposed to a tool or server failing)."""
+
 
 # pg_dump 15 compresses custom-format archives with gzip only (zstd and lz4
 # arrived in 16); level 6 is its default balance of size and speed.
@@ -71,15 +78,47 @@ class Repository:
         path = self.manifest_path(backup_id)
         if not path.exists():
             raise BackupError(f"no backup {backup_id!r} in {self.root}")
-        return Manifest(**json.loads(path.read_text()))
+        try:
+            return Manifest(**json.loads(path.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise BackupError(f"backup {backup_id}: its manifest is unreadable ({exc})") from None
+
+    def partial_path(self, backup_id: str) -> Path:
+        """Where a dump is written until complete, named for the writing process."""
+        return self.root / f"{backup_id}.{os.getpid()}.dump.partial"
+
+    def clean_partials(self) -> list[str]:
+        """Removes the half-written dumps and manifests of runs that were killed."""
+        removed = []
+        for path in self.root.glob("*.partial"):
+            parts = path.name.split(".")
+            pid = parts[1] if len(parts) == 4 and parts[1].isdigit() else None
+            if pid is None or not alive(int(pid)):
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed
+
+    def corrupt(self) -> list[str]:
+        """The ids whose manifest cannot be read: listed, never used, never pruned."""
+        bad = []
+        for path in self.root.glob("*.json"):
+            try:
+                self.load(path.stem)
+            except BackupError:
+                bad.append(path.stem)
+        return sorted(bad)
 
     def save(self, manifest: Manifest) -> None:
-        tmp = self.manifest_path(manifest.id).with_suffix(".json.partial")
+        tmp = self.root / f"{manifest.id}.{os.getpid()}.json.partial"
         tmp.write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
         tmp.replace(self.manifest_path(manifest.id))
 
     def all(self) -> list[Manifest]:
-        manifests = [self.load(p.stem) for p in self.root.glob("*.json")]
+        """Every backup whose manifest reads; `corrupt()` names the others."""
+        manifests = []
+        for path in self.root.glob("*.json"):
+            with contextlib.suppress(BackupError):
+                manifests.append(self.load(path.stem))
         return sorted(manifests, key=lambda m: m.started_at)
 
     def delete(self, backup_id: str) -> None:
@@ -101,7 +140,7 @@ def run(source: Endpoint, repo: Repository, *, now: dt.datetime | None = None) -
     dump come from one exported snapshot, so they describe the same instant."""
     started = now or _now()
     backup_id = started.strftime("%Y%m%dT%H%M%S%fZ")
-    partial = repo.dump_path(backup_id).with_suffix(".dump.partial")
+    partial = repo.partial_path(backup_id)
     digest = hashlib.sha256()
     size = 0
     try:
@@ -174,18 +213,39 @@ def checksum(path: Path) -> str:
 
 
 def verify(repo: Repository, backup_id: str, *, jobs: int = 2) -> Manifest:
-    """Checksum, then a full restore into a throwaway server, then every table's
-    row count against the manifest. Anything short of that is a failure."""
+    """Checksum, then a full restore into a throwaway server, then the restored
+    tables and every row count against the manifest. A backup that fails any of
+    it loses its verified mark, so `restore --latest` no longer picks it."""
     manifest = repo.load(backup_id)
+    started = _now()
+    try:
+        found = _prove(repo, manifest, jobs)
+    except BackupDefect as exc:
+        manifest.verified_at = None
+        manifest.verification = {"failed_at": _now().isoformat(), "error": str(exc)}
+        repo.save(manifest)
+        raise
+    manifest.verified_at = _now().isoformat()
+    manifest.verification = {
+        "restored_into": "throwaway server",
+        "tables": len(found),
+        "rows": sum(found.values()),
+        "seconds": round((_now() - started).total_seconds(), 3),
+    }
+    repo.save(manifest)
+    return manifest
+
+
+def _prove(repo: Repository, manifest: Manifest, jobs: int) -> dict[str, int]:
+    backup_id = manifest.id
     dump = repo.dump_path(backup_id)
     if not dump.exists():
-        raise BackupError(f"backup {backup_id}: the dump file is missing")
+        raise BackupDefect(f"backup {backup_id}: the dump file is missing")
     actual = checksum(dump)
     if actual != manifest.sha256:
-        raise BackupError(
+        raise BackupDefect(
             f"backup {backup_id}: checksum mismatch (file {actual[:12]}, manifest {manifest.sha256[:12]})"
         )
-    started = _now()
     with throwaway_server() as scratch:
         with psycopg.connect(scratch.conninfo(), autocommit=True) as conn:
             # A fresh cluster already has an empty `postgres` database: a dump of
@@ -200,57 +260,150 @@ def verify(repo: Repository, backup_id: str, *, jobs: int = 2) -> Manifest:
                 capture_output=True, env=child_env(env), check=False,
             )  # fmt: skip
         if result.returncode != 0:
-            raise BackupError(f"backup {backup_id}: restore failed: {result.stderr.decode(errors='replace').strip()}")
+            raise BackupDefect(f"backup {backup_id}: restore failed: {result.stderr.decode(errors='replace').strip()}")
         with psycopg.connect(scratch.conninfo(manifest.database)) as conn:
-            found = {}
-            for table in manifest.tables:
-                schema, name = _split(table)
-                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))).fetchone()
-                found[table] = int(row[0]) if row else 0
-    mismatched = {t: (manifest.tables[t], found.get(t)) for t in manifest.tables if found.get(t) != manifest.tables[t]}
+            return _matches_manifest(conn, manifest)
+
+
+def _matches_manifest(conn: psycopg.Connection[Any], manifest: Manifest) -> dict[str, int]:
+    """The restored database holds exactly the manifest's tables, each with its row count."""
+    tables = {row[0] for row in conn.execute(_TABLES).fetchall()}
+    if tables != set(manifest.tables):
+        missing, extra = sorted(set(manifest.tables) - tables), sorted(tables - set(manifest.tables))
+        raise BackupDefect(f"backup {manifest.id}: restored tables differ (missing {missing}, unexpected {extra})")
+    found = {}
+    for table in manifest.tables:
+        schema, name = _split(table)
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))).fetchone()
+        found[table] = int(row[0]) if row else 0
+    mismatched = {t: (manifest.tables[t], found[t]) for t in manifest.tables if found[t] != manifest.tables[t]}
     if mismatched:
-        raise BackupError(f"backup {backup_id}: row counts differ after restore (expected, found): {mismatched}")
-    manifest.verified_at = _now().isoformat()
-    manifest.verification = {
-        "restored_into": "throwaway server",
-        "tables": len(found),
-        "rows": sum(found.values()),
-        "seconds": round((_now() - started).total_seconds(), 3),
-    }
-    repo.save(manifest)
-    return manifest
+        raise BackupDefect(f"backup {manifest.id}: row counts differ after restore (expected, found): {mismatched}")
+    return found
 
 
-def restore(target: Endpoint, repo: Repository, backup_id: str, target_db: str, *, force: bool, jobs: int = 2) -> None:
-    """Restore into `target_db`: created when missing; an existing database
-    that holds tables is refused unless `force`, and then cleaned first."""
+def restore(
+    target: Endpoint, repo: Repository, backup_id: str, target_db: str, *, force: bool, jobs: int = 2
+) -> str | None:
+    """Restore into `target_db`, never leaving it half-replaced.
+
+    A missing database is created and restored into. One that holds no table
+    (the platform's, freshly created with its schemas) is restored into in
+    place. One that holds tables is refused unless `force`; then the backup is
+    restored into a new database first, checked against the manifest, and only
+    then swapped in: the old one is renamed aside (its name is returned), not
+    dropped, and a failure at any step leaves it as it was."""
     dump = repo.dump_path(backup_id)
     manifest = repo.load(backup_id)
-    if checksum(dump) != manifest.sha256:
-        raise BackupError(f"backup {backup_id}: checksum mismatch; refusing to restore it")
-    with psycopg.connect(target.conninfo(), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target_db,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)))
-    if exists:
-        with psycopg.connect(target.conninfo(target_db)) as conn:
-            row = conn.execute(_TABLES.replace("ORDER BY 1", "LIMIT 1")).fetchone()
-        if row is not None and not force:
+    if not dump.exists() or checksum(dump) != manifest.sha256:
+        raise BackupError(f"backup {backup_id}: the dump is missing or fails its checksum; refusing to restore it")
+    with psycopg.connect(target.conninfo(), autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target_db,)).fetchone() is not None
+        table = _first_table(target, target_db) if exists else None
+        if table is not None and not force:
             raise BackupError(
-                f"database {target_db!r} is not empty (it has table {row[0]}); refusing to restore over it. "
-                "Restore into a new database, or pass --force to replace its contents."
+                f"database {target_db!r} is not empty (it has table {table}); refusing to restore over it. "
+                "Restore into a new database, or pass --force to replace it (the old one is kept, renamed)."
             )
-    clean = ["--clean", "--if-exists"] if exists else []
+        if table is None:
+            if not exists:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)))
+            _pg_restore(target, dump, target_db, jobs, clean=exists, what=f"restore of {backup_id} into {target_db!r}")
+            with psycopg.connect(target.conninfo(target_db)) as conn:
+                _matches_manifest(conn, manifest)
+            return None
+        _refuse_if_in_use(admin, target_db)
+        stamp = _now().strftime("%Y%m%d%H%M%S")
+        staging, aside = f"{target_db[:40]}_restoring_{stamp}", f"{target_db[:40]}_replaced_{stamp}"
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(staging)))
+        try:
+            _pg_restore(target, dump, staging, jobs, clean=False, what=f"restore of {backup_id} into {staging!r}")
+            with psycopg.connect(target.conninfo(staging)) as conn:
+                _matches_manifest(conn, manifest)
+            _copy_database_grants(admin, target_db, staging)
+            _refuse_if_in_use(admin, target_db)
+            with admin.transaction():
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(*map(sql.Identifier, (target_db, aside)))
+                )
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(*map(sql.Identifier, (staging, target_db)))
+                )
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(staging)))
+            raise
+        return aside
+
+
+def _first_table(target: Endpoint, database: str) -> str | None:
+    with psycopg.connect(target.conninfo(database)) as conn:
+        row = conn.execute(_TABLES.replace("ORDER BY 1", "LIMIT 1")).fetchone()
+    return str(row[0]) if row else None
+
+
+def _refuse_if_in_use(admin: psycopg.Connection[Any], database: str, *, grace_seconds: float = 3) -> None:
+    # A backend outlives its client's disconnect by a moment: connections this
+    # tool just closed get that moment to go.
+    deadline = time.monotonic() + grace_seconds
+    while True:
+        rows = admin.execute(
+            "SELECT coalesce(nullif(application_name, ''), usename, '?') FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+        if not rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if rows:
+        users = ", ".join(sorted({str(r[0]) for r in rows}))
+        raise BackupError(
+            f"database {database!r} has {len(rows)} open connection(s) ({users}); stop what uses it "
+            "(the API: docker stop <app>-<stack>-api) and run the restore again"
+        )
+
+
+def _copy_database_grants(admin: psycopg.Connection[Any], source: str, target: str) -> None:
+    """What pg_dump leaves out without --create: who may connect to the database
+    (the platform grants CONNECT per role and revokes it from PUBLIC)."""
+    row = admin.execute("SELECT datacl::text[] FROM pg_database WHERE datname = %s", (source,)).fetchone()
+    admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(target)))
+    for grantee, privileges in _database_grants(row[0] if row else None):
+        admin.execute(
+            sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+                sql.SQL(", ").join(sql.SQL(p) for p in privileges),
+                sql.Identifier(target),
+                sql.SQL("PUBLIC") if grantee == "" else sql.Identifier(grantee),
+            )
+        )
+
+
+_DATABASE_PRIVILEGES = {"C": "CREATE", "T": "TEMPORARY", "c": "CONNECT"}
+
+
+def _database_grants(acl: list[str] | None) -> list[tuple[str, list[str]]]:
+    """`grantee=CTc/grantor` entries as (grantee, privileges); "" is PUBLIC. None is the default ACL."""
+    if acl is None:
+        return [("", ["CONNECT", "TEMPORARY"])]
+    grants = []
+    for entry in acl:
+        grantee, _, rest = entry.partition("=")
+        privileges = [_DATABASE_PRIVILEGES[c] for c in rest.split("/", 1)[0] if c in _DATABASE_PRIVILEGES]
+        if privileges:
+            grants.append((grantee.strip('"'), privileges))
+    return grants
+
+
+def _pg_restore(target: Endpoint, dump: Path, database: str, jobs: int, *, clean: bool, what: str) -> None:
+    options = ["--clean", "--if-exists"] if clean else []
     with target.passfile() as env:
         result = subprocess.run(
-            [tool("pg_restore"), "--exit-on-error", *clean, f"--jobs={jobs}", "--no-password",
-             f"--dbname={target_db}", str(dump)],
+            [tool("pg_restore"), "--exit-on-error", *options, f"--jobs={jobs}", "--no-password",
+             f"--dbname={database}", str(dump)],
             capture_output=True, env=child_env(env), check=False,
         )  # fmt: skip
     if result.returncode != 0:
-        raise BackupError(
-            f"restore of {backup_id} into {target_db!r} failed: {result.stderr.decode(errors='replace').strip()}"
-        )
+        raise BackupError(f"{what} failed: {result.stderr.decode(errors='replace').strip()}")
 
 
 def prune(repo: Repository, policy: RetentionPolicy) -> list[str]:

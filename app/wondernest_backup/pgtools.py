@@ -7,6 +7,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -20,6 +21,61 @@ from psycopg.conninfo import make_conninfo
 
 class BackupError(Exception):
     """A backup, verification or restore that did not succeed; the message says why."""
+
+
+# Everything a run leaves on disk besides the repository (password files, the
+# verification server) lives under one directory named for its process, so a
+# later run can tell a dead run's leftovers from a live run's files.
+WORK_PREFIX = "wn-backup-"
+
+
+def work_dir() -> Path:
+    path = Path(tempfile.gettempdir()) / f"{WORK_PREFIX}{os.getpid()}"
+    path.mkdir(exist_ok=True)
+    # Others may pass through (a verification server run as `postgres` reaches
+    # its own directory inside) but not list it; the files in it are 0600.
+    path.chmod(0o711)
+    return path
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive, and not ours to clean up
+    return True
+
+
+def _stop_orphan_server(data_dir: Path) -> None:
+    """A verification server whose run was killed keeps running on its own."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if str(data_dir).encode() not in cmdline:
+        return  # the pid was reused by something else
+    os.kill(pid, signal.SIGQUIT)  # immediate shutdown: the data is thrown away anyway
+    deadline = time.monotonic() + 30
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def clean_orphans() -> list[str]:
+    """Removes what runs that were killed left behind: password files, and
+    verification servers (stopped first) with their data. Returns what it removed."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
+        pid = path.name.removeprefix(WORK_PREFIX)
+        if not pid.isdigit() or int(pid) == os.getpid() or alive(int(pid)):
+            continue
+        for scratch in path.glob("wn-verify-*"):
+            _stop_orphan_server(scratch / "data")
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
 
 
 @dataclass(frozen=True)
@@ -47,7 +103,7 @@ class Endpoint:
     def passfile(self) -> Iterator[dict[str, str]]:
         """libpq settings for a child process: the password in a 0600 file that
         lives only as long as the child, never in its argv."""
-        fd, path = tempfile.mkstemp(prefix="pgpass-")
+        fd, path = tempfile.mkstemp(prefix="pgpass-", dir=work_dir())
         try:
             with os.fdopen(fd, "w") as fh:
                 escaped = self.password.replace("\\", "\\\\").replace(":", "\\:")
@@ -88,7 +144,7 @@ def throwaway_server() -> Iterator[Endpoint]:
     """A private PostgreSQL started from scratch in a temp dir, reachable only
     through a Unix socket in that dir, removed afterwards: verification never
     touches the live server."""
-    root = Path(tempfile.mkdtemp(prefix="wn-verify-"))
+    root = Path(tempfile.mkdtemp(prefix="wn-verify-", dir=work_dir()))
     password = secrets.token_urlsafe(24)
     process: subprocess.Popen[bytes] | None = None
     # postgres refuses to run as root; run as root (an operator's shell), the

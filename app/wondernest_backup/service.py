@@ -83,6 +83,9 @@ def cycle(settings: BackupSettings, repo: Repository, metrics: BackupMetrics, of
 
 def serve(settings: BackupSettings) -> None:
     repo = Repository(settings.backup_dir)
+    for backup_id in repo.corrupt():
+        # Unreadable, so neither used nor pruned: an operator must look at it.
+        print(json.dumps({"level": "error", "msg": "corrupt backup manifest", "backup": backup_id}), flush=True)
     metrics = BackupMetrics()
     metrics.observe_repository(repo)
     offsite = Offsite.from_settings(settings)
