@@ -96,10 +96,19 @@ def test_analytics_cannot_write(pg: PostgresServer, applied: Applied, statement:
         conn.execute(statement)
 
 
-def test_backup_reads_everything_and_writes_nothing(pg: PostgresServer, applied: Applied) -> None:
+def test_backup_reads_the_platforms_data_and_writes_nothing(pg: PostgresServer, applied: Applied) -> None:
+    with connect_as(pg, applied.spec, "app") as conn:
+        conn.execute("CREATE TABLE audit.later (id bigserial PRIMARY KEY)")  # as a migration would, later
+        conn.execute("INSERT INTO audit.later DEFAULT VALUES")
     with connect_as(pg, applied.spec, "backup") as conn:
         assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
         assert conn.execute("SELECT last_value FROM core.users_id_seq").fetchone() is not None
+        assert conn.execute("SELECT count(*) FROM audit.later").fetchone() == (1,)
+        assert conn.execute("SELECT last_value FROM audit.later_id_seq").fetchone() is not None
+        # Nothing beyond the platform's schemas: no password verifiers, no server files.
+        for statement in ("SELECT rolpassword FROM pg_authid", "SELECT pg_read_file('postgresql.conf')"):
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(statement)
         for statement in (
             "INSERT INTO core.users (email) VALUES ('b@example.com')",
             "DELETE FROM core.users",
@@ -197,11 +206,11 @@ def test_the_password_never_reaches_the_server_in_plaintext(pg: PostgresServer, 
             conn.execute("ALTER ROLE postgres RESET log_statement")
     with pg.admin(applied.spec.name) as conn:
         texts = [str(r[0]) for r in conn.execute("SELECT query FROM pg_stat_statements").fetchall()]
-    assert any("ALTER ROLE" in t for t in texts), texts
-    assert not any(PASSWORDS["app"] in t for t in texts)
+    # Not even the verifier: the statement is neither counted nor logged, though
+    # the role asks for every statement to be logged.
+    assert not any("ROLE" in t.upper() and "PASSWORD" in t.upper() for t in texts), texts
     log = pg.log()
-    assert 'ALTER ROLE "wondernest_app"' in log and "SCRAM-SHA-256$" in log
-    assert PASSWORDS["app"] not in log
+    assert PASSWORDS["app"] not in log and "SCRAM-SHA-256$" not in log
 
 
 def test_read_reports_the_state_in_the_catalog(pg: PostgresServer, applied: Applied) -> None:
@@ -341,3 +350,28 @@ def test_the_serialized_provider_runs_in_a_fresh_process(pg: PostgresServer, app
     )
     assert json.loads(out.stdout) == ["pg_monitor"]
     assert base64.b64decode(blob)  # a real payload, not an empty placeholder
+
+
+def test_password_verifiers_reach_neither_statistics_nor_logs(pg: PostgresServer, applied: Applied) -> None:
+    """The provider's CREATE/ALTER ROLE ... PASSWORD statements carry SCRAM verifiers."""
+    from components.postgres.provider import QUIET_SESSION, connect
+
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        recorded = conn.execute(
+            "SELECT count(*) FROM pg_stat_statements WHERE query ~* '^(CREATE|ALTER) ROLE'"
+        ).fetchone()
+        assert conn.execute("SHOW pg_stat_statements.track_utility").fetchone() == ("off",)
+        assert conn.execute("SHOW log_parameter_max_length").fetchone() == ("0",)
+    assert recorded == (0,)
+    # A failing statement's text would be logged: not from the provider's session.
+    with connect(
+        {"host": "127.0.0.1", "port": pg.port, "user": pg.superuser, "password": pg.superuser_password,
+         "database": applied.spec.name, "sslmode": "disable"}
+    ) as provider:  # fmt: skip
+        for name, value in QUIET_SESSION:
+            assert provider.execute(f"SHOW {name}").fetchone() == (value,)
+        with pytest.raises(errors.SyntaxError):
+            provider.execute("ALTER ROLE wondernest_app PASSWORD 'SCRAM-SHA-256$4096:secret-verifier' BROKEN")
+    assert "secret-verifier" not in pg.log()
+    assert "SCRAM-SHA-256$" not in pg.log()

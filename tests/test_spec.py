@@ -63,12 +63,14 @@ def test_the_role_model() -> None:
         ("wondernest_app", 50, ()),
         ("wondernest_analytics", 10, ()),
         ("wondernest_monitoring", 3, ("pg_monitor",)),
-        ("wondernest_backup", 3, ("pg_read_all_data",)),
+        ("wondernest_backup", 3, ()),
     ]
-    analytics = [g for g in spec.grants if g.role == "wondernest_analytics"]
-    assert {g.schema for g in analytics} == set(SCHEMAS)
-    assert all(g.table_privileges == ("SELECT",) and "CREATE" not in g.schema_privileges for g in analytics)
-    assert all(set(g.default_owners) == {"postgres", "wondernest_app"} for g in analytics)
+    for reader in ("wondernest_analytics", "wondernest_backup"):
+        grants = [g for g in spec.grants if g.role == reader]
+        assert {g.schema for g in grants} == set(SCHEMAS)
+        assert all(g.table_privileges == ("SELECT",) and g.schema_privileges == ("USAGE",) for g in grants)
+        assert all(g.sequence_privileges == ("SELECT",) for g in grants)
+        assert all(set(g.default_owners) == {"postgres", "wondernest_app"} for g in grants)
     monitoring_grants = [g for g in spec.grants if g.role == "wondernest_monitoring"]
     assert monitoring_grants == []
 
@@ -121,7 +123,7 @@ def test_the_rds_parameter_group_makes_the_containers_decisions(memory_gib: int,
     pages = {"shared_buffers", "effective_cache_size"}  # 8 kB pages on RDS
     kilobytes = {"work_mem", "maintenance_work_mem"}
     megabytes = {"min_wal_size", "max_wal_size"}
-    booleans = {"track_io_timing", "log_lock_waits"}
+    booleans = {"track_io_timing", "log_lock_waits", "pg_stat_statements.track_utility"}
     milliseconds = {"log_autovacuum_min_duration"}
     shared = set(conf) & set(rds)
     assert shared >= pages | kilobytes | megabytes | booleans | {"max_connections", "password_encryption"}
@@ -134,7 +136,7 @@ def test_the_rds_parameter_group_makes_the_containers_decisions(memory_gib: int,
         elif key in megabytes:
             assert _kilobytes(local) == int(remote) * 1024, key
         elif key in booleans:
-            assert (local, remote) == ("on", "1"), key
+            assert {"on": "1", "off": "0"}[local] == remote, key
         elif key in milliseconds:
             assert local == "1s" and remote == "1000", key
         else:

@@ -65,7 +65,7 @@ def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
     ]
     assert len(dev.of_type(f"{DYNAMIC}Role")) == 4
     assert len(dev.of_type(f"{DYNAMIC}Schema")) == 9
-    assert len(dev.of_type(f"{DYNAMIC}SchemaGrant")) == 18
+    assert len(dev.of_type(f"{DYNAMIC}SchemaGrant")) == 27  # app, analytics and backup on each of nine
     assert len(dev.of_type(f"{DYNAMIC}DatabaseAccess")) == 1
 
 

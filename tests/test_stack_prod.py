@@ -605,7 +605,7 @@ def test_parity_the_same_roles_schemas_and_grants_in_both_targets(prod: Evaluati
         }
 
     assert objects(prod) == objects(dev)
-    assert len(objects(prod)) == 4 + 9 + 18 + 1
+    assert len(objects(prod)) == 4 + 9 + 27 + 1  # roles, schemas, 3 grants per schema, database access
 
 
 def test_the_alertmanager_definition_routes_to_sns(prod: Evaluation) -> None:

@@ -130,7 +130,8 @@ def test_backup_ids_sort_by_time(pg: PostgresServer, tmp_path: Path) -> None:
 
 
 def test_the_backup_role_can_take_a_complete_backup(tmp_path: Path) -> None:
-    """pg_read_all_data is enough for pg_dump: no superuser, no write, no CREATEDB."""
+    """Read grants on the platform's schemas are enough for pg_dump: no superuser,
+    no pg_read_all_data, no write, no CREATEDB."""
     from tests.api_stack import NAMES, platform
     from tests.platform_db import PASSWORDS
 

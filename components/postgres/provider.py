@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, sql
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
@@ -39,21 +39,44 @@ class PostgresResourceError(Exception):
     """A refusal the operator must act on; the message says what to do."""
 
 
+# The provider's statements carry password verifiers: this session neither
+# logs them (slow or failed) nor counts them in pg_stat_statements. Superuser-
+# only settings: a server that refuses one (RDS's master is not a superuser)
+# still has track_utility off and parameters unlogged in its own configuration.
+QUIET_SESSION = (
+    ("log_min_duration_statement", "-1"),
+    ("log_min_error_statement", "panic"),
+    ("log_statement", "none"),
+    ("pg_stat_statements.track", "none"),
+)
+
+
+def _quiet(connection: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    for name, value in QUIET_SESSION:
+        try:
+            connection.execute("SELECT set_config(%s, %s, false)", (name, value))
+        except (errors.InsufficientPrivilege, errors.UndefinedObject, errors.CantChangeRuntimeParam):
+            continue
+    return connection
+
+
 def connect(conn: Mapping[str, Any]) -> psycopg.Connection[Any]:
     """Open the admin connection, waiting out a server that is still starting."""
     deadline = time.monotonic() + float(conn.get("wait_seconds", 60))
     while True:
         try:
-            return psycopg.connect(
-                host=conn["host"],
-                port=int(conn["port"]),
-                user=conn["user"],
-                password=conn["password"],
-                dbname=conn["database"],
-                sslmode=conn.get("sslmode", "prefer"),
-                connect_timeout=10,
-                application_name="pulumi-postgres-provider",
-                autocommit=True,
+            return _quiet(
+                psycopg.connect(
+                    host=conn["host"],
+                    port=int(conn["port"]),
+                    user=conn["user"],
+                    password=conn["password"],
+                    dbname=conn["database"],
+                    sslmode=conn.get("sslmode", "prefer"),
+                    connect_timeout=10,
+                    application_name="pulumi-postgres-provider",
+                    autocommit=True,
+                )
             )
         except psycopg.OperationalError as exc:
             if exc.sqlstate not in _TRANSIENT_SQLSTATES or time.monotonic() >= deadline:

@@ -73,9 +73,11 @@ def database_spec(names: Names) -> DatabaseSpec:
     app = RoleSpec("app", names.app_role, APP_CONNECTION_LIMIT)
     analytics = RoleSpec("analytics", names.analytics_role, ANALYTICS_CONNECTION_LIMIT)
     monitoring = RoleSpec("monitoring", names.monitoring_role, MONITORING_CONNECTION_LIMIT, member_of=("pg_monitor",))
-    # pg_read_all_data: SELECT on every table and sequence and USAGE on every
-    # schema, now and later; no write, no DDL, nothing else.
-    backup = RoleSpec("backup", names.backup_role, BACKUP_CONNECTION_LIMIT, member_of=("pg_read_all_data",))
+    # Exactly what pg_dump of the platform's database needs: USAGE on its schemas
+    # and SELECT on their tables and sequences, now and later. Not
+    # pg_read_all_data, which also reads pg_authid's password verifiers and
+    # every other database on the server.
+    backup = RoleSpec("backup", names.backup_role, BACKUP_CONNECTION_LIMIT)
     grants: list[SchemaGrantSpec] = []
     for schema in SCHEMAS:
         grants.append(
@@ -88,18 +90,19 @@ def database_spec(names: Names) -> DatabaseSpec:
                 default_owners=(names.admin_role,),
             )
         )
-        grants.append(
-            SchemaGrantSpec(
-                role=analytics.name,
-                schema=schema,
-                schema_privileges=("USAGE",),
-                table_privileges=READ,
-                sequence_privileges=READ,
-                # The app owns what its migrations create; the admin owns anything
-                # an operator adds by hand. Analytics reads both, now and later.
-                default_owners=(names.admin_role, app.name),
+        # The app owns what its migrations create; the admin owns anything an
+        # operator adds by hand. Analytics and the backup read both, now and later.
+        for reader in (analytics, backup):
+            grants.append(
+                SchemaGrantSpec(
+                    role=reader.name,
+                    schema=schema,
+                    schema_privileges=("USAGE",),
+                    table_privileges=READ,
+                    sequence_privileges=READ,
+                    default_owners=(names.admin_role, app.name),
+                )
             )
-        )
     return DatabaseSpec(
         name=names.database,
         admin_role=names.admin_role,

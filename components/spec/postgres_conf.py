@@ -108,10 +108,16 @@ def render_postgresql_conf(
         ("shared_preload_libraries", "'pg_stat_statements'"),
         ("pg_stat_statements.max", "10000"),
         ("pg_stat_statements.track", "all"),
+        # Utility statements (CREATE/ALTER ROLE ... PASSWORD) are kept with their
+        # literal text, password verifiers included; the slow-query views need
+        # only the queries.
+        ("pg_stat_statements.track_utility", "off"),
         ("track_io_timing", "on"),
         ("log_destination", "'stderr'"),
         ("logging_collector", "off"),
         ("log_min_duration_statement", str(slow_query_ms)),
+        # A logged statement's bind parameters (emails, password hashes) stay out of the log.
+        ("log_parameter_max_length", "0"),
         ("log_line_prefix", "'%m [%p] %q%u@%d '"),
         ("log_lock_waits", "on"),
         ("log_temp_files", "0"),
@@ -209,8 +215,10 @@ def rds_parameters(tuning: PostgresTuning, *, slow_query_ms: int) -> list[RdsPar
         RdsParameter("shared_preload_libraries", "pg_stat_statements", reboot),
         RdsParameter("pg_stat_statements.max", "10000", reboot),
         RdsParameter("pg_stat_statements.track", "all"),
+        RdsParameter("pg_stat_statements.track_utility", "0"),
         RdsParameter("track_io_timing", "1"),
         RdsParameter("log_min_duration_statement", str(slow_query_ms)),
+        RdsParameter("log_parameter_max_length", "0"),
         RdsParameter("log_lock_waits", "1"),
         RdsParameter("log_temp_files", "0"),
         RdsParameter("log_autovacuum_min_duration", "1000"),
