@@ -329,6 +329,28 @@ CASES: list[Case] = [
     ),
     Case("BackupTooOld", {f"backup_last_verified_timestamp_seconds{{{BK}}}": "0x10"}, "6m"),
     Case(
+        "BackupOffsiteTooOld",
+        {f"backup_last_offsite_timestamp_seconds{{{BK}}}": "-100000x10", f"backup_offsite_enabled{{{BK}}}": "1x10"},
+        "6m",
+        {"severity": "warning", "job": "backups", "instance": "backups:9200"},
+        {
+            "summary": "No verified backup copied off-site in the last 26.9 hours",
+            "description": "The newest backup with an off-site copy is 1d 3h 52m 40s old; the local ones are not, "
+            "so a lost volume would lose more than a day.",
+        },
+    ),
+    # No off-site copy configured: nothing to be late.
+    Case(
+        "BackupOffsiteTooOld",
+        {f"backup_last_offsite_timestamp_seconds{{{BK}}}": "-100000x10", f"backup_offsite_enabled{{{BK}}}": "0x10"},
+        "6m",
+    ),
+    Case(
+        "BackupOffsiteTooOld",
+        {f"backup_last_offsite_timestamp_seconds{{{BK}}}": "0x10", f"backup_offsite_enabled{{{BK}}}": "1x10"},
+        "6m",
+    ),
+    Case(
         "BackupFailed",
         {f'backup_failures_total{{{BK},stage="verify"}}': "0+1x10"},
         "6m",

@@ -75,7 +75,8 @@ def failures(metrics: BackupMetrics, stage: str) -> float:
 def test_a_cycle_backs_up_verifies_prunes_and_copies(pg: PostgresServer, s3: Any, tmp_path: Path) -> None:
     cfg = settings(pg, tmp_path, S3_BUCKET=BUCKET, RETENTION_LAST="1", RETENTION_DAILY="0", RETENTION_WEEKLY="0",
                    RETENTION_MONTHLY="0")  # fmt: skip
-    repo, metrics = Repository(tmp_path), BackupMetrics()
+    repo = Repository(tmp_path)
+    metrics = BackupMetrics(repo, offsite_enabled=True)
     offsite = Offsite(s3, BUCKET, "dev")
     assert cycle(cfg, repo, metrics, offsite)
     assert cycle(cfg, repo, metrics, offsite)
@@ -93,7 +94,7 @@ def test_a_cycle_backs_up_verifies_prunes_and_copies(pg: PostgresServer, s3: Any
 
 def test_a_restore_works_from_the_off_site_copy(pg: PostgresServer, s3: Any, tmp_path: Path) -> None:
     repo = Repository(tmp_path / "local")
-    metrics = BackupMetrics()
+    metrics = BackupMetrics(repo)
     offsite = Offsite(s3, BUCKET, "restore-test")
     assert cycle(settings(pg, tmp_path / "local"), repo, metrics, offsite)
     (backup_id,) = offsite.ids()
@@ -104,7 +105,8 @@ def test_a_restore_works_from_the_off_site_copy(pg: PostgresServer, s3: Any, tmp
 
 def test_a_failed_backup_is_counted_and_leaves_nothing(pg: PostgresServer, tmp_path: Path) -> None:
     cfg = settings(pg, tmp_path, DB_NAME="missing_database")
-    repo, metrics = Repository(tmp_path), BackupMetrics()
+    repo = Repository(tmp_path)
+    metrics = BackupMetrics(repo)
     assert not cycle(cfg, repo, metrics, None)
     assert failures(metrics, "backup") == 1
     assert list(tmp_path.iterdir()) == []
@@ -120,7 +122,8 @@ def test_a_failed_verification_is_counted_and_nothing_is_copied(
         raise BackupError("row counts differ")
 
     monkeypatch.setattr(service, "verify", broken)
-    repo, metrics = Repository(tmp_path), BackupMetrics()
+    repo = Repository(tmp_path)
+    metrics = BackupMetrics(repo)
     offsite = Offsite(s3, BUCKET, "unverified")
     assert not cycle(settings(pg, tmp_path), repo, metrics, offsite)
     assert failures(metrics, "verify") == 1
@@ -168,7 +171,8 @@ def test_the_command_line(pg: PostgresServer, tmp_path: Path) -> None:
 
 def test_a_development_bucket_is_created_on_first_use(pg: PostgresServer, s3: Any, tmp_path: Path) -> None:
     offsite = Offsite(s3, "created-on-demand", "dev", create_bucket=True)
-    repo, metrics = Repository(tmp_path), BackupMetrics()
+    repo = Repository(tmp_path)
+    metrics = BackupMetrics(repo)
     assert cycle(settings(pg, tmp_path), repo, metrics, offsite)
     assert "created-on-demand" in {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert len(offsite.ids()) == 1
@@ -182,3 +186,53 @@ def test_an_unreachable_database_is_one_error_line(pg: PostgresServer, tmp_path:
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_a_failed_off_site_copy_is_retried_by_the_next_cycle(
+    pg: PostgresServer, s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Repository(tmp_path)
+    metrics = BackupMetrics(repo, offsite_enabled=True)
+    offsite = Offsite(s3, BUCKET, "retry")
+    real_upload = offsite.upload
+
+    def unreachable(*_args: Any) -> None:
+        raise OSError("could not connect to the endpoint URL")
+
+    monkeypatch.setattr(offsite, "upload", unreachable)
+    assert not cycle(settings(pg, tmp_path), repo, metrics, offsite)
+    assert failures(metrics, "copy") == 1
+    assert metrics.registry.get_sample_value("backup_last_offsite_timestamp_seconds") == 0
+    (first,) = repo.all()
+    assert first.verified_at and first.copied_at is None
+    monkeypatch.setattr(offsite, "upload", real_upload)
+    assert cycle(settings(pg, tmp_path), repo, metrics, offsite)
+    # The copy that failed went with the next cycle's own.
+    assert offsite.ids() == [m.id for m in repo.all()] and len(offsite.ids()) == 2
+    assert all(m.copied_at for m in repo.all())
+    newest = repo.all()[-1]
+    assert metrics.registry.get_sample_value("backup_last_offsite_timestamp_seconds") == pytest.approx(
+        newest.created_at.timestamp()
+    )
+    assert metrics.registry.get_sample_value("backup_offsite_enabled") == 1
+
+
+def test_a_backup_taken_by_hand_shows_in_the_serving_metrics(pg: PostgresServer, tmp_path: Path) -> None:
+    """The serving process reads the repository at each scrape, so `docker exec ... run` counts."""
+    serving = BackupMetrics(Repository(tmp_path))
+    assert serving.registry.get_sample_value("backup_last_verified_timestamp_seconds") == 0
+    by_hand = Repository(tmp_path)  # another process's view of the same volume
+    manifest = run_backup(pg, by_hand)
+    verify(by_hand, manifest.id)
+    assert serving.registry.get_sample_value("backup_last_verified_timestamp_seconds") == pytest.approx(
+        manifest.created_at.timestamp()
+    )
+    assert serving.registry.get_sample_value("backup_offsite_enabled") == 0
+    (tmp_path / "20200101T000000000000Z.json").write_text("{broken")
+    assert serving.registry.get_sample_value("backup_corrupt_manifests") == 1
+
+
+def run_backup(pg: PostgresServer, repo: Repository) -> Any:
+    from wondernest_backup.backup import run
+
+    return run(settings(pg, repo.root).source(), repo)

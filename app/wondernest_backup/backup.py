@@ -54,6 +54,8 @@ class Manifest:
     tables: dict[str, int]
     verified_at: str | None = None
     verification: dict[str, Any] = field(default_factory=dict)
+    copied_at: str | None = None
+    """When the off-site copy was made; None until it succeeds."""
 
     @property
     def created_at(self) -> dt.datetime:

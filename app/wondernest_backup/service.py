@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Iterator
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from wondernest_backup.backup import Repository, prune, run, verify
 from wondernest_backup.offsite import Offsite
@@ -18,37 +21,56 @@ from wondernest_backup.settings import BackupSettings
 STAGES = ("backup", "verify", "prune", "copy")
 
 
-class BackupMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.last_success = Gauge(
-            "backup_last_success_timestamp_seconds", "When the last backup finished", registry=self.registry
+class RepositoryCollector(Collector):
+    """What the repository holds, read at each scrape: a backup taken or
+    verified by hand (`docker exec ... run`) shows at once, and a restart
+    loses nothing."""
+
+    def __init__(self, repo: Repository, offsite_enabled: bool) -> None:
+        self.repo = repo
+        self.offsite_enabled = offsite_enabled
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        manifests = self.repo.all()
+        newest = manifests[-1] if manifests else None
+        verified = [m for m in manifests if m.verified_at]
+        copied = [m for m in verified if m.copied_at]
+        yield _gauge(
+            "backup_last_success_timestamp_seconds",
+            "When the newest backup finished",
+            dt.datetime.fromisoformat(newest.finished_at).timestamp() if newest else 0,
         )
-        self.last_verified = Gauge(
+        yield _gauge("backup_last_size_bytes", "Size of the newest backup", newest.size_bytes if newest else 0)
+        yield _gauge(
             "backup_last_verified_timestamp_seconds",
             "When the newest backup proven by a restore was taken",
-            registry=self.registry,
+            verified[-1].created_at.timestamp() if verified else 0,
         )
+        yield _gauge(
+            "backup_last_offsite_timestamp_seconds",
+            "When the newest verified backup with an off-site copy was taken",
+            copied[-1].created_at.timestamp() if copied else 0,
+        )
+        yield _gauge("backup_offsite_enabled", "1 when backups are copied off-site", int(self.offsite_enabled))
+        yield _gauge("backup_corrupt_manifests", "Manifests that cannot be read", len(self.repo.corrupt()))
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+class BackupMetrics:
+    def __init__(self, repo: Repository, *, offsite_enabled: bool = False) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(RepositoryCollector(repo, offsite_enabled))
         self.duration = Gauge(
             "backup_last_duration_seconds", "How long the last cycle's backup took", registry=self.registry
         )
-        self.size = Gauge("backup_last_size_bytes", "Size of the last backup", registry=self.registry)
         self.failures = Counter(
             "backup_failures_total", "Cycles that failed, by the stage that failed", ("stage",), registry=self.registry
         )
         for stage in STAGES:
             self.failures.labels(stage)  # every series exists from the start, at 0
-
-    def observe_repository(self, repo: Repository) -> None:
-        """What survives a restart: the newest backup and the newest verified one."""
-        manifests = repo.all()
-        if manifests:
-            newest = manifests[-1]
-            self.last_success.set(dt.datetime.fromisoformat(newest.finished_at).timestamp())
-            self.size.set(newest.size_bytes)
-        verified = repo.newest_verified()
-        if verified is not None:
-            self.last_verified.set(verified.created_at.timestamp())
 
 
 def cycle(settings: BackupSettings, repo: Repository, metrics: BackupMetrics, offsite: Offsite | None) -> bool:
@@ -60,16 +82,13 @@ def cycle(settings: BackupSettings, repo: Repository, metrics: BackupMetrics, of
         started = time.monotonic()
         manifest = run(settings.source(), repo)
         metrics.duration.set(time.monotonic() - started)
-        metrics.size.set(manifest.size_bytes)
-        metrics.last_success.set(time.time())
         stage = "verify"
         verify(repo, manifest.id, jobs=settings.restore_jobs)
-        metrics.last_verified.set(manifest.created_at.timestamp())
         stage = "prune"
         deleted = prune(repo, settings.retention())
         stage = "copy"
         if offsite is not None:
-            offsite.upload(repo, manifest.id)
+            copy_pending(repo, offsite)
             for backup_id in deleted:
                 offsite.delete(backup_id)
         return True
@@ -81,14 +100,26 @@ def cycle(settings: BackupSettings, repo: Repository, metrics: BackupMetrics, of
         return False
 
 
+def copy_pending(repo: Repository, offsite: Offsite) -> list[str]:
+    """Copies every kept, verified backup not copied yet, oldest first: a copy
+    that failed in an earlier cycle is retried in the next. Returns the ids copied."""
+    copied = []
+    for manifest in repo.all():
+        if manifest.verified_at and not manifest.copied_at:
+            offsite.upload(repo, manifest.id)
+            manifest.copied_at = dt.datetime.now(dt.UTC).isoformat()
+            repo.save(manifest)
+            copied.append(manifest.id)
+    return copied
+
+
 def serve(settings: BackupSettings) -> None:
     repo = Repository(settings.backup_dir)
     for backup_id in repo.corrupt():
         # Unreadable, so neither used nor pruned: an operator must look at it.
         print(json.dumps({"level": "error", "msg": "corrupt backup manifest", "backup": backup_id}), flush=True)
-    metrics = BackupMetrics()
-    metrics.observe_repository(repo)
     offsite = Offsite.from_settings(settings)
+    metrics = BackupMetrics(repo, offsite_enabled=offsite is not None)
     start_http_server(settings.metrics_port, registry=metrics.registry)
     if repo.newest_verified() is None:
         # A fresh volume has no proven backup: make one now, not at the next slot.

@@ -276,6 +276,16 @@ def backup_rules(t: AlertThresholds) -> RuleGroup:
                 for_="5m",
             ),
             Alert(
+                "BackupOffsiteTooOld",
+                f"time() - backup_last_offsite_timestamp_seconds > {t.backup_max_age_seconds}\n"
+                "and on (job, instance) backup_offsite_enabled == 1",
+                "warning",
+                f"No verified backup copied off-site in the last {hours:.1f} hours",
+                "The newest backup with an off-site copy is {{ $value | humanizeDuration }} old; "
+                "the local ones are not, so a lost volume would lose more than a day.",
+                for_="5m",
+            ),
+            Alert(
                 "BackupFailed",
                 "increase(backup_failures_total[1h]) > 0",
                 "warning",
