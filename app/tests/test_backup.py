@@ -305,3 +305,38 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path: Path) -> None:
     assert mine.exists()  # a live run's file stays
     assert str(orphan) in clean_orphans()
     assert not orphan.exists()
+
+
+def test_verification_applies_owners_and_grants_as_a_restore_does(pg: PostgresServer, tmp_path: Path) -> None:
+    """A dump naming a role the platform lacks verifies only where roles are not
+    checked; against the live server's roles it fails, as its restore would."""
+    from wondernest_backup.backup import referenced_roles, server_roles
+
+    with pg.admin() as conn:
+        conn.execute("CREATE ROLE stranger; CREATE ROLE onlooker")
+    with pg.admin("wondernest") as conn:
+        conn.execute("CREATE TABLE public.foreign_made (id int); ALTER TABLE public.foreign_made OWNER TO stranger")
+        conn.execute("GRANT SELECT ON public.foreign_made TO onlooker")
+        conn.execute("ALTER DEFAULT PRIVILEGES FOR ROLE stranger IN SCHEMA public GRANT SELECT ON TABLES TO onlooker")
+    repo = Repository(tmp_path)
+    try:
+        manifest = run(endpoint(pg), repo)
+    finally:
+        with pg.admin("wondernest") as conn:
+            conn.execute("DROP TABLE public.foreign_made")
+            conn.execute(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE stranger IN SCHEMA public REVOKE SELECT ON TABLES FROM onlooker"
+            )
+        with pg.admin() as conn:
+            conn.execute("DROP ROLE stranger; DROP ROLE onlooker")
+    dump = repo.dump_path(manifest.id)
+    assert {"stranger", "onlooker", pg.superuser} <= referenced_roles(dump)
+    # In isolation the dump restores, owners and grants applied.
+    assert verify(repo, manifest.id).verified_at
+    # Against the platform's server it cannot: those roles are gone there.
+    with pytest.raises(BackupError, match=r"names roles the server does not have \(onlooker, stranger\)"):
+        verify(repo, manifest.id, platform_roles=server_roles(endpoint(pg)))
+    assert repo.load(manifest.id).verified_at is None
+    with pytest.raises(BackupError, match="failed"):
+        restore(endpoint(pg), repo, manifest.id, "foreign_target", force=False)
+    assert "foreign_target" not in _databases(pg)  # created by the restore, so dropped with it

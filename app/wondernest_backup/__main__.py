@@ -11,7 +11,7 @@ import psycopg
 from wondernest_api.db import describe_error
 from wondernest_api.envconfig import SettingsError
 
-from wondernest_backup.backup import Repository, prune, restore, run, verify
+from wondernest_backup.backup import Repository, prune, restore, run, server_roles, verify
 from wondernest_backup.offsite import Offsite
 from wondernest_backup.pgtools import BackupError, clean_orphans
 from wondernest_backup.settings import load_settings
@@ -62,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
                 backup_id = manifests[-1].id
             else:
                 backup_id = _pick(repo, args.id, False)
-            manifest = verify(repo, backup_id, jobs=settings.restore_jobs)
+            try:
+                roles: set[str] | None = server_roles(settings.source())
+            except psycopg.OperationalError:
+                roles = None
+                sys.stderr.write("the database is unreachable: the roles the backup names are not checked\n")
+            manifest = verify(repo, backup_id, jobs=settings.restore_jobs, platform_roles=roles)
             print(json.dumps({"verified": manifest.id, **manifest.verification}))
         elif args.command == "list":
             for m in repo.all():

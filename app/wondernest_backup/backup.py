@@ -10,8 +10,10 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,14 +216,19 @@ def checksum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(repo: Repository, backup_id: str, *, jobs: int = 2) -> Manifest:
-    """Checksum, then a full restore into a throwaway server, then the restored
-    tables and every row count against the manifest. A backup that fails any of
-    it loses its verified mark, so `restore --latest` no longer picks it."""
+def verify(
+    repo: Repository, backup_id: str, *, jobs: int = 2, platform_roles: Collection[str] | None = None
+) -> Manifest:
+    """Checksum, then a full restore into a throwaway server with the same
+    ownership and privileges a real restore applies, then the restored tables
+    and every row count against the manifest. With `platform_roles` (the live
+    server's roles), a dump naming any other role fails too: it could not be
+    restored there. A backup that fails any of it loses its verified mark, so
+    `restore --latest` no longer picks it."""
     manifest = repo.load(backup_id)
     started = _now()
     try:
-        found = _prove(repo, manifest, jobs)
+        found = _prove(repo, manifest, jobs, platform_roles)
     except BackupDefect as exc:
         manifest.verified_at = None
         manifest.verification = {"failed_at": _now().isoformat(), "error": str(exc)}
@@ -238,7 +245,7 @@ def verify(repo: Repository, backup_id: str, *, jobs: int = 2) -> Manifest:
     return manifest
 
 
-def _prove(repo: Repository, manifest: Manifest, jobs: int) -> dict[str, int]:
+def _prove(repo: Repository, manifest: Manifest, jobs: int, platform_roles: Collection[str] | None) -> dict[str, int]:
     backup_id = manifest.id
     dump = repo.dump_path(backup_id)
     if not dump.exists():
@@ -248,8 +255,19 @@ def _prove(repo: Repository, manifest: Manifest, jobs: int) -> dict[str, int]:
         raise BackupDefect(
             f"backup {backup_id}: checksum mismatch (file {actual[:12]}, manifest {manifest.sha256[:12]})"
         )
+    roles = referenced_roles(dump)
+    if platform_roles is not None and (foreign := sorted(roles - set(platform_roles))):
+        raise BackupDefect(
+            f"backup {backup_id}: it names roles the server does not have ({', '.join(foreign)}), "
+            "so it could not be restored there"
+        )
     with throwaway_server() as scratch:
         with psycopg.connect(scratch.conninfo(), autocommit=True) as conn:
+            # The roles the dump's owners and grants name, as on the platform,
+            # so the restore below applies them exactly as a real one does.
+            for role in sorted(roles):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
             # A fresh cluster already has an empty `postgres` database: a dump of
             # that one restores into it rather than into a second one.
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (manifest.database,)).fetchone()
@@ -257,7 +275,7 @@ def _prove(repo: Repository, manifest: Manifest, jobs: int) -> dict[str, int]:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(manifest.database)))
         with scratch.passfile() as env:
             result = subprocess.run(
-                [tool("pg_restore"), "--exit-on-error", "--no-owner", "--no-privileges", f"--jobs={jobs}",
+                [tool("pg_restore"), "--exit-on-error", f"--jobs={jobs}",
                  "--no-password", f"--dbname={manifest.database}", str(dump)],
                 capture_output=True, env=child_env(env), check=False,
             )  # fmt: skip
@@ -265,6 +283,41 @@ def _prove(repo: Repository, manifest: Manifest, jobs: int) -> dict[str, int]:
             raise BackupDefect(f"backup {backup_id}: restore failed: {result.stderr.decode(errors='replace').strip()}")
         with psycopg.connect(scratch.conninfo(manifest.database)) as conn:
             return _matches_manifest(conn, manifest)
+
+
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_ROLE_CLAUSES = (
+    re.compile(rf"\bOWNER TO ({_IDENT})"),
+    re.compile(rf"\bFOR ROLE ({_IDENT})"),
+    # Grants and revokes, on their own or inside ALTER DEFAULT PRIVILEGES.
+    re.compile(rf"\b(?:GRANT|REVOKE)\b[^;]*?\b(?:TO|FROM) ({_IDENT}(?:\s*,\s*{_IDENT})*)"),
+)
+
+
+def server_roles(server: Endpoint) -> set[str]:
+    """The roles a restore on `server` can give objects to."""
+    with psycopg.connect(server.conninfo()) as conn:
+        return {str(row[0]) for row in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+
+
+def referenced_roles(dump: Path) -> set[str]:
+    """Every role the dump's owners, grants and default privileges name."""
+    result = subprocess.run(
+        [tool("pg_restore"), "--schema-only", "--file=-", str(dump)],
+        capture_output=True, env=child_env({}), check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise BackupDefect(
+            f"{dump.name}: its table of contents is unreadable: {result.stderr.decode(errors='replace')}"
+        )
+    script = result.stdout.decode(errors="replace")
+    roles: set[str] = set()
+    for pattern in _ROLE_CLAUSES:
+        for match in pattern.finditer(script):
+            for name in re.findall(_IDENT, match.group(1)):
+                if name.upper() != "PUBLIC":
+                    roles.add(name[1:-1].replace('""', '"') if name.startswith('"') else name)
+    return roles
 
 
 def _matches_manifest(conn: psycopg.Connection[Any], manifest: Manifest) -> dict[str, int]:
@@ -310,9 +363,18 @@ def restore(
         if table is None:
             if not exists:
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)))
-            _pg_restore(target, dump, target_db, jobs, clean=exists, what=f"restore of {backup_id} into {target_db!r}")
-            with psycopg.connect(target.conninfo(target_db)) as conn:
-                _matches_manifest(conn, manifest)
+            try:
+                _pg_restore(
+                    target, dump, target_db, jobs, clean=exists, what=f"restore of {backup_id} into {target_db!r}"
+                )
+                with psycopg.connect(target.conninfo(target_db)) as conn:
+                    _matches_manifest(conn, manifest)
+            except BaseException:
+                if not exists:  # a database this restore created, half-filled: gone again
+                    with contextlib.suppress(psycopg.Error, BackupError):
+                        _refuse_if_in_use(admin, target_db)
+                        admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(target_db)))
+                raise
             return None
         _refuse_if_in_use(admin, target_db)
         stamp = _now().strftime("%Y%m%d%H%M%S")

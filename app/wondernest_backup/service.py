@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from wondernest_backup.backup import Repository, prune, run, verify
+from wondernest_backup.backup import Repository, prune, run, server_roles, verify
 from wondernest_backup.offsite import Offsite
 from wondernest_backup.pgtools import BackupError
 from wondernest_backup.settings import BackupSettings
@@ -83,7 +83,7 @@ def cycle(settings: BackupSettings, repo: Repository, metrics: BackupMetrics, of
         manifest = run(settings.source(), repo)
         metrics.duration.set(time.monotonic() - started)
         stage = "verify"
-        verify(repo, manifest.id, jobs=settings.restore_jobs)
+        verify(repo, manifest.id, jobs=settings.restore_jobs, platform_roles=server_roles(settings.source()))
         stage = "prune"
         deleted = prune(repo, settings.retention())
         stage = "copy"
