@@ -70,6 +70,9 @@ def apply_spec(server: PostgresServer, spec: DatabaseSpec) -> Applied:
         "database": spec.name,
         "connect_roles": sorted(spec.connect_roles),
         "public_revoked": True,
+        "routine_owners": sorted(spec.routine_owners),
+        "schemas": sorted(spec.schemas),
+        "routines_public_revoked": True,
         "connection": conn,
     }
     DatabaseAccessProvider().create(p)

@@ -375,3 +375,41 @@ def test_password_verifiers_reach_neither_statistics_nor_logs(pg: PostgresServer
             provider.execute("ALTER ROLE wondernest_app PASSWORD 'SCRAM-SHA-256$4096:secret-verifier' BROKEN")
     assert "secret-verifier" not in pg.log()
     assert "SCRAM-SHA-256$" not in pg.log()
+
+
+def test_a_read_only_role_cannot_write_through_a_function(pg: PostgresServer, applied: Applied) -> None:
+    """By default PUBLIC may execute every function: a SECURITY DEFINER one the
+    app creates would let analytics write with the app's rights."""
+    with connect_as(pg, applied.spec, "app") as conn:
+        conn.execute(
+            "CREATE FUNCTION core.add_user(e text) RETURNS void LANGUAGE sql SECURITY DEFINER "
+            "AS $$ INSERT INTO core.users (email) VALUES (e) $$"
+        )
+        conn.execute("SELECT core.add_user('by-the-app@example.com')")  # the owner still may
+    for key in ("analytics", "backup", "monitoring"):
+        with connect_as(pg, applied.spec, key) as conn, pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT core.add_user('smuggled@example.com')")
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("DROP FUNCTION core.add_user(text)")
+
+
+def test_routines_granted_to_public_show_as_drift(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["database-access"]
+    provider = DatabaseAccessProvider()
+    assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is True
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("CREATE FUNCTION core.answer() RETURNS int LANGUAGE sql AS $$ SELECT 42 $$")
+        conn.execute("GRANT EXECUTE ON FUNCTION core.answer() TO PUBLIC")
+    drifted = provider.read(props["database"], props).outs or {}
+    assert drifted["routines_public_revoked"] is False
+    assert provider.diff(props["database"], drifted, props).changes
+    provider.update(props["database"], drifted, props)
+    assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is True
+    # An owner's future routines open to PUBLIC again is drift too.
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_app GRANT EXECUTE ON ROUTINES TO PUBLIC")
+    assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is False
+    provider.update(props["database"], props, props)
+    assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is True
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("DROP FUNCTION core.answer()")

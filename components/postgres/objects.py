@@ -75,7 +75,9 @@ def declare_database_objects(
         "database-access",
         database=spec.name,
         connect_roles=spec.connect_roles,
+        routine_owners=spec.routine_owners,
+        schemas=spec.schemas,
         connection=connection,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(roles.values())),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[*roles.values(), *schemas.values()]),
     )
     return DatabaseObjects(roles=roles, schemas=schemas, grants=grants, access=access)

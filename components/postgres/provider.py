@@ -189,9 +189,11 @@ class RoleProvider(_PostgresProvider):
             oid = _oid(cur, "role", name)
             if oid is None:
                 return
+            # Default-privilege entries are settings, not data: DROP OWNED removes them.
             cur.execute(
                 "SELECT count(*) FROM pg_shdepend d JOIN pg_database db ON db.oid = d.dbid "
-                "WHERE d.refobjid = %s AND d.deptype = 'o' AND db.datname = current_database()",
+                "WHERE d.refobjid = %s AND d.deptype = 'o' AND db.datname = current_database() "
+                "AND d.classid <> 'pg_default_acl'::regclass",
                 (oid,),
             )
             owned = cur.fetchone()
@@ -482,10 +484,16 @@ def _default_privileges(
 
 class DatabaseAccessProvider(_PostgresProvider):
     """Who may connect: PUBLIC loses its default rights on the database and on the
-    `public` schema; each named role gets CONNECT and nothing more."""
+    `public` schema; each named role gets CONNECT and nothing more. PUBLIC also
+    loses EXECUTE on the schemas' functions and procedures, present and future:
+    by default every role may run every function, so a read-only role could
+    write through any SECURITY DEFINER one."""
 
     identity_keys = ("database",)
-    compared_keys = ("database", "connect_roles", "public_revoked", "connection")
+    compared_keys = (
+        "database", "connect_roles", "public_revoked", "routine_owners", "schemas", "routines_public_revoked",
+        "connection",
+    )  # fmt: skip
 
     def _id(self, props: Mapping[str, Any]) -> str:
         return str(props["database"])
@@ -502,6 +510,19 @@ class DatabaseAccessProvider(_PostgresProvider):
                     cur.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(db, sql.Identifier(role)))
             for role in sorted(wanted):
                 cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(role)))
+            for owner in props.get("routine_owners") or []:
+                cur.execute(
+                    sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} REVOKE EXECUTE ON ROUTINES FROM PUBLIC").format(
+                        sql.Identifier(owner)
+                    )
+                )
+            for schema in props.get("schemas") or []:
+                if _oid(cur, "schema", schema) is not None:
+                    cur.execute(
+                        sql.SQL("REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA {} FROM PUBLIC").format(
+                            sql.Identifier(schema)
+                        )
+                    )
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         # PUBLIC's rights stay revoked: removing this resource must not open the
@@ -544,8 +565,38 @@ class DatabaseAccessProvider(_PostgresProvider):
                 database=id_,
                 connect_roles=connect_roles,
                 public_revoked=not (database_public or schema_public),
+                routines_public_revoked=_routines_public_revoked(
+                    cur, props.get("routine_owners") or [], props.get("schemas") or []
+                ),
             )
             return ReadResult(id_=id_, outs=outs)
+
+
+def _routines_public_revoked(cur: psycopg.Cursor[Any], owners: Sequence[str], schemas: Sequence[str]) -> bool:
+    """No routine in the schemas runs for PUBLIC, and no owner's future routine will."""
+    runnable = _fetch_one(
+        cur,
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, "
+        "aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a "
+        "WHERE n.nspname = ANY(%s) AND a.grantee = 0",
+        (list(schemas),),
+    )
+    if runnable:
+        return False
+    for owner in owners:
+        # Without a database-wide default ACL entry for the owner, PUBLIC's EXECUTE is the built-in default.
+        entry = _fetch_one(
+            cur,
+            "SELECT count(*) FILTER (WHERE a.grantee = 0) FROM pg_default_acl d "
+            "LEFT JOIN LATERAL aclexplode(d.defaclacl) a ON true "
+            "WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = %s) "
+            "AND d.defaclnamespace = 0 AND d.defaclobjtype = 'f' "
+            "HAVING count(*) > 0",
+            (owner,),
+        )
+        if entry is None or entry > 0:
+            return False
+    return True
 
 
 def _outs(props: Mapping[str, Any]) -> dict[str, Any]:

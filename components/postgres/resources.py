@@ -120,6 +120,8 @@ class DatabaseAccess(pulumi.dynamic.Resource, module="postgres", name="DatabaseA
         *,
         database: str,
         connect_roles: Sequence[str],
+        routine_owners: Sequence[str],
+        schemas: Sequence[str],
         connection: AdminConnection,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -127,6 +129,9 @@ class DatabaseAccess(pulumi.dynamic.Resource, module="postgres", name="DatabaseA
             "database": database,
             "connect_roles": sorted(connect_roles),
             "public_revoked": True,
+            "routine_owners": sorted(routine_owners),
+            "schemas": sorted(schemas),
+            "routines_public_revoked": True,
             "connection": connection.as_input(),
         }
         super().__init__(DatabaseAccessProvider(), resource_name, props, _opts(opts))

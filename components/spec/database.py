@@ -62,6 +62,12 @@ class DatabaseSpec:
     def connect_roles(self) -> tuple[str, ...]:
         return tuple(role.name for role in self.roles)
 
+    @property
+    def routine_owners(self) -> tuple[str, ...]:
+        """The roles that create functions and procedures: the admin and whoever may create in a schema."""
+        creators = {grant.role for grant in self.grants if "CREATE" in grant.schema_privileges}
+        return (self.admin_role, *sorted(creators))
+
     def role(self, key: str) -> RoleSpec:
         for role in self.roles:
             if role.key == key:
