@@ -413,3 +413,29 @@ def test_routines_granted_to_public_show_as_drift(pg: PostgresServer, applied: A
     assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is True
     with pg.admin(applied.spec.name) as conn:
         conn.execute("DROP FUNCTION core.answer()")
+
+
+def test_expiry_settings_and_members_are_drift_and_update_removes_them(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["role-analytics"]
+    name = props["name"]
+    with pg.admin() as conn:
+        conn.execute(f"ALTER ROLE {name} VALID UNTIL '2030-01-01 00:00:00+00'")
+        conn.execute(f"ALTER ROLE {name} SET default_transaction_read_only = off")
+        conn.execute(f"ALTER ROLE {name} IN DATABASE {applied.spec.name} SET statement_timeout = 0")
+        conn.execute(f"CREATE ROLE borrower LOGIN; GRANT {name} TO borrower")
+    try:
+        refreshed = RoleProvider().read(name, props).outs or {}
+        assert refreshed["escalations"] == [
+            "MEMBER borrower",
+            "SET default_transaction_read_only=off IN *",
+            f"SET statement_timeout=0 IN {applied.spec.name}",
+            "VALID UNTIL 2030-01-01 00:00:00+00",
+        ]
+        assert RoleProvider().diff(name, refreshed, props).changes
+        RoleProvider().update(name, refreshed, props)
+        assert (RoleProvider().read(name, props).outs or {})["escalations"] == []
+        with pg.admin() as conn:
+            assert conn.execute("SELECT pg_has_role('borrower', %s, 'usage')", (name,)).fetchone() == (False,)
+    finally:
+        with pg.admin() as conn:
+            conn.execute("DROP ROLE IF EXISTS borrower")

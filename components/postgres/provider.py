@@ -176,6 +176,27 @@ class RoleProvider(_PostgresProvider):
             )
             verb = "ALTER" if _oid(cur, "role", name) is not None else "CREATE"
             cur.execute(sql.SQL(verb + " ROLE {} WITH {}").format(sql.Identifier(name), options))
+            # No expiry, no per-role settings, no member acting with this role's rights.
+            cur.execute(sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'").format(sql.Identifier(name)))
+            cur.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(sql.Identifier(name)))
+            cur.execute(
+                "SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+                "WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+                (name,),
+            )
+            for (database,) in cur.fetchall():
+                cur.execute(
+                    sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(
+                        sql.Identifier(name), sql.Identifier(database)
+                    )
+                )
+            cur.execute(
+                "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
+                "WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %s) AND r.rolname <> current_user",
+                (name,),
+            )
+            for (member,) in cur.fetchall():
+                cur.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(name), sql.Identifier(member)))
             current = set(_memberships(cur, name))
             wanted = set(props.get("member_of") or [])
             for group in sorted(wanted - current):
@@ -227,14 +248,17 @@ class RoleProvider(_PostgresProvider):
             )
             # Any of these set behind our back is drift the next update removes.
             outs["escalations"] = sorted(
-                flag
-                for flag, on in (
-                    ("SUPERUSER", superuser),
-                    ("CREATEDB", createdb),
-                    ("CREATEROLE", createrole),
-                    ("REPLICATION", replication),
-                )
-                if on
+                [
+                    flag
+                    for flag, on in (
+                        ("SUPERUSER", superuser),
+                        ("CREATEDB", createdb),
+                        ("CREATEROLE", createrole),
+                        ("REPLICATION", replication),
+                    )
+                    if on
+                ]
+                + _attribute_drift(cur, id_, admin=str(props["connection"]["user"]))
             )
             return ReadResult(id_=id_, outs=outs)
 
@@ -243,6 +267,31 @@ class RoleProvider(_PostgresProvider):
         if olds.get("escalations"):
             return DiffResult(changes=True, replaces=result.replaces or [], delete_before_replace=False)
         return result
+
+
+def _attribute_drift(cur: psycopg.Cursor[Any], role: str, *, admin: str) -> list[str]:
+    """What else changes what a role may do: an expiry (a managed role's password
+    never expires, or logins would stop on a date), per-role settings (say,
+    `default_transaction_read_only = off` for a read-only role), and other roles
+    made members of it, which then act with its privileges."""
+    found = []
+    valid_until = _fetch_one(cur, "SELECT rolvaliduntil::text FROM pg_roles WHERE rolname = %s", (role,))
+    if valid_until is not None and valid_until != "infinity":
+        found.append(f"VALID UNTIL {valid_until}")
+    cur.execute(
+        "SELECT coalesce(d.datname, '*'), unnest(s.setconfig) FROM pg_db_role_setting s "
+        "LEFT JOIN pg_database d ON d.oid = s.setdatabase "
+        "WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = %s) ORDER BY 1, 2",
+        (role,),
+    )
+    found += [f"SET {setting} IN {database}" for database, setting in cur.fetchall()]
+    cur.execute(
+        "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
+        "WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %s) AND r.rolname <> %s ORDER BY 1",
+        (role, admin),
+    )
+    found += [f"MEMBER {member}" for (member,) in cur.fetchall()]
+    return found
 
 
 def _memberships(cur: psycopg.Cursor[Any], role: str) -> list[str]:
