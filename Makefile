@@ -24,7 +24,7 @@ SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 help:
 	@echo "make up                 the local dev stack (pulumi up on $(STACK), state in .pulumi-state/)"
 	@echo "make test               ruff, mypy and every test (installs what it needs; servers: make servers)"
-	@echo "make test-fast          the tests that start no server, in about a minute"
+	@echo "make test-fast          the tests that start no server, in a minute or two"
 	@echo "make pytest ARGS=...    pytest alone, e.g. ARGS='tests/test_config.py -k port'"
 	@echo "make check-config STACK=prod   validate Pulumi.<stack>.yaml without the Pulumi CLI"
 	@echo "make preview | outputs | psql ROLE=... | destroy | destroy-all"
