@@ -340,3 +340,14 @@ def test_verification_applies_owners_and_grants_as_a_restore_does(pg: PostgresSe
     with pytest.raises(BackupError, match="failed"):
         restore(endpoint(pg), repo, manifest.id, "foreign_target", force=False)
     assert "foreign_target" not in _databases(pg)  # created by the restore, so dropped with it
+
+
+def test_a_forced_restore_of_the_database_the_tool_connects_to(pg: PostgresServer, tmp_path: Path) -> None:
+    """The disaster-recovery case: DB_NAME is the target itself."""
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, "itself", force=False)
+    with pg.admin("itself") as conn:
+        conn.execute("DELETE FROM core.users")
+    aside = restore(endpoint(pg, "itself"), repo, manifest.id, "itself", force=True)
+    assert aside is not None and fingerprint(pg, "itself") == fingerprint(pg, "wondernest")

@@ -33,6 +33,7 @@ class BackupDefect(BackupError):
 # arrived in 16); level 6 is its default balance of size and speed.
 COMPRESSION = "gzip:6"
 CHUNK = 1 << 20
+MAINTENANCE_DB = "postgres"
 
 _TABLES = """
 SELECT format('%I.%I', n.nspname, c.relname)
@@ -352,7 +353,9 @@ def restore(
     manifest = repo.load(backup_id)
     if not dump.exists() or checksum(dump) != manifest.sha256:
         raise BackupError(f"backup {backup_id}: the dump is missing or fails its checksum; refusing to restore it")
-    with psycopg.connect(target.conninfo(), autocommit=True) as admin:
+    # From the maintenance database: a database cannot be renamed by a session
+    # connected to it, and the platform's is the usual target.
+    with psycopg.connect(target.conninfo(MAINTENANCE_DB), autocommit=True) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target_db,)).fetchone() is not None
         table = _first_table(target, target_db) if exists else None
         if table is not None and not force:
