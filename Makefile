@@ -18,7 +18,7 @@ STACK     ?= dev
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help preflight check-config venv tools servers lint typecheck test pytest test-fast bench bench-backup \
-        local-check local-ready state-check up preview destroy destroy-all outputs psql \
+        local-check local-ready state-check up preview destroy destroy-all outputs psql status logs \
         aws-check aws-ready aws-preview aws-up tunnel
 
 help:
@@ -27,7 +27,7 @@ help:
 	@echo "make test-fast          the tests that start no server, in a minute or two"
 	@echo "make pytest ARGS=...    pytest alone, e.g. ARGS='tests/test_config.py -k port'"
 	@echo "make check-config STACK=prod   validate Pulumi.<stack>.yaml without the Pulumi CLI"
-	@echo "make preview | outputs | psql ROLE=... | destroy | destroy-all"
+	@echo "make preview | outputs | psql ROLE=... | status | logs SERVICE=... | destroy | destroy-all"
 	@echo "make aws-preview | aws-up | tunnel   (STACK=prod|staging; see README)"
 
 # --- Python environments -------------------------------------------------------
@@ -147,6 +147,20 @@ psql: state-check
 	@command -v psql >/dev/null || { echo "error: psql not found: install the PostgreSQL client (Debian: apt-get install postgresql-client)" >&2; exit 1; }
 	@lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
 	  | python3 -m components.connect $(ROLE) $(STACK)); eval "$$lines"; exec psql
+
+# The local stack's containers and their health; one service's log.
+status: local-check $(VENV)/.config
+	@command -v docker >/dev/null || { echo "error: the docker CLI is not on PATH" >&2; exit 1; }
+	@prefix=$$($(PY) -m components.check_config $(STACK) --container-prefix); \
+	  docker ps --all --filter "name=^$$prefix" --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
+
+# make logs SERVICE=api|postgres|redis|prometheus|alertmanager|grafana|backups|... [LINES=200]
+LINES ?= 200
+logs: local-check $(VENV)/.config
+	@test -n "$(SERVICE)" || { echo "error: name the service: make logs SERVICE=api (make status lists them)" >&2; exit 2; }
+	@command -v docker >/dev/null || { echo "error: the docker CLI is not on PATH" >&2; exit 1; }
+	@prefix=$$($(PY) -m components.check_config $(STACK) --container-prefix); \
+	  exec docker logs --tail $(LINES) --follow "$${prefix}$(SERVICE)"
 
 # Everything but the protected Postgres volume and the superuser password it was
 # initialised with: the next `make up` finds the data again.

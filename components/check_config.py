@@ -22,6 +22,7 @@ import yaml
 
 from components.config import NAMESPACE, ConfigError, PlatformConfig, parse_config, parse_raw_value
 from components.preflight import check_ports, report
+from components.spec.naming import Names
 
 ENCRYPTED = "encrypted-value"
 
@@ -97,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stack", help="the stack whose Pulumi.<stack>.yaml to check, e.g. dev")
     parser.add_argument("--ports", action="store_true", help="also check that a docker stack's host ports are free")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the project directory (default: here)")
+    parser.add_argument(
+        "--container-prefix",
+        action="store_true",
+        help="print only the prefix of the stack's container names (<app>-<stack>-), for make logs and status",
+    )
     args = parser.parse_args(argv)
     try:
         cfg, problems, encrypted = check(args.root, args.stack)
@@ -106,6 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         sys.stderr.write(f"Pulumi.{args.stack}.yaml: {ConfigError(problems)}\n")
         return 1
+    if args.container_prefix:
+        # The app name is never a secret: read it even when other values are encrypted.
+        app = (
+            cfg.app_name
+            if cfg is not None
+            else str(
+                read_stack_file(args.root, args.stack)[0].get(
+                    "appName", PlatformConfig.model_fields["app_name"].default
+                )
+            )
+        )
+        sys.stdout.write(Names(app=app, stack=args.stack).resource("") + "\n")
+        return 0
     if encrypted:
         sys.stdout.write(
             f"Pulumi.{args.stack}.yaml: {len(encrypted)} encrypted value(s) not checked here "

@@ -119,3 +119,17 @@ def test_ports_flag_fails_on_a_busy_host_port(tmp_path: Path) -> None:
     assert without.returncode == 0
     assert busy.returncode == 1
     assert f"preflight FAIL wondernest:api.hostPort: 127.0.0.1:{port} is in use" in busy.stderr
+
+
+def test_the_container_prefix_follows_the_app_name(tmp_path: Path) -> None:
+    root = _stack_file(tmp_path, "config:\n  wondernest:target: docker\n  wondernest:appName: shop\n", stack="dev")
+    result = _check("dev", "--container-prefix", root=root)
+    assert result.returncode == 0 and result.stdout == "shop-dev-\n"
+    # Encrypted values elsewhere do not hide it.
+    root = _stack_file(
+        tmp_path,
+        "config:\n  wondernest:target: docker\n  wondernest:alerting:\n    slackChannel: '#ops'\n"
+        "    slackWebhookUrl:\n      secure: v1:x\n",
+        stack="qa",
+    )
+    assert _check("qa", "--container-prefix", root=root).stdout == "wondernest-qa-\n"

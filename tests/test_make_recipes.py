@@ -184,3 +184,35 @@ def test_check_config_needs_no_pulumi(box: Sandbox) -> None:
     assert result.returncode == 0, result.stderr
     assert "Pulumi.prod.yaml: valid (target aws, appName wondernest)" in result.stdout
     assert box.called() == []
+
+
+def _needs_checkout_venv() -> None:
+    if not (ROOT / "venv" / ".config").exists():
+        pytest.skip("the checkout's venv is not installed (make venv)")
+
+
+def test_status_lists_this_stacks_containers(box: Sandbox) -> None:
+    _needs_checkout_venv()
+    box.tool("docker", "exit 0")
+    result = box.make("status")
+    assert result.returncode == 0, result.stderr
+    assert box.called() == [
+        # (the fake's echo turns each backslash-t into a tab)
+        "docker ps --all --filter name=^wondernest-dev- --format table {{.Names}}\t{{.Status}}\t{{.Ports}}"
+    ]
+
+
+def test_logs_follows_one_service(box: Sandbox) -> None:
+    _needs_checkout_venv()
+    box.tool("docker", "exit 0")
+    missing = box.make("logs")
+    assert missing.returncode != 0 and "error: name the service: make logs SERVICE=api" in missing.stderr
+    assert box.called() == []
+    result = box.make("logs", "SERVICE=postgres", "LINES=50")
+    assert result.returncode == 0, result.stderr
+    assert box.called() == ["docker logs --tail 50 --follow wondernest-dev-postgres"]
+
+
+def test_status_refuses_an_aws_stack(box: Sandbox) -> None:
+    result = box.make("status", "STACK=prod")
+    assert result.returncode != 0 and "is an AWS stack" in result.stderr
