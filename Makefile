@@ -16,6 +16,8 @@ PULUMI    := PULUMI_BACKEND_URL=file://$(STATE_DIR) \
              PULUMI_CONFIG_PASSPHRASE_FILE=$(STATE_DIR)/passphrase pulumi
 STACK     ?= dev
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
+# $(call need,command,message): stop with `error: message` unless the command is on PATH.
+need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers lint typecheck test pytest test-fast bench bench-backup \
         local-check local-ready state-check up preview destroy destroy-all outputs psql status logs \
@@ -135,7 +137,7 @@ preview: local-ready $(VENV)/.program policies/venv/.installed $(STATE_DIR)/pass
 # Recipes that read the local stack's state: without it they stop, and create nothing.
 state-check: local-check
 	@test -f $(STATE_DIR)/passphrase || { echo "error: no local stack state in .pulumi-state/: run make up first" >&2; exit 1; }
-	@command -v pulumi >/dev/null || { echo "error: the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/)" >&2; exit 1; }
+	@$(call need,pulumi,the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/))
 
 outputs: state-check
 	$(PULUMI) stack output --stack $(STACK) --show-secrets
@@ -144,22 +146,25 @@ outputs: state-check
 # The password goes from the state to psql's environment, never onto a command line.
 ROLE ?= app
 psql: state-check
-	@command -v psql >/dev/null || { echo "error: psql not found: install the PostgreSQL client (Debian: apt-get install postgresql-client)" >&2; exit 1; }
+	@$(call need,psql,psql not found: install the PostgreSQL client (Debian: apt-get install postgresql-client))
 	@lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
 	  | python3 -m components.connect $(ROLE) $(STACK)); eval "$$lines"; exec psql
 
+# The stack's container names begin with this (<app>-<stack>-), from its config.
+CONTAINER_PREFIX = $(PY) -m components.check_config $(STACK) --container-prefix
+
 # The local stack's containers and their health; one service's log.
 status: local-check $(VENV)/.config
-	@command -v docker >/dev/null || { echo "error: the docker CLI is not on PATH" >&2; exit 1; }
-	@prefix=$$($(PY) -m components.check_config $(STACK) --container-prefix); \
+	@$(call need,docker,the docker CLI is not on PATH)
+	@prefix=$$($(CONTAINER_PREFIX)); \
 	  docker ps --all --filter "name=^$$prefix" --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
 
 # make logs SERVICE=api|postgres|redis|prometheus|alertmanager|grafana|backups|... [LINES=200]
 LINES ?= 200
 logs: local-check $(VENV)/.config
 	@test -n "$(SERVICE)" || { echo "error: name the service: make logs SERVICE=api (make status lists them)" >&2; exit 2; }
-	@command -v docker >/dev/null || { echo "error: the docker CLI is not on PATH" >&2; exit 1; }
-	@prefix=$$($(PY) -m components.check_config $(STACK) --container-prefix); \
+	@$(call need,docker,the docker CLI is not on PATH)
+	@prefix=$$($(CONTAINER_PREFIX)); \
 	  exec docker logs --tail $(LINES) --follow "$${prefix}$(SERVICE)"
 
 # Everything but the protected Postgres volume and the superuser password it was
@@ -198,7 +203,7 @@ aws-up: aws-ready $(VENV)/.program policies/venv/.installed
 # Forward 127.0.0.1:$(TUNNEL_PORT) to the database through the SSM bastion (aws.adminBastion).
 TUNNEL_PORT ?= 15432
 tunnel: aws-check
-	@command -v aws >/dev/null || { echo "error: the aws CLI is not on PATH (and the Session Manager plugin with it)" >&2; exit 1; }
-	@command -v pulumi >/dev/null || { echo "error: the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/)" >&2; exit 1; }
+	@$(call need,aws,the aws CLI is not on PATH (and the Session Manager plugin with it))
+	@$(call need,pulumi,the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/))
 	@command=$$($(AWS_PULUMI) stack output --stack $(STACK) --json \
 	  | python3 -m components.tunnel $(TUNNEL_PORT) $(STACK)); echo "$$command"; eval "exec $$command"

@@ -103,15 +103,19 @@ class Repository:
                 removed.append(path.name)
         return removed
 
-    def corrupt(self) -> list[str]:
-        """The ids whose manifest cannot be read: listed, never used, never pruned."""
-        bad = []
+    def scan(self) -> tuple[list[Manifest], list[str]]:
+        """Every readable manifest, oldest first, and the ids of those that cannot
+        be read (listed, never used, never pruned): one read of each file."""
+        manifests, bad = [], []
         for path in self.root.glob("*.json"):
             try:
-                self.load(path.stem)
+                manifests.append(self.load(path.stem))
             except BackupError:
                 bad.append(path.stem)
-        return sorted(bad)
+        return sorted(manifests, key=lambda m: m.started_at), sorted(bad)
+
+    def corrupt(self) -> list[str]:
+        return self.scan()[1]
 
     def save(self, manifest: Manifest) -> None:
         tmp = self.root / f"{manifest.id}.{os.getpid()}.json.partial"
@@ -120,11 +124,7 @@ class Repository:
 
     def all(self) -> list[Manifest]:
         """Every backup whose manifest reads; `corrupt()` names the others."""
-        manifests = []
-        for path in self.root.glob("*.json"):
-            with contextlib.suppress(BackupError):
-                manifests.append(self.load(path.stem))
-        return sorted(manifests, key=lambda m: m.started_at)
+        return self.scan()[0]
 
     def delete(self, backup_id: str) -> None:
         # Manifest first: a half-deleted backup is then invisible, never a dump without a manifest.

@@ -31,7 +31,7 @@ class RepositoryCollector(Collector):
         self.offsite_enabled = offsite_enabled
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        manifests = self.repo.all()
+        manifests, corrupt = self.repo.scan()
         newest = manifests[-1] if manifests else None
         verified = [m for m in manifests if m.verified_at]
         copied = [m for m in verified if m.copied_at]
@@ -52,7 +52,7 @@ class RepositoryCollector(Collector):
             copied[-1].created_at.timestamp() if copied else 0,
         )
         yield _gauge("backup_offsite_enabled", "1 when backups are copied off-site", int(self.offsite_enabled))
-        yield _gauge("backup_corrupt_manifests", "Manifests that cannot be read", len(self.repo.corrupt()))
+        yield _gauge("backup_corrupt_manifests", "Manifests that cannot be read", len(corrupt))
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -179,23 +179,13 @@ class RoleProvider(_PostgresProvider):
             # No expiry, no per-role settings, no member acting with this role's rights.
             cur.execute(sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'").format(sql.Identifier(name)))
             cur.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(sql.Identifier(name)))
-            cur.execute(
-                "SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
-                "WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = %s)",
-                (name,),
-            )
-            for (database,) in cur.fetchall():
+            for database in sorted({db for db, _ in _role_settings(cur, name) if db is not None}):
                 cur.execute(
                     sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(
                         sql.Identifier(name), sql.Identifier(database)
                     )
                 )
-            cur.execute(
-                "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
-                "WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %s) AND r.rolname <> current_user",
-                (name,),
-            )
-            for (member,) in cur.fetchall():
+            for member in _members(cur, name, admin=str(props["connection"]["user"])):
                 cur.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(name), sql.Identifier(member)))
             current = set(_memberships(cur, name))
             wanted = set(props.get("member_of") or [])
@@ -278,20 +268,30 @@ def _attribute_drift(cur: psycopg.Cursor[Any], role: str, *, admin: str) -> list
     valid_until = _fetch_one(cur, "SELECT rolvaliduntil::text FROM pg_roles WHERE rolname = %s", (role,))
     if valid_until is not None and valid_until != "infinity":
         found.append(f"VALID UNTIL {valid_until}")
+    found += [f"SET {setting} IN {database or '*'}" for database, setting in _role_settings(cur, role)]
+    found += [f"MEMBER {member}" for member in _members(cur, role, admin=admin)]
+    return found
+
+
+def _role_settings(cur: psycopg.Cursor[Any], role: str) -> list[tuple[str | None, str]]:
+    """(database, name=value) for each per-role setting; None for every database."""
     cur.execute(
-        "SELECT coalesce(d.datname, '*'), unnest(s.setconfig) FROM pg_db_role_setting s "
+        "SELECT d.datname, unnest(s.setconfig) FROM pg_db_role_setting s "
         "LEFT JOIN pg_database d ON d.oid = s.setdatabase "
-        "WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = %s) ORDER BY 1, 2",
+        "WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = %s) ORDER BY 1 NULLS FIRST, 2",
         (role,),
     )
-    found += [f"SET {setting} IN {database}" for database, setting in cur.fetchall()]
+    return [(row[0], str(row[1])) for row in cur.fetchall()]
+
+
+def _members(cur: psycopg.Cursor[Any], role: str, *, admin: str) -> list[str]:
+    """The roles acting with `role`'s rights through membership, the admin aside."""
     cur.execute(
         "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
         "WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = %s) AND r.rolname <> %s ORDER BY 1",
         (role, admin),
     )
-    found += [f"MEMBER {member}" for (member,) in cur.fetchall()]
-    return found
+    return [str(row[0]) for row in cur.fetchall()]
 
 
 def _memberships(cur: psycopg.Cursor[Any], role: str) -> list[str]:

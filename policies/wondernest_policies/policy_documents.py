@@ -132,14 +132,16 @@ def _policies(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
         for policy in [] if unknown(inline) else inline:
             problems += document_problems((policy or {}).get("policy"))
         managed = resource.get("managedPolicyArns") or []
-        for arn in [] if unknown(managed) else managed:
-            if isinstance(arn, str) and ADMIN_POLICIES.search(arn):
-                problems.append(f"attaches {arn.rsplit('/', 1)[1]}, which allows every action.")
+        problems += [p for arn in ([] if unknown(managed) else managed) for p in _admin_attached(arn)]
     if resource.type == POLICY_ATTACHMENT:
-        arn = resource.get("policyArn")
-        if isinstance(arn, str) and ADMIN_POLICIES.search(arn):
-            problems.append(f"attaches {arn.rsplit('/', 1)[1]}, which allows every action.")
+        problems += _admin_attached(resource.get("policyArn"))
     return problems
+
+
+def _admin_attached(arn: Any) -> list[str]:
+    if isinstance(arn, str) and ADMIN_POLICIES.search(arn):
+        return [f"attaches {arn.rsplit('/', 1)[1]}, which allows every action."]
+    return []
 
 
 POLICY_DOCUMENT_RULES: list[Rule] = [
