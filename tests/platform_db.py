@@ -3,6 +3,7 @@ applies them: through the dynamic providers, in dependency order."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from components.postgres.provider import (
     SchemaGrantProvider,
     SchemaProvider,
 )
+from components.postgres.resources import role_inputs
 from components.spec.database import DatabaseSpec
 from tests.servers import PostgresServer
 
@@ -33,21 +35,18 @@ class Applied:
 def role_props(server: PostgresServer, spec: DatabaseSpec, key: str, password: str) -> dict[str, Any]:
     role = spec.role(key)
     return {
-        "name": role.name,
-        "login": True,
-        "connection_limit": role.connection_limit,
-        "member_of": sorted(role.member_of),
+        **role_inputs(role, spec.members(role)),
         "password": password,
         "connection": server.admin_connection(spec.name),
     }
 
 
-def apply_spec(server: PostgresServer, spec: DatabaseSpec) -> Applied:
+def apply_spec(server: PostgresServer, spec: DatabaseSpec, passwords: Mapping[str, str] = PASSWORDS) -> Applied:
     """What `pulumi up` does with a DatabaseSpec, in dependency order."""
     conn = server.admin_connection(spec.name)
     props: dict[str, dict[str, Any]] = {}
     for role in spec.roles:
-        p = role_props(server, spec, role.key, PASSWORDS[role.key])
+        p = role_props(server, spec, role.key, passwords[role.key])
         RoleProvider().create(p)
         props[f"role-{role.key}"] = p
     for schema in spec.schemas:

@@ -310,6 +310,13 @@ def test_renaming_a_role_replaces_it_and_other_changes_update_in_place(applied: 
     assert not same.changes
 
 
+def test_a_role_created_before_alternates_existed_shows_no_change(applied: Applied) -> None:
+    props = applied.props["role-app"]
+    older = {k: v for k, v in props.items() if k not in ("members", "settings", "rotated")}
+    assert not RoleProvider().diff(props["name"], older, props).changes
+    assert RoleProvider().diff(props["name"], older, {**props, "members": ["wondernest_app_clone"]}).changes
+
+
 def test_check_rejects_bad_identifiers_and_unlimited_roles(applied: Applied) -> None:
     props = applied.props["role-analytics"]
     result = RoleProvider().check({}, {**props, "name": "Robert'); DROP", "connection_limit": -1})

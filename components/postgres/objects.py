@@ -40,16 +40,18 @@ def declare_database_objects(
     """Logical names are `role-<key>`, `schema-<name>`, `grant-<schema>-<role key>`:
     stable, so a preview after a code change shows only what really changed."""
     server = pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on))
-    roles = {
-        role.key: Role(
+    roles: dict[str, Role] = {}
+    for role in spec.roles:
+        # An alternate user is a member of its role: that role must exist first.
+        acted = [roles[r.key] for r in spec.roles if r.name == role.acts_as]
+        roles[role.key] = Role(
             f"role-{role.key}",
             spec=role,
+            members=spec.members(role),
             password=password_for(role.key),
             connection=connection,
-            opts=server,
+            opts=pulumi.ResourceOptions.merge(server, pulumi.ResourceOptions(depends_on=acted)),
         )
-        for role in spec.roles
-    }
     schemas = {
         name: Schema(f"schema-{name}", schema=name, owner=spec.admin_role, connection=connection, opts=server)
         for name in spec.schemas

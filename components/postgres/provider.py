@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg import errors, sql
@@ -28,6 +28,8 @@ from pulumi.dynamic import (
 
 PROVIDER_KEY = "__provider"
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# The one per-role setting a managed role may carry: acting as another role.
+ROLE_SETTING = re.compile(r"^role=[a-z_][a-z0-9_]{0,62}$")
 TABLE_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"})
 SEQUENCE_PRIVILEGES = frozenset({"SELECT", "UPDATE", "USAGE"})
 SCHEMA_PRIVILEGES = frozenset({"CREATE", "USAGE"})
@@ -145,7 +147,7 @@ class _PostgresProvider(ResourceProvider):
 
 class RoleProvider(_PostgresProvider):
     identity_keys = ("name",)
-    compared_keys = ("name", "connection_limit", "login", "member_of", "password", "connection")
+    compared_keys = ("name", "connection_limit", "login", "member_of", "members", "settings", "rotated", "connection")
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         result = super().check(olds, news)
@@ -153,46 +155,81 @@ class RoleProvider(_PostgresProvider):
         limit = news.get("connection_limit")
         if isinstance(limit, int) and limit < 1:
             failures.append(CheckFailure("connection_limit", "every role must have a connection limit of at least 1"))
-        for role in news.get("member_of") or []:
-            if isinstance(role, str) and not _is_unknown(role) and not IDENTIFIER.match(role):
-                failures.append(CheckFailure("member_of", f"{role!r} is not a role name"))
+        for key in ("member_of", "members"):
+            for role in news.get(key) or []:
+                if isinstance(role, str) and not _is_unknown(role) and not IDENTIFIER.match(role):
+                    failures.append(CheckFailure(key, f"{role!r} is not a role name"))
+        for setting in news.get("settings") or []:
+            if isinstance(setting, str) and not _is_unknown(setting) and not ROLE_SETTING.match(setting):
+                failures.append(CheckFailure("settings", f"{setting!r} is not `role=<role name>`"))
         return CheckResult(news, failures)
+
+    # Inputs a role created before they existed has no value for: absent is their default.
+    added_later: ClassVar[Mapping[str, Any]] = {"members": [], "settings": [], "rotated": False}
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        olds = {**self.added_later, **olds}
+        result = super().diff(id_, olds, news)
+        # A rotated password is Secrets Manager's after creation: the generated
+        # one changing is not a reason to touch the role.
+        password_changed = not news.get("rotated") and olds.get("password") != news.get("password")
+        if olds.get("escalations") or password_changed:
+            return DiffResult(changes=True, replaces=result.replaces or [], delete_before_replace=False)
+        return result
 
     def _apply(self, props: Mapping[str, Any], _olds: Mapping[str, Any]) -> None:
         name = props["name"]
+        admin = str(props["connection"]["user"])
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
-            # libpq computes the SCRAM verifier client-side: the plaintext never
-            # reaches the server, its logs or pg_stat_statements.
-            verifier = conn.pgconn.encrypt_password(
-                props["password"].encode(), name.encode(), b"scram-sha-256"
-            ).decode()
+            exists = _oid(cur, "role", name) is not None
+            declared = sorted(props.get("settings") or [])
             options = sql.SQL(
-                "{login} NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION "
-                "CONNECTION LIMIT {limit} PASSWORD {verifier}"
+                "{login} NOSUPERUSER NOCREATEDB NOCREATEROLE {inherit} NOREPLICATION CONNECTION LIMIT {limit}"
             ).format(
                 login=sql.SQL("LOGIN" if props.get("login", True) else "NOLOGIN"),
+                # A role that acts as another through `SET role` has no rights of
+                # its own: after a RESET ROLE it can create nothing, so whatever
+                # it creates is owned by the role it acts as.
+                inherit=sql.SQL("NOINHERIT" if declared else "INHERIT"),
                 limit=sql.Literal(int(props["connection_limit"])),
-                verifier=sql.Literal(verifier),
             )
-            verb = "ALTER" if _oid(cur, "role", name) is not None else "CREATE"
+            if not (exists and props.get("rotated")):
+                # libpq computes the SCRAM verifier client-side: the plaintext never
+                # reaches the server, its logs or pg_stat_statements.
+                verifier = conn.pgconn.encrypt_password(
+                    props["password"].encode(), name.encode(), b"scram-sha-256"
+                ).decode()
+                options = sql.SQL("{} PASSWORD {}").format(options, sql.Literal(verifier))
+            verb = "ALTER" if exists else "CREATE"
             cur.execute(sql.SQL(verb + " ROLE {} WITH {}").format(sql.Identifier(name), options))
-            # No expiry, no per-role settings, no member acting with this role's rights.
+            # No expiry, no settings or members beyond those declared.
             cur.execute(sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'").format(sql.Identifier(name)))
-            cur.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(sql.Identifier(name)))
-            for database in sorted({db for db, _ in _role_settings(cur, name) if db is not None}):
-                cur.execute(
-                    sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(
-                        sql.Identifier(name), sql.Identifier(database)
+            if [s for db, s in _role_settings(cur, name)] != declared:
+                cur.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(sql.Identifier(name)))
+                for database in sorted({db for db, _ in _role_settings(cur, name) if db is not None}):
+                    cur.execute(
+                        sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(
+                            sql.Identifier(name), sql.Identifier(database)
+                        )
                     )
-                )
-            for member in _members(cur, name, admin=str(props["connection"]["user"])):
-                cur.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(name), sql.Identifier(member)))
             current = set(_memberships(cur, name))
             wanted = set(props.get("member_of") or [])
             for group in sorted(wanted - current):
                 cur.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(name)))
             for group in sorted(current - wanted):
                 cur.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(name)))
+            # After the memberships: `SET role` is checked against them.
+            for setting in declared:
+                key, value = setting.split("=", 1)
+                cur.execute(
+                    sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                        sql.Identifier(name), sql.Identifier(key), sql.Literal(value)
+                    )
+                )
+            allowed = set(props.get("members") or [])
+            for member in _members(cur, name, admin=admin):
+                if member not in allowed:
+                    cur.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(name), sql.Identifier(member)))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         name = props["name"]
@@ -221,14 +258,16 @@ class RoleProvider(_PostgresProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with connect(props["connection"]) as conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolconnlimit "
+                "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolconnlimit, rolinherit "
                 "FROM pg_roles WHERE rolname = %s",
                 (id_,),
             )
             row = cur.fetchone()
             if row is None:
                 return ReadResult(id_="", outs={})
-            login, superuser, createdb, createrole, replication, limit = row
+            login, superuser, createdb, createrole, replication, limit, inherit = row
+            # An alternate user (one with a declared setting) must not inherit.
+            inherit_drift = bool(inherit) == bool(props.get("settings"))
             outs = _outs(props)
             outs.update(
                 name=id_,
@@ -245,31 +284,34 @@ class RoleProvider(_PostgresProvider):
                         ("CREATEDB", createdb),
                         ("CREATEROLE", createrole),
                         ("REPLICATION", replication),
+                        ("INHERIT" if inherit else "NOINHERIT", inherit_drift),
                     )
                     if on
                 ]
-                + _attribute_drift(cur, id_, admin=str(props["connection"]["user"]))
+                + _attribute_drift(cur, id_, props)
             )
             return ReadResult(id_=id_, outs=outs)
 
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        result = super().diff(id_, olds, news)
-        if olds.get("escalations"):
-            return DiffResult(changes=True, replaces=result.replaces or [], delete_before_replace=False)
-        return result
 
-
-def _attribute_drift(cur: psycopg.Cursor[Any], role: str, *, admin: str) -> list[str]:
+def _attribute_drift(cur: psycopg.Cursor[Any], role: str, props: Mapping[str, Any]) -> list[str]:
     """What else changes what a role may do: an expiry (a managed role's password
     never expires, or logins would stop on a date), per-role settings (say,
     `default_transaction_read_only = off` for a read-only role), and other roles
-    made members of it, which then act with its privileges."""
+    made members of it, which then act with its privileges. Only the settings
+    and members the role declares are not drift."""
     found = []
     valid_until = _fetch_one(cur, "SELECT rolvaliduntil::text FROM pg_roles WHERE rolname = %s", (role,))
     if valid_until is not None and valid_until != "infinity":
         found.append(f"VALID UNTIL {valid_until}")
-    found += [f"SET {setting} IN {database or '*'}" for database, setting in _role_settings(cur, role)]
-    found += [f"MEMBER {member}" for member in _members(cur, role, admin=admin)]
+    declared = set(props.get("settings") or [])
+    found += [
+        f"SET {setting} IN {database or '*'}"
+        for database, setting in _role_settings(cur, role)
+        if database is not None or setting not in declared
+    ]
+    allowed = set(props.get("members") or [])
+    admin = str(props["connection"]["user"])
+    found += [f"MEMBER {member}" for member in _members(cur, role, admin=admin) if member not in allowed]
     return found
 
 

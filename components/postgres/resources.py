@@ -52,6 +52,20 @@ def _opts(opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=_SECRET_OUTPUTS))
 
 
+def role_inputs(spec: RoleSpec, members: Sequence[str]) -> dict[str, Any]:
+    """A role's inputs but its password and connection; `members` are the roles
+    allowed to act with its rights."""
+    return {
+        "name": spec.name,
+        "login": True,
+        "connection_limit": spec.connection_limit,
+        "member_of": sorted(spec.member_of),
+        "members": sorted(members),
+        "settings": list(spec.settings),
+        "rotated": spec.rotated,
+    }
+
+
 class Role(pulumi.dynamic.Resource, module="postgres", name="Role"):
     name: pulumi.Output[str]
     connection_limit: pulumi.Output[int]
@@ -61,15 +75,13 @@ class Role(pulumi.dynamic.Resource, module="postgres", name="Role"):
         resource_name: str,
         *,
         spec: RoleSpec,
+        members: Sequence[str],
         password: pulumi.Input[str],
         connection: AdminConnection,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props: dict[str, Any] = {
-            "name": spec.name,
-            "login": True,
-            "connection_limit": spec.connection_limit,
-            "member_of": sorted(spec.member_of),
+            **role_inputs(spec, members),
             "password": pulumi.Output.secret(password),
             "connection": connection.as_input(),
         }

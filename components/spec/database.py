@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from components.spec.naming import Names
 
@@ -29,6 +29,11 @@ CRUD = ("SELECT", "INSERT", "UPDATE", "DELETE")
 SEQUENCE_WRITE = ("SELECT", "UPDATE", "USAGE")
 READ = ("SELECT",)
 
+# The AWS-provided alternating-users rotation function names the second user of
+# a pair `<user>_clone`; Postgres identifiers stop at 63 bytes.
+ALTERNATE_SUFFIX = "_clone"
+MAX_IDENTIFIER = 63
+
 
 @dataclass(frozen=True)
 class RoleSpec:
@@ -37,6 +42,17 @@ class RoleSpec:
     name: str
     connection_limit: int
     member_of: tuple[str, ...] = ()
+    acts_as: str | None = None
+    """The role every session of this one takes on at login (`SET role`), so
+    what it creates is owned by that role: the alternate user of a pair."""
+    rotated: bool = False
+    """After creation the password belongs to Secrets Manager rotation: an
+    update never sets it back to the generated one."""
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """Per-role settings as the catalog lists them (`name=value`)."""
+        return (f"role={self.acts_as}",) if self.acts_as is not None else ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,33 @@ class DatabaseSpec:
             if role.key == key:
                 return role
         raise KeyError(key)
+
+    def members(self, role: RoleSpec) -> tuple[str, ...]:
+        """The roles declared as acting with `role`'s rights: its alternate, if any."""
+        return tuple(sorted(r.name for r in self.roles if r.acts_as == role.name))
+
+    def with_alternating_users(self) -> DatabaseSpec:
+        """Each login role as a pair for rotation by alternating users: the role
+        and `<role>_clone`, a member of it that acts as it. Rotation changes the
+        password of the user not in use, so the credentials a running task holds
+        stay valid for one more rotation period."""
+        pairs: list[RoleSpec] = []
+        for role in self.roles:
+            alternate = role.name + ALTERNATE_SUFFIX
+            if len(alternate) > MAX_IDENTIFIER:
+                raise ValueError(f"{alternate!r} is longer than {MAX_IDENTIFIER} characters")
+            pairs.append(replace(role, rotated=True))
+            pairs.append(
+                RoleSpec(
+                    key=f"{role.key}-alternate",
+                    name=alternate,
+                    connection_limit=role.connection_limit,
+                    member_of=(role.name,),
+                    acts_as=role.name,
+                    rotated=True,
+                )
+            )
+        return replace(self, roles=tuple(pairs))
 
 
 def database_spec(names: Names) -> DatabaseSpec:
