@@ -358,6 +358,9 @@ class AwsConfig(_Model):
     """Requests one client address may send in five minutes before the web ACL blocks it."""
     waf_auth_rate_limit: Annotated[int, Field(ge=100, le=2_000_000_000)] = 300
     """The same for /auth/, where every request costs a password hash."""
+    secret_rotation_days: Annotated[int, Field(ge=2, le=365)] = 30
+    """Days between rotations of each Postgres role's password; services are
+    redeployed every half period so no task holds credentials that expire."""
 
     @field_validator("log_retention_days")
     @classmethod

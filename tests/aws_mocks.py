@@ -127,6 +127,10 @@ def aws_mock_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, di
         state["arn"] = f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"
     elif typ == "aws:cloudwatch/logGroup:LogGroup":
         state["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{physical}"
+    elif typ == "aws:serverlessrepository/cloudFormationStack:CloudFormationStack":
+        # The rotation application's one output, as the deployed stack reports it.
+        function = inputs["parameters"]["functionName"]
+        state["outputs"] = {"RotationLambdaARN": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}"}
     elif typ == "aws:backup/vault:Vault":
         state["arn"] = f"arn:aws:backup:{REGION}:{ACCOUNT}:backup-vault:{physical}"
     elif typ == "aws:backup/plan:Plan":

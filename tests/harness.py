@@ -48,6 +48,7 @@ class RecordingMonitor(MockMonitor):
             "dependencies": list(request.dependencies),
             "property_dependencies": {key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
             "additional_secret_outputs": list(request.additionalSecretOutputs),
+            "ignore_changes": list(request.ignoreChanges),
         }
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 

@@ -11,7 +11,7 @@ import pytest
 from pulumi_policy import ResourceValidationArgs
 from pulumi_policy.policy import PolicyProviderResource
 from pulumi_policy.proxy import unknown_checking_proxy
-from wondernest_policies import aws, aws_network, policy_documents
+from wondernest_policies import aws, aws_network, credentials, policy_documents
 from wondernest_policies.model import Resource
 from wondernest_policies.registry import RULES, policies
 
@@ -417,7 +417,51 @@ def logged_buckets(logged: bool) -> list[Resource]:
     return out
 
 
+DB_SECRET = res(credentials.SECRET, "postgres-app", kmsKeyId="arn:aws:kms:eu-west-1:1:key/k")
+DB_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:1:secret:wondernest/prod/postgres-app-AbCdEf"
+DB_DOCUMENT = link(
+    res(
+        credentials.SECRET_VERSION,
+        "postgres-app",
+        secretString=json.dumps({"engine": "postgres", "host": "db", "username": "app", "password": "p"}),
+    ),
+    secretId=DB_SECRET,
+)
+
+
+def db_rotation(**rules: Any) -> Resource:
+    return link(
+        res(
+            credentials.SECRET_ROTATION,
+            "postgres-app",
+            rotationLambdaArn="arn:aws:lambda:eu-west-1:1:function:r",
+            rotationRules=rules or {"automaticallyAfterDays": 30},
+        ),
+        secretId=DB_SECRET,
+    )
+
+
+NO_FUNCTION = dataclasses.replace(db_rotation(), props={"rotationRules": {"automaticallyAfterDays": 7}})
+
+
+def reading(value_from: str) -> list[Resource]:
+    return [task(secrets=[{"name": "DB_PASSWORD", "valueFrom": value_from}])]
+
+
 STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
+    ("aws-database-credentials-rotate", [DB_SECRET, DB_DOCUMENT, db_rotation()], [DB_SECRET, DB_DOCUMENT],
+     "postgres-app: holds database credentials that nothing rotates"),
+    ("aws-database-credentials-rotate", [DB_SECRET, DB_DOCUMENT, db_rotation(scheduleExpression="rate(7 days)")],
+     [DB_SECRET, DB_DOCUMENT, db_rotation(automaticallyAfterDays=365)], "rotates every 365 days"),
+    ("aws-database-credentials-rotate", [DB_SECRET, DB_DOCUMENT, db_rotation()],
+     [DB_SECRET, DB_DOCUMENT, NO_FUNCTION],
+     "switched off or has no function"),
+    ("aws-database-credentials-rotate", reading(f"{DB_SECRET_ARN}:password::"),
+     reading(f"{DB_SECRET_ARN}:password::AWSPREVIOUS"), "reads DB_PASSWORD pinned to one version"),
+    ("aws-database-credentials-rotate", reading(f"{DB_SECRET_ARN}:password::"),
+     reading(f"{DB_SECRET_ARN}:::0f5e0c2a-0000-4000-8000-000000000000"), "api reads DB_PASSWORD pinned"),
+    ("aws-database-credentials-rotate", reading(f"{DB_SECRET_ARN}:password::"), reading(DB_SECRET_ARN),
+     "or with no JSON field"),
     ("aws-s3-hardened", bucket_set("b"), bucket_set("b", BucketServerSideEncryptionConfiguration="absent"),
      "no default encryption"),
     ("aws-s3-hardened", bucket_set("b"),
@@ -706,6 +750,14 @@ MUTATIONS: list[tuple[str, str, str, Any, dict[str, list[str]]]] = [
                                for r in p["rules"]]},
      {"aws-alb-waf": ["web-acl", "web-acl"]}),
     ("dumps access logging removed", aws.BUCKET_LOGGING, "dumps", None, {"aws-s3-access-logged": ["dumps"]}),
+    ("app credentials never rotated", credentials.SECRET_ROTATION, "postgres-app", None,
+     {"aws-database-credentials-rotate": ["postgres-app"]}),
+    ("backup credentials rotated yearly", credentials.SECRET_ROTATION, "postgres-backup",
+     _set(rotationRules={"automaticallyAfterDays": 365}), {"aws-database-credentials-rotate": ["postgres-backup"]}),
+    ("the API pinned to its first password", aws.TASK_DEFINITION, "api-task",
+     _container_edit(lambda c: [s.update(valueFrom=s["valueFrom"].replace(":password::", ":::v1"))
+                                for s in c.get("secrets", [])]),
+     {"aws-database-credentials-rotate": ["api-task"]}),
 ]  # fmt: skip
 
 

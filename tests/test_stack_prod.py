@@ -66,7 +66,18 @@ def test_every_component_is_declared_under_one_tagged_provider(prod: Evaluation)
     components = {d.typ for d in prod.declared if d.typ.startswith("wondernest:aws:")}
     assert components == {
         f"wondernest:aws:{c}"
-        for c in ("Platform", "Network", "Secrets", "Database", "Cache", "Api", "Waf", "Monitoring", "Backups")
+        for c in (
+            "Platform",
+            "Network",
+            "Secrets",
+            "Database",
+            "CredentialRotation",
+            "Cache",
+            "Api",
+            "Waf",
+            "Monitoring",
+            "Backups",
+        )
     }
     provider = prod.named("pulumi:providers:aws", "aws").inputs
     assert provider["region"] == "eu-west-1"
@@ -126,7 +137,9 @@ def test_security_groups_chain_alb_to_api_to_data_and_every_rule_says_why(prod: 
     )
     assert open_ingress == [("alb-in-443", 443), ("alb-in-80", 80)]
     ingress = {r.name: r.inputs for r in prod.of_type(SG_INGRESS)}
-    sg = {key: ec2_id("sg", f"sg-{key}") for key in ("alb", "api", "postgres", "redis", "exporters", "backup")}
+    sg = {
+        key: ec2_id("sg", f"sg-{key}") for key in ("alb", "api", "postgres", "redis", "exporters", "backup", "rotation")
+    }
     assert ingress["alb-to-api-ingress"]["referencedSecurityGroupId"] == sg["alb"]
     assert ingress["alb-to-api-ingress"]["securityGroupId"] == sg["api"]
     by_target = {
@@ -135,8 +148,8 @@ def test_security_groups_chain_alb_to_api_to_data_and_every_rule_says_why(prod: 
         }
         for port in (5432, 6379)
     }
-    # Nothing but these tasks reaches the data tier.
-    assert by_target[5432] == {(sg["postgres"], sg[k]) for k in ("api", "exporters", "backup")}
+    # Nothing but these tasks and the rotation function reaches the data tier.
+    assert by_target[5432] == {(sg["postgres"], sg[k]) for k in ("api", "exporters", "backup", "rotation")}
     assert by_target[6379] == {(sg["redis"], sg[k]) for k in ("api", "exporters")}
     assert not any(r.get("cidrIpv4") for r in ingress.values() if r.get("fromPort") in (5432, 6379))
 
@@ -196,7 +209,7 @@ def test_the_parameter_group_comes_from_the_containers_tuning(prod: Evaluation) 
 
 def test_roles_are_applied_over_the_rds_managed_master_secret(prod: Evaluation) -> None:
     roles = prod.of_type(f"{DYNAMIC}Role")
-    assert len(roles) == 4
+    assert len(roles) == 8  # each login role and its alternate user
     for role in roles:
         assert is_secret(role.inputs["connection"])
         connection = unwrap(role.inputs["connection"])
@@ -252,7 +265,7 @@ def test_the_api_task_is_hardened_and_takes_secrets_by_reference(prod: Evaluatio
     api, migrate = task["api"], task["migrate"]
     assert api["dependsOn"] == [{"containerName": "migrate", "condition": "SUCCESS"}]
     assert migrate["essential"] is False and migrate["command"][-1] == "migrate"
-    assert {s["name"] for s in api["secrets"]} == {"DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET"}
+    assert {s["name"] for s in api["secrets"]} == {"DB_USER", "DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET"}
     assert all(s["valueFrom"].startswith("arn:aws:secretsmanager:") for s in api["secrets"])
     env = {e["name"]: e["value"] for e in api["environment"]}
     assert env["DB_SSLMODE"] == "require" and env["REDIS_TLS"] == "true"
@@ -270,10 +283,21 @@ def test_the_api_task_is_hardened_and_takes_secrets_by_reference(prod: Evaluatio
     assert api["image"].startswith(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/wondernest/prod/api@sha256:")
 
 
-SECRET_REFS = {
-    "-api": {"DB_PASSWORD": "postgres-app", "REDIS_PASSWORD": "redis-auth-token", "JWT_SECRET": "jwt-signing-key"},
-    "-exporters": {"DATA_SOURCE_PASS": "postgres-monitoring", "REDIS_PASSWORD": "redis-auth-token"},
-    "-backups": {"DB_PASSWORD": "postgres-backup"},
+# Variable → (secret, JSON field): a field for the rotated Postgres credentials,
+# None for a generated secret read by version.
+SECRET_REFS: dict[str, dict[str, tuple[str, str | None]]] = {
+    "-api": {
+        "DB_USER": ("postgres-app", "username"),
+        "DB_PASSWORD": ("postgres-app", "password"),
+        "REDIS_PASSWORD": ("redis-auth-token", None),
+        "JWT_SECRET": ("jwt-signing-key", None),
+    },
+    "-exporters": {
+        "DATA_SOURCE_USER": ("postgres-monitoring", "username"),
+        "DATA_SOURCE_PASS": ("postgres-monitoring", "password"),
+        "REDIS_PASSWORD": ("redis-auth-token", None),
+    },
+    "-backups": {"DB_USER": ("postgres-backup", "username"), "DB_PASSWORD": ("postgres-backup", "password")},
 }
 
 
@@ -289,13 +313,18 @@ def secret_arn(ev: Evaluation, name: str) -> str:
     return str(aws_mock_state("aws:secretsmanager/secret:Secret", name, inputs)[1]["arn"])
 
 
-def test_tasks_read_a_secrets_current_version(prod: Evaluation) -> None:
+def test_tasks_read_a_generated_secrets_version_and_a_rotated_secrets_current_fields(prod: Evaluation) -> None:
     refs = secret_refs(prod)
     for family, wanted in SECRET_REFS.items():
         assert set(refs[family]) == set(wanted), family
-        for variable, key in wanted.items():
-            arn, version = refs[family][variable].split(":::")
-            assert arn == secret_arn(prod, key) and re.fullmatch(r"[0-9a-f-]{36}", version)
+        for variable, (key, json_field) in wanted.items():
+            ref = refs[family][variable]
+            if json_field is None:
+                arn, version = ref.split(":::")
+                assert arn == secret_arn(prod, key) and re.fullmatch(r"[0-9a-f-]{36}", version)
+            else:
+                # The field of whatever version is AWSCURRENT when the task starts.
+                assert ref == f"{secret_arn(prod, key)}:{json_field}::", (family, variable)
     # IAM policies name the secret itself, not a version.
     policy = json.loads(prod.named("aws:iam/rolePolicy:RolePolicy", "api-execution-role").inputs["policy"])
     assert sorted(policy["Statement"][0]["Resource"]) == sorted(
@@ -303,18 +332,23 @@ def test_tasks_read_a_secrets_current_version(prod: Evaluation) -> None:
     )
 
 
-def test_a_new_secret_value_changes_every_task_that_reads_it(prod: Evaluation, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A new version id is a new task definition, so ECS rolls the tasks onto the new value."""
-    rotated = "postgres-app"
+@pytest.mark.parametrize("changed", ["redis-auth-token", "postgres-app"])
+def test_a_new_generated_value_changes_the_tasks_reading_it_by_version(
+    prod: Evaluation, monkeypatch: pytest.MonkeyPatch, changed: str
+) -> None:
+    """A new version id is a new task definition, so ECS rolls the tasks onto the
+    new value. A rotated secret's generated value was only its first password:
+    changing it changes no task."""
     original = harness.fake_secret
     monkeypatch.setattr(
-        harness, "fake_secret", lambda name: original(name + "-new") if name == rotated else original(name)
+        harness, "fake_secret", lambda name: original(name + "-new") if name == changed else original(name)
     )
     after = secret_refs(evaluate(prod_config(), stack="prod"))
     before = secret_refs(prod)
     for family, wanted in SECRET_REFS.items():
-        for variable, key in wanted.items():
-            assert (after[family][variable] != before[family][variable]) == (key == rotated), (family, variable)
+        for variable, (key, json_field) in wanted.items():
+            moved = after[family][variable] != before[family][variable]
+            assert moved == (key == changed and json_field is None), (family, variable)
 
 
 def test_no_generated_secret_reaches_a_task_definition_or_an_unsecret_input(prod: Evaluation) -> None:
@@ -549,8 +583,8 @@ def test_the_backup_service_verifies_and_copies_to_the_bucket(prod: Evaluation) 
     backups = task["backups"]
     env = {e["name"]: e["value"] for e in backups["environment"]}
     assert env["S3_BUCKET"] == "wondernest-prod-backups-123456789012" and env["S3_SSE"] == "aws:kms"
-    assert env["DB_USER"] == "wondernest_backup" and env["DB_SSLMODE"] == "require"
-    assert [s["name"] for s in backups["secrets"]] == ["DB_PASSWORD"]
+    assert "DB_USER" not in env and env["DB_SSLMODE"] == "require"  # the user comes with its password
+    assert [s["name"] for s in backups["secrets"]] == ["DB_PASSWORD", "DB_USER"]
     scrape = yaml.safe_load(
         {e["name"]: e["value"] for e in task["metrics-collector"]["environment"]}["AOT_CONFIG_CONTENT"]
     )
@@ -597,15 +631,27 @@ def test_parity_the_same_dashboards_in_both_targets(prod: Evaluation, dev: Evalu
 
 
 def test_parity_the_same_roles_schemas_and_grants_in_both_targets(prod: Evaluation, dev: Evaluation) -> None:
+    """AWS adds an alternate user per login role, for rotation; the rest is the same."""
+
+    def without_alternates(key: str, value: Any) -> Any:
+        return [r for r in value if not r.endswith("_clone")] if key == "connect_roles" else value
+
     def objects(ev: Evaluation) -> dict[tuple[str, str], dict[str, Any]]:
         return {
-            (d.typ, d.name): {k: v for k, v in unwrap(d.inputs).items() if k not in ("connection", "password")}
+            (d.typ, d.name): {
+                k: without_alternates(k, v)
+                for k, v in unwrap(d.inputs).items()
+                if k not in ("connection", "password", "members", "rotated")
+            }
             for d in ev.declared
-            if d.typ.startswith(DYNAMIC)
+            if d.typ.startswith(DYNAMIC) and not d.name.endswith("-alternate")
         }
 
     assert objects(prod) == objects(dev)
     assert len(objects(prod)) == 4 + 9 + 27 + 1  # roles, schemas, 3 grants per schema, database access
+    alternates = {d.name for d in prod.of_type(f"{DYNAMIC}Role") if d.name.endswith("-alternate")}
+    assert alternates == {f"role-{key}-alternate" for key in ("app", "analytics", "monitoring", "backup")}
+    assert not any(d.name.endswith("-alternate") for d in dev.declared)
 
 
 def test_the_alertmanager_definition_routes_to_sns(prod: Evaluation) -> None:
@@ -628,7 +674,7 @@ def test_services_start_after_the_roles_they_log_in_as(prod: Evaluation) -> None
 def test_exporters_run_as_a_service_the_collector_scrapes(prod: Evaluation) -> None:
     task = containers(prod, "-exporters")
     assert sorted(task) == ["metrics-collector", "postgres-exporter", "redis-exporter"]
-    assert [s["name"] for s in task["postgres-exporter"]["secrets"]] == ["DATA_SOURCE_PASS"]
+    assert [s["name"] for s in task["postgres-exporter"]["secrets"]] == ["DATA_SOURCE_PASS", "DATA_SOURCE_USER"]
     assert [s["name"] for s in task["redis-exporter"]["secrets"]] == ["REDIS_PASSWORD"]
     env = {e["name"]: e["value"] for e in task["redis-exporter"]["environment"]}
     assert env["REDIS_ADDR"].startswith("rediss://master.")
@@ -663,13 +709,20 @@ def test_two_evaluations_declare_identical_inputs() -> None:
 def test_bad_aws_config_names_every_key_and_declares_nothing() -> None:
     bad = prod_config(
         {"region": "mars-1", "dbInstanceClass": "db.huge", "logRetentionDays": 45, "vpcCidr": "8.8.0.0/16",
-         "wafRateLimit": 99},
+         "wafRateLimit": 99, "secretRotationDays": 1},
         devTools={"enabled": True},
     )  # fmt: skip
     with pytest.raises(ConfigError) as caught:
         evaluate(bad, stack="prod")
     problems = "\n".join(caught.value.problems)
-    for key in ("aws.region", "aws.dbInstanceClass", "aws.logRetentionDays", "aws.vpcCidr", "aws.wafRateLimit"):
+    for key in (
+        "aws.region",
+        "aws.dbInstanceClass",
+        "aws.logRetentionDays",
+        "aws.vpcCidr",
+        "aws.wafRateLimit",
+        "aws.secretRotationDays",
+    ):
         assert f"wondernest:{key}" in problems
     assert not declared_by(bad, stack="prod")
 

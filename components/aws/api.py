@@ -45,7 +45,6 @@ class ApiArgs:
     domain_name: str | None
     log_retention_days: int
     database: str
-    db_user: str
     postgres_host: pulumi.Output[str]
     postgres_port: int
     redis_host: pulumi.Output[str]
@@ -80,17 +79,19 @@ class Api(pulumi.ComponentResource):
         logs = log_group(
             "api-logs", names, "api", retention_days=args.log_retention_days, kms_key_arn=key_arn, parent=self
         )
-        secret_keys = {
-            "DB_PASSWORD": "postgres-app",
-            "REDIS_PASSWORD": "redis-auth-token",
-            "JWT_SECRET": "jwt-signing-key",
+        # The database user comes with its password: rotation alternates between
+        # the app role and its alternate user.
+        secret_env = {
+            "DB_USER": args.secrets.value_from("postgres-app", "username"),
+            "DB_PASSWORD": args.secrets.value_from("postgres-app"),
+            "REDIS_PASSWORD": args.secrets.value_from("redis-auth-token"),
+            "JWT_SECRET": args.secrets.value_from("jwt-signing-key"),
         }
-        secret_env = {variable: args.secrets.value_from(key) for variable, key in secret_keys.items()}
+        secret_keys = ("postgres-app", "redis-auth-token", "jwt-signing-key")
         env: dict[str, pulumi.Input[str]] = {
             "DB_HOST": args.postgres_host,
             "DB_PORT": str(args.postgres_port),
             "DB_NAME": args.database,
-            "DB_USER": args.db_user,
             "DB_SSLMODE": "require",
             "DB_POOL_MAX": str(args.db_pool_max),
             "REDIS_HOST": args.redis_host,
@@ -137,7 +138,7 @@ class Api(pulumi.ComponentResource):
         task_role = remote_write_role("api-task-role", args.workspace_arn, self)
         exec_role = execution_role(
             "api-execution-role",
-            secret_arns=[args.secrets.arns[key] for key in secret_keys.values()],
+            secret_arns=[args.secrets.arns[key] for key in secret_keys],
             kms_key_arn=key_arn,
             parent=self,
         )

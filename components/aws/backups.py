@@ -65,7 +65,6 @@ class BackupsArgs:
     db_storage_gb: int
     log_retention_days: int
     database: str
-    backup_role: str
     postgres_host: pulumi.Output[str]
     postgres_port: int
     db_instance_arn: pulumi.Output[str]
@@ -171,7 +170,6 @@ class Backups(pulumi.ComponentResource):
             "DB_HOST": args.postgres_host,
             "DB_PORT": str(args.postgres_port),
             "DB_NAME": args.database,
-            "DB_USER": args.backup_role,
             "DB_SSLMODE": "require",
             **cfg.service_environment(),
             "S3_BUCKET": self.bucket.bucket,
@@ -185,7 +183,11 @@ class Backups(pulumi.ComponentResource):
             image=image,
             user=f"{API_UID}:{API_UID}",
             environment=env,
-            secrets={"DB_PASSWORD": args.secrets.value_from("postgres-backup")},
+            # Rotation alternates between the backup role and its alternate user.
+            secrets={
+                "DB_USER": args.secrets.value_from("postgres-backup", "username"),
+                "DB_PASSWORD": args.secrets.value_from("postgres-backup"),
+            },
             health_check=HealthCheck(
                 tuple(python_probe_command(METRICS_PORT, "/metrics", request_timeout_s=4)),
                 interval=30,
@@ -241,7 +243,7 @@ class Backups(pulumi.ComponentResource):
             task_role_arn=task_role.arn,
             parent=self,
         )
-        aws.ecs.Service(
+        self.service = aws.ecs.Service(
             "backups-service",
             name=names.resource("backups"),
             cluster=args.cluster.arn,

@@ -11,6 +11,7 @@ import pulumi_aws as aws
 
 from components.aws.iam import service_role
 from components.aws.network import POSTGRES_PORT, Network
+from components.aws.rotation import CredentialRotation, RotationArgs
 from components.aws.secrets import Secrets
 from components.postgres.objects import DatabaseObjects, declare_database_objects
 from components.postgres.resources import AdminConnection
@@ -37,6 +38,8 @@ class DatabaseArgs:
     backup_retention_days: int
     admin_host: str | None
     admin_port: int
+    rotation_days: int
+    region: str
     network: Network
     secrets: Secrets
 
@@ -45,6 +48,8 @@ class Database(pulumi.ComponentResource):
     instance: aws.rds.Instance
     objects: DatabaseObjects
     master_secret_arn: pulumi.Output[str]
+    ready: list[pulumi.Resource]
+    """Roles, schemas, grants and the roles' credentials: what a task needs first."""
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:aws:Database", name, None, opts)
@@ -141,6 +146,23 @@ class Database(pulumi.ComponentResource):
             parent=self,
             depends_on=[self.instance],
         )
+        rotation = CredentialRotation(
+            "rotation",
+            RotationArgs(
+                names=names,
+                region=args.region,
+                spec=spec,
+                roles=self.objects.roles,
+                host=self.instance.address,
+                port=POSTGRES_PORT,
+                master_secret_arn=self.master_secret_arn,
+                rotation_days=args.rotation_days,
+                network=args.network,
+                secrets=args.secrets,
+            ),
+            opts=child,
+        )
+        self.ready = [*self.objects.all, *rotation.ready]
         self.port = POSTGRES_PORT
         self.endpoint = pulumi.Output.concat(self.instance.address, ":", str(POSTGRES_PORT))
         self.register_outputs({"endpoint": self.endpoint, "masterSecretArn": self.master_secret_arn})

@@ -276,7 +276,6 @@ class Monitoring(pulumi.ComponentResource):
         postgres_host: pulumi.Output[str],
         postgres_port: int,
         database: str,
-        monitoring_role: str,
         redis_host: pulumi.Output[str],
         redis_port: int,
         postgres_exporter_image: str,
@@ -308,9 +307,12 @@ class Monitoring(pulumi.ComponentResource):
             ),
             environment={
                 "DATA_SOURCE_URI": pulumi.Output.concat(postgres_host, f":{postgres_port}/{database}?sslmode=require"),
-                "DATA_SOURCE_USER": monitoring_role,
             },
-            secrets={"DATA_SOURCE_PASS": args.secrets.value_from("postgres-monitoring")},
+            # Rotation alternates between the monitoring role and its alternate user.
+            secrets={
+                "DATA_SOURCE_USER": args.secrets.value_from("postgres-monitoring", "username"),
+                "DATA_SOURCE_PASS": args.secrets.value_from("postgres-monitoring"),
+            },
         )
         redis = Container(
             name="redis-exporter",

@@ -61,6 +61,7 @@ class SecurityGroups:
         self.redis = group("redis", "ElastiCache Redis, reached by API and exporter tasks")
         self.exporters = group("exporters", "postgres_exporter and redis_exporter tasks")
         self.backup = group("backup", "The scheduled backup task")
+        self.rotation = group("rotation", "The Secrets Manager rotation function for the Postgres roles")
         self.endpoints = group("endpoints", "Interface VPC endpoints, reached from inside the VPC")
         self._parent = parent
         self._rules: list[pulumi.Resource] = []
@@ -68,15 +69,22 @@ class SecurityGroups:
         for port in (80, HTTPS):
             self.ingress_cidr(f"alb-in-{port}", self.alb, "0.0.0.0/0", port, f"Clients to the load balancer on {port}")
         self.chain("alb-to-api", self.alb, self.api, 8080, "Load balancer to the API's port")
-        for source, key in ((self.api, "api"), (self.exporters, "exporters"), (self.backup, "backup")):
-            self.chain(f"{key}-to-postgres", source, self.postgres, POSTGRES_PORT, f"{key} tasks to PostgreSQL")
+        clients = (
+            (self.api, "api", "api tasks"),
+            (self.exporters, "exporters", "exporters tasks"),
+            (self.backup, "backup", "backup tasks"),
+            (self.rotation, "rotation", "The rotation function"),
+        )
+        for source, key, who in clients:
+            self.chain(f"{key}-to-postgres", source, self.postgres, POSTGRES_PORT, f"{who} to PostgreSQL")
         for source, key in ((self.api, "api"), (self.exporters, "exporters")):
             self.chain(f"{key}-to-redis", source, self.redis, REDIS_PORT, f"{key} tasks to Redis")
         self.ingress_cidr("endpoints-in", self.endpoints, vpc_cidr, HTTPS, "VPC to interface endpoints over TLS")
-        for sg, key in ((self.api, "api"), (self.exporters, "exporters"), (self.backup, "backup")):
+        for sg, key, who in clients:
             # ECR layers come from S3 and AMP/Secrets Manager may be reached
-            # through NAT in regions without an endpoint: HTTPS out is needed.
-            self.egress_cidr(f"{key}-out-https", sg, "0.0.0.0/0", HTTPS, f"{key} tasks to AWS APIs over HTTPS")
+            # through NAT in regions without an endpoint; RDS's API (the rotation
+            # function's) always is: HTTPS out is needed.
+            self.egress_cidr(f"{key}-out-https", sg, "0.0.0.0/0", HTTPS, f"{who} to AWS APIs over HTTPS")
 
     def chain(
         self, key: str, source: aws.ec2.SecurityGroup, target: aws.ec2.SecurityGroup, port: int, why: str

@@ -14,6 +14,7 @@ from components.aws.cache import Cache, CacheArgs
 from components.aws.database import Database, DatabaseArgs
 from components.aws.monitoring import Alarm, Monitoring, MonitoringArgs
 from components.aws.network import Network, NetworkArgs
+from components.aws.rotation import redeploy_schedules
 from components.aws.secrets import Secrets
 from components.aws.waf import Waf, WafArgs
 from components.aws_sizes import RDS_CLASSES
@@ -73,7 +74,8 @@ class Platform(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        spec = database_spec(names)
+        # Every login role with its alternate user, for rotation by alternating users.
+        spec = database_spec(names).with_alternating_users()
         database = Database(
             "database",
             DatabaseArgs(
@@ -88,6 +90,8 @@ class Platform(pulumi.ComponentResource):
                 backup_retention_days=aws_cfg.db_backup_retention_days,
                 admin_host=aws_cfg.db_admin_host,
                 admin_port=aws_cfg.db_admin_port,
+                rotation_days=aws_cfg.secret_rotation_days,
+                region=region,
                 network=network,
                 secrets=secrets,
             ),
@@ -148,7 +152,6 @@ class Platform(pulumi.ComponentResource):
                 domain_name=aws_cfg.domain_name,
                 log_retention_days=aws_cfg.log_retention_days,
                 database=spec.name,
-                db_user=spec.role("app").name,
                 postgres_host=database.instance.address,
                 postgres_port=database.port,
                 redis_host=cache.host,
@@ -159,7 +162,7 @@ class Platform(pulumi.ComponentResource):
                 remote_write_url=observability.remote_write_url,
                 workspace_arn=observability.workspace.arn,
                 elb_account_arn=elb_account.arn,
-                depends_on=(*database.objects.all, cache.group),
+                depends_on=(*database.ready, cache.group),
             ),
             opts=child,
         )
@@ -175,18 +178,17 @@ class Platform(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        observability.exporters(
+        exporters = observability.exporters(
             cluster=cluster,
             network=network,
             postgres_host=database.instance.address,
             postgres_port=database.port,
             database=spec.name,
-            monitoring_role=spec.role("monitoring").name,
             redis_host=cache.host,
             redis_port=cache.port,
             postgres_exporter_image=cfg.images.postgres_exporter,
             redis_exporter_image=cfg.images.redis_exporter,
-            depends_on=(*database.objects.all, cache.group),
+            depends_on=(*database.ready, cache.group),
         )
         backups = Backups(
             "backups",
@@ -200,7 +202,6 @@ class Platform(pulumi.ComponentResource):
                 vault_lock_min_days=aws_cfg.backup_vault_lock_min_days,
                 log_retention_days=aws_cfg.log_retention_days,
                 database=spec.name,
-                backup_role=spec.role("backup").name,
                 postgres_host=database.instance.address,
                 postgres_port=database.port,
                 db_instance_arn=database.instance.arn,
@@ -211,9 +212,15 @@ class Platform(pulumi.ComponentResource):
                 workspace_arn=observability.workspace.arn,
                 default_tags=tags,
                 access_log_bucket=api.logs_bucket,
-                depends_on=tuple(database.objects.all),
+                depends_on=tuple(database.ready),
             ),
             opts=child,
+        )
+        redeploy_schedules(
+            {"api": api.service, "exporters": exporters, "backups": backups.service},
+            cluster=cluster,
+            rotation_days=aws_cfg.secret_rotation_days,
+            parent=self,
         )
         _alarms(observability, database, cache, api, cache_nodes=1 + aws_cfg.cache_replicas)
         self.outputs = {
@@ -230,7 +237,8 @@ class Platform(pulumi.ComponentResource):
             "postgresMasterSecretArn": database.master_secret_arn,
             "redisEndpoint": cache.endpoint,
             "redisUser": "default",
-            "roles": {role.key: role.name for role in spec.roles},
+            # The roles; their alternate users are rotation's business.
+            "roles": {role.key: role.name for role in spec.roles if role.acts_as is None},
             "secretArns": secrets.arns,
             "backupVault": backups.vault.name,
             "backupBucket": backups.bucket.bucket,

@@ -20,6 +20,7 @@ from pulumi_policy.proxy import UnknownValueError
 
 from wondernest_policies.aws import AWS_RESOURCE_RULES, AWS_STACK_RULES
 from wondernest_policies.aws_network import NETWORK_RESOURCE_RULES, NETWORK_STACK_RULES
+from wondernest_policies.credentials import CREDENTIAL_RULES
 from wondernest_policies.docker import CONTAINER_RULES
 from wondernest_policies.model import Resource, Rule, Violation
 from wondernest_policies.platform import RESOURCE_RULES, STACK_RULES
@@ -34,6 +35,7 @@ RULES: list[Rule] = [
     *POLICY_DOCUMENT_RULES,
     *AWS_STACK_RULES,
     *NETWORK_STACK_RULES,
+    *CREDENTIAL_RULES,
 ]
 
 

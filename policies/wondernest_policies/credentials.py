@@ -1,0 +1,132 @@
+"""Database credentials rotate, and the tasks that use them read whatever is current.
+
+A secret holds database credentials by what it is: its version is the JSON
+document Secrets Manager's database rotation reads (`engine`, `password`). A
+rotation must target it, on a schedule no longer than the configured maximum.
+And whatever a task reads into a database-password variable must be the current
+version's field: a reference pinned to a version, or a whole plain secret, is a
+password no rotation can change under the task.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from wondernest_policies.model import Resource, Rule, Violation, unknown
+
+SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 (a type token)
+SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"  # noqa: S105 (a type token)
+SECRET_ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"  # noqa: S105 (a type token)
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+
+# Variables that carry a database password in the images this platform runs
+# (the API and backup tool, libpq, postgres_exporter, the postgres image).
+DATABASE_PASSWORD = re.compile(r"^(DB|PG|POSTGRES|DATABASE|DATA_SOURCE|RDS)_?(PASS|PASSWORD)$", re.IGNORECASE)
+# `<arn>:<json-key>:<version-stage>:<version-id>`; the ARN itself has six fields.
+_ARN_FIELDS = 7
+_RATE = re.compile(r"^rate\((\d+) (day|days|hour|hours)\)$")
+
+
+def _is_credentials_document(value: Any) -> bool:
+    if not isinstance(value, str) or unknown(value):
+        return False
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and "engine" in document and "password" in document
+
+
+def _period_days(rules: Any) -> float | None:
+    """The rotation period of `rotationRules`, or None when it cannot be told."""
+    if not isinstance(rules, Mapping):
+        return None
+    days = rules.get("automaticallyAfterDays")
+    if isinstance(days, int | float) and not isinstance(days, bool):
+        return float(days)
+    match = _RATE.match(str(rules.get("scheduleExpression") or ""))
+    if match is None:
+        return None
+    amount = int(match.group(1))
+    return float(amount) if match.group(2).startswith("day") else amount / 24
+
+
+def _container_references(task: Resource) -> Iterable[tuple[str, str, str]]:
+    """(container, variable, valueFrom) for each secret a task's containers read."""
+    raw = task.get("containerDefinitions")
+    if not isinstance(raw, str) or unknown(raw):
+        return
+    try:
+        containers = json.loads(raw)
+    except ValueError:
+        return
+    for container in containers if isinstance(containers, list) else []:
+        for entry in container.get("secrets") or []:
+            value = entry.get("valueFrom")
+            if isinstance(value, str) and not unknown(value):
+                yield str(container.get("name")), str(entry.get("name")), value
+
+
+def _pinned(value_from: str) -> bool:
+    """A Secrets Manager reference naming a version id or stage, or no JSON field."""
+    if ":secretsmanager:" not in value_from:
+        return False
+    parts = value_from.split(":")
+    if len(parts) < _ARN_FIELDS + 1:
+        return True  # the whole plain secret: no field to rotate
+    key, stage, version = [*parts[_ARN_FIELDS:], "", "", ""][:3]
+    return not key or bool(stage) or bool(version)
+
+
+def _credential_rotation(resources: Sequence[Resource], config: Mapping[str, Any]) -> Iterable[Violation]:
+    max_days = float(config.get("maxRotationDays", 90))
+    secrets = [r for r in resources if r.type == SECRET]
+    versions = [r for r in resources if r.type == SECRET_VERSION]
+    rotations = [r for r in resources if r.type == SECRET_ROTATION]
+    for secret in secrets:
+        holds_credentials = any(
+            v.refers_to("secretId", secret) and _is_credentials_document(v.get("secretString")) for v in versions
+        )
+        targeting = [r for r in rotations if r.refers_to("secretId", secret)]
+        if not holds_credentials and not targeting:
+            continue
+        if not targeting:
+            yield Violation(f"{secret.name}: holds database credentials that nothing rotates.", secret.urn)
+            continue
+        for rotation in targeting:
+            if rotation.get("rotationEnabled") is False or not rotation.get("rotationLambdaArn"):
+                yield Violation(f"{secret.name}: its rotation is switched off or has no function.", rotation.urn)
+                continue
+            rules = rotation.get("rotationRules")
+            if unknown(rules):
+                continue
+            days = _period_days(rules)
+            if days is None or days > max_days:
+                shown = "no period" if days is None else f"every {days:g} days"
+                yield Violation(f"{secret.name}: rotates {shown}; at most every {max_days:g} days.", rotation.urn)
+    for task in (r for r in resources if r.type == TASK_DEFINITION):
+        for container, variable, value_from in _container_references(task):
+            if DATABASE_PASSWORD.match(variable) and _pinned(value_from):
+                yield Violation(
+                    f"{task.name}: {container} reads {variable} pinned to one version (or with no JSON field), "
+                    "so it keeps a password rotation has retired.",
+                    task.urn,
+                )
+
+
+CREDENTIAL_RULES: list[Rule] = [
+    Rule(
+        "aws-database-credentials-rotate",
+        "Secrets holding database credentials (the rotation JSON document) are rotated by a Secrets Manager "
+        "function at least every `maxRotationDays` days, and a task reads a database password as the current "
+        "version's field, never pinned to a version or as a whole plain secret (Checkov CKV2_AWS_57).",
+        "high",
+        "Declare an aws.secretsmanager.SecretRotation for the secret (components/aws/rotation.py) and "
+        "reference `<arn>:password::` in the task.",
+        check_stack=_credential_rotation,
+        config_schema={"maxRotationDays": {"type": "integer", "default": 90}},
+    ),
+]

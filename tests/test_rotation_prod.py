@@ -1,0 +1,146 @@
+"""Prod's role passwords rotate through Secrets Manager with the AWS-provided
+alternating-users function, and every service is redeployed before the
+credentials it started with can expire (mock runtime)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from components.aws.rotation import ROTATION_APPLICATION, ROTATION_APPLICATION_VERSION, redeploy_every_days
+from tests.aws_mocks import ACCOUNT, ec2_id
+from tests.harness import Evaluation, evaluate, fake_secret
+from tests.test_stack_dev import DYNAMIC, is_secret, unwrap
+from tests.test_stack_prod import prod_config, secret_arn
+
+STACK = "aws:serverlessrepository/cloudFormationStack:CloudFormationStack"
+VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
+ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
+SCHEDULE = "aws:scheduler/schedule:Schedule"
+ROTATED = ("postgres-app", "postgres-analytics", "postgres-monitoring", "postgres-backup")
+MASTER_SECRET = re.compile(r"^arn:aws:secretsmanager:eu-west-1:\d{12}:secret:rds!db-")
+
+
+@pytest.fixture(scope="module")
+def prod() -> Evaluation:
+    return evaluate(prod_config(), stack="prod")
+
+
+def test_the_aws_function_is_pinned_and_runs_in_the_private_subnets(prod: Evaluation) -> None:
+    stack = prod.named(STACK, "postgres-rotation").inputs
+    assert stack["applicationId"] == ROTATION_APPLICATION and ROTATION_APPLICATION.endswith("RotationMultiUser")
+    assert stack["semanticVersion"] == ROTATION_APPLICATION_VERSION
+    assert sorted(stack["capabilities"]) == ["CAPABILITY_IAM", "CAPABILITY_RESOURCE_POLICY"]
+    p = stack["parameters"]
+    assert p["functionName"] == "wondernest-prod-postgres-rotation"
+    assert p["endpoint"] == "https://secretsmanager.eu-west-1.amazonaws.com"
+    assert p["vpcSubnetIds"].split(",") == [ec2_id("subnet", f"private-{i}") for i in range(3)]
+    assert p["vpcSecurityGroupIds"] == ec2_id("sg", "sg-rotation")
+    # The RDS-managed master secret is its superuser, decrypted with the platform key.
+    assert MASTER_SECRET.match(p["masterSecretArn"])
+    assert p["kmsKeyArn"] == p["masterSecretKmsKeyArn"] and p["kmsKeyArn"].startswith("arn:aws:kms:")
+
+
+def test_each_roles_secret_holds_what_the_function_reads(prod: Evaluation) -> None:
+    versions = {d.name: d for d in prod.of_type(VERSION)}
+    master = prod.named(STACK, "postgres-rotation").inputs["parameters"]["masterSecretArn"]
+    host, port = prod.outputs["postgresEndpoint"].rsplit(":", 1)
+    assert port == "5432" and host.endswith(".eu-west-1.rds.amazonaws.com")
+    for key in ROTATED:
+        version = versions[key]
+        assert is_secret(version.inputs["secretString"])
+        document = json.loads(unwrap(version.inputs["secretString"]))
+        role = key.removeprefix("postgres-")
+        assert document == {
+            "engine": "postgres",
+            "host": host,
+            "port": 5432,
+            "username": f"wondernest_{role}",
+            "password": fake_secret(key),
+            "dbname": "wondernest",
+            "masterarn": master,
+            "ssl": True,
+        }
+        # Rotation owns every later version and where AWSCURRENT points.
+        assert sorted(version.options["ignore_changes"]) == ["secretString", "versionStages"]
+    # The generated secrets keep a version of their own, and no rotation.
+    assert {d.name for d in prod.of_type(ROTATION)} == set(ROTATED)
+    assert {"redis-auth-token", "jwt-signing-key"} <= set(versions)
+
+
+def test_rotation_runs_on_schedule_and_at_once_after_both_users_exist(prod: Evaluation) -> None:
+    function = f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:wondernest-prod-postgres-rotation"
+    roles = {d.name: d for d in prod.of_type(f"{DYNAMIC}Role")}
+    for key in ROTATED:
+        rotation = prod.named(ROTATION, key)
+        assert rotation.inputs["secretId"] == secret_arn(prod, key)
+        assert rotation.inputs["rotationLambdaArn"] == function
+        assert rotation.inputs["rotationRules"] == {"automaticallyAfterDays": 30}
+        assert rotation.inputs["rotateImmediately"] is True
+        role = key.removeprefix("postgres-")
+        needed = {f"role-{role}", f"role-{role}-alternate", key, "postgres-rotation"}
+        assert needed <= {u.rsplit("::", 1)[1] for u in rotation.options["dependencies"]}, key
+        assert f"role-{role}" in roles and f"role-{role}-alternate" in roles
+
+
+def test_each_role_and_its_alternate_are_declared_for_the_function(prod: Evaluation) -> None:
+    roles = {d.name: unwrap(d.inputs) for d in prod.of_type(f"{DYNAMIC}Role")}
+    for key in ("app", "analytics", "monitoring", "backup"):
+        role, alternate = roles[f"role-{key}"], roles[f"role-{key}-alternate"]
+        assert alternate["name"] == f"{role['name']}_clone"  # the function's own naming
+        assert role["members"] == [alternate["name"]] and alternate["member_of"] == [role["name"]]
+        assert alternate["settings"] == [f"role={role['name']}"] and role["settings"] == []
+        assert role["rotated"] is True and alternate["rotated"] is True
+        assert alternate["connection_limit"] == role["connection_limit"]
+        assert is_secret(prod.named(f"{DYNAMIC}Role", f"role-{key}-alternate").inputs["password"])
+
+
+def test_the_function_reaches_only_postgres_and_https(prod: Evaluation) -> None:
+    sg = ec2_id("sg", "sg-rotation")
+    egress = sorted(
+        (d.inputs["fromPort"], d.inputs.get("cidrIpv4") or d.inputs.get("referencedSecurityGroupId"))
+        for d in prod.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+        if d.inputs["securityGroupId"] == sg
+    )
+    assert egress == [(443, "0.0.0.0/0"), (5432, ec2_id("sg", "sg-postgres"))]
+    ingress = [
+        d
+        for d in prod.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if d.inputs["securityGroupId"] == sg
+    ]
+    assert ingress == []
+
+
+def test_every_service_is_redeployed_within_half_a_rotation(prod: Evaluation) -> None:
+    schedules = {d.name: d.inputs for d in prod.of_type(SCHEDULE)}
+    assert set(schedules) == {"redeploy-api", "redeploy-exporters", "redeploy-backups"}
+    services = {d.name: d.inputs["name"] for d in prod.of_type("aws:ecs/service:Service")}
+    for key, schedule in schedules.items():
+        assert schedule["scheduleExpression"] == "rate(15 days)"
+        target = schedule["target"]
+        assert target["arn"] == "arn:aws:scheduler:::aws-sdk:ecs:updateService"
+        request = json.loads(target["input"])
+        assert request["ForceNewDeployment"] is True
+        assert request["Service"] == services[f"{key.removeprefix('redeploy-')}-service"]
+        assert request["Cluster"].startswith("arn:aws:ecs:eu-west-1:")
+    policy = json.loads(prod.named("aws:iam/rolePolicy:RolePolicy", "redeploy-role").inputs["policy"])
+    [statement] = policy["Statement"]
+    assert statement["Action"] == "ecs:UpdateService" and len(statement["Resource"]) == 3
+    trust = json.loads(prod.named("aws:iam/role:Role", "redeploy-role").inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
+
+
+@pytest.mark.parametrize(("days", "every"), [(2, 1), (7, 3), (30, 15), (90, 45), (365, 182)])
+def test_a_task_never_outlives_its_credentials(days: int, every: int) -> None:
+    """A task's credentials stop working one full period after the rotation that
+    retired them; a task is at most `every` days old, plus its rollout."""
+    assert redeploy_every_days(days) == every
+    assert every < days
+
+
+def test_the_rotation_period_is_one_setting() -> None:
+    ev = evaluate(prod_config({"secretRotationDays": 7}), stack="prod")
+    assert {d.inputs["rotationRules"]["automaticallyAfterDays"] for d in ev.of_type(ROTATION)} == {7}
+    assert {d.inputs["scheduleExpression"] for d in ev.of_type(SCHEDULE)} == {"rate(3 days)"}
