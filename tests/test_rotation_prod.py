@@ -49,7 +49,7 @@ def test_each_roles_secret_holds_what_the_function_reads(prod: Evaluation) -> No
     host, port = prod.outputs["postgresEndpoint"].rsplit(":", 1)
     assert port == "5432" and host.endswith(".eu-west-1.rds.amazonaws.com")
     for key in ROTATED:
-        version = versions[key]
+        version = versions[f"{key}-credentials"]
         assert is_secret(version.inputs["secretString"])
         document = json.loads(unwrap(version.inputs["secretString"]))
         role = key.removeprefix("postgres-")
@@ -67,7 +67,7 @@ def test_each_roles_secret_holds_what_the_function_reads(prod: Evaluation) -> No
         assert sorted(version.options["ignore_changes"]) == ["secretString", "versionStages"]
     # The generated secrets keep a version of their own, and no rotation.
     assert {d.name for d in prod.of_type(ROTATION)} == set(ROTATED)
-    assert {"redis-auth-token", "jwt-signing-key"} <= set(versions)
+    assert set(versions) == {*(f"{k}-credentials" for k in ROTATED), "redis-auth-token", "jwt-signing-key"}
 
 
 def test_rotation_runs_on_schedule_and_at_once_after_both_users_exist(prod: Evaluation) -> None:
@@ -80,7 +80,7 @@ def test_rotation_runs_on_schedule_and_at_once_after_both_users_exist(prod: Eval
         assert rotation.inputs["rotationRules"] == {"automaticallyAfterDays": 30}
         assert rotation.inputs["rotateImmediately"] is True
         role = key.removeprefix("postgres-")
-        needed = {f"role-{role}", f"role-{role}-alternate", key, "postgres-rotation"}
+        needed = {f"role-{role}", f"role-{role}-alternate", f"{key}-credentials", "postgres-rotation"}
         assert needed <= {u.rsplit("::", 1)[1] for u in rotation.options["dependencies"]}, key
         assert f"role-{role}" in roles and f"role-{role}-alternate" in roles
 

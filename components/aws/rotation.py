@@ -126,8 +126,11 @@ class CredentialRotation(pulumi.ComponentResource):
                 continue
             key = f"postgres-{role.key}"
             secret = secrets.secrets[key]
+            # Not the `key` a plain generated value once had: on a stack that
+            # had it, this is a new version that takes AWSCURRENT, rather than an
+            # update the ignored changes below would swallow.
             version = aws.secretsmanager.SecretVersion(
-                key,
+                f"{key}-credentials",
                 secret_id=secret.id,
                 secret_string=credentials_document(
                     host=args.host,
