@@ -108,6 +108,10 @@ def test_declared_pairs_are_not_drift_and_anything_else_is(pg: PostgresServer, p
         assert outs["escalations"] == [], props["name"]
         assert not RoleProvider().diff(props["name"], outs, props).changes
     with pg.admin() as conn:
+        conn.execute(f"ALTER ROLE {alternate['name']} RESET role")
+    missing = RoleProvider().read(alternate["name"], alternate).outs or {}
+    assert missing["escalations"] == [f"MISSING SET role={app['name']}"]
+    with pg.admin() as conn:
         conn.execute("CREATE ROLE squatter LOGIN")
         conn.execute(f"GRANT {app['name']} TO squatter")
         conn.execute(f"ALTER ROLE {alternate['name']} SET statement_timeout = 0")
@@ -115,7 +119,11 @@ def test_declared_pairs_are_not_drift_and_anything_else_is(pg: PostgresServer, p
     try:
         assert (RoleProvider().read(app["name"], app).outs or {})["escalations"] == ["MEMBER squatter"]
         drifted = RoleProvider().read(alternate["name"], alternate).outs or {}
-        assert drifted["escalations"] == ["INHERIT", "SET statement_timeout=0 IN *"]
+        assert drifted["escalations"] == [
+            "INHERIT",
+            f"MISSING SET role={app['name']}",
+            "SET statement_timeout=0 IN *",
+        ]
         RoleProvider().update(app["name"], app, app)
         RoleProvider().update(alternate["name"], drifted, alternate)
         for props in (app, alternate):

@@ -304,11 +304,13 @@ def _attribute_drift(cur: psycopg.Cursor[Any], role: str, props: Mapping[str, An
     if valid_until is not None and valid_until != "infinity":
         found.append(f"VALID UNTIL {valid_until}")
     declared = set(props.get("settings") or [])
+    settings = _role_settings(cur, role)
     found += [
         f"SET {setting} IN {database or '*'}"
-        for database, setting in _role_settings(cur, role)
+        for database, setting in settings
         if database is not None or setting not in declared
     ]
+    found += [f"MISSING SET {setting}" for setting in sorted(declared - {s for db, s in settings if db is None})]
     allowed = set(props.get("members") or [])
     admin = str(props["connection"]["user"])
     found += [f"MEMBER {member}" for member in _members(cur, role, admin=admin) if member not in allowed]
