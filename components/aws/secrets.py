@@ -137,8 +137,9 @@ class Secrets(pulumi.ComponentResource):
         return self._values[key]
 
     def role_password(self, role_key: str) -> pulumi.Output[str]:
-        """The first password of a role; an alternate user's is set by the
-        first rotation, so its generated one is never stored anywhere."""
+        """The first password of a role. An alternate user's is replaced by the
+        first rotation, so its generated one lives only in the (encrypted)
+        stack state, not in Secrets Manager."""
         key = f"postgres-{role_key}"
         if key not in self._values:
             self._values[key] = generated_secret(key, PASSWORD_LENGTH, self._child)
