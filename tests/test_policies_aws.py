@@ -417,7 +417,7 @@ def logged_buckets(logged: bool) -> list[Resource]:
     return out
 
 
-DB_SECRET = res(credentials.SECRET, "postgres-app", kmsKeyId="arn:aws:kms:eu-west-1:1:key/k")
+DB_SECRET = res(aws.SECRET, "postgres-app", kmsKeyId="arn:aws:kms:eu-west-1:1:key/k")
 DB_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:1:secret:wondernest/prod/postgres-app-AbCdEf"
 DB_DOCUMENT = link(
     res(

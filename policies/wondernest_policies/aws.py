@@ -137,11 +137,11 @@ def _elasticache(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str
 
 
 def _task_definition(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
-    text = resource.get("containerDefinitions")
-    if text is None or unknown(text):
+    containers = resource.container_definitions
+    if containers is None:
         return []
     problems = []
-    for c in json.loads(text):
+    for c in containers:
         name = c.get("name", "?")
         if c.get("privileged") is True:
             problems.append(f"container {name} is privileged.")

@@ -15,12 +15,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from wondernest_policies.aws import SECRET, TASK_DEFINITION
 from wondernest_policies.model import Resource, Rule, Violation, unknown
 
-SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 (a type token)
 SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"  # noqa: S105 (a type token)
 SECRET_ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"  # noqa: S105 (a type token)
-TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 
 # Variables that carry a database password in the images this platform runs
 # (the API and backup tool, libpq, postgres_exporter, the postgres image).
@@ -56,14 +55,7 @@ def _period_days(rules: Any) -> float | None:
 
 def _container_references(task: Resource) -> Iterable[tuple[str, str, str]]:
     """(container, variable, valueFrom) for each secret a task's containers read."""
-    raw = task.get("containerDefinitions")
-    if not isinstance(raw, str) or unknown(raw):
-        return
-    try:
-        containers = json.loads(raw)
-    except ValueError:
-        return
-    for container in containers if isinstance(containers, list) else []:
+    for container in task.container_definitions or []:
         for entry in container.get("secrets") or []:
             value = entry.get("valueFrom")
             if isinstance(value, str) and not unknown(value):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,6 +45,15 @@ class Resource:
 
     def refers_to(self, key: str, other: Resource) -> bool:
         return other.urn in self.depends_on.get(key, ())
+
+    @property
+    def container_definitions(self) -> list[dict[str, Any]] | None:
+        """An ECS task definition's containers (inputs hold them as JSON text);
+        None while they are unknown, or on a resource that has none."""
+        text = self.props.get("containerDefinitions")
+        if text is None or unknown(text):
+            return None
+        return list(json.loads(text))
 
     @property
     def labels(self) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -177,10 +176,10 @@ def _runs_backup_service(resource: Resource) -> bool:
     """An ECS task running wondernest_backup's scheduled, restore-verifying service."""
     if resource.type != TASK_DEFINITION:
         return False
-    text = resource.get("containerDefinitions")
-    if text is None or unknown(text):
+    containers = resource.container_definitions
+    if containers is None:
         return True
-    return any(any(e.get("name") == "BACKUP_SCHEDULE" for e in c.get("environment") or []) for c in json.loads(text))
+    return any(any(e.get("name") == "BACKUP_SCHEDULE" for e in c.get("environment") or []) for c in containers)
 
 
 RESOURCE_RULES: list[Rule] = [
