@@ -99,14 +99,15 @@ class CredentialRotation(pulumi.ComponentResource):
         super().__init__("wondernest:aws:CredentialRotation", name, None, opts)
         names, secrets = args.names, args.secrets
         key_arn = secrets.key.arn
+        function_name = names.resource("postgres-rotation")
         function = aws.serverlessrepository.CloudFormationStack(
             "postgres-rotation",
-            name=names.resource("postgres-rotation"),
+            name=function_name,
             application_id=ROTATION_APPLICATION,
             semantic_version=ROTATION_APPLICATION_VERSION,
             capabilities=list(ROTATION_CAPABILITIES),
             parameters={
-                "functionName": names.resource("postgres-rotation"),
+                "functionName": function_name,
                 "endpoint": f"https://secretsmanager.{args.region}.amazonaws.com",
                 # Private subnets: the database, the Secrets Manager endpoint, and
                 # RDS's API (the master secret's host) through NAT.
@@ -144,7 +145,7 @@ class CredentialRotation(pulumi.ComponentResource):
                 # AWSCURRENT to it; an update must not move it back.
                 opts=pulumi.ResourceOptions(parent=secret, ignore_changes=["secretString", "versionStages"]),
             )
-            alternate = args.spec.role(f"{role.key}-alternate")
+            pair = [args.roles[r.key] for r in args.spec.roles if r.key == role.key or r.acts_as == role.name]
             rotation = aws.secretsmanager.SecretRotation(
                 key,
                 secret_id=secret.id,
@@ -157,7 +158,7 @@ class CredentialRotation(pulumi.ComponentResource):
                 rotate_immediately=True,
                 opts=pulumi.ResourceOptions(
                     parent=secret,
-                    depends_on=[version, function, args.roles[role.key], args.roles[alternate.key]],
+                    depends_on=[version, function, *pair],
                 ),
             )
             self.ready += [version, rotation]

@@ -204,9 +204,10 @@ class RoleProvider(_PostgresProvider):
             cur.execute(sql.SQL(verb + " ROLE {} WITH {}").format(sql.Identifier(name), options))
             # No expiry, no settings or members beyond those declared.
             cur.execute(sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'").format(sql.Identifier(name)))
-            if [s for db, s in _role_settings(cur, name)] != declared:
+            settings = _role_settings(cur, name)
+            if [s for _, s in settings] != declared:
                 cur.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(sql.Identifier(name)))
-                for database in sorted({db for db, _ in _role_settings(cur, name) if db is not None}):
+                for database in sorted({db for db, _ in settings if db is not None}):
                     cur.execute(
                         sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(
                             sql.Identifier(name), sql.Identifier(database)
