@@ -142,7 +142,7 @@ state-check: local-check
 outputs: state-check
 	$(PULUMI) stack output --stack $(STACK) --show-secrets
 
-# psql as one of the platform's roles: make psql ROLE=app|analytics|monitoring|superuser
+# psql as one of the platform's roles: make psql ROLE=app|migrator|analytics|monitoring|backup|superuser
 # The password goes from the state to psql's environment, never onto a command line.
 ROLE ?= app
 psql: state-check
@@ -159,7 +159,7 @@ status: local-check $(VENV)/.config
 	@prefix=$$($(CONTAINER_PREFIX)); \
 	  docker ps --all --filter "name=^$$prefix" --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
 
-# make logs SERVICE=api|postgres|redis|prometheus|alertmanager|grafana|backups|... [LINES=200]
+# make logs SERVICE=api|migrations|postgres|redis|prometheus|alertmanager|grafana|backups|... [LINES=200]
 LINES ?= 200
 logs: local-check $(VENV)/.config
 	@test -n "$(SERVICE)" || { echo "error: name the service: make logs SERVICE=api (make status lists them)" >&2; exit 2; }

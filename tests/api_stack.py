@@ -60,6 +60,28 @@ def api_env(pg: PostgresServer, rd: RedisServer, **overrides: str) -> dict[str, 
     return env
 
 
+def migrator_env(pg: PostgresServer, **overrides: str) -> dict[str, str]:
+    """What the stack's migrate container gets: the database, as the role that owns its objects."""
+    env = {
+        "DB_HOST": "127.0.0.1",
+        "DB_PORT": str(pg.port),
+        "DB_NAME": "wondernest",
+        "DB_USER": NAMES.migrator_role,
+        "DB_PASSWORD": PASSWORDS["migrator"],
+        "DB_SSLMODE": "disable",
+    }
+    env.update(overrides)
+    return env
+
+
+def migrate_platform(pg: PostgresServer) -> list[str]:
+    """The migrations, applied the way the migrate container applies them."""
+    from wondernest_api.migrate import migrate
+    from wondernest_api.settings import load_migration_settings
+
+    return migrate(load_migration_settings(migrator_env(pg)).conninfo("wondernest-migrate"))
+
+
 def cli_env(env: dict[str, str]) -> dict[str, str]:
     """Only what the process needs: the API's variables and a PATH."""
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}

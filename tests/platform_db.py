@@ -13,11 +13,12 @@ from components.postgres.provider import (
     SchemaGrantProvider,
     SchemaProvider,
 )
-from components.postgres.resources import role_inputs
+from components.postgres.resources import access_inputs, grant_inputs, role_inputs, schema_inputs
 from components.spec.database import DatabaseSpec
 from tests.servers import PostgresServer
 
 PASSWORDS = {
+    "migrator": "migrator-pass-0000",
     "app": "app-pass-1111",
     "analytics": "analytics-pass-2222",
     "monitoring": "mon-pass-3333",
@@ -50,30 +51,14 @@ def apply_spec(server: PostgresServer, spec: DatabaseSpec, passwords: Mapping[st
         RoleProvider().create(p)
         props[f"role-{role.key}"] = p
     for schema in spec.schemas:
-        p = {"name": schema, "owner": spec.admin_role, "connection": conn}
+        p = {**schema_inputs(spec, schema), "connection": conn}
         SchemaProvider().create(p)
         props[f"schema-{schema}"] = p
     for grant in spec.grants:
-        p = {
-            "role": grant.role,
-            "schema": grant.schema,
-            "schema_privileges": sorted(grant.schema_privileges),
-            "table_privileges": sorted(grant.table_privileges),
-            "sequence_privileges": sorted(grant.sequence_privileges),
-            "default_owners": sorted(grant.default_owners),
-            "connection": conn,
-        }
+        p = {**grant_inputs(grant), "connection": conn}
         SchemaGrantProvider().create(p)
         props[f"grant-{grant.schema}-{grant.role}"] = p
-    p = {
-        "database": spec.name,
-        "connect_roles": sorted(spec.connect_roles),
-        "public_revoked": True,
-        "routine_owners": sorted(spec.routine_owners),
-        "schemas": sorted(spec.schemas),
-        "routines_public_revoked": True,
-        "connection": conn,
-    }
+    p = {**access_inputs(spec), "connection": conn}
     DatabaseAccessProvider().create(p)
     props["database-access"] = p
     return Applied(spec, props)

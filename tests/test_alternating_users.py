@@ -52,15 +52,18 @@ def login(pg: PostgresServer, spec: DatabaseSpec, user: str, password: str) -> p
 
 def test_the_alternate_acts_as_its_role_and_what_it_creates_is_the_roles(pg: PostgresServer, pair: Applied) -> None:
     spec = pair.spec
-    app, alternate = spec.role("app").name, spec.role("app-alternate").name
+    migrator, alternate = spec.role("migrator").name, spec.role("migrator-alternate").name
     rotate(pg, alternate, "first-rotation-1111")
     with login(pg, spec, alternate, "first-rotation-1111") as conn:
-        assert conn.execute("SELECT current_user, session_user").fetchone() == (app, alternate)
+        assert conn.execute("SELECT current_user, session_user").fetchone() == (migrator, alternate)
         conn.execute("CREATE TABLE core.made_by_alternate (id int)")
-        conn.execute("INSERT INTO core.made_by_alternate VALUES (1)")
     with pg.admin(spec.name) as conn:
         owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'made_by_alternate'").fetchone()
-    assert owner == (app,)
+    assert owner == (migrator,)
+    # The app's default privileges follow the owner: its alternate writes rows.
+    rotate(pg, spec.role("app-alternate").name, "app-rotated-1111")
+    with login(pg, spec, spec.role("app-alternate").name, "app-rotated-1111") as conn:
+        conn.execute("INSERT INTO core.made_by_alternate VALUES (1)")
     # The readers' default privileges follow the owner, so they see it too.
     rotate(pg, spec.role("analytics-alternate").name, "analytics-rotated-2222")
     with login(pg, spec, spec.role("analytics-alternate").name, "analytics-rotated-2222") as conn:
@@ -71,12 +74,12 @@ def test_the_alternate_acts_as_its_role_and_what_it_creates_is_the_roles(pg: Pos
 
 def test_as_itself_the_alternate_can_create_nothing(pg: PostgresServer, pair: Applied) -> None:
     spec = pair.spec
-    app, alternate = spec.role("app").name, spec.role("app-alternate").name
+    migrator, alternate = spec.role("migrator").name, spec.role("migrator-alternate").name
     rotate(pg, alternate, "reset-check-3333")
     with login(pg, spec, alternate, "reset-check-3333") as conn:
         # RESET ROLE returns to the login's default, which is the role.
         conn.execute("RESET ROLE")
-        assert conn.execute("SELECT current_user").fetchone() == (app,)
+        assert conn.execute("SELECT current_user").fetchone() == (migrator,)
         conn.execute("SET ROLE NONE")
         assert conn.execute("SELECT current_user").fetchone() == (alternate,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -147,7 +150,7 @@ def test_declared_pairs_are_not_drift_and_anything_else_is(pg: PostgresServer, p
 def test_every_login_role_has_an_alternate_within_its_limit(pair: Applied) -> None:
     spec = pair.spec
     primaries = [r for r in spec.roles if r.acts_as is None]
-    assert {r.key for r in primaries} == {"app", "analytics", "monitoring", "backup"}
+    assert {r.key for r in primaries} == {"migrator", "app", "analytics", "monitoring", "backup"}
     for role in primaries:
         alternate = spec.role(f"{role.key}-alternate")
         assert alternate.name == f"{role.name}_clone"

@@ -18,8 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from wondernest_api.migrate import migrate
-from wondernest_api.settings import load_settings
 
 from components.spec import monitoring
 from components.spec.alerts import AlertThresholds, Recording, render_rule_file, rule_groups
@@ -28,8 +26,8 @@ from tests.api_stack import (
     NAMES,
     REDIS_MONITORING_PASSWORD,
     ApiProcess,
-    api_env,
     cli_env,
+    migrate_platform,
     platform,
     rendered_acl,
     start_api,
@@ -98,7 +96,7 @@ def stack() -> Iterator[Stack]:
             redis_server(acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru") as rd,
         ):
             platform(pg)
-            migrate(load_settings(api_env(pg, rd)).db_conninfo())
+            migrate_platform(pg)
             api = start_api(pg, rd)
             (root / "pg-password").write_text(PASSWORDS["monitoring"])
             (root / "queries.yaml").write_text(monitoring.render_postgres_exporter_queries())

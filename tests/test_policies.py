@@ -69,6 +69,19 @@ RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
     ("docker-container-non-root", container(), container(user=None), "no user"),
     ("docker-container-healthcheck", container(), container(healthcheck=None), "no healthcheck"),
     ("docker-container-restart-policy", container(), container(restart="no"), "restart policy"),
+    # A job `pulumi up` runs to its end: waited on until it exits, never restarted.
+    (
+        "docker-container-healthcheck",
+        container(healthcheck=None, attach=True, mustRun=False, restart="no"),
+        container(healthcheck=None, attach=False, mustRun=False, restart="no"),
+        "no healthcheck",
+    ),
+    (
+        "docker-container-restart-policy",
+        container(healthcheck=None, attach=True, mustRun=False, restart="no"),
+        container(healthcheck=None, attach=True, mustRun=False, restart="unless-stopped"),
+        "runs once",
+    ),
     ("docker-container-memory-limit", container(), container(memory=0), "memory limit"),
     ("docker-container-not-privileged", container(), container(privileged=True), "privileged"),
     ("docker-container-no-host-namespaces", container(), container(networkMode="host"), "networkMode"),

@@ -34,8 +34,8 @@ pytestmark = pytest.mark.servers
 def applied(pg: PostgresServer) -> Applied:
     spec = database_spec(Names(app="wondernest", stack="test"))
     result = apply_spec(pg, spec)
-    # The app's migrations run as the app role and own what they create.
-    with connect_as(pg, spec, "app") as conn:
+    # The app's migrations run as the migrator and own what they create.
+    with connect_as(pg, spec, "migrator") as conn:
         conn.execute("CREATE TABLE core.users (id bigserial PRIMARY KEY, email text NOT NULL)")
         conn.execute("INSERT INTO core.users (email) VALUES ('a@example.com')")
     return result
@@ -53,14 +53,44 @@ def connect_as(
 # --- the privilege matrix ---------------------------------------------------
 
 
-def test_app_creates_and_writes_tables_in_every_schema(pg: PostgresServer, applied: Applied) -> None:
-    with connect_as(pg, applied.spec, "app") as conn:
+def test_the_migrator_creates_and_the_app_writes_in_every_schema(pg: PostgresServer, applied: Applied) -> None:
+    with connect_as(pg, applied.spec, "migrator") as conn:
         for schema in applied.spec.schemas:
             conn.execute(f"CREATE TABLE IF NOT EXISTS {schema}.probe (id int PRIMARY KEY, v text)")
+    with connect_as(pg, applied.spec, "app") as conn:
+        for schema in applied.spec.schemas:
             conn.execute(f"INSERT INTO {schema}.probe VALUES (1, 'x') ON CONFLICT DO NOTHING")
+            assert conn.execute(f"SELECT v FROM {schema}.probe").fetchall() == [("x",)]
+            if schema == "audit":
+                # Append-only: evidence is never rewritten or removed by the running app.
+                for statement in (f"UPDATE {schema}.probe SET v = 'y'", f"DELETE FROM {schema}.probe"):
+                    with pytest.raises(errors.InsufficientPrivilege):
+                        conn.execute(statement)
+                continue
             conn.execute(f"UPDATE {schema}.probe SET v = 'y' WHERE id = 1")
             assert conn.execute(f"SELECT v FROM {schema}.probe").fetchall() == [("y",)]
             conn.execute(f"DELETE FROM {schema}.probe")
+    with pg.admin(applied.spec.name) as conn:
+        for schema in applied.spec.schemas:
+            conn.execute(f"DROP TABLE {schema}.probe")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE TABLE core.planted (id int)",
+        "CREATE VIEW core.planted AS SELECT 1",
+        "CREATE FUNCTION core.planted() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
+        "ALTER TABLE core.users ADD COLUMN planted text",
+        "DROP TABLE core.users",
+        "TRUNCATE core.users",
+        "CREATE TRIGGER planted BEFORE UPDATE ON core.users FOR EACH ROW "
+        "EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+    ],
+)
+def test_the_app_cannot_change_the_schema(pg: PostgresServer, applied: Applied, statement: str) -> None:
+    with connect_as(pg, applied.spec, "app") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute(statement)
 
 
 def test_app_may_write_tables_the_admin_creates_later(pg: PostgresServer, applied: Applied) -> None:
@@ -72,7 +102,7 @@ def test_app_may_write_tables_the_admin_creates_later(pg: PostgresServer, applie
 
 
 def test_analytics_reads_tables_created_after_the_grant(pg: PostgresServer, applied: Applied) -> None:
-    with connect_as(pg, applied.spec, "app") as conn:
+    with connect_as(pg, applied.spec, "migrator") as conn:
         conn.execute("CREATE TABLE analytics.events (id bigserial PRIMARY KEY, kind text)")
         conn.execute("INSERT INTO analytics.events (kind) VALUES ('signup')")
     with connect_as(pg, applied.spec, "analytics") as conn:
@@ -97,7 +127,7 @@ def test_analytics_cannot_write(pg: PostgresServer, applied: Applied, statement:
 
 
 def test_backup_reads_the_platforms_data_and_writes_nothing(pg: PostgresServer, applied: Applied) -> None:
-    with connect_as(pg, applied.spec, "app") as conn:
+    with connect_as(pg, applied.spec, "migrator") as conn:
         conn.execute("CREATE TABLE audit.later (id bigserial PRIMARY KEY)")  # as a migration would, later
         conn.execute("INSERT INTO audit.later DEFAULT VALUES")
     with connect_as(pg, applied.spec, "backup") as conn:
@@ -119,7 +149,7 @@ def test_backup_reads_the_platforms_data_and_writes_nothing(pg: PostgresServer, 
                 conn.execute(statement)
 
 
-@pytest.mark.parametrize("key", ["app", "analytics", "monitoring", "backup"])
+@pytest.mark.parametrize("key", ["migrator", "app", "analytics", "monitoring", "backup"])
 @pytest.mark.parametrize("statement", ["CREATE ROLE intruder", "CREATE DATABASE intruder"])
 def test_no_role_can_create_roles_or_databases(pg: PostgresServer, applied: Applied, key: str, statement: str) -> None:
     with connect_as(pg, applied.spec, key) as conn, pytest.raises(errors.InsufficientPrivilege):
@@ -137,6 +167,7 @@ def test_role_attributes_match_the_spec(pg: PostgresServer, applied: Applied) ->
         ("wondernest_analytics", False, False, False, False, 10, False, True),
         ("wondernest_app", False, False, False, False, 50, False, True),
         ("wondernest_backup", False, False, False, False, 3, False, True),
+        ("wondernest_migrator", False, False, False, False, 3, False, True),
         ("wondernest_monitoring", False, False, False, False, 3, True, True),
     ]
 
@@ -293,7 +324,7 @@ def test_a_schema_holding_a_table_is_never_dropped(pg: PostgresServer, applied: 
 
 
 def test_a_role_owning_data_is_never_dropped(pg: PostgresServer, applied: Applied) -> None:
-    props = applied.props["role-app"]
+    props = applied.props["role-migrator"]
     with pytest.raises(PostgresResourceError, match=r"owns \d+ object"):
         RoleProvider().delete(props["name"], props)
     with connect_as(pg, applied.spec, "app") as conn:
@@ -385,15 +416,16 @@ def test_password_verifiers_reach_neither_statistics_nor_logs(pg: PostgresServer
 
 
 def test_a_read_only_role_cannot_write_through_a_function(pg: PostgresServer, applied: Applied) -> None:
-    """By default PUBLIC may execute every function: a SECURITY DEFINER one the
-    app creates would let analytics write with the app's rights."""
-    with connect_as(pg, applied.spec, "app") as conn:
+    """By default PUBLIC may execute every function: a SECURITY DEFINER one a
+    migration creates would let analytics write with the migrator's rights."""
+    with connect_as(pg, applied.spec, "migrator") as conn:
         conn.execute(
             "CREATE FUNCTION core.add_user(e text) RETURNS void LANGUAGE sql SECURITY DEFINER "
             "AS $$ INSERT INTO core.users (email) VALUES (e) $$"
         )
-        conn.execute("SELECT core.add_user('by-the-app@example.com')")  # the owner still may
-    for key in ("analytics", "backup", "monitoring"):
+        conn.execute("SELECT core.add_user('by-the-migrator@example.com')")  # the owner still may
+        conn.execute("DELETE FROM core.users WHERE email = 'by-the-migrator@example.com'")
+    for key in ("app", "analytics", "backup", "monitoring"):
         with connect_as(pg, applied.spec, key) as conn, pytest.raises(errors.InsufficientPrivilege):
             conn.execute("SELECT core.add_user('smuggled@example.com')")
     with pg.admin(applied.spec.name) as conn:
@@ -414,7 +446,7 @@ def test_routines_granted_to_public_show_as_drift(pg: PostgresServer, applied: A
     assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is True
     # An owner's future routines open to PUBLIC again is drift too.
     with pg.admin(applied.spec.name) as conn:
-        conn.execute("ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_app GRANT EXECUTE ON ROUTINES TO PUBLIC")
+        conn.execute("ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_migrator GRANT EXECUTE ON ROUTINES TO PUBLIC")
     assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is False
     provider.update(props["database"], props, props)
     assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is True
@@ -446,3 +478,102 @@ def test_expiry_settings_and_members_are_drift_and_update_removes_them(pg: Postg
     finally:
         with pg.admin() as conn:
             conn.execute("DROP ROLE IF EXISTS borrower")
+
+
+# --- who owns what the schemas hold -------------------------------------------
+
+
+def _owners(pg: PostgresServer, database: str) -> dict[str, str]:
+    with pg.admin(database) as conn:
+        rows = conn.execute(
+            "SELECT c.oid::regclass::text, pg_get_userbyid(c.relowner) FROM pg_class c "
+            "WHERE c.relnamespace = 'core'::regnamespace AND c.relkind IN ('r', 'v', 'S') "
+            "UNION ALL SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner) FROM pg_proc p "
+            "WHERE p.pronamespace = 'core'::regnamespace "
+            "UNION ALL SELECT t.oid::regtype::text, pg_get_userbyid(t.typowner) FROM pg_type t "
+            "WHERE t.typnamespace = 'core'::regnamespace AND t.typtype IN ('d', 'e')"
+        ).fetchall()
+    return dict(rows)
+
+
+def test_objects_another_role_owns_are_drift_and_update_hands_them_to_the_migrator(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    """What the app role owned before migrations had a role of their own (or
+    what anyone else planted) is taken over, and the app keeps its row rights."""
+    spec = applied.spec
+    props = applied.props["schema-core"]
+    provider = SchemaProvider()
+    clean = provider.read("core", props).outs or {}
+    assert clean["strays"] == [] and not provider.diff("core", clean, props).changes
+    with pg.admin(spec.name) as conn:
+        conn.execute("CREATE TABLE core.legacy (id bigserial PRIMARY KEY, v text)")
+        conn.execute("CREATE VIEW core.legacy_view AS SELECT id FROM core.legacy")
+        conn.execute("CREATE FUNCTION core.legacy_fn(a int) RETURNS int LANGUAGE sql AS $$ SELECT a $$")
+        conn.execute("CREATE AGGREGATE core.legacy_sum(int) (SFUNC = int4pl, STYPE = int)")
+        conn.execute("CREATE TYPE core.legacy_mood AS ENUM ('ok')")
+        conn.execute("CREATE DOMAIN core.legacy_email AS text CHECK (VALUE LIKE '%@%')")
+        for statement in (
+            "ALTER TABLE core.legacy OWNER TO wondernest_app",
+            "ALTER VIEW core.legacy_view OWNER TO wondernest_analytics",
+            "ALTER FUNCTION core.legacy_fn(int) OWNER TO wondernest_app",
+            "ALTER AGGREGATE core.legacy_sum(int) OWNER TO wondernest_app",
+            "ALTER TYPE core.legacy_mood OWNER TO wondernest_app",
+            "ALTER DOMAIN core.legacy_email OWNER TO wondernest_app",
+        ):
+            conn.execute(statement)
+    drifted = provider.read("core", props).outs or {}
+    assert drifted["strays"] == [
+        "AGGREGATE core.legacy_sum(integer) owned by wondernest_app",
+        "DOMAIN core.legacy_email owned by wondernest_app",
+        "FUNCTION core.legacy_fn(integer) owned by wondernest_app",
+        "TABLE core.legacy owned by wondernest_app",
+        "TYPE core.legacy_mood owned by wondernest_app",
+        "VIEW core.legacy_view owned by wondernest_analytics",
+    ]
+    assert provider.diff("core", drifted, props).changes
+    provider.update("core", drifted, props)
+    assert (provider.read("core", props).outs or {})["strays"] == []
+    owners = _owners(pg, spec.name)
+    for name in ("core.legacy", "core.legacy_id_seq", "core.legacy_view", "core.legacy_fn(integer)"):
+        assert owners[name] == "wondernest_migrator", name
+    assert owners["core.legacy_mood"] == owners["core.legacy_email"] == "wondernest_migrator"
+    # The app's grant, applied after the schema, gives it rows on what it no longer owns.
+    grant = applied.props["grant-core-wondernest_app"]
+    SchemaGrantProvider().update("x", grant, grant)
+    with connect_as(pg, spec, "app") as conn:
+        conn.execute("INSERT INTO core.legacy (v) VALUES ('still writable')")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("DROP TABLE core.legacy CASCADE")
+    with pg.admin(spec.name) as conn:
+        conn.execute("DROP TABLE core.legacy CASCADE")
+        conn.execute("DROP FUNCTION core.legacy_fn(int)")
+        conn.execute("DROP AGGREGATE core.legacy_sum(int)")
+        conn.execute("DROP TYPE core.legacy_mood")
+        conn.execute("DROP DOMAIN core.legacy_email")
+
+
+def test_an_admin_that_is_not_a_superuser_hands_objects_over_too(pg: PostgresServer, applied: Applied) -> None:
+    """RDS's master user has CREATEROLE, not SUPERUSER: it borrows the owners'
+    rights for the transaction and gives them back."""
+    from components.postgres.provider import _hand_over
+
+    spec = applied.spec
+    with pg.admin(spec.name) as conn:
+        conn.execute("CREATE ROLE master_like LOGIN CREATEROLE PASSWORD 'master-like-pass'")
+        conn.execute(f"GRANT CONNECT ON DATABASE {spec.name} TO master_like")
+        conn.execute("CREATE TABLE core.borrowed (id int)")
+        conn.execute("ALTER TABLE core.borrowed OWNER TO wondernest_app")
+    try:
+        dsn = pg.dsn(user="master_like", password="master-like-pass", dbname=spec.name)
+        with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+            _hand_over(cur, "core", spec.admin_role, spec.object_owner)
+        assert _owners(pg, spec.name)["core.borrowed"] == "wondernest_migrator"
+        with pg.admin(spec.name) as conn:
+            held = conn.execute("SELECT count(*) FROM pg_auth_members WHERE member = 'master_like'::regrole").fetchone()
+        assert held == (0,)
+    finally:
+        with pg.admin(spec.name) as conn:
+            conn.execute("DROP TABLE IF EXISTS core.borrowed")
+            conn.execute("DROP OWNED BY master_like")
+            conn.execute("DROP ROLE master_like")

@@ -19,7 +19,7 @@ STACK = "aws:serverlessrepository/cloudFormationStack:CloudFormationStack"
 VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
 ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
-ROTATED = ("postgres-app", "postgres-analytics", "postgres-monitoring", "postgres-backup")
+ROTATED = ("postgres-migrator", "postgres-app", "postgres-analytics", "postgres-monitoring", "postgres-backup")
 MASTER_SECRET = re.compile(r"^arn:aws:secretsmanager:eu-west-1:\d{12}:secret:rds!db-")
 
 

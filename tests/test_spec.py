@@ -60,6 +60,7 @@ def test_the_role_model() -> None:
     spec = database_spec(Names(app="wondernest", stack="dev"))
     assert spec.schemas == SCHEMAS and len(SCHEMAS) == 9
     assert [(r.name, r.connection_limit, r.member_of) for r in spec.roles] == [
+        ("wondernest_migrator", 3, ()),
         ("wondernest_app", 50, ()),
         ("wondernest_analytics", 10, ()),
         ("wondernest_monitoring", 3, ("pg_monitor",)),
@@ -70,9 +71,23 @@ def test_the_role_model() -> None:
         assert {g.schema for g in grants} == set(SCHEMAS)
         assert all(g.table_privileges == ("SELECT",) and g.schema_privileges == ("USAGE",) for g in grants)
         assert all(g.sequence_privileges == ("SELECT",) for g in grants)
-        assert all(set(g.default_owners) == {"postgres", "wondernest_app"} for g in grants)
+        assert all(set(g.default_owners) == {"postgres", "wondernest_migrator"} for g in grants)
     monitoring_grants = [g for g in spec.grants if g.role == "wondernest_monitoring"]
     assert monitoring_grants == []
+    assert spec.object_owner == "wondernest_migrator"
+    assert spec.routine_owners == ("postgres", "wondernest_migrator")
+    creators = {g.role for g in spec.grants if "CREATE" in g.schema_privileges}
+    assert creators == {"wondernest_migrator"}
+    app = {g.schema: g for g in spec.grants if g.role == "wondernest_app"}
+    assert set(app) == set(SCHEMAS)
+    assert all(g.schema_privileges == ("USAGE",) for g in app.values())
+    assert all(set(g.default_owners) == {"postgres", "wondernest_migrator"} for g in app.values())
+    # The audit trail only grows: rows are added and read, never changed or removed.
+    assert set(app["audit"].table_privileges) == {"INSERT", "SELECT"}
+    assert set(app["audit"].sequence_privileges) == {"SELECT", "USAGE"}
+    assert all(
+        set(g.table_privileges) == {"SELECT", "INSERT", "UPDATE", "DELETE"} for s, g in app.items() if s != "audit"
+    )
 
 
 def test_redis_conf_carries_persistence_and_eviction() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError
-from tests.harness import CONTAINER_TYPE, Declared, Evaluation, declared_by, evaluate, stack_config
+from tests.harness import CONTAINER_TYPE, Declared, Evaluation, declared_by, evaluate, fake_secret, stack_config
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 DYNAMIC = "pulumi-python:dynamic/postgres:"
@@ -56,6 +56,7 @@ def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
         "wondernest-dev-backups",
         "wondernest-dev-dev-s3",
         "wondernest-dev-grafana",
+        "wondernest-dev-migrations",
         "wondernest-dev-pgadmin",
         "wondernest-dev-postgres",
         "wondernest-dev-postgres-exporter",
@@ -63,9 +64,9 @@ def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
         "wondernest-dev-redis",
         "wondernest-dev-redis-exporter",
     ]
-    assert len(dev.of_type(f"{DYNAMIC}Role")) == 4
+    assert len(dev.of_type(f"{DYNAMIC}Role")) == 5
     assert len(dev.of_type(f"{DYNAMIC}Schema")) == 9
-    assert len(dev.of_type(f"{DYNAMIC}SchemaGrant")) == 27  # app, analytics and backup on each of nine
+    assert len(dev.of_type(f"{DYNAMIC}SchemaGrant")) == 36  # migrator, app, analytics and backup on each of nine
     assert len(dev.of_type(f"{DYNAMIC}DatabaseAccess")) == 1
 
 
@@ -93,6 +94,7 @@ def test_secret_files_are_uploaded_as_secrets_with_tight_modes(dev: Evaluation) 
         "postgres",
         "redis",
         "api",
+        "migrations",
         "pgadmin",
         "postgres-exporter",
         "redis-exporter",
@@ -125,11 +127,38 @@ def test_containers_are_hardened(dev: Evaluation) -> None:
         assert i["securityOpts"] == ["no-new-privileges:true"]
         assert i["capabilities"]["drops"] == ["ALL"]
         assert i["privileged"] is False
-        assert i["restart"] == "unless-stopped"
         assert i["memory"] > 0
+        assert not i.get("networkMode") and not i.get("pidMode")
+        if c.name == "migrations":
+            continue
+        assert i["restart"] == "unless-stopped"
         assert i["healthcheck"]["tests"]
         assert i["wait"] is True
-        assert not i.get("networkMode") and not i.get("pidMode")
+        assert "attach" not in i
+
+
+def test_migrations_run_once_as_their_own_role_before_the_api(dev: Evaluation) -> None:
+    job = dev.named(CONTAINER_TYPE, "migrations")
+    api = dev.named(CONTAINER_TYPE, "api")
+    i = job.inputs
+    # `pulumi up` waits for the job to exit; it is never restarted and has no healthcheck.
+    assert (i["attach"], i["mustRun"], i["restart"], i["wait"]) == (True, False, "no", False)
+    assert "healthcheck" not in i
+    assert i["command"] == ["python", "-m", "wondernest_api", "migrate"]
+    assert i["image"] == api.inputs["image"] and i["readOnly"] is True
+    env = dict(e.split("=", 1) for e in i["envs"])
+    assert env["DB_USER"] == "wondernest_migrator" and env["DB_PASSWORD_FILE"] == "/run/secrets/db-password"
+    assert not any(k.startswith(("REDIS_", "JWT_")) for k in env)
+    assert [n["name"] for n in i["networksAdvanced"]] == ["wondernest-dev-backend"]
+    [upload] = unwrap(i["uploads"])
+    assert upload["content"] == fake_secret("postgres-migrator")
+    # The API serves as the app role and never holds the migrator's password.
+    api_env = dict(e.split("=", 1) for e in api.inputs["envs"])
+    assert api_env["DB_USER"] == "wondernest_app"
+    assert api.inputs["command"] == ["python", "-m", "wondernest_api", "serve"]
+    assert all(u["content"] != fake_secret("postgres-migrator") for u in unwrap(api.inputs["uploads"]))
+    assert any(dep.endswith("::migrations") for dep in api.options["dependencies"])
+    assert any(dep.endswith("::role-migrator") for dep in job.options["dependencies"])
 
 
 def test_images_are_pinned_remote_images(dev: Evaluation) -> None:
@@ -187,6 +216,7 @@ def test_dynamic_resources_carry_their_secrets_as_secrets(dev: Evaluation) -> No
         assert is_secret(role.inputs["__provider"])
     limits = {unwrap(r.inputs["name"]): r.inputs["connection_limit"] for r in dev.of_type(f"{DYNAMIC}Role")}
     assert limits == {
+        "wondernest_migrator": 3,
         "wondernest_app": 50,
         "wondernest_analytics": 10,
         "wondernest_monitoring": 3,
@@ -202,6 +232,7 @@ def test_outputs_and_their_secrecy(dev: Evaluation) -> None:
     assert dev.outputs["postgresEndpoint"] == "127.0.0.1:5433"
     assert dev.outputs["redisEndpoint"] == "127.0.0.1:6379"
     assert dev.outputs["roles"] == {
+        "migrator": "wondernest_migrator",
         "app": "wondernest_app",
         "analytics": "wondernest_analytics",
         "monitoring": "wondernest_monitoring",
@@ -211,6 +242,7 @@ def test_outputs_and_their_secrecy(dev: Evaluation) -> None:
     assert dev.secret_outputs == {"secrets"}
     assert set(dev.outputs["secrets"]) == {
         "postgres_superuser",
+        "postgres_migrator",
         "postgres_app",
         "postgres_analytics",
         "postgres_monitoring",
@@ -241,6 +273,7 @@ def test_physical_names_follow_app_name_and_stack() -> None:
         "yourapp-staging-backups",
         "yourapp-staging-dev-s3",
         "yourapp-staging-grafana",
+        "yourapp-staging-migrations",
         "yourapp-staging-pgadmin",
         "yourapp-staging-postgres",
         "yourapp-staging-postgres-exporter",

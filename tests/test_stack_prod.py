@@ -162,6 +162,7 @@ def test_kms_key_rotates_and_every_secret_uses_it(prod: Evaluation) -> None:
     secrets = by_name(prod, SECRET)
     assert sorted(secrets) == sorted(
         [
+            "postgres-migrator",
             "postgres-app",
             "postgres-analytics",
             "postgres-monitoring",
@@ -209,7 +210,7 @@ def test_the_parameter_group_comes_from_the_containers_tuning(prod: Evaluation) 
 
 def test_roles_are_applied_over_the_rds_managed_master_secret(prod: Evaluation) -> None:
     roles = prod.of_type(f"{DYNAMIC}Role")
-    assert len(roles) == 8  # each login role and its alternate user
+    assert len(roles) == 10  # each login role and its alternate user
     for role in roles:
         assert is_secret(role.inputs["connection"])
         connection = unwrap(role.inputs["connection"])
@@ -283,29 +284,41 @@ def test_the_api_task_is_hardened_and_takes_secrets_by_reference(prod: Evaluatio
     assert api["image"].startswith(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/wondernest/prod/api@sha256:")
 
 
-# Variable → (secret, JSON field): a field for the rotated Postgres credentials,
-# None for a generated secret read by version.
-SECRET_REFS: dict[str, dict[str, tuple[str, str | None]]] = {
-    "-api": {
+# (task family, container) → variable → (secret, JSON field): a field for the
+# rotated Postgres credentials, None for a generated secret read by version.
+SECRET_REFS: dict[tuple[str, str], dict[str, tuple[str, str | None]]] = {
+    # Migrations run as the role that owns the schema objects, with nothing else.
+    ("-api", "migrate"): {
+        "DB_USER": ("postgres-migrator", "username"),
+        "DB_PASSWORD": ("postgres-migrator", "password"),
+    },
+    ("-api", "api"): {
         "DB_USER": ("postgres-app", "username"),
         "DB_PASSWORD": ("postgres-app", "password"),
         "REDIS_PASSWORD": ("redis-auth-token", None),
         "JWT_SECRET": ("jwt-signing-key", None),
     },
-    "-exporters": {
+    ("-api", "metrics-collector"): {},
+    ("-exporters", "postgres-exporter"): {
         "DATA_SOURCE_USER": ("postgres-monitoring", "username"),
         "DATA_SOURCE_PASS": ("postgres-monitoring", "password"),
-        "REDIS_PASSWORD": ("redis-auth-token", None),
     },
-    "-backups": {"DB_USER": ("postgres-backup", "username"), "DB_PASSWORD": ("postgres-backup", "password")},
+    ("-exporters", "redis-exporter"): {"REDIS_PASSWORD": ("redis-auth-token", None)},
+    ("-exporters", "metrics-collector"): {},
+    ("-backups", "backups"): {
+        "DB_USER": ("postgres-backup", "username"),
+        "DB_PASSWORD": ("postgres-backup", "password"),
+    },
+    ("-backups", "metrics-collector"): {},
 }
 
 
-def secret_refs(ev: Evaluation) -> dict[str, dict[str, str]]:
-    return {
-        family: {s["name"]: s["valueFrom"] for c in containers(ev, family).values() for s in c.get("secrets", [])}
-        for family in SECRET_REFS
-    }
+def secret_refs(ev: Evaluation) -> dict[tuple[str, str], dict[str, str]]:
+    refs: dict[tuple[str, str], dict[str, str]] = {}
+    for family in sorted({family for family, _ in SECRET_REFS}):
+        for name, container in containers(ev, family).items():
+            refs[(family, name)] = {s["name"]: s["valueFrom"] for s in container.get("secrets", [])}
+    return refs
 
 
 def secret_arn(ev: Evaluation, name: str) -> str:
@@ -315,6 +328,7 @@ def secret_arn(ev: Evaluation, name: str) -> str:
 
 def test_tasks_read_a_generated_secrets_version_and_a_rotated_secrets_current_fields(prod: Evaluation) -> None:
     refs = secret_refs(prod)
+    assert set(refs) == set(SECRET_REFS)
     for family, wanted in SECRET_REFS.items():
         assert set(refs[family]) == set(wanted), family
         for variable, (key, json_field) in wanted.items():
@@ -328,7 +342,7 @@ def test_tasks_read_a_generated_secrets_version_and_a_rotated_secrets_current_fi
     # IAM policies name the secret itself, not a version.
     policy = json.loads(prod.named("aws:iam/rolePolicy:RolePolicy", "api-execution-role").inputs["policy"])
     assert sorted(policy["Statement"][0]["Resource"]) == sorted(
-        secret_arn(prod, k) for k in ("postgres-app", "redis-auth-token", "jwt-signing-key")
+        secret_arn(prod, k) for k in ("postgres-migrator", "postgres-app", "redis-auth-token", "jwt-signing-key")
     )
 
 
@@ -648,9 +662,9 @@ def test_parity_the_same_roles_schemas_and_grants_in_both_targets(prod: Evaluati
         }
 
     assert objects(prod) == objects(dev)
-    assert len(objects(prod)) == 4 + 9 + 27 + 1  # roles, schemas, 3 grants per schema, database access
+    assert len(objects(prod)) == 5 + 9 + 36 + 1  # roles, schemas, 4 grants per schema, database access
     alternates = {d.name for d in prod.of_type(f"{DYNAMIC}Role") if d.name.endswith("-alternate")}
-    assert alternates == {f"role-{key}-alternate" for key in ("app", "analytics", "monitoring", "backup")}
+    assert alternates == {f"role-{key}-alternate" for key in ("migrator", "app", "analytics", "monitoring", "backup")}
     assert not any(d.name.endswith("-alternate") for d in dev.declared)
 
 

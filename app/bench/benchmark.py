@@ -33,10 +33,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "app")]
 
-from wondernest_api.migrate import migrate  # noqa: E402
-from wondernest_api.settings import load_settings  # noqa: E402
 
-from tests.api_stack import api_env, cli_env, platform, rendered_acl  # noqa: E402
+from tests.api_stack import api_env, cli_env, migrate_platform, platform, rendered_acl  # noqa: E402
 from tests.servers import PostgresServer, RedisServer, free_port, postgres_server, redis_server  # noqa: E402
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -110,7 +108,7 @@ def main() -> None:
     ):
         platform(pg)
         env = environment(pg, rd)
-        migrate(load_settings(env).db_conninfo())
+        migrate_platform(pg)
         app_port, base_port = free_port(), free_port()
         uvicorn_flags = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--host", "127.0.0.1"]
         with (

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 import pytest
 from starlette.testclient import TestClient
 from wondernest_api.app import create_app
-from wondernest_api.migrate import migrate
 from wondernest_api.settings import load_settings
 
 from tests.api_stack import (
     ApiProcess,
     api_env,
     cli_env,
+    migrate_platform,
+    migrator_env,
     platform,
     rendered_acl,
 )
@@ -41,7 +42,7 @@ def cache() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def migrated(db: PostgresServer, cache: RedisServer) -> list[subprocess.CompletedProcess[str]]:
     """Two containers starting at once: both run `migrate` concurrently."""
-    env = cli_env(api_env(db, cache))
+    env = cli_env(migrator_env(db))
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "wondernest_api", "migrate"],
@@ -98,5 +99,5 @@ def servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
         redis_server(acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru") as rd,
     ):
         platform(pg)
-        migrate(load_settings(api_env(pg, rd)).db_conninfo())
+        migrate_platform(pg)
         yield pg, rd

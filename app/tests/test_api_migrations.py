@@ -1,4 +1,4 @@
-"""Migrations: from empty, re-run, concurrent, owned by the app role, readable by analytics."""
+"""Migrations: from empty, re-run, concurrent, owned by the migrator, used by the app role, readable by analytics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from wondernest_api.migrate import MigrationError, available, migrate
 
-from tests.api_stack import NAMES, api_env, run_cli
+from tests.api_stack import NAMES, api_env, migrator_env, run_cli
 from tests.platform_db import PASSWORDS
 from tests.servers import PostgresServer, RedisServer
 
@@ -27,13 +27,13 @@ def test_two_concurrent_runs_both_succeed_and_apply_once(
     assert [r[0] for r in rows] == [m.version for m in available()]
 
 
-def test_a_rerun_applies_nothing(db: PostgresServer, cache: RedisServer, migrated: object) -> None:
-    result = run_cli(api_env(db, cache), "migrate")
+def test_a_rerun_applies_nothing(db: PostgresServer, migrated: object) -> None:
+    result = run_cli(migrator_env(db), "migrate")
     assert result.returncode == 0, result.stderr
     assert '"migrations up to date"' in result.stdout
 
 
-def test_the_seed_tables_and_indexes_exist_owned_by_the_app_role(db: PostgresServer, migrated: object) -> None:
+def test_the_seed_tables_and_indexes_exist_owned_by_the_migrator(db: PostgresServer, migrated: object) -> None:
     with db.admin("wondernest") as conn:
         owners = dict(
             conn.execute(
@@ -42,10 +42,10 @@ def test_the_seed_tables_and_indexes_exist_owned_by_the_app_role(db: PostgresSer
         )
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()}
     assert owners == {
-        "core.users": NAMES.app_role,
-        "core.user_sessions": NAMES.app_role,
-        "core.schema_migrations": NAMES.app_role,
-        "audit.activity_logs": NAMES.app_role,
+        "core.users": NAMES.migrator_role,
+        "core.user_sessions": NAMES.migrator_role,
+        "core.schema_migrations": NAMES.migrator_role,
+        "audit.activity_logs": NAMES.migrator_role,
     }
     assert {
         "idx_users_email",
@@ -74,19 +74,17 @@ def test_an_edited_applied_migration_is_refused(
         module.Migration(m.version, m.name, m.sql + "\n-- edited") if m.version == "0001" else m for m in original
     ]
     monkeypatch.setattr(module, "available", lambda: tampered)
-    from wondernest_api.settings import load_settings
+    from wondernest_api.settings import load_migration_settings
 
     with pytest.raises(MigrationError, match="0001_core_users_and_sessions changed after it was applied"):
-        migrate(load_settings(api_env(db, cache)).db_conninfo())
+        migrate(load_migration_settings(migrator_env(db)).conninfo("test"))
 
 
-def test_migrate_into_a_database_without_the_platform_schemas_is_one_error_line(
-    db: PostgresServer, cache: RedisServer
-) -> None:
+def test_migrate_into_a_database_without_the_platform_schemas_is_one_error_line(db: PostgresServer) -> None:
     with db.admin("postgres") as conn:
         conn.execute("DROP DATABASE IF EXISTS bare")
         conn.execute("CREATE DATABASE bare")
-    env = api_env(db, cache, DB_NAME="bare", DB_USER=db.superuser, DB_PASSWORD=db.superuser_password)
+    env = migrator_env(db, DB_NAME="bare", DB_USER=db.superuser, DB_PASSWORD=db.superuser_password)
     result = run_cli(env, "migrate")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
@@ -97,10 +95,10 @@ def test_migrate_into_a_database_without_the_platform_schemas_is_one_error_line(
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
 
 
-def test_an_unreachable_database_is_one_error_line(db: PostgresServer, cache: RedisServer) -> None:
+def test_an_unreachable_database_is_one_error_line(db: PostgresServer) -> None:
     from tests.servers import free_port
 
-    result = run_cli(api_env(db, cache, DB_PORT=str(free_port())), "migrate")
+    result = run_cli(migrator_env(db, DB_PORT=str(free_port())), "migrate")
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("error: migrations: OperationalError: ")
@@ -117,3 +115,50 @@ def test_the_required_schemas_are_every_schema_the_migrations_name() -> None:
         for match in re.findall(r"\b(?:TABLE|INDEX[^(]*? ON|REFERENCES)\s+([a-z_]+)\.", migration.sql)
     }
     assert named and named == set(REQUIRED_SCHEMAS)
+
+
+def test_migrate_needs_only_the_database_settings(db: PostgresServer, migrated: object) -> None:
+    """The migrate container gets the migrator's credentials and nothing of the API's."""
+    env = migrator_env(db)
+    assert not any(key.startswith(("REDIS_", "JWT_")) for key in env)
+    result = run_cli(env, "migrate")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_app_role_cannot_change_the_schema_or_the_audit_trail(db: PostgresServer, migrated: object) -> None:
+    dsn = db.dsn(user=NAMES.app_role, password=PASSWORDS["app"], dbname="wondernest")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO audit.activity_logs (action) VALUES ('test.append')")
+        assert conn.execute("SELECT count(*) FROM audit.activity_logs WHERE action = 'test.append'").fetchone() == (1,)
+        for statement in (
+            "UPDATE audit.activity_logs SET action = 'rewritten'",
+            "DELETE FROM audit.activity_logs",
+            "TRUNCATE audit.activity_logs",
+            "SELECT setval(pg_get_serial_sequence('audit.activity_logs', 'id'), 1)",
+            "CREATE TABLE core.planted (id int)",
+            "ALTER TABLE core.users ADD COLUMN planted text",
+            "DROP TABLE core.user_sessions",
+            "CREATE INDEX ON core.users (created_at)",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        # Everything else the API does to rows it still may.
+        conn.execute("SELECT count(*) FROM core.users")
+        conn.execute("UPDATE core.users SET updated_at = now() WHERE false")
+        conn.execute("DELETE FROM core.user_sessions WHERE false")
+
+
+def test_serve_refuses_a_database_without_its_migrations(db: PostgresServer, cache: RedisServer) -> None:
+    with db.admin("postgres") as conn:
+        conn.execute("DROP DATABASE IF EXISTS unmigrated")
+        conn.execute("CREATE DATABASE unmigrated")
+    with db.admin("unmigrated") as conn:
+        conn.execute("CREATE SCHEMA core")
+    env = api_env(db, cache, DB_NAME="unmigrated", DB_USER=db.superuser, DB_PASSWORD=db.superuser_password)
+    result = run_cli(env, "serve", timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: database 'unmigrated' lacks migration(s) "
+        + ", ".join(m.version for m in available())
+        + ": run `python -m wondernest_api migrate` as the migrator role first"
+    ]

@@ -137,8 +137,10 @@ def test_the_backup_role_can_take_a_complete_backup(tmp_path: Path) -> None:
 
     with postgres_server() as server:
         platform(server)
-        app = Endpoint("127.0.0.1", server.port, NAMES.app_role, PASSWORDS["app"], "wondernest", sslmode="disable")
-        with psycopg.connect(app.conninfo()) as conn:
+        migrator = Endpoint(
+            "127.0.0.1", server.port, NAMES.migrator_role, PASSWORDS["migrator"], "wondernest", sslmode="disable"
+        )
+        with psycopg.connect(migrator.conninfo()) as conn:
             conn.execute("CREATE TABLE core.accounts AS SELECT g AS id FROM generate_series(1, 42) g")
         backup_role = Endpoint(
             "127.0.0.1", server.port, NAMES.backup_role, PASSWORDS["backup"], "wondernest", sslmode="disable"
@@ -159,7 +161,7 @@ def test_the_backup_role_can_take_a_complete_backup(tmp_path: Path) -> None:
         app = Endpoint("127.0.0.1", rebuilt.port, NAMES.app_role, PASSWORDS["app"], "wondernest", sslmode="disable")
         with psycopg.connect(app.conninfo()) as conn:
             assert conn.execute("SELECT count(*) FROM core.accounts").fetchone() == (42,)
-            conn.execute("INSERT INTO core.accounts VALUES (43)")  # the app owns its table again
+            conn.execute("INSERT INTO core.accounts VALUES (43)")  # owned by the migrator again, written by the app
         analytics = Endpoint(
             "127.0.0.1", rebuilt.port, NAMES.analytics_role, PASSWORDS["analytics"], "wondernest", sslmode="disable"
         )

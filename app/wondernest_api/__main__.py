@@ -1,8 +1,11 @@
-"""`python -m wondernest_api [serve [--migrate] | migrate | check]`.
+"""`python -m wondernest_api [serve | migrate | check]`.
 
-`--check-only` (alias of `check`) validates the configuration and that Postgres
-and Redis answer with it, then exits: 0 when all is well, 1 when a dependency
-does not answer, 2 when the configuration is invalid.
+`migrate` applies the migrations as the role that owns the schema objects (the
+DB_* variables only). `serve` runs as the app role and exits with one error
+line when the database lacks a migration this code has. `--check-only` (alias
+of `check`) validates the configuration and that Postgres and Redis answer
+with it, then exits: 0 when all is well, 1 when a dependency does not answer,
+2 when the configuration is invalid.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import sys
 
 import orjson
 
-from wondernest_api.envconfig import SettingsError
-from wondernest_api.settings import Settings, load_settings
+from wondernest_api.envconfig import DatabaseSettings, SettingsError
+from wondernest_api.settings import Settings, load_migration_settings, load_settings
 
 
 class _JsonFormatter(logging.Formatter):
@@ -63,12 +66,42 @@ def check(settings: Settings) -> int:
     return 0 if all(v.startswith("ok") for v in report.values()) else 1
 
 
-def run_migrations(settings: Settings) -> None:
-    from wondernest_api.jsonlog import log
-    from wondernest_api.migrate import migrate
+def run_migrations(settings: DatabaseSettings) -> int:
+    import psycopg
 
-    applied = migrate(settings.db_conninfo())
+    from wondernest_api.db import describe_error
+    from wondernest_api.jsonlog import log
+    from wondernest_api.migrate import MigrationError, migrate
+
+    try:
+        applied = migrate(settings.conninfo("wondernest-migrate"))
+    except MigrationError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except psycopg.Error as exc:
+        sys.stderr.write(f"error: migrations: {describe_error(exc)}\n")
+        return 1
     log.info("migrations applied" if applied else "migrations up to date", versions=applied)
+    return 0
+
+
+def schema_problem(settings: Settings) -> str | None:
+    """Why the API must not serve this database, if it must not."""
+    import psycopg
+
+    from wondernest_api.db import describe_error
+    from wondernest_api.migrate import pending
+
+    try:
+        missing = pending(settings.db_conninfo())
+    except psycopg.Error as exc:
+        return f"database: {describe_error(exc)}"
+    if missing:
+        return (
+            f"database {settings.db_name!r} lacks migration(s) {', '.join(missing)}: "
+            "run `python -m wondernest_api migrate` as the migrator role first"
+        )
+    return None
 
 
 def serve(settings: Settings) -> None:
@@ -109,33 +142,21 @@ def _bind(host: str, port: int) -> socket.socket:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wondernest_api")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "check"])
-    parser.add_argument("--migrate", action="store_true", help="apply migrations before serving")
     parser.add_argument("--check-only", action="store_true", help="validate config and connectivity, then exit")
     args = parser.parse_args(argv)
     _configure_logging()
     try:
+        if args.command == "migrate" and not args.check_only:
+            return run_migrations(load_migration_settings())
         settings = load_settings()
     except SettingsError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
     if args.check_only or args.command == "check":
         return check(settings)
-    if args.command == "migrate" or args.migrate:
-        import psycopg
-
-        from wondernest_api.db import describe_error
-        from wondernest_api.migrate import MigrationError
-
-        try:
-            run_migrations(settings)
-        except MigrationError as exc:
-            sys.stderr.write(f"error: {exc}\n")
-            return 1
-        except psycopg.Error as exc:
-            sys.stderr.write(f"error: migrations: {describe_error(exc)}\n")
-            return 1
-        if args.command == "migrate":
-            return 0
+    if problem := schema_problem(settings):
+        sys.stderr.write(f"error: {problem}\n")
+        return 1
     serve(settings)
     return 0
 

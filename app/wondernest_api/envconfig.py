@@ -29,6 +29,20 @@ class DatabaseSettings(BaseModel):
     db_password: SecretStr
     db_sslmode: str = "prefer"
 
+    def conninfo(self, application_name: str) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=self.db_host,
+            port=self.db_port,
+            dbname=self.db_name,
+            user=self.db_user,
+            password=self.db_password.get_secret_value(),
+            sslmode=self.db_sslmode,
+            application_name=application_name,
+            connect_timeout=5,
+        )
+
 
 class SettingsError(Exception):
     def __init__(self, problems: list[str]) -> None:

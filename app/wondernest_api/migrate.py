@@ -5,6 +5,10 @@ transaction, and recorded with a checksum in `core.schema_migrations`. Any
 number of containers may run this at once: they queue on the lock, and all
 but the first find nothing left to do. An applied file that has since changed
 is an error, never silently skipped.
+
+Migrations run as the role that owns the schema objects; the API serves as a
+role that may only read and write rows, and refuses to start on a database
+that lacks a migration it knows.
 """
 
 from __future__ import annotations
@@ -64,6 +68,16 @@ def _check_schemas(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             f"database {database!r} has no schema {', '.join(missing)}: the platform creates the schemas "
             "(pulumi up); check DB_NAME points at the platform's database"
         )
+
+
+def pending(conninfo: str) -> list[str]:
+    """The versions this code has that the database has not applied."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('core.schema_migrations')").fetchone() in (None, (None,)):
+            applied: set[str] = set()
+        else:
+            applied = {str(row[0]) for row in conn.execute("SELECT version FROM core.schema_migrations").fetchall()}
+    return [m.version for m in available() if m.version not in applied]
 
 
 def migrate(conninfo: str) -> list[str]:

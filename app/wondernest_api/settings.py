@@ -112,18 +112,13 @@ class Settings(DatabaseSettings):
         }
 
     def db_conninfo(self) -> str:
-        from psycopg.conninfo import make_conninfo
+        return self.conninfo("wondernest-api")
 
-        return make_conninfo(
-            host=self.db_host,
-            port=self.db_port,
-            dbname=self.db_name,
-            user=self.db_user,
-            password=self.db_password.get_secret_value(),
-            sslmode=self.db_sslmode,
-            application_name="wondernest-api",
-            connect_timeout=5,
-        )
+
+def load_migration_settings(environ: Mapping[str, str] | None = None) -> DatabaseSettings:
+    """`migrate` runs as the role that owns the schema objects, and needs
+    nothing but its database connection: not the API's Redis or signing key."""
+    return load_from_env(DatabaseSettings, os.environ if environ is None else environ, ("DB_PASSWORD",))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

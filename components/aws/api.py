@@ -79,20 +79,30 @@ class Api(pulumi.ComponentResource):
         logs = log_group(
             "api-logs", names, "api", retention_days=args.log_retention_days, kms_key_arn=key_arn, parent=self
         )
+
         # The database user comes with its password: rotation alternates between
-        # the app role and its alternate user.
+        # a role and its alternate user.
+        def database_credentials(role_key: str) -> dict[str, pulumi.Input[str]]:
+            secret = f"postgres-{role_key}"
+            return {
+                "DB_USER": args.secrets.value_from(secret, "username"),
+                "DB_PASSWORD": args.secrets.value_from(secret),
+            }
+
         secret_env = {
-            "DB_USER": args.secrets.value_from("postgres-app", "username"),
-            "DB_PASSWORD": args.secrets.value_from("postgres-app"),
+            **database_credentials("app"),
             "REDIS_PASSWORD": args.secrets.value_from("redis-auth-token"),
             "JWT_SECRET": args.secrets.value_from("jwt-signing-key"),
         }
-        secret_keys = ("postgres-app", "redis-auth-token", "jwt-signing-key")
-        env: dict[str, pulumi.Input[str]] = {
+        secret_keys = ("postgres-migrator", "postgres-app", "redis-auth-token", "jwt-signing-key")
+        database_env: dict[str, pulumi.Input[str]] = {
             "DB_HOST": args.postgres_host,
             "DB_PORT": str(args.postgres_port),
             "DB_NAME": args.database,
             "DB_SSLMODE": "require",
+        }
+        env: dict[str, pulumi.Input[str]] = {
+            **database_env,
             "DB_POOL_MAX": str(args.db_pool_max),
             "REDIS_HOST": args.redis_host,
             "REDIS_PORT": str(args.redis_port),
@@ -115,8 +125,10 @@ class Api(pulumi.ComponentResource):
             user=user,
             essential=False,
             command=("python", "-m", "wondernest_api", "migrate"),
-            environment=env,
-            secrets=secret_env,
+            # As the role that owns the schema objects, with nothing of the API's:
+            # the API container never holds that role's password.
+            environment=database_env,
+            secrets=database_credentials("migrator"),
         )
         api = Container(
             name="api",

@@ -20,6 +20,7 @@ from components.generated import PASSWORD_LENGTH, SIGNING_KEY_LENGTH, generated_
 from components.spec.naming import Names
 
 ROTATED: tuple[str, ...] = (
+    "postgres-migrator",
     "postgres-app",
     "postgres-analytics",
     "postgres-monitoring",

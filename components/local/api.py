@@ -43,6 +43,8 @@ class ApiArgs:
     cors_allowed_origins: tuple[str, ...]
     database: str
     db_user: str
+    migrator_user: str
+    """The role the migrations run as: it owns the schema objects; `db_user` only reads and writes rows."""
     postgres_host: str
     postgres_port: int
     redis_user: str
@@ -51,11 +53,12 @@ class ApiArgs:
     network: Network
     secrets: Secrets
     depends_on: tuple[pulumi.Resource, ...]
-    """The roles, grants and cache the API needs before it starts (it migrates on start)."""
+    """The roles, grants and cache the migrations and the API need before they start."""
 
 
 class Api(pulumi.ComponentResource):
     image: docker.Image
+    migrations: docker.Container
     container: docker.Container
     url: pulumi.Output[str]
     internal_target: str
@@ -64,13 +67,17 @@ class Api(pulumi.ComponentResource):
         super().__init__("wondernest:local:Api", name, None, opts)
         names = args.names
         self.image = app_image("api-image", names, target="runtime", inputs=BUILD_INPUTS, parent=self)
-        secrets_volume = labelled_volume("api-secrets", names, "api", pulumi.ResourceOptions(parent=self))
-        env = {
+        database_env = {
             "DB_HOST": args.postgres_host,
             "DB_PORT": str(args.postgres_port),
             "DB_NAME": args.database,
-            "DB_USER": args.db_user,
             "DB_PASSWORD_FILE": f"{SECRETS_DIR}/db-password",
+        }
+        self.migrations = self._migrations(args, database_env)
+        secrets_volume = labelled_volume("api-secrets", names, "api", pulumi.ResourceOptions(parent=self))
+        env = {
+            **database_env,
+            "DB_USER": args.db_user,
             "DB_POOL_MAX": str(args.db_pool_max),
             "REDIS_HOST": args.redis_host,
             "REDIS_PORT": str(args.redis_port),
@@ -93,6 +100,7 @@ class Api(pulumi.ComponentResource):
                     (args.network.frontend.name, []),
                     (args.network.backend.name, ["api"]),
                 ],
+                command=["python", "-m", "wondernest_api", "serve"],
                 envs=[f"{key}={value}" for key, value in sorted(env.items())],
                 secret_files=[
                     SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("app"), API_UID),
@@ -118,9 +126,41 @@ class Api(pulumi.ComponentResource):
                 # The server drains in-flight requests for up to 20 s on SIGTERM.
                 stop_timeout_s=30,
             ),
-            pulumi.ResourceOptions(parent=self, depends_on=[secrets_volume, *args.depends_on]),
+            # `serve` refuses a database that lacks a migration, so a failed job stops the API here.
+            pulumi.ResourceOptions(parent=self, depends_on=[secrets_volume, self.migrations, *args.depends_on]),
         )
         self.url = pulumi.Output.from_input(f"http://{args.bind_address}:{args.host_port}")
         # How Prometheus reaches it on the backend network.
         self.internal_target = f"api:{METRICS_PORT}"
         self.register_outputs({"url": self.url, "image": self.image.image_name})
+
+    def _migrations(self, args: ApiArgs, database_env: dict[str, str]) -> docker.Container:
+        """The migrations as a job of their own, run as the role that owns the
+        schema objects: the API's container never holds that role's password.
+        A new image (new migrations) replaces the job, so it runs again first."""
+        names = args.names
+        volume = labelled_volume("migrations-secrets", names, "api", pulumi.ResourceOptions(parent=self))
+        env = {**database_env, "DB_USER": args.migrator_user}
+        return hardened_container(
+            "migrations",
+            ContainerSpec(
+                name=names.resource("migrations"),
+                image=self.image.image_name,
+                user=f"{API_UID}:{API_UID}",
+                memory_bytes=args.memory_bytes,
+                cpus=args.cpus,
+                networks=[(args.network.backend.name, [])],
+                command=["python", "-m", "wondernest_api", "migrate"],
+                envs=[f"{key}={value}" for key, value in sorted(env.items())],
+                secret_files=[
+                    SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("migrator"), API_UID),
+                ],
+                volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=SECRETS_DIR)],
+                read_only=True,
+                tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=16m"},  # noqa: S108
+                healthcheck=None,
+                labels=names.labels("migrations"),
+                one_shot=True,
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=[volume, *args.depends_on]),
+        )

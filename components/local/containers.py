@@ -40,7 +40,8 @@ class ContainerSpec:
     memory_bytes: int
     networks: Sequence[tuple[pulumi.Input[str], Sequence[str]]]
     """(network name, aliases on it) pairs."""
-    healthcheck: docker.ContainerHealthcheckArgs
+    healthcheck: docker.ContainerHealthcheckArgs | None
+    """None only for a `one_shot` job."""
     labels: Mapping[str, str]
     envs: Sequence[pulumi.Input[str]] = ()
     command: Sequence[str] | None = None
@@ -61,6 +62,11 @@ class ContainerSpec:
     stop_signal: str | None = None
     stop_timeout_s: int = 30
     wait_timeout_s: int = 120
+    one_shot: bool = False
+    """A job `pulumi up` runs to its end and leaves exited (migrations), not a
+    service: never restarted, and waited on until it exits rather than until
+    it is healthy. Its exit code is not checked by the provider; whatever
+    depends on the job's work must refuse to start without it."""
 
 
 def wget_probe(port: int, path: str) -> docker.ContainerHealthcheckArgs:
@@ -104,6 +110,8 @@ def python_probe(
 
 
 def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.ResourceOptions) -> docker.Container:
+    if (spec.healthcheck is None) != spec.one_shot:
+        raise ValueError(f"{spec.name}: a service needs a healthcheck, and only a one-shot job goes without")
     memory_mb = max(spec.memory_bytes // MIB, 6)
     return docker.Container(
         resource_name,
@@ -133,10 +141,12 @@ def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.Res
         # memory_swap is left to Docker: on hosts without swap accounting the
         # engine reports -1, which would show as a diff on every preview.
         memory=memory_mb,
-        restart="unless-stopped",
-        must_run=True,
-        wait=True,
-        wait_timeout=spec.wait_timeout_s,
+        restart="no" if spec.one_shot else "unless-stopped",
+        must_run=not spec.one_shot,
+        # Unset for services, as it always was: a new explicit `false` would show in every diff.
+        attach=True if spec.one_shot else None,
+        wait=not spec.one_shot,
+        wait_timeout=None if spec.one_shot else spec.wait_timeout_s,
         read_only=spec.read_only,
         tmpfs=dict(spec.tmpfs) or None,
         shm_size=spec.shm_size_mb,

@@ -73,6 +73,7 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             cors_allowed_origins=cfg.api.cors_allowed_origins,
             database=spec.name,
             db_user=spec.role("app").name,
+            migrator_user=spec.role("migrator").name,
             postgres_host=database.internal_host,
             postgres_port=database.internal_port,
             redis_user=cache.app_user,

@@ -8,6 +8,7 @@ from components.generated import PASSWORD_LENGTH, SIGNING_KEY_LENGTH, generated_
 
 PASSWORDS: tuple[str, ...] = (
     "postgres-superuser",
+    "postgres-migrator",
     "postgres-app",
     "postgres-analytics",
     "postgres-monitoring",

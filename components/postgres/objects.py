@@ -52,11 +52,15 @@ def declare_database_objects(
             connection=connection,
             opts=pulumi.ResourceOptions.merge(server, pulumi.ResourceOptions(depends_on=acted)),
         )
+    key_of = {role.name: role.key for role in spec.roles}
+    # What another role owns in a schema is handed to the object owner: it must exist first.
+    owned_by = pulumi.ResourceOptions.merge(
+        server, pulumi.ResourceOptions(depends_on=[roles[key_of[spec.object_owner]]])
+    )
     schemas = {
-        name: Schema(f"schema-{name}", schema=name, owner=spec.admin_role, connection=connection, opts=server)
+        name: Schema(f"schema-{name}", spec=spec, schema=name, connection=connection, opts=owned_by)
         for name in spec.schemas
     }
-    key_of = {role.name: role.key for role in spec.roles}
     grants = [
         SchemaGrant(
             f"grant-{grant.schema}-{key_of[grant.role]}",
@@ -75,10 +79,7 @@ def declare_database_objects(
     ]
     access = DatabaseAccess(
         "database-access",
-        database=spec.name,
-        connect_roles=spec.connect_roles,
-        routine_owners=spec.routine_owners,
-        schemas=spec.schemas,
+        spec=spec,
         connection=connection,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[*roles.values(), *schemas.values()]),
     )

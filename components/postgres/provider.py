@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import psycopg
@@ -350,17 +351,19 @@ def _memberships(cur: psycopg.Cursor[Any], role: str) -> list[str]:
 
 
 class SchemaProvider(_PostgresProvider):
-    identity_keys = ("name", "owner")
-    compared_keys = ("name", "owner", "connection")
+    """A schema the admin owns, closed to PUBLIC, whose objects belong to the
+    admin or to `object_owner`: anything another role owns there is handed to
+    `object_owner`, and is drift until then."""
 
-    def _identifiers(self, props: Mapping[str, Any]) -> list[tuple[str, Any]]:
-        return [("name", props.get("name")), ("owner", props.get("owner"))]
+    identity_keys = ("name", "owner", "object_owner")
+    compared_keys = ("name", "owner", "object_owner", "connection")
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         result = super().diff(id_, olds, news)
         # A new owner is an ALTER, not a new schema: only the name replaces.
         replaces = [key for key in result.replaces or [] if key == "name"]
-        return DiffResult(changes=result.changes, replaces=replaces, delete_before_replace=True)
+        changes = bool(result.changes or olds.get("strays"))
+        return DiffResult(changes=changes, replaces=replaces, delete_before_replace=True)
 
     def _apply(self, props: Mapping[str, Any], _olds: Mapping[str, Any]) -> None:
         schema, owner = sql.Identifier(props["name"]), sql.Identifier(props["owner"])
@@ -368,6 +371,8 @@ class SchemaProvider(_PostgresProvider):
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(schema, owner))
             cur.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, owner))
             cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
+            if props.get("object_owner"):
+                _hand_over(cur, props["name"], props["owner"], props["object_owner"])
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         name = props["name"]
@@ -399,7 +404,78 @@ class SchemaProvider(_PostgresProvider):
                 return ReadResult(id_="", outs={})
             outs = _outs(props)
             outs.update(name=id_, owner=owner)
+            if props.get("object_owner"):
+                allowed = (props["owner"], props["object_owner"])
+                outs["strays"] = sorted(
+                    f"{stray.kind} {stray.name} owned by {stray.owner}" for stray in _strays(cur, id_, allowed)
+                )
             return ReadResult(id_=id_, outs=outs)
+
+
+@dataclass(frozen=True)
+class _Stray:
+    kind: str
+    """The ALTER statement's object type: TABLE, VIEW, SEQUENCE, FUNCTION, TYPE, ..."""
+    name: str
+    """As Postgres quotes it (with the argument types, for a routine)."""
+    owner: str
+
+
+# Sequences behind identity and serial columns, indexes and the array and
+# multirange types Postgres makes for a type follow their parent's owner.
+_STRAYS = """
+SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE'
+       WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::regclass::text, pg_get_userbyid(c.relowner)
+FROM pg_class c
+WHERE c.relnamespace = %(schema)s AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+  AND pg_get_userbyid(c.relowner) <> ALL(%(allowed)s)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
+UNION ALL
+SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+       p.oid::regprocedure::text, pg_get_userbyid(p.proowner)
+FROM pg_proc p
+WHERE p.pronamespace = %(schema)s AND pg_get_userbyid(p.proowner) <> ALL(%(allowed)s)
+UNION ALL
+SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::regtype::text, pg_get_userbyid(t.typowner)
+FROM pg_type t
+WHERE t.typnamespace = %(schema)s AND t.typtype IN ('d', 'e', 'r', 'c')
+  AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+  AND pg_get_userbyid(t.typowner) <> ALL(%(allowed)s)
+ORDER BY 2
+"""
+
+
+def _strays(cur: psycopg.Cursor[Any], schema: str, allowed: Sequence[str]) -> list[_Stray]:
+    """Objects in the schema owned by anyone but the `allowed` roles."""
+    schema_oid = _oid(cur, "schema", schema)
+    if schema_oid is None:
+        return []
+    cur.execute(_STRAYS, {"schema": schema_oid, "allowed": list(allowed)})
+    return [_Stray(str(kind), str(name), str(owner)) for kind, name, owner in cur.fetchall()]
+
+
+def _hand_over(cur: psycopg.Cursor[Any], schema: str, admin: str, object_owner: str) -> None:
+    """Give `object_owner` whatever another role owns in the schema."""
+    strays = _strays(cur, schema, (admin, object_owner))
+    if not strays:
+        return
+    # ALTER ... OWNER needs the rights of the old and the new owner; an admin
+    # that is not a superuser (RDS's master) borrows them for this transaction.
+    borrowed = [
+        role
+        for role in sorted({object_owner, *(s.owner for s in strays)})
+        if not _fetch_one(cur, "SELECT pg_has_role(current_user, %s, 'USAGE')", (role,))
+    ]
+    for role in borrowed:
+        cur.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
+    for stray in strays:
+        # ALTER ROUTINE covers functions, procedures and aggregates alike.
+        kind = "ROUTINE" if stray.kind in ("FUNCTION", "PROCEDURE", "AGGREGATE") else stray.kind
+        # `name` is the catalog's own rendering (regclass, regprocedure, regtype): already quoted.
+        cur.execute(sql.SQL("ALTER " + kind + " " + stray.name + " OWNER TO {}").format(sql.Identifier(object_owner)))
+    for role in borrowed:
+        cur.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(sql.Identifier(role)))
 
 
 class SchemaGrantProvider(_PostgresProvider):

@@ -19,7 +19,7 @@ from components.postgres.provider import (
     SchemaGrantProvider,
     SchemaProvider,
 )
-from components.spec.database import RoleSpec, SchemaGrantSpec
+from components.spec.database import DatabaseSpec, RoleSpec, SchemaGrantSpec
 
 _SECRET_OUTPUTS = ["password", "connection"]
 
@@ -66,6 +66,32 @@ def role_inputs(spec: RoleSpec, members: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def schema_inputs(spec: DatabaseSpec, schema: str) -> dict[str, Any]:
+    return {"name": schema, "owner": spec.admin_role, "object_owner": spec.object_owner}
+
+
+def grant_inputs(grant: SchemaGrantSpec) -> dict[str, Any]:
+    return {
+        "role": grant.role,
+        "schema": grant.schema,
+        "schema_privileges": sorted(grant.schema_privileges),
+        "table_privileges": sorted(grant.table_privileges),
+        "sequence_privileges": sorted(grant.sequence_privileges),
+        "default_owners": sorted(grant.default_owners),
+    }
+
+
+def access_inputs(spec: DatabaseSpec) -> dict[str, Any]:
+    return {
+        "database": spec.name,
+        "connect_roles": sorted(spec.connect_roles),
+        "public_revoked": True,
+        "routine_owners": sorted(spec.routine_owners),
+        "schemas": sorted(spec.schemas),
+        "routines_public_revoked": True,
+    }
+
+
 class Role(pulumi.dynamic.Resource, module="postgres", name="Role"):
     name: pulumi.Output[str]
     connection_limit: pulumi.Output[int]
@@ -95,12 +121,12 @@ class Schema(pulumi.dynamic.Resource, module="postgres", name="Schema"):
         self,
         resource_name: str,
         *,
+        spec: DatabaseSpec,
         schema: str,
-        owner: str,
         connection: AdminConnection,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props: dict[str, Any] = {"name": schema, "owner": owner, "connection": connection.as_input()}
+        props: dict[str, Any] = {**schema_inputs(spec, schema), "connection": connection.as_input()}
         super().__init__(SchemaProvider(), resource_name, props, _opts(opts))
 
 
@@ -113,15 +139,7 @@ class SchemaGrant(pulumi.dynamic.Resource, module="postgres", name="SchemaGrant"
         connection: AdminConnection,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props: dict[str, Any] = {
-            "role": spec.role,
-            "schema": spec.schema,
-            "schema_privileges": sorted(spec.schema_privileges),
-            "table_privileges": sorted(spec.table_privileges),
-            "sequence_privileges": sorted(spec.sequence_privileges),
-            "default_owners": sorted(spec.default_owners),
-            "connection": connection.as_input(),
-        }
+        props: dict[str, Any] = {**grant_inputs(spec), "connection": connection.as_input()}
         super().__init__(SchemaGrantProvider(), resource_name, props, _opts(opts))
 
 
@@ -130,20 +148,9 @@ class DatabaseAccess(pulumi.dynamic.Resource, module="postgres", name="DatabaseA
         self,
         resource_name: str,
         *,
-        database: str,
-        connect_roles: Sequence[str],
-        routine_owners: Sequence[str],
-        schemas: Sequence[str],
+        spec: DatabaseSpec,
         connection: AdminConnection,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props: dict[str, Any] = {
-            "database": database,
-            "connect_roles": sorted(connect_roles),
-            "public_revoked": True,
-            "routine_owners": sorted(routine_owners),
-            "schemas": sorted(schemas),
-            "routines_public_revoked": True,
-            "connection": connection.as_input(),
-        }
+        props: dict[str, Any] = {**access_inputs(spec), "connection": connection.as_input()}
         super().__init__(DatabaseAccessProvider(), resource_name, props, _opts(opts))

@@ -19,6 +19,8 @@ SCHEMAS: tuple[str, ...] = (
 )
 
 APP_CONNECTION_LIMIT = 50
+# One migration run holds one connection; two containers may start at once.
+MIGRATOR_CONNECTION_LIMIT = 3
 ANALYTICS_CONNECTION_LIMIT = 10
 # The exporter holds one connection; the rest is room for a restart overlapping.
 MONITORING_CONNECTION_LIMIT = 3
@@ -28,6 +30,11 @@ BACKUP_CONNECTION_LIMIT = 3
 CRUD = ("SELECT", "INSERT", "UPDATE", "DELETE")
 SEQUENCE_WRITE = ("SELECT", "UPDATE", "USAGE")
 READ = ("SELECT",)
+# What the running app may do where rows are evidence: add them and read them.
+APPEND_ONLY = ("INSERT", "SELECT")
+# nextval() without setval(): an append-only schema's identities only move forward.
+SEQUENCE_NEXT = ("SELECT", "USAGE")
+APPEND_ONLY_SCHEMAS = frozenset({"audit"})
 
 # The AWS-provided alternating-users rotation function names the second user of
 # a pair `<user>_clone`; Postgres identifiers stop at 63 bytes.
@@ -70,6 +77,10 @@ class SchemaGrantSpec:
 class DatabaseSpec:
     name: str
     admin_role: str
+    object_owner: str
+    """The role that owns what the schemas hold (tables, sequences, routines):
+    the migrations' role. Whatever another role owns there, apart from the
+    admin, is handed to it."""
     schemas: tuple[str, ...]
     roles: tuple[RoleSpec, ...]
     grants: tuple[SchemaGrantSpec, ...]
@@ -119,6 +130,10 @@ class DatabaseSpec:
 
 
 def database_spec(names: Names) -> DatabaseSpec:
+    # Migrations own the schema objects; the running app only reads and writes
+    # rows. Code execution in the API can then neither change the schema nor
+    # rewrite the audit trail.
+    migrator = RoleSpec("migrator", names.migrator_role, MIGRATOR_CONNECTION_LIMIT)
     app = RoleSpec("app", names.app_role, APP_CONNECTION_LIMIT)
     analytics = RoleSpec("analytics", names.analytics_role, ANALYTICS_CONNECTION_LIMIT)
     monitoring = RoleSpec("monitoring", names.monitoring_role, MONITORING_CONNECTION_LIMIT, member_of=("pg_monitor",))
@@ -129,9 +144,10 @@ def database_spec(names: Names) -> DatabaseSpec:
     backup = RoleSpec("backup", names.backup_role, BACKUP_CONNECTION_LIMIT)
     grants: list[SchemaGrantSpec] = []
     for schema in SCHEMAS:
+        # Data migrations may also change rows in tables an operator added by hand.
         grants.append(
             SchemaGrantSpec(
-                role=app.name,
+                role=migrator.name,
                 schema=schema,
                 schema_privileges=("CREATE", "USAGE"),
                 table_privileges=CRUD,
@@ -139,7 +155,18 @@ def database_spec(names: Names) -> DatabaseSpec:
                 default_owners=(names.admin_role,),
             )
         )
-        # The app owns what its migrations create; the admin owns anything an
+        append_only = schema in APPEND_ONLY_SCHEMAS
+        grants.append(
+            SchemaGrantSpec(
+                role=app.name,
+                schema=schema,
+                schema_privileges=("USAGE",),
+                table_privileges=APPEND_ONLY if append_only else CRUD,
+                sequence_privileges=SEQUENCE_NEXT if append_only else SEQUENCE_WRITE,
+                default_owners=(names.admin_role, migrator.name),
+            )
+        )
+        # The migrator owns what the migrations create; the admin owns anything an
         # operator adds by hand. Analytics and the backup read both, now and later.
         for reader in (analytics, backup):
             grants.append(
@@ -149,13 +176,14 @@ def database_spec(names: Names) -> DatabaseSpec:
                     schema_privileges=("USAGE",),
                     table_privileges=READ,
                     sequence_privileges=READ,
-                    default_owners=(names.admin_role, app.name),
+                    default_owners=(names.admin_role, migrator.name),
                 )
             )
     return DatabaseSpec(
         name=names.database,
         admin_role=names.admin_role,
+        object_owner=migrator.name,
         schemas=SCHEMAS,
-        roles=(app, analytics, monitoring, backup),
+        roles=(migrator, app, analytics, monitoring, backup),
         grants=tuple(grants),
     )

@@ -33,6 +33,10 @@ class Names:
         return f"{self.app}_app"
 
     @property
+    def migrator_role(self) -> str:
+        return f"{self.app}_migrator"
+
+    @property
     def analytics_role(self) -> str:
         return f"{self.app}_analytics"
 

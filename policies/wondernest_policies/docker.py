@@ -59,6 +59,8 @@ def _non_root(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
 
 
 def _healthcheck(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    if resource.runs_once:
+        return []
     check = resource.get("healthcheck")
     if unknown(check):
         return []
@@ -72,6 +74,9 @@ def _restart(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     restart = resource.get("restart")
     if unknown(restart):
         return []
+    if resource.runs_once:
+        # Restarted, a job would run again behind `pulumi up`'s back.
+        return [] if restart == "no" else [f"runs once, but its restart policy is {restart!r}."]
     return [] if restart in ("unless-stopped", "always", "on-failure") else [f"restart policy is {restart!r}."]
 
 
@@ -182,7 +187,8 @@ CONTAINER_RULES: list[Rule] = [
     ),
     Rule(
         "docker-container-healthcheck",
-        "Containers have a healthcheck: `pulumi up` waits on it and Docker restarts what fails it.",
+        "Containers have a healthcheck: `pulumi up` waits on it and Docker restarts what fails it. A job "
+        "`pulumi up` runs to its end (`attach`, `mustRun: false`) is waited on until it exits instead.",
         "medium",
         "Declare a healthcheck that exercises the service, not just the process.",
         (CONTAINER,),
@@ -190,9 +196,9 @@ CONTAINER_RULES: list[Rule] = [
     ),
     Rule(
         "docker-container-restart-policy",
-        "Containers restart after a crash or a host reboot.",
+        "Containers restart after a crash or a host reboot; a job `pulumi up` runs to its end never restarts.",
         "medium",
-        "Set `restart` to `unless-stopped`.",
+        "Set `restart` to `unless-stopped` (`no` for a job).",
         (CONTAINER,),
         _restart,
     ),

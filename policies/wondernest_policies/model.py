@@ -56,6 +56,12 @@ class Resource:
         return list(json.loads(text))
 
     @property
+    def runs_once(self) -> bool:
+        """A Docker container `pulumi up` runs to its end (`attach`, not
+        `mustRun`), such as migrations: a job, not a service."""
+        return self.props.get("attach") is True and self.props.get("mustRun") is False
+
+    @property
     def labels(self) -> dict[str, str]:
         """Docker labels as a dict (inputs hold them as a list of {label, value})."""
         raw = self.props.get("labels") or []

@@ -95,7 +95,7 @@ def _every_service_scraped(resources: Sequence[Resource], _config: Mapping[str, 
     if jobs is None:
         return
     for container in _containers(resources):
-        if _component(container) in UNSCRAPED_COMPONENTS:
+        if _component(container) in UNSCRAPED_COMPONENTS or container.runs_once:
             continue
         job = container.labels.get("com.wondernest.metrics-job")
         if not job:
