@@ -58,7 +58,7 @@ def apply_spec(server: PostgresServer, spec: DatabaseSpec, passwords: Mapping[st
         p = {**grant_inputs(grant), "connection": conn}
         SchemaGrantProvider().create(p)
         props[f"grant-{grant.schema}-{grant.role}"] = p
-    p = {**access_inputs(spec), "connection": conn}
+    p = {**access_inputs(spec, superuser=True), "connection": conn}
     DatabaseAccessProvider().create(p)
     props["database-access"] = p
     return Applied(spec, props)

@@ -577,3 +577,58 @@ def test_an_admin_that_is_not_a_superuser_hands_objects_over_too(pg: PostgresSer
             conn.execute("DROP TABLE IF EXISTS core.borrowed")
             conn.execute("DROP OWNED BY master_like")
             conn.execute("DROP ROLE master_like")
+
+
+# --- catalog functions every role could run -----------------------------------
+
+
+def test_read_only_roles_can_neither_store_large_objects_nor_take_the_migrations_lock(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    for key in ("app", "analytics", "backup", "monitoring"):
+        with connect_as(pg, applied.spec, key) as conn:
+            for statement in (
+                "SELECT lo_from_bytea(0, 'smuggled')",
+                "SELECT lo_create(0)",
+                "SELECT lo_creat(-1)",
+                "SELECT pg_advisory_lock(1)",
+                "SELECT pg_try_advisory_lock(1, 2)",
+                "SELECT pg_advisory_xact_lock_shared(1)",
+            ):
+                with pytest.raises(errors.InsufficientPrivilege):
+                    conn.execute(statement)
+    # The migrator takes and gives back its lock, and nothing more.
+    with connect_as(pg, applied.spec, "migrator") as conn:
+        conn.execute("SELECT pg_advisory_lock(42)")
+        assert conn.execute("SELECT pg_advisory_unlock(42)").fetchone() == (True,)
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT lo_from_bytea(0, 'smuggled')")
+
+
+def test_a_catalog_function_opened_again_is_drift_and_update_closes_it(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["database-access"]
+    provider = DatabaseAccessProvider()
+    clean = provider.read(props["database"], props).outs or {}
+    assert clean["restricted_functions"] == props["restricted_functions"]
+    assert clean["function_grants"] == props["function_grants"]
+    assert not provider.diff(props["database"], clean, props).changes
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("GRANT EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) TO PUBLIC")
+        conn.execute("GRANT EXECUTE ON FUNCTION pg_try_advisory_lock(bigint) TO wondernest_analytics")
+        conn.execute("REVOKE EXECUTE ON FUNCTION pg_advisory_unlock(bigint) FROM wondernest_migrator")
+    drifted = provider.read(props["database"], props).outs or {}
+    assert "lo_from_bytea" not in drifted["restricted_functions"]
+    assert "pg_try_advisory_lock" not in drifted["restricted_functions"]
+    assert drifted["function_grants"]["pg_advisory_unlock(bigint)"] == []
+    assert provider.diff(props["database"], drifted, props).changes
+    provider.update(props["database"], drifted, props)
+    assert (provider.read(props["database"], props).outs or {}) == clean
+
+
+def test_an_access_declared_before_catalog_functions_were_restricted_shows_a_change(applied: Applied) -> None:
+    props = applied.props["database-access"]
+    older = {k: v for k, v in props.items() if k not in ("restricted_functions", "function_grants")}
+    provider = DatabaseAccessProvider()
+    assert provider.diff(props["database"], older, props).changes
+    unrestricted = {**props, "restricted_functions": [], "function_grants": {}}
+    assert not provider.diff(props["database"], older, unrestricted).changes

@@ -162,3 +162,23 @@ def test_serve_refuses_a_database_without_its_migrations(db: PostgresServer, cac
         + ", ".join(m.version for m in available())
         + ": run `python -m wondernest_api migrate` as the migrator role first"
     ]
+
+
+def test_a_session_holding_the_lock_is_named_instead_of_waited_on_forever(db: PostgresServer, migrated: object) -> None:
+    from wondernest_api.migrate import LOCK_KEY
+    from wondernest_api.settings import load_migration_settings
+
+    conninfo = load_migration_settings(migrator_env(db)).conninfo("test")
+    with psycopg.connect(conninfo, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        pid = holder.info.backend_pid
+        with pytest.raises(MigrationError) as caught:
+            migrate(conninfo, lock_wait_seconds=0.5)
+    message = str(caught.value)
+    assert message.startswith(f"session {pid} of {NAMES.migrator_role} (connected ")
+    assert message.endswith(
+        "has held the migrations lock for more than 0.5 s; "
+        "wait for that run to finish, or end the session if it is stuck"
+    )
+    # Released, the next run takes the lock at once.
+    assert migrate(conninfo, lock_wait_seconds=0.5) == []

@@ -22,6 +22,8 @@ import psycopg
 
 # pg_advisory_lock takes a bigint; any fixed value unique to this purpose will do.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"wondernest_api.migrations").digest()[:8], "big", signed=True)
+# How long a run waits for the lock before it names the session holding it.
+LOCK_WAIT_SECONDS = 120
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
 
@@ -80,12 +82,40 @@ def pending(conninfo: str) -> list[str]:
     return [m.version for m in available() if m.version not in applied]
 
 
-def migrate(conninfo: str) -> list[str]:
+def _lock(conn: psycopg.Connection[tuple[object, ...]], wait_seconds: float) -> None:
+    """Take the migrations' lock, or say who holds it: a session left open on it
+    would otherwise stall every deployment without a word."""
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(wait_seconds * 1000)}ms",))
+    try:
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+    except psycopg.errors.LockNotAvailable:
+        unsigned = LOCK_KEY & 0xFFFFFFFFFFFFFFFF
+        holder = conn.execute(
+            "SELECT l.pid, a.usename, a.backend_start FROM pg_locks l "
+            "LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1",
+            (unsigned >> 32, unsigned & 0xFFFFFFFF),
+        ).fetchone()
+        who = "a session"
+        if holder is not None:
+            pid, user, since = holder
+            who = f"session {pid} of {user or 'another role'}" + (
+                f" (connected {since:%Y-%m-%d %H:%M:%S})" if since else ""
+            )
+        raise MigrationError(
+            f"{who} has held the migrations lock for more than {wait_seconds:g} s; "
+            "wait for that run to finish, or end the session if it is stuck"
+        ) from None
+    finally:
+        conn.execute("RESET lock_timeout")
+
+
+def migrate(conninfo: str, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> list[str]:
     """Apply what is missing; return the versions applied by this call."""
     applied_now: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         _check_schemas(conn)
-        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        _lock(conn, lock_wait_seconds)
         try:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS core.schema_migrations ("

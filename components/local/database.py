@@ -132,6 +132,7 @@ class Database(pulumi.ComponentResource):
             user=spec.admin_role,
             password=superuser_password,
             database=spec.name,
+            superuser=True,
         )
         self.objects = declare_database_objects(
             spec,

@@ -662,8 +662,13 @@ class DatabaseAccessProvider(_PostgresProvider):
     identity_keys = ("database",)
     compared_keys = (
         "database", "connect_roles", "public_revoked", "routine_owners", "schemas", "routines_public_revoked",
-        "connection",
+        "restricted_functions", "function_grants", "connection",
     )  # fmt: skip
+    # A database access created before these inputs existed restricted no catalog function.
+    added_later: ClassVar[Mapping[str, Any]] = {"restricted_functions": [], "function_grants": {}}
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return super().diff(id_, {**self.added_later, **olds}, news)
 
     def _id(self, props: Mapping[str, Any]) -> str:
         return str(props["database"])
@@ -693,6 +698,7 @@ class DatabaseAccessProvider(_PostgresProvider):
                             sql.Identifier(schema)
                         )
                     )
+            _restrict_functions(cur, props.get("restricted_functions") or [], props.get("function_grants") or {})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         # PUBLIC's rights stay revoked: removing this resource must not open the
@@ -739,7 +745,55 @@ class DatabaseAccessProvider(_PostgresProvider):
                     cur, props.get("routine_owners") or [], props.get("schemas") or []
                 ),
             )
+            outs.update(_observed_function_rights(cur, props))
             return ReadResult(id_=id_, outs=outs)
+
+
+def _catalog_functions(cur: psycopg.Cursor[Any], names: Sequence[str]) -> dict[str, set[str]]:
+    """Every overload of the named pg_catalog functions (signature as the catalog
+    prints it) → who may run it besides its owner; PUBLIC as `PUBLIC`."""
+    cur.execute(
+        "SELECT p.oid::regprocedure::text, "
+        "coalesce(array_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END) "
+        "FILTER (WHERE a.grantee <> p.proowner), '{}') "
+        "FROM pg_proc p LEFT JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a ON true "
+        "WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY(%s) GROUP BY 1",
+        (list(names),),
+    )
+    return {str(signature): set(grantees) for signature, grantees in cur.fetchall()}
+
+
+def _restrict_functions(cur: psycopg.Cursor[Any], names: Sequence[str], grants: Mapping[str, Sequence[str]]) -> None:
+    """Only the declared roles run the named catalog functions: PUBLIC and anyone
+    else lose EXECUTE on every overload. Changing a pg_catalog function's
+    privileges takes a superuser."""
+    for signature, grantees in sorted(_catalog_functions(cur, names).items()):
+        allowed = set(grants.get(signature) or [])
+        for grantee in sorted((grantees | {"PUBLIC"}) - allowed):
+            who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+            cur.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION " + signature + " FROM {}").format(who))
+    for signature, roles in sorted(grants.items()):
+        for role in sorted(roles):
+            cur.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + signature + " TO {}").format(sql.Identifier(role)))
+
+
+def _observed_function_rights(cur: psycopg.Cursor[Any], props: Mapping[str, Any]) -> dict[str, Any]:
+    """The restricted names no one undeclared may run, and the declared grants that hold."""
+    names = list(props.get("restricted_functions") or [])
+    grants: Mapping[str, Sequence[str]] = props.get("function_grants") or {}
+    found = _catalog_functions(cur, names)
+    open_names = {
+        signature.split("(", 1)[0]
+        for signature, grantees in found.items()
+        if grantees - set(grants.get(signature) or [])
+    }
+    return {
+        "restricted_functions": [name for name in names if name not in open_names],
+        "function_grants": {
+            signature: sorted(role for role in roles if role in found.get(signature, set()))
+            for signature, roles in grants.items()
+        },
+    }
 
 
 def _routines_public_revoked(cur: psycopg.Cursor[Any], owners: Sequence[str], schemas: Sequence[str]) -> bool:

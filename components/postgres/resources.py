@@ -19,7 +19,7 @@ from components.postgres.provider import (
     SchemaGrantProvider,
     SchemaProvider,
 )
-from components.spec.database import DatabaseSpec, RoleSpec, SchemaGrantSpec
+from components.spec.database import RESTRICTED_FUNCTIONS, DatabaseSpec, RoleSpec, SchemaGrantSpec
 
 _SECRET_OUTPUTS = ["password", "connection"]
 
@@ -35,6 +35,9 @@ class AdminConnection:
     password: pulumi.Input[str]
     database: pulumi.Input[str]
     sslmode: str = "prefer"
+    superuser: bool = False
+    """Whether the admin is a superuser: only a superuser may change who runs
+    pg_catalog's functions (RDS's master user is not one)."""
 
     def as_input(self) -> pulumi.Output[dict[str, Any]]:
         return pulumi.Output.secret(
@@ -81,7 +84,9 @@ def grant_inputs(grant: SchemaGrantSpec) -> dict[str, Any]:
     }
 
 
-def access_inputs(spec: DatabaseSpec) -> dict[str, Any]:
+def access_inputs(spec: DatabaseSpec, *, superuser: bool) -> dict[str, Any]:
+    """`superuser`: the admin may restrict catalog functions (large objects,
+    advisory locks); elsewhere PUBLIC keeps them, and the inputs say so."""
     return {
         "database": spec.name,
         "connect_roles": sorted(spec.connect_roles),
@@ -89,6 +94,8 @@ def access_inputs(spec: DatabaseSpec) -> dict[str, Any]:
         "routine_owners": sorted(spec.routine_owners),
         "schemas": sorted(spec.schemas),
         "routines_public_revoked": True,
+        "restricted_functions": sorted(RESTRICTED_FUNCTIONS) if superuser else [],
+        "function_grants": {k: sorted(v) for k, v in spec.function_grants.items()} if superuser else {},
     }
 
 
@@ -152,5 +159,8 @@ class DatabaseAccess(pulumi.dynamic.Resource, module="postgres", name="DatabaseA
         connection: AdminConnection,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props: dict[str, Any] = {**access_inputs(spec), "connection": connection.as_input()}
+        props: dict[str, Any] = {
+            **access_inputs(spec, superuser=connection.superuser),
+            "connection": connection.as_input(),
+        }
         super().__init__(DatabaseAccessProvider(), resource_name, props, _opts(opts))

@@ -36,6 +36,29 @@ APPEND_ONLY = ("INSERT", "SELECT")
 SEQUENCE_NEXT = ("SELECT", "USAGE")
 APPEND_ONLY_SCHEMAS = frozenset({"audit"})
 
+# Catalog functions every role may run by default that let a read-only role
+# store data (a large object it creates is its own) or take the session lock
+# the migrations queue on. Every overload of each loses PUBLIC's EXECUTE.
+RESTRICTED_FUNCTIONS: tuple[str, ...] = (
+    "lo_creat",
+    "lo_create",
+    "lo_from_bytea",
+    "lo_import",
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_all",
+    "pg_advisory_unlock_shared",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+)
+# What the migrations take and give back, as the catalog prints them.
+MIGRATION_LOCK_FUNCTIONS = ("pg_advisory_lock(bigint)", "pg_advisory_unlock(bigint)")
+
 # The AWS-provided alternating-users rotation function names the second user of
 # a pair `<user>_clone`; Postgres identifiers stop at 63 bytes.
 ALTERNATE_SUFFIX = "_clone"
@@ -94,6 +117,11 @@ class DatabaseSpec:
         """The roles that create functions and procedures: the admin and whoever may create in a schema."""
         creators = {grant.role for grant in self.grants if "CREATE" in grant.schema_privileges}
         return (self.admin_role, *sorted(creators))
+
+    @property
+    def function_grants(self) -> dict[str, tuple[str, ...]]:
+        """Who may still run a restricted function (signature → roles): the migrator, its lock."""
+        return {signature: (self.object_owner,) for signature in MIGRATION_LOCK_FUNCTIONS}
 
     def role(self, key: str) -> RoleSpec:
         for role in self.roles:
