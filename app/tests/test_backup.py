@@ -353,3 +353,21 @@ def test_a_forced_restore_of_the_database_the_tool_connects_to(pg: PostgresServe
         conn.execute("DELETE FROM core.users")
     aside = restore(endpoint(pg, "itself"), repo, manifest.id, "itself", force=True)
     assert aside is not None and fingerprint(pg, "itself") == fingerprint(pg, "wondernest")
+
+
+def test_a_verification_server_started_during_the_dump_is_used_once_and_removed(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    from wondernest_backup.pgtools import EarlyServer, work_dir
+
+    repo = Repository(tmp_path)
+    early = EarlyServer()
+    manifest = run(endpoint(pg), repo)
+    assert verify(repo, manifest.id, server=early).verified_at
+    early.close()
+    early.close()  # the service's cycle closes it again on its way out: harmless
+    assert list(work_dir().glob("wn-verify-*")) == []
+    # Never used (the dump failed), it is stopped and removed all the same.
+    unused = EarlyServer()
+    unused.close()
+    assert list(work_dir().glob("wn-verify-*")) == []

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from wondernest_backup.pgtools import BackupError, Endpoint, alive, child_env, throwaway_server, tool
+from wondernest_backup.pgtools import BackupError, EarlyServer, Endpoint, alive, child_env, throwaway_server, tool
 from wondernest_backup.retention import Candidate, RetentionPolicy, to_keep
 
 
@@ -218,18 +218,24 @@ def checksum(path: Path) -> str:
 
 
 def verify(
-    repo: Repository, backup_id: str, *, jobs: int = 2, platform_roles: Collection[str] | None = None
+    repo: Repository,
+    backup_id: str,
+    *,
+    jobs: int = 2,
+    platform_roles: Collection[str] | None = None,
+    server: EarlyServer | None = None,
 ) -> Manifest:
     """Checksum, then a full restore into a throwaway server with the same
     ownership and privileges a real restore applies, then the restored tables
     and every row count against the manifest. With `platform_roles` (the live
     server's roles), a dump naming any other role fails too: it could not be
     restored there. A backup that fails any of it loses its verified mark, so
-    `restore --latest` no longer picks it."""
+    `restore --latest` no longer picks it. `server`: one started ahead, else a
+    new one is started here."""
     manifest = repo.load(backup_id)
     started = _now()
     try:
-        found = _prove(repo, manifest, jobs, platform_roles)
+        found = _prove(repo, manifest, jobs, platform_roles, server)
     except BackupDefect as exc:
         manifest.verified_at = None
         manifest.verification = {"failed_at": _now().isoformat(), "error": str(exc)}
@@ -246,7 +252,13 @@ def verify(
     return manifest
 
 
-def _prove(repo: Repository, manifest: Manifest, jobs: int, platform_roles: Collection[str] | None) -> dict[str, int]:
+def _prove(
+    repo: Repository,
+    manifest: Manifest,
+    jobs: int,
+    platform_roles: Collection[str] | None,
+    server: EarlyServer | None,
+) -> dict[str, int]:
     backup_id = manifest.id
     dump = repo.dump_path(backup_id)
     if not dump.exists():
@@ -262,7 +274,7 @@ def _prove(repo: Repository, manifest: Manifest, jobs: int, platform_roles: Coll
             f"backup {backup_id}: it names roles the server does not have ({', '.join(foreign)}), "
             "so it could not be restored there"
         )
-    with throwaway_server() as scratch:
+    with server.use() if server is not None else throwaway_server() as scratch:
         with psycopg.connect(scratch.conninfo(), autocommit=True) as conn:
             # The roles the dump's owners and grants name, as on the platform,
             # so the restore below applies them exactly as a real one does.

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from wondernest_backup.backup import Repository, prune, run, server_roles, verify
 from wondernest_backup.offsite import Offsite
-from wondernest_backup.pgtools import BackupError
+from wondernest_backup.pgtools import BackupError, EarlyServer
 from wondernest_backup.settings import BackupSettings
 
 STAGES = ("backup", "verify", "prune", "copy")
@@ -78,12 +78,21 @@ def cycle(settings: BackupSettings, repo: Repository, metrics: BackupMetrics, of
     under its stage and the cycle stops there: an unverified backup is never
     copied off-site as if it were good."""
     stage = "backup"
+    # The verification server comes up while the dump runs.
+    early = EarlyServer()
     try:
         started = time.monotonic()
         manifest = run(settings.source(), repo)
         metrics.duration.set(time.monotonic() - started)
         stage = "verify"
-        verify(repo, manifest.id, jobs=settings.restore_jobs, platform_roles=server_roles(settings.source()))
+        verify(
+            repo,
+            manifest.id,
+            jobs=settings.restore_jobs,
+            platform_roles=server_roles(settings.source()),
+            server=early,
+        )
+        early.close()
         stage = "prune"
         deleted = prune(repo, settings.retention())
         stage = "copy"
@@ -98,6 +107,8 @@ def cycle(settings: BackupSettings, repo: Repository, metrics: BackupMetrics, of
         detail = str(exc) if isinstance(exc, BackupError) else type(exc).__name__
         print(json.dumps({"level": "error", "msg": "backup cycle failed", "stage": stage, "error": detail}), flush=True)
         return False
+    finally:
+        early.close()
 
 
 def copy_pending(repo: Repository, offsite: Offsite) -> list[str]:
