@@ -632,3 +632,113 @@ def test_an_access_declared_before_catalog_functions_were_restricted_shows_a_cha
     assert provider.diff(props["database"], older, props).changes
     unrestricted = {**props, "restricted_functions": [], "function_grants": {}}
     assert not provider.diff(props["database"], older, unrestricted).changes
+
+
+# --- rights no grant resource accounts for ------------------------------------
+
+
+def test_rights_no_grant_declares_are_drift_and_update_removes_exactly_them(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    props = applied.props["schema-core"]
+    assert props["grantees"] == sorted(
+        ["wondernest_migrator", "wondernest_app", "wondernest_analytics", "wondernest_backup"]
+    )
+    provider = SchemaProvider()
+    clean = provider.read("core", props).outs or {}
+    assert clean["undeclared"] == [] and not provider.diff("core", clean, props).changes
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("CREATE FUNCTION core.planted() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$")
+        conn.execute("ALTER FUNCTION core.planted() OWNER TO wondernest_migrator")
+        for statement in (
+            # A role with no grant here, and PUBLIC.
+            "GRANT USAGE ON SCHEMA core TO wondernest_monitoring",
+            "GRANT SELECT ON core.users TO wondernest_monitoring",
+            "GRANT SELECT ON core.users TO PUBLIC",
+            "GRANT UPDATE ON SEQUENCE core.users_id_seq TO wondernest_monitoring",
+            # A column privilege, and grant options, for declared grantees.
+            "GRANT UPDATE (email) ON core.users TO wondernest_analytics",
+            "GRANT SELECT ON core.users TO wondernest_analytics WITH GRANT OPTION",
+            "GRANT USAGE ON SCHEMA core TO wondernest_app WITH GRANT OPTION",
+            # A routine privilege, and default privileges for a role with no grant.
+            "GRANT EXECUTE ON FUNCTION core.planted() TO wondernest_analytics",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_migrator IN SCHEMA core "
+            "GRANT SELECT ON TABLES TO wondernest_monitoring",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_migrator IN SCHEMA core "
+            "GRANT SELECT ON TABLES TO wondernest_backup WITH GRANT OPTION",
+            # An alternate user is no grantee either.
+            "CREATE ROLE wondernest_app_clone",
+            "GRANT SELECT ON core.users TO wondernest_app_clone",
+        ):
+            conn.execute(statement)
+    try:
+        drifted = provider.read("core", props).outs or {}
+        assert drifted["undeclared"] == sorted(
+            [
+                "USAGE on schema core to wondernest_monitoring",
+                "SELECT on core.users to wondernest_monitoring",
+                "SELECT on core.users to PUBLIC",
+                "UPDATE on core.users_id_seq to wondernest_monitoring",
+                "UPDATE (email) on core.users to wondernest_analytics",
+                "grant option: SELECT on core.users to wondernest_analytics",
+                "grant option: USAGE on schema core to wondernest_app",
+                "EXECUTE on core.planted() to wondernest_analytics",
+                "SELECT on future tables of wondernest_migrator in core to wondernest_monitoring",
+                "grant option: SELECT on future tables of wondernest_migrator in core to wondernest_backup",
+                "SELECT on core.users to wondernest_app_clone",
+            ]
+        )
+        assert provider.diff("core", drifted, props).changes
+        provider.update("core", drifted, props)
+        assert (provider.read("core", props).outs or {})["undeclared"] == []
+        # What the grants declare is untouched: the readers still read, the app still writes.
+        grants = SchemaGrantProvider()
+        for key in ("grant-core-wondernest_analytics", "grant-core-wondernest_app", "grant-core-wondernest_backup"):
+            observed = grants.read(key, applied.props[key]).outs or {}
+            assert not grants.diff(key, observed, applied.props[key]).changes, key
+        with connect_as(pg, applied.spec, "analytics") as conn:
+            assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
+        with connect_as(pg, applied.spec, "monitoring") as conn, pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM core.users")
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("DROP FUNCTION IF EXISTS core.planted()")
+            conn.execute("DROP OWNED BY wondernest_app_clone")
+            conn.execute("DROP ROLE IF EXISTS wondernest_app_clone")
+
+
+def test_database_rights_beyond_connect_are_drift_and_update_removes_them(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["database-access"]
+    database = props["database"]
+    provider = DatabaseAccessProvider()
+    clean = provider.read(database, props).outs or {}
+    assert clean["undeclared"] == [] and not provider.diff(database, clean, props).changes
+    with pg.admin(database) as conn:
+        for statement in (
+            f"GRANT CREATE ON DATABASE {database} TO wondernest_analytics",
+            f"GRANT TEMPORARY ON DATABASE {database} TO wondernest_backup",
+            f"GRANT CONNECT ON DATABASE {database} TO wondernest_app WITH GRANT OPTION",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_migrator GRANT SELECT ON TABLES TO wondernest_monitoring",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_migrator GRANT USAGE ON SCHEMAS TO wondernest_monitoring",
+        ):
+            conn.execute(statement)
+    drifted = provider.read(database, props).outs or {}
+    assert drifted["undeclared"] == sorted(
+        [
+            f"CREATE on database {database} to wondernest_analytics",
+            f"TEMPORARY on database {database} to wondernest_backup",
+            f"grant option: CONNECT on database {database} to wondernest_app",
+            "SELECT on future tables of wondernest_migrator, database-wide, to wondernest_monitoring",
+            "USAGE on future schemas of wondernest_migrator, database-wide, to wondernest_monitoring",
+        ]
+    )
+    assert provider.diff(database, drifted, props).changes
+    provider.update(database, drifted, props)
+    after = provider.read(database, props).outs or {}
+    assert after["undeclared"] == [] and after["connect_roles"] == props["connect_roles"]
+    with connect_as(pg, applied.spec, "analytics") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("CREATE SCHEMA planted")
+    with connect_as(pg, applied.spec, "backup") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("CREATE TEMPORARY TABLE planted (id int)")
+    with connect_as(pg, applied.spec, "app") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

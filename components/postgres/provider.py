@@ -353,16 +353,27 @@ def _memberships(cur: psycopg.Cursor[Any], role: str) -> list[str]:
 class SchemaProvider(_PostgresProvider):
     """A schema the admin owns, closed to PUBLIC, whose objects belong to the
     admin or to `object_owner`: anything another role owns there is handed to
-    `object_owner`, and is drift until then."""
+    `object_owner`, and is drift until then. Only `grantees` (the roles with a
+    SchemaGrant here, which keeps their exact rights) hold rights in it: any
+    right held by another role or PUBLIC, a column privilege, a grant option, a
+    routine privilege or a default privilege for anyone else is drift too."""
 
     identity_keys = ("name", "owner", "object_owner")
-    compared_keys = ("name", "owner", "object_owner", "connection")
+    compared_keys = ("name", "owner", "object_owner", "grantees", "connection")
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        result = super().check(olds, news)
+        failures = list(result.failures or [])
+        for role in news.get("grantees") or []:
+            if isinstance(role, str) and not _is_unknown(role) and not IDENTIFIER.match(role):
+                failures.append(CheckFailure("grantees", f"{role!r} is not a role name"))
+        return CheckResult(news, failures)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         result = super().diff(id_, olds, news)
         # A new owner is an ALTER, not a new schema: only the name replaces.
         replaces = [key for key in result.replaces or [] if key == "name"]
-        changes = bool(result.changes or olds.get("strays"))
+        changes = bool(result.changes or olds.get("strays") or olds.get("undeclared"))
         return DiffResult(changes=changes, replaces=replaces, delete_before_replace=True)
 
     def _apply(self, props: Mapping[str, Any], _olds: Mapping[str, Any]) -> None:
@@ -373,6 +384,9 @@ class SchemaProvider(_PostgresProvider):
             cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
             if props.get("object_owner"):
                 _hand_over(cur, props["name"], props["owner"], props["object_owner"])
+            if "grantees" in props:
+                for right in _undeclared_rights(cur, props["name"], props["owner"], props["grantees"] or []):
+                    cur.execute(right.revoke)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         name = props["name"]
@@ -409,7 +423,122 @@ class SchemaProvider(_PostgresProvider):
                 outs["strays"] = sorted(
                     f"{stray.kind} {stray.name} owned by {stray.owner}" for stray in _strays(cur, id_, allowed)
                 )
+            if "grantees" in props:
+                rights = _undeclared_rights(cur, id_, props["owner"], props["grantees"] or [])
+                outs["undeclared"] = sorted({right.description for right in rights})
             return ReadResult(id_=id_, outs=outs)
+
+
+@dataclass(frozen=True)
+class _Right:
+    description: str
+    revoke: sql.Composable
+
+
+_DEFAULT_OBJECTS = {"r": "TABLES", "S": "SEQUENCES", "f": "ROUTINES", "T": "TYPES"}
+# Who: PUBLIC for grantee 0, else the role's name.
+_GRANTEE = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END"
+
+
+def _to(grantee: str) -> sql.Composable:
+    return sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+
+
+def _undeclared_rights(cur: psycopg.Cursor[Any], schema: str, admin: str, grantees: Sequence[str]) -> list[_Right]:
+    """Every right in the schema that no SchemaGrant accounts for, each with
+    the statement that removes exactly it (a declared grantee's own table and
+    schema privileges are its SchemaGrant's to keep)."""
+    schema_oid = _oid(cur, "schema", schema)
+    if schema_oid is None:
+        return []
+    declared = set(grantees)
+    found: list[_Right] = []
+    s = sql.Identifier(schema)
+
+    def add(description: str, statement: str, *identifiers: sql.Composable) -> None:
+        # `statement` holds names as the catalog quotes them (regclass, regprocedure) and {} for the rest.
+        found.append(_Right(description, sql.SQL(statement).format(*identifiers)))
+
+    cur.execute(
+        f"SELECT {_GRANTEE}, a.privilege_type, a.is_grantable FROM pg_namespace n, "
+        "aclexplode(n.nspacl) a WHERE n.oid = %s AND a.grantee <> n.nspowner",
+        (schema_oid,),
+    )
+    for grantee, privilege, grantable in cur.fetchall():
+        if grantee == admin:
+            continue
+        if grantee not in declared:
+            add(f"{privilege} on schema {schema} to {grantee}", "REVOKE ALL ON SCHEMA {} FROM {}", s, _to(grantee))
+        elif grantable:
+            add(
+                f"grant option: {privilege} on schema {schema} to {grantee}",
+                "REVOKE GRANT OPTION FOR ALL ON SCHEMA {} FROM {}",
+                s,
+                _to(grantee),
+            )
+
+    cur.execute(
+        f"SELECT c.oid::regclass::text, c.relkind = 'S', {_GRANTEE}, a.privilege_type, a.is_grantable "
+        "FROM pg_class c, aclexplode(c.relacl) a WHERE c.relnamespace = %s "
+        "AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND a.grantee <> c.relowner",
+        (schema_oid,),
+    )
+    for relation, is_sequence, grantee, privilege, grantable in cur.fetchall():
+        if grantee == admin:
+            continue
+        on = f"{'SEQUENCE' if is_sequence else 'TABLE'} {relation}"
+        if grantee not in declared:
+            add(f"{privilege} on {relation} to {grantee}", f"REVOKE ALL ON {on} FROM {{}}", _to(grantee))
+        elif grantable:
+            add(
+                f"grant option: {privilege} on {relation} to {grantee}",
+                f"REVOKE GRANT OPTION FOR ALL ON {on} FROM {{}}",
+                _to(grantee),
+            )
+
+    # No column privilege is ever declared.
+    cur.execute(
+        f"SELECT c.oid::regclass::text, att.attname, {_GRANTEE}, a.privilege_type "
+        "FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid, aclexplode(att.attacl) a "
+        "WHERE c.relnamespace = %s AND att.attnum > 0 AND NOT att.attisdropped AND a.grantee <> c.relowner",
+        (schema_oid,),
+    )
+    for relation, column, grantee, privilege in cur.fetchall():
+        if grantee != admin:
+            add(
+                f"{privilege} ({column}) on {relation} to {grantee}",
+                f"REVOKE ALL ({{}}) ON TABLE {relation} FROM {{}}",
+                sql.Identifier(column),
+                _to(grantee),
+            )
+
+    # PUBLIC's EXECUTE is DatabaseAccess's to revoke; no routine privilege is declared.
+    cur.execute(
+        f"SELECT p.oid::regprocedure::text, {_GRANTEE}, a.privilege_type FROM pg_proc p, aclexplode(p.proacl) a "
+        "WHERE p.pronamespace = %s AND a.grantee <> p.proowner AND a.grantee <> 0",
+        (schema_oid,),
+    )
+    for routine, grantee, privilege in cur.fetchall():
+        if grantee != admin:
+            add(f"{privilege} on {routine} to {grantee}", f"REVOKE ALL ON ROUTINE {routine} FROM {{}}", _to(grantee))
+
+    cur.execute(
+        f"SELECT pg_get_userbyid(d.defaclrole), d.defaclobjtype, {_GRANTEE}, a.privilege_type, a.is_grantable "
+        "FROM pg_default_acl d, aclexplode(d.defaclacl) a WHERE d.defaclnamespace = %s AND a.grantee <> d.defaclrole",
+        (schema_oid,),
+    )
+    for owner, objtype, grantee, privilege, grantable in cur.fetchall():
+        objects = _DEFAULT_OBJECTS.get(str(objtype))
+        if objects is None or grantee == admin or (grantee in declared and not grantable):
+            continue
+        future = f"{privilege} on future {objects.lower()} of {owner} in {schema} to {grantee}"
+        revoke = "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} REVOKE "
+        if grantee in declared:
+            option = f"GRANT OPTION FOR ALL ON {objects} FROM {{}}"
+            add(f"grant option: {future}", revoke + option, sql.Identifier(owner), s, _to(grantee))
+        else:
+            add(future, revoke + f"ALL ON {objects} FROM {{}}", sql.Identifier(owner), s, _to(grantee))
+    return found
 
 
 @dataclass(frozen=True)
@@ -668,7 +797,10 @@ class DatabaseAccessProvider(_PostgresProvider):
     added_later: ClassVar[Mapping[str, Any]] = {"restricted_functions": [], "function_grants": {}}
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return super().diff(id_, {**self.added_later, **olds}, news)
+        result = super().diff(id_, {**self.added_later, **olds}, news)
+        if olds.get("undeclared"):
+            return DiffResult(changes=True, replaces=result.replaces or [], delete_before_replace=False)
+        return result
 
     def _id(self, props: Mapping[str, Any]) -> str:
         return str(props["database"])
@@ -680,6 +812,8 @@ class DatabaseAccessProvider(_PostgresProvider):
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
             cur.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+            for right in _undeclared_database_rights(cur, props["database"], str(props["connection"]["user"])):
+                cur.execute(right.revoke)
             for role in sorted(set(previous) - wanted):
                 if _oid(cur, "role", role) is not None:
                     cur.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(db, sql.Identifier(role)))
@@ -746,7 +880,48 @@ class DatabaseAccessProvider(_PostgresProvider):
                 ),
             )
             outs.update(_observed_function_rights(cur, props))
+            admin = str(props["connection"]["user"])
+            outs["undeclared"] = sorted({r.description for r in _undeclared_database_rights(cur, id_, admin)})
             return ReadResult(id_=id_, outs=outs)
+
+
+def _undeclared_database_rights(cur: psycopg.Cursor[Any], database: str, admin: str) -> list[_Right]:
+    """What a role holds on the database beyond CONNECT (CREATE makes schemas,
+    TEMPORARY makes tables), grant options, and database-wide default
+    privileges granting anyone rights on future objects: none is ever declared.
+    Revoking ALL also takes CONNECT; the declared roles get it back right after."""
+    found: list[_Right] = []
+    db = sql.Identifier(database)
+    cur.execute(
+        f"SELECT {_GRANTEE}, a.privilege_type, a.is_grantable FROM pg_database d, aclexplode(d.datacl) a "
+        "WHERE d.datname = %s AND a.grantee NOT IN (0, d.datdba)",
+        (database,),
+    )
+    for grantee, privilege, grantable in cur.fetchall():
+        if grantee == admin or (privilege == "CONNECT" and not grantable):
+            continue
+        label = f"{privilege} on database {database} to {grantee}"
+        revoke = sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(db, _to(grantee))
+        found.append(_Right(f"grant option: {label}" if privilege == "CONNECT" else label, revoke))
+    # PUBLIC's EXECUTE on future routines is `routines_public_revoked`'s.
+    cur.execute(
+        f"SELECT pg_get_userbyid(d.defaclrole), d.defaclobjtype, {_GRANTEE}, a.privilege_type "
+        "FROM pg_default_acl d, aclexplode(d.defaclacl) a WHERE d.defaclnamespace = 0 "
+        "AND a.grantee <> d.defaclrole AND NOT (d.defaclobjtype = 'f' AND a.grantee = 0)",
+    )
+    for owner, objtype, grantee, privilege in cur.fetchall():
+        objects = _DEFAULT_OBJECTS.get(str(objtype), "SCHEMAS" if objtype == "n" else None)
+        if objects is None or grantee == admin:
+            continue
+        found.append(
+            _Right(
+                f"{privilege} on future {objects.lower()} of {owner}, database-wide, to {grantee}",
+                sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} REVOKE ALL ON " + objects + " FROM {}").format(
+                    sql.Identifier(owner), _to(grantee)
+                ),
+            )
+        )
+    return found
 
 
 def _catalog_functions(cur: psycopg.Cursor[Any], names: Sequence[str]) -> dict[str, set[str]]:

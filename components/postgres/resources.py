@@ -70,7 +70,13 @@ def role_inputs(spec: RoleSpec, members: Sequence[str]) -> dict[str, Any]:
 
 
 def schema_inputs(spec: DatabaseSpec, schema: str) -> dict[str, Any]:
-    return {"name": schema, "owner": spec.admin_role, "object_owner": spec.object_owner}
+    return {
+        "name": schema,
+        "owner": spec.admin_role,
+        "object_owner": spec.object_owner,
+        # Only these hold rights in the schema, each exactly through its SchemaGrant.
+        "grantees": sorted({grant.role for grant in spec.grants if grant.schema == schema}),
+    }
 
 
 def grant_inputs(grant: SchemaGrantSpec) -> dict[str, Any]:
