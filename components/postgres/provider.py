@@ -432,7 +432,7 @@ class SchemaProvider(_PostgresProvider):
 @dataclass(frozen=True)
 class _Right:
     description: str
-    revoke: sql.Composable
+    revoke: sql.Composed
 
 
 _DEFAULT_OBJECTS = {"r": "TABLES", "S": "SEQUENCES", "f": "ROUTINES", "T": "TYPES"}
