@@ -74,6 +74,15 @@ def redis(**overrides: Any) -> Resource:
     return res(aws.REPLICATION_GROUP, "redis", **{**props, **overrides})
 
 
+def cache_user(**overrides: Any) -> Resource:
+    props = {
+        "userName": "default",
+        "accessString": "off -@all",
+        "authenticationMode": {"type": "password", "passwords": ["x" * 32]},
+    }
+    return res(aws.ELASTICACHE_USER, "redis-user", **{**props, **overrides})
+
+
 def container(**overrides: Any) -> dict[str, Any]:
     return {
         "name": "api",
@@ -125,6 +134,12 @@ AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
     ("aws-elasticache-hardened", redis(), redis(atRestEncryptionEnabled=False), "at rest"),
     ("aws-elasticache-hardened", redis(), redis(transitEncryptionEnabled=False), "in transit"),
     ("aws-elasticache-hardened", redis(), redis(authToken=None), "authentication"),
+    ("aws-elasticache-hardened", redis(authToken=None, userGroupIds=["wondernest-prod-redis-users"]),
+     redis(authToken=None, userGroupIds=[]), "authentication"),
+    ("aws-elasticache-users-authenticate", cache_user(), cache_user(accessString="on ~* +@all"), "default user is on"),
+    ("aws-elasticache-users-authenticate", cache_user(userName="wondernest_app", accessString="on ~* +@all"),
+     cache_user(userName="wondernest_app", authenticationMode={"type": "no-password-required"}), "without a password"),
+    ("aws-elasticache-users-authenticate", cache_user(), cache_user(noPasswordRequired=True), "without a password"),
     ("aws-elasticache-hardened", redis(), redis(automaticFailoverEnabled=False), "failover"),
     ("aws-ecs-task-hardened", task(), task(readonlyRootFilesystem=False), "writable root"),
     ("aws-ecs-task-hardened", task(), task(privileged=True), "privileged"),
@@ -727,6 +742,8 @@ MUTATIONS: list[tuple[str, str, str, Any, dict[str, list[str]]]] = [
      {"aws-policies-least-privilege": ["api-execution-role-0"]}),
     ("cache still accepting plaintext", aws.REPLICATION_GROUP, "redis", _set(transitEncryptionMode="preferred"),
      {"aws-elasticache-hardened": ["redis"]}),
+    ("cache's default user switched on", aws.ELASTICACHE_USER, "redis-user-default", _set(accessString="on ~* +@all"),
+     {"aws-elasticache-users-authenticate": ["redis-user-default"]}),
     ("a token pasted under an innocent name", aws.TASK_DEFINITION, "api-task",
      _container_edit(lambda c: c["environment"].append({"name": "FEATURE_FLAGS", "value": RANDOM_TOKEN})),
      {"aws-ecs-task-hardened": ["api-task"]}),

@@ -167,7 +167,8 @@ def test_kms_key_rotates_and_every_secret_uses_it(prod: Evaluation) -> None:
             "postgres-analytics",
             "postgres-monitoring",
             "postgres-backup",
-            "redis-auth-token",
+            "redis-app",
+            "redis-monitoring",
             "jwt-signing-key",
         ]
     )
@@ -225,13 +226,46 @@ def test_an_ssm_tunnel_is_one_setting() -> None:
     assert (connection["host"], connection["port"]) == ("127.0.0.1", 15432)
 
 
+def test_elasticache_users_have_the_local_acls_rules_and_the_default_user_is_off(prod: Evaluation) -> None:
+    from components.spec.redis_conf import APP_USER_RULES
+
+    users = {d.name: d.inputs for d in prod.of_type("aws:elasticache/user:User")}
+    assert set(users) == {"redis-user-default", "redis-user-app", "redis-user-monitoring"}
+    group = prod.named("aws:elasticache/userGroup:UserGroup", "redis-users").inputs
+    assert sorted(group["userIds"]) == sorted(u["userId"] for u in users.values())
+    assert users["redis-user-default"]["userName"] == "default"
+    assert users["redis-user-default"]["accessString"] == "off -@all"
+    app = users["redis-user-app"]
+    assert app["userName"] == "wondernest_app" and app["accessString"] == f"on {APP_USER_RULES}"
+    # No flushing, no functions or scripts: what the local ACL denies, ElastiCache denies.
+    assert "-@dangerous" in app["accessString"] and "-@scripting" in app["accessString"]
+    monitoring = users["redis-user-monitoring"]["accessString"]
+    assert monitoring.startswith("on -@all +ping +info") and "~" not in monitoring and "config" not in monitoring
+    for key, user in users.items():
+        assert is_secret(user["authenticationMode"]), key
+        assert unwrap(user["authenticationMode"])["type"] == "password", key
+    assert unwrap(users["redis-user-app"]["authenticationMode"])["passwords"] == [fake_secret("redis-app")]
+    assert unwrap(users["redis-user-monitoring"]["authenticationMode"])["passwords"] == [
+        fake_secret("redis-monitoring")
+    ]
+    secret_outputs = prod.named("aws:elasticache/user:User", "redis-user-app").options["additional_secret_outputs"]
+    assert "passwords" in secret_outputs
+    # Each client logs in as its own user.
+    api_env = {e["name"]: e["value"] for e in containers(prod, "-api")["api"]["environment"]}
+    exporter_env = {e["name"]: e["value"] for e in containers(prod, "-exporters")["redis-exporter"]["environment"]}
+    assert api_env["REDIS_USER"] == "wondernest_app" and exporter_env["REDIS_USER"] == "wondernest_monitoring"
+    assert prod.outputs["redisUser"] == "wondernest_app"
+
+
 def test_elasticache_is_encrypted_authenticated_and_fails_over(prod: Evaluation) -> None:
     group = prod.named("aws:elasticache/replicationGroup:ReplicationGroup", "redis")
     r = group.inputs
     assert r["engine"] == "redis" and r["engineVersion"].startswith("7")
     assert r["numCacheClusters"] == 2 and r["automaticFailoverEnabled"] is True and r["multiAzEnabled"] is True
     assert r["transitEncryptionEnabled"] is True and r["transitEncryptionMode"] == "required"
-    assert is_secret(r["authToken"]) and unwrap(r["authToken"]) == fake_secret("redis-auth-token")
+    # Users, not a shared token: each client has its own, the default user is off.
+    assert "authToken" not in r and r["authTokenUpdateStrategy"] == "DELETE"
+    assert r["userGroupIds"] == ["wondernest-prod-redis-users"]
     assert r["atRestEncryptionEnabled"] is True and r["kmsKeyId"].startswith("arn:aws:kms:")
     assert r["snapshotRetentionLimit"] == 7
     assert {c["logType"] for c in r["logDeliveryConfigurations"]} == {"slow-log", "engine-log"}
@@ -295,7 +329,7 @@ SECRET_REFS: dict[tuple[str, str], dict[str, tuple[str, str | None]]] = {
     ("-api", "api"): {
         "DB_USER": ("postgres-app", "username"),
         "DB_PASSWORD": ("postgres-app", "password"),
-        "REDIS_PASSWORD": ("redis-auth-token", None),
+        "REDIS_PASSWORD": ("redis-app", None),
         "JWT_SECRET": ("jwt-signing-key", None),
     },
     ("-api", "metrics-collector"): {},
@@ -303,7 +337,7 @@ SECRET_REFS: dict[tuple[str, str], dict[str, tuple[str, str | None]]] = {
         "DATA_SOURCE_USER": ("postgres-monitoring", "username"),
         "DATA_SOURCE_PASS": ("postgres-monitoring", "password"),
     },
-    ("-exporters", "redis-exporter"): {"REDIS_PASSWORD": ("redis-auth-token", None)},
+    ("-exporters", "redis-exporter"): {"REDIS_PASSWORD": ("redis-monitoring", None)},
     ("-exporters", "metrics-collector"): {},
     ("-backups", "backups"): {
         "DB_USER": ("postgres-backup", "username"),
@@ -342,11 +376,11 @@ def test_tasks_read_a_generated_secrets_version_and_a_rotated_secrets_current_fi
     # IAM policies name the secret itself, not a version.
     policy = json.loads(prod.named("aws:iam/rolePolicy:RolePolicy", "api-execution-role").inputs["policy"])
     assert sorted(policy["Statement"][0]["Resource"]) == sorted(
-        secret_arn(prod, k) for k in ("postgres-migrator", "postgres-app", "redis-auth-token", "jwt-signing-key")
+        secret_arn(prod, k) for k in ("postgres-migrator", "postgres-app", "redis-app", "jwt-signing-key")
     )
 
 
-@pytest.mark.parametrize("changed", ["redis-auth-token", "postgres-app"])
+@pytest.mark.parametrize("changed", ["redis-app", "postgres-app"])
 def test_a_new_generated_value_changes_the_tasks_reading_it_by_version(
     prod: Evaluation, monkeypatch: pytest.MonkeyPatch, changed: str
 ) -> None:

@@ -49,6 +49,7 @@ class ApiArgs:
     postgres_port: int
     redis_host: pulumi.Output[str]
     redis_port: int
+    redis_user: str
     cluster: aws.ecs.Cluster
     network: Network
     secrets: Secrets
@@ -91,10 +92,10 @@ class Api(pulumi.ComponentResource):
 
         secret_env = {
             **database_credentials("app"),
-            "REDIS_PASSWORD": args.secrets.value_from("redis-auth-token"),
+            "REDIS_PASSWORD": args.secrets.value_from("redis-app"),
             "JWT_SECRET": args.secrets.value_from("jwt-signing-key"),
         }
-        secret_keys = ("postgres-migrator", "postgres-app", "redis-auth-token", "jwt-signing-key")
+        secret_keys = ("postgres-migrator", "postgres-app", "redis-app", "jwt-signing-key")
         database_env: dict[str, pulumi.Input[str]] = {
             "DB_HOST": args.postgres_host,
             "DB_PORT": str(args.postgres_port),
@@ -106,8 +107,8 @@ class Api(pulumi.ComponentResource):
             "DB_POOL_MAX": str(args.db_pool_max),
             "REDIS_HOST": args.redis_host,
             "REDIS_PORT": str(args.redis_port),
-            # An auth token authenticates ElastiCache's default user.
-            "REDIS_USER": "default",
+            # Its own ElastiCache user: the default user is off.
+            "REDIS_USER": args.redis_user,
             "REDIS_TLS": "true",
             "CORS_ALLOWED_ORIGINS": ",".join(args.cors_allowed_origins),
             "PORT": str(CONTAINER_PORT),

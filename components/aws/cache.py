@@ -1,4 +1,5 @@
-"""ElastiCache Redis 7: a Multi-AZ replication group with failover, TLS and an auth token."""
+"""ElastiCache Redis 7: a Multi-AZ replication group with failover, TLS, and
+users with the same command rules as the local ACL (RBAC), the default user off."""
 
 from __future__ import annotations
 
@@ -9,11 +10,20 @@ import pulumi_aws as aws
 
 from components.aws.network import REDIS_PORT, Network
 from components.aws.secrets import Secrets
+from components.generated import PASSWORD_LENGTH, generated_secret
 from components.spec.naming import Names
-from components.spec.redis_conf import EvictionPolicy
+from components.spec.redis_conf import APP_USER_RULES, EXPORTER_USER_RULES, EvictionPolicy
 
 ENGINE_VERSION = "7.1"
 PARAMETER_FAMILY = "redis7"
+
+
+def elasticache_access_string(rules: str) -> str:
+    """A local ACL rule list as an ElastiCache user's access string: `on` first;
+    a new user has no keys or channels to reset, and ElastiCache offers no
+    CONFIG to grant (the exporter does without it)."""
+    kept = [rule for rule in rules.split() if rule not in ("resetkeys", "resetchannels") and rule != "+config|get"]
+    return " ".join(["on", *kept])
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,8 @@ class CacheArgs:
 class Cache(pulumi.ComponentResource):
     group: aws.elasticache.ReplicationGroup
     endpoint: pulumi.Output[str]
+    app_user: str
+    monitoring_user: str
 
     def __init__(self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:aws:Cache", name, None, opts)
@@ -63,6 +75,9 @@ class Cache(pulumi.ComponentResource):
             )
             for kind in ("slow-log", "engine-log")
         }
+        users = self._users(args)
+        self.app_user = names.redis_app_user
+        self.monitoring_user = names.redis_monitoring_user
         self.group = aws.elasticache.ReplicationGroup(
             "redis",
             replication_group_id=names.resource("redis"),
@@ -79,8 +94,10 @@ class Cache(pulumi.ComponentResource):
             security_group_ids=[args.network.security_groups.redis.id],
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
-            auth_token=args.secrets.value("redis-auth-token"),
-            auth_token_update_strategy="ROTATE",  # noqa: S106 (a strategy name, not a token)
+            # Users, not a shared token: a stack that had an auth token drops it
+            # as the user group is attached (DELETE is ignored on create).
+            user_group_ids=[users.user_group_id],
+            auth_token_update_strategy="DELETE",  # noqa: S106 (a strategy name, not a token)
             at_rest_encryption_enabled=True,
             kms_key_id=args.secrets.key.arn,
             snapshot_retention_limit=args.snapshot_retention_days,
@@ -98,9 +115,51 @@ class Cache(pulumi.ComponentResource):
                 )
                 for kind, group in logs.items()
             ],
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["authToken"]),
+            opts=child,
         )
         self.host = self.group.primary_endpoint_address
         self.port = REDIS_PORT
         self.endpoint = pulumi.Output.concat(self.host, ":", str(REDIS_PORT))
         self.register_outputs({"endpoint": self.endpoint})
+
+    def _users(self, args: CacheArgs) -> aws.elasticache.UserGroup:
+        """The default user switched off (its password is generated and given to
+        no one), and one user each for the API and the exporter, with the rules
+        the local ACL file gives them: the API may not flush, load functions or
+        run scripts; the exporter reads server statistics only."""
+        names = args.names
+        child = pulumi.ResourceOptions(parent=self)
+        secret = pulumi.ResourceOptions(parent=self, additional_secret_outputs=["passwords"])
+
+        def user(key: str, user_name: str, access: str, password: pulumi.Input[str]) -> aws.elasticache.User:
+            return aws.elasticache.User(
+                f"redis-user-{key}",
+                user_id=names.resource(f"redis-{key}"),
+                user_name=user_name,
+                engine="redis",
+                access_string=access,
+                authentication_mode=aws.elasticache.UserAuthenticationModeArgs(
+                    type="password", passwords=[pulumi.Output.secret(password)]
+                ),
+                opts=secret,
+            )
+
+        default = user(
+            "default", "default", "off -@all", generated_secret("redis-default-user", PASSWORD_LENGTH, child)
+        )
+        app = user(
+            "app", names.redis_app_user, elasticache_access_string(APP_USER_RULES), args.secrets.value("redis-app")
+        )
+        monitoring = user(
+            "monitoring",
+            names.redis_monitoring_user,
+            elasticache_access_string(EXPORTER_USER_RULES),
+            args.secrets.value("redis-monitoring"),
+        )
+        return aws.elasticache.UserGroup(
+            "redis-users",
+            user_group_id=names.resource("redis-users"),
+            engine="redis",
+            user_ids=[default.user_id, app.user_id, monitoring.user_id],
+            opts=child,
+        )

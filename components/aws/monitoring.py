@@ -278,6 +278,7 @@ class Monitoring(pulumi.ComponentResource):
         database: str,
         redis_host: pulumi.Output[str],
         redis_port: int,
+        redis_user: str,
         postgres_exporter_image: str,
         redis_exporter_image: str,
         depends_on: Sequence[pulumi.Resource],
@@ -320,9 +321,10 @@ class Monitoring(pulumi.ComponentResource):
             user=f"{NOBODY}:{NOBODY}",
             environment={
                 "REDIS_ADDR": pulumi.Output.concat("rediss://", redis_host, f":{redis_port}"),
+                "REDIS_USER": redis_user,
                 "REDIS_EXPORTER_WEB_LISTEN_ADDRESS": f"127.0.0.1:{monitoring.REDIS_EXPORTER_PORT}",
             },
-            secrets={"REDIS_PASSWORD": args.secrets.value_from("redis-auth-token")},
+            secrets={"REDIS_PASSWORD": args.secrets.value_from("redis-monitoring")},
         )
         sidecar = collector(
             {
@@ -341,7 +343,7 @@ class Monitoring(pulumi.ComponentResource):
             kms_key_arn=key_arn,
             parent=self,
         )
-        secret_arns = [args.secrets.arns["postgres-monitoring"], args.secrets.arns["redis-auth-token"]]
+        secret_arns = [args.secrets.arns["postgres-monitoring"], args.secrets.arns["redis-monitoring"]]
         task = task_definition(
             "exporters-task",
             family=names.resource("exporters"),

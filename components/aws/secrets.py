@@ -26,7 +26,9 @@ ROTATED: tuple[str, ...] = (
     "postgres-monitoring",
     "postgres-backup",
 )
-PASSWORDS: tuple[str, ...] = (*ROTATED, "redis-auth-token")
+# The ElastiCache users' passwords (RBAC): the API's and the exporter's.
+REDIS_PASSWORDS: tuple[str, ...] = ("redis-app", "redis-monitoring")
+PASSWORDS: tuple[str, ...] = (*ROTATED, *REDIS_PASSWORDS)
 SIGNING_KEYS: tuple[str, ...] = ("jwt-signing-key",)
 
 

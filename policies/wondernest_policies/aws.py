@@ -12,6 +12,7 @@ from wondernest_policies.secret_values import command_problems, variable_problem
 
 RDS = "aws:rds/instance:Instance"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+ELASTICACHE_USER = "aws:elasticache/user:User"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 SERVICE = "aws:ecs/service:Service"
 CLUSTER = "aws:ecs/cluster:Cluster"
@@ -131,6 +132,19 @@ def _elasticache(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str
         (_is(p("automaticFailoverEnabled"), True) and _is(p("multiAzEnabled"), True), "has no Multi-AZ failover."),
     ]  # fmt: skip
     return [message for ok, message in checks if not ok]
+
+
+def _elasticache_user(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    problems = []
+    access = resource.get("accessString")
+    if resource.get("userName") == "default" and not unknown(access) and (str(access).split() or [""])[0] != "off":
+        problems.append("the default user is on: every connection that does not name a user gets its rights.")
+    mode = resource.get("authenticationMode")
+    if resource.get("noPasswordRequired") is True or (
+        isinstance(mode, Mapping) and mode.get("type") == "no-password-required"
+    ):
+        problems.append("logs in without a password.")
+    return problems
 
 
 # --- ECS ----------------------------------------------------------------------------
@@ -428,12 +442,22 @@ AWS_RESOURCE_RULES: list[Rule] = [
     ),
     Rule(
         "aws-elasticache-hardened",
-        "ElastiCache is encrypted at rest and in transit with plaintext refused, requires an auth token and "
-        "fails over across AZs (Checkov CKV_AWS_29, 30, 31).",
+        "ElastiCache is encrypted at rest and in transit with plaintext refused, requires authentication (users "
+        "of a user group, or an auth token) and fails over across AZs (Checkov CKV_AWS_29, 30, 31).",
         "critical",
-        "Enable atRestEncryption, transitEncryption with an authToken, automaticFailover and multiAz.",
+        "Enable atRestEncryption, transitEncryption with userGroupIds (or an authToken), automaticFailover and "
+        "multiAz.",
         (REPLICATION_GROUP,),
         _elasticache,
+    ),
+    Rule(
+        "aws-elasticache-users-authenticate",
+        "ElastiCache users log in with a password, and the default user is off: a client that names no user "
+        "gets no rights.",
+        "high",
+        "Give every user a password and the default user the access string `off -@all`.",
+        (ELASTICACHE_USER,),
+        _elasticache_user,
     ),
     Rule(
         "aws-ecs-task-hardened",
