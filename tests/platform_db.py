@@ -9,11 +9,18 @@ from typing import Any
 
 from components.postgres.provider import (
     DatabaseAccessProvider,
+    ExtensionProvider,
     RoleProvider,
     SchemaGrantProvider,
     SchemaProvider,
 )
-from components.postgres.resources import access_inputs, grant_inputs, role_inputs, schema_inputs
+from components.postgres.resources import (
+    access_inputs,
+    extension_inputs,
+    grant_inputs,
+    role_inputs,
+    schema_inputs,
+)
 from components.spec.database import DatabaseSpec
 from tests.servers import PostgresServer
 
@@ -61,12 +68,19 @@ def apply_spec(server: PostgresServer, spec: DatabaseSpec, passwords: Mapping[st
     p = {**access_inputs(spec, superuser=True), "connection": conn}
     DatabaseAccessProvider().create(p)
     props["database-access"] = p
+    for extension in spec.extensions:
+        p = {**extension_inputs(extension), "connection": conn}
+        ExtensionProvider().create(p)
+        props[f"extension-{extension.name}"] = p
     return Applied(spec, props)
 
 
 def destroy(applied: Applied) -> None:
     """What `pulumi destroy` does: dependents first."""
     p = applied.props
+    for key, props in p.items():
+        if key.startswith("extension-"):
+            ExtensionProvider().delete(props["name"], props)
     DatabaseAccessProvider().delete(applied.spec.name, p["database-access"])
     for key, props in p.items():
         if key.startswith("grant-"):

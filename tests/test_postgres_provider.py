@@ -17,6 +17,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 
 from components.postgres.provider import (
     DatabaseAccessProvider,
+    ExtensionProvider,
     PostgresResourceError,
     RoleProvider,
     SchemaGrantProvider,
@@ -742,3 +743,49 @@ def test_database_rights_beyond_connect_are_drift_and_update_removes_them(pg: Po
         conn.execute("CREATE TEMPORARY TABLE planted (id int)")
     with connect_as(pg, applied.spec, "app") as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+# --- statement statistics ------------------------------------------------------
+
+SLOW_QUERIES = "SELECT query, calls, total_exec_time, mean_exec_time FROM pg_stat_statements ORDER BY 3 DESC LIMIT 10"
+
+
+def test_only_the_monitoring_role_reads_statement_statistics(pg: PostgresServer, applied: Applied) -> None:
+    """The guide's slow-query query (with PostgreSQL 13+'s column names), as monitoring, unqualified."""
+    with connect_as(pg, applied.spec, "analytics") as conn:
+        conn.execute("SELECT count(*) FROM core.users WHERE id > 0")
+    with connect_as(pg, applied.spec, "monitoring") as conn:
+        rows = conn.execute(SLOW_QUERIES).fetchall()
+        # pg_monitor lets it see every role's statement text.
+        assert any("core.users" in str(row[0]) for row in rows)
+        assert conn.execute("SELECT dealloc FROM pg_stat_statements_info").fetchone() is not None
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT pg_stat_statements_reset()")
+    for key in ("app", "analytics", "backup", "migrator"):
+        with connect_as(pg, applied.spec, key) as conn:
+            # Without USAGE on `public` the unqualified name does not even resolve.
+            with pytest.raises((errors.InsufficientPrivilege, errors.UndefinedTable)):
+                conn.execute(SLOW_QUERIES)
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM public.pg_stat_statements(true)")
+
+
+def test_statistics_opened_to_others_are_drift_and_update_closes_them(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["extension-pg_stat_statements"]
+    provider = ExtensionProvider()
+    clean = provider.read("pg_stat_statements", props).outs or {}
+    assert clean["readers"] == ["wondernest_monitoring"] and clean["undeclared"] == []
+    assert not provider.diff("pg_stat_statements", clean, props).changes
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("GRANT SELECT ON public.pg_stat_statements TO PUBLIC")
+        conn.execute("GRANT EXECUTE ON FUNCTION public.pg_stat_statements_reset(oid, oid, bigint) TO wondernest_app")
+        conn.execute("REVOKE SELECT ON public.pg_stat_statements_info FROM wondernest_monitoring")
+    drifted = provider.read("pg_stat_statements", props).outs or {}
+    assert drifted["readers"] == []
+    assert drifted["undeclared"] == [
+        "EXECUTE on public.pg_stat_statements_reset(oid, oid, bigint) to wondernest_app",
+        "SELECT on public.pg_stat_statements to PUBLIC",
+    ]
+    assert provider.diff("pg_stat_statements", drifted, props).changes
+    provider.update("pg_stat_statements", drifted, props)
+    assert (provider.read("pg_stat_statements", props).outs or {}) == clean

@@ -68,6 +68,9 @@ def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
     assert len(dev.of_type(f"{DYNAMIC}Schema")) == 9
     assert len(dev.of_type(f"{DYNAMIC}SchemaGrant")) == 36  # migrator, app, analytics and backup on each of nine
     assert len(dev.of_type(f"{DYNAMIC}DatabaseAccess")) == 1
+    [extension] = dev.of_type(f"{DYNAMIC}Extension")
+    assert (extension.name, extension.inputs["readers"]) == ("extension-pg_stat_statements", ["wondernest_monitoring"])
+    assert any(dep.endswith("::database-access") for dep in extension.options["dependencies"])
 
 
 def test_no_generated_secret_appears_in_env_command_healthcheck_or_labels(dev: Evaluation) -> None:

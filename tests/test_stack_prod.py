@@ -703,7 +703,7 @@ def test_parity_the_same_roles_schemas_and_grants_in_both_targets(prod: Evaluati
     }
     assert len(access["dev"]["restricted_functions"]) == 15 and access["dev"]["function_grants"]
     assert access["prod"]["restricted_functions"] == [] and access["prod"]["function_grants"] == {}
-    assert len(objects(prod)) == 5 + 9 + 36 + 1  # roles, schemas, 4 grants per schema, database access
+    assert len(objects(prod)) == 5 + 9 + 36 + 1 + 1  # roles, schemas, 4 grants per schema, access, extension
     alternates = {d.name for d in prod.of_type(f"{DYNAMIC}Role") if d.name.endswith("-alternate")}
     assert alternates == {f"role-{key}-alternate" for key in ("migrator", "app", "analytics", "monitoring", "backup")}
     assert not any(d.name.endswith("-alternate") for d in dev.declared)

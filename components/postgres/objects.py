@@ -10,6 +10,7 @@ import pulumi
 from components.postgres.resources import (
     AdminConnection,
     DatabaseAccess,
+    Extension,
     Role,
     Schema,
     SchemaGrant,
@@ -23,10 +24,11 @@ class DatabaseObjects:
     schemas: dict[str, Schema]
     grants: list[SchemaGrant]
     access: DatabaseAccess
+    extensions: list[Extension]
 
     @property
     def all(self) -> list[pulumi.Resource]:
-        return [*self.roles.values(), *self.schemas.values(), *self.grants, self.access]
+        return [*self.roles.values(), *self.schemas.values(), *self.grants, self.access, *self.extensions]
 
 
 def declare_database_objects(
@@ -83,4 +85,17 @@ def declare_database_objects(
         connection=connection,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[*roles.values(), *schemas.values()]),
     )
-    return DatabaseObjects(roles=roles, schemas=schemas, grants=grants, access=access)
+    extensions = [
+        Extension(
+            f"extension-{extension.name}",
+            spec=extension,
+            connection=connection,
+            opts=pulumi.ResourceOptions(
+                parent=parent,
+                # After the database access: it closes `public` to PUBLIC, then the readers get in.
+                depends_on=[access, *(roles[key_of[r]] for r in extension.readers)],
+            ),
+        )
+        for extension in spec.extensions
+    ]
+    return DatabaseObjects(roles=roles, schemas=schemas, grants=grants, access=access, extensions=extensions)

@@ -15,11 +15,12 @@ import pulumi.dynamic
 
 from components.postgres.provider import (
     DatabaseAccessProvider,
+    ExtensionProvider,
     RoleProvider,
     SchemaGrantProvider,
     SchemaProvider,
 )
-from components.spec.database import RESTRICTED_FUNCTIONS, DatabaseSpec, RoleSpec, SchemaGrantSpec
+from components.spec.database import RESTRICTED_FUNCTIONS, DatabaseSpec, ExtensionSpec, RoleSpec, SchemaGrantSpec
 
 _SECRET_OUTPUTS = ["password", "connection"]
 
@@ -87,6 +88,16 @@ def grant_inputs(grant: SchemaGrantSpec) -> dict[str, Any]:
         "table_privileges": sorted(grant.table_privileges),
         "sequence_privileges": sorted(grant.sequence_privileges),
         "default_owners": sorted(grant.default_owners),
+    }
+
+
+def extension_inputs(extension: ExtensionSpec) -> dict[str, Any]:
+    return {
+        "name": extension.name,
+        "schema": extension.schema,
+        "readers": sorted(extension.readers),
+        "views": sorted(extension.views),
+        "functions": sorted(extension.functions),
     }
 
 
@@ -170,3 +181,16 @@ class DatabaseAccess(pulumi.dynamic.Resource, module="postgres", name="DatabaseA
             "connection": connection.as_input(),
         }
         super().__init__(DatabaseAccessProvider(), resource_name, props, _opts(opts))
+
+
+class Extension(pulumi.dynamic.Resource, module="postgres", name="Extension"):
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        spec: ExtensionSpec,
+        connection: AdminConnection,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props: dict[str, Any] = {**extension_inputs(spec), "connection": connection.as_input()}
+        super().__init__(ExtensionProvider(), resource_name, props, _opts(opts))

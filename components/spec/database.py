@@ -97,6 +97,19 @@ class SchemaGrantSpec:
 
 
 @dataclass(frozen=True)
+class ExtensionSpec:
+    """An extension and who may read it: nobody else, PUBLIC included."""
+
+    name: str
+    schema: str
+    readers: tuple[str, ...]
+    views: tuple[str, ...]
+    """Its views the readers may SELECT."""
+    functions: tuple[str, ...]
+    """The functions those views call (signatures as the catalog prints them)."""
+
+
+@dataclass(frozen=True)
 class DatabaseSpec:
     name: str
     admin_role: str
@@ -107,6 +120,7 @@ class DatabaseSpec:
     schemas: tuple[str, ...]
     roles: tuple[RoleSpec, ...]
     grants: tuple[SchemaGrantSpec, ...]
+    extensions: tuple[ExtensionSpec, ...] = ()
 
     @property
     def connect_roles(self) -> tuple[str, ...]:
@@ -207,6 +221,15 @@ def database_spec(names: Names) -> DatabaseSpec:
                     default_owners=(names.admin_role, migrator.name),
                 )
             )
+    # Statement statistics for the monitoring role (pg_monitor lets it see every
+    # role's query text), in `public`, where an unqualified name finds it.
+    statements = ExtensionSpec(
+        name="pg_stat_statements",
+        schema="public",
+        readers=(monitoring.name,),
+        views=("pg_stat_statements", "pg_stat_statements_info"),
+        functions=("pg_stat_statements(boolean)", "pg_stat_statements_info()"),
+    )
     return DatabaseSpec(
         name=names.database,
         admin_role=names.admin_role,
@@ -214,4 +237,5 @@ def database_spec(names: Names) -> DatabaseSpec:
         schemas=SCHEMAS,
         roles=(migrator, app, analytics, monitoring, backup),
         grants=tuple(grants),
+        extensions=(statements,),
     )
