@@ -318,6 +318,20 @@ def test_every_metric_used_is_exposed_or_recorded(stack: Stack) -> None:
     assert not gaps, f"metrics used but exposed by no target: {gaps}"
 
 
+def test_the_api_process_panels_read_the_apis_own_series(stack: Stack) -> None:
+    """Every exporter has process_* series of its own: the API's panels must find the API's."""
+    wanted = {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_max_fds"}
+
+    def names() -> set[str]:
+        series = query(stack, "/api/v1/series", **{"match[]": '{job="api",__name__=~"process_.*"}'})
+        return {s["__name__"] for s in series}
+
+    deadline = time.monotonic() + 60
+    while not wanted <= names() and time.monotonic() < deadline:
+        time.sleep(2)
+    assert wanted <= names()
+
+
 def test_the_metric_name_extractor() -> None:
     expr = (
         'histogram_quantile(0.99, sum by (le, job) (rate(http_request_duration_seconds_bucket{job="api"}[5m])))'

@@ -107,6 +107,22 @@ def test_metrics_are_served_on_their_own_listener_only(client: TestClient) -> No
     assert 'route="/metrics"' not in client.get(METRICS).text
 
 
+def test_metrics_include_the_process_cpu_memory_and_file_descriptors(client: TestClient) -> None:
+    import re
+
+    text = client.get(METRICS).text
+    for name in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ):
+        found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        assert found is not None, name
+        assert float(found.group(1)) > 0, name
+
+
 def test_metrics_count_by_route_template(client: TestClient) -> None:
     client.get("/health")
     client.get("/health")

@@ -6,7 +6,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -79,6 +79,8 @@ class RequestStats(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # CPU, memory and file descriptors of this process, from /proc.
+        ProcessCollector(registry=self.registry)
         self.requests = RequestStats(LATENCY_BUCKETS)
         self.registry.register(self.requests)
         self.registrations = Counter("user_registrations_total", "Accounts registered", registry=self.registry)

@@ -120,6 +120,31 @@ def api_dashboard(slo_objective: float) -> db.Dashboard:
                 Query("sum by (reason) (rate(auth_login_failures_total[5m]))", "login failures: {{reason}}"),
             )
         )
+        .with_row(db.Row("Process"))
+        .with_panel(
+            _timeseries(
+                "CPU (cores)",
+                "none",
+                Query(f"rate(process_cpu_seconds_total{{{API}}}[5m])", "{{instance}}"),
+                width=8,
+            )
+        )
+        .with_panel(
+            _timeseries(
+                "Resident memory",
+                "bytes",
+                Query(f"process_resident_memory_bytes{{{API}}}", "{{instance}}"),
+                width=8,
+            )
+        )
+        .with_panel(
+            _timeseries(
+                "Open file descriptors (share of the limit)",
+                "percentunit",
+                Query(f"process_open_fds{{{API}}} / process_max_fds{{{API}}}", "{{instance}}"),
+                width=8,
+            )
+        )
     )
 
 
