@@ -353,6 +353,16 @@ def test_check_rejects_bad_identifiers_and_unlimited_roles(applied: Applied) -> 
     props = applied.props["role-analytics"]
     result = RoleProvider().check({}, {**props, "name": "Robert'); DROP", "connection_limit": -1})
     assert {f.property for f in result.failures or []} == {"name", "connection_limit"}
+    bad = "x; DROP ROLE postgres"
+    cases = [
+        (RoleProvider(), {**props, "member_of": [bad], "members": ["ok", bad]}, {"member_of", "members"}),
+        (SchemaProvider(), {**applied.props["schema-core"], "grantees": [bad]}, {"grantees"}),
+        (ExtensionProvider(), {**applied.props["extension-pg_stat_statements"], "readers": [bad]}, {"readers"}),
+    ]
+    for provider, news, keys in cases:
+        failures = provider.check({}, news).failures or []
+        assert {f.property for f in failures} == keys
+        assert all(f.reason == f"{bad!r} is not a role name" for f in failures)
 
 
 def test_full_lifecycle_from_empty_to_empty(pg: PostgresServer) -> None:

@@ -113,12 +113,20 @@ class _PostgresProvider(ResourceProvider):
 
     identity_keys: tuple[str, ...] = ()
     compared_keys: tuple[str, ...] = ()
+    role_list_keys: tuple[str, ...] = ()
+    """Inputs that list role names."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = [
             CheckFailure(key, f"{value!r} is not a plain lower-case Postgres identifier")
             for key, value in self._identifiers(news)
             if isinstance(value, str) and not _is_unknown(value) and not IDENTIFIER.match(value)
+        ]
+        failures += [
+            CheckFailure(key, f"{role!r} is not a role name")
+            for key in self.role_list_keys
+            for role in news.get(key) or []
+            if isinstance(role, str) and not _is_unknown(role) and not IDENTIFIER.match(role)
         ]
         return CheckResult(news, failures)
 
@@ -149,6 +157,7 @@ class _PostgresProvider(ResourceProvider):
 class RoleProvider(_PostgresProvider):
     identity_keys = ("name",)
     compared_keys = ("name", "connection_limit", "login", "member_of", "members", "settings", "rotated", "connection")
+    role_list_keys = ("member_of", "members")
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         result = super().check(olds, news)
@@ -156,10 +165,6 @@ class RoleProvider(_PostgresProvider):
         limit = news.get("connection_limit")
         if isinstance(limit, int) and limit < 1:
             failures.append(CheckFailure("connection_limit", "every role must have a connection limit of at least 1"))
-        for key in ("member_of", "members"):
-            for role in news.get(key) or []:
-                if isinstance(role, str) and not _is_unknown(role) and not IDENTIFIER.match(role):
-                    failures.append(CheckFailure(key, f"{role!r} is not a role name"))
         for setting in news.get("settings") or []:
             if isinstance(setting, str) and not _is_unknown(setting) and not ROLE_SETTING.match(setting):
                 failures.append(CheckFailure("settings", f"{setting!r} is not `role=<role name>`"))
@@ -360,14 +365,7 @@ class SchemaProvider(_PostgresProvider):
 
     identity_keys = ("name", "owner", "object_owner")
     compared_keys = ("name", "owner", "object_owner", "grantees", "connection")
-
-    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        result = super().check(olds, news)
-        failures = list(result.failures or [])
-        for role in news.get("grantees") or []:
-            if isinstance(role, str) and not _is_unknown(role) and not IDENTIFIER.match(role):
-                failures.append(CheckFailure("grantees", f"{role!r} is not a role name"))
-        return CheckResult(news, failures)
+    role_list_keys = ("grantees",)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         result = super().diff(id_, olds, news)
@@ -1022,14 +1020,7 @@ class ExtensionProvider(_PostgresProvider):
 
     identity_keys = ("name", "schema")
     compared_keys = ("name", "schema", "readers", "views", "functions", "connection")
-
-    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        result = super().check(olds, news)
-        failures = list(result.failures or [])
-        for role in news.get("readers") or []:
-            if isinstance(role, str) and not _is_unknown(role) and not IDENTIFIER.match(role):
-                failures.append(CheckFailure("readers", f"{role!r} is not a role name"))
-        return CheckResult(news, failures)
+    role_list_keys = ("readers",)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         result = super().diff(id_, olds, news)
