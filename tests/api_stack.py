@@ -45,7 +45,7 @@ def api_env(pg: PostgresServer, rd: RedisServer, **overrides: str) -> dict[str, 
         "DB_NAME": "wondernest",
         "DB_USER": NAMES.app_role,
         "DB_PASSWORD": PASSWORDS["app"],
-        "DB_SSLMODE": "disable",
+        **database_tls(pg),
         "REDIS_HOST": "127.0.0.1",
         "REDIS_PORT": str(rd.port),
         "REDIS_USER": NAMES.redis_app_user,
@@ -60,6 +60,13 @@ def api_env(pg: PostgresServer, rd: RedisServer, **overrides: str) -> dict[str, 
     return env
 
 
+def database_tls(pg: PostgresServer) -> dict[str, str]:
+    """How a client connects to `pg`: verify-full against its CA when it runs TLS."""
+    if pg.ca is None:
+        return {"DB_SSLMODE": "disable"}
+    return {"DB_SSLMODE": "verify-full", "DB_SSLROOTCERT": str(pg.ca)}
+
+
 def migrator_env(pg: PostgresServer, **overrides: str) -> dict[str, str]:
     """What the stack's migrate container gets: the database, as the role that owns its objects."""
     env = {
@@ -68,7 +75,7 @@ def migrator_env(pg: PostgresServer, **overrides: str) -> dict[str, str]:
         "DB_NAME": "wondernest",
         "DB_USER": NAMES.migrator_role,
         "DB_PASSWORD": PASSWORDS["migrator"],
-        "DB_SSLMODE": "disable",
+        **database_tls(pg),
     }
     env.update(overrides)
     return env

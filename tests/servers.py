@@ -27,6 +27,7 @@ import pytest
 from psycopg import sql
 
 from components.spec import postgres_conf, redis_conf
+from components.spec.tls import ServerTls
 
 PG_BINDIR = Path(os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -73,6 +74,8 @@ class PostgresServer:
     superuser_password: str
     command: list[str]
     process: subprocess.Popen[bytes] | None = None
+    ca: Path | None = None
+    """With TLS on: the CA that signed the server's certificate; clients verify it."""
 
     def start(self) -> None:
         with open(self.root / "server.log", "ab") as log:
@@ -89,6 +92,7 @@ class PostgresServer:
             self.process = None
 
     def dsn(self, *, user: str | None = None, password: str | None = None, dbname: str = "postgres") -> str:
+        verified = {} if self.ca is None else {"sslmode": "verify-full", "sslrootcert": str(self.ca)}
         return psycopg.conninfo.make_conninfo(
             host="127.0.0.1",
             port=self.port,
@@ -96,6 +100,7 @@ class PostgresServer:
             password=password if password is not None else self.superuser_password,
             dbname=dbname,
             connect_timeout=5,
+            **verified,
         )
 
     def admin(self, dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
@@ -109,7 +114,9 @@ class PostgresServer:
             "user": self.superuser,
             "password": self.superuser_password,
             "database": database,
-            "sslmode": "disable",
+            **(
+                {"sslmode": "disable"} if self.ca is None else {"sslmode": "verify-full", "ca_pem": self.ca.read_text()}
+            ),
             "wait_seconds": 5,
         }
 
@@ -125,9 +132,11 @@ def postgres_server(
     memory_bytes: int = 1024**3,
     max_connections: int = 100,
     slow_query_ms: int = 500,
+    tls: bool = False,
 ) -> Iterator[PostgresServer]:
     """A server with the rendered config and `database` created, as the image's
-    entrypoint creates POSTGRES_DB."""
+    entrypoint creates POSTGRES_DB. With `tls`, as the local stack runs it:
+    TLS only, with a certificate for 127.0.0.1 from a throwaway CA."""
     require_binary(PG_BINDIR / "postgres", "postgresql-15")
     root = Path(tempfile.mkdtemp(prefix="wn-pg-"))
     password = "test-superuser-" + os.urandom(8).hex()
@@ -156,13 +165,23 @@ def postgres_server(
             group=PG_OS_USER,
         )
         tuning = postgres_conf.tune(memory_bytes, max_connections)
+        server_tls = None
+        if tls:
+            ca, cert, key = _tls_files(root)
+            server_tls = ServerTls(str(cert), str(key), str(ca))
+            key.chmod(0o600)
+            if os.geteuid() == 0:
+                entry = pwd.getpwnam("postgres")
+                os.chown(key, entry.pw_uid, entry.pw_gid)
         (root / "postgresql.conf").write_text(
             postgres_conf.render_postgresql_conf(
-                tuning, slow_query_ms=slow_query_ms, hba_file=str(root / "pg_hba.conf")
+                tuning, slow_query_ms=slow_query_ms, hba_file=str(root / "pg_hba.conf"), tls=server_tls
             )
         )
         (root / "pg_hba.conf").write_text(
-            postgres_conf.render_pg_hba_conf(database=database, admin_role="postgres", client_networks=[LOOPBACK])
+            postgres_conf.render_pg_hba_conf(
+                database=database, admin_role="postgres", client_networks=[LOOPBACK], tls=tls
+            )
         )
         port = free_port()
         command = [
@@ -178,7 +197,7 @@ def postgres_server(
             "-c",
             f"unix_socket_directories={root}",
         ]
-        server = PostgresServer(port, root, "postgres", password, command)
+        server = PostgresServer(port, root, "postgres", password, command, ca=root / "ca.pem" if tls else None)
         server.start()
         with server.admin() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
@@ -202,28 +221,31 @@ class RedisServer:
     port: int
     root: Path
     process: subprocess.Popen[bytes]
+    ca: Path | None = None
+    """With TLS on: the CA that signed the server's certificate."""
 
     def restart(self) -> None:
         """Kill without a final save, then start again on the same files."""
         self.process.kill()
         self.process.wait()
-        self.process = _start_redis(self.root, self.port)
+        self.process = _start_redis(self.root, self.port, tls=self.ca is not None)
 
     def stop(self) -> None:
         _stop(self.process)
 
     def start(self) -> None:
-        self.process = _start_redis(self.root, self.port)
+        self.process = _start_redis(self.root, self.port, tls=self.ca is not None)
 
 
-def _start_redis(root: Path, port: int) -> subprocess.Popen[bytes]:
+def _start_redis(root: Path, port: int, *, tls: bool = False) -> subprocess.Popen[bytes]:
     log = open(root / "server.log", "ab")  # noqa: SIM115 (handed to the child)
+    # The rendered file's port, on a free one: TLS-only keeps the plaintext port off.
+    ports = ["--port", "0", "--tls-port", str(port)] if tls else ["--port", str(port)]
     process = subprocess.Popen(
         [
             REDIS_SERVER,
             str(root / "redis.conf"),
-            "--port",
-            str(port),
+            *ports,
             "--bind",
             "127.0.0.1",
             "--daemonize",
@@ -244,23 +266,29 @@ def _start_redis(root: Path, port: int) -> subprocess.Popen[bytes]:
 
 @contextlib.contextmanager
 def redis_server(
-    *, acl: str, maxmemory_bytes: int, eviction_policy: redis_conf.EvictionPolicy
+    *, acl: str, maxmemory_bytes: int, eviction_policy: redis_conf.EvictionPolicy, tls: bool = False
 ) -> Iterator[RedisServer]:
+    """With `tls`, as the local stack runs it: TLS only, a certificate for 127.0.0.1 from a throwaway CA."""
     require_binary(REDIS_SERVER, "redis-server")
     root = Path(tempfile.mkdtemp(prefix="wn-redis-"))
     (root / "data").mkdir()
     (root / "users.acl").write_text(acl)
+    server_tls = None
+    if tls:
+        ca, cert, key = _tls_files(root)
+        server_tls = ServerTls(str(cert), str(key), str(ca))
     (root / "redis.conf").write_text(
         redis_conf.render_redis_conf(
             maxmemory_bytes=maxmemory_bytes,
             eviction_policy=eviction_policy,
             aclfile=str(root / "users.acl"),
             data_dir=str(root / "data"),
+            tls=server_tls,
         )
     )
-    server = RedisServer(free_port(), root, None)  # type: ignore[arg-type]
+    server = RedisServer(free_port(), root, None, ca=root / "ca.pem" if tls else None)  # type: ignore[arg-type]
     try:
-        server.process = _start_redis(root, server.port)
+        server.process = _start_redis(root, server.port, tls=tls)
         yield server
     finally:
         if server.process is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -18,7 +18,8 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 
 class DatabaseSettings(BaseModel):
     """The PostgreSQL connection both programs read: DB_HOST, DB_PORT, DB_NAME,
-    DB_USER, DB_PASSWORD(_FILE), DB_SSLMODE."""
+    DB_USER, DB_PASSWORD(_FILE), DB_SSLMODE, DB_SSLROOTCERT (the CA file that
+    `verify-ca`/`verify-full` check the server's certificate against)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -27,11 +28,13 @@ class DatabaseSettings(BaseModel):
     db_name: str
     db_user: str
     db_password: SecretStr
-    db_sslmode: str = "prefer"
+    db_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    db_sslrootcert: str | None = None
 
     def conninfo(self, application_name: str) -> str:
         from psycopg.conninfo import make_conninfo
 
+        verified = {} if self.db_sslrootcert is None else {"sslrootcert": self.db_sslrootcert}
         return make_conninfo(
             host=self.db_host,
             port=self.db_port,
@@ -41,6 +44,7 @@ class DatabaseSettings(BaseModel):
             sslmode=self.db_sslmode,
             application_name=application_name,
             connect_timeout=5,
+            **verified,
         )
 
 

@@ -28,7 +28,10 @@ class Settings(DatabaseSettings):
     redis_user: str
     redis_password: SecretStr
     redis_tls: bool = False
-    """TLS to Redis, verified against the system's CAs: ElastiCache with in-transit encryption."""
+    """TLS to Redis, the certificate verified and the host name checked."""
+    redis_ca_file: str | None = None
+    """The CA to verify Redis' certificate against (the local stack's own);
+    unset, the system's CAs (ElastiCache's certificates chain to a public CA)."""
 
     jwt_secret: SecretStr
     jwt_issuer: str = "wondernest-api"
@@ -109,6 +112,7 @@ class Settings(DatabaseSettings):
             "username": self.redis_user,
             "password": self.redis_password.get_secret_value(),
             "ssl": self.redis_tls,
+            **({"ssl_ca_certs": self.redis_ca_file, "ssl_check_hostname": True} if self.redis_tls else {}),
         }
 
     def db_conninfo(self) -> str:

@@ -87,8 +87,11 @@ class Endpoint:
     password: str
     database: str
     sslmode: str = "prefer"
+    sslrootcert: str | None = None
+    """The CA file the server's certificate is verified against."""
 
     def conninfo(self, database: str | None = None) -> str:
+        verified = {} if self.sslrootcert is None else {"sslrootcert": self.sslrootcert}
         return make_conninfo(
             host=self.host,
             port=self.port,
@@ -98,6 +101,7 @@ class Endpoint:
             sslmode=self.sslmode,
             connect_timeout=10,
             application_name="wondernest-backup",
+            **verified,
         )
 
     @contextlib.contextmanager
@@ -115,6 +119,7 @@ class Endpoint:
                 "PGUSER": self.user,
                 "PGPASSFILE": path,
                 "PGSSLMODE": self.sslmode,
+                **({} if self.sslrootcert is None else {"PGSSLROOTCERT": self.sslrootcert}),
                 "PGCONNECT_TIMEOUT": "10",
             }
         finally:

@@ -45,7 +45,13 @@ class BackupSettings(DatabaseSettings):
 
     def source(self) -> Endpoint:
         return Endpoint(
-            self.db_host, self.db_port, self.db_user, self.db_password.get_secret_value(), self.db_name, self.db_sslmode
+            self.db_host,
+            self.db_port,
+            self.db_user,
+            self.db_password.get_secret_value(),
+            self.db_name,
+            self.db_sslmode,
+            self.db_sslrootcert,
         )
 
     def restorer(self) -> Endpoint:
@@ -59,6 +65,7 @@ class BackupSettings(DatabaseSettings):
             self.restore_db_password.get_secret_value(),
             self.db_name,
             self.db_sslmode,
+            self.db_sslrootcert,
         )
 
     def retention(self) -> RetentionPolicy:

@@ -9,7 +9,9 @@ so running it twice, or after a half-finished run, lands in the same place.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,27 +66,37 @@ def _quiet(connection: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
 
 
 def connect(conn: Mapping[str, Any]) -> psycopg.Connection[Any]:
-    """Open the admin connection, waiting out a server that is still starting."""
+    """Open the admin connection, waiting out a server that is still starting.
+    With `ca_pem`, the server's certificate must chain to it and name the host
+    (`verify-full`); libpq reads the CA from a file, kept only while connecting."""
     deadline = time.monotonic() + float(conn.get("wait_seconds", 60))
     while True:
-        try:
-            return _quiet(
-                psycopg.connect(
-                    host=conn["host"],
-                    port=int(conn["port"]),
-                    user=conn["user"],
-                    password=conn["password"],
-                    dbname=conn["database"],
-                    sslmode=conn.get("sslmode", "prefer"),
-                    connect_timeout=10,
-                    application_name="pulumi-postgres-provider",
-                    autocommit=True,
+        with contextlib.ExitStack() as stack:
+            verified: dict[str, Any] = {}
+            if conn.get("ca_pem"):
+                ca = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".pem", prefix="wn-ca-"))
+                ca.write(str(conn["ca_pem"]))
+                ca.flush()
+                verified["sslrootcert"] = ca.name
+            try:
+                return _quiet(
+                    psycopg.connect(
+                        host=conn["host"],
+                        port=int(conn["port"]),
+                        user=conn["user"],
+                        password=conn["password"],
+                        dbname=conn["database"],
+                        sslmode=conn.get("sslmode", "prefer"),
+                        connect_timeout=10,
+                        application_name="pulumi-postgres-provider",
+                        autocommit=True,
+                        **verified,
+                    )
                 )
-            )
-        except psycopg.OperationalError as exc:
-            if exc.sqlstate not in _TRANSIENT_SQLSTATES or time.monotonic() >= deadline:
-                raise
-            time.sleep(1)
+            except psycopg.OperationalError as exc:
+                if exc.sqlstate not in _TRANSIENT_SQLSTATES or time.monotonic() >= deadline:
+                    raise
+        time.sleep(1)
 
 
 def _fetch_one(cur: psycopg.Cursor[Any], query: str, params: Sequence[Any]) -> Any:

@@ -36,11 +36,14 @@ class AdminConnection:
     password: pulumi.Input[str]
     database: pulumi.Input[str]
     sslmode: str = "prefer"
+    ca_pem: pulumi.Input[str] | None = None
+    """The CA the server's certificate must chain to (with `sslmode` verify-full)."""
     superuser: bool = False
     """Whether the admin is a superuser: only a superuser may change who runs
     pg_catalog's functions (RDS's master user is not one)."""
 
     def as_input(self) -> pulumi.Output[dict[str, Any]]:
+        verified = {} if self.ca_pem is None else {"ca_pem": self.ca_pem}
         return pulumi.Output.secret(
             pulumi.Output.all(
                 host=self.host,
@@ -48,6 +51,7 @@ class AdminConnection:
                 user=self.user,
                 password=self.password,
                 database=self.database,
+                **verified,
             ).apply(lambda c: {**c, "sslmode": self.sslmode})
         )
 

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
+from components.spec.tls import MIN_TLS_VERSION, ServerTls
+
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
@@ -24,6 +26,7 @@ OPERATIONS_PER_CONNECTION = 3
 CONTAINER_CONFIG_DIR = "/etc/postgresql"
 CONTAINER_CONFIG_FILE = f"{CONTAINER_CONFIG_DIR}/postgresql.conf"
 CONTAINER_HBA_FILE = f"{CONTAINER_CONFIG_DIR}/pg_hba.conf"
+CONTAINER_TLS = ServerTls.in_dir(f"{CONTAINER_CONFIG_DIR}/tls")
 CONTAINER_PORT = 5432
 
 
@@ -86,8 +89,10 @@ def render_postgresql_conf(
     *,
     slow_query_ms: int,
     hba_file: str = CONTAINER_HBA_FILE,
+    tls: ServerTls | None = None,
 ) -> str:
-    """The container's postgresql.conf; every line is a decision of this platform."""
+    """The container's postgresql.conf; every line is a decision of this platform.
+    With `tls`, the server offers TLS (pg_hba.conf then accepts nothing else)."""
     settings: list[tuple[str, str]] = [
         ("listen_addresses", "'*'"),
         ("port", str(CONTAINER_PORT)),
@@ -125,6 +130,13 @@ def render_postgresql_conf(
         ("log_timezone", "'UTC'"),
         ("timezone", "'UTC'"),
     ]
+    if tls is not None:
+        settings += [
+            ("ssl", "on"),
+            ("ssl_cert_file", _quote(tls.cert_file)),
+            ("ssl_key_file", _quote(tls.key_file)),
+            ("ssl_min_protocol_version", _quote(MIN_TLS_VERSION)),
+        ]
     lines = [
         "# Rendered by the platform spec from the stack's postgres config; do not edit by hand.",
         *(f"{key} = {value}" for key, value in settings),
@@ -137,9 +149,11 @@ def render_pg_hba_conf(
     database: str,
     admin_role: str,
     client_networks: Sequence[IPv4Network],
+    tls: bool = False,
 ) -> str:
     """Only SCRAM, only from the given networks; the admin may reach every database,
-    every other role only the application's."""
+    every other role only the application's. With `tls`, a network connection
+    must be encrypted (`hostssl`): a plaintext one matches no line."""
     if not client_networks:
         raise ValueError("pg_hba.conf needs at least one client network")
     lines = [
@@ -148,9 +162,10 @@ def render_pg_hba_conf(
         f"local   all       {admin_role}  scram-sha-256",
         f"local   {database}  all  scram-sha-256",
     ]
+    kind = "hostssl" if tls else "host   "
     for network in client_networks:
-        lines.append(f"host    all       {admin_role}  {network}  scram-sha-256")
-        lines.append(f"host    {database}  all  {network}  scram-sha-256")
+        lines.append(f"{kind} all       {admin_role}  {network}  scram-sha-256")
+        lines.append(f"{kind} {database}  all  {network}  scram-sha-256")
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from components.spec.naming import Names
+from components.spec.tls import ServerTls
 
 EvictionPolicy = Literal[
     "allkeys-lru",
@@ -25,6 +26,7 @@ CONTAINER_CONFIG_FILE = f"{CONTAINER_CONFIG_DIR}/redis.conf"
 CONTAINER_ACL_FILE = f"{CONTAINER_CONFIG_DIR}/users.acl"
 CONTAINER_DATA_DIR = "/data"
 CONTAINER_PORT = 6379
+CONTAINER_TLS = ServerTls.in_dir(f"{CONTAINER_CONFIG_DIR}/tls")
 
 # RDB snapshots: after 15 min if 1 key changed, 5 min if 10, 1 min if 10000.
 SAVE_POINTS: tuple[tuple[int, int], ...] = ((900, 1), (300, 10), (60, 10000))
@@ -67,12 +69,26 @@ def render_redis_conf(
     eviction_policy: EvictionPolicy,
     aclfile: str = CONTAINER_ACL_FILE,
     data_dir: str = CONTAINER_DATA_DIR,
+    tls: ServerTls | None = None,
 ) -> str:
+    """With `tls`, the port speaks TLS only (a plaintext client gets nothing)."""
+    listen = [f"port {CONTAINER_PORT}"]
+    if tls is not None:
+        listen = [
+            "port 0",
+            f"tls-port {CONTAINER_PORT}",
+            f"tls-cert-file {tls.cert_file}",
+            f"tls-key-file {tls.key_file}",
+            f"tls-ca-cert-file {tls.ca_file}",
+            # Clients authenticate with ACL passwords, not certificates.
+            "tls-auth-clients no",
+            'tls-protocols "TLSv1.2 TLSv1.3"',
+        ]
     lines = [
         "# Rendered by the platform spec; do not edit by hand.",
         "bind * -::*",
         "protected-mode yes",
-        f"port {CONTAINER_PORT}",
+        *listen,
         f"aclfile {aclfile}",
         f"dir {data_dir}",
         "appendonly yes",

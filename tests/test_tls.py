@@ -1,0 +1,121 @@
+"""The local stack's TLS, on the real servers: Postgres and Redis with the
+rendered configuration and a certificate from a throwaway CA, and every client
+as the stack configures it (verify-full, the CA file, the host name checked)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from components.postgres.provider import RoleProvider, connect
+from tests.api_stack import APP_DIR, NAMES, api_env, migrate_platform, platform, rendered_acl
+from tests.platform_db import PASSWORDS
+from tests.servers import PostgresServer, RedisServer, _tls_files, postgres_server, redis_server
+
+sys.path.insert(0, str(APP_DIR))
+
+from wondernest_api.app import create_app
+from wondernest_api.settings import load_settings
+from wondernest_backup.backup import Repository, run, verify
+from wondernest_backup.pgtools import Endpoint
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
+    with (
+        postgres_server(tls=True) as pg,
+        redis_server(
+            acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru", tls=True
+        ) as rd,
+    ):
+        # The provider applies the platform over verify-full, with the CA from the stack.
+        platform(pg)
+        migrate_platform(pg)
+        yield pg, rd
+
+
+def tls_env(pg: PostgresServer, rd: RedisServer) -> dict[str, str]:
+    assert pg.ca is not None and rd.ca is not None
+    # api_env connects to a TLS Postgres with verify-full already.
+    return api_env(pg, rd, REDIS_TLS="true", REDIS_CA_FILE=str(rd.ca))
+
+
+def test_postgres_accepts_only_encrypted_connections(servers: tuple[PostgresServer, RedisServer]) -> None:
+    pg, _ = servers
+    with pg.admin("wondernest") as conn:
+        assert conn.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() in (
+            (True, "TLSv1.2"),
+            (True, "TLSv1.3"),
+        )
+    plain = pg.dsn(dbname="wondernest") + " sslmode=disable"
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(plain)
+
+
+def test_a_certificate_from_another_ca_is_refused(servers: tuple[PostgresServer, RedisServer], tmp_path: Path) -> None:
+    pg, rd = servers
+    other_ca, _, _ = _tls_files(tmp_path)
+    # The other CA has the same name: OpenSSL finds it and the signature fails.
+    refused = r"certificate verify failed|signature failure"
+    with pytest.raises(psycopg.OperationalError, match=refused):
+        psycopg.connect(pg.dsn(dbname="wondernest") + f" sslrootcert={other_ca}")
+    # The provider's admin connection verifies the same way.
+    connection = {**pg.admin_connection("wondernest"), "ca_pem": other_ca.read_text(), "wait_seconds": 0}
+    with pytest.raises(psycopg.OperationalError, match=refused):
+        connect(connection)
+    settings = load_settings({**tls_env(pg, rd), "REDIS_CA_FILE": str(other_ca)})
+    with pytest.raises(redis.ConnectionError, match=r"CERTIFICATE_VERIFY_FAILED|signature failure"):
+        redis.Redis(**settings.redis_options(), socket_timeout=3).ping()  # type: ignore[arg-type]
+
+
+def test_the_provider_reads_and_updates_over_verify_full(servers: tuple[PostgresServer, RedisServer]) -> None:
+    pg, _ = servers
+    role = RoleProvider().read(
+        NAMES.analytics_role, {"name": NAMES.analytics_role, "connection": pg.admin_connection("wondernest")}
+    )
+    assert role.outs and role.outs["connection_limit"] == 10
+
+
+def test_redis_speaks_tls_only_and_the_app_user_keeps_its_rules(servers: tuple[PostgresServer, RedisServer]) -> None:
+    pg, rd = servers
+    settings = load_settings(tls_env(pg, rd))
+    client = redis.Redis(**settings.redis_options(), socket_timeout=3)  # type: ignore[arg-type]
+    assert client.ping() is True and client.acl_whoami() == NAMES.redis_app_user
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        client.flushall()
+    plain = load_settings({**tls_env(pg, rd), "REDIS_TLS": "false"})
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(**plain.redis_options(), socket_timeout=3).ping()  # type: ignore[arg-type]
+
+
+def test_the_api_registers_and_logs_in_over_tls_to_both(servers: tuple[PostgresServer, RedisServer]) -> None:
+    pg, rd = servers
+    app, _ = create_app(load_settings(tls_env(pg, rd)))
+    with TestClient(app, client=("192.0.2.40", 40000)) as client:
+        body = {"email": "tls@example.com", "password": "a long enough password"}
+        assert client.post("/auth/register", json=body).status_code == 201
+        token = client.post("/auth/login", json=body).json()["accessToken"]
+        assert client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert client.get("/health/ready").json()["status"] == "UP"
+
+
+def test_the_backup_role_dumps_and_verifies_over_verify_full(
+    servers: tuple[PostgresServer, RedisServer], tmp_path: Path
+) -> None:
+    pg, _ = servers
+    assert pg.ca is not None
+    backup = Endpoint(
+        "127.0.0.1", pg.port, NAMES.backup_role, PASSWORDS["backup"], "wondernest", "verify-full", str(pg.ca)
+    )
+    repo = Repository(tmp_path)
+    manifest = run(backup, repo)
+    assert "core.users" in manifest.tables
+    assert verify(repo, manifest.id).verified_at
