@@ -27,6 +27,7 @@ from tests.api_stack import (
     REDIS_MONITORING_PASSWORD,
     ApiProcess,
     cli_env,
+    database_tls,
     migrate_platform,
     platform,
     rendered_acl,
@@ -92,9 +93,13 @@ def stack() -> Iterator[Stack]:
     ports = {job: free_port() for job in ("postgres", "redis", "prometheus", "alertmanager", "backups")}
     try:
         with (
-            postgres_server() as pg,
-            redis_server(acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru") as rd,
+            # TLS only, as the local stack runs them: every client verifies the servers.
+            postgres_server(tls=True) as pg,
+            redis_server(
+                acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru", tls=True
+            ) as rd,
         ):
+            assert pg.ca is not None and rd.ca is not None
             platform(pg)
             migrate_platform(pg)
             api = start_api(pg, rd)
@@ -102,7 +107,7 @@ def stack() -> Iterator[Stack]:
             (root / "queries.yaml").write_text(monitoring.render_postgres_exporter_queries())
             redis_address = f"127.0.0.1:{rd.port}"
             (root / "redis-passwords.json").write_text(
-                monitoring.redis_exporter_password_file(redis_address, REDIS_MONITORING_PASSWORD)
+                monitoring.redis_exporter_password_file(redis_address, REDIS_MONITORING_PASSWORD, tls=True)
             )
             (root / "rules.yml").write_text(render_rule_file(rule_groups(THRESHOLDS)))
             (root / "alertmanager.yml").write_text(monitoring.render_alertmanager_config(monitoring.Receivers()))
@@ -128,6 +133,7 @@ def stack() -> Iterator[Stack]:
                 database="wondernest",
                 user=NAMES.monitoring_role,
                 password_file=str(root / "pg-password"),
+                ca_file=str(pg.ca),
             )
             backup_env = cli_env(
                 {
@@ -136,7 +142,7 @@ def stack() -> Iterator[Stack]:
                     "DB_NAME": "wondernest",
                     "DB_USER": NAMES.backup_role,
                     "DB_PASSWORD": PASSWORDS["backup"],
-                    "DB_SSLMODE": "disable",
+                    **database_tls(pg),
                     "BACKUP_DIR": str(root / "backups"),
                     "METRICS_PORT": str(ports["backups"]),
                 }
@@ -169,6 +175,7 @@ def stack() -> Iterator[Stack]:
                             user=NAMES.redis_monitoring_user,
                             password_file=str(root / "redis-passwords.json"),
                             listen=f"127.0.0.1:{ports['redis']}",
+                            ca_file=str(rd.ca),
                         ),
                     ],
                     root,

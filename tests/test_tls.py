@@ -44,8 +44,10 @@ def servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
 
 def tls_env(pg: PostgresServer, rd: RedisServer) -> dict[str, str]:
     assert pg.ca is not None and rd.ca is not None
-    # api_env connects to a TLS Postgres with verify-full already.
-    return api_env(pg, rd, REDIS_TLS="true", REDIS_CA_FILE=str(rd.ca))
+    # How api_env connects to servers running TLS: verify-full, the Redis CA.
+    env = api_env(pg, rd)
+    assert env["DB_SSLMODE"] == "verify-full" and env["REDIS_TLS"] == "true"
+    return env
 
 
 def test_postgres_accepts_only_encrypted_connections(servers: tuple[PostgresServer, RedisServer]) -> None:

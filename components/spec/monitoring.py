@@ -226,10 +226,14 @@ def container_targets(api_target: str) -> dict[str, str]:
     }
 
 
-def postgres_exporter_env(*, host: str, port: int, database: str, user: str, password_file: str) -> dict[str, str]:
-    """postgres_exporter's settings; the password only ever as a file."""
+def postgres_exporter_env(
+    *, host: str, port: int, database: str, user: str, password_file: str, ca_file: str | None = None
+) -> dict[str, str]:
+    """postgres_exporter's settings; the password only ever as a file. With
+    `ca_file`, TLS with the server's certificate verified and its name checked."""
+    tls = "sslmode=disable" if ca_file is None else f"sslmode=verify-full&sslrootcert={ca_file}"
     return {
-        "DATA_SOURCE_URI": f"{host}:{port}/{database}?sslmode=disable",
+        "DATA_SOURCE_URI": f"{host}:{port}/{database}?{tls}",
         "DATA_SOURCE_USER": user,
         "DATA_SOURCE_PASS_FILE": password_file,
     }
@@ -254,15 +258,24 @@ def postgres_exporter_args(*, listen: str, queries_path: str) -> list[str]:
     return [f"--web.listen-address={listen}", f"--extend.query-path={queries_path}"]
 
 
-def redis_exporter_args(*, address: str, user: str, password_file: str, listen: str) -> list[str]:
-    """redis_exporter reads passwords from a JSON file mapping each address to its password."""
+def redis_exporter_args(
+    *, address: str, user: str, password_file: str, listen: str, ca_file: str | None = None
+) -> list[str]:
+    """redis_exporter reads passwords from a JSON file mapping each address to
+    its password. With `ca_file`, TLS (`rediss://`) verified against that CA."""
+    tls = [] if ca_file is None else [f"--tls-ca-cert-file={ca_file}"]
     return [
-        f"--redis.addr=redis://{address}",
+        f"--redis.addr={redis_url(address, tls=ca_file is not None)}",
         f"--redis.user={user}",
         f"--redis.password-file={password_file}",
+        *tls,
         f"--web.listen-address={listen}",
     ]
 
 
-def redis_exporter_password_file(address: str, password: str) -> str:
-    return json.dumps({f"redis://{address}": password})
+def redis_url(address: str, *, tls: bool) -> str:
+    return f"{'rediss' if tls else 'redis'}://{address}"
+
+
+def redis_exporter_password_file(address: str, password: str, *, tls: bool = False) -> str:
+    return json.dumps({redis_url(address, tls=tls): password})
