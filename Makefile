@@ -148,7 +148,7 @@ ROLE ?= app
 psql: state-check
 	@$(call need,psql,psql not found: install the PostgreSQL client (Debian: apt-get install postgresql-client))
 	@lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
-	  | python3 -m components.connect $(ROLE) $(STACK)); eval "$$lines"; exec psql
+	  | python3 -m components.connect $(ROLE) $(STACK) $(STATE_DIR)); eval "$$lines"; exec psql
 
 # The stack's container names begin with this (<app>-<stack>-), from its config.
 CONTAINER_PREFIX = $(PY) -m components.check_config $(STACK) --container-prefix

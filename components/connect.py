@@ -2,13 +2,16 @@
 
 `make psql ROLE=app` evaluates these lines in the shell that starts psql, so the
 password goes from Pulumi's state to psql's environment without ever being an
-argument on a command line or a line in the shell history.
+argument on a command line or a line in the shell history. A stack with its own
+CA (the local one) is connected to with `verify-full`: the CA is written to a
+file in the given directory, since libpq reads it from a file.
 """
 
 from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from components.stack_outputs import read_outputs
@@ -16,7 +19,7 @@ from components.stack_outputs import read_outputs
 REQUIRED = ("postgresEndpoint", "postgresDatabase", "roles", "secrets")
 
 
-def libpq_env(outputs: dict[str, Any], role: str) -> dict[str, str]:
+def libpq_env(outputs: dict[str, Any], role: str, ca_file: str | None = None) -> dict[str, str]:
     host, port = str(outputs["postgresEndpoint"]).rsplit(":", 1)
     secrets = outputs["secrets"]
     if role == "superuser":
@@ -37,14 +40,29 @@ def libpq_env(outputs: dict[str, Any], role: str) -> dict[str, str]:
         "PGUSER": user,
         "PGPASSWORD": password,
         "PGDATABASE": str(outputs["postgresDatabase"]),
+        **({} if ca_file is None else {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": ca_file}),
     }
 
 
+def write_ca(outputs: dict[str, Any], directory: Path, stack: str) -> str | None:
+    """The stack's CA as a file libpq can read, if the stack has one."""
+    pem = outputs.get("caCertificate")
+    if not pem:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stack}-ca.crt"
+    path.write_text(str(pem))
+    return str(path)
+
+
 def main() -> None:
-    """`python3 -m components.connect ROLE [STACK]`, outputs on stdin."""
+    """`python3 -m components.connect ROLE [STACK [CA_DIR]]`, outputs on stdin."""
     role = sys.argv[1] if len(sys.argv) > 1 else "app"
     stack = f"stack {sys.argv[2]!r}" if len(sys.argv) > 2 else "the stack"
-    env = libpq_env(read_outputs(sys.stdin, REQUIRED, stack=stack), role)
+    outputs = read_outputs(sys.stdin, REQUIRED, stack=stack)
+    ca_dir = Path(sys.argv[3]) if len(sys.argv) > 3 else Path(".pulumi-state")
+    ca_file = write_ca(outputs, ca_dir, sys.argv[2] if len(sys.argv) > 2 else "stack")
+    env = libpq_env(outputs, role, ca_file)
     sys.stdout.write("".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items()))
 
 

@@ -24,13 +24,14 @@ APP_DIR = Path(__file__).resolve().parents[1] / "app"
 NAMES = Names(app="wondernest", stack="test")
 REDIS_APP_PASSWORD = "redis-app-pass-7777"
 REDIS_MONITORING_PASSWORD = "redis-monitoring-pass-8888"
+HEALTHCHECK_PASSWORD = "redis-health-pass-6666"
 JWT_SECRET = "test-jwt-signing-key-0123456789abcdef"
 
 
 def rendered_acl() -> str:
     """The ACL file the stack renders, with this harness's passwords."""
     return redis_conf.render_platform_acl(
-        NAMES, app=REDIS_APP_PASSWORD, healthcheck="redis-health-pass-6666", monitoring=REDIS_MONITORING_PASSWORD
+        NAMES, app=REDIS_APP_PASSWORD, healthcheck=HEALTHCHECK_PASSWORD, monitoring=REDIS_MONITORING_PASSWORD
     )
 
 

@@ -53,6 +53,20 @@ class RecordingMonitor(MockMonitor):
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
+def fake_pem(kind: str, name: str) -> str:
+    return f"-----BEGIN {kind}-----\n{name}\n-----END {kind}-----\n"
+
+
+def tls_mock_state(typ: str, name: str) -> dict[str, str]:
+    """What pulumi-tls computes: a key's PEM, a request's, a certificate's."""
+    return {
+        "tls:index/privateKey:PrivateKey": {"private_key_pem": fake_pem("PRIVATE KEY", name)},
+        "tls:index/certRequest:CertRequest": {"cert_request_pem": fake_pem("CERTIFICATE REQUEST", name)},
+        "tls:index/selfSignedCert:SelfSignedCert": {"cert_pem": fake_pem("CERTIFICATE", name)},
+        "tls:index/locallySignedCert:LocallySignedCert": {"cert_pem": fake_pem("CERTIFICATE", name)},
+    }.get(typ, {})
+
+
 @dataclass
 class RecordingMocks(pulumi.runtime.Mocks):
     declared: list[Declared] = field(default_factory=list)
@@ -71,6 +85,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["repoDigest"] = f"{name.rsplit(':', 1)[0]}@sha256:{hashlib.sha256(name.encode()).hexdigest()}"
         elif args.typ.startswith("aws:"):
             return aws_mock_state(args.typ, args.name, state)
+        elif args.typ.startswith("tls:"):
+            state.update(tls_mock_state(args.typ, args.name))
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,20 @@ def test_role_environment() -> None:
         "PGDATABASE": "wondernest",
     }
     assert libpq_env(OUTPUTS, "superuser")["PGUSER"] == "postgres"
+
+
+def test_a_stack_with_its_own_ca_is_verified(tmp_path: Path) -> None:
+    outputs = {**OUTPUTS, "caCertificate": "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"}
+    lines = subprocess.run(
+        [sys.executable, "-m", "components.connect", "app", "dev", str(tmp_path)],
+        input=json.dumps(outputs),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    ca = tmp_path / "dev-ca.crt"
+    assert ca.read_text() == outputs["caCertificate"]
+    assert f"export PGSSLROOTCERT={ca}\n" in lines and "export PGSSLMODE=verify-full\n" in lines
 
 
 def test_unknown_role_is_refused() -> None:

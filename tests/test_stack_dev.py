@@ -49,6 +49,7 @@ def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
         "wondernest:local:Monitoring",
         "wondernest:local:Backups",
         "wondernest:local:DevS3",
+        "wondernest:local:StackCa",
     }
     assert sorted(c.inputs["name"] for c in containers(dev)) == [
         "wondernest-dev-alertmanager",
@@ -153,8 +154,9 @@ def test_migrations_run_once_as_their_own_role_before_the_api(dev: Evaluation) -
     assert env["DB_USER"] == "wondernest_migrator" and env["DB_PASSWORD_FILE"] == "/run/secrets/db-password"
     assert not any(k.startswith(("REDIS_", "JWT_")) for k in env)
     assert [n["name"] for n in i["networksAdvanced"]] == ["wondernest-dev-backend"]
-    [upload] = unwrap(i["uploads"])
-    assert upload["content"] == fake_secret("postgres-migrator")
+    uploads = {u["file"]: u["content"] for u in unwrap(i["uploads"])}
+    assert uploads["/run/secrets/db-password"] == fake_secret("postgres-migrator")
+    assert set(uploads) == {"/run/secrets/db-password", "/run/secrets/ca.crt"}
     # The API serves as the app role and never holds the migrator's password.
     api_env = dict(e.split("=", 1) for e in api.inputs["envs"])
     assert api_env["DB_USER"] == "wondernest_app"
@@ -345,12 +347,67 @@ def test_the_api_runs_read_only_with_its_secrets_as_files(dev: Evaluation) -> No
         "/run/secrets/db-password",
         "/run/secrets/redis-password",
         "/run/secrets/jwt-secret",
+        "/run/secrets/ca.crt",
     }
     assert all(u["owner"] == "1001" and u["permissions"] == "0400" for u in files.values())
     assert {n["name"] for n in api["networksAdvanced"]} == {
         "wondernest-dev-frontend",
         "wondernest-dev-backend",
     }
+
+
+def test_postgres_and_redis_speak_tls_only_and_every_client_verifies_them(dev: Evaluation) -> None:
+    from components.spec import postgres_conf, redis_conf
+    from tests.harness import fake_pem
+
+    ca = fake_pem("CERTIFICATE", "ca")
+    assert dev.outputs["caCertificate"] == ca
+
+    def uploads(name: str) -> dict[str, str]:
+        return {u["file"]: u["content"] for u in unwrap(dev.named(CONTAINER_TYPE, name).inputs["uploads"])}
+
+    def env(name: str) -> dict[str, str]:
+        return dict(e.split("=", 1) for e in dev.named(CONTAINER_TYPE, name).inputs.get("envs") or [])
+
+    pg = uploads("postgres")
+    assert "ssl = on" in pg[postgres_conf.CONTAINER_CONFIG_FILE]
+    hba = [line for line in pg[postgres_conf.CONTAINER_HBA_FILE].splitlines() if line and not line.startswith("#")]
+    assert all(line.split()[0] in ("local", "hostssl") for line in hba)
+    assert pg[postgres_conf.CONTAINER_TLS.cert_file] == fake_pem("CERTIFICATE", "postgres-tls")
+    assert pg[postgres_conf.CONTAINER_TLS.key_file] == fake_pem("PRIVATE KEY", "postgres-tls-key")
+    rd = uploads("redis")
+    assert "port 0" in rd[redis_conf.CONTAINER_CONFIG_FILE].splitlines()
+    assert rd[redis_conf.CONTAINER_TLS.ca_file] == ca
+    health = dev.named(CONTAINER_TYPE, "redis").inputs["healthcheck"]["tests"][1]
+    assert f"--tls --cacert {redis_conf.CONTAINER_TLS.ca_file}" in health
+    # Each certificate names the host its clients use, and loopback for the host's own.
+    for server in ("postgres", "redis"):
+        request = dev.named("tls:index/certRequest:CertRequest", f"{server}-tls-request").inputs
+        assert request["dnsNames"] == [server, "localhost"] and request["ipAddresses"] == ["127.0.0.1"]
+        cert = dev.named("tls:index/locallySignedCert:LocallySignedCert", f"{server}-tls").inputs
+        assert cert["allowedUses"] == ["digital_signature", "key_encipherment", "server_auth"]
+        assert cert["validityPeriodHours"] == 8760 and cert["earlyRenewalHours"] == 720
+    authority = dev.named("tls:index/selfSignedCert:SelfSignedCert", "ca").inputs
+    assert authority["isCaCertificate"] is True and authority["maxPathLength"] == 0
+    for key in dev.of_type("tls:index/privateKey:PrivateKey"):
+        assert (key.inputs["algorithm"], key.inputs["ecdsaCurve"]) == ("ECDSA", "P256")
+    # The clients: verify-full against the CA, and Redis over TLS.
+    for name in ("api", "migrations", "backups"):
+        assert env(name)["DB_SSLMODE"] == "verify-full", name
+        assert uploads(name)[env(name)["DB_SSLROOTCERT"]] == ca, name
+    assert env("api")["REDIS_TLS"] == "true" and uploads("api")[env("api")["REDIS_CA_FILE"]] == ca
+    exporter = env("postgres-exporter")["DATA_SOURCE_URI"]
+    assert exporter.endswith("?sslmode=verify-full&sslrootcert=/run/secrets/ca.crt")
+    assert uploads("postgres-exporter")["/run/secrets/ca.crt"] == ca
+    redis_exporter = dev.named(CONTAINER_TYPE, "redis-exporter").inputs["command"]
+    assert "--redis.addr=rediss://redis:6379" in redis_exporter
+    assert "--tls-ca-cert-file=/run/secrets/ca.crt" in redis_exporter
+    servers_json = json.loads(uploads("pgadmin")["/pgadmin4/servers.json"])["Servers"]["1"]
+    assert (servers_json["SSLMode"], servers_json["SSLRootCert"]) == ("verify-full", "/ca.crt")
+    # The provider connects from the host the same way.
+    for role in dev.of_type(f"{DYNAMIC}Role"):
+        connection = unwrap(role.inputs["connection"])
+        assert (connection["sslmode"], connection["ca_pem"]) == ("verify-full", ca)
 
 
 def test_the_api_image_is_tagged_by_its_content(dev: Evaluation) -> None:

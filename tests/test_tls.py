@@ -121,3 +121,24 @@ def test_the_backup_role_dumps_and_verifies_over_verify_full(
     manifest = run(backup, repo)
     assert "core.users" in manifest.tables
     assert verify(repo, manifest.id).verified_at
+
+
+def test_the_rendered_redis_healthcheck_verifies_the_server(
+    servers: tuple[PostgresServer, RedisServer], tmp_path: Path
+) -> None:
+    import subprocess
+
+    from components.spec import redis_conf
+    from tests.api_stack import HEALTHCHECK_PASSWORD
+
+    _, rd = servers
+    assert rd.ca is not None
+    password_file = tmp_path / "health"
+    password_file.write_text(HEALTHCHECK_PASSWORD)
+    line = redis_conf.healthcheck_command(
+        user=NAMES.redis_healthcheck_user, password_file=str(password_file), port=rd.port, ca_file=str(rd.ca)
+    )
+    assert subprocess.run(["sh", "-c", line], check=False).returncode == 0
+    other_ca, _, _ = _tls_files(tmp_path)
+    untrusted = line.replace(str(rd.ca), str(other_ca))
+    assert subprocess.run(["sh", "-c", untrusted], check=False, capture_output=True).returncode != 0

@@ -30,6 +30,7 @@ METRICS_PORT = 9102
 # Docker refuses to copy files into a read-only root filesystem, but not into a
 # volume mounted on it: the secrets live on a volume of their own.
 SECRETS_DIR = "/run/secrets"
+CA_FILE = f"{SECRETS_DIR}/ca.crt"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class ApiArgs:
     redis_port: int
     network: Network
     secrets: Secrets
+    ca_pem: pulumi.Output[str]
+    """The stack's CA: Postgres and Redis are verified against it."""
     depends_on: tuple[pulumi.Resource, ...]
     """The roles, grants and cache the migrations and the API need before they start."""
 
@@ -72,6 +75,8 @@ class Api(pulumi.ComponentResource):
             "DB_PORT": str(args.postgres_port),
             "DB_NAME": args.database,
             "DB_PASSWORD_FILE": f"{SECRETS_DIR}/db-password",
+            "DB_SSLMODE": "verify-full",
+            "DB_SSLROOTCERT": CA_FILE,
         }
         self.migrations = self._migrations(args, database_env)
         secrets_volume = labelled_volume("api-secrets", names, "api", pulumi.ResourceOptions(parent=self))
@@ -83,6 +88,8 @@ class Api(pulumi.ComponentResource):
             "REDIS_PORT": str(args.redis_port),
             "REDIS_USER": args.redis_user,
             "REDIS_PASSWORD_FILE": f"{SECRETS_DIR}/redis-password",
+            "REDIS_TLS": "true",
+            "REDIS_CA_FILE": CA_FILE,
             "JWT_SECRET_FILE": f"{SECRETS_DIR}/jwt-secret",
             "CORS_ALLOWED_ORIGINS": ",".join(args.cors_allowed_origins),
             "PORT": str(CONTAINER_PORT),
@@ -106,6 +113,7 @@ class Api(pulumi.ComponentResource):
                     SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("app"), API_UID),
                     SecretFile(f"{SECRETS_DIR}/redis-password", args.secrets.get("redis-app"), API_UID),
                     SecretFile(f"{SECRETS_DIR}/jwt-secret", args.secrets.get("jwt-signing-key"), API_UID),
+                    SecretFile(CA_FILE, args.ca_pem, API_UID),
                 ],
                 volumes=[docker.ContainerVolumeArgs(volume_name=secrets_volume.name, container_path=SECRETS_DIR)],
                 publish=[Publish(CONTAINER_PORT, args.host_port, args.bind_address)],
@@ -154,6 +162,7 @@ class Api(pulumi.ComponentResource):
                 envs=[f"{key}={value}" for key, value in sorted(env.items())],
                 secret_files=[
                     SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("migrator"), API_UID),
+                    SecretFile(CA_FILE, args.ca_pem, API_UID),
                 ],
                 volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=SECRETS_DIR)],
                 read_only=True,

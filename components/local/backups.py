@@ -41,6 +41,8 @@ class BackupsArgs:
     postgres_port: int
     network: Network
     secrets: Secrets
+    ca_pem: pulumi.Output[str]
+    """The stack's CA: Postgres is verified against it."""
     depends_on: tuple[pulumi.Resource, ...]
 
 
@@ -66,10 +68,14 @@ class Backups(pulumi.ComponentResource):
             "DB_NAME": args.database,
             "DB_USER": args.backup_role,
             "DB_PASSWORD_FILE": f"{SECRETS_DIR}/db-password",
-            "DB_SSLMODE": "prefer",
+            "DB_SSLMODE": "verify-full",
+            "DB_SSLROOTCERT": f"{SECRETS_DIR}/ca.crt",
             **cfg.service_environment(),
         }
-        secret_files = [SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("backup"), API_UID)]
+        secret_files = [
+            SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("backup"), API_UID),
+            SecretFile(f"{SECRETS_DIR}/ca.crt", args.ca_pem, API_UID),
+        ]
         networks: list[tuple[pulumi.Input[str], list[str]]] = [(args.network.backend.name, ["backups"])]
         if cfg.s3_bucket is None and args.dev_bucket is not None:
             env.update(

@@ -18,6 +18,7 @@ from components.local.containers import (
 )
 from components.local.network import Network
 from components.local.secrets import Secrets
+from components.local.tls import ServerCertificate
 from components.spec import redis_conf
 from components.spec.naming import Names
 
@@ -36,6 +37,8 @@ class CacheArgs:
     bind_address: IPv4Address
     network: Network
     secrets: Secrets
+    tls: ServerCertificate
+    """The server's certificate: its port speaks TLS only."""
 
 
 class Cache(pulumi.ComponentResource):
@@ -63,7 +66,10 @@ class Cache(pulumi.ComponentResource):
                 lambda pw: redis_conf.render_platform_acl(names, app=pw[0], healthcheck=pw[1], monitoring=pw[2])
             )
         )
-        conf = redis_conf.render_redis_conf(maxmemory_bytes=args.maxmemory_bytes, eviction_policy=args.eviction_policy)
+        tls = redis_conf.CONTAINER_TLS
+        conf = redis_conf.render_redis_conf(
+            maxmemory_bytes=args.maxmemory_bytes, eviction_policy=args.eviction_policy, tls=tls
+        )
         self.container = hardened_container(
             "redis",
             ContainerSpec(
@@ -81,6 +87,9 @@ class Cache(pulumi.ComponentResource):
                     # Holds only SHA-256 hashes, yet stays unreadable to all but redis.
                     SecretFile(redis_conf.CONTAINER_ACL_FILE, acl, REDIS_UID),
                     SecretFile(HEALTHCHECK_PASSWORD_FILE, health_password, REDIS_UID),
+                    SecretFile(tls.key_file, args.tls.key_pem, REDIS_UID),
+                    SecretFile(tls.cert_file, args.tls.cert_pem, REDIS_UID),
+                    SecretFile(tls.ca_file, args.tls.ca_pem, REDIS_UID),
                 ],
                 volumes=[
                     docker.ContainerVolumeArgs(volume_name=volume.name, container_path=redis_conf.CONTAINER_DATA_DIR)
@@ -92,6 +101,7 @@ class Cache(pulumi.ComponentResource):
                         redis_conf.healthcheck_command(
                             user=names.redis_healthcheck_user,
                             password_file=HEALTHCHECK_PASSWORD_FILE,
+                            ca_file=tls.ca_file,
                         ),
                     ],
                     interval="10s",

@@ -18,6 +18,7 @@ from components.local.containers import (
 )
 from components.local.network import Network
 from components.local.secrets import Secrets
+from components.local.tls import ServerCertificate
 from components.postgres.objects import DatabaseObjects, declare_database_objects
 from components.postgres.resources import AdminConnection
 from components.spec import postgres_conf
@@ -47,6 +48,8 @@ class DatabaseArgs:
     connections arrive from."""
     network: Network
     secrets: Secrets
+    tls: ServerCertificate
+    """The server's certificate: it accepts TLS connections only."""
 
 
 class Database(pulumi.ComponentResource):
@@ -67,11 +70,13 @@ class Database(pulumi.ComponentResource):
         volume = labelled_volume(
             "postgres-data", names, "postgres", pulumi.ResourceOptions(parent=self, protect=True), holds_data=True
         )
-        postgresql_conf = postgres_conf.render_postgresql_conf(args.tuning, slow_query_ms=args.slow_query_ms)
+        tls = postgres_conf.CONTAINER_TLS
+        postgresql_conf = postgres_conf.render_postgresql_conf(args.tuning, slow_query_ms=args.slow_query_ms, tls=tls)
         pg_hba_conf = postgres_conf.render_pg_hba_conf(
             database=spec.name,
             admin_role=spec.admin_role,
             client_networks=(LOOPBACK, *args.client_networks),
+            tls=True,
         )
         superuser_password = args.secrets.get("postgres-superuser")
         self.internal_host = "postgres"
@@ -100,7 +105,12 @@ class Database(pulumi.ComponentResource):
                     postgres_conf.CONTAINER_CONFIG_FILE: postgresql_conf,
                     postgres_conf.CONTAINER_HBA_FILE: pg_hba_conf,
                 },
-                secret_files=[SecretFile(PASSWORD_FILE, superuser_password, POSTGRES_UID)],
+                secret_files=[
+                    SecretFile(PASSWORD_FILE, superuser_password, POSTGRES_UID),
+                    # The server reads its key only if no one else can.
+                    SecretFile(tls.key_file, args.tls.key_pem, POSTGRES_UID),
+                    SecretFile(tls.cert_file, args.tls.cert_pem, POSTGRES_UID),
+                ],
                 volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
                 publish=[Publish(postgres_conf.CONTAINER_PORT, args.host_port, args.bind_address)],
                 healthcheck=docker.ContainerHealthcheckArgs(
@@ -132,6 +142,9 @@ class Database(pulumi.ComponentResource):
             user=spec.admin_role,
             password=superuser_password,
             database=spec.name,
+            # The certificate names 127.0.0.1 and the published address.
+            sslmode="verify-full",
+            ca_pem=args.tls.ca_pem,
             superuser=True,
         )
         self.objects = declare_database_objects(

@@ -38,6 +38,8 @@ class DevToolsArgs:
     postgres_port: int
     network: Network
     secrets: Secrets
+    ca_pem: pulumi.Output[str]
+    """The stack's CA: pgAdmin verifies Postgres against it."""
 
 
 class DevTools(pulumi.ComponentResource):
@@ -95,6 +97,11 @@ class DevTools(pulumi.ComponentResource):
                     SecretFile(
                         f"{pgadmin.storage_dir(args.login_email)}/{pgadmin.PASSFILE_NAME}",
                         pgpass,
+                        pgadmin.CONTAINER_UID,
+                    ),
+                    SecretFile(
+                        f"{pgadmin.storage_dir(args.login_email)}/{pgadmin.CA_FILE_NAME}",
+                        args.ca_pem,
                         pgadmin.CONTAINER_UID,
                     ),
                 ],

@@ -56,6 +56,8 @@ class MonitoringArgs:
     api_target: str
     network: Network
     secrets: Secrets
+    ca_pem: pulumi.Output[str]
+    """The stack's CA: the exporters verify Postgres and Redis against it."""
     depends_on: tuple[pulumi.Resource, ...]
 
 
@@ -76,6 +78,7 @@ class Monitoring(pulumi.ComponentResource):
 
         # --- exporters -------------------------------------------------------
         pg_password_file = "/run/secrets/postgres-password"  # noqa: S105 (a path)
+        ca_file = "/run/secrets/ca.crt"
         queries_file = "/etc/postgres-exporter/queries.yaml"
         pg_env = monitoring.postgres_exporter_env(
             host=args.postgres_host,
@@ -83,6 +86,7 @@ class Monitoring(pulumi.ComponentResource):
             database=args.database,
             user=args.monitoring_role,
             password_file=pg_password_file,
+            ca_file=ca_file,
         )
         hardened_container(
             "postgres-exporter",
@@ -97,7 +101,10 @@ class Monitoring(pulumi.ComponentResource):
                     listen=f":{monitoring.POSTGRES_EXPORTER_PORT}", queries_path=queries_file
                 ),
                 config_files={queries_file: monitoring.render_postgres_exporter_queries()},
-                secret_files=[SecretFile(pg_password_file, args.secrets.role_password("monitoring"), NOBODY)],
+                secret_files=[
+                    SecretFile(pg_password_file, args.secrets.role_password("monitoring"), NOBODY),
+                    SecretFile(ca_file, args.ca_pem, NOBODY),
+                ],
                 healthcheck=wget_probe(monitoring.POSTGRES_EXPORTER_PORT, "/"),
                 labels=names.labels("postgres-exporter"),
                 metrics_job="postgres",
@@ -119,15 +126,17 @@ class Monitoring(pulumi.ComponentResource):
                     user=names.redis_monitoring_user,
                     password_file=redis_password_file,
                     listen=f":{monitoring.REDIS_EXPORTER_PORT}",
+                    ca_file=ca_file,
                 ),
                 secret_files=[
                     SecretFile(
                         redis_password_file,
                         args.secrets.get("redis-monitoring").apply(
-                            lambda pw: monitoring.redis_exporter_password_file(redis_address, pw)
+                            lambda pw: monitoring.redis_exporter_password_file(redis_address, pw, tls=True)
                         ),
                         REDIS_EXPORTER_UID,
-                    )
+                    ),
+                    SecretFile(ca_file, args.ca_pem, REDIS_EXPORTER_UID),
                 ],
                 healthcheck=wget_probe(monitoring.REDIS_EXPORTER_PORT, "/health"),
                 labels=names.labels("redis-exporter"),

@@ -16,6 +16,7 @@ from components.local.devtools import DevTools, DevToolsArgs
 from components.local.monitoring import Monitoring, MonitoringArgs
 from components.local.network import Network
 from components.local.secrets import Secrets
+from components.local.tls import StackCa
 from components.spec.database import database_spec
 from components.spec.naming import Names
 from components.spec.postgres_conf import tune
@@ -32,6 +33,8 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
         ops_subnet=net_cfg.ops_subnet,
     )
     secrets = Secrets("secrets")
+    # Postgres and Redis speak TLS only; every client verifies them against this CA.
+    ca = StackCa("ca", names=names)
     spec = database_spec(names)
     database = Database(
         "database",
@@ -46,6 +49,7 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             client_networks=(net_cfg.backend_subnet, net_cfg.ops_subnet),
             network=network,
             secrets=secrets,
+            tls=ca.server("postgres", host="postgres", bind_address=net_cfg.bind_address),
         ),
     )
     cache = Cache(
@@ -59,6 +63,7 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             bind_address=net_cfg.bind_address,
             network=network,
             secrets=secrets,
+            tls=ca.server("redis", host="redis", bind_address=net_cfg.bind_address),
         ),
     )
     api = Api(
@@ -81,6 +86,7 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             redis_port=cache.internal_port,
             network=network,
             secrets=secrets,
+            ca_pem=ca.ca_pem,
             depends_on=(*database.objects.all, cache.container),
         ),
     )
@@ -99,6 +105,7 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             postgres_port=database.internal_port,
             network=network,
             secrets=secrets,
+            ca_pem=ca.ca_pem,
             depends_on=tuple(database.objects.all),
         ),
     )
@@ -120,6 +127,7 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             api_target=api.internal_target,
             network=network,
             secrets=secrets,
+            ca_pem=ca.ca_pem,
             depends_on=(*database.objects.all, cache.container),
         ),
     )
@@ -133,6 +141,8 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
         "redisEndpoint": cache.endpoint,
         "redisUser": cache.app_user,
         "roles": {role.key: role.name for role in spec.roles},
+        # Not a secret: what clients on the host verify Postgres and Redis against.
+        "caCertificate": ca.ca_pem,
         "secrets": pulumi.Output.secret({key.replace("-", "_"): value for key, value in secrets.all.items()}),
     }
     if cfg.dev_tools.enabled:
@@ -150,6 +160,7 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
                 postgres_port=database.internal_port,
                 network=network,
                 secrets=secrets,
+                ca_pem=ca.ca_pem,
             ),
             opts=pulumi.ResourceOptions(depends_on=[database]),
         )

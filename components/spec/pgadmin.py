@@ -9,6 +9,7 @@ CONTAINER_UID = "5050"
 CONTAINER_PORT = 80
 STORAGE_ROOT = "/var/lib/pgadmin/storage"
 PASSFILE_NAME = "pgpass"
+CA_FILE_NAME = "ca.crt"
 
 
 def storage_dir(login_email: str) -> str:
@@ -27,7 +28,9 @@ def render_servers_json(*, name: str, group: str, host: str, port: int, database
                 "Port": port,
                 "MaintenanceDB": database,
                 "Username": username,
-                "SSLMode": "prefer",
+                # The server's certificate chains to the stack's CA and names the host.
+                "SSLMode": "verify-full",
+                "SSLRootCert": f"/{CA_FILE_NAME}",
                 "PassFile": f"/{PASSFILE_NAME}",
             }
         }

@@ -134,11 +134,15 @@ def render_acl_file(users: Sequence[RedisUser]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def healthcheck_command(*, user: str, password_file: str, port: int = CONTAINER_PORT) -> str:
-    """A shell line that authenticates and pings. The password travels from the
-    file through this shell's own environment into redis-cli: it is never in the
-    container's env or in any process's argument list."""
+def healthcheck_command(
+    *, user: str, password_file: str, port: int = CONTAINER_PORT, ca_file: str | None = None
+) -> str:
+    """A shell line that authenticates and pings (over TLS, verified against
+    `ca_file`, when given). The password travels from the file through this
+    shell's own environment into redis-cli: it is never in the container's env
+    or in any process's argument list."""
+    tls = "" if ca_file is None else f" --tls --cacert {ca_file}"
     return (
         f'REDISCLI_AUTH="$(cat {password_file})" '
-        f"redis-cli --no-auth-warning -h 127.0.0.1 -p {port} --user {user} ping | grep -qx PONG"
+        f"redis-cli --no-auth-warning{tls} -h 127.0.0.1 -p {port} --user {user} ping | grep -qx PONG"
     )
