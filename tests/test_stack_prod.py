@@ -283,7 +283,8 @@ def test_images_go_to_immutable_scanned_repositories_tagged_by_content(prod: Eva
     assert sorted(d.name for d in prod.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == repositories
     api_image = prod.named("docker:index/image:Image", "api-image").inputs
     assert is_secret(api_image["registry"])  # it carries the registry token
-    assert api_image["build"]["target"] == "runtime" and api_image["build"]["platform"] == "linux/amd64"
+    # The AWS targets: the local image plus Amazon's RDS CA bundle.
+    assert api_image["build"]["target"] == "runtime-aws" and api_image["build"]["platform"] == "linux/amd64"
     assert api_image["imageName"].startswith(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/wondernest/prod/api:")
     assert unwrap(api_image["registry"])["password"] == "EcrToken" + "1" * 24
 
@@ -303,7 +304,11 @@ def test_the_api_task_is_hardened_and_takes_secrets_by_reference(prod: Evaluatio
     assert {s["name"] for s in api["secrets"]} == {"DB_USER", "DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET"}
     assert all(s["valueFrom"].startswith("arn:aws:secretsmanager:") for s in api["secrets"])
     env = {e["name"]: e["value"] for e in api["environment"]}
-    assert env["DB_SSLMODE"] == "require" and env["REDIS_TLS"] == "true"
+    assert env["REDIS_TLS"] == "true" and "REDIS_CA_FILE" not in env  # ElastiCache's chain is public
+    # The instance's certificate is verified, name included, against the bundle in the image.
+    assert (env["DB_SSLMODE"], env["DB_SSLROOTCERT"]) == ("verify-full", "/etc/ssl/certs/rds-global-bundle.pem")
+    migrate = {e["name"]: e["value"] for e in task["migrate"]["environment"]}
+    assert (migrate["DB_SSLMODE"], migrate["DB_SSLROOTCERT"]) == ("verify-full", "/etc/ssl/certs/rds-global-bundle.pem")
     # /metrics on a port of its own, which only the task's collector reads.
     assert env["METRICS_PORT"] == "9102" and env["PORT"] == "8080"
     scrape = yaml.safe_load(
@@ -631,7 +636,10 @@ def test_the_backup_service_verifies_and_copies_to_the_bucket(prod: Evaluation) 
     backups = task["backups"]
     env = {e["name"]: e["value"] for e in backups["environment"]}
     assert env["S3_BUCKET"] == "wondernest-prod-backups-123456789012" and env["S3_SSE"] == "aws:kms"
-    assert "DB_USER" not in env and env["DB_SSLMODE"] == "require"  # the user comes with its password
+    assert "DB_USER" not in env  # the user comes with its password
+    assert (env["DB_SSLMODE"], env["DB_SSLROOTCERT"]) == ("verify-full", "/etc/ssl/certs/rds-global-bundle.pem")
+    backup_image = prod.named("docker:index/image:Image", "backup-image").inputs
+    assert backup_image["build"]["target"] == "backup-aws"
     assert [s["name"] for s in backups["secrets"]] == ["DB_PASSWORD", "DB_USER"]
     scrape = yaml.safe_load(
         {e["name"]: e["value"] for e in task["metrics-collector"]["environment"]}["AOT_CONFIG_CONTENT"]
@@ -733,6 +741,8 @@ def test_exporters_run_as_a_service_the_collector_scrapes(prod: Evaluation) -> N
     assert [s["name"] for s in task["redis-exporter"]["secrets"]] == ["REDIS_PASSWORD"]
     env = {e["name"]: e["value"] for e in task["redis-exporter"]["environment"]}
     assert env["REDIS_ADDR"].startswith("rediss://master.")
+    uri = {e["name"]: e["value"] for e in task["postgres-exporter"]["environment"]}["DATA_SOURCE_URI"]
+    assert uri.endswith("/wondernest?sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem")
 
 
 def test_cloudwatch_alarms_publish_to_the_alert_topic(prod: Evaluation) -> None:

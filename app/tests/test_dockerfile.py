@@ -73,7 +73,16 @@ def stages() -> dict[str, str]:
 def test_the_final_stages_are_minimal() -> None:
     text = (APP_DIR / "Dockerfile").read_text()
     s = stages()
-    assert set(s) == {"build-base", "build", "build-backup", "build-dev-s3", "runtime", "backup", "dev-s3"}
+    assert set(s) == {
+        "build-base", "build", "build-backup", "build-dev-s3", "runtime", "backup", "dev-s3",
+        "rds-ca", "runtime-aws", "backup-aws",
+    }  # fmt: skip
+    # The AWS images are the local ones plus Amazon's RDS CA bundle, readable by their user.
+    bundle = "COPY --from=rds-ca --chmod=0444 /rds-global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem"
+    for name in ("runtime-aws", "backup-aws"):
+        assert [line for line in s[name].splitlines() if line.strip()] == [bundle], name
+    assert "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem" in s["rds-ca"]
+    assert "FROM runtime AS runtime-aws" in text and "FROM backup AS backup-aws" in text
     # A Fargate task volume at /backups starts as a copy of the image's directory, owned by 1001.
     assert 'VOLUME ["/backups"]' in s["backup"]
     assert "python:3.11.11-slim-bookworm" in text

@@ -20,6 +20,7 @@ from components.aws.tasks import (
     log_group,
     task_definition,
 )
+from components.aws.tls import VERIFIED
 from components.local.api import API_UID, BUILD_INPUTS, CONTAINER_PORT, METRICS_PORT
 from components.local.containers import python_probe_command
 from components.spec.naming import Names
@@ -74,7 +75,7 @@ class Api(pulumi.ComponentResource):
         sgs = args.network.security_groups
 
         self.image_ref = ecr_image(
-            "api", names, target="runtime", inputs=BUILD_INPUTS, kms_key_arn=key_arn, parent=self
+            "api", names, target="runtime-aws", inputs=BUILD_INPUTS, kms_key_arn=key_arn, parent=self
         )
 
         logs = log_group(
@@ -100,7 +101,7 @@ class Api(pulumi.ComponentResource):
             "DB_HOST": args.postgres_host,
             "DB_PORT": str(args.postgres_port),
             "DB_NAME": args.database,
-            "DB_SSLMODE": "require",
+            **VERIFIED,
         }
         env: dict[str, pulumi.Input[str]] = {
             **database_env,

@@ -30,6 +30,7 @@ from components.aws.network import Network
 from components.aws.registry import ecr_image
 from components.aws.secrets import Secrets, account_administers
 from components.aws.tasks import Container, HealthCheck, execution_role, log_group, task_definition
+from components.aws.tls import VERIFIED
 from components.aws_sizes import fargate_memory_mib
 from components.config import BackupsConfig
 from components.local.api import API_UID
@@ -164,13 +165,13 @@ class Backups(pulumi.ComponentResource):
         self.bucket = dumps.bucket
         if copy is not None:
             self._replicate(names, dumps, copy, cfg.retention_monthly, key_arn, args.region, args.secrets)
-        image = ecr_image("backup", names, target="backup", inputs=BUILD_INPUTS, kms_key_arn=key_arn, parent=self)
+        image = ecr_image("backup", names, target="backup-aws", inputs=BUILD_INPUTS, kms_key_arn=key_arn, parent=self)
         password_arn = args.secrets.arns["postgres-backup"]
         env: dict[str, pulumi.Input[str]] = {
             "DB_HOST": args.postgres_host,
             "DB_PORT": str(args.postgres_port),
             "DB_NAME": args.database,
-            "DB_SSLMODE": "require",
+            **VERIFIED,
             **cfg.service_environment(),
             "S3_BUCKET": self.bucket.bucket,
             "S3_PREFIX": f"{names.app}/{names.stack}",

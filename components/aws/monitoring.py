@@ -27,6 +27,7 @@ from components.aws.network import Network
 from components.aws.registry import ecr_image
 from components.aws.secrets import Secrets
 from components.aws.tasks import TASKS_SERVICE, Container, HealthCheck, execution_role, log_group, task_definition
+from components.aws.tls import RDS_CA_BUNDLE
 from components.spec import dashboards, monitoring
 from components.spec.alerts import AlertThresholds, render_rule_file, rule_groups
 from components.spec.collector import render_collector_config
@@ -307,7 +308,9 @@ class Monitoring(pulumi.ComponentResource):
                 )
             ),
             environment={
-                "DATA_SOURCE_URI": pulumi.Output.concat(postgres_host, f":{postgres_port}/{database}?sslmode=require"),
+                "DATA_SOURCE_URI": pulumi.Output.concat(
+                    postgres_host, f":{postgres_port}/{database}?sslmode=verify-full&sslrootcert={RDS_CA_BUNDLE}"
+                ),
             },
             # Rotation alternates between the monitoring role and its alternate user.
             secrets={
