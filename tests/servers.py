@@ -167,7 +167,7 @@ def postgres_server(
         tuning = postgres_conf.tune(memory_bytes, max_connections)
         server_tls = None
         if tls:
-            ca, cert, key = _tls_files(root)
+            ca, cert, key = tls_files(root)
             server_tls = ServerTls(str(cert), str(key), str(ca))
             key.chmod(0o600)
             if os.geteuid() == 0:
@@ -275,7 +275,7 @@ def redis_server(
     (root / "users.acl").write_text(acl)
     server_tls = None
     if tls:
-        ca, cert, key = _tls_files(root)
+        ca, cert, key = tls_files(root)
         server_tls = ServerTls(str(cert), str(key), str(ca))
     (root / "redis.conf").write_text(
         redis_conf.render_redis_conf(
@@ -324,7 +324,7 @@ def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             process.wait()
 
 
-def _tls_files(root: Path) -> tuple[Path, Path, Path]:
+def tls_files(root: Path) -> tuple[Path, Path, Path]:
     """A throwaway CA and a server certificate for localhost / 127.0.0.1 signed by it."""
     import datetime as dt
     import ipaddress
@@ -382,7 +382,7 @@ def redis_tls_server(*, token: str) -> Iterator[tuple[int, Path]]:
     require_binary(REDIS_SERVER, "redis-server")
     root = Path(tempfile.mkdtemp(prefix="wn-redis-tls-"))
     try:
-        ca, cert, key = _tls_files(root)
+        ca, cert, key = tls_files(root)
         port = free_port()
         log = open(root / "server.log", "ab")  # noqa: SIM115 (handed to the child)
         process = subprocess.Popen(

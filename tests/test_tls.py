@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from components.postgres.provider import RoleProvider, connect
 from tests.api_stack import APP_DIR, NAMES, api_env, migrate_platform, platform, rendered_acl
 from tests.platform_db import PASSWORDS
-from tests.servers import PostgresServer, RedisServer, _tls_files, postgres_server, redis_server
+from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server, tls_files
 
 sys.path.insert(0, str(APP_DIR))
 
@@ -64,7 +64,7 @@ def test_postgres_accepts_only_encrypted_connections(servers: tuple[PostgresServ
 
 def test_a_certificate_from_another_ca_is_refused(servers: tuple[PostgresServer, RedisServer], tmp_path: Path) -> None:
     pg, rd = servers
-    other_ca, _, _ = _tls_files(tmp_path)
+    other_ca, _, _ = tls_files(tmp_path)
     # The other CA has the same name: OpenSSL finds it and the signature fails.
     refused = r"certificate verify failed|signature failure"
     with pytest.raises(psycopg.OperationalError, match=refused):
@@ -139,6 +139,6 @@ def test_the_rendered_redis_healthcheck_verifies_the_server(
         user=NAMES.redis_healthcheck_user, password_file=str(password_file), port=rd.port, ca_file=str(rd.ca)
     )
     assert subprocess.run(["sh", "-c", line], check=False).returncode == 0
-    other_ca, _, _ = _tls_files(tmp_path)
+    other_ca, _, _ = tls_files(tmp_path)
     untrusted = line.replace(str(rd.ca), str(other_ca))
     assert subprocess.run(["sh", "-c", untrusted], check=False, capture_output=True).returncode != 0

@@ -46,7 +46,7 @@ class StackCa(pulumi.ComponentResource):
             max_path_length=0,
             allowed_uses=["cert_signing", "crl_signing"],
             subject=tls.SelfSignedCertSubjectArgs(
-                common_name=f"{names.resource('ca')}", organization=names.app, organizational_unit=names.stack
+                common_name=names.resource("ca"), organization=names.app, organizational_unit=names.stack
             ),
             validity_period_hours=CA_VALIDITY_HOURS,
             early_renewal_hours=EARLY_RENEWAL_HOURS,
