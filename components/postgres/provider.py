@@ -127,6 +127,13 @@ class _PostgresProvider(ResourceProvider):
     compared_keys: tuple[str, ...] = ()
     role_list_keys: tuple[str, ...] = ()
     """Inputs that list role names."""
+    replace_keys: tuple[str, ...] | None = None
+    """The changed keys that replace the resource; the identity keys by default."""
+    delete_before_replace = False
+    drift_keys: tuple[str, ...] = ()
+    """Outputs `read` fills with what it found undeclared: any of them non-empty is a change."""
+    added_later: ClassVar[Mapping[str, Any]] = {}
+    """Inputs a resource created before they existed has no value for: absent is this default."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = [
@@ -161,9 +168,14 @@ class _PostgresProvider(ResourceProvider):
         raise NotImplementedError
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        olds = {**self.added_later, **olds}
         changed = [key for key in self.compared_keys if _norm(olds.get(key)) != _norm(news.get(key))]
-        replaces = [key for key in changed if key in self.identity_keys]
-        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
+        replacing = self.identity_keys if self.replace_keys is None else self.replace_keys
+        replaces = [key for key in changed if key in replacing]
+        drifted = any(olds.get(key) for key in self.drift_keys)
+        return DiffResult(
+            changes=bool(changed) or drifted, replaces=replaces, delete_before_replace=self.delete_before_replace
+        )
 
 
 class RoleProvider(_PostgresProvider):
@@ -182,16 +194,14 @@ class RoleProvider(_PostgresProvider):
                 failures.append(CheckFailure("settings", f"{setting!r} is not `role=<role name>`"))
         return CheckResult(news, failures)
 
-    # Inputs a role created before they existed has no value for: absent is their default.
     added_later: ClassVar[Mapping[str, Any]] = {"members": [], "settings": [], "rotated": False}
+    drift_keys = ("escalations",)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        olds = {**self.added_later, **olds}
         result = super().diff(id_, olds, news)
         # A rotated password is Secrets Manager's after creation: the generated
         # one changing is not a reason to touch the role.
-        password_changed = not news.get("rotated") and olds.get("password") != news.get("password")
-        if olds.get("escalations") or password_changed:
+        if not news.get("rotated") and olds.get("password") != news.get("password"):
             return DiffResult(changes=True, replaces=result.replaces or [], delete_before_replace=False)
         return result
 
@@ -378,13 +388,10 @@ class SchemaProvider(_PostgresProvider):
     identity_keys = ("name", "owner", "object_owner")
     compared_keys = ("name", "owner", "object_owner", "grantees", "connection")
     role_list_keys = ("grantees",)
-
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        result = super().diff(id_, olds, news)
-        # A new owner is an ALTER, not a new schema: only the name replaces.
-        replaces = [key for key in result.replaces or [] if key == "name"]
-        changes = bool(result.changes or olds.get("strays") or olds.get("undeclared"))
-        return DiffResult(changes=changes, replaces=replaces, delete_before_replace=True)
+    # A new owner is an ALTER, not a new schema: only the name replaces.
+    replace_keys = ("name",)
+    delete_before_replace = True
+    drift_keys = ("strays", "undeclared")
 
     def _apply(self, props: Mapping[str, Any], _olds: Mapping[str, Any]) -> None:
         schema, owner = sql.Identifier(props["name"]), sql.Identifier(props["owner"])
@@ -805,12 +812,7 @@ class DatabaseAccessProvider(_PostgresProvider):
     )  # fmt: skip
     # A database access created before these inputs existed restricted no catalog function.
     added_later: ClassVar[Mapping[str, Any]] = {"restricted_functions": [], "function_grants": {}}
-
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        result = super().diff(id_, {**self.added_later, **olds}, news)
-        if olds.get("undeclared"):
-            return DiffResult(changes=True, replaces=result.replaces or [], delete_before_replace=False)
-        return result
+    drift_keys = ("undeclared",)
 
     def _id(self, props: Mapping[str, Any]) -> str:
         return str(props["database"])
@@ -1033,14 +1035,10 @@ class ExtensionProvider(_PostgresProvider):
     identity_keys = ("name", "schema")
     compared_keys = ("name", "schema", "readers", "views", "functions", "connection")
     role_list_keys = ("readers",)
-
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        result = super().diff(id_, olds, news)
-        # Another schema is ALTER EXTENSION ... SET SCHEMA: only the name replaces.
-        replaces = [key for key in result.replaces or [] if key == "name"]
-        return DiffResult(
-            changes=bool(result.changes or olds.get("undeclared")), replaces=replaces, delete_before_replace=True
-        )
+    # Another schema is ALTER EXTENSION ... SET SCHEMA: only the name replaces.
+    replace_keys = ("name",)
+    delete_before_replace = True
+    drift_keys = ("undeclared",)
 
     def _apply(self, props: Mapping[str, Any], _olds: Mapping[str, Any]) -> None:
         name, schema = sql.Identifier(props["name"]), sql.Identifier(props["schema"])
