@@ -940,8 +940,7 @@ def _catalog_functions(cur: psycopg.Cursor[Any], names: Sequence[str]) -> dict[s
     """Every overload of the named pg_catalog functions (signature as the catalog
     prints it) → who may run it besides its owner; PUBLIC as `PUBLIC`."""
     cur.execute(
-        "SELECT p.oid::regprocedure::text, "
-        "coalesce(array_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END) "
+        f"SELECT p.oid::regprocedure::text, coalesce(array_agg({_GRANTEE}) "
         "FILTER (WHERE a.grantee <> p.proowner), '{}') "
         "FROM pg_proc p LEFT JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a ON true "
         "WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY(%s) GROUP BY 1",
@@ -957,8 +956,7 @@ def _restrict_functions(cur: psycopg.Cursor[Any], names: Sequence[str], grants: 
     for signature, grantees in sorted(_catalog_functions(cur, names).items()):
         allowed = set(grants.get(signature) or [])
         for grantee in sorted((grantees | {"PUBLIC"}) - allowed):
-            who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
-            cur.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION " + signature + " FROM {}").format(who))
+            cur.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION " + signature + " FROM {}").format(_to(grantee)))
     for signature, roles in sorted(grants.items()):
         for role in sorted(roles):
             cur.execute(sql.SQL("GRANT EXECUTE ON FUNCTION " + signature + " TO {}").format(sql.Identifier(role)))
