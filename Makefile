@@ -20,7 +20,7 @@ SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers lint typecheck test pytest test-fast bench bench-backup \
-        local-check local-ready state-check up preview destroy destroy-all outputs psql status logs \
+        local-check local-ready state-check up preview destroy destroy-all outputs psql status logs verify \
         aws-check aws-ready aws-preview aws-up tunnel
 
 help:
@@ -29,6 +29,7 @@ help:
 	@echo "make test-fast          the tests that start no server, in a minute or two"
 	@echo "make pytest ARGS=...    pytest alone, e.g. ARGS='tests/test_config.py -k port'"
 	@echo "make check-config STACK=prod   validate Pulumi.<stack>.yaml without the Pulumi CLI"
+	@echo "make verify [ARGS=--auth]  check every service of the running stack (see README: Verifying a stack)"
 	@echo "make preview | outputs | psql ROLE=... | status | logs SERVICE=... | destroy | destroy-all"
 	@echo "make aws-preview | aws-up | tunnel   (STACK=prod|staging; see README)"
 
@@ -50,7 +51,12 @@ $(VENV)/.program: requirements.txt $(VENV)/.config
 
 # The tests' dependencies, and the API and backup tool as commands
 # (wondernest-api, wondernest-backup) importable from anywhere.
-$(VENV)/.dev: requirements-dev.txt app/requirements.txt app/requirements-backup.txt app/requirements-dev-s3.txt \
+# What `make verify` adds to the program's.
+$(VENV)/.verify: requirements-verify.txt $(VENV)/.program
+	$(PIP) -r requirements-verify.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt requirements-verify.txt app/requirements.txt app/requirements-backup.txt app/requirements-dev-s3.txt \
               policies/requirements.txt app/pyproject.toml $(VENV)/.program
 	$(PIP) -r requirements-dev.txt
 	$(PIP) --no-deps -e ./app
@@ -166,6 +172,13 @@ logs: local-check $(VENV)/.config
 	@$(call need,docker,the docker CLI is not on PATH)
 	@prefix=$$($(CONTAINER_PREFIX)); \
 	  exec docker logs --tail $(LINES) --follow "$${prefix}$(SERVICE)"
+
+# Every service of the stack checked from its outputs (python -m components.verify):
+# make verify [STACK=prod STATE=... ARGS='--postgres-via 127.0.0.1:15432 --ca-file rds.pem'] [ARGS=--auth]
+VERIFY_PULUMI = $(if $(filter dev,$(STACK)),$(PULUMI),$(AWS_PULUMI))
+verify: $(if $(filter dev,$(STACK)),state-check,aws-check) $(VENV)/.verify
+	@$(call need,pulumi,the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/))
+	$(VERIFY_PULUMI) stack output --stack $(STACK) --show-secrets --json | $(PY) -m components.verify $(STACK) $(ARGS)
 
 # Everything but the protected Postgres volume and the superuser password it was
 # initialised with: the next `make up` finds the data again.

@@ -7,20 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.postgres.provider import (
-    DatabaseAccessProvider,
-    ExtensionProvider,
-    RoleProvider,
-    SchemaGrantProvider,
-    SchemaProvider,
-)
-from components.postgres.resources import (
-    access_inputs,
-    extension_inputs,
-    grant_inputs,
-    role_inputs,
-    schema_inputs,
-)
+from components.postgres.provider import RoleProvider
+from components.postgres.resources import declared_objects, role_inputs
 from components.spec.database import DatabaseSpec
 from tests.servers import PostgresServer
 
@@ -53,41 +41,17 @@ def apply_spec(server: PostgresServer, spec: DatabaseSpec, passwords: Mapping[st
     """What `pulumi up` does with a DatabaseSpec, in dependency order."""
     conn = server.admin_connection(spec.name)
     props: dict[str, dict[str, Any]] = {}
-    for role in spec.roles:
-        p = role_props(server, spec, role.key, passwords[role.key])
-        RoleProvider().create(p)
-        props[f"role-{role.key}"] = p
-    for schema in spec.schemas:
-        p = {**schema_inputs(spec, schema), "connection": conn}
-        SchemaProvider().create(p)
-        props[f"schema-{schema}"] = p
-    for grant in spec.grants:
-        p = {**grant_inputs(grant), "connection": conn}
-        SchemaGrantProvider().create(p)
-        props[f"grant-{grant.schema}-{grant.role}"] = p
-    p = {**access_inputs(spec, superuser=True), "connection": conn}
-    DatabaseAccessProvider().create(p)
-    props["database-access"] = p
-    for extension in spec.extensions:
-        p = {**extension_inputs(extension), "connection": conn}
-        ExtensionProvider().create(p)
-        props[f"extension-{extension.name}"] = p
+    for name, provider, inputs in declared_objects(spec, superuser=True):
+        p = {**inputs, "connection": conn}
+        if isinstance(provider, RoleProvider):
+            p["password"] = passwords[name.removeprefix("role-")]
+        provider.create(p)
+        props[name] = p
     return Applied(spec, props)
 
 
 def destroy(applied: Applied) -> None:
     """What `pulumi destroy` does: dependents first."""
-    p = applied.props
-    for key, props in p.items():
-        if key.startswith("extension-"):
-            ExtensionProvider().delete(props["name"], props)
-    DatabaseAccessProvider().delete(applied.spec.name, p["database-access"])
-    for key, props in p.items():
-        if key.startswith("grant-"):
-            SchemaGrantProvider().delete(key, props)
-    for key, props in p.items():
-        if key.startswith("schema-"):
-            SchemaProvider().delete(props["name"], props)
-    for key, props in p.items():
-        if key.startswith("role-"):
-            RoleProvider().delete(props["name"], props)
+    for name, provider, _inputs in reversed(declared_objects(applied.spec, superuser=True)):
+        props = applied.props[name]
+        provider.delete(provider._id(props), props)

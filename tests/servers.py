@@ -340,10 +340,12 @@ def tls_files(root: Path) -> tuple[Path, Path, Path]:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
+    # A name of its own: in a bundle of several, a client picks the CA by name.
+    ca_name = name(f"wondernest test CA {root.name}")
     ca = (
         x509.CertificateBuilder()
-        .subject_name(name("wondernest test CA"))
-        .issuer_name(name("wondernest test CA"))
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))

@@ -5,11 +5,16 @@ exporters against a real Postgres and Redis, and the real API."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import http.server
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,13 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from components.spec import monitoring
 from components.spec.alerts import AlertThresholds, Recording, render_rule_file, rule_groups
 from components.spec.dashboards import dashboards, expressions
+from components.spec.database import database_spec
+from components.verify import services
+from components.verify.__main__ import probes
+from components.verify.access import Access, endpoint, local_credentials
+from components.verify.data import OBJECT_KINDS
+from components.verify.results import Result, run_all
 from tests.api_stack import (
     NAMES,
+    REDIS_APP_PASSWORD,
     REDIS_MONITORING_PASSWORD,
     ApiProcess,
     cli_env,
@@ -34,7 +47,7 @@ from tests.api_stack import (
     start_api,
 )
 from tests.platform_db import PASSWORDS
-from tests.servers import free_port, postgres_server, redis_server, require_binary
+from tests.servers import PostgresServer, RedisServer, free_port, postgres_server, redis_server, require_binary
 
 pytestmark = pytest.mark.servers
 
@@ -53,6 +66,8 @@ class Stack:
     alertmanager: str
     api: ApiProcess
     root: Path
+    pg: PostgresServer
+    rd: RedisServer
 
 
 @contextlib.contextmanager
@@ -211,6 +226,8 @@ def stack() -> Iterator[Stack]:
                     f"http://127.0.0.1:{ports['alertmanager']}",
                     api,
                     root,
+                    pg,
+                    rd,
                 )
             api.stop()
     finally:
@@ -376,3 +393,181 @@ def test_the_backup_job_reports_a_verified_backup(stack: Stack) -> None:
     assert isinstance(newest, float) and newest > time.time() - 600
     failed = query(stack, "/api/v1/query", query="sum(backup_failures_total)")["result"]
     assert float(failed[0]["value"][1]) == 0
+
+
+@contextlib.contextmanager
+def grafana_stand_in() -> Iterator[str]:
+    """Grafana has no Debian package: its documented /api/health answer, served."""
+    body = json.dumps({"commit": "stand-in", "database": "ok", "version": "11.6.0"}).encode()
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path == "/api/health"
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body if found else b"{}")
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def stack_outputs(stack: Stack, grafana: str) -> dict[str, Any]:
+    """What `pulumi stack output --json --show-secrets` of a local stack holds,
+    for the servers this module runs; one CA bundle, as the stack has one CA."""
+    assert stack.pg.ca is not None and stack.rd.ca is not None
+    return {
+        "apiUrl": stack.api.url,
+        "grafanaUrl": grafana,
+        "prometheusUrl": stack.prometheus,
+        # As the local stack has it: on the internal network, not reachable from the host.
+        "alertmanagerUrl": "http://alertmanager:9093",
+        "postgresEndpoint": f"0.0.0.0:{stack.pg.port}",
+        "postgresDatabase": "wondernest",
+        "redisEndpoint": f"0.0.0.0:{stack.rd.port}",
+        "redisUser": NAMES.redis_app_user,
+        "roles": {role.key: role.name for role in database_spec(NAMES).roles},
+        "caCertificate": stack.pg.ca.read_text() + stack.rd.ca.read_text(),
+        "secrets": {
+            "postgres_superuser": stack.pg.superuser_password,
+            **{f"postgres_{key}": password for key, password in PASSWORDS.items()},
+            "redis_app": REDIS_APP_PASSWORD,
+        },
+    }
+
+
+def local_access(stack: Stack, tmp_path: Path, outputs: dict[str, Any]) -> Access:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(outputs["caCertificate"])
+    return Access(
+        target="docker",
+        outputs=outputs,
+        spec=database_spec(NAMES),
+        admin_is_superuser=True,
+        backup_max_age_seconds=3600,
+        timeout=10,
+        credentials=local_credentials(outputs),
+        ca_file=str(ca),
+        postgres=endpoint(outputs["postgresEndpoint"]),
+        redis=endpoint(outputs["redisEndpoint"]),
+        auth_round_trip=True,
+    )
+
+
+def verify(stack: Stack, tmp_path: Path, grafana: str, outputs: dict[str, Any] | None = None) -> dict[str, Result]:
+    access = local_access(stack, tmp_path, outputs or stack_outputs(stack, grafana))
+    return {f"{r.service} {r.check}": r for r in run_all(probes(access), access.timeout)}
+
+
+def verified_healthy(stack: Stack, tmp_path: Path, grafana: str) -> dict[str, Result]:
+    """Verify's results once every check passes: the Watchdog's first delivery
+    and the first verified backup take a while after the stack starts."""
+
+    def all_pass() -> dict[str, Result] | None:
+        results = verify(stack, tmp_path, grafana)
+        return results if all(r.status == "pass" for r in results.values()) else None
+
+    try:
+        results = eventually(all_pass, timeout=150)
+    except AssertionError:
+        failing = {k: r.detail for k, r in verify(stack, tmp_path, grafana).items() if r.status != "pass"}
+        raise AssertionError(f"verify found: {failing}") from None
+    assert isinstance(results, dict)
+    return results
+
+
+def test_verify_passes_every_check_of_the_running_stack(stack: Stack, tmp_path: Path) -> None:
+    with grafana_stand_in() as grafana:
+        results = verified_healthy(stack, tmp_path, grafana)
+    assert set(results) >= {
+        "api ready",
+        "api auth round trip",
+        "prometheus targets up",
+        "prometheus rules healthy",
+        "alertmanager Watchdog delivered",
+        "grafana health",
+        "backups verified backup fresh",
+        "redis app user",
+        *(f"postgres {key} logs in" for key in PASSWORDS),
+        *(f"postgres {kind} as declared" for kind in OBJECT_KINDS),
+    }
+    assert "6 targets up" in results["prometheus targets up"].detail
+    assert results["postgres app logs in"].detail.startswith(f"{NAMES.app_role} logged in over verified TLS")
+    assert (
+        results["redis app user"].detail
+        == f"{NAMES.redis_app_user} authenticated over verified TLS; CONFIG refused to it"
+    )
+
+
+def test_verify_names_what_is_wrong(stack: Stack, tmp_path: Path) -> None:
+    with grafana_stand_in() as grafana:
+        verified_healthy(stack, tmp_path, grafana)
+    # Nothing listens on the discard port: Grafana is down.
+    outputs = stack_outputs(stack, "http://127.0.0.1:9")
+    outputs["secrets"]["postgres_analytics"] = "not-the-password"
+    outputs["secrets"]["redis_app"] = "not-the-password"
+    table = "core.by_hand_" + os.urandom(3).hex()
+    with psycopg.connect(stack.pg.dsn(dbname="wondernest"), autocommit=True) as conn:
+        # A table an operator made for the app by hand, and a right given behind the stack's back.
+        conn.execute(f"CREATE TABLE {table} (id int)")
+        conn.execute(f"ALTER TABLE {table} OWNER TO {NAMES.app_role}")
+        conn.execute(f"GRANT TRUNCATE ON core.users TO {NAMES.analytics_role}")
+    try:
+        results = verify(stack, tmp_path, "http://127.0.0.1:9", outputs)
+    finally:
+        with psycopg.connect(stack.pg.dsn(dbname="wondernest"), autocommit=True) as conn:
+            conn.execute(f"DROP TABLE {table}")
+            conn.execute(f"REVOKE TRUNCATE ON core.users FROM {NAMES.analytics_role}")
+    failed = {key: r.detail for key, r in results.items() if r.status == "fail"}
+    assert set(failed) == {
+        "grafana health",
+        "postgres analytics logs in",
+        "postgres schemas as declared",
+        "postgres grants as declared",
+        "redis app user",
+    }, failed
+    assert "password authentication failed" in failed["postgres analytics logs in"]
+    assert f"schema-core: strays: TABLE {table} owned by {NAMES.app_role}" in failed["postgres schemas as declared"]
+    assert "grant-core-analytics: table_privileges" in failed["postgres grants as declared"]
+    assert "WRONGPASS" in failed["redis app user"] or "invalid username-password" in failed["redis app user"]
+    assert results["postgres app logs in"].status == "pass"
+
+
+def test_the_verify_command_reads_the_outputs_and_the_stack_config(stack: Stack, tmp_path: Path) -> None:
+    """`make verify`'s command as a newcomer runs it, with the dev stack's config:
+    its role names are the ones this module's servers have."""
+    with grafana_stand_in() as grafana:
+        verified_healthy(stack, tmp_path, grafana)
+        outputs = tmp_path / "outputs.json"
+        outputs.write_text(json.dumps(stack_outputs(stack, grafana)))
+        command = [sys.executable, "-m", "components.verify", "dev", "--outputs", str(outputs), "--auth"]
+        shown = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].split() == ["service", "check", "time", "detail"]
+    assert lines[-1] == f"{len(lines) - 2} passed, 0 failed, 0 skipped"
+    assert "\033[" not in shown.stdout  # no colour into a pipe
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert document["ok"] is True
+    assert {check["status"] for check in document["checks"]} == {"pass"}
+
+
+def test_verify_asks_alertmanagers_own_api_where_it_can_reach_it(stack: Stack, tmp_path: Path) -> None:
+    """On AWS the output is the workspace's Alertmanager alerts API, which is
+    Alertmanager's v2 API: the same request, here against the real one."""
+    with grafana_stand_in() as grafana:
+        verified_healthy(stack, tmp_path, grafana)
+        outputs = {**stack_outputs(stack, grafana), "alertmanagerUrl": f"{stack.alertmanager}/api/v2/alerts"}
+    access = dataclasses.replace(local_access(stack, tmp_path, outputs), target="aws")
+    assert services.watchdog_delivered(access).startswith("Watchdog active at Alertmanager since ")

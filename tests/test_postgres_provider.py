@@ -270,7 +270,7 @@ def test_escalated_role_is_drift_and_update_removes_it(pg: PostgresServer, appli
 
 
 def test_revoked_table_grant_is_drift_and_update_restores_it(pg: PostgresServer, applied: Applied) -> None:
-    props = applied.props["grant-core-wondernest_analytics"]
+    props = applied.props["grant-core-analytics"]
     provider = SchemaGrantProvider()
     clean = provider.read("core.wondernest_analytics", props).outs or {}
     assert not provider.diff("x", clean, props).changes, clean
@@ -284,7 +284,7 @@ def test_revoked_table_grant_is_drift_and_update_restores_it(pg: PostgresServer,
 
 
 def test_an_extra_privilege_on_one_table_is_drift(pg: PostgresServer, applied: Applied) -> None:
-    props = applied.props["grant-core-wondernest_analytics"]
+    props = applied.props["grant-core-analytics"]
     provider = SchemaGrantProvider()
     with pg.admin(applied.spec.name) as conn:
         conn.execute("CREATE TABLE core.second (id int)")
@@ -550,7 +550,7 @@ def test_objects_another_role_owns_are_drift_and_update_hands_them_to_the_migrat
         assert owners[name] == "wondernest_migrator", name
     assert owners["core.legacy_mood"] == owners["core.legacy_email"] == "wondernest_migrator"
     # The app's grant, applied after the schema, gives it rows on what it no longer owns.
-    grant = applied.props["grant-core-wondernest_app"]
+    grant = applied.props["grant-core-app"]
     SchemaGrantProvider().update("x", grant, grant)
     with connect_as(pg, spec, "app") as conn:
         conn.execute("INSERT INTO core.legacy (v) VALUES ('still writable')")
@@ -704,7 +704,7 @@ def test_rights_no_grant_declares_are_drift_and_update_removes_exactly_them(
         assert (provider.read("core", props).outs or {})["undeclared"] == []
         # What the grants declare is untouched: the readers still read, the app still writes.
         grants = SchemaGrantProvider()
-        for key in ("grant-core-wondernest_analytics", "grant-core-wondernest_app", "grant-core-wondernest_backup"):
+        for key in ("grant-core-analytics", "grant-core-app", "grant-core-backup"):
             observed = grants.read(key, applied.props[key]).outs or {}
             assert not grants.diff(key, observed, applied.props[key]).changes, key
         with connect_as(pg, applied.spec, "analytics") as conn:

@@ -86,6 +86,19 @@ def test_the_provider_reads_and_updates_over_verify_full(servers: tuple[Postgres
     assert role.outs and role.outs["connection_limit"] == 10
 
 
+def test_through_a_tunnel_the_certificate_is_checked_against_the_servers_name(
+    servers: tuple[PostgresServer, RedisServer],
+) -> None:
+    """`hostaddr` is where the bytes go (an SSM tunnel on loopback); `host` is
+    the name `verify-full` holds the certificate to, as for RDS's endpoint."""
+    pg, _ = servers
+    admin = pg.admin_connection("wondernest")
+    with connect({**admin, "host": "localhost", "hostaddr": "127.0.0.1"}) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="does not match host name"):
+        connect({**admin, "host": "db.example.org", "hostaddr": "127.0.0.1", "wait_seconds": 0})
+
+
 def test_redis_speaks_tls_only_and_the_app_user_keeps_its_rules(servers: tuple[PostgresServer, RedisServer]) -> None:
     pg, rd = servers
     settings = load_settings(tls_env(pg, rd))

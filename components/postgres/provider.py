@@ -78,6 +78,9 @@ def connect(conn: Mapping[str, Any]) -> psycopg.Connection[Any]:
                 ca.write(str(conn["ca_pem"]))
                 ca.flush()
                 verified["sslrootcert"] = ca.name
+            if conn.get("hostaddr"):
+                # Reached through a tunnel: the certificate still names `host`.
+                verified["hostaddr"] = conn["hostaddr"]
             try:
                 return _quiet(
                     psycopg.connect(
@@ -119,7 +122,7 @@ def _privs(values: Iterable[str]) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL(v) for v in sorted(values))
 
 
-class _PostgresProvider(ResourceProvider):
+class PostgresProvider(ResourceProvider):
     """Shared create/update/diff/validation: subclasses converge the server in
     `_apply` and name the keys that force a replace."""
 
@@ -167,9 +170,12 @@ class _PostgresProvider(ResourceProvider):
         """Converge the server on `props`; `olds` are the previous outputs ({} on create)."""
         raise NotImplementedError
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def _changed(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
         olds = {**self.added_later, **olds}
-        changed = [key for key in self.compared_keys if _norm(olds.get(key)) != _norm(news.get(key))]
+        return [key for key in self.compared_keys if _norm(olds.get(key)) != _norm(news.get(key))]
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = self._changed(olds, news)
         replacing = self.identity_keys if self.replace_keys is None else self.replace_keys
         replaces = [key for key in changed if key in replacing]
         drifted = any(olds.get(key) for key in self.drift_keys)
@@ -177,8 +183,23 @@ class _PostgresProvider(ResourceProvider):
             changes=bool(changed) or drifted, replaces=replaces, delete_before_replace=self.delete_before_replace
         )
 
+    def drift(self, props: dict[str, Any]) -> list[str] | None:
+        """What `pulumi refresh` followed by `up` would change on the server, in
+        words: each differing input with the value found, and each undeclared
+        thing `read` lists. None when the object does not exist."""
+        found = self.read(self._id(props), props)
+        if not found.id:
+            return None
+        outs = found.outs or {}
+        differences = [
+            f"{key} is {_norm(outs.get(key))!r}, declared {_norm(props.get(key))!r}"
+            for key in self._changed(outs, props)
+            if key != "connection"
+        ]
+        return differences + [f"{key}: {item}" for key in self.drift_keys for item in outs.get(key) or []]
 
-class RoleProvider(_PostgresProvider):
+
+class RoleProvider(PostgresProvider):
     identity_keys = ("name",)
     compared_keys = ("name", "connection_limit", "login", "member_of", "members", "settings", "rotated", "connection")
     role_list_keys = ("member_of", "members")
@@ -377,7 +398,7 @@ def _memberships(cur: psycopg.Cursor[Any], role: str) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
-class SchemaProvider(_PostgresProvider):
+class SchemaProvider(PostgresProvider):
     """A schema the admin owns, closed to PUBLIC, whose objects belong to the
     admin or to `object_owner`: anything another role owns there is handed to
     `object_owner`, and is drift until then. Only `grantees` (the roles with a
@@ -624,7 +645,7 @@ def _hand_over(cur: psycopg.Cursor[Any], schema: str, admin: str, object_owner: 
         cur.execute(sql.SQL("REVOKE {} FROM CURRENT_USER").format(sql.Identifier(role)))
 
 
-class SchemaGrantProvider(_PostgresProvider):
+class SchemaGrantProvider(PostgresProvider):
     """Privileges of one role on one schema, its tables and sequences, now and later."""
 
     identity_keys = ("role", "schema")
@@ -798,7 +819,7 @@ def _default_privileges(
     return [row[0] for row in cur.fetchall()]
 
 
-class DatabaseAccessProvider(_PostgresProvider):
+class DatabaseAccessProvider(PostgresProvider):
     """Who may connect: PUBLIC loses its default rights on the database and on the
     `public` schema; each named role gets CONNECT and nothing more. PUBLIC also
     loses EXECUTE on the schemas' functions and procedures, present and future:
@@ -1025,7 +1046,7 @@ def _is_unknown(value: str) -> bool:
     return value == "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 
-class ExtensionProvider(_PostgresProvider):
+class ExtensionProvider(PostgresProvider):
     """An extension in a schema, whose views and functions only `readers` may
     use: PUBLIC loses what the extension's own script grants it, and any other
     right on its objects is drift."""

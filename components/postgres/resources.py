@@ -16,6 +16,7 @@ import pulumi.dynamic
 from components.postgres.provider import (
     DatabaseAccessProvider,
     ExtensionProvider,
+    PostgresProvider,
     RoleProvider,
     SchemaGrantProvider,
     SchemaProvider,
@@ -118,6 +119,25 @@ def access_inputs(spec: DatabaseSpec, *, superuser: bool) -> dict[str, Any]:
         "restricted_functions": sorted(RESTRICTED_FUNCTIONS) if superuser else [],
         "function_grants": {k: sorted(v) for k, v in spec.function_grants.items()} if superuser else {},
     }
+
+
+def declared_objects(spec: DatabaseSpec, *, superuser: bool) -> list[tuple[str, PostgresProvider, dict[str, Any]]]:
+    """Every object the spec declares, in the order `pulumi up` creates them: its
+    logical name, provider and inputs, less the connection and roles' passwords."""
+    key_of = {role.name: role.key for role in spec.roles}
+    return [
+        *((f"role-{role.key}", RoleProvider(), role_inputs(role, spec.members(role))) for role in spec.roles),
+        *((f"schema-{name}", SchemaProvider(), schema_inputs(spec, name)) for name in spec.schemas),
+        *(
+            (f"grant-{grant.schema}-{key_of[grant.role]}", SchemaGrantProvider(), grant_inputs(grant))
+            for grant in spec.grants
+        ),
+        ("database-access", DatabaseAccessProvider(), access_inputs(spec, superuser=superuser)),
+        *(
+            (f"extension-{extension.name}", ExtensionProvider(), extension_inputs(extension))
+            for extension in spec.extensions
+        ),
+    ]
 
 
 class Role(pulumi.dynamic.Resource, module="postgres", name="Role"):
