@@ -29,7 +29,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
 from components.aws_sizes import CACHE_NODE_TYPES, FARGATE_MEMORY_MIB, RDS_CLASSES
-from components.spec.alerts import AlertThresholds
+from components.spec.alerts import RUNBOOKS_DOC, AlertThresholds
 from components.spec.backups import BACKUP_DIR, max_backup_age_seconds, schedule_period_seconds
 from components.spec.backups import METRICS_PORT as BACKUP_METRICS_PORT
 from components.spec.postgres_conf import TuningError, tune
@@ -178,6 +178,9 @@ class AlertingConfig(_Model):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     watchdog_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    runbook_url: Annotated[str, Field(pattern=r"^(https?://\S+|docs/runbooks\.md)$")] = RUNBOOKS_DOC
+    """Where whoever is paged reads docs/runbooks.md, e.g. its page in the
+    repository's web view; each alert links its section there."""
 
     @model_validator(mode="after")
     def _complete(self) -> AlertingConfig:
@@ -334,7 +337,7 @@ class AwsConfig(_Model):
     endpoint itself (a runner inside the VPC); `127.0.0.1` with an SSM port-forward."""
     db_admin_port: Port = 5432
     admin_bastion: bool = False
-    """An SSM-only host the admin connection can be tunnelled through (README, "Reaching the database")."""
+    """An SSM-only host the admin connection can be tunnelled through (docs/aws.md, "Reaching the database")."""
     cache_node_type: Annotated[str, _one_of(CACHE_NODE_TYPES)] = "cache.m6g.large"
     cache_replicas: Annotated[int, Field(ge=1, le=5)] = 1
     cache_snapshot_retention_days: Annotated[int, Field(ge=1, le=35)] = 7
@@ -422,9 +425,7 @@ class PlatformConfig(_Model):
             if self.dev_tools.enabled or self.dev_tools.s3:
                 problems.append("devTools: local tools only; not available with target 'aws'")
             for key in _set_keys(self, LOCAL_ONLY):
-                problems.append(
-                    f"{key}: has no effect with target 'aws'; remove it (README, \"The prod stack on AWS\")"
-                )
+                problems.append(f"{key}: has no effect with target 'aws'; remove it (docs/aws.md)")
             if self.backups.s3_bucket is not None:
                 problems.append("backups.s3Bucket: the aws target creates and owns its backup bucket")
             for key in _set_keys(self, AMP_UNSUPPORTED_RECEIVERS):
@@ -522,6 +523,7 @@ def alert_thresholds(cfg: PlatformConfig, database: str) -> AlertThresholds:
     return AlertThresholds(
         slo_objective=cfg.alerting.slo_objective,
         latency_p99_seconds=cfg.alerting.latency_p99_seconds,
+        runbook_url=cfg.alerting.runbook_url,
         database=database,
         backup_max_age_seconds=max_backup_age_seconds(cfg.backups.schedule),
     )

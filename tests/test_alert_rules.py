@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ class Case:
     def promtool(self) -> dict[str, object]:
         expected: list[dict[str, object]] = []
         if self.labels is not None:
-            annotations = {"runbook": f"README.md#runbook-{self.alert.lower()}", **self.annotations}
+            annotations = {"runbook": f"docs/runbooks.md#runbook-{self.alert.lower()}", **self.annotations}
             expected = [{"exp_labels": self.labels, "exp_annotations": annotations}]
         return {
             "interval": "1m",
@@ -465,12 +466,21 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
 
 
 def test_every_alert_carries_severity_summary_description_and_runbook() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    runbooks = (Path(__file__).resolve().parents[1] / "docs" / "runbooks.md").read_text()
     for alert in alerts(rule_groups(THRESHOLDS)):
         rule: dict[str, Any] = alert.rule()
         assert rule["labels"]["severity"] in {"critical", "warning", "none"}
         assert set(rule["annotations"]) == {"summary", "description", "runbook"}
-        assert f'<a id="runbook-{alert.name.lower()}"></a>' in readme, f"no runbook section for {alert.name}"
+        assert rule["annotations"]["runbook"] == f"docs/runbooks.md#runbook-{alert.name.lower()}"
+        assert f'<a id="runbook-{alert.name.lower()}"></a>' in runbooks, f"no runbook section for {alert.name}"
+
+
+def test_the_runbook_links_follow_where_the_runbooks_are_published() -> None:
+    published = "https://git.example.org/platform/blob/main/docs/runbooks.md"
+    thresholds = dataclasses.replace(THRESHOLDS, runbook_url=published)
+    links = {a.name: a.rule()["annotations"]["runbook"] for a in alerts(rule_groups(thresholds))}  # type: ignore[index]
+    assert links["BackupTooOld"] == f"{published}#runbook-backuptooold"
+    assert all(link.startswith(f"{published}#runbook-") for link in links.values())
 
 
 @pytest.mark.servers

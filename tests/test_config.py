@@ -36,6 +36,7 @@ BAD_VALUES: dict[tuple[str, ...], list[Any]] = {
     ("images", "redis"): ["redis", "redis:latest"],
     ("devTools", "enabled"): ["maybe", 3],
     ("devTools", "pgadminEmail"): ["nope", "a@b"],
+    ("alerting", "runbookUrl"): ["README.md", "ftp://x/runbooks.md", "https://x/ y"],
 }
 KNOWN_KEYS = {"appName", "target", "network", "postgres", "redis", "api", "images", "devTools"}
 PATH = re.compile(r"^(wondernest:[A-Za-z0-9.]*)")

@@ -316,7 +316,7 @@ def test_local_only_settings_are_refused_for_the_aws_target() -> None:
     config = stack_config({"target": "aws"})
     with pytest.raises(ConfigError) as caught:
         evaluate(config)
-    refused = "has no effect with target 'aws'; remove it (README, \"The prod stack on AWS\")"
+    refused = "has no effect with target 'aws'; remove it (docs/aws.md)"
     assert caught.value.problems == [
         "wondernest:devTools = {...}: local tools only; not available with target 'aws'",
         f"wondernest:postgres.hostPort = 5433: {refused}",

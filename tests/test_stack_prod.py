@@ -849,13 +849,11 @@ def test_settings_the_aws_target_would_ignore_are_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         evaluate(bad, stack="prod", secret_keys=["alerting"])
     assert caught.value.problems == [
-        "wondernest:network = {...}: has no effect with target 'aws'; remove it (README, \"The prod stack on AWS\")",
-        "wondernest:postgres.memory = '2GiB': has no effect with target 'aws'; remove it "
-        '(README, "The prod stack on AWS")',
+        "wondernest:network = {...}: has no effect with target 'aws'; remove it (docs/aws.md)",
+        "wondernest:postgres.memory = '2GiB': has no effect with target 'aws'; remove it (docs/aws.md)",
         "wondernest:images.grafana = 'grafana/grafana:11.6.0': has no effect with target 'aws'; remove it "
-        '(README, "The prod stack on AWS")',
-        "wondernest:backups.s3Region = 'eu-west-1': has no effect with target 'aws'; remove it "
-        '(README, "The prod stack on AWS")',
+        "(docs/aws.md)",
+        "wondernest:backups.s3Region = 'eu-west-1': has no effect with target 'aws'; remove it (docs/aws.md)",
         "wondernest:alerting.slackChannel = [secret]: Managed Prometheus notifies only through SNS; "
         "set aws.alertEmail or subscribe to the alerts topic",
         "wondernest:alerting.slackWebhookUrl = [secret]: Managed Prometheus notifies only through SNS; "

@@ -2,17 +2,18 @@
 (and, on AWS, Amazon Managed Service for Prometheus) loads unchanged.
 
 Every alert carries `severity`, `summary`, `description` and a `runbook`
-annotation pointing at its section in the README.
+annotation linking its section in docs/runbooks.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import yaml
 
-RUNBOOK = "README.md#runbook-{anchor}"
+RUNBOOKS_DOC = "docs/runbooks.md"
+"""Where the runbooks are in the repository; `alerting.runbookUrl` may say where they are published."""
 API_JOB = "api"
 # (long window, short window, burn-rate factor, severity): the SRE workbook's
 # multiwindow, multi-burn-rate alerts for a 30-day error budget.
@@ -40,6 +41,7 @@ class Alert:
     description: str
     for_: str = "0m"
     extra_labels: dict[str, str] = field(default_factory=dict)
+    runbooks: str = RUNBOOKS_DOC
 
     def rule(self) -> dict[str, object]:
         rule: dict[str, object] = {
@@ -49,7 +51,7 @@ class Alert:
             "annotations": {
                 "summary": self.summary,
                 "description": self.description,
-                "runbook": RUNBOOK.format(anchor=self.name.lower()),
+                "runbook": f"{self.runbooks}#runbook-{self.name.lower()}",
             },
         }
         if self.for_ != "0m":
@@ -86,6 +88,7 @@ class AlertThresholds:
     database: str
     backup_max_age_seconds: int = 96_840
     """From the backup schedule: 1.1 x its period plus a margin (spec/backups.py)."""
+    runbook_url: str = RUNBOOKS_DOC
 
 
 def slo_ratio(window: str) -> str:
@@ -360,7 +363,11 @@ def meta_rules() -> RuleGroup:
 
 
 def rule_groups(t: AlertThresholds) -> list[RuleGroup]:
-    return [*api_rules(t), postgres_rules(t), redis_rules(), backup_rules(t), meta_rules()]
+    groups = [*api_rules(t), postgres_rules(t), redis_rules(), backup_rules(t), meta_rules()]
+    return [
+        replace(g, rules=[replace(r, runbooks=t.runbook_url) if isinstance(r, Alert) else r for r in g.rules])
+        for g in groups
+    ]
 
 
 def render_rule_file(groups: Sequence[RuleGroup]) -> str:

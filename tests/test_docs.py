@@ -1,0 +1,54 @@
+"""The README and docs/ link to each other: every relative link names a file
+that exists and, with an anchor, a heading or `<a id>` in it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", ROOT / "policies" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors(document: Path) -> set[str]:
+    """GitHub's heading anchors (lower case, punctuation dropped, spaces as
+    hyphens) and explicit ids, outside code blocks."""
+    found: set[str] = set()
+    fenced = False
+    for line in document.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        if fenced:
+            continue
+        heading = re.match(r"^#{1,6} (.+)$", line)
+        if heading:
+            found.add(re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-"))
+        found.update(re.findall(r'<a id="([^"]+)"></a>', line))
+    return found
+
+
+def links(document: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", document.read_text(), flags=re.S)
+    return [target for target in LINK.findall(text) if not re.match(r"^[a-z]+:", target)]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves(document: Path) -> None:
+    broken = []
+    for target in links(document):
+        path, _, anchor = target.partition("#")
+        file = (document.parent / path).resolve() if path else document
+        if not file.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+            broken.append(f"{target}: no such section")
+    assert not broken, broken
+
+
+def test_the_docs_are_linked_from_the_readme() -> None:
+    readme = set(links(ROOT / "README.md"))
+    for document in sorted((ROOT / "docs").glob("*.md")):
+        assert any(t.split("#")[0] == f"docs/{document.name}" for t in readme), document.name
