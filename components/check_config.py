@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from components.config import NAMESPACE, ConfigError, PlatformConfig, parse_config, parse_raw_value
+from components.config import ConfigError, PlatformConfig, parse_config, parse_raw_value, project_keys, project_name
 from components.preflight import check_ports, report
 from components.spec.naming import Names
 
@@ -50,13 +51,29 @@ def _decrypt_placeholder(value: Any) -> Any:
     return value
 
 
-def read_stack_file(root: Path, stack: str) -> tuple[dict[str, Any], list[str], list[str]]:
-    """The namespace's raw values, the top-level keys holding encrypted values
-    (shown as [secret]) and the dotted paths of the encrypted values."""
+@dataclass(frozen=True)
+class StackFile:
+    namespace: str
+    """The project's name in Pulumi.yaml: the namespace its keys are read from."""
+    raw: dict[str, Any]
+    """The project's values, namespace stripped, as the engine hands them over."""
+    secret_keys: list[str]
+    """The keys holding encrypted values (shown as [secret])."""
+    encrypted: list[str]
+    """The dotted paths of the encrypted values."""
+    strays: list[str]
+    """A problem for each key in a namespace nothing reads."""
+
+
+def read_stack_file(root: Path, stack: str) -> StackFile:
     path = root / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         stacks = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in root.glob("Pulumi.*.yaml"))
         raise StackFileError(f"no {path.name} in {root}; the stacks here are: {', '.join(stacks) or 'none'}")
+    try:
+        namespace = project_name(root)
+    except ConfigError as exc:
+        raise StackFileError(exc.problems[0]) from None
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -64,33 +81,30 @@ def read_stack_file(root: Path, stack: str) -> tuple[dict[str, Any], list[str], 
     config = document.get("config", {}) if isinstance(document, dict) else None
     if not isinstance(config, dict):
         raise StackFileError(f"{path.name}: `config` must be a mapping of keys to values")
-    prefix = f"{NAMESPACE}:"
+    mine, strays = project_keys(config, namespace)
     raw: dict[str, Any] = {}
     secret_keys: list[str] = []
     encrypted: list[str] = []
-    for key, value in config.items():
-        if not str(key).startswith(prefix):
-            continue
-        name = str(key)[len(prefix) :]
+    for name, value in mine.items():
         found = list(_encrypted_paths(value, name))
         if found:
-            secret_keys.append(str(key))
+            secret_keys.append(f"{namespace}:{name}")
             encrypted += found
         value = _decrypt_placeholder(value)
         # The engine passes scalars to the program as text and structured values as JSON.
         raw[name] = parse_raw_value(value) if isinstance(value, str) else value
-    return raw, secret_keys, encrypted
+    return StackFile(namespace, raw, secret_keys, encrypted, strays)
 
 
 def check(root: Path, stack: str) -> tuple[PlatformConfig | None, list[str], list[str]]:
     """The parsed config (None when invalid), the problems, and the encrypted paths left unchecked."""
-    raw, secret_keys, encrypted = read_stack_file(root, stack)
+    found = read_stack_file(root, stack)
     try:
-        return parse_config(raw, secret_keys), [], encrypted
+        return parse_config(found.raw, found.secret_keys, found.namespace, found.strays), [], found.encrypted
     except ConfigError as exc:
-        unchecked = tuple(f"{NAMESPACE}:{path} " for path in encrypted)
+        unchecked = tuple(f"{found.namespace}:{path} " for path in found.encrypted)
         problems = [p for p in exc.problems if not p.startswith(unchecked)]
-        return None, problems, encrypted
+        return None, problems, found.encrypted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.app_name
             if cfg is not None
             else str(
-                read_stack_file(args.root, args.stack)[0].get(
+                read_stack_file(args.root, args.stack).raw.get(
                     "appName", PlatformConfig.model_fields["app_name"].default
                 )
             )
@@ -135,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sys.stdout.write(f"Pulumi.{args.stack}.yaml: valid (target {cfg.target}, appName {cfg.app_name})\n")
     if args.ports and cfg.target == "docker":
-        ports = {f"{NAMESPACE}:{key}": port for key, port in cfg.published_ports().items()}
+        namespace = read_stack_file(args.root, args.stack).namespace
+        ports = {f"{namespace}:{key}": port for key, port in cfg.published_ports().items()}
         address = str(cfg.network.bind_address)
         return report(check_ports(address, ports, app=cfg.app_name, stack=args.stack))
     return 0

@@ -11,8 +11,10 @@ import json
 import re
 from collections.abc import Collection, Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,10 +34,18 @@ from components.aws_sizes import CACHE_NODE_TYPES, FARGATE_MEMORY_MIB, RDS_CLASS
 from components.spec.alerts import RUNBOOKS_DOC, AlertThresholds
 from components.spec.backups import BACKUP_DIR, max_backup_age_seconds, schedule_period_seconds
 from components.spec.backups import METRICS_PORT as BACKUP_METRICS_PORT
+from components.spec.database import REQUIRED_SCHEMAS, SCHEMAS
 from components.spec.postgres_conf import TuningError, tune
 from components.spec.redis_conf import EvictionPolicy
 
 NAMESPACE = "wondernest"
+"""This project's name in Pulumi.yaml, which is its config namespace: the
+program asks Pulumi, the tools without it read Pulumi.yaml (`project_name`)."""
+# Config a provider of this program reads, under its own namespace.
+PROVIDER_NAMESPACES = frozenset({"pulumi", "aws", "docker", "random", "tls", "grafana"})
+
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 DEFAULT_MAX_CONNECTIONS = 100
@@ -115,6 +125,26 @@ class PostgresConfig(_Model):
     memory: ByteSize = ByteSize(1024**3)
     """Memory the server may use; the container limit and the tuning derive from it."""
     slow_query_ms: Annotated[int, Field(ge=0, le=600_000)] = 500
+    schemas: tuple[str, ...] = SCHEMAS
+    """The schemas the roles are granted on; the API's need core and audit."""
+
+    @field_validator("schemas")
+    @classmethod
+    def _schemas(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        problems = [
+            f"{name!r} is not a lower-case identifier of at most 63 characters"
+            for name in value
+            if not SCHEMA_NAME.fullmatch(name)
+        ]
+        reserved = [name for name in value if name in RESERVED_SCHEMAS or name.startswith("pg_")]
+        problems += [f"{name!r} is Postgres' own" for name in reserved]
+        problems += [f"{name!r} is listed twice" for name in sorted({n for n in value if value.count(n) > 1})]
+        missing = [name for name in REQUIRED_SCHEMAS if name not in value]
+        if missing:
+            problems.append(f"the API's migrations need {' and '.join(missing)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @field_validator("memory")
     @classmethod
@@ -540,13 +570,51 @@ class ConfigError(Exception):
         )
 
 
-def parse_config(raw: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> PlatformConfig:
-    """Validate the `wondernest:` keys (namespace already stripped) into the model."""
+def parse_config(
+    raw: Mapping[str, Any], secret_keys: Iterable[str] = (), namespace: str = NAMESPACE, strays: Iterable[str] = ()
+) -> PlatformConfig:
+    """Validate the project's keys (namespace already stripped) into the model;
+    `strays` are problems already found (keys in a namespace nobody reads)."""
     secrets = set(secret_keys)
+    problems = list(strays)
     try:
-        return PlatformConfig.model_validate(dict(raw))
+        cfg = PlatformConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise ConfigError([p for err in exc.errors() for p in _describe(err, secrets)]) from None
+        problems += [p for err in exc.errors() for p in _describe(err, secrets, namespace)]
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def project_keys(config: Mapping[str, Any], namespace: str) -> tuple[dict[str, Any], list[str]]:
+    """The project's keys with the namespace stripped, and a problem for each key
+    in a namespace that neither this project nor one of its providers reads (a
+    stack file copied from a project of another name, or a typo)."""
+    mine: dict[str, Any] = {}
+    strays: list[str] = []
+    for key, value in config.items():
+        space, _, name = str(key).partition(":")
+        if space == namespace:
+            mine[name] = value
+        elif space not in PROVIDER_NAMESPACES:
+            strays.append(
+                f"{key}: '{space}' is neither this project's namespace nor a provider's; "
+                f"the project is '{namespace}' (Pulumi.yaml), so the key is {namespace}:{name}"
+            )
+    return mine, strays
+
+
+def project_name(root: Path) -> str:
+    """The `name:` of the project file in `root`, without the Pulumi CLI."""
+    path = root / "Pulumi.yaml"
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError([f"{path}: cannot read the project's name ({exc})"]) from None
+    name = document.get("name") if isinstance(document, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ConfigError([f"{path}: no project `name:`"])
+    return name
 
 
 def parse_raw_value(value: Any) -> Any:
@@ -559,10 +627,10 @@ def parse_raw_value(value: Any) -> Any:
         return value
 
 
-def _describe(err: ErrorDetails, secret_keys: set[str]) -> list[str]:
+def _describe(err: ErrorDetails, secret_keys: set[str], namespace: str) -> list[str]:
     loc = [str(part) for part in err["loc"]]
-    path = f"{NAMESPACE}:{'.'.join(loc)}" if loc else f"{NAMESPACE}"
-    secret = bool(loc) and (f"{NAMESPACE}:{loc[0]}" in secret_keys or _is_secret_field(loc))
+    path = f"{namespace}:{'.'.join(loc)}" if loc else namespace
+    secret = bool(loc) and (f"{namespace}:{loc[0]}" in secret_keys or _is_secret_field(loc))
     shown = "[secret]" if secret else _show(err.get("input"))
     if err["type"] == "extra_forbidden":
         allowed = ", ".join(
@@ -582,8 +650,8 @@ def _describe(err: ErrorDetails, secret_keys: set[str]) -> list[str]:
         for match in keyed:
             assert match is not None
             key_path = [*loc, *match["key"].split(".")]
-            blamed = f"{NAMESPACE}:{'.'.join(key_path)}"
-            top_secret = bool(key_path) and f"{NAMESPACE}:{key_path[0]}" in secret_keys
+            blamed = f"{namespace}:{'.'.join(key_path)}"
+            top_secret = bool(key_path) and f"{namespace}:{key_path[0]}" in secret_keys
             value = "[secret]" if top_secret or _is_secret_field(key_path) else _lookup(data, match["key"].split("."))
             problems.append(f"{blamed} = {value}: {match['msg']}")
         return problems

@@ -12,6 +12,7 @@ import pulumi
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.sync_await import _sync_await
 
+from components.config import NAMESPACE
 from components.program import main
 from tests.aws_mocks import AWS_CALLS, aws_mock_state
 
@@ -129,15 +130,24 @@ def evaluate(
     stack: str = "dev",
     secret_keys: list[str] | None = None,
     program: Callable[[], dict[str, Any]] = main,
+    project: str = NAMESPACE,
+    other_keys: Mapping[str, str] | None = None,
 ) -> Evaluation:
-    """Run the program once, as `pulumi up` would, against recording mocks."""
+    """Run the program once, as `pulumi up` would, against recording mocks:
+    `config` under the project's namespace, `other_keys` fully qualified."""
     pulumi.runtime.set_all_config(
-        {f"wondernest:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in config.items()},
-        [f"wondernest:{key}" for key in secret_keys or []],
+        {
+            **{
+                f"{project}:{key}": value if isinstance(value, str) else json.dumps(value)
+                for key, value in config.items()
+            },
+            **(other_keys or {}),
+        },
+        [f"{project}:{key}" for key in secret_keys or []],
     )
     mocks = RecordingMocks()
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="wondernest", stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     captured: dict[str, Any] = {}
     secret: set[str] = set()
 
@@ -156,7 +166,13 @@ def evaluate(
     return Evaluation(mocks.declared, captured, secret)
 
 
-def declared_by(config: Mapping[str, Any], *, stack: str = "dev") -> list[Declared]:
+def declared_by(
+    config: Mapping[str, Any],
+    *,
+    stack: str = "dev",
+    project: str = NAMESPACE,
+    other_keys: Mapping[str, str] | None = None,
+) -> list[Declared]:
     """Resources a run of the program declares, even when the run then fails."""
     recorded: list[Declared] = []
     original = RecordingMocks.new_resource
@@ -168,7 +184,7 @@ def declared_by(config: Mapping[str, Any], *, stack: str = "dev") -> list[Declar
 
     RecordingMocks.new_resource = spy  # type: ignore[method-assign]
     try:
-        evaluate(config, stack=stack)
+        evaluate(config, stack=stack, project=project, other_keys=other_keys)
     except Exception:  # noqa: S110 (the failure is the caller's to assert; we report what was declared)
         pass
     finally:

@@ -24,6 +24,8 @@ def _check(*args: str, root: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 
 def _stack_file(tmp_path: Path, body: str, stack: str = "bad") -> Path:
+    """A project directory holding this project's file and the given stack file."""
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     (tmp_path / f"Pulumi.{stack}.yaml").write_text(body)
     return tmp_path
 

@@ -75,7 +75,7 @@ class Platform(pulumi.ComponentResource):
             opts=child,
         )
         # Every login role with its alternate user, for rotation by alternating users.
-        spec = database_spec(names).with_alternating_users()
+        spec = database_spec(names, cfg.postgres.schemas).with_alternating_users()
         database = Database(
             "database",
             DatabaseArgs(

@@ -35,7 +35,7 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
     secrets = Secrets("secrets")
     # Postgres and Redis speak TLS only; every client verifies them against this CA.
     ca = StackCa("ca", names=names)
-    spec = database_spec(names)
+    spec = database_spec(names, cfg.postgres.schemas)
     database = Database(
         "database",
         DatabaseArgs(

@@ -35,6 +35,8 @@ APPEND_ONLY = ("INSERT", "SELECT")
 # nextval() without setval(): an append-only schema's identities only move forward.
 SEQUENCE_NEXT = ("SELECT", "USAGE")
 APPEND_ONLY_SCHEMAS = frozenset({"audit"})
+# The API's migrations create their tables here: a stack must keep both.
+REQUIRED_SCHEMAS: tuple[str, ...] = ("core", "audit")
 
 # Catalog functions every role may run by default that let a read-only role
 # store data (a large object it creates is its own) or take the session lock
@@ -171,7 +173,7 @@ class DatabaseSpec:
         return replace(self, roles=tuple(pairs))
 
 
-def database_spec(names: Names) -> DatabaseSpec:
+def database_spec(names: Names, schemas: tuple[str, ...] = SCHEMAS) -> DatabaseSpec:
     # Migrations own the schema objects; the running app only reads and writes
     # rows. Code execution in the API can then neither change the schema nor
     # rewrite the audit trail.
@@ -185,7 +187,7 @@ def database_spec(names: Names) -> DatabaseSpec:
     # every other database on the server.
     backup = RoleSpec("backup", names.backup_role, BACKUP_CONNECTION_LIMIT)
     grants: list[SchemaGrantSpec] = []
-    for schema in SCHEMAS:
+    for schema in schemas:
         # Data migrations may also change rows in tables an operator added by hand.
         grants.append(
             SchemaGrantSpec(
@@ -234,7 +236,7 @@ def database_spec(names: Names) -> DatabaseSpec:
         name=names.database,
         admin_role=names.admin_role,
         object_owner=migrator.name,
-        schemas=SCHEMAS,
+        schemas=schemas,
         roles=(migrator, app, analytics, monitoring, backup),
         grants=tuple(grants),
         extensions=(statements,),

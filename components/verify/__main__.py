@@ -112,7 +112,7 @@ def _access(args: argparse.Namespace, outputs: dict[str, Any], ca_file: str | No
     if cfg.target == "aws":
         return Access(
             target="aws",
-            spec=database_spec(names).with_alternating_users(),
+            spec=database_spec(names, cfg.postgres.schemas).with_alternating_users(),
             admin_is_superuser=False,
             credentials=aws_credentials(outputs, args.timeout),
             postgres=None if args.postgres_via is None else endpoint(outputs["postgresEndpoint"], args.postgres_via),
@@ -122,7 +122,7 @@ def _access(args: argparse.Namespace, outputs: dict[str, Any], ca_file: str | No
         )
     return Access(
         target="docker",
-        spec=database_spec(names),
+        spec=database_spec(names, cfg.postgres.schemas),
         admin_is_superuser=True,
         credentials=local_credentials(outputs),
         postgres=endpoint(outputs["postgresEndpoint"]),
