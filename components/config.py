@@ -362,6 +362,11 @@ class AwsConfig(_Model):
     db_max_allocated_storage_gb: Annotated[int, Field(ge=20, le=65536)] = 500
     db_multi_az: bool = True
     db_backup_retention_days: Annotated[int, Field(ge=14, le=35)] = 14
+    db_read_replicas: Annotated[int, Field(ge=0, le=5)] = 0
+    """Read replicas of the database, each in the next AZ; the API reads from
+    them through its read pool (DB_READ_HOSTS)."""
+    db_replica_instance_class: Annotated[str, _one_of(RDS_CLASSES)] | None = None
+    """The replicas' class; unset, the primary's."""
     db_admin_host: str | None = None
     """Where `pulumi up` reaches the database as its admin: unset means the RDS
     endpoint itself (a runner inside the VPC); `127.0.0.1` with an SSM port-forward."""
@@ -395,6 +400,10 @@ class AwsConfig(_Model):
     """Days between rotations of each Postgres role's password; services are
     redeployed every half period so no task holds credentials that expire."""
 
+    @property
+    def replica_class(self) -> str:
+        return self.db_replica_instance_class or self.db_instance_class
+
     @field_validator("log_retention_days")
     @classmethod
     def _log_retention(cls, value: int) -> int:
@@ -426,6 +435,8 @@ class AwsConfig(_Model):
             problems.append("domainName: domainName and certificateArn go together")
         if self.backup_copy_region == self.region:
             problems.append("backupCopyRegion: must differ from region")
+        if self.db_replica_instance_class is not None and not self.db_read_replicas:
+            problems.append("dbReplicaInstanceClass: set dbReadReplicas too")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -463,14 +474,17 @@ class PlatformConfig(_Model):
                     f"{key}: Managed Prometheus notifies only through SNS; "
                     "set aws.alertEmail or subscribe to the alerts topic"
                 )
-            if self.aws.db_instance_class in RDS_CLASSES:
-                memory = RDS_CLASSES[self.aws.db_instance_class]
+            classes = {"dbInstanceClass": self.aws.db_instance_class}
+            if self.aws.db_read_replicas:
+                classes["dbReplicaInstanceClass"] = self.aws.replica_class
+            for key, instance_class in classes.items():
+                if instance_class not in RDS_CLASSES:
+                    continue
                 try:
-                    tune(memory, self.postgres.max_connections)
+                    # A replica needs at least the primary's max_connections to replay its WAL.
+                    tune(RDS_CLASSES[instance_class], self.postgres.max_connections)
                 except TuningError as exc:
-                    problems.append(
-                        f"postgres.maxConnections: with aws.dbInstanceClass {self.aws.db_instance_class}: {exc}"
-                    )
+                    problems.append(f"postgres.maxConnections: with aws.{key} {instance_class}: {exc}")
         if problems:
             raise ValueError("\n".join(problems))
         return self

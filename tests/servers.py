@@ -80,7 +80,13 @@ class PostgresServer:
     def start(self) -> None:
         with open(self.root / "server.log", "ab") as log:
             self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, user=PG_OS_USER, group=PG_OS_USER
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # A standby's libpq looks for a client certificate under $HOME: the postgres user's own.
+                env={**os.environ, "HOME": str(self.root)},
+                user=PG_OS_USER,
+                group=PG_OS_USER,
             )
         _wait_for(lambda: _pg_ready(self), what="postgres", process=self.process, log=self.log)
 
@@ -205,6 +211,55 @@ def postgres_server(
     finally:
         with contextlib.suppress(NameError):
             server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_standby(primary: PostgresServer) -> Iterator[PostgresServer]:
+    """A hot standby streaming from `primary`, as an RDS read replica runs: a
+    base backup of it, then WAL replay, on a port of its own, with the
+    primary's configuration and certificate."""
+    with primary.admin() as conn:
+        hba = primary.root / "pg_hba.conf"
+        kind = "hostssl" if primary.ca is not None else "host   "
+        hba.write_text(hba.read_text() + f"{kind} replication {primary.superuser} 127.0.0.1/32 scram-sha-256\n")
+        conn.execute("SELECT pg_reload_conf()")
+    root = Path(tempfile.mkdtemp(prefix="wn-pg-standby-"))
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam("postgres")
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+    try:
+        subprocess.run(
+            [
+                str(PG_BINDIR / "pg_basebackup"),
+                "-d",
+                primary.dsn(),
+                "-D",
+                str(root / "data"),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HOME": str(root)},
+            user=PG_OS_USER,
+            group=PG_OS_USER,
+        )
+        port = free_port()
+        own = {"port": f"port={port}", "unix_socket_directories": f"unix_socket_directories={root}"}
+        command = [primary.command[0], "-D", str(root / "data")] + [
+            own.get(arg.split("=", 1)[0], arg) for arg in primary.command[3:]
+        ]
+        standby = PostgresServer(port, root, primary.superuser, primary.superuser_password, command, ca=primary.ca)
+        standby.start()
+        yield standby
+    finally:
+        with contextlib.suppress(NameError):
+            standby.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

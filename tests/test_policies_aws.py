@@ -564,7 +564,8 @@ def prod_violations(resources: list[Resource]) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def prod_resources() -> list[Resource]:
-    """Prod with everything optional switched on: certificate, alert email, bastion, cross-region copies."""
+    """Prod with everything optional switched on: certificate, alert email,
+    bastion, cross-region copies, a read replica of its own class."""
     config = prod_config(
         {
             "domainName": "api.example.com",
@@ -572,6 +573,8 @@ def prod_resources() -> list[Resource]:
             "alertEmail": "oncall@example.com",
             "adminBastion": True,
             "backupCopyRegion": "eu-central-1",
+            "dbReadReplicas": 1,
+            "dbReplicaInstanceClass": "db.r6g.large",
         }
     )
     return as_resources(evaluate(config, stack="prod"), "prod")
@@ -724,6 +727,12 @@ MUTATIONS: list[tuple[str, str, str, Any, dict[str, list[str]]]] = [
      {"aws-rds-hardened": ["postgres"]}),
     ("TLS no longer forced", aws.RDS_PARAMETER_GROUP, "parameters", _without_parameter("rds.force_ssl"),
      {"aws-rds-tls-enforced": ["postgres"]}),
+    ("replica made public", aws.RDS, "postgres-replica-1", _set(publiclyAccessible=True),
+     {"aws-rds-hardened": ["postgres-replica-1"]}),
+    ("replica under the AWS-owned key", aws.RDS, "postgres-replica-1", _set(kmsKeyId=None),
+     {"aws-rds-hardened": ["postgres-replica-1"]}),
+    ("replica's TLS no longer forced", aws.RDS_PARAMETER_GROUP, "replica-parameters",
+     _without_parameter("rds.force_ssl"), {"aws-rds-tls-enforced": ["postgres-replica-1"]}),
     ("TLS 1.0 allowed", aws.RDS_PARAMETER_GROUP, "parameters", _without_parameter("ssl_min_protocol_version"),
      {"aws-rds-tls-enforced": ["postgres"]}),
     ("key usable by anyone", aws.KMS_KEY, "key",

@@ -917,3 +917,77 @@ def test_every_lookup_goes_through_the_platforms_provider(monkeypatch: pytest.Mo
     evaluate(prod_config({"adminBastion": True}), stack="prod")
     assert {token.split(":")[1] for token, _ in seen} >= {"index/getAvailabilityZones", "ecr/getAuthorizationToken"}
     assert {provider.split("::")[-2] for _, provider in seen} == {"aws"}
+
+
+def test_read_replicas_follow_the_primary_and_feed_the_apis_read_pool() -> None:
+    ev = evaluate(prod_config({"dbReadReplicas": 2, "dbReplicaInstanceClass": "db.r6g.xlarge"}), stack="prod")
+    instances = by_name(ev, "aws:rds/instance:Instance")
+    primary = instances["postgres"]
+    replicas = {name: i for name, i in instances.items() if name != "postgres"}
+    assert sorted(replicas) == ["postgres-replica-1", "postgres-replica-2"]
+    for n, (name, r) in enumerate(sorted(replicas.items()), start=1):
+        assert r["identifier"] == f"wondernest-prod-postgres-replica-{n}"
+        assert r["replicateSourceDb"] == primary["identifier"]
+        assert r["instanceClass"] == "db.r6g.xlarge"
+        # The source's engine, storage and subnets: RDS refuses a subnet group for a same-region replica.
+        assert not {"engine", "dbName", "username", "dbSubnetGroupName", "allocatedStorage"} & set(r)
+        assert r["publiclyAccessible"] is False and r["vpcSecurityGroupIds"] == primary["vpcSecurityGroupIds"]
+        assert r["storageEncrypted"] is True and r["kmsKeyId"] == primary["kmsKeyId"]
+        assert r["caCertIdentifier"] == primary["caCertIdentifier"]
+        assert r["iamDatabaseAuthenticationEnabled"] is True
+        assert r["backupRetentionPeriod"] == 0 and r["skipFinalSnapshot"] is True
+        assert r["deletionProtection"] is False, name
+        assert r["parameterGroupName"] == "wondernest-prod-postgres15-replica"
+    # Tuned for the replicas' 32 GiB with the primary's max_connections.
+    group = by_name(ev, "aws:rds/parameterGroup:ParameterGroup")["replica-parameters"]
+    expected = rds_parameters(tune(RDS_CLASSES["db.r6g.xlarge"], 100), slow_query_ms=500)
+    assert {p["name"]: p["value"] for p in group["parameters"]} == {p.name: p.value for p in expected}
+    # libpq's multi-host list, one RDS endpoint per replica: each certificate names its own.
+    hosts = ev.outputs["postgresReaderEndpoint"].split(",")
+    assert [h.split(".")[0] for h in hosts] == [f"wondernest-prod-postgres-replica-{n}" for n in (1, 2)]
+    assert all(h.endswith(".eu-west-1.rds.amazonaws.com:5432") for h in hosts)
+    api = containers(ev, "-api")["api"]
+    env = {e["name"]: e["value"] for e in api["environment"]}
+    assert env["DB_READ_HOSTS"] == ev.outputs["postgresReaderEndpoint"]
+    assert "DB_READ_HOSTS" not in {e["name"] for e in containers(ev, "-api")["migrate"]["environment"]}
+    alarms = by_name(ev, "aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert alarms["alarm-rds-replica-2-lag"]["metricName"] == "ReplicaLag"
+    assert alarms["alarm-rds-replica-2-lag"]["dimensions"] == {
+        "DBInstanceIdentifier": replicas["postgres-replica-2"]["identifier"]
+    }
+
+
+def test_without_replicas_there_is_no_reader_endpoint_and_no_read_pool(prod: Evaluation) -> None:
+    assert "postgresReaderEndpoint" not in prod.outputs
+    assert [d.name for d in prod.of_type("aws:rds/instance:Instance")] == ["postgres"]
+    env = {e["name"] for e in containers(prod, "-api")["api"]["environment"]}
+    assert "DB_READ_HOSTS" not in env
+
+
+def test_replicas_of_the_primarys_class_share_its_parameter_group() -> None:
+    ev = evaluate(prod_config({"dbReadReplicas": 1}), stack="prod")
+    replica = by_name(ev, "aws:rds/instance:Instance")["postgres-replica-1"]
+    assert replica["instanceClass"] == "db.m6g.large"
+    assert replica["parameterGroupName"] == "wondernest-prod-postgres15"
+    assert "replica-parameters" not in by_name(ev, "aws:rds/parameterGroup:ParameterGroup")
+
+
+@pytest.mark.parametrize(
+    ("aws", "problem"),
+    [
+        (
+            {"dbReplicaInstanceClass": "db.r6g.large"},
+            "wondernest:aws.dbReplicaInstanceClass = 'db.r6g.large': set dbReadReplicas too",
+        ),
+        ({"dbReadReplicas": 6}, "wondernest:aws.dbReadReplicas = 6: Input should be less than or equal to 5"),
+        (
+            {"dbReadReplicas": 1, "dbReplicaInstanceClass": "db.x9.huge"},
+            "wondernest:aws.dbReplicaInstanceClass = 'db.x9.huge': not a known size",
+        ),
+    ],
+)
+def test_replica_settings_are_checked_before_anything_is_declared(aws: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        evaluate(prod_config(aws), stack="prod")
+    assert len(caught.value.problems) == 1 and caught.value.problems[0].startswith(problem)
+    assert not declared_by(prod_config(aws), stack="prod")

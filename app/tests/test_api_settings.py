@@ -91,3 +91,19 @@ def test_only_named_proxies_are_trusted(tmp_path: Path, value: str, words: str) 
 def test_proxy_networks_are_accepted(tmp_path: Path) -> None:
     env = {**BASE, **secrets_as_files(tmp_path), "FORWARDED_ALLOW_IPS": "10.40.0.0/21, 10.40.8.0/21,127.0.0.1"}
     assert load_settings(env).forwarded_allow_ips.startswith("10.40.0.0/21")
+
+
+def test_read_replicas_are_listed_as_host_and_port(tmp_path: Path) -> None:
+    env = {**BASE, **secrets_as_files(tmp_path)}
+    assert load_settings(env).db_read_conninfo() is None
+    settings = load_settings({**env, "DB_READ_HOSTS": " r1.example:5432, r2.example:6432 "})
+    assert settings.db_read_hosts == "r1.example:5432,r2.example:6432"
+    conninfo = dict(part.split("=", 1) for part in (settings.db_read_conninfo() or "").split())
+    # The replicas, then the primary to fall back on; one at random that answers as a standby.
+    assert conninfo["host"] == f"r1.example,r2.example,{BASE['DB_HOST']}"
+    assert conninfo["port"] == "5432,6432,5432"
+    assert conninfo["target_session_attrs"] == "prefer-standby" and conninfo["load_balance_hosts"] == "random"
+    assert conninfo["application_name"] == "wondernest-api-read"
+    for bad in ("r1.example", "r1.example:0", ":5432", "r1.example:5432,r2.example:http"):
+        with pytest.raises(SettingsError, match="DB_READ_HOSTS"):
+            load_settings({**env, "DB_READ_HOSTS": bad})

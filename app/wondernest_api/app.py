@@ -22,7 +22,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from psycopg import AsyncConnection, OperationalError
 from psycopg.errors import UniqueViolation
-from psycopg_pool import PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -35,7 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wondernest_api import store
-from wondernest_api.db import create_pool
+from wondernest_api.db import create_pool, create_read_pool
 from wondernest_api.edge import EdgeMiddleware
 from wondernest_api.errors import ApiError, error_response, request_id_of
 from wondernest_api.jsonlog import JsonLog, log
@@ -77,6 +77,7 @@ class Api:
         self.metrics = Metrics()
         self.tokens = TokenIssuer(settings)
         self.pool = create_pool(settings)
+        self.read_pool = create_read_pool(settings)
         self.redis = Redis(
             **settings.redis_options(),  # type: ignore[arg-type]
             socket_timeout=1.0,
@@ -86,7 +87,9 @@ class Api:
         self.limiter = RateLimiter(self.redis)
         self.hashing = asyncio.Semaphore(settings.hash_concurrency)
         self.requests = RequestLog(self.metrics, logger)
-        self.metrics.watch_pool(self.pool.get_stats)
+        self.metrics.watch_pool("primary", self.pool.get_stats)
+        if self.read_pool is not None:
+            self.metrics.watch_pool("read", self.read_pool.get_stats)
         # Checked against when the email is unknown, so a miss costs what a hit costs.
         self._dummy_hash = hash_password(secrets.token_hex(16), settings.bcrypt_rounds)
 
@@ -94,6 +97,8 @@ class Api:
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         # wait=False: the API starts (and reports not ready) while Postgres is down.
         await self.pool.open(wait=False)
+        if self.read_pool is not None:
+            await self.read_pool.open(wait=False)
         drainer = asyncio.create_task(self.requests.run())
         # Everything imported and built so far lives as long as the process:
         # moved out of the collector's reach, it is not rescanned by every full
@@ -105,6 +110,8 @@ class Api:
             yield
         finally:
             await self.pool.close(timeout=self.settings.graceful_shutdown_seconds)
+            if self.read_pool is not None:
+                await self.read_pool.close(timeout=self.settings.graceful_shutdown_seconds)
             await self.redis.aclose()
             drainer.cancel()
             self.requests.drain()
@@ -116,6 +123,18 @@ class Api:
     async def db(self) -> AsyncIterator[AsyncConnection[Any]]:
         try:
             async with self.pool.connection(timeout=3) as conn:
+                yield conn
+        except (PoolTimeout, OperationalError):
+            raise ApiError(503, "database_unavailable", "the database is unavailable") from None
+
+    @contextlib.asynccontextmanager
+    async def db_read(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """For reads that may be as old as the replicas' lag; the primary's pool
+        without replicas. Nothing that decides access reads here: a session
+        revoked on the primary must be refused at once, not after the lag."""
+        pool = self.read_pool or self.pool
+        try:
+            async with pool.connection(timeout=3) as conn:
                 yield conn
         except (PoolTimeout, OperationalError):
             raise ApiError(503, "database_unavailable", "the database is unavailable") from None
@@ -151,24 +170,29 @@ class Api:
         return Response(_LIVE, media_type=JSON)
 
     async def ready(self, _request: Request) -> Response:
-        database, cache = await asyncio.gather(self._check_database(), self._check_redis())
-        up = [database.status == "UP", cache.status == "UP"]
+        checks = {"database": self._check_database(self.pool), "redis": self._check_redis()}
+        if self.read_pool is not None:
+            checks["databaseRead"] = self._check_database(self.read_pool, replica=True)
+        services = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+        up = [service.status == "UP" for service in services.values()]
         status = "UP" if all(up) else ("DOWN" if not any(up) else "DEGRADED")
-        body = Readiness(
-            status=status, timestamp=dt.datetime.now(dt.UTC), services={"database": database, "redis": cache}
-        )
+        body = Readiness(status=status, timestamp=dt.datetime.now(dt.UTC), services=services)
         return _json(body, 200 if status == "UP" else 503)
 
-    async def _check_database(self) -> ServiceHealth:
+    async def _check_database(self, pool: AsyncConnectionPool[Any], *, replica: bool = False) -> ServiceHealth:
         start = perf_counter()
         try:
-            async with self.pool.connection(timeout=2) as conn:
-                await conn.execute("SELECT 1")
-            stats = self.pool.get_stats()
+            async with pool.connection(timeout=2) as conn:
+                cur = await conn.execute("SELECT pg_is_in_recovery()" if replica else "SELECT 1")
+                row = await cur.fetchone()
+            stats = pool.get_stats()
             details: dict[str, str | int | float | None] = {
                 "poolSize": stats.get("pool_size", 0),
                 "poolAvailable": stats.get("pool_available", 0),
             }
+            if replica:
+                # False: no replica answered, and reads go to the primary.
+                details["standby"] = "yes" if row and row[0] else "no"
             return ServiceHealth(status="UP", responseTime=_ms(start), details=details)
         except (PoolTimeout, OperationalError) as exc:
             return ServiceHealth(status="DOWN", responseTime=_ms(start), details={"error": type(exc).__name__})

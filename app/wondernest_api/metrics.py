@@ -17,18 +17,25 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class PoolCollector(Collector):
     """Reads the pool's own statistics at scrape time, so no request pays for them."""
 
-    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
-        self._stats = stats
+    def __init__(self) -> None:
+        self._pools: dict[str, Callable[[], dict[str, int]]] = {}
+
+    def add(self, pool: str, stats: Callable[[], dict[str, int]]) -> None:
+        self._pools[pool] = stats
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        stats = self._stats()
-        size = stats.get("pool_size", 0)
-        available = stats.get("pool_available", 0)
-        yield GaugeMetricFamily("db_pool_size", "Connections open in the pool", value=size)
-        yield GaugeMetricFamily("db_pool_in_use", "Connections lent out", value=size - available)
-        yield GaugeMetricFamily(
-            "db_pool_waiting", "Requests waiting for a connection", value=stats.get("requests_waiting", 0)
-        )
+        families = {
+            "size": GaugeMetricFamily("db_pool_size", "Connections open in the pool", labels=["pool"]),
+            "in_use": GaugeMetricFamily("db_pool_in_use", "Connections lent out", labels=["pool"]),
+            "waiting": GaugeMetricFamily("db_pool_waiting", "Requests waiting for a connection", labels=["pool"]),
+        }
+        for pool, read in self._pools.items():
+            stats = read()
+            size = stats.get("pool_size", 0)
+            families["size"].add_metric([pool], size)
+            families["in_use"].add_metric([pool], size - stats.get("pool_available", 0))
+            families["waiting"].add_metric([pool], stats.get("requests_waiting", 0))
+        yield from families.values()
 
 
 class RequestStats(Collector):
@@ -78,6 +85,7 @@ class RequestStats(Collector):
 
 class Metrics:
     def __init__(self) -> None:
+        self._pools: PoolCollector | None = None
         self.registry = CollectorRegistry()
         # CPU, memory and file descriptors of this process, from /proc.
         ProcessCollector(registry=self.registry)
@@ -100,5 +108,9 @@ class Metrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.observe(method, route, status, seconds)
 
-    def watch_pool(self, stats: Callable[[], dict[str, int]]) -> None:
-        self.registry.register(PoolCollector(stats))
+    def watch_pool(self, pool: str, stats: Callable[[], dict[str, int]]) -> None:
+        """A pool's statistics as `db_pool_*{pool="<pool>"}`."""
+        if self._pools is None:
+            self._pools = PoolCollector()
+            self.registry.register(self._pools)
+        self._pools.add(pool, stats)

@@ -22,6 +22,9 @@ SECRET_VARIABLES = ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET")
 class Settings(DatabaseSettings):
     db_pool_min: Annotated[int, Field(ge=1, le=100)] = 2
     db_pool_max: Annotated[int, Field(ge=1, le=100)] = 10
+    db_read_hosts: str | None = None
+    """Read replicas as `host:port,host:port`: the read pool picks one at random
+    and falls back to DB_HOST when none answers as a standby."""
 
     redis_host: str
     redis_port: Port = 6379
@@ -66,6 +69,17 @@ class Settings(DatabaseSettings):
         if self.metrics_port == self.port:
             raise ValueError("METRICS_PORT: must differ from PORT, so the public listener cannot serve /metrics")
         return self
+
+    @field_validator("db_read_hosts")
+    @classmethod
+    def _read_hosts(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for entry in value.split(","):
+            host, sep, port = entry.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{entry.strip()!r} is not host:port; list replicas as host:port,host:port")
+        return ",".join(entry.strip() for entry in value.split(","))
 
     @field_validator("forwarded_allow_ips")
     @classmethod
@@ -117,6 +131,23 @@ class Settings(DatabaseSettings):
 
     def db_conninfo(self) -> str:
         return self.conninfo("wondernest-api")
+
+    def db_read_conninfo(self) -> str | None:
+        """The replicas, in random order, then the primary: libpq takes the first
+        that is a standby, or, with none answering as one, any (the primary).
+        Each host's certificate is checked against that host's own name."""
+        if self.db_read_hosts is None:
+            return None
+        from psycopg.conninfo import make_conninfo
+
+        hosts = [entry.rpartition(":") for entry in self.db_read_hosts.split(",")]
+        return make_conninfo(
+            self.conninfo("wondernest-api-read"),
+            host=",".join([*(h for h, _, _ in hosts), self.db_host]),
+            port=",".join([*(p for _, _, p in hosts), str(self.db_port)]),
+            target_session_attrs="prefer-standby",
+            load_balance_hosts="random",
+        )
 
 
 def load_migration_settings(environ: Mapping[str, str] | None = None) -> DatabaseSettings:

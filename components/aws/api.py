@@ -48,6 +48,7 @@ class ApiArgs:
     database: str
     postgres_host: pulumi.Output[str]
     postgres_port: int
+    postgres_reader_hosts: pulumi.Output[str] | None
     redis_host: pulumi.Output[str]
     redis_port: int
     redis_user: str
@@ -105,6 +106,7 @@ class Api(pulumi.ComponentResource):
         }
         env: dict[str, pulumi.Input[str]] = {
             **database_env,
+            **({} if args.postgres_reader_hosts is None else {"DB_READ_HOSTS": args.postgres_reader_hosts}),
             "DB_POOL_MAX": str(args.db_pool_max),
             "REDIS_HOST": args.redis_host,
             "REDIS_PORT": str(args.redis_port),

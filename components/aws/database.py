@@ -32,6 +32,9 @@ class DatabaseArgs:
     tuning: postgres_conf.PostgresTuning
     slow_query_ms: int
     instance_class: str
+    read_replicas: int
+    replica_class: str
+    replica_tuning: postgres_conf.PostgresTuning
     allocated_storage_gb: int
     max_allocated_storage_gb: int
     multi_az: bool
@@ -46,6 +49,9 @@ class DatabaseArgs:
 
 class Database(pulumi.ComponentResource):
     instance: aws.rds.Instance
+    replicas: list[aws.rds.Instance]
+    reader_hosts: pulumi.Output[str] | None
+    """The replicas as libpq's multi-host list (`host:port,host:port`), or None without replicas."""
     objects: DatabaseObjects
     master_secret_arn: pulumi.Output[str]
     ready: list[pulumi.Resource]
@@ -125,6 +131,14 @@ class Database(pulumi.ComponentResource):
             apply_immediately=False,
             opts=pulumi.ResourceOptions(parent=self, protect=True),
         )
+        self.replicas = self._replicas(args, parameters, monitoring_role.arn)
+        self.reader_hosts = (
+            pulumi.Output.all(*(replica.address for replica in self.replicas)).apply(
+                lambda hosts: ",".join(f"{host}:{POSTGRES_PORT}" for host in hosts)
+            )
+            if self.replicas
+            else None
+        )
         self.master_secret_arn = self.instance.master_user_secrets.apply(lambda s: str(s[0].secret_arn))
         master = aws.secretsmanager.get_secret_version_output(
             secret_id=self.master_secret_arn, opts=pulumi.InvokeOutputOptions(parent=self)
@@ -165,4 +179,66 @@ class Database(pulumi.ComponentResource):
         self.ready = [*self.objects.all, *rotation.ready]
         self.port = POSTGRES_PORT
         self.endpoint = pulumi.Output.concat(self.instance.address, ":", str(POSTGRES_PORT))
-        self.register_outputs({"endpoint": self.endpoint, "masterSecretArn": self.master_secret_arn})
+        self.register_outputs(
+            {"endpoint": self.endpoint, "masterSecretArn": self.master_secret_arn, "readerHosts": self.reader_hosts}
+        )
+
+    def _replicas(
+        self, args: DatabaseArgs, parameters: aws.rds.ParameterGroup, monitoring_role_arn: pulumi.Output[str]
+    ) -> list[aws.rds.Instance]:
+        """Streaming replicas of the primary. Their roles, grants and passwords
+        are the primary's (replayed), so rotation and the provider need nothing
+        more. They hold no data of their own: no backups, no final snapshot and
+        no deletion protection, so lowering the count removes one."""
+        if not args.read_replicas:
+            return []
+        names, key_arn = args.names, args.secrets.key.arn
+        if args.replica_tuning != args.tuning:
+            # Tuned for the replicas' own memory, with the primary's
+            # max_connections, which a hot standby needs at least.
+            parameters = aws.rds.ParameterGroup(
+                "replica-parameters",
+                name=names.resource("postgres15-replica"),
+                family=PARAMETER_FAMILY,
+                description="Rendered from the platform's PostgreSQL tuning for the replicas' class",
+                parameters=[
+                    aws.rds.ParameterGroupParameterArgs(name=p.name, value=p.value, apply_method=p.apply_method)
+                    for p in postgres_conf.rds_parameters(args.replica_tuning, slow_query_ms=args.slow_query_ms)
+                ],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        return [
+            aws.rds.Instance(
+                f"postgres-replica-{n}",
+                identifier=names.resource(f"postgres-replica-{n}"),
+                # Same region: the engine, version, storage size and subnet
+                # group are the source's, and RDS refuses a subnet group here.
+                replicate_source_db=self.instance.identifier,
+                instance_class=args.replica_class,
+                port=POSTGRES_PORT,
+                vpc_security_group_ids=[args.network.security_groups.postgres.id],
+                publicly_accessible=False,
+                parameter_group_name=parameters.name,
+                storage_type="gp3",
+                max_allocated_storage=args.max_allocated_storage_gb,
+                storage_encrypted=True,
+                kms_key_id=key_arn,
+                ca_cert_identifier="rds-ca-rsa2048-g1",
+                iam_database_authentication_enabled=True,
+                backup_retention_period=0,
+                maintenance_window=MAINTENANCE_WINDOW,
+                copy_tags_to_snapshot=True,
+                deletion_protection=False,
+                skip_final_snapshot=True,
+                performance_insights_enabled=True,
+                performance_insights_kms_key_id=key_arn,
+                performance_insights_retention_period=7,
+                monitoring_interval=30,
+                monitoring_role_arn=monitoring_role_arn,
+                enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
+                auto_minor_version_upgrade=True,
+                apply_immediately=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for n in range(1, args.read_replicas + 1)
+        ]

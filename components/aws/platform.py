@@ -84,6 +84,9 @@ class Platform(pulumi.ComponentResource):
                 tuning=tune(RDS_CLASSES[aws_cfg.db_instance_class], cfg.postgres.max_connections),
                 slow_query_ms=cfg.postgres.slow_query_ms,
                 instance_class=aws_cfg.db_instance_class,
+                read_replicas=aws_cfg.db_read_replicas,
+                replica_class=aws_cfg.replica_class,
+                replica_tuning=tune(RDS_CLASSES[aws_cfg.replica_class], cfg.postgres.max_connections),
                 allocated_storage_gb=aws_cfg.db_allocated_storage_gb,
                 max_allocated_storage_gb=aws_cfg.db_max_allocated_storage_gb,
                 multi_az=aws_cfg.db_multi_az,
@@ -154,6 +157,7 @@ class Platform(pulumi.ComponentResource):
                 database=spec.name,
                 postgres_host=database.instance.address,
                 postgres_port=database.port,
+                postgres_reader_hosts=database.reader_hosts,
                 redis_host=cache.host,
                 redis_port=cache.port,
                 redis_user=cache.app_user,
@@ -246,6 +250,10 @@ class Platform(pulumi.ComponentResource):
             "backupBucket": backups.bucket.bucket,
             "kmsKeyArn": secrets.key.arn,
         }
+        if database.reader_hosts is not None:
+            # libpq's multi-host form: each replica's certificate names that
+            # replica, so no shared DNS name could be verified (verify-full).
+            self.outputs["postgresReaderEndpoint"] = database.reader_hosts
         if aws_cfg.admin_bastion:
             self.outputs["adminBastionId"] = bastion.instance.id
         self.register_outputs(self.outputs)
@@ -271,6 +279,19 @@ def _alarms(observability: Monitoring, database: Database, cache: Cache, api: Ap
               "AWS/ApplicationELB", "UnHealthyHostCount", targets, "Maximum", "GreaterThanThreshold", 0,
               period=60, periods=5),
     ]  # fmt: skip
+    for n, replica in enumerate(database.replicas, start=1):
+        alarms.append(
+            Alarm(
+                f"rds-replica-{n}-lag",
+                "A read replica is more than 60 s behind the primary: the API's replica reads are stale",
+                "AWS/RDS",
+                "ReplicaLag",
+                {"DBInstanceIdentifier": replica.identifier},
+                "Maximum",
+                "GreaterThanThreshold",
+                60,
+            )
+        )
     # ElastiCache reports engine CPU per node; members are <group>-001, -002, ...
     for n in range(1, cache_nodes + 1):
         node = pulumi.Output.format("{0}-{1:03d}", cache.group.replication_group_id, n)

@@ -107,9 +107,9 @@ def api_dashboard(slo_objective: float) -> db.Dashboard:
             _timeseries(
                 "Database pool",
                 "none",
-                Query(f"db_pool_size{{{API}}}", "open"),
-                Query(f"db_pool_in_use{{{API}}}", "in use"),
-                Query(f"db_pool_waiting{{{API}}}", "waiting"),
+                Query(f"sum by (pool) (db_pool_size{{{API}}})", "{{pool}} open"),
+                Query(f"sum by (pool) (db_pool_in_use{{{API}}})", "{{pool}} in use"),
+                Query(f"sum by (pool) (db_pool_waiting{{{API}}})", "{{pool}} waiting"),
             )
         )
         .with_panel(

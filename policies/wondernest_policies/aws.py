@@ -80,8 +80,6 @@ def _rds(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
     checks: list[tuple[bool, str]] = [
         (_is(p("storageEncrypted"), True) and bool(p("kmsKeyId")), "storage is not encrypted with a customer key."),
         (not _is(p("publiclyAccessible"), True), "is publicly accessible."),
-        (_is(p("deletionProtection"), True), "has no deletion protection."),
-        (not _is(p("skipFinalSnapshot"), True) and bool(p("finalSnapshotIdentifier")), "skips its final snapshot."),
         ("postgresql" in (p("enabledCloudwatchLogsExports") or []), "does not export its log to CloudWatch."),
         (_is(p("iamDatabaseAuthenticationEnabled"), True), "has IAM authentication off."),
         (_is(p("performanceInsightsEnabled"), True) is False or bool(p("performanceInsightsKmsKeyId")),
@@ -89,13 +87,21 @@ def _rds(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
         (not _known(p("caCertIdentifier")) or p("caCertIdentifier") in RDS_CAS,
          f"uses the certificate authority {p('caCertIdentifier')!r}, not one of {sorted(RDS_CAS)}."),
     ]  # fmt: skip
-    if not config.get("allowSingleAz"):
-        checks.append((_is(p("multiAz"), True), "is single-AZ."))
-    minimum = int(config.get("minBackupRetentionDays", 14))
-    retention = p("backupRetentionPeriod")
-    if _known(retention):
-        checks.append((isinstance(retention, (int, float)) and retention >= minimum,
-                       f"keeps backups {retention or 0} days, under {minimum}."))  # fmt: skip
+    # A read replica holds no data of its own: its source is protected,
+    # Multi-AZ and backed up, and it must be removable when the count drops.
+    if not p("replicateSourceDb"):
+        checks += [
+            (_is(p("deletionProtection"), True), "has no deletion protection."),
+            (not _is(p("skipFinalSnapshot"), True) and bool(p("finalSnapshotIdentifier")),
+             "skips its final snapshot."),
+        ]  # fmt: skip
+        if not config.get("allowSingleAz"):
+            checks.append((_is(p("multiAz"), True), "is single-AZ."))
+        minimum = int(config.get("minBackupRetentionDays", 14))
+        retention = p("backupRetentionPeriod")
+        if _known(retention):
+            checks.append((isinstance(retention, (int, float)) and retention >= minimum,
+                           f"keeps backups {retention or 0} days, under {minimum}."))  # fmt: skip
     return [message for ok, message in checks if not ok]
 
 
@@ -429,7 +435,8 @@ AWS_RESOURCE_RULES: list[Rule] = [
         "aws-rds-hardened",
         "RDS is encrypted with a customer key, private, Multi-AZ, deletion-protected with a final snapshot, keeps "
         "backups long enough, exports its log, uses IAM auth and a current certificate authority (Checkov "
-        "CKV_AWS_16, 17, 157, 293, 133, 129, 161, 354, 211).",
+        "CKV_AWS_16, 17, 157, 293, 133, 129, 161, 354, 211). A read replica, which holds no data of its own, "
+        "is held to all but Multi-AZ, deletion protection, the final snapshot and backups.",
         "critical",
         "Set the listed properties on the instance (components/aws/database.py); a staging stack may set the "
         "policy config allowSingleAz.",

@@ -165,7 +165,8 @@ def _postgres_backed_up(resources: Sequence[Resource], _config: Mapping[str, Any
     for database in databases:
         if not verified:
             yield Violation(f"{database.name}: no backup job verifies its backups by restoring them.", database.urn)
-    for database in (r for r in resources if r.type == RDS):
+    # A read replica's data is its source's, which these back up.
+    for database in (r for r in resources if r.type == RDS and not r.get("replicateSourceDb")):
         if not any(r.type == BACKUP_SELECTION for r in resources):
             yield Violation(f"{database.name}: no AWS Backup selection takes its snapshots.", database.urn)
         if not any(_runs_backup_service(r) for r in resources):
@@ -228,7 +229,7 @@ STACK_RULES: list[Rule] = [
     Rule(
         "postgres-backup-verified",
         "Every Postgres has a backup job that proves its backups by restoring them; on AWS, also an AWS Backup "
-        "selection for its snapshots.",
+        "selection for its snapshots. A read replica's data is its source's, backed up there.",
         "high",
         "Declare the Backups component (restore-verified) for the database.",
         check_stack=_postgres_backed_up,
