@@ -12,15 +12,15 @@ PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip install --quiet --disable-pip-version-check
 STATE_DIR := $(CURDIR)/.pulumi-state
 # A file backend inside the checkout: no cloud account, no global `pulumi login`.
-PULUMI    := PULUMI_BACKEND_URL=file://$(STATE_DIR) \
-             PULUMI_CONFIG_PASSPHRASE_FILE=$(STATE_DIR)/passphrase pulumi
+PULUMI_ENV := PULUMI_BACKEND_URL=file://$(STATE_DIR) PULUMI_CONFIG_PASSPHRASE_FILE=$(STATE_DIR)/passphrase
+PULUMI    := $(PULUMI_ENV) pulumi
 STACK     ?= dev
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 # $(call need,command,message): stop with `error: message` unless the command is on PATH.
 need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers lint typecheck test pytest test-fast bench bench-backup \
-        local-check local-ready state-check up preview destroy destroy-all outputs psql status logs verify \
+        local-check local-ready state-check up preview destroy destroy-all outputs psql status logs verify reset-db \
         aws-check aws-ready aws-preview aws-up tunnel
 
 help:
@@ -30,6 +30,7 @@ help:
 	@echo "make pytest ARGS=...    pytest alone, e.g. ARGS='tests/test_config.py -k port'"
 	@echo "make check-config STACK=prod   validate Pulumi.<stack>.yaml without the Pulumi CLI"
 	@echo "make verify [ARGS=--auth]  check every service of the running stack (see README: Verifying a stack)"
+	@echo "make reset-db [FORCE=1]     the database emptied and rebuilt through the stack, after a verified backup"
 	@echo "make preview | outputs | psql ROLE=... | status | logs SERVICE=... | destroy | destroy-all"
 	@echo "make aws-preview | aws-up | tunnel   (STACK=prod|staging; see README)"
 
@@ -179,6 +180,12 @@ VERIFY_PULUMI = $(if $(filter dev,$(STACK)),$(PULUMI),$(AWS_PULUMI))
 verify: $(if $(filter dev,$(STACK)),state-check,aws-check) $(VENV)/.verify
 	@$(call need,pulumi,the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/))
 	$(VERIFY_PULUMI) stack output --stack $(STACK) --show-secrets --json | $(PY) -m components.verify $(STACK) $(ARGS)
+
+# The database emptied and rebuilt through the stack, after a verified backup:
+# asks for its name to be typed, unless FORCE=1.
+reset-db: state-check $(VENV)/.program
+	@$(call need,docker,the docker CLI is not on PATH)
+	$(PULUMI_ENV) $(PY) -m components.reset_db $(STACK) $(if $(filter 1,$(FORCE)),--yes)
 
 # Everything but the protected Postgres volume and the superuser password it was
 # initialised with: the next `make up` finds the data again.

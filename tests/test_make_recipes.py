@@ -69,7 +69,7 @@ def box(tmp_path: Path) -> Sandbox:
     return sandbox
 
 
-@pytest.mark.parametrize("target", ["psql", "outputs", "destroy", "destroy-all"])
+@pytest.mark.parametrize("target", ["psql", "outputs", "destroy", "destroy-all", "reset-db", "verify"])
 def test_without_local_state_nothing_runs(box: Sandbox, target: str) -> None:
     box.tool("pulumi", "echo '{}'")
     result = box.make(target)
