@@ -20,7 +20,7 @@ SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers lint typecheck test pytest test-fast bench bench-backup \
-        local-check local-ready state-check up preview destroy destroy-all outputs psql status logs verify reset-db \
+        local-check local-ready state-check up preview destroy destroy-all outputs psql status stats logs verify reset-db \
         aws-check aws-ready aws-preview aws-up tunnel
 
 help:
@@ -31,7 +31,7 @@ help:
 	@echo "make check-config STACK=prod   validate Pulumi.<stack>.yaml without the Pulumi CLI"
 	@echo "make verify [ARGS=--auth]  check every service of the running stack (see README: Verifying a stack)"
 	@echo "make reset-db [FORCE=1]     the database emptied and rebuilt through the stack, after a verified backup"
-	@echo "make preview | outputs | psql ROLE=... | status | logs SERVICE=... | destroy | destroy-all"
+	@echo "make preview | outputs | psql ROLE=... | status | stats | logs SERVICE=... | destroy | destroy-all"
 	@echo "make aws-preview | aws-up | tunnel   (STACK=prod|staging; see README)"
 
 # --- Python environments -------------------------------------------------------
@@ -165,6 +165,14 @@ status: local-check $(VENV)/.config
 	@$(call need,docker,the docker CLI is not on PATH)
 	@prefix=$$($(CONTAINER_PREFIX)); \
 	  docker ps --all --filter "name=^$$prefix" --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
+
+# Each running container's CPU and memory against its limit, once.
+stats: local-check $(VENV)/.config
+	@$(call need,docker,the docker CLI is not on PATH)
+	@prefix=$$($(CONTAINER_PREFIX)); \
+	  names=$$(docker ps --filter "name=^$$prefix" --format '{{.Names}}'); \
+	  test -n "$$names" || { echo "error: no running container of $(STACK): make up first" >&2; exit 1; }; \
+	  exec docker stats --no-stream --format 'table {{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.PIDs}}' $$names
 
 # make logs SERVICE=api|migrations|postgres|redis|prometheus|alertmanager|grafana|backups|... [LINES=200]
 LINES ?= 200

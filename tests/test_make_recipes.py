@@ -202,6 +202,21 @@ def test_status_lists_this_stacks_containers(box: Sandbox) -> None:
     ]
 
 
+def test_stats_reads_this_stacks_running_containers_once(box: Sandbox) -> None:
+    _needs_checkout_venv()
+    box.tool("docker", '[ "$1" = ps ] && printf "wondernest-dev-api\\nwondernest-dev-postgres\\n"; exit 0')
+    result = box.make("stats")
+    assert result.returncode == 0, result.stderr
+    assert box.called() == [
+        "docker ps --filter name=^wondernest-dev- --format {{.Names}}",
+        "docker stats --no-stream --format table {{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.PIDs}} "
+        "wondernest-dev-api wondernest-dev-postgres",
+    ]
+    box.tool("docker", "exit 0")
+    stopped = box.make("stats")
+    assert stopped.returncode != 0 and "error: no running container of dev: make up first" in stopped.stderr
+
+
 def test_logs_follows_one_service(box: Sandbox) -> None:
     _needs_checkout_venv()
     box.tool("docker", "exit 0")
