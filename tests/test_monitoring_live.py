@@ -395,8 +395,8 @@ def test_the_backup_job_reports_a_verified_backup(stack: Stack) -> None:
     assert float(failed[0]["value"][1]) == 0
 
 
-@contextlib.contextmanager
-def grafana_stand_in() -> Iterator[str]:
+@pytest.fixture(scope="module")
+def grafana() -> Iterator[str]:
     """Grafana has no Debian package: its documented /api/health answer, served."""
     body = json.dumps({"commit": "stand-in", "database": "ok", "version": "11.6.0"}).encode()
 
@@ -468,9 +468,12 @@ def verify(stack: Stack, tmp_path: Path, grafana: str, outputs: dict[str, Any] |
     return {f"{r.service} {r.check}": r for r in run_all(probes(access), access.timeout)}
 
 
-def verified_healthy(stack: Stack, tmp_path: Path, grafana: str) -> dict[str, Result]:
+@pytest.fixture(scope="module")
+def healthy(stack: Stack, grafana: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     """Verify's results once every check passes: the Watchdog's first delivery
-    and the first verified backup take a while after the stack starts."""
+    and the first verified backup take a while after the stack starts. Once
+    for the module: a failure here is every verify test's, reported at once."""
+    tmp_path = tmp_path_factory.mktemp("verify")
 
     def all_pass() -> dict[str, Result] | None:
         results = verify(stack, tmp_path, grafana)
@@ -485,9 +488,8 @@ def verified_healthy(stack: Stack, tmp_path: Path, grafana: str) -> dict[str, Re
     return results
 
 
-def test_verify_passes_every_check_of_the_running_stack(stack: Stack, tmp_path: Path) -> None:
-    with grafana_stand_in() as grafana:
-        results = verified_healthy(stack, tmp_path, grafana)
+def test_verify_passes_every_check_of_the_running_stack(healthy: dict[str, Result]) -> None:
+    results = healthy
     assert set(results) >= {
         "api ready",
         "api auth round trip",
@@ -508,9 +510,7 @@ def test_verify_passes_every_check_of_the_running_stack(stack: Stack, tmp_path: 
     )
 
 
-def test_verify_names_what_is_wrong(stack: Stack, tmp_path: Path) -> None:
-    with grafana_stand_in() as grafana:
-        verified_healthy(stack, tmp_path, grafana)
+def test_verify_names_what_is_wrong(stack: Stack, tmp_path: Path, healthy: dict[str, Result]) -> None:
     # Nothing listens on the discard port: Grafana is down.
     outputs = stack_outputs(stack, "http://127.0.0.1:9")
     outputs["secrets"]["postgres_analytics"] = "not-the-password"
@@ -542,16 +542,16 @@ def test_verify_names_what_is_wrong(stack: Stack, tmp_path: Path) -> None:
     assert results["postgres app logs in"].status == "pass"
 
 
-def test_the_verify_command_reads_the_outputs_and_the_stack_config(stack: Stack, tmp_path: Path) -> None:
+def test_the_verify_command_reads_the_outputs_and_the_stack_config(
+    stack: Stack, tmp_path: Path, grafana: str, healthy: dict[str, Result]
+) -> None:
     """`make verify`'s command as a newcomer runs it, with the dev stack's config:
     its role names are the ones this module's servers have."""
-    with grafana_stand_in() as grafana:
-        verified_healthy(stack, tmp_path, grafana)
-        outputs = tmp_path / "outputs.json"
-        outputs.write_text(json.dumps(stack_outputs(stack, grafana)))
-        command = [sys.executable, "-m", "components.verify", "dev", "--outputs", str(outputs), "--auth"]
-        shown = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-        as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=60, check=False)
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(stack_outputs(stack, grafana)))
+    command = [sys.executable, "-m", "components.verify", "dev", "--outputs", str(outputs), "--auth"]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=60, check=False)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     lines = shown.stdout.splitlines()
     assert lines[0].split() == ["service", "check", "time", "detail"]
@@ -563,11 +563,11 @@ def test_the_verify_command_reads_the_outputs_and_the_stack_config(stack: Stack,
     assert {check["status"] for check in document["checks"]} == {"pass"}
 
 
-def test_verify_asks_alertmanagers_own_api_where_it_can_reach_it(stack: Stack, tmp_path: Path) -> None:
+def test_verify_asks_alertmanagers_own_api_where_it_can_reach_it(
+    stack: Stack, tmp_path: Path, grafana: str, healthy: dict[str, Result]
+) -> None:
     """On AWS the output is the workspace's Alertmanager alerts API, which is
     Alertmanager's v2 API: the same request, here against the real one."""
-    with grafana_stand_in() as grafana:
-        verified_healthy(stack, tmp_path, grafana)
-        outputs = {**stack_outputs(stack, grafana), "alertmanagerUrl": f"{stack.alertmanager}/api/v2/alerts"}
+    outputs = {**stack_outputs(stack, grafana), "alertmanagerUrl": f"{stack.alertmanager}/api/v2/alerts"}
     access = dataclasses.replace(local_access(stack, tmp_path, outputs), target="aws")
     assert services.watchdog_delivered(access).startswith("Watchdog active at Alertmanager since ")

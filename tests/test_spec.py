@@ -63,7 +63,7 @@ def test_the_role_model() -> None:
         ("wondernest_migrator", 3, ()),
         ("wondernest_app", 50, ()),
         ("wondernest_analytics", 10, ()),
-        ("wondernest_monitoring", 3, ("pg_monitor",)),
+        ("wondernest_monitoring", 6, ("pg_monitor",)),
         ("wondernest_backup", 3, ()),
     ]
     for reader in ("wondernest_analytics", "wondernest_backup"):

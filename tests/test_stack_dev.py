@@ -224,7 +224,7 @@ def test_dynamic_resources_carry_their_secrets_as_secrets(dev: Evaluation) -> No
         "wondernest_migrator": 3,
         "wondernest_app": 50,
         "wondernest_analytics": 10,
-        "wondernest_monitoring": 3,
+        "wondernest_monitoring": 6,
         "wondernest_backup": 3,
     }
 

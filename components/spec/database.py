@@ -22,8 +22,10 @@ APP_CONNECTION_LIMIT = 50
 # One migration run holds one connection; two containers may start at once.
 MIGRATOR_CONNECTION_LIMIT = 3
 ANALYTICS_CONNECTION_LIMIT = 10
-# The exporter holds one connection; the rest is room for a restart overlapping.
-MONITORING_CONNECTION_LIMIT = 3
+# postgres_exporter runs its collectors side by side and has been seen holding
+# three connections at once; the rest is room for a restart overlapping and an
+# operator's session (`make psql ROLE=monitoring`, `make verify`).
+MONITORING_CONNECTION_LIMIT = 6
 # The snapshot-holding session plus pg_dump's own connection.
 BACKUP_CONNECTION_LIMIT = 3
 
