@@ -19,7 +19,7 @@ SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 # $(call need,command,message): stop with `error: message` unless the command is on PATH.
 need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
-.PHONY: help preflight check-config venv tools servers lint typecheck test pytest test-fast bench bench-backup \
+.PHONY: help preflight check-config venv tools servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
         local-check local-ready state-check up preview destroy destroy-all outputs psql status stats logs verify reset-db \
         aws-check aws-ready aws-preview aws-up tunnel
 
@@ -104,6 +104,12 @@ bench: $(VENV)/.dev
 
 bench-backup: $(VENV)/.dev
 	$(PY) app/bench/backup_benchmark.py $(ARGS)
+
+bench-login: $(VENV)/.dev
+	$(PY) app/bench/login_benchmark.py $(ARGS)
+
+bench-program: $(VENV)/.dev
+	$(PY) tests/bench_program.py $(ARGS)
 
 # --- The local stack -------------------------------------------------------------
 preflight:
