@@ -93,6 +93,34 @@ def test_cors_allows_only_the_configured_origins(make_client: ClientFactory) -> 
     assert "access-control-allow-origin" not in plain.headers
 
 
+def test_liveness_is_the_same_answer_at_the_edge_and_through_the_app(
+    make_client: ClientFactory, logged: tuple[TestClient, io.BytesIO]
+) -> None:
+    """A probe's /health (no Origin) is answered by the edge; a browser's goes
+    through the app and its CORS handling. Both are the same bytes and both are
+    logged and counted."""
+    client = make_client(CORS_ALLOWED_ORIGINS="https://app.example.com")
+    probe = client.get("/health")
+    browser = client.get("/health", headers={"Origin": "https://app.example.com"})
+    for response in (probe, browser):
+        assert response.status_code == 200 and response.json() == {"status": "UP"}
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert "access-control-allow-origin" not in probe.headers
+    assert browser.headers["access-control-allow-origin"] == "https://app.example.com"
+    head = client.head("/health")
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(len(probe.content))
+    wrong = client.post("/health", json={})
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert 'http_requests_total{method="GET",route="/health",status="200"} 2.0' in client.get(METRICS).text
+    quiet, stream = logged
+    quiet.get("/health", headers={"X-Request-Id": "probe-1"})
+    quiet.get(METRICS)  # a scrape drains the pending request records
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    [probed] = [line for line in lines if line.get("requestId") == "probe-1"]
+    assert probed["route"] == "/health" and probed["status"] == 200 and probed["method"] == "GET"
+
+
 # The metrics listener: TestClient puts the URL's port in the scope's server address.
 METRICS = "http://testserver:9102/metrics"
 
