@@ -556,3 +556,10 @@ def test_the_dev_bucket_service_is_hardened_and_internal(dev: Evaluation) -> Non
     assert not s3.get("ports")
     image = dev.named("docker:index/image:Image", "dev-s3-image").inputs
     assert image["build"]["target"] == "dev-s3"
+
+
+@pytest.mark.parametrize(("cpus", "hashes"), [(1.0, "1"), (0.5, "1"), (2.0, "2"), (3.5, "3")])
+def test_the_api_hashes_as_many_passwords_at_once_as_it_has_cpus(cpus: float, hashes: str) -> None:
+    ev = evaluate({**stack_config(), "api": {**stack_config().get("api", {}), "cpus": cpus}})
+    env = dict(e.split("=", 1) for e in ev.named(CONTAINER_TYPE, "api").inputs["envs"])
+    assert env["HASH_CONCURRENCY"] == hashes

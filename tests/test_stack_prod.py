@@ -991,3 +991,10 @@ def test_replica_settings_are_checked_before_anything_is_declared(aws: dict[str,
         evaluate(prod_config(aws), stack="prod")
     assert len(caught.value.problems) == 1 and caught.value.problems[0].startswith(problem)
     assert not declared_by(prod_config(aws), stack="prod")
+
+
+@pytest.mark.parametrize(("cpu", "memory", "hashes"), [(512, 1024, "1"), (1024, 2048, "1"), (2048, 4096, "2")])
+def test_the_api_task_hashes_as_many_passwords_at_once_as_it_has_vcpus(cpu: int, memory: int, hashes: str) -> None:
+    ev = evaluate(prod_config({"apiCpu": cpu, "apiMemoryMib": memory}), stack="prod")
+    env = {e["name"]: e["value"] for e in containers(ev, "-api")["api"]["environment"]}
+    assert env["HASH_CONCURRENCY"] == hashes

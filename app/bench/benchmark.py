@@ -57,9 +57,11 @@ def pinned(cpu: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def serve(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+def serve(command: list[str], env: dict[str, str], port: int, *, pin: bool = True) -> Iterator[str]:
     with tempfile.NamedTemporaryFile(prefix="wn-bench-", suffix=".log") as log:
-        process = subprocess.Popen([*pinned(0), *command], env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*(pinned(0) if pin else []), *command], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30

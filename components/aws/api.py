@@ -23,6 +23,7 @@ from components.aws.tasks import (
 from components.aws.tls import VERIFIED
 from components.local.api import API_UID, BUILD_INPUTS, CONTAINER_PORT, METRICS_PORT
 from components.local.containers import python_probe_command
+from components.spec.api import hash_concurrency
 from components.spec.naming import Names
 
 # ELBSecurityPolicy-TLS13-1-2-2021-06: TLS 1.3 and 1.2 only, forward-secret ciphers.
@@ -108,6 +109,8 @@ class Api(pulumi.ComponentResource):
             **database_env,
             **({} if args.postgres_reader_hosts is None else {"DB_READ_HOSTS": args.postgres_reader_hosts}),
             "DB_POOL_MAX": str(args.db_pool_max),
+            # Fargate's CPU units: 1024 to a vCPU.
+            "HASH_CONCURRENCY": str(hash_concurrency(args.cpu / 1024)),
             "REDIS_HOST": args.redis_host,
             "REDIS_PORT": str(args.redis_port),
             # Its own ElastiCache user: the default user is off.

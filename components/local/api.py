@@ -19,6 +19,7 @@ from components.local.containers import (
 from components.local.images import app_image
 from components.local.network import Network
 from components.local.secrets import Secrets
+from components.spec.api import hash_concurrency
 from components.spec.naming import Names
 
 # What app/Dockerfile copies, plus the Dockerfile: the image's whole input.
@@ -84,6 +85,7 @@ class Api(pulumi.ComponentResource):
             **database_env,
             "DB_USER": args.db_user,
             "DB_POOL_MAX": str(args.db_pool_max),
+            "HASH_CONCURRENCY": str(hash_concurrency(args.cpus)),
             "REDIS_HOST": args.redis_host,
             "REDIS_PORT": str(args.redis_port),
             "REDIS_USER": args.redis_user,
