@@ -169,7 +169,7 @@ def test_role_attributes_match_the_spec(pg: PostgresServer, applied: Applied) ->
         ("wondernest_app", False, False, False, False, 50, False, True),
         ("wondernest_backup", False, False, False, False, 3, False, True),
         ("wondernest_migrator", False, False, False, False, 3, False, True),
-        ("wondernest_monitoring", False, False, False, False, 3, True, True),
+        ("wondernest_monitoring", False, False, False, False, 6, True, True),
     ]
 
 
@@ -251,7 +251,7 @@ def test_read_reports_the_state_in_the_catalog(pg: PostgresServer, applied: Appl
     assert result.id == props["name"]
     outs = result.outs or {}
     assert outs["member_of"] == ["pg_monitor"]
-    assert outs["connection_limit"] == 3
+    assert outs["connection_limit"] == 6
     assert outs["escalations"] == []
     assert not RoleProvider().diff(props["name"], outs, props).changes
 
