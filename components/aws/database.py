@@ -68,16 +68,8 @@ class Database(pulumi.ComponentResource):
             subnet_ids=args.network.subnet_ids("isolated"),
             opts=child,
         )
-        parameters = aws.rds.ParameterGroup(
-            "parameters",
-            name=names.resource("postgres15"),
-            family=PARAMETER_FAMILY,
-            description="Rendered from the platform's PostgreSQL tuning",
-            parameters=[
-                aws.rds.ParameterGroupParameterArgs(name=p.name, value=p.value, apply_method=p.apply_method)
-                for p in postgres_conf.rds_parameters(args.tuning, slow_query_ms=args.slow_query_ms)
-            ],
-            opts=child,
+        parameters = self._parameter_group(
+            "parameters", "postgres15", "Rendered from the platform's PostgreSQL tuning", args.tuning, args
         )
         monitoring_role = service_role(
             "enhanced-monitoring",
@@ -183,6 +175,21 @@ class Database(pulumi.ComponentResource):
             {"endpoint": self.endpoint, "masterSecretArn": self.master_secret_arn, "readerHosts": self.reader_hosts}
         )
 
+    def _parameter_group(
+        self, resource_name: str, name: str, description: str, tuning: postgres_conf.PostgresTuning, args: DatabaseArgs
+    ) -> aws.rds.ParameterGroup:
+        return aws.rds.ParameterGroup(
+            resource_name,
+            name=args.names.resource(name),
+            family=PARAMETER_FAMILY,
+            description=description,
+            parameters=[
+                aws.rds.ParameterGroupParameterArgs(name=p.name, value=p.value, apply_method=p.apply_method)
+                for p in postgres_conf.rds_parameters(tuning, slow_query_ms=args.slow_query_ms)
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _replicas(
         self, args: DatabaseArgs, parameters: aws.rds.ParameterGroup, monitoring_role_arn: pulumi.Output[str]
     ) -> list[aws.rds.Instance]:
@@ -196,16 +203,12 @@ class Database(pulumi.ComponentResource):
         if args.replica_tuning != args.tuning:
             # Tuned for the replicas' own memory, with the primary's
             # max_connections, which a hot standby needs at least.
-            parameters = aws.rds.ParameterGroup(
+            parameters = self._parameter_group(
                 "replica-parameters",
-                name=names.resource("postgres15-replica"),
-                family=PARAMETER_FAMILY,
-                description="Rendered from the platform's PostgreSQL tuning for the replicas' class",
-                parameters=[
-                    aws.rds.ParameterGroupParameterArgs(name=p.name, value=p.value, apply_method=p.apply_method)
-                    for p in postgres_conf.rds_parameters(args.replica_tuning, slow_query_ms=args.slow_query_ms)
-                ],
-                opts=pulumi.ResourceOptions(parent=self),
+                "postgres15-replica",
+                "Rendered from the platform's PostgreSQL tuning for the replicas' class",
+                args.replica_tuning,
+                args,
             )
         return [
             aws.rds.Instance(
