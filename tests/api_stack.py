@@ -4,11 +4,13 @@ the API's own tests, the monitoring tests and the benchmark."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from components.spec import redis_conf
 from components.spec.database import database_spec
 from components.spec.naming import Names
 from tests.platform_db import PASSWORDS, apply_spec
-from tests.servers import PostgresServer, RedisServer, free_port
+from tests.servers import PostgresServer, RedisServer, free_port, postgres_server, redis_server
 
 APP_DIR = Path(__file__).resolve().parents[1] / "app"
 NAMES = Names(app="wondernest", stack="test")
@@ -33,6 +35,21 @@ def rendered_acl() -> str:
     return redis_conf.render_platform_acl(
         NAMES, app=REDIS_APP_PASSWORD, healthcheck=HEALTHCHECK_PASSWORD, monitoring=REDIS_MONITORING_PASSWORD
     )
+
+
+@contextlib.contextmanager
+def tls_platform() -> Iterator[tuple[PostgresServer, RedisServer]]:
+    """Postgres and Redis TLS-only, as the local stack runs them, with the
+    platform applied over verify-full (the CA from the stack) and migrated."""
+    with (
+        postgres_server(tls=True) as pg,
+        redis_server(
+            acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru", tls=True
+        ) as rd,
+    ):
+        platform(pg)
+        migrate_platform(pg)
+        yield pg, rd
 
 
 def platform(pg: PostgresServer) -> None:

@@ -14,9 +14,9 @@ import redis
 from starlette.testclient import TestClient
 
 from components.postgres.provider import RoleProvider, connect
-from tests.api_stack import APP_DIR, NAMES, api_env, migrate_platform, platform, rendered_acl
+from tests.api_stack import APP_DIR, NAMES, api_env, tls_platform
 from tests.platform_db import PASSWORDS
-from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server, tls_files
+from tests.servers import PostgresServer, RedisServer, tls_files
 
 sys.path.insert(0, str(APP_DIR))
 
@@ -30,16 +30,8 @@ pytestmark = pytest.mark.servers
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[PostgresServer, RedisServer]]:
-    with (
-        postgres_server(tls=True) as pg,
-        redis_server(
-            acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru", tls=True
-        ) as rd,
-    ):
-        # The provider applies the platform over verify-full, with the CA from the stack.
-        platform(pg)
-        migrate_platform(pg)
-        yield pg, rd
+    with tls_platform() as servers:
+        yield servers
 
 
 def tls_env(pg: PostgresServer, rd: RedisServer) -> dict[str, str]:

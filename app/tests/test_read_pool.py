@@ -15,24 +15,16 @@ from starlette.testclient import TestClient
 from wondernest_api.app import Api, create_app
 from wondernest_api.settings import Settings, load_settings
 
-from tests.api_stack import api_env, migrate_platform, platform, rendered_acl
-from tests.servers import PostgresServer, RedisServer, postgres_server, postgres_standby, redis_server
+from tests.api_stack import api_env, tls_platform
+from tests.servers import PostgresServer, RedisServer, postgres_standby
 
 pytestmark = pytest.mark.servers
 
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[PostgresServer, PostgresServer, RedisServer]]:
-    with (
-        postgres_server(tls=True) as pg,
-        redis_server(
-            acl=rendered_acl(), maxmemory_bytes=64 * 1024 * 1024, eviction_policy="allkeys-lru", tls=True
-        ) as rd,
-    ):
-        platform(pg)
-        migrate_platform(pg)
-        with postgres_standby(pg) as standby:
-            yield pg, standby, rd
+    with tls_platform() as (pg, rd), postgres_standby(pg) as standby:
+        yield pg, standby, rd
 
 
 def settings(servers: tuple[PostgresServer, PostgresServer, RedisServer]) -> Settings:
