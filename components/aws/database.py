@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -89,38 +90,18 @@ class Database(pulumi.ComponentResource):
             username=spec.admin_role,
             manage_master_user_password=True,
             master_user_secret_kms_key_id=key_arn,
-            port=POSTGRES_PORT,
             db_subnet_group_name=subnets.name,
-            vpc_security_group_ids=[args.network.security_groups.postgres.id],
-            publicly_accessible=False,
             parameter_group_name=parameters.name,
             multi_az=args.multi_az,
-            storage_type="gp3",
             allocated_storage=args.allocated_storage_gb,
-            max_allocated_storage=args.max_allocated_storage_gb,
-            storage_encrypted=True,
-            kms_key_id=key_arn,
-            ca_cert_identifier="rds-ca-rsa2048-g1",
-            iam_database_authentication_enabled=True,
             backup_retention_period=args.backup_retention_days,
             backup_window=BACKUP_WINDOW,
-            maintenance_window=MAINTENANCE_WINDOW,
-            copy_tags_to_snapshot=True,
             delete_automated_backups=False,
             deletion_protection=True,
             skip_final_snapshot=False,
             final_snapshot_identifier=names.resource("postgres-final"),
-            performance_insights_enabled=True,
-            performance_insights_kms_key_id=key_arn,
-            performance_insights_retention_period=7,
-            monitoring_interval=30,
-            monitoring_role_arn=monitoring_role.arn,
-            enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
-            auto_minor_version_upgrade=True,
             allow_major_version_upgrade=False,
-            # Parameter and class changes wait for the maintenance window, so a
-            # reviewed `pulumi up` never restarts the database mid-day.
-            apply_immediately=False,
+            **self._hardened(args, monitoring_role.arn),
             opts=pulumi.ResourceOptions(parent=self, protect=True),
         )
         self.replicas = self._replicas(args, parameters, monitoring_role.arn)
@@ -175,6 +156,35 @@ class Database(pulumi.ComponentResource):
             {"endpoint": self.endpoint, "masterSecretArn": self.master_secret_arn, "readerHosts": self.reader_hosts}
         )
 
+    @staticmethod
+    def _hardened(args: DatabaseArgs, monitoring_role_arn: pulumi.Input[str]) -> dict[str, Any]:
+        """What the primary and its replicas share: private, encrypted under the
+        stack's key, TLS to a current CA, IAM auth, logs, insights and monitoring."""
+        key_arn = args.secrets.key.arn
+        return {
+            "port": POSTGRES_PORT,
+            "vpc_security_group_ids": [args.network.security_groups.postgres.id],
+            "publicly_accessible": False,
+            "storage_type": "gp3",
+            "max_allocated_storage": args.max_allocated_storage_gb,
+            "storage_encrypted": True,
+            "kms_key_id": key_arn,
+            "ca_cert_identifier": "rds-ca-rsa2048-g1",
+            "iam_database_authentication_enabled": True,
+            "maintenance_window": MAINTENANCE_WINDOW,
+            "copy_tags_to_snapshot": True,
+            "performance_insights_enabled": True,
+            "performance_insights_kms_key_id": key_arn,
+            "performance_insights_retention_period": 7,
+            "monitoring_interval": 30,
+            "monitoring_role_arn": monitoring_role_arn,
+            "enabled_cloudwatch_logs_exports": ["postgresql", "upgrade"],
+            "auto_minor_version_upgrade": True,
+            # Parameter and class changes wait for the maintenance window, so a
+            # reviewed `pulumi up` never restarts the database mid-day.
+            "apply_immediately": False,
+        }
+
     def _parameter_group(
         self, resource_name: str, name: str, description: str, tuning: postgres_conf.PostgresTuning, args: DatabaseArgs
     ) -> aws.rds.ParameterGroup:
@@ -199,7 +209,7 @@ class Database(pulumi.ComponentResource):
         no deletion protection, so lowering the count removes one."""
         if not args.read_replicas:
             return []
-        names, key_arn = args.names, args.secrets.key.arn
+        names = args.names
         if args.replica_tuning != args.tuning:
             # Tuned for the replicas' own memory, with the primary's
             # max_connections, which a hot standby needs at least.
@@ -218,29 +228,11 @@ class Database(pulumi.ComponentResource):
                 # group are the source's, and RDS refuses a subnet group here.
                 replicate_source_db=self.instance.identifier,
                 instance_class=args.replica_class,
-                port=POSTGRES_PORT,
-                vpc_security_group_ids=[args.network.security_groups.postgres.id],
-                publicly_accessible=False,
                 parameter_group_name=parameters.name,
-                storage_type="gp3",
-                max_allocated_storage=args.max_allocated_storage_gb,
-                storage_encrypted=True,
-                kms_key_id=key_arn,
-                ca_cert_identifier="rds-ca-rsa2048-g1",
-                iam_database_authentication_enabled=True,
                 backup_retention_period=0,
-                maintenance_window=MAINTENANCE_WINDOW,
-                copy_tags_to_snapshot=True,
                 deletion_protection=False,
                 skip_final_snapshot=True,
-                performance_insights_enabled=True,
-                performance_insights_kms_key_id=key_arn,
-                performance_insights_retention_period=7,
-                monitoring_interval=30,
-                monitoring_role_arn=monitoring_role_arn,
-                enabled_cloudwatch_logs_exports=["postgresql", "upgrade"],
-                auto_minor_version_upgrade=True,
-                apply_immediately=False,
+                **self._hardened(args, monitoring_role_arn),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             for n in range(1, args.read_replicas + 1)
