@@ -268,3 +268,14 @@ def test_every_probe_is_named_once() -> None:
     access = _access(_arguments(["dev", "--root", str(ROOT)]), local_outputs(), None)
     names = [f"{p.service} {p.check}" for p in probes(access)]
     assert len(names) == len(set(names)) == 7 + 5 + len(data.OBJECT_KINDS) + 1
+
+
+def test_an_unreadable_outputs_file_and_foreign_outputs_are_named(tmp_path: Path) -> None:
+    with pytest.raises(
+        SystemExit, match=r"^error: cannot read the outputs from .*none\.json: No such file or directory$"
+    ):
+        main(["dev", "--root", str(ROOT), "--outputs", str(tmp_path / "none.json")])
+    local = tmp_path / "local.json"
+    local.write_text(json.dumps(local_outputs()))
+    with pytest.raises(SystemExit, match=r"^error: the outputs of 'prod' are not an AWS stack's: "):
+        main(["prod", "--root", str(ROOT), "--outputs", str(local)])

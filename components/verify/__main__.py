@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from components.check_config import StackFileError, check
 from components.spec.backups import max_backup_age_seconds
@@ -38,7 +38,7 @@ from components.verify.access import (
     workspace_region,
 )
 from components.verify.report import as_json, table
-from components.verify.results import Probe, run_all
+from components.verify.results import CheckFailed, Probe, run_all
 
 REQUIRED = ("apiUrl", "prometheusUrl", "alertmanagerUrl", "grafanaUrl", "postgresEndpoint", "postgresDatabase", "roles")
 
@@ -110,6 +110,10 @@ def _access(args: argparse.Namespace, outputs: dict[str, Any], ca_file: str | No
         "auth_round_trip": args.auth,
     }
     if cfg.target == "aws":
+        try:
+            region = workspace_region(str(outputs["prometheusUrl"]))
+        except CheckFailed as exc:
+            raise SystemExit(f"error: the outputs of {args.stack!r} are not an AWS stack's: {exc}") from None
         return Access(
             target="aws",
             spec=database_spec(names, cfg.postgres.schemas).with_alternating_users(),
@@ -117,7 +121,7 @@ def _access(args: argparse.Namespace, outputs: dict[str, Any], ca_file: str | No
             credentials=aws_credentials(outputs, args.timeout),
             postgres=None if args.postgres_via is None else endpoint(outputs["postgresEndpoint"], args.postgres_via),
             redis=None,
-            http_auth=SigV4(workspace_region(str(outputs["prometheusUrl"]))),
+            http_auth=SigV4(region),
             **common,
         )
     return Access(
@@ -132,10 +136,13 @@ def _access(args: argparse.Namespace, outputs: dict[str, Any], ca_file: str | No
 
 
 def _read(path: str, stack: str) -> dict[str, Any]:
-    stream: TextIO
-    with contextlib.ExitStack() as stack_:
-        stream = sys.stdin if path == "-" else stack_.enter_context(open(path, encoding="utf-8"))
-        return read_outputs(stream, REQUIRED, stack=f"stack {stack!r}")
+    if path == "-":
+        return read_outputs(sys.stdin, REQUIRED, stack=f"stack {stack!r}")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return read_outputs(stream, REQUIRED, stack=f"stack {stack!r}")
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read the outputs from {path}: {exc.strerror}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
