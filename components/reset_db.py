@@ -156,14 +156,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ResetError("not confirmed; nothing changed")
 
     backups = f"{prefix}backups"
-    backup = _json(
-        _run(["docker", "exec", backups, "python", "-m", "wondernest_backup", "run"], "the backup before the reset"),
-        "the backup",
-    )["backup"]
-    _run(
-        ["docker", "exec", backups, "python", "-m", "wondernest_backup", "verify", str(backup)],
-        f"verifying backup {backup}",
-    )
+    tool = ["docker", "exec", backups, "python", "-m", "wondernest_backup"]
+    try:
+        backup = _json(_run([*tool, "run"], "the backup before the reset"), "the backup")["backup"]
+        _run([*tool, "verify", str(backup)], f"verifying backup {backup}")
+    except ResetError as exc:
+        raise ResetError(f"{str(exc.code).removeprefix('error: ')}; nothing changed") from None
     print(f"backup {backup}: taken and verified by a restore", flush=True)
 
     api = f"{prefix}api"
