@@ -279,3 +279,10 @@ def test_an_unreadable_outputs_file_and_foreign_outputs_are_named(tmp_path: Path
     local.write_text(json.dumps(local_outputs()))
     with pytest.raises(SystemExit, match=r"^error: the outputs of 'prod' are not an AWS stack's: "):
         main(["prod", "--root", str(ROOT), "--outputs", str(local)])
+
+
+def test_a_tunnel_that_is_not_host_and_port_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        _arguments(["prod", "--postgres-via", "15432"])
+    assert caught.value.code == 2
+    assert "'15432' is not HOST:PORT, e.g. 127.0.0.1:15432" in capsys.readouterr().err

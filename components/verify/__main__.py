@@ -65,6 +65,13 @@ def probes(access: Access) -> list[Probe]:
     return found
 
 
+def _host_port(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:15432")
+    return value
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m components.verify", description=__doc__.split("\n")[0])
     parser.add_argument("stack", help="the stack the outputs are from; its Pulumi.<stack>.yaml says what to expect")
@@ -72,7 +79,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds each check may take (default 10)")
     parser.add_argument("--auth", action="store_true", help="also register, log in, read and log out a throwaway user")
-    parser.add_argument("--postgres-via", metavar="HOST:PORT", help="reach the database through a tunnel (AWS)")
+    parser.add_argument(
+        "--postgres-via", metavar="HOST:PORT", type=_host_port, help="reach the database through a tunnel (AWS)"
+    )
     parser.add_argument("--ca-file", help="the CA bundle the AWS database's certificate chains to")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the project directory (default: here)")
     args = parser.parse_args(argv)
