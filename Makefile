@@ -29,10 +29,11 @@ help:
 	@echo "make test-fast          the tests that start no server, in a minute or two"
 	@echo "make pytest ARGS=...    pytest alone, e.g. ARGS='tests/test_config.py -k port'"
 	@echo "make check-config STACK=prod   validate Pulumi.<stack>.yaml without the Pulumi CLI"
-	@echo "make verify [ARGS=--auth]  check every service of the running stack (see README: Verifying a stack)"
-	@echo "make reset-db [FORCE=1]     the database emptied and rebuilt through the stack, after a verified backup"
+	@echo "make verify [ARGS=--auth]  check every service of the running stack (README, \"Verifying it\")"
+	@echo "make reset-db [FORCE=1]    the database emptied and rebuilt through the stack, after a verified backup"
 	@echo "make preview | outputs | psql ROLE=... | status | stats | logs SERVICE=... | destroy | destroy-all"
-	@echo "make aws-preview | aws-up | tunnel   (STACK=prod|staging; see README)"
+	@echo "make aws-preview | aws-up | tunnel   (STACK=prod|staging; see docs/aws.md)"
+	@echo "make bench | bench-login | bench-backup | bench-program   the benchmarks the README quotes"
 
 # --- Python environments -------------------------------------------------------
 # One venv (Pulumi.yaml names it), filled in stages so each command installs only
