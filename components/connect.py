@@ -14,29 +14,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.stack_outputs import read_outputs
+from components.stack_outputs import reachable, read_outputs, role_login
 
 REQUIRED = ("postgresEndpoint", "postgresDatabase", "roles", "secrets")
 
 
 def libpq_env(outputs: dict[str, Any], role: str, ca_file: str | None = None) -> dict[str, str]:
-    host, port = str(outputs["postgresEndpoint"]).rsplit(":", 1)
-    secrets = outputs["secrets"]
-    if role == "superuser":
-        user, secret = "postgres", "postgres_superuser"
-    elif role in outputs["roles"]:
-        user, secret = outputs["roles"][role], f"postgres_{role}"
-    else:
-        raise SystemExit(f"error: unknown role {role!r}; choose superuser or one of {sorted(outputs['roles'])}")
-    if secret not in secrets:
+    host, port = reachable(str(outputs["postgresEndpoint"]))
+    try:
+        user, _secret, password = role_login(outputs, role)
+    except KeyError:
+        raise SystemExit(
+            f"error: unknown role {role!r}; choose superuser or one of {sorted(outputs['roles'])}"
+        ) from None
+    if not password:
         # The AWS stacks keep the master password in RDS's own secret, not in the outputs.
         raise SystemExit(
             f"error: this stack's outputs hold no password for {role}; read it from where the stack keeps it"
         )
-    password = secrets[secret]
     return {
-        "PGHOST": host if host != "0.0.0.0" else "127.0.0.1",  # noqa: S104 (reading, not binding)
-        "PGPORT": port,
+        "PGHOST": host,
+        "PGPORT": str(port),
         "PGUSER": user,
         "PGPASSWORD": password,
         "PGDATABASE": str(outputs["postgresDatabase"]),

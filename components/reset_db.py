@@ -25,7 +25,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,8 +34,10 @@ import psycopg
 from psycopg import sql
 
 from components.check_config import StackFileError, check
+from components.postgres.provider import connect
 from components.spec.database import database_spec
 from components.spec.naming import Names
+from components.stack_outputs import reachable, role_login
 
 IN_DATABASE = tuple(
     f"pulumi-python:dynamic/postgres:{kind}" for kind in ("Schema", "SchemaGrant", "DatabaseAccess", "Extension")
@@ -74,23 +75,12 @@ def in_database_urns(export: dict[str, Any]) -> list[str]:
 
 def recreate(outputs: dict[str, Any], database: str) -> None:
     """DROP and CREATE as the superuser, over verify-full to the stack's CA."""
-    host, port = str(outputs["postgresEndpoint"]).rsplit(":", 1)
-    with tempfile.NamedTemporaryFile("w", suffix=".pem", prefix="reset-ca-") as ca:
-        ca.write(str(outputs["caCertificate"]))
-        ca.flush()
-        with psycopg.connect(
-            host="127.0.0.1" if host == "0.0.0.0" else host,  # noqa: S104 (reading an address)
-            port=int(port),
-            user="postgres",
-            password=str(outputs["secrets"]["postgres_superuser"]),
-            dbname="postgres",
-            sslmode="verify-full",
-            sslrootcert=ca.name,
-            connect_timeout=10,
-            autocommit=True,
-        ) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    host, port = reachable(str(outputs["postgresEndpoint"]))
+    user, _secret, password = role_login(outputs, "superuser")
+    admin = {"host": host, "port": port, "user": user, "password": password, "database": "postgres"}
+    with connect({**admin, "sslmode": "verify-full", "ca_pem": outputs["caCertificate"], "wait_seconds": 0}) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
 def _wait_healthy(container: str, timeout: float = 120) -> None:
@@ -130,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "pulumi stack output",
     )
     missing = [k for k in ("postgresEndpoint", "postgresDatabase", "caCertificate", "secrets") if k not in outputs]
-    if missing or "postgres_superuser" not in (outputs.get("secrets") or {}):
+    if missing or not role_login(outputs, "superuser")[2]:
         raise ResetError(
             f"the outputs of {stack} lack {', '.join(missing) or 'secrets.postgres_superuser'}: run make up first"
         )

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import requests
 
 from components.spec.database import DatabaseSpec
+from components.stack_outputs import reachable, role_login
 from components.verify.results import CheckFailed, Skipped
 
 Credentials = Callable[[str], tuple[str, str]]
@@ -47,32 +48,27 @@ class Access:
 
 
 def endpoint(address: str, via: str | None = None) -> Endpoint:
-    """`host:port` from an output; a wildcard bind is reached on loopback."""
-    host, port = address.rsplit(":", 1)
-    if host in ("0.0.0.0", "::", "[::]"):  # noqa: S104 (reading an address, not binding one)
-        host = "127.0.0.1"
+    """`host:port` from an output; `via`, the tunnel it is reached through."""
+    host, port = reachable(address)
     if via is None:
-        return Endpoint(host, int(port))
+        return Endpoint(host, port)
     via_host, via_port = via.rsplit(":", 1)
     return Endpoint(host, int(via_port), hostaddr=via_host)
 
 
 def local_credentials(outputs: Mapping[str, Any]) -> Credentials:
-    secrets: Mapping[str, str] = outputs.get("secrets") or {}
-    roles: Mapping[str, str] = outputs.get("roles") or {}
-
     def credentials(key: str) -> tuple[str, str]:
-        if key == "postgres-admin":
-            user, secret = "postgres", "postgres_superuser"
-        elif key.startswith("postgres-"):
-            user, secret = roles.get(key.removeprefix("postgres-"), ""), key.replace("-", "_")
-        elif key == "redis-app":
+        if key == "redis-app":
             user, secret = str(outputs.get("redisUser", "")), "redis_app"
+            password = str((outputs.get("secrets") or {}).get(secret, ""))
+        elif key.startswith("postgres-"):
+            role = key.removeprefix("postgres-")
+            user, secret, password = role_login(outputs, "superuser" if role == "admin" else role)
         else:
             raise KeyError(key)
-        if secret not in secrets:
+        if not password:
             raise Skipped(f"the outputs hold no {secret} (were they read with --show-secrets?)")
-        return user, str(secrets[secret])
+        return user, password
 
     return credentials
 
