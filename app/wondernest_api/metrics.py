@@ -85,8 +85,9 @@ class RequestStats(Collector):
 
 class Metrics:
     def __init__(self) -> None:
-        self._pools: PoolCollector | None = None
         self.registry = CollectorRegistry()
+        self._pools = PoolCollector()
+        self.registry.register(self._pools)
         # CPU, memory and file descriptors of this process, from /proc.
         ProcessCollector(registry=self.registry)
         self.requests = RequestStats(LATENCY_BUCKETS)
@@ -110,7 +111,4 @@ class Metrics:
 
     def watch_pool(self, pool: str, stats: Callable[[], dict[str, int]]) -> None:
         """A pool's statistics as `db_pool_*{pool="<pool>"}`."""
-        if self._pools is None:
-            self._pools = PoolCollector()
-            self.registry.register(self._pools)
         self._pools.add(pool, stats)
