@@ -35,7 +35,6 @@ from psycopg import sql
 
 from components.check_config import StackFileError, check
 from components.postgres.provider import connect
-from components.spec.database import database_spec
 from components.spec.naming import Names
 from components.stack_outputs import reachable, role_login
 
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.target != "docker":
         raise ResetError(f"{stack} is an AWS stack: its database is reset by restoring into RDS (docs/aws.md)")
     names = Names(app=cfg.app_name, stack=stack)
-    database = database_spec(names, cfg.postgres.schemas).name
+    database = names.database
     prefix = names.resource("")
 
     outputs = _json(
