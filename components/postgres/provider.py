@@ -417,6 +417,7 @@ class SchemaProvider(PostgresProvider):
     def _apply(self, props: Mapping[str, Any], _olds: Mapping[str, Any]) -> None:
         schema, owner = sql.Identifier(props["name"]), sql.Identifier(props["owner"])
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
+            _lock_schema_acl(cur, props["name"])
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(schema, owner))
             cur.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, owner))
             cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
@@ -678,6 +679,7 @@ class SchemaGrantProvider(PostgresProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
             role, schema = props["role"], props["schema"]
+            _lock_schema_acl(cur, schema)
             if _oid(cur, "role", role) is None or _oid(cur, "schema", schema) is None:
                 return
             _revoke_all(cur, role, schema, props.get("default_owners") or ())
@@ -689,6 +691,7 @@ class SchemaGrantProvider(PostgresProvider):
         table_privs = props.get("table_privileges") or []
         seq_privs = props.get("sequence_privileges") or []
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
+            _lock_schema_acl(cur, schema)
             # Revoke-then-grant in one transaction: the result is exactly the
             # declared set, whatever was there before, and nobody sees the gap.
             _revoke_all(cur, role, schema, sorted(set(owners) | set(previous_owners)))
@@ -763,6 +766,15 @@ def _foreign_relations(cur: psycopg.Cursor[Any], role: str, schema: str) -> list
         (schema, role),
     )
     return [(row[0], row[1]) for row in cur.fetchall()]
+
+
+def _lock_schema_acl(cur: psycopg.Cursor[Any], schema: str) -> None:
+    """Hold, until the transaction ends, the one lock every change to a
+    schema's rights takes. `pulumi up` applies the grants on one schema in
+    parallel, and two transactions rewriting the same catalog row (the
+    schema's ACL, a default-privilege entry) make the later one fail with
+    "tuple concurrently updated" instead of waiting."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext('wondernest:schema-acl'), hashtext(%s))", (schema,))
 
 
 def _revoke_all(cur: psycopg.Cursor[Any], role: str, schema: str, owners: Iterable[str]) -> None:
