@@ -269,7 +269,10 @@ def dev_resources() -> list[Resource]:
 
 WRITABLE = [
     "alertmanager",
+    "api",
+    "backups",
     "grafana",
+    "migrations",
     "pgadmin",
     "postgres",
     "postgres-exporter",

@@ -119,8 +119,8 @@ class Api(pulumi.ComponentResource):
                 ],
                 volumes=[docker.ContainerVolumeArgs(volume_name=secrets_volume.name, container_path=SECRETS_DIR)],
                 publish=[Publish(CONTAINER_PORT, args.host_port, args.bind_address)],
-                read_only=True,
-                # A private tmpfs, the only writable path besides the secrets volume.
+                # Writable: its secret files are uploaded (see ContainerSpec.read_only).
+                read_only=False,
                 tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=64m"},  # noqa: S108
                 healthcheck=python_probe(
                     CONTAINER_PORT,
@@ -167,7 +167,8 @@ class Api(pulumi.ComponentResource):
                     SecretFile(CA_FILE, args.ca_pem, API_UID),
                 ],
                 volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=SECRETS_DIR)],
-                read_only=True,
+                # Writable: its secret files are uploaded (see ContainerSpec.read_only).
+                read_only=False,
                 tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=16m"},  # noqa: S108
                 healthcheck=None,
                 labels=names.labels("migrations"),

@@ -123,9 +123,8 @@ class Backups(pulumi.ComponentResource):
                     docker.ContainerVolumeArgs(volume_name=backups.name, container_path=BACKUP_DIR),
                     docker.ContainerVolumeArgs(volume_name=secrets_volume.name, container_path=SECRETS_DIR),
                 ],
-                # Scratch space for the throwaway verification server is on the
-                # backups volume (TMPDIR in the image), so the root can stay read-only.
-                read_only=True,
+                # Writable: its secret files are uploaded (see ContainerSpec.read_only).
+                read_only=False,
                 tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=64m"},  # noqa: S108
                 shm_size_mb=256,
                 healthcheck=python_probe(

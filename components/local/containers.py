@@ -52,8 +52,9 @@ class ContainerSpec:
     publish: Sequence[Publish] = ()
     capabilities_add: Sequence[str] = ()
     read_only: bool = False
-    """True wherever the image allows; False only where files are uploaded into
-    the container, since Docker refuses to copy into a read-only root."""
+    """True wherever the image allows; False wherever files are uploaded. The
+    provider copies every upload through the container's root (`/`), and Docker
+    refuses that for a read-only root even when the file's path is on a volume."""
     tmpfs: Mapping[str, str] = field(default_factory=dict)
     shm_size_mb: int | None = None
     cpus: float | None = None
@@ -112,6 +113,8 @@ def python_probe(
 def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.ResourceOptions) -> docker.Container:
     if (spec.healthcheck is None) != spec.one_shot:
         raise ValueError(f"{spec.name}: a service needs a healthcheck, and only a one-shot job goes without")
+    if spec.read_only and (spec.config_files or spec.secret_files):
+        raise ValueError(f"{spec.name}: Docker refuses uploads into a read-only root; deliver the files another way")
     memory_mb = max(spec.memory_bytes // MIB, 6)
     return docker.Container(
         resource_name,
