@@ -109,11 +109,11 @@ def test_pgadmin_servers_json_and_pgpass() -> None:
             username="postgres",
         )
     )["Servers"]["1"]
-    assert servers["Host"] == "postgres" and servers["PassFile"] == "/pgpass"
+    assert servers["Host"] == "postgres" and servers["PassFile"] == "/.pgpass"
+    assert servers["SSLMode"] == "verify-full" and "SSLRootCert" not in servers
     assert pgadmin.render_pgpass(host="postgres", port=5432, database="*", username="u", password="p:w\\") == (
         "postgres:5432:*:u:p\\:w\\\\\n"
     )
-    assert pgadmin.storage_dir("admin@example.com") == "/var/lib/pgadmin/storage/admin_example.com"
 
 
 def _conf_values(text: str) -> dict[str, str]:

@@ -90,20 +90,14 @@ class DevTools(pulumi.ComponentResource):
                     # The image starts postfix through sudo for password-reset mail,
                     # which no-new-privileges forbids and a dev stack does not need.
                     "PGADMIN_DISABLE_POSTFIX=1",
+                    f"PGPASS_FILE={pgadmin.PGPASS_FILE}",
+                    f"PGSSLROOTCERT={pgadmin.CA_FILE}",
                 ],
                 config_files={pgadmin.CONTAINER_SERVERS_FILE: servers},
                 secret_files=[
                     SecretFile(LOGIN_PASSWORD_FILE, args.secrets.get("pgadmin-login"), pgadmin.CONTAINER_UID),
-                    SecretFile(
-                        f"{pgadmin.storage_dir(args.login_email)}/{pgadmin.PASSFILE_NAME}",
-                        pgpass,
-                        pgadmin.CONTAINER_UID,
-                    ),
-                    SecretFile(
-                        f"{pgadmin.storage_dir(args.login_email)}/{pgadmin.CA_FILE_NAME}",
-                        args.ca_pem,
-                        pgadmin.CONTAINER_UID,
-                    ),
+                    SecretFile(pgadmin.PGPASS_FILE, pgpass, pgadmin.CONTAINER_UID),
+                    SecretFile(pgadmin.CA_FILE, args.ca_pem, pgadmin.CONTAINER_UID),
                 ],
                 volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path="/var/lib/pgadmin")],
                 publish=[Publish(pgadmin.CONTAINER_PORT, args.host_port, args.bind_address)],

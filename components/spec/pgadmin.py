@@ -7,15 +7,13 @@ import json
 CONTAINER_SERVERS_FILE = "/pgadmin4/servers.json"
 CONTAINER_UID = "5050"
 CONTAINER_PORT = 80
-STORAGE_ROOT = "/var/lib/pgadmin/storage"
-PASSFILE_NAME = "pgpass"
-CA_FILE_NAME = "ca.crt"
-
-
-def storage_dir(login_email: str) -> str:
-    """pgAdmin keeps each login's files in a directory named after the email with
-    '@' replaced by '_'; in server mode servers.json paths are relative to it."""
-    return f"{STORAGE_ROOT}/{login_email.replace('@', '_')}"
+# Delivered outside pgAdmin's storage: an upload would create the storage
+# directories as root, and pgAdmin refuses to start without write access to them.
+PGPASS_FILE = "/run/secrets/pgpass"
+"""The image's entrypoint copies PGPASS_FILE into the login's storage as `.pgpass` on first start."""
+CA_FILE = "/run/secrets/ca.crt"
+"""Given to libpq as PGSSLROOTCERT: in server mode pgAdmin resolves a
+servers.json SSLRootCert inside the login's storage only."""
 
 
 def render_servers_json(*, name: str, group: str, host: str, port: int, database: str, username: str) -> str:
@@ -28,10 +26,10 @@ def render_servers_json(*, name: str, group: str, host: str, port: int, database
                 "Port": port,
                 "MaintenanceDB": database,
                 "Username": username,
-                # The server's certificate chains to the stack's CA and names the host.
+                # The server's certificate chains to the stack's CA (PGSSLROOTCERT) and names the host.
                 "SSLMode": "verify-full",
-                "SSLRootCert": f"/{CA_FILE_NAME}",
-                "PassFile": f"/{PASSFILE_NAME}",
+                # Relative to the login's storage, where the entrypoint copied PGPASS_FILE.
+                "PassFile": "/.pgpass",
             }
         }
     }
