@@ -42,6 +42,10 @@ def declare_database_objects(
     """Logical names are `role-<key>`, `schema-<name>`, `grant-<schema>-<role key>`:
     stable, so a preview after a code change shows only what really changed."""
     server = pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on))
+    # The schemas and the role that owns their tables hold or own data, which
+    # lives in the protected volume (or instance): `pulumi destroy` leaves them
+    # in the database instead of failing on the provider's refusal to drop
+    # data, and the next `up` adopts them as they are.
     roles: dict[str, Role] = {}
     for role in spec.roles:
         # An alternate user is a member of its role: that role must exist first.
@@ -52,12 +56,15 @@ def declare_database_objects(
             members=spec.members(role),
             password=password_for(role.key),
             connection=connection,
-            opts=pulumi.ResourceOptions.merge(server, pulumi.ResourceOptions(depends_on=acted)),
+            opts=pulumi.ResourceOptions.merge(
+                server,
+                pulumi.ResourceOptions(depends_on=acted, retain_on_delete=role.name == spec.object_owner),
+            ),
         )
     key_of = {role.name: role.key for role in spec.roles}
     # What another role owns in a schema is handed to the object owner: it must exist first.
     owned_by = pulumi.ResourceOptions.merge(
-        server, pulumi.ResourceOptions(depends_on=[roles[key_of[spec.object_owner]]])
+        server, pulumi.ResourceOptions(depends_on=[roles[key_of[spec.object_owner]]], retain_on_delete=True)
     )
     schemas = {
         name: Schema(f"schema-{name}", spec=spec, schema=name, connection=connection, opts=owned_by)
