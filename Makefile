@@ -19,14 +19,15 @@ SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 # $(call need,command,message): stop with `error: message` unless the command is on PATH.
 need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
-.PHONY: help preflight check-config venv tools servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
-        local-check local-ready state-check up preview destroy destroy-all outputs psql status stats logs verify reset-db \
+.PHONY: help preflight check-config venv tools servers e2e-servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
+        e2e local-check local-ready state-check up preview destroy destroy-all outputs psql status stats logs verify reset-db \
         aws-check aws-ready aws-preview aws-up tunnel
 
 help:
 	@echo "make up                 the local dev stack (pulumi up on $(STACK), state in .pulumi-state/)"
 	@echo "make test               ruff, mypy and every test (installs what it needs; servers: make servers)"
 	@echo "make test-fast          the tests that start no server, in a minute or two"
+	@echo "make e2e                the dev stack applied on a Docker engine of its own (root; README, \"On a real engine\")"
 	@echo "make pytest ARGS=...    pytest alone, e.g. ARGS='tests/test_config.py -k port'"
 	@echo "make check-config STACK=prod   validate Pulumi.<stack>.yaml without the Pulumi CLI"
 	@echo "make verify [ARGS=--auth]  check every service of the running stack (README, \"Verifying it\")"
@@ -81,6 +82,13 @@ servers:
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SERVER_PACKAGES) >/dev/null
 
+# make e2e's: debootstrap, and Debian's docker.io unless a dockerd is already
+# installed (Docker's own docker-ce packages conflict with it).
+e2e-servers:
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    debootstrap $$(command -v dockerd >/dev/null || echo docker.io) >/dev/null
+
 # --- Tests ------------------------------------------------------------------------
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check --no-cache .
@@ -99,6 +107,11 @@ pytest: $(VENV)/.dev tools
 
 test-fast: $(VENV)/.dev
 	$(PY) -m pytest -m "not servers" $(ARGS)
+
+# Its own dockerd (data under .e2e/, removed afterwards), stand-in upstream
+# images, the project's images, the program's graph applied and verified.
+e2e: $(VENV)/.dev
+	$(PY) -m pytest -m e2e tests/e2e $(ARGS)
 
 bench: $(VENV)/.dev
 	$(PY) app/bench/benchmark.py $(ARGS)

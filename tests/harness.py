@@ -50,6 +50,7 @@ class RecordingMonitor(MockMonitor):
             "property_dependencies": {key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
             "additional_secret_outputs": list(request.additionalSecretOutputs),
             "ignore_changes": list(request.ignoreChanges),
+            "retain_on_delete": bool(request.retainOnDelete),
         }
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
@@ -71,6 +72,8 @@ def tls_mock_state(typ: str, name: str) -> dict[str, str]:
 @dataclass
 class RecordingMocks(pulumi.runtime.Mocks):
     declared: list[Declared] = field(default_factory=list)
+    monitor: RecordingMonitor | None = None
+    """Set by `evaluate`: the options of the resource being registered are in its `options`."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.declared.append(Declared(args.typ, args.name, dict(args.inputs)))
@@ -132,9 +135,10 @@ def evaluate(
     program: Callable[[], dict[str, Any]] = main,
     project: str = NAMESPACE,
     other_keys: Mapping[str, str] | None = None,
+    mocks: RecordingMocks | None = None,
 ) -> Evaluation:
-    """Run the program once, as `pulumi up` would, against recording mocks:
-    `config` under the project's namespace, `other_keys` fully qualified."""
+    """Run the program once, as `pulumi up` would, against recording mocks (or
+    the given ones): `config` under the project's namespace, `other_keys` fully qualified."""
     pulumi.runtime.set_all_config(
         {
             **{
@@ -145,8 +149,9 @@ def evaluate(
         },
         [f"{project}:{key}" for key in secret_keys or []],
     )
-    mocks = RecordingMocks()
+    mocks = mocks or RecordingMocks()
     monitor = RecordingMonitor(mocks)
+    mocks.monitor = monitor
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     captured: dict[str, Any] = {}
     secret: set[str] = set()

@@ -1,0 +1,518 @@
+"""Applies the program's graph to a real Docker engine, for the end-to-end tests.
+
+The program runs under the mock runtime exactly as the other tests run it, but
+each resource the monitor registers is performed for real as it arrives (the
+runtime hands a resource over only once its inputs, and the resources it
+depends on, are done, as the engine does): passwords and certificates are
+generated, images built or found, networks, volumes and containers created
+with the Docker SDK following terraform-provider-docker's
+resource_docker_container_funcs.go (create; networks_advanced replacing the
+default bridge; `uploads` as one tar each through CopyToContainer; start;
+`wait` polling for healthy within wait_timeout; `attach` waiting for the exit),
+and the dynamic Postgres provider runs its own check/diff/create/update/delete
+against the container's database. The real outputs flow back into the
+program, so what a resource receives is what `pulumi up` would give it.
+
+A `State` kept between applies makes a second apply a diff: unchanged inputs
+are no operation, a changed dynamic resource gets the provider's diff and
+update or replace, any other changed resource is replaced. `destroy` removes
+what `pulumi destroy --exclude-protected` would. A type it has no handler for
+fails the apply.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dill
+import docker.errors
+import pulumi
+from pulumi.dynamic import ResourceProvider
+
+from tests.e2e import crypto
+from tests.e2e.engine import Engine
+from tests.harness import RecordingMocks
+
+ROOT = Path(__file__).resolve().parents[2]
+MIB = 1024 * 1024
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+PROVIDER_KEY = "__provider"
+
+
+class UnknownResourceType(Exception):
+    pass
+
+
+def get_provider(props: Mapping[str, Any]) -> ResourceProvider:
+    """The provider object the program serialised into `__provider`, as
+    pulumi's dynamic provider host loads it (its module runs a server on import)."""
+    # The program's own serialised provider, from this run's inputs.
+    provider = dill.loads(base64.b64decode(props[PROVIDER_KEY]))  # noqa: S301
+    assert isinstance(provider, ResourceProvider)
+    return provider
+
+
+def plain(value: Any) -> Any:
+    """Inputs as a provider receives them: secrets unwrapped, whole floats as ints."""
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return plain(value["value"])
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@dataclass
+class Applied:
+    typ: str
+    name: str
+    id: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    options: dict[str, Any]
+
+
+@dataclass
+class State:
+    """What the engine's state file holds: each resource's id, inputs, outputs and options, in creation order."""
+
+    resources: dict[tuple[str, str], Applied] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def put(self, applied: Applied) -> None:
+        with self.lock:
+            self.resources.pop((applied.typ, applied.name), None)
+            self.resources[(applied.typ, applied.name)] = applied
+
+
+@dataclass
+class Step:
+    op: str
+    """create, same, update, replace, delete, forget, skip."""
+    typ: str
+    name: str
+
+
+def _duration_ns(text: str) -> int:
+    """A Go duration (`15s`, `1m30s`, `500ms`) in nanoseconds."""
+    units = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a Go duration")
+    return int(sum(float(n) * units[u] for n, u in parts))
+
+
+def upload_tar(upload: Mapping[str, Any]) -> bytes:
+    """One upload as the provider writes it: a tar holding the file at its
+    absolute path, mode from `permissions` (else 0744 executable, 0644),
+    owner and group numeric."""
+    sources = [k for k in ("content", "contentBase64", "source") if upload.get(k)]
+    if len(sources) != 1:
+        raise ValueError(f"upload {upload.get('file')}: exactly one of content, content_base64, source")
+    if upload.get("content"):
+        data = str(upload["content"]).encode()
+    elif upload.get("contentBase64"):
+        data = base64.b64decode(upload["contentBase64"])
+    else:
+        data = Path(upload["source"]).read_bytes()
+    default_mode = 0o744 if upload.get("executable") else 0o644
+    mode = int(upload["permissions"], 8) if upload.get("permissions") else default_mode
+    info = tarfile.TarInfo(str(upload["file"]))
+    info.mode = mode
+    info.size = len(data)
+    info.mtime = int(time.time())
+    info.uid = int(upload.get("owner") or 0)
+    info.gid = int(upload.get("group") or 0)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class DockerResources:
+    """Create and delete for the docker provider's resource types."""
+
+    def __init__(self, engine: Engine, log: Callable[[str], None]) -> None:
+        self.engine = engine
+        self.api = engine.client.api
+        self.log = log
+        self.image_sizes: dict[str, int] = {}
+
+    # --- docker:index/network:Network
+    def create_network(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        ipam = None
+        if inputs.get("ipamConfigs"):
+            ipam = docker.types.IPAMConfig(
+                driver=inputs.get("ipamDriver", "default"),
+                pool_configs=[
+                    docker.types.IPAMPool(subnet=c.get("subnet"), gateway=c.get("gateway"), iprange=c.get("ipRange"))
+                    for c in inputs["ipamConfigs"]
+                ],
+            )
+        created = self.api.create_network(
+            inputs["name"],
+            driver=inputs.get("driver"),
+            options=inputs.get("options"),
+            ipam=ipam,
+            check_duplicate=True,
+            internal=bool(inputs.get("internal")),
+            labels={item["label"]: item["value"] for item in inputs.get("labels") or []},
+            enable_ipv6=bool(inputs.get("ipv6")),
+            attachable=bool(inputs.get("attachable")),
+            ingress=bool(inputs.get("ingress")),
+        )
+        return created["Id"], {**inputs, "scope": "local"}
+
+    def delete_network(self, id_: str, _outputs: dict[str, Any]) -> None:
+        network = self.engine.client.networks.get(id_)
+        for container in network.attrs.get("Containers") or {}:
+            network.disconnect(container, force=True)
+        network.remove()
+
+    # --- docker:index/volume:Volume
+    def create_volume(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        volume = self.api.create_volume(
+            inputs.get("name"),
+            driver=inputs.get("driver", "local"),
+            driver_opts=inputs.get("driverOpts"),
+            labels={item["label"]: item["value"] for item in inputs.get("labels") or []},
+        )
+        return volume["Name"], {**inputs, "mountpoint": volume["Mountpoint"], "driver": volume["Driver"]}
+
+    def delete_volume(self, id_: str, _outputs: dict[str, Any]) -> None:
+        # The provider retries while a container still holds the volume; so does this.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.api.remove_volume(id_, force=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    # --- docker:index/remoteImage:RemoteImage
+    def create_remote_image(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """findImage: the local image by name first, a pull only when absent."""
+        name = inputs["name"]
+        try:
+            image = self.engine.client.images.get(name)
+        except docker.errors.ImageNotFound:
+            image = self.engine.client.images.pull(name)
+        digests = image.attrs.get("RepoDigests") or []
+        return f"{image.id}{name}", {**inputs, "imageId": image.id, "repoDigest": digests[0] if digests else ""}
+
+    def delete_remote_image(self, _id: str, outputs: dict[str, Any]) -> None:
+        if not outputs.get("keepLocally"):
+            self.engine.client.images.remove(outputs["name"], force=bool(outputs.get("forceRemove")))
+
+    # --- docker:index/image:Image (built, not pushed)
+    def create_image(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if not inputs.get("skipPush"):
+            raise UnknownResourceType("docker Image with a push: no registry here")
+        build = inputs.get("build") or {}
+        command = ["build", "-t", inputs["imageName"], "-f", str(ROOT / build.get("dockerfile", "Dockerfile"))]
+        if build.get("target"):
+            command += ["--target", build["target"]]
+        for key, value in (build.get("args") or {}).items():
+            command += ["--build-arg", f"{key}={value}"]
+        command.append(str(ROOT / build.get("context", ".")))
+        started = time.monotonic()
+        result = self.engine.cli(*command, check=False)
+        if result.returncode:
+            raise RuntimeError(f"docker build of {inputs['imageName']} failed:\n{result.stdout[-3000:]}{result.stderr}")
+        image = self.engine.client.images.get(inputs["imageName"])
+        self.image_sizes[inputs["imageName"]] = int(image.attrs["Size"])
+        self.log(
+            f"built {inputs['imageName']} in {time.monotonic() - started:.0f} s, {image.attrs['Size'] / MIB:.0f} MiB"
+        )
+        return inputs["imageName"], {**inputs, "repoDigest": "", "baseImageName": inputs["imageName"]}
+
+    def delete_image(self, _id: str, _outputs: dict[str, Any]) -> None:
+        """pulumi-docker leaves a built image in the local store on delete."""
+
+    # --- docker:index/container:Container
+    def create_container(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        api = self.api
+        image = inputs["image"]
+        self.engine.client.images.get(image)  # Unable to create container with image ...
+        binds, container_paths = [], []
+        for volume in inputs.get("volumes") or []:
+            if volume.get("fromContainer") or volume.get("hostPath"):
+                raise UnknownResourceType("container volumes from a container or a host path")
+            mode = "ro" if volume.get("readOnly") else "rw"
+            binds.append(f"{volume['volumeName']}:{volume['containerPath']}:{mode}")
+            container_paths.append(volume["containerPath"])
+        exposed: list[tuple[int, str]] = []
+        bindings: dict[int | str, Any] = {}
+        for port in inputs.get("ports") or []:
+            key = f"{port['internal']}/{port.get('protocol', 'tcp')}"
+            exposed.append((int(port["internal"]), port.get("protocol", "tcp")))
+            bindings.setdefault(key, []).append((port.get("ip", ""), port.get("external")))
+        caps = inputs.get("capabilities") or {}
+        host_config = api.create_host_config(
+            binds=binds or None,
+            port_bindings=bindings or None,
+            privileged=bool(inputs.get("privileged")),
+            publish_all_ports=bool(inputs.get("publishAllPorts")),
+            restart_policy={"Name": inputs.get("restart", "no"), "MaximumRetryCount": inputs.get("maxRetryCount", 0)},
+            auto_remove=bool(inputs.get("rm")),
+            read_only=bool(inputs.get("readOnly")),
+            log_config=docker.types.LogConfig(type=inputs.get("logDriver", ""), config=inputs.get("logOpts") or {}),
+            tmpfs=inputs.get("tmpfs") or None,
+            cap_add=caps.get("adds") or None,
+            cap_drop=caps.get("drops") or None,
+            security_opt=inputs.get("securityOpts") or None,
+            mem_limit=int(inputs["memory"]) * MIB if inputs.get("memory") else None,
+            shm_size=int(inputs["shmSize"]) * MIB if inputs.get("shmSize") else None,
+            nano_cpus=int(float(inputs["cpus"]) * 1e9) if inputs.get("cpus") else None,
+            init=bool(inputs.get("init", False)),
+        )
+        healthcheck = None
+        if inputs.get("healthcheck"):
+            check = inputs["healthcheck"]
+            healthcheck = {
+                "test": check["tests"],
+                "interval": _duration_ns(check.get("interval", "0s")),
+                "timeout": _duration_ns(check.get("timeout", "0s")),
+                "start_period": _duration_ns(check.get("startPeriod", "0s")),
+                "retries": int(check.get("retries", 0)),
+            }
+        created = api.create_container(
+            image,
+            command=inputs.get("command"),
+            entrypoint=inputs.get("entrypoints"),
+            user=inputs.get("user"),
+            environment=inputs.get("envs"),
+            labels={item["label"]: item["value"] for item in inputs.get("labels") or []},
+            healthcheck=healthcheck,
+            host_config=host_config,
+            name=inputs["name"],
+            stop_signal=inputs.get("stopSignal"),
+            stop_timeout=inputs.get("stopTimeout"),
+            volumes=container_paths or None,
+            ports=exposed or None,
+            working_dir=inputs.get("workingDir"),
+            hostname=inputs.get("hostname"),
+        )
+        cid = created["Id"]
+        if inputs.get("networksAdvanced"):
+            try:
+                api.disconnect_container_from_network(cid, "bridge")
+            except docker.errors.APIError as exc:
+                if "is not connected to the network bridge" not in str(exc):
+                    raise
+            for network in inputs["networksAdvanced"]:
+                api.connect_container_to_network(cid, network["name"], aliases=network.get("aliases") or None)
+        for upload in inputs.get("uploads") or []:
+            api.put_archive(cid, "/", upload_tar(upload))
+        if inputs.get("start", True):
+            api.start(cid)
+            if inputs.get("wait"):
+                self._wait_healthy(cid, inputs["name"], int(inputs.get("waitTimeout", 60)))
+        outputs = {**inputs, "id": cid}
+        if inputs.get("attach"):
+            outputs["exitCode"] = api.wait(cid)["StatusCode"]
+        state = api.inspect_container(cid)["State"]
+        if inputs.get("mustRun", True) and not state["Running"]:
+            raise RuntimeError(f"container {inputs['name']} failed to be in running state:\n{self.logs(cid)}")
+        return cid, outputs
+
+    def _wait_healthy(self, cid: str, name: str, timeout_s: int) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self.api.inspect_container(cid)["State"]
+            health = state.get("Health")
+            if health is None:
+                raise RuntimeError(f"{name}: `wait` without a healthcheck")
+            if health["Status"] == "healthy":
+                return
+            if time.monotonic() > deadline:
+                last = (health.get("Log") or [{}])[-1].get("Output", "")
+                raise RuntimeError(
+                    f"container {name} failed to be in healthy state in {timeout_s} s "
+                    f"(status {state['Status']}, last probe: {last.strip()!r}):\n{self.logs(cid)}"
+                )
+            time.sleep(1)
+
+    def logs(self, cid: str) -> str:
+        logs: bytes = self.api.logs(cid, tail=40)
+        return logs.decode(errors="replace")
+
+    def delete_container(self, id_: str, outputs: dict[str, Any]) -> None:
+        try:
+            if not outputs.get("attach"):
+                self.api.stop(id_, timeout=int(outputs.get("destroyGraceSeconds") or 0))
+            self.api.remove_container(id_, v=outputs.get("removeVolumes", True), force=True)
+        except docker.errors.NotFound:
+            return
+
+
+Handler = tuple[Callable[[dict[str, Any]], tuple[str, dict[str, Any]]], Callable[[str, dict[str, Any]], None] | None]
+
+
+def _generated(
+    compute: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]:
+    return lambda inputs: ("none", compute(inputs))
+
+
+class EngineMocks(RecordingMocks):
+    """The mock runtime's resource hook, performing each resource on the engine."""
+
+    def __init__(
+        self, engine: Engine, state: State, *, skip: Mapping[tuple[str, str], str], log: Callable[[str], None]
+    ) -> None:
+        super().__init__()
+        self.state = state
+        self.skip = dict(skip)
+        self.log = log
+        self.steps: list[Step] = []
+        self.docker = DockerResources(engine, log)
+        d = self.docker
+        self.handlers: dict[str, Handler] = {
+            "random:index/randomPassword:RandomPassword": (_generated(crypto.random_password), None),
+            "tls:index/privateKey:PrivateKey": (_generated(crypto.private_key), None),
+            "tls:index/selfSignedCert:SelfSignedCert": (_generated(crypto.self_signed_cert), None),
+            "tls:index/certRequest:CertRequest": (_generated(crypto.cert_request), None),
+            "tls:index/locallySignedCert:LocallySignedCert": (_generated(crypto.locally_signed_cert), None),
+            "docker:index/network:Network": (d.create_network, d.delete_network),
+            "docker:index/volume:Volume": (d.create_volume, d.delete_volume),
+            "docker:index/remoteImage:RemoteImage": (d.create_remote_image, d.delete_remote_image),
+            "docker:index/image:Image": (d.create_image, d.delete_image),
+            "docker:index/container:Container": (d.create_container, d.delete_container),
+        }
+
+    def _step(self, op: str, typ: str, name: str) -> None:
+        with self.state.lock:
+            self.steps.append(Step(op, typ, name))
+        self.log(f"{op:8} {typ} {name}")
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        super().new_resource(args)  # records the declaration as every mock test sees it
+        if not args.custom:
+            return "", {}
+        key = (args.typ, args.name)
+        inputs = plain(dict(args.inputs))
+        options = (self.monitor.options.get(key) if self.monitor else None) or {}
+        if key in self.skip:
+            self._step("skip", *key)
+            return f"skipped-{args.name}", {**inputs, "skipped": self.skip[key]}
+        old = self.state.resources.get(key)
+        if args.typ.startswith("pulumi-python:dynamic"):
+            return self._dynamic(key, inputs, options, old)
+        if args.typ not in self.handlers:
+            raise UnknownResourceType(f"{args.typ} ({args.name}): the applier has no handler for this type")
+        create, delete = self.handlers[args.typ]
+        if old is not None and old.inputs == inputs:
+            self._step("same", *key)
+            old.options = options
+            return old.id, old.outputs
+        if old is not None:
+            # Only replacement here: a changed input of these types is a new resource.
+            self._step("replace", *key)
+            if delete is not None:
+                delete(old.id, old.outputs)
+        else:
+            self._step("create", *key)
+        id_, outputs = create(inputs)
+        self.state.put(Applied(args.typ, args.name, id_, inputs, outputs, options))
+        return id_, outputs
+
+    def _dynamic(
+        self, key: tuple[str, str], inputs: dict[str, Any], options: dict[str, Any], old: Applied | None
+    ) -> tuple[str, dict[str, Any]]:
+        provider: ResourceProvider = get_provider(inputs)
+        checked = provider.check(old.inputs if old else {}, inputs)
+        if checked.failures:
+            raise RuntimeError(f"{key[1]}: " + "; ".join(f"{f.property}: {f.reason}" for f in checked.failures))
+        news = dict(checked.inputs or inputs)
+        if old is None:
+            self._step("create", *key)
+            created = provider.create(news)
+            outputs = {**(created.outs or {}), PROVIDER_KEY: news[PROVIDER_KEY]}
+            self.state.put(Applied(key[0], key[1], created.id, news, outputs, options))
+            return created.id, outputs
+        diff = provider.diff(old.id, old.outputs, news)
+        if not diff.changes:
+            self._step("same", *key)
+            old.options = options
+            return old.id, old.outputs
+        if diff.replaces:
+            self._step("replace", *key)
+            if diff.delete_before_replace:
+                provider.delete(old.id, old.outputs)
+            created = provider.create(news)
+            if not diff.delete_before_replace:
+                provider.delete(old.id, old.outputs)
+            outputs = {**(created.outs or {}), PROVIDER_KEY: news[PROVIDER_KEY]}
+            self.state.put(Applied(key[0], key[1], created.id, news, outputs, options))
+            return created.id, outputs
+        self._step("update", *key)
+        updated = provider.update(old.id, old.outputs, news)
+        outputs = {**(updated.outs or {}), PROVIDER_KEY: news[PROVIDER_KEY]}
+        self.state.put(Applied(key[0], key[1], old.id, news, outputs, options))
+        return old.id, outputs
+
+    def destroy(self, *, exclude_protected: bool) -> list[Step]:
+        """Delete in reverse creation order: dependents first, as the engine
+        does. With `exclude_protected`, a protected resource and everything it
+        depends on stay; a retain_on_delete resource leaves state only."""
+        resources = list(self.state.resources.values())
+        kept: set[tuple[str, str]] = set()
+        if exclude_protected:
+            pending = [(r.typ, r.name) for r in resources if r.options.get("protect")]
+            while pending:
+                key = pending.pop()
+                if key in kept or key not in self.state.resources:
+                    continue
+                kept.add(key)
+                pending += [_urn_key(urn) for urn in _dependency_urns(self.state.resources[key].options)]
+        elif any(r.options.get("protect") for r in resources):
+            raise RuntimeError("protected resources: unprotect them first")
+        done: list[Step] = []
+        for applied in reversed(resources):
+            key = (applied.typ, applied.name)
+            if key in kept:
+                continue
+            if applied.options.get("retain_on_delete"):
+                done.append(Step("forget", *key))
+            elif applied.typ.startswith("pulumi-python:dynamic"):
+                get_provider(applied.outputs).delete(applied.id, applied.outputs)
+                done.append(Step("delete", *key))
+            else:
+                delete = self.handlers[applied.typ][1]
+                if delete is not None:
+                    delete(applied.id, applied.outputs)
+                done.append(Step("delete", *key))
+            self.log(f"{done[-1].op:8} {applied.typ} {applied.name}")
+            with self.state.lock:
+                del self.state.resources[key]
+        return done
+
+
+def _dependency_urns(options: Mapping[str, Any]) -> list[str]:
+    urns = list(options.get("dependencies") or [])
+    for deps in (options.get("property_dependencies") or {}).values():
+        urns += deps
+    return urns
+
+
+def _urn_key(urn: str) -> tuple[str, str]:
+    """urn:pulumi:<stack>::<project>::<parent types$>type::name → (type, name)."""
+    _, types, name = urn.rsplit("::", 2)
+    return types.rsplit("$", 1)[-1], name

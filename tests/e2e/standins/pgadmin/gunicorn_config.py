@@ -1,0 +1,4 @@
+# As upstream: the server header names no version.
+import gunicorn
+
+gunicorn.SERVER_SOFTWARE = "Python"
