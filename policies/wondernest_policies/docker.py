@@ -245,10 +245,10 @@ CONTAINER_RULES: list[Rule] = [
     Rule(
         "docker-container-read-only-root",
         "Root filesystems are read-only where the image allows: nothing written at run time outlives the "
-        "container. Containers that receive uploaded config files keep a writable root, because Docker refuses "
-        "to copy into a read-only one.",
+        "container. Containers that receive uploaded files keep a writable root: the provider copies every "
+        "upload through `/`, which Docker refuses for a read-only root even when the file lands on a volume.",
         "medium",
-        "Set `readOnly: true` with a tmpfs for scratch space, and deliver files on a volume.",
+        "Set `readOnly: true` with a tmpfs for scratch space on containers that receive no uploads.",
         (CONTAINER,),
         _read_only_root,
     ),
