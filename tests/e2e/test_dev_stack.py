@@ -169,6 +169,19 @@ def test_pgadmin_signs_in_with_the_generated_login(stack: Deployed) -> None:
             follow_redirects=True,
         )
         assert signed_in.status_code == 200 and str(signed_in.url).rstrip("/").endswith("/browser"), signed_in.url
+    # The server pgAdmin lists, as its libpq reaches it: the pgpass the entrypoint
+    # copied into the login's storage, verify-full against PGSSLROOTCERT.
+    storage = f"/var/lib/pgadmin/storage/{email.replace('@', '_')}"
+    database = stack.first.outputs["postgresDatabase"]
+    script = (
+        "import psycopg; "
+        f"conn = psycopg.connect(host='postgres', dbname='{database}', user='postgres', "
+        f"sslmode='verify-full', passfile='{storage}/.pgpass'); "
+        "print(conn.execute('SELECT current_user').fetchone()[0])"
+    )
+    probe = container.exec_run(["/venv/bin/python3", "-c", script])
+    assert probe.exit_code == 0 and isinstance(probe.output, bytes), probe.output
+    assert probe.output.strip() == b"postgres"
 
 
 def test_the_secrets_are_files_only_their_reader_can_read(stack: Deployed) -> None:
