@@ -185,14 +185,18 @@ def test_pgadmin_signs_in_with_the_generated_login(stack: Deployed) -> None:
 
 
 def test_the_secrets_are_files_only_their_reader_can_read(stack: Deployed) -> None:
-    api = stack.engine.client.containers.get("wondernest-dev-api")
-    listing = api.exec_run(["sh", "-c", "stat -c '%n %a %u:%g' /run/secrets/*"])
-    assert listing.exit_code == 0 and isinstance(listing.output, bytes), listing.output
-    files = [line.split() for line in listing.output.decode().splitlines()]
-    assert files and all(mode == "400" and owner == "1001:1001" for _, mode, owner in files), files
+    for name in ("api", "backups"):
+        container = stack.engine.client.containers.get(f"wondernest-dev-{name}")
+        listing = container.exec_run(["sh", "-c", "stat -c '%n %a %u:%g' /run/secrets/*"])
+        assert listing.exit_code == 0 and isinstance(listing.output, bytes), listing.output
+        files = [line.split() for line in listing.output.decode().splitlines()]
+        assert files and all(mode == "400" and owner == "1001:1001" for _, mode, owner in files), (name, files)
     passwords = [r.outputs["result"] for r in stack.state.resources.values() if r.typ == PASSWORD]
-    environment = " ".join(api.attrs["Config"]["Env"])
-    assert passwords and not any(p in environment for p in passwords)
+    assert passwords
+    for container in stack.engine.client.containers.list(all=True):
+        config = container.attrs["Config"]
+        exposed = " ".join([*(config.get("Env") or []), *(config.get("Cmd") or [])])
+        assert not any(p in exposed for p in passwords), container.name
 
 
 def register_user(api_url: str, email: str) -> None:
