@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fake_commands import FakeCommands
+
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
@@ -27,29 +29,18 @@ OUTPUTS = {
 }
 
 
-class Sandbox:
+class Sandbox(FakeCommands):
     def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path)
         self.tmp = tmp_path
-        self.bin = tmp_path / "bin"
-        self.bin.mkdir()
         self.state = tmp_path / "state"
-        self.calls = tmp_path / "calls"
-
-    def tool(self, name: str, body: str) -> None:
-        """A fake command that appends its name and arguments to `calls`, then runs `body`."""
-        path = self.bin / name
-        path.write_text(f'#!/bin/sh\necho "{name} $*" >> "{self.calls}"\n{body}\n')
-        path.chmod(0o755)
 
     def with_state(self) -> None:
         self.state.mkdir()
         (self.state / "passphrase").write_text("x\n")
 
-    def called(self) -> list[str]:
-        return self.calls.read_text().splitlines() if self.calls.exists() else []
-
     def make(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}"}
+        env = {**os.environ, "PATH": self.path}
         env.pop("MAKEFLAGS", None)
         return subprocess.run(
             ["make", "--no-print-directory", "-C", str(ROOT), f"STATE_DIR={self.state}", *args],

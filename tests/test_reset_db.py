@@ -21,6 +21,7 @@ from components.reset_db import IN_DATABASE, in_database_urns
 from components.spec.database import database_spec
 from components.spec.naming import Names
 from tests.api_stack import migrate_platform, platform
+from tests.fake_commands import FakeCommands
 from tests.servers import PostgresServer, postgres_server
 
 pytestmark = pytest.mark.servers
@@ -54,12 +55,10 @@ def export() -> dict[str, object]:
     return {"version": 3, "deployment": {"resources": resources}}
 
 
-class Fakes:
+class Fakes(FakeCommands):
     def __init__(self, root: Path, pg: PostgresServer) -> None:
         assert pg.ca is not None
-        self.bin = root / "bin"
-        self.bin.mkdir()
-        self.calls = root / "calls"
+        super().__init__(root)
         outputs = {
             "postgresEndpoint": f"127.0.0.1:{pg.port}",
             "postgresDatabase": "wondernest",
@@ -88,18 +87,14 @@ esac""",
         )
 
     def _tool(self, name: str, body: str) -> None:
-        path = self.bin / name
-        path.write_text(f'#!/bin/sh\necho "{name} $*" >> "{self.calls}"\n{body}\nexit 0\n')
-        path.chmod(0o755)
-
-    def called(self) -> list[str]:
-        return self.calls.read_text().splitlines() if self.calls.exists() else []
+        # Whatever the last test in the body returned, the fake succeeds.
+        self.tool(name, f"{body}\nexit 0")
 
     def reset(self, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "components.reset_db", "dev", *args],
             input=stdin,
-            env={**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}", **env},
+            env={**os.environ, "PATH": self.path, **env},
             cwd=ROOT,
             capture_output=True,
             text=True,
