@@ -225,16 +225,14 @@ class DockerResources:
         if not inputs.get("skipPush"):
             raise UnknownResourceType("docker Image with a push: no registry here")
         build = inputs.get("build") or {}
-        command = ["build", "-t", inputs["imageName"], "-f", str(ROOT / build.get("dockerfile", "Dockerfile"))]
-        if build.get("target"):
-            command += ["--target", build["target"]]
-        for key, value in (build.get("args") or {}).items():
-            command += ["--build-arg", f"{key}={value}"]
-        command.append(str(ROOT / build.get("context", ".")))
         started = time.monotonic()
-        result = self.engine.cli(*command, check=False)
-        if result.returncode:
-            raise RuntimeError(f"docker build of {inputs['imageName']} failed:\n{result.stdout[-3000:]}{result.stderr}")
+        self.engine.build(
+            inputs["imageName"],
+            ROOT / build.get("context", "."),
+            dockerfile=ROOT / build.get("dockerfile", "Dockerfile"),
+            target=build.get("target"),
+            build_args=build.get("args"),
+        )
         image = self.engine.client.images.get(inputs["imageName"])
         self.image_sizes[inputs["imageName"]] = int(image.attrs["Size"])
         self.log(

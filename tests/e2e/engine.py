@@ -11,7 +11,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,15 +37,26 @@ class Engine:
     def env(self) -> dict[str, str]:
         return {**os.environ, "DOCKER_HOST": self.host}
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """The docker CLI against this engine, its output captured."""
-        return subprocess.run(
-            ["docker", *args],
-            env=self.env,
-            check=check,
-            text=True,
-            capture_output=True,
-        )
+    def build(
+        self,
+        tag: str,
+        context: Path,
+        *,
+        dockerfile: Path | None = None,
+        target: str | None = None,
+        build_args: Mapping[str, str] | None = None,
+    ) -> None:
+        """`docker build` against this engine; a failure raises with the build's last output."""
+        command = ["docker", "build", "-t", tag]
+        if dockerfile is not None:
+            command += ["-f", str(dockerfile)]
+        if target:
+            command += ["--target", target]
+        for key, value in (build_args or {}).items():
+            command += ["--build-arg", f"{key}={value}"]
+        result = subprocess.run([*command, str(context)], env=self.env, text=True, capture_output=True, check=False)
+        if result.returncode:
+            raise RuntimeError(f"docker build of {tag} failed:\n{result.stdout[-3000:]}{result.stderr}")
 
 
 def _connect(host: str, process: subprocess.Popen[bytes], log: Path) -> docker.DockerClient:

@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from components.stack_outputs import reachable
 from tests.e2e.applier import EngineMocks, State, Step
 from tests.e2e.engine import Engine
 from tests.harness import evaluate, stack_config
@@ -149,7 +150,7 @@ def test_the_api_is_served_on_loopback_only(stack: Deployed) -> None:
 def test_pgadmin_signs_in_with_the_generated_login(stack: Deployed) -> None:
     """The login page on loopback, then a sign-in with the email from the config
     and the password the stack generated and handed over as a file."""
-    password = next(r.outputs["result"] for r in stack.state.resources.values() if r.name == "pgadmin-login")
+    password = stack.state.resources[(PASSWORD, "pgadmin-login")].outputs["result"]
     container = stack.engine.client.containers.get("wondernest-dev-pgadmin")
     email = next(e.split("=", 1)[1] for e in container.attrs["Config"]["Env"] if e.startswith("PGADMIN_DEFAULT_EMAIL="))
     with httpx.Client(base_url=stack.first.outputs["pgadminUrl"], timeout=15) as client:
@@ -223,8 +224,7 @@ def test_a_second_apply_changes_nothing(stack: Deployed) -> None:
 def test_destroy_keeps_the_protected_and_a_new_apply_finds_the_data(stack: Deployed) -> None:
     api_url = stack.first.outputs["apiUrl"]
     register_user(api_url, "kept@example.com")
-    superuser = next(r for r in stack.state.resources.values() if r.name == "postgres-superuser")
-    password = superuser.outputs["result"]
+    password = stack.state.resources[(PASSWORD, "postgres-superuser")].outputs["result"]
 
     mocks = EngineMocks(stack.engine, stack.state, skip=SKIPPED, log=lambda line: print(line, flush=True))
     removed = mocks.destroy(exclude_protected=True)
@@ -243,11 +243,10 @@ def test_destroy_keeps_the_protected_and_a_new_apply_finds_the_data(stack: Deplo
     again = apply(stack.engine, stack.state)
     assert {(s.typ, s.name) for s in again.steps if s.op == "same"} == left
     assert login(again.outputs["apiUrl"], "kept@example.com") == 200
-    postgres = again.outputs["postgresEndpoint"]
-    host, port = postgres.rsplit(":", 1)
+    host, port = reachable(again.outputs["postgresEndpoint"])
     with psycopg.connect(
-        host="127.0.0.1" if host in {"0.0.0.0", "127.0.0.1"} else host,
-        port=int(port),
+        host=host,
+        port=port,
         user="postgres",
         password=password,
         dbname=again.outputs["postgresDatabase"],
