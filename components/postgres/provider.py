@@ -28,6 +28,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.output import Unknown
 
 PROVIDER_KEY = "__provider"
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -147,8 +148,8 @@ class PostgresProvider(ResourceProvider):
         failures += [
             CheckFailure(key, f"{role!r} is not a role name")
             for key in self.role_list_keys
-            for role in news.get(key) or []
-            if isinstance(role, str) and not _is_unknown(role) and not IDENTIFIER.match(role)
+            for role in _known_items(news.get(key))
+            if isinstance(role, str) and not IDENTIFIER.match(role)
         ]
         return CheckResult(news, failures)
 
@@ -208,10 +209,14 @@ class RoleProvider(PostgresProvider):
         result = super().check(olds, news)
         failures = list(result.failures or [])
         limit = news.get("connection_limit")
-        if isinstance(limit, int) and limit < 1:
-            failures.append(CheckFailure("connection_limit", "every role must have a connection limit of at least 1"))
-        for setting in news.get("settings") or []:
-            if isinstance(setting, str) and not _is_unknown(setting) and not ROLE_SETTING.match(setting):
+        if not _is_unknown(limit) and not _whole_number(limit, minimum=1):
+            failures.append(
+                CheckFailure(
+                    "connection_limit", f"{limit!r}: every role must have a whole connection limit of at least 1"
+                )
+            )
+        for setting in _known_items(news.get("settings")):
+            if isinstance(setting, str) and not ROLE_SETTING.match(setting):
                 failures.append(CheckFailure("settings", f"{setting!r} is not `role=<role name>`"))
         return CheckResult(news, failures)
 
@@ -668,7 +673,7 @@ class SchemaGrantProvider(PostgresProvider):
             ("table_privileges", TABLE_PRIVILEGES),
             ("sequence_privileges", SEQUENCE_PRIVILEGES),
         ):
-            bad = [p for p in news.get(key) or [] if isinstance(p, str) and p not in allowed]
+            bad = [p for p in _known_items(news.get(key)) if not isinstance(p, str) or p not in allowed]
             if bad:
                 failures.append(CheckFailure(key, f"{bad} not among {sorted(allowed)}"))
         return CheckResult(news, failures)
@@ -1053,9 +1058,30 @@ def _norm(value: Any) -> Any:
     return value
 
 
-def _is_unknown(value: str) -> bool:
-    # The engine's placeholder for values not known until apply.
-    return value == "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+# The engine's placeholder for a value not known until apply, as the mock
+# runtime and the SDK's own serializer write it.
+UNKNOWN_SENTINEL = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+def _is_unknown(value: Any) -> bool:
+    """During a preview the provider host hands over `pulumi.output.Unknown`
+    objects (pulumi.runtime.rpc.deserialize_property with keep_unknowns), for a
+    leaf or for a whole list or object."""
+    return isinstance(value, Unknown) or value == UNKNOWN_SENTINEL
+
+
+def _known_items(value: Any) -> list[Any]:
+    """The known items of a list input: none when the list itself is unknown."""
+    if value is None or _is_unknown(value) or not isinstance(value, (list, tuple)):
+        return []
+    return [item for item in value if not _is_unknown(item)]
+
+
+def _whole_number(value: Any, *, minimum: int) -> bool:
+    """Numbers cross the wire as doubles: 3.0 is the whole number 3."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return float(value).is_integer() and value >= minimum
 
 
 class ExtensionProvider(PostgresProvider):
