@@ -43,6 +43,8 @@ class RecordingMonitor(MockMonitor):
 
     def RegisterResource(self, request: Any) -> Any:
         self.options[(request.type, request.name)] = {
+            "urn": self.make_urn(request.parent, request.type, request.name),
+            "custom": bool(request.custom),
             "protect": bool(request.protect),
             "provider": request.provider,
             "parent": request.parent,
@@ -51,6 +53,8 @@ class RecordingMonitor(MockMonitor):
             "additional_secret_outputs": list(request.additionalSecretOutputs),
             "ignore_changes": list(request.ignoreChanges),
             "retain_on_delete": bool(request.retainOnDelete),
+            "replace_on_changes": list(request.replaceOnChanges),
+            "delete_before_replace": bool(request.deleteBeforeReplace),
         }
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
@@ -97,6 +101,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return AWS_CALLS.get(args.token, {}), []
 
 
+class PreviewMocks(RecordingMocks):
+    """A first `pulumi preview`: nothing exists yet, so no resource has an id or
+    any output beyond its inputs, and every input computed from another
+    resource's output arrives unknown."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.declared.append(Declared(args.typ, args.name, dict(args.inputs)))
+        return "", dict(args.inputs)
+
+
 @dataclass
 class Evaluation:
     declared: list[Declared]
@@ -136,9 +150,11 @@ def evaluate(
     project: str = NAMESPACE,
     other_keys: Mapping[str, str] | None = None,
     mocks: RecordingMocks | None = None,
+    preview: bool = False,
 ) -> Evaluation:
     """Run the program once, as `pulumi up` would, against recording mocks (or
-    the given ones): `config` under the project's namespace, `other_keys` fully qualified."""
+    the given ones): `config` under the project's namespace, `other_keys` fully
+    qualified. With `preview`, as a first `pulumi preview` would (PreviewMocks)."""
     pulumi.runtime.set_all_config(
         {
             **{
@@ -149,10 +165,10 @@ def evaluate(
         },
         [f"{project}:{key}" for key in secret_keys or []],
     )
-    mocks = mocks or RecordingMocks()
+    mocks = mocks or (PreviewMocks() if preview else RecordingMocks())
     monitor = RecordingMonitor(mocks)
     mocks.monitor = monitor
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
     captured: dict[str, Any] = {}
     secret: set[str] = set()
 

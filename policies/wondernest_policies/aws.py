@@ -7,7 +7,19 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from wondernest_policies.model import Resource, Rule, Violation, unknown
+from wondernest_policies.model import (
+    Resource,
+    Rule,
+    Violation,
+    at,
+    has_unknown,
+    holds,
+    includes,
+    is_true,
+    mapping,
+    mappings,
+    unknown,
+)
 from wondernest_policies.secret_values import command_problems, variable_problems
 
 RDS = "aws:rds/instance:Instance"
@@ -68,21 +80,17 @@ def _known(*values: Any) -> bool:
     return not any(unknown(v) for v in values)
 
 
-def _is(value: Any, expected: Any) -> bool:
-    return bool(value == expected)
-
-
 # --- RDS ----------------------------------------------------------------------------
 
 
 def _rds(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
     p = resource.get
     checks: list[tuple[bool, str]] = [
-        (_is(p("storageEncrypted"), True) and bool(p("kmsKeyId")), "storage is not encrypted with a customer key."),
-        (not _is(p("publiclyAccessible"), True), "is publicly accessible."),
-        ("postgresql" in (p("enabledCloudwatchLogsExports") or []), "does not export its log to CloudWatch."),
-        (_is(p("iamDatabaseAuthenticationEnabled"), True), "has IAM authentication off."),
-        (_is(p("performanceInsightsEnabled"), True) is False or bool(p("performanceInsightsKmsKeyId")),
+        (is_true(p("storageEncrypted")) and bool(p("kmsKeyId")), "storage is not encrypted with a customer key."),
+        (p("publiclyAccessible") is not True, "is publicly accessible."),
+        (includes(p("enabledCloudwatchLogsExports") or [], "postgresql"), "does not export its log to CloudWatch."),
+        (is_true(p("iamDatabaseAuthenticationEnabled")), "has IAM authentication off."),
+        (p("performanceInsightsEnabled") is not True or bool(p("performanceInsightsKmsKeyId")),
          "encrypts Performance Insights with the AWS-managed key."),
         (not _known(p("caCertIdentifier")) or p("caCertIdentifier") in RDS_CAS,
          f"uses the certificate authority {p('caCertIdentifier')!r}, not one of {sorted(RDS_CAS)}."),
@@ -91,12 +99,12 @@ def _rds(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
     # Multi-AZ and backed up, and it must be removable when the count drops.
     if not p("replicateSourceDb"):
         checks += [
-            (_is(p("deletionProtection"), True), "has no deletion protection."),
-            (not _is(p("skipFinalSnapshot"), True) and bool(p("finalSnapshotIdentifier")),
+            (is_true(p("deletionProtection")), "has no deletion protection."),
+            (p("skipFinalSnapshot") is not True and bool(p("finalSnapshotIdentifier")),
              "skips its final snapshot."),
         ]  # fmt: skip
         if not config.get("allowSingleAz"):
-            checks.append((_is(p("multiAz"), True), "is single-AZ."))
+            checks.append((is_true(p("multiAz")), "is single-AZ."))
         minimum = int(config.get("minBackupRetentionDays", 14))
         retention = p("backupRetentionPeriod")
         if _known(retention):
@@ -114,12 +122,12 @@ def _rds_tls(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Itera
                             instance.urn)  # fmt: skip
             continue
         parameters = mine[0].get("parameters") or []
-        if unknown(parameters):
+        if unknown(parameters) or any(unknown(p.get("name")) for p in mappings(parameters)):
             continue
-        values = {str(p.get("name")): str(p.get("value")) for p in parameters if isinstance(p, Mapping)}
-        if values.get("rds.force_ssl") != "1":
+        values = {str(p.get("name")): p.get("value") for p in mappings(parameters)}
+        if not holds(values.get("rds.force_ssl"), lambda v: str(v) == "1"):
             yield Violation(f"{instance.name}: its parameter group does not set rds.force_ssl = 1.", instance.urn)
-        if values.get("ssl_min_protocol_version") not in ("TLSv1.2", "TLSv1.3"):
+        if not holds(values.get("ssl_min_protocol_version"), lambda v: v in ("TLSv1.2", "TLSv1.3")):
             yield Violation(f"{instance.name}: its parameter group allows TLS below 1.2.", instance.urn)
 
 
@@ -129,13 +137,13 @@ def _rds_tls(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Itera
 def _elasticache(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     p = resource.get
     checks = [
-        (_is(p("atRestEncryptionEnabled"), True), "is not encrypted at rest."),
-        (_is(p("transitEncryptionEnabled"), True), "is not encrypted in transit."),
+        (is_true(p("atRestEncryptionEnabled")), "is not encrypted at rest."),
+        (is_true(p("transitEncryptionEnabled")), "is not encrypted in transit."),
         # "preferred" is the migration mode: TLS is offered and plaintext still accepted.
         (p("transitEncryptionMode") != "preferred", "still accepts plaintext connections (transitEncryptionMode "
          "preferred)."),
         (bool(p("authToken")) or bool(p("userGroupIds")), "requires no authentication."),
-        (_is(p("automaticFailoverEnabled"), True) and _is(p("multiAzEnabled"), True), "has no Multi-AZ failover."),
+        (is_true(p("automaticFailoverEnabled")) and is_true(p("multiAzEnabled")), "has no Multi-AZ failover."),
     ]  # fmt: skip
     return [message for ok, message in checks if not ok]
 
@@ -193,8 +201,8 @@ def _service(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     network = resource.get("networkConfiguration") or {}
     if not unknown(network) and network.get("assignPublicIp") is True:
         problems.append("tasks get public IP addresses.")
-    breaker = resource.get("deploymentCircuitBreaker") or {}
-    if not unknown(breaker) and not (breaker.get("enable") is True and breaker.get("rollback") is True):
+    breaker = resource.get("deploymentCircuitBreaker")
+    if not (is_true(at(breaker, "enable")) and is_true(at(breaker, "rollback"))):
         problems.append("has no deployment circuit breaker with rollback.")
     if resource.get("enableExecuteCommand") is True:
         problems.append("allows ECS Exec, a shell in its running tasks.")
@@ -203,9 +211,11 @@ def _service(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
 
 def _cluster(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     settings = resource.get("settings") or []
-    if unknown(settings):
-        return []
-    on = any(s.get("name") == "containerInsights" and s.get("value") in ("enabled", "enhanced") for s in settings)
+    on = holds(
+        settings,
+        lambda v: any(s.get("name") == "containerInsights" and s.get("value") in ("enabled", "enhanced")
+                      for s in mappings(v)),
+    )  # fmt: skip
     return [] if on else ["has Container Insights off."]
 
 
@@ -213,8 +223,8 @@ def _instance(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     metadata = resource.get("metadataOptions") or {}
     root = resource.get("rootBlockDevice") or {}
     checks = [
-        (unknown(metadata) or metadata.get("httpTokens") == "required", "allows IMDSv1 (httpTokens not required)."),
-        (unknown(root) or root.get("encrypted") is True, "has an unencrypted root volume."),
+        (holds(at(metadata, "httpTokens"), lambda v: v == "required"), "allows IMDSv1 (httpTokens not required)."),
+        (is_true(at(root, "encrypted")), "has an unencrypted root volume."),
         (resource.get("associatePublicIpAddress") is not True, "has a public IP address."),
     ]
     return [message for ok, message in checks if not ok]
@@ -227,9 +237,9 @@ def _load_balancer(resource: Resource, _config: Mapping[str, Any]) -> Iterable[s
     p = resource.get
     logs = p("accessLogs") or {}
     checks = [
-        (_is(p("dropInvalidHeaderFields"), True), "forwards invalid HTTP headers."),
-        (unknown(logs) or logs.get("enabled") is True, "writes no access logs."),
-        (_is(p("enableDeletionProtection"), True), "has no deletion protection."),
+        (is_true(p("dropInvalidHeaderFields")), "forwards invalid HTTP headers."),
+        (is_true(at(logs, "enabled")), "writes no access logs."),
+        (is_true(p("enableDeletionProtection")), "has no deletion protection."),
     ]
     return [message for ok, message in checks if not ok]
 
@@ -246,15 +256,16 @@ def _listener(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
     actions = resource.get("defaultActions") or []
     if unknown(actions):
         return []
-    redirects = all(
-        a.get("type") == "redirect" and (a.get("redirect") or {}).get("protocol") == "HTTPS" for a in actions
+    redirects = bool(actions) and all(
+        holds(at(a, "type"), lambda t: t == "redirect") and holds(at(a, "redirect", "protocol"), lambda p: p == "HTTPS")
+        for a in actions
     )
-    return [] if actions and redirects else ["serves plain HTTP instead of redirecting to HTTPS."]
+    return [] if redirects else ["serves plain HTTP instead of redirecting to HTTPS."]
 
 
 def _waf_problems(acl: Resource) -> list[str]:
     rules = acl.get("rules") or []
-    if unknown(rules):
+    if has_unknown(rules):
         return []
     problems = []
     groups = {}
@@ -293,30 +304,34 @@ def _waf(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[
 # --- S3, as separate resources per bucket --------------------------------------------
 
 
-def _by_bucket(resources: Sequence[Resource], typ: str) -> dict[str, Resource]:
-    return {str(r.get("bucket")): r for r in resources if r.type == typ and _known(r.get("bucket"))}
+def _configuring(resources: Sequence[Resource], typ: str, bucket: Resource) -> Resource | None:
+    """The resource of `typ` that configures the bucket: its `bucket` came from
+    the bucket (how a preview relates them, ids being unknown), or names it."""
+    name = bucket.get("bucket")
+    for r in resources:
+        if r.type != typ:
+            continue
+        if r.refers_to("bucket", bucket):
+            return r
+        value = r.get("bucket")
+        if isinstance(value, str) and not unknown(value) and value == name:
+            return r
+    return None
 
 
 def _buckets(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
-    sse = _by_bucket(resources, BUCKET_SSE)
-    versioning = _by_bucket(resources, BUCKET_VERSIONING)
-    pab = _by_bucket(resources, BUCKET_PAB)
-    policies = _by_bucket(resources, BUCKET_POLICY)
     for bucket in (r for r in resources if r.type == BUCKET):
-        key = bucket.get("bucket")
-        if unknown(key) or key is None:
-            continue
-        # The configuration resources name the bucket by its id, which is its name.
-        if key not in sse and not bucket.get("serverSideEncryptionConfiguration"):
+        sse = _configuring(resources, BUCKET_SSE, bucket)
+        if sse is None and not bucket.get("serverSideEncryptionConfiguration"):
             yield Violation(f"{bucket.name}: has no default encryption.", bucket.urn)
-        status = ((versioning.get(key) or bucket).get("versioningConfiguration") or {}).get("status")
-        if status != "Enabled" and not unknown(status):
+        versioning = _configuring(resources, BUCKET_VERSIONING, bucket) or bucket
+        if not holds(at(versioning.get("versioningConfiguration"), "status"), lambda v: v == "Enabled"):
             yield Violation(f"{bucket.name}: is not versioned.", bucket.urn)
-        block = pab.get(key)
+        block = _configuring(resources, BUCKET_PAB, bucket)
         flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
-        if block is None or not all(block.get(f) is True for f in flags):
+        if block is None or not all(is_true(block.get(f)) for f in flags):
             yield Violation(f"{bucket.name}: public access is not blocked on all four settings.", bucket.urn)
-        if not _denies_insecure_transport(policies.get(key)):
+        if not _denies_insecure_transport(_configuring(resources, BUCKET_POLICY, bucket)):
             yield Violation(f"{bucket.name}: its policy does not deny requests without TLS.", bucket.urn)
 
 
@@ -351,7 +366,7 @@ def _denies_insecure_transport(policy: Resource | None) -> bool:
 
 
 def _kms(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
-    return [] if _is(resource.get("enableKeyRotation"), True) else ["does not rotate its key material."]
+    return [] if is_true(resource.get("enableKeyRotation")) else ["does not rotate its key material."]
 
 
 def _kms_policy(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
@@ -377,10 +392,9 @@ def _secret(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
 
 def _ecr(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     problems = []
-    if resource.get("imageTagMutability") not in ("IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION"):
+    if not holds(resource.get("imageTagMutability"), lambda v: v in ("IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION")):
         problems.append("allows tags to be overwritten.")
-    scan = resource.get("imageScanningConfiguration") or {}
-    if not unknown(scan) and scan.get("scanOnPush") is not True:
+    if not is_true(at(resource.get("imageScanningConfiguration"), "scanOnPush")):
         problems.append("does not scan images on push.")
     return problems
 
@@ -399,11 +413,16 @@ def _log_group(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
 # --- tags ---------------------------------------------------------------------------
 
 
-def _default_tags(provider: Mapping[str, Any] | None) -> dict[str, Any]:
+def _default_tags(provider: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A provider's default tags; None while they are not known."""
     raw = (provider or {}).get("defaultTags")
-    if isinstance(raw, str) and not unknown(raw):
+    if unknown(raw):
+        return None
+    if isinstance(raw, str):
         raw = json.loads(raw)
-    tags = (raw or {}).get("tags") if isinstance(raw, Mapping) else None
+    tags = mapping(raw).get("tags")
+    if unknown(tags):
+        return None
     return dict(tags) if isinstance(tags, Mapping) else {}
 
 
@@ -411,16 +430,18 @@ def _required_tags(resources: Sequence[Resource], _config: Mapping[str, Any]) ->
     """Judged per resource but over every aws: type, which a resource rule cannot list."""
     for resource in resources:
         own = resource.get("tags") or {}
-        if not resource.type.startswith("aws:") or unknown(own):
+        defaults = _default_tags(resource.provider)
+        if not resource.type.startswith("aws:") or unknown(own) or defaults is None:
             continue
-        tags = {**_default_tags(resource.provider), **own}
+        tags = {**defaults, **mapping(own)}
         missing = [t for t in REQUIRED_TAGS if not tags.get(t)]
         if missing:
             yield Violation(f"{resource.name}: lacks the tags {missing}.", resource.urn)
 
 
 def _providers_tag(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
-    missing = [t for t in REQUIRED_TAGS if not _default_tags(resource.props).get(t)]
+    defaults = _default_tags(resource.props)
+    missing = [] if defaults is None else [t for t in REQUIRED_TAGS if not defaults.get(t)]
     return [f"sets no default tags {missing}."] if missing else []
 
 

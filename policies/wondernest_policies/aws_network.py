@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from wondernest_policies.model import Resource, Rule, Violation, unknown
+from wondernest_policies.model import Resource, Rule, Violation, has_unknown, items, mappings, unknown
 
 VPC = "aws:ec2/vpc:Vpc"
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -144,11 +144,13 @@ def _ports(rule: Mapping[str, Any]) -> tuple[Any, Any, Any]:
 def _rule_problem(rule: Mapping[str, Any], cidrs: Iterable[Any], direction: str, on_lb: bool | None) -> str | None:
     protocol, low, high = _ports(rule)
     open_to = [c for c in cidrs if _internet_wide(c)]
+    if unknown(protocol):
+        return None
     if str(protocol) in ALL_PROTOCOLS:
         return f"allows every protocol and port {'from' if direction == 'ingress' else 'to'} its source."
     if direction == "egress":
         return None
-    if not open_to:
+    if not open_to or unknown(low) or unknown(high):
         return None
     if low in WEB_PORTS and high == low:
         if on_lb is False:
@@ -162,9 +164,9 @@ def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> 
     balancers = _of(resources, LOAD_BALANCER)
     groups = _of(resources, SG)
 
-    lb_group_ids = {
-        g for lb in balancers for g in (lb.get("securityGroups") or []) if isinstance(g, str) and not unknown(g)
-    }
+    lb_group_ids = {g for lb in balancers for g in items(lb.get("securityGroups")) if isinstance(g, str)}
+    # With a balancer's groups unknown, ids decide nothing: where they came from does.
+    ids_decide = bool(lb_group_ids) and not any(has_unknown(lb.get("securityGroups")) for lb in balancers)
 
     def on_lb(rule: Resource) -> bool | None:
         """Whether the rule's group fronts a load balancer: by id where ids are
@@ -172,7 +174,7 @@ def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> 
         if not balancers:
             return None
         group_id = rule.get("securityGroupId")
-        if isinstance(group_id, str) and not unknown(group_id) and lb_group_ids:
+        if isinstance(group_id, str) and not unknown(group_id) and ids_decide:
             return group_id in lb_group_ids
         owner = [g for g in groups if rule.refers_to("securityGroupId", g)]
         if not owner:
@@ -185,15 +187,14 @@ def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> 
         if problem:
             yield Violation(f"{rule.name}: {problem}", rule.urn)
     for rule in _of(resources, LEGACY_SG_RULE):
-        cidrs = [*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or [])]
+        cidrs = [*items(rule.get("cidrBlocks")), *items(rule.get("ipv6CidrBlocks"))]
         problem = _rule_problem(rule.props, cidrs, str(rule.get("type")), on_lb(rule))
         if problem:
             yield Violation(f"{rule.name}: {problem}", rule.urn)
     for group in groups:
         for direction in ("ingress", "egress"):
-            inline = group.get(direction) or []
-            for entry in [] if unknown(inline) else inline:
-                cidrs = [*(entry.get("cidrBlocks") or []), *(entry.get("ipv6CidrBlocks") or [])]
+            for entry in mappings(group.get(direction)):
+                cidrs = [*items(entry.get("cidrBlocks")), *items(entry.get("ipv6CidrBlocks"))]
                 lb = any(lb.refers_to("securityGroups", group) for lb in balancers) if balancers else None
                 problem = _rule_problem(entry, cidrs, direction, lb)
                 if problem:

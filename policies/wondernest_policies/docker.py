@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from wondernest_policies.model import Resource, Rule, unknown
+from wondernest_policies.model import Resource, Rule, at, holds, includes, items, mapping, mappings, unknown
 from wondernest_policies.secret_values import command_problems, variable_problems
 
 CONTAINER = "docker:index/container:Container"
@@ -59,20 +59,17 @@ def _non_root(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
 
 
 def _healthcheck(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
-    if resource.runs_once:
+    if resource.runs_once or not resource.kind_known:
         return []
-    check = resource.get("healthcheck")
-    if unknown(check):
-        return []
-    tests = (check or {}).get("tests") or []
-    if unknown(tests):
-        return []
-    return [] if tests and tests[0] != "NONE" else ["has no healthcheck."]
+    tests = at(resource.get("healthcheck"), "tests")
+    first = at(tests, 0)
+    ok = unknown(tests) or holds(first, lambda t: t is not None and t != "NONE")
+    return [] if ok else ["has no healthcheck."]
 
 
 def _restart(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     restart = resource.get("restart")
-    if unknown(restart):
+    if unknown(restart) or not resource.kind_known:
         return []
     if resource.runs_once:
         # Restarted, a job would run again behind `pulumi up`'s back.
@@ -98,9 +95,8 @@ def _no_host_namespaces(resource: Resource, _config: Mapping[str, Any]) -> Itera
 
 def _no_new_privileges(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     opts = resource.get("securityOpts") or []
-    if unknown(opts):
-        return []
-    ok = any(o in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true") for o in opts)
+    ok = holds(opts, lambda v: any(o in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
+                                   for o in items(v)))  # fmt: skip
     return [] if ok else ["does not set no-new-privileges."]
 
 
@@ -108,18 +104,18 @@ def _capabilities(resource: Resource, _config: Mapping[str, Any]) -> Iterable[st
     caps = resource.get("capabilities")
     if unknown(caps):
         return []
-    caps = caps or {}
+    caps = mapping(caps)
     problems = []
-    if "ALL" not in (caps.get("drops") or []):
+    if not includes(caps.get("drops") or [], "ALL"):
         problems.append("does not drop all capabilities.")
-    extra = sorted(set(caps.get("adds") or []) - ALLOWED_CAPABILITIES)
+    extra = sorted(set(items(caps.get("adds"))) - ALLOWED_CAPABILITIES)
     if extra:
         problems.append(f"adds capabilities {extra}.")
     return problems
 
 
 def _read_only_root(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
-    if resource.get("readOnly") is True:
+    if holds(resource.get("readOnly"), lambda v: v is True):
         return []
     return ["has a writable root filesystem."]
 
@@ -136,11 +132,12 @@ def _no_secrets_in_env(resource: Resource, _config: Mapping[str, Any]) -> Iterab
     commands = {
         "the command": resource.get("command"),
         "the entrypoint": resource.get("entrypoints"),
-        "the healthcheck": None if unknown(health) else health.get("tests"),
+        "the healthcheck": mapping(health).get("tests"),
     }
     for label, command in commands.items():
-        if command and not unknown(command):
-            problems += command_problems(label, [c for c in command if not unknown(c)])
+        known = [str(c) for c in items(command)]
+        if known:
+            problems += command_problems(label, known)
     return problems
 
 
@@ -148,7 +145,7 @@ def _loopback_ports(resource: Resource, config: Mapping[str, Any]) -> Iterable[s
     if config.get("allowPublicBind"):
         return []
     problems = []
-    for port in resource.get("ports") or []:
+    for port in mappings(resource.get("ports")):
         ip = port.get("ip")
         if unknown(ip):
             continue

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
 
 from wondernest_policies.docker import CONTAINER
-from wondernest_policies.model import Resource, Rule, Violation, unknown
+from wondernest_policies.model import Resource, Rule, Violation, is_true, items, mappings, unknown
 
 ROLE = "pulumi-python:dynamic/postgres:Role"
 RDS = "aws:rds/instance:Instance"
@@ -24,6 +25,13 @@ SUPERUSER_EQUIVALENT = frozenset(
 UNSCRAPED_COMPONENTS = frozenset({"pgadmin", "dev-s3"})
 
 
+@functools.lru_cache(maxsize=32)
+def _parsed(text: str) -> Any:
+    """A rendered YAML file, parsed once per text: the pack judges the same
+    prometheus.yml and rule files once per resource and once per graph."""
+    return yaml.safe_load(text)
+
+
 def _role_limited(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     limit = resource.get("connection_limit")
     if unknown(limit):
@@ -37,7 +45,7 @@ def _role_not_superuser(resource: Resource, _config: Mapping[str, Any]) -> Itera
         problems.append("is a superuser.")
     member_of = resource.get("member_of") or []
     if not unknown(member_of):
-        granted = sorted(SUPERUSER_EQUIVALENT & set(member_of))
+        granted = sorted(SUPERUSER_EQUIVALENT & set(items(member_of)))
         if granted:
             problems.append(f"is a member of {granted}, which reach the server's files or programs.")
     return problems
@@ -52,41 +60,54 @@ def _component(resource: Resource) -> str:
 
 
 def _uploaded(resource: Resource, path: str) -> str | None:
-    uploads = resource.get("uploads") or []
-    if unknown(uploads):
-        return None
-    for upload in uploads:
+    for upload in mappings(resource.get("uploads")):
         if upload.get("file") == path and isinstance(upload.get("content"), str) and not unknown(upload["content"]):
             return str(upload["content"])
     return None
 
 
+def _attached(container: Resource, networks: Sequence[Resource]) -> list[Resource]:
+    """The networks a container joins: by name where names are known, else by
+    where `networksAdvanced` came from (in a preview the names are outputs)."""
+    by_name = {str(n.get("name")): n for n in networks if not unknown(n.get("name"))}
+    found = [
+        by_name[str(a.get("name"))]
+        for a in mappings(container.get("networksAdvanced"))
+        if not unknown(a.get("name")) and str(a.get("name")) in by_name
+    ]
+    found += [n for n in networks if container.refers_to("networksAdvanced", n) and n not in found]
+    return found
+
+
 def _data_tier_internal(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
-    networks = {r.get("name"): r for r in resources if r.type == NETWORK}
+    networks = [r for r in resources if r.type == NETWORK]
     for container in _containers(resources):
-        if _component(container) not in DATA_TIER:
+        if not container.labels_known or _component(container) not in DATA_TIER:
             continue
-        for attachment in container.get("networksAdvanced") or []:
-            name = attachment.get("name")
-            network = networks.get(name)
-            if network is None or unknown(name):
+        for network in _attached(container, networks):
+            if not network.labels_known:
                 continue
-            internal = network.get("internal") is True
             # The ops bridge carries only the loopback-published admin ports; Docker
             # cannot publish from an internal network.
             ops = network.labels.get("com.wondernest.component") == "network-ops"
             exporter = _component(container).endswith("-exporter")
-            if not internal and not (ops and not exporter):
-                yield Violation(f"{container.name}: the data tier joins non-internal network {name}.", container.urn)
+            if not is_true(network.get("internal")) and not (ops and not exporter):
+                yield Violation(
+                    f"{container.name}: the data tier joins non-internal network {network.get('name')}.",
+                    container.urn,
+                )
 
 
 def _scrape_jobs(resources: Sequence[Resource]) -> set[str] | None:
+    """The scrape jobs of the stack's Prometheus; None while they cannot be told."""
+    if any(not c.labels_known for c in _containers(resources)):
+        return None
     for container in _containers(resources):
         if _component(container) == "prometheus":
             text = _uploaded(container, "/etc/prometheus/prometheus.yml")
             if text is None:
                 return None
-            return {job["job_name"] for job in yaml.safe_load(text).get("scrape_configs") or []}
+            return {job["job_name"] for job in _parsed(text).get("scrape_configs") or []}
     return set()
 
 
@@ -95,6 +116,8 @@ def _every_service_scraped(resources: Sequence[Resource], _config: Mapping[str, 
     if jobs is None:
         return
     for container in _containers(resources):
+        if not container.labels_known or not container.kind_known:
+            continue
         if _component(container) in UNSCRAPED_COMPONENTS or container.runs_once:
             continue
         job = container.labels.get("com.wondernest.metrics-job")
@@ -129,20 +152,21 @@ def _severities_routed(resources: Sequence[Resource], _config: Mapping[str, Any]
         if resource.type == AMP_ALERTMANAGER:
             alertmanager = resource
             definition = resource.get("definition")
-            am_text = None if unknown(definition) else yaml.safe_load(definition)["alertmanager_config"]
+            am_text = None if unknown(definition) else _parsed(definition)["alertmanager_config"]
     if prometheus is None and alertmanager is None:
         return
     if rules_text is None or am_text is None:
-        if prometheus is not None and alertmanager is None:
+        unsure = any(not c.labels_known for c in _containers(resources))
+        if prometheus is not None and alertmanager is None and not unsure:
             yield Violation("Prometheus evaluates alerts but no Alertmanager is declared.", prometheus.urn)
         return
     severities = {
         rule["labels"]["severity"]
-        for group in yaml.safe_load(rules_text)["groups"]
+        for group in _parsed(rules_text)["groups"]
         for rule in group["rules"]
         if "alert" in rule and rule["alert"] != "Watchdog"
     }
-    config = yaml.safe_load(am_text)
+    config = _parsed(am_text)
     receivers = {r["name"] for r in config.get("receivers") or []}
     routed = {}
     for route in config["route"].get("routes") or []:
@@ -160,8 +184,8 @@ def _severities_routed(resources: Sequence[Resource], _config: Mapping[str, Any]
 
 def _postgres_backed_up(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
     databases = [c for c in _containers(resources) if _component(c) == "postgres"]
-    backups = [c for c in _containers(resources) if _component(c) == "backups"]
-    verified = [c for c in backups if c.labels.get("com.wondernest.backup-verify") == "restore"]
+    backups = [c for c in _containers(resources) if _component(c) == "backups" or not c.labels_known]
+    verified = [c for c in backups if c.labels.get("com.wondernest.backup-verify") == "restore" or not c.labels_known]
     for database in databases:
         if not verified:
             yield Violation(f"{database.name}: no backup job verifies its backups by restoring them.", database.urn)

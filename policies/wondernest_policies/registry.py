@@ -16,7 +16,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-from pulumi_policy.proxy import UnknownValueError
+from pulumi_policy.proxy import _DictProxy, _ListProxy
 
 from wondernest_policies.aws import AWS_RESOURCE_RULES, AWS_STACK_RULES
 from wondernest_policies.aws_network import NETWORK_RESOURCE_RULES, NETWORK_STACK_RULES
@@ -43,13 +43,26 @@ def _schema(rule: Rule) -> PolicyConfigSchema | None:
     return PolicyConfigSchema(properties=rule.config_schema) if rule.config_schema else None
 
 
+def plain(value: Any) -> Any:
+    """The properties as data, each unknown left as the engine's sentinel.
+
+    pulumi_policy hands rules proxies that raise on reading an unknown value,
+    and drops the whole rule when one does: during a preview, a rule that
+    first reads a computed property (a key's ARN, say) would then report
+    nothing, even for a property that is known and wrong. Rules see plain
+    data instead and decide each check on its own: an unknown silences only
+    the check that needs it (`model.unknown`)."""
+    if isinstance(value, (_DictProxy, _ListProxy)):
+        value = value["__target"]
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
 def _report(evaluate: Callable[[], list[Violation]], report_violation: ReportViolation) -> None:
-    try:
-        violations = evaluate()
-    except UnknownValueError:
-        # Known only after apply: the same rule runs again on `pulumi up`.
-        return
-    for violation in violations:
+    for violation in evaluate():
         report_violation(violation.message, violation.urn)
 
 
@@ -68,9 +81,9 @@ def _resource(
         resource_type,
         name,
         urn,
-        props,
+        plain(props),
         protect=bool(opts.protect),
-        provider=provider.props if provider is not None else None,
+        provider=plain(provider.props) if provider is not None else None,
         depends_on={key: tuple(d.urn for d in deps) for key, deps in (property_dependencies or {}).items()},
     )
 
@@ -78,7 +91,7 @@ def _resource(
 def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         resource = _resource(args.resource_type, args.name, args.urn, args.props, args.opts, args.provider)
-        _report(lambda: rule.run_resource(resource, args.get_config()), report_violation)
+        _report(lambda: rule.run_resource(resource, plain(args.get_config() or {})), report_violation)
 
     return ResourceValidationPolicy(
         name=rule.id,
@@ -96,7 +109,7 @@ def _stack_policy(rule: Rule) -> StackValidationPolicy:
             _resource(r.resource_type, r.name, r.urn, r.props, r.opts, r.provider, r.property_dependencies)
             for r in args.resources
         ]
-        _report(lambda: rule.run_stack(resources, args.get_config()), report_violation)
+        _report(lambda: rule.run_stack(resources, plain(args.get_config() or {})), report_violation)
 
     return StackValidationPolicy(
         name=rule.id,
