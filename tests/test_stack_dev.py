@@ -341,7 +341,7 @@ def test_the_api_runs_with_its_secrets_as_files(dev: Evaluation) -> None:
     assert api["readOnly"] is False
     assert api["tmpfs"] == {"/tmp": "rw,noexec,nosuid,nodev,size=64m"}
     assert api["user"] == "1001:1001"
-    assert api["cpus"] == "1"
+    assert api["cpus"] == "1.0"
     assert api["capabilities"] == {"drops": ["ALL"]}
     env = dict(e.split("=", 1) for e in api["envs"])
     assert env["DB_PASSWORD_FILE"] == "/run/secrets/db-password"

@@ -13,6 +13,7 @@ from components.local.containers import (
     Publish,
     SecretFile,
     hardened_container,
+    healthcheck,
     labelled_volume,
     remote_image,
 )
@@ -95,8 +96,8 @@ class Cache(pulumi.ComponentResource):
                     docker.ContainerVolumeArgs(volume_name=volume.name, container_path=redis_conf.CONTAINER_DATA_DIR)
                 ],
                 publish=[Publish(redis_conf.CONTAINER_PORT, args.host_port, args.bind_address)],
-                healthcheck=docker.ContainerHealthcheckArgs(
-                    tests=[
+                healthcheck=healthcheck(
+                    [
                         "CMD-SHELL",
                         redis_conf.healthcheck_command(
                             user=names.redis_healthcheck_user,
@@ -104,10 +105,10 @@ class Cache(pulumi.ComponentResource):
                             ca_file=tls.ca_file,
                         ),
                     ],
-                    interval="10s",
-                    timeout="5s",
+                    interval_s=10,
+                    timeout_s=5,
                     retries=5,
-                    start_period="10s",
+                    start_period_s=10,
                 ),
                 labels=names.labels("redis"),
                 metrics_job="redis",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from ipaddress import IPv4Address
 
 import pulumi
@@ -70,14 +71,64 @@ class ContainerSpec:
     depends on the job's work must refuse to start without it."""
 
 
+# Arguments the provider neither replaces the container for nor sends to
+# Docker on an update (terraform-provider-docker's resourceDockerContainerUpdate
+# changes only the restart policy and resource limits): a change to one would
+# show in a preview, be stored in state and never reach the running container.
+# The program's own change to one replaces the container instead.
+REPLACE_ON_CHANGES = ["healthcheck", "tmpfs", "init", "cpuPeriod", "cpuQuota", "rm", "mounts"]
+
+
+def go_duration(seconds: int) -> str:
+    """A whole number of seconds as Go's time.Duration.String() writes it (`2m0s`,
+    `1h0m0s`): the provider reads healthcheck durations back in that form, so
+    any other spelling (`120s`) differs from the state on every preview."""
+    if seconds < 0:
+        raise ValueError(f"{seconds}: a duration is not negative")
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def docker_cpus(cpus: float) -> str:
+    """`cpus` as the provider reads it back from Docker's NanoCpus
+    (nanoInt64ToDecimalString: 1 → "1.0", 1.5 → "1.5", 10 → "10."). The
+    argument forces a replacement, so any other spelling would replace the
+    container on every `up`."""
+    nano = round(Fraction(str(cpus)) * 10**9)
+    if nano <= 0:
+        raise ValueError(f"{cpus}: cpus must be positive")
+    whole, frac = divmod(nano, 10**9)
+    text = f"{whole}.{frac:09d}"
+    if text.count("0") == 9:
+        return f"{whole}.{frac // 10**8}"
+    return text.rstrip("0")
+
+
+def healthcheck(
+    tests: Sequence[str], *, interval_s: int, timeout_s: int, retries: int, start_period_s: int
+) -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(
+        tests=list(tests),
+        interval=go_duration(interval_s),
+        timeout=go_duration(timeout_s),
+        retries=retries,
+        start_period=go_duration(start_period_s),
+    )
+
+
 def wget_probe(port: int, path: str) -> docker.ContainerHealthcheckArgs:
     """A healthcheck for images that ship busybox (or alpine) wget and no shell tools beyond it."""
-    return docker.ContainerHealthcheckArgs(
-        tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{path}"],
-        interval="15s",
-        timeout="5s",
+    return healthcheck(
+        ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{path}"],
+        interval_s=15,
+        timeout_s=5,
         retries=5,
-        start_period="30s",
+        start_period_s=30,
     )
 
 
@@ -95,18 +146,18 @@ def python_probe(
     path: str,
     *,
     request_timeout_s: int,
-    interval: str,
-    timeout: str,
+    interval_s: int,
+    timeout_s: int,
     retries: int,
-    start_period: str,
+    start_period_s: int,
 ) -> docker.ContainerHealthcheckArgs:
     """A healthcheck for the images built from app/: they carry python but no wget or curl."""
-    return docker.ContainerHealthcheckArgs(
-        tests=python_probe_command(port, path, request_timeout_s=request_timeout_s),
-        interval=interval,
-        timeout=timeout,
+    return healthcheck(
+        python_probe_command(port, path, request_timeout_s=request_timeout_s),
+        interval_s=interval_s,
+        timeout_s=timeout_s,
         retries=retries,
-        start_period=start_period,
+        start_period_s=start_period_s,
     )
 
 
@@ -141,9 +192,10 @@ def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.Res
                 {**spec.labels, **_metrics_label(spec), **config_digest_labels(spec.config_files)}.items()
             )
         ],
-        # memory_swap is left to Docker: on hosts without swap accounting the
-        # engine reports -1, which would show as a diff on every preview.
         memory=memory_mb,
+        # Stated, equal to the memory: no swap. Left out, Docker makes it twice
+        # the memory, the provider reads that back and every preview shows it.
+        memory_swap=memory_mb,
         restart="no" if spec.one_shot else "unless-stopped",
         must_run=not spec.one_shot,
         # Unset for services, as it always was: a new explicit `false` would show in every diff.
@@ -153,7 +205,7 @@ def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.Res
         read_only=spec.read_only,
         tmpfs=dict(spec.tmpfs) or None,
         shm_size=spec.shm_size_mb,
-        cpus=None if spec.cpus is None else f"{spec.cpus:g}",
+        cpus=None if spec.cpus is None else docker_cpus(spec.cpus),
         privileged=False,
         security_opts=["no-new-privileges:true"],
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=sorted(spec.capabilities_add) or None),
@@ -162,7 +214,7 @@ def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.Res
         stop_signal=spec.stop_signal,
         stop_timeout=spec.stop_timeout_s,
         destroy_grace_seconds=spec.stop_timeout_s,
-        opts=opts,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(replace_on_changes=REPLACE_ON_CHANGES)),
     )
 
 
@@ -178,7 +230,8 @@ def labelled_volume(
         resource_name,
         name=names.resource(resource_name),
         labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
-        opts=opts,
+        # Named: a replacement created first would collide with its own name.
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
     )
 
 

@@ -13,6 +13,7 @@ from components.local.containers import (
     Publish,
     SecretFile,
     hardened_container,
+    healthcheck,
     labelled_volume,
     remote_image,
 )
@@ -113,15 +114,12 @@ class Database(pulumi.ComponentResource):
                 ],
                 volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
                 publish=[Publish(postgres_conf.CONTAINER_PORT, args.host_port, args.bind_address)],
-                healthcheck=docker.ContainerHealthcheckArgs(
-                    tests=[
-                        "CMD",
-                        *postgres_conf.healthcheck_args(admin_role=spec.admin_role, database=spec.name),
-                    ],
-                    interval="10s",
-                    timeout="5s",
+                healthcheck=healthcheck(
+                    ["CMD", *postgres_conf.healthcheck_args(admin_role=spec.admin_role, database=spec.name)],
+                    interval_s=10,
+                    timeout_s=5,
                     retries=10,
-                    start_period="30s",
+                    start_period_s=30,
                 ),
                 labels=names.labels("postgres"),
                 metrics_job="postgres",

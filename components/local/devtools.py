@@ -13,6 +13,7 @@ from components.local.containers import (
     Publish,
     SecretFile,
     hardened_container,
+    healthcheck,
     labelled_volume,
     remote_image,
 )
@@ -103,12 +104,12 @@ class DevTools(pulumi.ComponentResource):
                 publish=[Publish(pgadmin.CONTAINER_PORT, args.host_port, args.bind_address)],
                 # gunicorn binds port 80 as the unprivileged pgadmin user.
                 capabilities_add=["NET_BIND_SERVICE"],
-                healthcheck=docker.ContainerHealthcheckArgs(
-                    tests=["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:80/misc/ping || exit 1"],
-                    interval="15s",
-                    timeout="5s",
+                healthcheck=healthcheck(
+                    ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:80/misc/ping || exit 1"],
+                    interval_s=15,
+                    timeout_s=5,
                     retries=5,
-                    start_period="60s",
+                    start_period_s=60,
                 ),
                 labels=names.labels("pgadmin"),
                 wait_timeout_s=240,

@@ -57,10 +57,13 @@ class Network(pulumi.ComponentResource):
             driver="bridge",
             internal=internal,
             attachable=False,
-            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(subnet))],
+            # The gateway Docker would pick, stated: the provider reads it back,
+            # and an IPAM entry that differs from the state replaces the network.
+            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(subnet), gateway=str(subnet.network_address + 1))],
             labels=[
                 docker.NetworkLabelArgs(label=key, value=value)
                 for key, value in sorted(names.labels(f"network-{role}").items())
             ],
-            opts=opts,
+            # Named: a replacement created first would collide with its own name.
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
         )
