@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 import tarfile
 import threading
 import time
@@ -33,14 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dill
 import docker.errors
 import pulumi
-from pulumi.dynamic import ResourceProvider
 
-from tests.e2e import crypto
+from tests.e2e import crypto, docker_schema
 from tests.e2e.engine import Engine
 from tests.harness import RecordingMocks
+from tests.provider_host import ProviderHost
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -52,13 +50,9 @@ class UnknownResourceType(Exception):
     pass
 
 
-def get_provider(props: Mapping[str, Any]) -> ResourceProvider:
-    """The provider object the program serialised into `__provider`, as
-    pulumi's dynamic provider host loads it (its module runs a server on import)."""
-    # The program's own serialised provider, from this run's inputs.
-    provider = dill.loads(base64.b64decode(props[PROVIDER_KEY]))  # noqa: S301
-    assert isinstance(provider, ResourceProvider)
-    return provider
+class ProtectedReplacement(Exception):
+    """What the engine answers when a change would replace a protected resource
+    (pulumi/pulumi pkg/resource/deploy/step_generator.go): nothing is done."""
 
 
 def plain(value: Any) -> Any:
@@ -103,21 +97,23 @@ class Step:
     """create, same, update, replace, delete, forget, skip."""
     typ: str
     name: str
+    detail: str = ""
+    """What changed, for an update or a replacement."""
 
 
-def _duration_ns(text: str) -> int:
-    """A Go duration (`15s`, `1m30s`, `500ms`) in nanoseconds."""
-    units = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a Go duration")
-    return int(sum(float(n) * units[u] for n, u in parts))
+def _swap(megabytes: Any) -> int | None:
+    if megabytes is None:
+        return None
+    return int(megabytes) * MIB if int(megabytes) > 0 else int(megabytes)
 
 
 def upload_tar(upload: Mapping[str, Any]) -> bytes:
-    """One upload as the provider writes it: a tar holding the file at its
-    absolute path, mode from `permissions` (else 0744 executable, 0644),
-    owner and group numeric."""
+    """One upload as the provider writes it (F:547-580): a one-file tar at the
+    file's absolute path, mode from `permissions` (else 0744 executable, 0644),
+    extracted at `/` before the container starts. v4.5.0 writes no owner into
+    the header; pulumi-docker 5.2.0 adds `owner` and `group` to an upload
+    ("numeric IDs can be used directly", its SDK's documentation), written here
+    as the header's uid and gid."""
     sources = [k for k in ("content", "contentBase64", "source") if upload.get(k)]
     if len(sources) != 1:
         raise ValueError(f"upload {upload.get('file')}: exactly one of content, content_base64, source")
@@ -173,7 +169,8 @@ class DockerResources:
             attachable=bool(inputs.get("attachable")),
             ingress=bool(inputs.get("ingress")),
         )
-        return created["Id"], {**inputs, "scope": "local"}
+        # NF:81: Create ends with Read.
+        return created["Id"], docker_schema.read_network(self.api.inspect_network(created["Id"]), inputs)
 
     def delete_network(self, id_: str, _outputs: dict[str, Any]) -> None:
         network = self.engine.client.networks.get(id_)
@@ -189,7 +186,8 @@ class DockerResources:
             driver_opts=inputs.get("driverOpts"),
             labels={item["label"]: item["value"] for item in inputs.get("labels") or []},
         )
-        return volume["Name"], {**inputs, "mountpoint": volume["Mountpoint"], "driver": volume["Driver"]}
+        # VOL:285: Create ends with Read.
+        return volume["Name"], docker_schema.read_volume(self.api.inspect_volume(volume["Name"]), inputs)
 
     def delete_volume(self, id_: str, _outputs: dict[str, Any]) -> None:
         # The provider retries while a container still holds the volume; so does this.
@@ -276,6 +274,8 @@ class DockerResources:
             cap_drop=caps.get("drops") or None,
             security_opt=inputs.get("securityOpts") or None,
             mem_limit=int(inputs["memory"]) * MIB if inputs.get("memory") else None,
+            # F:342-348: a positive swap limit is MB; -1 (unlimited) is passed as is.
+            memswap_limit=_swap(inputs.get("memorySwap")),
             shm_size=int(inputs["shmSize"]) * MIB if inputs.get("shmSize") else None,
             nano_cpus=int(float(inputs["cpus"]) * 1e9) if inputs.get("cpus") else None,
             init=bool(inputs.get("init", False)),
@@ -285,9 +285,9 @@ class DockerResources:
             check = inputs["healthcheck"]
             healthcheck = {
                 "test": check["tests"],
-                "interval": _duration_ns(check.get("interval", "0s")),
-                "timeout": _duration_ns(check.get("timeout", "0s")),
-                "start_period": _duration_ns(check.get("startPeriod", "0s")),
+                "interval": docker_schema.duration_ns(check.get("interval", "0s")),
+                "timeout": docker_schema.duration_ns(check.get("timeout", "0s")),
+                "start_period": docker_schema.duration_ns(check.get("startPeriod", "0s")),
                 "retries": int(check.get("retries", 0)),
             }
         created = api.create_container(
@@ -322,13 +322,38 @@ class DockerResources:
             api.start(cid)
             if inputs.get("wait"):
                 self._wait_healthy(cid, inputs["name"], int(inputs.get("waitTimeout", 60)))
-        outputs = {**inputs, "id": cid}
-        if inputs.get("attach"):
-            outputs["exitCode"] = api.wait(cid)["StatusCode"]
-        state = api.inspect_container(cid)["State"]
-        if inputs.get("mustRun", True) and not state["Running"]:
-            raise RuntimeError(f"container {inputs['name']} failed to be in running state:\n{self.logs(cid)}")
+        exit_code = api.wait(cid)["StatusCode"] if inputs.get("attach") else None
+        # F:673: Create ends with Read, so the state holds what Docker reports.
+        # A service that is not running is not an error here: Read stores
+        # must_run false (F:815-824) and the next update starts it.
+        outputs = {**docker_schema.read_container(api.inspect_container(cid), inputs), "id": cid}
+        if exit_code is not None:
+            outputs["exitCode"] = exit_code
+        if outputs.get("mustRun") is False and inputs.get("mustRun", True):
+            self.log(f"{inputs['name']} is not running after create:\n{self.logs(cid)}")
         return cid, outputs
+
+    def update_container(self, id_: str, state: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+        """resourceDockerContainerUpdate (F:991-1077): one ContainerUpdate with
+        the restart policy and the resource limits when one of them changed, a
+        start when must_run turns true; everything else is only stored. No Read."""
+        plan = docker_schema.container_plan(state, inputs, ())
+        if set(plan.changed) & docker_schema.CONTAINER_UPDATED:
+            self.api.update_container(
+                id_,
+                restart_policy={
+                    "Name": inputs.get("restart", "no"),
+                    "MaximumRetryCount": inputs.get("maxRetryCount", 0),
+                },
+                cpu_shares=int(inputs.get("cpuShares") or 0),
+                mem_limit=int(inputs.get("memory") or 0) * MIB,
+                mem_reservation=int(inputs.get("memoryReservation") or 0) * MIB,
+                cpuset_cpus=inputs.get("cpuSet") or "",
+                memswap_limit=_swap(inputs.get("memorySwap")) or None,
+            )
+        if state.get("mustRun") is False and inputs.get("mustRun", True) and inputs.get("start", True):
+            self.api.start(id_)
+        return {**state, **{key: inputs.get(key) for key in plan.changed}, "id": id_}
 
     def _wait_healthy(self, cid: str, name: str, timeout_s: int) -> None:
         deadline = time.monotonic() + timeout_s
@@ -370,15 +395,23 @@ def _generated(
 
 
 class EngineMocks(RecordingMocks):
-    """The mock runtime's resource hook, performing each resource on the engine."""
+    """The mock runtime's resource hook, performing each resource on the engine,
+    and the dynamic Postgres resources through Pulumi's own provider host."""
 
     def __init__(
-        self, engine: Engine, state: State, *, skip: Mapping[tuple[str, str], str], log: Callable[[str], None]
+        self,
+        engine: Engine,
+        state: State,
+        *,
+        skip: Mapping[tuple[str, str], str],
+        log: Callable[[str], None],
+        host: ProviderHost,
     ) -> None:
         super().__init__()
         self.state = state
         self.skip = dict(skip)
         self.log = log
+        self.host = host
         self.steps: list[Step] = []
         self.docker = DockerResources(engine, log)
         d = self.docker
@@ -395,10 +428,10 @@ class EngineMocks(RecordingMocks):
             "docker:index/container:Container": (d.create_container, d.delete_container),
         }
 
-    def _step(self, op: str, typ: str, name: str) -> None:
+    def _step(self, op: str, typ: str, name: str, detail: str = "") -> None:
         with self.state.lock:
-            self.steps.append(Step(op, typ, name))
-        self.log(f"{op:8} {typ} {name}")
+            self.steps.append(Step(op, typ, name, detail))
+        self.log(f"{op:8} {typ} {name}{f' ({detail})' if detail else ''}")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         super().new_resource(args)  # records the declaration as every mock test sees it
@@ -416,53 +449,85 @@ class EngineMocks(RecordingMocks):
         if args.typ not in self.handlers:
             raise UnknownResourceType(f"{args.typ} ({args.name}): the applier has no handler for this type")
         create, delete = self.handlers[args.typ]
-        if old is not None and old.inputs == inputs:
+        plan = self._plan(args.typ, old, inputs, options)
+        if old is not None and not plan.changed:
             self._step("same", *key)
             old.options = options
+            old.inputs = inputs
             return old.id, old.outputs
+        if old is not None and not plan.replace:
+            self._step("update", *key, ", ".join(plan.changed))
+            outputs = self.docker.update_container(old.id, old.outputs, inputs)
+            self.state.put(Applied(args.typ, args.name, old.id, inputs, outputs, options))
+            return old.id, outputs
         if old is not None:
-            # Only replacement here: a changed input of these types is a new resource.
-            self._step("replace", *key)
-            if delete is not None:
+            if old.options.get("protect"):
+                raise ProtectedReplacement(
+                    f"unable to replace resource {options.get('urn')} as it is currently marked for protection "
+                    f"(changed: {', '.join(plan.replace)}). To unprotect the resource, remove the `protect` flag "
+                    "from the resource in your Pulumi program and run `pulumi up`"
+                )
+            self._step("replace", *key, ", ".join(plan.replace))
+            # pulumi-docker's resources.go:114 makes the container delete-before-replace;
+            # anything else is created anew first unless the program asks otherwise.
+            first = args.typ == "docker:index/container:Container" or bool(options.get("delete_before_replace"))
+            if first and delete is not None:
+                delete(old.id, old.outputs)
+            id_, outputs = create(inputs)
+            if not first and delete is not None:
                 delete(old.id, old.outputs)
         else:
             self._step("create", *key)
-        id_, outputs = create(inputs)
+            id_, outputs = create(inputs)
         self.state.put(Applied(args.typ, args.name, id_, inputs, outputs, options))
         return id_, outputs
+
+    @staticmethod
+    def _plan(typ: str, old: Applied | None, inputs: dict[str, Any], options: Mapping[str, Any]) -> docker_schema.Plan:
+        """The provider's diff against what its Read stored; for the generated
+        values and images, any changed input is a new resource."""
+        if old is None:
+            return docker_schema.Plan()
+        if typ == "docker:index/container:Container":
+            return docker_schema.container_plan(old.outputs, inputs, options.get("replace_on_changes") or ())
+        if typ == "docker:index/network:Network":
+            return docker_schema.network_plan(old.outputs, inputs)
+        if typ == "docker:index/volume:Volume":
+            return docker_schema.volume_plan(old.outputs, inputs)
+        changed = sorted(k for k in set(old.inputs) | set(inputs) if old.inputs.get(k) != inputs.get(k))
+        return docker_schema.Plan(changed, changed)
 
     def _dynamic(
         self, key: tuple[str, str], inputs: dict[str, Any], options: dict[str, Any], old: Applied | None
     ) -> tuple[str, dict[str, Any]]:
-        provider: ResourceProvider = get_provider(inputs)
-        checked = provider.check(old.inputs if old else {}, inputs)
+        """As the engine drives a provider: Check against the old inputs, then
+        Create, or Diff against the old outputs and Update or replace."""
+        urn = str(options.get("urn"))
+        checked = self.host.check(urn, old.inputs if old else {}, inputs)
         if checked.failures:
-            raise RuntimeError(f"{key[1]}: " + "; ".join(f"{f.property}: {f.reason}" for f in checked.failures))
-        news = dict(checked.inputs or inputs)
+            raise RuntimeError(f"{key[1]}: " + "; ".join(f"{prop}: {reason}" for prop, reason in checked.failures))
+        news = checked.inputs
         if old is None:
             self._step("create", *key)
-            created = provider.create(news)
-            outputs = {**(created.outs or {}), PROVIDER_KEY: news[PROVIDER_KEY]}
-            self.state.put(Applied(key[0], key[1], created.id, news, outputs, options))
-            return created.id, outputs
-        diff = provider.diff(old.id, old.outputs, news)
-        if not diff.changes:
+            id_, outputs = self.host.create(urn, news)
+            self.state.put(Applied(key[0], key[1], id_, news, outputs, options))
+            return id_, outputs
+        diff = self.host.diff(old.id, urn, old.outputs, news, old.inputs)
+        if diff.changes == "DIFF_NONE":
             self._step("same", *key)
             old.options = options
             return old.id, old.outputs
         if diff.replaces:
-            self._step("replace", *key)
+            self._step("replace", *key, ", ".join(diff.replaces))
             if diff.delete_before_replace:
-                provider.delete(old.id, old.outputs)
-            created = provider.create(news)
+                self.host.delete(old.id, urn, old.outputs, old.inputs)
+            id_, outputs = self.host.create(urn, news)
             if not diff.delete_before_replace:
-                provider.delete(old.id, old.outputs)
-            outputs = {**(created.outs or {}), PROVIDER_KEY: news[PROVIDER_KEY]}
-            self.state.put(Applied(key[0], key[1], created.id, news, outputs, options))
-            return created.id, outputs
+                self.host.delete(old.id, urn, old.outputs, old.inputs)
+            self.state.put(Applied(key[0], key[1], id_, news, outputs, options))
+            return id_, outputs
         self._step("update", *key)
-        updated = provider.update(old.id, old.outputs, news)
-        outputs = {**(updated.outs or {}), PROVIDER_KEY: news[PROVIDER_KEY]}
+        outputs = self.host.update(old.id, urn, old.outputs, news, old.inputs)
         self.state.put(Applied(key[0], key[1], old.id, news, outputs, options))
         return old.id, outputs
 
@@ -490,7 +555,7 @@ class EngineMocks(RecordingMocks):
             if applied.options.get("retain_on_delete"):
                 done.append(Step("forget", *key))
             elif applied.typ.startswith("pulumi-python:dynamic"):
-                get_provider(applied.outputs).delete(applied.id, applied.outputs)
+                self.host.delete(applied.id, str(applied.options.get("urn")), applied.outputs, applied.inputs)
                 done.append(Step("delete", *key))
             else:
                 delete = self.handlers[applied.typ][1]

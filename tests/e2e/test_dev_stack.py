@@ -23,6 +23,7 @@ from components.stack_outputs import reachable
 from tests.e2e.applier import EngineMocks, State, Step
 from tests.e2e.engine import Engine
 from tests.harness import evaluate, stack_config
+from tests.provider_host import provider_host
 
 pytestmark = [pytest.mark.servers, pytest.mark.e2e]
 
@@ -49,8 +50,11 @@ class Run:
 
 
 def apply(engine: Engine, state: State) -> Run:
-    mocks = EngineMocks(engine, state, skip=SKIPPED, log=lambda line: print(line, flush=True))
-    evaluation = evaluate(stack_config(), mocks=mocks)
+    """One `pulumi up`: the program evaluated, its Postgres objects through a
+    dynamic provider host started for the run, as the engine starts one."""
+    with provider_host() as host:
+        mocks = EngineMocks(engine, state, skip=SKIPPED, log=lambda line: print(line, flush=True), host=host)
+        evaluation = evaluate(stack_config(), mocks=mocks)
     return Run(evaluation.outputs, mocks.steps, mocks)
 
 
@@ -226,8 +230,9 @@ def test_destroy_keeps_the_protected_and_a_new_apply_finds_the_data(stack: Deplo
     register_user(api_url, "kept@example.com")
     password = stack.state.resources[(PASSWORD, "postgres-superuser")].outputs["result"]
 
-    mocks = EngineMocks(stack.engine, stack.state, skip=SKIPPED, log=lambda line: print(line, flush=True))
-    removed = mocks.destroy(exclude_protected=True)
+    with provider_host() as provider:
+        mocks = EngineMocks(stack.engine, stack.state, skip=SKIPPED, log=print, host=provider)
+        removed = mocks.destroy(exclude_protected=True)
     left = {(r.typ, r.name) for r in stack.state.resources.values()}
     assert left == {
         ("random:index/randomPassword:RandomPassword", "postgres-superuser"),
