@@ -100,7 +100,11 @@ def check(root: Path, stack: str) -> tuple[PlatformConfig | None, list[str], lis
     """The parsed config (None when invalid), the problems, and the encrypted paths left unchecked."""
     found = read_stack_file(root, stack)
     try:
-        return parse_config(found.raw, found.secret_keys, found.namespace, found.strays), [], found.encrypted
+        return (
+            parse_config(found.raw, found.secret_keys, found.namespace, found.strays, stack=stack),
+            [],
+            found.encrypted,
+        )
     except ConfigError as exc:
         unchecked = tuple(f"{found.namespace}:{path} " for path in found.encrypted)
         problems = [p for p in exc.problems if not p.startswith(unchecked)]

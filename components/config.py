@@ -35,6 +35,7 @@ from components.spec.alerts import RUNBOOKS_DOC, AlertThresholds
 from components.spec.backups import BACKUP_DIR, max_backup_age_seconds, schedule_period_seconds
 from components.spec.backups import METRICS_PORT as BACKUP_METRICS_PORT
 from components.spec.database import REQUIRED_SCHEMAS, SCHEMAS
+from components.spec.naming import Names, aws_name_problems
 from components.spec.postgres_conf import TuningError, tune
 from components.spec.redis_conf import EvictionPolicy
 
@@ -585,16 +586,28 @@ class ConfigError(Exception):
 
 
 def parse_config(
-    raw: Mapping[str, Any], secret_keys: Iterable[str] = (), namespace: str = NAMESPACE, strays: Iterable[str] = ()
+    raw: Mapping[str, Any],
+    secret_keys: Iterable[str] = (),
+    namespace: str = NAMESPACE,
+    strays: Iterable[str] = (),
+    *,
+    stack: str | None = None,
 ) -> PlatformConfig:
     """Validate the project's keys (namespace already stripped) into the model;
-    `strays` are problems already found (keys in a namespace nobody reads)."""
+    `strays` are problems already found (keys in a namespace nobody reads). With
+    the `stack` name, an AWS stack's physical names are held to AWS's limits."""
     secrets = set(secret_keys)
     problems = list(strays)
     try:
         cfg = PlatformConfig.model_validate(dict(raw))
     except ValidationError as exc:
         problems += [p for err in exc.errors() for p in _describe(err, secrets, namespace)]
+    else:
+        if stack is not None and cfg.target == "aws":
+            problems += [
+                f"{namespace}:appName = {cfg.app_name!r} with the stack name {stack!r}: {problem}"
+                for problem in aws_name_problems(Names(cfg.app_name, stack))
+            ]
     if problems:
         raise ConfigError(problems)
     return cfg

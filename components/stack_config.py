@@ -23,4 +23,4 @@ def load_platform_config() -> PlatformConfig:
     raw = {key: parse_raw_value(value) for key, value in mine.items()}
     secret_keys = [key for key in merged if runtime_config.is_config_secret(key)]
     secret_keys += runtime_config.get_config_secret_keys_env()
-    return parse_config(raw, secret_keys, namespace, strays)
+    return parse_config(raw, secret_keys, namespace, strays, stack=pulumi.get_stack())

@@ -68,3 +68,40 @@ class Names:
             "com.wondernest.component": component,
             "com.wondernest.managed-by": "pulumi",
         }
+
+
+@dataclass(frozen=True)
+class AwsNameLimit:
+    """The longest name of a kind the AWS target derives from `<app>-<stack>`,
+    and AWS's limit on it."""
+
+    what: str
+    suffix: str
+    """What follows `<app>-<stack>` in the longest such name."""
+    limit: int
+
+
+# Only the kinds whose limits a name can reach: the rest allow 128 characters
+# or more. The suffixes are the components' own (a test derives every name of
+# the prod graph at these lengths and holds each to AWS's limit for its type).
+AWS_NAME_LIMITS = (
+    AwsNameLimit("the load balancer and its target group", "-api", 32),
+    AwsNameLimit("the ElastiCache replication group", "-redis", 40),
+    AwsNameLimit("the ElastiCache user ids", "-redis-monitoring", 40),
+    AwsNameLimit("the AWS Backup vaults", "-vault-copy", 50),
+    AwsNameLimit("the AWS Backup selection", "-postgres", 50),
+    AwsNameLimit("the S3 buckets (with the 12-digit account id)", "-backups-copy-123456789012", 63),
+    AwsNameLimit("the RDS instances", "-postgres-replica-5", 63),
+    AwsNameLimit("the EventBridge schedules", "-exporters-redeploy", 64),
+)
+
+
+def aws_name_problems(names: Names) -> list[str]:
+    """Each AWS name the stack would derive over AWS's limit, with by how much."""
+    prefix = f"{names.app}-{names.stack}"
+    return [
+        f"{what.what} would be named {prefix}{what.suffix} ({len(prefix + what.suffix)} characters; "
+        f"AWS allows {what.limit}): shorten appName or the stack name by {len(prefix + what.suffix) - what.limit}"
+        for what in AWS_NAME_LIMITS
+        if len(prefix + what.suffix) > what.limit
+    ]
