@@ -33,6 +33,7 @@ class Case:
     labels: dict[str, str] | None = None
     """None: the alert must not fire."""
     annotations: dict[str, str] = field(default_factory=dict)
+    interval: str = "1m"
 
     def promtool(self) -> dict[str, object]:
         expected: list[dict[str, object]] = []
@@ -40,7 +41,7 @@ class Case:
             annotations = {"runbook": f"docs/runbooks.md#runbook-{self.alert.lower()}", **self.annotations}
             expected = [{"exp_labels": self.labels, "exp_annotations": annotations}]
         return {
-            "interval": "1m",
+            "interval": self.interval,
             "input_series": [{"series": s, "values": v} for s, v in self.series.items()],
             "alert_rule_test": [{"eval_time": self.eval_time, "alertname": self.alert, "exp_alerts": expected}],
         }
@@ -66,6 +67,24 @@ SLOW = {
     ),
 }
 WITHIN_OBJECTIVE = requests(1, 1099, 400)  # 0.09 % errors: inside a 99.9 % objective
+
+
+def phases(*spans: tuple[int, int, int]) -> dict[str, str]:
+    """User traffic in phases of (samples, ok per sample, errors per sample):
+    counters that keep rising at each phase's own pace."""
+    series = 'http_requests_total{{{api},method="GET",route="/api/users/me",status="{status}"}}'
+    values: dict[str, list[str]] = {"200": [], "500": []}
+    totals = {"200": 0, "500": 0}
+    for samples, ok, errors in spans:
+        for status, step in (("200", ok), ("500", errors)):
+            values[status].append(f"{totals[status]}+{step}x{samples - 1}")
+            totals[status] += step * samples
+    return {series.format(api=API, status=status): " ".join(parts) for status, parts in values.items()}
+
+
+# Six clean hours, then ten minutes of 10 % errors, then clean again: only the
+# 1h/5m pair can see it (the 6h ratio stays at 0.28 %, under 6 x the budget).
+SHORT_OUTAGE = phases((360, 100, 0), (10, 90, 10), (60, 100, 0))
 
 
 def probes(per_min: int, minutes: int, status: str = "200") -> dict[str, str]:
@@ -154,6 +173,35 @@ CASES: list[Case] = [
     Case("ApiErrorBudgetBurnFast", {**requests(0, 100, 90), **probes(60, 90, status="503")}, "70m"),
     Case("HighErrorRate", {**requests(0, 100, 20), **probes(60, 20, status="503")}, "15m"),
     Case("ApiErrorBudgetBurnFast", WITHIN_OBJECTIVE, "6h"),
+    # Each burn-rate pair on its own, so each factor and window is needed.
+    # 1h/5m: the short outage pages while it lasts...
+    Case("ApiErrorBudgetBurnFast", SHORT_OUTAGE, "369m", {"severity": "critical", "job": "api"}, FAST),
+    # ...and the page clears once the 5-minute window recovers, though the hour still holds the errors.
+    Case("ApiErrorBudgetBurnFast", SHORT_OUTAGE, "390m"),
+    # 6h/30m: 0.8 % for hours, under 14.4 x and over 6 x the budget.
+    Case("ApiErrorBudgetBurnFast", requests(8, 992, 400), "380m", {"severity": "critical", "job": "api"}, FAST),
+    Case("ApiErrorBudgetBurnSlow", requests(8, 992, 400), "380m", {"severity": "warning", "job": "api"}, SLOW),
+    # 3d/6h: 0.2 %, under 3 x and over 1 x the budget, for three days.
+    Case(
+        "ApiErrorBudgetBurnSlow",
+        phases((900, 998, 2)),
+        "74h",
+        {"severity": "warning", "job": "api"},
+        SLOW,
+        interval="5m",
+    ),
+    Case("ApiErrorBudgetBurnFast", phases((900, 998, 2)), "74h", interval="5m"),
+    # 1d/2h: a day at 0.5 % after two busy clean days, the three-day ratio under 1 x.
+    Case(
+        "ApiErrorBudgetBurnSlow",
+        phases((576, 10000, 0), (300, 995, 5)),
+        "73h",
+        {"severity": "warning", "job": "api"},
+        SLOW,
+        interval="5m",
+    ),
+    # Under every threshold: 0.05 % for three days.
+    Case("ApiErrorBudgetBurnSlow", phases((900, 19990, 10)), "74h", interval="5m"),
     # A slow burn: 0.5 %, 5 times the budget, below the fast thresholds (6x, 14.4x).
     Case("ApiErrorBudgetBurnSlow", requests(1, 199, 200), "150m", {"severity": "warning", "job": "api"}, SLOW),
     Case("ApiErrorBudgetBurnSlow", WITHIN_OBJECTIVE, "6h"),

@@ -167,6 +167,27 @@ def test_every_rule_is_covered_and_documented() -> None:
         assert f"`{rule.id}`" in readme, rule.id
 
 
+@pytest.mark.parametrize(
+    ("port", "shown"),
+    [
+        ({"external": 8080}, "every interface"),
+        ({"external": 8080, "ip": None}, "every interface"),
+        ({"external": 8080, "ip": ""}, "every interface"),
+        ({"external": 8080, "ip": "0.0.0.0"}, "0.0.0.0"),
+        ({"external": 8080, "ip": "::"}, "::"),
+        ({"external": 8080, "ip": "192.168.1.10"}, "192.168.1.10"),
+    ],
+)
+def test_a_port_not_bound_to_loopback_is_refused(port: dict[str, Any], shown: str) -> None:
+    found = run("published-ports-loopback", container(ports=[port]))
+    assert [v.message.split(" Fix:")[0] for v in found] == [f"api: publishes port 8080 on {shown}."]
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "127.0.0.2", "::1"])
+def test_a_port_bound_to_loopback_passes(ip: str) -> None:
+    assert run("published-ports-loopback", container(ports=[{"external": 8080, "ip": ip}])) == []
+
+
 def test_a_wider_bind_passes_only_when_the_stack_allows_it() -> None:
     public = container(ports=[{"external": 8080, "ip": "0.0.0.0"}])
     assert run("published-ports-loopback", public, {"allowPublicBind": True}) == []
@@ -336,19 +357,38 @@ def _replace(resources: list[Resource], name: str, typ: str, **props: Any) -> li
     return out
 
 
-def test_stack_rule_network_data_tier_internal(dev_resources: list[Resource]) -> None:
+@pytest.mark.parametrize(
+    ("container_name", "network", "reported"),
+    [
+        ("postgres", "wondernest-dev-frontend", True),
+        ("redis", "wondernest-dev-frontend", True),
+        ("postgres-exporter", "wondernest-dev-frontend", True),
+        ("redis-exporter", "wondernest-dev-ops", True),
+        # The ops bridge publishes Postgres' and Redis' admin ports, and holds nothing else.
+        ("postgres", "wondernest-dev-ops", False),
+        ("redis", "wondernest-dev-ops", False),
+    ],
+)
+def test_stack_rule_network_data_tier_internal(
+    dev_resources: list[Resource], container_name: str, network: str, reported: bool
+) -> None:
     rule = BY_ID["network-data-tier-internal"]
     assert rule.run_stack(dev_resources, {}) == []
-    exporter = next(r for r in dev_resources if r.name == "postgres-exporter" and r.type == CONTAINER)
-    leaked = _replace(
-        dev_resources, "postgres-exporter", CONTAINER,
-        networksAdvanced=[*exporter.get("networksAdvanced"), {"name": "wondernest-dev-frontend", "aliases": []}],
-    )  # fmt: skip
-    found = rule.run_stack(leaked, {})
-    assert [v.message.split(":")[0] for v in found] == ["postgres-exporter"]
-    assert "wondernest-dev-frontend" in found[0].message
-    # The ops bridge is not internal, but an exporter has no business on it either.
-    assert NETWORK in {r.type for r in dev_resources}
+    container = next(r for r in dev_resources if r.name == container_name and r.type == CONTAINER)
+    attached = [a for a in container.get("networksAdvanced") if a["name"] != network]
+    joined = _replace(
+        dev_resources, container_name, CONTAINER, networksAdvanced=[*attached, {"name": network, "aliases": []}]
+    )
+    found = [v.message.split(" Fix:")[0] for v in rule.run_stack(joined, {})]
+    assert found == ([f"{container_name}: the data tier joins non-internal network {network}."] if reported else [])
+
+
+def test_stack_rule_network_data_tier_internal_reads_the_network_itself(dev_resources: list[Resource]) -> None:
+    """The backend network made non-internal: every data-tier container on it is reported."""
+    rule = BY_ID["network-data-tier-internal"]
+    opened = _replace(dev_resources, "backend", NETWORK, internal=False)
+    found = sorted(v.message.split(":")[0] for v in rule.run_stack(opened, {}))
+    assert found == ["postgres", "postgres-exporter", "redis", "redis-exporter"]
 
 
 def test_stack_rule_every_service_scraped(dev_resources: list[Resource]) -> None:

@@ -270,6 +270,31 @@ def test_escalated_role_is_drift_and_update_removes_it(pg: PostgresServer, appli
     assert again["escalations"] == [] and again["connection_limit"] == 50
 
 
+@pytest.mark.parametrize(
+    ("attribute", "reported", "column"),
+    [
+        ("SUPERUSER", "SUPERUSER", "rolsuper"),
+        ("CREATEDB", "CREATEDB", "rolcreatedb"),
+        ("CREATEROLE", "CREATEROLE", "rolcreaterole"),
+        ("REPLICATION", "REPLICATION", "rolreplication"),
+        ("NOINHERIT", "NOINHERIT", "NOT rolinherit"),
+    ],
+)
+def test_each_escalated_attribute_alone_is_drift_and_update_removes_it(
+    pg: PostgresServer, applied: Applied, attribute: str, reported: str, column: str
+) -> None:
+    props = applied.props["role-analytics"]
+    with pg.admin() as conn:
+        conn.execute(f"ALTER ROLE {props['name']} {attribute}")
+    refreshed = RoleProvider().read(props["name"], props).outs or {}
+    assert refreshed["escalations"] == [reported]
+    assert RoleProvider().diff(props["name"], refreshed, props).changes
+    RoleProvider().update(props["name"], refreshed, props)
+    with pg.admin() as conn:
+        row = conn.execute(f"SELECT {column} FROM pg_roles WHERE rolname = %s", (props["name"],)).fetchone()
+    assert row == (False,), attribute
+
+
 def test_revoked_table_grant_is_drift_and_update_restores_it(pg: PostgresServer, applied: Applied) -> None:
     props = applied.props["grant-core-analytics"]
     provider = SchemaGrantProvider()

@@ -97,6 +97,49 @@ def test_flipped_bytes_fail_verification_even_with_a_matching_checksum(pg: Postg
     assert repo.load(manifest.id).verified_at is None
 
 
+def test_a_restore_that_fails_after_every_row_is_in_fails_verification(pg: PostgresServer, tmp_path: Path) -> None:
+    """pg_restore's own exit status decides, even when every table and row came
+    back: here an index on a function that reads a table by an unqualified name
+    fails in the post-data step, where pg_dump's empty search_path applies."""
+    with pg.admin() as conn:
+        conn.execute("CREATE DATABASE indexed")
+    with pg.admin("indexed") as conn:
+        conn.execute("CREATE TABLE public.weights AS SELECT 1 AS w")
+        conn.execute("CREATE TABLE public.items AS SELECT g AS id FROM generate_series(1, 50) g")
+        conn.execute(
+            "CREATE FUNCTION public.weighted(int) RETURNS int LANGUAGE sql IMMUTABLE "
+            "AS 'SELECT $1 * (SELECT w FROM weights)'"
+        )
+        conn.execute("CREATE INDEX items_weighted ON public.items (public.weighted(id))")
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg, "indexed"), repo)
+    assert manifest.tables == {"public.items": 50, "public.weights": 1}
+    with pytest.raises(BackupError, match=r"restore failed: .*relation \"weights\" does not exist"):
+        verify(repo, manifest.id)
+    assert repo.load(manifest.id).verified_at is None
+
+
+def test_a_dump_that_restores_cleanly_but_lacks_rows_fails_verification(pg: PostgresServer, tmp_path: Path) -> None:
+    """A dump whose checksum is right and whose restore succeeds, taken when a
+    table held fewer rows than the manifest records: only the row counts tell."""
+    repo = Repository(tmp_path / "full")
+    manifest = run(endpoint(pg), repo)
+    with pg.admin("wondernest") as conn:
+        conn.execute("DELETE FROM core.users WHERE id > 2990")
+    try:
+        fewer = run(endpoint(pg), Repository(tmp_path / "fewer"))
+    finally:
+        with pg.admin("wondernest") as conn:
+            conn.execute("INSERT INTO core.users SELECT g, md5(g::text) FROM generate_series(2991, 3000) g")
+    dump = repo.dump_path(manifest.id)
+    dump.write_bytes(Repository(tmp_path / "fewer").dump_path(fewer.id).read_bytes())
+    manifest.sha256 = checksum(dump)
+    repo.save(manifest)
+    with pytest.raises(BackupError, match=r"row counts differ after restore .*'core.users': \(3000, 2990\)"):
+        verify(repo, manifest.id)
+    assert repo.load(manifest.id).verified_at is None
+
+
 def test_restore_refuses_a_non_empty_target_unless_forced(pg: PostgresServer, tmp_path: Path) -> None:
     repo = Repository(tmp_path)
     manifest = run(endpoint(pg), repo)
