@@ -543,14 +543,19 @@ def assert_promtool_passes(rules: Path, tmp_path: Path) -> None:
     require_binary(PROMTOOL, "prometheus")
     check = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    tests = tmp_path / "tests.yml"
-    tests.write_text(
-        yaml.safe_dump(
-            {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [c.promtool() for c in CASES]},
-            sort_keys=False,
+    # One file per sample interval, evaluated at that interval: the cases that
+    # span days run at 5m steps, the rest at 1m.
+    files = []
+    for interval in sorted({c.interval for c in CASES}):
+        tests = tmp_path / f"tests-{interval}.yml"
+        cases = [c.promtool() for c in CASES if c.interval == interval]
+        tests.write_text(
+            yaml.safe_dump(
+                {"rule_files": [str(rules)], "evaluation_interval": interval, "tests": cases}, sort_keys=False
+            )
         )
-    )
-    result = subprocess.run([PROMTOOL, "test", "rules", str(tests)], capture_output=True, text=True, check=False)
+        files.append(str(tests))
+    result = subprocess.run([PROMTOOL, "test", "rules", *files], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
