@@ -20,7 +20,7 @@ SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers e2e-servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
-        e2e local-check local-ready state-check up preview destroy destroy-all outputs psql status stats logs verify reset-db \
+        e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs psql status stats logs verify reset-db \
         aws-check aws-ready aws-preview aws-up tunnel
 
 help:
@@ -28,6 +28,8 @@ help:
 	@echo "make test               ruff, mypy and every test (installs what it needs; servers: make servers)"
 	@echo "make test-fast          the tests that start no server, in a minute or two"
 	@echo "make e2e                the dev stack applied on a Docker engine of its own (root; README, \"On a real engine\")"
+	@echo "make mutation [ARGS=policies]   mutation testing of the security and data-safety code (docs/testing.md)"
+	@echo "make mutation-sample    one mutant per function of each area, as CI runs it"
 	@echo "make pytest ARGS=...    pytest alone, e.g. ARGS='tests/test_config.py -k port'"
 	@echo "make check-config STACK=prod   validate Pulumi.<stack>.yaml without the Pulumi CLI"
 	@echo "make verify [ARGS=--auth]  check every service of the running stack (README, \"Verifying it\")"
@@ -112,6 +114,14 @@ test-fast: $(VENV)/.dev
 # images, the project's images, the program's graph applied and verified.
 e2e: $(VENV)/.dev
 	$(PY) -m pytest -m e2e tests/e2e $(ARGS)
+
+# mutmut over the code that decides security and data safety (tests/mutation/run.py):
+# every mutant of every area, or one per function (what CI runs).
+mutation: $(VENV)/.dev
+	$(PY) -m tests.mutation.run $(ARGS)
+
+mutation-sample: $(VENV)/.dev
+	$(PY) -m tests.mutation.run --sample 1 --require 1.0 $(ARGS)
 
 bench: $(VENV)/.dev
 	$(PY) app/bench/benchmark.py $(ARGS)

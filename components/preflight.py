@@ -40,6 +40,8 @@ class Finding:
     ok: bool
     what: str
     detail: str
+    warning: bool = False
+    """Not a failure, but not all well either: said loudly, on stderr."""
 
 
 def _first_line(text: str) -> str:
@@ -151,8 +153,8 @@ def check_ports(address: str, ports: Mapping[str, int], *, app: str, stack: str,
 
 def report(findings: Sequence[Finding]) -> int:
     for finding in findings:
-        mark = "ok  " if finding.ok else "FAIL"
-        stream = sys.stdout if finding.ok else sys.stderr
+        mark = ("WARN" if finding.warning else "ok  ") if finding.ok else "FAIL"
+        stream = sys.stdout if finding.ok and not finding.warning else sys.stderr
         stream.write(f"preflight {mark} {finding.what}: {finding.detail}\n")
     return 0 if all(f.ok for f in findings) else 1
 
@@ -184,7 +186,7 @@ def check_servers(binaries: Mapping[str, str] = SERVER_BINARIES, required: bool 
     detail = f"not installed: {', '.join(missing)}; `make servers` installs them"
     if required:
         return [Finding(False, "servers", f"REQUIRE_SERVERS=1 and {detail}")]
-    return [Finding(True, "servers", f"their tests will be skipped ({detail})")]
+    return [Finding(True, "servers", f"their tests will be SKIPPED ({detail})", warning=True)]
 
 
 CHECKS: dict[str, Callable[[], list[Finding]]] = {

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 import pytest
 
 from tests.servers import PostgresServer, postgres_server
-from tests.servers_guard import pytest_runtest_setup  # noqa: F401 (a hook, found by its name)
 
 # Mock-runtime tests read Pulumi.dev.yaml relative to the project root.
 os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -185,6 +186,19 @@ def evaluate(
     for declared in mocks.declared:
         declared.options = monitor.options.get((declared.typ, declared.name), {})
     return Evaluation(mocks.declared, captured, secret)
+
+
+_MEMO: dict[str, Evaluation] = {}
+
+
+def evaluate_once(config: Mapping[str, Any], *, stack: str = "dev", preview: bool = False) -> Evaluation:
+    """`evaluate`, once per config in a process: for tests that judge a graph
+    the program declares rather than the program itself (the policy pack's),
+    and for mutation runs, whose workers fork after the first evaluation."""
+    key = json.dumps([config, stack, preview], sort_keys=True, default=str)
+    if key not in _MEMO:
+        _MEMO[key] = evaluate(config, stack=stack, preview=preview)
+    return copy.deepcopy(_MEMO[key])
 
 
 def declared_by(

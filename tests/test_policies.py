@@ -18,7 +18,7 @@ from wondernest_policies.model import Resource, Rule, Violation
 from wondernest_policies.platform import NETWORK, ROLE
 from wondernest_policies.registry import RULES, policies
 
-from tests.harness import Evaluation, evaluate, stack_config
+from tests.harness import Evaluation, evaluate_once, stack_config
 
 ROOT = Path(__file__).resolve().parents[1]
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -285,7 +285,7 @@ def violations(resources: list[Resource], stack: str = "dev") -> dict[str, list[
 
 @pytest.fixture(scope="module")
 def dev_resources() -> list[Resource]:
-    return as_resources(evaluate(stack_config()))
+    return as_resources(evaluate_once(stack_config()))
 
 
 WRITABLE = [
@@ -317,7 +317,7 @@ def test_a_broken_copy_of_the_stack_produces_exactly_the_expected_violations() -
     # A stack config that allows a public bind while the policy config does not,
     # and a graph with an unpinned image and a secret in an env var: mistakes
     # the config layer would refuse, made as if something slipped past it.
-    ev = evaluate(stack_config({"network": {"allowPublicBind": True, "bindAddress": "0.0.0.0"}}))
+    ev = evaluate_once(stack_config({"network": {"allowPublicBind": True, "bindAddress": "0.0.0.0"}}))
     resources = as_resources(ev)
     broken = []
     for r in resources:

@@ -15,7 +15,7 @@ from wondernest_policies import aws, aws_network, credentials, policy_documents
 from wondernest_policies.model import Resource
 from wondernest_policies.registry import RULES, policies
 
-from tests.harness import evaluate, stack_config
+from tests.harness import evaluate_once, stack_config
 from tests.test_policies import UNKNOWN, _options, as_resources, enforcement, violations
 from tests.test_stack_prod import CERT, prod_config
 
@@ -577,7 +577,7 @@ def prod_resources() -> list[Resource]:
             "dbReplicaInstanceClass": "db.r6g.large",
         }
     )
-    return as_resources(evaluate(config, stack="prod"), "prod")
+    return as_resources(evaluate_once(config, stack="prod"), "prod")
 
 
 def test_the_prod_stack_passes_the_whole_pack(prod_resources: list[Resource]) -> None:
@@ -586,14 +586,14 @@ def test_the_prod_stack_passes_the_whole_pack(prod_resources: list[Resource]) ->
 
 
 def test_prod_without_a_certificate_is_refused_for_plain_http() -> None:
-    resources = as_resources(evaluate(prod_config(), stack="prod"), "prod")
+    resources = as_resources(evaluate_once(prod_config(), stack="prod"), "prod")
     assert prod_violations(resources) == {"aws-alb-https": ["http"]}
 
 
 def test_a_broken_prod_stack_produces_exactly_the_expected_violations() -> None:
     # Single-AZ and a short log retention come through the stack config; the rest
     # are mistakes made as if something had slipped past the config layer.
-    ev = evaluate(
+    ev = evaluate_once(
         prod_config(
             {"dbMultiAz": False, "logRetentionDays": 14, "certificateArn": CERT, "domainName": "a.example.com"}
         ),
@@ -660,7 +660,7 @@ def test_the_backup_rule_wants_aws_backup_and_a_verifying_task(prod_resources: l
 
 
 def test_the_staging_stack_passes_with_its_own_policy_config() -> None:
-    ev = evaluate(stack_config(stack="staging"), stack="staging")
+    ev = evaluate_once(stack_config(stack="staging"), stack="staging")
     resources = as_resources(ev, "staging")
     assert len(ev.of_type("aws:ec2/natGateway:NatGateway")) == 1
     assert not [d for d in ev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if d.inputs["vpcEndpointType"] == "Interface"]

@@ -143,7 +143,8 @@ def test_missing_servers_fail_only_when_required(tmp_path: Path) -> None:
     present.touch()
     binaries = {str(present): "redis-server", str(tmp_path / "promtool"): "prometheus"}
     (skipped,) = check_servers(binaries, required=False)
-    assert skipped.ok and "not installed: prometheus; `make servers` installs them" in skipped.detail
+    assert skipped.ok and skipped.warning and "SKIPPED" in skipped.detail
+    assert "not installed: prometheus; `make servers` installs them" in skipped.detail
     (failed,) = check_servers(binaries, required=True)
     assert not failed.ok and failed.detail.startswith("REQUIRE_SERVERS=1 and not installed: prometheus")
     assert check_servers({str(present): "redis-server"}, required=True) == [Finding(True, "servers", "all installed")]

@@ -23,7 +23,6 @@ from tests.api_stack import (
     rendered_acl,
 )
 from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server
-from tests.servers_guard import pytest_runtest_setup  # noqa: F401 (a hook, found by its name)
 
 
 @pytest.fixture(scope="session")

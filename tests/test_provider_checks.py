@@ -1,0 +1,111 @@
+"""The Postgres providers' check and diff in this process, no server: the
+values the engine hands them (whole doubles, preview unknowns as
+`pulumi.output.Unknown`, lists in any order) and what each must answer.
+tests/test_provider_host.py makes the same calls through Pulumi's own
+provider host."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from pulumi.output import Unknown
+
+from components.postgres.provider import (
+    DatabaseAccessProvider,
+    ExtensionProvider,
+    PostgresProvider,
+    RoleProvider,
+    SchemaGrantProvider,
+    SchemaProvider,
+    connect,
+)
+from components.postgres.resources import declared_objects
+from components.spec.database import database_spec
+from components.spec.naming import Names
+from tests.servers import free_port
+
+SPEC = database_spec(Names(app="checked", stack="test"))
+OBJECTS = {name: (provider, inputs) for name, provider, inputs in declared_objects(SPEC, superuser=True)}
+ROLE = {**OBJECTS["role-app"][1], "password": "pw", "connection": {"host": "h"}}
+GRANT = {**OBJECTS["grant-core-app"][1], "connection": {"host": "h"}}
+
+
+def failures(provider: PostgresProvider, news: dict[str, Any]) -> list[str]:
+    return sorted(f.property for f in provider.check({}, news).failures or [])
+
+
+@pytest.mark.parametrize(
+    ("limit", "refused"),
+    [(0.0, True), (0, True), (-1.0, True), (2.5, True), ("10", True), (True, True), (1.0, False), (10, False)],
+)
+def test_a_connection_limit_must_be_a_whole_number_of_at_least_one(limit: Any, refused: bool) -> None:
+    assert failures(RoleProvider(), {**ROLE, "connection_limit": limit}) == (["connection_limit"] if refused else [])
+
+
+def test_an_unknown_limit_list_or_name_is_not_judged() -> None:
+    news = {**ROLE, "connection_limit": Unknown(), "member_of": Unknown(), "settings": Unknown(), "name": Unknown()}
+    assert failures(RoleProvider(), news) == []
+    assert failures(RoleProvider(), {**ROLE, "member_of": [Unknown(), "pg_monitor"]}) == []
+    # The engine's sentinel string is an unknown too.
+    assert failures(RoleProvider(), {**ROLE, "name": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}) == []
+
+
+def test_a_known_bad_value_is_refused_beside_unknowns() -> None:
+    news = {**ROLE, "member_of": [Unknown(), "Not A Role"], "settings": ["search_path=x"], "connection": Unknown()}
+    assert failures(RoleProvider(), news) == ["member_of", "settings"]
+    assert failures(RoleProvider(), {**ROLE, "name": "Upper"}) == ["name"]
+    assert failures(RoleProvider(), {**ROLE, "member_of": "not-a-list"}) == []
+
+
+@pytest.mark.parametrize("key", ["schema_privileges", "table_privileges", "sequence_privileges"])
+def test_a_grant_names_only_privileges_of_its_kind(key: str) -> None:
+    assert failures(SchemaGrantProvider(), GRANT) == []
+    assert failures(SchemaGrantProvider(), {**GRANT, key: ["DROP"]}) == [key]
+    assert failures(SchemaGrantProvider(), {**GRANT, key: [Unknown(), 7]}) == [key]
+    assert failures(SchemaGrantProvider(), {**GRANT, key: Unknown()}) == []
+    assert failures(SchemaGrantProvider(), {**GRANT, "role": "Bad-Role"}) == ["role"]
+
+
+def test_lists_of_names_compare_in_any_order_and_other_lists_in_order() -> None:
+    reordered = {**ROLE, "member_of": ["pg_monitor", "a"], "members": ["b", "c"]}
+    again = {**ROLE, "member_of": ["a", "pg_monitor"], "members": ["c", "b"]}
+    assert not RoleProvider().diff("checked_app", {**reordered, "password": "pw"}, again).changes
+    olds = {**GRANT, "default_owners": [{"x": 1}, {"x": 2}]}
+    news = {**GRANT, "default_owners": [{"x": 2}, {"x": 1}]}
+    assert SchemaGrantProvider().diff("core.checked_app", olds, news).changes
+
+
+def test_a_rename_replaces_and_other_changes_update() -> None:
+    renamed = RoleProvider().diff("checked_app", ROLE, {**ROLE, "name": "checked_other"})
+    assert (renamed.changes, renamed.replaces) == (True, ["name"])
+    limited = RoleProvider().diff("checked_app", ROLE, {**ROLE, "connection_limit": 3})
+    assert (limited.changes, limited.replaces) == (True, [])
+    password = RoleProvider().diff("checked_app", ROLE, {**ROLE, "password": "other"})
+    assert (password.changes, password.replaces) == (True, [])
+    rotated = {**ROLE, "rotated": True}
+    assert not RoleProvider().diff("checked_app", rotated, {**rotated, "password": "other"}).changes
+
+
+@pytest.mark.parametrize(
+    ("provider", "name", "expected"),
+    [
+        (RoleProvider(), "role-app", "checked_app"),
+        (SchemaProvider(), "schema-core", "core"),
+        (SchemaGrantProvider(), "grant-core-app", "core.checked_app"),
+        (DatabaseAccessProvider(), "database-access", "checked"),
+        (ExtensionProvider(), "extension-pg_stat_statements", "pg_stat_statements"),
+    ],
+)
+def test_each_object_is_identified_by_what_names_it(provider: PostgresProvider, name: str, expected: str) -> None:
+    assert provider._id(OBJECTS[name][1]) == expected
+
+
+def test_a_server_that_never_answers_fails_after_the_wait() -> None:
+    conn = {"host": "127.0.0.1", "port": free_port(), "user": "u", "password": "p", "database": "d"}
+    started = time.monotonic()
+    with pytest.raises(psycopg.OperationalError):
+        connect({**conn, "wait_seconds": 2})
+    assert 2 <= time.monotonic() - started < 10
