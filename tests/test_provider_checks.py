@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from pulumi.output import Unknown
+from pulumi.output import UNKNOWN as UNKNOWN_VALUE
 
 from components.postgres.provider import (
     DatabaseAccessProvider,
@@ -46,15 +46,15 @@ def test_a_connection_limit_must_be_a_whole_number_of_at_least_one(limit: Any, r
 
 
 def test_an_unknown_limit_list_or_name_is_not_judged() -> None:
-    news = {**ROLE, "connection_limit": Unknown(), "member_of": Unknown(), "settings": Unknown(), "name": Unknown()}
+    news = {**ROLE, "connection_limit": UNKNOWN_VALUE, "member_of": UNKNOWN_VALUE, "settings": UNKNOWN_VALUE, "name": UNKNOWN_VALUE}
     assert failures(RoleProvider(), news) == []
-    assert failures(RoleProvider(), {**ROLE, "member_of": [Unknown(), "pg_monitor"]}) == []
+    assert failures(RoleProvider(), {**ROLE, "member_of": [UNKNOWN_VALUE, "pg_monitor"]}) == []
     # The engine's sentinel string is an unknown too.
     assert failures(RoleProvider(), {**ROLE, "name": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}) == []
 
 
 def test_a_known_bad_value_is_refused_beside_unknowns() -> None:
-    news = {**ROLE, "member_of": [Unknown(), "Not A Role"], "settings": ["search_path=x"], "connection": Unknown()}
+    news = {**ROLE, "member_of": [UNKNOWN_VALUE, "Not A Role"], "settings": ["search_path=x"], "connection": UNKNOWN_VALUE}
     assert failures(RoleProvider(), news) == ["member_of", "settings"]
     assert failures(RoleProvider(), {**ROLE, "name": "Upper"}) == ["name"]
     assert failures(RoleProvider(), {**ROLE, "member_of": "not-a-list"}) == []
@@ -64,8 +64,8 @@ def test_a_known_bad_value_is_refused_beside_unknowns() -> None:
 def test_a_grant_names_only_privileges_of_its_kind(key: str) -> None:
     assert failures(SchemaGrantProvider(), GRANT) == []
     assert failures(SchemaGrantProvider(), {**GRANT, key: ["DROP"]}) == [key]
-    assert failures(SchemaGrantProvider(), {**GRANT, key: [Unknown(), 7]}) == [key]
-    assert failures(SchemaGrantProvider(), {**GRANT, key: Unknown()}) == []
+    assert failures(SchemaGrantProvider(), {**GRANT, key: [UNKNOWN_VALUE, 7]}) == [key]
+    assert failures(SchemaGrantProvider(), {**GRANT, key: UNKNOWN_VALUE}) == []
     assert failures(SchemaGrantProvider(), {**GRANT, "role": "Bad-Role"}) == ["role"]
 
 
