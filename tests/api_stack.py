@@ -25,6 +25,7 @@ from tests.servers import PostgresServer, RedisServer, free_port, postgres_serve
 APP_DIR = Path(__file__).resolve().parents[1] / "app"
 NAMES = Names(app="wondernest", stack="test")
 REDIS_APP_PASSWORD = "redis-app-pass-7777"
+VERIFY_LOGIN = "verify-login-pass-8888"
 REDIS_MONITORING_PASSWORD = "redis-monitoring-pass-8888"
 HEALTHCHECK_PASSWORD = "redis-health-pass-6666"
 JWT_SECRET = "test-jwt-signing-key-0123456789abcdef"

@@ -465,3 +465,37 @@ def redis_tls_server(*, token: str) -> Iterator[tuple[int, Path]]:
             _stop(process)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+PROMETHEUS = "/usr/bin/prometheus"
+
+
+@contextlib.contextmanager
+def prometheus_server(rules: str, *, evaluation_interval: str = "1s") -> Iterator[str]:
+    """A real Prometheus evaluating `rules` (a rule file's text) on a free
+    loopback port, scraping nothing; yields its base URL."""
+    require_binary(PROMETHEUS, "prometheus")
+    root = Path(tempfile.mkdtemp(prefix="wn-prom-"))
+    port = free_port()
+    (root / "rules.yml").write_text(rules)
+    (root / "prometheus.yml").write_text(
+        f"global:\n  evaluation_interval: {evaluation_interval}\nrule_files:\n  - {root / 'rules.yml'}\n"
+    )
+    log = root / "prometheus.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={root / 'prometheus.yml'}",
+                f"--storage.tsdb.path={root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for(lambda: _port_open(port), what="prometheus", process=process, log=log.read_text)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(process)
+        shutil.rmtree(root, ignore_errors=True)

@@ -38,6 +38,7 @@ from tests.api_stack import (
     NAMES,
     REDIS_APP_PASSWORD,
     REDIS_MONITORING_PASSWORD,
+    VERIFY_LOGIN,
     ApiProcess,
     cli_env,
     database_tls,
@@ -441,6 +442,7 @@ def stack_outputs(stack: Stack, grafana: str) -> dict[str, Any]:
             "postgres_superuser": stack.pg.superuser_password,
             **{f"postgres_{key}": password for key, password in PASSWORDS.items()},
             "redis_app": REDIS_APP_PASSWORD,
+            "verify_login": VERIFY_LOGIN,
         },
     }
 
@@ -508,6 +510,18 @@ def test_verify_passes_every_check_of_the_running_stack(healthy: dict[str, Resul
         results["redis app user"].detail
         == f"{NAMES.redis_app_user} authenticated over verified TLS; CONFIG refused to it"
     )
+
+
+def test_verify_auth_runs_more_often_than_registrations_are_allowed(
+    stack: Stack, tmp_path: Path, grafana: str, healthy: dict[str, Result]
+) -> None:
+    """Twelve round trips from one address, past the API's ten registrations
+    an hour: the stack's verify account registers once and then signs in."""
+    access = local_access(stack, tmp_path, stack_outputs(stack, grafana))
+    details = [services.api_auth_round_trip(access) for _ in range(12)]
+    assert all(d.startswith("verify@wondernest.example.com: ") for d in details), details
+    assert sum("registered" in d for d in details) <= 1
+    assert details[-1].endswith(": logged in, read itself, logged out, refused after logout")
 
 
 def test_verify_names_what_is_wrong(stack: Stack, tmp_path: Path, healthy: dict[str, Result]) -> None:

@@ -67,7 +67,8 @@ def test_each_roles_secret_holds_what_the_function_reads(prod: Evaluation) -> No
         assert sorted(version.options["ignore_changes"]) == ["secretString", "versionStages"]
     # The generated secrets keep a version of their own, and no rotation.
     assert {d.name for d in prod.of_type(ROTATION)} == set(ROTATED)
-    assert set(versions) == {*(f"{k}-credentials" for k in ROTATED), "redis-app", "redis-monitoring", "jwt-signing-key"}
+    generated = {"redis-app", "redis-monitoring", "verify-login", "jwt-signing-key"}
+    assert set(versions) == {*(f"{k}-credentials" for k in ROTATED), *generated}
 
 
 def test_rotation_runs_on_schedule_and_at_once_after_both_users_exist(prod: Evaluation) -> None:

@@ -145,9 +145,10 @@ def test_migrations_run_once_as_their_own_role_before_the_api(dev: Evaluation) -
     job = dev.named(CONTAINER_TYPE, "migrations")
     api = dev.named(CONTAINER_TYPE, "api")
     i = job.inputs
-    # `pulumi up` waits for the job to exit; it is never restarted and has no healthcheck.
+    # `pulumi up` waits for the job to exit; it is never restarted, and declares
+    # no healthcheck rather than inherit the image's.
     assert (i["attach"], i["mustRun"], i["restart"], i["wait"]) == (True, False, "no", False)
-    assert "healthcheck" not in i
+    assert i["healthcheck"] == {"tests": ["NONE"]}
     assert i["command"] == ["python", "-m", "wondernest_api", "migrate"]
     # Writable: Docker refuses uploads into a read-only root (tests/e2e shows it on a real engine).
     assert i["image"] == api.inputs["image"] and i["readOnly"] is False
@@ -265,6 +266,7 @@ def test_outputs_and_their_secrecy(dev: Evaluation) -> None:
         "redis_monitoring",
         "grafana_admin",
         "pgadmin_login",
+        "verify_login",
         "jwt_signing_key",
     }
 

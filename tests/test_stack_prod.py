@@ -169,6 +169,7 @@ def test_kms_key_rotates_and_every_secret_uses_it(prod: Evaluation) -> None:
             "postgres-backup",
             "redis-app",
             "redis-monitoring",
+            "verify-login",
             "jwt-signing-key",
         ]
     )

@@ -17,11 +17,12 @@ from moto import mock_aws
 
 from components.spec.database import database_spec
 from components.spec.naming import Names
-from components.verify import data
+from components.verify import data, services
 from components.verify.__main__ import _access, _arguments, main, probes
 from components.verify.access import SigV4, aws_credentials, endpoint, local_credentials, workspace_region
 from components.verify.report import as_json, table
 from components.verify.results import CheckFailed, Probe, Result, Skipped, run_all
+from tests.servers import prometheus_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -234,6 +235,7 @@ def test_when_nothing_answers_every_check_fails_quickly_without_a_traceback(
         "api ready",
         "prometheus targets up",
         "prometheus rules healthy",
+        "prometheus no page firing",
         "alertmanager Watchdog delivered",
         "grafana health",
         "backups verified backup fresh",
@@ -267,7 +269,7 @@ def test_a_stack_without_a_config_file_is_named(tmp_path: Path) -> None:
 def test_every_probe_is_named_once() -> None:
     access = _access(_arguments(["dev", "--root", str(ROOT)]), local_outputs(), None)
     names = [f"{p.service} {p.check}" for p in probes(access)]
-    assert len(names) == len(set(names)) == 7 + 5 + len(data.OBJECT_KINDS) + 1
+    assert len(names) == len(set(names)) == 8 + 5 + len(data.OBJECT_KINDS) + 1
 
 
 def test_an_unreadable_outputs_file_and_foreign_outputs_are_named(tmp_path: Path) -> None:
@@ -286,3 +288,38 @@ def test_a_tunnel_that_is_not_host_and_port_is_refused(capsys: pytest.CaptureFix
         _arguments(["prod", "--postgres-via", "15432"])
     assert caught.value.code == 2
     assert "'15432' is not HOST:PORT, e.g. 127.0.0.1:15432" in capsys.readouterr().err
+
+
+RULES = """
+groups:
+  - name: firing
+    rules:
+      - alert: Watchdog
+        expr: vector(1)
+        labels: {severity: none}
+      - alert: DiskAlmostFull
+        expr: vector(1)
+        labels: {severity: warning}
+      - alert: %s
+        expr: vector(%d) > 0
+        labels: {severity: critical}
+"""
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize(("paging", "fires"), [("PostgresDown", 1), ("PostgresDown", 0)])
+def test_a_firing_page_fails_verify_by_name(paging: str, fires: int) -> None:
+    """On a real Prometheus: a critical alert firing fails the check and is
+    named; a warning is listed; the Watchdog is not news."""
+    with prometheus_server(RULES % (paging, fires)) as url:
+        access = _access(_arguments(["dev", "--root", str(ROOT)]), local_outputs(prometheusUrl=url), None)
+        deadline = time.monotonic() + 30
+        while not services.prometheus_query(access, 'ALERTS{alertname="DiskAlmostFull"}'):
+            assert time.monotonic() < deadline, "no alert fired"
+            time.sleep(0.5)
+        time.sleep(2)  # a full evaluation of the group, the critical one included
+        if fires:
+            with pytest.raises(CheckFailed, match=r"^paging: PostgresDown; also firing: DiskAlmostFull \(warning\)$"):
+                services.no_page_firing(access)
+        else:
+            assert services.no_page_firing(access) == "no page firing; also firing: DiskAlmostFull (warning)"

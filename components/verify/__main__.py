@@ -49,6 +49,7 @@ def probes(access: Access) -> list[Probe]:
         Probe("api", "auth round trip", partial(services.api_auth_round_trip, access)),
         Probe("prometheus", "targets up", partial(services.targets_up, access)),
         Probe("prometheus", "rules healthy", partial(services.rules_healthy, access)),
+        Probe("prometheus", "no page firing", partial(services.no_page_firing, access)),
         Probe("alertmanager", "Watchdog delivered", partial(services.watchdog_delivered, access)),
         Probe("grafana", "health", partial(services.grafana_healthy, access)),
         Probe("backups", "verified backup fresh", partial(services.backup_fresh, access)),
@@ -78,7 +79,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--outputs", default="-", help="`pulumi stack output --json --show-secrets` (default: stdin)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds each check may take (default 10)")
-    parser.add_argument("--auth", action="store_true", help="also register, log in, read and log out a throwaway user")
+    parser.add_argument(
+        "--auth", action="store_true", help="also log in, read and log out with the stack's verify account"
+    )
     parser.add_argument(
         "--postgres-via", metavar="HOST:PORT", type=_host_port, help="reach the database through a tunnel (AWS)"
     )

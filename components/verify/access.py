@@ -58,8 +58,9 @@ def endpoint(address: str, via: str | None = None) -> Endpoint:
 
 def local_credentials(outputs: Mapping[str, Any]) -> Credentials:
     def credentials(key: str) -> tuple[str, str]:
-        if key == "redis-app":
-            user, secret = str(outputs.get("redisUser", "")), "redis_app"
+        if key in ("redis-app", "verify-login"):
+            secret = key.replace("-", "_")
+            user = str(outputs.get("redisUser", "")) if key == "redis-app" else ""
             password = str((outputs.get("secrets") or {}).get(secret, ""))
         elif key.startswith("postgres-"):
             role = key.removeprefix("postgres-")
@@ -96,6 +97,8 @@ def aws_credentials(outputs: Mapping[str, Any], timeout: float) -> Credentials:
         value = str(client.get_secret_value(SecretId=arn)["SecretString"])
         if key == "redis-app":
             return str(outputs.get("redisUser", "")), value
+        if key == "verify-login":
+            return "", value
         document = json.loads(value)
         return str(document["username"]), str(document["password"])
 
