@@ -4,6 +4,8 @@ server: a real HTTP endpoint, boto3 unchanged), and the command line."""
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -109,7 +111,8 @@ def test_a_failed_backup_is_counted_and_leaves_nothing(pg: PostgresServer, tmp_p
     metrics = BackupMetrics(repo)
     assert not cycle(cfg, repo, metrics, None)
     assert failures(metrics, "backup") == 1
-    assert list(tmp_path.iterdir()) == []
+    # Nothing that could be mistaken for a backup: only the record of the failure.
+    assert [p.name for p in tmp_path.iterdir()] == ["failures.jsonl"]
     assert metrics.registry.get_sample_value("backup_last_success_timestamp_seconds") == 0
 
 
@@ -140,8 +143,18 @@ def test_settings_name_every_problem(tmp_path: Path) -> None:
         assert problem in text
 
 
-def cli(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    environment: dict[str, str], *args: str, file_size_limit: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command as an operator runs it; `file_size_limit`: no file it
+    writes may grow past that many bytes, as on a volume that fills up."""
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+
+    def limited() -> None:
+        if file_size_limit is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write, not the process
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
     return subprocess.run(
         [sys.executable, "-m", "wondernest_backup", *args],
         env={**base, **environment, "PYTHONPATH": str(APP_DIR)},
@@ -149,7 +162,51 @@ def cli(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[
         text=True,
         check=False,
         timeout=120,
+        preexec_fn=limited,
     )
+
+
+def test_a_run_by_hand_that_fails_counts_where_the_service_reads_it(pg: PostgresServer, tmp_path: Path) -> None:
+    serving = BackupMetrics(Repository(tmp_path))
+    result = cli({**env(pg, tmp_path), "DB_PORT": str(free_port())}, "run")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("error: backup failed: database: ")
+    assert failures(serving, "backup") == 1
+    assert serving.registry.get_sample_value("backup_last_failure_timestamp_seconds", {"stage": "backup"}) > 0
+    assert failures(serving, "verify") == 0
+    missing = cli(env(pg, tmp_path), "verify", "20200101T000000000000Z")
+    assert missing.returncode == 1 and missing.stderr.splitlines()[-1].startswith("error: verify failed: no backup")
+    assert failures(serving, "verify") == 1
+
+
+def test_a_dump_that_cannot_be_written_names_the_path_and_leaves_no_dump_running(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    """A volume that fills up mid-dump: the error names the stage and the file,
+    pg_dump ends with the run (left running, it holds its snapshot and its
+    locks on the live database), nothing is left behind, and it is counted."""
+    with pg.admin("wondernest") as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS core.filler AS SELECT g, md5(g::text) FROM generate_series(1, 200000) g"
+        )
+    serving = BackupMetrics(Repository(tmp_path))
+    result = cli(env(pg, tmp_path), "run", file_size_limit=256 * 1024)
+    assert result.returncode == 1
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith(f"error: backup failed: writing {tmp_path}/") and error.endswith(
+        ".dump.partial: File too large"
+    )
+    with pg.admin("wondernest") as conn:
+        dumps = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' AND datname = 'wondernest'"
+        ).fetchone()
+        assert dumps == (0,)
+        # DDL takes its lock at once: no dump holds one on the table.
+        conn.execute("SET lock_timeout = '2s'")
+        conn.execute("ALTER TABLE core.filler ADD COLUMN extra int")
+        conn.execute("DROP TABLE core.filler")
+    assert [p.name for p in tmp_path.iterdir()] == ["failures.jsonl"]
+    assert failures(serving, "backup") == 1
 
 
 def test_the_command_line(pg: PostgresServer, tmp_path: Path) -> None:

@@ -16,6 +16,9 @@ from wondernest_backup.offsite import Offsite
 from wondernest_backup.pgtools import BackupError, clean_orphans
 from wondernest_backup.settings import load_settings
 
+# The commands that change or prove backups, by the stage a failure counts under.
+STAGE_OF = {"run": "backup", "verify": "verify", "prune": "prune", "restore": "restore"}
+
 
 def _pick(repo: Repository, backup_id: str | None, latest: bool) -> str:
     if latest:
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--from-s3", action="store_true", help="download the backup from the bucket first")
     commands.add_parser("serve", help="the scheduled cycle, with /metrics")
     args = parser.parse_args(argv)
+    repo: Repository | None = None
+    stage = STAGE_OF.get(args.command)
     try:
         settings = load_settings(os.environ)
         repo = Repository(settings.backup_dir)
@@ -97,14 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
-    except BackupError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
-    except psycopg.Error as exc:
-        sys.stderr.write(f"error: database: {describe_error(exc)}\n")
-        return 1
-    except OSError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+    except (BackupError, psycopg.Error, OSError) as exc:
+        detail = f"database: {describe_error(exc)}" if isinstance(exc, psycopg.Error) else str(exc)
+        if repo is not None and stage is not None:
+            # Where the service's metrics read it, so BackupFailed fires for a run by hand too.
+            repo.record_failure(stage, detail)
+        sys.stderr.write(f"error: {stage + ' failed: ' if stage else ''}{detail}\n")
         return 1
     return 0
 

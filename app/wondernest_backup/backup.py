@@ -135,6 +135,46 @@ class Repository:
         verified = [m for m in self.all() if m.verified_at]
         return verified[-1] if verified else None
 
+    @property
+    def failures_path(self) -> Path:
+        return self.root / FAILURES
+
+    def record_failure(self, stage: str, detail: str) -> None:
+        """One line per failed stage, whoever ran it (the service's cycle or a
+        command by hand): the service's metrics count them, so an alert sees
+        a failure however it happened. Appended, never rewritten."""
+        line = json.dumps({"at": _now().isoformat(), "stage": stage, "detail": detail}) + "\n"
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            fd = os.open(self.failures_path, flags, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            # A full volume may be why it failed: the service's log still has it.
+            pass
+
+    def failures(self) -> dict[str, tuple[int, float]]:
+        """Per stage: how many failures, and when the last one was."""
+        found: dict[str, tuple[int, float]] = {}
+        try:
+            lines = self.failures_path.read_text().splitlines()
+        except FileNotFoundError:
+            return found
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                stage, at = str(entry["stage"]), dt.datetime.fromisoformat(entry["at"]).timestamp()
+            except (ValueError, KeyError, TypeError):
+                continue
+            count, last = found.get(stage, (0, 0.0))
+            found[stage] = (count + 1, max(last, at))
+        return found
+
+
+FAILURES = "failures.jsonl"
+
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -167,17 +207,26 @@ def run(source: Endpoint, repo: Repository, *, now: dt.datetime | None = None) -
                      f"--snapshot={snapshot[0]}", "--no-password", f"--dbname={source.database}"],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(env),
                 )  # fmt: skip
-                if process.stdout is None or process.stderr is None:
-                    raise BackupError("pg_dump's output could not be read")
-                while chunk := process.stdout.read(CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                error = process.stderr.read().decode(errors="replace")
-                if process.wait() != 0:
-                    raise BackupError(f"pg_dump failed: {error.strip()}")
-                out.flush()
-                os.fsync(out.fileno())
+                try:
+                    if process.stdout is None or process.stderr is None:
+                        raise BackupError("pg_dump's output could not be read")
+                    while chunk := process.stdout.read(CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        size += len(chunk)
+                    error = process.stderr.read().decode(errors="replace")
+                    if process.wait() != 0:
+                        raise BackupError(f"pg_dump failed: {error.strip()}")
+                    out.flush()
+                    os.fsync(out.fileno())
+                except OSError as exc:
+                    raise BackupError(f"writing {partial}: {exc.strerror or exc}") from exc
+                finally:
+                    # Whatever failed, the dump ends with it: a pg_dump left
+                    # running holds its snapshot and locks on the live database.
+                    if process.poll() is None:
+                        process.kill()
+                    process.wait()
             conn.execute("COMMIT")
         partial.replace(repo.dump_path(backup_id))
         manifest = Manifest(
@@ -193,10 +242,13 @@ def run(source: Endpoint, repo: Repository, *, now: dt.datetime | None = None) -
         )
         repo.save(manifest)
         return manifest
-    except BaseException:
+    except BaseException as exc:
         # A failed backup leaves nothing behind that could be mistaken for one.
         partial.unlink(missing_ok=True)
         repo.dump_path(backup_id).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            # Closing the file flushes it, and fails again on a full volume.
+            raise BackupError(f"writing {exc.filename or partial}: {exc.strerror or exc}") from exc
         raise
 
 

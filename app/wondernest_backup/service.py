@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from wondernest_backup.backup import Repository, prune, run, server_roles, verify
@@ -18,7 +18,8 @@ from wondernest_backup.offsite import Offsite
 from wondernest_backup.pgtools import BackupError, EarlyServer
 from wondernest_backup.settings import BackupSettings
 
-STAGES = ("backup", "verify", "prune", "copy")
+# The cycle's stages, and what else a command run by hand does.
+STAGES = ("backup", "verify", "prune", "copy", "restore")
 
 
 class RepositoryCollector(Collector):
@@ -30,7 +31,22 @@ class RepositoryCollector(Collector):
         self.repo = repo
         self.offsite_enabled = offsite_enabled
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
+        failures = self.repo.failures()
+        counted = CounterMetricFamily(
+            "backup_failures",
+            "Failed stages, by the stage: the service's cycles and commands run by hand alike",
+            labels=("stage",),
+        )
+        last = GaugeMetricFamily(
+            "backup_last_failure_timestamp_seconds", "When a stage last failed, by the stage", labels=("stage",)
+        )
+        for stage in sorted({*STAGES, *failures}):
+            count, at = failures.get(stage, (0, 0.0))
+            counted.add_metric([stage], count)
+            last.add_metric([stage], at)
+        yield counted
+        yield last
         manifests, corrupt = self.repo.scan()
         newest = manifests[-1] if manifests else None
         verified = [m for m in manifests if m.verified_at]
@@ -66,11 +82,6 @@ class BackupMetrics:
         self.duration = Gauge(
             "backup_last_duration_seconds", "How long the last cycle's backup took", registry=self.registry
         )
-        self.failures = Counter(
-            "backup_failures_total", "Cycles that failed, by the stage that failed", ("stage",), registry=self.registry
-        )
-        for stage in STAGES:
-            self.failures.labels(stage)  # every series exists from the start, at 0
 
 
 def cycle(settings: BackupSettings, repo: Repository, metrics: BackupMetrics, offsite: Offsite | None) -> bool:
@@ -103,8 +114,8 @@ def cycle(settings: BackupSettings, repo: Repository, metrics: BackupMetrics, of
         return True
     except Exception as exc:
         # Every failure is counted under its stage; none may stop the service.
-        metrics.failures.labels(stage).inc()
-        detail = str(exc) if isinstance(exc, BackupError) else type(exc).__name__
+        detail = str(exc) if isinstance(exc, (BackupError, OSError)) else f"{type(exc).__name__}: {exc}"
+        repo.record_failure(stage, detail)
         print(json.dumps({"level": "error", "msg": "backup cycle failed", "stage": stage, "error": detail}), flush=True)
         return False
     finally:
