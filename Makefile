@@ -165,7 +165,7 @@ local-ready: local-check preflight $(VENV)/.config
 
 up: local-ready $(VENV)/.program policies/venv/.installed $(STATE_DIR)/passphrase
 	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
-	$(PULUMI) up --stack $(STACK) --yes $(POLICIES)
+	$(PULUMI) up --stack $(STACK) --yes --refresh $(POLICIES)
 
 preview: local-ready $(VENV)/.program policies/venv/.installed $(STATE_DIR)/passphrase
 	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
@@ -191,10 +191,14 @@ psql: state-check
 CONTAINER_PREFIX = $(PY) -m components.check_config $(STACK) --container-prefix
 
 # The local stack's containers and their health; one service's log.
-status: local-check $(VENV)/.config
+# Every container the state declares, judged against Docker: one stopped by
+# hand, gone or unhealthy is named, and the recipe fails (components/status.py).
+status: state-check $(VENV)/.config
 	@$(call need,docker,the docker CLI is not on PATH)
 	@prefix=$$($(CONTAINER_PREFIX)); \
 	  docker ps --all --filter "name=^$$prefix" --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
+	@echo
+	@$(PULUMI) stack export --stack $(STACK) | $(PY) -m components.status
 
 # Each running container's CPU and memory against its limit, once.
 stats: local-check $(VENV)/.config

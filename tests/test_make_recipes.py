@@ -182,15 +182,33 @@ def _needs_checkout_venv() -> None:
         pytest.skip("the checkout's venv is not installed (make venv)")
 
 
-def test_status_lists_this_stacks_containers(box: Sandbox) -> None:
+EXPORT = {
+    "deployment": {
+        "resources": [
+            {"type": "docker:index/container:Container", "inputs": {"name": name}, "outputs": {"name": name}}
+            for name in ("wondernest-dev-api", "wondernest-dev-redis")
+        ]
+    }
+}
+
+
+def test_status_lists_this_stacks_containers_and_names_what_is_not_as_declared(box: Sandbox) -> None:
     _needs_checkout_venv()
-    box.tool("docker", "exit 0")
+    box.with_state()
+    box.tool("pulumi", f"echo '{json.dumps(EXPORT)}'")
+    running = [{"Name": "/wondernest-dev-api", "State": {"Status": "running", "Health": {"Status": "healthy"}}}]
+    missing = 'echo "Error: No such object: wondernest-dev-redis" >&2'
+    box.tool("docker", f"[ \"$1\" = inspect ] && echo '{json.dumps(running)}' && {missing} && exit 1; exit 0")
     result = box.make("status")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode != 0
     assert box.called() == [
         # (the fake's echo turns each backslash-t into a tab)
-        "docker ps --all --filter name=^wondernest-dev- --format table {{.Names}}\t{{.Status}}\t{{.Ports}}"
+        "docker ps --all --filter name=^wondernest-dev- --format table {{.Names}}\t{{.Status}}\t{{.Ports}}",
+        "pulumi stack export --stack dev",
+        "docker inspect wondernest-dev-api wondernest-dev-redis",
     ]
+    assert "wondernest-dev-redis" in result.stdout and "declared but not there" in result.stdout
+    assert "1 of 2 containers not as declared: wondernest-dev-redis" in result.stdout
 
 
 def test_stats_reads_this_stacks_running_containers_once(box: Sandbox) -> None:

@@ -46,7 +46,13 @@ def test_a_connection_limit_must_be_a_whole_number_of_at_least_one(limit: Any, r
 
 
 def test_an_unknown_limit_list_or_name_is_not_judged() -> None:
-    news = {**ROLE, "connection_limit": UNKNOWN_VALUE, "member_of": UNKNOWN_VALUE, "settings": UNKNOWN_VALUE, "name": UNKNOWN_VALUE}
+    news = {
+        **ROLE,
+        "connection_limit": UNKNOWN_VALUE,
+        "member_of": UNKNOWN_VALUE,
+        "settings": UNKNOWN_VALUE,
+        "name": UNKNOWN_VALUE,
+    }
     assert failures(RoleProvider(), news) == []
     assert failures(RoleProvider(), {**ROLE, "member_of": [UNKNOWN_VALUE, "pg_monitor"]}) == []
     # The engine's sentinel string is an unknown too.
@@ -54,7 +60,12 @@ def test_an_unknown_limit_list_or_name_is_not_judged() -> None:
 
 
 def test_a_known_bad_value_is_refused_beside_unknowns() -> None:
-    news = {**ROLE, "member_of": [UNKNOWN_VALUE, "Not A Role"], "settings": ["search_path=x"], "connection": UNKNOWN_VALUE}
+    news = {
+        **ROLE,
+        "member_of": [UNKNOWN_VALUE, "Not A Role"],
+        "settings": ["search_path=x"],
+        "connection": UNKNOWN_VALUE,
+    }
     assert failures(RoleProvider(), news) == ["member_of", "settings"]
     assert failures(RoleProvider(), {**ROLE, "name": "Upper"}) == ["name"]
     assert failures(RoleProvider(), {**ROLE, "member_of": "not-a-list"}) == []

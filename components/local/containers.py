@@ -185,7 +185,9 @@ def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.Res
             for p in spec.publish
         ]
         or None,
-        healthcheck=spec.healthcheck,
+        # A job declares none: left out, it would inherit the image's
+        # HEALTHCHECK and show "unhealthy" after it exited 0.
+        healthcheck=spec.healthcheck or docker.ContainerHealthcheckArgs(tests=["NONE"]),
         labels=[
             docker.ContainerLabelArgs(label=key, value=value)
             for key, value in sorted(

@@ -531,6 +531,46 @@ class EngineMocks(RecordingMocks):
         self.state.put(Applied(key[0], key[1], old.id, news, outputs, options))
         return old.id, outputs
 
+    def refresh(self) -> list[Step]:
+        """`pulumi refresh` (what `pulumi up --refresh` does first): each
+        resource's Read. A container, network or volume Docker no longer has
+        leaves the state, so the next apply creates it; a container that is not
+        running is stored with must_run false (F:815-824), so the next apply's
+        update starts it; a Postgres object goes through the provider host."""
+        done: list[Step] = []
+        for applied in list(self.state.resources.values()):
+            key = (applied.typ, applied.name)
+            read = self._read(applied)
+            if read is None:
+                with self.state.lock:
+                    del self.state.resources[key]
+                done.append(Step("gone", *key))
+            elif read != applied.outputs:
+                applied.outputs = read
+                done.append(Step("refreshed", *key))
+        for step in done:
+            self.log(f"{step.op:8} {step.typ} {step.name}")
+        return done
+
+    def _read(self, applied: Applied) -> dict[str, Any] | None:
+        api = self.docker.api
+        try:
+            if applied.typ == "docker:index/container:Container":
+                return {
+                    **docker_schema.read_container(api.inspect_container(applied.id), applied.inputs),
+                    "id": applied.id,
+                }
+            if applied.typ == "docker:index/network:Network":
+                return docker_schema.read_network(api.inspect_network(applied.id), applied.inputs)
+            if applied.typ == "docker:index/volume:Volume":
+                return docker_schema.read_volume(api.inspect_volume(applied.id), applied.inputs)
+        except docker.errors.NotFound:
+            return None
+        if applied.typ.startswith("pulumi-python:dynamic"):
+            id_, outputs = self.host.read(applied.id, str(applied.options.get("urn")), applied.outputs, applied.inputs)
+            return outputs if id_ else None
+        return applied.outputs
+
     def destroy(self, *, exclude_protected: bool) -> list[Step]:
         """Delete in reverse creation order: dependents first, as the engine
         does. With `exclude_protected`, a protected resource and everything it

@@ -268,8 +268,11 @@ def read_container(inspect: Mapping[str, Any], config: Mapping[str, Any]) -> dic
             for port, bindings in sorted((inspect["NetworkSettings"].get("Ports") or {}).items())
             for b in bindings or []
         ]  # fmt: skip
-    if not running and config.get("mustRun", True):
-        state["mustRun"] = False
+    if not running:
+        # F:816: an exited container's exit code.
+        state["exitCode"] = int(inspect["State"].get("ExitCode") or 0)
+        if config.get("mustRun", True):
+            state["mustRun"] = False
     return state
 
 

@@ -6,6 +6,7 @@ destroy that keeps what is protected. The tests run in order on one stack."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -130,6 +131,9 @@ def test_the_project_images_are_built_from_app_dockerfile(stack: Deployed) -> No
 def test_the_migrations_job_ran_to_success(stack: Deployed) -> None:
     job = stack.engine.client.containers.get("wondernest-dev-migrations")
     assert job.attrs["State"]["ExitCode"] == 0, job.logs().decode()
+    # No health of its own: the image's HEALTHCHECK would call an exited job unhealthy.
+    assert "Health" not in job.attrs["State"], job.attrs["State"]
+    assert job.attrs["Config"]["Healthcheck"] == {"Test": ["NONE"]}
 
 
 def test_verify_passes_every_check_but_grafanas(stack: Deployed) -> None:
@@ -223,6 +227,51 @@ def test_a_second_apply_changes_nothing(stack: Deployed) -> None:
     second = apply(stack.engine, stack.state)
     assert set(second.ops()) <= {"same", "skip"}, [s for s in second.steps if s.op not in {"same", "skip"}]
     assert second.outputs == stack.first.outputs
+
+
+def status(stack: Deployed) -> subprocess.CompletedProcess[str]:
+    """`make status`: the state as `pulumi stack export` has it, judged against the engine."""
+    export = {
+        "deployment": {
+            "resources": [
+                {"type": r.typ, "inputs": r.inputs, "outputs": r.outputs}
+                for r in stack.state.resources.values()
+                if r.typ == CONTAINER
+            ]
+        }
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "components.status"],
+        input=json.dumps(export),
+        cwd=ROOT,
+        env={**os.environ, **stack.engine.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_container_stopped_by_hand_is_named_and_a_refreshing_up_starts_it(stack: Deployed) -> None:
+    assert status(stack).returncode == 0, status(stack).stdout
+    stack.engine.client.containers.get("wondernest-dev-backups").stop()
+    stopped = status(stack)
+    assert stopped.returncode == 1
+    assert "1 of " in stopped.stdout and "not as declared: wondernest-dev-backups" in stopped.stdout
+    # An up compares inputs with the state: the stopped container goes unnoticed.
+    unnoticed = apply(stack.engine, stack.state)
+    assert set(unnoticed.ops()) <= {"same", "skip"}
+    assert not stack.engine.client.containers.get("wondernest-dev-backups").attrs["State"]["Running"]
+    # Refreshed first, the provider's Read stores must_run false and the update starts it.
+    with provider_host() as provider:
+        refreshed = EngineMocks(stack.engine, stack.state, skip=SKIPPED, log=print, host=provider).refresh()
+    assert [(s.op, s.name) for s in refreshed if s.typ == CONTAINER] == [("refreshed", "backups")]
+    started = apply(stack.engine, stack.state)
+    assert [(s.op, s.name, s.detail) for s in started.steps if s.op != "same" and s.op != "skip"] == [
+        ("update", "backups", "mustRun")
+    ]
+    assert stack.engine.client.containers.get("wondernest-dev-backups").attrs["State"]["Running"]
+    assert status(stack).returncode == 0
 
 
 def test_destroy_keeps_the_protected_and_a_new_apply_finds_the_data(stack: Deployed) -> None:

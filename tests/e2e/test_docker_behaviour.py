@@ -129,3 +129,28 @@ def test_a_new_named_volume_starts_as_a_copy_of_the_image_directory(engine: Engi
     )
     assert listing.decode().split("\n")[:2] == ["700 1001:1001", "seed"]
     engine.client.images.remove(image.id, force=True)
+
+
+def test_a_paused_container_keeps_showing_its_last_health(engine: Engine, made: list[object]) -> None:
+    """No probe runs while a container is paused: Docker keeps calling a hung
+    (paused) Postgres healthy, so the runbook judges by clients instead."""
+    container = engine.client.containers.run(
+        python_base(),
+        ["python3", "-c", "import time; time.sleep(3600)"],
+        name=_name(),
+        detach=True,
+        healthcheck={"test": ["CMD", "true"], "interval": 10**9, "timeout": 10**9, "retries": 1},
+    )
+    made.append(container)
+    deadline = time.monotonic() + 30
+    while engine.client.api.inspect_container(container.id)["State"]["Health"]["Status"] != "healthy":
+        assert time.monotonic() < deadline, "never healthy"
+        time.sleep(0.5)
+    container.pause()
+    try:
+        time.sleep(5)  # five probe intervals
+        state = engine.client.api.inspect_container(container.id)["State"]
+        assert state["Status"] == "paused"
+        assert state["Health"]["Status"] == "healthy"
+    finally:
+        container.unpause()
