@@ -38,6 +38,7 @@ from wondernest_api import store
 from wondernest_api.db import create_pool, create_read_pool
 from wondernest_api.edge import EdgeMiddleware
 from wondernest_api.errors import ApiError, error_response, request_id_of
+from wondernest_api.hashing import ClientGone, HashQueue, Overloaded
 from wondernest_api.jsonlog import JsonLog, log
 from wondernest_api.metrics import Metrics
 from wondernest_api.openapi import openapi_document
@@ -88,7 +89,7 @@ class Api:
             health_check_interval=30,
         )
         self.limiter = RateLimiter(self.redis)
-        self.hashing = asyncio.Semaphore(settings.hash_concurrency)
+        self.hashing = HashQueue(settings.hash_concurrency, settings.hash_queue_max, settings.hash_queue_wait_seconds)
         self.requests = RequestLog(self.metrics, logger)
         self.metrics.watch_pool("primary", self.pool.get_stats)
         if self.read_pool is not None:
@@ -237,12 +238,37 @@ class Api:
             refusals.labels("rate_limited").inc()
             raise ApiError(429, "too_many_attempts", "too many attempts", headers={"Retry-After": str(retry)})
 
-    async def _hash(self, password: str) -> str:
-        async with self.hashing:
+    @contextlib.asynccontextmanager
+    async def _hashing(self, request: Request) -> AsyncIterator[None]:
+        """A slot of the bounded hashing queue, or the request is answered
+        without the work: 503 with Retry-After, or dropped if its client left."""
+        try:
+            async with self.hashing.slot(request.is_disconnected):
+                yield
+        except Overloaded as exc:
+            self.metrics.shed.labels(exc.reason).inc()
+            raise ApiError(
+                503, "overloaded", "too many password checks waiting; try again shortly",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None  # fmt: skip
+        except ClientGone:
+            raise self._gone() from None
+
+    def _gone(self) -> ApiError:
+        self.metrics.shed.labels("client_gone").inc()
+        return ApiError(499, "client_closed_request", "the client closed the connection")
+
+    async def _still_there(self, request: Request) -> None:
+        """Before committing what a client will never hear about."""
+        if await request.is_disconnected():
+            raise self._gone()
+
+    async def _hash(self, password: str, request: Request) -> str:
+        async with self._hashing(request):
             return await asyncio.to_thread(hash_password, password, self.settings.bcrypt_rounds)
 
-    async def _verify(self, password: str, hashed: str) -> bool:
-        async with self.hashing:
+    async def _verify(self, password: str, hashed: str, request: Request) -> bool:
+        async with self._hashing(request):
             return await asyncio.to_thread(verify_password, password, hashed)
 
     async def register(self, request: Request) -> Response:
@@ -251,7 +277,8 @@ class Api:
         await self._limit("register-client", self.client_ip(request) or "unknown", s.register_ip_limit,
                           s.register_ip_window_seconds, refusals=self.metrics.registration_refusals,
                           fail_closed=False)  # fmt: skip
-        hashed = await self._hash(payload.password)
+        hashed = await self._hash(payload.password, request)
+        await self._still_there(request)
         async with self.db() as conn:
             try:
                 async with conn.transaction():
@@ -281,12 +308,13 @@ class Api:
         # No connection is held while hashing: a burst of logins would otherwise
         # hold the pool for the hash's whole cost and starve every other request.
         hashed = user.password_hash if user is not None else self._dummy_hash
-        valid = await self._verify(payload.password, hashed)
+        valid = await self._verify(payload.password, hashed, request)
         if user is None or not valid or not user.is_active:
             self.metrics.login_failures.labels("bad_credentials").inc()
             async with self.db() as conn:
                 await store.audit(conn, "user.login_failed", user_id=user.id if user else None, ip=ip)
             raise ApiError(401, "invalid_credentials", "email or password is incorrect")
+        await self._still_there(request)
         token, token_hash = new_refresh_token()
         async with self.db() as conn, conn.transaction():
             session_id = await store.create_session(

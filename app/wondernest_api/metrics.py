@@ -105,6 +105,15 @@ class Metrics:
             ("reason",),
             registry=self.registry,
         )
+        self.shed = Counter(
+            "auth_requests_shed_total",
+            "Logins and registrations dropped before their password hash: the line full, the wait too long, "
+            "or the client gone",
+            ("reason",),
+            registry=self.registry,
+        )
+        for reason in ("queue_full", "queue_wait", "client_gone"):
+            self.shed.labels(reason)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.observe(method, route, status, seconds)

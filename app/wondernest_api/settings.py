@@ -53,6 +53,11 @@ class Settings(DatabaseSettings):
     """Password hashes computed at once. Each takes a core for its whole cost, so
     more than the cores only queues them inside the thread pool, where a burst of
     logins would hold every worker thread."""
+    hash_queue_max: Annotated[int, Field(ge=0, le=10_000)] = 32
+    """Requests waiting for a hashing slot; beyond them, 503 with Retry-After at once."""
+    hash_queue_wait_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    """How long a request waits for a slot before it is answered 503: about
+    what a client waits before it gives up and retries."""
 
     cors_allowed_origins: tuple[str, ...] = ()
     max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
