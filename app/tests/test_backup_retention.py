@@ -66,7 +66,9 @@ def test_a_simulated_year_of_nightly_backups() -> None:
     months = {(START + dt.timedelta(days=d)).month for d in days_kept}
     assert months == set(range(1, 13))
     assert len(kept) <= policy.ceiling
-    assert len(kept) == 14 + 6 + 10  # daily, older weekly, older monthly: nothing twice
+    # Daily, older weekly, older monthly: a month whose newest night failed
+    # verification keeps the night before, which may be that week's pick too.
+    assert set(kept) == readme_rule(nightly, policy) and len(kept) == 29
 
 
 def test_an_unverified_backup_does_not_take_a_verified_ones_slot() -> None:
@@ -75,3 +77,47 @@ def test_an_unverified_backup_does_not_take_a_verified_ones_slot() -> None:
     newer_unverified = Candidate("unverified", day + dt.timedelta(hours=5), verified=False)
     kept = to_keep([older_verified, newer_unverified], RetentionPolicy(last=0, daily=1, weekly=0, monthly=0))
     assert kept == {"verified"}
+
+
+def readme_rule(candidates: list[Candidate], policy: RetentionPolicy) -> set[str]:
+    """The README's rule, written out plainly: the newest `last`; then for each
+    of the newest `daily` days, `weekly` ISO weeks and `monthly` months that
+    have a backup, that period's newest verified backup, or its newest when
+    none is verified; and the newest verified backup overall."""
+    ordered = sorted(candidates, key=lambda c: c.created_at, reverse=True)
+    kept = {c.id for c in ordered[: policy.last]}
+    periods = (
+        (lambda c: c.created_at.date(), policy.daily),
+        (lambda c: tuple(c.created_at.isocalendar()[:2]), policy.weekly),
+        (lambda c: (c.created_at.year, c.created_at.month), policy.monthly),
+    )
+    for period, count in periods:
+        newest_first: list[object] = []
+        for c in ordered:
+            if period(c) not in newest_first:
+                newest_first.append(period(c))
+        for key in newest_first[:count]:
+            members = [c for c in ordered if period(c) == key]
+            kept.add(next((c for c in members if c.verified), members[0]).id)
+    verified = [c for c in ordered if c.verified]
+    if verified:
+        kept.add(verified[0].id)
+    return kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(backups, policies)
+def test_the_policy_keeps_exactly_what_the_readme_says(candidates: list[Candidate], policy: RetentionPolicy) -> None:
+    assert to_keep(candidates, policy) == readme_rule(candidates, policy)
+
+
+def test_a_week_keeps_its_verified_backup_over_a_newer_unverified_one() -> None:
+    monday, friday = START + dt.timedelta(days=4), START + dt.timedelta(days=8)  # 2026-01-05, 2026-01-09
+    assert monday.isocalendar()[:2] == friday.isocalendar()[:2]
+    verified = Candidate("monday", monday, verified=True)
+    unverified = Candidate("friday", friday, verified=False)
+    for policy in (
+        RetentionPolicy(last=0, daily=0, weekly=1, monthly=0),
+        RetentionPolicy(last=0, daily=0, weekly=0, monthly=1),
+    ):
+        assert to_keep([verified, unverified], policy) == {"monday"}

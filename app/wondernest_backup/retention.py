@@ -29,10 +29,14 @@ class RetentionPolicy:
         return self.last + self.daily + self.weekly + self.monthly + 1
 
 
-def _newest_per(backups: list[Candidate], key: Callable[[Candidate], Hashable], count: int) -> set[str]:
+def _best_per(backups: list[Candidate], key: Callable[[Candidate], Hashable], count: int) -> set[str]:
+    """One backup for each of the newest `count` buckets (a day, a week, a
+    month): its newest verified backup, or its newest when none is verified.
+    The keys are chronological, so ordering by key orders the buckets."""
+    ranked = sorted(backups, key=lambda b: (key(b), b.verified, b.created_at), reverse=True)
     kept: set[str] = set()
     seen: set[Hashable] = set()
-    for backup in backups:  # newest first
+    for backup in ranked:
         bucket = key(backup)
         if bucket in seen:
             continue
@@ -52,11 +56,9 @@ def to_keep(backups: Iterable[Candidate], policy: RetentionPolicy) -> set[str]:
     """
     ordered = sorted(backups, key=lambda b: b.created_at, reverse=True)
     kept = {b.id for b in ordered[: policy.last]}
-    preferred = [b for b in ordered if b.verified] + [b for b in ordered if not b.verified]
-    preferred.sort(key=lambda b: (b.created_at.date(), b.verified, b.created_at), reverse=True)
-    kept |= _newest_per(preferred, lambda b: b.created_at.date(), policy.daily)
-    kept |= _newest_per(preferred, lambda b: b.created_at.isocalendar()[:2], policy.weekly)
-    kept |= _newest_per(preferred, lambda b: (b.created_at.year, b.created_at.month), policy.monthly)
+    kept |= _best_per(ordered, lambda b: b.created_at.date(), policy.daily)
+    kept |= _best_per(ordered, lambda b: tuple(b.created_at.isocalendar()[:2]), policy.weekly)
+    kept |= _best_per(ordered, lambda b: (b.created_at.year, b.created_at.month), policy.monthly)
     newest_verified = next((b for b in ordered if b.verified), None)
     if newest_verified is not None:
         kept.add(newest_verified.id)

@@ -143,13 +143,13 @@ def test_a_paused_container_keeps_showing_its_last_health(engine: Engine, made: 
     )
     made.append(container)
     deadline = time.monotonic() + 30
-    while engine.client.api.inspect_container(container.id)["State"]["Health"]["Status"] != "healthy":
+    while engine.client.api.inspect_container(str(container.id))["State"]["Health"]["Status"] != "healthy":
         assert time.monotonic() < deadline, "never healthy"
         time.sleep(0.5)
     container.pause()
     try:
         time.sleep(5)  # five probe intervals
-        state = engine.client.api.inspect_container(container.id)["State"]
+        state = engine.client.api.inspect_container(str(container.id))["State"]
         assert state["Status"] == "paused"
         assert state["Health"]["Status"] == "healthy"
     finally:
