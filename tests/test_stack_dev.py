@@ -148,7 +148,13 @@ def test_migrations_run_once_as_their_own_role_before_the_api(dev: Evaluation) -
     # `pulumi up` waits for the job to exit; it is never restarted, and declares
     # no healthcheck rather than inherit the image's.
     assert (i["attach"], i["mustRun"], i["restart"], i["wait"]) == (True, False, "no", False)
-    assert i["healthcheck"] == {"tests": ["NONE"]}
+    assert i["healthcheck"] == {
+        "tests": ["NONE"],
+        "interval": "1m0s",
+        "timeout": "1m0s",
+        "startPeriod": "1m0s",
+        "retries": 1,
+    }
     assert i["command"] == ["python", "-m", "wondernest_api", "migrate"]
     # Writable: Docker refuses uploads into a read-only root (tests/e2e shows it on a real engine).
     assert i["image"] == api.inputs["image"] and i["readOnly"] is False
@@ -200,7 +206,7 @@ def test_postgres_gets_its_password_as_a_file(dev: Evaluation) -> None:
 
 def test_the_postgres_volume_and_its_superuser_password_are_protected(dev: Evaluation) -> None:
     protected = sorted(d.name for d in dev.declared if d.options.get("protect"))
-    assert protected == ["backups", "postgres-data", "postgres-superuser"]
+    assert protected == ["backups", "postgres-data", "postgres-superuser", "verify-login"]
     assert dev.named("docker:index/volume:Volume", "postgres-data").inputs["name"] == ("wondernest-dev-postgres-data")
 
 

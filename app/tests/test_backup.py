@@ -143,16 +143,82 @@ def test_a_dump_that_restores_cleanly_but_lacks_rows_fails_verification(pg: Post
 def test_restore_refuses_a_non_empty_target_unless_forced(pg: PostgresServer, tmp_path: Path) -> None:
     repo = Repository(tmp_path)
     manifest = run(endpoint(pg), repo)
-    with pg.admin() as conn:
-        conn.execute("CREATE DATABASE occupied")
+    restore(endpoint(pg), repo, manifest.id, "occupied", force=False)  # a database a restore made...
     with pg.admin("occupied") as conn:
-        conn.execute("CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (42)")
-    with pytest.raises(BackupError, match=r"'occupied' is not empty .*keep_me"):
+        conn.execute("CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (42)")  # ...then written to
+    with pytest.raises(BackupError, match=r"'occupied' is not empty \(it has table core.users\)"):
         restore(endpoint(pg), repo, manifest.id, "occupied", force=False)
     with pg.admin("occupied") as conn:
         assert conn.execute("SELECT id FROM keep_me").fetchall() == [(42,)]
     restore(endpoint(pg), repo, manifest.id, "occupied", force=True)
+    with pg.admin("occupied") as conn:
+        assert conn.execute("SELECT to_regclass('keep_me')").fetchone() == (None,)
     assert fingerprint(pg, "occupied") == fingerprint(pg, "wondernest")
+
+
+@pytest.mark.parametrize(
+    ("target", "made", "message"),
+    [
+        ("template1", False, "it belongs to the server"),
+        ("template0", False, "it belongs to the server"),
+        ("postgres", False, "it belongs to the server"),
+        ("their_template", True, "it is a template database"),
+        ("theirs", True, "it is not the platform's database"),
+        ("../etc", False, "is not a plain database name"),
+    ],
+)
+def test_a_restore_never_overwrites_a_database_it_was_not_told_to(
+    pg: PostgresServer, tmp_path: Path, target: str, made: bool, message: str
+) -> None:
+    """Templates (every database created afterwards would hold the platform's
+    users and hashes), the server's own, and another application's database:
+    refused, forced or not, and left as they were."""
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    if made:
+        with pg.admin() as conn:
+            conn.execute(f"CREATE DATABASE {target}")
+            if target.endswith("template"):
+                conn.execute(f"ALTER DATABASE {target} IS_TEMPLATE true")
+    for force in (False, True):
+        with pytest.raises(BackupError, match=message):
+            restore(endpoint(pg), repo, manifest.id, target, force=force, platform_database="wondernest")
+    if target != "../etc":
+        with pg.admin(target if target != "template0" else "postgres") as conn:
+            assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'core'").fetchone() == (0,)
+
+
+def test_a_backup_of_another_database_is_not_restored_over_the_platforms(pg: PostgresServer, tmp_path: Path) -> None:
+    with pg.admin() as conn:
+        conn.execute("CREATE DATABASE elsewhere")
+    with pg.admin("elsewhere") as conn:
+        conn.execute("CREATE SCHEMA core; CREATE TABLE core.users (id int); INSERT INTO core.users VALUES (1)")
+    repo = Repository(tmp_path)
+    foreign = run(endpoint(pg, "elsewhere"), repo)
+    with pytest.raises(BackupError, match=r"is of database 'elsewhere'; refusing to restore it over the platform's"):
+        restore(endpoint(pg), repo, foreign.id, "wondernest", force=True, platform_database="wondernest")
+    assert fingerprint(pg, "wondernest")["core.users"][0] == 3000
+
+
+def test_a_foreign_dump_with_a_forged_manifest_fails_verification(pg: PostgresServer, tmp_path: Path) -> None:
+    """Another database's dump put in place of this backup's, its manifest
+    forged to match (tables, rows, checksum): the dump's own header names where
+    it came from."""
+    with pg.admin() as conn:
+        conn.execute("CREATE DATABASE lookalike TEMPLATE wondernest")
+    repo = Repository(tmp_path / "ours")
+    manifest = run(endpoint(pg), repo)
+    theirs = Repository(tmp_path / "theirs")
+    foreign = run(endpoint(pg, "lookalike"), theirs)
+    repo.dump_path(manifest.id).write_bytes(theirs.dump_path(foreign.id).read_bytes())
+    forged = manifest.model_copy(update={"sha256": foreign.sha256, "tables": foreign.tables})
+    repo.save(forged)
+    with pytest.raises(
+        BackupError, match=r"the dump was taken from database 'lookalike', its manifest says 'wondernest'"
+    ):
+        verify(repo, manifest.id)
+    with pytest.raises(BackupError, match=r"taken from database 'lookalike'"):
+        restore(endpoint(pg), repo, manifest.id, "wondernest", force=True, platform_database="wondernest")
 
 
 def test_a_failed_dump_leaves_nothing_behind(pg: PostgresServer, tmp_path: Path) -> None:

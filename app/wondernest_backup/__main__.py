@@ -14,7 +14,7 @@ from wondernest_api.envconfig import SettingsError
 from wondernest_backup.backup import Repository, prune, restore, run, server_roles, verify
 from wondernest_backup.offsite import Offsite
 from wondernest_backup.pgtools import BackupError, clean_orphans
-from wondernest_backup.settings import load_settings
+from wondernest_backup.settings import BackupSettings, load_settings
 
 # The commands that change or prove backups, by the stage a failure counts under.
 STAGE_OF = {"run": "backup", "verify": "verify", "prune": "prune", "restore": "restore"}
@@ -48,60 +48,34 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--from-s3", action="store_true", help="download the backup from the bucket first")
     commands.add_parser("serve", help="the scheduled cycle, with /metrics")
     args = parser.parse_args(argv)
+    # Dumps hold every row of the platform: readable by their owner only,
+    # whoever runs the tool and wherever (a checkout's umask is usually 022).
+    os.umask(0o077)
     repo: Repository | None = None
     stage = STAGE_OF.get(args.command)
     try:
         settings = load_settings(os.environ)
         repo = Repository(settings.backup_dir)
-        # What killed runs left behind: half-written dumps, password files, verification servers.
-        leftovers = [*repo.clean_partials(), *clean_orphans()]
-        if leftovers:
-            sys.stderr.write(f"removed what interrupted runs left behind: {', '.join(leftovers)}\n")
-        if args.command == "run":
-            print(json.dumps({"backup": run(settings.source(), repo).id}))
-        elif args.command == "verify":
-            if args.latest:
-                manifests = repo.all()
-                if not manifests:
-                    raise BackupError("no backup to verify")
-                backup_id = manifests[-1].id
-            else:
-                backup_id = _pick(repo, args.id, False)
-            try:
-                roles: set[str] | None = server_roles(settings.source())
-            except psycopg.OperationalError:
-                roles = None
-                sys.stderr.write("the database is unreachable: the roles the backup names are not checked\n")
-            manifest = verify(repo, backup_id, jobs=settings.restore_jobs, platform_roles=roles)
-            print(json.dumps({"verified": manifest.id, **manifest.verification}))
-        elif args.command == "list":
-            for m in repo.all():
-                state = f"verified {m.verified_at}" if m.verified_at else "UNVERIFIED"
-                if m.verification.get("failed_at"):
-                    state += f" (verification failed {m.verification['failed_at']})"
-                print(f"{m.id}  {m.size_bytes:>12} bytes  {sum(m.tables.values()):>10} rows  {state}")
-            for backup_id in repo.corrupt():
-                print(f"{backup_id}  CORRUPT MANIFEST: not used, not pruned; inspect and delete it by hand")
-        elif args.command == "prune":
-            print(json.dumps({"deleted": prune(repo, settings.retention())}))
-        elif args.command == "restore":
-            if args.from_s3:
-                offsite = Offsite.from_settings(settings)
-                if offsite is None or not args.id:
-                    raise BackupError("--from-s3 needs S3_BUCKET and a backup id")
-                offsite.download(repo, args.id)
-            backup_id = _pick(repo, args.id, args.latest)
-            aside = restore(
-                settings.restorer(), repo, backup_id, args.target_db, force=args.force, jobs=settings.restore_jobs
-            )
-            print(json.dumps({"restored": backup_id, "into": args.target_db, "previous_kept_as": aside}))
-        elif args.command == "serve":
+        if args.command == "serve":
             from wondernest_backup.service import serve
 
             serve(settings)
+            return 0
+        if args.command == "list":
+            _list(repo)
+            return 0
+        with repo.changing(wait=False):
+            # What killed runs left behind: half-written dumps, password files, verification servers.
+            leftovers = [*repo.clean_partials(), *clean_orphans()]
+            if leftovers:
+                sys.stderr.write(f"removed what interrupted runs left behind: {', '.join(leftovers)}\n")
+            _change(args, settings, repo)
     except SettingsError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted; what it left behind is removed by the next command\n")
+        return 130
     except (BackupError, psycopg.Error, OSError) as exc:
         detail = f"database: {describe_error(exc)}" if isinstance(exc, psycopg.Error) else str(exc)
         if repo is not None and stage is not None:
@@ -110,6 +84,51 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {stage + ' failed: ' if stage else ''}{detail}\n")
         return 1
     return 0
+
+
+def _list(repo: Repository) -> None:
+    for m in repo.all():
+        state = f"verified {m.verified_at}" if m.verified_at else "UNVERIFIED"
+        if m.verification.get("failed_at"):
+            state += f" (verification failed {m.verification['failed_at']})"
+        print(f"{m.id}  {m.size_bytes:>12} bytes  {sum(m.tables.values()):>10} rows  {state}")
+    for backup_id in repo.corrupt():
+        print(f"{backup_id}  CORRUPT MANIFEST: not used, not pruned; inspect and delete it by hand")
+
+
+def _change(args: argparse.Namespace, settings: BackupSettings, repo: Repository) -> None:
+    """The commands that change the repository, one at a time per directory."""
+    if args.command == "run":
+        print(json.dumps({"backup": run(settings.source(), repo).id}))
+    elif args.command == "verify":
+        if args.latest:
+            manifests = repo.all()
+            if not manifests:
+                raise BackupError("no backup to verify")
+            backup_id = manifests[-1].id
+        else:
+            backup_id = _pick(repo, args.id, False)
+        try:
+            roles: set[str] | None = server_roles(settings.source())
+        except psycopg.OperationalError:
+            roles = None
+            sys.stderr.write("the database is unreachable: the roles the backup names are not checked\n")
+        manifest = verify(repo, backup_id, jobs=settings.restore_jobs, platform_roles=roles)
+        print(json.dumps({"verified": manifest.id, **manifest.verification}))
+    elif args.command == "prune":
+        print(json.dumps({"deleted": prune(repo, settings.retention())}))
+    elif args.command == "restore":
+        if args.from_s3:
+            offsite = Offsite.from_settings(settings)
+            if offsite is None or not args.id:
+                raise BackupError("--from-s3 needs S3_BUCKET and a backup id")
+            offsite.download(repo, args.id)
+        backup_id = _pick(repo, args.id, args.latest)
+        aside = restore(
+            settings.restorer(), repo, backup_id, args.target_db, force=args.force, jobs=settings.restore_jobs,
+            platform_database=settings.db_name,
+        )  # fmt: skip
+        print(json.dumps({"restored": backup_id, "into": args.target_db, "previous_kept_as": aside}))
 
 
 if __name__ == "__main__":

@@ -6,20 +6,22 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import fcntl
 import hashlib
 import io
 import json
 import os
 import re
 import subprocess
+import sys
 import time
-from collections.abc import Collection
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
 from psycopg import sql
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from wondernest_backup.pgtools import BackupError, EarlyServer, Endpoint, alive, child_env, throwaway_server, tool
 from wondernest_backup.retention import Candidate, RetentionPolicy, to_keep
@@ -44,20 +46,36 @@ ORDER BY 1
 """
 
 
-@dataclass
-class Manifest:
-    id: str
-    database: str
+BACKUP_ID = re.compile(r"^[0-9]{8}T[0-9]{12}Z$")
+"""`20261205T030000123456Z`: the time the backup started, nothing a path could hide in."""
+
+
+def _timestamp(value: str) -> str:
+    dt.datetime.fromisoformat(value)
+    return value
+
+
+Timestamp = Annotated[str, AfterValidator(_timestamp)]
+
+
+class Manifest(BaseModel):
+    """What a backup must contain, read and written through this one model:
+    a manifest of the wrong shape is unreadable (corrupt), never half-used."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+    id: Annotated[str, Field(pattern=BACKUP_ID.pattern)]
+    database: Annotated[str, Field(min_length=1)]
     server_version: str
     compression: str
-    size_bytes: int
-    sha256: str
-    started_at: str
-    finished_at: str
-    tables: dict[str, int]
-    verified_at: str | None = None
-    verification: dict[str, Any] = field(default_factory=dict)
-    copied_at: str | None = None
+    size_bytes: Annotated[int, Field(ge=0)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    started_at: Timestamp
+    finished_at: Timestamp
+    tables: dict[str, Annotated[int, Field(ge=0)]]
+    verified_at: Timestamp | None = None
+    verification: dict[str, Any] = {}
+    copied_at: Timestamp | None = None
     """When the off-site copy was made; None until it succeeds."""
 
     @property
@@ -71,7 +89,28 @@ class Repository:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def changing(self, *, wait: bool) -> Iterator[None]:
+        """One command that changes the backups at a time, per directory (an
+        advisory lock on `<dir>/.lock`): a prune racing a verification would
+        leave a manifest saying "verified" with no dump. `wait`: queue behind
+        the holder (the service's cycle) instead of refusing at once."""
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+                raise BackupError(
+                    f"{holder} is changing the backups in {self.root}; try again when it is done"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{' '.join(sys.argv[1:2]) or 'a command'} (pid {os.getpid()})".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
 
     def dump_path(self, backup_id: str) -> Path:
         return self.root / f"{backup_id}.dump"
@@ -80,13 +119,21 @@ class Repository:
         return self.root / f"{backup_id}.json"
 
     def load(self, backup_id: str) -> Manifest:
+        if not BACKUP_ID.match(backup_id):
+            raise BackupError(f"{backup_id!r} is not a backup id (like 20261205T030000123456Z); `list` shows them")
         path = self.manifest_path(backup_id)
         if not path.exists():
             raise BackupError(f"no backup {backup_id!r} in {self.root}")
         try:
-            return Manifest(**json.loads(path.read_text()))
-        except (ValueError, TypeError) as exc:
-            raise BackupError(f"backup {backup_id}: its manifest is unreadable ({exc})") from None
+            manifest = Manifest.model_validate_json(path.read_text())
+            if manifest.id != backup_id:
+                raise ValueError(f"it names backup {manifest.id}")
+            return manifest
+        except (ValueError, OSError) as exc:
+            reason = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in exc.errors()
+            ) if isinstance(exc, ValidationError) else str(exc)  # fmt: skip
+            raise BackupError(f"backup {backup_id}: its manifest is unreadable ({reason})") from None
 
     def partial_path(self, backup_id: str) -> Path:
         """Where a dump is written until complete, named for the writing process."""
@@ -119,7 +166,7 @@ class Repository:
 
     def save(self, manifest: Manifest) -> None:
         tmp = self.root / f"{manifest.id}.{os.getpid()}.json.partial"
-        tmp.write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(manifest.model_dump(), indent=2, sort_keys=True) + "\n")
         tmp.replace(self.manifest_path(manifest.id))
 
     def all(self) -> list[Manifest]:
@@ -320,6 +367,7 @@ def _prove(
         raise BackupDefect(
             f"backup {backup_id}: checksum mismatch (file {actual[:12]}, manifest {manifest.sha256[:12]})"
         )
+    _check_origin(manifest, dump)
     roles = referenced_roles(dump)
     if platform_roles is not None and (foreign := sorted(roles - set(platform_roles))):
         raise BackupDefect(
@@ -402,8 +450,67 @@ def _matches_manifest(conn: psycopg.Connection[Any], manifest: Manifest) -> dict
     return found
 
 
+RESTORED_MARK = "restored by wondernest_backup"
+"""The comment on a database a restore created: one the tool may restore into again."""
+
+
+def dump_database(dump: Path) -> str:
+    """The database a custom-format dump was taken from, as its own header says."""
+    result = subprocess.run(
+        [tool("pg_restore"), "--list", str(dump)], capture_output=True, env=child_env({}), check=False
+    )
+    found = re.search(r"^;\s+dbname: (.+)$", result.stdout.decode(errors="replace"), re.MULTILINE)
+    if result.returncode != 0 or found is None:
+        raise BackupDefect(f"{dump.name}: not a readable pg_dump archive: {result.stderr.decode(errors='replace')}")
+    return found.group(1).strip()
+
+
+def _check_origin(manifest: Manifest, dump: Path) -> None:
+    """A dump of another database with a manifest forged to match it is not this backup."""
+    taken_from = dump_database(dump)
+    if taken_from != manifest.database:
+        raise BackupDefect(
+            f"backup {manifest.id}: the dump was taken from database {taken_from!r}, "
+            f"its manifest says {manifest.database!r}"
+        )
+
+
+def _check_target(admin: psycopg.Connection[Any], target_db: str, platform_database: str | None) -> bool:
+    """Whether `target_db` exists; refuses a template, the maintenance database,
+    and an existing database that is neither the platform's nor one a restore
+    made (another application's, say): a restore never overwrites a database it
+    was not told to."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", target_db):
+        raise BackupError(f"{target_db!r} is not a plain database name (lower-case letters, digits, _)")
+    if target_db in (MAINTENANCE_DB, "template0", "template1"):
+        raise BackupError(f"refusing to restore into {target_db!r}: it belongs to the server, not the platform")
+    row = admin.execute(
+        "SELECT datistemplate, NOT datallowconn, shobj_description(oid, 'pg_database') "
+        "FROM pg_database WHERE datname = %s",
+        (target_db,),
+    ).fetchone()
+    if row is None:
+        return False
+    template, closed, comment = row
+    if template or closed:
+        raise BackupError(f"refusing to restore into {target_db!r}: it is a template database")
+    if target_db != platform_database and not str(comment or "").startswith(RESTORED_MARK):
+        raise BackupError(
+            f"refusing to restore into {target_db!r}: it is not the platform's database "
+            f"({platform_database!r}) nor one a restore created; name a new database"
+        )
+    return True
+
+
 def restore(
-    target: Endpoint, repo: Repository, backup_id: str, target_db: str, *, force: bool, jobs: int = 2
+    target: Endpoint,
+    repo: Repository,
+    backup_id: str,
+    target_db: str,
+    *,
+    force: bool,
+    jobs: int = 2,
+    platform_database: str | None = None,
 ) -> str | None:
     """Restore into `target_db`, never leaving it half-replaced.
 
@@ -417,10 +524,16 @@ def restore(
     manifest = repo.load(backup_id)
     if not dump.exists() or checksum(dump) != manifest.sha256:
         raise BackupError(f"backup {backup_id}: the dump is missing or fails its checksum; refusing to restore it")
+    _check_origin(manifest, dump)
+    if platform_database is not None and target_db == platform_database and manifest.database != platform_database:
+        raise BackupError(
+            f"backup {backup_id} is of database {manifest.database!r}; refusing to restore it over the "
+            f"platform's {platform_database!r}"
+        )
     # From the maintenance database: a database cannot be renamed by a session
     # connected to it, and the platform's is the usual target.
     with psycopg.connect(target.conninfo(MAINTENANCE_DB), autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target_db,)).fetchone() is not None
+        exists = _check_target(admin, target_db, platform_database)
         table = _first_table(target, target_db) if exists else None
         if table is not None and not force:
             raise BackupError(
@@ -430,6 +543,7 @@ def restore(
         if table is None:
             if not exists:
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target_db)))
+                _mark_restored(admin, target_db, backup_id)
             try:
                 _pg_restore(
                     target, dump, target_db, jobs, clean=exists, what=f"restore of {backup_id} into {target_db!r}"
@@ -447,6 +561,7 @@ def restore(
         stamp = _now().strftime("%Y%m%d%H%M%S")
         staging, aside = f"{target_db[:40]}_restoring_{stamp}", f"{target_db[:40]}_replaced_{stamp}"
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(staging)))
+        _mark_restored(admin, staging, backup_id)
         try:
             _pg_restore(target, dump, staging, jobs, clean=False, what=f"restore of {backup_id} into {staging!r}")
             with psycopg.connect(target.conninfo(staging)) as conn:
@@ -465,6 +580,14 @@ def restore(
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(staging)))
             raise
         return aside
+
+
+def _mark_restored(admin: psycopg.Connection[Any], database: str, backup_id: str) -> None:
+    admin.execute(
+        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            sql.Identifier(database), sql.Literal(f"{RESTORED_MARK} from backup {backup_id}")
+        )
+    )
 
 
 def _first_table(target: Endpoint, database: str) -> str | None:

@@ -22,6 +22,10 @@ class BackupSettings(DatabaseSettings):
     retention_weekly: Annotated[int, Field(ge=0)] = 8
     retention_monthly: Annotated[int, Field(ge=0)] = 12
     restore_jobs: Annotated[int, Field(ge=1, le=16)] = 2
+    reverify_budget_seconds: Annotated[int, Field(ge=0, le=86_400)] = 900
+    """How long each cycle spends proving older backups again, oldest proof first."""
+    offsite_retry_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
+    """Between cycles, how often an off-site copy or deletion that failed is tried again."""
     metrics_port: Port = 9200
     s3_bucket: str | None = None
     s3_prefix: str = "backups"

@@ -121,6 +121,13 @@ def healthcheck(
     )
 
 
+# A job declares no healthcheck: left out, it would inherit the image's
+# HEALTHCHECK and show "unhealthy" after it exited 0. Docker fills each zero
+# field of a NONE check from the image's, which the provider would read back
+# as a change on every `up`: none is left zero.
+NO_HEALTHCHECK = healthcheck(["NONE"], interval_s=60, timeout_s=60, retries=1, start_period_s=60)
+
+
 def wget_probe(port: int, path: str) -> docker.ContainerHealthcheckArgs:
     """A healthcheck for images that ship busybox (or alpine) wget and no shell tools beyond it."""
     return healthcheck(
@@ -185,9 +192,7 @@ def hardened_container(resource_name: str, spec: ContainerSpec, opts: pulumi.Res
             for p in spec.publish
         ]
         or None,
-        # A job declares none: left out, it would inherit the image's
-        # HEALTHCHECK and show "unhealthy" after it exited 0.
-        healthcheck=spec.healthcheck or docker.ContainerHealthcheckArgs(tests=["NONE"]),
+        healthcheck=spec.healthcheck or NO_HEALTHCHECK,
         labels=[
             docker.ContainerLabelArgs(label=key, value=value)
             for key, value in sorted(

@@ -26,8 +26,9 @@ PASSWORDS: tuple[str, ...] = (
 
 # initdb writes the superuser's password into the protected data volume, and the
 # image never changes it afterwards; a new password with the old volume would
-# lock the platform out of its own database. The two are kept or deleted together.
-BOUND_TO_DATA = frozenset({"postgres-superuser"})
+# lock the platform out of its own database. The verify account's password is
+# in that database too (its hash, in core.users). Each is kept or deleted with it.
+BOUND_TO_DATA = frozenset({"postgres-superuser", "verify-login"})
 
 
 class Secrets(pulumi.ComponentResource):

@@ -133,7 +133,7 @@ def test_the_migrations_job_ran_to_success(stack: Deployed) -> None:
     assert job.attrs["State"]["ExitCode"] == 0, job.logs().decode()
     # No health of its own: the image's HEALTHCHECK would call an exited job unhealthy.
     assert "Health" not in job.attrs["State"], job.attrs["State"]
-    assert job.attrs["Config"]["Healthcheck"] == {"Test": ["NONE"]}
+    assert job.attrs["Config"]["Healthcheck"]["Test"] == ["NONE"]
 
 
 def test_verify_passes_every_check_but_grafanas(stack: Deployed) -> None:
@@ -285,6 +285,7 @@ def test_destroy_keeps_the_protected_and_a_new_apply_finds_the_data(stack: Deplo
     left = {(r.typ, r.name) for r in stack.state.resources.values()}
     assert left == {
         ("random:index/randomPassword:RandomPassword", "postgres-superuser"),
+        ("random:index/randomPassword:RandomPassword", "verify-login"),
         ("docker:index/volume:Volume", "postgres-data"),
         ("docker:index/volume:Volume", "backups"),
     }, removed

@@ -132,14 +132,16 @@ def test_a_new_named_volume_starts_as_a_copy_of_the_image_directory(engine: Engi
 
 
 def test_a_paused_container_keeps_showing_its_last_health(engine: Engine, made: list[object]) -> None:
-    """No probe runs while a container is paused: Docker keeps calling a hung
-    (paused) Postgres healthy, so the runbook judges by clients instead."""
+    """No probe can run in a paused container: each one times out, and until
+    `retries` of them have, Docker keeps calling it healthy (for Postgres,
+    10 s apart and 10 retries, about two minutes), so the runbook judges a hung
+    database by its clients instead."""
     container = engine.client.containers.run(
         python_base(),
         ["python3", "-c", "import time; time.sleep(3600)"],
         name=_name(),
         detach=True,
-        healthcheck={"test": ["CMD", "true"], "interval": 10**9, "timeout": 10**9, "retries": 1},
+        healthcheck={"test": ["CMD", "true"], "interval": 10**9, "timeout": 10**9, "retries": 30},
     )
     made.append(container)
     deadline = time.monotonic() + 30
@@ -148,7 +150,7 @@ def test_a_paused_container_keeps_showing_its_last_health(engine: Engine, made: 
         time.sleep(0.5)
     container.pause()
     try:
-        time.sleep(5)  # five probe intervals
+        time.sleep(5)  # five probes, each timed out
         state = engine.client.api.inspect_container(str(container.id))["State"]
         assert state["Status"] == "paused"
         assert state["Health"]["Status"] == "healthy"
