@@ -13,7 +13,7 @@ from wondernest_api.envconfig import SettingsError
 
 from wondernest_backup.backup import Repository, prune, restore, run, server_roles, verify
 from wondernest_backup.offsite import Offsite
-from wondernest_backup.pgtools import BackupError, clean_orphans
+from wondernest_backup.pgtools import BackupError, clean_orphans, remove_work_dir
 from wondernest_backup.settings import BackupSettings, load_settings
 
 # The commands that change or prove backups, by the stage a failure counts under.
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             repo.record_failure(stage, detail)
         sys.stderr.write(f"error: {stage + ' failed: ' if stage else ''}{detail}\n")
         return 1
+    finally:
+        remove_work_dir()
     return 0
 
 

@@ -39,6 +39,12 @@ def work_dir() -> Path:
     return path
 
 
+def remove_work_dir() -> None:
+    """This process's work directory, once it is done: what is left in /tmp
+    after a run is then only ever an interrupted run's."""
+    shutil.rmtree(Path(tempfile.gettempdir()) / f"{WORK_PREFIX}{os.getpid()}", ignore_errors=True)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -163,11 +169,14 @@ def throwaway_server() -> Iterator[Endpoint]:
             for path in (root, root / "pwfile"):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         # --no-sync: flushing a cluster that is deleted afterwards buys nothing.
-        subprocess.run(
+        initdb = subprocess.run(
             [tool("initdb"), "-D", str(root / "data"), "-U", "verifier", f"--pwfile={root / 'pwfile'}",
              "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
-            check=True, capture_output=True, env=child_env({}), user=os_user, group=os_user,
+            check=False, capture_output=True, env=child_env({}), user=os_user, group=os_user,
         )  # fmt: skip
+        if initdb.returncode != 0:
+            output = (initdb.stderr or initdb.stdout).decode(errors="replace").strip()
+            raise BackupError(f"the verification server could not be created (initdb in {root}): {output}")
         with open(root / "server.log", "wb") as log:
             process = subprocess.Popen(
                 [tool("postgres"), "-D", str(root / "data"), "-c", "listen_addresses=",
