@@ -146,7 +146,7 @@ def test_restore_refuses_a_non_empty_target_unless_forced(pg: PostgresServer, tm
     restore(endpoint(pg), repo, manifest.id, "occupied", force=False)  # a database a restore made...
     with pg.admin("occupied") as conn:
         conn.execute("CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (42)")  # ...then written to
-    with pytest.raises(BackupError, match=r"'occupied' is not empty \(it has table core.users\)"):
+    with pytest.raises(BackupError, match=r"'occupied' is not empty \(it has table analytics.\"Page Views\"\)"):
         restore(endpoint(pg), repo, manifest.id, "occupied", force=False)
     with pg.admin("occupied") as conn:
         assert conn.execute("SELECT id FROM keep_me").fetchall() == [(42,)]
@@ -266,7 +266,7 @@ def test_the_backup_role_can_take_a_complete_backup(tmp_path: Path) -> None:
         admin = Endpoint(
             "127.0.0.1", rebuilt.port, rebuilt.superuser, rebuilt.superuser_password, "wondernest", sslmode="disable"
         )
-        restore(admin, repo, manifest.id, "wondernest", force=False)
+        restore(admin, repo, manifest.id, "wondernest", force=False, platform_database="wondernest")
         app = Endpoint("127.0.0.1", rebuilt.port, NAMES.app_role, PASSWORDS["app"], "wondernest", sslmode="disable")
         with psycopg.connect(app.conninfo()) as conn:
             assert conn.execute("SELECT count(*) FROM core.accounts").fetchone() == (42,)

@@ -592,7 +592,7 @@ def _mark_restored(admin: psycopg.Connection[Any], database: str, backup_id: str
 
 def _first_table(target: Endpoint, database: str) -> str | None:
     with psycopg.connect(target.conninfo(database)) as conn:
-        row = conn.execute(_TABLES.replace("ORDER BY 1", "LIMIT 1")).fetchone()
+        row = conn.execute(_TABLES + "LIMIT 1").fetchone()
     return str(row[0]) if row else None
 
 

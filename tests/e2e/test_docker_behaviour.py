@@ -10,6 +10,7 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import docker.errors
 import pytest
@@ -131,11 +132,13 @@ def test_a_new_named_volume_starts_as_a_copy_of_the_image_directory(engine: Engi
     engine.client.images.remove(image.id, force=True)
 
 
-def test_a_paused_container_keeps_showing_its_last_health(engine: Engine, made: list[object]) -> None:
-    """No probe can run in a paused container: each one times out, and until
-    `retries` of them have, Docker keeps calling it healthy (for Postgres,
-    10 s apart and 10 retries, about two minutes), so the runbook judges a hung
-    database by its clients instead."""
+def test_a_paused_container_is_unhealthy_at_once_and_healthy_again_after_its_next_probe(
+    engine: Engine, made: list[object]
+) -> None:
+    """Docker stops a container's health monitor when it is paused and marks it
+    unhealthy on the spot, with no probe failed (moby, container/health.go,
+    CloseMonitorChannel: "unhealthy when the monitor has stopped"); unpaused,
+    the next probe makes it healthy again. The runbook reads it that way."""
     container = engine.client.containers.run(
         python_base(),
         ["python3", "-c", "import time; time.sleep(3600)"],
@@ -144,15 +147,23 @@ def test_a_paused_container_keeps_showing_its_last_health(engine: Engine, made: 
         healthcheck={"test": ["CMD", "true"], "interval": 10**9, "timeout": 10**9, "retries": 30},
     )
     made.append(container)
-    deadline = time.monotonic() + 30
-    while engine.client.api.inspect_container(str(container.id))["State"]["Health"]["Status"] != "healthy":
-        assert time.monotonic() < deadline, "never healthy"
-        time.sleep(0.5)
+
+    def health() -> dict[str, Any]:
+        return dict(engine.client.api.inspect_container(str(container.id))["State"]["Health"])
+
+    def wait_healthy() -> None:
+        deadline = time.monotonic() + 30
+        while health()["Status"] != "healthy":
+            assert time.monotonic() < deadline, "never healthy"
+            time.sleep(0.2)
+
+    wait_healthy()
     container.pause()
     try:
-        time.sleep(5)  # five probes, each timed out
         state = engine.client.api.inspect_container(str(container.id))["State"]
         assert state["Status"] == "paused"
-        assert state["Health"]["Status"] == "healthy"
+        assert state["Health"]["Status"] == "unhealthy"
+        assert state["Health"]["FailingStreak"] == 0
     finally:
         container.unpause()
+    wait_healthy()
