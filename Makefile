@@ -79,7 +79,7 @@ $(TOOLS)/checkov/bin/checkov:
 
 # The real servers the tests start (Debian 12 packages; root, or sudo).
 SERVER_PACKAGES := postgresql-15 redis-server prometheus prometheus-alertmanager \
-                   prometheus-postgres-exporter prometheus-redis-exporter
+                   prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter
 servers:
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SERVER_PACKAGES) >/dev/null

@@ -192,39 +192,105 @@ class MonitoringConfig(_Model):
     grafana_memory: Annotated[ByteSize, Field(ge=128 * 1024**2)] = ByteSize(512 * 1024**2)
 
 
-class AlertingConfig(_Model):
-    """Objectives and receivers. With no receiver set, alerts stay visible in
-    Alertmanager and go nowhere else; secrets are set with `pulumi config set
-    --secret --path`, and reach Alertmanager as files."""
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")]
+HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
 
-    slo_objective: Annotated[float, Field(ge=0.9, le=0.99999)] = 0.999
-    latency_p99_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
-    webhook_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+
+class Destination(_Model):
+    """Where one kind of notification goes: pages (critical alerts, someone is
+    woken) or tickets (warnings, looked at in working hours)."""
+
+    email: Email | None = None
+    webhook_url: HttpUrl | None = None
     webhook_token: SecretStr | None = None
     slack_channel: Annotated[str, Field(pattern=r"^[#@]?[a-z0-9._-]+$")] | None = None
     slack_webhook_url: SecretStr | None = None
-    email_to: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
-    email_from: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
-    smtp_smarthost: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")] | None = None
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    watchdog_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
-    runbook_url: Annotated[str, Field(pattern=r"^(https?://\S+|docs/runbooks\.md)$")] = RUNBOOKS_DOC
-    """Where whoever is paged reads docs/runbooks.md, e.g. its page in the
-    repository's web view; each alert links its section there."""
+
+    @property
+    def configured(self) -> bool:
+        return any(v is not None for v in (self.email, self.webhook_url, self.slack_channel))
 
     @model_validator(mode="after")
-    def _complete(self) -> AlertingConfig:
+    def _complete(self) -> Destination:
         problems = []
         if self.webhook_token is not None and self.webhook_url is None:
             problems.append("webhookToken: set webhookUrl too")
         if (self.slack_channel is None) != (self.slack_webhook_url is None):
             problems.append("slackChannel: slackChannel and slackWebhookUrl go together")
-        email = (self.email_to, self.email_from, self.smtp_smarthost)
-        if any(v is not None for v in email) and not all(v is not None for v in email):
-            problems.append("emailTo: emailTo, emailFrom and smtpSmarthost go together")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+# Receiver keys that once sat directly under `alerting`, for pages and tickets alike.
+MOVED_RECEIVER_KEYS = {
+    "webhookUrl": "webhookUrl",
+    "webhookToken": "webhookToken",
+    "slackChannel": "slackChannel",
+    "slackWebhookUrl": "slackWebhookUrl",
+    "emailTo": "email",
+}
+
+
+class AlertingConfig(_Model):
+    """Objectives and destinations. Pages and tickets go to separate places;
+    with neither set, alerts stay visible in Alertmanager and go nowhere else.
+    Secrets are set with `pulumi config set --secret --path` and reach
+    Alertmanager as files."""
+
+    slo_objective: Annotated[float, Field(ge=0.9, le=0.99999)] = 0.999
+    latency_p99_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    """Fewest user requests in a ratio alert's short window (5 minutes for the
+    fastest) for its error ratio to count."""
+    page: Destination = Destination()
+    ticket: Destination = Destination()
+    email_from: Email | None = None
+    smtp_smarthost: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")] | None = None
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    watchdog_url: HttpUrl | None = None
+    paging_off_reason: Annotated[str, Field(min_length=10, max_length=200)] | None = None
+    """Why a stack on aws pages no one (a staging stack, say): without it, the
+    aws target requires a page destination."""
+    runbook_url: Annotated[str, Field(pattern=r"^(https?://\S+|docs/runbooks\.md)$")] = RUNBOOKS_DOC
+    """Where whoever is paged reads docs/runbooks.md, e.g. its page in the
+    repository's web view; each alert links its section there."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            moved = [
+                f"{old}: pages and tickets go to separate places now; set page.{new} and/or ticket.{new} instead"
+                for old, new in MOVED_RECEIVER_KEYS.items()
+                if old in data
+            ]
+            if moved:
+                raise ValueError("\n".join(moved))
+        return data
+
+    @property
+    def notifies(self) -> bool:
+        """Whether any notification leaves Alertmanager for a person."""
+        return self.page.configured or self.ticket.configured
+
+    @model_validator(mode="after")
+    def _complete(self) -> AlertingConfig:
+        problems = []
+        if (self.email_from is None) != (self.smtp_smarthost is None):
+            problems.append("emailFrom: emailFrom and smtpSmarthost go together")
+        if self.smtp_username is not None and self.smtp_smarthost is None:
+            problems.append("smtpUsername: set smtpSmarthost too")
         if (self.smtp_username is None) != (self.smtp_password is None):
             problems.append("smtpUsername: smtpUsername and smtpPassword go together")
+        if self.page.configured and self.paging_off_reason is not None:
+            problems.append("pagingOffReason: this stack pages alerting.page; remove the reason")
+        if self.notifies and not self.runbook_url.startswith(("https://", "http://")):
+            problems.append(
+                "runbookUrl: notifications leave this machine, so their runbook links must too: set it to "
+                "where docs/runbooks.md is published (its page in the repository's web view)"
+            )
         if problems:
             # One line per key: the error message names each of them.
             raise ValueError("\n".join(problems))
@@ -284,7 +350,8 @@ class BackupsConfig(_Model):
 class ImagesConfig(_Model):
     """Pinned image references; point them at a private registry mirror per stack.
     The monitoring images match the versions the test suite runs (Debian's
-    prometheus 2.42, alertmanager 0.25, postgres_exporter 0.11, redis_exporter 1.45)."""
+    prometheus 2.42, alertmanager 0.25, postgres_exporter 0.11, redis_exporter 1.45,
+    node_exporter 1.5)."""
 
     postgres: ImageRef = "postgres:15.10-bookworm"
     redis: ImageRef = "redis:7.4.1-bookworm"
@@ -294,6 +361,7 @@ class ImagesConfig(_Model):
     grafana: ImageRef = "grafana/grafana:11.6.0"
     postgres_exporter: ImageRef = "quay.io/prometheuscommunity/postgres-exporter:v0.11.1"
     redis_exporter: ImageRef = "oliver006/redis_exporter:v1.45.0-alpine"
+    node_exporter: ImageRef = "prom/node-exporter:v1.5.0"
 
 
 class DevToolsConfig(_Model):
@@ -388,7 +456,6 @@ class AwsConfig(_Model):
     certificate_arn: (
         Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}$")] | None
     ) = None
-    alert_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")] | None = None
     log_retention_days: int = 90
     backup_copy_region: Region | None = None
     """A second region AWS Backup copies every recovery point to."""
@@ -400,6 +467,16 @@ class AwsConfig(_Model):
     secret_rotation_days: Annotated[int, Field(ge=2, le=365)] = 30
     """Days between rotations of each Postgres role's password; services are
     redeployed every half period so no task holds credentials that expire."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "alertEmail" in data:
+            raise ValueError(
+                "alertEmail: pages and tickets go to separate topics now; "
+                "set alerting.page.email and/or alerting.ticket.email instead"
+            )
+        return data
 
     @property
     def replica_class(self) -> str:
@@ -463,6 +540,12 @@ class PlatformConfig(_Model):
         problems = []
         if self.target == "docker" and "aws" in self.model_fields_set:
             problems.append("aws: only read by target 'aws'; remove it or set target: aws")
+        emails = self.alerting.page.email is not None or self.alerting.ticket.email is not None
+        if self.target == "docker" and emails and self.alerting.smtp_smarthost is None:
+            problems.append(
+                "alerting.smtpSmarthost: Alertmanager sends page.email and ticket.email through it; "
+                "set it and alerting.emailFrom"
+            )
         if self.target == "aws":
             if self.dev_tools.enabled or self.dev_tools.s3:
                 problems.append("devTools: local tools only; not available with target 'aws'")
@@ -472,8 +555,18 @@ class PlatformConfig(_Model):
                 problems.append("backups.s3Bucket: the aws target creates and owns its backup bucket")
             for key in _set_keys(self, AMP_UNSUPPORTED_RECEIVERS):
                 problems.append(
-                    f"{key}: Managed Prometheus notifies only through SNS; "
-                    "set aws.alertEmail or subscribe to the alerts topic"
+                    f"{key}: Managed Prometheus notifies only through SNS; on aws a destination is "
+                    "an email or an HTTPS webhook SNS delivers to (page.email, page.webhookUrl, ...)"
+                )
+            for kind in ("page", "ticket"):
+                url = getattr(self.alerting, kind).webhook_url
+                if url is not None and not url.startswith("https://"):
+                    problems.append(f"alerting.{kind}.webhookUrl: SNS delivers only to https:// endpoints")
+            if not self.alerting.page.configured and self.alerting.paging_off_reason is None:
+                problems.append(
+                    "alerting.page: a production stack must page someone: set alerting.page.email "
+                    "(or alerting.page.webhookUrl, an HTTPS endpoint such as an incident tool's SNS integration), "
+                    "or say why this stack pages no one in alerting.pagingOffReason"
                 )
             classes = {"dbInstanceClass": self.aws.db_instance_class}
             if self.aws.db_read_replicas:
@@ -531,6 +624,7 @@ LOCAL_ONLY = (
     "images.prometheus",
     "images.alertmanager",
     "images.grafana",
+    "images.nodeExporter",
     # The aws target's bucket is its own (backups.s3Bucket is refused with its own message).
     "backups.s3Prefix",
     "backups.s3EndpointUrl",
@@ -541,8 +635,9 @@ LOCAL_ONLY = (
 AMP_UNSUPPORTED_RECEIVERS = tuple(
     f"alerting.{key}"
     for key in (
-        "webhookUrl", "webhookToken", "slackChannel", "slackWebhookUrl", "emailTo", "emailFrom",
-        "smtpSmarthost", "smtpUsername", "smtpPassword", "watchdogUrl",
+        "page.webhookToken", "page.slackChannel", "page.slackWebhookUrl",
+        "ticket.webhookToken", "ticket.slackChannel", "ticket.slackWebhookUrl",
+        "emailFrom", "smtpSmarthost", "smtpUsername", "smtpPassword", "watchdogUrl",
     )
 )  # fmt: skip
 
@@ -569,6 +664,7 @@ def alert_thresholds(cfg: PlatformConfig, database: str) -> AlertThresholds:
         slo_objective=cfg.alerting.slo_objective,
         latency_p99_seconds=cfg.alerting.latency_p99_seconds,
         runbook_url=cfg.alerting.runbook_url,
+        min_requests=cfg.alerting.min_requests,
         database=database,
         backup_max_age_seconds=max_backup_age_seconds(cfg.backups.schedule),
     )

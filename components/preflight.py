@@ -167,6 +167,7 @@ SERVER_BINARIES = {
     "/usr/bin/amtool": "prometheus-alertmanager",
     "/usr/bin/prometheus-postgres-exporter": "prometheus-postgres-exporter",
     "/usr/bin/prometheus-redis-exporter": "prometheus-redis-exporter",
+    "/usr/bin/prometheus-node-exporter": "prometheus-node-exporter",
 }
 
 

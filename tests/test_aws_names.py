@@ -34,7 +34,6 @@ NAME_KEYS = ("name", "namePrefix", "identifier", "replicationGroupId", "userId",
 EVERYTHING = {
     "domainName": "api.example.com",
     "certificateArn": CERT,
-    "alertEmail": "oncall@example.com",
     "adminBastion": True,
     "backupCopyRegion": "eu-central-1",
     "dbReadReplicas": 5,

@@ -30,11 +30,18 @@ def _stack_file(tmp_path: Path, body: str, stack: str = "bad") -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "staging"])
 def test_the_projects_stacks_are_valid(stack: str) -> None:
     result = _check(stack)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(rf"Pulumi\.{stack}\.yaml: valid \(target (docker|aws), appName wondernest\)\n", result.stdout)
+
+
+def test_the_committed_prod_stack_asks_for_its_page_destination_first() -> None:
+    result = _check("prod")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("Pulumi.prod.yaml: invalid stack configuration (1 problem):\n")
+    assert "wondernest:alerting.page = (default): a production stack must page someone" in result.stderr
 
 
 def test_the_readme_example_prints_the_readmes_message(tmp_path: Path) -> None:
@@ -70,13 +77,15 @@ def test_encrypted_values_are_named_and_left_for_pulumi_up(tmp_path: Path) -> No
         "config:\n"
         "  wondernest:target: docker\n"
         "  wondernest:alerting:\n"
-        "    slackChannel: '#ops'\n"
-        "    slackWebhookUrl:\n"
-        "      secure: v1:abc\n",
+        "    ticket:\n"
+        "      slackChannel: '#ops'\n"
+        "      slackWebhookUrl:\n"
+        "        secure: v1:abc\n"
+        "    runbookUrl: https://git.example.org/p/blob/main/docs/runbooks.md\n",
     )
     result = _check("bad", root=root)
     assert result.returncode == 0, result.stderr
-    assert "1 encrypted value(s) not checked here (alerting.slackWebhookUrl)" in result.stdout
+    assert "1 encrypted value(s) not checked here (alerting.ticket.slackWebhookUrl)" in result.stdout
 
 
 def test_other_problems_are_still_reported_beside_encrypted_values(tmp_path: Path) -> None:
@@ -87,9 +96,11 @@ def test_other_problems_are_still_reported_beside_encrypted_values(tmp_path: Pat
         "  wondernest:redis:\n"
         "    maxMemory: 1MiB\n"
         "  wondernest:alerting:\n"
-        "    slackChannel: '#ops'\n"
-        "    slackWebhookUrl:\n"
-        "      secure: v1:abc\n",
+        "    ticket:\n"
+        "      slackChannel: '#ops'\n"
+        "      slackWebhookUrl:\n"
+        "        secure: v1:abc\n"
+        "    runbookUrl: https://git.example.org/p/blob/main/docs/runbooks.md\n",
     )
     result = _check("bad", root=root)
     assert result.returncode == 1
@@ -130,8 +141,9 @@ def test_the_container_prefix_follows_the_app_name(tmp_path: Path) -> None:
     # Encrypted values elsewhere do not hide it.
     root = _stack_file(
         tmp_path,
-        "config:\n  wondernest:target: docker\n  wondernest:alerting:\n    slackChannel: '#ops'\n"
-        "    slackWebhookUrl:\n      secure: v1:x\n",
+        "config:\n  wondernest:target: docker\n  wondernest:alerting:\n    page:\n      slackChannel: '#ops'\n"
+        "      slackWebhookUrl:\n        secure: v1:x\n"
+        "    runbookUrl: https://git.example.org/p/blob/main/docs/runbooks.md\n",
         stack="qa",
     )
     assert _check("qa", "--container-prefix", root=root).stdout == "wondernest-qa-\n"

@@ -171,9 +171,9 @@ def test_check_config_needs_no_pulumi(box: Sandbox) -> None:
     venv = ROOT / "venv"
     if not (venv / ".config").exists():
         pytest.skip("the checkout's venv is not installed (make venv)")
-    result = box.make("check-config", "STACK=prod")
+    result = box.make("check-config", "STACK=staging")
     assert result.returncode == 0, result.stderr
-    assert "Pulumi.prod.yaml: valid (target aws, appName wondernest)" in result.stdout
+    assert "Pulumi.staging.yaml: valid (target aws, appName wondernest)" in result.stdout
     assert box.called() == []
 
 

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
+from components.spec.monitoring import NOTIFICATION_TEMPLATES, TEMPLATE_FILE
 from tests.harness import Evaluation, evaluate
 from tests.servers import require_binary
 from tests.test_alert_rules import PROMTOOL, assert_promtool_passes
 from tests.test_alertmanager_config import ROUTES, assert_amtool_accepts, assert_routed
-from tests.test_stack_prod import CERT, prod_config
+from tests.test_stack_prod import CERT, RUNBOOKS, prod_config
 
 pytestmark = pytest.mark.servers
 
@@ -25,6 +26,13 @@ def prod() -> Evaluation:
     return evaluate(prod_config({"certificateArn": CERT, "domainName": "api.example.com"}), stack="prod")
 
 
+def test_the_managed_definition_carries_the_same_template_as_the_local_alertmanager(prod: Evaluation) -> None:
+    definition = yaml.safe_load(
+        prod.named("aws:amp/alertManagerDefinition:AlertManagerDefinition", "alertmanager").inputs["definition"]
+    )
+    assert definition["template_files"] == {TEMPLATE_FILE: NOTIFICATION_TEMPLATES}
+
+
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     require_binary(PROMTOOL, "prometheus")
     return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, check=False)
@@ -32,9 +40,14 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def alertmanager_config(prod: Evaluation, tmp_path: Path) -> Path:
-    definition = prod.named("aws:amp/alertManagerDefinition:AlertManagerDefinition", "alertmanager").inputs
+    definition = yaml.safe_load(
+        prod.named("aws:amp/alertManagerDefinition:AlertManagerDefinition", "alertmanager").inputs["definition"]
+    )
+    # AMP resolves `templates` by name among template_files; amtool beside the config.
+    for name, text in definition["template_files"].items():
+        (tmp_path / name).write_text(text)
     path = tmp_path / "alertmanager.yml"
-    path.write_text(yaml.safe_load(definition["definition"])["alertmanager_config"])
+    path.write_text(definition["alertmanager_config"])
     return path
 
 
@@ -52,7 +65,7 @@ def test_managed_alerts_reach_the_receiver_for_their_severity(
 def test_promtool_checks_and_unit_tests_the_rule_namespace(prod: Evaluation, tmp_path: Path) -> None:
     rules = tmp_path / "namespace.yml"
     rules.write_text(prod.named("aws:amp/ruleGroupNamespace:RuleGroupNamespace", "rules").inputs["data"])
-    assert_promtool_passes(rules, tmp_path)
+    assert_promtool_passes(rules, tmp_path, runbooks=RUNBOOKS)
 
 
 def _collector_configs(prod: Evaluation) -> dict[str, dict[str, Any]]:

@@ -412,6 +412,16 @@ def test_stack_rule_severities_routed(dev_resources: list[Resource]) -> None:
     ]
     found = rule.run_stack(_replace(dev_resources, "alertmanager", CONTAINER, uploads=uploads), {})
     assert len(found) == 1 and "'warning'" in found[0].message
+    merged = [
+        {**u, "content": u["content"].replace("receiver: ticket", "receiver: page")}
+        if u["file"] == "/etc/alertmanager/alertmanager.yml"
+        else u
+        for u in am.get("uploads")
+    ]
+    found = rule.run_stack(_replace(dev_resources, "alertmanager", CONTAINER, uploads=merged), {})
+    assert [v.message.split(" Fix:")[0] for v in found] == [
+        "alerts of severity 'warning' share receiver 'page' with 'critical'."
+    ]
 
 
 def without_backups(resources: list[Resource]) -> list[Resource]:

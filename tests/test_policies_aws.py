@@ -570,7 +570,6 @@ def prod_resources() -> list[Resource]:
         {
             "domainName": "api.example.com",
             "certificateArn": CERT,
-            "alertEmail": "oncall@example.com",
             "adminBastion": True,
             "backupCopyRegion": "eu-central-1",
             "dbReadReplicas": 1,
@@ -706,8 +705,8 @@ def _without_parameter(name: str) -> Any:
 MUTATIONS: list[tuple[str, str, str, Any, dict[str, list[str]]]] = [
     ("cache under the AWS-owned key", aws.REPLICATION_GROUP, "redis", _set(kmsKeyId=None),
      {"aws-encryption-customer-key": ["redis"]}),
-    ("alert topic under aws/sns", aws.SNS_TOPIC, "alerts", _set(kmsMasterKeyId="alias/aws/sns"),
-     {"aws-encryption-customer-key": ["alerts"]}),
+    ("page topic under aws/sns", aws.SNS_TOPIC, "alerts-page", _set(kmsMasterKeyId="alias/aws/sns"),
+     {"aws-encryption-customer-key": ["alerts-page"]}),
     ("backup vault under the default key", aws.BACKUP_VAULT, "vault", _set(kmsKeyArn=None),
      {"aws-encryption-customer-key": ["vault"]}),
     ("default security group opened", N.DEFAULT_SG, "default-sg",

@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FULL_PROD = {
     "domainName": "api.example.com",
     "certificateArn": CERT,
-    "alertEmail": "oncall@example.com",
     "adminBastion": True,
     "backupCopyRegion": "eu-central-1",
     "dbReadReplicas": 1,

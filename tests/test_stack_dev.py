@@ -58,6 +58,7 @@ def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
         "wondernest-dev-dev-s3",
         "wondernest-dev-grafana",
         "wondernest-dev-migrations",
+        "wondernest-dev-node-exporter",
         "wondernest-dev-pgadmin",
         "wondernest-dev-postgres",
         "wondernest-dev-postgres-exporter",
@@ -182,6 +183,7 @@ def test_images_are_pinned_remote_images(dev: Evaluation) -> None:
         "oliver006/redis_exporter:v1.45.0-alpine",
         "postgres:15.10-bookworm",
         "prom/alertmanager:v0.25.0",
+        "prom/node-exporter:v1.5.0",
         "prom/prometheus:v2.42.0",
         "quay.io/prometheuscommunity/postgres-exporter:v0.11.1",
         "redis:7.4.1-bookworm",
@@ -295,6 +297,7 @@ def test_physical_names_follow_app_name_and_stack() -> None:
         "yourapp-staging-dev-s3",
         "yourapp-staging-grafana",
         "yourapp-staging-migrations",
+        "yourapp-staging-node-exporter",
         "yourapp-staging-pgadmin",
         "yourapp-staging-postgres",
         "yourapp-staging-postgres-exporter",
@@ -339,6 +342,9 @@ def test_local_only_settings_are_refused_for_the_aws_target() -> None:
         f"wondernest:postgres.memory = '1GiB': {refused}",
         f"wondernest:redis.hostPort = 6379: {refused}",
         f"wondernest:redis.maxMemory = '256MiB': {refused}",
+        "wondernest:alerting.page = (default): a production stack must page someone: set alerting.page.email "
+        "(or alerting.page.webhookUrl, an HTTPS endpoint such as an incident tool's SNS integration), "
+        "or say why this stack pages no one in alerting.pagingOffReason",
     ]
     assert not declared_by(config)
 
@@ -460,18 +466,41 @@ def test_the_exporters_and_alertmanager_stay_on_the_backend_network(dev: Evaluat
 
 
 def test_alertmanager_gets_a_way_out_only_for_external_receivers() -> None:
-    token = "Zq-webhook-bearer-value-91"
-    ev = evaluate(
-        stack_config({"alerting": {"webhookUrl": "https://hooks.example.com/alerts", "webhookToken": token}}),
-        secret_keys=["alerting"],
-    )
+    token, slack = "Zq-webhook-bearer-value-91", "https://hooks.slack.com/services/T0/B0/Xq81"
+    alerting = {
+        "page": {"webhookUrl": "https://hooks.example.com/page", "webhookToken": token},
+        "ticket": {"slackChannel": "#platform", "slackWebhookUrl": slack},
+        "runbookUrl": "https://git.example.org/platform/blob/main/docs/runbooks.md",
+    }
+    ev = evaluate(stack_config({"alerting": alerting}), secret_keys=["alerting"])
     am = ev.named(CONTAINER_TYPE, "alertmanager").inputs
     assert {n["name"] for n in am["networksAdvanced"]} == {"wondernest-dev-backend", "wondernest-dev-frontend"}
     files = uploaded(ev, "alertmanager")
-    assert files["/etc/alertmanager/secrets/webhook-token"] == token
-    assert token not in files["/etc/alertmanager/alertmanager.yml"]
-    assert all(token not in json.dumps(am.get(k)) for k in ("envs", "command", "labels", "healthcheck"))
+    assert files["/etc/alertmanager/secrets/page-webhook-token"] == token
+    assert files["/etc/alertmanager/secrets/ticket-slack-webhook-url"] == slack
+    assert "Runbook: {{ .Annotations.runbook_url }}" in files["/etc/alertmanager/templates/wondernest.tmpl"]
+    for value in (token, slack):
+        assert value not in files["/etc/alertmanager/alertmanager.yml"]
+        assert all(value not in json.dumps(am.get(k)) for k in ("envs", "command", "labels", "healthcheck"))
     assert is_secret(am["uploads"])
+    quiet = evaluate(stack_config()).named(CONTAINER_TYPE, "alertmanager").inputs
+    assert {n["name"] for n in quiet["networksAdvanced"]} == {"wondernest-dev-backend"}
+
+
+def test_the_node_exporter_watches_each_data_volume_read_only(dev: Evaluation) -> None:
+    exporter = dev.named(CONTAINER_TYPE, "node-exporter").inputs
+    assert exporter["volumes"] == [
+        {"containerPath": f"/volumes/{service}", "volumeName": f"wondernest-dev-{volume}", "readOnly": True}
+        for service, volume in (
+            ("backups", "backups"), ("postgres", "postgres-data"), ("prometheus", "prometheus-data"),
+            ("redis", "redis-data"),
+        )
+    ]  # fmt: skip
+    assert exporter["readOnly"] is True and exporter["user"] == "65534:65534"
+    assert exporter["capabilities"] == {"drops": ["ALL"]}
+    assert {n["name"] for n in exporter["networksAdvanced"]} == {"wondernest-dev-backend"}
+    assert "--collector.disable-defaults" in exporter["command"] and "--collector.filesystem" in exporter["command"]
+    assert "ports" not in exporter
 
 
 def test_prometheus_scrapes_every_service_through_its_exporter(dev: Evaluation) -> None:
@@ -487,6 +516,7 @@ def test_prometheus_scrapes_every_service_through_its_exporter(dev: Evaluation) 
         "alertmanager": "alertmanager:9093",
         "grafana": "grafana:3000",
         "backups": "backups:9200",
+        "node": "node-exporter:9100",
     }
     assert config["global"]["external_labels"] == {"app": "wondernest", "environment": "dev"}
     intervals = {job["job_name"]: job["scrape_interval"] for job in config["scrape_configs"]}
@@ -558,7 +588,7 @@ def test_the_backup_alert_follows_the_schedule() -> None:
     ev = evaluate(stack_config({"backups": {"schedule": "0 */6 * * *"}}))
     rules = yaml.safe_load(uploaded(ev, "prometheus")["/etc/prometheus/rules/platform.yml"])
     too_old = next(r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "BackupTooOld")
-    assert too_old["expr"].endswith("> 25560")  # 1.1 x 6 h + 30 min
+    assert "[25560s])) > 25560\n" in too_old["expr"]  # 1.1 x 6 h + 30 min
 
 
 def test_without_the_dev_bucket_nothing_is_copied() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import yaml
 from components.aws_sizes import RDS_CLASSES
 from components.config import ConfigError
 from components.local.monitoring import RULES_FILE
-from components.spec.alerts import AlertThresholds, render_rule_file, rule_groups
+from components.spec.alerts import RUNBOOKS_DOC, AlertThresholds, render_rule_file, rule_groups
 from components.spec.backups import max_backup_age_seconds
 from components.spec.dashboards import DASHBOARDS_DIR
 from components.spec.postgres_conf import rds_parameters, tune
@@ -32,25 +33,29 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 UNTAGGABLE_PREFIXES = ("pulumi:providers:", "wondernest:", "random:", "docker:", "grafana:", DYNAMIC)
 
 
+RUNBOOKS = "https://git.example.org/platform/blob/main/docs/runbooks.md"
+PAGING = {"page": {"email": "oncall@example.com"}, "runbookUrl": RUNBOOKS}
+"""What a production stack must add to the committed file before anything is declared."""
+
+
 def prod_config(aws: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """The committed prod config with a page destination, plus `aws` keys and overrides."""
     config = stack_config(stack="prod")
     config["aws"] = {**config["aws"], **(aws or {})}
+    config["alerting"] = {**config.get("alerting", {}), **PAGING}
     config.update(overrides)
     return config
 
 
 @pytest.fixture(scope="module")
 def prod() -> Evaluation:
-    """Prod as it is run: the file, plus the certificate and alert address it asks for."""
-    return evaluate(
-        prod_config({"domainName": "api.example.com", "certificateArn": CERT, "alertEmail": "oncall@example.com"}),
-        stack="prod",
-    )
+    """Prod as it is run: the file, plus the certificate and page destination it asks for."""
+    return evaluate(prod_config({"domainName": "api.example.com", "certificateArn": CERT}), stack="prod")
 
 
 @pytest.fixture(scope="module")
-def prod_as_committed() -> Evaluation:
-    return evaluate(stack_config(stack="prod"), stack="prod")
+def prod_without_certificate() -> Evaluation:
+    return evaluate(prod_config(), stack="prod")
 
 
 def by_name(ev: Evaluation, typ: str) -> dict[str, dict[str, Any]]:
@@ -481,10 +486,10 @@ def test_the_service_runs_privately_behind_an_https_alb(prod: Evaluation) -> Non
     assert cluster["settings"] == [{"name": "containerInsights", "value": "enabled"}]
 
 
-def test_without_a_certificate_the_alb_serves_plain_http(prod_as_committed: Evaluation) -> None:
-    listeners = by_name(prod_as_committed, "aws:lb/listener:Listener")
+def test_without_a_certificate_the_alb_serves_plain_http(prod_without_certificate: Evaluation) -> None:
+    listeners = by_name(prod_without_certificate, "aws:lb/listener:Listener")
     assert list(listeners) == ["http"] and listeners["http"]["defaultActions"][0]["type"] == "forward"
-    assert prod_as_committed.outputs["apiUrl"].startswith("http://wondernest-prod-api-")
+    assert prod_without_certificate.outputs["apiUrl"].startswith("http://wondernest-prod-api-")
 
 
 def test_buckets_are_private_versioned_encrypted_and_tls_only(prod: Evaluation) -> None:
@@ -661,12 +666,14 @@ def dev() -> Evaluation:
 
 def test_parity_the_same_rules_run_in_both_targets(prod: Evaluation, dev: Evaluation) -> None:
     namespace = prod.named("aws:amp/ruleGroupNamespace:RuleGroupNamespace", "rules").inputs["data"]
-    assert namespace == _dev_rules(dev)
+    # The same but for where the runbooks are published, which prod must say.
+    assert namespace == _dev_rules(dev).replace(RUNBOOKS_DOC, RUNBOOKS)
     thresholds = AlertThresholds(
         slo_objective=0.999,
         latency_p99_seconds=1.0,
         database="wondernest",
         backup_max_age_seconds=max_backup_age_seconds("0 3 * * *"),
+        runbook_url=RUNBOOKS,
     )
     assert namespace == render_rule_file(rule_groups(thresholds))
 
@@ -718,15 +725,73 @@ def test_parity_the_same_roles_schemas_and_grants_in_both_targets(prod: Evaluati
     assert not any(d.name.endswith("-alternate") for d in dev.declared)
 
 
-def test_the_alertmanager_definition_routes_to_sns(prod: Evaluation) -> None:
-    definition = prod.named("aws:amp/alertManagerDefinition:AlertManagerDefinition", "alertmanager").inputs
-    inner = yaml.safe_load(yaml.safe_load(definition["definition"])["alertmanager_config"])
-    topic = "arn:aws:sns:eu-west-1:123456789012:wondernest-prod-alerts"
+def test_pages_and_tickets_publish_to_their_own_topics(prod: Evaluation) -> None:
+    definition = yaml.safe_load(
+        prod.named("aws:amp/alertManagerDefinition:AlertManagerDefinition", "alertmanager").inputs["definition"]
+    )
+    inner = yaml.safe_load(definition["alertmanager_config"])
     receivers = {r["name"]: r for r in inner["receivers"]}
-    assert receivers["critical"]["sns_configs"][0]["topic_arn"] == topic
-    assert receivers["warning"]["sns_configs"][0]["attributes"] == {"severity": "warning"}
-    subscription = prod.named("aws:sns/topicSubscription:TopicSubscription", "alerts-email").inputs
-    assert subscription == {**subscription, "protocol": "email", "endpoint": "oncall@example.com"}
+    page, ticket = (receivers[kind]["sns_configs"][0] for kind in ("page", "ticket"))
+    assert page["topic_arn"] == "arn:aws:sns:eu-west-1:123456789012:wondernest-prod-alerts-page"
+    assert ticket["topic_arn"] == "arn:aws:sns:eu-west-1:123456789012:wondernest-prod-alerts-ticket"
+    assert page["message"] == ticket["message"] == '{{ template "wondernest.text" . }}'
+    assert inner["templates"] == ["wondernest.tmpl"]
+    assert "Runbook: {{ .Annotations.runbook_url }}" in definition["template_files"]["wondernest.tmpl"]
+    subscriptions = by_name(prod, "aws:sns/topicSubscription:TopicSubscription")
+    assert subscriptions == {
+        "alerts-page-email": {
+            "topic": "arn:aws:sns:eu-west-1:123456789012:wondernest-prod-alerts-page",
+            "protocol": "email",
+            "endpoint": "oncall@example.com",
+        }
+    }
+    assert prod.outputs["pageTopicArn"] == page["topic_arn"] and prod.outputs["ticketTopicArn"] == ticket["topic_arn"]
+
+
+def test_ticket_email_and_https_webhooks_subscribe_to_their_topics() -> None:
+    alerting = {
+        "page": {"email": "oncall@example.com", "webhookUrl": "https://events.pagerduty.com/integration/x/enqueue"},
+        "ticket": {"email": "platform@example.com"},
+        "runbookUrl": RUNBOOKS,
+    }
+    ev = evaluate(prod_config(alerting=alerting), stack="prod")
+    subscriptions = {
+        name: (s["topic"].rsplit(":", 1)[1], s["protocol"], s["endpoint"])
+        for name, s in by_name(ev, "aws:sns/topicSubscription:TopicSubscription").items()
+    }
+    assert subscriptions == {
+        "alerts-page-email": ("wondernest-prod-alerts-page", "email", "oncall@example.com"),
+        "alerts-page-https": (
+            "wondernest-prod-alerts-page", "https", "https://events.pagerduty.com/integration/x/enqueue"
+        ),
+        "alerts-ticket-email": ("wondernest-prod-alerts-ticket", "email", "platform@example.com"),
+    }  # fmt: skip
+
+
+def test_a_production_stack_must_page_someone_with_absolute_runbook_links() -> None:
+    committed = stack_config(stack="prod")
+    with pytest.raises(ConfigError) as caught:
+        evaluate(committed, stack="prod")
+    assert [p.split(":")[1].split(" ")[0] for p in caught.value.problems] == ["alerting.page"]
+    assert not declared_by(committed, stack="prod")
+    relative = prod_config(alerting={"page": {"email": "oncall@example.com"}})
+    with pytest.raises(ConfigError) as caught:
+        evaluate(relative, stack="prod")
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith("wondernest:alerting.runbookUrl = (default): notifications")
+    plain_http = prod_config(alerting={**PAGING, "page": {"webhookUrl": "http://hooks.example.com/x"}})
+    with pytest.raises(ConfigError) as caught:
+        evaluate(plain_http, stack="prod")
+    assert caught.value.problems == [
+        "wondernest:alerting.page.webhookUrl = 'http://hooks.example.com/x': SNS delivers only to https:// endpoints"
+    ]
+    moved = prod_config({"alertEmail": "oncall@example.com"})
+    with pytest.raises(ConfigError) as caught:
+        evaluate(moved, stack="prod")
+    assert caught.value.problems == [
+        "wondernest:aws.alertEmail = 'oncall@example.com': pages and tickets go to separate topics now; "
+        "set alerting.page.email and/or alerting.ticket.email instead"
+    ]
 
 
 def test_services_start_after_the_roles_they_log_in_as(prod: Evaluation) -> None:
@@ -746,16 +811,29 @@ def test_exporters_run_as_a_service_the_collector_scrapes(prod: Evaluation) -> N
     assert uri.endswith("/wondernest?sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem")
 
 
-def test_cloudwatch_alarms_publish_to_the_alert_topic(prod: Evaluation) -> None:
+def test_cloudwatch_alarms_page_or_file_a_ticket_and_link_their_runbook(prod: Evaluation) -> None:
     alarms = by_name(prod, "aws:cloudwatch/metricAlarm:MetricAlarm")
-    assert len(alarms) == 10
     assert alarms["alarm-redis-engine-cpu-002"]["dimensions"] == {"CacheClusterId": "wondernest-prod-redis-002"}
     pipeline = alarms["alarm-alert-pipeline"]
     assert pipeline["metricQueries"][0]["expression"] == 'SELECT SUM(AlertManagerAlertsReceived) FROM "AWS/Prometheus"'
     assert pipeline["treatMissingData"] == "breaching"
-    assert all(
-        a["alarmActions"] == ["arn:aws:sns:eu-west-1:123456789012:wondernest-prod-alerts"] for a in alarms.values()
-    )
+    topic = "arn:aws:sns:eu-west-1:123456789012:wondernest-prod-alerts-"
+    pages = {name for name, a in alarms.items() if a["alarmActions"] == a["okActions"] == [f"{topic}page"]}
+    tickets = {name for name, a in alarms.items() if a["alarmActions"] == a["okActions"] == [f"{topic}ticket"]}
+    assert pages == {"alarm-rds-free-storage", "alarm-alb-5xx", "alarm-alert-pipeline", "alarm-alert-delivery"}
+    assert tickets == set(alarms) - pages
+    # Beside RDS storage: each cache node's memory and (with replicas) replication lag.
+    for node in ("001", "002"):
+        memory = alarms[f"alarm-redis-memory-{node}"]
+        assert (memory["metricName"], memory["threshold"]) == ("DatabaseMemoryUsagePercentage", 90)
+        lag = alarms[f"alarm-redis-replication-lag-{node}"]
+        assert (lag["metricName"], lag["treatMissingData"]) == ("ReplicationLag", "notBreaching")
+        assert lag["dimensions"] == {"CacheClusterId": f"wondernest-prod-redis-{node}"}
+    runbooks = (Path(__file__).resolve().parents[1] / "docs" / "runbooks.md").read_text()
+    for name, alarm in alarms.items():
+        link = alarm["alarmDescription"].rsplit(". Runbook: ", 1)[1]
+        assert link.startswith(f"{RUNBOOKS}#runbook-alarm-"), name
+        assert f'<a id="{link.split("#")[1]}"></a>' in runbooks, f"no runbook section for {name}"
 
 
 def test_every_log_group_is_encrypted_and_expires(prod: Evaluation) -> None:
@@ -845,7 +923,7 @@ def test_settings_the_aws_target_would_ignore_are_refused() -> None:
         postgres={"memory": "2GiB"},
         images={"grafana": "grafana/grafana:11.6.0"},
         backups={**stack_config(stack="prod")["backups"], "s3Region": "eu-west-1"},
-        alerting={"slackChannel": "#ops", "slackWebhookUrl": "https://hooks.slack.com/x"},
+        alerting={**PAGING, "ticket": {"slackChannel": "#ops", "slackWebhookUrl": "https://hooks.slack.com/x"}},
     )
     with pytest.raises(ConfigError) as caught:
         evaluate(bad, stack="prod", secret_keys=["alerting"])
@@ -855,10 +933,10 @@ def test_settings_the_aws_target_would_ignore_are_refused() -> None:
         "wondernest:images.grafana = 'grafana/grafana:11.6.0': has no effect with target 'aws'; remove it "
         "(docs/aws.md)",
         "wondernest:backups.s3Region = 'eu-west-1': has no effect with target 'aws'; remove it (docs/aws.md)",
-        "wondernest:alerting.slackChannel = [secret]: Managed Prometheus notifies only through SNS; "
-        "set aws.alertEmail or subscribe to the alerts topic",
-        "wondernest:alerting.slackWebhookUrl = [secret]: Managed Prometheus notifies only through SNS; "
-        "set aws.alertEmail or subscribe to the alerts topic",
+        "wondernest:alerting.ticket.slackChannel = [secret]: Managed Prometheus notifies only through SNS; "
+        "on aws a destination is an email or an HTTPS webhook SNS delivers to (page.email, page.webhookUrl, ...)",
+        "wondernest:alerting.ticket.slackWebhookUrl = [secret]: Managed Prometheus notifies only through SNS; "
+        "on aws a destination is an email or an HTTPS webhook SNS delivers to (page.email, page.webhookUrl, ...)",
     ]
     assert not declared_by(bad, stack="prod")
 
@@ -897,7 +975,8 @@ def test_both_targets_export_the_same_outputs(prod: Evaluation, dev: Evaluation)
     local_only = {"pgadminUrl", "secrets", "caCertificate"}
     assert set(dev.outputs) - local_only <= set(prod.outputs)
     assert set(prod.outputs) - set(dev.outputs) == {
-        "secretArns", "postgresMasterSecretArn", "alertsTopicArn", "backupVault", "backupBucket", "kmsKeyArn",
+        "secretArns", "postgresMasterSecretArn", "pageTopicArn", "ticketTopicArn", "backupVault", "backupBucket",
+        "kmsKeyArn",
     }  # fmt: skip
     assert prod.outputs["alertmanagerUrl"].endswith("/alertmanager/api/v2/alerts")
     assert prod.outputs["roles"] == dev.outputs["roles"]

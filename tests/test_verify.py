@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
+import yaml
 from moto import mock_aws
 
 from components.spec.database import database_spec
@@ -198,8 +199,20 @@ def aws_outputs() -> dict[str, Any]:
     }
 
 
-def test_an_aws_stack_is_checked_as_rds_sees_it_and_says_what_it_cannot_reach() -> None:
-    args = _arguments(["prod", "--root", str(ROOT)])
+def paging_prod(root: Path) -> Path:
+    """A project directory with the committed prod stack plus the page destination it asks for."""
+    from tests.test_stack_prod import PAGING
+
+    (root / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    stack = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    stack["config"]["wondernest:alerting"] = PAGING
+    (root / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack))
+    return root
+
+
+def test_an_aws_stack_is_checked_as_rds_sees_it_and_says_what_it_cannot_reach(tmp_path: Path) -> None:
+    prod_root = paging_prod(tmp_path)
+    args = _arguments(["prod", "--root", str(prod_root)])
     access = _access(args, aws_outputs(), None)
     assert access.target == "aws" and not access.admin_is_superuser
     # The roles and their rotation alternates, with the catalog left to RDS.
@@ -209,7 +222,7 @@ def test_an_aws_stack_is_checked_as_rds_sees_it_and_says_what_it_cannot_reach() 
     with pytest.raises(Skipped, match="inside the VPC"):
         data.redis_app_user(access)
     tunnelled = _access(
-        _arguments(["prod", "--root", str(ROOT), "--postgres-via", "127.0.0.1:15432"]), aws_outputs(), None
+        _arguments(["prod", "--root", str(prod_root), "--postgres-via", "127.0.0.1:15432"]), aws_outputs(), None
     )
     with pytest.raises(Skipped, match="--ca-file"):
         data.objects_as_declared(tunnelled, "grants")
@@ -280,7 +293,7 @@ def test_an_unreadable_outputs_file_and_foreign_outputs_are_named(tmp_path: Path
     local = tmp_path / "local.json"
     local.write_text(json.dumps(local_outputs()))
     with pytest.raises(SystemExit, match=r"^error: the outputs of 'prod' are not an AWS stack's: "):
-        main(["prod", "--root", str(ROOT), "--outputs", str(local)])
+        main(["prod", "--root", str(paging_prod(tmp_path)), "--outputs", str(local)])
 
 
 def test_a_tunnel_that_is_not_host_and_port_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

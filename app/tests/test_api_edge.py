@@ -208,3 +208,14 @@ def test_the_openapi_document_describes_every_route(client: TestClient) -> None:
         "/auth/logout",
         "/api/users/me",
     }
+
+
+def test_every_routes_error_series_starts_at_zero(client: TestClient) -> None:
+    """Before any request fails, each route's 5xx series exist at 0, so the
+    first failure after a start is an increase the alert rules see."""
+    text = client.get(METRICS).text
+    for method, route in (("GET", "/api/users/me"), ("POST", "/auth/login"), ("GET", "/health/ready")):
+        for status in ("500", "503"):
+            assert f'http_requests_total{{method="{method}",route="{route}",status="{status}"}} 0.0' in text
+    assert 'method="HEAD"' not in text
+    assert 'route="/auth/login",status="200"' not in text  # only the error series are declared

@@ -456,6 +456,9 @@ class ByListener:
 def create_app(settings: Settings, *, logger: JsonLog = log) -> tuple[ASGIApp, Api]:
     api = Api(settings, logger=logger)
     routes = api.routes()
+    api.metrics.declare_routes(
+        (method, route.path) for route in routes for method in sorted(route.methods or ()) if method != "HEAD"
+    )
     starlette = Starlette(
         routes=routes,
         lifespan=api.lifespan,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, ProcessCollector
@@ -11,6 +11,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+# The 5xx statuses the API answers itself: an unhandled error, and a
+# dependency down or work shed.
+SERVER_ERRORS = (500, 503)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -52,6 +55,12 @@ class RequestStats(Collector):
         self._counts: dict[tuple[str, str, int], int] = {}
         # Per (method, route): one count per bucket, then +Inf, then the sum.
         self._histograms: dict[tuple[str, str], list[float]] = {}
+
+    def declare(self, method: str, route: str, statuses: Iterable[int]) -> None:
+        """Start these series at zero: a counter's first sample is its baseline,
+        so a series born with the first failure would never show it in a rate."""
+        for status in statuses:
+            self._counts.setdefault((method, route, status), 0)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -114,6 +123,13 @@ class Metrics:
         )
         for reason in ("queue_full", "queue_wait", "client_gone"):
             self.shed.labels(reason)
+
+    def declare_routes(self, routes: Iterable[tuple[str, str]]) -> None:
+        """Each (method, route) the API serves starts with its error series at
+        zero, the ones its alerts count: a failure in a fresh process then
+        shows as an increase from 0 rather than as the series' first sample."""
+        for method, route in routes:
+            self.requests.declare(method, route, SERVER_ERRORS)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.observe(method, route, status, seconds)

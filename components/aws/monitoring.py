@@ -1,7 +1,7 @@
 """Observability on AWS: Amazon Managed Service for Prometheus with the platform's
 rule file and routes, Amazon Managed Grafana with the same dashboards, the
 exporters as a small ECS service, and CloudWatch alarms for what AWS exposes only
-there. Alerts reach people through one KMS-encrypted SNS topic.
+there. Pages and tickets reach people through a KMS-encrypted SNS topic each.
 
 Grafana is Amazon Managed Grafana rather than Grafana on ECS: sign-in goes
 through IAM Identity Center instead of a shared admin password, there is no
@@ -28,8 +28,9 @@ from components.aws.registry import ecr_image
 from components.aws.secrets import Secrets
 from components.aws.tasks import TASKS_SERVICE, Container, HealthCheck, execution_role, log_group, task_definition
 from components.aws.tls import RDS_CA_BUNDLE
+from components.config import Destination
 from components.spec import dashboards, monitoring
-from components.spec.alerts import AlertThresholds, render_rule_file, rule_groups
+from components.spec.alerts import AlertThresholds, render_rule_file, rule_groups, runbook_link
 from components.spec.collector import render_collector_config
 from components.spec.naming import Names
 
@@ -52,7 +53,8 @@ def token_period(today: dt.date) -> str:
 
 @dataclass(frozen=True)
 class Alarm:
-    """A CloudWatch alarm on one metric, notifying the alerts topic both ways."""
+    """A CloudWatch alarm on one metric, notifying its topic both ways: a page
+    wakes someone, a ticket waits for working hours."""
 
     key: str
     description: str
@@ -65,6 +67,9 @@ class Alarm:
     period: int = 300
     periods: int = 3
     missing: str = "missing"
+    page: bool = False
+    runbook: str | None = None
+    """The runbook section, when several alarms share one (per node, per replica)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,8 @@ class MonitoringArgs:
     region: str
     thresholds: AlertThresholds
     slo_objective: float
-    alert_email: str | None
+    page: Destination
+    ticket: Destination
     log_retention_days: int
     secrets: Secrets
 
@@ -103,7 +109,8 @@ def collector(targets: dict[str, str], names: Names, remote_write_url: pulumi.Ou
 
 class Monitoring(pulumi.ComponentResource):
     workspace: aws.amp.Workspace
-    topic: aws.sns.Topic
+    topics: dict[str, aws.sns.Topic]
+    """The page and ticket topics, by kind."""
     remote_write_url: pulumi.Output[str]
     grafana_url: pulumi.Output[str]
 
@@ -115,40 +122,10 @@ class Monitoring(pulumi.ComponentResource):
         self._names = names
         self._args = args
 
-        self.topic = aws.sns.Topic("alerts", name=names.resource("alerts"), kms_master_key_id=key_arn, opts=child)
-        aws.sns.TopicPolicy(
-            "alerts",
-            arn=self.topic.arn,
-            policy=policy_document(
-                [
-                    {
-                        "Sid": "ManagedPrometheusPublishes",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "aps.amazonaws.com"},
-                        "Action": ["sns:Publish", "sns:GetTopicAttributes"],
-                        "Resource": self.topic.arn,
-                        "Condition": {"StringEquals": {"aws:SourceAccount": args.secrets.account_id}},
-                    },
-                    {
-                        "Sid": "CloudWatchAlarmsPublish",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "cloudwatch.amazonaws.com"},
-                        "Action": "sns:Publish",
-                        "Resource": self.topic.arn,
-                        "Condition": {"StringEquals": {"aws:SourceAccount": args.secrets.account_id}},
-                    },
-                ]
-            ),
-            opts=pulumi.ResourceOptions(parent=self.topic),
-        )
-        if args.alert_email is not None:
-            aws.sns.TopicSubscription(
-                "alerts-email",
-                topic=self.topic.arn,
-                protocol="email",
-                endpoint=args.alert_email,
-                opts=pulumi.ResourceOptions(parent=self.topic),
-            )
+        self.topics = {
+            kind: self._topic(kind, destination, args)
+            for kind, destination in ((monitoring.PAGE, args.page), (monitoring.TICKET, args.ticket))
+        }
 
         amp_logs = log_group(
             "prometheus-logs",
@@ -177,14 +154,64 @@ class Monitoring(pulumi.ComponentResource):
         aws.amp.AlertManagerDefinition(
             "alertmanager",
             workspace_id=self.workspace.id,
-            definition=self.topic.arn.apply(
-                lambda arn: monitoring.render_amp_alertmanager_definition(topic_arn=arn, region=args.region)
+            definition=pulumi.Output.all(*(topic.arn for topic in self.topics.values())).apply(
+                lambda arns: monitoring.render_amp_alertmanager_definition(
+                    topics=dict(zip(self.topics, arns, strict=True)), region=args.region
+                )
             ),
             opts=pulumi.ResourceOptions(parent=self.workspace),
         )
         self.remote_write_url = self.workspace.prometheus_endpoint.apply(lambda e: f"{e}api/v1/remote_write")
         self._grafana(args)
         self.register_outputs({"prometheusUrl": self.workspace.prometheus_endpoint, "grafanaUrl": self.grafana_url})
+
+    def _topic(self, kind: str, destination: Destination, args: MonitoringArgs) -> aws.sns.Topic:
+        """A topic Managed Prometheus and CloudWatch alarms publish to, with the
+        destination's email and HTTPS webhook subscribed (each confirms the
+        subscription AWS sends it)."""
+        topic = aws.sns.Topic(
+            f"alerts-{kind}",
+            name=self._names.resource(f"alerts-{kind}"),
+            kms_master_key_id=args.secrets.key.arn,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        account = args.secrets.account_id
+        aws.sns.TopicPolicy(
+            f"alerts-{kind}",
+            arn=topic.arn,
+            policy=policy_document(
+                [
+                    {
+                        "Sid": "ManagedPrometheusPublishes",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "aps.amazonaws.com"},
+                        "Action": ["sns:Publish", "sns:GetTopicAttributes"],
+                        "Resource": topic.arn,
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                    },
+                    {
+                        "Sid": "CloudWatchAlarmsPublish",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                        "Action": "sns:Publish",
+                        "Resource": topic.arn,
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                    },
+                ]
+            ),
+            opts=pulumi.ResourceOptions(parent=topic),
+        )
+        endpoints = {"email": destination.email, "https": destination.webhook_url}
+        for protocol, endpoint in endpoints.items():
+            if endpoint is not None:
+                aws.sns.TopicSubscription(
+                    f"alerts-{kind}-{protocol}",
+                    topic=topic.arn,
+                    protocol=protocol,
+                    endpoint=endpoint,
+                    opts=pulumi.ResourceOptions(parent=topic),
+                )
+        return topic
 
     def _grafana(self, args: MonitoringArgs) -> None:
         names = args.names
@@ -386,6 +413,8 @@ class Monitoring(pulumi.ComponentResource):
         return self._notifying_alarm(
             alarm.key,
             alarm.description,
+            alarm.page,
+            alarm.runbook or alarm.key,
             alarm.comparison,
             alarm.threshold,
             alarm.periods,
@@ -406,22 +435,24 @@ class Monitoring(pulumi.ComponentResource):
             # Watchdog fires for ever: no alert received means rule evaluation or
             # the path to the Alertmanager is broken, and nothing else would say so.
             "alert-pipeline": (
-                "AlertManagerAlertsReceived", "LessThanThreshold", 1, "breaching",
+                "AlertManagerAlertsReceived", "LessThanThreshold", 1, "breaching", True,
                 "The Prometheus workspace's Alertmanager received no alerts: Watchdog is not arriving",
             ),
             "alert-delivery": (
-                "AlertManagerNotificationsFailed", "GreaterThanThreshold", 0, "notBreaching",
+                "AlertManagerNotificationsFailed", "GreaterThanThreshold", 0, "notBreaching", True,
                 "The Prometheus workspace failed to deliver notifications to SNS",
             ),
             "rule-evaluation": (
-                "RuleEvaluationFailures", "GreaterThanThreshold", 0, "notBreaching",
+                "RuleEvaluationFailures", "GreaterThanThreshold", 0, "notBreaching", False,
                 "Rule evaluations fail in the Prometheus workspace",
             ),
         }  # fmt: skip
-        for key, (metric, comparison, threshold, missing, description) in queries.items():
+        for key, (metric, comparison, threshold, missing, page, description) in queries.items():
             self._notifying_alarm(
                 key,
                 description,
+                page,
+                key,
                 comparison,
                 threshold,
                 3,
@@ -440,25 +471,30 @@ class Monitoring(pulumi.ComponentResource):
         self,
         key: str,
         description: str,
+        page: bool,
+        runbook: str,
         comparison: str,
         threshold: float,
         periods: int,
         missing: str,
         **source: Any,
     ) -> aws.cloudwatch.MetricAlarm:
-        """An alarm that notifies the alerts topic when it fires and when it clears;
-        `source` is either a metric (namespace, name, dimensions, statistic,
-        period) or metric queries."""
+        """An alarm that notifies the page or ticket topic when it fires and when
+        it clears, its description ending with its runbook's link (the
+        notification quotes it); `source` is either a metric (namespace, name,
+        dimensions, statistic, period) or metric queries."""
+        topic = self.topics[monitoring.PAGE if page else monitoring.TICKET]
+        link = runbook_link(self._args.thresholds.runbook_url, f"alarm-{runbook}")
         return aws.cloudwatch.MetricAlarm(
             f"alarm-{key}",
             name=self._names.resource(key),
-            alarm_description=description,
+            alarm_description=f"{description}. Runbook: {link}",
             comparison_operator=comparison,
             threshold=threshold,
             evaluation_periods=periods,
             treat_missing_data=missing,
-            alarm_actions=[self.topic.arn],
-            ok_actions=[self.topic.arn],
+            alarm_actions=[topic.arn],
+            ok_actions=[topic.arn],
             opts=pulumi.ResourceOptions(parent=self),
             **source,
         )

@@ -124,7 +124,8 @@ class Platform(pulumi.ComponentResource):
                 region=region,
                 thresholds=thresholds,
                 slo_objective=cfg.alerting.slo_objective,
-                alert_email=aws_cfg.alert_email,
+                page=cfg.alerting.page,
+                ticket=cfg.alerting.ticket,
                 log_retention_days=aws_cfg.log_retention_days,
                 secrets=secrets,
             ),
@@ -237,7 +238,8 @@ class Platform(pulumi.ComponentResource):
             "alertmanagerUrl": observability.workspace.prometheus_endpoint.apply(
                 lambda e: f"{e}alertmanager/api/v2/alerts"
             ),
-            "alertsTopicArn": observability.topic.arn,
+            "pageTopicArn": observability.topics["page"].arn,
+            "ticketTopicArn": observability.topics["ticket"].arn,
             "postgresEndpoint": database.endpoint,
             "postgresDatabase": spec.name,
             "postgresMasterSecretArn": database.master_secret_arn,
@@ -261,20 +263,22 @@ class Platform(pulumi.ComponentResource):
 
 def _alarms(observability: Monitoring, database: Database, cache: Cache, api: Api, cache_nodes: int) -> None:
     """What only CloudWatch sees: the database host, the cache engine, the ALB's
-    own errors, and (prometheus_alarms) the alert pipeline itself."""
+    own errors, and (prometheus_alarms) the alert pipeline itself. Pages for
+    what users feel now or soon (storage running out, the ALB failing
+    requests); tickets for the rest."""
     db = {"DBInstanceIdentifier": database.instance.identifier}
     alb = {"LoadBalancer": api.alb.arn_suffix}
     targets = {**alb, "TargetGroup": api.target_group.arn_suffix}
     alarms = [
         Alarm("rds-free-storage", "RDS free storage under 10 GiB: autoscaling is at its ceiling or cannot keep up",
-              "AWS/RDS", "FreeStorageSpace", db, "Minimum", "LessThanThreshold", 10 * 1024**3),
+              "AWS/RDS", "FreeStorageSpace", db, "Minimum", "LessThanThreshold", 10 * 1024**3, page=True),
         Alarm("rds-cpu", "RDS CPU above 80% for 15 minutes",
               "AWS/RDS", "CPUUtilization", db, "Average", "GreaterThanThreshold", 80),
         Alarm("rds-freeable-memory", "RDS freeable memory under 256 MiB: the instance is swapping or about to",
               "AWS/RDS", "FreeableMemory", db, "Minimum", "LessThanThreshold", 256 * 1024**2),
         Alarm("alb-5xx", "The load balancer itself answered 5xx (no healthy target, or targets unreachable)",
               "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", alb, "Sum", "GreaterThanThreshold", 10,
-              period=60, periods=5, missing="notBreaching"),
+              period=60, periods=5, missing="notBreaching", page=True),
         Alarm("alb-unhealthy-targets", "Targets failing the load balancer's health check",
               "AWS/ApplicationELB", "UnHealthyHostCount", targets, "Maximum", "GreaterThanThreshold", 0,
               period=60, periods=5),
@@ -290,23 +294,30 @@ def _alarms(observability: Monitoring, database: Database, cache: Cache, api: Ap
                 "Maximum",
                 "GreaterThanThreshold",
                 60,
+                runbook="rds-replica-lag",
             )
         )
-    # ElastiCache reports engine CPU per node; members are <group>-001, -002, ...
+    # ElastiCache reports per node; members are <group>-001, -002, ... and any
+    # of them may be the primary after a failover, so every node has each alarm
+    # (only replicas report ReplicationLag: missing data is not breaching).
     for n in range(1, cache_nodes + 1):
-        node = pulumi.Output.format("{0}-{1:03d}", cache.group.replication_group_id, n)
-        alarms.append(
-            Alarm(
-                f"redis-engine-cpu-{n:03d}",
-                "Redis engine CPU above 80%: its single thread is saturated",
-                "AWS/ElastiCache",
-                "EngineCPUUtilization",
-                {"CacheClusterId": node},
-                "Average",
-                "GreaterThanThreshold",
-                80,
-            )
-        )
+        node = {"CacheClusterId": pulumi.Output.format("{0}-{1:03d}", cache.group.replication_group_id, n)}
+        alarms += [
+            Alarm(f"redis-engine-cpu-{n:03d}", "Redis engine CPU above 80%: its single thread is saturated",
+                  "AWS/ElastiCache", "EngineCPUUtilization", node, "Average", "GreaterThanThreshold", 80,
+                  runbook="redis-engine-cpu"),
+            Alarm(f"redis-memory-{n:03d}",
+                  "Redis memory above 90% of maxmemory: eviction is imminent or under way",
+                  "AWS/ElastiCache", "DatabaseMemoryUsagePercentage", node, "Maximum", "GreaterThanThreshold", 90,
+                  runbook="redis-memory"),
+        ]  # fmt: skip
+        if cache_nodes > 1:
+            alarms.append(
+                Alarm(f"redis-replication-lag-{n:03d}",
+                      "A Redis replica is more than 30 s behind its primary: a failover would lose those writes",
+                      "AWS/ElastiCache", "ReplicationLag", node, "Maximum", "GreaterThanThreshold", 30,
+                      missing="notBreaching", runbook="redis-replication-lag")
+            )  # fmt: skip
     for alarm in alarms:
         observability.alarm(alarm)
     observability.prometheus_alarms()

@@ -52,13 +52,14 @@ def _aws_credentials(access_key_id: str, secret_access_key: str) -> str:
 
 class Backups(pulumi.ComponentResource):
     container: docker.Container
+    volume: docker.Volume
 
     def __init__(self, name: str, args: BackupsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:local:Backups", name, None, opts)
         names, cfg = args.names, args.config
         image = app_image("backup-image", names, target="backup", inputs=BUILD_INPUTS, parent=self)
         # The dumps live here; they outlive any `pulumi destroy` that is not deliberate.
-        backups = labelled_volume(
+        backups = self.volume = labelled_volume(
             "backups", names, "backups", pulumi.ResourceOptions(parent=self, protect=True), holds_data=True
         )
         secrets_volume = labelled_volume("backup-secrets", names, "backups", pulumi.ResourceOptions(parent=self))

@@ -44,6 +44,7 @@ class CacheArgs:
 
 class Cache(pulumi.ComponentResource):
     container: docker.Container
+    volume: docker.Volume
     endpoint: pulumi.Output[str]
     internal_host: str
     internal_port: int
@@ -58,7 +59,7 @@ class Cache(pulumi.ComponentResource):
         self.internal_port = redis_conf.CONTAINER_PORT
 
         image = remote_image("redis-image", args.image, child)
-        volume = labelled_volume("redis-data", names, "redis", child)
+        volume = self.volume = labelled_volume("redis-data", names, "redis", child)
         app_password = args.secrets.get("redis-app")
         health_password = args.secrets.get("redis-healthcheck")
         monitoring_password = args.secrets.get("redis-monitoring")

@@ -55,6 +55,7 @@ class DatabaseArgs:
 
 class Database(pulumi.ComponentResource):
     container: docker.Container
+    volume: docker.Volume
     objects: DatabaseObjects
     endpoint: pulumi.Output[str]
     internal_host: str
@@ -68,7 +69,7 @@ class Database(pulumi.ComponentResource):
         image = remote_image("postgres-image", args.image, child)
         # The database lives here: deleting it takes a deliberate
         # `pulumi state unprotect`, never a stray `pulumi destroy`.
-        volume = labelled_volume(
+        volume = self.volume = labelled_volume(
             "postgres-data", names, "postgres", pulumi.ResourceOptions(parent=self, protect=True), holds_data=True
         )
         tls = postgres_conf.CONTAINER_TLS

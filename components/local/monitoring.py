@@ -7,13 +7,14 @@ frontend network only when a receiver needs to reach the outside world.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 import pulumi
 import pulumi_docker as docker
 
-from components.config import AlertingConfig, ImagesConfig, MonitoringConfig
+from components.config import AlertingConfig, Destination, ImagesConfig, MonitoringConfig
 from components.local.containers import (
     ContainerSpec,
     Publish,
@@ -26,7 +27,7 @@ from components.local.containers import (
 from components.local.network import Network
 from components.local.secrets import Secrets
 from components.spec import dashboards, monitoring
-from components.spec.alerts import AlertThresholds, render_rule_file, rule_groups
+from components.spec.alerts import VOLUMES_DIR, AlertThresholds, render_rule_file, rule_groups
 from components.spec.naming import Names
 
 MIB = 1024 * 1024
@@ -58,7 +59,43 @@ class MonitoringArgs:
     secrets: Secrets
     ca_pem: pulumi.Output[str]
     """The stack's CA: the exporters verify Postgres and Redis against it."""
+    watched_volumes: Mapping[str, pulumi.Input[str]]
+    """Service → the name of its data volume, whose free space is watched."""
     depends_on: tuple[pulumi.Resource, ...]
+
+
+def receivers(alerting: AlertingConfig) -> monitoring.Receivers:
+    def destination(d: Destination) -> monitoring.Destination:
+        return monitoring.Destination(
+            email_to=d.email,
+            webhook_url=d.webhook_url,
+            webhook_has_token=d.webhook_token is not None,
+            slack_channel=d.slack_channel,
+        )
+
+    return monitoring.Receivers(
+        page=destination(alerting.page),
+        ticket=destination(alerting.ticket),
+        email_from=alerting.email_from,
+        smarthost=alerting.smtp_smarthost,
+        smtp_username=alerting.smtp_username,
+        watchdog_url=alerting.watchdog_url,
+    )
+
+
+def receiver_secrets(alerting: AlertingConfig) -> list[SecretFile]:
+    """Each destination's secrets as files Alertmanager reads (never in its config)."""
+    values = [(monitoring.SMTP_PASSWORD_FILE, alerting.smtp_password)]
+    for kind, d in ((monitoring.PAGE, alerting.page), (monitoring.TICKET, alerting.ticket)):
+        values += [
+            (monitoring.webhook_token_file(kind), d.webhook_token),
+            (monitoring.slack_url_file(kind), d.slack_webhook_url),
+        ]
+    return [
+        SecretFile(path, pulumi.Output.secret(value.get_secret_value()), NOBODY)
+        for path, value in values
+        if value is not None
+    ]
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -145,29 +182,39 @@ class Monitoring(pulumi.ComponentResource):
             after,
         )
 
+        # --- free space of the data volumes --------------------------------------
+        tsdb = labelled_volume("prometheus-data", names, "prometheus", child)
+        watched = {**args.watched_volumes, "prometheus": tsdb.name}
+        # statfs needs the mount, not the files: read-only, as nobody with no
+        # capabilities, the exporter cannot read what the 0700 data directories hold.
+        hardened_container(
+            "node-exporter",
+            ContainerSpec(
+                name=names.resource("node-exporter"),
+                image=remote_image("node-exporter-image", args.images.node_exporter, child).image_id,
+                user=f"{NOBODY}:{NOBODY}",
+                memory_bytes=48 * MIB,
+                networks=[(backend, ["node-exporter"])],
+                command=monitoring.node_exporter_args(listen=f":{monitoring.NODE_EXPORTER_PORT}"),
+                volumes=[
+                    docker.ContainerVolumeArgs(
+                        volume_name=volume, container_path=f"{VOLUMES_DIR}/{service}", read_only=True
+                    )
+                    for service, volume in sorted(watched.items())
+                ],
+                read_only=True,
+                healthcheck=wget_probe(monitoring.NODE_EXPORTER_PORT, "/"),
+                labels=names.labels("node-exporter"),
+                metrics_job="node",
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=[tsdb]),
+        )
+
         # --- Alertmanager ------------------------------------------------------
         alerting = args.alerting
-        receivers = monitoring.Receivers(
-            webhook_url=alerting.webhook_url,
-            webhook_has_token=alerting.webhook_token is not None,
-            slack_channel=alerting.slack_channel,
-            email_to=alerting.email_to,
-            email_from=alerting.email_from,
-            smarthost=alerting.smtp_smarthost,
-            smtp_username=alerting.smtp_username,
-            watchdog_url=alerting.watchdog_url,
-        )
-        receiver_secrets = [
-            SecretFile(path, pulumi.Output.secret(value.get_secret_value()), NOBODY)
-            for path, value in (
-                (monitoring.WEBHOOK_TOKEN_FILE, alerting.webhook_token),
-                (monitoring.SLACK_URL_FILE, alerting.slack_webhook_url),
-                (monitoring.SMTP_PASSWORD_FILE, alerting.smtp_password),
-            )
-            if value is not None
-        ]
+        routes_to = receivers(alerting)
         alertmanager_networks: list[tuple[pulumi.Input[str], list[str]]] = [(backend, ["alertmanager"])]
-        if receivers.external:
+        if routes_to.external:
             # The backend network has no route out; receivers on the internet need one.
             alertmanager_networks.append((net.frontend.name, []))
         am_data = labelled_volume("alertmanager-data", names, "alertmanager", child)
@@ -185,9 +232,10 @@ class Monitoring(pulumi.ComponentResource):
                     "--cluster.listen-address=",
                 ],
                 config_files={
-                    "/etc/alertmanager/alertmanager.yml": monitoring.render_alertmanager_config(receivers),
+                    "/etc/alertmanager/alertmanager.yml": monitoring.render_alertmanager_config(routes_to),
+                    f"{monitoring.TEMPLATES_DIR}/{monitoring.TEMPLATE_FILE}": monitoring.NOTIFICATION_TEMPLATES,
                 },
-                secret_files=receiver_secrets,
+                secret_files=receiver_secrets(alerting),
                 volumes=[docker.ContainerVolumeArgs(volume_name=am_data.name, container_path="/alertmanager")],
                 healthcheck=wget_probe(ALERTMANAGER_PORT, "/-/healthy"),
                 labels=names.labels("alertmanager"),
@@ -197,7 +245,6 @@ class Monitoring(pulumi.ComponentResource):
         )
 
         # --- Prometheus ------------------------------------------------------------
-        tsdb = labelled_volume("prometheus-data", names, "prometheus", child)
         prometheus_config = monitoring.render_prometheus_config(
             targets=targets,
             external_labels={"app": names.app, "environment": names.stack},

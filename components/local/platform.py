@@ -93,7 +93,7 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
     dev_bucket = None
     if cfg.dev_tools.s3:
         dev_bucket = DevBucket(DevS3("dev-s3", names=names, network=network).endpoint)
-    Backups(
+    backups = Backups(
         "backups",
         BackupsArgs(
             names=names,
@@ -128,6 +128,11 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             network=network,
             secrets=secrets,
             ca_pem=ca.ca_pem,
+            watched_volumes={
+                "postgres": database.volume.name,
+                "redis": cache.volume.name,
+                "backups": backups.volume.name,
+            },
             depends_on=(*database.objects.all, cache.container),
         ),
     )

@@ -22,12 +22,23 @@ SCRAPE_INTERVALS: dict[str, str] = {
     "alertmanager": "15s",
     "grafana": "15s",
     "backups": "15s",
+    "node": "15s",
 }
 
 SECRETS_DIR = "/etc/alertmanager/secrets"
-WEBHOOK_TOKEN_FILE = f"{SECRETS_DIR}/webhook-token"
-SLACK_URL_FILE = f"{SECRETS_DIR}/slack-webhook-url"
 SMTP_PASSWORD_FILE = f"{SECRETS_DIR}/smtp-password"
+TEMPLATES_DIR = "/etc/alertmanager/templates"
+TEMPLATE_FILE = "wondernest.tmpl"
+PAGE, TICKET = "page", "ticket"
+"""The receivers of critical and warning alerts."""
+
+
+def webhook_token_file(kind: str) -> str:
+    return f"{SECRETS_DIR}/{kind}-webhook-token"
+
+
+def slack_url_file(kind: str) -> str:
+    return f"{SECRETS_DIR}/{kind}-slack-webhook-url"
 
 
 def render_prometheus_config(
@@ -66,14 +77,26 @@ def render_prometheus_config(
 
 
 @dataclass(frozen=True)
-class Receivers:
-    """Where notifications go; with none of these set, alerts stay visible in
-    Alertmanager's UI and API and go nowhere else."""
+class Destination:
+    """One receiver's integrations; secrets are never here, only whether they are set."""
 
+    email_to: str | None = None
     webhook_url: str | None = None
     webhook_has_token: bool = False
     slack_channel: str | None = None
-    email_to: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return any((self.email_to, self.webhook_url, self.slack_channel))
+
+
+@dataclass(frozen=True)
+class Receivers:
+    """Where pages and tickets go; with neither set, alerts stay visible in
+    Alertmanager's UI and API and go nowhere else."""
+
+    page: Destination = Destination()
+    ticket: Destination = Destination()
     email_from: str | None = None
     smarthost: str | None = None
     smtp_username: str | None = None
@@ -81,38 +104,70 @@ class Receivers:
 
     @property
     def external(self) -> bool:
-        return any((self.webhook_url, self.slack_channel, self.email_to, self.watchdog_url))
+        return self.page.configured or self.ticket.configured or self.watchdog_url is not None
 
 
-def _integrations(r: Receivers, severity: str) -> dict[str, object]:
+# Every message lists each alert with its summary, description and runbook
+# link. Alertmanager groups by service, so one message may carry several.
+NOTIFICATION_TEMPLATES = """\
+{{ define "wondernest.title" -}}
+[{{ .Receiver | toUpper }}{{ if eq .Status "resolved" }} RESOLVED{{ end }}] {{ .GroupLabels.service }}: \
+{{ if .CommonLabels.alertname }}{{ .CommonLabels.alertname }}{{ else }}{{ .Alerts | len }} alerts{{ end }}
+{{- end }}
+
+{{ define "wondernest.text" -}}
+{{ range .Alerts -}}
+{{ if eq .Status "resolved" }}[resolved] {{ end }}{{ .Labels.alertname }}: {{ .Annotations.summary }}
+{{ .Annotations.description }}
+Runbook: {{ .Annotations.runbook_url }}
+
+{{ end -}}
+{{- end }}
+"""
+
+
+def _integrations(destination: Destination, kind: str) -> dict[str, object]:
     integrations: dict[str, object] = {}
-    if r.webhook_url:
-        webhook: dict[str, object] = {"url": r.webhook_url, "send_resolved": True}
-        if r.webhook_has_token:
-            webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": WEBHOOK_TOKEN_FILE}}
+    if destination.webhook_url:
+        webhook: dict[str, object] = {"url": destination.webhook_url, "send_resolved": True}
+        if destination.webhook_has_token:
+            webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": webhook_token_file(kind)}}
         integrations["webhook_configs"] = [webhook]
-    if r.slack_channel:
+    if destination.slack_channel:
         integrations["slack_configs"] = [
             {
-                "api_url_file": SLACK_URL_FILE,
-                "channel": r.slack_channel,
+                "api_url_file": slack_url_file(kind),
+                "channel": destination.slack_channel,
                 "send_resolved": True,
-                "title": f"[{severity.upper()}] {{{{ .CommonLabels.alertname }}}}",
-                "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ .Annotations.description }}\n{{ end }}",
+                "title": '{{ template "wondernest.title" . }}',
+                "text": '{{ template "wondernest.text" . }}',
             }
         ]
-    if r.email_to:
-        integrations["email_configs"] = [{"to": r.email_to, "send_resolved": True}]
+    if destination.email_to:
+        integrations["email_configs"] = [
+            {
+                "to": destination.email_to,
+                "send_resolved": True,
+                "headers": {"Subject": '{{ template "wondernest.title" . }}'},
+                # Plain text: the default HTML body shows the runbook link as text among the labels.
+                "html": "",
+                "text": '{{ template "wondernest.text" . }}',
+            }
+        ]
     return integrations
 
 
 def routing() -> dict[str, object]:
     """The route tree and inhibitions both targets' Alertmanagers use; receivers
-    `default`, `critical`, `warning` and `watchdog` are each target's to define."""
+    `default`, `page`, `ticket` and `watchdog` are each target's to define.
+
+    Grouped by service, one incident is one message however many of the
+    service's alerts it trips; while a service has a page firing, its tickets
+    are held back (a down database also trips its scrape target's warning)."""
     return {
         "route": {
             "receiver": "default",
-            "group_by": ["alertname", "job"],
+            "group_by": ["service"],
             "group_wait": "30s",
             "group_interval": "5m",
             "repeat_interval": "12h",
@@ -121,67 +176,76 @@ def routing() -> dict[str, object]:
                     # The dead man's switch: notified every minute, so its absence is the alarm.
                     "matchers": ['alertname="Watchdog"'],
                     "receiver": "watchdog",
+                    "group_by": ["alertname"],
                     "group_wait": "0s",
                     "group_interval": "1m",
                     "repeat_interval": "1m",
                 },
                 {
                     "matchers": ['severity="critical"'],
-                    "receiver": "critical",
+                    "receiver": PAGE,
                     "group_wait": "10s",
                     "repeat_interval": "1h",
                 },
-                {"matchers": ['severity="warning"'], "receiver": "warning", "repeat_interval": "12h"},
+                {"matchers": ['severity="warning"'], "receiver": TICKET, "repeat_interval": "12h"},
             ],
         },
         "inhibit_rules": [
             {
-                # A critical alert silences the warning of the same name on the same instance.
                 "source_matchers": ['severity="critical"'],
                 "target_matchers": ['severity="warning"'],
-                "equal": ["alertname", "instance"],
+                "equal": ["service"],
             }
         ],
     }
 
 
-def render_amp_alertmanager_definition(*, topic_arn: str, region: str) -> str:
-    """Amazon Managed Prometheus' Alertmanager: the same routes, every severity
-    published to one SNS topic (AMP's only receiver kind), with the severity as
-    a message attribute subscribers can filter on."""
+def render_amp_alertmanager_definition(*, topics: dict[str, str], region: str) -> str:
+    """Amazon Managed Prometheus' Alertmanager: the same routes, pages and
+    tickets each published to their own SNS topic (AMP's only receiver kind),
+    with the same message template as the local Alertmanager's."""
 
-    def sns(severity: str) -> dict[str, object]:
+    def sns(kind: str) -> dict[str, object]:
         return {
             "sns_configs": [
                 {
-                    "topic_arn": topic_arn,
+                    "topic_arn": topics[kind],
                     "sigv4": {"region": region},
                     "send_resolved": True,
-                    "subject": f"[{severity.upper()}] {{{{ .CommonLabels.alertname }}}}",
-                    "attributes": {"severity": severity},
+                    # SNS subjects are at most 100 characters.
+                    "subject": '{{ template "wondernest.title" . }}',
+                    "message": '{{ template "wondernest.text" . }}',
+                    "attributes": {"severity": "critical" if kind == PAGE else "warning"},
                 }
             ]
         }
 
     inner = {
+        "templates": [TEMPLATE_FILE],
         **routing(),
         "receivers": [
             {"name": "default"},
-            {"name": "critical", **sns("critical")},
-            {"name": "warning", **sns("warning")},
+            {"name": PAGE, **sns(PAGE)},
+            {"name": TICKET, **sns(TICKET)},
             # AMP cannot call a dead man's switch URL; Watchdog's absence shows
             # as a CloudWatch alarm on the alerts the workspace receives.
             {"name": "watchdog"},
         ],
     }
     body = yaml.safe_dump(inner, sort_keys=False, width=120)
-    # A block scalar, so a preview's diff of the definition reads line by line.
-    return "alertmanager_config: |\n" + "".join(f"  {line}\n" for line in body.splitlines())
+    # Block scalars, so a preview's diff of the definition reads line by line.
+    return (
+        "template_files:\n"
+        f"  {TEMPLATE_FILE}: |\n"
+        + "".join(f"    {line}\n" for line in NOTIFICATION_TEMPLATES.splitlines())
+        + "alertmanager_config: |\n"
+        + "".join(f"  {line}\n" for line in body.splitlines())
+    )
 
 
 def render_alertmanager_config(receivers: Receivers) -> str:
     global_: dict[str, object] = {"resolve_timeout": "5m"}
-    if receivers.email_to:
+    if receivers.smarthost:
         global_.update(
             smtp_smarthost=receivers.smarthost,
             smtp_from=receivers.email_from,
@@ -194,11 +258,12 @@ def render_alertmanager_config(receivers: Receivers) -> str:
         watchdog["webhook_configs"] = [{"url": receivers.watchdog_url, "send_resolved": False}]
     config = {
         "global": global_,
+        "templates": [f"{TEMPLATES_DIR}/*.tmpl"],
         **routing(),
         "receivers": [
             {"name": "default"},
-            {"name": "critical", **_integrations(receivers, "critical")},
-            {"name": "warning", **_integrations(receivers, "warning")},
+            {"name": PAGE, **_integrations(receivers.page, PAGE)},
+            {"name": TICKET, **_integrations(receivers.ticket, TICKET)},
             watchdog,
         ],
     }
@@ -211,6 +276,7 @@ PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
 GRAFANA_PORT = 3000
 BACKUPS_PORT = 9200
+NODE_EXPORTER_PORT = 9100
 
 
 def container_targets(api_target: str) -> dict[str, str]:
@@ -223,6 +289,7 @@ def container_targets(api_target: str) -> dict[str, str]:
         "alertmanager": f"alertmanager:{ALERTMANAGER_PORT}",
         "grafana": f"grafana:{GRAFANA_PORT}",
         "backups": f"backups:{BACKUPS_PORT}",
+        "node": f"node-exporter:{NODE_EXPORTER_PORT}",
     }
 
 
@@ -252,6 +319,18 @@ POSTGRES_EXPORTER_QUERIES = {
 
 def render_postgres_exporter_queries() -> str:
     return yaml.safe_dump(POSTGRES_EXPORTER_QUERIES, sort_keys=False)
+
+
+def node_exporter_args(*, listen: str) -> list[str]:
+    """Only the filesystem collector: the exporter runs in a container, where
+    the host's CPU, memory and network collectors would describe the container
+    or nothing. Mounts outside the watched volumes are left out."""
+    return [
+        f"--web.listen-address={listen}",
+        "--collector.disable-defaults",
+        "--collector.filesystem",
+        "--collector.filesystem.mount-points-exclude=^/(|dev|etc|proc|sys)($|/)",
+    ]
 
 
 def postgres_exporter_args(*, listen: str, queries_path: str) -> list[str]:

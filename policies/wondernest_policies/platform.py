@@ -173,6 +173,7 @@ def _severities_routed(resources: Sequence[Resource], _config: Mapping[str, Any]
         for matcher in route.get("matchers") or []:
             if matcher.startswith("severity="):
                 routed[matcher.split("=", 1)[1].strip('"')] = route.get("receiver")
+    shared: dict[str, str] = {}
     for severity in sorted(severities):
         receiver = routed.get(severity)
         if receiver is None or receiver not in receivers:
@@ -180,6 +181,14 @@ def _severities_routed(resources: Sequence[Resource], _config: Mapping[str, Any]
                 f"alerts of severity {severity!r} reach no receiver of their own.",
                 alertmanager.urn if alertmanager else None,
             )
+        elif receiver in shared:
+            # Pages and tickets in one place: the pages drown, or the tickets wake someone.
+            yield Violation(
+                f"alerts of severity {severity!r} share receiver {receiver!r} with {shared[receiver]!r}.",
+                alertmanager.urn if alertmanager else None,
+            )
+        else:
+            shared[receiver] = severity
 
 
 def _postgres_backed_up(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
@@ -245,9 +254,10 @@ STACK_RULES: list[Rule] = [
     ),
     Rule(
         "alerting-severities-routed",
-        "Every alert severity the rules use is routed to a receiver of its own in Alertmanager.",
+        "Every alert severity the rules use is routed to a receiver of its own in Alertmanager: pages and "
+        "tickets never share one.",
         "high",
-        "Add a route matching the severity, with a receiver, to alertmanager.yml.",
+        "Route each severity to its own receiver in alertmanager.yml.",
         check_stack=_severities_routed,
     ),
     Rule(

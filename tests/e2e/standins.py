@@ -58,6 +58,7 @@ def stand_ins(config: PlatformConfig) -> list[StandIn]:
         StandIn("alertmanager", images.alertmanager),
         StandIn("postgres-exporter", images.postgres_exporter),
         StandIn("redis-exporter", images.redis_exporter),
+        StandIn("node-exporter", images.node_exporter),
     ]
     if config.dev_tools.enabled:
         found.append(StandIn("pgadmin", images.pgadmin))

@@ -147,6 +147,28 @@ def test_verify_passes_every_check_but_grafanas(stack: Deployed) -> None:
     assert "api" not in targets["detail"] and "postgres" not in targets["detail"]
 
 
+def test_prometheus_reads_each_data_volumes_free_space_which_the_exporter_cannot_read(stack: Deployed) -> None:
+    prometheus = stack.first.outputs["prometheusUrl"]
+
+    def mountpoints() -> set[str]:
+        found = httpx.get(
+            f"{prometheus}/api/v1/query", params={"query": 'node_filesystem_avail_bytes{job="node"}'}, timeout=10
+        ).json()["data"]["result"]
+        return {series["metric"]["mountpoint"] for series in found if float(series["value"][1]) > 0}
+
+    deadline = time.monotonic() + 60
+    while (seen := mountpoints()) != {f"/volumes/{s}" for s in ("backups", "postgres", "prometheus", "redis")}:
+        assert time.monotonic() < deadline, seen
+        time.sleep(3)
+    exporter = stack.engine.client.containers.get("wondernest-dev-node-exporter")
+    # statfs needs the mount only: the data directories stay closed to it.
+    for volume in ("postgres", "backups"):
+        listing = exporter.exec_run(["ls", f"/volumes/{volume}"])
+        assert listing.exit_code != 0 and b"Permission denied" in listing.output, (volume, listing.output)
+    mounts = {m["Destination"]: m["RW"] for m in exporter.attrs["Mounts"]}
+    assert mounts and not any(mounts.values()), mounts
+
+
 def test_the_api_is_served_on_loopback_only(stack: Deployed) -> None:
     api = stack.engine.client.containers.get("wondernest-dev-api")
     bindings = api.attrs["HostConfig"]["PortBindings"]
