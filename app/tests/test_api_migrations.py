@@ -12,6 +12,8 @@ from tests.api_stack import NAMES, api_env, migrator_env, run_cli
 from tests.platform_db import PASSWORDS
 from tests.servers import PostgresServer, RedisServer
 
+PASSWORD_APP = PASSWORDS["app"]
+
 pytestmark = pytest.mark.servers
 
 
@@ -48,7 +50,7 @@ def test_the_seed_tables_and_indexes_exist_owned_by_the_migrator(db: PostgresSer
         "audit.activity_logs": NAMES.migrator_role,
     }
     assert {
-        "idx_users_email",
+        "idx_users_email_key",
         "idx_users_active",
         "idx_user_sessions_token",
         "idx_activity_logs_user_id",
@@ -182,3 +184,51 @@ def test_a_session_holding_the_lock_is_named_instead_of_waited_on_forever(db: Po
     )
     # Released, the next run takes the lock at once.
     assert migrate(conninfo, lock_wait_seconds=0.5) == []
+
+
+def test_only_the_migrations_write_their_ledger(db: PostgresServer, migrated: object) -> None:
+    """The app role may write every other table of `core`; its ledger, which
+    every later deployment reads, is the migrator's alone."""
+    dsn = db.dsn(user=NAMES.app_role, password=PASSWORD_APP, dbname="wondernest")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM core.schema_migrations").fetchone() == (len(available()),)
+        for statement in (
+            "INSERT INTO core.schema_migrations (version, name, checksum) VALUES ('9999', 'planted', 'x')",
+            "UPDATE core.schema_migrations SET checksum = 'edited'",
+            "DELETE FROM core.schema_migrations",
+            "TRUNCATE core.schema_migrations",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    # The migrator still records runs, and a rerun finds everything applied.
+    result = run_cli(migrator_env(db), "migrate")
+    assert result.returncode == 0 and '"migrations up to date"' in result.stdout, result.stderr
+
+
+def test_audit_rows_are_numbered_and_dated_by_the_database_and_outlive_their_user(
+    db: PostgresServer, migrated: object
+) -> None:
+    dsn = db.dsn(user=NAMES.app_role, password=PASSWORD_APP, dbname="wondernest")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        user = conn.execute(
+            "INSERT INTO core.users (email, password_hash) VALUES ('audited@example.com', 'x') RETURNING id"
+        ).fetchone()
+        assert user is not None
+        forged = conn.execute(
+            "INSERT INTO audit.activity_logs (id, user_id, action, created_at) OVERRIDING SYSTEM VALUE "
+            "VALUES (9000000000, %s, 'test.forged', '2000-01-01') "
+            "RETURNING id, created_at > now() - interval '1 minute'",
+            (user[0],),
+        ).fetchone()
+        assert forged is not None and forged[0] < 9000000000 and forged[1] is True
+        # The id was not taken from the future: the next rows go in as ever.
+        for _ in range(3):
+            conn.execute("INSERT INTO audit.activity_logs (user_id, action) VALUES (%s, 'test.after')", (user[0],))
+        conn.execute("DELETE FROM core.users WHERE id = %s", (user[0],))
+        kept = conn.execute(
+            "SELECT count(*) FROM audit.activity_logs WHERE user_id = %s AND action LIKE 'test.%%'", (user[0],)
+        ).fetchone()
+        assert kept == (4,)
+    # Its owner aside, nobody changes a row once written, the admin included.
+    with db.admin("wondernest") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege, match="evidence"):
+        conn.execute("UPDATE audit.activity_logs SET action = 'rewritten' WHERE action = 'test.forged'")

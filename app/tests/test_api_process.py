@@ -3,10 +3,14 @@ Redis, outages of each, `--check-only`, and a graceful SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -173,3 +177,60 @@ def test_behind_a_proxy_the_client_is_the_address_the_proxy_appended(
             ).fetchall()
         }
     assert "203.0.113.77" in addresses and not addresses & {"1.1.1.1", "2.2.2.2", "3.3.3.3"}
+
+
+def _raw(url: str, payload: bytes, *, chunk: int = 64 * 1024) -> bytes:
+    """Send `payload` on a fresh connection, as far as the server reads it, and
+    return whatever it answered before closing."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        try:
+            for start in range(0, len(payload), chunk):
+                sock.sendall(payload[start : start + chunk])
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            while part := sock.recv(65536):
+                answer += part
+        return answer
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_request_heads_are_bounded_on_the_real_server(running: Running) -> None:
+    """httptools holds whatever headers it is sent until they end: one endless
+    header, or thousands of small ones, are refused with 431 and a JSON body
+    once the head passes its bound, and memory stays where it was."""
+    normal = _raw(running.url, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert normal.startswith(b"HTTP/1.1 200")
+    huge = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (40 * 1024) + b"\r\n\r\n"
+    many = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n"
+    for head in (huge, many):
+        answer = _raw(running.url, head)
+        status, _, body = answer.partition(b"\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 431"), answer[:200]
+        assert json.loads(body)["error"]["code"] == "request_header_fields_too_large"
+    before = _rss_kib(running.api.process.pid)
+    # Eight clients each sending 16 MB of one header: each is cut off at the bound.
+    flood = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Flood: " + b"b" * (16 * 1024 * 1024)
+    threads = [threading.Thread(target=_raw, args=(running.url, flood)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    grown_mib = (_rss_kib(running.api.process.pid) - before) / 1024
+    assert grown_mib < 16, f"resident memory grew {grown_mib:.0f} MiB"
+    assert httpx.get(f"{running.url}/health", timeout=5).status_code == 200
+    # A body does not count against the head: a large body up to its own bound still goes through.
+    body = json.dumps({"email": "x@example.com", "password": "p" * 100}).encode()
+    post = (
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    assert _raw(running.url, post).startswith(b"HTTP/1.1 401")

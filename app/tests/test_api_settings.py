@@ -80,7 +80,18 @@ def test_pool_bounds_are_checked(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "words"),
-    [("*", "trusts every peer"), ("10.0.0.0/24,*", "trusts every peer"), ("the-alb", "'the-alb' is not an IP")],
+    [
+        ("*", "trusts every peer"),
+        ("10.0.0.0/24,*", "trusts every peer"),
+        ("the-alb", "'the-alb' is not an IP"),
+        ("0.0.0.0/0", "every IPv4 address"),
+        ("::/0", "every IPv6 address"),
+        ("0.0.0.0/1,128.0.0.0/1", "every IPv4 address"),
+        ("10.0.0.0/8,0.0.0.0/2,64.0.0.0/2,128.0.0.0/1", "every IPv4 address"),
+        ("::/1,8000::/1", "every IPv6 address"),
+        ("::ffff:0:0/96", "every IPv4 address (as IPv4-mapped IPv6)"),
+        ("::/8", "every IPv4 address (as IPv4-mapped IPv6)"),
+    ],
 )
 def test_only_named_proxies_are_trusted(tmp_path: Path, value: str, words: str) -> None:
     with pytest.raises(SettingsError) as caught:
@@ -91,6 +102,9 @@ def test_only_named_proxies_are_trusted(tmp_path: Path, value: str, words: str) 
 def test_proxy_networks_are_accepted(tmp_path: Path) -> None:
     env = {**BASE, **secrets_as_files(tmp_path), "FORWARDED_ALLOW_IPS": "10.40.0.0/21, 10.40.8.0/21,127.0.0.1"}
     assert load_settings(env).forwarded_allow_ips.startswith("10.40.0.0/21")
+    # Large, even public, but not everything: a CDN's published ranges, say.
+    env["FORWARDED_ALLOW_IPS"] = "0.0.0.0/1,2400:cb00::/32,::ffff:10.0.0.0/104"
+    assert load_settings(env).forwarded_allow_ips
 
 
 def test_read_replicas_are_listed_as_host_and_port(tmp_path: Path) -> None:

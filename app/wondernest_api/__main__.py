@@ -108,6 +108,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from wondernest_api.app import create_app
+    from wondernest_api.bounded_http import bounded_protocol
 
     app, _ = create_app(settings)
     config = uvicorn.Config(
@@ -115,7 +116,8 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools with each request's head bounded: it holds whatever headers it is sent.
+        http=bounded_protocol(max_head_bytes=settings.max_header_bytes, max_headers=settings.max_headers),
         lifespan="on",
         access_log=False,
         log_config=None,

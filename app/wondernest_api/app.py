@@ -51,8 +51,9 @@ from wondernest_api.payloads import (
     ServiceHealth,
     TokenPair,
     UserView,
+    login_address,
 )
-from wondernest_api.ratelimit import RateLimiter
+from wondernest_api.ratelimit import RateLimiter, client_subject
 from wondernest_api.requestlog import RequestLog
 from wondernest_api.security import TokenIssuer, hash_password, hash_token, new_refresh_token, verify_password
 from wondernest_api.settings import Settings
@@ -274,7 +275,7 @@ class Api:
     async def register(self, request: Request) -> Response:
         payload = await self.parse(request, RegisterRequest)
         s = self.settings
-        await self._limit("register-client", self.client_ip(request) or "unknown", s.register_ip_limit,
+        await self._limit("register-client", client_subject(self.client_ip(request)), s.register_ip_limit,
                           s.register_ip_window_seconds, refusals=self.metrics.registration_refusals,
                           fail_closed=False)  # fmt: skip
         hashed = await self._hash(payload.password, request)
@@ -294,17 +295,20 @@ class Api:
         s = self.settings
         ip = self.client_ip(request)
         failures = self.metrics.login_failures
-        await self._limit("login-client", ip or "unknown", s.login_ip_limit, s.login_ip_window_seconds,
+        await self._limit("login-client", client_subject(ip), s.login_ip_limit, s.login_ip_window_seconds,
                           refusals=failures)  # fmt: skip
+        async with self.db() as conn:
+            email_key, user = await store.account_for_login(conn, login_address(payload.email))
         # Every attempt is counted before its password is checked, in one atomic
         # increment: concurrent guesses cannot all pass a check made before any
-        # of them failed. A success clears the count.
-        await self._limit("login-account", payload.email, s.login_account_limit, s.login_account_window_seconds,
+        # of them failed. The count is the account's, however its address was
+        # typed; an address with no account counts under its key. A success
+        # clears it.
+        account = str(user.id) if user is not None else email_key
+        await self._limit("login-account", account, s.login_account_limit, s.login_account_window_seconds,
                           refusals=failures)  # fmt: skip
-        account_key = self.limiter.key("login-account", payload.email)
+        account_key = self.limiter.key("login-account", account)
 
-        async with self.db() as conn:
-            user = await store.user_by_email(conn, payload.email)
         # No connection is held while hashing: a burst of logins would otherwise
         # hold the pool for the hash's whole cost and starve every other request.
         hashed = user.password_hash if user is not None else self._dummy_hash
@@ -343,22 +347,31 @@ class Api:
         payload = await self.parse(request, RefreshRequest)
         ip = self.client_ip(request)
         reused = False
+        now = dt.datetime.now(dt.UTC)
         async with self.db() as conn, conn.transaction():
             session = await store.session_for_update(conn, hash_token(payload.refreshToken))
-            if session is not None and session.rotated_at is not None and session.revoked_at is None:
-                # An already-rotated token came back: it was copied. End the
-                # whole chain, for the thief and the owner alike.
+            if session is None or session.revoked_at is not None:
+                pass
+            elif not session.user_active:
+                # A deactivated account keeps no session it could refresh.
+                await store.revoke_family(conn, session.family_id)
+            elif session.rotated_at is not None:
+                retry = await self._same_rotation(conn, session, payload.refreshToken, now)
+                if retry is not None:
+                    return retry
+                # An already-rotated token came back after its grace: it was
+                # copied. End the whole chain, for the thief and the owner alike.
                 await store.revoke_family(conn, session.family_id)
                 await store.audit(conn, "session.token_reuse", user_id=session.user_id, ip=ip)
                 reused = True
-            elif session is not None and session.revoked_at is None and session.expires_at > dt.datetime.now(dt.UTC):
+            elif session.expires_at > now:
                 await store.mark_rotated(conn, session.id)
-                token, token_hash = new_refresh_token()
+                token = self.tokens.successor(payload.refreshToken)
                 new_id = await store.create_session(
                     conn,
                     user_id=session.user_id,
                     family_id=session.family_id,
-                    token_hash=token_hash,
+                    token_hash=hash_token(token),
                     ttl_seconds=self.settings.refresh_token_ttl_seconds,
                     ip=ip,
                     user_agent=request.headers.get("user-agent"),
@@ -366,6 +379,27 @@ class Api:
                 return _json(self._pair(session.user_id, new_id, token), private=True)
         message = "refresh token reused; the session has been revoked" if reused else "invalid refresh token"
         raise ApiError(401, "invalid_refresh_token", message)
+
+    async def _same_rotation(
+        self, conn: Any, session: store.Session, refresh_token: str, now: dt.datetime
+    ) -> Response | None:
+        """A token rotated moments ago and sent again (a retry after a lost
+        answer, two tabs at once) gets the pair its rotation produced, as long
+        as that successor is still unused."""
+        assert session.rotated_at is not None
+        if now - session.rotated_at > dt.timedelta(seconds=self.settings.refresh_reuse_grace_seconds):
+            return None
+        token = self.tokens.successor(refresh_token)
+        successor = await store.session_for_update(conn, hash_token(token))
+        if (
+            successor is None
+            or successor.family_id != session.family_id
+            or successor.rotated_at is not None
+            or successor.revoked_at is not None
+            or successor.expires_at <= now
+        ):
+            return None
+        return _json(self._pair(successor.user_id, successor.id, token), private=True)
 
     async def logout(self, request: Request) -> Response:
         payload = await self.parse(request, RefreshRequest)
@@ -468,6 +502,9 @@ def create_app(settings: Settings, *, logger: JsonLog = log) -> tuple[ASGIApp, A
             Exception: api.on_unexpected,
         },
     )
+    # Starlette answers `/health/` with a redirect built from the Host header:
+    # an absolute URL any client can point elsewhere. Every route is exact.
+    starlette.router.redirect_slashes = False
     inner: ASGIApp = starlette
     if settings.cors_allowed_origins:
         inner = CORSMiddleware(

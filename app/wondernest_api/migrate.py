@@ -42,6 +42,29 @@ class MigrationError(Exception):
     pass
 
 
+# The ledger is the migrations' alone: a row deleted or edited by the app's
+# role (which may write the other tables of `core`) would stop every later
+# deployment. Whoever writes it must be its owner, whatever privileges a grant
+# on the whole schema hands out; installed on every run, so an existing ledger
+# gets it too.
+LEDGER_GUARD = """
+CREATE OR REPLACE FUNCTION core.schema_migrations_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_user <> (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = TG_RELID) THEN
+        RAISE EXCEPTION 'core.schema_migrations is written by the migrations (its owner) alone, not by %',
+            current_user USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+CREATE OR REPLACE TRIGGER schema_migrations_written_by_owner
+    BEFORE INSERT OR UPDATE OR DELETE ON core.schema_migrations
+    FOR EACH ROW EXECUTE FUNCTION core.schema_migrations_guard();
+CREATE OR REPLACE TRIGGER schema_migrations_not_truncated BEFORE TRUNCATE ON core.schema_migrations
+    FOR EACH STATEMENT EXECUTE FUNCTION core.schema_migrations_guard();
+"""
+
+
 def available() -> list[Migration]:
     found = []
     for entry in resources.files("wondernest_api.migrations").iterdir():
@@ -122,6 +145,8 @@ def migrate(conninfo: str, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> l
                 " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
+            with conn.transaction():
+                conn.execute(LEDGER_GUARD.encode())
             rows = conn.execute("SELECT version, checksum FROM core.schema_migrations").fetchall()
             done: dict[str, str] = {str(version): str(checksum) for version, checksum in rows}
             for migration in available():

@@ -7,6 +7,8 @@ import uuid
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic.networks import validate_email
+from pydantic_core import PydanticCustomError
 
 Password = Annotated[str, Field(min_length=8, max_length=128)]
 RefreshToken = Annotated[str, StringConstraints(min_length=16, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -38,6 +40,15 @@ class LoginRequest(_Body):
     # reveals nothing about which addresses the API would accept.
     email: Annotated[str, Field(min_length=1, max_length=320, pattern=r"^[^\x00-\x1f\x7f]+$")]
     password: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def login_address(typed: str) -> str:
+    """The address as registration stored it: pydantic's EmailStr form (the
+    domain normalised, the local part NFC) when it is one, else as typed."""
+    try:
+        return validate_email(typed)[1]
+    except PydanticCustomError:
+        return typed
 
 
 class RefreshRequest(_Body):

@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
 from redis.asyncio import Redis
+
+IPV6_CLIENT_PREFIX = 64
+
+
+def client_subject(ip: str | None) -> str:
+    """What a per-client counter counts: the address, or for IPv6 its /64,
+    which one host is routinely handed whole (RFC 6177)."""
+    if ip is None:
+        return "unknown"
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return str(address)
 
 
 class RateLimiter:
@@ -13,8 +29,9 @@ class RateLimiter:
         self._prefix = prefix
 
     def key(self, kind: str, subject: str) -> str:
-        # Accounts are keyed by a digest: Redis never holds the email address.
-        digest = hashlib.sha256(subject.lower().encode()).hexdigest()[:32]
+        # Keyed by a digest: Redis never holds an email address. The subject is
+        # already in its one form (an account id, an address key, a client).
+        digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
         return f"{self._prefix}:{kind}:{digest}"
 
     async def hit(self, key: str, limit: int, window_seconds: int) -> int | None:

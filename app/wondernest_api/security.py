@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -42,6 +43,8 @@ class AccessClaims:
 class TokenIssuer:
     def __init__(self, settings: Settings) -> None:
         self._key = settings.jwt_secret.get_secret_value()
+        # Successor refresh tokens: keyed apart from the access tokens' signatures.
+        self._successor_key = hmac.new(self._key.encode(), b"wondernest refresh successor", "sha256").digest()
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self.ttl = settings.access_token_ttl_seconds
@@ -60,6 +63,13 @@ class TokenIssuer:
         }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
+    def successor(self, refresh_token: str) -> str:
+        """The refresh token a rotation of this one hands out: derived, so a retry
+        of the same rotation within its grace window gets the same token back,
+        and unguessable without the server's key."""
+        digest = hmac.new(self._successor_key, refresh_token.encode(), "sha256").digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
     def verify(self, authorization: str | None) -> AccessClaims:
         # The scheme is case-insensitive (RFC 9110 section 11.1); the token is not.
         scheme, _, token = (authorization or "").strip().partition(" ")
@@ -75,7 +85,10 @@ class TokenIssuer:
                 options={"require": ["exp", "iat", "iss", "aud", "sub", "sid"]},
                 leeway=5,
             )
-            return AccessClaims(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]))
+            subject, session = claims["sub"], claims["sid"]
+            if not isinstance(subject, str) or not isinstance(session, str):
+                raise ValueError("sub and sid must be strings")
+            return AccessClaims(uuid.UUID(subject), uuid.UUID(session))
         except (jwt.PyJWTError, ValueError):
             raise _unauthorized("invalid or expired token") from None
 

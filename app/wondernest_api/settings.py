@@ -19,6 +19,30 @@ from wondernest_api.envconfig import DatabaseSettings, Port, SettingsError, load
 SECRET_VARIABLES = ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET")
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# A proxy list must not trust these whole spaces: IPv4, IPv6, and the IPv4
+# clients of a dual-stack listener, which arrive as IPv4-mapped IPv6 addresses.
+WHOLE_SPACES: tuple[tuple[Network, str], ...] = (
+    (ipaddress.IPv4Network("0.0.0.0/0"), "every IPv4 address"),
+    (ipaddress.IPv6Network("::/0"), "every IPv6 address"),
+    (ipaddress.IPv6Network("::ffff:0:0/96"), "every IPv4 address (as IPv4-mapped IPv6)"),
+)
+
+
+def trusts_everyone(networks: list[Network]) -> str | None:
+    """The whole address space the networks cover between them, if any."""
+    for space, description in WHOLE_SPACES:
+        same = [n for n in networks if n.version == space.version]
+        # Two networks either nest or are disjoint: one holding the space covers
+        # it, else the ones inside it must add up to it.
+        if any(space.subnet_of(n) for n in same):  # type: ignore[arg-type]
+            return description
+        inside = [n for n in same if n.subnet_of(space)]  # type: ignore[arg-type]
+        if inside and list(ipaddress.collapse_addresses(inside)) == [space]:  # type: ignore[type-var]
+            return description
+    return None
+
+
 class Settings(DatabaseSettings):
     db_pool_min: Annotated[int, Field(ge=1, le=100)] = 2
     db_pool_max: Annotated[int, Field(ge=1, le=100)] = 10
@@ -41,6 +65,9 @@ class Settings(DatabaseSettings):
     jwt_audience: str = "wondernest-users"
     access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 3600
     refresh_token_ttl_seconds: Annotated[int, Field(ge=3600, le=90 * 86_400)] = 30 * 86_400
+    refresh_reuse_grace_seconds: Annotated[int, Field(ge=0, le=300)] = 30
+    """How long after a rotation the previous refresh token still yields the same
+    new pair (a retry, a second tab); after it, the token's return is a theft."""
     bcrypt_rounds: Annotated[int, Field(ge=4, le=16)] = 12
 
     login_ip_limit: Annotated[int, Field(ge=1)] = 20
@@ -61,6 +88,9 @@ class Settings(DatabaseSettings):
 
     cors_allowed_origins: tuple[str, ...] = ()
     max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
+    max_header_bytes: Annotated[int, Field(ge=4096, le=1024 * 1024)] = 32 * 1024
+    """The request line and headers of one request, together."""
+    max_headers: Annotated[int, Field(ge=16, le=1000)] = 100
     host: str = "0.0.0.0"  # noqa: S104 (inside the container; the host publishes on loopback)
     port: Port = 8080
     metrics_port: Port = 9102
@@ -89,6 +119,7 @@ class Settings(DatabaseSettings):
     @field_validator("forwarded_allow_ips")
     @classmethod
     def _proxies(cls, value: str) -> str:
+        networks = []
         for entry in (e.strip() for e in value.split(",") if e.strip()):
             if entry == "*":
                 raise ValueError(
@@ -96,9 +127,14 @@ class Settings(DatabaseSettings):
                     "list the proxies' addresses or networks"
                 )
             try:
-                ipaddress.ip_network(entry, strict=False)
+                networks.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or network") from None
+        if covered := trusts_everyone(networks):
+            raise ValueError(
+                f"together these networks cover {covered}, so any client could pick its address "
+                "with X-Forwarded-For; list only the proxies' addresses or networks"
+            )
         return value
 
     @field_validator("jwt_secret")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
 
@@ -30,11 +30,12 @@ class Session:
     expires_at: dt.datetime
     rotated_at: dt.datetime | None
     revoked_at: dt.datetime | None
+    user_active: bool
 
 
 _USER_COLUMNS = "id, email, password_hash, is_active, created_at, last_login_at"
 _USER_COLUMNS_U = ", ".join(f"u.{column.strip()}" for column in _USER_COLUMNS.split(","))
-_SESSION_COLUMNS = "id, family_id, user_id, expires_at, rotated_at, revoked_at"
+_SESSION_COLUMNS = "s.id, s.family_id, s.user_id, s.expires_at, s.rotated_at, s.revoked_at, u.is_active AS user_active"
 
 
 async def create_user(conn: AsyncConnection[Any], email: str, password_hash: str) -> User:
@@ -48,16 +49,20 @@ async def create_user(conn: AsyncConnection[Any], email: str, password_hash: str
     return row
 
 
-async def user_by_email(conn: AsyncConnection[Any], email: str) -> User | None:
-    async with conn.cursor(row_factory=class_row(User)) as cur:
-        await cur.execute(f"SELECT {_USER_COLUMNS} FROM core.users WHERE lower(email) = lower(%s)", (email,))
-        return await cur.fetchone()
-
-
-async def user_by_id(conn: AsyncConnection[Any], user_id: uuid.UUID) -> User | None:
-    async with conn.cursor(row_factory=class_row(User)) as cur:
-        await cur.execute(f"SELECT {_USER_COLUMNS} FROM core.users WHERE id = %s", (user_id,))
-        return await cur.fetchone()
+async def account_for_login(conn: AsyncConnection[Any], email: str) -> tuple[str, User | None]:
+    """The address's key and the account it finds. The key is the database's
+    own (`core.users.email_key`: NFKC, then lower case), the one form every
+    lookup, the uniqueness of accounts and the login counter go by."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT k.key, {_USER_COLUMNS_U} FROM (SELECT lower(normalize(%s, NFKC)) AS key) k "
+            "LEFT JOIN core.users u ON u.email_key = k.key",
+            (email,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    key = str(row.pop("key"))
+    return key, (User(**row) if row["id"] is not None else None)
 
 
 async def user_in_session(conn: AsyncConnection[Any], user_id: uuid.UUID, session_id: uuid.UUID) -> User | None:
@@ -99,10 +104,12 @@ async def create_session(
 
 
 async def session_for_update(conn: AsyncConnection[Any], token_hash: str) -> Session | None:
-    """Locks the row: two refreshes racing with one token cannot both rotate it."""
+    """Locks the row: two refreshes racing with one token cannot both rotate it;
+    the second waits and finds it rotated."""
     async with conn.cursor(row_factory=class_row(Session)) as cur:
         await cur.execute(
-            f"SELECT {_SESSION_COLUMNS} FROM core.user_sessions WHERE token_hash = %s FOR UPDATE",
+            f"SELECT {_SESSION_COLUMNS} FROM core.user_sessions s JOIN core.users u ON u.id = s.user_id "
+            "WHERE s.token_hash = %s FOR UPDATE OF s",
             (token_hash,),
         )
         return await cur.fetchone()
