@@ -546,23 +546,38 @@ def test_verify_names_what_is_wrong(stack: Stack, tmp_path: Path, healthy: dict[
         conn.execute(f"CREATE TABLE {table} (id int)")
         conn.execute(f"ALTER TABLE {table} OWNER TO {NAMES.app_role}")
         conn.execute(f"GRANT TRUNCATE ON core.users TO {NAMES.analytics_role}")
+        # Backdoors: a replication login nobody declared, and a catalog function handed to a platform role.
+        conn.execute("CREATE ROLE side_door LOGIN REPLICATION PASSWORD 'side-door-pass'")
+        conn.execute("GRANT CONNECT ON DATABASE wondernest TO side_door")
+        conn.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {NAMES.analytics_role}")
     try:
         results = verify(stack, tmp_path, "http://127.0.0.1:9", outputs)
     finally:
         with psycopg.connect(stack.pg.dsn(dbname="wondernest"), autocommit=True) as conn:
             conn.execute(f"DROP TABLE {table}")
             conn.execute(f"REVOKE TRUNCATE ON core.users FROM {NAMES.analytics_role}")
+            conn.execute(f"REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM {NAMES.analytics_role}")
+            conn.execute("DROP OWNED BY side_door")
+            conn.execute("DROP ROLE side_door")
     failed = {key: r.detail for key, r in results.items() if r.status == "fail"}
     assert set(failed) == {
         "grafana health",
         "postgres analytics logs in",
         "postgres schemas as declared",
         "postgres grants as declared",
+        "postgres database as declared",
         "redis app user",
     }, failed
+    database = failed["postgres database as declared"]
+    assert f"EXECUTE on catalog function pg_read_file(text) to {NAMES.analytics_role}" in database
+    assert "1 thing(s) `pulumi up` refuses to go on with" in database
+    assert "role side_door (LOGIN, REPLICATION, CONNECT) is not declared: drop it" in database
     assert "password authentication failed" in failed["postgres analytics logs in"]
     assert f"schema-core: strays: TABLE {table} owned by {NAMES.app_role}" in failed["postgres schemas as declared"]
-    assert "grant-core-analytics: table_privileges" in failed["postgres grants as declared"]
+    assert (
+        "grant-core-analytics: withholding: TRUNCATE on the whole of core.users to wondernest_analytics"
+        in failed["postgres grants as declared"]
+    )
     assert "WRONGPASS" in failed["redis app user"] or "invalid username-password" in failed["redis app user"]
     assert results["postgres app logs in"].status == "pass"
 

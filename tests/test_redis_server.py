@@ -108,6 +108,47 @@ def test_the_healthcheck_user_may_only_ping(server: RedisServer) -> None:
         r.get("session:1")
 
 
+MONITORING_ALLOWED: list[tuple[str, ...]] = [
+    ("PING",),
+    ("CLIENT", "SETNAME", "redis_exporter"),
+    ("INFO", "ALL"),
+    ("SLOWLOG", "LEN"),
+    ("LATENCY", "LATEST"),
+]
+MONITORING_DENIED: list[tuple[str, ...]] = [
+    ("CONFIG", "GET", "*"),
+    ("CONFIG", "GET", "requirepass"),
+    ("SLOWLOG", "GET", "1"),
+    ("SLOWLOG", "RESET"),
+    ("CLIENT", "LIST"),
+    ("CLIENT", "KILL", "ID", "1"),
+    ("MONITOR",),
+    ("GET", "session:1"),
+    ("SCAN", "0"),
+    ("KEYS", "*"),
+    ("SELECT", "1"),
+    ("SET", "k", "v"),
+    ("ACL", "LIST"),
+]
+
+
+def monitoring(server: RedisServer) -> redis.Redis:
+    return client(server, NAMES.redis_monitoring_user, "monitoring-redis-pass-9999")
+
+
+@pytest.mark.parametrize("command", MONITORING_ALLOWED, ids=" ".join)
+def test_the_monitoring_user_runs_what_the_exporter_runs(server: RedisServer, command: tuple[str, ...]) -> None:
+    monitoring(server).execute_command(*command)  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("command", MONITORING_DENIED, ids=" ".join)
+def test_the_monitoring_user_reads_no_configuration_keys_or_command_arguments(
+    server: RedisServer, command: tuple[str, ...]
+) -> None:
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        monitoring(server).execute_command(*command)  # type: ignore[no-untyped-call]
+
+
 def test_the_rendered_healthcheck_line_authenticates(server: RedisServer, tmp_path: Path) -> None:
     password_file = tmp_path / "health"
     password_file.write_text(HEALTH_PASSWORD)

@@ -233,7 +233,7 @@ def test_an_ssm_tunnel_is_one_setting() -> None:
 
 
 def test_elasticache_users_have_the_local_acls_rules_and_the_default_user_is_off(prod: Evaluation) -> None:
-    from components.spec.redis_conf import APP_USER_RULES
+    from components.spec.redis_conf import APP_USER_RULES, EXPORTER_USER_RULES
 
     users = {d.name: d.inputs for d in prod.of_type("aws:elasticache/user:User")}
     assert set(users) == {"redis-user-default", "redis-user-app", "redis-user-monitoring"}
@@ -246,7 +246,8 @@ def test_elasticache_users_have_the_local_acls_rules_and_the_default_user_is_off
     # No flushing, no functions or scripts: what the local ACL denies, ElastiCache denies.
     assert "-@dangerous" in app["accessString"] and "-@scripting" in app["accessString"]
     monitoring = users["redis-user-monitoring"]["accessString"]
-    assert monitoring.startswith("on -@all +ping +info") and "~" not in monitoring and "config" not in monitoring
+    assert monitoring == f"on {EXPORTER_USER_RULES.removeprefix('resetkeys resetchannels ')}"
+    assert "~" not in monitoring and "config" not in monitoring and "slowlog|get" not in monitoring
     for key, user in users.items():
         assert is_secret(user["authenticationMode"]), key
         assert unwrap(user["authenticationMode"])["type"] == "password", key

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from wondernest_backup.backup import Repository, checksum, restore, run, verify
+from wondernest_backup.backup import Repository, checksum, restore, run, table_of_contents, verify
 from wondernest_backup.pgtools import BackupError, Endpoint
 
 from tests.servers import PostgresServer, postgres_server
@@ -257,6 +257,9 @@ def test_the_backup_role_can_take_a_complete_backup(tmp_path: Path) -> None:
         repo = Repository(tmp_path)
         manifest = run(backup_role, repo)
         assert manifest.tables == {"core.accounts": 42}
+        # The platform's event trigger (withheld columns) is in the dump; it must
+        # belong to a superuser, which the scratch cluster's admin is not.
+        assert " EVENT TRIGGER " in table_of_contents(repo.dump_path(manifest.id))
         assert verify(repo, manifest.id).verified_at
 
     # Disaster recovery: a new server, rebuilt by the platform (roles, empty

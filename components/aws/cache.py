@@ -20,9 +20,8 @@ PARAMETER_FAMILY = "redis7"
 
 def elasticache_access_string(rules: str) -> str:
     """A local ACL rule list as an ElastiCache user's access string: `on` first;
-    a new user has no keys or channels to reset, and ElastiCache offers no
-    CONFIG to grant (the exporter does without it)."""
-    kept = [rule for rule in rules.split() if rule not in ("resetkeys", "resetchannels") and rule != "+config|get"]
+    a new user has no keys or channels to reset."""
+    kept = [rule for rule in rules.split() if rule not in ("resetkeys", "resetchannels")]
     return " ".join(["on", *kept])
 
 

@@ -9,7 +9,10 @@ so running it twice, or after a half-finished run, lands in the same place.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import re
 import tempfile
 import time
@@ -29,6 +32,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 from pulumi.output import Unknown
+
+from components.postgres import backdoors, withheld
 
 PROVIDER_KEY = "__provider"
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -238,7 +243,8 @@ class RoleProvider(PostgresProvider):
             exists = _oid(cur, "role", name) is not None
             declared = sorted(props.get("settings") or [])
             options = sql.SQL(
-                "{login} NOSUPERUSER NOCREATEDB NOCREATEROLE {inherit} NOREPLICATION CONNECTION LIMIT {limit}"
+                "{login} NOSUPERUSER NOCREATEDB NOCREATEROLE {inherit} NOREPLICATION NOBYPASSRLS "
+                "CONNECTION LIMIT {limit}"
             ).format(
                 login=sql.SQL("LOGIN" if props.get("login", True) else "NOLOGIN"),
                 # A role that acts as another through `SET role` has no rights of
@@ -247,15 +253,15 @@ class RoleProvider(PostgresProvider):
                 inherit=sql.SQL("NOINHERIT" if declared else "INHERIT"),
                 limit=sql.Literal(int(props["connection_limit"])),
             )
+            verb = "ALTER" if exists else "CREATE"
+            cur.execute(sql.SQL(verb + " ROLE {} WITH {}").format(sql.Identifier(name), options))
             if not (exists and props.get("rotated")):
                 # libpq computes the SCRAM verifier client-side: the plaintext never
-                # reaches the server, its logs or pg_stat_statements.
+                # reaches the server.
                 verifier = conn.pgconn.encrypt_password(
                     props["password"].encode(), name.encode(), b"scram-sha-256"
                 ).decode()
-                options = sql.SQL("{} PASSWORD {}").format(options, sql.Literal(verifier))
-            verb = "ALTER" if exists else "CREATE"
-            cur.execute(sql.SQL(verb + " ROLE {} WITH {}").format(sql.Identifier(name), options))
+                _set_password(cur, name, verifier)
             # No expiry, no settings or members beyond those declared.
             cur.execute(sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'").format(sql.Identifier(name)))
             settings = _role_settings(cur, name)
@@ -313,14 +319,14 @@ class RoleProvider(PostgresProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with connect(props["connection"]) as conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolconnlimit, rolinherit "
-                "FROM pg_roles WHERE rolname = %s",
+                "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolconnlimit, rolinherit, "
+                "rolbypassrls FROM pg_roles WHERE rolname = %s",
                 (id_,),
             )
             row = cur.fetchone()
             if row is None:
                 return ReadResult(id_="", outs={})
-            login, superuser, createdb, createrole, replication, limit, inherit = row
+            login, superuser, createdb, createrole, replication, limit, inherit, bypassrls = row
             # An alternate user (one with a declared setting) must not inherit.
             inherit_drift = bool(inherit) == bool(props.get("settings"))
             outs = _outs(props)
@@ -339,13 +345,64 @@ class RoleProvider(PostgresProvider):
                         ("CREATEDB", createdb),
                         ("CREATEROLE", createrole),
                         ("REPLICATION", replication),
+                        ("BYPASSRLS", bypassrls),
                         ("INHERIT" if inherit else "NOINHERIT", inherit_drift),
                     )
                     if on
                 ]
                 + _attribute_drift(cur, id_, props)
+                + _password_drift(cur, id_, props)
             )
             return ReadResult(id_=id_, outs=outs)
+
+
+def _set_password(cur: psycopg.Cursor[Any], role: str, verifier: str) -> None:
+    """Set the role's password without the verifier in any statement's text:
+    pg_stat_activity shows each running statement to pg_monitor's members
+    (the monitoring role among them), and logs and pg_stat_statements keep
+    the text. The verifier travels as COPY data into a temporary table, and
+    a DO block reads it from there."""
+    cur.execute("CREATE TEMPORARY TABLE IF NOT EXISTS wn_password (verifier text) ON COMMIT DELETE ROWS")
+    cur.execute("DELETE FROM pg_temp.wn_password")
+    with cur.copy("COPY pg_temp.wn_password (verifier) FROM STDIN") as copy:
+        copy.write_row((verifier,))
+    cur.execute(
+        sql.SQL(
+            "DO $$BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', {}, "
+            "(SELECT verifier FROM pg_temp.wn_password)); END$$"
+        ).format(sql.Literal(role))
+    )
+    cur.execute("DELETE FROM pg_temp.wn_password")
+
+
+SCRAM_VERIFIER = re.compile(r"SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)")
+
+
+def scram_matches(verifier: str | None, password: str) -> bool:
+    """Whether a stored SCRAM-SHA-256 verifier is one of `password` (RFC 5802:
+    StoredKey and ServerKey from the salted password). Anything else, an md5
+    hash included, is not."""
+    found = SCRAM_VERIFIER.fullmatch(verifier or "")
+    if found is None:
+        return False
+    iterations, salt, stored, server = int(found[1]), *(base64.b64decode(found[i]) for i in (2, 3, 4))
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    return hmac.compare_digest(hashlib.sha256(client_key).digest(), stored) and hmac.compare_digest(server_key, server)
+
+
+def _password_drift(cur: psycopg.Cursor[Any], role: str, props: Mapping[str, Any]) -> list[str]:
+    """A password that is not the declared one: a role may change its own (to
+    an md5 hash, or to one character). Only a superuser reads the verifiers
+    (pg_authid); elsewhere (RDS) this is not seen. A rotated role's password
+    is Secrets Manager's."""
+    if props.get("rotated") or not isinstance(props.get("password"), str):
+        return []
+    if not _fetch_one(cur, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user", ()):
+        return []
+    stored = _fetch_one(cur, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))
+    return [] if scram_matches(stored, props["password"]) else ["PASSWORD not the declared one"]
 
 
 def _attribute_drift(cur: psycopg.Cursor[Any], role: str, props: Mapping[str, Any]) -> list[str]:
@@ -412,7 +469,8 @@ class SchemaProvider(PostgresProvider):
     routine privilege or a default privilege for anyone else is drift too."""
 
     identity_keys = ("name", "owner", "object_owner")
-    compared_keys = ("name", "owner", "object_owner", "grantees", "connection")
+    compared_keys = ("name", "owner", "object_owner", "grantees", "withheld", "connection")
+    added_later: ClassVar[Mapping[str, Any]] = {"withheld": {}}
     role_list_keys = ("grantees",)
     # A new owner is an ALTER, not a new schema: only the name replaces.
     replace_keys = ("name",)
@@ -429,7 +487,10 @@ class SchemaProvider(PostgresProvider):
             if props.get("object_owner"):
                 _hand_over(cur, props["name"], props["owner"], props["object_owner"])
             if "grantees" in props:
-                for right in _undeclared_rights(cur, props["name"], props["owner"], props["grantees"] or []):
+                rights = _undeclared_rights(
+                    cur, props["name"], props["owner"], props["grantees"] or [], props.get("withheld") or {}
+                )
+                for right in rights:
                     cur.execute(right.revoke)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -468,7 +529,9 @@ class SchemaProvider(PostgresProvider):
                     f"{stray.kind} {stray.name} owned by {stray.owner}" for stray in _strays(cur, id_, allowed)
                 )
             if "grantees" in props:
-                rights = _undeclared_rights(cur, id_, props["owner"], props["grantees"] or [])
+                rights = _undeclared_rights(
+                    cur, id_, props["owner"], props["grantees"] or [], props.get("withheld") or {}
+                )
                 outs["undeclared"] = sorted({right.description for right in rights})
             return ReadResult(id_=id_, outs=outs)
 
@@ -488,7 +551,13 @@ def _to(grantee: str) -> sql.Composable:
     return sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
 
 
-def _undeclared_rights(cur: psycopg.Cursor[Any], schema: str, admin: str, grantees: Sequence[str]) -> list[_Right]:
+def _undeclared_rights(
+    cur: psycopg.Cursor[Any],
+    schema: str,
+    admin: str,
+    grantees: Sequence[str],
+    withheld_from: Mapping[str, Sequence[str]] | None = None,
+) -> list[_Right]:
     """Every right in the schema that no SchemaGrant accounts for, each with
     the statement that removes exactly it (a declared grantee's own table and
     schema privileges are its SchemaGrant's to keep)."""
@@ -540,21 +609,35 @@ def _undeclared_rights(cur: psycopg.Cursor[Any], schema: str, admin: str, grante
                 _to(grantee),
             )
 
-    # No column privilege is ever declared.
+    # The one column privilege declared: SELECT, column by column, of a table
+    # with columns withheld from that reader, on every other column.
     cur.execute(
-        f"SELECT c.oid::regclass::text, att.attname, {_GRANTEE}, a.privilege_type "
+        f"SELECT c.oid::regclass::text, c.relname, att.attname, {_GRANTEE}, a.privilege_type, a.is_grantable "
         "FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid, aclexplode(att.attacl) a "
         "WHERE c.relnamespace = %s AND att.attnum > 0 AND NOT att.attisdropped AND a.grantee <> c.relowner",
         (schema_oid,),
     )
-    for relation, column, grantee, privilege in cur.fetchall():
-        if grantee != admin:
-            add(
-                f"{privilege} ({column}) on {relation} to {grantee}",
-                f"REVOKE ALL ({{}}) ON TABLE {relation} FROM {{}}",
-                sql.Identifier(column),
-                _to(grantee),
-            )
+    narrowed = {role: withheld.by_table(columns) for role, columns in (withheld_from or {}).items()}
+    for relation, table, column, grantee, privilege, grantable in cur.fetchall():
+        if grantee == admin:
+            continue
+        hidden = narrowed.get(grantee, {}).get(table)
+        if privilege == "SELECT" and hidden is not None and column not in hidden:
+            if grantable:
+                add(
+                    f"grant option: SELECT ({column}) on {relation} to {grantee}",
+                    f"REVOKE GRANT OPTION FOR SELECT ({{}}) ON TABLE {relation} FROM {{}}",
+                    sql.Identifier(column),
+                    _to(grantee),
+                )
+            continue
+        # Exactly this privilege: a column's SELECT may be declared beside it.
+        add(
+            f"{privilege} ({column}) on {relation} to {grantee}",
+            f"REVOKE {privilege} ({{}}) ON TABLE {relation} FROM {{}}",
+            sql.Identifier(column),
+            _to(grantee),
+        )
 
     # PUBLIC's EXECUTE is DatabaseAccess's to revoke; no routine privilege is declared.
     cur.execute(
@@ -662,8 +745,12 @@ class SchemaGrantProvider(PostgresProvider):
         "table_privileges",
         "sequence_privileges",
         "default_owners",
+        "withheld",
         "connection",
     )
+    # A grant declared before columns could be withheld withheld none.
+    added_later: ClassVar[Mapping[str, Any]] = {"withheld": []}
+    drift_keys = ("withholding",)
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         result = super().check(olds, news)
@@ -676,6 +763,18 @@ class SchemaGrantProvider(PostgresProvider):
             bad = [p for p in _known_items(news.get(key)) if not isinstance(p, str) or p not in allowed]
             if bad:
                 failures.append(CheckFailure(key, f"{bad} not among {sorted(allowed)}"))
+        bad = [
+            c
+            for c in _known_items(news.get("withheld"))
+            if not isinstance(c, str) or not withheld.WITHHELD_COLUMN.match(c)
+        ]
+        if bad:
+            failures.append(CheckFailure("withheld", f"{bad}: each is `table.column`, lower-case identifiers"))
+        privileges = news.get("table_privileges")
+        if _known_items(news.get("withheld")) and not _is_unknown(privileges) and list(privileges or []) != ["SELECT"]:
+            failures.append(
+                CheckFailure("withheld", f"columns are withheld only from a grant of SELECT alone, not {privileges}")
+            )
         return CheckResult(news, failures)
 
     def _id(self, props: Mapping[str, Any]) -> str:
@@ -688,6 +787,7 @@ class SchemaGrantProvider(PostgresProvider):
             if _oid(cur, "role", role) is None or _oid(cur, "schema", schema) is None:
                 return
             _revoke_all(cur, role, schema, props.get("default_owners") or ())
+            withheld.drop(cur, role, schema)
 
     def _apply(self, props: Mapping[str, Any], olds: Mapping[str, Any]) -> None:
         previous_owners: Iterable[str] = olds.get("default_owners") or ()
@@ -726,6 +826,7 @@ class SchemaGrantProvider(PostgresProvider):
                             o, s, _privs(seq_privs), r
                         )
                     )
+            withheld.apply(cur, role, schema, props.get("withheld") or [])
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         role, schema = props["role"], props["schema"]
@@ -739,9 +840,12 @@ class SchemaGrantProvider(PostgresProvider):
                 (schema_oid, role_oid),
             )
             schema_privs = [row[0] for row in cur.fetchall()]
+            columns = props.get("withheld") or []
+            # Tables read column by column are judged by what is withheld there.
+            narrowed = withheld.tables(cur, schema, columns)
             observed = {
-                "T": _observed_relation_privileges(cur, role_oid, schema_oid, tables=True),
-                "S": _observed_relation_privileges(cur, role_oid, schema_oid, tables=False),
+                "T": _observed_relation_privileges(cur, role_oid, schema_oid, tables=True, skip=narrowed),
+                "S": _observed_relation_privileges(cur, role_oid, schema_oid, tables=False, skip=narrowed),
             }
             outs = _outs(props)
             outs["schema_privileges"] = schema_privs
@@ -757,6 +861,7 @@ class SchemaGrantProvider(PostgresProvider):
                 and _default_privileges(cur, owner, schema_oid, role_oid, "S")
                 == sorted(props.get("sequence_privileges") or [])
             ]
+            outs["withholding"] = withheld.problems(cur, role, schema, columns) if columns else []
             return ReadResult(id_=id_, outs=outs)
 
 
@@ -800,7 +905,7 @@ def _revoke_all(cur: psycopg.Cursor[Any], role: str, schema: str, owners: Iterab
 
 
 def _observed_relation_privileges(
-    cur: psycopg.Cursor[Any], role_oid: int, schema_oid: int, *, tables: bool
+    cur: psycopg.Cursor[Any], role_oid: int, schema_oid: int, *, tables: bool, skip: Iterable[int] = ()
 ) -> list[str] | None:
     """The privileges the role holds on every relation of the kind, or None when
     the schema has none to look at. Rights held on only some relations show up as
@@ -810,8 +915,8 @@ def _observed_relation_privileges(
         "SELECT c.oid, coalesce(array_agg(a.privilege_type) FILTER (WHERE a.grantee = %s), '{}'::text[]) "
         "FROM pg_class c LEFT JOIN LATERAL aclexplode(c.relacl) a ON true "
         "WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') "
-        f"AND {kind_filter} AND c.relowner <> %s GROUP BY c.oid",
-        (role_oid, schema_oid, role_oid),
+        f"AND {kind_filter} AND c.relowner <> %s AND c.oid <> ALL(%s) GROUP BY c.oid",
+        (role_oid, schema_oid, role_oid, list(skip)),
     )
     sets = [frozenset(row[1]) for row in cur.fetchall()]
     if not sets:
@@ -846,11 +951,12 @@ class DatabaseAccessProvider(PostgresProvider):
     identity_keys = ("database",)
     compared_keys = (
         "database", "connect_roles", "public_revoked", "routine_owners", "schemas", "routines_public_revoked",
-        "restricted_functions", "function_grants", "connection",
+        "restricted_functions", "function_grants", "extension_readers", "event_triggers", "connection",
     )  # fmt: skip
     # A database access created before these inputs existed restricted no catalog function.
-    added_later: ClassVar[Mapping[str, Any]] = {"restricted_functions": [], "function_grants": {}}
-    drift_keys = ("undeclared",)
+    added_later: ClassVar[Mapping[str, Any]] = {"restricted_functions": [], "function_grants": {},
+                                                "extension_readers": {}, "event_triggers": []}  # fmt: skip
+    drift_keys = ("undeclared", "refused")
 
     def _id(self, props: Mapping[str, Any]) -> str:
         return str(props["database"])
@@ -883,6 +989,23 @@ class DatabaseAccessProvider(PostgresProvider):
                         )
                     )
             _restrict_functions(cur, props.get("restricted_functions") or [], props.get("function_grants") or {})
+            found = _backdoors(cur, props)
+            for finding in found:
+                if finding.remedy is not None and not finding.outside_transaction:
+                    cur.execute(finding.remedy)
+        with connect(props["connection"]) as conn:
+            system = [f for f in found if f.remedy is not None and f.outside_transaction]
+            for finding in system:
+                assert finding.remedy is not None
+                conn.execute(finding.remedy)
+            if system:
+                conn.execute("SELECT pg_reload_conf()")
+        refused = [f.description for f in found if f.remedy is None]
+        if refused:
+            raise PostgresResourceError(
+                f"{len(refused)} thing(s) on the server that the platform does not declare and will not remove "
+                "by itself: " + "; ".join(refused)
+            )
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         # PUBLIC's rights stay revoked: removing this resource must not open the
@@ -931,8 +1054,24 @@ class DatabaseAccessProvider(PostgresProvider):
             )
             outs.update(_observed_function_rights(cur, props))
             admin = str(props["connection"]["user"])
-            outs["undeclared"] = sorted({r.description for r in _undeclared_database_rights(cur, id_, admin)})
+            found = _backdoors(cur, props)
+            outs["undeclared"] = sorted(
+                {r.description for r in _undeclared_database_rights(cur, id_, admin)}
+                | {f.description for f in found if f.remedy is not None}
+            )
+            outs["refused"] = [f.description for f in found if f.remedy is None]
             return ReadResult(id_=id_, outs=outs)
+
+
+def _backdoors(cur: psycopg.Cursor[Any], props: Mapping[str, Any]) -> list[backdoors.Finding]:
+    return backdoors.findings(
+        cur,
+        declared_roles=list(props.get("connect_roles") or []),
+        schemas=list(props.get("schemas") or []),
+        function_grants=props.get("function_grants") or {},
+        extension_readers=props.get("extension_readers") or {},
+        event_triggers_declared=props.get("event_triggers") or [],
+    )
 
 
 def _undeclared_database_rights(cur: psycopg.Cursor[Any], database: str, admin: str) -> list[_Right]:

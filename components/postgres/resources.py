@@ -13,6 +13,7 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
+from components.postgres import withheld
 from components.postgres.provider import (
     DatabaseAccessProvider,
     ExtensionProvider,
@@ -82,6 +83,10 @@ def schema_inputs(spec: DatabaseSpec, schema: str) -> dict[str, Any]:
         "object_owner": spec.object_owner,
         # Only these hold rights in the schema, each exactly through its SchemaGrant.
         "grantees": sorted({grant.role for grant in spec.grants if grant.schema == schema}),
+        # Whose reads are column by column there, and without which columns.
+        "withheld": {
+            grant.role: sorted(grant.withheld) for grant in spec.grants if grant.schema == schema and grant.withheld
+        },
     }
 
 
@@ -93,6 +98,7 @@ def grant_inputs(grant: SchemaGrantSpec) -> dict[str, Any]:
         "table_privileges": sorted(grant.table_privileges),
         "sequence_privileges": sorted(grant.sequence_privileges),
         "default_owners": sorted(grant.default_owners),
+        "withheld": sorted(grant.withheld),
     }
 
 
@@ -118,6 +124,12 @@ def access_inputs(spec: DatabaseSpec, *, superuser: bool) -> dict[str, Any]:
         "routines_public_revoked": True,
         "restricted_functions": sorted(RESTRICTED_FUNCTIONS) if superuser else [],
         "function_grants": {k: sorted(v) for k, v in spec.function_grants.items()} if superuser else {},
+        # The grants' own, which keep withheld columns withheld.
+        "event_triggers": sorted(withheld.trigger_name(g.schema, g.role) for g in spec.grants if g.withheld),
+        "extension_readers": {
+            schema: sorted({r for e in spec.extensions if e.schema == schema for r in e.readers})
+            for schema in sorted({e.schema for e in spec.extensions})
+        },
     }
 
 

@@ -37,6 +37,13 @@ APPEND_ONLY = ("INSERT", "SELECT")
 # nextval() without setval(): an append-only schema's identities only move forward.
 SEQUENCE_NEXT = ("SELECT", "USAGE")
 APPEND_ONLY_SCHEMAS = frozenset({"audit"})
+# Credentials the running app checks and nobody reads: password hashes and
+# refresh-token digests (a digest is as good as the token to anyone who can
+# write it back, and a hash can be attacked offline). Analytics reads every
+# other column; the backup reads them all, or restores would lose them.
+WITHHELD_FROM_ANALYTICS: dict[str, tuple[str, ...]] = {
+    "core": ("user_sessions.token_hash", "users.password_hash"),
+}
 # The API's migrations create their tables here: a stack must keep both.
 REQUIRED_SCHEMAS: tuple[str, ...] = ("core", "audit")
 
@@ -98,6 +105,10 @@ class SchemaGrantSpec:
     sequence_privileges: tuple[str, ...]
     default_owners: tuple[str, ...]
     """Roles whose future tables and sequences get the same privileges."""
+    withheld: tuple[str, ...] = ()
+    """`table.column`s of the schema the role may not read (credentials):
+    it reads the rest of those tables column by column, now and after every
+    migration that creates or alters them."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,7 @@ def database_spec(names: Names, schemas: tuple[str, ...] = SCHEMAS) -> DatabaseS
                     table_privileges=READ,
                     sequence_privileges=READ,
                     default_owners=(names.admin_role, migrator.name),
+                    withheld=WITHHELD_FROM_ANALYTICS.get(schema, ()) if reader is analytics else (),
                 )
             )
     # Statement statistics for the monitoring role (pg_monitor lets it see every

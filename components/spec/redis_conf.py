@@ -37,12 +37,15 @@ SAVE_POINTS: tuple[tuple[int, int], ...] = ((900, 1), (300, 10), (60, 10000))
 # code, and a stolen credential must not load a function or flush the caches.
 APP_USER_RULES = "~* &* +@all -@dangerous -@scripting"
 HEALTHCHECK_USER_RULES = "resetkeys resetchannels -@all +ping"
-# What redis_exporter reads: server INFO, slow log and latency, per-db key counts.
-# No key access, no writes, nothing that changes the server.
-EXPORTER_USER_RULES = (
-    "resetkeys resetchannels -@all +ping +info +select +dbsize +client|info"
-    " +slowlog|get +slowlog|len +latency|latest +config|get"
-)
+# What redis_exporter 1.45 runs by default (exporter/exporter.go, slowlog.go,
+# latency.go): PING, CLIENT SETNAME, INFO ALL (key counts per db come from its
+# keyspace section), SLOWLOG LEN and LATENCY LATEST. Not CONFIG GET *, which
+# hands over the whole configuration (file paths, limits, any password set
+# there), nor SLOWLOG GET, which returns the arguments of slow commands, keys
+# and values included: the exporter's scrape carries on without both, less the
+# config and last-slow-command gauges, which no rule or dashboard reads. No
+# key access, no writes, nothing that changes the server.
+EXPORTER_USER_RULES = "resetkeys resetchannels -@all +ping +client|setname +info +slowlog|len +latency|latest"
 
 
 @dataclass(frozen=True)

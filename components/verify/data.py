@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import redis
 
+from components.postgres import backdoors
 from components.postgres.resources import declared_objects
 from components.verify.access import Access
 from components.verify.results import CheckFailed, Skipped
@@ -87,11 +88,28 @@ def objects_as_declared(access: Access, kind: str) -> str:
         if drift is None:
             problems.append(f"{name} is missing")
         problems += [f"{name}: {difference}" for difference in drift or []]
+    refused = [p for p in problems if ": refused: " in p]
+    removable = [p for p in problems if p not in refused]
     if problems:
-        raise CheckFailed(
-            f"{len(problems)} difference(s), which `pulumi up` after a refresh removes: {'; '.join(problems)}"
-        )
-    return f"{checked} {one if checked == 1 else many} exactly as declared"
+        said = []
+        if removable:
+            said.append(
+                f"{len(removable)} difference(s), which `pulumi up` after a refresh removes: {'; '.join(removable)}"
+            )
+        if refused:
+            said.append(
+                f"{len(refused)} thing(s) `pulumi up` refuses to go on with until an operator removes or "
+                f"declares them: {'; '.join(refused)}"
+            )
+        raise CheckFailed(". ".join(said) + _unseen(access, kind))
+    return f"{checked} {one if checked == 1 else many} exactly as declared{_unseen(access, kind)}"
+
+
+def _unseen(access: Access, kind: str) -> str:
+    """An admin that is no superuser (RDS's master) cannot read some of the server."""
+    if access.admin_is_superuser or kind not in ("roles", "database"):
+        return ""
+    return f" (not seen without a superuser: {', '.join(backdoors.SUPERUSER_ONLY)})"
 
 
 def redis_app_user(access: Access) -> str:

@@ -79,8 +79,13 @@ AREAS = (
         "postgres",
         ".",
         "components",
-        ("postgres/provider.py",),
-        ("tests/test_postgres_provider.py", "tests/test_provider_checks.py"),
+        ("postgres/provider.py", "postgres/backdoors.py", "postgres/withheld.py"),
+        (
+            "tests/test_postgres_provider.py",
+            "tests/test_provider_checks.py",
+            "tests/test_postgres_backdoors.py",
+            "tests/test_postgres_withheld.py",
+        ),
     ),
     Area(
         "backups",

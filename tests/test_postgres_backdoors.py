@@ -1,0 +1,308 @@
+"""What a server can carry beyond the platform's declaration, on a real
+PostgreSQL 15 of its own (these tests edit pg_hba.conf and ALTER SYSTEM):
+each backdoor is read as drift, then removed by an update or refused by name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from components.postgres.provider import DatabaseAccessProvider, PostgresResourceError, RoleProvider, scram_matches
+from components.spec.database import DatabaseSpec, database_spec
+from components.spec.naming import Names
+from tests.platform_db import PASSWORDS, Applied, apply_spec
+from tests.servers import PostgresServer, postgres_server
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    with postgres_server() as pg:
+        yield pg
+
+
+@pytest.fixture(scope="module")
+def applied(server: PostgresServer) -> Applied:
+    spec = database_spec(Names(app="wondernest", stack="test"))
+    result = apply_spec(server, spec)
+    with connect_as(server, spec, "migrator") as conn:
+        conn.execute("CREATE TABLE core.users (id bigserial PRIMARY KEY, email text NOT NULL)")
+    return result
+
+
+def connect_as(
+    server: PostgresServer, spec: DatabaseSpec, key: str, password: str | None = None
+) -> psycopg.Connection[tuple[Any, ...]]:
+    return psycopg.connect(
+        server.dsn(user=spec.role(key).name, password=password or PASSWORDS[key], dbname=spec.name),
+        autocommit=True,
+    )
+
+
+def access(applied: Applied) -> tuple[DatabaseAccessProvider, dict[str, Any], str]:
+    props = applied.props["database-access"]
+    return DatabaseAccessProvider(), props, props["database"]
+
+
+def read(applied: Applied) -> dict[str, Any]:
+    provider, props, database = access(applied)
+    return provider.read(database, props).outs or {}
+
+
+def test_a_clean_server_has_nothing_undeclared_or_refused(applied: Applied) -> None:
+    provider, props, database = access(applied)
+    clean = read(applied)
+    assert clean["undeclared"] == [] and clean["refused"] == []
+    assert not provider.diff(database, clean, props).changes
+
+
+def test_an_undeclared_role_that_reaches_the_database_is_refused_by_name(
+    server: PostgresServer, applied: Applied
+) -> None:
+    provider, props, database = access(applied)
+    with server.admin() as conn:
+        conn.execute("CREATE ROLE side_door LOGIN PASSWORD 'side-door-pass'")
+        conn.execute(f"GRANT CONNECT ON DATABASE {database} TO side_door")
+        conn.execute("CREATE ROLE streamer REPLICATION")
+        conn.execute("CREATE ROLE hidden_root SUPERUSER")
+        # Another database's role, with no way into this one: not this stack's to judge.
+        conn.execute("CREATE ROLE elsewhere LOGIN")
+    try:
+        drifted = read(applied)
+        assert drifted["refused"] == [
+            "role hidden_root (SUPERUSER, CONNECT) is not declared: drop it (DROP OWNED BY hidden_root; "
+            "DROP ROLE hidden_root) if nobody should have it, or declare it",
+            "role streamer (REPLICATION) is not declared: drop it (DROP OWNED BY streamer; "
+            "DROP ROLE streamer) if nobody should have it, or declare it",
+        ]
+        assert "role side_door (LOGIN, CONNECT) is not declared and reaches this database" in drifted["undeclared"]
+        assert not any("elsewhere" in f for f in drifted["undeclared"] + drifted["refused"])
+        assert provider.diff(database, drifted, props).changes
+        with pytest.raises(PostgresResourceError, match=r"2 thing.*hidden_root.*streamer"):
+            provider.update(database, drifted, props)
+        # The plain login lost its way in; the powerful roles are refused, not removed: an operator's to judge.
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            psycopg.connect(server.dsn(user="side_door", password="side-door-pass", dbname=database))
+        with server.admin() as conn:
+            left = conn.execute("SELECT count(*) FROM pg_roles WHERE rolname IN ('streamer', 'hidden_root')").fetchone()
+        assert left == (2,)
+    finally:
+        with server.admin(database) as conn:
+            for role in ("side_door", "streamer", "hidden_root", "elsewhere"):
+                conn.execute(f"DROP OWNED BY {role}")
+                conn.execute(f"DROP ROLE {role}")
+    assert read(applied)["refused"] == []
+
+
+def test_bypassrls_on_a_managed_role_is_drift_and_update_removes_it(server: PostgresServer, applied: Applied) -> None:
+    props = applied.props["role-app"]
+    name = props["name"]
+    provider = RoleProvider()
+    with server.admin() as conn:
+        conn.execute(f"ALTER ROLE {name} BYPASSRLS")
+    drifted = provider.read(name, props).outs or {}
+    assert "BYPASSRLS" in drifted["escalations"]
+    assert provider.diff(name, drifted, props).changes
+    provider.update(name, drifted, props)
+    assert (provider.read(name, props).outs or {})["escalations"] == []
+    with server.admin() as conn:
+        assert conn.execute("SELECT rolbypassrls FROM pg_roles WHERE rolname = %s", (name,)).fetchone() == (False,)
+
+
+def test_a_setting_made_with_alter_system_is_drift_and_update_resets_it(
+    server: PostgresServer, applied: Applied
+) -> None:
+    provider, props, database = access(applied)
+    with server.admin() as conn:
+        conn.execute("ALTER SYSTEM SET log_connections = off")
+        conn.execute("ALTER SYSTEM SET password_encryption = 'md5'")
+        conn.execute("SELECT pg_reload_conf()")
+    drifted = read(applied)
+    assert "setting log_connections = 'off' made with ALTER SYSTEM" in drifted["undeclared"]
+    assert "setting password_encryption = 'md5' made with ALTER SYSTEM" in drifted["undeclared"]
+    provider.update(database, drifted, props)
+    assert read(applied)["undeclared"] == []
+    with server.admin() as conn:
+        assert conn.execute("SHOW password_encryption").fetchone() == ("scram-sha-256",)
+
+
+def test_a_trust_line_in_pg_hba_is_refused_and_named(server: PostgresServer, applied: Applied) -> None:
+    provider, props, database = access(applied)
+    hba = server.root / "pg_hba.conf"
+    rendered = hba.read_text()
+    analytics = applied.spec.role("analytics").name
+    # Ahead of the rendered lines, as an intruder would put it: the first match wins.
+    hba.write_text(f"host {database} {analytics} 127.0.0.1/32 trust\n" + rendered)
+    with server.admin() as conn:
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        with connect_as(server, applied.spec, "analytics", password="not-the-password") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (analytics,)
+        drifted = read(applied)
+        assert drifted["refused"] == [
+            f"pg_hba.conf line 1: host {database} {analytics} 127.0.0.1 trust: only scram-sha-256 is the "
+            "platform's; replace the Postgres container (pulumi up --replace <its URN>) to put the rendered file back"
+        ]
+        with pytest.raises(PostgresResourceError, match=r"pg_hba.conf line 1"):
+            provider.update(database, drifted, props)
+    finally:
+        hba.write_text(rendered)
+        with server.admin() as conn:
+            conn.execute("SELECT pg_reload_conf()")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect_as(server, applied.spec, "analytics", password="not-the-password")
+    assert read(applied)["refused"] == []
+
+
+def test_catalog_rights_handed_to_platform_roles_are_drift_and_update_revokes_them(
+    server: PostgresServer, applied: Applied
+) -> None:
+    provider, props, database = access(applied)
+    app, analytics = applied.spec.role("app").name, applied.spec.role("analytics").name
+    with server.admin(database) as conn:
+        conn.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {app}")
+        conn.execute(f"GRANT SELECT (rolname, rolpassword) ON pg_authid TO {analytics}")
+        conn.execute(f"GRANT SELECT ON pg_catalog.pg_statistic TO {analytics}")
+    with connect_as(server, applied.spec, "analytics") as conn:
+        assert conn.execute("SELECT count(rolpassword) FROM pg_authid").fetchone() != (0,)
+    drifted = read(applied)
+    assert sorted(f for f in drifted["undeclared"] if "catalog" in f) == [
+        f"EXECUTE on catalog function pg_read_file(text) to {app}",
+        f"SELECT on catalog table pg_authid (rolname) to {analytics}",
+        f"SELECT on catalog table pg_authid (rolpassword) to {analytics}",
+        f"SELECT on catalog table pg_statistic to {analytics}",
+    ]
+    provider.update(database, drifted, props)
+    assert read(applied)["undeclared"] == []
+    with connect_as(server, applied.spec, "analytics") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT rolpassword FROM pg_authid")
+    with connect_as(server, applied.spec, "app") as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT pg_read_file('postgresql.conf')")
+    # The migrator keeps the lock functions it is declared to have.
+    with connect_as(server, applied.spec, "migrator") as conn:
+        conn.execute("SELECT pg_advisory_lock(7)")
+        assert conn.execute("SELECT pg_advisory_unlock(7)").fetchone() == (True,)
+
+
+def test_undeclared_schemas_lose_the_platforms_rights_and_what_they_hold_is_refused(
+    server: PostgresServer, applied: Applied
+) -> None:
+    provider, props, database = access(applied)
+    app = applied.spec.role("app").name
+    with server.admin(database) as conn:
+        conn.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+        conn.execute("CREATE SCHEMA side")
+        conn.execute(f"GRANT USAGE, CREATE ON SCHEMA side TO {app}")
+        conn.execute("CREATE SCHEMA stash")
+        conn.execute("CREATE TABLE stash.copied (email text)")
+    try:
+        drifted = read(applied)
+        assert sorted(f for f in drifted["undeclared"] if "schema" in f) == [
+            "CREATE on undeclared schema public to PUBLIC",
+            f"CREATE on undeclared schema side to {app}",
+            f"USAGE on undeclared schema side to {app}",
+            "empty undeclared schema side",
+        ]
+        assert drifted["refused"] == [
+            "table stash.copied in undeclared schema stash: move it into a declared schema, or drop it if nothing "
+            "needs it"
+        ]
+        with pytest.raises(PostgresResourceError, match=r"stash.copied"):
+            provider.update(database, drifted, props)
+        # What was safe to remove is gone, even though the update refused the rest.
+        with server.admin(database) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'side'").fetchone() == (0,)
+        with connect_as(server, applied.spec, "app") as conn, pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE public.dropped (id int)")
+    finally:
+        with server.admin(database) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS side")
+            conn.execute("DROP SCHEMA stash CASCADE")
+            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    clean = read(applied)
+    assert clean["undeclared"] == [] and clean["refused"] == []
+
+
+@pytest.mark.parametrize("encryption", ["scram-sha-256", "md5"])
+def test_a_password_a_role_set_itself_is_drift_and_update_puts_the_declared_one_back(
+    server: PostgresServer, applied: Applied, encryption: str
+) -> None:
+    props = applied.props["role-analytics"]
+    name = props["name"]
+    provider = RoleProvider()
+    with connect_as(server, applied.spec, "analytics") as conn:
+        conn.execute(f"SET password_encryption = '{encryption}'")
+        conn.execute(f"ALTER ROLE {name} PASSWORD 'x'")
+    if encryption == "scram-sha-256":
+        # The change took: the role's own password now lets it in (an md5 one cannot pass SCRAM at all).
+        connect_as(server, applied.spec, "analytics", password="x").close()
+    drifted = provider.read(name, props).outs or {}
+    assert drifted["escalations"] == ["PASSWORD not the declared one"]
+    assert provider.diff(name, drifted, props).changes
+    provider.update(name, drifted, props)
+    assert (provider.read(name, props).outs or {})["escalations"] == []
+    with connect_as(server, applied.spec, "analytics") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (name,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        connect_as(server, applied.spec, "analytics", password="x")
+
+
+def test_verifiers_never_reach_a_statements_text(
+    server: PostgresServer, applied: Applied, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everything the provider sends as statement text goes to the server log
+    here; pg_stat_activity shows the same text to the monitoring role. The
+    provider's session is left unquieted, as an admin that is no superuser
+    (RDS's master) leaves it."""
+    monkeypatch.setattr("components.postgres.provider.QUIET_SESSION", ())
+    provider = RoleProvider()
+    admin = server.superuser
+    with server.admin() as conn:
+        conn.execute(f"ALTER ROLE {admin} SET log_statement = 'all'")
+    try:
+        before = len(server.log())
+        for key in ("app", "analytics"):
+            props = applied.props[f"role-{key}"]
+            changed = {**props, "password": PASSWORDS[key] + "-next"}
+            provider.update(props["name"], props, changed)
+            provider.update(props["name"], changed, props)
+        logged = server.log()[before:]
+    finally:
+        with server.admin() as conn:
+            conn.execute(f"ALTER ROLE {admin} RESET log_statement")
+    assert "ALTER ROLE" in logged and "statement:" in logged
+    assert "SCRAM-SHA-256$" not in logged and PASSWORDS["app"] not in logged
+    with server.admin() as conn:
+        stored = conn.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (applied.spec.role("app").name,)
+        ).fetchone()
+    assert stored is not None and scram_matches(stored[0], PASSWORDS["app"])
+    assert not scram_matches(stored[0], PASSWORDS["app"] + "-next")
+
+
+def test_scram_matches_only_the_password_a_verifier_was_made_from(server: PostgresServer) -> None:
+    with server.admin() as conn:
+        conn.execute("CREATE ROLE pencil_holder")
+        try:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute("ALTER ROLE pencil_holder PASSWORD 'pencil'")
+            row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'pencil_holder'").fetchone()
+            client_side = conn.pgconn.encrypt_password(b"pencil", b"pencil_holder", b"scram-sha-256").decode()
+            conn.execute("SET password_encryption = 'md5'")
+            conn.execute("ALTER ROLE pencil_holder PASSWORD 'pencil'")
+            md5 = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'pencil_holder'").fetchone()
+        finally:
+            conn.execute("DROP ROLE pencil_holder")
+    assert row is not None and md5 is not None
+    for verifier in (row[0], client_side):
+        assert scram_matches(verifier, "pencil")
+        assert not scram_matches(verifier, "pencil ")
+        assert not scram_matches(verifier, "Pencil")
+    assert not scram_matches(md5[0], "pencil")
+    assert not scram_matches(None, "pencil")
+    assert not scram_matches("SCRAM-SHA-256$4096:bad", "pencil")
