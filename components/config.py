@@ -444,7 +444,8 @@ class AwsConfig(_Model):
     """An SSM-only host the admin connection can be tunnelled through (docs/aws.md, "Reaching the database")."""
     cache_node_type: Annotated[str, _one_of(CACHE_NODE_TYPES)] = "cache.m6g.large"
     cache_replicas: Annotated[int, Field(ge=1, le=5)] = 1
-    cache_snapshot_retention_days: Annotated[int, Field(ge=1, le=35)] = 7
+    cache_snapshot_retention_days: Annotated[int, Field(ge=7, le=35)] = 7
+    """At least a week: a cache lost to a bad deploy on a Friday is still in a snapshot on Monday."""
     api_cpu: Literal[256, 512, 1024, 2048, 4096] = 512
     api_memory_mib: int = 1024
     api_desired_count: Annotated[int, Field(ge=2, le=100)] = 2
@@ -459,7 +460,8 @@ class AwsConfig(_Model):
     log_retention_days: int = 90
     backup_copy_region: Region | None = None
     """A second region AWS Backup copies every recovery point to."""
-    backup_vault_lock_min_days: Annotated[int, Field(ge=1, le=36500)] = 7
+    backup_vault_lock_min_days: Annotated[int, Field(ge=7, le=36500)] = 7
+    """No recovery point leaves the vault younger than this, whoever asks: a lock of a day protects nothing."""
     waf_rate_limit: Annotated[int, Field(ge=100, le=2_000_000_000)] = 2000
     """Requests one client address may send in five minutes before the web ACL blocks it."""
     waf_auth_rate_limit: Annotated[int, Field(ge=100, le=2_000_000_000)] = 300

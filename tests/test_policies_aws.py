@@ -11,7 +11,7 @@ import pytest
 from pulumi_policy import ResourceValidationArgs
 from pulumi_policy.policy import PolicyProviderResource
 from pulumi_policy.proxy import unknown_checking_proxy
-from wondernest_policies import aws, aws_network, credentials, policy_documents
+from wondernest_policies import aws, aws_network, credentials, policy_documents, secret_values
 from wondernest_policies.model import Resource
 from wondernest_policies.registry import RULES, policies
 
@@ -41,7 +41,7 @@ ROOT_ADMIN = {"Sid": "AccountAdministers", "Effect": "Allow", "Principal": {"AWS
               "Action": "kms:*", "Resource": "*"}  # fmt: skip
 READ_DUMPS = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::b/*"}
 RANDOM_TOKEN = "kP9vQ2mX7rT4wZ8nB3cF6hJ1sL5dG0aE"
-ORG_ONLY = {"StringEquals": {"aws:PrincipalOrgID": "o-1"}}
+ORG_ONLY = {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}
 
 
 def rds(**overrides: Any) -> Resource:
@@ -70,6 +70,7 @@ def redis(**overrides: Any) -> Resource:
         "authToken": "x" * 32,
         "automaticFailoverEnabled": True,
         "multiAzEnabled": True,
+        "snapshotRetentionLimit": 7,
     }
     return res(aws.REPLICATION_GROUP, "redis", **{**props, **overrides})
 
@@ -250,12 +251,19 @@ AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
     ),
     ("aws-rds-hardened", rds(), rds(caCertIdentifier="rds-ca-2019"), "certificate authority 'rds-ca-2019'"),
     ("aws-elasticache-hardened", redis(), redis(transitEncryptionMode="preferred"), "plaintext"),
+    ("aws-elasticache-hardened", redis(), redis(snapshotRetentionLimit=1), "keeps snapshots 1 day, under 7"),
+    ("aws-elasticache-hardened", redis(), redis(snapshotRetentionLimit=None), "keeps snapshots never, under 7"),
     ("aws-ecs-task-hardened", task(),
      task(linuxParameters={"capabilities": {"add": ["SYS_PTRACE"]}}), "adds Linux capabilities ['SYS_PTRACE']"),
     ("aws-ecs-task-hardened", task(), task(environment=[{"name": "API_CREDS", "value": "AKIAIOSFODNN7EXAMPLE"}]),
      "API_CREDS holds an AWS access key id"),
     ("aws-ecs-task-hardened", task(), task(environment=[{"name": "SETTINGS", "value": f"k={RANDOM_TOKEN}"}]),
      "SETTINGS holds a random-looking token"),
+    # A human-chosen password under a name no pattern knows: neither its name nor its value gives it away.
+    ("aws-ecs-task-hardened", task(), task(environment=[{"name": "APP_PIN", "value": "1234"}]),
+     "APP_PIN is not one the platform declares non-secret"),
+    ("aws-ecs-task-hardened", task(), task(environment=[{"name": "ADMIN_PHRASE", "value": "correct horse"}]),
+     "ADMIN_PHRASE is not one the platform declares non-secret"),
     ("aws-ecs-task-hardened", task(command=["serve", "--password-file", "/run/secrets/db"]),
      task(command=["serve", "--password", "hunter2"]), "its command passes a literal secret to --password"),
     ("aws-ecs-task-hardened", task(healthCheck={"command": ["CMD-SHELL", "curl -f http://127.0.0.1/health"]}),
@@ -320,6 +328,19 @@ def test_each_aws_resource_rule_both_ways(rule_id: str, good: Resource, bad: Res
     assert "Fix:" in found[0].message and found[0].urn == bad.urn
 
 
+def test_the_floors_are_the_configs_too() -> None:
+    from components.config import ConfigError
+    from tests.harness import evaluate
+    from tests.test_stack_prod import CERT, prod_config
+
+    for key in ("cacheSnapshotRetentionDays", "backupVaultLockMinDays"):
+        with pytest.raises(ConfigError, match=f"aws.{key}"):
+            evaluate(prod_config({"domainName": "api.example.com", "certificateArn": CERT, key: 6}), stack="prod")
+    assert BY_ID["aws-elasticache-hardened"].run_resource(redis(snapshotRetentionLimit=3),
+                                                          {"minSnapshotRetentionDays": 3}) == []  # fmt: skip
+    assert BY_ID["aws-backup-vault-locked"].run_stack([VAULT, vault_lock(3)], {"minLockDays": 3}) == []
+
+
 def test_policy_config_relaxes_only_what_it_names() -> None:
     single_az = rds(multiAz=False)
     assert BY_ID["aws-rds-hardened"].run_resource(single_az, {"allowSingleAz": True}) == []
@@ -327,6 +348,80 @@ def test_policy_config_relaxes_only_what_it_names() -> None:
     assert BY_ID["aws-rds-hardened"].run_resource(short, {"allowSingleAz": True, "minBackupRetentionDays": 7}) == []
     plain = res(aws.LISTENER, "http", protocol="HTTP", defaultActions=FORWARD)
     assert BY_ID["aws-alb-https"].run_resource(plain, {"allowPlainHttp": True}) == []
+
+
+def test_an_apps_own_plain_variables_are_declared_in_the_rules_config() -> None:
+    rule = BY_ID["aws-ecs-task-hardened"]
+    plain = task(environment=[{"name": "FEATURE_FLAGS", "value": "beta,dark-mode"}])
+    assert len(rule.run_resource(plain, {})) == 1
+    assert rule.run_resource(plain, {"nonSecretEnvironment": ["FEATURE_FLAGS"]}) == []
+    # A declared name does not make a secret value plain.
+    leaked = task(environment=[{"name": "FEATURE_FLAGS", "value": "AKIAIOSFODNN7EXAMPLE"}])
+    [found] = rule.run_resource(leaked, {"nonSecretEnvironment": ["FEATURE_FLAGS"]})
+    assert "FEATURE_FLAGS holds an AWS access key id" in found.message
+
+
+def test_every_plain_variable_of_the_prod_tasks_is_one_the_platform_declares() -> None:
+    """The list is the platform's: a variable added to a task without adding it here fails this test."""
+    from tests.harness import evaluate
+    from tests.test_stack_prod import CERT, TASK_DEF, prod_config
+
+    ev = evaluate(prod_config({"domainName": "api.example.com", "certificateArn": CERT}), stack="prod")
+    names = {
+        variable["name"]
+        for task_definition in ev.of_type(TASK_DEF)
+        for c in json.loads(task_definition.inputs["containerDefinitions"])
+        for variable in c.get("environment") or []
+    }
+    assert names and names <= secret_values.PLATFORM_ENVIRONMENT, names - secret_values.PLATFORM_ENVIRONMENT
+
+
+PUBLIC_READ = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"StringEquals": {"aws:SourceAccount": "123456789012"}},
+        {"StringEqualsIgnoreCase": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}},
+        {"StringEquals": {"aws:SourceVpce": ["vpce-0a1b2c3d4e5f60718"]}},
+        {"StringEquals": {"aws:SourceVpc": "vpc-0a1b2c3d"}},
+        {"ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:*"}},
+        {"ArnEquals": {"aws:PrincipalArn": "arn:aws:iam::123456789012:role/reader"}},
+        {"ArnEquals": {"aws:SourceArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:*"}},
+        {"StringLike": {"aws:SourceAccount": "123456789012"}},
+    ],
+)
+def test_a_condition_that_pins_an_account_organisation_vpc_or_source_scopes_anyone(
+    condition: dict[str, Any],
+) -> None:
+    policy = res(aws.BUCKET_POLICY, "b", policy=doc({**PUBLIC_READ, "Condition": condition}))
+    assert BY_ID["aws-policies-least-privilege"].run_resource(policy, {}) == []
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        # Naming a key is not pinning it.
+        {"StringEqualsIfExists": {"aws:SourceVpce": "vpce-0a1b2c3d4e5f60718"}},
+        {"StringLike": {"aws:SourceAccount": "*"}},
+        {"StringLike": {"aws:PrincipalOrgID": "o-*"}},
+        {"Null": {"aws:SourceVpce": "false"}},
+        {"StringNotEquals": {"aws:SourceAccount": "123456789012"}},
+        {"ArnNotLike": {"aws:SourceArn": "arn:aws:sns:eu-west-1:123456789012:topic"}},
+        {"ForAllValues:StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}},
+        {"ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:eu-west-1:*:alarm:*"}},
+        {"StringEquals": {"aws:SourceAccount": ""}},
+        {"StringEquals": {"aws:SourceAccount": []}},
+        # A condition on something else entirely.
+        {"Bool": {"aws:SecureTransport": "true"}},
+    ],
+    ids=lambda c: json.dumps(c),
+)
+def test_a_condition_that_only_names_a_scoping_key_does_not_scope_anyone(condition: dict[str, Any]) -> None:
+    policy = res(aws.BUCKET_POLICY, "b", policy=doc({**PUBLIC_READ, "Condition": condition}))
+    [found] = BY_ID["aws-policies-least-privilege"].run_resource(policy, {})
+    assert "allows anyone (Principal '*')" in found.message
 
 
 def test_unknowns_are_not_judged() -> None:
@@ -463,7 +558,21 @@ def reading(value_from: str) -> list[Resource]:
     return [task(secrets=[{"name": "DB_PASSWORD", "valueFrom": value_from}])]
 
 
+VAULT = res(aws.BACKUP_VAULT, "vault", kmsKeyArn=LOGS_KEY)
+
+
+def vault_lock(days: Any = 7) -> Resource:
+    return link(res(aws.VAULT_LOCK, "vault-lock", backupVaultName="v", minRetentionDays=days), backupVaultName=VAULT)
+
+
 STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
+    ("aws-backup-vault-locked", [VAULT, vault_lock()], [VAULT], "vault: has no vault lock"),
+    ("aws-backup-vault-locked", [VAULT, vault_lock()], [VAULT, vault_lock(1)],
+     "vault-lock: locks recovery points for 1 day, under 7"),
+    # A lock on another vault locks nothing here.
+    ("aws-backup-vault-locked", [VAULT, vault_lock()],
+     [VAULT, link(res(aws.VAULT_LOCK, "other-lock", minRetentionDays=30),
+                  backupVaultName=res(aws.BACKUP_VAULT, "other"))], "vault: has no vault lock"),
     ("aws-database-credentials-rotate", [DB_SECRET, DB_DOCUMENT, db_rotation()], [DB_SECRET, DB_DOCUMENT],
      "postgres-app: holds database credentials that nothing rotates"),
     ("aws-database-credentials-rotate", [DB_SECRET, DB_DOCUMENT, db_rotation(scheduleExpression="rate(7 days)")],
@@ -501,6 +610,25 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
     ("aws-no-open-ingress",
      [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", fromPort=443, toPort=443, ipProtocol="tcp")],
      [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", ipProtocol="-1")], "every protocol"),
+    # "All ports" written as a range, out to the world, or a range that covers a sensitive port.
+    ("aws-no-open-ingress",
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", fromPort=443, toPort=443, ipProtocol="tcp")],
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", fromPort=0, toPort=65535, ipProtocol="tcp")],
+     "on ports 0-65535, sensitive ports [22, 23, 25"),
+    ("aws-no-open-ingress",
+     [res(aws_network.SG_EGRESS, "out", cidrIpv6="::/0", fromPort=443, toPort=443, ipProtocol="udp")],
+     [res(aws_network.SG_EGRESS, "out", cidrIpv6="::/0", fromPort=5000, toPort=6500, ipProtocol="udp")],
+     "on ports 5000-6500, sensitive ports [5432, 5984, 6379]"),
+    ("aws-no-open-ingress",
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="10.40.0.0/16", fromPort=0, toPort=65535, ipProtocol="tcp")],
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/1", fromPort=22, toPort=22, ipProtocol="tcp")],
+     "on port 22, a port no service"),
+    ("aws-no-open-ingress",
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", fromPort=443, toPort=443, ipProtocol="tcp")],
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", ipProtocol="ALL")], "every protocol"),
+    ("aws-no-open-ingress", [res(aws_network.SG, "g", egress=[])],
+     [res(aws_network.SG, "g", egress=[{"protocol": "tcp", "fromPort": 1, "toPort": 65535,
+                                        "cidrBlocks": ["0.0.0.0/0"]}])], "an inline egress rule allows traffic"),
     ("aws-no-open-ingress",
      [res(aws_network.SG_INGRESS, "peer", referencedSecurityGroupId="sg-api", fromPort=5432, toPort=5432,
           ipProtocol="tcp")],

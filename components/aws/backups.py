@@ -94,19 +94,17 @@ class Backups(pulumi.ComponentResource):
         self.vault = aws.backup.Vault(
             "vault", name=names.resource("vault"), kms_key_arn=key_arn, force_destroy=False, opts=child
         )
-        aws.backup.VaultLockConfiguration(
-            "vault-lock",
-            backup_vault_name=self.vault.name,
-            min_retention_days=args.vault_lock_min_days,
-            max_retention_days=max(days for _, _, days in SNAPSHOT_RULES),
-            # Governance mode (no changeable_for_days): an administrator can still
-            # lift the lock. changeable_for_days would make it compliance mode,
-            # which nobody, AWS included, can undo once that many days pass.
-            opts=pulumi.ResourceOptions(parent=self.vault),
-        )
+        _lock("vault-lock", self.vault, args.vault_lock_min_days, pulumi.ResourceOptions(parent=self.vault))
         copy = None
         if args.copy_region is not None:
             copy = self._copy_region(names, args.copy_region, args.default_tags, args.secrets, args.log_retention_days)
+            # The copies are the backups that outlive the region: locked alike.
+            _lock(
+                "copy-vault-lock",
+                copy.vault,
+                args.vault_lock_min_days,
+                pulumi.ResourceOptions(parent=copy.vault, provider=copy.provider),
+            )
         copy_vault_arn = copy.vault.arn if copy is not None else None
         plan = aws.backup.Plan(
             "plan",
@@ -403,6 +401,19 @@ class _CopyRegion:
     key: aws.kms.Key
     vault: aws.backup.Vault
     log_bucket: aws.s3.Bucket
+
+
+def _lock(name: str, vault: aws.backup.Vault, min_days: int, opts: pulumi.ResourceOptions) -> None:
+    aws.backup.VaultLockConfiguration(
+        name,
+        backup_vault_name=vault.name,
+        min_retention_days=min_days,
+        max_retention_days=max(days for _, _, days in SNAPSHOT_RULES),
+        # Governance mode (no changeable_for_days): an administrator can still
+        # lift the lock. changeable_for_days would make it compliance mode,
+        # which nobody, AWS included, can undo once that many days pass.
+        opts=opts,
+    )
 
 
 def _dump_lifecycle(retention_monthly: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:

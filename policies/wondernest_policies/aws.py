@@ -20,7 +20,7 @@ from wondernest_policies.model import (
     mappings,
     unknown,
 )
-from wondernest_policies.secret_values import command_problems, variable_problems
+from wondernest_policies.secret_values import command_problems, undeclared_variable, variable_problems
 
 RDS = "aws:rds/instance:Instance"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
@@ -65,6 +65,7 @@ RDS_CAS = frozenset({"rds-ca-rsa2048-g1", "rds-ca-rsa4096-g1", "rds-ca-ecc384-g1
 RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 SNS_TOPIC = "aws:sns/topic:Topic"
 BACKUP_VAULT = "aws:backup/vault:Vault"
+VAULT_LOCK = "aws:backup/vaultLockConfiguration:VaultLockConfiguration"
 BUCKET_LOGGING = "aws:s3/bucketLogging:BucketLogging"
 BUCKET_LOGGING_V2 = "aws:s3/bucketLoggingV2:BucketLoggingV2"
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
@@ -134,9 +135,13 @@ def _rds_tls(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Itera
 # --- ElastiCache --------------------------------------------------------------------
 
 
-def _elasticache(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+def _elasticache(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
     p = resource.get
+    minimum = int(config.get("minSnapshotRetentionDays", 7))
+    kept = p("snapshotRetentionLimit")
+    enough = unknown(kept) or (isinstance(kept, (int, float)) and kept >= minimum)
     checks = [
+        (enough, "" if enough else f"keeps snapshots {_days(kept)}, under {minimum}."),
         (is_true(p("atRestEncryptionEnabled")), "is not encrypted at rest."),
         (is_true(p("transitEncryptionEnabled")), "is not encrypted in transit."),
         # "preferred" is the migration mode: TLS is offered and plaintext still accepted.
@@ -146,6 +151,29 @@ def _elasticache(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str
         (is_true(p("automaticFailoverEnabled")) and is_true(p("multiAzEnabled")), "has no Multi-AZ failover."),
     ]  # fmt: skip
     return [message for ok, message in checks if not ok]
+
+
+def _days(value: Any) -> str:
+    if not isinstance(value, (int, float)) or value <= 0:
+        return "never" if not value else f"for {value!r}"
+    return f"{int(value)} day{'s' if int(value) != 1 else ''}"
+
+
+def _vault_locks(resources: Sequence[Resource], config: Mapping[str, Any]) -> Iterable[Violation]:
+    """Every backup vault is locked, and for long enough: a lock whose
+    minimum is a day lets anyone with the role delete tomorrow's recovery
+    points."""
+    minimum = int(config.get("minLockDays", 7))
+    locks = [r for r in resources if r.type == VAULT_LOCK]
+    for vault in (r for r in resources if r.type == BACKUP_VAULT):
+        if not any(lock.refers_to("backupVaultName", vault) for lock in locks):
+            yield Violation(f"{vault.name}: has no vault lock: its recovery points can be deleted at once.", vault.urn)
+    for lock in locks:
+        days = lock.get("minRetentionDays")
+        if unknown(days):
+            continue
+        if not isinstance(days, (int, float)) or days < minimum:
+            yield Violation(f"{lock.name}: locks recovery points for {_days(days)}, under {minimum}.", lock.urn)
 
 
 def _elasticache_user(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
@@ -164,10 +192,11 @@ def _elasticache_user(resource: Resource, _config: Mapping[str, Any]) -> Iterabl
 # --- ECS ----------------------------------------------------------------------------
 
 
-def _task_definition(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+def _task_definition(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
     containers = resource.container_definitions
     if containers is None:
         return []
+    declared = {str(n) for n in config.get("nonSecretEnvironment") or []}
     problems = []
     for c in containers:
         name = c.get("name", "?")
@@ -185,7 +214,10 @@ def _task_definition(resource: Resource, _config: Mapping[str, Any]) -> Iterable
             problems.append(f"container {name} does not log to CloudWatch.")
         for variable in c.get("environment") or []:
             key, value = str(variable.get("name", "")), str(variable.get("value", ""))
-            problems += [f"container {name}: {p}" for p in variable_problems(key, value)]
+            found = variable_problems(key, value)
+            if not found and (undeclared := undeclared_variable(key, declared)):
+                found = [undeclared]
+            problems += [f"container {name}: {p}" for p in found]
         commands = {
             "command": c.get("command"),
             "entryPoint": c.get("entryPoint"),
@@ -471,12 +503,14 @@ AWS_RESOURCE_RULES: list[Rule] = [
     Rule(
         "aws-elasticache-hardened",
         "ElastiCache is encrypted at rest and in transit with plaintext refused, requires authentication (users "
-        "of a user group, or an auth token) and fails over across AZs (Checkov CKV_AWS_29, 30, 31).",
+        "of a user group, or an auth token), fails over across AZs and keeps a week of snapshots (Checkov "
+        "CKV_AWS_29, 30, 31).",
         "critical",
         "Enable atRestEncryption, transitEncryption with userGroupIds (or an authToken), automaticFailover and "
-        "multiAz.",
+        "multiAz; set snapshotRetentionLimit (aws.cacheSnapshotRetentionDays) to 7 or more.",
         (REPLICATION_GROUP,),
         _elasticache,
+        config_schema={"minSnapshotRetentionDays": {"type": "integer", "default": 7}},
     ),
     Rule(
         "aws-elasticache-users-authenticate",
@@ -492,7 +526,8 @@ AWS_RESOURCE_RULES: list[Rule] = [
         "Every container of a task runs as a non-root user on a read-only root filesystem, unprivileged and with "
         "no added Linux capability, logs to "
         "CloudWatch, and takes its secrets by reference: never in `environment`, a command, an entry point or a "
-        "health check, judged by the variable's name and by the value itself (Checkov CKV_AWS_336, 334, 97).",
+        "health check, judged by the variable's name and by the value itself (Checkov CKV_AWS_336, 334, 97); a "
+        "plain variable must be one the platform declares non-secret (or the rule's `nonSecretEnvironment`).",
         "critical",
         "Set user, readonlyRootFilesystem and awslogs; pass secrets in `secrets` with valueFrom.",
         (TASK_DEFINITION,),
@@ -605,6 +640,16 @@ AWS_RESOURCE_RULES: list[Rule] = [
 ]
 
 AWS_STACK_RULES: list[Rule] = [
+    Rule(
+        "aws-backup-vault-locked",
+        "Every AWS Backup vault has a vault lock that keeps each recovery point at least a week: without one, "
+        "whoever may delete recovery points deletes every backup at once.",
+        "high",
+        "Declare aws.backup.VaultLockConfiguration for the vault with minRetentionDays "
+        "(aws.backupVaultLockMinDays) of 7 or more.",
+        check_stack=_vault_locks,
+        config_schema={"minLockDays": {"type": "integer", "default": 7}},
+    ),
     Rule(
         "aws-s3-hardened",
         "Buckets have default encryption, versioning, all four public-access blocks and a policy that refuses "

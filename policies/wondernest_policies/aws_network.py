@@ -31,6 +31,12 @@ LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 
 WEB_PORTS = (80, 443)
 ALL_PROTOCOLS = ("-1", "all")
+# Ports whose services should never be reached across the internet, in either
+# direction: remote shells and desktops, file shares, mail relays, databases,
+# caches and container engines. Traffic out to them is how data leaves.
+SENSITIVE_PORTS = frozenset(
+    {22, 23, 25, 135, 139, 445, 1433, 1521, 2049, 2375, 2376, 3306, 3389, 5432, 5984, 6379, 9200, 11211, 27017}
+)
 
 
 def _of(resources: Sequence[Resource], *types: str) -> list[Resource]:
@@ -146,18 +152,39 @@ def _rule_problem(rule: Mapping[str, Any], cidrs: Iterable[Any], direction: str,
     open_to = [c for c in cidrs if _internet_wide(c)]
     if unknown(protocol):
         return None
-    if str(protocol) in ALL_PROTOCOLS:
+    if str(protocol).lower() in ALL_PROTOCOLS:
         return f"allows every protocol and port {'from' if direction == 'ingress' else 'to'} its source."
-    if direction == "egress":
-        return None
     if not open_to or unknown(low) or unknown(high):
         return None
+    if direction == "egress":
+        return _egress_problem(low, high, open_to)
     if low in WEB_PORTS and high == low:
         if on_lb is False:
             return f"opens port {low} to the internet on a group no load balancer uses."
         return None
     shown = f"{low}" if low == high else f"{low}-{high}"
     return f"opens port {shown} to the internet ({', '.join(map(str, open_to))})."
+
+
+def _egress_problem(low: Any, high: Any, open_to: Sequence[Any]) -> str | None:
+    """Out to the internet, one named port at a time (HTTPS to AWS's APIs,
+    say), never a range (TCP 0-65535 is every port written another way) and
+    never a sensitive one."""
+    try:
+        first, last = int(low), int(high)
+    except (TypeError, ValueError):
+        return f"allows traffic to the internet on ports {low}-{high}, not one named port."
+    where = ", ".join(map(str, open_to))
+    if first != last:
+        covered = sorted(p for p in SENSITIVE_PORTS if first <= p <= last)
+        return (
+            f"allows traffic to the internet ({where}) on ports {first}-{last}"
+            + (f", sensitive ports {covered} among them" if covered else "")
+            + ": name the one port needed."
+        )
+    if first in SENSITIVE_PORTS:
+        return f"allows traffic to the internet ({where}) on port {first}, a port no service should reach it on."
+    return None
 
 
 def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
@@ -217,8 +244,9 @@ NETWORK_STACK_RULES: list[Rule] = [
     Rule(
         "aws-no-open-ingress",
         "Nothing is reachable from the internet (0.0.0.0/0, ::/0 or any other range spanning public address "
-        "space) but a load balancer's ports 80 and 443, and no rule, in or out, allows every protocol "
-        "(Checkov CKV_AWS_24, 25, 260, 277).",
+        "space) but a load balancer's ports 80 and 443; traffic out to the internet names one port at a time, "
+        "never a range (TCP 0-65535 is every port) nor a sensitive port (SSH, SMTP, databases, caches); and no "
+        "rule, in or out, allows every protocol (Checkov CKV_AWS_24, 25, 260, 277).",
         "critical",
         "Reference the source security group instead of a CIDR, and name the protocol and ports.",
         check_stack=_open_ingress,

@@ -2,7 +2,10 @@
 trust policies and resource policies, judged by what their statements allow.
 
 An Allow statement may not name everyone (`*`) as its principal unless a
-condition pins the caller's account, organisation or source; may not allow
+condition pins the caller's account, organisation, VPC, endpoint or source to
+specific values with an operator that matches exactly (naming the key is not
+enough: `...IfExists`, `Null`, negated and set operators and wildcard values
+pin nothing); may not allow
 every action (`*`), nor every action of a service (`s3:*`) except the account's
 own administration of a KMS key, the standard key-policy statement; and may not
 invert itself with NotAction or NotPrincipal. Attaching AWS's administrator
@@ -80,9 +83,61 @@ def _principals(statement: Mapping[str, Any]) -> list[str]:
     return []
 
 
+# The operators that pin a key to the values given. Not the negated ones
+# (StringNotEquals lets in everyone else), not `...IfExists` (a request that
+# lacks the key, as a public one lacks aws:SourceVpce, passes), not `Null`
+# (which only asks whether the key is there), not the set operators
+# (ForAllValues passes an empty set), and a `...Like` only where the value has
+# no wildcard, or is an ARN whose account is spelled out (ARN operators take
+# wildcards in every field, ArnEquals included).
+_EXACT_OPERATORS = frozenset({"stringequals", "stringequalsignorecase", "arnequals"})
+_LIKE_OPERATORS = frozenset({"stringlike", "arnlike"})
+_ARN_KEYS = frozenset({"aws:sourcearn", "aws:principalarn"})
+_SPECIFIC = {
+    "aws:sourceaccount": re.compile(r"^\d{12}$"),
+    "aws:sourceowner": re.compile(r"^\d{12}$"),
+    "aws:principalaccount": re.compile(r"^\d{12}$"),
+    "aws:resourceaccount": re.compile(r"^\d{12}$"),
+    "kms:calleraccount": re.compile(r"^\d{12}$"),
+    "aws:principalorgid": re.compile(r"^o-[a-z0-9]{10,32}$"),
+    "aws:sourcevpc": re.compile(r"^vpc-[0-9a-f]{8,17}$"),
+    "aws:sourcevpce": re.compile(r"^vpce-[0-9a-f]{8,17}$"),
+}
+_ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-*]*:(?P<account>\d{12}):.+$")
+
+
+def _pins(operator: str, key: str, values: Any) -> bool:
+    """Whether one condition entry pins `key` to specific values."""
+    op, key = operator.lower(), key.lower()
+    if op not in _EXACT_OPERATORS | _LIKE_OPERATORS:
+        return False
+    found = [v for v in _list(values) if isinstance(v, str)]
+    if not found or len(found) != len(_list(values)):
+        return False
+    for value in found:
+        if unknown(value):
+            continue  # an ARN or id not known until apply, from the stack's own resources
+        if key in _ARN_KEYS:
+            # ArnEquals takes wildcards as ArnLike does, field by field: the account must be spelled out.
+            if not _ARN.match(value):
+                return False
+        elif not _SPECIFIC[key].match(value):
+            return False
+    return True
+
+
 def _scoped(statement: Mapping[str, Any]) -> bool:
+    """A condition that narrows "anyone" to a specific account, organisation,
+    VPC, endpoint or source: naming a scoping key is not enough."""
     condition = statement.get("Condition") or {}
-    return any(key.lower() in SCOPING_KEYS for operands in condition.values() for key in (operands or {}))
+    if not isinstance(condition, Mapping):
+        return False
+    return any(
+        key.lower() in SCOPING_KEYS and _pins(str(operator), str(key), values)
+        for operator, operands in condition.items()
+        if isinstance(operands, Mapping)
+        for key, values in operands.items()
+    )
 
 
 def statement_problems(statement: Mapping[str, Any], key_policy: bool) -> list[str]:
@@ -147,8 +202,10 @@ def _admin_attached(arn: Any) -> list[str]:
 POLICY_DOCUMENT_RULES: list[Rule] = [
     Rule(
         "aws-policies-least-privilege",
-        "Key, identity, trust and resource policies allow no one as '*' without a condition on account or "
-        "source, no '*' or whole-service actions (but an account's own kms:* on its key), no NotAction or "
+        "Key, identity, trust and resource policies allow no one as '*' without a condition that pins a specific "
+        "account, organisation, VPC, endpoint or source with an exact operator (not IfExists, Null, a negation, "
+        "a set operator or a wildcard value), no '*' or whole-service actions (but an account's own kms:* on its "
+        "key), no NotAction or "
         "NotPrincipal, and no AWS administrator policy (Checkov CKV_AWS_33, 62, 63, 109, 110, 111, 283, 289, "
         "290, 355, CKV2_AWS_40).",
         "critical",

@@ -74,6 +74,37 @@ def value_problem(value: str, name: str = "") -> str | None:
     return None
 
 
+# What the platform passes to its tasks as plain `environment`: endpoints,
+# ports, names, paths, limits, the collector's config. Anything else a task
+# receives must come by reference (`secrets`, `valueFrom`): a human-chosen
+# password under an innocent name (`APP_PIN=1234`) looks like neither a
+# secret name nor a random value, so a value check alone cannot refuse it.
+# An app brings its own plain names through the rule's `nonSecretEnvironment`.
+PLATFORM_ENVIRONMENT = frozenset(
+    {
+        # The API and its migrations.
+        "DB_HOST", "DB_PORT", "DB_NAME", "DB_SSLMODE", "DB_SSLROOTCERT", "DB_POOL_MIN", "DB_POOL_MAX",
+        "DB_READ_HOSTS", "REDIS_HOST", "REDIS_PORT", "REDIS_USER", "REDIS_TLS", "REDIS_CA_FILE", "PORT",
+        "METRICS_PORT", "FORWARDED_ALLOW_IPS", "HASH_CONCURRENCY", "JWT_ISSUER", "JWT_AUDIENCE", "LOG_LEVEL",
+        # The backup service.
+        "BACKUP_DIR", "BACKUP_SCHEDULE", "RETENTION_LAST", "RETENTION_DAILY", "RETENTION_WEEKLY",
+        "RETENTION_MONTHLY", "S3_BUCKET", "S3_KMS_KEY_ID", "S3_PREFIX", "S3_REGION", "S3_SSE",
+        # The exporters and the metrics collector.
+        "DATA_SOURCE_URI", "REDIS_ADDR", "REDIS_EXPORTER_WEB_LISTEN_ADDRESS", "AOT_CONFIG_CONTENT",
+    }
+)  # fmt: skip
+
+
+def undeclared_variable(name: str, declared: frozenset[str] | set[str]) -> str | None:
+    """A plain variable the platform (or the rule's config) does not declare as non-secret."""
+    if name in PLATFORM_ENVIRONMENT or name in declared:
+        return None
+    return (
+        f"environment variable {name} is not one the platform declares non-secret: pass it by reference "
+        "(`secrets`, valueFrom), or name it in the rule's `nonSecretEnvironment`."
+    )
+
+
 def variable_problems(name: str, value: str) -> list[str]:
     """A variable carries a secret by its name (with a value) or by its value."""
     if not value or name.upper().endswith("_FILE"):
