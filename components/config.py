@@ -401,6 +401,26 @@ LOG_RETENTION_DAYS = (
     3653,
 )
 Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")]
+# Where backups are copied when a stack names no region: the nearest region in
+# the same jurisdiction, so data kept in the EU stays in the EU.
+COPY_PARTNERS: dict[str, str] = {
+    "eu-west-1": "eu-central-1",
+    "eu-west-2": "eu-west-1",
+    "eu-west-3": "eu-central-1",
+    "eu-central-1": "eu-west-1",
+    "eu-north-1": "eu-central-1",
+    "eu-south-1": "eu-central-1",
+    "us-east-1": "us-west-2",
+    "us-east-2": "us-west-2",
+    "us-west-1": "us-west-2",
+    "us-west-2": "us-east-1",
+    "ca-central-1": "ca-west-1",
+    "ap-southeast-1": "ap-southeast-2",
+    "ap-southeast-2": "ap-southeast-1",
+    "ap-northeast-1": "ap-northeast-3",
+    "ap-northeast-3": "ap-northeast-1",
+    "ap-south-1": "ap-south-2",
+}
 _TAG_VALUE = r"^[A-Za-z0-9 _.:/=+@-]{1,256}$"
 
 
@@ -459,7 +479,11 @@ class AwsConfig(_Model):
     ) = None
     log_retention_days: int = 90
     backup_copy_region: Region | None = None
-    """A second region AWS Backup copies every recovery point to."""
+    """A second region AWS Backup copies every recovery point to, and the
+    dumps bucket replicates to; unset, the region's partner in
+    COPY_PARTNERS (same jurisdiction)."""
+    backup_copy_off_reason: Annotated[str, Field(min_length=10, max_length=200)] | None = None
+    """Why this stack keeps its backups in one region: the only way to have no copy."""
     backup_vault_lock_min_days: Annotated[int, Field(ge=7, le=36500)] = 7
     """No recovery point leaves the vault younger than this, whoever asks: a lock of a day protects nothing."""
     waf_rate_limit: Annotated[int, Field(ge=100, le=2_000_000_000)] = 2000
@@ -479,6 +503,13 @@ class AwsConfig(_Model):
                 "set alerting.page.email and/or alerting.ticket.email instead"
             )
         return data
+
+    @property
+    def copy_region(self) -> str | None:
+        """Where the off-region copies go: the one set, else the region's partner; None only with a reason."""
+        if self.backup_copy_off_reason is not None:
+            return None
+        return self.backup_copy_region or COPY_PARTNERS.get(self.region)
 
     @property
     def replica_class(self) -> str:
@@ -515,6 +546,13 @@ class AwsConfig(_Model):
             problems.append("domainName: domainName and certificateArn go together")
         if self.backup_copy_region == self.region:
             problems.append("backupCopyRegion: must differ from region")
+        if self.backup_copy_region is not None and self.backup_copy_off_reason is not None:
+            problems.append("backupCopyOffReason: this stack copies to backupCopyRegion; remove one of the two")
+        if self.backup_copy_region is None and self.backup_copy_off_reason is None and self.region not in COPY_PARTNERS:
+            problems.append(
+                f"backupCopyRegion: backups are copied to a second region, and {self.region} has no default "
+                "partner; set one, or say why this stack keeps one region in backupCopyOffReason"
+            )
         if self.db_replica_instance_class is not None and not self.db_read_replicas:
             problems.append("dbReplicaInstanceClass: set dbReadReplicas too")
         if problems:

@@ -98,7 +98,12 @@ def test_every_component_is_declared_under_one_tagged_provider(prod: Evaluation)
 def test_every_aws_resource_goes_through_the_tagged_provider(prod: Evaluation) -> None:
     aws_resources = [d for d in prod.declared if d.typ.startswith("aws:")]
     assert len(aws_resources) > 150
-    untagged = [d.name for d in aws_resources if "::aws::" not in (d.options.get("provider") or "")]
+    # The main provider, or the copy region's, both with the default tags.
+    untagged = [
+        d.name
+        for d in aws_resources
+        if not any(f"::{p}::" in (d.options.get("provider") or "") for p in ("aws", "copy-region"))
+    ]
     assert untagged == []
 
 
@@ -494,7 +499,8 @@ def test_without_a_certificate_the_alb_serves_plain_http(prod_without_certificat
 
 
 def test_buckets_are_private_versioned_encrypted_and_tls_only(prod: Evaluation) -> None:
-    assert sorted(by_name(prod, "aws:s3/bucket:Bucket")) == ["alb-logs", "dumps"]
+    # The copy region's two by default (test_one_region_only_with_a_stated_reason has the stack without them).
+    assert sorted(by_name(prod, "aws:s3/bucket:Bucket")) == ["alb-logs", "copy-access-logs", "dumps", "dumps-copy"]
     blocks = by_name(prod, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
     assert all(
         all(b[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
@@ -527,15 +533,35 @@ def test_aws_backup_vault_plan_and_selection(prod: Evaluation) -> None:
     assert [rules[r]["lifecycle"]["deleteAfter"] for r in ("daily", "weekly", "monthly")] == [14, 90, 365]
     # Continuous backup and the instance's own retention are one window: neither rewrites the other.
     assert prod.named("aws:rds/instance:Instance", "postgres").inputs["backupRetentionPeriod"] == 14
-    assert all(not r.get("copyActions") for r in rules.values())
+    # Copied off the region by default, to the region's partner.
+    assert all(
+        r["copyActions"][0]["destinationVaultArn"].endswith("wondernest-prod-vault-copy") for r in rules.values()
+    )
+    assert prod.named("pulumi:providers:aws", "copy-region").inputs["region"] == "eu-central-1"
+    copy_lock = prod.named("aws:backup/vaultLockConfiguration:VaultLockConfiguration", "copy-vault-lock").inputs
+    assert copy_lock["minRetentionDays"] == 7
     selection = prod.named("aws:backup/selection:Selection", "selection").inputs
     assert selection["resources"] == ["arn:aws:rds:eu-west-1:123456789012:db:wondernest-prod-postgres"]
 
 
+def test_one_region_only_with_a_stated_reason() -> None:
+    reason = "a throwaway load-test stack with no data worth a second region"
+    ev = evaluate(prod_config({"backupCopyOffReason": reason}), stack="prod")
+    rules = ev.named("aws:backup/plan:Plan", "plan").inputs["rules"]
+    assert all(not r.get("copyActions") for r in rules)
+    assert not [d for d in ev.declared if d.name in ("copy-region", "copy-vault", "dumps-replication")]
+    with pytest.raises(ConfigError, match=r"backupCopyOffReason = .*: this stack copies to backupCopyRegion"):
+        evaluate(prod_config({"backupCopyOffReason": reason, "backupCopyRegion": "eu-central-1"}), stack="prod")
+    # A region with no partner in the same jurisdiction must name one, or the reason.
+    no_partner = r"backupCopyRegion = .*: backups are copied to a second region, and sa-east-1"
+    with pytest.raises(ConfigError, match=no_partner):
+        evaluate(prod_config({"region": "sa-east-1"}), stack="prod")
+
+
 def test_cross_region_copies_when_configured() -> None:
-    ev = evaluate(prod_config({"backupCopyRegion": "eu-central-1"}), stack="prod")
+    ev = evaluate(prod_config({"backupCopyRegion": "eu-north-1"}), stack="prod")
     copy_provider = ev.named("pulumi:providers:aws", "copy-region").inputs
-    assert copy_provider["region"] == "eu-central-1" and json.loads(copy_provider["defaultTags"])["tags"]
+    assert copy_provider["region"] == "eu-north-1" and json.loads(copy_provider["defaultTags"])["tags"]
     rules = ev.named("aws:backup/plan:Plan", "plan").inputs["rules"]
     assert all(r["copyActions"][0]["destinationVaultArn"].endswith("wondernest-prod-vault-copy") for r in rules)
     there = {
@@ -582,19 +608,20 @@ def test_the_dumps_replicate_to_the_copy_region_and_deletions_do_not() -> None:
     assert lifecycle["dumps-copy"]["rules"] == lifecycle["dumps"]["rules"]
 
 
-def test_no_replication_without_a_copy_region(prod: Evaluation) -> None:
-    assert prod.of_type("aws:s3/bucketReplicationConfig:BucketReplicationConfig") == []
+def test_the_dumps_replicate_by_default(prod: Evaluation) -> None:
+    [replication] = prod.of_type("aws:s3/bucketReplicationConfig:BucketReplicationConfig")
+    assert replication.inputs["rules"][0]["destination"]["bucket"].endswith(f"wondernest-prod-backups-copy-{ACCOUNT}")
 
 
 def test_the_buckets_log_their_access_to_the_log_bucket(prod: Evaluation) -> None:
     loggings = by_name(prod, "aws:s3/bucketLogging:BucketLogging")
-    assert loggings == {
-        "dumps": {
-            "bucket": f"wondernest-prod-backups-{ACCOUNT}",
-            "targetBucket": f"wondernest-prod-alb-logs-{ACCOUNT}",
-            "targetPrefix": "s3-access/dumps/",
-        }
+    assert loggings["dumps"] == {
+        "bucket": f"wondernest-prod-backups-{ACCOUNT}",
+        "targetBucket": f"wondernest-prod-alb-logs-{ACCOUNT}",
+        "targetPrefix": "s3-access/dumps/",
     }
+    # Server access logs land in the bucket's own region.
+    assert loggings["dumps-copy"]["targetBucket"] == f"wondernest-prod-copy-logs-{ACCOUNT}"
     policy = json.loads(prod.named("aws:s3/bucketPolicy:BucketPolicy", "alb-logs").inputs["policy"])
     [statement] = [s for s in policy["Statement"] if s.get("Sid") == "S3ServerAccessLogs"]
     assert statement["Principal"] == {"Service": "logging.s3.amazonaws.com"}

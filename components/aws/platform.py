@@ -203,7 +203,7 @@ class Platform(pulumi.ComponentResource):
                 names=names,
                 region=region,
                 config=cfg.backups,
-                copy_region=aws_cfg.backup_copy_region,
+                copy_region=aws_cfg.copy_region,
                 pitr_days=aws_cfg.db_backup_retention_days,
                 db_storage_gb=aws_cfg.db_allocated_storage_gb,
                 vault_lock_min_days=aws_cfg.backup_vault_lock_min_days,
