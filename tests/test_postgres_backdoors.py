@@ -4,6 +4,7 @@ each backdoor is read as drift, then removed by an update or refused by name."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +32,11 @@ def applied(server: PostgresServer) -> Applied:
     spec = database_spec(Names(app="wondernest", stack="test"))
     result = apply_spec(server, spec)
     with connect_as(server, spec, "migrator") as conn:
-        conn.execute("CREATE TABLE core.users (id bigserial PRIMARY KEY, email text NOT NULL)")
+        # As the app's first migration has it: the hash is withheld from analytics.
+        conn.execute(
+            "CREATE TABLE core.users "
+            "(id bigserial PRIMARY KEY, email text NOT NULL, password_hash text NOT NULL DEFAULT '-')"
+        )
     return result
 
 
@@ -228,6 +233,33 @@ def test_undeclared_schemas_lose_the_platforms_rights_and_what_they_hold_is_refu
     assert clean["undeclared"] == [] and clean["refused"] == []
 
 
+def test_a_cheap_verifier_of_the_declared_password_is_drift(server: PostgresServer, applied: Applied) -> None:
+    """The declared password, but one PBKDF2 iteration: a stolen catalog then cracks it 4096 times faster."""
+    import base64
+    import hashlib
+    import hmac
+
+    props = applied.props["role-analytics"]
+    salt, password = b"0123456789abcdef", PASSWORDS["analytics"]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 1)
+    client = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    encode = base64.b64encode
+    verifier = (
+        f"SCRAM-SHA-256$1:{encode(salt).decode()}${encode(hashlib.sha256(client).digest()).decode()}:"
+        f"{encode(server_key).decode()}"
+    )
+    with connect_as(server, applied.spec, "analytics") as conn:
+        conn.execute(f"ALTER ROLE {props['name']} PASSWORD '{verifier}'")
+    # It still logs in with the declared password, which is the point.
+    connect_as(server, applied.spec, "analytics").close()
+    provider = RoleProvider()
+    drifted = provider.read(props["name"], props).outs or {}
+    assert drifted["escalations"] == ["PASSWORD not the declared one"]
+    provider.update(props["name"], drifted, props)
+    assert (provider.read(props["name"], props).outs or {})["escalations"] == []
+
+
 @pytest.mark.parametrize("encryption", ["scram-sha-256", "md5"])
 def test_a_password_a_role_set_itself_is_drift_and_update_puts_the_declared_one_back(
     server: PostgresServer, applied: Applied, encryption: str
@@ -306,3 +338,80 @@ def test_scram_matches_only_the_password_a_verifier_was_made_from(server: Postgr
     assert not scram_matches(md5[0], "pencil")
     assert not scram_matches(None, "pencil")
     assert not scram_matches("SCRAM-SHA-256$4096:bad", "pencil")
+
+
+# Each: what an operator with the superuser's password does by hand, what the
+# read then names, and what is left to clean up when the update refuses it.
+HAND_MADE: list[tuple[str, list[str], str, bool, list[str]]] = [
+    ("a role merely named rdsadmin exempts nothing",
+     ["CREATE ROLE rdsadmin NOLOGIN", "CREATE ROLE rds_ops SUPERUSER LOGIN"],
+     "role rds_ops (LOGIN, SUPERUSER, CONNECT) is not declared", False,
+     ["DROP ROLE rds_ops", "DROP ROLE rdsadmin"]),
+    ("pg_monitor made a member of pg_execute_server_program",
+     ["GRANT pg_execute_server_program TO pg_monitor"],
+     "built-in role pg_monitor is a member of pg_execute_server_program", True, []),
+    ("the verifiers opened to PUBLIC", ["GRANT SELECT ON pg_catalog.pg_authid TO PUBLIC"],
+     "SELECT on catalog table pg_authid to PUBLIC", True, []),
+    ("a file reader opened to PUBLIC", ["GRANT EXECUTE ON FUNCTION pg_read_file(text) TO PUBLIC"],
+     "EXECUTE on catalog function pg_read_file(text) to PUBLIC", True, []),
+    ("CREATE on pg_catalog itself", ["GRANT CREATE ON SCHEMA pg_catalog TO wondernest_app"],
+     "CREATE on catalog schema pg_catalog to wondernest_app", True, []),
+    ("a function planted in pg_catalog",
+     ["CREATE FUNCTION pg_catalog.wn_diag(text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER "
+      "AS $$BEGIN EXECUTE $1; END$$"],
+     "function wn_diag(text) was made in a system schema after initdb", False,
+     ["DROP FUNCTION pg_catalog.wn_diag(text)"]),
+    ("a parameter a role may set", ["GRANT SET ON PARAMETER session_replication_role TO wondernest_migrator"],
+     "SET on parameter session_replication_role to wondernest_migrator", True, []),
+    ("triggers silenced for the whole database",
+     ["ALTER DATABASE wondernest SET session_replication_role = replica"],
+     "settings made for the database: session_replication_role=replica", True, []),
+    ("triggers silenced for every role", ["ALTER ROLE ALL SET session_replication_role = replica"],
+     "settings made for every role: session_replication_role=replica", True, []),
+    ("the database handed to the app role", ["ALTER DATABASE wondernest OWNER TO wondernest_app"],
+     "the database is owned by wondernest_app, not the admin", True, []),
+    ("a function hidden in an extension installed elsewhere",
+     ["CREATE FUNCTION public.stats_reset_all(text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER "
+      "AS $$BEGIN EXECUTE $1; END$$", "ALTER EXTENSION plpgsql ADD FUNCTION public.stats_reset_all(text)"],
+     "function public.stats_reset_all(text) in undeclared schema public", False,
+     ["ALTER EXTENSION plpgsql DROP FUNCTION public.stats_reset_all(text)",
+      "DROP FUNCTION public.stats_reset_all(text)"]),
+    ("an ALTER SYSTEM setting reset in the file but still loaded",
+     ["ALTER SYSTEM SET log_connections = off", "SELECT pg_reload_conf()", "ALTER SYSTEM RESET log_connections"],
+     "setting log_connections = 'off' in effect from ALTER SYSTEM", True, []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("what", "statements", "named", "removed", "cleanup"), HAND_MADE, ids=[c[0] for c in HAND_MADE]
+)
+def test_what_a_superuser_changes_by_hand_is_named_and_removed_or_refused(
+    server: PostgresServer,
+    applied: Applied,
+    what: str,
+    statements: list[str],
+    named: str,
+    removed: bool,
+    cleanup: list[str],
+) -> None:
+    provider, props, database = access(applied)
+    with server.admin(database) as conn:
+        for statement in statements:
+            conn.execute(statement)
+    try:
+        drifted = read(applied)
+        listed = drifted["undeclared"] if removed else drifted["refused"]
+        assert any(named in finding for finding in listed), (what, drifted["undeclared"], drifted["refused"])
+        assert provider.diff(database, drifted, props).changes
+        if removed:
+            provider.update(database, drifted, props)
+            clean = read(applied)
+            assert clean["undeclared"] == [] and clean["refused"] == [], what
+        else:
+            with pytest.raises(PostgresResourceError, match=re.escape(named)):
+                provider.update(database, drifted, props)
+    finally:
+        with server.admin(database) as conn:
+            for statement in cleanup:
+                conn.execute(statement)
+    assert read(applied)["refused"] == []

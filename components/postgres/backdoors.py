@@ -23,8 +23,30 @@ from psycopg import sql
 
 # The one method pg_hba.conf may name (render_pg_hba_conf), besides refusing.
 HBA_METHODS = frozenset({"scram-sha-256", "reject"})
+# RDS: an admin that is no superuser but a member of rds_superuser. A role
+# merely named `rdsadmin` on another server makes nothing RDS's own.
+ON_RDS = (
+    "(NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AND CASE "
+    "WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = 'rds_superuser') "
+    "THEN pg_has_role(current_user, 'rds_superuser', 'MEMBER') ELSE false END)"
+)
+# Built-in roles that are members of other built-in roles in a fresh PostgreSQL
+# 15 cluster (catalog/system_functions.sql): pg_monitor's three.
+BUILTIN_MEMBERSHIPS = frozenset(
+    {("pg_read_all_settings", "pg_monitor"), ("pg_read_all_stats", "pg_monitor"), ("pg_stat_scan_tables", "pg_monitor")}
+)
+# The first oid a user-made object gets; below it, initdb's own (access/transam.h).
+FIRST_NORMAL_OBJECT_ID = 16384
 SYSTEM_SCHEMAS = ("information_schema",)
-SUPERUSER_ONLY = ("password verifiers", "pg_hba.conf", "settings made with ALTER SYSTEM")
+SUPERUSER_ONLY = (
+    "password verifiers",
+    "pg_hba.conf",
+    "settings made with ALTER SYSTEM",
+    "rights on catalog objects beyond the defaults",
+    "objects made in system schemas",
+    "built-in roles' memberships",
+    "parameter grants",
+)
 
 
 @dataclass(frozen=True)
@@ -54,9 +76,18 @@ def findings(
     superuser = is_superuser(cur)
     found = undeclared_roles(cur, declared_roles)
     if superuser:
-        found += system_settings(cur) + hba_lines(cur)
+        settings = system_settings(cur)
+        # One reset each: a setting still in the file is also in effect.
+        named = {f.description.split(" = ", 1)[0].removeprefix("setting ") for f in settings}
+        loaded = [f for f in loaded_from_auto_conf(cur) if f.description.split(" = ", 1)[0][8:] not in named]
+        found += settings + loaded + hba_lines(cur)
+        # Every right beyond initdb's, to anyone: what catalog_rights sees and more.
+        found += catalog_additions(cur, function_grants) + catalog_objects(cur) + builtin_memberships(cur)
+        found += parameter_grants(cur)
+    else:
+        found += catalog_rights(cur, declared_roles, function_grants)
+    found += database_settings(cur) + database_owner(cur)
     found += event_triggers(cur, event_triggers_declared)
-    found += catalog_rights(cur, declared_roles, function_grants)
     found += undeclared_schemas(cur, declared_roles, schemas, extension_readers)
     return found
 
@@ -74,7 +105,7 @@ def undeclared_roles(cur: psycopg.Cursor[Any], declared: Sequence[str]) -> list[
         "SELECT rolname, rolcanlogin, rolsuper, rolreplication, rolcreaterole, rolbypassrls, "
         "has_database_privilege(oid, current_database(), 'CONNECT') FROM pg_roles "
         "WHERE rolname <> ALL(%s) AND rolname <> current_user AND oid <> 10 AND rolname !~ '^pg_' "
-        "AND NOT (rolname ~ '^rds' AND EXISTS (SELECT FROM pg_roles WHERE rolname = 'rdsadmin')) "
+        f"AND NOT (rolname ~ '^rds' AND {ON_RDS}) "
         "ORDER BY 1",
         (list(declared),),
     )
@@ -104,6 +135,185 @@ def undeclared_roles(cur: psycopg.Cursor[Any], declared: Sequence[str]) -> list[
                 )
             )
     return found
+
+
+_CATALOG_ADDITIONS = """
+WITH objects AS (
+    SELECT 'pg_class'::regclass AS classid, c.oid AS objid, 0 AS objsubid,
+           CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind, c.oid::regclass::text AS name,
+           coalesce(c.relacl, acldefault((CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END)::"char", c.relowner)) AS acl,
+           acldefault((CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END)::"char", c.relowner) AS fallback
+    FROM pg_class c WHERE c.relnamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    UNION ALL
+    SELECT 'pg_class'::regclass, a.attrelid, a.attnum, 'COLUMN', a.attrelid::regclass::text || ' (' ||
+           quote_ident(a.attname) || ')', a.attacl, NULL
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    WHERE c.relnamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+      AND a.attacl IS NOT NULL AND a.attnum > 0
+    UNION ALL
+    SELECT 'pg_proc'::regclass, p.oid, 0, 'FUNCTION', p.oid::regprocedure::text,
+           coalesce(p.proacl, acldefault('f'::"char", p.proowner)), acldefault('f'::"char", p.proowner)
+    FROM pg_proc p WHERE p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    UNION ALL
+    SELECT 'pg_namespace'::regclass, n.oid, 0, 'SCHEMA', quote_ident(n.nspname),
+           coalesce(n.nspacl, acldefault('n'::"char", n.nspowner)), acldefault('n'::"char", n.nspowner)
+    FROM pg_namespace n WHERE n.nspname IN ('pg_catalog', 'information_schema')
+),
+initial AS (
+    SELECT o.*, coalesce(i.initprivs, o.fallback) AS init
+    FROM objects o LEFT JOIN pg_init_privs i
+      ON i.classoid = o.classid AND i.objoid = o.objid AND i.objsubid = o.objsubid
+)
+SELECT kind, name, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type
+FROM initial o, aclexplode(o.acl) a
+WHERE NOT EXISTS (SELECT FROM aclexplode(o.init) b
+                  WHERE b.grantee = a.grantee AND b.privilege_type = a.privilege_type)
+  AND a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+ORDER BY 2, 3, 4
+"""
+
+
+def catalog_additions(cur: psycopg.Cursor[Any], function_grants: Mapping[str, Sequence[str]]) -> list[Finding]:
+    """Rights on catalog objects beyond what initdb gave (pg_init_privs), to
+    anyone, PUBLIC and built-in roles included: SELECT on pg_authid to PUBLIC
+    or pg_monitor, CREATE on pg_catalog itself. Only a superuser can make
+    them, so only a superuser's read sees them all; the migrator's declared
+    lock functions are the one addition."""
+    cur.execute(_CATALOG_ADDITIONS)
+    found = []
+    for kind, name, grantee, privilege in cur.fetchall():
+        if kind == "FUNCTION" and grantee in (function_grants.get(name) or ()):
+            continue
+        to = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+        if kind == "COLUMN":
+            relation, column = name.split(" (", 1)
+            remedy = sql.SQL("REVOKE " + privilege + " (" + column[:-1] + ") ON TABLE " + relation + " FROM {}")
+            kind = "TABLE"
+        else:
+            remedy = sql.SQL("REVOKE " + privilege + " ON " + kind + " " + name + " FROM {}")
+        found.append(Finding(f"{privilege} on catalog {kind.lower()} {name} to {grantee}", remedy.format(to)))
+    return found
+
+
+def catalog_objects(cur: psycopg.Cursor[Any]) -> list[Finding]:
+    """Functions, tables and views made in pg_catalog or information_schema
+    after initdb: a SECURITY DEFINER function there runs with its owner's
+    rights for whoever finds it on the search path."""
+    cur.execute(
+        "SELECT 'function', p.oid::regprocedure::text FROM pg_proc p "
+        "WHERE p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace) "
+        "AND p.oid >= %(first)s AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass "
+        "AND d.objid = p.oid AND d.deptype = 'e') "
+        "UNION ALL SELECT 'relation', c.oid::regclass::text FROM pg_class c "
+        "WHERE c.relnamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace) "
+        "AND c.oid >= %(first)s AND c.relkind IN ('r', 'v', 'm', 'f', 'p') AND NOT EXISTS (SELECT FROM pg_depend d "
+        "WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') ORDER BY 2",
+        {"first": FIRST_NORMAL_OBJECT_ID},
+    )
+    return [
+        Finding(f"{kind} {name} was made in a system schema after initdb: drop it if nobody should have it")
+        for kind, name in cur.fetchall()
+    ]
+
+
+def builtin_memberships(cur: psycopg.Cursor[Any]) -> list[Finding]:
+    """A built-in role made a member of another (pg_execute_server_program
+    granted to pg_monitor runs programs as the server's OS user for every
+    member of pg_monitor): none but initdb's own."""
+    cur.execute(
+        "SELECT g.rolname, m.rolname FROM pg_auth_members a JOIN pg_roles g ON g.oid = a.roleid "
+        "JOIN pg_roles m ON m.oid = a.member WHERE m.oid < %s AND m.rolname ~ '^pg_' ORDER BY 1, 2",
+        (FIRST_NORMAL_OBJECT_ID,),
+    )
+    return [
+        Finding(
+            f"built-in role {member} is a member of {role}",
+            sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(role), sql.Identifier(member)),
+        )
+        for role, member in cur.fetchall()
+        if (role, member) not in BUILTIN_MEMBERSHIPS
+    ]
+
+
+def parameter_grants(cur: psycopg.Cursor[Any]) -> list[Finding]:
+    """SET or ALTER SYSTEM on a parameter granted to a role (PostgreSQL 15's
+    pg_parameter_acl): `session_replication_role` lets a role skip triggers."""
+    cur.execute(
+        "SELECT p.parname, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, "
+        "a.privilege_type FROM pg_parameter_acl p, aclexplode(p.paracl) a "
+        "WHERE a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user) ORDER BY 1, 2, 3"
+    )
+    return [
+        Finding(
+            f"{privilege} on parameter {name} to {grantee}",
+            sql.SQL("REVOKE " + privilege + " ON PARAMETER {} FROM {}").format(
+                sql.Identifier(name), sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+            ),
+        )
+        for name, grantee, privilege in cur.fetchall()
+    ]
+
+
+def database_settings(cur: psycopg.Cursor[Any]) -> list[Finding]:
+    """Settings made with ALTER DATABASE … SET, ALTER ROLE … IN DATABASE …
+    SET or ALTER ROLE ALL SET: they outlast a restart and bind every new
+    session (`session_replication_role = replica` silences every trigger)."""
+    database = sql.Identifier(_current_database(cur))
+    cur.execute(
+        "SELECT s.setdatabase <> 0, CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, "
+        "s.setconfig FROM pg_db_role_setting s "
+        "WHERE (s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "OR (s.setdatabase = 0 AND s.setrole = 0)) ORDER BY 1, 2"
+    )
+    found = []
+    for in_database, role, settings in cur.fetchall():
+        if in_database and role is None:
+            where, remedy = "the database", sql.SQL("ALTER DATABASE {} RESET ALL").format(database)
+        elif in_database:
+            where = f"role {role} in the database"
+            remedy = sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(sql.Identifier(role), database)
+        else:
+            where, remedy = "every role", sql.Composed([sql.SQL("ALTER ROLE ALL RESET ALL")])
+        found.append(Finding(f"settings made for {where}: {', '.join(settings or [])}", remedy))
+    return found
+
+
+def database_owner(cur: psycopg.Cursor[Any]) -> list[Finding]:
+    """The database belongs to the admin: its owner may create schemas, set
+    its defaults and grant what it likes."""
+    cur.execute(
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database() "
+        "AND datdba <> (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+    )
+    row = cur.fetchone()
+    if row is None:
+        return []
+    return [
+        Finding(
+            f"the database is owned by {row[0]}, not the admin",
+            sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(_current_database(cur))),
+        )
+    ]
+
+
+def loaded_from_auto_conf(cur: psycopg.Cursor[Any]) -> list[Finding]:
+    """Settings in effect that came from postgresql.auto.conf, though the
+    file may no longer hold them (reset without a reload)."""
+    cur.execute("SELECT name, setting FROM pg_settings WHERE sourcefile ~ '/postgresql\\.auto\\.conf$' ORDER BY 1")
+    return [
+        Finding(
+            f"setting {name} = {setting!r} in effect from ALTER SYSTEM",
+            sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name)),
+            outside_transaction=True,
+        )
+        for name, setting in cur.fetchall()
+    ]
+
+
+def _current_database(cur: psycopg.Cursor[Any]) -> str:
+    cur.execute("SELECT current_database()")
+    row = cur.fetchone()
+    return str(row[0]) if row else ""
 
 
 def event_triggers(cur: psycopg.Cursor[Any], declared: Sequence[str]) -> list[Finding]:
@@ -204,14 +414,16 @@ SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHE
        format('%%I.%%I', n.nspname, c.relname)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-  AND NOT EXISTS (SELECT FROM pg_depend d
-                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  AND NOT EXISTS (SELECT FROM pg_depend d JOIN pg_extension x ON x.oid = d.refobjid
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+                    AND x.extnamespace = n.oid)
 UNION ALL
 SELECT 'function', format('%%I.%%I(%%s)', n.nspname, p.proname, oidvectortypes(p.proargtypes))
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = %(schema)s
-  AND NOT EXISTS (SELECT FROM pg_depend d
-                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+  AND NOT EXISTS (SELECT FROM pg_depend d JOIN pg_extension x ON x.oid = d.refobjid
+                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+                    AND x.extnamespace = n.oid)
 ORDER BY 2
 """
 
@@ -225,7 +437,9 @@ def undeclared_schemas(
     """Schemas the platform does not declare, `public` included: what the
     platform's roles (or PUBLIC) may do there is revoked, but the USAGE an
     extension's readers hold on its schema; an empty one other than `public`
-    is dropped; what one holds, outside an extension, is refused by name."""
+    is dropped; what one holds, outside an extension installed in that very
+    schema (an object added by hand to plpgsql, say, counts), is refused by
+    name."""
     cur.execute(
         "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s) AND nspname !~ '^pg_' "
         "AND nspname <> ALL(%s) ORDER BY 1",

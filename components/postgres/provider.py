@@ -378,12 +378,17 @@ def _set_password(cur: psycopg.Cursor[Any], role: str, verifier: str) -> None:
 SCRAM_VERIFIER = re.compile(r"SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)")
 
 
+# PostgreSQL's own (scram_iterations' default): a verifier a role wrote by hand
+# with fewer is its password made cheap to guess from a stolen catalog.
+MIN_SCRAM_ITERATIONS = 4096
+
+
 def scram_matches(verifier: str | None, password: str) -> bool:
     """Whether a stored SCRAM-SHA-256 verifier is one of `password` (RFC 5802:
-    StoredKey and ServerKey from the salted password). Anything else, an md5
-    hash included, is not."""
+    StoredKey and ServerKey from the salted password), with at least
+    PostgreSQL's iterations. Anything else, an md5 hash included, is not."""
     found = SCRAM_VERIFIER.fullmatch(verifier or "")
-    if found is None:
+    if found is None or int(found[1]) < MIN_SCRAM_ITERATIONS:
         return False
     iterations, salt, stored, server = int(found[1]), *(base64.b64decode(found[i]) for i in (2, 3, 4))
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
@@ -611,17 +616,23 @@ def _undeclared_rights(
 
     # The one column privilege declared: SELECT, column by column, of a table
     # with columns withheld from that reader, on every other column.
+    # A table read column by column that no declaration names (one with
+    # withheld columns, renamed or moved here) is its grant's to report; taking
+    # its columns away here would let that grant's next update widen it whole.
     cur.execute(
-        f"SELECT c.oid::regclass::text, c.relname, att.attname, {_GRANTEE}, a.privilege_type, a.is_grantable "
+        f"SELECT c.oid::regclass::text, c.relname, att.attname, {_GRANTEE}, a.privilege_type, a.is_grantable, "
+        "NOT EXISTS (SELECT FROM aclexplode(c.relacl) t WHERE t.grantee = a.grantee AND t.privilege_type = 'SELECT') "
         "FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid, aclexplode(att.attacl) a "
         "WHERE c.relnamespace = %s AND att.attnum > 0 AND NOT att.attisdropped AND a.grantee <> c.relowner",
         (schema_oid,),
     )
     narrowed = {role: withheld.by_table(columns) for role, columns in (withheld_from or {}).items()}
-    for relation, table, column, grantee, privilege, grantable in cur.fetchall():
+    for relation, table, column, grantee, privilege, grantable, column_wise in cur.fetchall():
         if grantee == admin:
             continue
         hidden = narrowed.get(grantee, {}).get(table)
+        if privilege == "SELECT" and grantee in declared and column_wise and hidden is None:
+            hidden = []
         if privilege == "SELECT" and hidden is not None and column not in hidden:
             if grantable:
                 add(
@@ -797,6 +808,7 @@ class SchemaGrantProvider(PostgresProvider):
         seq_privs = props.get("sequence_privileges") or []
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
             _lock_schema_acl(cur, schema)
+            narrowed = _read_column_wise(cur, role, schema, props.get("withheld") or [])
             # Revoke-then-grant in one transaction: the result is exactly the
             # declared set, whatever was there before, and nobody sees the gap.
             _revoke_all(cur, role, schema, sorted(set(owners) | set(previous_owners)))
@@ -827,6 +839,14 @@ class SchemaGrantProvider(PostgresProvider):
                         )
                     )
             withheld.apply(cur, role, schema, props.get("withheld") or [])
+            # Never widened: a table the role read column by column keeps those columns.
+            for relation, columns in narrowed.items():
+                cur.execute(sql.SQL("REVOKE SELECT ON " + relation + " FROM {}").format(sql.Identifier(role)))
+                cur.execute(
+                    sql.SQL("GRANT SELECT ({}) ON " + relation + " TO {}").format(
+                        sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.Identifier(role)
+                    )
+                )
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         role, schema = props["role"], props["schema"]
@@ -842,7 +862,8 @@ class SchemaGrantProvider(PostgresProvider):
             schema_privs = [row[0] for row in cur.fetchall()]
             columns = props.get("withheld") or []
             # Tables read column by column are judged by what is withheld there.
-            narrowed = withheld.tables(cur, schema, columns)
+            undeclared_narrow = _read_column_wise(cur, role, schema, columns)
+            narrowed = withheld.tables(cur, schema, columns) | {oid for (oid,) in _oids(cur, list(undeclared_narrow))}
             observed = {
                 "T": _observed_relation_privileges(cur, role_oid, schema_oid, tables=True, skip=narrowed),
                 "S": _observed_relation_privileges(cur, role_oid, schema_oid, tables=False, skip=narrowed),
@@ -861,8 +882,38 @@ class SchemaGrantProvider(PostgresProvider):
                 and _default_privileges(cur, owner, schema_oid, role_oid, "S")
                 == sorted(props.get("sequence_privileges") or [])
             ]
-            outs["withholding"] = withheld.problems(cur, role, schema, columns) if columns else []
+            outs["withholding"] = (withheld.problems(cur, role, schema, columns) if columns else []) + [
+                f"{relation} is read column by column by {role}, which no declaration says (a table with "
+                "withheld columns, renamed or moved here?): declare its withheld columns, or grant it whole by hand"
+                for relation in undeclared_narrow
+            ]
             return ReadResult(id_=id_, outs=outs)
+
+
+def _read_column_wise(
+    cur: psycopg.Cursor[Any], role: str, schema: str, withheld_columns: Sequence[str]
+) -> dict[str, list[str]]:
+    """Tables of the schema the role reads column by column though no
+    declared withholding covers them, with those columns (relation as the
+    catalog quotes it)."""
+    covered = withheld.tables(cur, schema, withheld_columns)
+    cur.execute(
+        "SELECT c.oid, c.oid::regclass::text, array_agg(att.attname::text ORDER BY att.attnum) "
+        "FROM pg_class c JOIN pg_attribute att ON att.attrelid = c.oid, aclexplode(att.attacl) a "
+        "WHERE c.relnamespace = %s::regnamespace AND c.relkind IN ('r', 'p') AND att.attnum > 0 "
+        "AND NOT att.attisdropped AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %s) "
+        "AND a.privilege_type = 'SELECT' AND NOT EXISTS (SELECT FROM aclexplode(c.relacl) t "
+        "WHERE t.grantee = a.grantee AND t.privilege_type = 'SELECT') GROUP BY c.oid ORDER BY 2",
+        (schema, role),
+    )
+    return {str(name): list(columns) for oid, name, columns in cur.fetchall() if int(oid) not in covered}
+
+
+def _oids(cur: psycopg.Cursor[Any], relations: Sequence[str]) -> list[tuple[int]]:
+    if not relations:
+        return []
+    cur.execute("SELECT r::regclass::oid FROM unnest(%s::text[]) r", (list(relations),))
+    return [(int(row[0]),) for row in cur.fetchall()]
 
 
 def _foreign_relations(cur: psycopg.Cursor[Any], role: str, schema: str) -> list[tuple[str, str]]:
@@ -994,11 +1045,12 @@ class DatabaseAccessProvider(PostgresProvider):
                 if finding.remedy is not None and not finding.outside_transaction:
                     cur.execute(finding.remedy)
         with connect(props["connection"]) as conn:
-            system = [f for f in found if f.remedy is not None and f.outside_transaction]
-            for finding in system:
-                assert finding.remedy is not None
-                conn.execute(finding.remedy)
-            if system:
+            for finding in found:
+                if finding.remedy is not None and finding.outside_transaction:
+                    conn.execute(finding.remedy)
+            if backdoors.is_superuser(conn.cursor()):
+                # What is in effect is then what the files say: a line put in
+                # pg_hba.conf, loaded and taken out again, is no longer in force.
                 conn.execute("SELECT pg_reload_conf()")
         refused = [f.description for f in found if f.remedy is None]
         if refused:
