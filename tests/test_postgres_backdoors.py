@@ -291,7 +291,7 @@ def test_verifiers_never_reach_a_statements_text(
     here; pg_stat_activity shows the same text to the monitoring role. The
     provider's session is left unquieted, as an admin that is no superuser
     (RDS's master) leaves it."""
-    monkeypatch.setattr("components.postgres.provider.QUIET_SESSION", ())
+    monkeypatch.setattr("components.postgres.base.QUIET_SESSION", ())
     provider = RoleProvider()
     admin = server.superuser
     with server.admin() as conn:

@@ -11,11 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import dill
 import psycopg
 import pytest
 from psycopg import errors
 from pulumi.dynamic.dynamic import serialize_provider
 
+from components.postgres import provider as provider_module
 from components.postgres.provider import (
     DatabaseAccessProvider,
     ExtensionProvider,
@@ -461,6 +463,48 @@ def test_the_serialized_provider_runs_in_a_fresh_process(pg: PostgresServer, app
     )
     assert json.loads(out.stdout) == ["pg_monitor"]
     assert base64.b64decode(blob)  # a real payload, not an empty placeholder
+
+
+def test_providers_recorded_before_the_split_by_object_kind_still_load() -> None:
+    """State written before the providers moved into a module per kind names
+    `components.postgres.provider.<Class>`: the engine must still unpickle it,
+    in a fresh process started in the project directory, and get the class
+    the program now declares."""
+    recorded = json.loads((Path(__file__).parent / "data" / "providers_recorded_before_split.json").read_text())
+    assert set(recorded) == {
+        "RoleProvider", "SchemaProvider", "SchemaGrantProvider", "DatabaseAccessProvider", "ExtensionProvider"
+    }  # fmt: skip
+    for name, blob in recorded.items():
+        assert b"components.postgres.provider" in base64.b64decode(blob), name
+    script = (
+        "import base64, json, sys, dill\n"
+        "blobs = json.loads(sys.stdin.read())\n"
+        "found = {}\n"
+        "for name, blob in blobs.items():\n"
+        "    provider = dill.loads(base64.b64decode(blob))\n"
+        "    found[name] = [type(provider).__module__, type(provider).__name__,\n"
+        "                   [f.property for f in provider.check({}, {'connection_limit': 0}).failures or []]]\n"
+        "print(json.dumps(found))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(recorded),
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = json.loads(out.stdout)
+    modules = {
+        "RoleProvider": "roles", "SchemaProvider": "schemas", "SchemaGrantProvider": "grants",
+        "DatabaseAccessProvider": "access", "ExtensionProvider": "extensions",
+    }  # fmt: skip
+    for name, (module, class_name, _failures) in loaded.items():
+        assert (module, class_name) == (f"components.postgres.{modules[name]}", name)
+    # The unpickled role provider is the one that checks: a connection limit of 0 is refused.
+    assert "connection_limit" in loaded["RoleProvider"][2]
+    for name, blob in recorded.items():
+        assert type(dill.loads(base64.b64decode(blob))) is getattr(provider_module, name)  # noqa: S301 (our own record)
 
 
 def test_password_verifiers_reach_neither_statistics_nor_logs(pg: PostgresServer, applied: Applied) -> None:

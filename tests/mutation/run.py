@@ -79,7 +79,16 @@ AREAS = (
         "postgres",
         ".",
         "components",
-        ("postgres/provider.py", "postgres/backdoors.py", "postgres/withheld.py"),
+        (
+            "postgres/base.py",
+            "postgres/roles.py",
+            "postgres/schemas.py",
+            "postgres/grants.py",
+            "postgres/access.py",
+            "postgres/extensions.py",
+            "postgres/backdoors.py",
+            "postgres/withheld.py",
+        ),
         (
             "tests/test_postgres_provider.py",
             "tests/test_provider_checks.py",
