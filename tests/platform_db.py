@@ -7,10 +7,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from components.postgres.provider import RoleProvider
 from components.postgres.resources import declared_objects, role_inputs
-from components.spec.database import DatabaseSpec
+from components.spec.database import DatabaseSpec, database_spec
+from components.spec.naming import Names
 from tests.servers import PostgresServer
+
+# The bundled app's first migration, in the form that matters here: the hash is withheld from analytics.
+USERS = (
+    "CREATE TABLE core.users (id bigserial PRIMARY KEY, email text NOT NULL, password_hash text NOT NULL DEFAULT '-')"
+)
 
 PASSWORDS = {
     "migrator": "migrator-pass-0000",
@@ -55,3 +63,26 @@ def destroy(applied: Applied) -> None:
     for name, provider, _inputs in reversed(declared_objects(applied.spec, superuser=True)):
         props = applied.props[name]
         provider.delete(provider._id(props), props)
+
+
+def connect_as(
+    server: PostgresServer, spec: DatabaseSpec, key: str, password: str | None = None
+) -> psycopg.Connection[tuple[Any, ...]]:
+    """A session as one of the spec's roles, with its password or the one given."""
+    return psycopg.connect(
+        server.dsn(user=spec.role(key).name, password=password or PASSWORDS[key], dbname=spec.name),
+        autocommit=True,
+    )
+
+
+def platform_with_users(server: PostgresServer, *rows: str) -> Applied:
+    """The platform's objects applied, then `core.users` created by the
+    migrator after them (as the migrations run on both targets), with `rows`
+    inserted as `(email, password_hash)` value lists."""
+    spec = database_spec(Names(app="wondernest", stack="test"))
+    result = apply_spec(server, spec)
+    with connect_as(server, spec, "migrator") as conn:
+        conn.execute(USERS)
+        for row in rows:
+            conn.execute(f"INSERT INTO core.users (email, password_hash) VALUES {row}")
+    return result

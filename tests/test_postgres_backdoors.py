@@ -13,9 +13,7 @@ import pytest
 from psycopg import errors
 
 from components.postgres.provider import DatabaseAccessProvider, PostgresResourceError, RoleProvider, scram_matches
-from components.spec.database import DatabaseSpec, database_spec
-from components.spec.naming import Names
-from tests.platform_db import PASSWORDS, Applied, apply_spec
+from tests.platform_db import PASSWORDS, Applied, connect_as, platform_with_users
 from tests.servers import PostgresServer, postgres_server
 
 pytestmark = pytest.mark.servers
@@ -29,24 +27,7 @@ def server() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="module")
 def applied(server: PostgresServer) -> Applied:
-    spec = database_spec(Names(app="wondernest", stack="test"))
-    result = apply_spec(server, spec)
-    with connect_as(server, spec, "migrator") as conn:
-        # As the app's first migration has it: the hash is withheld from analytics.
-        conn.execute(
-            "CREATE TABLE core.users "
-            "(id bigserial PRIMARY KEY, email text NOT NULL, password_hash text NOT NULL DEFAULT '-')"
-        )
-    return result
-
-
-def connect_as(
-    server: PostgresServer, spec: DatabaseSpec, key: str, password: str | None = None
-) -> psycopg.Connection[tuple[Any, ...]]:
-    return psycopg.connect(
-        server.dsn(user=spec.role(key).name, password=password or PASSWORDS[key], dbname=spec.name),
-        autocommit=True,
-    )
+    return platform_with_users(server)
 
 
 def access(applied: Applied) -> tuple[DatabaseAccessProvider, dict[str, Any], str]:

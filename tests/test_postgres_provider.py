@@ -9,7 +9,6 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import dill
 import psycopg
@@ -26,9 +25,9 @@ from components.postgres.provider import (
     SchemaGrantProvider,
     SchemaProvider,
 )
-from components.spec.database import ANALYTICS_CONNECTION_LIMIT, DatabaseSpec, database_spec
+from components.spec.database import ANALYTICS_CONNECTION_LIMIT, database_spec
 from components.spec.naming import Names
-from tests.platform_db import PASSWORDS, Applied, apply_spec, destroy
+from tests.platform_db import PASSWORDS, Applied, apply_spec, connect_as, destroy, platform_with_users
 from tests.servers import PostgresServer
 
 pytestmark = pytest.mark.servers
@@ -36,26 +35,7 @@ pytestmark = pytest.mark.servers
 
 @pytest.fixture(scope="module")
 def applied(pg: PostgresServer) -> Applied:
-    spec = database_spec(Names(app="wondernest", stack="test"))
-    result = apply_spec(pg, spec)
-    # The app's migrations run as the migrator and own what they create.
-    with connect_as(pg, spec, "migrator") as conn:
-        # As the app's first migration has it: the hash is withheld from analytics.
-        conn.execute(
-            "CREATE TABLE core.users "
-            "(id bigserial PRIMARY KEY, email text NOT NULL, password_hash text NOT NULL DEFAULT '-')"
-        )
-        conn.execute("INSERT INTO core.users (email) VALUES ('a@example.com')")
-    return result
-
-
-def connect_as(
-    server: PostgresServer, spec: DatabaseSpec, key: str, password: str | None = None
-) -> psycopg.Connection[tuple[Any, ...]]:
-    return psycopg.connect(
-        server.dsn(user=spec.role(key).name, password=password or PASSWORDS[key], dbname=spec.name),
-        autocommit=True,
-    )
+    return platform_with_users(pg, "('a@example.com', '-')")
 
 
 # --- the privilege matrix ---------------------------------------------------

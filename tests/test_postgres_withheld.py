@@ -8,21 +8,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg import errors
 
 from components.postgres import withheld
 from components.postgres.provider import DatabaseAccessProvider, SchemaGrantProvider, SchemaProvider
-from components.spec.database import WITHHELD_FROM_ANALYTICS, DatabaseSpec, database_spec
+from components.spec.database import WITHHELD_FROM_ANALYTICS, database_spec
 from components.spec.naming import Names
-from tests.platform_db import PASSWORDS, Applied, apply_spec
+from tests.platform_db import Applied, connect_as, platform_with_users
 from tests.servers import PostgresServer, postgres_server
 
 pytestmark = pytest.mark.servers
 
-# The bundled app's first migration, in the form that matters here.
-USERS = "CREATE TABLE core.users (id bigserial PRIMARY KEY, email text NOT NULL, password_hash text NOT NULL)"
+# The bundled app's sessions table, in the form that matters here.
 SESSIONS = (
     "CREATE TABLE core.user_sessions (id bigserial PRIMARY KEY, user_id bigint NOT NULL, token_hash text NOT NULL)"
 )
@@ -36,19 +34,7 @@ def server() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="module")
 def applied(server: PostgresServer) -> Applied:
-    spec = database_spec(Names(app="wondernest", stack="test"))
-    result = apply_spec(server, spec)
-    # The migrations run after the grants, as they do on both targets.
-    with connect_as(server, spec, "migrator") as conn:
-        conn.execute(USERS)
-        conn.execute("INSERT INTO core.users (email, password_hash) VALUES ('a@example.com', '$2b$12$secret')")
-    return result
-
-
-def connect_as(server: PostgresServer, spec: DatabaseSpec, key: str) -> psycopg.Connection[tuple[Any, ...]]:
-    return psycopg.connect(
-        server.dsn(user=spec.role(key).name, password=PASSWORDS[key], dbname=spec.name), autocommit=True
-    )
+    return platform_with_users(server, "('a@example.com', '$2b$12$secret')")
 
 
 def grant(applied: Applied) -> tuple[SchemaGrantProvider, dict[str, Any]]:
