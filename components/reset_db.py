@@ -167,16 +167,17 @@ def main(argv: list[str] | None = None) -> int:
             show=True,
         )
         _run(["docker", "start", "--attach", f"{prefix}migrations"], "the migrations", show=True)
+        # Still inside: an API that does not come back must not lose the backup's name either.
+        _run(["docker", "start", api], f"starting {api}", show=True)
+        _wait_healthy(api)
     except (ResetError, psycopg.Error) as exc:
         message = exc.code if isinstance(exc, ResetError) else f"error: database: {exc}"
         sys.stderr.write(
-            f"{message}\nThe API is stopped. What the database held is backup {backup}: once `make up` has run, "
-            f"restore it into {database!r} as docs/runbooks.md (Restoring) shows, with `restore {backup} "
+            f"{message}\nThe API may be stopped. What the database held is backup {backup}: once `make up` has "
+            f"run, restore it into {database!r} as docs/runbooks.md (Restoring) shows, with `restore {backup} "
             f"--target-db {database} --force`.\n"
         )
         return 1
-    _run(["docker", "start", api], f"starting {api}", show=True)
-    _wait_healthy(api)
     print(f"done: {database!r} is empty and migrated; what it held is in backup {backup}")
     return 0
 

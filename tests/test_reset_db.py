@@ -210,3 +210,20 @@ def test_a_failure_after_the_drop_names_the_backup_to_restore(stack: tuple[Postg
     assert "docker start wondernest-dev-api" not in fakes.called()
     with psycopg.connect(pg.dsn(dbname="wondernest")) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_an_api_that_does_not_come_back_still_names_the_backup(stack: tuple[PostgresServer, Fakes]) -> None:
+    _pg, fakes = stack
+    (fakes.bin / "docker").write_text(
+        (fakes.bin / "docker")
+        .read_text()
+        .replace(
+            "exit 0",
+            '[ "$1 $2" = "start wondernest-dev-api" ] && { echo "error: no such container" >&2; exit 1; }\nexit 0',
+        )
+    )
+    result = fakes.reset("--yes")
+    assert result.returncode == 1
+    assert "error: starting wondernest-dev-api failed (exit 1)" in result.stderr
+    assert f"What the database held is backup {BACKUP_ID}" in result.stderr
+    assert "Traceback" not in result.stderr
