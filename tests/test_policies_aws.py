@@ -264,6 +264,32 @@ AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
      "APP_PIN is not one the platform declares non-secret"),
     ("aws-ecs-task-hardened", task(), task(environment=[{"name": "ADMIN_PHRASE", "value": "correct horse"}]),
      "ADMIN_PHRASE is not one the platform declares non-secret"),
+    # A path's name does not make its value safe; credentials without a user, or without a scheme.
+    ("aws-ecs-task-hardened", task(), task(environment=[{"name": "REDIS_CA_FILE", "value": "AKIAIOSFODNN7EXAMPLE"}]),
+     "REDIS_CA_FILE holds an AWS access key id"),
+    ("aws-ecs-task-hardened", task(), task(environment=[{"name": "REDIS_ADDR", "value": "redis://:hunter2@redis:6379"}]),
+     "REDIS_ADDR holds a URL with credentials"),
+    ("aws-ecs-task-hardened", task(),
+     task(environment=[{"name": "DATA_SOURCE_URI", "value": "postgres:hunter2@db:5432/app?sslmode=require"}]),
+     "DATA_SOURCE_URI holds credentials before a host"),
+    ("aws-ecs-task-hardened", task(), task(environment=[{"name": "DATA_SOURCE_URI", "value": "db/app?password=x1"}]),
+     "DATA_SOURCE_URI holds a password parameter"),
+    # Secrets set in a command, and flags that take one without saying so.
+    ("aws-ecs-task-hardened", task(command=["sh", "-c", "exec ./app"]),
+     task(command=["sh", "-c", "export DB_PASSWORD=hunter2 && exec ./app"]), "sets DB_PASSWORD to a literal secret"),
+    ("aws-ecs-task-hardened", task(healthCheck={"command": ["CMD-SHELL", "redis-cli ping"]}),
+     task(healthCheck={"command": ["CMD-SHELL", "redis-cli -a hunter2 ping"]}), "passes a literal secret to -a"),
+    ("aws-ecs-task-hardened", task(command=["./app", "--apikey-file", "/run/secrets/k"]),
+     task(command=["./app", "--apikey", "hunter2"]), "passes a literal secret to --apikey"),
+    ("aws-ecs-task-hardened", task(command=["./app", "--password", "$PW"]),
+     task(command=["./app", "--password=${PW:-hunter2}"]), "passes a literal secret to --password"),
+    # Variables from a file nothing reads, and a secret that is no reference.
+    ("aws-ecs-task-hardened", task(),
+     task(environmentFiles=[{"type": "s3", "value": "arn:aws:s3:::b/app.env"}]),
+     "takes variables from environmentFiles"),
+    ("aws-ecs-task-hardened", task(), task(secrets=[{"name": "DB_PASSWORD", "value": "hunter2"}]),
+     "secret DB_PASSWORD is not a reference"),
+    ("aws-ecs-task-hardened", task(), task(environment=["DB_PASSWORD=hunter2"]), "is not a list of name and value"),
     ("aws-ecs-task-hardened", task(command=["serve", "--password-file", "/run/secrets/db"]),
      task(command=["serve", "--password", "hunter2"]), "its command passes a literal secret to --password"),
     ("aws-ecs-task-hardened", task(healthCheck={"command": ["CMD-SHELL", "curl -f http://127.0.0.1/health"]}),
@@ -413,6 +439,10 @@ def test_a_condition_that_pins_an_account_organisation_vpc_or_source_scopes_anyo
         {"ArnLike": {"aws:SourceArn": "arn:aws:cloudwatch:eu-west-1:*:alarm:*"}},
         {"StringEquals": {"aws:SourceAccount": ""}},
         {"StringEquals": {"aws:SourceAccount": []}},
+        # The owner's own account in its own resource's policy: true whoever calls.
+        {"StringEquals": {"aws:ResourceAccount": "123456789012"}},
+        # StringLike's `*` crosses colons: a function named for the account, in another one, matches.
+        {"StringLike": {"aws:SourceArn": "arn:aws:lambda:*:123456789012:*"}},
         # A condition on something else entirely.
         {"Bool": {"aws:SecureTransport": "true"}},
     ],
@@ -422,6 +452,53 @@ def test_a_condition_that_only_names_a_scoping_key_does_not_scope_anyone(conditi
     policy = res(aws.BUCKET_POLICY, "b", policy=doc({**PUBLIC_READ, "Condition": condition}))
     [found] = BY_ID["aws-policies-least-privilege"].run_resource(policy, {})
     assert "allows anyone (Principal '*')" in found.message
+
+
+@pytest.mark.parametrize("action", ["*", "**", "*:*", "?*", "s3:**", "s3:?*", "s3:*"])
+def test_wildcards_of_any_spelling_are_every_action(action: str) -> None:
+    policy = res(ROLE_POLICY, "task-policy", policy=doc({**READ_DUMPS, "Action": action}))
+    [found] = BY_ID["aws-policies-least-privilege"].run_resource(policy, {})
+    assert "allows every" in found.message
+
+
+@pytest.mark.parametrize(
+    ("typ", "key"),
+    [
+        (policy_documents.KEY_POLICY, "policy"),
+        ("aws:sqs/queue:Queue", "policy"),
+        ("aws:sns/topic:Topic", "policy"),
+        ("aws:backup/vaultPolicy:VaultPolicy", "policy"),
+        ("aws:secretsmanager/secret:Secret", "policy"),
+        ("aws:opensearch/domainPolicy:DomainPolicy", "accessPolicies"),
+    ],
+)
+def test_every_resource_with_a_policy_document_is_judged(typ: str, key: str) -> None:
+    public = {"Effect": "allow", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "*"}
+    resource = dataclasses.replace(res(typ, "x"), props={key: doc(public)})
+    [found] = BY_ID["aws-policies-least-privilege"].run_resource(resource, {})
+    assert "allows anyone" in found.message
+
+
+def test_a_function_anyone_may_invoke_is_refused() -> None:
+    rule = BY_ID["aws-policies-least-privilege"]
+    permission = policy_documents.LAMBDA_PERMISSION
+    [found] = rule.run_resource(res(permission, "p", principal="*", action="lambda:InvokeFunction"), {})
+    assert "lets anyone" in found.message
+    scoped = res(permission, "p", principal="*", action="lambda:InvokeFunction", sourceAccount="123456789012")
+    assert rule.run_resource(scoped, {}) == []
+
+
+def test_vault_locks_and_snapshot_counts_as_the_provider_takes_them() -> None:
+    locks = BY_ID["aws-backup-vault-locked"]
+    named = dataclasses.replace(VAULT, props={**VAULT.props, "name": "wondernest-prod-vault"})
+    by_name = res(aws.VAULT_LOCK, "lock", backupVaultName="wondernest-prod-vault", minRetentionDays="30")
+    assert locks.run_stack([named, by_name], {}) == []
+    nan = link(res(aws.VAULT_LOCK, "lock", backupVaultName="v", minRetentionDays=float("nan")), backupVaultName=VAULT)
+    [found] = locks.run_stack([VAULT, nan], {})
+    assert "under 7" in found.message
+    elasticache = BY_ID["aws-elasticache-hardened"]
+    assert elasticache.run_resource(redis(snapshotRetentionLimit="35"), {}) == []
+    assert len(elasticache.run_resource(redis(snapshotRetentionLimit=float("nan")), {})) == 1
 
 
 def test_unknowns_are_not_judged() -> None:
@@ -565,6 +642,13 @@ def vault_lock(days: Any = 7) -> Resource:
     return link(res(aws.VAULT_LOCK, "vault-lock", backupVaultName="v", minRetentionDays=days), backupVaultName=VAULT)
 
 
+PREFIX_LIST_RES = res(aws_network.PREFIX_LIST, "list")
+
+
+def prefix_list(cidrs: list[str]) -> Resource:
+    return dataclasses.replace(PREFIX_LIST_RES, props={"entries": [{"cidr": c} for c in cidrs]})
+
+
 STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
     ("aws-backup-vault-locked", [VAULT, vault_lock()], [VAULT], "vault: has no vault lock"),
     ("aws-backup-vault-locked", [VAULT, vault_lock()], [VAULT, vault_lock(1)],
@@ -598,18 +682,38 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
      [alb(securityGroups=["sg-alb"]), ingress("db-in", 5432, group="sg-db")], "port 5432 to the internet"),
     ("aws-no-open-ingress", [alb(securityGroups=["sg-alb"]), ingress("alb-in-443", 443)],
      [alb(securityGroups=["sg-alb"]), ingress("api-in-443", 443, group="sg-api")], "no load balancer uses"),
-    ("aws-no-open-ingress", [ingress("alb-in-80", 80)], [ingress("v6", 22, cidr="::/0")], "port 22"),
+    ("aws-no-open-ingress", [alb(securityGroups=["sg-alb"]), ingress("alb-in-80", 80)],
+     [ingress("v6", 22, cidr="::/0")], "port 22"),
     ("aws-no-open-ingress", [ingress("office", 22, cidr="203.0.113.0/24")],
      [ingress("half-the-internet", 22, cidr="0.0.0.0/1")], "port 22 to the internet (0.0.0.0/1)"),
     ("aws-no-open-ingress", [ingress("office", 5432, cidr="2001:db8::/48")],
      [res(aws_network.SG_INGRESS, "v6-range", cidrIpv6="2000::/3", fromPort=5432, toPort=5432, ipProtocol="tcp")],
      "port 5432"),
-    ("aws-no-open-ingress", [ingress("alb-in-443", 443)],
+    ("aws-no-open-ingress", [alb(securityGroups=["sg-alb"]), ingress("alb-in-443", 443)],
      [res(aws_network.SG_INGRESS, "wide", cidrIpv4="0.0.0.0/0", fromPort=0, toPort=65535, ipProtocol="tcp")],
      "port 0-65535"),
     ("aws-no-open-ingress",
      [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", fromPort=443, toPort=443, ipProtocol="tcp")],
      [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", ipProtocol="-1")], "every protocol"),
+    # Web ports open to the internet with no load balancer to take them.
+    ("aws-no-open-ingress", [alb(securityGroups=["sg-alb"]), ingress("alb-in-443", 443)],
+     [ingress("app-in-443", 443, group="sg-app")], "and the stack has no load balancer for it"),
+    # Protocols whose ports are not ports: ICMP's type and code, GRE or ESP's none.
+    ("aws-no-open-ingress",
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", fromPort=443, toPort=443, ipProtocol="tcp")],
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", fromPort=443, toPort=443, ipProtocol="50")],
+     "allows protocol 50 to the internet"),
+    ("aws-no-open-ingress",
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="10.40.0.0/16", fromPort=-1, toPort=-1, ipProtocol="icmp")],
+     [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", fromPort=-1, toPort=-1, ipProtocol="icmp")],
+     "allows protocol icmp to the internet"),
+    # A prefix list of the stack's own that holds the internet is the internet.
+    ("aws-no-open-ingress",
+     [prefix_list(["10.40.0.0/16"]), link(res(aws_network.SG_INGRESS, "via-list", fromPort=22, toPort=22,
+                                                ipProtocol="tcp", prefixListId="pl"), prefixListId=PREFIX_LIST_RES)],
+     [prefix_list(["0.0.0.0/0"]), link(res(aws_network.SG_INGRESS, "via-list", fromPort=22, toPort=22,
+                                             ipProtocol="tcp", prefixListId="pl"), prefixListId=PREFIX_LIST_RES)],
+     "opens port 22 to the internet (0.0.0.0/0)"),
     # "All ports" written as a range, out to the world, or a range that covers a sensitive port.
     ("aws-no-open-ingress",
      [res(aws_network.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", fromPort=443, toPort=443, ipProtocol="tcp")],

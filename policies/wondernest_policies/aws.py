@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -139,7 +140,7 @@ def _elasticache(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]
     p = resource.get
     minimum = int(config.get("minSnapshotRetentionDays", 7))
     kept = p("snapshotRetentionLimit")
-    enough = unknown(kept) or (isinstance(kept, (int, float)) and kept >= minimum)
+    enough = unknown(kept) or (_number(kept) or 0) >= minimum
     checks = [
         (enough, "" if enough else f"keeps snapshots {_days(kept)}, under {minimum}."),
         (is_true(p("atRestEncryptionEnabled")), "is not encrypted at rest."),
@@ -153,10 +154,22 @@ def _elasticache(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]
     return [message for ok, message in checks if not ok]
 
 
+def _number(value: Any) -> float | None:
+    """A count as the provider takes it: `7`, `7.0` or `"7"`; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _days(value: Any) -> str:
-    if not isinstance(value, (int, float)) or value <= 0:
-        return "never" if not value else f"for {value!r}"
-    return f"{int(value)} day{'s' if int(value) != 1 else ''}"
+    number = _number(value)
+    if number is None or number <= 0:
+        return "never" if not value else f"{value!r} days"
+    return f"{int(number)} day{'s' if int(number) != 1 else ''}"
 
 
 def _vault_locks(resources: Sequence[Resource], config: Mapping[str, Any]) -> Iterable[Violation]:
@@ -166,13 +179,17 @@ def _vault_locks(resources: Sequence[Resource], config: Mapping[str, Any]) -> It
     minimum = int(config.get("minLockDays", 7))
     locks = [r for r in resources if r.type == VAULT_LOCK]
     for vault in (r for r in resources if r.type == BACKUP_VAULT):
-        if not any(lock.refers_to("backupVaultName", vault) for lock in locks):
+        # By the vault's own name, or its name written out (a lock tied by dependsOn alone).
+        name = vault.get("name")
+        if not any(
+            lock.refers_to("backupVaultName", vault) or (name and lock.get("backupVaultName") == name) for lock in locks
+        ):
             yield Violation(f"{vault.name}: has no vault lock: its recovery points can be deleted at once.", vault.urn)
     for lock in locks:
         days = lock.get("minRetentionDays")
         if unknown(days):
             continue
-        if not isinstance(days, (int, float)) or days < minimum:
+        if (_number(days) or 0) < minimum:
             yield Violation(f"{lock.name}: locks recovery points for {_days(days)}, under {minimum}.", lock.urn)
 
 
@@ -197,9 +214,21 @@ def _task_definition(resource: Resource, config: Mapping[str, Any]) -> Iterable[
     if containers is None:
         return []
     declared = {str(n) for n in config.get("nonSecretEnvironment") or []}
+    if not isinstance(containers, list) or not all(isinstance(c, Mapping) for c in containers):
+        return ["its containerDefinitions are not a list of containers."]
     problems = []
     for c in containers:
         name = c.get("name", "?")
+        environment = c.get("environment") or []
+        if not isinstance(environment, list) or not all(isinstance(v, Mapping) for v in environment):
+            problems.append(f"container {name}: its environment is not a list of name and value.")
+            environment = []
+        if c.get("environmentFiles"):
+            # Variables from a file in S3 reach the process unread by this rule or by `secrets`.
+            problems.append(f"container {name} takes variables from environmentFiles, which nothing here can read.")
+        for secret in c.get("secrets") or []:
+            if isinstance(secret, Mapping) and ("value" in secret or not secret.get("valueFrom")):
+                problems.append(f"container {name}: secret {secret.get('name')} is not a reference (valueFrom).")
         if c.get("privileged") is True:
             problems.append(f"container {name} is privileged.")
         added = ((c.get("linuxParameters") or {}).get("capabilities") or {}).get("add") or []
@@ -212,7 +241,7 @@ def _task_definition(resource: Resource, config: Mapping[str, Any]) -> Iterable[
             problems.append(f"container {name} runs as root.")
         if (c.get("logConfiguration") or {}).get("logDriver") != "awslogs":
             problems.append(f"container {name} does not log to CloudWatch.")
-        for variable in c.get("environment") or []:
+        for variable in environment:
             key, value = str(variable.get("name", "")), str(variable.get("value", ""))
             found = variable_problems(key, value)
             if not found and (undeclared := undeclared_variable(key, declared)):
@@ -526,8 +555,10 @@ AWS_RESOURCE_RULES: list[Rule] = [
         "Every container of a task runs as a non-root user on a read-only root filesystem, unprivileged and with "
         "no added Linux capability, logs to "
         "CloudWatch, and takes its secrets by reference: never in `environment`, a command, an entry point or a "
-        "health check, judged by the variable's name and by the value itself (Checkov CKV_AWS_336, 334, 97); a "
-        "plain variable must be one the platform declares non-secret (or the rule's `nonSecretEnvironment`).",
+        "health check (a `NAME=value` assignment in a command included), judged by the variable's name and by "
+        "the value itself (Checkov CKV_AWS_336, 334, 97); a plain variable must be one the platform declares "
+        "non-secret (or the rule's `nonSecretEnvironment`), no variable comes from environmentFiles, and every "
+        "secret is a reference.",
         "critical",
         "Set user, readonlyRootFilesystem and awslogs; pass secrets in `secrets` with valueFrom.",
         (TASK_DEFINITION,),
@@ -643,7 +674,9 @@ AWS_STACK_RULES: list[Rule] = [
     Rule(
         "aws-backup-vault-locked",
         "Every AWS Backup vault has a vault lock that keeps each recovery point at least a week: without one, "
-        "whoever may delete recovery points deletes every backup at once.",
+        "whoever may delete recovery points deletes every backup at once. The lock is in governance mode, so "
+        "only a principal allowed backup:DeleteBackupVaultLockConfiguration can lift it (compliance mode "
+        "cannot be undone by anyone, AWS included).",
         "high",
         "Declare aws.backup.VaultLockConfiguration for the vault with minRetentionDays "
         "(aws.backupVaultLockMinDays) of 7 or more.",

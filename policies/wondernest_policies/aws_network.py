@@ -28,8 +28,10 @@ LEGACY_SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 RDS_SUBNET_GROUP = "aws:rds/subnetGroup:SubnetGroup"
 CACHE_SUBNET_GROUP = "aws:elasticache/subnetGroup:SubnetGroup"
 LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+PREFIX_LIST = "aws:ec2/managedPrefixList:ManagedPrefixList"
 
 WEB_PORTS = (80, 443)
+PORT_PROTOCOLS = ("tcp", "udp", "6", "17")
 ALL_PROTOCOLS = ("-1", "all")
 # Ports whose services should never be reached across the internet, in either
 # direction: remote shells and desktops, file shares, mail relays, databases,
@@ -147,7 +149,9 @@ def _ports(rule: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     return rule.get("ipProtocol") or rule.get("protocol"), rule.get("fromPort"), rule.get("toPort")
 
 
-def _rule_problem(rule: Mapping[str, Any], cidrs: Iterable[Any], direction: str, on_lb: bool | None) -> str | None:
+def _rule_problem(
+    rule: Mapping[str, Any], cidrs: Iterable[Any], direction: str, on_lb: bool | None, *, no_balancer: bool = False
+) -> str | None:
     protocol, low, high = _ports(rule)
     open_to = [c for c in cidrs if _internet_wide(c)]
     if unknown(protocol):
@@ -156,14 +160,31 @@ def _rule_problem(rule: Mapping[str, Any], cidrs: Iterable[Any], direction: str,
         return f"allows every protocol and port {'from' if direction == 'ingress' else 'to'} its source."
     if not open_to or unknown(low) or unknown(high):
         return None
+    if protocol is not None and str(protocol).lower() not in PORT_PROTOCOLS:
+        # ICMP's "ports" are a type and a code; other protocols have none, and
+        # AWS then opens the whole protocol.
+        way = "from" if direction == "ingress" else "to"
+        return f"allows protocol {protocol} {way} the internet ({', '.join(map(str, open_to))}): only TCP or UDP ports."
+    low, high = _port(low), _port(high)
     if direction == "egress":
         return _egress_problem(low, high, open_to)
     if low in WEB_PORTS and high == low:
         if on_lb is False:
             return f"opens port {low} to the internet on a group no load balancer uses."
+        if on_lb is None and no_balancer:
+            return f"opens port {low} to the internet, and the stack has no load balancer for it."
         return None
     shown = f"{low}" if low == high else f"{low}-{high}"
     return f"opens port {shown} to the internet ({', '.join(map(str, open_to))})."
+
+
+def _port(value: Any) -> Any:
+    """A port as a number: the provider takes `"443"` and `443.0` for 443."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return int(number) if number.is_integer() else value
 
 
 def _egress_problem(low: Any, high: Any, open_to: Sequence[Any]) -> str | None:
@@ -208,14 +229,24 @@ def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> 
             return None  # not relatable: the port alone decides
         return any(lb.refers_to("securityGroups", owner[0]) for lb in balancers)
 
+    prefix_lists = _of(resources, PREFIX_LIST)
+
+    def listed(rule: Resource, key: str) -> list[Any]:
+        """The ranges of the stack's own prefix lists the rule names: a list holding 0.0.0.0/0 is the internet."""
+        return [
+            entry.get("cidr") for pl in prefix_lists if rule.refers_to(key, pl) for entry in mappings(pl.get("entries"))
+        ]
+
+    no_balancer = not balancers
     for rule in _of(resources, SG_INGRESS, SG_EGRESS):
         direction = "ingress" if rule.type == SG_INGRESS else "egress"
-        problem = _rule_problem(rule.props, (rule.get("cidrIpv4"), rule.get("cidrIpv6")), direction, on_lb(rule))
+        cidrs = [rule.get("cidrIpv4"), rule.get("cidrIpv6"), *listed(rule, "prefixListId")]
+        problem = _rule_problem(rule.props, cidrs, direction, on_lb(rule), no_balancer=no_balancer)
         if problem:
             yield Violation(f"{rule.name}: {problem}", rule.urn)
     for rule in _of(resources, LEGACY_SG_RULE):
-        cidrs = [*items(rule.get("cidrBlocks")), *items(rule.get("ipv6CidrBlocks"))]
-        problem = _rule_problem(rule.props, cidrs, str(rule.get("type")), on_lb(rule))
+        cidrs = [*items(rule.get("cidrBlocks")), *items(rule.get("ipv6CidrBlocks")), *listed(rule, "prefixListIds")]
+        problem = _rule_problem(rule.props, cidrs, str(rule.get("type")), on_lb(rule), no_balancer=no_balancer)
         if problem:
             yield Violation(f"{rule.name}: {problem}", rule.urn)
     for group in groups:
@@ -223,7 +254,7 @@ def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> 
             for entry in mappings(group.get(direction)):
                 cidrs = [*items(entry.get("cidrBlocks")), *items(entry.get("ipv6CidrBlocks"))]
                 lb = any(lb.refers_to("securityGroups", group) for lb in balancers) if balancers else None
-                problem = _rule_problem(entry, cidrs, direction, lb)
+                problem = _rule_problem(entry, cidrs, direction, lb, no_balancer=no_balancer)
                 if problem:
                     yield Violation(f"{group.name}: an inline {direction} rule {problem}", group.urn)
 
@@ -244,9 +275,10 @@ NETWORK_STACK_RULES: list[Rule] = [
     Rule(
         "aws-no-open-ingress",
         "Nothing is reachable from the internet (0.0.0.0/0, ::/0 or any other range spanning public address "
-        "space) but a load balancer's ports 80 and 443; traffic out to the internet names one port at a time, "
-        "never a range (TCP 0-65535 is every port) nor a sensitive port (SSH, SMTP, databases, caches); and no "
-        "rule, in or out, allows every protocol (Checkov CKV_AWS_24, 25, 260, 277).",
+        "space, a prefix list of the stack's own holding one included) but a load balancer's ports 80 and 443 "
+        "(none without a load balancer); traffic out to the internet names one TCP or UDP port at a time, never a "
+        "range (TCP 0-65535 is every port) nor a sensitive port (SSH, SMTP, databases, caches); no other protocol "
+        "reaches the internet; and no rule, in or out, allows every protocol (Checkov CKV_AWS_24, 25, 260, 277).",
         "critical",
         "Reference the source security group instead of a CIDR, and name the protocol and ports.",
         check_stack=_open_ingress,

@@ -33,6 +33,8 @@ TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
 QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
 SECRET_POLICY = "aws:secretsmanager/secretPolicy:SecretPolicy"  # noqa: S105 (a type token)
 ECR_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
+KEY_POLICY = "aws:kms/keyPolicy:KeyPolicy"
+LAMBDA_PERMISSION = "aws:lambda/permission:Permission"
 
 # Which properties hold a document, per type.
 DOCUMENTS: dict[str, tuple[str, ...]] = {
@@ -47,8 +49,18 @@ DOCUMENTS: dict[str, tuple[str, ...]] = {
     QUEUE_POLICY: ("policy",),
     SECRET_POLICY: ("policy",),
     ECR_POLICY: ("policy",),
+    KEY_POLICY: ("policy",),
+    "aws:sqs/queue:Queue": ("policy",),
+    "aws:sns/topic:Topic": ("policy",),
+    "aws:backup/vaultPolicy:VaultPolicy": ("policy",),
+    "aws:secretsmanager/secret:Secret": ("policy",),
+    "aws:efs/fileSystemPolicy:FileSystemPolicy": ("policy",),
+    "aws:ecr/registryPolicy:RegistryPolicy": ("policy",),
+    "aws:opensearch/domainPolicy:DomainPolicy": ("accessPolicies",),
 }
-# Conditions that narrow "anyone" to callers of this account, organisation or source.
+# Conditions that narrow "anyone" to callers of this account, organisation or
+# source. Not aws:ResourceAccount: in a resource's own policy it is always the
+# owner's account, whoever calls.
 SCOPING_KEYS = frozenset(
     key.lower()
     for key in (
@@ -60,10 +72,11 @@ SCOPING_KEYS = frozenset(
         "aws:PrincipalAccount",
         "aws:PrincipalArn",
         "aws:PrincipalOrgID",
-        "aws:ResourceAccount",
         "kms:CallerAccount",
     )
 )
+# A pattern of these alone matches anything: `*`, `**`, `?*`.
+WILDCARDS = frozenset("*?")
 ADMIN_POLICIES = re.compile(r":policy/(AdministratorAccess|PowerUserAccess|IAMFullAccess)$")
 _ACCOUNT_ROOT = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:root$")
 
@@ -97,7 +110,6 @@ _SPECIFIC = {
     "aws:sourceaccount": re.compile(r"^\d{12}$"),
     "aws:sourceowner": re.compile(r"^\d{12}$"),
     "aws:principalaccount": re.compile(r"^\d{12}$"),
-    "aws:resourceaccount": re.compile(r"^\d{12}$"),
     "kms:calleraccount": re.compile(r"^\d{12}$"),
     "aws:principalorgid": re.compile(r"^o-[a-z0-9]{10,32}$"),
     "aws:sourcevpc": re.compile(r"^vpc-[0-9a-f]{8,17}$"),
@@ -119,7 +131,8 @@ def _pins(operator: str, key: str, values: Any) -> bool:
             continue  # an ARN or id not known until apply, from the stack's own resources
         if key in _ARN_KEYS:
             # ArnEquals takes wildcards as ArnLike does, field by field: the account must be spelled out.
-            if not _ARN.match(value):
+            # StringLike's `*` runs across colons, past the account, so there it pins nothing.
+            if not _ARN.match(value) or (op == "stringlike" and ("*" in value or "?" in value)):
                 return False
         elif not _SPECIFIC[key].match(value):
             return False
@@ -141,7 +154,7 @@ def _scoped(statement: Mapping[str, Any]) -> bool:
 
 
 def statement_problems(statement: Mapping[str, Any], key_policy: bool) -> list[str]:
-    if statement.get("Effect") != "Allow":
+    if str(statement.get("Effect")).lower() != "allow":
         return []
     sid = f"statement {statement['Sid']!r}" if statement.get("Sid") else "a statement"
     problems = []
@@ -153,9 +166,10 @@ def statement_problems(statement: Mapping[str, Any], key_policy: bool) -> list[s
         problems.append(f"{sid} allows anyone (Principal '*') with no condition on account or source.")
     actions = [str(a) for a in _list(statement.get("Action") or [])]
     for action in actions:
-        if action in ("*", "*:*"):
+        service, _, verb = action.partition(":")
+        if action and (set(action) <= WILDCARDS or (set(service) <= WILDCARDS and set(verb) <= WILDCARDS)):
             problems.append(f"{sid} allows every action ({action!r}).")
-        elif action.endswith(":*"):
+        elif verb and set(verb) <= WILDCARDS:
             account_admin = key_policy and action == "kms:*" and all(_ACCOUNT_ROOT.match(p) for p in principals)
             if not account_admin:
                 problems.append(f"{sid} allows every {action.split(':')[0]} action ({action!r}).")
@@ -181,7 +195,7 @@ def document_problems(text: Any, key_policy: bool = False) -> list[str]:
 def _policies(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     problems = []
     for key in DOCUMENTS.get(resource.type, ()):
-        problems += document_problems(resource.get(key), key_policy=resource.type == KMS_KEY)
+        problems += document_problems(resource.get(key), key_policy=resource.type in (KMS_KEY, KEY_POLICY))
     if resource.type == ROLE:
         inline = resource.get("inlinePolicies") or []
         for policy in [] if unknown(inline) else inline:
@@ -190,6 +204,12 @@ def _policies(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
         problems += [p for arn in ([] if unknown(managed) else managed) for p in _admin_attached(arn)]
     if resource.type == POLICY_ATTACHMENT:
         problems += _admin_attached(resource.get("policyArn"))
+    if resource.type == LAMBDA_PERMISSION and resource.get("principal") == "*":
+        scoped = any(resource.get(k) for k in ("sourceAccount", "sourceArn", "principalOrgId"))
+        if not scoped:
+            problems.append(
+                "lets anyone (principal '*') invoke the function, with no source account, ARN or organisation."
+            )
     return problems
 
 
@@ -202,7 +222,9 @@ def _admin_attached(arn: Any) -> list[str]:
 POLICY_DOCUMENT_RULES: list[Rule] = [
     Rule(
         "aws-policies-least-privilege",
-        "Key, identity, trust and resource policies allow no one as '*' without a condition that pins a specific "
+        "Key, identity, trust and resource policies (of keys, roles, buckets, topics, queues, secrets, vaults, "
+        "registries, file systems and search domains; a function's invoke permission too) allow no one as '*' "
+        "without a condition that pins a specific "
         "account, organisation, VPC, endpoint or source with an exact operator (not IfExists, Null, a negation, "
         "a set operator or a wildcard value), no '*' or whole-service actions (but an account's own kms:* on its "
         "key), no NotAction or "
@@ -211,7 +233,7 @@ POLICY_DOCUMENT_RULES: list[Rule] = [
         "critical",
         "Name the principal (an account, role or service with aws:SourceAccount) and list the actions the "
         "caller needs.",
-        (*DOCUMENTS, POLICY_ATTACHMENT),
+        (*DOCUMENTS, POLICY_ATTACHMENT, LAMBDA_PERMISSION),
         _policies,
     ),
 ]

@@ -17,10 +17,15 @@ from collections.abc import Iterable, Sequence
 
 # Secret-looking variable names; `*_FILE` variants name a path, not a secret.
 SECRET_NAME = re.compile(
-    r"(PASSWORD|PASSWD|_PASS|SECRET|TOKEN|_KEY|CREDENTIALS?|DATA_SOURCE_NAME|REQUIREPASS|MASTERAUTH)$",
+    r"(PASSWORD|PASSWD|_PASS|SECRET|TOKEN|_KEY|APIKEY|CREDENTIALS?|DATA_SOURCE_NAME|REQUIREPASS|MASTERAUTH)$",
     re.IGNORECASE,
 )
-URL_CREDENTIALS = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+# A user (or none, as in `redis://:password@host`) and a password before the host.
+URL_CREDENTIALS = re.compile(r"://[^/\s:@]*:[^/\s@]+@")
+# The same without a scheme (postgres_exporter's `user:password@host:port/db`),
+# and a password given as a connection-string or query parameter.
+BARE_CREDENTIALS = re.compile(r"^[A-Za-z0-9_.-]+:[^/\s@:]+@[A-Za-z0-9_.-]+(:\d+)?(/|$)")
+PASSWORD_PARAMETER = re.compile(r"(?:^|[?&;\s])(?:password|passwd|pwd)=[^&;\s]+", re.IGNORECASE)
 
 KNOWN_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
@@ -30,6 +35,8 @@ KNOWN_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
     ("a Slack webhook URL", re.compile(r"hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+")),
     ("a URL with credentials", URL_CREDENTIALS),
+    ("credentials before a host", BARE_CREDENTIALS),
+    ("a password parameter", PASSWORD_PARAMETER),
 )
 
 # `-`, `_` and `/` split tokens: they join words in names and paths far more
@@ -106,10 +113,11 @@ def undeclared_variable(name: str, declared: frozenset[str] | set[str]) -> str |
 
 
 def variable_problems(name: str, value: str) -> list[str]:
-    """A variable carries a secret by its name (with a value) or by its value."""
-    if not value or name.upper().endswith("_FILE"):
+    """A variable carries a secret by its name (with a value) or by its value.
+    A `*_FILE` name names a path, so only its value is judged."""
+    if not value:
         return []
-    if SECRET_NAME.search(name):
+    if SECRET_NAME.search(name.strip()) and not name.strip().upper().endswith("_FILE"):
         return [f"environment variable {name} carries a literal secret."]
     found = value_problem(value, name)
     return [f"environment variable {name} holds {found}."] if found else []
@@ -126,21 +134,47 @@ def _words(command: Sequence[str]) -> list[str]:
     return words
 
 
-def _literal(value: str) -> bool:
-    """Not a reference the process resolves itself: `$VAR`, `$(cat file)`, a path."""
-    return bool(value) and not value.startswith(("$", "/", "@", "<")) and "$(" not in value
+def _literal(value: str, *, allow_at: bool = True) -> bool:
+    """Not a reference the process resolves itself: `$VAR` (with no default
+    written in), `$(cat file)`, a path, `@file` where the program reads one."""
+    if not value or value.startswith(("/", "<")) or (allow_at and value.startswith("@")):
+        return False
+    if value.startswith("$") or "$(" in value:
+        # `${PW:-hunter2}` falls back to a literal.
+        return bool(re.search(r"\$\{[^}]*:?-[^}]+\}", value))
+    return True
+
+
+# Flags that take a password without saying so: redis-cli's, mysql's attached `-p<password>`.
+SHORT_PASSWORD_FLAGS = {"redis-cli": "-a"}
+ASSIGNMENT = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$")
 
 
 def command_problems(label: str, command: Iterable[str]) -> list[str]:
     words = _words([str(c) for c in command])
     problems: list[str] = []
     for i, word in enumerate(words):
+        # `export DB_PASSWORD=hunter2`, `env DB_PASSWORD=hunter2 ./app`, `PGPASSWORD=... psql`.
+        assigned = ASSIGNMENT.match(word)
+        if assigned and SECRET_NAME.search(assigned["name"]) and _literal(assigned["value"]):
+            problems.append(f"{label} sets {assigned['name']} to a literal secret.")
+            continue
+        if (
+            any(
+                word == flag and program in (w.rsplit("/", 1)[-1] for w in words[:i])
+                for program, flag in SHORT_PASSWORD_FLAGS.items()
+            )
+            and i + 1 < len(words)
+            and _literal(words[i + 1])
+        ):
+            problems.append(f"{label} passes a literal secret to {word}.")
+            continue
         flag = re.match(r"^--?(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?:=(?P<value>.*))?$", word)
         if flag and SECRET_NAME.search("_" + flag["name"].replace("-", "_")):
             value = flag["value"] if flag["value"] is not None else (words[i + 1] if i + 1 < len(words) else "")
-            if flag["value"] is None and value.startswith("-"):
+            if flag["value"] is None and re.match(r"^--?[A-Za-z]", value):
                 continue
-            if _literal(value):
+            if _literal(value, allow_at=False):
                 problems.append(f"{label} passes a literal secret to {word.split('=', 1)[0]}.")
                 continue
         found = value_problem(word)
