@@ -653,6 +653,11 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
     ("aws-backup-vault-locked", [VAULT, vault_lock()], [VAULT], "vault: has no vault lock"),
     ("aws-backup-vault-locked", [VAULT, vault_lock()], [VAULT, vault_lock(1)],
      "vault-lock: locks recovery points for 1 day, under 7"),
+    # One lock cannot hold two vaults.
+    ("aws-backup-vault-locked", [VAULT, vault_lock()],
+     [VAULT, link(res(aws.VAULT_LOCK, "vault-lock", minRetentionDays=30),
+                  backupVaultName=[VAULT, res(aws.BACKUP_VAULT, "vault2")])],
+     "vault-lock: its vault name comes from more than one resource"),
     # A lock on another vault locks nothing here.
     ("aws-backup-vault-locked", [VAULT, vault_lock()],
      [VAULT, link(res(aws.VAULT_LOCK, "other-lock", minRetentionDays=30),

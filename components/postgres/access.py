@@ -92,7 +92,8 @@ class DatabaseAccessProvider(PostgresProvider):
         if refused:
             raise PostgresResourceError(
                 f"{len(refused)} thing(s) on the server that the platform does not declare and will not remove "
-                "by itself: " + "; ".join(refused)
+                "by itself: " + "; ".join(refused) + ". What was safe to remove is gone; docs/runbooks.md "
+                '("pulumi up refuses") says how to decide on the rest.'
             )
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:

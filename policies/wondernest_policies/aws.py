@@ -186,6 +186,9 @@ def _vault_locks(resources: Sequence[Resource], config: Mapping[str, Any]) -> It
         ):
             yield Violation(f"{vault.name}: has no vault lock: its recovery points can be deleted at once.", vault.urn)
     for lock in locks:
+        if len(lock.depends_on.get("backupVaultName", ())) > 1:
+            # A lock applies to one vault: the name it is given comes from one.
+            yield Violation(f"{lock.name}: its vault name comes from more than one resource.", lock.urn)
         days = lock.get("minRetentionDays")
         if unknown(days):
             continue
