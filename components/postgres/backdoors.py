@@ -76,11 +76,7 @@ def findings(
     superuser = is_superuser(cur)
     found = undeclared_roles(cur, declared_roles)
     if superuser:
-        settings = system_settings(cur)
-        # One reset each: a setting still in the file is also in effect.
-        named = {f.description.split(" = ", 1)[0].removeprefix("setting ") for f in settings}
-        loaded = [f for f in loaded_from_auto_conf(cur) if f.description.split(" = ", 1)[0][8:] not in named]
-        found += settings + loaded + hba_lines(cur)
+        found += system_settings(cur) + hba_lines(cur)
         # Every right beyond initdb's, to anyone: what catalog_rights sees and more.
         found += catalog_additions(cur, function_grants) + catalog_objects(cur) + builtin_memberships(cur)
         found += parameter_grants(cur)
@@ -296,20 +292,6 @@ def database_owner(cur: psycopg.Cursor[Any]) -> list[Finding]:
     ]
 
 
-def loaded_from_auto_conf(cur: psycopg.Cursor[Any]) -> list[Finding]:
-    """Settings in effect that came from postgresql.auto.conf, though the
-    file may no longer hold them (reset without a reload)."""
-    cur.execute("SELECT name, setting FROM pg_settings WHERE sourcefile ~ '/postgresql\\.auto\\.conf$' ORDER BY 1")
-    return [
-        Finding(
-            f"setting {name} = {setting!r} in effect from ALTER SYSTEM",
-            sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name)),
-            outside_transaction=True,
-        )
-        for name, setting in cur.fetchall()
-    ]
-
-
 def _current_database(cur: psycopg.Cursor[Any]) -> str:
     cur.execute("SELECT current_database()")
     row = cur.fetchone()
@@ -333,18 +315,26 @@ def event_triggers(cur: psycopg.Cursor[Any], declared: Sequence[str]) -> list[Fi
     ]
 
 
+_AUTO_CONF = "'/postgresql\\.auto\\.conf$'"
+
+
 def system_settings(cur: psycopg.Cursor[Any]) -> list[Finding]:
-    """Settings in postgresql.auto.conf: the platform renders postgresql.conf and sets none this way."""
+    """Settings made with ALTER SYSTEM (postgresql.auto.conf): the platform
+    renders postgresql.conf and sets none this way. Each once: as the file
+    holds it, or as still in effect after the file was reset without a reload."""
     cur.execute(
-        "SELECT name, setting FROM pg_file_settings WHERE sourcefile ~ '/postgresql\\.auto\\.conf$' ORDER BY seqno"
+        f"SELECT name, setting, true FROM pg_file_settings WHERE sourcefile ~ {_AUTO_CONF} "
+        f"UNION ALL SELECT name, setting, false FROM pg_settings WHERE sourcefile ~ {_AUTO_CONF} "
+        "AND name NOT IN (SELECT name FROM pg_file_settings WHERE sourcefile ~ " + _AUTO_CONF + ") "
+        "ORDER BY 3 DESC, 1"
     )
     return [
         Finding(
-            f"setting {name} = {setting!r} made with ALTER SYSTEM",
+            f"setting {name} = {setting!r} " + ("made with ALTER SYSTEM" if in_file else "in effect from ALTER SYSTEM"),
             sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name)),
             outside_transaction=True,
         )
-        for name, setting in cur.fetchall()
+        for name, setting, in_file in cur.fetchall()
     ]
 
 

@@ -4,7 +4,7 @@ with the columns withheld from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import psycopg
@@ -94,7 +94,8 @@ class SchemaGrantProvider(PostgresProvider):
         seq_privs = props.get("sequence_privileges") or []
         with connect(props["connection"]) as conn, conn.transaction(), conn.cursor() as cur:
             _lock_schema_acl(cur, schema)
-            narrowed = _read_column_wise(cur, role, schema, props.get("withheld") or [])
+            covered = withheld.tables(cur, schema, props.get("withheld") or [])
+            narrowed = _read_column_wise(cur, role, schema, covered)
             # Revoke-then-grant in one transaction: the result is exactly the
             # declared set, whatever was there before, and nobody sees the gap.
             _revoke_all(cur, role, schema, sorted(set(owners) | set(previous_owners)))
@@ -126,7 +127,7 @@ class SchemaGrantProvider(PostgresProvider):
                     )
             withheld.apply(cur, role, schema, props.get("withheld") or [])
             # Never widened: a table the role read column by column keeps those columns.
-            for relation, columns in narrowed.items():
+            for _, relation, columns in narrowed:
                 cur.execute(sql.SQL("REVOKE SELECT ON " + relation + " FROM {}").format(sql.Identifier(role)))
                 cur.execute(
                     sql.SQL("GRANT SELECT ({}) ON " + relation + " TO {}").format(
@@ -148,8 +149,9 @@ class SchemaGrantProvider(PostgresProvider):
             schema_privs = [row[0] for row in cur.fetchall()]
             columns = props.get("withheld") or []
             # Tables read column by column are judged by what is withheld there.
-            undeclared_narrow = _read_column_wise(cur, role, schema, columns)
-            narrowed = withheld.tables(cur, schema, columns) | {oid for (oid,) in _oids(cur, list(undeclared_narrow))}
+            covered = withheld.tables(cur, schema, columns)
+            undeclared_narrow = _read_column_wise(cur, role, schema, covered)
+            narrowed = covered | {oid for oid, _, _ in undeclared_narrow}
             observed = {
                 "T": _observed_relation_privileges(cur, role_oid, schema_oid, tables=True, skip=narrowed),
                 "S": _observed_relation_privileges(cur, role_oid, schema_oid, tables=False, skip=narrowed),
@@ -171,18 +173,17 @@ class SchemaGrantProvider(PostgresProvider):
             outs["withholding"] = (withheld.problems(cur, role, schema, columns) if columns else []) + [
                 f"{relation} is read column by column by {role}, which no declaration says (a table with "
                 "withheld columns, renamed or moved here?): declare its withheld columns, or grant it whole by hand"
-                for relation in undeclared_narrow
+                for _, relation, _ in undeclared_narrow
             ]
             return ReadResult(id_=id_, outs=outs)
 
 
 def _read_column_wise(
-    cur: psycopg.Cursor[Any], role: str, schema: str, withheld_columns: Sequence[str]
-) -> dict[str, list[str]]:
+    cur: psycopg.Cursor[Any], role: str, schema: str, covered: set[int]
+) -> list[tuple[int, str, list[str]]]:
     """Tables of the schema the role reads column by column though no
-    declared withholding covers them, with those columns (relation as the
-    catalog quotes it)."""
-    covered = withheld.tables(cur, schema, withheld_columns)
+    declared withholding covers them (`covered`: the oids that withholding
+    narrows), each with its relation as the catalog quotes it and those columns."""
     cur.execute(
         "SELECT c.oid, c.oid::regclass::text, array_agg(att.attname::text ORDER BY att.attnum) "
         "FROM pg_class c JOIN pg_attribute att ON att.attrelid = c.oid, aclexplode(att.attacl) a "
@@ -192,14 +193,7 @@ def _read_column_wise(
         "WHERE t.grantee = a.grantee AND t.privilege_type = 'SELECT') GROUP BY c.oid ORDER BY 2",
         (schema, role),
     )
-    return {str(name): list(columns) for oid, name, columns in cur.fetchall() if int(oid) not in covered}
-
-
-def _oids(cur: psycopg.Cursor[Any], relations: Sequence[str]) -> list[tuple[int]]:
-    if not relations:
-        return []
-    cur.execute("SELECT r::regclass::oid FROM unnest(%s::text[]) r", (list(relations),))
-    return [(int(row[0]),) for row in cur.fetchall()]
+    return [(int(oid), str(name), list(columns)) for oid, name, columns in cur.fetchall() if int(oid) not in covered]
 
 
 def _foreign_relations(cur: psycopg.Cursor[Any], role: str, schema: str) -> list[tuple[str, str]]:
