@@ -45,9 +45,12 @@ class Engine:
         dockerfile: Path | None = None,
         target: str | None = None,
         build_args: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         """`docker build` against this engine; a failure raises with the build's last output."""
         command = ["docker", "build", "-t", tag]
+        for key, value in (labels or {}).items():
+            command += ["--label", f"{key}={value}"]
         if dockerfile is not None:
             command += ["-f", str(dockerfile)]
         if target:

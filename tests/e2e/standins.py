@@ -16,6 +16,7 @@ from pathlib import Path
 
 import docker.errors
 
+from components.build_context import context_digest
 from components.config import PlatformConfig
 from tests.e2e.engine import E2E_DIR, Engine
 
@@ -74,12 +75,21 @@ def python_base() -> str:
     return bases.pop()
 
 
-def _image_exists(engine: Engine, reference: str) -> bool:
+# Which version of its directory a stand-in was built from: one built before
+# its Dockerfile changed is built again, never kept.
+DIGEST_LABEL = "com.wondernest.e2e.standin-digest"
+
+
+def _image_exists(engine: Engine, reference: str, digest: str | None = None) -> bool:
     try:
-        engine.client.images.get(reference)
+        image = engine.client.images.get(reference)
     except docker.errors.ImageNotFound:
         return False
-    return True
+    return digest is None or (image.labels or {}).get(DIGEST_LABEL) == digest
+
+
+def standin_digest(stand_in: StandIn) -> str:
+    return context_digest(HERE / stand_in.directory, ("",))[:16]
 
 
 def bookworm_base(engine: Engine) -> None:
@@ -130,13 +140,18 @@ def build(engine: Engine, stand_in: StandIn) -> str:
             cas.mkdir()
             for ca in BUILD_CAS.glob("*.crt"):
                 shutil.copy(ca, cas / ca.name)
-        engine.build(stand_in.reference, Path(context), build_args={"BASE": BASE})
+        engine.build(
+            stand_in.reference,
+            Path(context),
+            build_args={"BASE": BASE},
+            labels={DIGEST_LABEL: standin_digest(stand_in)},
+        )
     return stand_in.reference
 
 
 def build_all(engine: Engine, config: PlatformConfig) -> list[str]:
     """The base, then every stand-in not already on the engine, three at a time."""
     bookworm_base(engine)
-    missing = [s for s in stand_ins(config) if not _image_exists(engine, s.reference)]
+    missing = [s for s in stand_ins(config) if not _image_exists(engine, s.reference, standin_digest(s))]
     with ThreadPoolExecutor(max_workers=3) as pool:
         return list(pool.map(lambda s: build(engine, s), missing))

@@ -167,3 +167,12 @@ def test_a_paused_container_is_unhealthy_at_once_and_healthy_again_after_its_nex
     finally:
         container.unpause()
     wait_healthy()
+
+
+def test_the_python_stand_in_lets_root_pip_install_system_wide_as_the_official_image_does(engine: Engine) -> None:
+    """The official image's Python is built into /usr/local with no
+    EXTERNALLY-MANAGED marker; Debian's carries one, which would refuse a
+    Dockerfile's `RUN pip install` that the real image accepts."""
+    script = "import pathlib as p, sysconfig as s; print(p.Path(s.get_path('stdlib'), 'EXTERNALLY-MANAGED').exists())"
+    output = engine.client.containers.run(python_base(), ["python", "-c", script], remove=True)
+    assert output == b"False\n"
