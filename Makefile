@@ -20,7 +20,7 @@ SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers e2e-servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
-        e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs psql status stats logs verify reset-db \
+        e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs psql status stats logs verify reset-db import-dump \
         aws-check aws-ready aws-preview aws-up tunnel
 
 help:
@@ -34,6 +34,7 @@ help:
 	@echo "make check-config STACK=prod   validate Pulumi.<stack>.yaml without the Pulumi CLI"
 	@echo "make verify [ARGS=--auth]  check every service of the running stack (README, \"Verifying it\")"
 	@echo "make reset-db [FORCE=1]    the database emptied and rebuilt through the stack, after a verified backup"
+	@echo "make import-dump FILE=x.dump   a pg_dump made elsewhere, into the stack's schemas as the platform's own"
 	@echo "make preview | outputs | psql ROLE=... | status | stats | logs SERVICE=... | destroy | destroy-all"
 	@echo "make aws-preview | aws-up | tunnel   (STACK=prod|staging; see docs/aws.md)"
 	@echo "make bench | bench-login | bench-backup | bench-program   the benchmarks the README quotes"
@@ -222,6 +223,20 @@ VERIFY_PULUMI = $(if $(filter dev,$(STACK)),$(PULUMI),$(AWS_PULUMI))
 verify: $(if $(filter dev,$(STACK)),state-check,aws-check) $(VENV)/.verify
 	@$(call need,pulumi,the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/))
 	$(VERIFY_PULUMI) stack output --stack $(STACK) --show-secrets --json | $(PY) -m components.verify $(STACK) $(ARGS)
+
+# A custom-format pg_dump made elsewhere, into the stack's schemas as the
+# migrator's own, whatever its owners and grants (README, "Existing data"):
+# make import-dump FILE=shop.dump. The dump goes in on stdin, the superuser's
+# password through the environment of the one command that needs it.
+import-dump: state-check $(VENV)/.config
+	@test -f "$(FILE)" || { echo "error: name the dump: make import-dump FILE=<a pg_dump -Fc archive>" >&2; exit 2; }
+	@$(call need,docker,the docker CLI is not on PATH)
+	@prefix=$$($(CONTAINER_PREFIX)) && args=$$($(PY) -m components.check_config $(STACK) --import-args) \
+	  && lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
+	       | $(PY) -m components.connect superuser $(STACK) $(STATE_DIR)) \
+	  && eval "$$lines" && RESTORE_DB_USER="$$PGUSER" RESTORE_DB_PASSWORD="$$PGPASSWORD" \
+	  docker exec -i -e RESTORE_DB_USER -e RESTORE_DB_PASSWORD "$${prefix}backups" \
+	    python -m wondernest_backup import-dump - $$args < "$(FILE)"
 
 # The database emptied and rebuilt through the stack, after a verified backup:
 # asks for its name to be typed, unless FORCE=1.

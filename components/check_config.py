@@ -23,6 +23,7 @@ import yaml
 
 from components.config import ConfigError, PlatformConfig, parse_config, parse_raw_value, project_keys, project_name
 from components.preflight import check_ports, report
+from components.spec.database import database_spec
 from components.spec.naming import Names
 
 ENCRYPTED = "encrypted-value"
@@ -121,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print only the prefix of the stack's container names (<app>-<stack>-), for make logs and status",
     )
+    parser.add_argument(
+        "--import-args",
+        action="store_true",
+        help="print only the owner and schemas an import takes (make import-dump)",
+    )
     args = parser.parse_args(argv)
     try:
         cfg, problems, encrypted = check(args.root, args.stack)
@@ -142,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         sys.stdout.write(Names(app=app, stack=args.stack).resource("") + "\n")
+        return 0
+    if args.import_args:
+        if cfg is None:
+            sys.stderr.write(f"error: Pulumi.{args.stack}.yaml has encrypted values; decrypt with pulumi first\n")
+            return 1
+        spec = database_spec(Names(app=cfg.app_name, stack=args.stack), cfg.postgres.schemas)
+        sys.stdout.write(f"--owner {spec.role('migrator').name} --schemas {','.join(cfg.postgres.schemas)}\n")
         return 0
     if encrypted:
         sys.stdout.write(

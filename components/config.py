@@ -19,7 +19,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ByteSize,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -27,14 +26,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
 from components.aws_sizes import CACHE_NODE_TYPES, FARGATE_MEMORY_MIB, RDS_CLASSES
 from components.spec.alerts import RUNBOOKS_DOC, AlertThresholds
+from components.spec.app import SECRET_LOOKING, AppConfig
 from components.spec.backups import BACKUP_DIR, max_backup_age_seconds, schedule_period_seconds
 from components.spec.backups import METRICS_PORT as BACKUP_METRICS_PORT
+from components.spec.collector import HEALTH_PORT as COLLECTOR_HEALTH_PORT
 from components.spec.database import REQUIRED_SCHEMAS, SCHEMAS
+from components.spec.model import ConfigModel, ImageRef, Port
 from components.spec.naming import Names, aws_name_problems
 from components.spec.postgres_conf import TuningError, tune
 from components.spec.redis_conf import EvictionPolicy
@@ -48,28 +49,7 @@ PROVIDER_NAMESPACES = frozenset({"pulumi", "aws", "docker", "random", "tls", "gr
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
 
-Port = Annotated[int, Field(ge=1, le=65535)]
 DEFAULT_MAX_CONNECTIONS = 100
-
-_IMAGE_RE = re.compile(
-    r"^(?P<name>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
-    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
-)
-
-
-def _pinned_image(value: str) -> str:
-    match = _IMAGE_RE.match(value)
-    if match is None:
-        raise ValueError("not an image reference like 'registry/name:tag' or 'name@sha256:<digest>'")
-    if match["tag"] is None and match["digest"] is None:
-        raise ValueError("image must be pinned with a version tag or a sha256 digest")
-    if match["tag"] == "latest" and match["digest"] is None:
-        raise ValueError("'latest' is not a pinned version; use a version tag or a digest")
-    return value
-
-
-ImageRef = Annotated[str, AfterValidator(_pinned_image)]
 
 
 def _app_name(value: str) -> str:
@@ -78,13 +58,7 @@ def _app_name(value: str) -> str:
     return value
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=False,
-        frozen=True,
-    )
+_Model = ConfigModel
 
 
 class NetworkConfig(_Model):
@@ -140,9 +114,6 @@ class PostgresConfig(_Model):
         reserved = [name for name in value if name in RESERVED_SCHEMAS or name.startswith("pg_")]
         problems += [f"{name!r} is Postgres' own" for name in reserved]
         problems += [f"{name!r} is listed twice" for name in sorted({n for n in value if value.count(n) > 1})]
-        missing = [name for name in REQUIRED_SCHEMAS if name not in value]
-        if missing:
-            problems.append(f"the API's migrations need {' and '.join(missing)}")
         if problems:
             raise ValueError("; ".join(problems))
         return value
@@ -574,6 +545,37 @@ class PlatformConfig(_Model):
     images: ImagesConfig = ImagesConfig()
     dev_tools: DevToolsConfig = DevToolsConfig()
     aws: AwsConfig = AwsConfig()
+    app: AppConfig = AppConfig()
+
+    @model_validator(mode="after")
+    def _app_contract(self) -> PlatformConfig:
+        problems = []
+        if self.app.bundled:
+            missing = [name for name in REQUIRED_SCHEMAS if name not in self.postgres.schemas]
+            if missing:
+                problems.append(f"postgres.schemas: the bundled API's migrations need {' and '.join(missing)}")
+        else:
+            for key in _set_keys(self, BUNDLED_API_ONLY):
+                problems.append(
+                    f"{key}: a setting of the bundled API, which this stack does not run; "
+                    "give your app its settings in app.environment"
+                )
+        if self.target == "aws":
+            if self.app.readiness_path is None:
+                problems.append(
+                    "app.readinessPath: the load balancer sends traffic only to tasks that answer it; "
+                    "give the path that answers 200 when the app can serve"
+                )
+            taken = {COLLECTOR_HEALTH_PORT: "the metrics collector's health check, in the same task"}
+            ports = {"app.port": self.app.port}
+            if self.app.metrics is not None:
+                ports["app.metrics.port"] = self.app.metrics.port
+            for key, port in ports.items():
+                if port in taken:
+                    problems.append(f"{key}: {port} is {taken[port]}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _target_sections(self) -> PlatformConfig:
@@ -646,6 +648,8 @@ class PlatformConfig(_Model):
         return self
 
 
+# The bundled API's own settings: another app gets its settings from app.environment.
+BUNDLED_API_ONLY = ("api.dbPoolMax", "api.corsAllowedOrigins")
 # Keys only the docker target reads: on aws, sizes come from instance classes and
 # Fargate task sizes, and nothing is published on a host port.
 LOCAL_ONLY = (
@@ -698,6 +702,17 @@ def _set_keys(model: BaseModel, dotted: Iterable[str]) -> list[str]:
     return found
 
 
+def bundled_settings(cfg: PlatformConfig) -> dict[str, str]:
+    """The bundled API's own settings from the `api` section; another app has
+    only its `app.environment`."""
+    if not cfg.app.bundled:
+        return {}
+    return {
+        "DB_POOL_MAX": str(cfg.api.db_pool_max),
+        "CORS_ALLOWED_ORIGINS": ",".join(cfg.api.cors_allowed_origins),
+    }
+
+
 def alert_thresholds(cfg: PlatformConfig, database: str) -> AlertThresholds:
     """The alert rules' parameters, the same for every target."""
     return AlertThresholds(
@@ -706,6 +721,7 @@ def alert_thresholds(cfg: PlatformConfig, database: str) -> AlertThresholds:
         runbook_url=cfg.alerting.runbook_url,
         min_requests=cfg.alerting.min_requests,
         database=database,
+        app_metrics=cfg.app.metrics is not None,
         backup_max_age_seconds=max_backup_age_seconds(cfg.backups.schedule),
     )
 
@@ -821,7 +837,7 @@ def _describe(err: ErrorDetails, secret_keys: set[str], namespace: str) -> list[
     return [f"{path} = {shown}: {message}"]
 
 
-_KEYED = re.compile(r"^(?P<key>[a-zA-Z][a-zA-Z0-9.]*): (?P<msg>.+)$")
+_KEYED = re.compile(r"^(?P<key>[a-zA-Z][a-zA-Z0-9._-]*): (?P<msg>.+)$")
 
 
 def _lookup(data: Mapping[str, Any], keys: list[str]) -> str:
@@ -857,6 +873,8 @@ def _is_secret_field(path: list[str]) -> bool:
     """A SecretStr field's value is never echoed, even when set without --secret."""
     if not path:
         return False
+    if path[:2] == ["app", "environment"] and len(path) == 3 and SECRET_LOOKING.search(path[2]):
+        return True
     model = _field_model(path[:-1])
     for name, field in model.model_fields.items():
         if (field.alias or name) == path[-1]:

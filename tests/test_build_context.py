@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from components.build_context import context_digest
-from components.local.api import BUILD_INPUTS
-from components.local.images import APP_DIR
+from components.spec.images import API_INPUTS as BUILD_INPUTS
+from components.spec.images import APP_DIR
 
 
 @pytest.fixture

@@ -240,3 +240,31 @@ def test_logs_follows_one_service(box: Sandbox) -> None:
 def test_status_refuses_an_aws_stack(box: Sandbox) -> None:
     result = box.make("status", "STACK=prod")
     assert result.returncode != 0 and "is an AWS stack" in result.stderr
+
+
+def test_import_dump_pipes_the_dump_in_and_passes_the_password_by_environment(box: Sandbox) -> None:
+    _needs_checkout_venv()
+    box.with_state()
+    outputs = {**OUTPUTS, "secrets": {"postgres_superuser": "sup'er$pw"}}
+    box.tool("pulumi", f"cat <<'EOF'\n{json.dumps(outputs)}\nEOF")
+    box.tool(
+        "docker",
+        'cat > "$(dirname "$0")/../stdin"; '
+        'printf "%s|%s" "$RESTORE_DB_USER" "$RESTORE_DB_PASSWORD" > "$(dirname "$0")/../exec-env"',
+    )
+    missing = box.make("import-dump")
+    assert missing.returncode == 2 and "error: name the dump: make import-dump FILE=" in missing.stderr
+    assert box.called() == []
+    dump = box.tmp / "shop.dump"
+    dump.write_bytes(b"PGDMP\x01 an archive")
+    result = box.make("import-dump", f"FILE={dump}")
+    assert result.returncode == 0, result.stderr
+    [call] = [c for c in box.called() if c.startswith("docker")]
+    assert call == (
+        "docker exec -i -e RESTORE_DB_USER -e RESTORE_DB_PASSWORD wondernest-dev-backups python -m wondernest_backup "
+        "import-dump - --owner wondernest_migrator --schemas core,family,subscription,content,audio,analytics,ml,"
+        "safety,audit"
+    )
+    assert "sup'er$pw" not in "".join(box.called())
+    assert (box.tmp / "stdin").read_bytes() == dump.read_bytes()
+    assert (box.tmp / "exec-env").read_text() == "postgres|sup'er$pw"

@@ -402,6 +402,23 @@ def test_every_plain_variable_of_the_prod_tasks_is_one_the_platform_declares() -
     assert names and names <= secret_values.PLATFORM_ENVIRONMENT, names - secret_values.PLATFORM_ENVIRONMENT
 
 
+def test_another_apps_task_passes_once_the_stacks_config_declares_its_plain_names() -> None:
+    """An app's own plain settings are refused until the stack's policy config
+    names them; its secrets, by reference, need nothing."""
+    from tests.test_app_contract import notes_prod
+    from tests.test_stack_prod import TASK_DEF
+
+    ev = evaluate_once(notes_prod(), stack="prod")
+    [api_task] = [r for r in as_resources(ev, "prod") if r.type == TASK_DEF and r.name == "api-task"]
+    [definition] = json.loads(api_task.props["containerDefinitions"])
+    plain = sorted(v["name"] for v in definition["environment"] if v["name"] not in secret_values.PLATFORM_ENVIRONMENT)
+    assert plain and all(name.startswith("NOTES_") for name in plain)
+    rule = BY_ID["aws-ecs-task-hardened"]
+    found = rule.run_resource(api_task, {})
+    assert {name for name in plain if any(name in v.message for v in found)} == set(plain)
+    assert rule.run_resource(api_task, {"nonSecretEnvironment": plain}) == []
+
+
 PUBLIC_READ = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}
 
 

@@ -111,7 +111,7 @@ def test_schemas_come_from_config() -> None:
 @pytest.mark.parametrize(
     ("schemas", "problem"),
     [
-        (["core"], "the API's migrations need audit"),
+        (["core"], "the bundled API's migrations need audit"),
         (["core", "audit", "Billing"], "'Billing' is not a lower-case identifier of at most 63 characters"),
         (["core", "audit", "public"], "'public' is Postgres' own"),
         (["core", "audit", "pg_temp"], "'pg_temp' is Postgres' own"),

@@ -437,8 +437,8 @@ def test_postgres_and_redis_speak_tls_only_and_every_client_verifies_them(dev: E
 
 def test_the_api_image_is_tagged_by_its_content(dev: Evaluation) -> None:
     from components.build_context import context_digest
-    from components.local.api import BUILD_INPUTS
-    from components.local.images import APP_DIR
+    from components.spec.images import API_INPUTS as BUILD_INPUTS
+    from components.spec.images import APP_DIR
 
     image = dev.named("docker:index/image:Image", "api-image").inputs
     assert image["imageName"] == f"wondernest-api:{context_digest(APP_DIR, BUILD_INPUTS)[:16]}"

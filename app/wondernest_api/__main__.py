@@ -66,14 +66,18 @@ def check(settings: Settings) -> int:
     return 0 if all(v.startswith("ok") for v in report.values()) else 1
 
 
-def run_migrations(settings: DatabaseSettings) -> int:
+def run_migrations(settings: DatabaseSettings, baseline_at: str | None = None) -> int:
     import psycopg
 
     from wondernest_api.db import describe_error
     from wondernest_api.jsonlog import log
-    from wondernest_api.migrate import MigrationError, migrate
+    from wondernest_api.migrate import MigrationError, baseline, migrate
 
     try:
+        if baseline_at is not None:
+            recorded = baseline(settings.conninfo("wondernest-migrate"), baseline_at)
+            log.info("migrations baselined", versions=recorded)
+            return 0
         applied = migrate(settings.conninfo("wondernest-migrate"))
     except MigrationError as exc:
         sys.stderr.write(f"error: {exc}\n")
@@ -145,11 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wondernest_api")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "check"])
     parser.add_argument("--check-only", action="store_true", help="validate config and connectivity, then exit")
+    parser.add_argument(
+        "--baseline",
+        metavar="VERSION",
+        help="migrate: record the migrations up to VERSION as applied, without running them (an adopted database)",
+    )
     args = parser.parse_args(argv)
+    if args.baseline is not None and args.command != "migrate":
+        parser.error("--baseline goes with migrate")
     _configure_logging()
     try:
         if args.command == "migrate" and not args.check_only:
-            return run_migrations(load_migration_settings())
+            return run_migrations(load_migration_settings(), args.baseline)
         settings = load_settings()
     except SettingsError as exc:
         sys.stderr.write(f"{exc}\n")

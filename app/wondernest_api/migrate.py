@@ -133,6 +133,60 @@ def _lock(conn: psycopg.Connection[tuple[object, ...]], wait_seconds: float) -> 
         conn.execute("RESET lock_timeout")
 
 
+_LEDGER = (
+    "CREATE TABLE IF NOT EXISTS core.schema_migrations ("
+    " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+    " applied_at timestamptz NOT NULL DEFAULT now())"
+)
+
+
+def _ledger(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, str]:
+    """The ledger, created (with its guard) when missing: version → checksum."""
+    conn.execute(_LEDGER)
+    with conn.transaction():
+        conn.execute(LEDGER_GUARD.encode())
+    rows = conn.execute("SELECT version, checksum FROM core.schema_migrations").fetchall()
+    return {str(version): str(checksum) for version, checksum in rows}
+
+
+def baseline(conninfo: str, version: str, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> list[str]:
+    """Record the migrations up to `version` as applied without running them:
+    for a database whose tables were made before the platform (by the guide's
+    init script, say), handed to the migrator role. Refused once anything is
+    recorded, and on a database with no table of its own to baseline."""
+    known = [m.version for m in available()]
+    if version not in known:
+        raise MigrationError(f"no migration {version}; these exist: {', '.join(known)}")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        _check_schemas(conn)
+        _lock(conn, lock_wait_seconds)
+        try:
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_migrations'",
+                (list(REQUIRED_SCHEMAS),),
+            ).fetchone()
+            if tables is None or tables[0] == 0:
+                raise MigrationError(
+                    f"{', '.join(REQUIRED_SCHEMAS)} hold no table: there is nothing to baseline; run migrate instead"
+                )
+            if done := _ledger(conn):
+                raise MigrationError(
+                    f"migrations {', '.join(sorted(done))} are already recorded: a baseline is only for a "
+                    "database the migrations never ran on"
+                )
+            recorded = [m for m in available() if m.version <= version]
+            with conn.transaction():
+                for migration in recorded:
+                    conn.execute(
+                        "INSERT INTO core.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                        (migration.version, migration.name, migration.checksum),
+                    )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+    return [m.version for m in recorded]
+
+
 def migrate(conninfo: str, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> list[str]:
     """Apply what is missing; return the versions applied by this call."""
     applied_now: list[str] = []
@@ -140,15 +194,7 @@ def migrate(conninfo: str, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> l
         _check_schemas(conn)
         _lock(conn, lock_wait_seconds)
         try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS core.schema_migrations ("
-                " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            with conn.transaction():
-                conn.execute(LEDGER_GUARD.encode())
-            rows = conn.execute("SELECT version, checksum FROM core.schema_migrations").fetchall()
-            done: dict[str, str] = {str(version): str(checksum) for version, checksum in rows}
+            done = _ledger(conn)
             for migration in available():
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:

@@ -1,19 +1,25 @@
-"""`python -m wondernest_backup run | verify | list | prune | restore | serve`."""
+"""`python -m wondernest_backup run | verify | list | prune | restore | serve | import-dump`."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 from wondernest_api.db import describe_error
 from wondernest_api.envconfig import SettingsError
 
 from wondernest_backup.backup import Repository, prune, restore, run, server_roles, verify
+from wondernest_backup.imports import import_dump
 from wondernest_backup.offsite import Offsite
-from wondernest_backup.pgtools import BackupError, clean_orphans, remove_work_dir
+from wondernest_backup.pgtools import BackupError, clean_orphans, remove_work_dir, work_dir
 from wondernest_backup.settings import BackupSettings, load_settings
 
 # The commands that change or prove backups, by the stage a failure counts under.
@@ -47,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--force", action="store_true", help="replace the contents of a non-empty target")
     r.add_argument("--from-s3", action="store_true", help="download the backup from the bucket first")
     commands.add_parser("serve", help="the scheduled cycle, with /metrics")
+    i = commands.add_parser("import-dump", help="a custom-format pg_dump made elsewhere, into the platform's schemas")
+    i.add_argument("file", help="the archive (pg_dump -Fc); - for standard input")
+    i.add_argument("--owner", required=True, help="the role that owns the schemas' objects (the migrator)")
+    i.add_argument("--schemas", required=True, help="the stack's schemas, comma-separated")
     args = parser.parse_args(argv)
     # Dumps hold every row of the platform: readable by their owner only,
     # whoever runs the tool and wherever (a checkout's umask is usually 022).
@@ -63,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "list":
             _list(repo)
+            return 0
+        if args.command == "import-dump":
+            # As the restoring role (an operator's, which may act as the owner), never the backup job's.
+            schemas = [s for s in args.schemas.split(",") if s]
+            with _archive(args.file) as dump:
+                rows = import_dump(settings.restorer(), dump, schemas=schemas, owner=args.owner)
+            print(json.dumps({"imported": args.file, "owner": args.owner, "rows": rows}))
             return 0
         with repo.changing(wait=False):
             # What killed runs left behind: half-written dumps, password files, verification servers.
@@ -86,6 +103,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         remove_work_dir()
     return 0
+
+
+@contextlib.contextmanager
+def _archive(name: str) -> Iterator[Path]:
+    """The named file, or standard input kept in a private file while it is read:
+    an operator pipes a dump in rather than copying it into the container."""
+    if name != "-":
+        yield Path(name)
+        return
+    with tempfile.NamedTemporaryFile(prefix="import-", suffix=".dump", dir=work_dir()) as handle:
+        shutil.copyfileobj(sys.stdin.buffer, handle)
+        handle.flush()
+        yield Path(handle.name)
 
 
 def _list(repo: Repository) -> None:

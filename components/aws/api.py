@@ -3,7 +3,9 @@ migrations as an init container, a metrics sidecar, autoscaling."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -21,9 +23,8 @@ from components.aws.tasks import (
     task_definition,
 )
 from components.aws.tls import VERIFIED
-from components.local.api import API_UID, BUILD_INPUTS, CONTAINER_PORT, METRICS_PORT
-from components.local.containers import python_probe_command
 from components.spec.api import hash_concurrency
+from components.spec.app import AppConfig, image_build, migration_mapping, probe_command
 from components.spec.naming import Names
 
 # ELBSecurityPolicy-TLS13-1-2-2021-06: TLS 1.3 and 1.2 only, forward-secret ciphers.
@@ -33,6 +34,9 @@ TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 @dataclass(frozen=True)
 class ApiArgs:
     names: Names
+    app: AppConfig
+    settings: Mapping[str, str]
+    """The bundled API's own settings from the `api` section; empty for another app."""
     region: str
     cpu: int
     memory_mib: int
@@ -41,8 +45,6 @@ class ApiArgs:
     max_count: int
     cpu_target_percent: int
     requests_per_target: int
-    db_pool_max: int
-    cors_allowed_origins: tuple[str, ...]
     certificate_arn: str | None
     domain_name: str | None
     log_retention_days: int
@@ -76,85 +78,68 @@ class Api(pulumi.ComponentResource):
         key_arn = args.secrets.key.arn
         sgs = args.network.security_groups
 
-        self.image_ref = ecr_image(
-            "api", names, target="runtime-aws", inputs=BUILD_INPUTS, kms_key_arn=key_arn, parent=self
-        )
+        self.image_ref = self._image(args, key_arn)
 
         logs = log_group(
             "api-logs", names, "api", retention_days=args.log_retention_days, kms_key_arn=key_arn, parent=self
         )
-
-        # The database user comes with its password: rotation alternates between
-        # a role and its alternate user.
-        def database_credentials(role_key: str) -> dict[str, pulumi.Input[str]]:
-            secret = f"postgres-{role_key}"
-            return {
-                "DB_USER": args.secrets.value_from(secret, "username"),
-                "DB_PASSWORD": args.secrets.value_from(secret),
-            }
-
-        secret_env = {
-            **database_credentials("app"),
-            "REDIS_PASSWORD": args.secrets.value_from("redis-app"),
-            "JWT_SECRET": args.secrets.value_from("jwt-signing-key"),
-        }
-        secret_keys = ("postgres-migrator", "postgres-app", "redis-app", "jwt-signing-key")
-        database_env: dict[str, pulumi.Input[str]] = {
-            "DB_HOST": args.postgres_host,
-            "DB_PORT": str(args.postgres_port),
-            "DB_NAME": args.database,
-            **VERIFIED,
-        }
-        env: dict[str, pulumi.Input[str]] = {
-            **database_env,
-            **({} if args.postgres_reader_hosts is None else {"DB_READ_HOSTS": args.postgres_reader_hosts}),
-            "DB_POOL_MAX": str(args.db_pool_max),
-            # Fargate's CPU units: 1024 to a vCPU.
-            "HASH_CONCURRENCY": str(hash_concurrency(args.cpu / 1024)),
-            "REDIS_HOST": args.redis_host,
-            "REDIS_PORT": str(args.redis_port),
-            # Its own ElastiCache user: the default user is off.
-            "REDIS_USER": args.redis_user,
-            "REDIS_TLS": "true",
-            "CORS_ALLOWED_ORIGINS": ",".join(args.cors_allowed_origins),
-            "PORT": str(CONTAINER_PORT),
-            "METRICS_PORT": str(METRICS_PORT),
-            # The load balancer's nodes live in the public subnets. Trusting those
-            # ranges, not every peer, makes the client address the last one the
-            # load balancer appended to X-Forwarded-For, not whatever a client
-            # wrote at its head.
-            "FORWARDED_ALLOW_IPS": ",".join(str(cidr) for cidr in args.network.cidrs["public"]),
-        }
-        user = f"{API_UID}:{API_UID}"
-        migrate = Container(
-            name="migrate",
-            image=self.image_ref,
-            user=user,
-            essential=False,
-            command=("python", "-m", "wondernest_api", "migrate"),
-            # As the role that owns the schema objects, with nothing of the API's:
-            # the API container never holds that role's password.
-            environment=database_env,
-            secrets=database_credentials("migrator"),
+        app = args.app
+        serve_env, serve_secrets, serve_keys = self._environment(args, app.platform_environment, role="app")
+        env: dict[str, pulumi.Input[str]] = {**serve_env, **args.settings, **app.environment}
+        secret_keys = serve_keys
+        user = f"{app.user}:{app.user}"
+        containers = []
+        if app.migrations is not None:
+            migrate_env, migrate_secrets, migrate_keys = self._environment(
+                args, migration_mapping(app), role=app.migrations.role
+            )
+            # In the order the execution role's policy has always listed them.
+            secret_keys = list(dict.fromkeys([*migrate_keys, *serve_keys]))
+            containers.append(
+                Container(
+                    name="migrate",
+                    image=self.image_ref,
+                    user=user,
+                    essential=False,
+                    command=app.migrations.command,
+                    # As the contract's role (for the bundled API, the one that
+                    # owns the schema objects), with nothing of the app's: the
+                    # app's container never holds that role's password.
+                    environment=migrate_env,
+                    secrets=migrate_secrets,
+                )
+            )
+        containers.append(
+            Container(
+                name="api",
+                image=self.image_ref,
+                user=user,
+                command=app.command,
+                environment=env,
+                secrets=serve_secrets,
+                port=app.port,
+                # Liveness: ECS replaces a task that fails it.
+                health_check=HealthCheck(
+                    tuple(probe_command(app.probe, app.port, app.liveness_path)),
+                    interval=10,
+                    timeout=3,
+                    start_period=20,
+                ),
+                depends_on={"migrate": "SUCCESS"} if app.migrations is not None else {},
+            )
         )
-        api = Container(
-            name="api",
-            image=self.image_ref,
-            user=user,
-            command=("python", "-m", "wondernest_api", "serve"),
-            environment=env,
-            secrets=secret_env,
-            port=CONTAINER_PORT,
-            health_check=HealthCheck(
-                tuple(python_probe_command(CONTAINER_PORT, "/health", request_timeout_s=2)),
-                interval=10,
-                timeout=3,
-                start_period=20,
-            ),
-            depends_on={"migrate": "SUCCESS"},
-        )
-        sidecar = collector({"api": f"127.0.0.1:{METRICS_PORT}"}, names, args.remote_write_url, args.region)
-        task_role = remote_write_role("api-task-role", args.workspace_arn, self)
+        if app.metrics is not None:
+            containers.append(
+                collector(
+                    {"api": f"127.0.0.1:{app.metrics.port}"},
+                    names,
+                    args.remote_write_url,
+                    args.region,
+                    metrics_paths={"api": app.metrics.path},
+                )
+            )
+        # The task's own calls: only the collector's remote write, when there is one.
+        task_role = None if app.metrics is None else remote_write_role("api-task-role", args.workspace_arn, self)
         exec_role = execution_role(
             "api-execution-role",
             secret_arns=[args.secrets.arns[key] for key in secret_keys],
@@ -166,12 +151,12 @@ class Api(pulumi.ComponentResource):
             family=names.resource("api"),
             cpu=args.cpu,
             memory_mib=args.memory_mib,
-            containers=[migrate, api, sidecar],
+            containers=containers,
             volumes=[],
             log_group_name=logs.name,
             region=args.region,
             execution_role_arn=exec_role.arn,
-            task_role_arn=task_role.arn,
+            task_role_arn=None if task_role is None else task_role.arn,
             parent=self,
         )
 
@@ -214,13 +199,14 @@ class Api(pulumi.ComponentResource):
         target_group = aws.lb.TargetGroup(
             "api",
             name=names.resource("api"),
-            port=CONTAINER_PORT,
+            port=app.port,
             protocol="HTTP",
             target_type="ip",
             vpc_id=args.network.vpc.id,
             deregistration_delay=30,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
-                path="/health",
+                # Readiness: traffic goes only to tasks whose dependencies answer.
+                path=app.readiness_path,
                 matcher="200",
                 interval=15,
                 timeout=5,
@@ -264,30 +250,11 @@ class Api(pulumi.ComponentResource):
                 "http", load_balancer_arn=alb.arn, port=80, protocol="HTTP", default_actions=forward, opts=child
             )
             self.url = pulumi.Output.concat("http://", alb.dns_name)
-        # /metrics is served only on the task's metrics port, which the target group
-        # never reaches; the edge answers the path itself too, so such a request
-        # does not reach a task at all.
-        aws.lb.ListenerRule(
-            "no-public-metrics",
-            listener_arn=listener.arn,
-            priority=1,
-            conditions=[
-                aws.lb.ListenerRuleConditionArgs(
-                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=["/metrics", "/metrics/*"])
-                )
-            ],
-            actions=[
-                aws.lb.ListenerRuleActionArgs(
-                    type="fixed-response",
-                    fixed_response=aws.lb.ListenerRuleActionFixedResponseArgs(
-                        content_type="application/json",
-                        status_code="404",
-                        message_body='{"error":{"code":"not_found","message":"Not Found"}}',
-                    ),
-                )
-            ],
-            opts=child,
-        )
+        # Metrics are served only on the task's metrics port, which the target
+        # group never reaches; the edge answers the path itself too, so such a
+        # request does not reach a task at all.
+        if app.metrics is not None:
+            self._no_public_metrics(listener, app.metrics.path)
 
         self.service = aws.ecs.Service(
             "api-service",
@@ -308,7 +275,7 @@ class Api(pulumi.ComponentResource):
             ),
             load_balancers=[
                 aws.ecs.ServiceLoadBalancerArgs(
-                    target_group_arn=target_group.arn, container_name="api", container_port=CONTAINER_PORT
+                    target_group_arn=target_group.arn, container_name="api", container_port=app.port
                 )
             ],
             propagate_tags="SERVICE",
@@ -364,3 +331,92 @@ class Api(pulumi.ComponentResource):
         self.target_group = target_group
         self.logs_bucket = access_logs.bucket
         self.register_outputs({"url": self.url, "image": self.image_ref})
+
+    def _image(self, args: ApiArgs, key_arn: pulumi.Output[str]) -> pulumi.Output[str]:
+        """The contract's prebuilt image as given, or its build pushed to ECR by content."""
+        build = image_build(args.app, aws=True)
+        if build is None:
+            assert args.app.image is not None
+            return pulumi.Output.from_input(args.app.image)
+        return ecr_image(
+            "api",
+            args.names,
+            target=build.target,
+            inputs=build.inputs,
+            context=Path(build.context),
+            dockerfile=Path(build.dockerfile),
+            kms_key_arn=key_arn,
+            parent=self,
+        )
+
+    def _environment(
+        self, args: ApiArgs, mapping: Mapping[str, str], *, role: str
+    ) -> tuple[dict[str, pulumi.Input[str]], dict[str, pulumi.Input[str]], list[str]]:
+        """(plain variables, secret references, the secrets referenced) for the
+        mapped platform values. The database user comes by reference with its
+        password: rotation alternates between a role and its alternate user."""
+        database_secret = f"postgres-{role}"
+        references = {
+            "postgres.user": (database_secret, "username"),
+            "postgres.password": (database_secret, "password"),
+            "redis.password": ("redis-app", "password"),
+            "jwt.signingKey": ("jwt-signing-key", "password"),
+        }
+        values: dict[str, pulumi.Input[str]] = {
+            "postgres.host": args.postgres_host,
+            "postgres.port": str(args.postgres_port),
+            "postgres.database": args.database,
+            "postgres.sslmode": VERIFIED["DB_SSLMODE"],
+            "postgres.caFile": VERIFIED["DB_SSLROOTCERT"],
+            "redis.host": args.redis_host,
+            "redis.port": str(args.redis_port),
+            # Its own ElastiCache user: the default user is off.
+            "redis.user": args.redis_user,
+            "redis.tls": "true",
+            "app.port": str(args.app.port),
+            # Fargate's CPU units: 1024 to a vCPU.
+            "app.cpuCount": str(hash_concurrency(args.cpu / 1024)),
+            # The load balancer's nodes live in the public subnets. Trusting those
+            # ranges, not every peer, makes the client address the last one the
+            # load balancer appended to X-Forwarded-For, not whatever a client
+            # wrote at its head.
+            "app.trustedProxies": ",".join(str(cidr) for cidr in args.network.cidrs["public"]),
+        }
+        if args.postgres_reader_hosts is not None:
+            values["postgres.readHosts"] = args.postgres_reader_hosts
+        if args.app.metrics is not None:
+            values["app.metricsPort"] = str(args.app.metrics.port)
+        env: dict[str, pulumi.Input[str]] = {}
+        secrets: dict[str, pulumi.Input[str]] = {}
+        for name, value in sorted(mapping.items()):
+            if value in references:
+                key, field = references[value]
+                secrets[name] = args.secrets.value_from(key, field)
+            elif value in values:
+                env[name] = values[value]
+        mapped = set(mapping.values())
+        used = [key for value, (key, _) in references.items() if value in mapped]
+        return env, secrets, list(dict.fromkeys(used))
+
+    def _no_public_metrics(self, listener: aws.lb.Listener, path: str) -> None:
+        aws.lb.ListenerRule(
+            "no-public-metrics",
+            listener_arn=listener.arn,
+            priority=1,
+            conditions=[
+                aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=[path, f"{path}/*"])
+                )
+            ],
+            actions=[
+                aws.lb.ListenerRuleActionArgs(
+                    type="fixed-response",
+                    fixed_response=aws.lb.ListenerRuleActionFixedResponseArgs(
+                        content_type="application/json",
+                        status_code="404",
+                        message_body='{"error":{"code":"not_found","message":"Not Found"}}',
+                    ),
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )

@@ -33,10 +33,9 @@ from components.aws.tasks import Container, HealthCheck, execution_role, log_gro
 from components.aws.tls import VERIFIED
 from components.aws_sizes import fargate_memory_mib
 from components.config import BackupsConfig
-from components.local.api import API_UID
-from components.local.backups import BUILD_INPUTS
-from components.local.containers import python_probe_command
+from components.spec.app import probe_command
 from components.spec.backups import BACKUP_DIR, METRICS_PORT
+from components.spec.images import BACKUP_INPUTS, IMAGE_UID
 from components.spec.naming import Names
 
 BACKUP_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"
@@ -163,7 +162,7 @@ class Backups(pulumi.ComponentResource):
         self.bucket = dumps.bucket
         if copy is not None:
             self._replicate(names, dumps, copy, cfg.retention_monthly, key_arn, args.region, args.secrets)
-        image = ecr_image("backup", names, target="backup-aws", inputs=BUILD_INPUTS, kms_key_arn=key_arn, parent=self)
+        image = ecr_image("backup", names, target="backup-aws", inputs=BACKUP_INPUTS, kms_key_arn=key_arn, parent=self)
         password_arn = args.secrets.arns["postgres-backup"]
         env: dict[str, pulumi.Input[str]] = {
             "DB_HOST": args.postgres_host,
@@ -180,7 +179,7 @@ class Backups(pulumi.ComponentResource):
         service = Container(
             name="backups",
             image=image,
-            user=f"{API_UID}:{API_UID}",
+            user=f"{IMAGE_UID}:{IMAGE_UID}",
             environment=env,
             # Rotation alternates between the backup role and its alternate user.
             secrets={
@@ -188,7 +187,7 @@ class Backups(pulumi.ComponentResource):
                 "DB_PASSWORD": args.secrets.value_from("postgres-backup"),
             },
             health_check=HealthCheck(
-                tuple(python_probe_command(METRICS_PORT, "/metrics", request_timeout_s=4)),
+                tuple(probe_command("python", METRICS_PORT, "/metrics", request_timeout_s=4)),
                 interval=30,
                 timeout=5,
                 start_period=120,

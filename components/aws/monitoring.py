@@ -84,7 +84,14 @@ class MonitoringArgs:
     secrets: Secrets
 
 
-def collector(targets: dict[str, str], names: Names, remote_write_url: pulumi.Output[str], region: str) -> Container:
+def collector(
+    targets: dict[str, str],
+    names: Names,
+    remote_write_url: pulumi.Output[str],
+    region: str,
+    *,
+    metrics_paths: Mapping[str, str] | None = None,
+) -> Container:
     """The ADOT sidecar every task that exposes metrics carries."""
     return Container(
         name="metrics-collector",
@@ -99,6 +106,7 @@ def collector(targets: dict[str, str], names: Names, remote_write_url: pulumi.Ou
                     external_labels={"app": names.app, "environment": names.stack},
                     remote_write_url=url,
                     region=region,
+                    metrics_paths=metrics_paths or {},
                 )
             )
         },
@@ -286,7 +294,9 @@ class Monitoring(pulumi.ComponentResource):
         )
         folder = grafana.oss.Folder("folder", title=names.app, uid=names.app, opts=in_grafana)
         for file, text in dashboards.dashboards(
-            slo_objective=args.slo_objective, database=args.thresholds.database
+            slo_objective=args.slo_objective,
+            database=args.thresholds.database,
+            app_metrics=args.thresholds.app_metrics,
         ).items():
             grafana.oss.Dashboard(
                 f"dashboard-{file.removesuffix('.json')}",

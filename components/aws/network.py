@@ -37,12 +37,16 @@ class NetworkArgs:
     interface_endpoints: bool
     log_retention_days: int
     kms_key_arn: pulumi.Output[str]
+    app_port: int
+    """The port the load balancer reaches the app's tasks on."""
 
 
 class SecurityGroups:
     """One group per tier; rules are separate resources so each carries its description."""
 
-    def __init__(self, names: Names, vpc_id: pulumi.Output[str], vpc_cidr: str, parent: pulumi.Resource) -> None:
+    def __init__(
+        self, names: Names, vpc_id: pulumi.Output[str], vpc_cidr: str, app_port: int, parent: pulumi.Resource
+    ) -> None:
         child = pulumi.ResourceOptions(parent=parent)
 
         def group(key: str, description: str) -> aws.ec2.SecurityGroup:
@@ -68,7 +72,7 @@ class SecurityGroups:
 
         for port in (80, HTTPS):
             self.ingress_cidr(f"alb-in-{port}", self.alb, "0.0.0.0/0", port, f"Clients to the load balancer on {port}")
-        self.chain("alb-to-api", self.alb, self.api, 8080, "Load balancer to the API's port")
+        self.chain("alb-to-api", self.alb, self.api, app_port, "Load balancer to the API's port")
         clients = (
             (self.api, "api", "api tasks"),
             (self.exporters, "exporters", "exporters tasks"),
@@ -205,7 +209,7 @@ class Network(pulumi.ComponentResource):
             )
         route_tables.append(isolated_rt)
 
-        self.security_groups = SecurityGroups(names, self.vpc.id, str(args.cidr), self)
+        self.security_groups = SecurityGroups(names, self.vpc.id, str(args.cidr), args.app_port, self)
         aws.ec2.VpcEndpoint(
             "s3-endpoint",
             vpc_id=self.vpc.id,

@@ -18,7 +18,7 @@ from components.aws.rotation import redeploy_schedules
 from components.aws.secrets import Secrets
 from components.aws.waf import Waf, WafArgs
 from components.aws_sizes import RDS_CLASSES
-from components.config import PlatformConfig, alert_thresholds
+from components.config import PlatformConfig, alert_thresholds, bundled_settings
 from components.spec.database import database_spec
 from components.spec.naming import Names
 from components.spec.postgres_conf import tune
@@ -71,6 +71,7 @@ class Platform(pulumi.ComponentResource):
                 interface_endpoints=aws_cfg.interface_endpoints,
                 log_retention_days=aws_cfg.log_retention_days,
                 kms_key_arn=secrets.key.arn,
+                app_port=cfg.app.port,
             ),
             opts=child,
         )
@@ -142,6 +143,8 @@ class Platform(pulumi.ComponentResource):
             "api",
             ApiArgs(
                 names=names,
+                app=cfg.app,
+                settings=bundled_settings(cfg),
                 region=region,
                 cpu=aws_cfg.api_cpu,
                 memory_mib=aws_cfg.api_memory_mib,
@@ -150,8 +153,6 @@ class Platform(pulumi.ComponentResource):
                 max_count=aws_cfg.api_max_count,
                 cpu_target_percent=aws_cfg.api_cpu_target_percent,
                 requests_per_target=aws_cfg.api_requests_per_target,
-                db_pool_max=cfg.api.db_pool_max,
-                cors_allowed_origins=cfg.api.cors_allowed_origins,
                 certificate_arn=aws_cfg.certificate_arn,
                 domain_name=aws_cfg.domain_name,
                 log_retention_days=aws_cfg.log_retention_days,

@@ -11,7 +11,7 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 
 from components.build_context import context_digest
-from components.local.images import APP_DIR
+from components.spec.images import APP_DIR
 from components.spec.naming import Names
 
 KEEP_IMAGES = 30
@@ -21,14 +21,16 @@ def ecr_image(
     resource_name: str,
     names: Names,
     *,
-    inputs: Sequence[str],
+    inputs: Sequence[str] | None,
     kms_key_arn: pulumi.Input[str],
     parent: pulumi.Resource,
     context: Path = APP_DIR,
+    dockerfile: Path | None = None,
     target: str | None = None,
     build_args: Mapping[str, str] | None = None,
 ) -> pulumi.Output[str]:
     """Build an image (by default a target of app/Dockerfile), push it, return `repo@sha256:...`.
+    With `inputs` None, every file of the context makes the tag.
 
     Tags are immutable and are the digest of the build inputs and arguments:
     unchanged inputs push nothing and leave every task definition as it is."""
@@ -66,7 +68,7 @@ def ecr_image(
         opts=pulumi.ResourceOptions(parent=repository),
     )
     args = dict(sorted((build_args or {}).items()))
-    tag = hashlib.sha256(f"{context_digest(context, inputs)}{args}".encode()).hexdigest()[:16]
+    tag = hashlib.sha256(f"{context_digest(context, inputs or ('',))}{args}".encode()).hexdigest()[:16]
     token = aws.ecr.get_authorization_token_output(
         registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=parent)
     )
@@ -74,7 +76,7 @@ def ecr_image(
         f"{resource_name}-image",
         build=docker.DockerBuildArgs(
             context=str(context),
-            dockerfile=str(context / "Dockerfile"),
+            dockerfile=str(dockerfile or context / "Dockerfile"),
             target=target,
             args=args or None,
             # Fargate tasks here run on x86_64, whatever machine runs `pulumi up`.

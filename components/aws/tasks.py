@@ -160,7 +160,7 @@ def task_definition(
     log_group_name: pulumi.Input[str],
     region: str,
     execution_role_arn: pulumi.Input[str],
-    task_role_arn: pulumi.Input[str],
+    task_role_arn: pulumi.Input[str] | None,
     parent: pulumi.Resource,
     ephemeral_storage_gib: int | None = None,
 ) -> aws.ecs.TaskDefinition:

@@ -1,7 +1,9 @@
-"""The bundled API: built from app/, run read-only with its secrets as files."""
+"""The app the platform runs, as its contract describes it (the bundled API by
+default): run with its secrets as files, its migrations as a job first."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -13,40 +15,43 @@ from components.local.containers import (
     Publish,
     SecretFile,
     hardened_container,
+    healthcheck,
     labelled_volume,
-    python_probe,
+    remote_image,
 )
-from components.local.images import app_image
+from components.local.images import built_image
 from components.local.network import Network
 from components.local.secrets import Secrets
 from components.spec.api import hash_concurrency
+from components.spec.app import AppConfig, delivery, image_build, migration_mapping, probe_command
 from components.spec.naming import Names
 
-# What app/Dockerfile copies, plus the Dockerfile: the image's whole input.
-BUILD_INPUTS = ("Dockerfile", "requirements.txt", "wondernest_api")
-API_UID = "1001"
-CONTAINER_PORT = 8080
-# /metrics listens here, never published and never behind the load balancer.
-METRICS_PORT = 9102
 # Docker refuses to copy files into a read-only root filesystem, but not into a
 # volume mounted on it: the secrets live on a volume of their own.
 SECRETS_DIR = "/run/secrets"
 CA_FILE = f"{SECRETS_DIR}/ca.crt"
+# Each platform secret's file, whichever variable names it.
+SECRET_FILES = {
+    "postgres.password": f"{SECRETS_DIR}/db-password",
+    "redis.password": f"{SECRETS_DIR}/redis-password",
+    "jwt.signingKey": f"{SECRETS_DIR}/jwt-secret",
+}
 
 
 @dataclass(frozen=True)
 class ApiArgs:
     names: Names
+    app: AppConfig
+    settings: Mapping[str, str]
+    """The bundled API's own settings from the `api` section; empty for another app."""
     host_port: int
     bind_address: IPv4Address
     memory_bytes: int
     cpus: float
-    db_pool_max: int
-    cors_allowed_origins: tuple[str, ...]
     database: str
     db_user: str
     migrator_user: str
-    """The role the migrations run as: it owns the schema objects; `db_user` only reads and writes rows."""
+    """The role that owns the schema objects; `db_user` only reads and writes rows."""
     postgres_host: str
     postgres_port: int
     redis_user: str
@@ -61,111 +66,131 @@ class ApiArgs:
 
 
 class Api(pulumi.ComponentResource):
-    image: docker.Image
-    migrations: docker.Container
+    image: docker.Image | docker.RemoteImage
+    migrations: docker.Container | None
     container: docker.Container
     url: pulumi.Output[str]
-    internal_target: str
+    internal_target: str | None
+    """How Prometheus reaches its metrics on the backend network; None without metrics."""
 
     def __init__(self, name: str, args: ApiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:local:Api", name, None, opts)
-        names = args.names
-        self.image = app_image("api-image", names, target="runtime", inputs=BUILD_INPUTS, parent=self)
-        database_env = {
-            "DB_HOST": args.postgres_host,
-            "DB_PORT": str(args.postgres_port),
-            "DB_NAME": args.database,
-            "DB_PASSWORD_FILE": f"{SECRETS_DIR}/db-password",
-            "DB_SSLMODE": "verify-full",
-            "DB_SSLROOTCERT": CA_FILE,
-        }
-        self.migrations = self._migrations(args, database_env)
-        secrets_volume = labelled_volume("api-secrets", names, "api", pulumi.ResourceOptions(parent=self))
-        env = {
-            **database_env,
-            "DB_USER": args.db_user,
-            "DB_POOL_MAX": str(args.db_pool_max),
-            "HASH_CONCURRENCY": str(hash_concurrency(args.cpus)),
-            "REDIS_HOST": args.redis_host,
-            "REDIS_PORT": str(args.redis_port),
-            "REDIS_USER": args.redis_user,
-            "REDIS_PASSWORD_FILE": f"{SECRETS_DIR}/redis-password",
-            "REDIS_TLS": "true",
-            "REDIS_CA_FILE": CA_FILE,
-            "JWT_SECRET_FILE": f"{SECRETS_DIR}/jwt-secret",
-            "CORS_ALLOWED_ORIGINS": ",".join(args.cors_allowed_origins),
-            "PORT": str(CONTAINER_PORT),
-            "METRICS_PORT": str(METRICS_PORT),
-        }
+        app = args.app
+        self.image = self._image(args)
+        image_ref = self.image.image_name if isinstance(self.image, docker.Image) else self.image.image_id
+        self.migrations = None if app.migrations is None else self._migrations(args, image_ref)
+        secrets_volume = labelled_volume("api-secrets", args.names, "api", pulumi.ResourceOptions(parent=self))
+        env, secret_files = self._environment(args, app.platform_environment, role="app")
+        env.update({**args.settings, **app.environment})
         self.container = hardened_container(
             "api",
             ContainerSpec(
-                name=names.resource("api"),
-                image=self.image.image_name,
-                user=f"{API_UID}:{API_UID}",
+                name=args.names.resource("api"),
+                image=image_ref,
+                user=f"{app.user}:{app.user}",
                 memory_bytes=args.memory_bytes,
                 cpus=args.cpus,
                 networks=[
                     (args.network.frontend.name, []),
                     (args.network.backend.name, ["api"]),
                 ],
-                command=["python", "-m", "wondernest_api", "serve"],
+                command=list(app.command),
                 envs=[f"{key}={value}" for key, value in sorted(env.items())],
-                secret_files=[
-                    SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("app"), API_UID),
-                    SecretFile(f"{SECRETS_DIR}/redis-password", args.secrets.get("redis-app"), API_UID),
-                    SecretFile(f"{SECRETS_DIR}/jwt-secret", args.secrets.get("jwt-signing-key"), API_UID),
-                    SecretFile(CA_FILE, args.ca_pem, API_UID),
-                ],
+                secret_files=secret_files,
                 volumes=[docker.ContainerVolumeArgs(volume_name=secrets_volume.name, container_path=SECRETS_DIR)],
-                publish=[Publish(CONTAINER_PORT, args.host_port, args.bind_address)],
+                publish=[Publish(app.port, args.host_port, args.bind_address)],
                 # Writable: its secret files are uploaded (see ContainerSpec.read_only).
                 read_only=False,
                 tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=64m"},  # noqa: S108
-                healthcheck=python_probe(
-                    CONTAINER_PORT,
-                    "/health",
-                    request_timeout_s=2,
+                # Liveness: Docker restarts nothing on it, and `pulumi up` waits for it.
+                healthcheck=healthcheck(
+                    probe_command(app.probe, app.port, app.liveness_path),
                     interval_s=10,
                     timeout_s=3,
                     retries=3,
                     start_period_s=20,
                 ),
-                labels=names.labels("api"),
-                metrics_job="api",
-                # The server drains in-flight requests for up to 20 s on SIGTERM.
+                labels=args.names.labels("api"),
+                metrics_job="api" if app.metrics is not None else None,
+                # The bundled server drains in-flight requests for up to 20 s on SIGTERM.
                 stop_timeout_s=30,
             ),
-            # `serve` refuses a database that lacks a migration, so a failed job stops the API here.
-            pulumi.ResourceOptions(parent=self, depends_on=[secrets_volume, self.migrations, *args.depends_on]),
+            # A migrations job that fails leaves the database behind the code:
+            # the bundled API refuses to serve such a database.
+            pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[secrets_volume, *([self.migrations] if self.migrations else []), *args.depends_on],
+            ),
         )
         self.url = pulumi.Output.from_input(f"http://{args.bind_address}:{args.host_port}")
-        # How Prometheus reaches it on the backend network.
-        self.internal_target = f"api:{METRICS_PORT}"
-        self.register_outputs({"url": self.url, "image": self.image.image_name})
+        self.internal_target = None if app.metrics is None else f"api:{app.metrics.port}"
+        self.register_outputs({"url": self.url, "image": image_ref})
 
-    def _migrations(self, args: ApiArgs, database_env: dict[str, str]) -> docker.Container:
-        """The migrations as a job of their own, run as the role that owns the
-        schema objects: the API's container never holds that role's password.
-        A new image (new migrations) replaces the job, so it runs again first."""
+    def _image(self, args: ApiArgs) -> docker.Image | docker.RemoteImage:
+        build = image_build(args.app, aws=False)
+        if build is None:
+            assert args.app.image is not None
+            return remote_image("api-image", args.app.image, pulumi.ResourceOptions(parent=self))
+        return built_image("api-image", f"{args.names.app}-api", build, parent=self)
+
+    def _environment(
+        self, args: ApiArgs, mapping: Mapping[str, str], *, role: str
+    ) -> tuple[dict[str, str], list[SecretFile]]:
+        """The mapped platform values as variables, each secret as a file named by `<NAME>_FILE`."""
+        uid = str(args.app.user)
+        values = {
+            "postgres.host": args.postgres_host,
+            "postgres.port": str(args.postgres_port),
+            "postgres.database": args.database,
+            "postgres.user": args.db_user if role == "app" else args.migrator_user,
+            "postgres.sslmode": "verify-full",
+            "postgres.caFile": CA_FILE,
+            "redis.host": args.redis_host,
+            "redis.port": str(args.redis_port),
+            "redis.user": args.redis_user,
+            "redis.tls": "true",
+            "redis.caFile": CA_FILE,
+            "app.port": str(args.app.port),
+            "app.cpuCount": str(hash_concurrency(args.cpus)),
+            **({} if args.app.metrics is None else {"app.metricsPort": str(args.app.metrics.port)}),
+        }
+        contents: dict[str, pulumi.Input[str]] = {
+            "postgres.password": args.secrets.role_password(role),
+            "redis.password": args.secrets.get("redis-app"),
+            "jwt.signingKey": args.secrets.get("jwt-signing-key"),
+        }
+        plain, secret = delivery(mapping, {*values, *contents})
+        env = {name: values[value] for name, value in plain.items()}
+        env.update({f"{name}_FILE": SECRET_FILES[value] for name, value in secret.items()})
+        files = [
+            SecretFile(path, contents[value], uid) for value, path in SECRET_FILES.items() if value in secret.values()
+        ]
+        if CA_FILE in env.values():
+            files.append(SecretFile(CA_FILE, args.ca_pem, uid))
+        return env, files
+
+    def _migrations(self, args: ApiArgs, image_ref: pulumi.Input[str]) -> docker.Container:
+        """The migrations as a job of their own, run as the contract's role (the
+        one that owns the schema objects, for the bundled API): the app's
+        container never holds that role's password. A new image (new
+        migrations) replaces the job, so it runs again first."""
+        app = args.app
+        assert app.migrations is not None
         names = args.names
         volume = labelled_volume("migrations-secrets", names, "api", pulumi.ResourceOptions(parent=self))
-        env = {**database_env, "DB_USER": args.migrator_user}
+        env, secret_files = self._environment(args, migration_mapping(app), role=app.migrations.role)
         return hardened_container(
             "migrations",
             ContainerSpec(
                 name=names.resource("migrations"),
-                image=self.image.image_name,
-                user=f"{API_UID}:{API_UID}",
+                image=image_ref,
+                user=f"{app.user}:{app.user}",
                 memory_bytes=args.memory_bytes,
                 cpus=args.cpus,
                 networks=[(args.network.backend.name, [])],
-                command=["python", "-m", "wondernest_api", "migrate"],
+                command=list(app.migrations.command),
                 envs=[f"{key}={value}" for key, value in sorted(env.items())],
-                secret_files=[
-                    SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("migrator"), API_UID),
-                    SecretFile(CA_FILE, args.ca_pem, API_UID),
-                ],
+                secret_files=secret_files,
                 volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=SECRETS_DIR)],
                 # Writable: its secret files are uploaded (see ContainerSpec.read_only).
                 read_only=False,

@@ -10,15 +10,16 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import BackupsConfig
-from components.local.api import API_UID
 from components.local.containers import ContainerSpec, SecretFile, hardened_container, labelled_volume, python_probe
 from components.local.images import app_image
 from components.local.network import Network
 from components.local.secrets import Secrets
 from components.spec.backups import BACKUP_DIR, METRICS_PORT
+from components.spec.images import BACKUP_INPUTS, IMAGE_UID
 from components.spec.naming import Names
 
-BUILD_INPUTS = ("Dockerfile", "requirements.txt", "requirements-backup.txt", "wondernest_api", "wondernest_backup")
+UID = str(IMAGE_UID)
+
 SECRETS_DIR = "/run/secrets"
 
 
@@ -57,7 +58,7 @@ class Backups(pulumi.ComponentResource):
     def __init__(self, name: str, args: BackupsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:local:Backups", name, None, opts)
         names, cfg = args.names, args.config
-        image = app_image("backup-image", names, target="backup", inputs=BUILD_INPUTS, parent=self)
+        image = app_image("backup-image", names, target="backup", inputs=BACKUP_INPUTS, parent=self)
         # The dumps live here; they outlive any `pulumi destroy` that is not deliberate.
         backups = self.volume = labelled_volume(
             "backups", names, "backups", pulumi.ResourceOptions(parent=self, protect=True), holds_data=True
@@ -74,8 +75,8 @@ class Backups(pulumi.ComponentResource):
             **cfg.service_environment(),
         }
         secret_files = [
-            SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("backup"), API_UID),
-            SecretFile(f"{SECRETS_DIR}/ca.crt", args.ca_pem, API_UID),
+            SecretFile(f"{SECRETS_DIR}/db-password", args.secrets.role_password("backup"), UID),
+            SecretFile(f"{SECRETS_DIR}/ca.crt", args.ca_pem, UID),
         ]
         networks: list[tuple[pulumi.Input[str], list[str]]] = [(args.network.backend.name, ["backups"])]
         if cfg.s3_bucket is None and args.dev_bucket is not None:
@@ -88,7 +89,7 @@ class Backups(pulumi.ComponentResource):
                 AWS_SHARED_CREDENTIALS_FILE=f"{SECRETS_DIR}/aws-credentials",
             )
             # The development service accepts any key; these are not secrets.
-            secret_files.append(SecretFile(f"{SECRETS_DIR}/aws-credentials", _aws_credentials("dev", "dev"), API_UID))
+            secret_files.append(SecretFile(f"{SECRETS_DIR}/aws-credentials", _aws_credentials("dev", "dev"), UID))
         if cfg.s3_bucket:
             env.update(
                 S3_BUCKET=cfg.s3_bucket,
@@ -105,7 +106,7 @@ class Backups(pulumi.ComponentResource):
                         pulumi.Output.secret(
                             _aws_credentials(cfg.s3_access_key_id, cfg.s3_secret_access_key.get_secret_value())
                         ),
-                        API_UID,
+                        UID,
                     )
                 )
             # The backend network has no route out; the bucket is outside.
@@ -115,7 +116,7 @@ class Backups(pulumi.ComponentResource):
             ContainerSpec(
                 name=names.resource("backups"),
                 image=image.image_name,
-                user=f"{API_UID}:{API_UID}",
+                user=f"{UID}:{UID}",
                 memory_bytes=int(cfg.memory),
                 networks=networks,
                 envs=[f"{k}={v}" for k, v in sorted(env.items())],

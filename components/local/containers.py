@@ -11,6 +11,7 @@ from ipaddress import IPv4Address
 import pulumi
 import pulumi_docker as docker
 
+from components.spec.app import probe_command
 from components.spec.naming import Names
 
 MIB = 1024 * 1024
@@ -139,15 +140,6 @@ def wget_probe(port: int, path: str) -> docker.ContainerHealthcheckArgs:
     )
 
 
-def python_probe_command(port: int, path: str, *, request_timeout_s: int) -> list[str]:
-    """`CMD python -c ...`: exit 0 when GET 127.0.0.1:<port><path> answers 200."""
-    script = (
-        "import sys, urllib.request; "
-        f"sys.exit(urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout={request_timeout_s}).status != 200)"
-    )
-    return ["CMD", "python", "-c", script]
-
-
 def python_probe(
     port: int,
     path: str,
@@ -160,7 +152,7 @@ def python_probe(
 ) -> docker.ContainerHealthcheckArgs:
     """A healthcheck for the images built from app/: they carry python but no wget or curl."""
     return healthcheck(
-        python_probe_command(port, path, request_timeout_s=request_timeout_s),
+        probe_command("python", port, path, request_timeout_s=request_timeout_s),
         interval_s=interval_s,
         timeout_s=timeout_s,
         retries=retries,

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import pulumi
 
-from components.local.api import API_UID
 from components.local.containers import ContainerSpec, hardened_container, python_probe
 from components.local.images import app_image
 from components.local.network import Network
+from components.spec.images import DEV_S3_INPUTS, IMAGE_UID
 from components.spec.naming import Names
 
-BUILD_INPUTS = ("Dockerfile", "requirements.txt", "requirements-dev-s3.txt", "wondernest_api")
+UID = str(IMAGE_UID)
+
 PORT = 4566
 MEMORY_BYTES = 256 * 1024 * 1024
 
@@ -31,13 +32,13 @@ class DevS3(pulumi.ComponentResource):
         self, name: str, *, names: Names, network: Network, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("wondernest:local:DevS3", name, None, opts)
-        image = app_image("dev-s3-image", names, target="dev-s3", inputs=BUILD_INPUTS, parent=self)
+        image = app_image("dev-s3-image", names, target="dev-s3", inputs=DEV_S3_INPUTS, parent=self)
         hardened_container(
             "dev-s3",
             ContainerSpec(
                 name=names.resource("dev-s3"),
                 image=image.image_name,
-                user=f"{API_UID}:{API_UID}",
+                user=f"{UID}:{UID}",
                 memory_bytes=MEMORY_BYTES,
                 networks=[(network.backend.name, ["dev-s3"])],
                 read_only=True,

@@ -1,4 +1,4 @@
-"""Images built from app/: one Dockerfile, one target per image, tagged by content."""
+"""Images the stack builds: one Dockerfile target per image, tagged by content."""
 
 from __future__ import annotations
 
@@ -9,21 +9,28 @@ import pulumi
 import pulumi_docker as docker
 
 from components.build_context import context_digest
+from components.spec.app import ImageBuild
+from components.spec.images import APP_DIR
 from components.spec.naming import Names
 
-APP_DIR = Path("app")
+
+def built_image(resource_name: str, image_name: str, build: ImageBuild, *, parent: pulumi.Resource) -> docker.Image:
+    """`<image_name>:<digest>`, where the digest covers exactly the files the
+    image is built from: unchanged inputs, unchanged tag, no diff."""
+    context = Path(build.context)
+    tag = context_digest(context, build.inputs or ("",))[:16]
+    return docker.Image(
+        resource_name,
+        build=docker.DockerBuildArgs(context=build.context, dockerfile=build.dockerfile, target=build.target),
+        image_name=f"{image_name}:{tag}",
+        skip_push=True,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 def app_image(
     resource_name: str, names: Names, *, target: str, inputs: Sequence[str], parent: pulumi.Resource
 ) -> docker.Image:
-    """`<app>-<target>:<digest>`, where the digest covers exactly the files the
-    target is built from: unchanged inputs, unchanged tag, no diff."""
-    tag = context_digest(APP_DIR, inputs)[:16]
-    return docker.Image(
-        resource_name,
-        build=docker.DockerBuildArgs(context=str(APP_DIR), dockerfile=str(APP_DIR / "Dockerfile"), target=target),
-        image_name=f"{names.app}-{'api' if target == 'runtime' else target}:{tag}",
-        skip_push=True,
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
+    """A target of app/Dockerfile, named `<app>-<target>`."""
+    build = ImageBuild(str(APP_DIR), str(APP_DIR / "Dockerfile"), target, tuple(inputs))
+    return built_image(resource_name, f"{names.app}-{target}", build, parent=parent)

@@ -54,7 +54,9 @@ class MonitoringArgs:
     postgres_port: int
     redis_host: str
     redis_port: int
-    api_target: str
+    api_target: str | None
+    """None for an app without metrics."""
+    api_metrics_path: str
     network: Network
     secrets: Secrets
     ca_pem: pulumi.Output[str]
@@ -250,6 +252,7 @@ class Monitoring(pulumi.ComponentResource):
             external_labels={"app": names.app, "environment": names.stack},
             alertmanager=targets["alertmanager"],
             rule_files=[RULES_FILE],
+            metrics_paths={"api": args.api_metrics_path},
         )
         hardened_container(
             "prometheus",
@@ -283,7 +286,7 @@ class Monitoring(pulumi.ComponentResource):
         dashboard_files = {
             f"{dashboards.DASHBOARDS_DIR}/{file}": text
             for file, text in dashboards.dashboards(
-                slo_objective=alerting.slo_objective, database=args.database
+                slo_objective=alerting.slo_objective, database=args.database, app_metrics=thresholds.app_metrics
             ).items()
         }
         grafana_env = {

@@ -6,7 +6,7 @@ from typing import Any
 
 import pulumi
 
-from components.config import PlatformConfig, alert_thresholds
+from components.config import PlatformConfig, alert_thresholds, bundled_settings
 from components.local.api import Api, ApiArgs
 from components.local.backups import Backups, BackupsArgs, DevBucket
 from components.local.cache import Cache, CacheArgs
@@ -70,12 +70,12 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
         "api",
         ApiArgs(
             names=names,
+            app=cfg.app,
+            settings=bundled_settings(cfg),
             host_port=cfg.api.host_port,
             bind_address=net_cfg.bind_address,
             memory_bytes=int(cfg.api.memory),
             cpus=cfg.api.cpus,
-            db_pool_max=cfg.api.db_pool_max,
-            cors_allowed_origins=cfg.api.cors_allowed_origins,
             database=spec.name,
             db_user=spec.role("app").name,
             migrator_user=spec.role("migrator").name,
@@ -125,6 +125,7 @@ def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:
             redis_host=cache.internal_host,
             redis_port=cache.internal_port,
             api_target=api.internal_target,
+            api_metrics_path=cfg.app.metrics.path if cfg.app.metrics else "/metrics",
             network=network,
             secrets=secrets,
             ca_pem=ca.ca_pem,

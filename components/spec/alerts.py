@@ -107,6 +107,8 @@ class AlertThresholds:
     backup_max_age_seconds: int = 96_840
     """From the backup schedule: 1.1 x its period plus a margin (spec/backups.py)."""
     runbook_url: str = RUNBOOKS_DOC
+    app_metrics: bool = True
+    """The app exposes metrics, with the bundled API's HTTP series: its rules apply."""
     min_requests: int = 20
     """Fewest user requests in a ratio alert's short window for its ratio to
     count: below it, one failure among a handful of requests is not an outage."""
@@ -473,7 +475,14 @@ def meta_rules() -> list[RuleGroup]:
 
 
 def rule_groups(t: AlertThresholds) -> list[RuleGroup]:
-    groups = [*api_rules(t), postgres_rules(t), redis_rules(), backup_rules(t), volume_rules(), *meta_rules()]
+    groups = [
+        *(api_rules(t) if t.app_metrics else []),
+        postgres_rules(t),
+        redis_rules(),
+        backup_rules(t),
+        volume_rules(),
+        *meta_rules(),
+    ]
     return [
         replace(g, rules=[replace(r, runbooks=t.runbook_url) if isinstance(r, Alert) else r for r in g.rules])
         for g in groups

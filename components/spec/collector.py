@@ -22,9 +22,17 @@ HEALTH_PORT = 13133
 TASK_INSTANCE = "${env:HOSTNAME}"
 
 
-def scrape_config(targets: Mapping[str, str], external_labels: Mapping[str, str]) -> dict[str, Any]:
+def scrape_config(
+    targets: Mapping[str, str], external_labels: Mapping[str, str], metrics_paths: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     rendered = yaml.safe_load(
-        render_prometheus_config(targets=targets, external_labels=external_labels, alertmanager="", rule_files=[])
+        render_prometheus_config(
+            targets=targets,
+            external_labels=external_labels,
+            alertmanager="",
+            rule_files=[],
+            metrics_paths=metrics_paths,
+        )
     )
     jobs = rendered["scrape_configs"]
     for job in jobs:
@@ -34,14 +42,19 @@ def scrape_config(targets: Mapping[str, str], external_labels: Mapping[str, str]
 
 
 def render_collector_config(
-    *, targets: Mapping[str, str], external_labels: Mapping[str, str], remote_write_url: str, region: str
+    *,
+    targets: Mapping[str, str],
+    external_labels: Mapping[str, str],
+    remote_write_url: str,
+    region: str,
+    metrics_paths: Mapping[str, str] | None = None,
 ) -> str:
     config = {
         "extensions": {
             "sigv4auth": {"region": region, "service": "aps"},
             "health_check": {"endpoint": f"127.0.0.1:{HEALTH_PORT}"},
         },
-        "receivers": {"prometheus": {"config": scrape_config(targets, external_labels)}},
+        "receivers": {"prometheus": {"config": scrape_config(targets, external_labels, metrics_paths)}},
         "processors": {"batch/metrics": {"timeout": "30s"}},
         "exporters": {
             "prometheusremotewrite": {

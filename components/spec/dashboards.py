@@ -269,10 +269,11 @@ def overview_dashboard() -> db.Dashboard:
     )
 
 
-def dashboards(*, slo_objective: float, database: str) -> dict[str, str]:
-    """File name → dashboard JSON, as Grafana's file provider reads it."""
+def dashboards(*, slo_objective: float, database: str, app_metrics: bool = True) -> dict[str, str]:
+    """File name → dashboard JSON, as Grafana's file provider reads it; the
+    API's only for an app that exposes its metrics."""
     built = {
-        "api.json": api_dashboard(slo_objective),
+        **({"api.json": api_dashboard(slo_objective)} if app_metrics else {}),
         "postgres.json": postgres_dashboard(database),
         "redis.json": redis_dashboard(),
         "overview.json": overview_dashboard(),

@@ -47,8 +47,11 @@ def render_prometheus_config(
     external_labels: Mapping[str, str],
     alertmanager: str,
     rule_files: Sequence[str],
+    metrics_paths: Mapping[str, str] | None = None,
 ) -> str:
-    """`targets` maps each job to its `host:port`; jobs absent from it are not scraped."""
+    """`targets` maps each job to its `host:port`; jobs absent from it are not
+    scraped. Each job's path is /metrics unless `metrics_paths` says otherwise."""
+    paths = metrics_paths or {}
     unknown = set(targets) - set(SCRAPE_INTERVALS)
     if unknown:
         raise ValueError(f"no scrape settings for jobs {sorted(unknown)}")
@@ -66,7 +69,7 @@ def render_prometheus_config(
                 "job_name": job,
                 "scrape_interval": interval,
                 "scrape_timeout": "4s" if interval == "5s" else "10s",
-                "metrics_path": "/metrics",
+                "metrics_path": paths.get(job, "/metrics"),
                 "static_configs": [{"targets": [targets[job]]}],
             }
             for job, interval in SCRAPE_INTERVALS.items()
@@ -279,10 +282,11 @@ BACKUPS_PORT = 9200
 NODE_EXPORTER_PORT = 9100
 
 
-def container_targets(api_target: str) -> dict[str, str]:
-    """Each job's address on the backend network, by container alias."""
+def container_targets(api_target: str | None) -> dict[str, str]:
+    """Each job's address on the backend network, by container alias; no `api`
+    job for an app without metrics."""
     return {
-        "api": api_target,
+        **({} if api_target is None else {"api": api_target}),
         "postgres": f"postgres-exporter:{POSTGRES_EXPORTER_PORT}",
         "redis": f"redis-exporter:{REDIS_EXPORTER_PORT}",
         "prometheus": f"localhost:{PROMETHEUS_PORT}",

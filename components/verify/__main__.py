@@ -120,6 +120,7 @@ def _access(args: argparse.Namespace, outputs: dict[str, Any], ca_file: str | No
         "timeout": args.timeout,
         "ca_file": ca_file,
         "auth_round_trip": args.auth,
+        "app": cfg.app,
     }
     if cfg.target == "aws":
         try:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import requests
 
+from components.spec.app import AppConfig
 from components.spec.database import DatabaseSpec
 from components.stack_outputs import reachable, role_login
 from components.verify.results import CheckFailed, Skipped
@@ -45,6 +46,8 @@ class Access:
     http_auth: requests.auth.AuthBase | None = None
     """How Prometheus and Alertmanager requests are signed (SigV4 on AWS)."""
     auth_round_trip: bool = False
+    app: AppConfig = field(default_factory=AppConfig)
+    """The contract of the app the stack runs: which paths answer, whether it is the bundled API."""
 
 
 def endpoint(address: str, via: str | None = None) -> Endpoint:

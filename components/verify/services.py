@@ -31,8 +31,16 @@ def _base(access: Access, key: str) -> str:
 
 
 def api_ready(access: Access) -> str:
-    response = _get(access, f"{_base(access, 'apiUrl')}/health/ready")
-    body = _json(response, "/health/ready")
+    """The contract's readiness path (its liveness path if it has none) answers
+    200; the bundled API's body also names each dependency's state."""
+    app = access.app
+    path = app.readiness_path or app.liveness_path
+    response = _get(access, f"{_base(access, 'apiUrl')}{path}")
+    if not app.bundled:
+        if response.status_code != 200:
+            raise CheckFailed(f"{path}: HTTP {response.status_code}: {response.text[:200]}")
+        return f"{path}: HTTP 200"
+    body = _json(response, path)
     services = body.get("services") or {}
     parts = ", ".join(f"{name} {s.get('status')} in {s.get('responseTime')} ms" for name, s in services.items())
     if response.status_code != 200 or body.get("status") != "UP":
@@ -48,6 +56,10 @@ def verify_account(access: Access) -> str:
 def api_auth_round_trip(access: Access) -> str:
     """Log in, read, log out, refused after: with the stack's verify account,
     registered by the first run only, so repeated runs spend no registration."""
+    if not access.app.bundled:
+        raise Skipped(
+            "does not apply: the bundled API's accounts, and this stack runs another app (app.image or app.build)"
+        )
     if not access.auth_round_trip:
         raise Skipped("opt in with --auth (it signs in with the stack's verify account, registered on first use)")
     base = _base(access, "apiUrl")

@@ -50,12 +50,13 @@ class Run:
         return Counter(step.op for step in self.steps)
 
 
-def apply(engine: Engine, state: State) -> Run:
-    """One `pulumi up`: the program evaluated, its Postgres objects through a
-    dynamic provider host started for the run, as the engine starts one."""
+def apply(engine: Engine, state: State, config: dict[str, Any] | None = None) -> Run:
+    """One `pulumi up` (of the dev stack's file unless `config` says otherwise):
+    the program evaluated, its Postgres objects through a dynamic provider host
+    started for the run, as the engine starts one."""
     with provider_host() as host:
         mocks = EngineMocks(engine, state, skip=SKIPPED, log=lambda line: print(line, flush=True), host=host)
-        evaluation = evaluate(stack_config(), mocks=mocks)
+        evaluation = evaluate(stack_config() if config is None else config, mocks=mocks)
     return Run(evaluation.outputs, mocks.steps, mocks)
 
 

@@ -100,8 +100,13 @@ AREAS = (
         "backups",
         "app",
         "wondernest_backup",
-        ("backup.py", "retention.py"),
-        ("app/tests/test_backup.py", "app/tests/test_backup_retention.py", "app/tests/test_backup_service.py"),
+        ("backup.py", "retention.py", "imports.py"),
+        (
+            "app/tests/test_backup.py",
+            "app/tests/test_backup_retention.py",
+            "app/tests/test_backup_service.py",
+            "tests/test_existing_data.py",
+        ),
     ),
     Area("alerts", ".", "components", ("spec/alerts.py",), ("tests/test_alert_rules.py",)),
 )

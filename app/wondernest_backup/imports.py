@@ -1,0 +1,203 @@
+"""A `pg_dump` made elsewhere, brought into the platform's database.
+
+Its objects end as the platform's own do: created by the role the migrations
+run as, in the schemas the stack declares, reachable by the platform's roles
+through that owner's default privileges, whatever owners and grants the dump
+carried. Nothing outside the declared schemas is written, and a schema that
+already holds tables is never imported into. (Objects another role made in
+the declared schemas before the platform, `pulumi up` hands to that owner
+itself: see the Schema provider.)
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from wondernest_backup.pgtools import BackupError, Endpoint, child_env, tool, work_dir
+
+_TABLES = """
+SELECT c.oid::regclass::text FROM pg_class c
+WHERE c.relnamespace = ANY(%s) AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1
+"""
+
+
+def _schema_oids(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> list[int]:
+    rows = dict(
+        conn.execute("SELECT nspname, oid::int FROM pg_namespace WHERE nspname = ANY(%s)", (list(schemas),)).fetchall()
+    )
+    missing = [s for s in schemas if s not in rows]
+    if missing:
+        raise BackupError(
+            f"database {conn.info.dbname!r} has no schema {', '.join(missing)}: the stack creates the schemas it "
+            "declares (postgres.schemas); run make up first"
+        )
+    return [rows[s] for s in schemas]
+
+
+def _role_exists(conn: psycopg.Connection[Any], role: str) -> None:
+    if conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+        raise BackupError(f"there is no role {role!r}: run make up first")
+
+
+@dataclass(frozen=True)
+class Entry:
+    line: str
+    desc: str
+    schema: str
+    name: str
+
+
+# pg_dump's object descriptions (pg_dump.c, `ArchiveEntry(... .description = ...)`),
+# longest first so that "TABLE DATA" is not read as "TABLE".
+_DESCS = sorted(
+    """ACCESS METHOD|ACL|AGGREGATE|BLOB|BLOB METADATA|BLOBS|CAST|CHECK CONSTRAINT|COLLATION|COMMENT|CONSTRAINT|
+    CONVERSION|DATABASE|DATABASE PROPERTIES|DEFAULT|DEFAULT ACL|DOMAIN|ENCODING|EVENT TRIGGER|EXTENSION|
+    FK CONSTRAINT|FOREIGN DATA WRAPPER|FOREIGN SERVER|FOREIGN TABLE|FUNCTION|INDEX|INDEX ATTACH|LARGE OBJECT|
+    MATERIALIZED VIEW|MATERIALIZED VIEW DATA|OPERATOR|OPERATOR CLASS|OPERATOR FAMILY|POLICY|PROCEDURAL LANGUAGE|
+    PROCEDURE|PUBLICATION|PUBLICATION TABLE|PUBLICATION TABLES IN SCHEMA|ROW SECURITY|RULE|SCHEMA|SEARCHPATH|
+    SECURITY LABEL|SEQUENCE|SEQUENCE OWNED BY|SEQUENCE SET|SERVER|SHELL TYPE|STATISTICS|STDSTRINGS|SUBSCRIPTION|
+    TABLE|TABLE ATTACH|TABLE DATA|TEXT SEARCH CONFIGURATION|TEXT SEARCH DICTIONARY|TEXT SEARCH PARSER|
+    TEXT SEARCH TEMPLATE|TRANSFORM|TRIGGER|TYPE|USER MAPPING|VIEW""".replace("\n", "")
+    .replace("    ", "")
+    .split("|"),
+    key=len,
+    reverse=True,
+)
+_ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<rest>.+)$")
+# Left to the stack, which declares schemas and extensions, or dropped by
+# --no-privileges anyway.
+_SKIPPED = {"SCHEMA", "EXTENSION", "ACL", "DEFAULT ACL", "DATABASE", "DATABASE PROPERTIES"}
+# Per-database settings pg_restore always handles itself.
+_HEADER = {"ENCODING", "STDSTRINGS", "SEARCHPATH"}
+
+
+def toc(dump: Path) -> list[Entry]:
+    """The archive's table of contents (`pg_restore --list`)."""
+    result = subprocess.run([tool("pg_restore"), "--list", str(dump)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()
+        hint = (
+            " (a plain-SQL dump: make a custom-format one with pg_dump -Fc)" if "text format" in result.stderr else ""
+        )
+        raise BackupError(f"{dump} is not an archive pg_restore reads{hint}: {detail[-1] if detail else ''}")
+    entries = []
+    for line in result.stdout.splitlines():
+        match = _ENTRY.match(line)
+        if match is None:
+            continue
+        rest = match["rest"]
+        desc = next((d for d in _DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
+        schema, _, named = rest[len(desc) + 1 :].partition(" ")
+        # The owner is the last word; a name may hold spaces.
+        entries.append(Entry(line, desc, schema, named.rpartition(" ")[0]))
+    return entries
+
+
+def _plan(entries: list[Entry], schemas: Collection[str]) -> list[Entry]:
+    """What the import restores, or why it cannot."""
+    problems = []
+    outside = sorted({e.schema for e in entries if e.schema != "-" and e.schema not in schemas})
+    if outside:
+        problems.append(
+            f"objects in schema {', '.join(outside)}, which the stack does not declare: add it to postgres.schemas "
+            "(and make up), or dump only the declared ones (pg_dump -n)"
+        )
+    global_ = sorted(
+        {e.desc for e in entries if e.schema == "-" and e.desc not in _SKIPPED | _HEADER and e.desc != "COMMENT"}
+    )
+    if global_:
+        problems.append(
+            f"database-wide objects ({', '.join(global_)}), which need a superuser the platform's roles are not; "
+            "dump without them"
+        )
+    if problems:
+        raise BackupError("; ".join(problems) + "; nothing imported")
+    # A comment on a skipped schema or extension goes with it.
+    return [e for e in entries if e.desc not in _SKIPPED and not (e.desc == "COMMENT" and e.schema == "-")]
+
+
+def import_dump(target: Endpoint, dump: Path, *, schemas: Sequence[str], owner: str) -> dict[str, int]:
+    """Restore a custom-format dump made elsewhere into the platform's database,
+    every object created as `owner` (its owners and grants in the dump are
+    dropped; the owner's default privileges grant the platform's roles), in one
+    transaction. A dump with definitions is refused when a schema it fills
+    already holds a table; a dump of data alone (`pg_dump --data-only`) fills
+    tables that exist and are empty (the migrations made them), and is refused
+    otherwise. Refused too when it reaches beyond the declared schemas. Returns
+    each imported table's row count."""
+    plan = _plan(toc(dump), schemas)
+    filled = sorted({e.schema for e in plan if e.schema != "-"})
+    data = [(e.schema, e.name) for e in plan if e.desc == "TABLE DATA"]
+    data_only = not any(e.desc == "TABLE" for e in plan)
+    with psycopg.connect(target.conninfo(), autocommit=True) as conn:
+        _role_exists(conn, owner)
+        oids = _schema_oids(conn, filled)
+        if data_only:
+            _check_empty_tables(conn, data)
+        else:
+            occupied = [row[0] for row in conn.execute(_TABLES, (oids,)).fetchall()]
+            if occupied:
+                raise BackupError(
+                    f"the schemas the dump fills already hold {', '.join(occupied)}; an import of definitions never "
+                    "writes over tables: drop them first, or dump the data alone (pg_dump --data-only) to fill "
+                    "them; nothing imported"
+                )
+    with tempfile.NamedTemporaryFile("w", prefix="toc-", suffix=".list", dir=work_dir()) as listing:
+        listing.write("".join(e.line + "\n" for e in plan))
+        listing.flush()
+        with target.passfile() as env:
+            result = subprocess.run(
+                [tool("pg_restore"), "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
+                 f"--role={owner}", f"--use-list={listing.name}", "--no-password", f"--dbname={target.database}",
+                 str(dump)],
+                capture_output=True, env=child_env(env), check=False,
+            )  # fmt: skip
+    if result.returncode != 0:
+        raise BackupError(
+            f"importing {dump.name} failed, nothing imported: {result.stderr.decode(errors='replace').strip()}"
+        )
+    with psycopg.connect(target.conninfo(), autocommit=True) as conn:
+        conn.execute("SET search_path = pg_catalog")
+        tables: list[tuple[str, sql.Composable]]
+        if data_only:
+            tables = [(_shown(conn, *t), sql.Identifier(*t)) for t in data]
+        else:
+            names = [row[0] for row in conn.execute(_TABLES, (_schema_oids(conn, filled),)).fetchall()]
+            tables = [(name, sql.SQL(name)) for name in names]
+        return {name: _count(conn, table) for name, table in sorted(tables, key=lambda t: t[0])}
+
+
+def _count(conn: psycopg.Connection[Any], table: sql.Composable) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _shown(conn: psycopg.Connection[Any], schema: str, name: str) -> str:
+    """`schema.name` as Postgres writes it, quoted only where it must be."""
+    row = conn.execute("SELECT format('%%I.%%I', %s::text, %s::text)", (schema, name)).fetchone()
+    return str(row[0]) if row else f"{schema}.{name}"
+
+
+def _check_empty_tables(conn: psycopg.Connection[Any], tables: Sequence[tuple[str, str]]) -> None:
+    """A dump of data alone fills tables the migrations made: each must exist, and hold no row."""
+    problems = []
+    for schema, table in tables:
+        name = _shown(conn, schema, table)
+        exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+        if exists is None or exists[0] is None:
+            problems.append(f"{name} does not exist (run the migrations first: make up)")
+        elif _count(conn, sql.Identifier(schema, table)):
+            problems.append(f"{name} holds rows")
+    if problems:
+        raise BackupError(
+            "; ".join(problems) + "; an import of data fills only existing, empty tables; nothing imported"
+        )

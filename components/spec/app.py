@@ -1,0 +1,266 @@
+"""The app contract: what the platform runs as its service, and what it hands it.
+
+Read by both targets from the stack config's `app` section. Left unset, it
+describes the bundled API in app/, so a stack that says nothing runs that.
+Another app brings its image (or a build), its commands, ports, probes and
+user, and names the variables under which it wants each platform value: its
+secrets arrive as files (`<NAME>_FILE`) on the local engine and as secret
+references on AWS, never as plain values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from components.spec.images import API_INPUTS, APP_DIR, IMAGE_UID
+from components.spec.model import ConfigModel, ImageRef, Port
+
+PlatformValue = Literal[
+    "postgres.host",
+    "postgres.port",
+    "postgres.database",
+    "postgres.user",
+    "postgres.password",
+    "postgres.sslmode",
+    "postgres.caFile",
+    "postgres.readHosts",
+    "redis.host",
+    "redis.port",
+    "redis.user",
+    "redis.password",
+    "redis.tls",
+    "redis.caFile",
+    "jwt.signingKey",
+    "app.port",
+    "app.metricsPort",
+    "app.cpuCount",
+    "app.trustedProxies",
+]
+SECRET_VALUES: frozenset[str] = frozenset({"postgres.password", "redis.password", "jwt.signingKey"})
+"""Delivered as `<NAME>_FILE` locally and by reference on AWS, never as a value."""
+DATABASE_VALUES: frozenset[str] = frozenset(
+    v for v in get_args(PlatformValue) if v.startswith("postgres.") and v != "postgres.readHosts"
+)
+"""What the migrations job receives of the mapping: the primary, as its own role."""
+
+VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]*")
+# A plain variable under such a name would carry a secret in the clear (docker
+# inspect, the task definition): the platform's secrets come through
+# platformEnvironment, by file or by reference.
+SECRET_LOOKING = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIAL")
+PROBE_TIMEOUT_S = 2
+
+
+def _argv(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError(
+            f'{value!r} is a string; give the command as a list of arguments, e.g. ["/app/server", "--port", "8000"]'
+        )
+    return value
+
+
+def _url_path(value: str) -> str:
+    if not value.startswith("/") or any(c.isspace() for c in value) or "?" in value or "#" in value:
+        raise ValueError(f"{value!r} is not a URL path like /health")
+    return value
+
+
+def _relative_dir(value: str) -> str:
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{value!r}: a directory of this project, relative to Pulumi.yaml, without '..'")
+    return value
+
+
+Command = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_argv), Field(min_length=1)]
+UrlPath = Annotated[str, AfterValidator(_url_path)]
+
+
+class AppBuild(ConfigModel):
+    context: Annotated[str, AfterValidator(_relative_dir)]
+    """The build context; every file in it is part of the image's tag."""
+    dockerfile: Annotated[str, AfterValidator(_relative_dir)] = "Dockerfile"
+    """Relative to the context."""
+    target: str | None = None
+    aws_target: str | None = None
+    """The stage the aws target builds, when it differs (say, one carrying Amazon's RDS CA bundle)."""
+
+
+class AppMigrations(ConfigModel):
+    command: Command
+    role: Literal["migrator", "app"]
+    """`migrator` owns the schemas' objects; `app` only reads and writes rows."""
+
+
+class AppMetrics(ConfigModel):
+    port: Port
+    path: UrlPath = "/metrics"
+
+
+BUNDLED_ENVIRONMENT: dict[str, PlatformValue] = {
+    "DB_HOST": "postgres.host",
+    "DB_PORT": "postgres.port",
+    "DB_NAME": "postgres.database",
+    "DB_USER": "postgres.user",
+    "DB_PASSWORD": "postgres.password",
+    "DB_SSLMODE": "postgres.sslmode",
+    "DB_SSLROOTCERT": "postgres.caFile",
+    "DB_READ_HOSTS": "postgres.readHosts",
+    "REDIS_HOST": "redis.host",
+    "REDIS_PORT": "redis.port",
+    "REDIS_USER": "redis.user",
+    "REDIS_PASSWORD": "redis.password",
+    "REDIS_TLS": "redis.tls",
+    "REDIS_CA_FILE": "redis.caFile",
+    "JWT_SECRET": "jwt.signingKey",
+    "PORT": "app.port",
+    "METRICS_PORT": "app.metricsPort",
+    "HASH_CONCURRENCY": "app.cpuCount",
+    "FORWARDED_ALLOW_IPS": "app.trustedProxies",
+}
+
+
+class AppConfig(ConfigModel):
+    """With neither `image` nor `build`, the bundled API, and every default below is its own."""
+
+    image: ImageRef | None = None
+    """A prebuilt image, pinned by tag or digest."""
+    build: AppBuild | None = None
+    command: Command = ("python", "-m", "wondernest_api", "serve")
+    migrations: AppMigrations | None = AppMigrations(
+        command=("python", "-m", "wondernest_api", "migrate"), role="migrator"
+    )
+    """A job run to its end before the service starts, on every new image; null for none."""
+    port: Port = 8080
+    liveness_path: UrlPath = "/health"
+    """Answers 200 while the process can serve: the container healthcheck (a failing task is replaced on AWS)."""
+    readiness_path: UrlPath | None = "/health/ready"
+    """Answers 200 when its dependencies answer: the load balancer's health check, and `make verify`'s."""
+    probe: Literal["python", "wget", "curl"] = "python"
+    """What the image carries to run the container healthcheck with."""
+    metrics: AppMetrics | None = AppMetrics(port=9102)
+    """Prometheus exposition on a port of its own, never behind the load balancer; null for none."""
+    user: Annotated[int, Field(ge=1, le=2**31 - 1)] = IMAGE_UID
+    """The numeric uid it runs as (and gid); never root. Secret files are owned by it."""
+    environment: dict[str, str] = Field(default_factory=dict)
+    """Plain settings, no secrets."""
+    platform_environment: dict[str, PlatformValue] = Field(default_factory=lambda: dict(BUNDLED_ENVIRONMENT))
+    """Variable name → the platform value it carries."""
+
+    @property
+    def bundled(self) -> bool:
+        return self.image is None and self.build is None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AppConfig:
+        problems: list[str] = []
+        if self.image is not None and self.build is not None:
+            problems.append("build: set with image; give a prebuilt image or a build, not both")
+        if self.metrics is not None and self.metrics.port == self.port:
+            problems.append(
+                f"metrics.port: {self.port} is the serving port; metrics listen on a port of their own, "
+                "which the load balancer never reaches"
+            )
+        names = {
+            **{n: "environment" for n in self.environment},
+            **{n: "platformEnvironment" for n in self.platform_environment},
+        }
+        for key, name in [("environment", n) for n in self.environment] + [
+            ("platformEnvironment", n) for n in self.platform_environment
+        ]:
+            if VARIABLE.fullmatch(name) is None:
+                problems.append(f"{key}.{name}: not a variable name (upper-case letters, digits and _)")
+        for name in sorted(set(self.environment) & set(self.platform_environment)):
+            problems.append(f"environment.{name}: also set by platformEnvironment.{name}; one source per variable")
+        for name in sorted(self.environment):
+            if SECRET_LOOKING.search(name):
+                problems.append(
+                    f"environment.{name}: looks like a secret, which a plain setting shows to anyone who can read "
+                    "the container or task definition; map a platform secret in platformEnvironment"
+                )
+        seen: dict[str, str] = {}
+        for name, value in self.platform_environment.items():
+            if value in SECRET_VALUES:
+                if value in seen:
+                    problems.append(
+                        f"platformEnvironment.{name}: {value} is already delivered as {seen[value]}; "
+                        "a secret goes to one variable"
+                    )
+                seen.setdefault(value, name)
+                file_name = f"{name}_FILE"
+                if file_name in names:
+                    problems.append(
+                        f"platformEnvironment.{name}: delivered locally as {file_name}, which "
+                        f"{names[file_name]}.{file_name} also sets"
+                    )
+            if value == "app.metricsPort" and self.metrics is None:
+                problems.append(f"platformEnvironment.{name}: app.metricsPort with no metrics section")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+# --- What the targets derive from the contract.
+
+
+def probe_command(kind: str, port: int, path: str, *, request_timeout_s: int = PROBE_TIMEOUT_S) -> list[str]:
+    """`CMD ...` exiting 0 when GET 127.0.0.1:<port><path> answers 2xx, with the
+    tool the image carries: the images built from app/ have python and no
+    wget or curl; busybox and alpine images have wget."""
+    url = f"http://127.0.0.1:{port}{path}"
+    if kind == "python":
+        script = (
+            "import sys, urllib.request; "
+            f"sys.exit(urllib.request.urlopen('{url}', timeout={request_timeout_s}).status != 200)"
+        )
+        return ["CMD", "python", "-c", script]
+    if kind == "wget":
+        return ["CMD", "wget", "-q", "-T", str(request_timeout_s), "-O", "/dev/null", url]
+    if kind == "curl":
+        return ["CMD", "curl", "-fsS", "-o", "/dev/null", "--max-time", str(request_timeout_s), url]
+    raise ValueError(f"{kind!r}: no such probe")
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    """What a target builds the app's image from."""
+
+    context: str
+    dockerfile: str
+    target: str | None
+    inputs: tuple[str, ...] | None
+    """The files whose content makes the tag; None for every file of the context."""
+
+
+def image_build(app: AppConfig, *, aws: bool) -> ImageBuild | None:
+    """None when the app comes as a prebuilt image."""
+    if app.bundled:
+        return ImageBuild(str(APP_DIR), str(APP_DIR / "Dockerfile"), "runtime-aws" if aws else "runtime", API_INPUTS)
+    if app.build is None:
+        return None
+    build = app.build
+    target = (build.aws_target or build.target) if aws else build.target
+    return ImageBuild(build.context, str(PurePosixPath(build.context) / build.dockerfile), target, None)
+
+
+def delivery(mapping: Mapping[str, str], available: Collection[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(plain, secret): the variables of `mapping` (name → platform value) the
+    target has a value for, split by how they are delivered. A value the target
+    does not have is left out: no read replicas locally, no proxy in front."""
+    plain: dict[str, str] = {}
+    secret: dict[str, str] = {}
+    for name, value in sorted(mapping.items()):
+        if value in available:
+            (secret if value in SECRET_VALUES else plain)[name] = value
+    return plain, secret
+
+
+def migration_mapping(app: AppConfig) -> dict[str, str]:
+    """The database variables the migrations job receives, by name."""
+    return {name: value for name, value in app.platform_environment.items() if value in DATABASE_VALUES}

@@ -1,0 +1,298 @@
+"""Data from before the platform, on a real PostgreSQL: a database another
+role built (then `pulumi up`, then a baseline of the migrations), and a
+`pg_dump` made elsewhere with its own owners and grants (`import-dump`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from wondernest_api.migrate import MigrationError, baseline, migrate
+from wondernest_backup.imports import import_dump, toc
+from wondernest_backup.pgtools import BackupError, Endpoint, tool
+
+from components.spec.database import SCHEMAS, database_spec
+from components.spec.naming import Names
+from tests.api_stack import APP_DIR, database_tls
+from tests.platform_db import PASSWORDS, apply_spec, connect_as
+from tests.servers import PostgresServer, postgres_server
+
+pytestmark = pytest.mark.servers
+
+NAMES = Names(app="wondernest", stack="test")
+MIGRATIONS = resources.files("wondernest_api.migrations")
+
+
+@pytest.fixture
+def pg() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+def superuser(pg: PostgresServer, database: str = "wondernest") -> Endpoint:
+    return Endpoint("127.0.0.1", pg.port, pg.superuser, pg.superuser_password, database, sslmode="disable")
+
+
+def as_role(pg: PostgresServer, key: str) -> str:
+    return pg.dsn(user=f"wondernest_{key}", password=PASSWORDS[key], dbname="wondernest")
+
+
+def owners(pg: PostgresServer, schema: str) -> dict[str, str]:
+    with pg.admin("wondernest") as conn:
+        rows = conn.execute(
+            "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'S') ORDER BY 1",
+            (schema,),
+        ).fetchall()
+    return dict(rows)
+
+
+def grantees(pg: PostgresServer, schema: str) -> set[str]:
+    with pg.admin("wondernest") as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT coalesce(pg_get_userbyid(nullif(a.grantee, 0)), 'PUBLIC') "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a "
+            "WHERE n.nspname = %s AND a.grantee <> c.relowner",
+            (schema,),
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+# --- a database another role built
+
+
+def test_a_database_built_before_the_platform_is_handed_over_kept_and_baselined(pg: PostgresServer) -> None:
+    with pg.admin("wondernest") as conn:
+        conn.execute("CREATE ROLE legacy LOGIN PASSWORD 'legacy-pass'")
+        conn.execute("CREATE SCHEMA core AUTHORIZATION legacy; CREATE SCHEMA audit AUTHORIZATION legacy")
+        conn.execute("SET ROLE legacy")
+        for name in ("0001_core_users_and_sessions.sql", "0002_audit_activity_logs.sql"):
+            conn.execute(MIGRATIONS.joinpath(name).read_text().encode())
+        conn.execute(
+            "INSERT INTO core.users (email, password_hash) SELECT 'u' || g || '@example.com', 'x' "
+            "FROM generate_series(1, 250) g"
+        )
+        conn.execute("GRANT SELECT ON core.users TO PUBLIC")
+        conn.execute("RESET ROLE")
+    spec = database_spec(NAMES)
+    # What `pulumi up` does over it: the schemas' objects go to the migrator,
+    # rights nobody declared are taken back, the declared grants are made.
+    apply_spec(pg, spec)
+    assert set(owners(pg, "core").values()) == {"wondernest_migrator"}
+    assert "PUBLIC" not in grantees(pg, "core") and "legacy" not in grantees(pg, "core")
+    with connect_as(pg, spec, "app") as app:
+        assert app.execute("SELECT count(*) FROM core.users").fetchone() == (250,)
+
+    migrator = as_role(pg, "migrator")
+    with pytest.raises(MigrationError, match="no migration 0099"):
+        baseline(migrator, "0099")
+    assert baseline(migrator, "0002") == ["0001", "0002"]
+    with pytest.raises(MigrationError, match="0001, 0002 are already recorded"):
+        baseline(migrator, "0002")
+    assert migrate(migrator) == ["0003", "0004"]
+    with pg.admin("wondernest") as conn:
+        assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (250,)
+        recorded = conn.execute("SELECT version FROM core.schema_migrations ORDER BY 1").fetchall()
+    assert [row[0] for row in recorded] == ["0001", "0002", "0003", "0004"]
+
+
+def test_the_baseline_is_a_migrate_option_as_an_operator_runs_it(pg: PostgresServer) -> None:
+    apply_spec(pg, database_spec(NAMES))
+    with connect_as(pg, database_spec(NAMES), "migrator") as conn:
+        conn.execute(MIGRATIONS.joinpath("0001_core_users_and_sessions.sql").read_text().encode())
+    env = {
+        "PATH": os.environ["PATH"], "PYTHONPATH": str(APP_DIR), "DB_HOST": "127.0.0.1", "DB_PORT": str(pg.port),
+        "DB_NAME": "wondernest", "DB_USER": "wondernest_migrator", "DB_PASSWORD": PASSWORDS["migrator"],
+        **database_tls(pg),
+    }  # fmt: skip
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "wondernest_api", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    misplaced = cli("serve", "--baseline", "0001")
+    assert misplaced.returncode == 2 and "--baseline goes with migrate" in misplaced.stderr
+    done = cli("migrate", "--baseline", "0001")
+    assert done.returncode == 0, done.stderr
+    assert '"msg":"migrations baselined","versions":["0001"]' in done.stdout
+    again = cli("migrate", "--baseline", "0001")
+    assert again.returncode == 1 and "error: migrations 0001 are already recorded" in again.stderr
+    assert cli("migrate").returncode == 0
+
+
+def test_a_baseline_on_a_database_with_no_tables_is_refused(pg: PostgresServer) -> None:
+    apply_spec(pg, database_spec(NAMES))
+    with pytest.raises(MigrationError, match="hold no table: there is nothing to baseline"):
+        baseline(as_role(pg, "migrator"), "0002")
+    with pg.admin("wondernest") as conn:
+        assert conn.execute("SELECT to_regclass('core.schema_migrations')").fetchone() == (None,)
+
+
+# --- a dump made elsewhere
+
+
+def dump_of(
+    pg: PostgresServer, tmp_path: Path, setup: str, *, plain: bool = False, options: tuple[str, ...] = ()
+) -> Path:
+    """A database built by other roles on the same server, dumped the usual way."""
+    database = f"elsewhere_{len(list(tmp_path.iterdir()))}"
+    with pg.admin() as conn:
+        conn.execute(f"CREATE DATABASE {database}")
+    with pg.admin(database) as conn:
+        conn.execute(
+            "DO $$ BEGIN CREATE ROLE shop_owner; EXCEPTION WHEN duplicate_object THEN NULL; END $$; "
+            "DO $$ BEGIN CREATE ROLE shop_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        conn.execute(setup.encode())
+    path = tmp_path / f"{database}.{'sql' if plain else 'dump'}"
+    subprocess.run(
+        [tool("pg_dump"), "--format", "plain" if plain else "custom", *options, "--file", str(path),
+         pg.dsn(dbname=database)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return path
+
+
+SHOP = """
+CREATE SCHEMA shop AUTHORIZATION shop_owner;
+SET ROLE shop_owner;
+CREATE TYPE shop.state AS ENUM ('open', 'paid');
+CREATE TABLE shop.orders (id bigserial PRIMARY KEY, state shop.state NOT NULL DEFAULT 'open', body jsonb);
+CREATE VIEW shop.open_orders AS SELECT id FROM shop.orders WHERE state = 'open';
+CREATE FUNCTION shop.total() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM shop.orders';
+INSERT INTO shop.orders (body) SELECT jsonb_build_object('n', g) FROM generate_series(1, 500) g;
+GRANT SELECT ON ALL TABLES IN SCHEMA shop TO shop_reader, PUBLIC;
+RESET ROLE;
+"""
+
+
+@pytest.fixture
+def platform(pg: PostgresServer) -> Any:
+    spec = database_spec(NAMES, (*SCHEMAS, "shop"))
+    apply_spec(pg, spec)
+    return spec
+
+
+def test_a_dump_with_other_owners_and_grants_is_imported_as_the_platforms_own(
+    pg: PostgresServer, platform: Any, tmp_path: Path
+) -> None:
+    dump = dump_of(pg, tmp_path, SHOP)
+    rows = import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+    assert rows == {"shop.orders": 500}
+    assert owners(pg, "shop") == {
+        "open_orders": "wondernest_migrator",
+        "orders": "wondernest_migrator",
+        "orders_id_seq": "wondernest_migrator",
+    }
+    # The dump's grants are gone; the migrator's default privileges made the platform's.
+    assert not grantees(pg, "shop") & {"PUBLIC", "shop_reader", "shop_owner"}
+    with connect_as(pg, platform, "app") as app:
+        assert app.execute("SELECT count(*) FROM shop.orders").fetchone() == (500,)
+        app.execute("INSERT INTO shop.orders (body) VALUES ('{}')")
+        # No routine is granted to anyone: the platform declares rights on tables and sequences only.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("SELECT shop.total()")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app.execute("DROP TABLE shop.orders")
+    with connect_as(pg, platform, "analytics") as analytics:
+        assert analytics.execute("SELECT count(*) FROM shop.open_orders").fetchone() == (501,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            analytics.execute("DELETE FROM shop.orders")
+
+
+def test_an_import_never_writes_over_tables(pg: PostgresServer, platform: Any, tmp_path: Path) -> None:
+    dump = dump_of(pg, tmp_path, SHOP)
+    import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+    with pytest.raises(BackupError, match=r"already hold shop\.orders.*nothing imported"):
+        import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+    with pg.admin("wondernest") as conn:
+        assert conn.execute("SELECT count(*) FROM shop.orders").fetchone() == (500,)
+
+
+@pytest.mark.parametrize(
+    ("setup", "refusal"),
+    [
+        # Beyond the declared schemas, public included.
+        (SHOP + "CREATE TABLE public.stray (id int);", "objects in schema public, which the stack does not declare"),
+        (
+            "CREATE SCHEMA billing AUTHORIZATION shop_owner; CREATE TABLE billing.invoices (id int);",
+            "objects in schema billing, which the stack does not declare",
+        ),
+        # What needs a superuser.
+        (
+            SHOP + "CREATE FUNCTION shop.trg() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END';"
+            "CREATE EVENT TRIGGER snoop ON ddl_command_end EXECUTE FUNCTION shop.trg();",
+            "database-wide objects (EVENT TRIGGER)",
+        ),
+    ],
+)
+def test_a_dump_reaching_beyond_the_platform_is_refused_before_anything_is_written(
+    pg: PostgresServer, platform: Any, tmp_path: Path, setup: str, refusal: str
+) -> None:
+    dump = dump_of(pg, tmp_path, setup)
+    with pytest.raises(BackupError, match=re.escape(refusal)):
+        import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+    assert owners(pg, "shop") == {}
+
+
+def test_a_dump_that_fails_half_way_leaves_nothing(pg: PostgresServer, platform: Any, tmp_path: Path) -> None:
+    # The table restores, then its data cannot: one transaction, so neither stays.
+    setup = (
+        SHOP
+        + "CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE INDEX ON shop.orders USING gin ((body::text) gin_trgm_ops);"
+    )
+    dump = dump_of(pg, tmp_path, setup)
+    assert {e.desc for e in toc(dump)} >= {"EXTENSION", "INDEX", "TABLE DATA"}
+    with pytest.raises(BackupError, match="nothing imported"):
+        import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+    assert owners(pg, "shop") == {}
+
+
+def test_a_plain_sql_dump_is_refused_with_the_way_to_make_one_it_reads(
+    pg: PostgresServer, platform: Any, tmp_path: Path
+) -> None:
+    dump = dump_of(pg, tmp_path, SHOP, plain=True)
+    with pytest.raises(BackupError, match=r"a plain-SQL dump: make a custom-format one with pg_dump -Fc"):
+        import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+
+
+GUIDE_ERA = "".join(
+    MIGRATIONS.joinpath(name).read_text() + "\n"
+    for name in ("0001_core_users_and_sessions.sql", "0002_audit_activity_logs.sql")
+)
+
+
+def test_the_data_alone_fills_the_tables_the_migrations_made(pg: PostgresServer, tmp_path: Path) -> None:
+    """The guide's way (`pg_dump --data-only`): the rows of a database the
+    migrations never ran on, into the tables they made, as the migrator."""
+    setup = (
+        "CREATE SCHEMA core AUTHORIZATION shop_owner; CREATE SCHEMA audit AUTHORIZATION shop_owner; "
+        "SET ROLE shop_owner; " + GUIDE_ERA + "INSERT INTO core.users (email, password_hash) "
+        "SELECT 'u' || g || '@example.com', 'x' FROM generate_series(1, 40) g; RESET ROLE;"
+    )
+    dump = dump_of(pg, tmp_path, setup, options=("--data-only",))
+    spec = database_spec(NAMES)
+    apply_spec(pg, spec)
+    migrator = as_role(pg, "migrator")
+    # Not yet: the tables are the migrations' to make.
+    with pytest.raises(BackupError, match=r"core\.users does not exist \(run the migrations first"):
+        import_dump(superuser(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
+    migrate(migrator)
+    rows = import_dump(superuser(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
+    assert rows["core.users"] == 40
+    assert owners(pg, "core")["users"] == "wondernest_migrator"
+    with connect_as(pg, spec, "app") as app:
+        assert app.execute("SELECT count(*) FROM core.users").fetchone() == (40,)
+    with pytest.raises(BackupError, match=r"core\.users holds rows; an import of data fills only existing, empty"):
+        import_dump(superuser(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
+    with pg.admin("wondernest") as conn:
+        assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (40,)
