@@ -20,7 +20,7 @@ SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers e2e-servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
-        e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs psql status stats logs verify reset-db import-dump \
+        e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs psql redis-cli status stats logs restart backup restore verify reset-db import-dump \
         aws-check aws-ready aws-preview aws-up tunnel
 
 help:
@@ -34,8 +34,9 @@ help:
 	@echo "make check-config STACK=prod   validate Pulumi.<stack>.yaml without the Pulumi CLI"
 	@echo "make verify [ARGS=--auth]  check every service of the running stack (README, \"Verifying it\")"
 	@echo "make reset-db [FORCE=1]    the database emptied and rebuilt through the stack, after a verified backup"
+	@echo "make backup | restore TARGET=<db> [ID=...] [FORCE=1] | restart SERVICE=..."
 	@echo "make import-dump FILE=x.dump   a pg_dump made elsewhere, into the stack's schemas as the platform's own"
-	@echo "make preview | outputs | psql ROLE=... | status | stats | logs SERVICE=... | destroy | destroy-all"
+	@echo "make preview | outputs | psql ROLE=... | redis-cli | status | stats | logs [SERVICE=...] [FOLLOW=1] | destroy | destroy-all"
 	@echo "make aws-preview | aws-up | tunnel   (STACK=prod|staging; see docs/aws.md)"
 	@echo "make bench | bench-login | bench-backup | bench-program   the benchmarks the README quotes"
 
@@ -168,9 +169,12 @@ up: local-ready $(VENV)/.program policies/venv/.installed $(STATE_DIR)/passphras
 	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
 	$(PULUMI) up --stack $(STACK) --yes --refresh $(POLICIES)
 
+# Refreshed first, as `up` is: a change made by hand (drift) shows as the
+# update that puts it back, not as nothing.
 preview: local-ready $(VENV)/.program policies/venv/.installed $(STATE_DIR)/passphrase
 	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
-	$(PULUMI) preview --stack $(STACK) --diff $(POLICIES)
+	@echo "preview of $(STACK), refreshed from what is running first: drift shows as changes"
+	$(PULUMI) preview --stack $(STACK) --diff --refresh $(POLICIES)
 
 # Recipes that read the local stack's state: without it they stop, and create nothing.
 state-check: local-check
@@ -187,6 +191,14 @@ psql: state-check
 	@$(call need,psql,psql not found: install the PostgreSQL client (Debian: apt-get install postgresql-client))
 	@lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
 	  | python3 -m components.connect $(ROLE) $(STACK) $(STATE_DIR)); eval "$$lines"; exec psql
+
+# redis-cli as the app's ACL user, over TLS to the stack's CA; the password goes
+# through REDISCLI_AUTH, never a command line.
+redis-cli: state-check
+	@$(call need,redis-cli,redis-cli not found: install it (Debian: apt-get install redis-tools))
+	@lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
+	  | python3 -m components.connect redis $(STACK) $(STATE_DIR)); eval "$$lines"; \
+	  exec redis-cli --tls --cacert "$$REDIS_CACERT" -h "$$REDIS_HOST" -p "$$REDIS_PORT" --user "$$REDIS_USER" $(ARGS)
 
 # The stack's container names begin with this (<app>-<stack>-), from its config.
 CONTAINER_PREFIX = $(PY) -m components.check_config $(STACK) --container-prefix
@@ -209,13 +221,13 @@ stats: local-check $(VENV)/.config
 	  test -n "$$names" || { echo "error: no running container of $(STACK): make up first" >&2; exit 1; }; \
 	  exec docker stats --no-stream --format 'table {{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.PIDs}}' $$names
 
-# make logs SERVICE=api|migrations|postgres|redis|prometheus|alertmanager|grafana|backups|... [LINES=200]
+# Every service's last lines interleaved by time, each prefixed with its name;
+# one with SERVICE=api|postgres|backups|...; FOLLOW=1 keeps printing. [LINES=200]
 LINES ?= 200
 logs: local-check $(VENV)/.config
-	@test -n "$(SERVICE)" || { echo "error: name the service: make logs SERVICE=api (make status lists them)" >&2; exit 2; }
 	@$(call need,docker,the docker CLI is not on PATH)
 	@prefix=$$($(CONTAINER_PREFIX)); \
-	  exec docker logs --tail $(LINES) --follow "$${prefix}$(SERVICE)"
+	  exec $(PY) -m components.logs "$$prefix" --lines $(LINES) $(if $(SERVICE),--service $(SERVICE)) $(if $(filter 1,$(FOLLOW)),--follow)
 
 # Every service of the stack checked from its outputs (python -m components.verify):
 # make verify [STACK=prod STATE=... ARGS='--postgres-via 127.0.0.1:15432 --ca-file rds.pem'] [ARGS=--auth]
@@ -223,6 +235,32 @@ VERIFY_PULUMI = $(if $(filter dev,$(STACK)),$(PULUMI),$(AWS_PULUMI))
 verify: $(if $(filter dev,$(STACK)),state-check,aws-check) $(VENV)/.verify
 	@$(call need,pulumi,the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/))
 	$(VERIFY_PULUMI) stack output --stack $(STACK) --show-secrets --json | $(PY) -m components.verify $(STACK) $(ARGS)
+
+# One service restarted in place (its container, config and data unchanged).
+restart: local-check $(VENV)/.config
+	@test -n "$(SERVICE)" || { echo "error: name the service: make restart SERVICE=api (make status lists them)" >&2; exit 2; }
+	@$(call need,docker,the docker CLI is not on PATH)
+	@prefix=$$($(CONTAINER_PREFIX)); exec docker restart "$${prefix}$(SERVICE)"
+
+# A backup now, proven by restoring it into a throwaway server.
+backup: local-check $(VENV)/.config
+	@$(call need,docker,the docker CLI is not on PATH)
+	@prefix=$$($(CONTAINER_PREFIX)) \
+	  && id=$$(docker exec "$${prefix}backups" python -m wondernest_backup run | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["backup"])') \
+	  && docker exec "$${prefix}backups" python -m wondernest_backup verify "$$id"
+
+# A backup restored into a database (docs/runbooks.md, "Restoring"): a new one
+# by name, never over one that holds tables unless FORCE=1 (the old one is kept,
+# renamed). make restore TARGET=wondernest_restored [ID=<backup id>]
+restore: state-check $(VENV)/.config
+	@test -n "$(TARGET)" || { echo "error: name the database to restore into: make restore TARGET=<database> [ID=<backup>] [FORCE=1]" >&2; exit 2; }
+	@$(call need,docker,the docker CLI is not on PATH)
+	@prefix=$$($(CONTAINER_PREFIX)) \
+	  && lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
+	       | $(PY) -m components.connect superuser $(STACK) $(STATE_DIR)) \
+	  && eval "$$lines" && RESTORE_DB_USER="$$PGUSER" RESTORE_DB_PASSWORD="$$PGPASSWORD" \
+	  docker exec -e RESTORE_DB_USER -e RESTORE_DB_PASSWORD "$${prefix}backups" \
+	    python -m wondernest_backup restore $(if $(ID),$(ID),--latest) --target-db $(TARGET) $(if $(filter 1,$(FORCE)),--force)
 
 # A custom-format pg_dump made elsewhere, into the stack's schemas as the
 # migrator's own, whatever its owners and grants (README, "Existing data"):
@@ -270,12 +308,13 @@ aws-ready: aws-check preflight $(VENV)/.config
 
 aws-preview: aws-ready $(VENV)/.program policies/venv/.installed
 	$(AWS_PULUMI) stack select --create --secrets-provider '$(SECRETS)' $(STACK)
-	$(AWS_PULUMI) preview --stack $(STACK) --diff $(POLICIES)
+	@echo "preview of $(STACK), refreshed from AWS first: drift shows as changes"
+	$(AWS_PULUMI) preview --stack $(STACK) --diff --refresh $(POLICIES)
 
 # No --yes: a person reads the plan and confirms it.
 aws-up: aws-ready $(VENV)/.program policies/venv/.installed
 	$(AWS_PULUMI) stack select --create --secrets-provider '$(SECRETS)' $(STACK)
-	$(AWS_PULUMI) up --stack $(STACK) --diff $(POLICIES)
+	$(AWS_PULUMI) up --stack $(STACK) --diff --refresh $(POLICIES)
 
 # Forward 127.0.0.1:$(TUNNEL_PORT) to the database through the SSM bastion (aws.adminBastion).
 TUNNEL_PORT ?= 15432

@@ -17,6 +17,7 @@ from typing import Any
 from components.stack_outputs import reachable, read_outputs, role_login
 
 REQUIRED = ("postgresEndpoint", "postgresDatabase", "roles", "secrets")
+REDIS_REQUIRED = ("redisEndpoint", "redisUser", "caCertificate", "secrets")
 
 
 def libpq_env(outputs: dict[str, Any], role: str, ca_file: str | None = None) -> dict[str, str]:
@@ -53,14 +54,34 @@ def write_ca(outputs: dict[str, Any], directory: Path, stack: str) -> str | None
     return str(path)
 
 
+def redis_env(outputs: dict[str, Any], ca_file: str | None) -> dict[str, str]:
+    """redis-cli's settings as the app's ACL user; the password in REDISCLI_AUTH,
+    which redis-cli reads instead of an -a argument."""
+    if not outputs.get("redisEndpoint") or ca_file is None:
+        raise SystemExit(
+            "error: this stack's outputs hold no local Redis endpoint: make redis-cli is the local stack's"
+        )
+    host, port = reachable(str(outputs["redisEndpoint"]))
+    password = str((outputs.get("secrets") or {}).get("redis_app", ""))
+    if not password:
+        raise SystemExit("error: this stack's outputs hold no password for the Redis app user (secrets.redis_app)")
+    return {
+        "REDIS_HOST": host,
+        "REDIS_PORT": str(port),
+        "REDIS_USER": str(outputs["redisUser"]),
+        "REDIS_CACERT": ca_file,
+        "REDISCLI_AUTH": password,
+    }
+
+
 def main() -> None:
-    """`python3 -m components.connect ROLE [STACK [CA_DIR]]`, outputs on stdin."""
+    """`python3 -m components.connect ROLE|redis [STACK [CA_DIR]]`, outputs on stdin."""
     role = sys.argv[1] if len(sys.argv) > 1 else "app"
     stack = f"stack {sys.argv[2]!r}" if len(sys.argv) > 2 else "the stack"
-    outputs = read_outputs(sys.stdin, REQUIRED, stack=stack)
+    outputs = read_outputs(sys.stdin, REDIS_REQUIRED if role == "redis" else REQUIRED, stack=stack)
     ca_dir = Path(sys.argv[3]) if len(sys.argv) > 3 else Path(".pulumi-state")
     ca_file = write_ca(outputs, ca_dir, sys.argv[2] if len(sys.argv) > 2 else "stack")
-    env = libpq_env(outputs, role, ca_file)
+    env = redis_env(outputs, ca_file) if role == "redis" else libpq_env(outputs, role, ca_file)
     sys.stdout.write("".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items()))
 
 

@@ -226,15 +226,45 @@ def test_stats_reads_this_stacks_running_containers_once(box: Sandbox) -> None:
     assert stopped.returncode != 0 and "error: no running container of dev: make up first" in stopped.stderr
 
 
-def test_logs_follows_one_service(box: Sandbox) -> None:
+LOGS = {
+    "wondernest-dev-api": "2026-12-05T10:00:02.000000002Z GET /health 200\n2026-12-05T10:00:04.000000000Z ready\n",
+    "wondernest-dev-postgres": "2026-12-05T10:00:01.500000000Z database system is ready\n",
+    "wondernest-dev-backups": "2026-12-05T10:00:03.000000000Z backup taken\n",
+}
+
+
+def _fake_docker(box: Sandbox) -> None:
+    cases = "".join(f'  *"{name}"*) printf "%b" {json.dumps(text)} ;;\n' for name, text in LOGS.items())
+    box.tool(
+        "docker",
+        f'case "$1" in ps) printf "%s\\n" {" ".join(LOGS)} ;; logs) case "$*" in\n{cases}esac ;; esac',
+    )
+
+
+def test_logs_interleaves_every_service_by_time_with_its_name(box: Sandbox) -> None:
     _needs_checkout_venv()
-    box.tool("docker", "exit 0")
-    missing = box.make("logs")
-    assert missing.returncode != 0 and "error: name the service: make logs SERVICE=api" in missing.stderr
-    assert box.called() == []
-    result = box.make("logs", "SERVICE=postgres", "LINES=50")
+    _fake_docker(box)
+    result = box.make("logs", "LINES=50")
     assert result.returncode == 0, result.stderr
-    assert box.called() == ["docker logs --tail 50 --follow wondernest-dev-postgres"]
+    assert result.stdout.splitlines() == [
+        "postgres | database system is ready",
+        "api      | GET /health 200",
+        "backups  | backup taken",
+        "api      | ready",
+    ]
+    assert "docker logs --timestamps --tail 50 wondernest-dev-api" in box.called()
+    assert not any("--follow" in call for call in box.called())
+
+
+def test_logs_of_one_service_and_of_one_that_is_not_there(box: Sandbox) -> None:
+    _needs_checkout_venv()
+    _fake_docker(box)
+    one = box.make("logs", "SERVICE=postgres")
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.splitlines() == ["postgres | database system is ready"]
+    missing = box.make("logs", "SERVICE=redis")
+    assert missing.returncode != 0
+    assert "error: no service 'redis'; these exist: api, backups, postgres" in missing.stderr
 
 
 def test_status_refuses_an_aws_stack(box: Sandbox) -> None:
@@ -268,3 +298,66 @@ def test_import_dump_pipes_the_dump_in_and_passes_the_password_by_environment(bo
     assert "sup'er$pw" not in "".join(box.called())
     assert (box.tmp / "stdin").read_bytes() == dump.read_bytes()
     assert (box.tmp / "exec-env").read_text() == "postgres|sup'er$pw"
+
+
+REDIS_OUTPUTS = {
+    "redisEndpoint": "127.0.0.1:6379",
+    "redisUser": "wondernest_app",
+    "caCertificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    "secrets": {"redis_app": "r3d'is$pw"},
+}
+
+
+def test_redis_cli_gets_the_password_in_its_environment_only(box: Sandbox) -> None:
+    box.with_state()
+    box.tool("pulumi", f"cat <<'EOF'\n{json.dumps(REDIS_OUTPUTS)}\nEOF")
+    box.tool("redis-cli", 'printf "%s" "$REDISCLI_AUTH" > "$(dirname "$0")/../redis-auth"')
+    result = box.make("redis-cli")
+    assert result.returncode == 0, result.stderr
+    [call] = [c for c in box.called() if c.startswith("redis-cli")]
+    ca = box.state / "dev-ca.crt"
+    assert call == f"redis-cli --tls --cacert {ca} -h 127.0.0.1 -p 6379 --user wondernest_app"
+    assert ca.read_text() == REDIS_OUTPUTS["caCertificate"]
+    assert (box.tmp / "redis-auth").read_text() == "r3d'is$pw"
+
+
+def test_redis_cli_stops_on_an_aws_stacks_outputs(box: Sandbox) -> None:
+    box.with_state()
+    box.tool("pulumi", f"cat <<'EOF'\n{json.dumps(OUTPUTS)}\nEOF")
+    box.tool("redis-cli", "exit 0")
+    result = box.make("redis-cli")
+    assert result.returncode != 0 and "error:" in result.stderr
+    assert [c for c in box.called() if c.startswith("redis-cli")] == []
+
+
+def test_restart_backup_and_restore_act_on_this_stacks_containers(box: Sandbox) -> None:
+    _needs_checkout_venv()
+    box.with_state()
+    outputs = {**OUTPUTS, "secrets": {"postgres_superuser": "sup'er$pw"}}
+    box.tool("pulumi", f"cat <<'EOF'\n{json.dumps(outputs)}\nEOF")
+    box.tool(
+        "docker",
+        'case "$*" in *"wondernest_backup run"*) echo \'{"backup": "20261205T030000000000Z"}\' ;; esac; '
+        'printf "%s|%s\\n" "$RESTORE_DB_USER" "$RESTORE_DB_PASSWORD" >> "$(dirname "$0")/../exec-env"',
+    )
+    assert box.make("restart").returncode == 2
+    assert box.make("restore").returncode == 2
+    assert box.called() == []
+    assert box.make("restart", "SERVICE=api").returncode == 0
+    backup = box.make("backup")
+    assert backup.returncode == 0, backup.stderr
+    restore = box.make("restore", "TARGET=wondernest_restored")
+    assert restore.returncode == 0, restore.stderr
+    forced = box.make("restore", "TARGET=wondernest", "ID=20261205T030000000000Z", "FORCE=1")
+    assert forced.returncode == 0, forced.stderr
+    docker = [call for call in box.called() if call.startswith("docker")]
+    assert docker == [
+        "docker restart wondernest-dev-api",
+        "docker exec wondernest-dev-backups python -m wondernest_backup run",
+        "docker exec wondernest-dev-backups python -m wondernest_backup verify 20261205T030000000000Z",
+        "docker exec -e RESTORE_DB_USER -e RESTORE_DB_PASSWORD wondernest-dev-backups python -m wondernest_backup "
+        "restore --latest --target-db wondernest_restored",
+        "docker exec -e RESTORE_DB_USER -e RESTORE_DB_PASSWORD wondernest-dev-backups python -m wondernest_backup "
+        "restore 20261205T030000000000Z --target-db wondernest --force",
+    ]
+    assert (box.tmp / "exec-env").read_text().splitlines()[-2:] == ["postgres|sup'er$pw", "postgres|sup'er$pw"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -195,3 +197,20 @@ def test_noeviction_would_refuse_the_same_writes() -> None:
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             for i in range(2 * MAXMEMORY // len(payload)):
                 r.set(f"fill:{i}", payload)
+
+
+def test_redis_cli_as_make_redis_cli_runs_it_logs_in_with_the_password_from_its_environment() -> None:
+    """`make redis-cli`: TLS to the stack's CA, --user, and REDISCLI_AUTH rather than -a."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.skip("redis-cli is not installed (redis-tools)")
+    with redis_server(acl=rendered_acl(), maxmemory_bytes=MAXMEMORY, eviction_policy="allkeys-lru", tls=True) as tls:
+        command = [cli, "--tls", "--cacert", str(tls.ca), "-h", "127.0.0.1", "-p", str(tls.port)]
+        command += ["--user", NAMES.redis_app_user, "ACL", "WHOAMI"]
+        env = {"PATH": os.environ["PATH"], "REDISCLI_AUTH": APP_PASSWORD}
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30, check=False)
+        assert result.stdout.strip() == NAMES.redis_app_user, result.stdout + result.stderr
+        wrong = subprocess.run(
+            command, env={**env, "REDISCLI_AUTH": "not-it"}, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert NAMES.redis_app_user not in wrong.stdout
