@@ -102,7 +102,7 @@ def check(root: Path, stack: str) -> tuple[PlatformConfig | None, list[str], lis
     found = read_stack_file(root, stack)
     try:
         return (
-            parse_config(found.raw, found.secret_keys, found.namespace, found.strays, stack=stack),
+            parse_config(found.raw, found.secret_keys, found.namespace, found.strays, stack=stack, root=root),
             [],
             found.encrypted,
         )

@@ -30,10 +30,9 @@ from pydantic_core import ErrorDetails
 
 from components.aws_sizes import CACHE_NODE_TYPES, FARGATE_MEMORY_MIB, RDS_CLASSES
 from components.spec.alerts import RUNBOOKS_DOC, AlertThresholds
-from components.spec.app import SECRET_LOOKING, AppConfig
+from components.spec.app import COLLECTOR_PORTS, AppConfig
 from components.spec.backups import BACKUP_DIR, max_backup_age_seconds, schedule_period_seconds
 from components.spec.backups import METRICS_PORT as BACKUP_METRICS_PORT
-from components.spec.collector import HEALTH_PORT as COLLECTOR_HEALTH_PORT
 from components.spec.database import REQUIRED_SCHEMAS, SCHEMAS
 from components.spec.model import ConfigModel, ImageRef, Port
 from components.spec.naming import Names, aws_name_problems
@@ -145,6 +144,8 @@ class ApiConfig(_Model):
     """At most 40: the app role's 50 connections must also fit migrations and a
     second container during a replacement."""
     cors_allowed_origins: tuple[str, ...] = ()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """The bundled API's least severe log line; `warning` drops the per-request lines."""
 
     @field_validator("cors_allowed_origins")
     @classmethod
@@ -554,6 +555,11 @@ class PlatformConfig(_Model):
             missing = [name for name in REQUIRED_SCHEMAS if name not in self.postgres.schemas]
             if missing:
                 problems.append(f"postgres.schemas: the bundled API's migrations need {' and '.join(missing)}")
+            for name in sorted(set(self.app.environment) & set(bundled_settings(self))):
+                problems.append(
+                    f"app.environment.{name}: the bundled API's setting, made from the api section "
+                    f"({BUNDLED_SETTING_KEYS[name]}) and checked there; set it there"
+                )
         else:
             for key in _set_keys(self, BUNDLED_API_ONLY):
                 problems.append(
@@ -566,7 +572,7 @@ class PlatformConfig(_Model):
                     "app.readinessPath: the load balancer sends traffic only to tasks that answer it; "
                     "give the path that answers 200 when the app can serve"
                 )
-            taken = {COLLECTOR_HEALTH_PORT: "the metrics collector's health check, in the same task"}
+            taken = {port: f"{what}, in the same task" for port, what in COLLECTOR_PORTS.items()}
             ports = {"app.port": self.app.port}
             if self.app.metrics is not None:
                 ports["app.metrics.port"] = self.app.metrics.port
@@ -649,7 +655,12 @@ class PlatformConfig(_Model):
 
 
 # The bundled API's own settings: another app gets its settings from app.environment.
-BUNDLED_API_ONLY = ("api.dbPoolMax", "api.corsAllowedOrigins")
+BUNDLED_API_ONLY = ("api.dbPoolMax", "api.corsAllowedOrigins", "api.logLevel")
+BUNDLED_SETTING_KEYS = {
+    "DB_POOL_MAX": "api.dbPoolMax",
+    "CORS_ALLOWED_ORIGINS": "api.corsAllowedOrigins",
+    "LOG_LEVEL": "api.logLevel",
+}
 # Keys only the docker target reads: on aws, sizes come from instance classes and
 # Fargate task sizes, and nothing is published on a host port.
 LOCAL_ONLY = (
@@ -707,9 +718,11 @@ def bundled_settings(cfg: PlatformConfig) -> dict[str, str]:
     only its `app.environment`."""
     if not cfg.app.bundled:
         return {}
+    # The keys are BUNDLED_SETTING_KEYS'.
     return {
         "DB_POOL_MAX": str(cfg.api.db_pool_max),
         "CORS_ALLOWED_ORIGINS": ",".join(cfg.api.cors_allowed_origins),
+        "LOG_LEVEL": cfg.api.log_level,
     }
 
 
@@ -744,17 +757,26 @@ def parse_config(
     strays: Iterable[str] = (),
     *,
     stack: str | None = None,
+    root: Path | None = None,
 ) -> PlatformConfig:
     """Validate the project's keys (namespace already stripped) into the model;
     `strays` are problems already found (keys in a namespace nobody reads). With
     the `stack` name, an AWS stack's physical names are held to AWS's limits."""
     secrets = set(secret_keys)
     problems = list(strays)
+    if f"{namespace}:app" in secrets:
+        problems.append(
+            f"{namespace}:app: holds a value set with --secret, which the app would receive in plain text "
+            "(an environment variable, a task definition); the app's secrets come from the platform through "
+            "app.platformEnvironment"
+        )
     try:
         cfg = PlatformConfig.model_validate(dict(raw))
     except ValidationError as exc:
         problems += [p for err in exc.errors() for p in _describe(err, secrets, namespace)]
     else:
+        if root is not None:
+            problems += [f"{namespace}:{p}" for p in build_problems(cfg.app, root)]
         if stack is not None and cfg.target == "aws":
             problems += [
                 f"{namespace}:appName = {cfg.app_name!r} with the stack name {stack!r}: {problem}"
@@ -763,6 +785,27 @@ def parse_config(
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def build_problems(app: AppConfig, root: Path) -> list[str]:
+    """An app's build read from the project on disk: its context a directory of
+    the project (not the project itself, whose .git, venv and stack files would
+    go to Docker), its Dockerfile a file inside that context."""
+    if app.build is None:
+        return []
+    project = root.resolve()
+    context = (root / app.build.context).resolve()
+    given = f"app.build.context = {app.build.context!r}"
+    if context == project:
+        return [f"{given}: the whole project would be hashed and sent to Docker; give the app's own directory"]
+    if not context.is_relative_to(project):
+        return [f"{given}: resolves to {context}, outside the project"]
+    if not context.is_dir():
+        return [f"{given}: no such directory in the project"]
+    dockerfile = (context / app.build.dockerfile).resolve()
+    if not dockerfile.is_relative_to(context) or not dockerfile.is_file():
+        return [f"app.build.dockerfile = {app.build.dockerfile!r}: no such file in {app.build.context}"]
+    return []
 
 
 def project_keys(config: Mapping[str, Any], namespace: str) -> tuple[dict[str, Any], list[str]]:
@@ -873,7 +916,9 @@ def _is_secret_field(path: list[str]) -> bool:
     """A SecretStr field's value is never echoed, even when set without --secret."""
     if not path:
         return False
-    if path[:2] == ["app", "environment"] and len(path) == 3 and SECRET_LOOKING.search(path[2]):
+    # An app's plain settings are never echoed: a secret put there by mistake
+    # is refused, and its refusal must not print it.
+    if path[:2] == ["app", "environment"]:
         return True
     model = _field_model(path[:-1])
     for name, field in model.model_fields.items():

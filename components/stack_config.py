@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -23,4 +24,5 @@ def load_platform_config() -> PlatformConfig:
     raw = {key: parse_raw_value(value) for key, value in mine.items()}
     secret_keys = [key for key in merged if runtime_config.is_config_secret(key)]
     secret_keys += runtime_config.get_config_secret_keys_env()
-    return parse_config(raw, secret_keys, namespace, strays, stack=pulumi.get_stack())
+    # The program runs in the project's directory, as Pulumi starts it.
+    return parse_config(raw, secret_keys, namespace, strays, stack=pulumi.get_stack(), root=Path.cwd())

@@ -174,9 +174,11 @@ def test_the_task_runs_the_contract_with_secrets_by_reference_and_no_sidecar(pro
     assert "taskRoleArn" not in task.inputs, "nothing in the task calls AWS"
 
 
-def test_the_load_balancer_checks_readiness_on_the_contracts_port(prod: Evaluation) -> None:
+def test_the_load_balancer_checks_liveness_on_the_contracts_port(prod: Evaluation) -> None:
     [group] = [d.inputs for d in prod.of_type(TARGET_GROUP)]
-    assert group["port"] == 8000 and group["healthCheck"]["path"] == "/readyz"
+    # ECS replaces a task failing its target group's check: readiness (which
+    # follows Postgres and Redis) would cycle every task through their outage.
+    assert group["port"] == 8000 and group["healthCheck"]["path"] == "/livez"
     service = by_name(prod, "aws:ecs/service:Service")["api-service"]
     assert service["loadBalancers"][0]["containerPort"] == 8000
     ingress = by_name(prod, SG_INGRESS)["alb-to-api-ingress"]
@@ -258,9 +260,9 @@ def problems(config: dict[str, Any], stack: str = "dev") -> list[str]:
         ),
         ({"platformEnvironment": {"db-host": "postgres.host"}}, "platformEnvironment.db-host = 'postgres.host': not a"),
         ({"platformEnvironment": {"DB": "postgres.dsn"}}, "wondernest:app.platformEnvironment.DB = 'postgres.dsn'"),
-        ({"environment": {"PORT": "1"}, "platformEnvironment": {"PORT": "app.port"}}, "PORT = '1': also set"),
+        ({"environment": {"PORT": "1"}, "platformEnvironment": {"PORT": "app.port"}}, "PORT = [secret]: also set"),
         ({"environment": {"STRIPE_API_KEY": "sk_live_abc"}}, "environment.STRIPE_API_KEY = [secret]: looks like"),
-        ({"environment": {"N": 3}}, "wondernest:app.environment.N = 3"),
+        ({"environment": {"N": 3}}, "wondernest:app.environment.N = [secret]: Input should be a valid string"),
         ({"user": 0}, "wondernest:app.user = 0"),
         ({"livenessPath": "health"}, "wondernest:app.livenessPath = 'health': 'health' is not a URL path"),
         ({"build": {"context": "../elsewhere"}}, "wondernest:app.build.context = '../elsewhere'"),
@@ -300,3 +302,137 @@ def test_a_port_clash_with_another_published_service_is_refused() -> None:
 
 def test_bad_input_declares_nothing() -> None:
     assert declared_by(stack_config({"app": {**NOTES, "metrics": {"port": 8000}}})) == []
+
+
+# --- the contract's inputs, each refused for what it would do
+
+
+def own(**changes: Any) -> dict[str, Any]:
+    return {**NOTES, **changes}
+
+
+@pytest.mark.parametrize(
+    ("app", "expected"),
+    [
+        # Paths go into a probe's code, an ALB pattern and a scrape config.
+        (own(livenessPath="/x'+__import__('os').system('id')+'"), "app.livenessPath = "),
+        (own(livenessPath="/héalth"), "is not a URL path like /health"),
+        (own(metrics={"port": 9464, "path": "/*"}), "is not a URL path like /health"),
+        (own(metrics={"port": 9464, "path": "/"}), "'/' would hide the whole site"),
+        (own(readinessPath="/" + "r" * 100), "at most 99 letters"),
+        # Secrets: under a name that ends _FILE, a password without its user, an empty or secret setting.
+        (
+            own(platformEnvironment={**NOTES["platformEnvironment"], "NOTES_PG_PASSWORD_FILE": "postgres.password"}),
+            "a secret's name must not end in _FILE",
+        ),
+        (own(platformEnvironment={"P": "postgres.password"}), "postgres.password is mapped without postgres.user"),
+        (own(platformEnvironment={"R": "redis.password"}), "redis.password is mapped without redis.user"),
+        (own(environment={"NOTES_GREETING": ""}), "empty; leave the variable out"),
+        (own(environment={"db_password": "hunter2"}), "environment.db_password = [secret]"),
+        (own(environment={"DB_PASS": "hunter2"}), "environment.DB_PASS = [secret]: looks like a secret"),
+        (own(environment={"SIGNING_KEY": "k"}), "environment.SIGNING_KEY = [secret]: looks like a secret"),
+        # A migrations job that could not reach the database.
+        (
+            own(migrations={"command": ["m"], "role": "migrator"}, platformEnvironment={"PORT": "app.port"}),
+            "migrations = {...}: the job reaches the database only through platformEnvironment, which lacks "
+            "postgres.host, postgres.port, postgres.database, postgres.user, postgres.password",
+        ),
+        # YAML's `yes` is not uid 1, nor port 1.
+        (own(user=True), "app.user = True"),
+        (own(port=True), "app.port = True"),
+    ],
+)  # fmt: skip
+def test_a_contract_input_that_would_misbehave_is_refused(app: dict[str, Any], expected: str) -> None:
+    found = problems(stack_config({"app": app}))
+    assert any(expected in p for p in found), found
+    assert not any("hunter2" in p for p in found)
+
+
+def test_another_app_states_its_command_migrations_and_environment() -> None:
+    """An image alone would inherit the bundled API's command, migrations and every secret."""
+    found = problems(stack_config({"app": {"image": NOTES_IMAGE}}))
+    assert sorted(p.split(":")[1].split(" = ")[0] for p in found) == [
+        "app.command",
+        "app.migrations",
+        "app.platformEnvironment",
+    ]
+    # The bundled API reads fixed names.
+    assert problems(stack_config({"app": {"platformEnvironment": {"PORT": "app.port"}}})) == [
+        "wondernest:app.platformEnvironment = {...}: the bundled API reads fixed names; "
+        "set it with app.image or app.build"
+    ]
+    # Without metrics, the bundled API simply gets no METRICS_PORT.
+    ev = evaluate(stack_config({"app": {"metrics": None}}))
+    assert "METRICS_PORT" not in envs(ev, "api")
+
+
+def test_the_bundled_apis_settings_come_from_the_api_section_only() -> None:
+    found = problems(stack_config({"app": {"environment": {"CORS_ALLOWED_ORIGINS": "*", "DB_POOL_MAX": "500"}}}))
+    assert found == [
+        "wondernest:app.environment.CORS_ALLOWED_ORIGINS = [secret]: the bundled API's setting, made from the api "
+        "section (api.corsAllowedOrigins) and checked there; set it there",
+        "wondernest:app.environment.DB_POOL_MAX = [secret]: the bundled API's setting, made from the api section "
+        "(api.dbPoolMax) and checked there; set it there",
+    ]
+
+
+def test_a_value_set_with_secret_under_app_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(stack_config({"app": NOTES}), ["wondernest:app"])
+    assert caught.value.problems[0].startswith("wondernest:app: holds a value set with --secret")
+
+
+def test_the_collectors_own_ports_are_refused_on_aws() -> None:
+    found = problems(notes_prod(port=8888), stack="prod")
+    assert any(p.startswith("wondernest:app.port = 8888: 8888 is the metrics collector's own metrics") for p in found)
+
+
+def test_the_names_refused_as_secrets_are_the_policy_packs() -> None:
+    from wondernest_policies import secret_values
+
+    from components.spec.app import SECRET_LOOKING
+
+    assert SECRET_LOOKING.pattern == secret_values.SECRET_NAME.pattern
+    assert SECRET_LOOKING.flags == secret_values.SECRET_NAME.flags
+    # Names the pack passes pass here too.
+    parse_config(stack_config({"app": own(environment={"TOKEN_TTL_SECONDS": "3600", "TLS_KEY_FILE": "/run/k"})}))
+
+
+def test_the_python_probe_quotes_its_url() -> None:
+    [_, _, _, script] = probe_command("python", 8000, "/livez")
+    assert "urlopen('http://127.0.0.1:8000/livez', timeout=2)" in script
+    compile(script, "probe", "exec")
+
+
+def test_a_build_is_read_from_the_project_on_disk(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: wondernest\n")
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "README.md").write_text("x\n")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (tmp_path / "linked").symlink_to(outside)
+
+    def build_problems(build: dict[str, str]) -> list[str]:
+        try:
+            parse_config(stack_config({"app": own(build=build)}), root=tmp_path)
+        except ConfigError as exc:
+            return exc.problems
+        return []
+
+    assert build_problems({"context": "svc"}) == []
+    assert build_problems({"context": "gone"}) == [
+        "wondernest:app.build.context = 'gone': no such directory in the project"
+    ]
+    assert build_problems({"context": "README.md"}) == [
+        "wondernest:app.build.context = 'README.md': no such directory in the project"
+    ]
+    assert build_problems({"context": "."})[0].endswith(
+        "the whole project would be hashed and sent to Docker; give the app's own directory"
+    )
+    assert "outside the project" in build_problems({"context": "linked"})[0]
+    assert build_problems({"context": "svc", "dockerfile": "Nope"}) == [
+        "wondernest:app.build.dockerfile = 'Nope': no such file in svc"
+    ]
+    # Nothing is declared: the program parses with the project's directory first.
+    assert declared_by(stack_config({"app": own(build={"context": "tests/fixtures/gone"})})) == []

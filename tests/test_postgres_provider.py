@@ -7,6 +7,7 @@ import base64
 import json
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -387,10 +388,15 @@ def test_renaming_a_role_replaces_it_and_other_changes_update_in_place(applied: 
 
 
 def test_a_role_created_before_alternates_existed_shows_no_change(applied: Applied) -> None:
-    props = applied.props["role-app"]
+    # The backup role declares no session settings (pg_dump sets its own).
+    props = applied.props["role-backup"]
     older = {k: v for k, v in props.items() if k not in ("members", "settings", "rotated")}
     assert not RoleProvider().diff(props["name"], older, props).changes
-    assert RoleProvider().diff(props["name"], older, {**props, "members": ["wondernest_app_clone"]}).changes
+    assert RoleProvider().diff(props["name"], older, {**props, "members": ["wondernest_backup_clone"]}).changes
+    # A role that now declares timeouts is updated to carry them.
+    app = applied.props["role-app"]
+    app_older = {k: v for k, v in app.items() if k not in ("members", "settings", "rotated")}
+    assert RoleProvider().diff(app["name"], app_older, app).changes
 
 
 def test_check_rejects_bad_identifiers_and_unlimited_roles(applied: Applied) -> None:
@@ -887,3 +893,48 @@ def test_statistics_opened_to_others_are_drift_and_update_closes_them(pg: Postgr
     assert provider.diff("pg_stat_statements", drifted, props).changes
     provider.update("pg_stat_statements", drifted, props)
     assert (provider.read("pg_stat_statements", props).outs or {}) == clean
+
+
+def test_each_role_starts_its_sessions_with_its_timeouts(applied: Applied, pg: PostgresServer) -> None:
+    spec = applied.spec
+    expected = {
+        "app": {"statement_timeout": "30s", "idle_in_transaction_session_timeout": "1min", "lock_timeout": "0"},
+        "migrator": {"statement_timeout": "0", "idle_in_transaction_session_timeout": "5min", "lock_timeout": "10s"},
+        "analytics": {"statement_timeout": "15min", "idle_in_transaction_session_timeout": "1min"},
+        "monitoring": {"statement_timeout": "10s", "idle_in_transaction_session_timeout": "1min"},
+        # The server's backstop only: pg_dump sets its own.
+        "backup": {"statement_timeout": "0", "idle_in_transaction_session_timeout": "1h"},
+    }
+    for key, settings in expected.items():
+        with connect_as(pg, spec, key) as conn:
+            for name, value in settings.items():
+                assert conn.execute(f"SHOW {name}").fetchone() == (value,), (key, name)
+    # The monitoring role still reads through pg_monitor: settings do not make it NOINHERIT.
+    with connect_as(pg, spec, "monitoring") as conn:
+        assert conn.execute("SELECT count(*) >= 0 FROM pg_stat_statements").fetchone() == (True,)
+
+
+def test_an_idle_transaction_is_ended_and_a_timeout_changed_by_hand_is_drift(
+    applied: Applied, pg: PostgresServer
+) -> None:
+    props = applied.props["role-analytics"]
+    name = props["name"]
+    with pg.admin("wondernest") as conn:
+        conn.execute(f"ALTER ROLE {name} SET idle_in_transaction_session_timeout = '1s'")
+    try:
+        outs = RoleProvider().read(name, props).outs or {}
+        assert outs["escalations"] == [
+            "MISSING SET idle_in_transaction_session_timeout=1min",
+            "SET idle_in_transaction_session_timeout=1s IN *",
+        ]
+        assert RoleProvider().diff(name, {**props, **outs}, props).changes
+        with connect_as(pg, applied.spec, "analytics") as conn:
+            conn.autocommit = False
+            conn.execute("SELECT 1")
+            time.sleep(2)
+            with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+                conn.execute("SELECT 1")
+    finally:
+        RoleProvider().update(name, props, props)
+    with connect_as(pg, applied.spec, "analytics") as conn:
+        assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("1min",)

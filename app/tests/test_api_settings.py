@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
 from wondernest_api.envconfig import SettingsError
+from wondernest_api.jsonlog import JsonLog
 from wondernest_api.settings import load_settings
 
 BASE = {
@@ -121,3 +124,20 @@ def test_read_replicas_are_listed_as_host_and_port(tmp_path: Path) -> None:
     for bad in ("r1.example", "r1.example:0", ":5432", "r1.example:5432,r2.example:http"):
         with pytest.raises(SettingsError, match="DB_READ_HOSTS"):
             load_settings({**env, "DB_READ_HOSTS": bad})
+
+
+def test_the_log_level_is_one_of_four_and_warning_drops_the_request_lines(tmp_path: Path) -> None:
+    assert load_settings({**BASE, **secrets_as_files(tmp_path)}).log_level == "info"
+    with pytest.raises(SettingsError, match="LOG_LEVEL"):
+        load_settings({**BASE, **secrets_as_files(tmp_path), "LOG_LEVEL": "verbose"})
+    assert load_settings({**BASE, **secrets_as_files(tmp_path), "LOG_LEVEL": "warning"}).log_level == "warning"
+    stream = io.BytesIO()
+    log = JsonLog(stream)
+    log.request("r1", "GET", "/health", 200, 1.0)
+    log.set_level("warning")
+    log.request("r2", "GET", "/health", 200, 1.0)
+    log.info("dropped")
+    log.warning("kept")
+    log.flush()
+    lines = [json.loads(line) for line in stream.getvalue().decode().splitlines()]
+    assert [(line["msg"], line.get("requestId")) for line in lines] == [("request", "r1"), ("kept", None)]

@@ -39,6 +39,13 @@ def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
+def _set_level(level: str) -> None:
+    from wondernest_api.jsonlog import log
+
+    log.set_level(level)
+    logging.getLogger().setLevel(level.upper())
+
+
 def check(settings: Settings) -> int:
     import psycopg
     import redis
@@ -165,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
+    _set_level(settings.log_level)
     if args.check_only or args.command == "check":
         return check(settings)
     if problem := schema_problem(settings):

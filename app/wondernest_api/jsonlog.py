@@ -34,8 +34,13 @@ class JsonLog:
         if level != "debug":
             self._out.flush()
 
+    def set_level(self, level: str) -> None:
+        self._threshold = _LEVELS[level]
+
     def request(self, request_id: str, method: str, route: str, status: int, duration_ms: float) -> None:
-        """The per-request line, unflushed: RequestLog flushes each batch."""
+        """The per-request line (at info), unflushed: RequestLog flushes each batch."""
+        if self._threshold > _LEVELS["info"]:
+            return
         self._out.write(
             orjson.dumps(
                 {

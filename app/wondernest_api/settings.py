@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -87,6 +87,8 @@ class Settings(DatabaseSettings):
     what a client waits before it gives up and retries."""
 
     cors_allowed_origins: tuple[str, ...] = ()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """The least severe line written; `warning` leaves out the per-request lines."""
     max_body_bytes: Annotated[int, Field(ge=1024, le=10 * 1024 * 1024)] = 64 * 1024
     max_header_bytes: Annotated[int, Field(ge=4096, le=1024 * 1024)] = 32 * 1024
     """The request line and headers of one request, together."""

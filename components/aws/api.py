@@ -205,8 +205,10 @@ class Api(pulumi.ComponentResource):
             vpc_id=args.network.vpc.id,
             deregistration_delay=30,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
-                # Readiness: traffic goes only to tasks whose dependencies answer.
-                path=app.readiness_path,
+                # Liveness, not readiness: ECS replaces a task that fails its target
+                # group's check, so a check that follows Postgres or Redis would
+                # cycle every task through their outage.
+                path=app.liveness_path,
                 matcher="200",
                 interval=15,
                 timeout=5,

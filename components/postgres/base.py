@@ -33,6 +33,10 @@ IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # The one per-role setting a managed role may carry: acting as another role.
 ROLE_SETTING = re.compile(r"^role=[a-z_][a-z0-9_]{0,62}$")
+# The session settings a role may declare: timeouts, in PostgreSQL's units.
+SESSION_SETTING = re.compile(
+    r"^(statement_timeout|idle_in_transaction_session_timeout|lock_timeout|idle_session_timeout)=[0-9]+(ms|s|min|h)?$"
+)
 
 
 TABLE_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"})

@@ -8,7 +8,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import psycopg
@@ -22,6 +22,7 @@ from pulumi.dynamic import (
 
 from components.postgres.base import (
     ROLE_SETTING,
+    SESSION_SETTING,
     PostgresProvider,
     PostgresResourceError,
     _fetch_one,
@@ -50,8 +51,10 @@ class RoleProvider(PostgresProvider):
                 )
             )
         for setting in _known_items(news.get("settings")):
-            if isinstance(setting, str) and not ROLE_SETTING.match(setting):
-                failures.append(CheckFailure("settings", f"{setting!r} is not `role=<role name>`"))
+            if isinstance(setting, str) and not (ROLE_SETTING.match(setting) or SESSION_SETTING.match(setting)):
+                failures.append(
+                    CheckFailure("settings", f"{setting!r} is neither `role=<role name>` nor a timeout (`<name>=30s`)")
+                )
         return CheckResult(news, failures)
 
     added_later: ClassVar[Mapping[str, Any]] = {"members": [], "settings": [], "rotated": False}
@@ -79,7 +82,7 @@ class RoleProvider(PostgresProvider):
                 # A role that acts as another through `SET role` has no rights of
                 # its own: after a RESET ROLE it can create nothing, so whatever
                 # it creates is owned by the role it acts as.
-                inherit=sql.SQL("NOINHERIT" if declared else "INHERIT"),
+                inherit=sql.SQL("NOINHERIT" if _acts_as(declared) else "INHERIT"),
                 limit=sql.Literal(int(props["connection_limit"])),
             )
             verb = "ALTER" if exists else "CREATE"
@@ -156,8 +159,8 @@ class RoleProvider(PostgresProvider):
             if row is None:
                 return ReadResult(id_="", outs={})
             login, superuser, createdb, createrole, replication, limit, inherit, bypassrls = row
-            # An alternate user (one with a declared setting) must not inherit.
-            inherit_drift = bool(inherit) == bool(props.get("settings"))
+            # An alternate user (one that acts as its role) must not inherit.
+            inherit_drift = bool(inherit) == _acts_as(props.get("settings") or [])
             outs = _outs(props)
             outs.update(
                 name=id_,
@@ -261,6 +264,11 @@ def _attribute_drift(cur: psycopg.Cursor[Any], role: str, props: Mapping[str, An
     admin = str(props["connection"]["user"])
     found += [f"MEMBER {member}" for member in _members(cur, role, admin=admin) if member not in allowed]
     return found
+
+
+def _acts_as(settings: Sequence[str]) -> bool:
+    """A role that takes on another at login (an alternate user)."""
+    return any(str(s).startswith("role=") for s in settings)
 
 
 def _role_settings(cur: psycopg.Cursor[Any], role: str) -> list[tuple[str | None, str]]:

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, model_validator
 
+from components.spec.collector import HEALTH_PORT, TELEMETRY_PORT
 from components.spec.images import API_INPUTS, APP_DIR, IMAGE_UID
-from components.spec.model import ConfigModel, ImageRef, Port
+from components.spec.model import ConfigModel, ImageRef
 
 PlatformValue = Literal[
     "postgres.host",
@@ -48,13 +49,27 @@ DATABASE_VALUES: frozenset[str] = frozenset(
     v for v in get_args(PlatformValue) if v.startswith("postgres.") and v != "postgres.readHosts"
 )
 """What the migrations job receives of the mapping: the primary, as its own role."""
+MIGRATION_NEEDS = ("postgres.host", "postgres.port", "postgres.database", "postgres.user", "postgres.password")
 
 VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]*")
 # A plain variable under such a name would carry a secret in the clear (docker
 # inspect, the task definition): the platform's secrets come through
-# platformEnvironment, by file or by reference.
-SECRET_LOOKING = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIAL")
+# platformEnvironment, by file or by reference. The policy pack's own pattern
+# (SECRET_NAME in policies/wondernest_policies/secret_values.py; a test holds
+# the two equal), so what the pack would refuse at preview is refused here first.
+SECRET_LOOKING = re.compile(
+    r"(PASSWORD|PASSWD|_PASS|SECRET|TOKEN|_KEY|APIKEY|CREDENTIALS?|DATA_SOURCE_NAME|REQUIREPASS|MASTERAUTH)$",
+    re.IGNORECASE,
+)
 PROBE_TIMEOUT_S = 2
+# An ALB path pattern holds at most 128 characters; the metrics rule adds `/*`.
+MAX_PATH = 100
+# The task's metrics collector listens on these: its health check, and its own
+# telemetry (the OpenTelemetry Collector's default internal metrics port).
+COLLECTOR_PORTS = {
+    HEALTH_PORT: "the metrics collector's health check",
+    TELEMETRY_PORT: "the metrics collector's own metrics",
+}
 
 
 def _argv(value: Any) -> Any:
@@ -65,9 +80,17 @@ def _argv(value: Any) -> Any:
     return value
 
 
+# Unreserved characters and slashes only: the path goes into a probe command,
+# an ALB path pattern (where * and ? are wildcards) and a scrape config.
+_PATH = re.compile(rf"^/[A-Za-z0-9._~/-]{{0,{MAX_PATH - 1}}}$")
+
+
 def _url_path(value: str) -> str:
-    if not value.startswith("/") or any(c.isspace() for c in value) or "?" in value or "#" in value:
-        raise ValueError(f"{value!r} is not a URL path like /health")
+    if not _PATH.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a URL path like /health: a / then at most {MAX_PATH - 1} letters, digits, "
+            "'.', '_', '~', '-' and '/'"
+        )
     return value
 
 
@@ -92,6 +115,10 @@ class AppBuild(ConfigModel):
     """The stage the aws target builds, when it differs (say, one carrying Amazon's RDS CA bundle)."""
 
 
+StrictPort = Annotated[int, Strict(), Field(ge=1, le=65535)]
+"""A number, never `true` (which YAML's `yes` becomes) taken as 1."""
+
+
 class AppMigrations(ConfigModel):
     command: Command
     role: Literal["migrator", "app"]
@@ -99,8 +126,14 @@ class AppMigrations(ConfigModel):
 
 
 class AppMetrics(ConfigModel):
-    port: Port
+    port: StrictPort
     path: UrlPath = "/metrics"
+
+    @model_validator(mode="after")
+    def _not_the_site(self) -> AppMetrics:
+        if self.path == "/":
+            raise ValueError("path: '/' would hide the whole site behind the load balancer's 404 for metrics")
+        return self
 
 
 BUNDLED_ENVIRONMENT: dict[str, PlatformValue] = {
@@ -137,16 +170,18 @@ class AppConfig(ConfigModel):
         command=("python", "-m", "wondernest_api", "migrate"), role="migrator"
     )
     """A job run to its end before the service starts, on every new image; null for none."""
-    port: Port = 8080
+    port: StrictPort = 8080
     liveness_path: UrlPath = "/health"
-    """Answers 200 while the process can serve: the container healthcheck (a failing task is replaced on AWS)."""
+    """Answers 200 while the process can serve: the container healthcheck and the load balancer's.
+    ECS replaces a task that fails either, so it must not depend on Postgres or Redis: an
+    outage of theirs would otherwise cycle every task."""
     readiness_path: UrlPath | None = "/health/ready"
-    """Answers 200 when its dependencies answer: the load balancer's health check, and `make verify`'s."""
+    """Answers 200 when its dependencies answer: what `make verify` and an operator check."""
     probe: Literal["python", "wget", "curl"] = "python"
     """What the image carries to run the container healthcheck with."""
     metrics: AppMetrics | None = AppMetrics(port=9102)
     """Prometheus exposition on a port of its own, never behind the load balancer; null for none."""
-    user: Annotated[int, Field(ge=1, le=2**31 - 1)] = IMAGE_UID
+    user: Annotated[int, Strict(), Field(ge=1, le=2**31 - 1)] = IMAGE_UID
     """The numeric uid it runs as (and gid); never root. Secret files are owned by it."""
     environment: dict[str, str] = Field(default_factory=dict)
     """Plain settings, no secrets."""
@@ -162,6 +197,8 @@ class AppConfig(ConfigModel):
         problems: list[str] = []
         if self.image is not None and self.build is not None:
             problems.append("build: set with image; give a prebuilt image or a build, not both")
+        # What an app states is judged once it states it all.
+        problems += self._own_app_problems() or self._mapping_problems()
         if self.metrics is not None and self.metrics.port == self.port:
             problems.append(
                 f"metrics.port: {self.port} is the serving port; metrics listen on a port of their own, "
@@ -178,12 +215,14 @@ class AppConfig(ConfigModel):
                 problems.append(f"{key}.{name}: not a variable name (upper-case letters, digits and _)")
         for name in sorted(set(self.environment) & set(self.platform_environment)):
             problems.append(f"environment.{name}: also set by platformEnvironment.{name}; one source per variable")
-        for name in sorted(self.environment):
-            if SECRET_LOOKING.search(name):
+        for name, value in sorted(self.environment.items()):
+            if SECRET_LOOKING.search(name) and not name.upper().endswith("_FILE"):
                 problems.append(
                     f"environment.{name}: looks like a secret, which a plain setting shows to anyone who can read "
                     "the container or task definition; map a platform secret in platformEnvironment"
                 )
+            if value == "":
+                problems.append(f"environment.{name}: empty; leave the variable out (ECS drops empty values)")
         seen: dict[str, str] = {}
         for name, value in self.platform_environment.items():
             if value in SECRET_VALUES:
@@ -193,17 +232,59 @@ class AppConfig(ConfigModel):
                         "a secret goes to one variable"
                     )
                 seen.setdefault(value, name)
+                if name.upper().endswith("_FILE"):
+                    problems.append(
+                        f"platformEnvironment.{name}: a secret's name must not end in _FILE: locally it arrives as "
+                        f"{name}_FILE, a path, and on AWS {name} holds the secret itself"
+                    )
                 file_name = f"{name}_FILE"
                 if file_name in names:
                     problems.append(
                         f"platformEnvironment.{name}: delivered locally as {file_name}, which "
                         f"{names[file_name]}.{file_name} also sets"
                     )
-            if value == "app.metricsPort" and self.metrics is None:
+            explicit = "platform_environment" in self.model_fields_set
+            if value == "app.metricsPort" and self.metrics is None and explicit:
                 problems.append(f"platformEnvironment.{name}: app.metricsPort with no metrics section")
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _own_app_problems(self) -> list[str]:
+        """Another app states what it runs and what it receives: the defaults are
+        the bundled API's, its commands and its secrets, and nothing of them is
+        handed to an image unasked. The bundled API reads fixed names."""
+        if self.bundled:
+            if "platform_environment" in self.model_fields_set:
+                return ["platformEnvironment: the bundled API reads fixed names; set it with app.image or app.build"]
+            return []
+        return [
+            f"{key}: required with app.image or app.build (the default is the bundled API's){hint}"
+            for field, key, hint in (
+                ("command", "command", ""),
+                ("migrations", "migrations", "; null for none"),
+                ("platform_environment", "platformEnvironment", "; {} for nothing"),
+            )
+            if field not in self.model_fields_set
+        ]
+
+    def _mapping_problems(self) -> list[str]:
+        """Values that are only usable together."""
+        mapped = set(self.platform_environment.values())
+        problems = [
+            f"platformEnvironment: {secret} is mapped without {user}: on AWS rotation alternates the user "
+            "with the password, so the app must read both"
+            for secret, user in (("postgres.password", "postgres.user"), ("redis.password", "redis.user"))
+            if secret in mapped and user not in mapped
+        ]
+        if self.migrations is not None:
+            needed = [v for v in MIGRATION_NEEDS if v not in mapped]
+            if needed:
+                problems.append(
+                    f"migrations: the job reaches the database only through platformEnvironment, which lacks "
+                    f"{', '.join(needed)}"
+                )
+        return problems
 
 
 # --- What the targets derive from the contract.
@@ -217,7 +298,7 @@ def probe_command(kind: str, port: int, path: str, *, request_timeout_s: int = P
     if kind == "python":
         script = (
             "import sys, urllib.request; "
-            f"sys.exit(urllib.request.urlopen('{url}', timeout={request_timeout_s}).status != 200)"
+            f"sys.exit(urllib.request.urlopen({url!r}, timeout={request_timeout_s}).status != 200)"
         )
         return ["CMD", "python", "-c", script]
     if kind == "wget":

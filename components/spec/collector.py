@@ -16,6 +16,8 @@ import yaml
 from components.spec.monitoring import render_prometheus_config
 
 HEALTH_PORT = 13133
+TELEMETRY_PORT = 8888
+"""Where the collector serves its own metrics, its default: nothing here scrapes them."""
 # Every task's sidecar scrapes its own task on 127.0.0.1; without a distinct
 # `instance` the tasks' series would collide in the workspace. The collector
 # expands this from the task's hostname (its ENI's private DNS name on Fargate).

@@ -29,6 +29,19 @@ MONITORING_CONNECTION_LIMIT = 6
 # The snapshot-holding session plus pg_dump's own connection.
 BACKUP_CONNECTION_LIMIT = 3
 
+# Each role's sessions start with these. A transaction left open holds its
+# locks: the migrations' DDL then waits behind it, and every query of the app
+# queues behind that DDL, so an idle transaction ends within a minute (the
+# migrator's within five: a data migration may pause between statements). The
+# migrator waits at most 10 s for a lock and fails rather than stall the app
+# (the job runs again on the next `up`). Statements end at what their caller
+# waits for: an API request, a scrape (10 s), an analyst's query. The backup
+# role has none: pg_dump sets its own timeouts off for its one transaction.
+APP_SESSION = (("idle_in_transaction_session_timeout", "1min"), ("statement_timeout", "30s"))
+MIGRATOR_SESSION = (("idle_in_transaction_session_timeout", "5min"), ("lock_timeout", "10s"))
+ANALYTICS_SESSION = (("idle_in_transaction_session_timeout", "1min"), ("statement_timeout", "15min"))
+MONITORING_SESSION = (("idle_in_transaction_session_timeout", "1min"), ("statement_timeout", "10s"))
+
 CRUD = ("SELECT", "INSERT", "UPDATE", "DELETE")
 SEQUENCE_WRITE = ("SELECT", "UPDATE", "USAGE")
 READ = ("SELECT",)
@@ -89,11 +102,14 @@ class RoleSpec:
     rotated: bool = False
     """After creation the password belongs to Secrets Manager rotation: an
     update never sets it back to the generated one."""
+    session: tuple[tuple[str, str], ...] = ()
+    """Settings every session of the role starts with (timeouts)."""
 
     @property
     def settings(self) -> tuple[str, ...]:
         """Per-role settings as the catalog lists them (`name=value`)."""
-        return (f"role={self.acts_as}",) if self.acts_as is not None else ()
+        acting = (f"role={self.acts_as}",) if self.acts_as is not None else ()
+        return tuple(sorted((*acting, *(f"{key}={value}" for key, value in self.session))))
 
 
 @dataclass(frozen=True)
@@ -181,6 +197,9 @@ class DatabaseSpec:
                     member_of=(role.name,),
                     acts_as=role.name,
                     rotated=True,
+                    # Settings belong to the login role: a session that acts as
+                    # another through `SET role` keeps its own.
+                    session=role.session,
                 )
             )
         return replace(self, roles=tuple(pairs))
@@ -190,10 +209,16 @@ def database_spec(names: Names, schemas: tuple[str, ...] = SCHEMAS) -> DatabaseS
     # Migrations own the schema objects; the running app only reads and writes
     # rows. Code execution in the API can then neither change the schema nor
     # rewrite the audit trail.
-    migrator = RoleSpec("migrator", names.migrator_role, MIGRATOR_CONNECTION_LIMIT)
-    app = RoleSpec("app", names.app_role, APP_CONNECTION_LIMIT)
-    analytics = RoleSpec("analytics", names.analytics_role, ANALYTICS_CONNECTION_LIMIT)
-    monitoring = RoleSpec("monitoring", names.monitoring_role, MONITORING_CONNECTION_LIMIT, member_of=("pg_monitor",))
+    migrator = RoleSpec("migrator", names.migrator_role, MIGRATOR_CONNECTION_LIMIT, session=MIGRATOR_SESSION)
+    app = RoleSpec("app", names.app_role, APP_CONNECTION_LIMIT, session=APP_SESSION)
+    analytics = RoleSpec("analytics", names.analytics_role, ANALYTICS_CONNECTION_LIMIT, session=ANALYTICS_SESSION)
+    monitoring = RoleSpec(
+        "monitoring",
+        names.monitoring_role,
+        MONITORING_CONNECTION_LIMIT,
+        member_of=("pg_monitor",),
+        session=MONITORING_SESSION,
+    )
     # Exactly what pg_dump of the platform's database needs: USAGE on its schemas
     # and SELECT on their tables and sequences, now and later. Not
     # pg_read_all_data, which also reads pg_authid's password verifiers and

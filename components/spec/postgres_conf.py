@@ -129,6 +129,9 @@ def render_postgresql_conf(
         ("log_autovacuum_min_duration", "'1s'"),
         ("log_timezone", "'UTC'"),
         ("timezone", "'UTC'"),
+        # A backstop for the sessions no role setting covers (an operator's psql
+        # as the superuser): the platform's roles end idle transactions sooner.
+        ("idle_in_transaction_session_timeout", "'1h'"),
     ]
     if tls is not None:
         settings += [
@@ -237,6 +240,7 @@ def rds_parameters(tuning: PostgresTuning, *, slow_query_ms: int) -> list[RdsPar
         RdsParameter("log_lock_waits", "1"),
         RdsParameter("log_temp_files", "0"),
         RdsParameter("log_autovacuum_min_duration", "1000"),
+        RdsParameter("idle_in_transaction_session_timeout", "3600000"),
         RdsParameter("rds.force_ssl", "1"),
         RdsParameter("ssl_min_protocol_version", "TLSv1.2"),
     ]
