@@ -21,7 +21,7 @@ need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers e2e-servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
         e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs psql redis-cli status stats logs restart backup restore verify reset-db import-dump \
-        aws-check aws-ready aws-preview aws-up tunnel
+        aws-check aws-ready aws-preview aws-up aws-restore tunnel
 
 help:
 	@echo "make up                 the local dev stack (pulumi up on $(STACK), state in .pulumi-state/)"
@@ -37,7 +37,7 @@ help:
 	@echo "make backup | restore TARGET=<db> [ID=...] [FORCE=1] | restart SERVICE=..."
 	@echo "make import-dump FILE=x.dump   a pg_dump made elsewhere, into the stack's schemas as the platform's own"
 	@echo "make preview | outputs | psql ROLE=... | redis-cli | status | stats | logs [SERVICE=...] [FOLLOW=1] | destroy | destroy-all"
-	@echo "make aws-preview | aws-up | tunnel   (STACK=prod|staging; see docs/aws.md)"
+	@echo "make aws-preview | aws-up | aws-restore | tunnel   (STACK=prod|staging; see docs/aws.md)"
 	@echo "make bench | bench-login | bench-backup | bench-program   the benchmarks the README quotes"
 
 # --- Python environments -------------------------------------------------------
@@ -315,6 +315,14 @@ aws-preview: aws-ready $(VENV)/.program policies/venv/.installed
 aws-up: aws-ready $(VENV)/.program policies/venv/.installed
 	$(AWS_PULUMI) stack select --create --secrets-provider '$(SECRETS)' $(STACK)
 	$(AWS_PULUMI) up --stack $(STACK) --diff --refresh $(POLICIES)
+
+# A dump from the backups bucket restored into RDS by a one-off task of the
+# restore task definition, waited for (docs/aws.md, "Restoring"). Without ID,
+# the backups are listed: make aws-restore STACK=prod [ID=<backup> TARGET=<db> [FORCE=1]]
+aws-restore: aws-check $(VENV)/.config
+	@$(call need,aws,the aws CLI is not on PATH)
+	@$(AWS_PULUMI) stack output --stack $(STACK) --json \
+	  | $(PY) -m components.aws_restore --stack $(STACK) $(ID) $(if $(TARGET),--target-db $(TARGET)) $(if $(filter 1,$(FORCE)),--force)
 
 # Forward 127.0.0.1:$(TUNNEL_PORT) to the database through the SSM bastion (aws.adminBastion).
 TUNNEL_PORT ?= 15432

@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     if cfg is None:
         raise ResetError(f"Pulumi.{stack}.yaml is not valid: {'; '.join(problems) or 'encrypted values'}")
     if cfg.target != "docker":
-        raise ResetError(f"{stack} is an AWS stack: its database is reset by restoring into RDS (docs/aws.md)")
+        raise ResetError(
+            f"{stack} is an AWS stack: its database is restored with make aws-restore or a point-in-time "
+            'restore (docs/aws.md, "Restoring")'
+        )
     names = Names(app=cfg.app_name, stack=stack)
     database = names.database
     prefix = names.resource("")

@@ -125,6 +125,7 @@ def test_declared_pairs_are_not_drift_and_anything_else_is(pg: PostgresServer, p
         assert drifted["escalations"] == [
             "INHERIT",
             f"MISSING SET role={app['name']}",
+            "MISSING SET statement_timeout=30s",
             "SET statement_timeout=0 IN *",
         ]
         RoleProvider().update(app["name"], app, app)
@@ -141,7 +142,7 @@ def test_declared_pairs_are_not_drift_and_anything_else_is(pg: PostgresServer, p
                 "SELECT setconfig FROM pg_db_role_setting WHERE setrole = %s::regrole", (alternate["name"],)
             ).fetchall()
         assert members == [(alternate["name"],)]
-        assert settings == [([f"role={app['name']}"],)]
+        assert settings == [(sorted(alternate["settings"]),)]
     finally:
         with pg.admin() as conn:
             conn.execute("DROP ROLE IF EXISTS squatter")

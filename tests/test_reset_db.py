@@ -227,3 +227,18 @@ def test_an_api_that_does_not_come_back_still_names_the_backup(stack: tuple[Post
     assert "error: starting wondernest-dev-api failed (exit 1)" in result.stderr
     assert f"What the database held is backup {BACKUP_ID}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_aws_stack_is_pointed_at_the_restore_section_that_exists(tmp_path: Path) -> None:
+    import yaml
+
+    from components.reset_db import main
+    from tests.test_stack_prod import prod_config
+
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    stack = {"config": {f"wondernest:{key}": value for key, value in prod_config().items()}}
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack))
+    with pytest.raises(SystemExit) as refused:
+        main(["prod", "--root", str(tmp_path)])
+    assert 'make aws-restore or a point-in-time restore (docs/aws.md, "Restoring")' in str(refused.value)
+    assert "\n## Restoring\n" in (ROOT / "docs" / "aws.md").read_text()

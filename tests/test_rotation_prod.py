@@ -92,7 +92,10 @@ def test_each_role_and_its_alternate_are_declared_for_the_function(prod: Evaluat
         role, alternate = roles[f"role-{key}"], roles[f"role-{key}-alternate"]
         assert alternate["name"] == f"{role['name']}_clone"  # the function's own naming
         assert role["members"] == [alternate["name"]] and alternate["member_of"] == [role["name"]]
-        assert alternate["settings"] == [f"role={role['name']}"] and role["settings"] == []
+        # The alternate logs in with the role's session settings, and takes the role on.
+        session = [s for s in role["settings"] if not s.startswith("role=")]
+        assert alternate["settings"] == sorted([*session, f"role={role['name']}"])
+        assert role["settings"] == session
         assert role["rotated"] is True and alternate["rotated"] is True
         assert alternate["connection_limit"] == role["connection_limit"]
         assert is_secret(prod.named(f"{DYNAMIC}Role", f"role-{key}-alternate").inputs["password"])

@@ -139,7 +139,8 @@ def test_the_rds_parameter_group_makes_the_containers_decisions(memory_gib: int,
     kilobytes = {"work_mem", "maintenance_work_mem"}
     megabytes = {"min_wal_size", "max_wal_size"}
     booleans = {"track_io_timing", "log_lock_waits", "pg_stat_statements.track_utility"}
-    milliseconds = {"log_autovacuum_min_duration"}
+    milliseconds = {"log_autovacuum_min_duration", "idle_in_transaction_session_timeout"}
+    in_ms = {"1s": 1000, "1h": 3_600_000}
     shared = set(conf) & set(rds)
     assert shared >= pages | kilobytes | megabytes | booleans | {"max_connections", "password_encryption"}
     for key in shared:
@@ -153,7 +154,7 @@ def test_the_rds_parameter_group_makes_the_containers_decisions(memory_gib: int,
         elif key in booleans:
             assert {"on": "1", "off": "0"}[local] == remote, key
         elif key in milliseconds:
-            assert local == "1s" and remote == "1000", key
+            assert in_ms[local] == int(remote), key
         else:
             assert local == remote, key
     # What RDS adds, and what it does not let a parameter group set.

@@ -986,14 +986,14 @@ def test_the_exporter_image_bakes_in_the_specs_query_file(prod: Evaluation) -> N
     assert exporter["mountPoints"] == []
 
 
-def test_only_the_backup_service_writes_to_task_storage(prod: Evaluation) -> None:
+def test_only_the_backup_and_restore_tasks_write_to_task_storage(prod: Evaluation) -> None:
     mounted = {
         (task.name, c["name"], m["containerPath"])
         for task in prod.of_type(TASK_DEF)
         for c in json.loads(task.inputs["containerDefinitions"])
         for m in c["mountPoints"]
     }
-    assert mounted == {("backups-task", "backups", "/backups")}
+    assert mounted == {("backups-task", "backups", "/backups"), ("restore-task", "restore", "/backups")}
 
 
 def test_both_targets_export_the_same_outputs(prod: Evaluation, dev: Evaluation) -> None:
@@ -1004,7 +1004,7 @@ def test_both_targets_export_the_same_outputs(prod: Evaluation, dev: Evaluation)
     assert set(dev.outputs) - local_only <= set(prod.outputs)
     assert set(prod.outputs) - set(dev.outputs) == {
         "secretArns", "postgresMasterSecretArn", "pageTopicArn", "ticketTopicArn", "backupVault", "backupBucket",
-        "kmsKeyArn",
+        "kmsKeyArn", "restoreTask",
     }  # fmt: skip
     assert prod.outputs["alertmanagerUrl"].endswith("/alertmanager/api/v2/alerts")
     assert prod.outputs["roles"] == dev.outputs["roles"]

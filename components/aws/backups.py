@@ -29,7 +29,7 @@ from components.aws.monitoring import collector, remote_write_role
 from components.aws.network import Network
 from components.aws.registry import ecr_image
 from components.aws.secrets import Secrets, account_administers
-from components.aws.tasks import Container, HealthCheck, execution_role, log_group, task_definition
+from components.aws.tasks import TASKS_SERVICE, Container, HealthCheck, execution_role, log_group, task_definition
 from components.aws.tls import VERIFIED
 from components.aws_sizes import fargate_memory_mib
 from components.config import BackupsConfig
@@ -68,6 +68,8 @@ class BackupsArgs:
     postgres_host: pulumi.Output[str]
     postgres_port: int
     db_instance_arn: pulumi.Output[str]
+    master_secret_arn: pulumi.Output[str]
+    """RDS's own secret of the master user: the one login that may create a database to restore into."""
     cluster: aws.ecs.Cluster
     network: Network
     secrets: Secrets
@@ -82,6 +84,8 @@ class BackupsArgs:
 class Backups(pulumi.ComponentResource):
     vault: aws.backup.Vault
     bucket: aws.s3.Bucket
+    restore_task: aws.ecs.TaskDefinition
+    """Run once by an operator (`make aws-restore`), never by a service."""
 
     def __init__(self, name: str, args: BackupsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:aws:Backups", name, None, opts)
@@ -262,7 +266,68 @@ class Backups(pulumi.ComponentResource):
             enable_ecs_managed_tags=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[dumps.policy, *args.depends_on]),
         )
+        self.restore_task = self._restore_task(args, image, env, logs.name)
         self.register_outputs({"vault": self.vault.name, "bucket": self.bucket.bucket})
+
+    def _restore_task(
+        self,
+        args: BackupsArgs,
+        image: pulumi.Input[str],
+        env: dict[str, pulumi.Input[str]],
+        log_group_name: pulumi.Input[str],
+    ) -> aws.ecs.TaskDefinition:
+        """A dump from the bucket restored into RDS: the backup image, run once
+        with the restore command an operator gives (`make aws-restore`), as the
+        RDS master user, the one login that may create a database. It reads the
+        bucket and writes nothing there; no service runs it."""
+        names, key_arn = args.names, args.secrets.key.arn
+        master = args.master_secret_arn
+        restore = Container(
+            name="restore",
+            image=image,
+            user=f"{IMAGE_UID}:{IMAGE_UID}",
+            # What the task does unless the operator says otherwise: nothing but read.
+            command=("python", "-m", "wondernest_backup", "list"),
+            environment=env,
+            secrets={
+                "DB_USER": args.secrets.value_from("postgres-backup", "username"),
+                "DB_PASSWORD": args.secrets.value_from("postgres-backup"),
+                # The managed secret's current version, read when the task starts: RDS rotates it.
+                "RESTORE_DB_USER": pulumi.Output.concat(master, ":username::"),
+                "RESTORE_DB_PASSWORD": pulumi.Output.concat(master, ":password::"),
+            },
+            mounts={"backups": BACKUP_DIR},
+        )
+        task_role = service_role(
+            "restore-task-role",
+            service=TASKS_SERVICE,
+            description="Task role: read the dumps bucket to restore from it",
+            statements=[
+                {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": self.bucket.arn},
+                {"Effect": "Allow", "Action": "s3:GetObject", "Resource": self.bucket.arn.apply(lambda a: f"{a}/*")},
+                {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": key_arn},
+            ],
+            parent=self,
+        )
+        return task_definition(
+            "restore-task",
+            family=names.resource("restore"),
+            cpu=BACKUP_CPU,
+            memory_mib=fargate_memory_mib(BACKUP_CPU, int(args.config.memory) // 1024**2),
+            containers=[restore],
+            volumes=["backups"],
+            ephemeral_storage_gib=min(max(2 * args.db_storage_gb + 10, 21), MAX_EPHEMERAL_GIB),
+            log_group_name=log_group_name,
+            region=args.region,
+            execution_role_arn=execution_role(
+                "restore-execution-role",
+                secret_arns=[args.secrets.arns["postgres-backup"], master],
+                kms_key_arn=key_arn,
+                parent=self,
+            ).arn,
+            task_role_arn=task_role.arn,
+            parent=self,
+        )
 
     def _copy_region(
         self, names: Names, region: str, tags: dict[str, str], secrets: Secrets, log_retention_days: int

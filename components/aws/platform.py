@@ -213,6 +213,7 @@ class Platform(pulumi.ComponentResource):
                 postgres_host=database.instance.address,
                 postgres_port=database.port,
                 db_instance_arn=database.instance.arn,
+                master_secret_arn=database.master_secret_arn,
                 cluster=cluster,
                 network=network,
                 secrets=secrets,
@@ -251,6 +252,15 @@ class Platform(pulumi.ComponentResource):
             "secretArns": secrets.arns,
             "backupVault": backups.vault.name,
             "backupBucket": backups.bucket.bucket,
+            # What `make aws-restore` runs the restore task with.
+            "restoreTask": {
+                "cluster": cluster.name,
+                "taskDefinition": backups.restore_task.family,
+                "subnets": network.subnet_ids("private"),
+                "securityGroup": network.security_groups.backup.id,
+                "prefix": f"{names.app}/{names.stack}",
+                "region": region,
+            },
             "kmsKeyArn": secrets.key.arn,
         }
         if database.reader_hosts is not None:

@@ -1,0 +1,113 @@
+"""`make aws-restore`: a dump from an AWS stack's backups bucket restored into
+RDS by a one-off task of the restore task definition, waited for.
+
+    pulumi stack output --json | python -m components.aws_restore [ID --target-db DB [--force]]
+
+Without an id it lists the dumps in the bucket. With one, it starts the task
+(the backup image, as the RDS master user, in the private subnets), waits for
+it to stop and exits with its exit code. The restore itself is
+`wondernest_backup restore --from-s3`: a database holding tables is refused
+unless --force, and then the old one is kept, renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from components.stack_outputs import read_outputs
+
+REQUIRED = ("restoreTask", "backupBucket")
+
+
+def _aws(args: Sequence[str], region: str) -> str:
+    result = subprocess.run(
+        ["aws", *args, "--region", region, "--output", "json"], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()
+        raise SystemExit(f"error: aws {args[0]} {args[1]} failed: {detail[-1] if detail else result.returncode}")
+    return result.stdout
+
+
+def listing(outputs: dict[str, Any]) -> list[str]:
+    task = outputs["restoreTask"]
+    found = json.loads(
+        _aws(
+            ["s3api", "list-objects-v2", "--bucket", str(outputs["backupBucket"]), "--prefix", f"{task['prefix']}/"],
+            task["region"],
+        )
+        or "{}"
+    )
+    names = [str(o["Key"]).rsplit("/", 1)[-1] for o in found.get("Contents") or []]
+    return sorted(name.removesuffix(".json") for name in names if name.endswith(".json"))
+
+
+def run_task_arguments(outputs: dict[str, Any], backup_id: str, target_db: str, *, force: bool) -> list[str]:
+    task = outputs["restoreTask"]
+    command = ["python", "-m", "wondernest_backup", "restore", backup_id, "--from-s3", "--target-db", target_db]
+    network = {
+        "awsvpcConfiguration": {
+            "subnets": list(task["subnets"]),
+            "securityGroups": [task["securityGroup"]],
+            "assignPublicIp": "DISABLED",
+        }
+    }
+    overrides = {"containerOverrides": [{"name": "restore", "command": [*command, *(["--force"] if force else [])]}]}
+    return [
+        "ecs", "run-task", "--cluster", str(task["cluster"]), "--task-definition", str(task["taskDefinition"]),
+        "--launch-type", "FARGATE", "--platform-version", "1.4.0", "--started-by", "make-aws-restore",
+        "--network-configuration", json.dumps(network), "--overrides", json.dumps(overrides),
+    ]  # fmt: skip
+
+
+def restore(outputs: dict[str, Any], backup_id: str, target_db: str, *, force: bool) -> int:
+    task = outputs["restoreTask"]
+    region = str(task["region"])
+    available = listing(outputs)
+    if backup_id not in available:
+        raise SystemExit(
+            f"error: no backup {backup_id!r} in s3://{outputs['backupBucket']}/{task['prefix']}/; "
+            f"these exist: {', '.join(available) or 'none'}"
+        )
+    started = json.loads(_aws(run_task_arguments(outputs, backup_id, target_db, force=force), region))
+    if started.get("failures") or not started.get("tasks"):
+        raise SystemExit(f"error: the restore task did not start: {started.get('failures')}")
+    arn = str(started["tasks"][0]["taskArn"])
+    print(f"restore task {arn} started; waiting for it to stop (its log: the backups log group)", flush=True)
+    cluster = str(task["cluster"])
+    _aws(["ecs", "wait", "tasks-stopped", "--cluster", cluster, "--tasks", arn], region)
+    described = json.loads(_aws(["ecs", "describe-tasks", "--cluster", cluster, "--tasks", arn], region))
+    [stopped] = described["tasks"]
+    [container] = [c for c in stopped["containers"] if c["name"] == "restore"]
+    code = container.get("exitCode")
+    if code == 0:
+        print(f"restored backup {backup_id} into {target_db!r}")
+        return 0
+    reason = container.get("reason") or stopped.get("stoppedReason") or "see the task's log"
+    print(f"error: the restore task stopped with exit code {code}: {reason}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.aws_restore", description=__doc__.split("\n")[0])
+    parser.add_argument("id", nargs="?", help="the backup to restore; without it, the backups are listed")
+    parser.add_argument("--target-db", help="created if missing; refused if it holds tables, unless --force")
+    parser.add_argument("--force", action="store_true", help="replace a database that holds tables (kept, renamed)")
+    parser.add_argument("--stack", default="the stack", help="named in messages")
+    args = parser.parse_args(argv)
+    outputs = read_outputs(sys.stdin, REQUIRED, stack=args.stack)
+    if args.id is None:
+        print("\n".join(listing(outputs)) or "no backups in the bucket yet")
+        return 0
+    if not args.target_db:
+        parser.error("name the database to restore into: --target-db (make aws-restore TARGET=...)")
+    return restore(outputs, args.id, args.target_db, force=args.force)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
