@@ -20,7 +20,7 @@ SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers e2e-servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
-        e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs psql redis-cli status stats logs restart backup restore verify reset-db import-dump \
+        e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs render psql redis-cli status stats logs restart backup restore verify reset-db import-dump \
         aws-check aws-ready aws-preview aws-up aws-restore tunnel
 
 help:
@@ -36,6 +36,7 @@ help:
 	@echo "make reset-db [FORCE=1]    the database emptied and rebuilt through the stack, after a verified backup"
 	@echo "make backup | restore TARGET=<db> [ID=...] [FORCE=1] | restart SERVICE=..."
 	@echo "make import-dump FILE=x.dump   a pg_dump made elsewhere, into the stack's schemas as the platform's own"
+	@echo "make render [STACK=prod]   every file the stack renders, into rendered/<stack>/, to diff"
 	@echo "make preview | outputs | psql ROLE=... | redis-cli | status | stats | logs [SERVICE=...] [FOLLOW=1] | destroy | destroy-all"
 	@echo "make aws-preview | aws-up | aws-restore | tunnel   (STACK=prod|staging; see docs/aws.md)"
 	@echo "make bench | bench-login | bench-backup | bench-program   the benchmarks the README quotes"
@@ -261,6 +262,11 @@ restore: state-check $(VENV)/.config
 	  && eval "$$lines" && RESTORE_DB_USER="$$PGUSER" RESTORE_DB_PASSWORD="$$PGPASSWORD" \
 	  docker exec -e RESTORE_DB_USER -e RESTORE_DB_PASSWORD "$${prefix}backups" \
 	    python -m wondernest_backup restore $(if $(ID),$(ID),--latest) --target-db $(TARGET) $(if $(filter 1,$(FORCE)),--force)
+
+# Every file the stack renders, into rendered/<stack>/ (OUT=... elsewhere), from
+# the stack file under the tests' mock runtime: no engine, no cloud, no secrets.
+render: $(VENV)/.dev
+	$(PY) -m tests.render $(STACK) $(if $(OUT),--out $(OUT))
 
 # A custom-format pg_dump made elsewhere, into the stack's schemas as the
 # migrator's own, whatever its owners and grants (README, "Existing data"):

@@ -92,3 +92,13 @@ def test_a_preview_is_posted_and_an_update_waits_for_an_approval() -> None:
         "deploy.yml": ["${{ vars.AWS_DEPLOY_ROLE_ARN }}"],
     }
     assert not any("secrets." in path.read_text() for path in WORKFLOWS)
+
+
+def test_a_pull_request_shows_the_rendered_files_it_changes() -> None:
+    job = load("preview.yml")["jobs"]["render"]
+    script = "\n".join(str(step.get("run", "")) for step in job["steps"])
+    assert "for stack in dev prod" in script and "python -m tests.render" in script
+    assert "diff -ruN rendered/base rendered/head" in script and "GITHUB_STEP_SUMMARY" in script
+    refs = [step["with"].get("ref") for step in job["steps"] if step.get("uses", "").startswith("actions/checkout")]
+    assert refs == [None, "${{ github.event.pull_request.base.sha }}"]
+    assert (ROOT / "tests" / "render.py").is_file()
