@@ -220,15 +220,20 @@ def test_the_parameter_group_comes_from_the_containers_tuning(prod: Evaluation) 
     assert got["shared_buffers"][0] == str(tuning.shared_buffers_kb // 8)  # 8 kB pages, RDS's unit
 
 
-def test_roles_are_applied_over_the_rds_managed_master_secret(prod: Evaluation) -> None:
+def test_roles_are_applied_over_the_rds_managed_master_secret_by_its_arn(prod: Evaluation) -> None:
+    """The provider reads the password when it connects: RDS's weekly rotation
+    of it changes no object's inputs, so a preview shows nothing for it."""
     roles = prod.of_type(f"{DYNAMIC}Role")
     assert len(roles) == 10  # each login role and its alternate user
-    for role in roles:
-        assert is_secret(role.inputs["connection"])
-        connection = unwrap(role.inputs["connection"])
-        assert connection["password"] == MASTER_PASSWORD
+    postgres_objects = [d for d in prod.declared if d.typ.startswith(DYNAMIC)]
+    for declared in postgres_objects:
+        assert is_secret(declared.inputs["connection"])
+        connection = unwrap(declared.inputs["connection"])
+        assert "password" not in connection
+        assert connection["password_secret"] == {"arn": prod.outputs["postgresMasterSecretArn"], "region": "eu-west-1"}
         assert connection["sslmode"] == "require"
         assert connection["host"].endswith(".rds.amazonaws.com")
+    assert MASTER_PASSWORD not in json.dumps([unwrap(d.inputs) for d in postgres_objects])
 
 
 def test_an_ssm_tunnel_is_one_setting() -> None:

@@ -3,7 +3,6 @@ container, with the roles, schemas and grants the local target applies."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,14 +112,14 @@ class Database(pulumi.ComponentResource):
             else None
         )
         self.master_secret_arn = self.instance.master_user_secrets.apply(lambda s: str(s[0].secret_arn))
-        master = aws.secretsmanager.get_secret_version_output(
-            secret_id=self.master_secret_arn, opts=pulumi.InvokeOutputOptions(parent=self)
-        )
         admin = AdminConnection(
             host=args.admin_host if args.admin_host is not None else self.instance.address,
             port=args.admin_port,
             user=spec.admin_role,
-            password=pulumi.Output.secret(master.secret_string.apply(lambda s: str(json.loads(s)["password"]))),
+            # The managed secret by its ARN, read when the provider connects:
+            # the weekly rotation of the master password changes no input.
+            password=None,
+            password_secret=(self.master_secret_arn, args.region),
             database=spec.name,
             # rds.force_ssl refuses anything else; the tunnel's 127.0.0.1 does
             # not match the certificate's name, so the chain is not pinned here.

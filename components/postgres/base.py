@@ -6,6 +6,7 @@ kind of object.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import tempfile
 import time
@@ -77,6 +78,20 @@ def _quiet(connection: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     return connection
 
 
+def _password(conn: Mapping[str, Any]) -> str:
+    """The admin's password: given, or read from the secret the connection names
+    (its JSON's `password`, the form RDS keeps its master user's in), with the
+    credentials `pulumi up` runs with."""
+    if "password_secret" not in conn:
+        return str(conn["password"])
+    import boto3  # only an AWS stack names a secret; the local stack never loads it
+
+    reference = conn["password_secret"]
+    client = boto3.client("secretsmanager", region_name=str(reference["region"]))
+    value = client.get_secret_value(SecretId=str(reference["arn"]))["SecretString"]
+    return str(json.loads(value)["password"])
+
+
 def connect(conn: Mapping[str, Any]) -> psycopg.Connection[Any]:
     """Open the admin connection, waiting out a server that is still starting.
     With `ca_pem`, the server's certificate must chain to it and name the host
@@ -99,7 +114,7 @@ def connect(conn: Mapping[str, Any]) -> psycopg.Connection[Any]:
                         host=conn["host"],
                         port=int(conn["port"]),
                         user=conn["user"],
-                        password=conn["password"],
+                        password=_password(conn),
                         dbname=conn["database"],
                         sslmode=conn.get("sslmode", "prefer"),
                         connect_timeout=10,

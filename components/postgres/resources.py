@@ -35,7 +35,8 @@ class AdminConnection:
     host: pulumi.Input[str]
     port: pulumi.Input[int]
     user: pulumi.Input[str]
-    password: pulumi.Input[str]
+    password: pulumi.Input[str] | None
+    """None with `password_secret`."""
     database: pulumi.Input[str]
     sslmode: str = "prefer"
     ca_pem: pulumi.Input[str] | None = None
@@ -43,17 +44,28 @@ class AdminConnection:
     superuser: bool = False
     """Whether the admin is a superuser: only a superuser may change who runs
     pg_catalog's functions (RDS's master user is not one)."""
+    password_secret: tuple[pulumi.Input[str], str] | None = None
+    """(Secrets Manager ARN, region) of a secret whose JSON holds the password,
+    read when the provider connects. RDS rotates its master password every
+    seven days: a reference that stays the same keeps every object's inputs
+    the same, so a rotation shows no change in a preview."""
 
     def as_input(self) -> pulumi.Output[dict[str, Any]]:
-        verified = {} if self.ca_pem is None else {"ca_pem": self.ca_pem}
+        if (self.password is None) == (self.password_secret is None):
+            raise ValueError("an admin connection takes a password or a password secret, one of them")
+        extra: dict[str, Any] = {} if self.ca_pem is None else {"ca_pem": self.ca_pem}
+        if self.password_secret is not None:
+            arn, region = self.password_secret
+            extra["password_secret"] = pulumi.Output.all(arn=arn, region=region)
+        else:
+            extra["password"] = self.password
         return pulumi.Output.secret(
             pulumi.Output.all(
                 host=self.host,
                 port=self.port,
                 user=self.user,
-                password=self.password,
                 database=self.database,
-                **verified,
+                **extra,
             ).apply(lambda c: {**c, "sslmode": self.sslmode})
         )
 
