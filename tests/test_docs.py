@@ -52,3 +52,19 @@ def test_the_docs_are_linked_from_the_readme() -> None:
     readme = set(links(ROOT / "README.md"))
     for document in sorted((ROOT / "docs").glob("*.md")):
         assert any(t.split("#")[0] == f"docs/{document.name}" for t in readme), document.name
+
+
+def test_the_outputs_the_docs_list_are_the_stacks() -> None:
+    """Every output of the dev stack has its row in the README, and every one
+    only an AWS stack has is named in docs/aws.md."""
+    from tests.harness import evaluate, stack_config
+    from tests.test_stack_prod import CERT, prod_config
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("Stack outputs (`make outputs`") :].split("\n\n")[1]
+    listed = set(re.findall(r"`([a-zA-Z]+)`", "\n".join(line.split("|")[1] for line in table.splitlines()[2:])))
+    dev = set(evaluate(stack_config()).outputs)
+    assert dev == listed, (dev - listed, listed - dev)
+    prod = set(evaluate(prod_config({"domainName": "api.example.com", "certificateArn": CERT}), stack="prod").outputs)
+    aws_doc = (ROOT / "docs" / "aws.md").read_text()
+    assert [name for name in sorted(prod - dev) if f"`{name}`" not in aws_doc] == []
