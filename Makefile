@@ -21,7 +21,7 @@ need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers e2e-servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
         e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs render psql redis-cli status stats logs restart backup restore verify reset-db import-dump \
-        aws-check aws-ready aws-preview aws-up aws-restore tunnel
+        aws-check aws-ready aws-bootstrap aws-preview aws-up aws-restore tunnel
 
 help:
 	@echo "make up                 the local dev stack (pulumi up on $(STACK), state in .pulumi-state/)"
@@ -38,6 +38,7 @@ help:
 	@echo "make import-dump FILE=x.dump   a pg_dump made elsewhere, into the stack's schemas as the platform's own"
 	@echo "make render [STACK=prod]   every file the stack renders, into rendered/<stack>/, to diff"
 	@echo "make preview | outputs | psql ROLE=... | redis-cli | status | stats | logs [SERVICE=...] [FOLLOW=1] | destroy | destroy-all"
+	@echo "make aws-bootstrap BUCKET=... REGION=...   the state bucket and secrets key, once"
 	@echo "make aws-preview | aws-up | aws-restore | tunnel   (STACK=prod|staging; see docs/aws.md)"
 	@echo "make bench | bench-login | bench-backup | bench-program   the benchmarks the README quotes"
 
@@ -321,6 +322,14 @@ aws-preview: aws-ready $(VENV)/.program policies/venv/.installed
 aws-up: aws-ready $(VENV)/.program policies/venv/.installed
 	$(AWS_PULUMI) stack select --create --secrets-provider '$(SECRETS)' $(STACK)
 	$(AWS_PULUMI) up --stack $(STACK) --diff --refresh $(POLICIES)
+
+# Once per account: the state bucket and the secrets key an AWS stack needs
+# before its first up; prints the STATE and SECRETS to pass to the aws-* targets.
+# make aws-bootstrap BUCKET=<state bucket> REGION=eu-west-1 [ALIAS=wondernest-pulumi]
+aws-bootstrap: $(VENV)/.config
+	@$(call need,aws,the aws CLI is not on PATH)
+	@test -n "$(BUCKET)" -a -n "$(REGION)" || { echo "error: make aws-bootstrap BUCKET=<state bucket> REGION=<region>" >&2; exit 2; }
+	$(PY) -m components.bootstrap --bucket '$(BUCKET)' --region '$(REGION)' $(if $(ALIAS),--alias '$(ALIAS)')
 
 # A dump from the backups bucket restored into RDS by a one-off task of the
 # restore task definition, waited for (docs/aws.md, "Restoring"). Without ID,
