@@ -449,6 +449,9 @@ class AwsConfig(_Model):
     certificate_arn: (
         Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}$")] | None
     ) = None
+    hosted_zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{1,31}$")] | None = None
+    """A Route 53 public hosted zone holding domainName: the stack then makes
+    the DNS-validated certificate and the alias record itself (no certificateArn)."""
     log_retention_days: int = 90
     backup_copy_region: Region | None = None
     """A second region AWS Backup copies every recovery point to, and the
@@ -514,8 +517,17 @@ class AwsConfig(_Model):
             problems.append("apiDesiredCount: must lie between apiMinCount and apiMaxCount")
         if self.db_max_allocated_storage_gb < self.db_allocated_storage_gb:
             problems.append("dbMaxAllocatedStorageGb: must be at least dbAllocatedStorageGb")
-        if (self.domain_name is None) != (self.certificate_arn is None):
-            problems.append("domainName: domainName and certificateArn go together")
+        if self.hosted_zone_id is not None and self.certificate_arn is not None:
+            problems.append(
+                "hostedZoneId: the stack makes the certificate in the hosted zone; remove certificateArn, or the zone"
+            )
+        elif self.hosted_zone_id is not None and self.domain_name is None:
+            problems.append("hostedZoneId: needs domainName, the name the certificate and the alias record are for")
+        elif self.hosted_zone_id is None and (self.domain_name is None) != (self.certificate_arn is None):
+            problems.append(
+                "domainName: domainName goes with certificateArn, or with hostedZoneId "
+                "for a certificate the stack makes"
+            )
         if self.backup_copy_region == self.region:
             problems.append("backupCopyRegion: must differ from region")
         if self.backup_copy_region is not None and self.backup_copy_off_reason is not None:

@@ -100,6 +100,21 @@ def aws_mock_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, di
         state["serviceAccountId"] = _hex(name, 8)
     elif typ == "aws:grafana/workspaceServiceAccountToken:WorkspaceServiceAccountToken":
         state["key"] = "glsa_" + _hex(name + "token", 32)
+    elif typ == "aws:acm/certificate:Certificate":
+        domain = str(inputs["domainName"])
+        state.update(
+            arn=f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/{_uuid(name)}",
+            domainValidationOptions=[
+                {
+                    "domainName": domain,
+                    "resourceRecordName": f"_{_hex(name, 32)}.{domain}.",
+                    "resourceRecordType": "CNAME",
+                    "resourceRecordValue": f"_{_hex(name + 'v', 32)}.xlfgrmvvlj.acm-validations.aws.",
+                }
+            ],
+        )
+    elif typ == "aws:route53/record:Record":
+        state["fqdn"] = str(inputs["name"]).rstrip(".")
     elif typ in ("aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup"):
         kind = "loadbalancer/app" if typ.endswith("LoadBalancer") else "targetgroup"
         suffix = f"{'app/' if kind != 'targetgroup' else 'targetgroup/'}{physical}/{_hex(name, 16)}"
@@ -107,6 +122,8 @@ def aws_mock_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, di
             arn=f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:{kind}/{physical}/{_hex(name, 16)}",
             arnSuffix=suffix,
             dnsName=f"{physical}-{_hex(name, 9)}.{REGION}.elb.amazonaws.com",
+            # eu-west-1's ALB hosted zone, as AWS lists it.
+            zoneId="Z32O12XQLNTSW2",
         )
         rid = state["arn"]
     elif typ == "aws:ecs/cluster:Cluster":

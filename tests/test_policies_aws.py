@@ -838,6 +838,11 @@ def test_the_prod_stack_passes_the_whole_pack(prod_resources: list[Resource]) ->
     assert prod_violations(prod_resources) == {}
 
 
+def test_prod_with_a_certificate_made_in_its_hosted_zone_passes_the_whole_pack() -> None:
+    config = prod_config({"domainName": "api.example.com", "hostedZoneId": "Z0123456789ABCDEFGHIJ"})
+    assert prod_violations(as_resources(evaluate_once(config, stack="prod"), "prod")) == {}
+
+
 def test_prod_without_a_certificate_is_refused_for_plain_http() -> None:
     resources = as_resources(evaluate_once(prod_config(), stack="prod"), "prod")
     assert prod_violations(resources) == {"aws-alb-https": ["http"]}

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from components.aws_sizes import RDS_CLASSES
-from components.config import ConfigError
+from components.config import ConfigError, parse_config
 from components.local.monitoring import RULES_FILE
 from components.spec.alerts import RUNBOOKS_DOC, AlertThresholds, render_rule_file, rule_groups
 from components.spec.backups import max_backup_age_seconds
@@ -1111,3 +1111,40 @@ def test_the_api_task_hashes_as_many_passwords_at_once_as_it_has_vcpus(cpu: int,
     ev = evaluate(prod_config({"apiCpu": cpu, "apiMemoryMib": memory}), stack="prod")
     env = {e["name"]: e["value"] for e in containers(ev, "-api")["api"]["environment"]}
     assert env["HASH_CONCURRENCY"] == hashes
+
+
+def test_a_hosted_zone_gets_the_stack_a_validated_certificate_and_its_alias() -> None:
+    ev = evaluate(prod_config({"domainName": "api.example.com", "hostedZoneId": "Z0123456789ABCDEFGHIJ"}), stack="prod")
+    [certificate] = [d.inputs for d in ev.of_type("aws:acm/certificate:Certificate")]
+    assert certificate["domainName"] == "api.example.com" and certificate["validationMethod"] == "DNS"
+    records = by_name(ev, "aws:route53/record:Record")
+    assert records["certificate-validation"]["type"] == "CNAME"
+    assert records["certificate-validation"]["zoneId"] == "Z0123456789ABCDEFGHIJ"
+    [validation] = [d.inputs for d in ev.of_type("aws:acm/certificateValidation:CertificateValidation")]
+    assert validation["validationRecordFqdns"] == [records["certificate-validation"]["name"].rstrip(".")]
+    alias = records["alias"]
+    assert alias["name"] == "api.example.com" and alias["type"] == "A"
+    assert alias["aliases"][0]["zoneId"] == "Z32O12XQLNTSW2" and alias["aliases"][0]["evaluateTargetHealth"] is True
+    https = by_name(ev, "aws:lb/listener:Listener")["https"]
+    assert https["certificateArn"].startswith("arn:aws:acm:eu-west-1:")
+    assert ev.outputs["apiUrl"] == "https://api.example.com"
+
+
+@pytest.mark.parametrize(
+    ("aws", "problem"),
+    [
+        ({"hostedZoneId": "Z0123456789ABCDEFGHIJ"}, "aws.hostedZoneId = 'Z0123456789ABCDEFGHIJ': needs domainName"),
+        (
+            {"hostedZoneId": "Z0123456789ABCDEFGHIJ", "domainName": "api.example.com", "certificateArn": CERT},
+            ": the stack makes the certificate in the hosted zone; remove certificateArn",
+        ),
+        (
+            {"domainName": "api.example.com"},
+            "aws.domainName = 'api.example.com': domainName goes with certificateArn, or with hostedZoneId",
+        ),
+    ],
+)
+def test_a_domain_needs_a_certificate_or_a_zone_to_make_one_in(aws: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(prod_config(aws), stack="prod")
+    assert any(problem in p for p in caught.value.problems), caught.value.problems

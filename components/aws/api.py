@@ -47,6 +47,8 @@ class ApiArgs:
     requests_per_target: int
     certificate_arn: str | None
     domain_name: str | None
+    hosted_zone_id: str | None
+    """With domain_name: the certificate is made and validated in this zone, and the name aliased to the ALB."""
     log_retention_days: int
     database: str
     postgres_host: pulumi.Output[str]
@@ -218,14 +220,17 @@ class Api(pulumi.ComponentResource):
             opts=child,
         )
         forward = [aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)]
-        if args.certificate_arn is not None:
+        certificate_arn: pulumi.Input[str] | None = args.certificate_arn
+        if args.hosted_zone_id is not None and args.domain_name is not None:
+            certificate_arn = self._certificate(args.domain_name, args.hosted_zone_id)
+        if certificate_arn is not None:
             listener = aws.lb.Listener(
                 "https",
                 load_balancer_arn=alb.arn,
                 port=HTTPS,
                 protocol="HTTPS",
                 ssl_policy=TLS_POLICY,
-                certificate_arn=args.certificate_arn,
+                certificate_arn=certificate_arn,
                 default_actions=forward,
                 opts=child,
             )
@@ -245,6 +250,8 @@ class Api(pulumi.ComponentResource):
                 opts=child,
             )
             self.url = pulumi.Output.from_input(f"https://{args.domain_name}")
+            if args.hosted_zone_id is not None and args.domain_name is not None:
+                self._alias(args.domain_name, args.hosted_zone_id, alb)
         else:
             # No certificate yet: plain HTTP, which the policy pack refuses for
             # prod until aws.certificateArn is set.
@@ -399,6 +406,47 @@ class Api(pulumi.ComponentResource):
         mapped = set(mapping.values())
         used = [key for value, (key, _) in references.items() if value in mapped]
         return env, secrets, list(dict.fromkeys(used))
+
+    def _certificate(self, domain: str, zone_id: str) -> pulumi.Output[str]:
+        """An ACM certificate for the domain, validated by the DNS record ACM
+        asks for in the zone; the listener waits for it to be issued."""
+        child = pulumi.ResourceOptions(parent=self)
+        certificate = aws.acm.Certificate(
+            "certificate",
+            domain_name=domain,
+            validation_method="DNS",
+            key_algorithm="EC_prime256v1",
+            # A new certificate is issued before the old one goes: the listener never lacks one.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
+        )
+        option = certificate.domain_validation_options.apply(lambda options: options[0])
+        record = aws.route53.Record(
+            "certificate-validation",
+            zone_id=zone_id,
+            name=option.resource_record_name,
+            type=option.resource_record_type,
+            records=[option.resource_record_value],
+            ttl=300,
+            allow_overwrite=True,
+            opts=child,
+        )
+        validation = aws.acm.CertificateValidation(
+            "certificate",
+            certificate_arn=certificate.arn,
+            validation_record_fqdns=[record.fqdn],
+            opts=child,
+        )
+        return validation.certificate_arn
+
+    def _alias(self, domain: str, zone_id: str, alb: aws.lb.LoadBalancer) -> None:
+        aws.route53.Record(
+            "alias",
+            zone_id=zone_id,
+            name=domain,
+            type="A",
+            aliases=[aws.route53.RecordAliasArgs(name=alb.dns_name, zone_id=alb.zone_id, evaluate_target_health=True)],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _no_public_metrics(self, listener: aws.lb.Listener, path: str) -> None:
         aws.lb.ListenerRule(

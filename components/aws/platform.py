@@ -155,6 +155,7 @@ class Platform(pulumi.ComponentResource):
                 requests_per_target=aws_cfg.api_requests_per_target,
                 certificate_arn=aws_cfg.certificate_arn,
                 domain_name=aws_cfg.domain_name,
+                hosted_zone_id=aws_cfg.hosted_zone_id,
                 log_retention_days=aws_cfg.log_retention_days,
                 database=spec.name,
                 postgres_host=database.instance.address,
