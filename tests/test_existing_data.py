@@ -296,3 +296,15 @@ def test_the_data_alone_fills_the_tables_the_migrations_made(pg: PostgresServer,
         import_dump(superuser(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
     with pg.admin("wondernest") as conn:
         assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (40,)
+
+
+def test_a_table_missing_for_a_data_dump_is_named_as_postgres_writes_it(pg: PostgresServer, tmp_path: Path) -> None:
+    setup = (
+        'CREATE SCHEMA shop AUTHORIZATION shop_owner; CREATE TABLE shop."Order Lines" (id int); '
+        'INSERT INTO shop."Order Lines" VALUES (1);'
+    )
+    dump = dump_of(pg, tmp_path, setup, options=("--data-only",))
+    spec = database_spec(NAMES, (*SCHEMAS, "shop"))
+    apply_spec(pg, spec)
+    with pytest.raises(BackupError, match=re.escape('shop."Order Lines" does not exist')):
+        import_dump(superuser(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -483,3 +484,27 @@ def test_a_verification_server_started_during_the_dump_is_used_once_and_removed(
     unused = EarlyServer()
     unused.close()
     assert list(work_dir().glob("wn-verify-*")) == []
+
+
+def test_a_backup_is_named_and_dated_in_utc_whatever_the_machines_zone(
+    pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        manifest = run(endpoint(pg), Repository(tmp_path))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    named = dt.datetime.strptime(manifest.id, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.UTC)
+    assert abs((dt.datetime.now(dt.UTC) - named).total_seconds()) < 120
+    assert manifest.created_at.utcoffset() == dt.timedelta(0)
+
+
+def test_a_half_deleted_backup_can_be_deleted(pg: PostgresServer, tmp_path: Path) -> None:
+    """Pruning stopped between the manifest and the dump leaves a dump alone: the next prune removes it."""
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    repo.manifest_path(manifest.id).unlink()
+    repo.delete(manifest.id)
+    assert not repo.dump_path(manifest.id).exists()

@@ -321,7 +321,7 @@ def verify(
     repo: Repository,
     backup_id: str,
     *,
-    jobs: int = 2,
+    jobs: int = 2,  # pragma: no mutate (restore workers: any count restores the same rows)
     platform_roles: Collection[str] | None = None,
     server: EarlyServer | None = None,
 ) -> Manifest:
@@ -531,7 +531,7 @@ def restore(
     target_db: str,
     *,
     force: bool,
-    jobs: int = 2,
+    jobs: int = 2,  # pragma: no mutate (restore workers: any count restores the same rows)
     platform_database: str | None = None,
 ) -> str | None:
     """Restore into `target_db`, never leaving it half-replaced.
@@ -618,7 +618,12 @@ def _first_table(target: Endpoint, database: str) -> str | None:
     return str(row[0]) if row else None
 
 
-def _refuse_if_in_use(admin: psycopg.Connection[Any], database: str, *, grace_seconds: float = 3) -> None:
+def _refuse_if_in_use(
+    admin: psycopg.Connection[Any],
+    database: str,
+    *,
+    grace_seconds: float = 3,  # pragma: no mutate (a wait for closed sessions to go: any few seconds will do)
+) -> None:
     # A backend outlives its client's disconnect by a moment: connections this
     # tool just closed get that moment to go.
     deadline = time.monotonic() + grace_seconds
