@@ -47,15 +47,17 @@ def _of(resources: Sequence[Resource], *types: str) -> list[Resource]:
 
 def _internet_wide(cidr: Any) -> bool:
     """0.0.0.0/0 and ::/0, and any other range that spans public address space
-    wholesale (0.0.0.0/1, 2000::/3): an office range or a VPC's own is not."""
+    wholesale (0.0.0.0/1, 2000::/3, a public /12): more than a /16 of IPv4
+    (65,536 addresses) or a /32 of IPv6 (an ISP's allocation) is no office's,
+    partner's or VPN's range. A private range, the VPC's own, is not."""
     if not isinstance(cidr, str) or unknown(cidr):
         return False
     try:
         network = ipaddress.ip_network(cidr, strict=False)
     except ValueError:
         return False
-    widest = 8 if network.version == 4 else 16
-    return network.prefixlen <= widest and not network.is_private
+    widest = 16 if network.version == 4 else 32
+    return network.prefixlen < widest and not network.is_private
 
 
 # --- flow logs and the default security group ------------------------------------------
