@@ -1068,3 +1068,14 @@ def test_the_pack_catches_each_mutation_of_prod(
             r = dataclasses.replace(r, props=change(copy.deepcopy(dict(r.props))))
         mutated.append(r)
     assert prod_violations(mutated) == expected, what
+
+
+def test_a_policy_document_with_a_key_twice_is_refused() -> None:
+    from wondernest_policies.policy_documents import document_problems
+
+    doubled = (
+        '{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Effect": "Allow", '
+        '"Principal": "*", "Action": "s3:GetObject", "Resource": "*"}]}'
+    )
+    assert document_problems(doubled) == ["has the key Effect twice in one object: readers disagree on which counts."]
+    assert document_problems(doubled.replace('"Effect": "Deny", ', "")) != []  # the same without the twin: still judged

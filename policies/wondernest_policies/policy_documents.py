@@ -176,11 +176,28 @@ def statement_problems(statement: Mapping[str, Any], key_policy: bool) -> list[s
     return problems
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A key twice in one object: json.loads keeps the last, another reader
+    the first, so the pack would judge a policy other than the one enforced."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 def document_problems(text: Any, key_policy: bool = False) -> list[str]:
     if text is None or unknown(text):
         return []
     try:
-        document = json.loads(text) if isinstance(text, str) else text
+        document = json.loads(text, object_pairs_hook=_no_duplicates) if isinstance(text, str) else text
+    except _DuplicateKey as exc:
+        return [f"has the key {exc} twice in one object: readers disagree on which counts."]
     except ValueError:
         return ["is not a JSON policy document."]
     if not isinstance(document, Mapping):
