@@ -1079,3 +1079,17 @@ def test_a_policy_document_with_a_key_twice_is_refused() -> None:
     )
     assert document_problems(doubled) == ["has the key Effect twice in one object: readers disagree on which counts."]
     assert document_problems(doubled.replace('"Effect": "Deny", ', "")) != []  # the same without the twin: still judged
+
+
+def test_caches_of_every_kind_are_judged() -> None:
+    rule = BY_ID["aws-elasticache-hardened"]
+    lone = res(aws.CACHE_CLUSTER, "lone", engine="redis", numCacheNodes=1, snapshotRetentionLimit=1)
+    [found] = rule.run_resource(lone, {})
+    assert "outside a replication group" in found.message
+    member = res(aws.CACHE_CLUSTER, "member", replicationGroupId="rg")
+    assert rule.run_resource(member, {}) == []
+    serverless = res(aws.SERVERLESS_CACHE, "sl", engine="redis", snapshotRetentionLimit=1)
+    messages = [v.message for v in rule.run_resource(serverless, {})]
+    assert any("keeps snapshots" in m for m in messages) and any("no authentication" in m for m in messages)
+    good = res(aws.SERVERLESS_CACHE, "sl", engine="redis", snapshotRetentionLimit=7, userGroupId="ug")
+    assert rule.run_resource(good, {}) == []

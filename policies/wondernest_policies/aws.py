@@ -25,6 +25,8 @@ from wondernest_policies.secret_values import command_problems, undeclared_varia
 
 RDS = "aws:rds/instance:Instance"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+CACHE_CLUSTER = "aws:elasticache/cluster:Cluster"
+SERVERLESS_CACHE = "aws:elasticache/serverlessCache:ServerlessCache"
 ELASTICACHE_USER = "aws:elasticache/user:User"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 SERVICE = "aws:ecs/service:Service"
@@ -141,6 +143,19 @@ def _elasticache(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]
     minimum = int(config.get("minSnapshotRetentionDays", 7))
     kept = p("snapshotRetentionLimit")
     enough = unknown(kept) or (_number(kept) or 0) >= minimum
+    if resource.type == CACHE_CLUSTER:
+        # A member of a replication group is judged as the group; one on its
+        # own can neither encrypt at rest nor fail over.
+        if p("replicationGroupId"):
+            return []
+        return ["is a cache cluster outside a replication group: no encryption at rest, no failover."]
+    if resource.type == SERVERLESS_CACHE:
+        # Encrypted at rest and in transit, across AZs, by design.
+        serverless = [
+            (enough, "" if enough else f"keeps snapshots {_days(kept)}, under {minimum}."),
+            (bool(p("userGroupId")) or p("engine") == "memcached", "requires no authentication."),
+        ]
+        return [message for ok, message in serverless if not ok]
     checks = [
         (enough, "" if enough else f"keeps snapshots {_days(kept)}, under {minimum}."),
         (is_true(p("atRestEncryptionEnabled")), "is not encrypted at rest."),
@@ -540,7 +555,7 @@ AWS_RESOURCE_RULES: list[Rule] = [
         "critical",
         "Enable atRestEncryption, transitEncryption with userGroupIds (or an authToken), automaticFailover and "
         "multiAz; set snapshotRetentionLimit (aws.cacheSnapshotRetentionDays) to 7 or more.",
-        (REPLICATION_GROUP,),
+        (REPLICATION_GROUP, CACHE_CLUSTER, SERVERLESS_CACHE),
         _elasticache,
         config_schema={"minSnapshotRetentionDays": {"type": "integer", "default": 7}},
     ),
