@@ -1093,3 +1093,14 @@ def test_caches_of_every_kind_are_judged() -> None:
     assert any("keeps snapshots" in m for m in messages) and any("no authentication" in m for m in messages)
     good = res(aws.SERVERLESS_CACHE, "sl", engine="redis", snapshotRetentionLimit=7, userGroupId="ug")
     assert rule.run_resource(good, {}) == []
+
+
+def test_a_group_with_inline_web_rules_fronts_a_balancer_that_names_it_literally() -> None:
+    rule = BY_ID["aws-no-open-ingress"]
+    web = [{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": ["0.0.0.0/0"]}]
+    group = res(aws_network.SG, "web", id="sg-0a1b2c3d4e5f60718", ingress=web)
+    named = alb(securityGroups=["sg-0a1b2c3d4e5f60718"])
+    assert list(rule.run_stack([named, group], {})) == []
+    elsewhere = alb(securityGroups=["sg-0ffffffffffffffff"])
+    [found] = rule.run_stack([elsewhere, group], {})
+    assert "an inline ingress rule opens port 443 to the internet on a group no load balancer uses" in found.message

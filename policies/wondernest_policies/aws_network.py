@@ -231,6 +231,17 @@ def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> 
             return None  # not relatable: the port alone decides
         return any(lb.refers_to("securityGroups", owner[0]) for lb in balancers)
 
+    def group_on_lb(group: Resource) -> bool | None:
+        """A group with inline rules fronts a balancer that names it: by the id
+        where ids are known (a balancer may list it literally), by where the id
+        came from otherwise."""
+        if not balancers:
+            return None
+        group_id = group.get("id")
+        if ids_decide and isinstance(group_id, str) and not unknown(group_id) and group_id in lb_group_ids:
+            return True
+        return any(lb.refers_to("securityGroups", group) for lb in balancers)
+
     prefix_lists = _of(resources, PREFIX_LIST)
 
     def listed(rule: Resource, key: str) -> list[Any]:
@@ -255,7 +266,7 @@ def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> 
         for direction in ("ingress", "egress"):
             for entry in mappings(group.get(direction)):
                 cidrs = [*items(entry.get("cidrBlocks")), *items(entry.get("ipv6CidrBlocks"))]
-                lb = any(lb.refers_to("securityGroups", group) for lb in balancers) if balancers else None
+                lb = group_on_lb(group)
                 problem = _rule_problem(entry, cidrs, direction, lb, no_balancer=no_balancer)
                 if problem:
                     yield Violation(f"{group.name}: an inline {direction} rule {problem}", group.urn)
