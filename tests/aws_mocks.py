@@ -162,6 +162,7 @@ AWS_CALLS: dict[str, dict[str, Any]] = {
         "zoneIds": ["euw1-az1", "euw1-az2", "euw1-az3"],
         "groupNames": [REGION],
     },
+    "aws:index/getRegion:getRegion": {"id": REGION, "name": REGION, "region": REGION},
     "aws:index/getCallerIdentity:getCallerIdentity": {
         "id": ACCOUNT,
         "accountId": ACCOUNT,

@@ -1104,3 +1104,24 @@ def test_a_group_with_inline_web_rules_fronts_a_balancer_that_names_it_literally
     elsewhere = alb(securityGroups=["sg-0ffffffffffffffff"])
     [found] = rule.run_stack([elsewhere, group], {})
     assert "an inline ingress rule opens port 443 to the internet on a group no load balancer uses" in found.message
+
+
+def test_a_task_role_trusts_only_this_accounts_tasks() -> None:
+    rule = BY_ID["aws-policies-least-privilege"]
+    trust = {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    open_role = res("aws:iam/role:Role", "task", assumeRolePolicy=json.dumps({"Statement": [trust]}))
+    [found] = rule.run_resource(open_role, {})
+    assert "trusts ecs-tasks.amazonaws.com for any account" in found.message
+    scoped = {**trust, "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}}}
+    assert (
+        rule.run_resource(res("aws:iam/role:Role", "task", assumeRolePolicy=json.dumps({"Statement": [scoped]})), {})
+        == []
+    )
+    # A key that only names the account pins nothing.
+    loose = {**trust, "Condition": {"StringLike": {"aws:SourceAccount": "*"}}}
+    assert rule.run_resource(res("aws:iam/role:Role", "task", assumeRolePolicy=json.dumps({"Statement": [loose]})), {})
+    # Lambda sets no source keys: its trust is not held to them.
+    lam = {**trust, "Principal": {"Service": "lambda.amazonaws.com"}}
+    assert (
+        rule.run_resource(res("aws:iam/role:Role", "fn", assumeRolePolicy=json.dumps({"Statement": [lam]})), {}) == []
+    )

@@ -911,7 +911,8 @@ def test_cross_field_aws_rules() -> None:
     assert caught.value.problems == [
         "wondernest:aws.apiMemoryMib = 4096: Fargate with apiCpu 256 takes 512 to 2048 MiB in steps of 512",
         "wondernest:aws.apiDesiredCount = 2: must lie between apiMinCount and apiMaxCount",
-        "wondernest:aws.domainName = 'api.example.com': domainName and certificateArn go together",
+        "wondernest:aws.domainName = 'api.example.com': domainName goes with certificateArn, or with hostedZoneId "
+        "for a certificate the stack makes",
     ]
     assert not declared_by(bad, stack="prod")
 
@@ -1148,3 +1149,20 @@ def test_a_domain_needs_a_certificate_or_a_zone_to_make_one_in(aws: dict[str, An
     with pytest.raises(ConfigError) as caught:
         parse_config(prod_config(aws), stack="prod")
     assert any(problem in p for p in caught.value.problems), caught.value.problems
+
+
+def test_task_roles_trust_only_this_accounts_tasks(prod: Evaluation) -> None:
+    roles = by_name(prod, "aws:iam/role:Role")
+    tasks = {
+        name: json.loads(r["assumeRolePolicy"]) for name, r in roles.items() if "ecs-tasks" in r["assumeRolePolicy"]
+    }
+    assert {"api-execution-role", "api-task-role", "restore-execution-role", "restore-task-role"} <= set(tasks)
+    for name, document in tasks.items():
+        [statement] = document["Statement"]
+        assert statement["Condition"] == {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT},
+            "ArnLike": {"aws:SourceArn": f"arn:aws:ecs:eu-west-1:{ACCOUNT}:*"},
+        }, name
+    # Services that do not say whom they act for keep a trust without the condition.
+    others = [json.loads(r["assumeRolePolicy"]) for r in roles.values() if "ecs-tasks" not in r["assumeRolePolicy"]]
+    assert others and not any("Condition" in d["Statement"][0] for d in others)

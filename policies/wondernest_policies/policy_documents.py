@@ -214,6 +214,7 @@ def _policies(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     for key in DOCUMENTS.get(resource.type, ()):
         problems += document_problems(resource.get(key), key_policy=resource.type in (KMS_KEY, KEY_POLICY))
     if resource.type == ROLE:
+        problems += _trust_unscoped(resource.get("assumeRolePolicy"))
         inline = resource.get("inlinePolicies") or []
         for policy in [] if unknown(inline) else inline:
             problems += document_problems((policy or {}).get("policy"))
@@ -236,6 +237,33 @@ def _admin_attached(arn: Any) -> list[str]:
     return []
 
 
+# Services that say which account and resource they act for when they assume a
+# role (ECS's developer guide, "Cross-service confused deputy prevention"): a
+# trust that does not ask lets that service assume the role for anyone's tasks.
+SOURCE_SCOPED_SERVICES = frozenset({"ecs-tasks.amazonaws.com"})
+
+
+def _trust_unscoped(text: Any) -> list[str]:
+    if not isinstance(text, str) or unknown(text):
+        return []
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return []
+    problems = []
+    for statement in _list(document.get("Statement") or []) if isinstance(document, Mapping) else []:
+        if not isinstance(statement, Mapping) or str(statement.get("Effect")).lower() != "allow":
+            continue
+        principal = statement.get("Principal")
+        services = _list(principal.get("Service")) if isinstance(principal, Mapping) else []
+        trusted = sorted(str(s) for s in services if s in SOURCE_SCOPED_SERVICES)
+        if trusted and not _scoped(statement):
+            problems.append(
+                f"trusts {', '.join(trusted)} for any account: pin aws:SourceAccount (or aws:SourceArn) to this one."
+            )
+    return problems
+
+
 POLICY_DOCUMENT_RULES: list[Rule] = [
     Rule(
         "aws-policies-least-privilege",
@@ -245,7 +273,8 @@ POLICY_DOCUMENT_RULES: list[Rule] = [
         "account, organisation, VPC, endpoint or source with an exact operator (not IfExists, Null, a negation, "
         "a set operator or a wildcard value), no '*' or whole-service actions (but an account's own kms:* on its "
         "key), no NotAction or "
-        "NotPrincipal, and no AWS administrator policy (Checkov CKV_AWS_33, 62, 63, 109, 110, 111, 283, 289, "
+        "NotPrincipal, and no AWS administrator policy; a role ECS tasks assume trusts only this account's "
+        "(aws:SourceAccount or aws:SourceArn pinned) (Checkov CKV_AWS_33, 62, 63, 109, 110, 111, 283, 289, "
         "290, 355, CKV2_AWS_40).",
         "critical",
         "Name the principal (an account, role or service with aws:SourceAccount) and list the actions the "
