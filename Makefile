@@ -271,14 +271,15 @@ render: $(VENV)/.dev
 
 # A custom-format pg_dump made elsewhere, into the stack's schemas as the
 # migrator's own, whatever its owners and grants (README, "Existing data"):
-# make import-dump FILE=shop.dump. The dump goes in on stdin, the superuser's
-# password through the environment of the one command that needs it.
+# make import-dump FILE=shop.dump. The dump goes in on stdin; the import logs in
+# as the migrator (whatever code the dump carries runs with its rights, no
+# more), its password through the environment of the one command that needs it.
 import-dump: state-check $(VENV)/.config
 	@test -f "$(FILE)" || { echo "error: name the dump: make import-dump FILE=<a pg_dump -Fc archive>" >&2; exit 2; }
 	@$(call need,docker,the docker CLI is not on PATH)
 	@prefix=$$($(CONTAINER_PREFIX)) && args=$$($(PY) -m components.check_config $(STACK) --import-args) \
 	  && lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
-	       | $(PY) -m components.connect superuser $(STACK) $(STATE_DIR)) \
+	       | $(PY) -m components.connect migrator $(STACK) $(STATE_DIR)) \
 	  && eval "$$lines" && RESTORE_DB_USER="$$PGUSER" RESTORE_DB_PASSWORD="$$PGPASSWORD" \
 	  docker exec -i -e RESTORE_DB_USER -e RESTORE_DB_PASSWORD "$${prefix}backups" \
 	    python -m wondernest_backup import-dump - $$args < "$(FILE)"

@@ -16,6 +16,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +66,30 @@ def run_task_arguments(outputs: dict[str, Any], backup_id: str, target_db: str, 
     ]  # fmt: skip
 
 
+# A restore of a large database takes hours; `aws ecs wait tasks-stopped` gives
+# up after ten minutes while the task goes on, so the task is polled instead.
+POLL_SECONDS = 15
+MAX_HOURS = 12
+
+
+def wait_stopped(cluster: str, arn: str, region: str, *, poll_seconds: float = POLL_SECONDS) -> dict[str, Any]:
+    """The task once ECS says it stopped, its state printed as it changes."""
+    deadline = time.monotonic() + MAX_HOURS * 3600
+    last = ""
+    while True:
+        described = json.loads(_aws(["ecs", "describe-tasks", "--cluster", cluster, "--tasks", arn], region))
+        [found] = described["tasks"]
+        status = str(found.get("lastStatus"))
+        if status != last:
+            print(f"restore task {status.lower()}", flush=True)
+            last = status
+        if status == "STOPPED":
+            return dict(found)
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: the restore task {arn} is still {status} after {MAX_HOURS} h; it goes on running")
+        time.sleep(poll_seconds)
+
+
 def restore(outputs: dict[str, Any], backup_id: str, target_db: str, *, force: bool) -> int:
     task = outputs["restoreTask"]
     region = str(task["region"])
@@ -79,10 +104,7 @@ def restore(outputs: dict[str, Any], backup_id: str, target_db: str, *, force: b
         raise SystemExit(f"error: the restore task did not start: {started.get('failures')}")
     arn = str(started["tasks"][0]["taskArn"])
     print(f"restore task {arn} started; waiting for it to stop (its log: the backups log group)", flush=True)
-    cluster = str(task["cluster"])
-    _aws(["ecs", "wait", "tasks-stopped", "--cluster", cluster, "--tasks", arn], region)
-    described = json.loads(_aws(["ecs", "describe-tasks", "--cluster", cluster, "--tasks", arn], region))
-    [stopped] = described["tasks"]
+    stopped = wait_stopped(str(task["cluster"]), arn, region)
     [container] = [c for c in stopped["containers"] if c["name"] == "restore"]
     code = container.get("exitCode")
     if code == 0:

@@ -69,7 +69,9 @@ BACKUP = "20261205T030000123456Z"
 def fake_aws(box: FakeCommands, exit_code: int) -> None:
     listing = {"Contents": [{"Key": f"wondernest/prod/{BACKUP}.dump"}, {"Key": f"wondernest/prod/{BACKUP}.json"}]}
     started = {"tasks": [{"taskArn": "arn:aws:ecs:eu-west-1:1:task/c/abc"}], "failures": []}
-    stopped = {"tasks": [{"containers": [{"name": "restore", "exitCode": exit_code, "reason": None}]}]}
+    stopped = {
+        "tasks": [{"lastStatus": "STOPPED", "containers": [{"name": "restore", "exitCode": exit_code, "reason": None}]}]
+    }
     box.tool(
         "aws",
         f"""case "$1 $2" in
@@ -115,7 +117,9 @@ def test_a_restore_runs_one_task_in_the_private_subnets_and_waits_for_it(tmp_pat
     assert overrides["containerOverrides"][0]["command"] == [
         "python", "-m", "wondernest_backup", "restore", BACKUP, "--from-s3", "--target-db", "wondernest_restored",
     ]  # fmt: skip
-    assert any(call.startswith("aws ecs wait tasks-stopped") for call in box.called())
+    # Polled, not `aws ecs wait`, which gives up after ten minutes while the restore goes on.
+    assert not any(call.startswith("aws ecs wait") for call in box.called())
+    assert any(call.startswith("aws ecs describe-tasks") for call in box.called())
 
 
 def test_an_unknown_backup_starts_nothing_and_a_failed_task_fails(tmp_path: Path) -> None:
@@ -130,3 +134,21 @@ def test_an_unknown_backup_starts_nothing_and_a_failed_task_fails(tmp_path: Path
     assert '"--force"' in run
     missing = restore(box, BACKUP)
     assert missing.returncode == 2 and "--target-db" in missing.stderr
+
+
+def test_a_long_restore_is_waited_for_past_the_cli_waiters_ten_minutes(tmp_path: Path, monkeypatch: Any) -> None:
+    """describe-tasks answers RUNNING for a while, then STOPPED: the wait follows it."""
+    from components import aws_restore
+
+    answers = iter(["PROVISIONING", "RUNNING", "RUNNING", "RUNNING", "STOPPED"])
+    calls: list[list[str]] = []
+
+    def fake(args: Any, region: str) -> str:
+        calls.append(list(args))
+        status = next(answers)
+        containers = [{"name": "restore", "exitCode": 0}] if status == "STOPPED" else [{"name": "restore"}]
+        return json.dumps({"tasks": [{"lastStatus": status, "containers": containers}]})
+
+    monkeypatch.setattr(aws_restore, "_aws", fake)
+    stopped = aws_restore.wait_stopped("c", "arn:task", "eu-west-1", poll_seconds=0)
+    assert stopped["lastStatus"] == "STOPPED" and len(calls) == 5

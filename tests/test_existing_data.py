@@ -41,6 +41,11 @@ def superuser(pg: PostgresServer, database: str = "wondernest") -> Endpoint:
     return Endpoint("127.0.0.1", pg.port, pg.superuser, pg.superuser_password, database, sslmode="disable")
 
 
+def migrator(pg: PostgresServer) -> Endpoint:
+    """How an import logs in: as the role that will own what it makes."""
+    return Endpoint("127.0.0.1", pg.port, "wondernest_migrator", PASSWORDS["migrator"], "wondernest", sslmode="disable")
+
+
 def as_role(pg: PostgresServer, key: str) -> str:
     return pg.dsn(user=f"wondernest_{key}", password=PASSWORDS[key], dbname="wondernest")
 
@@ -186,7 +191,7 @@ def test_a_dump_with_other_owners_and_grants_is_imported_as_the_platforms_own(
     pg: PostgresServer, platform: Any, tmp_path: Path
 ) -> None:
     dump = dump_of(pg, tmp_path, SHOP)
-    rows = import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+    rows = import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
     assert rows == {"shop.orders": 500}
     assert owners(pg, "shop") == {
         "open_orders": "wondernest_migrator",
@@ -211,9 +216,9 @@ def test_a_dump_with_other_owners_and_grants_is_imported_as_the_platforms_own(
 
 def test_an_import_never_writes_over_tables(pg: PostgresServer, platform: Any, tmp_path: Path) -> None:
     dump = dump_of(pg, tmp_path, SHOP)
-    import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+    import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
     with pytest.raises(BackupError, match=r"already hold shop\.orders.*nothing imported"):
-        import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+        import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
     with pg.admin("wondernest") as conn:
         assert conn.execute("SELECT count(*) FROM shop.orders").fetchone() == (500,)
 
@@ -240,7 +245,7 @@ def test_a_dump_reaching_beyond_the_platform_is_refused_before_anything_is_writt
 ) -> None:
     dump = dump_of(pg, tmp_path, setup)
     with pytest.raises(BackupError, match=re.escape(refusal)):
-        import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+        import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
     assert owners(pg, "shop") == {}
 
 
@@ -253,7 +258,7 @@ def test_a_dump_that_fails_half_way_leaves_nothing(pg: PostgresServer, platform:
     dump = dump_of(pg, tmp_path, setup)
     assert {e.desc for e in toc(dump)} >= {"EXTENSION", "INDEX", "TABLE DATA"}
     with pytest.raises(BackupError, match="nothing imported"):
-        import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+        import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
     assert owners(pg, "shop") == {}
 
 
@@ -262,7 +267,7 @@ def test_a_plain_sql_dump_is_refused_with_the_way_to_make_one_it_reads(
 ) -> None:
     dump = dump_of(pg, tmp_path, SHOP, plain=True)
     with pytest.raises(BackupError, match=r"a plain-SQL dump: make a custom-format one with pg_dump -Fc"):
-        import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+        import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
 
 
 GUIDE_ERA = "".join(
@@ -279,21 +284,21 @@ def test_the_data_alone_fills_the_tables_the_migrations_made(pg: PostgresServer,
         "SET ROLE shop_owner; " + GUIDE_ERA + "INSERT INTO core.users (email, password_hash) "
         "SELECT 'u' || g || '@example.com', 'x' FROM generate_series(1, 40) g; RESET ROLE;"
     )
-    dump = dump_of(pg, tmp_path, setup, options=("--data-only",))
+    # The accounts; the audit trail's rows stay behind (its trigger would rewrite them).
+    dump = dump_of(pg, tmp_path, setup, options=("--data-only", "-n", "core"))
     spec = database_spec(NAMES)
     apply_spec(pg, spec)
-    migrator = as_role(pg, "migrator")
     # Not yet: the tables are the migrations' to make.
     with pytest.raises(BackupError, match=r"core\.users does not exist \(run the migrations first"):
-        import_dump(superuser(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
-    migrate(migrator)
-    rows = import_dump(superuser(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
+        import_dump(migrator(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
+    migrate(as_role(pg, "migrator"))
+    rows = import_dump(migrator(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
     assert rows["core.users"] == 40
     assert owners(pg, "core")["users"] == "wondernest_migrator"
     with connect_as(pg, spec, "app") as app:
         assert app.execute("SELECT count(*) FROM core.users").fetchone() == (40,)
     with pytest.raises(BackupError, match=r"core\.users holds rows; an import of data fills only existing, empty"):
-        import_dump(superuser(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
+        import_dump(migrator(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
     with pg.admin("wondernest") as conn:
         assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (40,)
 
@@ -307,4 +312,95 @@ def test_a_table_missing_for_a_data_dump_is_named_as_postgres_writes_it(pg: Post
     spec = database_spec(NAMES, (*SCHEMAS, "shop"))
     apply_spec(pg, spec)
     with pytest.raises(BackupError, match=re.escape('shop."Order Lines" does not exist')):
-        import_dump(superuser(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
+        import_dump(migrator(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
+
+
+# --- what a hostile or careless dump cannot do
+
+
+def test_a_dump_whose_code_resets_the_role_gains_nothing(pg: PostgresServer, platform: Any, tmp_path: Path) -> None:
+    """A CHECK calls a function as each row loads; the function tries to leave
+    the owner's role and make the app a superuser. The import logs in as the
+    migrator, so there is no role to go back to: it fails, and leaves nothing."""
+    setup = SHOP + (
+        # Only once it loads into the platform's database (roles are the cluster's, and this is one server).
+        "CREATE FUNCTION shop.ok(bigint) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+        "IF current_database() = 'wondernest' THEN RESET ROLE; EXECUTE 'ALTER ROLE wondernest_app SUPERUSER'; "
+        "END IF; RETURN true; END $$; "
+        "CREATE TABLE shop.items (id bigint CHECK (shop.ok(id))); INSERT INTO shop.items VALUES (1);"
+    )
+    dump = dump_of(pg, tmp_path, setup.replace("SET ROLE shop_owner;", "").replace("RESET ROLE;\n", ""))
+    with pytest.raises(BackupError, match="nothing imported"):
+        import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+    with pg.admin("wondernest") as conn:
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'wondernest_app'").fetchone() == (False,)
+    assert owners(pg, "shop") == {}
+
+
+def test_an_import_as_another_role_than_the_owner_is_refused(pg: PostgresServer, platform: Any, tmp_path: Path) -> None:
+    dump = dump_of(pg, tmp_path, SHOP)
+    with pytest.raises(BackupError, match="connected as 'postgres', not 'wondernest_migrator'"):
+        import_dump(superuser(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+    assert owners(pg, "shop") == {}
+
+
+def test_definitions_without_a_table_are_definitions(pg: PostgresServer, tmp_path: Path) -> None:
+    """A post-data dump (a rule, an index) into a schema holding tables is refused like any definitions."""
+    spec = database_spec(NAMES)
+    apply_spec(pg, spec)
+    migrate(as_role(pg, "migrator"))
+    setup = (
+        "CREATE SCHEMA core AUTHORIZATION shop_owner; SET ROLE shop_owner; "
+        + MIGRATIONS.joinpath("0001_core_users_and_sessions.sql").read_text()
+        + "CREATE RULE swallow AS ON INSERT TO core.users DO INSTEAD NOTHING; RESET ROLE;"
+    )
+    dump = dump_of(pg, tmp_path, setup, options=("--section=post-data", "-t", "core.users"))
+    assert "RULE" in {e.desc for e in toc(dump)}
+    with pytest.raises(BackupError, match=r"already hold .*core\.users"):
+        import_dump(migrator(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
+    with pg.admin("wondernest") as conn:
+        assert conn.execute("SELECT count(*) FROM pg_rules WHERE rulename = 'swallow'").fetchone() == (0,)
+
+
+def test_data_alone_sets_only_its_own_tables_sequences_and_spares_triggered_tables(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    spec = database_spec(NAMES)
+    apply_spec(pg, spec)
+    migrate(as_role(pg, "migrator"))
+    setup = (
+        "CREATE SCHEMA core AUTHORIZATION shop_owner; CREATE SCHEMA audit AUTHORIZATION shop_owner; "
+        "SET ROLE shop_owner; " + GUIDE_ERA + "INSERT INTO audit.activity_logs (action) VALUES ('login'), ('logout'); "
+        "RESET ROLE;"
+    )
+    # The audit trail's sequence set back, without its rows.
+    only_sequence = dump_of(
+        pg, tmp_path, setup, options=("--data-only", "-n", "audit", "--exclude-table-data=audit.activity_logs")
+    )
+    assert {e.desc for e in toc(only_sequence)} == {"SEQUENCE SET"}
+    with pytest.raises(BackupError, match=r"sequence audit\.activity_logs_id_seq belongs to no table the dump fills"):
+        import_dump(migrator(pg), only_sequence, schemas=spec.schemas, owner="wondernest_migrator")
+    # The audit trail's rows: its stamp trigger would renumber and redate them.
+    audit = dump_of(pg, tmp_path, setup, options=("--data-only", "-n", "audit"))
+    with pytest.raises(BackupError, match=r"audit.activity_logs has triggers \(.*\) that would rewrite the rows"):
+        import_dump(migrator(pg), audit, schemas=spec.schemas, owner="wondernest_migrator")
+    with pg.admin("wondernest") as conn:
+        assert conn.execute("SELECT count(*) FROM audit.activity_logs").fetchone() == (0,)
+
+
+def test_a_baseline_past_what_the_database_holds_is_refused(pg: PostgresServer) -> None:
+    """Only 0001's tables are here: recording 0002-0004 as applied would let the
+    API start on a database without the audit trail."""
+    spec = database_spec(NAMES)
+    apply_spec(pg, spec)
+    with connect_as(pg, spec, "migrator") as conn:
+        conn.execute(MIGRATIONS.joinpath("0001_core_users_and_sessions.sql").read_text().encode())
+    migrator_dsn = as_role(pg, "migrator")
+    with pytest.raises(MigrationError, match=r"table audit\.activity_logs.*which this database lacks"):
+        baseline(migrator_dsn, "0004")
+    with pg.admin("wondernest") as conn:
+        ledger = conn.execute("SELECT to_regclass('core.schema_migrations')").fetchone()
+        recorded = conn.execute("SELECT count(*) FROM core.schema_migrations").fetchone() if ledger != (None,) else (0,)
+    assert recorded == (0,)
+    assert baseline(migrator_dsn, "0001") == ["0001"]
+    assert migrate(migrator_dsn) == ["0002", "0003", "0004"]

@@ -275,7 +275,11 @@ def test_status_refuses_an_aws_stack(box: Sandbox) -> None:
 def test_import_dump_pipes_the_dump_in_and_passes_the_password_by_environment(box: Sandbox) -> None:
     _needs_checkout_venv()
     box.with_state()
-    outputs = {**OUTPUTS, "secrets": {"postgres_superuser": "sup'er$pw"}}
+    outputs = {
+        **OUTPUTS,
+        "roles": {"migrator": "wondernest_migrator"},
+        "secrets": {"postgres_superuser": "not-this", "postgres_migrator": "mig'r$pw"},
+    }
     box.tool("pulumi", f"cat <<'EOF'\n{json.dumps(outputs)}\nEOF")
     box.tool(
         "docker",
@@ -295,9 +299,10 @@ def test_import_dump_pipes_the_dump_in_and_passes_the_password_by_environment(bo
         "import-dump - --owner wondernest_migrator --schemas core,family,subscription,content,audio,analytics,ml,"
         "safety,audit"
     )
-    assert "sup'er$pw" not in "".join(box.called())
+    assert "mig'r$pw" not in "".join(box.called())
     assert (box.tmp / "stdin").read_bytes() == dump.read_bytes()
-    assert (box.tmp / "exec-env").read_text() == "postgres|sup'er$pw"
+    # As the migrator, which will own what the dump makes: never the superuser.
+    assert (box.tmp / "exec-env").read_text() == "wondernest_migrator|mig'r$pw"
 
 
 REDIS_OUTPUTS = {

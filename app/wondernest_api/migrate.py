@@ -149,6 +149,54 @@ def _ledger(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, str]:
     return {str(version): str(checksum) for version, checksum in rows}
 
 
+_CREATED = re.compile(
+    r"CREATE\s+(?:UNIQUE\s+)?(?P<kind>TABLE|INDEX|FUNCTION)\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>[a-z_]+(?:\.[a-z_]+)?)"
+    r"(?:\s+ON\s+(?P<table>[a-z_]+\.[a-z_]+))?"
+    r"|CREATE\s+(?:OR\s+REPLACE\s+)?TRIGGER\s+(?P<trigger>[a-z_]+)\s.*?\sON\s+(?P<on>[a-z_]+\.[a-z_]+)",
+    re.IGNORECASE | re.DOTALL,
+)
+_DROPPED = re.compile(r"DROP\s+INDEX\s+(?:IF\s+EXISTS\s+)?(?P<name>[a-z_]+\.[a-z_]+)", re.IGNORECASE)
+
+
+def expected_objects(migrations: list[Migration]) -> dict[str, str]:
+    """What the migrations leave behind, by name: tables, indexes, functions
+    and triggers they create and no later one of them drops."""
+    found: dict[str, str] = {}
+    for migration in migrations:
+        for match in _CREATED.finditer(migration.sql):
+            if match["trigger"]:
+                found[f"{match['on']}:{match['trigger']}"] = "trigger"
+            elif match["kind"].upper() == "INDEX":
+                schema = (match["table"] or match["name"]).split(".")[0]
+                found[f"{schema}.{match['name'].split('.')[-1]}"] = "index"
+            else:
+                found[match["name"]] = match["kind"].lower()
+        for match in _DROPPED.finditer(migration.sql):
+            found.pop(match["name"], None)
+    return found
+
+
+def _missing(conn: psycopg.Connection[tuple[object, ...]], expected: dict[str, str]) -> list[str]:
+    missing = []
+    for name, kind in sorted(expected.items()):
+        if kind == "trigger":
+            table, trigger = name.split(":")
+            row = conn.execute(
+                "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s", (table, trigger)
+            ).fetchone()
+        elif kind == "function":
+            schema, function = name.split(".")
+            row = conn.execute(
+                "SELECT 1 FROM pg_proc WHERE pronamespace = to_regnamespace(%s) AND proname = %s", (schema, function)
+            ).fetchone()
+        else:
+            row = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+            row = None if row is None or row[0] is None else row
+        if row is None:
+            missing.append(f"{kind} {name}")
+    return missing
+
+
 def baseline(conninfo: str, version: str, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS) -> list[str]:
     """Record the migrations up to `version` as applied without running them:
     for a database whose tables were made before the platform (by the guide's
@@ -176,6 +224,13 @@ def baseline(conninfo: str, version: str, *, lock_wait_seconds: float = LOCK_WAI
                     "database the migrations never ran on"
                 )
             recorded = [m for m in available() if m.version <= version]
+            # Recorded as applied only what the database shows was applied.
+            missing = _missing(conn, expected_objects(recorded))
+            if missing:
+                raise MigrationError(
+                    f"migrations up to {version} would leave {', '.join(missing)}, which this database lacks: "
+                    "baseline at the version its tables were made to, and let migrate apply the rest"
+                )
             with conn.transaction():
                 for migration in recorded:
                     conn.execute(

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             _list(repo)
             return 0
         if args.command == "import-dump":
-            # As the restoring role (an operator's, which may act as the owner), never the backup job's.
+            # As RESTORE_DB_USER, which must be the owner itself (the migrator), never the backup job's role.
             schemas = [s for s in args.schemas.split(",") if s]
             with _archive(args.file) as dump:
                 rows = import_dump(settings.restorer(), dump, schemas=schemas, owner=args.owner)

@@ -639,8 +639,9 @@ def _refuse_if_in_use(
     if rows:
         users = ", ".join(sorted({str(r[0]) for r in rows}))
         raise BackupError(
-            f"database {database!r} has {len(rows)} open connection(s) ({users}); stop what uses it "
-            "(the API: docker stop <app>-<stack>-api) and run the restore again"
+            f"database {database!r} has {len(rows)} open connection(s) ({users}); stop what uses it (the API "
+            "and the Postgres exporter: docker stop <app>-<stack>-api <app>-<stack>-postgres-exporter; on AWS, "
+            'their services scaled to none, docs/aws.md "Restoring") and run the restore again'
         )
 
 

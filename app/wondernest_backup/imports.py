@@ -43,11 +43,6 @@ def _schema_oids(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> list[
     return [rows[s] for s in schemas]
 
 
-def _role_exists(conn: psycopg.Connection[Any], role: str) -> None:
-    if conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
-        raise BackupError(f"there is no role {role!r}: run make up first")
-
-
 @dataclass(frozen=True)
 class Entry:
     line: str
@@ -125,24 +120,39 @@ def _plan(entries: list[Entry], schemas: Collection[str]) -> list[Entry]:
     return [e for e in entries if e.desc not in _SKIPPED and not (e.desc == "COMMENT" and e.schema == "-")]
 
 
+# What a dump of data alone holds: rows, and where its sequences stand.
+_DATA = frozenset({"TABLE DATA", "SEQUENCE SET"})
+
+
 def import_dump(target: Endpoint, dump: Path, *, schemas: Sequence[str], owner: str) -> dict[str, int]:
     """Restore a custom-format dump made elsewhere into the platform's database,
-    every object created as `owner` (its owners and grants in the dump are
-    dropped; the owner's default privileges grant the platform's roles), in one
+    logged in as `owner` (the migrator): every object is its own, the dump's
+    owners and grants are dropped, the owner's default privileges grant the
+    platform's roles, and whatever code the dump carries (a function a CHECK
+    calls as rows load) runs with the owner's rights, never more. One
     transaction. A dump with definitions is refused when a schema it fills
     already holds a table; a dump of data alone (`pg_dump --data-only`) fills
-    tables that exist and are empty (the migrations made them), and is refused
-    otherwise. Refused too when it reaches beyond the declared schemas. Returns
-    each imported table's row count."""
+    tables that exist, are empty and have no trigger of their own to rewrite
+    the rows, and sets only their own sequences. Refused too when it reaches
+    beyond the declared schemas. Returns each imported table's row count."""
     plan = _plan(toc(dump), schemas)
     filled = sorted({e.schema for e in plan if e.schema != "-"})
     data = [(e.schema, e.name) for e in plan if e.desc == "TABLE DATA"]
-    data_only = not any(e.desc == "TABLE" for e in plan)
+    sequences = [(e.schema, e.name) for e in plan if e.desc == "SEQUENCE SET"]
+    data_only = all(e.desc in _DATA for e in plan)
     with psycopg.connect(target.conninfo(), autocommit=True) as conn:
-        _role_exists(conn, owner)
+        # Names read back schema-qualified, whatever the role's search path.
+        conn.execute("SET search_path = pg_catalog")
+        user = conn.execute("SELECT current_user").fetchone()
+        if user is None or user[0] != owner:
+            raise BackupError(
+                f"connected as {user[0] if user else '?'!r}, not {owner!r}: an import logs in as the role that "
+                "will own what it makes, so the dump's code runs with that role's rights and no more"
+            )
         oids = _schema_oids(conn, filled)
         if data_only:
             _check_empty_tables(conn, data)
+            _check_sequences(conn, sequences, data)
         else:
             occupied = [row[0] for row in conn.execute(_TABLES, (oids,)).fetchall()]
             if occupied:
@@ -157,8 +167,7 @@ def import_dump(target: Endpoint, dump: Path, *, schemas: Sequence[str], owner: 
         with target.passfile() as env:
             result = subprocess.run(
                 [tool("pg_restore"), "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
-                 f"--role={owner}", f"--use-list={listing.name}", "--no-password", f"--dbname={target.database}",
-                 str(dump)],
+                 f"--use-list={listing.name}", "--no-password", f"--dbname={target.database}", str(dump)],
                 capture_output=True, env=child_env(env), check=False,
             )  # fmt: skip
     if result.returncode != 0:
@@ -181,6 +190,26 @@ def _count(conn: psycopg.Connection[Any], table: sql.Composable) -> int:
     return int(row[0]) if row else 0
 
 
+def _check_sequences(
+    conn: psycopg.Connection[Any], sequences: Sequence[tuple[str, str]], tables: Sequence[tuple[str, str]]
+) -> None:
+    """A dump of data alone sets only the sequences of the tables it fills:
+    another table's, set back, would hand out ids its rows already have."""
+    filled = {_shown(conn, *t) for t in tables}
+    problems = []
+    for schema, sequence in sequences:
+        name = _shown(conn, schema, sequence)
+        row = conn.execute(
+            "SELECT d.refobjid::regclass::text FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+            "AND d.objid = to_regclass(%s) AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')",
+            (name,),
+        ).fetchone()
+        if row is None or row[0] not in filled:
+            problems.append(f"sequence {name} belongs to no table the dump fills")
+    if problems:
+        raise BackupError("; ".join(problems) + "; nothing imported")
+
+
 def _shown(conn: psycopg.Connection[Any], schema: str, name: str) -> str:
     """`schema.name` as Postgres writes it, quoted only where it must be."""
     row = conn.execute("SELECT format('%%I.%%I', %s::text, %s::text)", (schema, name)).fetchone()
@@ -188,15 +217,28 @@ def _shown(conn: psycopg.Connection[Any], schema: str, name: str) -> str:
 
 
 def _check_empty_tables(conn: psycopg.Connection[Any], tables: Sequence[tuple[str, str]]) -> None:
-    """A dump of data alone fills tables the migrations made: each must exist, and hold no row."""
+    """A dump of data alone fills tables the migrations made: each must exist,
+    hold no row, and have no trigger of its own, which would rewrite the rows
+    as they load (an audit trail's stamp renumbers and redates them)."""
     problems = []
     for schema, table in tables:
         name = _shown(conn, schema, table)
         exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
         if exists is None or exists[0] is None:
             problems.append(f"{name} does not exist (run the migrations first: make up)")
-        elif _count(conn, sql.Identifier(schema, table)):
+            continue
+        if _count(conn, sql.Identifier(schema, table)):
             problems.append(f"{name} holds rows")
+        triggers = conn.execute(
+            "SELECT string_agg(tgname, ', ' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = %s::regclass "
+            "AND NOT tgisinternal",
+            (name,),
+        ).fetchone()
+        if triggers and triggers[0]:
+            problems.append(
+                f"{name} has triggers ({triggers[0]}) that would rewrite the rows as they load; leave its data out "
+                "(pg_dump --exclude-table-data)"
+            )
     if problems:
         raise BackupError(
             "; ".join(problems) + "; an import of data fills only existing, empty tables; nothing imported"

@@ -36,11 +36,14 @@ BACKUP_CONNECTION_LIMIT = 3
 # migrator waits at most 10 s for a lock and fails rather than stall the app
 # (the job runs again on the next `up`). Statements end at what their caller
 # waits for: an API request, a scrape (10 s), an analyst's query. The backup
-# role has none: pg_dump sets its own timeouts off for its one transaction.
+# role's sessions have no idle limit: the one that exports the dump's snapshot
+# sits idle in its transaction for as long as pg_dump runs, which may be hours,
+# and the server's one-hour backstop would end it and lose the backup.
 APP_SESSION = (("idle_in_transaction_session_timeout", "1min"), ("statement_timeout", "30s"))
 MIGRATOR_SESSION = (("idle_in_transaction_session_timeout", "5min"), ("lock_timeout", "10s"))
 ANALYTICS_SESSION = (("idle_in_transaction_session_timeout", "1min"), ("statement_timeout", "15min"))
 MONITORING_SESSION = (("idle_in_transaction_session_timeout", "1min"), ("statement_timeout", "10s"))
+BACKUP_SESSION = (("idle_in_transaction_session_timeout", "0"),)
 
 CRUD = ("SELECT", "INSERT", "UPDATE", "DELETE")
 SEQUENCE_WRITE = ("SELECT", "UPDATE", "USAGE")
@@ -223,7 +226,7 @@ def database_spec(names: Names, schemas: tuple[str, ...] = SCHEMAS) -> DatabaseS
     # and SELECT on their tables and sequences, now and later. Not
     # pg_read_all_data, which also reads pg_authid's password verifiers and
     # every other database on the server.
-    backup = RoleSpec("backup", names.backup_role, BACKUP_CONNECTION_LIMIT)
+    backup = RoleSpec("backup", names.backup_role, BACKUP_CONNECTION_LIMIT, session=BACKUP_SESSION)
     grants: list[SchemaGrantSpec] = []
     for schema in schemas:
         # Data migrations may also change rows in tables an operator added by hand.
