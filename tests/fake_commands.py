@@ -4,7 +4,11 @@ what a recipe or a tool runs and in which order."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class FakeCommands:
@@ -26,3 +30,16 @@ class FakeCommands:
     def path(self) -> str:
         """PATH with the fakes first."""
         return f"{self.bin}:{os.environ['PATH']}"
+
+    def run_module(self, module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`python -m module args` from the checkout, with the fakes first on PATH."""
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            input=stdin,
+            env={**os.environ, "PATH": self.path},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )

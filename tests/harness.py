@@ -60,6 +60,25 @@ class RecordingMonitor(MockMonitor):
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 
+# Pulumi's marker of a secret value in the properties a mock receives.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def unwrap(value: Any) -> Any:
+    """A value with Pulumi's secret wrappers taken off."""
+    if isinstance(value, dict) and SECRET_SIG in value:
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and SECRET_SIG in value
+
+
 def fake_pem(kind: str, name: str) -> str:
     return f"-----BEGIN {kind}-----\n{name}\n-----END {kind}-----\n"
 

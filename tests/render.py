@@ -32,22 +32,10 @@ from typing import Any
 
 from components.check_config import StackFileError, read_stack_file
 from components.config import ConfigError, parse_config
-from tests.harness import CONTAINER_TYPE, Declared, Evaluation, evaluate
+from tests.harness import CONTAINER_TYPE, Declared, Evaluation, evaluate, unwrap
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
 PLACEHOLDER = "<secret>"
-
-
-def _plain(value: Any) -> Any:
-    """A value with Pulumi's secret wrappers taken off."""
-    if isinstance(value, dict) and SECRET_SIG in value:
-        return _plain(value["value"])
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _json(value: Any) -> str:
@@ -60,20 +48,20 @@ def _container_files(container: Declared) -> Iterator[tuple[str, str]]:
     # Credentials in them are the mock runtime's stand-ins, replaced by
     # `rendered` wherever they occur; what is derived from them (an ACL
     # file's hashes) is derived from those stand-ins, never a real secret.
-    for upload in _plain(inputs.get("uploads") or []):
+    for upload in unwrap(inputs.get("uploads") or []):
         yield f"{name}{upload['file']}", str(upload.get("content", ""))
     described = {
-        "image": _plain(inputs.get("image")),
-        "command": _plain(inputs.get("command")),
-        "user": _plain(inputs.get("user")),
-        "envs": sorted(_plain(inputs.get("envs") or [])),
+        "image": unwrap(inputs.get("image")),
+        "command": unwrap(inputs.get("command")),
+        "user": unwrap(inputs.get("user")),
+        "envs": sorted(unwrap(inputs.get("envs") or [])),
     }
     yield f"{name}/CONTAINER.json", _json(described)
 
 
 def _aws_files(ev: Evaluation) -> Iterator[tuple[str, str]]:
     for d in ev.declared:
-        inputs = _plain(d.inputs)
+        inputs = unwrap(d.inputs)
         if d.typ == "aws:ecs/taskDefinition:TaskDefinition":
             family = str(inputs["family"])
             containers = json.loads(inputs["containerDefinitions"])

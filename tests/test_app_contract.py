@@ -15,8 +15,7 @@ from components.build_context import context_digest
 from components.config import ConfigError, parse_config
 from components.local.monitoring import RULES_FILE
 from components.spec.app import probe_command
-from tests.harness import CONTAINER_TYPE, Evaluation, declared_by, evaluate, fake_secret, stack_config
-from tests.test_stack_dev import unwrap
+from tests.harness import CONTAINER_TYPE, Evaluation, declared_by, evaluate, fake_secret, stack_config, unwrap
 from tests.test_stack_prod import CERT, TASK_DEF, by_name, prod_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,9 +4,7 @@ one-off task started, waited for and judged, with a fake `aws` CLI."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +81,7 @@ esac""",
 
 
 def restore(box: FakeCommands, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "components.aws_restore", *args],
-        input=json.dumps(OUTPUTS),
-        env={**os.environ, "PATH": box.path},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return box.run_module("components.aws_restore", *args, stdin=json.dumps(OUTPUTS))
 
 
 def test_the_backups_are_listed_without_an_id(tmp_path: Path) -> None:

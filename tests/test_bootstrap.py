@@ -5,9 +5,7 @@ bucket that exists unsafely is named, not used."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.fake_commands import FakeCommands
@@ -36,15 +34,7 @@ def fake_aws(box: FakeCommands, *, key_exists: bool, bucket: str | None) -> None
 
 
 def bootstrap(box: FakeCommands, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "components.bootstrap", *args],
-        env={**os.environ, "PATH": box.path},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return box.run_module("components.bootstrap", *args)
 
 
 def test_a_new_account_gets_a_rotated_key_and_a_private_versioned_tls_only_bucket(tmp_path: Path) -> None:

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import CONTAINER_TYPE, evaluate, fake_secret, stack_config
+from tests.harness import CONTAINER_TYPE, evaluate, fake_secret, stack_config, unwrap
 from tests.render import PLACEHOLDER, main, rendered
-from tests.test_stack_dev import unwrap
 from tests.test_stack_prod import prod_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import pytest
 
 from components.aws.rotation import ROTATION_APPLICATION, ROTATION_APPLICATION_VERSION, redeploy_every_days
 from tests.aws_mocks import ACCOUNT, ec2_id
-from tests.harness import Evaluation, evaluate, fake_secret
-from tests.test_stack_dev import DYNAMIC, is_secret, unwrap
+from tests.harness import Evaluation, evaluate, fake_secret, is_secret, unwrap
+from tests.test_stack_dev import DYNAMIC
 from tests.test_stack_prod import prod_config, secret_arn
 
 STACK = "aws:serverlessrepository/cloudFormationStack:CloudFormationStack"

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from components.config import ConfigError
-from tests.harness import CONTAINER_TYPE, Declared, Evaluation, declared_by, evaluate, fake_secret, stack_config
+from tests.harness import (
+    CONTAINER_TYPE,
+    Declared,
+    Evaluation,
+    declared_by,
+    evaluate,
+    fake_secret,
+    is_secret,
+    stack_config,
+    unwrap,
+)
 
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
 DYNAMIC = "pulumi-python:dynamic/postgres:"
 
 
@@ -21,20 +29,6 @@ def dev() -> Evaluation:
 
 def containers(ev: Evaluation) -> list[Declared]:
     return ev.of_type(CONTAINER_TYPE)
-
-
-def unwrap(value: Any) -> Any:
-    if isinstance(value, dict) and SECRET_SIG in value:
-        return unwrap(value["value"])
-    if isinstance(value, dict):
-        return {k: unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap(v) for v in value]
-    return value
-
-
-def is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and SECRET_SIG in value
 
 
 def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:

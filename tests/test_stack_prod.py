@@ -19,8 +19,17 @@ from components.spec.dashboards import DASHBOARDS_DIR
 from components.spec.postgres_conf import rds_parameters, tune
 from tests import harness
 from tests.aws_mocks import ACCOUNT, MASTER_PASSWORD, aws_mock_state, ec2_id
-from tests.harness import CONTAINER_TYPE, Evaluation, declared_by, evaluate, fake_secret, stack_config
-from tests.test_stack_dev import DYNAMIC, is_secret, unwrap
+from tests.harness import (
+    CONTAINER_TYPE,
+    Evaluation,
+    declared_by,
+    evaluate,
+    fake_secret,
+    is_secret,
+    stack_config,
+    unwrap,
+)
+from tests.test_stack_dev import DYNAMIC
 
 CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
 TASK_DEF = "aws:ecs/taskDefinition:TaskDefinition"
