@@ -20,7 +20,7 @@ SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers e2e-servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
-        e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs render psql redis-cli status stats logs restart backup restore verify reset-db import-dump \
+        e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs render psql redis-cli app-env status stats logs restart backup restore verify reset-db import-dump \
         aws-check aws-ready aws-bootstrap aws-preview aws-up aws-restore tunnel
 
 help:
@@ -201,6 +201,13 @@ redis-cli: state-check
 	@lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
 	  | python3 -m components.connect redis $(STACK) $(STATE_DIR)); eval "$$lines"; \
 	  exec redis-cli --tls --cacert "$$REDIS_CACERT" -h "$$REDIS_HOST" -p "$$REDIS_PORT" --user "$$REDIS_USER" $(ARGS)
+
+# The bundled API run from the checkout against the local stack's Postgres and
+# Redis (as the app role, TLS verified, secrets as files only you can read):
+#   eval "$(make -s app-env)" && venv/bin/wondernest-api serve   # on 127.0.0.1:8081
+app-env: state-check
+	@$(PULUMI) stack output --stack $(STACK) --show-secrets --json \
+	  | python3 -m components.connect app-env $(STACK) $(STATE_DIR)
 
 # The stack's container names begin with this (<app>-<stack>-), from its config.
 CONTAINER_PREFIX = $(PY) -m components.check_config $(STACK) --container-prefix

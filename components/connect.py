@@ -74,14 +74,71 @@ def redis_env(outputs: dict[str, Any], ca_file: str | None) -> dict[str, str]:
     }
 
 
+# The API run from the checkout beside the stack's own: other ports than the
+# container's published 8080 (and its metrics port).
+CHECKOUT_PORT = 8081
+CHECKOUT_METRICS_PORT = 9103
+
+
+def app_env(outputs: dict[str, Any], ca_file: str | None, secrets_dir: Path) -> dict[str, str]:
+    """The bundled API's settings to run it from the checkout against the local
+    stack's Postgres and Redis, as the app role and the app's Redis user: the
+    secrets as files (`*_FILE`) in a directory only the user can read."""
+    if ca_file is None or not outputs.get("redisEndpoint"):
+        raise SystemExit(
+            "error: this stack's outputs hold no local Postgres and Redis: make app-env is the local stack's"
+        )
+    secrets = outputs.get("secrets") or {}
+    wanted = {"db-password": "postgres_app", "redis-password": "redis_app", "jwt-secret": "jwt_signing_key"}
+    missing = [key for key in wanted.values() if not secrets.get(key)]
+    if missing:
+        raise SystemExit(f"error: this stack's outputs lack secrets.{', secrets.'.join(missing)}: run make up first")
+    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secrets_dir.chmod(0o700)
+    files = {}
+    for file, key in wanted.items():
+        path = secrets_dir / file
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        path.write_text(str(secrets[key]))
+        files[file] = str(path)
+    db_host, db_port = reachable(str(outputs["postgresEndpoint"]))
+    redis_host, redis_port = reachable(str(outputs["redisEndpoint"]))
+    return {
+        "DB_HOST": db_host,
+        "DB_PORT": str(db_port),
+        "DB_NAME": str(outputs["postgresDatabase"]),
+        "DB_USER": str(outputs["roles"]["app"]),
+        "DB_PASSWORD_FILE": files["db-password"],
+        "DB_SSLMODE": "verify-full",
+        "DB_SSLROOTCERT": ca_file,
+        "REDIS_HOST": redis_host,
+        "REDIS_PORT": str(redis_port),
+        "REDIS_USER": str(outputs["redisUser"]),
+        "REDIS_PASSWORD_FILE": files["redis-password"],
+        "REDIS_TLS": "true",
+        "REDIS_CA_FILE": ca_file,
+        "JWT_SECRET_FILE": files["jwt-secret"],
+        "PORT": str(CHECKOUT_PORT),
+        "METRICS_PORT": str(CHECKOUT_METRICS_PORT),
+    }
+
+
 def main() -> None:
-    """`python3 -m components.connect ROLE|redis [STACK [CA_DIR]]`, outputs on stdin."""
+    """`python3 -m components.connect ROLE|redis|app-env [STACK [STATE_DIR]]`, outputs on stdin."""
     role = sys.argv[1] if len(sys.argv) > 1 else "app"
+    name = sys.argv[2] if len(sys.argv) > 2 else "stack"
     stack = f"stack {sys.argv[2]!r}" if len(sys.argv) > 2 else "the stack"
-    outputs = read_outputs(sys.stdin, REDIS_REQUIRED if role == "redis" else REQUIRED, stack=stack)
+    required = {"redis": REDIS_REQUIRED, "app-env": (*REQUIRED, *REDIS_REQUIRED)}.get(role, REQUIRED)
+    outputs = read_outputs(sys.stdin, tuple(dict.fromkeys(required)), stack=stack)
     ca_dir = Path(sys.argv[3]) if len(sys.argv) > 3 else Path(".pulumi-state")
-    ca_file = write_ca(outputs, ca_dir, sys.argv[2] if len(sys.argv) > 2 else "stack")
-    env = redis_env(outputs, ca_file) if role == "redis" else libpq_env(outputs, role, ca_file)
+    ca_file = write_ca(outputs, ca_dir, name)
+    if role == "redis":
+        env = redis_env(outputs, ca_file)
+    elif role == "app-env":
+        env = app_env(outputs, ca_file, ca_dir / f"{name}-app-secrets")
+    else:
+        env = libpq_env(outputs, role, ca_file)
     sys.stdout.write("".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items()))
 
 

@@ -366,3 +366,27 @@ def test_restart_backup_and_restore_act_on_this_stacks_containers(box: Sandbox) 
         "restore 20261205T030000000000Z --target-db wondernest --force",
     ]
     assert (box.tmp / "exec-env").read_text().splitlines()[-2:] == ["postgres|sup'er$pw", "postgres|sup'er$pw"]
+
+
+def test_app_env_gives_the_api_from_the_checkout_the_stacks_services_with_secrets_as_files(box: Sandbox) -> None:
+    box.with_state()
+    outputs = {
+        **OUTPUTS,
+        **REDIS_OUTPUTS,
+        "roles": {"app": "wondernest_app"},
+        "secrets": {"postgres_app": "db'pw", "redis_app": "r$pw", "jwt_signing_key": "j" * 64},
+    }
+    box.tool("pulumi", f"cat <<'EOF'\n{json.dumps(outputs)}\nEOF")
+    result = box.make("-s", "app-env")
+    assert result.returncode == 0, result.stderr
+    env = dict(line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines())
+    secrets = box.state / "dev-app-secrets"
+    assert env["DB_PASSWORD_FILE"] == str(secrets / "db-password")
+    assert (secrets / "db-password").read_text() == "db'pw"
+    assert (secrets / "jwt-secret").read_text() == "j" * 64
+    assert oct(secrets.stat().st_mode & 0o777) == "0o700"
+    assert all(oct(f.stat().st_mode & 0o777) == "0o600" for f in secrets.iterdir())
+    assert env["DB_SSLMODE"] == "verify-full" and env["DB_SSLROOTCERT"] == str(box.state / "dev-ca.crt")
+    assert env["PORT"] == "8081" and env["DB_USER"] == "wondernest_app" and env["REDIS_TLS"] == "true"
+    # No secret's value on the lines a shell evaluates.
+    assert not any(value in result.stdout for value in ("db'pw", "r$pw", "j" * 64))
