@@ -72,6 +72,8 @@ def notes(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     print(f"notes apply: {dict(first.ops())} in {time.monotonic() - started:.0f} s")
     root = tmp_path_factory.mktemp("notes-project")
     shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    # The config names the build context, which the config check reads from the project.
+    shutil.copytree(ROOT / NOTES["build"]["context"], root / NOTES["build"]["context"])
     stack_file = {"config": {f"wondernest:{key}": value for key, value in CONFIG.items()}}
     (root / "Pulumi.dev.yaml").write_text(yaml.safe_dump(stack_file, sort_keys=False))
     outputs_file = root / "outputs.json"
