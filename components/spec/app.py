@@ -291,9 +291,9 @@ class AppConfig(ConfigModel):
 
 
 def probe_command(kind: str, port: int, path: str, *, request_timeout_s: int = PROBE_TIMEOUT_S) -> list[str]:
-    """`CMD ...` exiting 0 when GET 127.0.0.1:<port><path> answers 2xx, with the
-    tool the image carries: the images built from app/ have python and no
-    wget or curl; busybox and alpine images have wget."""
+    """`CMD ...` exiting 0 when GET 127.0.0.1:<port><path> answers 200 (wget's
+    and curl's: any 2xx), with the tool the image carries: the images built
+    from app/ have python and no wget or curl; busybox and alpine images have wget."""
     url = f"http://127.0.0.1:{port}{path}"
     if kind == "python":
         script = (
