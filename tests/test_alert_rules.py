@@ -747,12 +747,23 @@ def assert_promtool_passes(rules: Path, tmp_path: Path, runbooks: str = RUNBOOKS
     # One file per sample interval, evaluated at that interval: the cases that
     # span days run at 5m steps, the rest at 1m.
     files = []
+    # promtool evaluates the groups of one step in map order unless told: an
+    # alert group run before the recording group it reads sees the previous
+    # step's values, and a case on a window's edge passes or fails by chance.
+    # The file's own order puts each recording group before its readers.
+    order = [group["name"] for group in yaml.safe_load(rules.read_text())["groups"]]
     for interval in sorted({c.interval for c in CASES}):
         tests = tmp_path / f"tests-{interval}.yml"
         cases = [c.promtool(runbooks) for c in CASES if c.interval == interval]
         tests.write_text(
             yaml.safe_dump(
-                {"rule_files": [str(rules)], "evaluation_interval": interval, "tests": cases}, sort_keys=False
+                {
+                    "rule_files": [str(rules)],
+                    "evaluation_interval": interval,
+                    "group_eval_order": order,
+                    "tests": cases,
+                },
+                sort_keys=False,
             )
         )
         files.append(str(tests))
