@@ -14,35 +14,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from components.aws_cli import AwsError, aws
 from components.stack_outputs import read_outputs
 
 REQUIRED = ("restoreTask", "backupBucket")
 
 
-def _aws(args: Sequence[str], region: str) -> str:
-    result = subprocess.run(
-        ["aws", *args, "--region", region, "--output", "json"], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        detail = result.stderr.strip().splitlines()
-        raise SystemExit(f"error: aws {args[0]} {args[1]} failed: {detail[-1] if detail else result.returncode}")
-    return result.stdout
+def _aws(args: Sequence[str], region: str) -> Any:
+    try:
+        return aws(region, *args)
+    except AwsError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def listing(outputs: dict[str, Any]) -> list[str]:
     task = outputs["restoreTask"]
-    found = json.loads(
-        _aws(
-            ["s3api", "list-objects-v2", "--bucket", str(outputs["backupBucket"]), "--prefix", f"{task['prefix']}/"],
-            task["region"],
-        )
-        or "{}"
+    found = _aws(
+        ["s3api", "list-objects-v2", "--bucket", str(outputs["backupBucket"]), "--prefix", f"{task['prefix']}/"],
+        task["region"],
     )
     names = [str(o["Key"]).rsplit("/", 1)[-1] for o in found.get("Contents") or []]
     return sorted(name.removesuffix(".json") for name in names if name.endswith(".json"))
@@ -77,7 +71,7 @@ def wait_stopped(cluster: str, arn: str, region: str, *, poll_seconds: float = P
     deadline = time.monotonic() + MAX_HOURS * 3600
     last = ""
     while True:
-        described = json.loads(_aws(["ecs", "describe-tasks", "--cluster", cluster, "--tasks", arn], region))
+        described = _aws(["ecs", "describe-tasks", "--cluster", cluster, "--tasks", arn], region)
         [found] = described["tasks"]
         status = str(found.get("lastStatus"))
         if status != last:
@@ -99,7 +93,7 @@ def restore(outputs: dict[str, Any], backup_id: str, target_db: str, *, force: b
             f"error: no backup {backup_id!r} in s3://{outputs['backupBucket']}/{task['prefix']}/; "
             f"these exist: {', '.join(available) or 'none'}"
         )
-    started = json.loads(_aws(run_task_arguments(outputs, backup_id, target_db, force=force), region))
+    started = _aws(run_task_arguments(outputs, backup_id, target_db, force=force), region)
     if started.get("failures") or not started.get("tasks"):
         raise SystemExit(f"error: the restore task did not start: {started.get('failures')}")
     arn = str(started["tasks"][0]["taskArn"])

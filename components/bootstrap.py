@@ -17,30 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
-from collections.abc import Sequence
-from typing import Any
+
+from components.aws_cli import AwsError, aws
 
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 ALIAS = re.compile(r"^[A-Za-z0-9/_-]{1,250}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
-
-
-class AwsError(Exception):
-    def __init__(self, command: Sequence[str], stderr: str) -> None:
-        lines = stderr.strip().splitlines()
-        # "An error occurred (NotFoundException) when calling ...": the code in brackets.
-        self.code = next((m[1] for line in lines if (m := re.search(r"\(([A-Za-z0-9]+)\)", line))), "")
-        super().__init__(f"aws {' '.join(command[:2])}: {lines[-1] if lines else 'failed'}")
-
-
-def aws(region: str, *args: str) -> Any:
-    command = [*args, "--region", region, "--output", "json"]
-    result = subprocess.run(["aws", *command], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise AwsError(command, result.stderr)
-    return json.loads(result.stdout) if result.stdout.strip() else {}
 
 
 def key(region: str, alias: str) -> str:

@@ -15,11 +15,12 @@ _SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 
 
-def context_digest(context: Path, inputs: Iterable[str]) -> str:
-    """sha256 over the relative path and bytes of every file under `inputs`."""
+def context_digest(context: Path, inputs: Iterable[str] | None = None) -> str:
+    """sha256 over the relative path and bytes of every file under `inputs`
+    (paths in the context), or of every file of the context when None."""
     digest = hashlib.sha256()
     files: list[Path] = []
-    for name in inputs:
+    for name in ("",) if inputs is None else inputs:
         path = context / name
         if not path.exists():
             raise FileNotFoundError(f"build input {path} does not exist")

@@ -63,7 +63,7 @@ def test_the_local_container_runs_the_contracts_image_command_user_and_port(dev:
     assert image["build"]["dockerfile"] == "tests/fixtures/notes_app/Dockerfile"
     assert "target" not in image["build"] or image["build"]["target"] is None
     # Every file of the context makes the tag.
-    assert image["imageName"] == f"wondernest-api:{context_digest(NOTES_DIR, ('',))[:16]}"
+    assert image["imageName"] == f"wondernest-api:{context_digest(NOTES_DIR)[:16]}"
     assert api["image"] == image["imageName"]
     assert api["command"] == ["python", "/srv/notes.py"]
     assert api["user"] == "10001:10001"

@@ -132,11 +132,11 @@ def test_a_long_restore_is_waited_for_past_the_cli_waiters_ten_minutes(tmp_path:
     answers = iter(["PROVISIONING", "RUNNING", "RUNNING", "RUNNING", "STOPPED"])
     calls: list[list[str]] = []
 
-    def fake(args: Any, region: str) -> str:
+    def fake(args: Any, region: str) -> dict[str, Any]:
         calls.append(list(args))
         status = next(answers)
         containers = [{"name": "restore", "exitCode": 0}] if status == "STOPPED" else [{"name": "restore"}]
-        return json.dumps({"tasks": [{"lastStatus": status, "containers": containers}]})
+        return {"tasks": [{"lastStatus": status, "containers": containers}]}
 
     monkeypatch.setattr(aws_restore, "_aws", fake)
     stopped = aws_restore.wait_stopped("c", "arn:task", "eu-west-1", poll_seconds=0)

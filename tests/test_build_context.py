@@ -53,3 +53,13 @@ def test_a_renamed_file_changes_the_digest(context: Path) -> None:
 def test_a_missing_input_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="build input"):
         context_digest(tmp_path, ["Dockerfile"])
+
+
+def test_no_inputs_named_is_the_whole_context(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("1")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b").write_text("2")
+    whole = context_digest(tmp_path)
+    assert whole == context_digest(tmp_path, ("a", "sub"))
+    (tmp_path / "sub" / "b").write_text("3")
+    assert context_digest(tmp_path) != whole

@@ -416,8 +416,9 @@ class Api(pulumi.ComponentResource):
             domain_name=domain,
             validation_method="DNS",
             key_algorithm="EC_prime256v1",
-            # A new certificate is issued before the old one goes: the listener never lacks one.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
+            # Replaced the engine's default way, the new one made before the old
+            # one goes: the listener never lacks a certificate.
+            opts=child,
         )
         option = certificate.domain_validation_options.apply(lambda options: options[0])
         record = aws.route53.Record(

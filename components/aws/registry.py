@@ -68,7 +68,7 @@ def ecr_image(
         opts=pulumi.ResourceOptions(parent=repository),
     )
     args = dict(sorted((build_args or {}).items()))
-    tag = hashlib.sha256(f"{context_digest(context, inputs or ('',))}{args}".encode()).hexdigest()[:16]
+    tag = hashlib.sha256(f"{context_digest(context, inputs)}{args}".encode()).hexdigest()[:16]
     token = aws.ecr.get_authorization_token_output(
         registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=parent)
     )

@@ -18,7 +18,7 @@ def built_image(resource_name: str, image_name: str, build: ImageBuild, *, paren
     """`<image_name>:<digest>`, where the digest covers exactly the files the
     image is built from: unchanged inputs, unchanged tag, no diff."""
     context = Path(build.context)
-    tag = context_digest(context, build.inputs or ("",))[:16]
+    tag = context_digest(context, build.inputs)[:16]
     return docker.Image(
         resource_name,
         build=docker.DockerBuildArgs(context=build.context, dockerfile=build.dockerfile, target=build.target),

@@ -97,6 +97,8 @@ def connect(conn: Mapping[str, Any]) -> psycopg.Connection[Any]:
     With `ca_pem`, the server's certificate must chain to it and name the host
     (`verify-full`); libpq reads the CA from a file, kept only while connecting."""
     deadline = time.monotonic() + float(conn.get("wait_seconds", 60))
+    # Read once: a server still starting is waited out, the secret is not read again each second.
+    password = _password(conn)
     while True:
         with contextlib.ExitStack() as stack:
             verified: dict[str, Any] = {}
@@ -114,7 +116,7 @@ def connect(conn: Mapping[str, Any]) -> psycopg.Connection[Any]:
                         host=conn["host"],
                         port=int(conn["port"]),
                         user=conn["user"],
-                        password=_password(conn),
+                        password=password,
                         dbname=conn["database"],
                         sslmode=conn.get("sslmode", "prefer"),
                         connect_timeout=10,

@@ -89,7 +89,7 @@ def _image_exists(engine: Engine, reference: str, digest: str | None = None) -> 
 
 
 def standin_digest(stand_in: StandIn) -> str:
-    return context_digest(HERE / stand_in.directory, ("",))[:16]
+    return context_digest(HERE / stand_in.directory)[:16]
 
 
 def bookworm_base(engine: Engine) -> None:
