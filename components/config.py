@@ -57,10 +57,7 @@ def _app_name(value: str) -> str:
     return value
 
 
-_Model = ConfigModel
-
-
-class NetworkConfig(_Model):
+class NetworkConfig(ConfigModel):
     allow_public_bind: bool = False
     """Must be true for bindAddress to leave the loopback range."""
     bind_address: IPv4Address = IPv4Address("127.0.0.1")
@@ -92,7 +89,7 @@ class NetworkConfig(_Model):
         return self
 
 
-class PostgresConfig(_Model):
+class PostgresConfig(ConfigModel):
     version: Literal[15] = 15
     host_port: Port = 5433
     max_connections: Annotated[int, Field(ge=20, le=5000)] = DEFAULT_MAX_CONNECTIONS
@@ -130,13 +127,13 @@ class PostgresConfig(_Model):
         return value
 
 
-class RedisConfig(_Model):
+class RedisConfig(ConfigModel):
     host_port: Port = 6379
     max_memory: Annotated[ByteSize, Field(ge=32 * 1024**2)] = ByteSize(256 * 1024**2)
     eviction_policy: EvictionPolicy = "allkeys-lru"
 
 
-class ApiConfig(_Model):
+class ApiConfig(ConfigModel):
     host_port: Port = 8080
     memory: Annotated[ByteSize, Field(ge=128 * 1024**2)] = ByteSize(512 * 1024**2)
     cpus: Annotated[float, Field(gt=0, le=64)] = 1.0
@@ -156,7 +153,7 @@ class ApiConfig(_Model):
         return value
 
 
-class MonitoringConfig(_Model):
+class MonitoringConfig(ConfigModel):
     prometheus_port: Port = 9090
     grafana_port: Port = 3000
     retention: Annotated[str, Field(pattern=r"^[0-9]+(h|d|w|y)$")] = "15d"
@@ -168,7 +165,7 @@ Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")]
 HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
 
 
-class Destination(_Model):
+class Destination(ConfigModel):
     """Where one kind of notification goes: pages (critical alerts, someone is
     woken) or tickets (warnings, looked at in working hours)."""
 
@@ -204,7 +201,7 @@ MOVED_RECEIVER_KEYS = {
 }
 
 
-class AlertingConfig(_Model):
+class AlertingConfig(ConfigModel):
     """Objectives and destinations. Pages and tickets go to separate places;
     with neither set, alerts stay visible in Alertmanager and go nowhere else.
     Secrets are set with `pulumi config set --secret --path` and reach
@@ -269,7 +266,7 @@ class AlertingConfig(_Model):
         return self
 
 
-class BackupsConfig(_Model):
+class BackupsConfig(ConfigModel):
     """Scheduled, restore-verified backups; an S3-compatible copy when a bucket is set."""
 
     schedule: str = "0 3 * * *"
@@ -319,7 +316,7 @@ class BackupsConfig(_Model):
         return self
 
 
-class ImagesConfig(_Model):
+class ImagesConfig(ConfigModel):
     """Pinned image references; point them at a private registry mirror per stack.
     The monitoring images match the versions the test suite runs (Debian's
     prometheus 2.42, alertmanager 0.25, postgres_exporter 0.11, redis_exporter 1.45,
@@ -336,7 +333,7 @@ class ImagesConfig(_Model):
     node_exporter: ImageRef = "prom/node-exporter:v1.5.0"
 
 
-class DevToolsConfig(_Model):
+class DevToolsConfig(ConfigModel):
     enabled: bool = False
     """pgAdmin."""
     s3: bool = False
@@ -405,7 +402,7 @@ def _one_of(known: Collection[str]) -> Any:
     return AfterValidator(check)
 
 
-class AwsConfig(_Model):
+class AwsConfig(ConfigModel):
     """The `aws` target: sizes, counts and retention; everything else is fixed by the platform."""
 
     region: Region = "eu-west-1"
@@ -544,7 +541,7 @@ class AwsConfig(_Model):
         return self
 
 
-class PlatformConfig(_Model):
+class PlatformConfig(ConfigModel):
     app_name: Annotated[str, AfterValidator(_app_name)] = "wondernest"
     """Lower-case letters and digits: it prefixes Docker names and Postgres roles alike."""
     target: Literal["docker", "aws"]
@@ -581,8 +578,8 @@ class PlatformConfig(_Model):
         if self.target == "aws":
             if self.app.readiness_path is None:
                 problems.append(
-                    "app.readinessPath: the load balancer sends traffic only to tasks that answer it; "
-                    "give the path that answers 200 when the app can serve"
+                    "app.readinessPath: what make verify and an operator check on AWS, where the database is "
+                    "out of reach from outside; give the path that answers 200 when the app's dependencies do"
                 )
             taken = {port: f"{what}, in the same task" for port, what in COLLECTOR_PORTS.items()}
             ports = {"app.port": self.app.port}
@@ -667,12 +664,13 @@ class PlatformConfig(_Model):
 
 
 # The bundled API's own settings: another app gets its settings from app.environment.
-BUNDLED_API_ONLY = ("api.dbPoolMax", "api.corsAllowedOrigins", "api.logLevel")
+# Variable → the config key it comes from (bundled_settings makes the values).
 BUNDLED_SETTING_KEYS = {
     "DB_POOL_MAX": "api.dbPoolMax",
     "CORS_ALLOWED_ORIGINS": "api.corsAllowedOrigins",
     "LOG_LEVEL": "api.logLevel",
 }
+BUNDLED_API_ONLY = tuple(BUNDLED_SETTING_KEYS.values())
 # Keys only the docker target reads: on aws, sizes come from instance classes and
 # Fargate task sizes, and nothing is published on a host port.
 LOCAL_ONLY = (

@@ -274,9 +274,11 @@ def test_bad_contract_input_is_refused_with_its_key(app: dict[str, Any], expecte
     assert not any("sk_live_abc" in p for p in found)
 
 
-def test_on_aws_a_load_balancer_needs_a_readiness_path_and_ports_clear_of_the_sidecar() -> None:
+def test_on_aws_a_readiness_path_is_required_and_ports_are_clear_of_the_sidecar() -> None:
     found = problems(notes_prod(readinessPath=None, port=13133), stack="prod")
-    assert any(p.startswith("wondernest:app.readinessPath = None: the load balancer") for p in found), found
+    assert any(
+        p.startswith("wondernest:app.readinessPath = None: what make verify and an operator check") for p in found
+    ), found
     assert any(p.startswith("wondernest:app.port = 13133: 13133 is the metrics collector's") for p in found), found
     # Locally nothing balances: the liveness path alone will do.
     parse_config(stack_config({"app": {**NOTES, "readinessPath": None}}))
