@@ -21,7 +21,7 @@ need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
 .PHONY: help preflight check-config venv tools servers e2e-servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
         e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs render psql redis-cli app-env status stats logs restart backup restore verify reset-db import-dump \
-        aws-check aws-ready aws-bootstrap aws-preview aws-up aws-restore tunnel
+        aws-check aws-ready aws-bootstrap aws-preview aws-up aws-backup aws-restore aws-logs tunnel
 
 help:
 	@echo "make up                 the local dev stack (pulumi up on $(STACK), state in .pulumi-state/)"
@@ -39,7 +39,7 @@ help:
 	@echo "make render [STACK=prod]   every file the stack renders, into rendered/<stack>/, to diff"
 	@echo "make preview | outputs | psql ROLE=... | redis-cli | status | stats | logs [SERVICE=...] [FOLLOW=1] | destroy | destroy-all"
 	@echo "make aws-bootstrap BUCKET=... REGION=...   the state bucket and secrets key, once"
-	@echo "make aws-preview | aws-up | aws-restore | tunnel   (STACK=prod|staging; see docs/aws.md)"
+	@echo "make aws-preview | aws-up | aws-backup | aws-restore | aws-logs [SERVICE=...] | tunnel   (STACK=prod|staging; docs/aws.md)"
 	@echo "make bench | bench-login | bench-backup | bench-program   the benchmarks the README quotes"
 
 # --- Python environments -------------------------------------------------------
@@ -338,6 +338,19 @@ aws-bootstrap: $(VENV)/.config
 	@$(call need,aws,the aws CLI is not on PATH)
 	@test -n "$(BUCKET)" -a -n "$(REGION)" || { echo "error: make aws-bootstrap BUCKET=<state bucket> REGION=<region>" >&2; exit 2; }
 	$(PY) -m components.bootstrap --bucket '$(BUCKET)' --region '$(REGION)' $(if $(ALIAS),--alias '$(ALIAS)')
+
+# A backup now, as the service takes one at each slot (dumped, proven by a restore,
+# copied to the bucket), by a one-off task of the backups task definition.
+aws-backup: aws-check $(VENV)/.config
+	@$(call need,aws,the aws CLI is not on PATH)
+	@$(AWS_PULUMI) stack output --stack $(STACK) --json | $(PY) -m components.aws_backup --stack $(STACK)
+
+# A service's log through `aws logs tail` (the last hour; SINCE=2h, FOLLOW=1); without SERVICE, the services.
+SINCE ?= 1h
+aws-logs: aws-check $(VENV)/.config
+	@$(call need,aws,the aws CLI is not on PATH)
+	@$(AWS_PULUMI) stack output --stack $(STACK) --json \
+	  | $(PY) -m components.aws_logs --stack $(STACK) --since $(SINCE) $(SERVICE) $(if $(filter 1,$(FOLLOW)),--follow)
 
 # A dump from the backups bucket restored into RDS by a one-off task of the
 # restore task definition, waited for (docs/aws.md, "Restoring"). Without ID,

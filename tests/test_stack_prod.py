@@ -1019,7 +1019,7 @@ def test_both_targets_export_the_same_outputs(prod: Evaluation, dev: Evaluation)
     assert set(dev.outputs) - local_only <= set(prod.outputs)
     assert set(prod.outputs) - set(dev.outputs) == {
         "secretArns", "postgresMasterSecretArn", "pageTopicArn", "ticketTopicArn", "backupVault", "backupBucket",
-        "kmsKeyArn", "restoreTask",
+        "kmsKeyArn", "restoreTask", "backupTask", "logGroups", "region",
     }  # fmt: skip
     assert prod.outputs["alertmanagerUrl"].endswith("/alertmanager/api/v2/alerts")
     assert prod.outputs["roles"] == dev.outputs["roles"]

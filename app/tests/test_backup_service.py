@@ -3,6 +3,7 @@ server: a real HTTP endpoint, boto3 unchanged), and the command line."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -228,6 +229,51 @@ def test_the_command_line(pg: PostgresServer, tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (250,)
     no_restorer = cli(env(pg, tmp_path), "restore", "--latest", "--target-db", "other")
     assert no_restorer.returncode == 2 and "RESTORE_DB_USER" in no_restorer.stderr
+
+
+def test_a_cycle_on_demand_copies_its_backup_and_says_which(pg: PostgresServer, s3: Any, tmp_path: Path) -> None:
+    """`cycle` in a directory of its own, as a one-off task on AWS runs it: the
+    backup it took, verified and in the bucket, named on standard output."""
+    endpoint = s3.meta.endpoint_url
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    e = env(pg, tmp_path, S3_BUCKET=BUCKET, S3_PREFIX="on-demand", S3_ENDPOINT_URL=endpoint, S3_REGION="us-east-1",
+            **aws)  # fmt: skip
+    result = cli(e, "cycle")
+    assert result.returncode == 0, result.stderr
+    said = json.loads(result.stdout.splitlines()[-1])
+    assert said["verified"] is True and said["copied"] is True
+    assert Offsite(s3, BUCKET, "on-demand").ids() == [said["backup"]]
+
+
+def test_a_cycle_on_demand_that_fails_says_so_and_copies_nothing(pg: PostgresServer, s3: Any, tmp_path: Path) -> None:
+    endpoint = s3.meta.endpoint_url
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    e = env(pg, tmp_path, S3_BUCKET=BUCKET, S3_PREFIX="on-demand-failed", S3_ENDPOINT_URL=endpoint,
+            S3_REGION="us-east-1", DB_NAME="missing_database", **aws)  # fmt: skip
+    result = cli(e, "cycle")
+    assert result.returncode == 1
+    assert json.loads(result.stdout.splitlines()[-1]) == {"backup": None, "verified": False, "copied": False}
+    assert '"stage": "backup"' in result.stdout
+    assert Offsite(s3, BUCKET, "on-demand-failed").ids() == []
+
+
+def test_a_cycle_on_demand_whose_backup_fails_verification_exits_non_zero(pg: PostgresServer, tmp_path: Path) -> None:
+    """No bucket: verified is what success takes. A cycle that stops at verify
+    (here the verification server cannot be created) keeps its backup
+    unverified, and the exit status says so."""
+    from wondernest_backup.pgtools import bindir
+
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for real in bindir().iterdir():
+        (tools / real.name).symlink_to(real)
+    (tools / "initdb").unlink()
+    (tools / "initdb").write_text("#!/bin/sh\necho 'initdb: out of disk' >&2\nexit 1\n")
+    (tools / "initdb").chmod(0o755)
+    result = cli({**env(pg, tmp_path / "repo"), "PG_BINDIR": str(tools)}, "cycle")
+    said = json.loads(result.stdout.splitlines()[-1])
+    assert result.returncode == 1 and said["backup"] is not None and said["verified"] is False
+    assert '"stage": "verify"' in result.stdout and "initdb" in result.stdout
 
 
 def test_a_development_bucket_is_created_on_first_use(pg: PostgresServer, s3: Any, tmp_path: Path) -> None:

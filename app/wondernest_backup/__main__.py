@@ -1,4 +1,4 @@
-"""`python -m wondernest_backup run | verify | list | prune | restore | serve | import-dump`."""
+"""`python -m wondernest_backup run | verify | list | prune | restore | cycle | serve | import-dump`."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--target-db", required=True, help="created if missing; refused if it holds tables")
     r.add_argument("--force", action="store_true", help="replace the contents of a non-empty target")
     r.add_argument("--from-s3", action="store_true", help="download the backup from the bucket first")
+    commands.add_parser("cycle", help="one scheduled cycle now: back up, verify, prune, copy off-site")
     commands.add_parser("serve", help="the scheduled cycle, with /metrics")
     i = commands.add_parser("import-dump", help="a custom-format pg_dump made elsewhere, into the platform's schemas")
     i.add_argument("file", help="the archive (pg_dump -Fc); - for standard input")
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
             serve(settings)
             return 0
+        if args.command == "cycle":
+            return _cycle(settings, repo)
         if args.command == "list":
             _list(repo)
             return 0
@@ -103,6 +106,29 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         remove_work_dir()
     return 0
+
+
+def _cycle(settings: BackupSettings, repo: Repository) -> int:
+    """What the service does at each slot, once, for a backup on demand where
+    no service's directory is at hand (a one-off task on AWS): 0 only when the
+    new backup was taken, verified and, with a bucket, copied there."""
+    from wondernest_backup.service import BackupMetrics, cycle
+
+    offsite = Offsite.from_settings(settings)
+    before = {m.id for m in repo.all()}
+    ok = cycle(settings, repo, BackupMetrics(repo, offsite_enabled=offsite is not None), offsite)
+    new = [m for m in repo.all() if m.id not in before]
+    taken = new[-1] if new else None
+    print(
+        json.dumps(
+            {
+                "backup": taken.id if taken else None,
+                "verified": bool(taken and taken.verified_at),
+                "copied": bool(taken and taken.copied_at),
+            }
+        )
+    )
+    return 0 if ok and taken is not None and taken.verified_at and (offsite is None or taken.copied_at) else 1
 
 
 @contextlib.contextmanager

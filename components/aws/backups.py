@@ -84,6 +84,7 @@ class BackupsArgs:
 class Backups(pulumi.ComponentResource):
     vault: aws.backup.Vault
     bucket: aws.s3.Bucket
+    task: aws.ecs.TaskDefinition
     restore_task: aws.ecs.TaskDefinition
     """Run once by an operator (`make aws-restore`), never by a service."""
 
@@ -229,7 +230,7 @@ class Backups(pulumi.ComponentResource):
         logs = log_group(
             "backups-logs", names, "backups", retention_days=args.log_retention_days, kms_key_arn=key_arn, parent=self
         )
-        definition = task_definition(
+        self.task = definition = task_definition(
             "backups-task",
             family=names.resource("backups"),
             cpu=BACKUP_CPU,

@@ -10,6 +10,7 @@ import pulumi_aws as aws
 
 from components.aws.network import REDIS_PORT, Network
 from components.aws.secrets import Secrets
+from components.aws.tasks import log_group_name
 from components.generated import PASSWORD_LENGTH, generated_secret
 from components.spec.naming import Names
 from components.spec.redis_conf import APP_USER_RULES, EXPORTER_USER_RULES, EvictionPolicy
@@ -67,7 +68,7 @@ class Cache(pulumi.ComponentResource):
         logs = {
             kind: aws.cloudwatch.LogGroup(
                 f"{kind}-log",
-                name=f"/{names.app}/{names.stack}/redis/{kind}",
+                name=log_group_name(names, f"redis/{kind}"),
                 retention_in_days=args.log_retention_days,
                 kms_key_id=args.secrets.key.arn,
                 opts=child,

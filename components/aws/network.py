@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.iam import service_role
+from components.aws.tasks import log_group_name
 from components.spec.naming import Names
 
 TIERS = ("public", "private", "isolated")
@@ -235,7 +236,7 @@ class Network(pulumi.ComponentResource):
 
         flow_logs = aws.cloudwatch.LogGroup(
             "flow-logs",
-            name=f"/{names.app}/{names.stack}/vpc-flow-logs",
+            name=log_group_name(names, "vpc-flow-logs"),
             retention_in_days=args.log_retention_days,
             kms_key_id=args.kms_key_arn,
             opts=child,

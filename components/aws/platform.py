@@ -16,7 +16,8 @@ from components.aws.monitoring import Alarm, Monitoring, MonitoringArgs
 from components.aws.network import Network, NetworkArgs
 from components.aws.rotation import redeploy_schedules
 from components.aws.secrets import Secrets
-from components.aws.waf import Waf, WafArgs
+from components.aws.tasks import LOG_GROUPS, log_group_name
+from components.aws.waf import Waf, WafArgs, waf_log_group_name
 from components.aws_sizes import RDS_CLASSES
 from components.config import PlatformConfig, alert_thresholds, bundled_settings
 from components.spec.database import database_spec
@@ -233,6 +234,13 @@ class Platform(pulumi.ComponentResource):
             parent=self,
         )
         _alarms(observability, database, cache, api, cache_nodes=1 + aws_cfg.cache_replicas)
+        one_off = {
+            "cluster": cluster.name,
+            "subnets": network.subnet_ids("private"),
+            "securityGroup": network.security_groups.backup.id,
+            "prefix": f"{names.app}/{names.stack}",
+            "region": region,
+        }
         self.outputs = {
             "apiUrl": api.url,
             "grafanaUrl": observability.grafana_url,
@@ -253,16 +261,16 @@ class Platform(pulumi.ComponentResource):
             "secretArns": secrets.arns,
             "backupVault": backups.vault.name,
             "backupBucket": backups.bucket.bucket,
-            # What `make aws-restore` runs the restore task with.
-            "restoreTask": {
-                "cluster": cluster.name,
-                "taskDefinition": backups.restore_task.family,
-                "subnets": network.subnet_ids("private"),
-                "securityGroup": network.security_groups.backup.id,
-                "prefix": f"{names.app}/{names.stack}",
-                "region": region,
-            },
+            # What `make aws-restore` and `make aws-backup` run their one-off tasks with.
+            "restoreTask": {**one_off, "taskDefinition": backups.restore_task.family},
+            "backupTask": {**one_off, "taskDefinition": backups.task.family},
             "kmsKeyArn": secrets.key.arn,
+            "region": region,
+            # What `make aws-logs SERVICE=...` reads: each service's log group.
+            "logGroups": {
+                **{service: log_group_name(names, path) for service, path in LOG_GROUPS.items()},
+                "waf": waf_log_group_name(names),
+            },
         }
         if database.reader_hosts is not None:
             # libpq's multi-host form: each replica's certificate names that

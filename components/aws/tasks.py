@@ -107,6 +107,24 @@ def render_container_definitions(
     )
 
 
+# The stack's log groups under its own prefix, by what an operator asks for
+# (`make aws-logs SERVICE=...`): the ECS services, the managed Prometheus
+# workspace's rule and alert log, the cache's logs and the VPC's flow log.
+LOG_GROUPS = {
+    "api": "api",
+    "backups": "backups",
+    "exporters": "exporters",
+    "prometheus": "prometheus",
+    "redis-slow": "redis/slow-log",
+    "redis-engine": "redis/engine-log",
+    "vpc-flow": "vpc-flow-logs",
+}
+
+
+def log_group_name(names: Names, path: str) -> str:
+    return f"/{names.app}/{names.stack}/{path}"
+
+
 def log_group(
     resource_name: str,
     names: Names,
@@ -118,7 +136,7 @@ def log_group(
 ) -> aws.cloudwatch.LogGroup:
     return aws.cloudwatch.LogGroup(
         resource_name,
-        name=f"/{names.app}/{names.stack}/{service}",
+        name=log_group_name(names, service),
         retention_in_days=retention_days,
         kms_key_id=kms_key_arn,
         opts=pulumi.ResourceOptions(parent=parent),

@@ -126,10 +126,9 @@ class Waf(pulumi.ComponentResource):
         aws.wafv2.WebAclAssociation(
             "web-acl-association", resource_arn=args.load_balancer_arn, web_acl_arn=self.acl.arn, opts=child
         )
-        # WAF delivers only to log groups whose name starts with aws-waf-logs-.
         logs = aws.cloudwatch.LogGroup(
             "web-acl-logs",
-            name=f"aws-waf-logs-{names.resource('api')}",
+            name=waf_log_group_name(names),
             retention_in_days=args.log_retention_days,
             kms_key_id=args.kms_key_arn,
             opts=child,
@@ -147,3 +146,8 @@ class Waf(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({"webAclArn": self.acl.arn})
+
+
+def waf_log_group_name(names: Names) -> str:
+    # WAF delivers only to log groups whose name starts with aws-waf-logs-.
+    return f"aws-waf-logs-{names.resource('api')}"
