@@ -4,6 +4,7 @@ every preview and update, previews refreshed and posted, updates approved."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -49,10 +50,20 @@ def test_every_workflow_is_valid_against_githubs_schema() -> None:
 def test_ci_runs_what_the_readme_says_on_every_change() -> None:
     checks = load("checks.yml")
     assert set(checks["on"]) == {"pull_request", "push"}
-    [job] = checks["jobs"].values()
+    job = checks["jobs"]["test"]
     assert [step.get("run") for step in job["steps"]][-1] == ".ci/run"
     assert job["container"]["image"] == "debian:bookworm"
     assert job["timeout-minutes"] <= 45
+
+
+def test_actionlint_checks_the_workflows_at_a_pinned_version() -> None:
+    """Here only the schema is checked (actionlint's releases are not
+    reachable from the test machines); on GitHub, actionlint itself runs."""
+    job = load("checks.yml")["jobs"]["workflows"]
+    [command] = [step["run"] for step in job["steps"] if "run" in step]
+    assert re.fullmatch(
+        r'docker run --rm -v "\$PWD:/repo" --workdir /repo rhysd/actionlint:\d+\.\d+\.\d+ -color', command
+    )
 
 
 @pytest.mark.parametrize(("name", "command"), [("preview.yml", "preview"), ("deploy.yml", "up")])
