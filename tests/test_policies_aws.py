@@ -39,6 +39,22 @@ def doc(*statements: dict[str, Any]) -> str:
 
 ROOT_ADMIN = {"Sid": "AccountAdministers", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
               "Action": "kms:*", "Resource": "*"}  # fmt: skip
+KEY_ADMIN = {"Sid": "AccountAdministers", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+             "Action": ["kms:Describe*", "kms:Get*", "kms:List*", "kms:Put*", "kms:Update*", "kms:Enable*",
+                        "kms:Disable*", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:TagResource"],
+             "Resource": "*"}  # fmt: skip
+THROUGH_SERVICES = {"Sid": "UseThroughServices", "Effect": "Allow",
+                    "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+                               "kms:CreateGrant", "kms:DescribeKey"], "Resource": "*",
+                    "Condition": {"StringEquals": {"kms:ViaService": ["secretsmanager.eu-west-1.amazonaws.com"],
+                                                   "kms:CallerAccount": "123456789012"}}}  # fmt: skip
+LOGS_USE = {"Sid": "CloudWatchLogsEncrypts", "Effect": "Allow",
+            "Principal": {"Service": "logs.eu-west-1.amazonaws.com"},
+            "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"], "Resource": "*",
+            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                                      "arn:aws:logs:eu-west-1:123456789012:log-group:*"}}}  # fmt: skip
+SCOPED_KEY_POLICY = doc(KEY_ADMIN, THROUGH_SERVICES, LOGS_USE)
 READ_DUMPS = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::b/*"}
 RANDOM_TOKEN = "kP9vQ2mX7rT4wZ8nB3cF6hJ1sL5dG0aE"
 ORG_ONLY = {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}
@@ -296,8 +312,30 @@ AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
      task(healthCheck={"command": ["CMD-SHELL", "curl -f https://ops:hunter2@127.0.0.1/health"]}),
      "its healthCheck holds a URL with credentials"),
     ("aws-ecs-service-private", service(), service(enableExecuteCommand=True), "ECS Exec"),
-    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=doc(ROOT_ADMIN)), res(aws.KMS_KEY, "key"),
+    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=SCOPED_KEY_POLICY), res(aws.KMS_KEY, "key"),
      "no key policy"),
+    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=SCOPED_KEY_POLICY),
+     res(aws.KMS_KEY, "key", policy=doc(ROOT_ADMIN)), "AWS's default key policy"),
+    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=SCOPED_KEY_POLICY),
+     res(aws.KMS_KEY, "key", policy=doc(KEY_ADMIN, {**KEY_ADMIN, "Sid": "More", "Action": "kms:Create*"})),
+     "(kms:CreateGrant)"),
+    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=SCOPED_KEY_POLICY),
+     res(aws.KMS_KEY, "key", policy=doc(KEY_ADMIN, {**THROUGH_SERVICES, "Condition": {"StringLike": {
+         "kms:ViaService": "*.amazonaws.com"}}})), "AWS's default key policy"),
+    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=SCOPED_KEY_POLICY),
+     res(aws.KMS_KEY, "key", policy=doc(KEY_ADMIN, {**THROUGH_SERVICES, "Condition": {"StringEqualsIfExists": {
+         "kms:ViaService": "s3.eu-west-1.amazonaws.com"}}})), "AWS's default key policy"),
+    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=SCOPED_KEY_POLICY),
+     res(aws.KMS_KEY, "key", policy=doc(KEY_ADMIN, {**THROUGH_SERVICES, "Principal": "*", "Condition": {
+         "StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}})), "no kms:CallerAccount"),
+    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=SCOPED_KEY_POLICY),
+     res(aws.KMS_KEY, "key", policy=doc(KEY_ADMIN, {**LOGS_USE, "Condition": {}})), "for any account"),
+    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=doc(KEY_ADMIN, {
+         "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/backups"}, "Action": "kms:Decrypt",
+         "Resource": "*"})),
+     res(aws.KMS_KEY, "key", policy=doc(KEY_ADMIN, {"Effect": "Allow", "Principal": {"AWS": "123456789012"},
+                                                    "Action": "kms:Decrypt", "Resource": "*"})),
+     "AWS's default key policy"),
     ("aws-encryption-customer-key", redis(kmsKeyId=LOGS_KEY), redis(), "no customer key"),
     ("aws-encryption-customer-key", res(aws.SNS_TOPIC, "alerts", kmsMasterKeyId=LOGS_KEY),
      res(aws.SNS_TOPIC, "alerts", kmsMasterKeyId="alias/aws/sns"), "an AWS-managed key"),
@@ -1002,9 +1040,20 @@ MUTATIONS: list[tuple[str, str, str, Any, dict[str, list[str]]]] = [
      {"aws-rds-tls-enforced": ["postgres"]}),
     ("key usable by anyone", aws.KMS_KEY, "key",
      _add_statement({"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"}),
-     {"aws-policies-least-privilege": ["key"]}),
+     {"aws-policies-least-privilege": ["key"], "aws-kms-key-policy": ["key"]}),
     ("copy key with AWS's default policy", aws.KMS_KEY, "copy-key", _set(policy=None),
      {"aws-kms-key-policy": ["copy-key"]}),
+    ("platform key back to AWS's default policy written out", aws.KMS_KEY, "key", _set(policy=doc(ROOT_ADMIN)),
+     {"aws-kms-key-policy": ["key"]}),
+    ("copy key usable by the account outside its services", aws.KMS_KEY, "copy-key",
+     _add_statement({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                     "Action": "kms:Decrypt", "Resource": "*"}),
+     {"aws-kms-key-policy": ["copy-key"]}),
+    ("alert publishers unconditioned", aws.KMS_KEY, "key",
+     _json_edit("policy", lambda d: {**d, "Statement": [
+         {k: v for k, v in st.items() if k != "Condition"} if st.get("Sid") == "AlertPublishersEncrypt" else st
+         for st in d["Statement"]]}),
+     {"aws-kms-key-policy": ["key"]}),
     ("task role allowed all of S3", policy_documents.ROLE_POLICY, "backups-task-role-bucket",
      _add_statement({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
      {"aws-policies-least-privilege": ["backups-task-role-bucket"]}),

@@ -584,17 +584,52 @@ def test_cross_region_copies_when_configured() -> None:
         if d.typ.startswith("aws:") and "::copy-region::" in (d.options.get("provider") or "")
     }
     assert {"copy-key", "copy-vault", "copy-access-logs", "dumps-copy"} <= there
-    # The copy key says who administers it rather than taking AWS's default policy.
+    # The copy key: the account administers it, and uses it only through the
+    # services that copy into the copy region, for this account.
     key_policy = json.loads(ev.named("aws:kms/key:Key", "copy-key").inputs["policy"])
-    assert key_policy["Statement"] == [
-        {
-            "Sid": "AccountAdministers",
-            "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-            "Action": "kms:*",
-            "Resource": "*",
-        }
+    admin, use = key_policy["Statement"]
+    assert admin["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"} and "kms:*" not in admin["Action"]
+    assert not [
+        a for a in admin["Action"] if a.startswith(("kms:Encrypt", "kms:Decrypt", "kms:Generate", "kms:Create*"))
     ]
+    assert use["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": [f"{s}.eu-north-1.amazonaws.com" for s in ("backup", "rds", "s3")],
+            "kms:CallerAccount": ACCOUNT,
+        }
+    }
+
+
+def test_the_platform_key_is_used_only_through_the_services_that_encrypt_with_it(prod: Evaluation) -> None:
+    """Every service the prod graph encrypts with the key is one the key lets
+    use it, and no other is (the pack refuses the default policy)."""
+    from components.aws.secrets import PLATFORM_KEY_SERVICES
+
+    [key] = [d for d in prod.of_type("aws:kms/key:Key") if d.name == "key"]
+    statements = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
+    assert set(statements) == {"AccountAdministers", "UseThroughServices", "CloudWatchLogsEncrypts",
+                               "AlertPublishersEncrypt"}  # fmt: skip
+    via = statements["UseThroughServices"]["Condition"]["StringEquals"]["kms:ViaService"]
+    assert via == [f"{s}.eu-west-1.amazonaws.com" for s in PLATFORM_KEY_SERVICES]
+    key_arn = prod.outputs["kmsKeyArn"]
+    # The resource types that name the key, by the service that then uses it.
+    service_of = {
+        "aws:secretsmanager/secret:Secret": "secretsmanager", "aws:rds/instance:Instance": "rds",
+        "aws:elasticache/replicationGroup:ReplicationGroup": "elasticache",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": "s3",
+        "aws:sns/topic:Topic": "sns", "aws:backup/vault:Vault": "backup", "aws:ecr/repository:Repository": "ecr",
+        "aws:ec2/instance:Instance": "ec2", "aws:amp/workspace:Workspace": "aps",
+        "aws:cloudwatch/logGroup:LogGroup": "logs",
+        # The backup service's dumps (S3_KMS_KEY_ID): written through S3.
+        "aws:ecs/taskDefinition:TaskDefinition": "s3",
+        # The rotation function reads and writes secrets through Secrets Manager.
+        "aws:serverlessrepository/cloudFormationStack:CloudFormationStack": "secretsmanager",
+        # Roles allowed the key's actions: what they call is the services above.
+        "aws:iam/rolePolicy:RolePolicy": "(roles)",
+    }  # fmt: skip
+    users = {service_of.get(d.typ, d.typ) for d in prod.declared if key_arn in json.dumps(d.inputs)}
+    # CloudWatch Logs uses the key as a service principal, in a statement of its own.
+    assert users - {"logs", "(roles)"} <= set(PLATFORM_KEY_SERVICES), users - set(PLATFORM_KEY_SERVICES)
 
 
 def test_the_dumps_replicate_to_the_copy_region_and_deletions_do_not() -> None:

@@ -28,7 +28,7 @@ from components.aws.iam import policy_document, service_role
 from components.aws.monitoring import collector, remote_write_role
 from components.aws.network import Network
 from components.aws.registry import ecr_image
-from components.aws.secrets import Secrets, account_administers
+from components.aws.secrets import COPY_KEY_SERVICES, Secrets, account_administers, used_through_services
 from components.aws.tasks import TASKS_SERVICE, Container, HealthCheck, execution_role, log_group, task_definition
 from components.aws.tls import VERIFIED
 from components.aws_sizes import fargate_memory_mib
@@ -341,14 +341,19 @@ class Backups(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         there = pulumi.ResourceOptions(parent=self, provider=provider)
-        # AWS Backup and S3 replication use the key through grants and the
-        # roles' IAM policies, which the account's statement lets decide.
+        # AWS Backup's copies and S3 replication use the key through those
+        # services, for the roles the IAM policies name.
         key = aws.kms.Key(
             "copy-key",
             description=f"{names.resource('backups')}: cross-region backup copies",
             enable_key_rotation=True,
             deletion_window_in_days=30,
-            policy=policy_document([account_administers(secrets.account_root)]),
+            policy=policy_document(
+                [
+                    account_administers(secrets.account_root),
+                    used_through_services(secrets.account_root, secrets.account_id, region, COPY_KEY_SERVICES),
+                ]
+            ),
             opts=there,
         )
         vault = aws.backup.Vault(

@@ -10,6 +10,7 @@ the generated value is only the first password.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -35,15 +36,58 @@ PASSWORDS: tuple[str, ...] = (*ROTATED, *REDIS_PASSWORDS, *OPERATOR_PASSWORDS)
 SIGNING_KEYS: tuple[str, ...] = ("jwt-signing-key",)
 
 
+# The account administers a key without using it: AWS's statement for key
+# administrators ("Allows key administrators to administer the KMS key"),
+# with kms:CreateAlias in place of kms:Create*, which takes in kms:CreateGrant,
+# a use. IAM policies of the account decide which of its identities may.
+KEY_ADMINISTRATION = (
+    "kms:CreateAlias", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*", "kms:Revoke*",
+    "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand",
+)  # fmt: skip
+# Use of a key through an AWS service, as AWS's managed keys (aws/rds,
+# aws/secretsmanager, ...) grant it: the same actions, for the account's
+# identities, only through the services named.
+KEY_USE = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant",
+           "kms:ListGrants", "kms:DescribeKey")  # fmt: skip
+# What encrypts with the platform key: secrets, the database and its
+# Performance Insights, the cache, dumps and buckets, alert topics, backup
+# vaults, image repositories, the bastion's volume, the Prometheus workspace.
+# CloudWatch Logs and the alert publishers use it as service principals.
+PLATFORM_KEY_SERVICES = ("secretsmanager", "rds", "elasticache", "s3", "sns", "backup", "ecr", "ec2", "aps")
+# The copy region's key: AWS Backup's copies (of RDS snapshots) and S3 replication.
+COPY_KEY_SERVICES = ("backup", "rds", "s3")
+
+
 def account_administers(account_root: pulumi.Input[str]) -> dict[str, Any]:
-    """The key-policy statement that lets the account's IAM policies decide who
-    else may use a key; without it the key would be unmanageable."""
+    """The key-policy statement that keeps the key manageable: without an
+    administrator the key could be neither changed nor deleted."""
     return {
         "Sid": "AccountAdministers",
         "Effect": "Allow",
         "Principal": {"AWS": account_root},
-        "Action": "kms:*",
+        "Action": list(KEY_ADMINISTRATION),
         "Resource": "*",
+    }
+
+
+def used_through_services(
+    account_root: pulumi.Input[str], account_id: pulumi.Input[str], region: str, services: Sequence[str]
+) -> dict[str, Any]:
+    """The account's identities may use the key only through these services in
+    this region, each request made for this account."""
+    return {
+        "Sid": "UseThroughServices",
+        "Effect": "Allow",
+        "Principal": {"AWS": account_root},
+        "Action": list(KEY_USE),
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": {
+                "kms:ViaService": [f"{service}.{region}.amazonaws.com" for service in services],
+                "kms:CallerAccount": account_id,
+            }
+        },
     }
 
 
@@ -69,6 +113,7 @@ class Secrets(pulumi.ComponentResource):
             policy=policy_document(
                 [
                     account_administers(account_root),
+                    used_through_services(account_root, identity.account_id, region, PLATFORM_KEY_SERVICES),
                     {
                         "Sid": "CloudWatchLogsEncrypts",
                         "Effect": "Allow",

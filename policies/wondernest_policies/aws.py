@@ -21,6 +21,7 @@ from wondernest_policies.model import (
     mappings,
     unknown,
 )
+from wondernest_policies.policy_documents import key_policy_problems
 from wondernest_policies.secret_values import command_problems, undeclared_variable, variable_problems
 
 RDS = "aws:rds/instance:Instance"
@@ -450,7 +451,9 @@ def _kms(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
 
 def _kms_policy(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     policy = resource.get("policy")
-    return [] if policy else ["has no key policy of its own: AWS's default lets any IAM policy of the account use it."]
+    if not policy:
+        return ["has no key policy of its own: AWS's default lets any IAM policy of the account use it."]
+    return key_policy_problems(policy)
 
 
 CUSTOMER_KEY_PROPERTY = {REPLICATION_GROUP: "kmsKeyId", SNS_TOPIC: "kmsMasterKeyId", BACKUP_VAULT: "kmsKeyArn"}
@@ -636,10 +639,16 @@ AWS_RESOURCE_RULES: list[Rule] = [
     ),
     Rule(
         "aws-kms-key-policy",
-        "Customer KMS keys carry a key policy of their own naming who may use them (Checkov CKV2_AWS_64).",
+        "Customer KMS keys carry a least-privilege key policy of their own: AWS's default (the account allowed "
+        "kms:*, so any IAM policy of the account may use the key) is refused, as is any statement that lets the "
+        "account as a whole, or anyone, encrypt, decrypt, make data keys or grants except through named "
+        "services (kms:ViaService, with kms:CallerAccount pinned for '*'), or lets a service principal use the "
+        "key without aws:SourceAccount, aws:SourceArn or an encryption context of this account "
+        "(Checkov CKV2_AWS_64, CKV_AWS_109).",
         "high",
-        "Pass a policy: the account's administration, plus each service that encrypts with the key, "
-        "conditioned on this account.",
+        "Let the account administer the key (kms:Describe*, kms:Put*, kms:ScheduleKeyDeletion, ...) without "
+        "kms:*; grant use to named roles, or through the services that use the key (kms:ViaService "
+        "<service>.<region>.amazonaws.com and kms:CallerAccount); condition service principals on this account.",
         (KMS_KEY,),
         _kms_policy,
     ),

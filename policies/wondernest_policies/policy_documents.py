@@ -14,6 +14,7 @@ policies counts as allowing everything.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -173,6 +174,104 @@ def statement_problems(statement: Mapping[str, Any], key_policy: bool) -> list[s
             account_admin = key_policy and action == "kms:*" and all(_ACCOUNT_ROOT.match(p) for p in principals)
             if not account_admin:
                 problems.append(f"{sid} allows every {action.split(':')[0]} action ({action!r}).")
+    return problems
+
+
+# What uses a key, as opposed to administering it. A key policy granting any of
+# these to the account as a whole lets every identity the account's IAM
+# policies allow use the key: that is AWS's default key policy.
+KEY_USE = (
+    "kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateDataKeyPair", "kms:GenerateDataKeyPairWithoutPlaintext",
+    "kms:CreateGrant", "kms:Sign", "kms:Verify", "kms:GenerateMac", "kms:VerifyMac", "kms:DeriveSharedSecret",
+)  # fmt: skip
+# `<service>.<region>.amazonaws.com`, the form kms:ViaService takes, with no wildcard.
+_VIA_SERVICE = re.compile(r"^[a-z0-9-]+\.[a-z]{2}(-[a-z]+)+-\d\.amazonaws\.com$")
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+
+
+def _key_uses(actions: list[str]) -> list[str]:
+    return [use for use in KEY_USE if any(fnmatch.fnmatchcase(use.lower(), a.lower()) for a in actions)]
+
+
+def _conditions(statement: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    condition = statement.get("Condition") or {}
+    if not isinstance(condition, Mapping):
+        return []
+    return [
+        (str(operator).lower(), str(key).lower(), values)
+        for operator, operands in condition.items()
+        if isinstance(operands, Mapping)
+        for key, values in operands.items()
+    ]
+
+
+def _through_services(statement: Mapping[str, Any]) -> bool:
+    """kms:ViaService pinned to named services in named regions, exactly."""
+    for operator, key, values in _conditions(statement):
+        if key == "kms:viaservice" and operator in _EXACT_OPERATORS | _LIKE_OPERATORS:
+            found = _list(values)
+            if found and all(isinstance(v, str) and (unknown(v) or _VIA_SERVICE.match(v)) for v in found):
+                return True
+    return False
+
+
+def _caller_pinned(statement: Mapping[str, Any]) -> bool:
+    return any(
+        key in ("kms:calleraccount", "aws:principalaccount", "aws:principalorgid") and _pins(operator, key, values)
+        for operator, key, values in _conditions(statement)
+    )
+
+
+def _context_pinned(statement: Mapping[str, Any]) -> bool:
+    """An encryption context naming this account's resource by ARN (CloudWatch
+    Logs encrypts with `kms:EncryptionContext:aws:logs:arn`)."""
+    for operator, key, values in _conditions(statement):
+        if key.startswith("kms:encryptioncontext:") and operator in _EXACT_OPERATORS | _LIKE_OPERATORS:
+            found = _list(values)
+            if found and all(isinstance(v, str) and (unknown(v) or _ARN.match(v)) for v in found):
+                return True
+    return False
+
+
+def key_policy_problems(text: Any) -> list[str]:
+    """Who may use the key: named roles; the account's identities only through
+    named services (kms:ViaService), with the caller's account pinned when the
+    principal is everyone; a service principal only for this account, its
+    resource or its encryption context. The account's own administration of
+    the key (kms:Describe*, kms:Put*, ...) is not use."""
+    if not isinstance(text, str) or unknown(text):
+        return []
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return []
+    problems = []
+    for statement in _list(document.get("Statement") or []) if isinstance(document, Mapping) else []:
+        if not isinstance(statement, Mapping) or str(statement.get("Effect")).lower() != "allow":
+            continue
+        uses = _key_uses([str(a) for a in _list(statement.get("Action") or [])])
+        if not uses:
+            continue
+        sid = f"statement {statement['Sid']!r}" if statement.get("Sid") else "a statement"
+        principal = statement.get("Principal")
+        by_kind = principal if isinstance(principal, Mapping) else {"AWS": principal}
+        identities = [str(p) for p in _list(by_kind.get("AWS") or [])]
+        whole = [p for p in identities if p == "*" or _ACCOUNT_ROOT.match(p) or _ACCOUNT_ID.match(p)]
+        shown = ", ".join(uses) if len(uses) < 4 else f"{', '.join(uses[:3])} and more"
+        if whole and not _through_services(statement):
+            problems.append(
+                f"{sid} lets every identity of the account use the key ({shown}) as far as IAM allows: "
+                "AWS's default key policy. Grant use through named services (kms:ViaService) or to named roles."
+            )
+        elif "*" in whole and not _caller_pinned(statement):
+            problems.append(f"{sid} lets anyone use the key through a service, with no kms:CallerAccount pinned.")
+        services = [str(p) for p in _list(by_kind.get("Service") or [])]
+        if services and not (_scoped(statement) or _context_pinned(statement)):
+            problems.append(
+                f"{sid} lets {', '.join(services)} use the key for any account: pin aws:SourceAccount, "
+                "aws:SourceArn or the encryption context to this account's."
+            )
     return problems
 
 
