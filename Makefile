@@ -19,7 +19,7 @@ SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 # $(call need,command,message): stop with `error: message` unless the command is on PATH.
 need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 
-.PHONY: help preflight check-config venv tools servers e2e-servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program \
+.PHONY: help preflight check-config venv tools servers e2e-servers lint typecheck test pytest test-fast bench bench-backup bench-login bench-program bench-stack \
         e2e mutation mutation-sample local-check local-ready state-check up preview destroy destroy-all outputs render psql redis-cli app-env status stats logs restart backup restore verify reset-db import-dump \
         aws-check aws-ready aws-bootstrap aws-preview aws-up aws-backup aws-restore aws-logs tunnel
 
@@ -40,7 +40,7 @@ help:
 	@echo "make preview | outputs | psql ROLE=... | redis-cli | status | stats | logs [SERVICE=...] [FOLLOW=1] | destroy | destroy-all"
 	@echo "make aws-bootstrap BUCKET=... REGION=...   the state bucket and secrets key, once"
 	@echo "make aws-preview | aws-up | aws-backup | aws-restore | aws-logs [SERVICE=...] | tunnel   (STACK=prod|staging; docs/aws.md)"
-	@echo "make bench | bench-login | bench-backup | bench-program   the benchmarks the README quotes"
+	@echo "make bench | bench-login | bench-backup | bench-program | bench-stack   the benchmarks the README quotes"
 
 # --- Python environments -------------------------------------------------------
 # One venv (Pulumi.yaml names it), filled in stages so each command installs only
@@ -93,7 +93,7 @@ servers:
 e2e-servers:
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    debootstrap $$(command -v dockerd >/dev/null || echo docker.io) >/dev/null
+	    debootstrap wrk $$(command -v dockerd >/dev/null || echo docker.io) >/dev/null
 
 # --- Tests ------------------------------------------------------------------------
 lint: $(VENV)/.dev
@@ -138,6 +138,10 @@ bench-login: $(VENV)/.dev
 
 bench-program: $(VENV)/.dev
 	$(PY) tests/bench_program.py $(ARGS)
+
+# What the dev stack costs on the engine make e2e starts (root; make e2e-servers installs wrk too).
+bench-stack: $(VENV)/.dev
+	$(PY) -m tests.e2e.bench_stack $(ARGS)
 
 # --- The local stack -------------------------------------------------------------
 preflight:

@@ -7,6 +7,7 @@ uses, so the program's graph is the one `pulumi up` would apply."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -19,9 +20,11 @@ import docker.errors
 from components.build_context import context_digest
 from components.config import PlatformConfig
 from tests.e2e.engine import E2E_DIR, Engine
+from tests.e2e.slim_rootfs import slim
 
 HERE = Path(__file__).parent / "standins"
-BASE = "wondernest-e2e/bookworm:minbase"
+# debian:bookworm-slim as debuerreotype makes it (tests/e2e/slim_rootfs.py).
+BASE = "wondernest-e2e/bookworm:slim"
 MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SOURCES = """\
 Types: deb
@@ -89,11 +92,13 @@ def _image_exists(engine: Engine, reference: str, digest: str | None = None) -> 
 
 
 def standin_digest(stand_in: StandIn) -> str:
-    return context_digest(HERE / stand_in.directory)[:16]
+    """Its directory's digest and the base it builds on: a new base rebuilds every stand-in."""
+    return hashlib.sha256(f"{context_digest(HERE / stand_in.directory)}\0{BASE}".encode()).hexdigest()[:16]
 
 
 def bookworm_base(engine: Engine) -> None:
-    """debootstrap's minimal bookworm, with the security and updates suites, imported once."""
+    """debootstrap's minimal bookworm made slim as the official image is, with
+    the security and updates suites, imported once."""
     if _image_exists(engine, BASE):
         return
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
@@ -107,8 +112,7 @@ def bookworm_base(engine: Engine) -> None:
         sources = Path(root, "etc/apt")
         (sources / "sources.list").unlink(missing_ok=True)
         (sources / "sources.list.d" / "debian.sources").write_text(DEBIAN_SOURCES)
-        # As the official Debian images: no apt caches kept in the layer, no recommends.
-        (sources / "apt.conf.d" / "docker-no-recommends").write_text('APT::Install-Recommends "false";\n')
+        slim(Path(root))
         for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for entry in Path(root, cache).glob("*"):
                 if entry.is_file():

@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,43 +20,16 @@ import psycopg
 import pytest
 
 from components.stack_outputs import reachable
-from tests.e2e.applier import EngineMocks, State, Step
+from tests.e2e.applier import EngineMocks, State
 from tests.e2e.engine import Engine
-from tests.harness import evaluate, stack_config
+from tests.e2e.stack_apply import CONTAINER, NEEDS_GRAFANA, SKIPPED, Run, apply
 from tests.provider_host import provider_host
 
 pytestmark = [pytest.mark.servers, pytest.mark.e2e]
 
-ROOT = Path(__file__).resolve().parents[2]
-CONTAINER = "docker:index/container:Container"
 PASSWORD = "random:index/randomPassword:RandomPassword"
-# Grafana publishes no Debian package (nor a PyPI one) to stand in with; only it is left out.
-SKIPPED = {
-    ("docker:index/remoteImage:RemoteImage", "grafana-image"): "no Debian package of Grafana",
-    (CONTAINER, "grafana"): "no Debian package of Grafana",
-}
-# What verify cannot pass without Grafana: its health, and its scrape target.
-NEEDS_GRAFANA = {"grafana health", "prometheus targets up"}
 
-
-@dataclass
-class Run:
-    outputs: dict[str, Any]
-    steps: list[Step]
-    mocks: EngineMocks
-
-    def ops(self) -> Counter[str]:
-        return Counter(step.op for step in self.steps)
-
-
-def apply(engine: Engine, state: State, config: dict[str, Any] | None = None) -> Run:
-    """One `pulumi up` (of the dev stack's file unless `config` says otherwise):
-    the program evaluated, its Postgres objects through a dynamic provider host
-    started for the run, as the engine starts one."""
-    with provider_host() as host:
-        mocks = EngineMocks(engine, state, skip=SKIPPED, log=lambda line: print(line, flush=True), host=host)
-        evaluation = evaluate(stack_config() if config is None else config, mocks=mocks)
-    return Run(evaluation.outputs, mocks.steps, mocks)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -127,6 +99,26 @@ def test_the_project_images_are_built_from_app_dockerfile(stack: Deployed) -> No
     api = next(size for name, size in sizes.items() if name.startswith("wondernest-api:"))
     backup = next(size for name, size in sizes.items() if name.startswith("wondernest-backup:"))
     assert api < backup
+
+
+def test_the_backup_image_has_postgresql_without_its_jit(stack: Deployed) -> None:
+    """LLVM and the JIT provider are left unpacked, their packages still
+    installed (scanners see their versions); the server runs without JIT, and
+    the verification of the first backup (verify's checks) restores with it."""
+    backups = stack.engine.client.containers.get("wondernest-dev-backups")
+    script = (
+        "for f in /usr/lib/*-linux-gnu/libLLVM-14.so.1 /usr/lib/postgresql/15/lib/llvmjit.so; do"
+        ' test -e "$f" && echo "present $f"; done;'
+        " dpkg-query -W -f '${Package} ${Status}\n' libllvm14 postgresql-15;"
+        " /usr/lib/postgresql/15/bin/postgres --version"
+    )
+    code, output = backups.exec_run(["sh", "-c", script])
+    assert isinstance(output, bytes)
+    text = output.decode()
+    assert code == 0, text
+    assert "present" not in text
+    assert "libllvm14 install ok installed" in text and "postgresql-15 install ok installed" in text
+    assert "PostgreSQL) 15." in text
 
 
 def test_the_migrations_job_ran_to_success(stack: Deployed) -> None:

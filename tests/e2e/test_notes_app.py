@@ -21,8 +21,8 @@ import yaml
 
 from tests.e2e.applier import EngineMocks, State
 from tests.e2e.engine import Engine
-from tests.e2e.test_dev_stack import CONTAINER, NEEDS_GRAFANA, SKIPPED, Run
-from tests.e2e.test_dev_stack import apply as apply_stack
+from tests.e2e.stack_apply import CONTAINER, NEEDS_GRAFANA, SKIPPED, Run
+from tests.e2e.stack_apply import apply as apply_stack
 from tests.harness import stack_config
 from tests.provider_host import provider_host
 
