@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.sync_await import _sync_await
 
@@ -24,6 +25,35 @@ CONTAINER_TYPE = "docker:index/container:Container"
 def fake_secret(name: str) -> str:
     """Distinct per resource, long and unmistakable in any text it leaks into."""
     return "Sx" + hashlib.sha256(name.encode()).hexdigest()[:30]
+
+
+def asset_form(value: Any) -> dict[str, Any] | None:
+    """An asset or archive as the SDK serializes it (pulumi/runtime/rpc.py,
+    serialize_property): a map under the special signature key, which the
+    engine, a provider or the policy analyzer reads back as an Asset or
+    Archive; None for anything else."""
+    if isinstance(value, pulumi.Asset):
+        field_name = next(f for f in ("path", "text", "uri") if hasattr(value, f))
+        return {rpc._special_sig_key: rpc._special_asset_sig, field_name: getattr(value, field_name)}
+    if isinstance(value, pulumi.Archive):
+        if isinstance(value, pulumi.AssetArchive):
+            assets = {k: asset_form(v) or v for k, v in value.assets.items()}
+            return {rpc._special_sig_key: rpc._special_archive_sig, "assets": assets}
+        field_name = next(f for f in ("path", "uri") if hasattr(value, f))
+        return {rpc._special_sig_key: rpc._special_archive_sig, field_name: getattr(value, field_name)}
+    return None
+
+
+def as_json(value: Any) -> str:
+    """`json.dumps` of a resource's inputs, assets in their serialized form."""
+
+    def default(v: Any) -> Any:
+        form = asset_form(v)
+        if form is None:
+            raise TypeError(f"{type(v).__name__} is not JSON serializable")
+        return form
+
+    return json.dumps(value, sort_keys=True, default=default)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.output import Unknown
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc, engine_pb2, engine_pb2_grpc
 
-from tests.harness import Declared
+from tests.harness import Declared, asset_form
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK = ROOT / "policies"
@@ -71,6 +71,8 @@ class Diagnostic:
 def _wire(value: Any) -> Any:
     if isinstance(value, Unknown):
         return UNKNOWN
+    if (asset := asset_form(value)) is not None:
+        return {k: _wire(v) for k, v in asset.items()}
     if isinstance(value, Mapping):
         return {str(k): _wire(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -392,6 +392,19 @@ def test_each_aws_resource_rule_both_ways(rule_id: str, good: Resource, bad: Res
     assert "Fix:" in found[0].message and found[0].urn == bad.urn
 
 
+def test_a_secret_named_with_its_reason_may_stay_unrotated() -> None:
+    rule = BY_ID["aws-secrets-rotate"]
+    reason = {"mail-api-key": "issued by the mail provider's console, which has no API to rotate it"}
+    assert rule.run_stack([API_KEY], {"unrotatedSecrets": reason}) == []
+    # A name without a reason, or the default list (the platform's own sign-in only), does not excuse it.
+    for config in ({"unrotatedSecrets": {"mail-api-key": " "}}, {}):
+        [found] = rule.run_stack([API_KEY], config)
+        assert "mail-api-key: nothing rotates this secret" in found.message
+    verify_login = res(aws.SECRET, "verify-login", kmsKeyId="arn:aws:kms:eu-west-1:1:key/k")
+    assert rule.run_stack([verify_login], {}) == []
+    assert rule.run_stack([verify_login], {"unrotatedSecrets": {}}) != []
+
+
 def test_the_floors_are_the_configs_too() -> None:
     from components.config import ConfigError
     from tests.harness import evaluate
@@ -690,6 +703,20 @@ def reading(value_from: str) -> list[Resource]:
     return [task(secrets=[{"name": "DB_PASSWORD", "valueFrom": value_from}])]
 
 
+KEYS_ARN = "arn:aws:secretsmanager:eu-west-1:1:secret:wondernest/prod/jwt-signing-key-AbCdEf"
+KEYS_SECRET = res(aws.SECRET, "jwt-signing-key", kmsKeyId="arn:aws:kms:eu-west-1:1:key/k", arn=KEYS_ARN)
+KEYS_ROTATION = link(
+    res(credentials.SECRET_ROTATION, "jwt-signing-key", rotationLambdaArn="arn:aws:lambda:eu-west-1:1:function:k",
+        rotationRules={"automaticallyAfterDays": 30}),
+    secretId=KEYS_SECRET,
+)  # fmt: skip
+API_KEY = res(aws.SECRET, "mail-api-key", kmsKeyId="arn:aws:kms:eu-west-1:1:key/k")
+
+
+def signing(value_from: str) -> list[Resource]:
+    return [KEYS_SECRET, KEYS_ROTATION, task(secrets=[{"name": "JWT_SECRET", "valueFrom": value_from}])]
+
+
 VAULT = res(aws.BACKUP_VAULT, "vault", kmsKeyArn=LOGS_KEY)
 
 
@@ -730,6 +757,11 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
      reading(f"{DB_SECRET_ARN}:::0f5e0c2a-0000-4000-8000-000000000000"), "api reads DB_PASSWORD pinned"),
     ("aws-database-credentials-rotate", reading(f"{DB_SECRET_ARN}:password::"), reading(DB_SECRET_ARN),
      "or with no JSON field"),
+    ("aws-secrets-rotate", [KEYS_SECRET, KEYS_ROTATION], [KEYS_SECRET],
+     "jwt-signing-key: nothing rotates this secret"),
+    ("aws-secrets-rotate", signing(f"{KEYS_ARN}:current::"), signing(f"{KEYS_ARN}:::0f5e0c2a-0000-4000-8000-0000"),
+     "reads JWT_SECRET pinned to one version (or with no JSON field) of a secret that rotates"),
+    ("aws-secrets-rotate", signing(f"{KEYS_ARN}:current::"), signing(KEYS_ARN), "reads JWT_SECRET pinned"),
     ("aws-s3-hardened", bucket_set("b"), bucket_set("b", BucketServerSideEncryptionConfiguration="absent"),
      "no default encryption"),
     ("aws-s3-hardened", bucket_set("b"),
@@ -1096,8 +1128,16 @@ MUTATIONS: list[tuple[str, str, str, Any, dict[str, list[str]]]] = [
      _set(rotationRules={"automaticallyAfterDays": 365}), {"aws-database-credentials-rotate": ["postgres-backup"]}),
     ("the API pinned to its first password", aws.TASK_DEFINITION, "api-task",
      _container_edit(lambda c: [s.update(valueFrom=s["valueFrom"].replace(":password::", ":::v1"))
-                                for s in c.get("secrets", [])]),
+                                for s in c.get("secrets", []) if s["name"] == "DB_PASSWORD"]),
      {"aws-database-credentials-rotate": ["api-task"]}),
+    ("the API pinned to the first signing keys", aws.TASK_DEFINITION, "api-task",
+     _container_edit(lambda c: [s.update(valueFrom=s["valueFrom"].replace(":current::", ":::v1"))
+                                for s in c.get("secrets", [])]),
+     {"aws-secrets-rotate": ["api-task"]}),
+    ("signing keys never rotated", credentials.SECRET_ROTATION, "jwt-signing-key", None,
+     {"aws-secrets-rotate": ["jwt-signing-key"]}),
+    ("a cache password rotated yearly", credentials.SECRET_ROTATION, "redis-monitoring",
+     _set(rotationRules={"automaticallyAfterDays": 365}), {"aws-database-credentials-rotate": ["redis-monitoring"]}),
 ]  # fmt: skip
 
 

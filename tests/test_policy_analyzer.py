@@ -42,6 +42,8 @@ DECIDED_AT_UP = {
     "a capability added": "aws-ecs-task-hardened",
     "app credentials never rotated": "aws-database-credentials-rotate",
     "the API pinned to its first password": "aws-database-credentials-rotate",
+    "signing keys never rotated": "aws-secrets-rotate",
+    "the API pinned to the first signing keys": "aws-secrets-rotate",
 }
 
 

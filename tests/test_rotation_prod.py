@@ -20,6 +20,7 @@ VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
 ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 ROTATED = ("postgres-migrator", "postgres-app", "postgres-analytics", "postgres-monitoring", "postgres-backup")
+SELF_ROTATED = ("redis-app", "redis-monitoring", "jwt-signing-key")
 MASTER_SECRET = re.compile(r"^arn:aws:secretsmanager:eu-west-1:\d{12}:secret:rds!db-")
 
 
@@ -65,10 +66,62 @@ def test_each_roles_secret_holds_what_the_function_reads(prod: Evaluation) -> No
         }
         # Rotation owns every later version and where AWSCURRENT points.
         assert sorted(version.options["ignore_changes"]) == ["secretString", "versionStages"]
-    # The generated secrets keep a version of their own, and no rotation.
-    assert {d.name for d in prod.of_type(ROTATION)} == set(ROTATED)
-    generated = {"redis-app", "redis-monitoring", "verify-login", "jwt-signing-key"}
-    assert set(versions) == {*(f"{k}-credentials" for k in ROTATED), *generated}
+    # The platform's own rotations write documents of their own; only the
+    # operator's sign-in keeps a plain version, and no rotation.
+    assert {d.name for d in prod.of_type(ROTATION)} == {*ROTATED, *SELF_ROTATED}
+    assert set(versions) == {
+        *(f"{k}-credentials" for k in ROTATED), "redis-app-credentials", "redis-monitoring-credentials",
+        "jwt-signing-key-keys", "verify-login",
+    }  # fmt: skip
+
+
+def test_the_signing_keys_and_cache_passwords_rotate_by_the_platforms_functions(prod: Evaluation) -> None:
+    """One function per kind, its code from components/aws/functions/, in the
+    private subnets, invoked by Secrets Manager for this account only; each
+    secret's first version written once, then the rotation's."""
+    functions = {d.name: d.inputs for d in prod.of_type("aws:lambda/function:Function")}
+    assert set(functions) == {"signing-keys-rotation", "cache-users-rotation"}
+    for name, module in (("signing-keys", "rotate_signing_keys"), ("cache-users", "rotate_cache_users")):
+        f = functions[f"{name}-rotation"]
+        assert f["handler"] == f"{module}.handler" and f["runtime"] == "python3.12"
+        assert f["vpcConfig"]["subnetIds"] == [ec2_id("subnet", f"private-{i}") for i in range(3)]
+        assert f["vpcConfig"]["securityGroupIds"] == [ec2_id("sg", "sg-rotation")]
+        permission = prod.named("aws:lambda/permission:Permission", f"{name}-rotation-invoke").inputs
+        assert permission["principal"] == "secretsmanager.amazonaws.com" and permission["sourceAccount"] == ACCOUNT
+    assert functions["cache-users-rotation"]["environment"]["variables"]["USER_IDS"] == (
+        "wondernest-prod-redis-app,wondernest-prod-redis-monitoring"
+    )
+    for key in SELF_ROTATED:
+        rotation = prod.named(ROTATION, key).inputs
+        assert rotation["secretId"] == secret_arn(prod, key)
+        assert rotation["rotationRules"] == {"automaticallyAfterDays": 30} and rotation["rotateImmediately"] is True
+    versions = {d.name: d for d in prod.of_type(VERSION)}
+    keys = json.loads(unwrap(versions["jwt-signing-key-keys"].inputs["secretString"]))
+    assert sorted(keys) == ["current", "next", "previous"] and len(set(keys.values())) == 3
+    assert keys["current"] == fake_secret("jwt-signing-key")
+    cache = json.loads(unwrap(versions["redis-app-credentials"].inputs["secretString"]))
+    assert cache == {"username": "wondernest_app", "password": fake_secret("redis-app"),
+                     "user_id": "wondernest-prod-redis-app"}  # fmt: skip
+    for version in versions.values():
+        if version.name != "verify-login":
+            assert sorted(version.options["ignore_changes"]) == ["secretString", "versionStages"]
+    # The users' passwords are the rotation's after its first run.
+    users = {d.name: d for d in prod.of_type("aws:elasticache/user:User")}
+    assert users["redis-user-app"].options["ignore_changes"] == ["authenticationMode"]
+    assert not users["redis-user-default"].options.get("ignore_changes")
+
+
+def test_the_rotation_functions_may_touch_only_their_own_secrets_and_users(prod: Evaluation) -> None:
+    policies = {d.name: json.loads(d.inputs["policy"]) for d in prod.of_type("aws:iam/rolePolicy:RolePolicy")}
+    keys = policies["signing-keys-rotation-role"]["Statement"]
+    [writes] = [s for s in keys if "secretsmanager:PutSecretValue" in s["Action"]]
+    assert writes["Resource"] == [secret_arn(prod, "jwt-signing-key")]
+    assert not [s for s in keys if any(str(a).startswith("elasticache:") for a in s["Action"])]
+    cache = policies["cache-users-rotation-role"]["Statement"]
+    [modify] = [s for s in cache if "elasticache:ModifyUser" in s["Action"]]
+    assert modify["Resource"] == [
+        f"arn:aws:elasticache:eu-west-1:{ACCOUNT}:user:wondernest-prod-redis-{u}" for u in ("app", "monitoring")
+    ]
 
 
 def test_rotation_runs_on_schedule_and_at_once_after_both_users_exist(prod: Evaluation) -> None:

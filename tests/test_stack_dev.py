@@ -11,6 +11,7 @@ from tests.harness import (
     CONTAINER_TYPE,
     Declared,
     Evaluation,
+    as_json,
     declared_by,
     evaluate,
     fake_secret,
@@ -270,6 +271,8 @@ def test_outputs_and_their_secrecy(dev: Evaluation) -> None:
         "pgadmin_login",
         "verify_login",
         "jwt_signing_key",
+        "jwt_signing_key_previous",
+        "jwt_signing_key_next",
     }
 
 
@@ -277,7 +280,7 @@ def test_two_evaluations_declare_identical_inputs() -> None:
     first, second = evaluate(stack_config()), evaluate(stack_config())
 
     def snapshot(ev: Evaluation) -> list[tuple[str, str, str]]:
-        return [(d.typ, d.name, json.dumps(d.inputs, sort_keys=True)) for d in ev.declared]
+        return [(d.typ, d.name, as_json(d.inputs)) for d in ev.declared]
 
     assert sorted(snapshot(first)) == sorted(snapshot(second))
 
@@ -355,7 +358,9 @@ def test_the_api_runs_with_its_secrets_as_files(dev: Evaluation) -> None:
     assert env["DB_PASSWORD_FILE"] == "/run/secrets/db-password"
     assert env["REDIS_PASSWORD_FILE"] == "/run/secrets/redis-password"
     assert env["JWT_SECRET_FILE"] == "/run/secrets/jwt-secret"
-    assert not any(k in env for k in ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET"))
+    assert env["JWT_PREVIOUS_SECRET_FILE"] == "/run/secrets/jwt-previous-secret"
+    assert env["JWT_NEXT_SECRET_FILE"] == "/run/secrets/jwt-next-secret"
+    assert not any(k in env for k in ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET", "JWT_PREVIOUS_SECRET"))
     assert env["DB_USER"] == "wondernest_app" and env["DB_HOST"] == "postgres"
     # The files land on a volume of their own.
     assert api["volumes"] == [{"containerPath": "/run/secrets", "volumeName": "wondernest-dev-api-secrets"}]
@@ -364,6 +369,8 @@ def test_the_api_runs_with_its_secrets_as_files(dev: Evaluation) -> None:
         "/run/secrets/db-password",
         "/run/secrets/redis-password",
         "/run/secrets/jwt-secret",
+        "/run/secrets/jwt-previous-secret",
+        "/run/secrets/jwt-next-secret",
         "/run/secrets/ca.crt",
     }
     assert all(u["owner"] == "1001" and u["permissions"] == "0400" for u in files.values())

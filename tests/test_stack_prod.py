@@ -22,6 +22,7 @@ from tests.aws_mocks import ACCOUNT, MASTER_PASSWORD, aws_mock_state, ec2_id
 from tests.harness import (
     CONTAINER_TYPE,
     Evaluation,
+    as_json,
     declared_by,
     evaluate,
     fake_secret,
@@ -86,6 +87,7 @@ def test_every_component_is_declared_under_one_tagged_provider(prod: Evaluation)
             "Secrets",
             "Database",
             "CredentialRotation",
+            "SecretRotation",
             "Cache",
             "Api",
             "Waf",
@@ -327,7 +329,9 @@ def test_the_api_task_is_hardened_and_takes_secrets_by_reference(prod: Evaluatio
     api, migrate = task["api"], task["migrate"]
     assert api["dependsOn"] == [{"containerName": "migrate", "condition": "SUCCESS"}]
     assert migrate["essential"] is False and migrate["command"][-1] == "migrate"
-    assert {s["name"] for s in api["secrets"]} == {"DB_USER", "DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET"}
+    assert {s["name"] for s in api["secrets"]} == {
+        "DB_USER", "DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET", "JWT_PREVIOUS_SECRET", "JWT_NEXT_SECRET",
+    }  # fmt: skip
     assert all(s["valueFrom"].startswith("arn:aws:secretsmanager:") for s in api["secrets"])
     env = {e["name"]: e["value"] for e in api["environment"]}
     assert env["REDIS_TLS"] == "true" and "REDIS_CA_FILE" not in env  # ElastiCache's chain is public
@@ -349,8 +353,9 @@ def test_the_api_task_is_hardened_and_takes_secrets_by_reference(prod: Evaluatio
     assert api["image"].startswith(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/wondernest/prod/api@sha256:")
 
 
-# (task family, container) → variable → (secret, JSON field): a field for the
-# rotated Postgres credentials, None for a generated secret read by version.
+# (task family, container) → variable → (secret, JSON field): a field of the
+# current version for every rotated secret, None for a generated secret read
+# by version (no task reads one now: every secret a task reads rotates).
 SECRET_REFS: dict[tuple[str, str], dict[str, tuple[str, str | None]]] = {
     # Migrations run as the role that owns the schema objects, with nothing else.
     ("-api", "migrate"): {
@@ -360,15 +365,17 @@ SECRET_REFS: dict[tuple[str, str], dict[str, tuple[str, str | None]]] = {
     ("-api", "api"): {
         "DB_USER": ("postgres-app", "username"),
         "DB_PASSWORD": ("postgres-app", "password"),
-        "REDIS_PASSWORD": ("redis-app", None),
-        "JWT_SECRET": ("jwt-signing-key", None),
+        "REDIS_PASSWORD": ("redis-app", "password"),
+        "JWT_SECRET": ("jwt-signing-key", "current"),
+        "JWT_PREVIOUS_SECRET": ("jwt-signing-key", "previous"),
+        "JWT_NEXT_SECRET": ("jwt-signing-key", "next"),
     },
     ("-api", "metrics-collector"): {},
     ("-exporters", "postgres-exporter"): {
         "DATA_SOURCE_USER": ("postgres-monitoring", "username"),
         "DATA_SOURCE_PASS": ("postgres-monitoring", "password"),
     },
-    ("-exporters", "redis-exporter"): {"REDIS_PASSWORD": ("redis-monitoring", None)},
+    ("-exporters", "redis-exporter"): {"REDIS_PASSWORD": ("redis-monitoring", "password")},
     ("-exporters", "metrics-collector"): {},
     ("-backups", "backups"): {
         "DB_USER": ("postgres-backup", "username"),
@@ -411,12 +418,12 @@ def test_tasks_read_a_generated_secrets_version_and_a_rotated_secrets_current_fi
     )
 
 
-@pytest.mark.parametrize("changed", ["redis-app", "postgres-app"])
+@pytest.mark.parametrize("changed", ["redis-app", "postgres-app", "jwt-signing-key"])
 def test_a_new_generated_value_changes_the_tasks_reading_it_by_version(
     prod: Evaluation, monkeypatch: pytest.MonkeyPatch, changed: str
 ) -> None:
     """A new version id is a new task definition, so ECS rolls the tasks onto the
-    new value. A rotated secret's generated value was only its first password:
+    new value. A rotated secret's generated value was only its first value:
     changing it changes no task."""
     original = harness.fake_secret
     monkeypatch.setattr(
@@ -619,6 +626,8 @@ def test_the_platform_key_is_used_only_through_the_services_that_encrypt_with_it
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": "s3",
         "aws:sns/topic:Topic": "sns", "aws:backup/vault:Vault": "backup", "aws:ecr/repository:Repository": "ecr",
         "aws:ec2/instance:Instance": "ec2", "aws:amp/workspace:Workspace": "aps",
+        # The rotation functions' environment (the cache users' ids): Lambda encrypts it.
+        "aws:lambda/function:Function": "lambda",
         "aws:cloudwatch/logGroup:LogGroup": "logs",
         # The backup service's dumps (S3_KMS_KEY_ID): written through S3.
         "aws:ecs/taskDefinition:TaskDefinition": "s3",
@@ -627,7 +636,7 @@ def test_the_platform_key_is_used_only_through_the_services_that_encrypt_with_it
         # Roles allowed the key's actions: what they call is the services above.
         "aws:iam/rolePolicy:RolePolicy": "(roles)",
     }  # fmt: skip
-    users = {service_of.get(d.typ, d.typ) for d in prod.declared if key_arn in json.dumps(d.inputs)}
+    users = {service_of.get(d.typ, d.typ) for d in prod.declared if key_arn in as_json(d.inputs)}
     # CloudWatch Logs uses the key as a service principal, in a statement of its own.
     assert users - {"logs", "(roles)"} <= set(PLATFORM_KEY_SERVICES), users - set(PLATFORM_KEY_SERVICES)
 
@@ -921,7 +930,7 @@ def test_every_log_group_is_encrypted_and_expires(prod: Evaluation) -> None:
 
 def test_two_evaluations_declare_identical_inputs() -> None:
     def snapshot(ev: Evaluation) -> list[tuple[str, str, str]]:
-        return sorted((d.typ, d.name, json.dumps(d.inputs, sort_keys=True, default=str)) for d in ev.declared)
+        return sorted((d.typ, d.name, as_json(d.inputs)) for d in ev.declared)
 
     config = prod_config({"certificateArn": CERT, "domainName": "api.example.com"})
     assert snapshot(evaluate(config, stack="prod")) == snapshot(evaluate(config, stack="prod"))

@@ -182,6 +182,12 @@ def test_bad_access_tokens_are_401(client: TestClient) -> None:
         "no session claim": _forge({**own, "sid": None}),
         "no expiry": _forge({**own, "exp": None}),
         "alg none": jwt.encode(own, key="", algorithm="none"),
+        "a key id the server does not hold": jwt.encode(
+            {**jwt.decode(_forge(own), options={"verify_signature": False})},
+            JWT_SECRET,
+            algorithm="HS256",
+            headers={"kid": "0123456789abcdef"},
+        ),
     }
     assert me(client, good).status_code == 200
     # The same forgery without a defect is accepted: the cases differ from it in one claim each.
@@ -191,6 +197,27 @@ def test_bad_access_tokens_are_401(client: TestClient) -> None:
         assert response.status_code == 401, name
         assert response.headers["www-authenticate"].startswith("Bearer")
     assert_error(client.get("/api/users/me"), 401, "unauthorized")
+
+
+def test_tokens_survive_a_key_rotation_while_old_and_new_servers_serve_side_by_side(
+    make_client: ClientFactory,
+) -> None:
+    """Keys k0..k3. Before the rotation a server signs with k1 and accepts k0
+    and k2 too; after it, k2 signs and k1, k3 are accepted. During the rolling
+    deploy each server accepts what the other signs; k0 is retired."""
+    k0, k1, k2, k3 = (f"signing-key-{i}-" + "x" * 32 for i in range(4))
+    old = make_client(JWT_PREVIOUS_SECRET=k0, JWT_SECRET=k1, JWT_NEXT_SECRET=k2)
+    new = make_client(JWT_PREVIOUS_SECRET=k1, JWT_SECRET=k2, JWT_NEXT_SECRET=k3)
+    address = email()
+    register(old, address)
+    from_old, from_new = login(old, address)["accessToken"], login(new, address)["accessToken"]
+    assert jwt.get_unverified_header(from_old)["kid"] != jwt.get_unverified_header(from_new)["kid"]
+    for server in (old, new):
+        assert me(server, from_old).status_code == 200 and me(server, from_new).status_code == 200
+    # A server one rotation further on no longer accepts what the old one signed.
+    later = make_client(JWT_PREVIOUS_SECRET=k2, JWT_SECRET=k3, JWT_NEXT_SECRET="signing-key-4-" + "x" * 32)
+    assert me(later, from_new).status_code == 200
+    assert_error(me(later, from_old), 401, "unauthorized")
 
 
 def test_a_reused_refresh_token_revokes_the_session(make_client: ClientFactory) -> None:

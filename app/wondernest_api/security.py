@@ -40,9 +40,20 @@ class AccessClaims:
     session_id: uuid.UUID
 
 
+def key_id(key: str) -> str:
+    """A signing key's `kid`: a digest that names the key without revealing it."""
+    return hashlib.sha256(b"wondernest kid\0" + key.encode()).hexdigest()[:16]
+
+
 class TokenIssuer:
+    """Signs with the current key, naming it by `kid`; verifies with whichever of
+    the current, previous and next keys the token names."""
+
     def __init__(self, settings: Settings) -> None:
         self._key = settings.jwt_secret.get_secret_value()
+        self._kid = key_id(self._key)
+        accepted = [settings.jwt_previous_secret, settings.jwt_secret, settings.jwt_next_secret]
+        self._keys = {key_id(k): k for k in (s.get_secret_value() for s in accepted if s is not None)}
         # Successor refresh tokens: keyed apart from the access tokens' signatures.
         self._successor_key = hmac.new(self._key.encode(), b"wondernest refresh successor", "sha256").digest()
         self._issuer = settings.jwt_issuer
@@ -61,7 +72,7 @@ class TokenIssuer:
             "exp": now + self.ttl,
             "jti": uuid.uuid4().hex,
         }
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
 
     def successor(self, refresh_token: str) -> str:
         """The refresh token a rotation of this one hands out: derived, so a retry
@@ -76,9 +87,14 @@ class TokenIssuer:
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("missing bearer token")
         try:
+            kid = jwt.get_unverified_header(token.strip()).get("kid", self._kid)
+            # A token from before keys were named is the current key's.
+            key = self._keys.get(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise ValueError("signed with a key this server does not hold")
             claims = jwt.decode(
                 token.strip(),
-                self._key,
+                key,
                 algorithms=[ALGORITHM],
                 audience=self._audience,
                 issuer=self._issuer,

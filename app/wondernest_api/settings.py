@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from wondernest_api.envconfig import DatabaseSettings, Port, SettingsError, load_from_env
 
-SECRET_VARIABLES = ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET")
+SECRET_VARIABLES = ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET", "JWT_PREVIOUS_SECRET", "JWT_NEXT_SECRET")
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -61,6 +61,12 @@ class Settings(DatabaseSettings):
     unset, the system's CAs (ElastiCache's certificates chain to a public CA)."""
 
     jwt_secret: SecretStr
+    """The key that signs access tokens."""
+    jwt_previous_secret: SecretStr | None = None
+    jwt_next_secret: SecretStr | None = None
+    """Keys accepted beside it: the one it replaced and the one that replaces it
+    at the next rotation, so tokens keep working across a rotation while tasks
+    holding the old keys and tasks holding the new ones serve side by side."""
     jwt_issuer: str = "wondernest-api"
     jwt_audience: str = "wondernest-users"
     access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 3600
@@ -139,10 +145,10 @@ class Settings(DatabaseSettings):
             )
         return value
 
-    @field_validator("jwt_secret")
+    @field_validator("jwt_secret", "jwt_previous_secret", "jwt_next_secret")
     @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 32:
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters")
         return value
 

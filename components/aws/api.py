@@ -369,7 +369,9 @@ class Api(pulumi.ComponentResource):
             "postgres.user": (database_secret, "username"),
             "postgres.password": (database_secret, "password"),
             "redis.password": ("redis-app", "password"),
-            "jwt.signingKey": ("jwt-signing-key", "password"),
+            "jwt.signingKey": ("jwt-signing-key", "current"),
+            "jwt.previousSigningKey": ("jwt-signing-key", "previous"),
+            "jwt.nextSigningKey": ("jwt-signing-key", "next"),
         }
         values: dict[str, pulumi.Input[str]] = {
             "postgres.host": args.postgres_host,

@@ -130,9 +130,17 @@ class Cache(pulumi.ComponentResource):
         names = args.names
         child = pulumi.ResourceOptions(parent=self)
         secret = pulumi.ResourceOptions(parent=self, additional_secret_outputs=["passwords"])
+        self.user_ids: dict[str, pulumi.Output[str]] = {}
 
-        def user(key: str, user_name: str, access: str, password: pulumi.Input[str]) -> aws.elasticache.User:
-            return aws.elasticache.User(
+        def user(
+            key: str, user_name: str, access: str, password: pulumi.Input[str], *, rotated: bool = True
+        ) -> aws.elasticache.User:
+            # A rotated user's passwords are the rotation's from its first run on:
+            # an update must not set the generated one back.
+            opts = pulumi.ResourceOptions.merge(
+                secret, pulumi.ResourceOptions(ignore_changes=["authenticationMode"] if rotated else None)
+            )
+            made = aws.elasticache.User(
                 f"redis-user-{key}",
                 user_id=names.resource(f"redis-{key}"),
                 user_name=user_name,
@@ -141,11 +149,22 @@ class Cache(pulumi.ComponentResource):
                 authentication_mode=aws.elasticache.UserAuthenticationModeArgs(
                     type="password", passwords=[pulumi.Output.secret(password)]
                 ),
-                opts=secret,
+                opts=opts,
             )
+            if rotated:
+                document = pulumi.Output.json_dumps(
+                    {"username": user_name, "password": password, "user_id": made.user_id}
+                )
+                args.secrets.seed(f"redis-{key}", document, depends_on=[made])
+                self.user_ids[f"redis-{key}"] = made.user_id
+            return made
 
         default = user(
-            "default", "default", "off -@all", generated_secret("redis-default-user", PASSWORD_LENGTH, child)
+            "default",
+            "default",
+            "off -@all",
+            generated_secret("redis-default-user", PASSWORD_LENGTH, child),
+            rotated=False,
         )
         app = user(
             "app", names.redis_app_user, elasticache_access_string(APP_USER_RULES), args.secrets.value("redis-app")

@@ -15,6 +15,7 @@ from components.aws.database import Database, DatabaseArgs
 from components.aws.monitoring import Alarm, Monitoring, MonitoringArgs
 from components.aws.network import Network, NetworkArgs
 from components.aws.rotation import redeploy_schedules
+from components.aws.secret_rotation import SecretRotation, SecretRotationArgs
 from components.aws.secrets import Secrets
 from components.aws.tasks import LOG_GROUPS, log_group_name
 from components.aws.waf import Waf, WafArgs, waf_log_group_name
@@ -118,6 +119,19 @@ class Platform(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        rotation = SecretRotation(
+            "secret-rotation",
+            SecretRotationArgs(
+                names=names,
+                region=region,
+                network=network,
+                secrets=secrets,
+                rotation_days=aws_cfg.secret_rotation_days,
+                cache_user_ids=cache.user_ids,
+                log_retention_days=aws_cfg.log_retention_days,
+            ),
+            opts=child,
+        )
         thresholds = alert_thresholds(cfg, spec.name)
         observability = Monitoring(
             "monitoring",
@@ -171,7 +185,7 @@ class Platform(pulumi.ComponentResource):
                 remote_write_url=observability.remote_write_url,
                 workspace_arn=observability.workspace.arn,
                 elb_account_arn=elb_account.arn,
-                depends_on=(*database.ready, cache.group),
+                depends_on=(*database.ready, cache.group, *rotation.ready),
             ),
             opts=child,
         )
@@ -198,7 +212,7 @@ class Platform(pulumi.ComponentResource):
             redis_user=cache.monitoring_user,
             postgres_exporter_image=cfg.images.postgres_exporter,
             redis_exporter_image=cfg.images.redis_exporter,
-            depends_on=(*database.ready, cache.group),
+            depends_on=(*database.ready, cache.group, *rotation.ready),
         )
         backups = Backups(
             "backups",

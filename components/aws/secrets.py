@@ -10,6 +10,7 @@ the generated value is only the first password.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,11 @@ REDIS_PASSWORDS: tuple[str, ...] = ("redis-app", "redis-monitoring")
 OPERATOR_PASSWORDS: tuple[str, ...] = ("verify-login",)
 PASSWORDS: tuple[str, ...] = (*ROTATED, *REDIS_PASSWORDS, *OPERATOR_PASSWORDS)
 SIGNING_KEYS: tuple[str, ...] = ("jwt-signing-key",)
+# Rotated by the platform's own functions (components/aws/secret_rotation.py):
+# each secret is a JSON document whose first version the stack writes once.
+SELF_ROTATED: tuple[str, ...] = (*REDIS_PASSWORDS, *SIGNING_KEYS)
+# The signing keys' document: the API signs with `current` and accepts all three.
+SIGNING_KEY_FIELDS = ("previous", "current", "next")
 
 
 # The account administers a key without using it: AWS's statement for key
@@ -52,9 +58,12 @@ KEY_USE = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*
            "kms:ListGrants", "kms:DescribeKey")  # fmt: skip
 # What encrypts with the platform key: secrets, the database and its
 # Performance Insights, the cache, dumps and buckets, alert topics, backup
-# vaults, image repositories, the bastion's volume, the Prometheus workspace.
-# CloudWatch Logs and the alert publishers use it as service principals.
-PLATFORM_KEY_SERVICES = ("secretsmanager", "rds", "elasticache", "s3", "sns", "backup", "ecr", "ec2", "aps")
+# vaults, image repositories, the bastion's volume, the Prometheus workspace,
+# the rotation functions' environment. CloudWatch Logs and the alert publishers
+# use it as service principals.
+PLATFORM_KEY_SERVICES = (
+    "secretsmanager", "rds", "elasticache", "s3", "sns", "backup", "ecr", "ec2", "aps", "lambda",
+)  # fmt: skip
 # The copy region's key: AWS Backup's copies (of RDS snapshots) and S3 replication.
 COPY_KEY_SERVICES = ("backup", "rds", "s3")
 
@@ -154,6 +163,8 @@ class Secrets(pulumi.ComponentResource):
         self.arns = {}
         self.secrets = {}
         self._refs: dict[str, pulumi.Output[str]] = {}
+        self.versions: dict[str, aws.secretsmanager.SecretVersion] = {}
+        """The first version of each self-rotated secret: what its rotation waits for."""
         for key in (*PASSWORDS, *SIGNING_KEYS):
             length = SIGNING_KEY_LENGTH if key in SIGNING_KEYS else PASSWORD_LENGTH
             value = generated_secret(key, length, child)
@@ -168,19 +179,51 @@ class Secrets(pulumi.ComponentResource):
             self._values[key] = value
             self.arns[key] = secret.arn
             self.secrets[key] = secret
-            if key not in ROTATED:
+            if key in SIGNING_KEYS:
+                self._signing_keys(key, secret, value)
+            elif key not in ROTATED and key not in SELF_ROTATED:
                 version = aws.secretsmanager.SecretVersion(
                     key, secret_id=secret.id, secret_string=value, opts=pulumi.ResourceOptions(parent=secret)
                 )
                 self._refs[key] = pulumi.Output.concat(secret.arn, ":::", version.version_id)
         self.register_outputs({"keyArn": self.key.arn, "secretArns": self.arns})
 
+    def _signing_keys(self, key: str, secret: aws.secretsmanager.Secret, current: pulumi.Output[str]) -> None:
+        """The first version of the keys' document; rotation writes every later
+        one and moves AWSCURRENT to it, so an update must not move it back."""
+        others = {
+            field: generated_secret(f"{key}-{field}", SIGNING_KEY_LENGTH, self._child)
+            for field in SIGNING_KEY_FIELDS
+            if field != "current"
+        }
+        document: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(current=current, **others).apply(lambda keys: json.dumps(keys, sort_keys=True))
+        )
+        self.versions[key] = aws.secretsmanager.SecretVersion(
+            f"{key}-keys",
+            secret_id=secret.id,
+            secret_string=document,
+            opts=pulumi.ResourceOptions(parent=secret, ignore_changes=["secretString", "versionStages"]),
+        )
+
+    def seed(self, key: str, document: pulumi.Input[str], *, depends_on: Sequence[pulumi.Resource]) -> None:
+        """The first version of a self-rotated secret whose document needs what
+        other components make (an ElastiCache user's id)."""
+        self.versions[key] = aws.secretsmanager.SecretVersion(
+            f"{key}-credentials",
+            secret_id=self.secrets[key].id,
+            secret_string=pulumi.Output.secret(document),
+            opts=pulumi.ResourceOptions(
+                parent=self.secrets[key], depends_on=list(depends_on), ignore_changes=["secretString", "versionStages"]
+            ),
+        )
+
     def value_from(self, key: str, field: str = "password") -> pulumi.Output[str]:
         """A task's `valueFrom`. A generated secret's is its version
         (`<arn>:::<version-id>`): a new value is a new version, so the task
         definition changes and the service rolls onto it. A rotated secret's is
         a field of its current version (`<arn>:<field>::`), read at task start."""
-        if key in ROTATED:
+        if key in ROTATED or key in SELF_ROTATED:
             return pulumi.Output.concat(self.arns[key], f":{field}::")
         return self._refs[key]
 

@@ -109,7 +109,8 @@ def render_container_definitions(
 
 # The stack's log groups under its own prefix, by what an operator asks for
 # (`make aws-logs SERVICE=...`): the ECS services, the managed Prometheus
-# workspace's rule and alert log, the cache's logs and the VPC's flow log.
+# workspace's rule and alert log, the cache's logs, the VPC's flow log and the
+# platform's own rotation functions.
 LOG_GROUPS = {
     "api": "api",
     "backups": "backups",
@@ -118,6 +119,8 @@ LOG_GROUPS = {
     "redis-slow": "redis/slow-log",
     "redis-engine": "redis/engine-log",
     "vpc-flow": "vpc-flow-logs",
+    "rotation-signing-keys": "rotation/signing-keys",
+    "rotation-cache-users": "rotation/cache-users",
 }
 
 

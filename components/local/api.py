@@ -35,6 +35,8 @@ SECRET_FILES = {
     "postgres.password": f"{SECRETS_DIR}/db-password",
     "redis.password": f"{SECRETS_DIR}/redis-password",
     "jwt.signingKey": f"{SECRETS_DIR}/jwt-secret",
+    "jwt.previousSigningKey": f"{SECRETS_DIR}/jwt-previous-secret",
+    "jwt.nextSigningKey": f"{SECRETS_DIR}/jwt-next-secret",
 }
 
 
@@ -158,6 +160,8 @@ class Api(pulumi.ComponentResource):
             "postgres.password": args.secrets.role_password(role),
             "redis.password": args.secrets.get("redis-app"),
             "jwt.signingKey": args.secrets.get("jwt-signing-key"),
+            "jwt.previousSigningKey": args.secrets.get("jwt-signing-key-previous"),
+            "jwt.nextSigningKey": args.secrets.get("jwt-signing-key-next"),
         }
         plain, secret = delivery(mapping, {*values, *contents})
         env = {name: values[value] for name, value in plain.items()}

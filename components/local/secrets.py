@@ -41,7 +41,10 @@ class Secrets(pulumi.ComponentResource):
             if key in BOUND_TO_DATA:
                 opts = pulumi.ResourceOptions(parent=self, protect=True)
             self._values[key] = generated_secret(key, PASSWORD_LENGTH, opts)
-        self._values["jwt-signing-key"] = generated_secret("jwt-signing-key", SIGNING_KEY_LENGTH, child)
+        # The key that signs, and the two accepted beside it (the API's rotation
+        # contract, as on AWS, where they rotate; here they stay as generated).
+        for key in ("jwt-signing-key", "jwt-signing-key-previous", "jwt-signing-key-next"):
+            self._values[key] = generated_secret(key, SIGNING_KEY_LENGTH, child)
         self.register_outputs({key.replace("-", "_"): value for key, value in self._values.items()})
 
     def get(self, key: str) -> pulumi.Output[str]:

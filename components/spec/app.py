@@ -38,12 +38,16 @@ PlatformValue = Literal[
     "redis.tls",
     "redis.caFile",
     "jwt.signingKey",
+    "jwt.previousSigningKey",
+    "jwt.nextSigningKey",
     "app.port",
     "app.metricsPort",
     "app.cpuCount",
     "app.trustedProxies",
 ]
-SECRET_VALUES: frozenset[str] = frozenset({"postgres.password", "redis.password", "jwt.signingKey"})
+SECRET_VALUES: frozenset[str] = frozenset(
+    {"postgres.password", "redis.password", "jwt.signingKey", "jwt.previousSigningKey", "jwt.nextSigningKey"}
+)
 """Delivered as `<NAME>_FILE` locally and by reference on AWS, never as a value."""
 DATABASE_VALUES: frozenset[str] = frozenset(
     v for v in get_args(PlatformValue) if v.startswith("postgres.") and v != "postgres.readHosts"
@@ -152,6 +156,8 @@ BUNDLED_ENVIRONMENT: dict[str, PlatformValue] = {
     "REDIS_TLS": "redis.tls",
     "REDIS_CA_FILE": "redis.caFile",
     "JWT_SECRET": "jwt.signingKey",
+    "JWT_PREVIOUS_SECRET": "jwt.previousSigningKey",
+    "JWT_NEXT_SECRET": "jwt.nextSigningKey",
     "PORT": "app.port",
     "METRICS_PORT": "app.metricsPort",
     "HASH_CONCURRENCY": "app.cpuCount",

@@ -89,16 +89,7 @@ def _credential_rotation(resources: Sequence[Resource], config: Mapping[str, Any
             yield Violation(f"{secret.name}: holds database credentials that nothing rotates.", secret.urn)
             continue
         for rotation in targeting:
-            if rotation.get("rotationEnabled") is False or not rotation.get("rotationLambdaArn"):
-                yield Violation(f"{secret.name}: its rotation is switched off or has no function.", rotation.urn)
-                continue
-            rules = rotation.get("rotationRules")
-            if unknown(rules):
-                continue
-            days = _period_days(rules)
-            if days is None or days > max_days:
-                shown = "no period" if days is None else f"every {days:g} days"
-                yield Violation(f"{secret.name}: rotates {shown}; at most every {max_days:g} days.", rotation.urn)
+            yield from _rotation_problems(secret, rotation, max_days)
     for task in (r for r in resources if r.type == TASK_DEFINITION):
         for container, variable, value_from in _container_references(task):
             if DATABASE_PASSWORD.match(variable) and _pinned(value_from):
@@ -109,16 +100,95 @@ def _credential_rotation(resources: Sequence[Resource], config: Mapping[str, Any
                 )
 
 
+# The platform's own secret that no function rotates, and why.
+UNROTATED_SECRETS = {
+    "verify-login": "the password of the account `make verify --auth` signs in with; its hash is in the "
+    "application's database, which no rotation function of the platform writes",
+}
+
+
+def _rotation_problems(secret: Resource, rotation: Resource, max_days: float) -> Iterable[Violation]:
+    if rotation.get("rotationEnabled") is False or not rotation.get("rotationLambdaArn"):
+        yield Violation(f"{secret.name}: its rotation is switched off or has no function.", rotation.urn)
+        return
+    rules = rotation.get("rotationRules")
+    if unknown(rules):
+        return
+    days = _period_days(rules)
+    if days is None or days > max_days:
+        shown = "no period" if days is None else f"every {days:g} days"
+        yield Violation(f"{secret.name}: rotates {shown}; at most every {max_days:g} days.", rotation.urn)
+
+
+def _secrets_rotate(resources: Sequence[Resource], config: Mapping[str, Any]) -> Iterable[Violation]:
+    """Every secret that is not database credentials (those are the rule
+    above's, which also judges every rotation's period): rotated, or named with
+    the reason it cannot be; and a task reads a rotated secret as its current
+    version's field."""
+    named = config.get("unrotatedSecrets", UNROTATED_SECRETS)
+    exempt = {str(k): str(v) for k, v in dict(named or {}).items() if str(v).strip()}
+    versions = [r for r in resources if r.type == SECRET_VERSION]
+    rotations = [r for r in resources if r.type == SECRET_ROTATION]
+    rotated: list[re.Pattern[str]] = []
+    for secret in (r for r in resources if r.type == SECRET):
+        contents = [v.get("secretString") for v in versions if v.refers_to("secretId", secret)]
+        if any(_is_credentials_document(c) or unknown(c) for c in contents):
+            continue  # database credentials, or not known until apply
+        if any(r.refers_to("secretId", secret) for r in rotations):
+            # Its ARN where known; else its name, which the ARN holds before a random suffix.
+            arn, name = secret.get("arn"), secret.get("name")
+            if isinstance(arn, str) and not unknown(arn):
+                rotated.append(re.compile(re.escape(arn) + r"(:|$)"))
+            elif isinstance(name, str) and not unknown(name):
+                rotated.append(re.compile(r"^arn:[^:]+:secretsmanager:[^:]*:[^:]*:secret:" + re.escape(name) + r"-"))
+        elif secret.name not in exempt:
+            yield Violation(
+                f"{secret.name}: nothing rotates this secret; rotate it, or name it in unrotatedSecrets "
+                "with the reason it cannot be.",
+                secret.urn,
+            )
+    for task in (r for r in resources if r.type == TASK_DEFINITION):
+        for container, variable, value_from in _container_references(task):
+            of_rotated = any(pattern.match(value_from) for pattern in rotated)
+            if of_rotated and not DATABASE_PASSWORD.match(variable) and _pinned(value_from):
+                yield Violation(
+                    f"{task.name}: {container} reads {variable} pinned to one version (or with no JSON field) "
+                    "of a secret that rotates, so it keeps a value rotation has retired.",
+                    task.urn,
+                )
+
+
 CREDENTIAL_RULES: list[Rule] = [
     Rule(
         "aws-database-credentials-rotate",
         "Secrets holding database credentials (the rotation JSON document) are rotated by a Secrets Manager "
-        "function at least every `maxRotationDays` days, and a task reads a database password as the current "
-        "version's field, never pinned to a version or as a whole plain secret (Checkov CKV2_AWS_57).",
+        "function, every rotation of any secret at least every `maxRotationDays` days and switched on, and a "
+        "task reads a database password as the current version's field, never pinned to a version or as a "
+        "whole plain secret (Checkov CKV2_AWS_57).",
         "high",
         "Declare an aws.secretsmanager.SecretRotation for the secret (components/aws/rotation.py) and "
         "reference `<arn>:password::` in the task.",
         check_stack=_credential_rotation,
         config_schema={"maxRotationDays": {"type": "integer", "default": 90}},
+    ),
+    Rule(
+        "aws-secrets-rotate",
+        "Every other Secrets Manager secret (signing keys, cache passwords, API keys) is rotated by a function "
+        "(its period judged by aws-database-credentials-rotate), unless `unrotatedSecrets` names it with the "
+        "reason it cannot be; "
+        "a task reads a rotated secret as its current version's field, never pinned to a version "
+        "(Checkov CKV2_AWS_57).",
+        "high",
+        "Declare an aws.secretsmanager.SecretRotation with a function for the secret "
+        "(components/aws/secret_rotation.py), reference `<arn>:<field>::` in the task, or name the secret in "
+        "the rule's unrotatedSecrets with the reason.",
+        check_stack=_secrets_rotate,
+        config_schema={
+            "unrotatedSecrets": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "minLength": 1},
+                "default": UNROTATED_SECRETS,
+            },
+        },
     ),
 ]

@@ -1,0 +1,109 @@
+"""Secrets Manager rotation of an ElastiCache user's password, run as a Lambda
+function (Python 3.12, boto3 from its runtime).
+
+The secret is {"username", "password", "user_id"}. As AWS's own rotation
+function for ElastiCache users does (aws-samples/aws-secrets-manager-rotation-
+lambdas, SecretsManagerElasticacheUserRotation), setSecret gives the user two
+passwords, the new one and the current one: ElastiCache accepts either, so a
+task started with the old password keeps working until the next rotation
+(the services are redeployed every half period). It differs from that sample
+in what it is told: the user's id is in the secret, checked against the one
+id this function may rotate (USER_IDS), and the password comes from Secrets
+Manager's generator without the characters ElastiCache refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import boto3
+
+# ElastiCache passwords: 16 to 128 printable characters, no spaces, no ", /, @.
+EXCLUDED_CHARACTERS = " \"/@'\\`"
+PASSWORD_LENGTH = 64
+ACTIVE_TIMEOUT_SECONDS = 600
+POLL_SECONDS = 10.0
+FIELDS = ("username", "password", "user_id")
+
+
+def check(document: Any, allowed: set[str]) -> dict[str, str]:
+    """The document's shape and its user, or ValueError (never a value)."""
+    if not isinstance(document, dict) or any(not isinstance(document.get(f), str) for f in FIELDS):
+        raise ValueError(f"the secret must be a JSON object with {', '.join(FIELDS)}")
+    if document["user_id"] not in allowed:
+        raise ValueError(f"this function does not rotate the user {document['user_id']!r}")
+    if not 16 <= len(document["password"]) <= 128:
+        raise ValueError("the password must be 16 to 128 characters")
+    return {f: document[f] for f in FIELDS}
+
+
+def _document(client: Any, arn: str, allowed: set[str], **version: str) -> dict[str, str]:
+    try:
+        return check(json.loads(client.get_secret_value(SecretId=arn, **version)["SecretString"]), allowed)
+    except json.JSONDecodeError:
+        raise ValueError(f"the secret {arn} is not JSON") from None
+
+
+def wait_active(
+    cache: Any, user_id: str, *, timeout: float = ACTIVE_TIMEOUT_SECONDS, poll: float = POLL_SECONDS
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        [user] = cache.describe_users(UserId=user_id)["Users"]
+        if user["Status"] == "active":
+            return
+        if time.monotonic() > deadline:
+            raise ValueError(f"the user {user_id} is still {user['Status']} after {timeout:.0f} s")
+        time.sleep(poll)
+
+
+def handler(
+    event: dict[str, str], _context: Any, client: Any = None, cache: Any = None, poll: float = POLL_SECONDS
+) -> None:
+    arn, token, step = event["SecretId"], event["ClientRequestToken"], event["Step"]
+    allowed = set(filter(None, os.environ.get("USER_IDS", "").split(",")))
+    client = client or boto3.client("secretsmanager")
+    cache = cache or boto3.client("elasticache")
+    metadata = client.describe_secret(SecretId=arn)
+    if not metadata.get("RotationEnabled"):
+        raise ValueError(f"rotation is not enabled for {arn}")
+    stages = metadata["VersionIdsToStages"]
+    if token not in stages:
+        raise ValueError(f"version {token} of {arn} has no stage")
+    if "AWSCURRENT" in stages[token]:
+        return
+    if "AWSPENDING" not in stages[token]:
+        raise ValueError(f"version {token} of {arn} is not AWSPENDING")
+    current = _document(client, arn, allowed, VersionStage="AWSCURRENT")
+    if step == "createSecret":
+        try:
+            client.get_secret_value(SecretId=arn, VersionId=token, VersionStage="AWSPENDING")
+        except client.exceptions.ResourceNotFoundException:
+            password = client.get_random_password(
+                PasswordLength=PASSWORD_LENGTH, ExcludeCharacters=EXCLUDED_CHARACTERS
+            )["RandomPassword"]
+            client.put_secret_value(
+                SecretId=arn,
+                ClientRequestToken=token,
+                SecretString=json.dumps({**current, "password": password}),
+                VersionStages=["AWSPENDING"],
+            )
+    elif step == "setSecret":
+        pending = _document(client, arn, allowed, VersionId=token, VersionStage="AWSPENDING")
+        if pending["user_id"] != current["user_id"]:
+            raise ValueError(f"version {token} of {arn} names another user")
+        wait_active(cache, current["user_id"], poll=poll)
+        cache.modify_user(UserId=current["user_id"], Passwords=[pending["password"], current["password"]])
+    elif step == "testSecret":
+        # The passwords are in force once the user is active again everywhere.
+        wait_active(cache, current["user_id"], poll=poll)
+    elif step == "finishSecret":
+        [old] = [v for v, s in stages.items() if "AWSCURRENT" in s]
+        client.update_secret_version_stage(
+            SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=token, RemoveFromVersionId=old
+        )
+    else:
+        raise ValueError(f"unknown step {step!r}")
