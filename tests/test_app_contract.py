@@ -328,6 +328,8 @@ def own(**changes: Any) -> dict[str, Any]:
         ),
         (own(platformEnvironment={"P": "postgres.password"}), "postgres.password is mapped without postgres.user"),
         (own(platformEnvironment={"R": "redis.password"}), "redis.password is mapped without redis.user"),
+        (own(platformEnvironment={"K": "jwt.signingKey"}), "the signing keys are mapped only in part"),
+        (own(platformEnvironment={"K": "jwt.signingKey", "N": "jwt.nextSigningKey"}), "map all three"),
         (own(environment={"NOTES_GREETING": ""}), "empty; leave the variable out"),
         (own(environment={"db_password": "hunter2"}), "environment.db_password = [secret]"),
         (own(environment={"DB_PASS": "hunter2"}), "environment.DB_PASS = [secret]: looks like a secret"),

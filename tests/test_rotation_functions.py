@@ -159,8 +159,10 @@ USER = {"username": "wondernest_app", "password": "p" * 40, "user_id": "wonderne
 
 
 def test_a_cache_user_takes_the_new_password_and_keeps_the_old_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("USER_IDS", "wondernest-prod-redis-app,wondernest-prod-redis-monitoring")
     sm, cache = SecretsManager(USER), ElastiCache(USER["user_id"], USER["password"])
+    monkeypatch.setenv(
+        "USER_IDS", json.dumps({sm.arn: USER["user_id"], "arn:other": "wondernest-prod-redis-monitoring"})
+    )
     sm.rotate(rotate_cache_users.handler, cache=cache, poll=0)
     after = sm.current()
     assert after["password"] != USER["password"] and {k: after[k] for k in ("username", "user_id")} == {
@@ -173,11 +175,18 @@ def test_a_cache_user_takes_the_new_password_and_keeps_the_old_one(monkeypatch: 
 
 
 def test_a_cache_user_this_function_may_not_rotate_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("USER_IDS", "wondernest-prod-redis-monitoring")
     sm, cache = SecretsManager(USER), ElastiCache(USER["user_id"], USER["password"])
-    with pytest.raises(ValueError, match="does not rotate the user 'wondernest-prod-redis-app'"):
+    # This secret may name only the monitoring user: pointing it at the app's user is refused.
+    monkeypatch.setenv("USER_IDS", json.dumps({sm.arn: "wondernest-prod-redis-monitoring"}))
+    with pytest.raises(ValueError, match="does not rotate the user 'wondernest-prod-redis-app' with this secret"):
         sm.rotate(rotate_cache_users.handler, cache=cache, poll=0)
     assert cache.calls == []
+
+
+def test_a_generated_password_is_one_elasticache_takes() -> None:
+    """16 to 128 characters, none of `,`, `"`, `/`, `@` (ElastiCache's RBAC guide)."""
+    assert set(',"/@') <= set(rotate_cache_users.EXCLUDED_CHARACTERS)
+    assert 16 <= rotate_cache_users.PASSWORD_LENGTH <= 128
 
 
 def test_a_user_that_never_settles_fails_the_step(monkeypatch: pytest.MonkeyPatch) -> None:

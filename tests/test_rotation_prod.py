@@ -85,12 +85,13 @@ def test_the_signing_keys_and_cache_passwords_rotate_by_the_platforms_functions(
         f = functions[f"{name}-rotation"]
         assert f["handler"] == f"{module}.handler" and f["runtime"] == "python3.12"
         assert f["vpcConfig"]["subnetIds"] == [ec2_id("subnet", f"private-{i}") for i in range(3)]
-        assert f["vpcConfig"]["securityGroupIds"] == [ec2_id("sg", "sg-rotation")]
         permission = prod.named("aws:lambda/permission:Permission", f"{name}-rotation-invoke").inputs
         assert permission["principal"] == "secretsmanager.amazonaws.com" and permission["sourceAccount"] == ACCOUNT
-    assert functions["cache-users-rotation"]["environment"]["variables"]["USER_IDS"] == (
-        "wondernest-prod-redis-app,wondernest-prod-redis-monitoring"
-    )
+    assert json.loads(functions["cache-users-rotation"]["environment"]["variables"]["USER_IDS"]) == {
+        secret_arn(prod, f"redis-{u}"): f"wondernest-prod-redis-{u}" for u in ("app", "monitoring")
+    }
+    for f in functions.values():
+        assert f["vpcConfig"]["securityGroupIds"] == [ec2_id("sg", "sg-secret-rotation")]
     for key in SELF_ROTATED:
         rotation = prod.named(ROTATION, key).inputs
         assert rotation["secretId"] == secret_arn(prod, key)

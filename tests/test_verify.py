@@ -148,7 +148,11 @@ def test_aws_credentials_are_secrets_managers_current_values(monkeypatch: pytest
         "secretArns": {
             # Rotation has moved the app to its alternate user: that is who a task logs in as.
             "postgres-app": secret("app", json.dumps({"username": "wondernest_app_clone", "password": "a2"})),
-            "redis-app": secret("redis", "r"),
+            # The rotated cache user's document (the rotation function's).
+            "redis-app": secret(
+                "redis",
+                json.dumps({"username": "wondernest_app", "password": "r", "user_id": "wondernest-prod-redis-app"}),
+            ),
         },
     }
     credentials = aws_credentials(outputs, timeout=5)

@@ -214,6 +214,16 @@ def test_tokens_survive_a_key_rotation_while_old_and_new_servers_serve_side_by_s
     assert jwt.get_unverified_header(from_old)["kid"] != jwt.get_unverified_header(from_new)["kid"]
     for server in (old, new):
         assert me(server, from_old).status_code == 200 and me(server, from_new).status_code == 200
+    # A token from before keys were named (no kid), signed with what is now the previous key.
+    legacy = jwt.encode(jwt.decode(from_old, options={"verify_signature": False}), k1, algorithm="HS256")
+    assert "kid" not in jwt.get_unverified_header(legacy)
+    assert me(new, legacy).status_code == 200
+    # A refresh retried on the other server within the grace window gets the same pair, not a reuse alarm.
+    refresh = login(old, address)["refreshToken"]
+    first = old.post("/auth/refresh", json={"refreshToken": refresh})
+    again = new.post("/auth/refresh", json={"refreshToken": refresh})
+    assert first.status_code == again.status_code == 200, again.text
+    assert first.json()["refreshToken"] == again.json()["refreshToken"]
     # A server one rotation further on no longer accepts what the old one signed.
     later = make_client(JWT_PREVIOUS_SECRET=k2, JWT_SECRET=k3, JWT_NEXT_SECRET="signing-key-4-" + "x" * 32)
     assert me(later, from_new).status_code == 200

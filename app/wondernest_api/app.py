@@ -389,8 +389,13 @@ class Api:
         assert session.rotated_at is not None
         if now - session.rotated_at > dt.timedelta(seconds=self.settings.refresh_reuse_grace_seconds):
             return None
-        token = self.tokens.successor(refresh_token)
-        successor = await store.session_for_update(conn, hash_token(token))
+        # The successor the rotating server made, whichever of this server's
+        # keys was its current (old and new servers serve side by side after a
+        # key rotation).
+        for token in self.tokens.successors(refresh_token):
+            successor = await store.session_for_update(conn, hash_token(token))
+            if successor is not None:
+                break
         if (
             successor is None
             or successor.family_id != session.family_id

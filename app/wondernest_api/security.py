@@ -9,6 +9,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import bcrypt
 import jwt
@@ -52,10 +53,16 @@ class TokenIssuer:
     def __init__(self, settings: Settings) -> None:
         self._key = settings.jwt_secret.get_secret_value()
         self._kid = key_id(self._key)
-        accepted = [settings.jwt_previous_secret, settings.jwt_secret, settings.jwt_next_secret]
+        # The current key first: what a token without `kid` (from before keys
+        # were named) is tried against first, and what successors are made with.
+        accepted = [settings.jwt_secret, settings.jwt_previous_secret, settings.jwt_next_secret]
         self._keys = {key_id(k): k for k in (s.get_secret_value() for s in accepted if s is not None)}
-        # Successor refresh tokens: keyed apart from the access tokens' signatures.
-        self._successor_key = hmac.new(self._key.encode(), b"wondernest refresh successor", "sha256").digest()
+        # Successor refresh tokens: keyed apart from the access tokens' signatures,
+        # one key per accepted signing key, so a server a rotation apart finds
+        # the successor another server made.
+        self._successor_keys = [
+            hmac.new(k.encode(), b"wondernest refresh successor", "sha256").digest() for k in self._keys.values()
+        ]
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self.ttl = settings.access_token_ttl_seconds
@@ -78,8 +85,15 @@ class TokenIssuer:
         """The refresh token a rotation of this one hands out: derived, so a retry
         of the same rotation within its grace window gets the same token back,
         and unguessable without the server's key."""
-        digest = hmac.new(self._successor_key, refresh_token.encode(), "sha256").digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        return self.successors(refresh_token)[0]
+
+    def successors(self, refresh_token: str) -> list[str]:
+        """What any server holding one of this server's keys as its current
+        would have handed out: the current key's first."""
+        return [
+            base64.urlsafe_b64encode(hmac.new(key, refresh_token.encode(), "sha256").digest()).rstrip(b"=").decode()
+            for key in self._successor_keys
+        ]
 
     def verify(self, authorization: str | None) -> AccessClaims:
         # The scheme is case-insensitive (RFC 9110 section 11.1); the token is not.
@@ -87,13 +101,34 @@ class TokenIssuer:
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("missing bearer token")
         try:
-            kid = jwt.get_unverified_header(token.strip()).get("kid", self._kid)
-            # A token from before keys were named is the current key's.
-            key = self._keys.get(kid) if isinstance(kid, str) else None
-            if key is None:
+            kid = jwt.get_unverified_header(token.strip()).get("kid")
+            if kid is None:
+                # From before keys were named: signed with one that is now any of the three.
+                candidates = list(self._keys.values())
+            elif isinstance(kid, str) and kid in self._keys:
+                candidates = [self._keys[kid]]
+            else:
                 raise ValueError("signed with a key this server does not hold")
-            claims = jwt.decode(
-                token.strip(),
+            claims = self._decode(token.strip(), candidates)
+            subject, session = claims["sub"], claims["sid"]
+            if not isinstance(subject, str) or not isinstance(session, str):
+                raise ValueError("sub and sid must be strings")
+            return AccessClaims(uuid.UUID(subject), uuid.UUID(session))
+        except (jwt.PyJWTError, ValueError):
+            raise _unauthorized("invalid or expired token") from None
+
+    def _decode(self, token: str, keys: list[str]) -> dict[str, Any]:
+        for key in keys[:-1]:
+            try:
+                return self._decode_with(token, key)
+            except jwt.InvalidSignatureError:
+                continue
+        return self._decode_with(token, keys[-1])
+
+    def _decode_with(self, token: str, key: str) -> dict[str, Any]:
+        return dict(
+            jwt.decode(
+                token,
                 key,
                 algorithms=[ALGORITHM],
                 audience=self._audience,
@@ -101,12 +136,7 @@ class TokenIssuer:
                 options={"require": ["exp", "iat", "iss", "aud", "sub", "sid"]},
                 leeway=5,
             )
-            subject, session = claims["sub"], claims["sid"]
-            if not isinstance(subject, str) or not isinstance(session, str):
-                raise ValueError("sub and sid must be strings")
-            return AccessClaims(uuid.UUID(subject), uuid.UUID(session))
-        except (jwt.PyJWTError, ValueError):
-            raise _unauthorized("invalid or expired token") from None
+        )
 
 
 def _unauthorized(message: str) -> ApiError:

@@ -67,6 +67,7 @@ class SecurityGroups:
         self.exporters = group("exporters", "postgres_exporter and redis_exporter tasks")
         self.backup = group("backup", "The scheduled backup task")
         self.rotation = group("rotation", "The Secrets Manager rotation function for the Postgres roles")
+        self.secret_rotation = group("secret-rotation", "The platform's own rotation functions: AWS APIs only")
         self.endpoints = group("endpoints", "Interface VPC endpoints, reached from inside the VPC")
         self._parent = parent
         self._rules: list[pulumi.Resource] = []
@@ -90,6 +91,11 @@ class SecurityGroups:
             # through NAT in regions without an endpoint; RDS's API (the rotation
             # function's) always is: HTTPS out is needed.
             self.egress_cidr(f"{key}-out-https", sg, "0.0.0.0/0", HTTPS, f"{who} to AWS APIs over HTTPS")
+        # Secrets Manager (its endpoint) and ElastiCache's API (through NAT): nothing else.
+        self.egress_cidr(
+            "secret-rotation-out-https", self.secret_rotation, "0.0.0.0/0", HTTPS,
+            "The platform's rotation functions to AWS APIs over HTTPS",
+        )  # fmt: skip
 
     def chain(
         self, key: str, source: aws.ec2.SecurityGroup, target: aws.ec2.SecurityGroup, port: int, why: str

@@ -128,6 +128,7 @@ class Platform(pulumi.ComponentResource):
                 secrets=secrets,
                 rotation_days=aws_cfg.secret_rotation_days,
                 cache_user_ids=cache.user_ids,
+                cache_ready=[cache.group],
                 log_retention_days=aws_cfg.log_retention_days,
             ),
             opts=child,
@@ -247,7 +248,7 @@ class Platform(pulumi.ComponentResource):
             rotation_days=aws_cfg.secret_rotation_days,
             parent=self,
         )
-        _alarms(observability, database, cache, api, cache_nodes=1 + aws_cfg.cache_replicas)
+        _alarms(observability, database, cache, api, rotation, cache_nodes=1 + aws_cfg.cache_replicas)
         one_off = {
             "cluster": cluster.name,
             "subnets": network.subnet_ids("private"),
@@ -295,7 +296,9 @@ class Platform(pulumi.ComponentResource):
         self.register_outputs(self.outputs)
 
 
-def _alarms(observability: Monitoring, database: Database, cache: Cache, api: Api, cache_nodes: int) -> None:
+def _alarms(
+    observability: Monitoring, database: Database, cache: Cache, api: Api, rotation: SecretRotation, cache_nodes: int
+) -> None:
     """What only CloudWatch sees: the database host, the cache engine, the ALB's
     own errors, and (prometheus_alarms) the alert pipeline itself. Pages for
     what users feel now or soon (storage running out, the ALB failing
@@ -352,6 +355,14 @@ def _alarms(observability: Monitoring, database: Database, cache: Cache, api: Ap
                       "AWS/ElastiCache", "ReplicationLag", node, "Maximum", "GreaterThanThreshold", 30,
                       missing="notBreaching", runbook="redis-replication-lag")
             )  # fmt: skip
+    # A failed rotation leaves the old value current and retries only at the
+    # next schedule: a ticket, before the tasks' values come near retirement.
+    for kind, function_name in rotation.function_names.items():
+        alarms.append(
+            Alarm(f"rotation-{kind}", f"The {kind} rotation function failed: the secret was not rotated",
+                  "AWS/Lambda", "Errors", {"FunctionName": function_name}, "Sum", "GreaterThanThreshold", 0,
+                  period=3600, periods=1, missing="notBreaching", runbook="rotation-failed")
+        )  # fmt: skip
     for alarm in alarms:
         observability.alarm(alarm)
     observability.prometheus_alarms()

@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.iam import service_role
+from components.aws.iam import policy_document, service_role
 from components.aws.network import Network
 from components.aws.secrets import SIGNING_KEYS, Secrets
 from components.aws.tasks import LOG_GROUPS, log_group
@@ -36,21 +36,31 @@ class SecretRotationArgs:
     rotation_days: int
     cache_user_ids: Mapping[str, pulumi.Input[str]]
     """The rotated cache users' ids, by secret key."""
+    cache_ready: Sequence[pulumi.Resource]
+    """The cache's user group and replication group: a user is rotated once it serves."""
     log_retention_days: int
 
 
 class SecretRotation(pulumi.ComponentResource):
     ready: list[pulumi.Resource]
     """What a task reading the rotated secrets must wait for."""
+    function_names: dict[str, pulumi.Output[str]]
+    """Each rotation function's name, by what it rotates: what its alarm watches."""
 
     def __init__(self, name: str, args: SecretRotationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:aws:SecretRotation", name, None, opts)
         account = args.secrets.account_id
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
         cache_arns = [
-            pulumi.Output.concat("arn:aws:elasticache:", args.region, ":", account, ":user:", user_id)
+            pulumi.Output.concat("arn:", partition, ":elasticache:", args.region, ":", account, ":user:", user_id)
             for user_id in args.cache_user_ids.values()
         ]
+        # Which user each secret may name: the function refuses any other pairing.
+        user_of_secret = pulumi.Output.json_dumps(
+            {args.secrets.arns[key]: user_id for key, user_id in args.cache_user_ids.items()}
+        )
         self.ready = []
+        self.function_names = {}
         self._rotate(
             "signing-keys",
             args,
@@ -60,6 +70,7 @@ class SecretRotation(pulumi.ComponentResource):
             timeout=60,
             extra_statements=[],
             environment=None,
+            waits_for=[],
         )
         self._rotate(
             "cache-users",
@@ -77,7 +88,8 @@ class SecretRotation(pulumi.ComponentResource):
                     "Resource": cache_arns,
                 },
             ],
-            environment={"USER_IDS": pulumi.Output.all(*args.cache_user_ids.values()).apply(",".join)},
+            environment={"USER_IDS": user_of_secret},
+            waits_for=args.cache_ready,
         )
         self.register_outputs({})
 
@@ -92,6 +104,7 @@ class SecretRotation(pulumi.ComponentResource):
         timeout: int,
         extra_statements: Sequence[dict[str, Any]],
         environment: Mapping[str, pulumi.Input[str]] | None,
+        waits_for: Sequence[pulumi.Resource],
     ) -> None:
         secrets, names = args.secrets, args.names
         child = pulumi.ResourceOptions(parent=self)
@@ -109,38 +122,48 @@ class SecretRotation(pulumi.ComponentResource):
             f"{name}-rotation-role",
             service="lambda.amazonaws.com",
             description=f"{function_name}: the rotation steps on its own secrets only",
-            statements=[
-                {
-                    "Effect": "Allow",
-                    "Action": [
-                        "secretsmanager:DescribeSecret",
-                        "secretsmanager:GetSecretValue",
-                        "secretsmanager:PutSecretValue",
-                        "secretsmanager:UpdateSecretVersionStage",
-                    ],
-                    "Resource": arns,
-                },
-                {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": secrets.key.arn},
-                {
-                    "Effect": "Allow",
-                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": logs.arn.apply(lambda arn: f"{arn}:*"),
-                },
-                # Its network interfaces in the private subnets (AWSLambdaVPCAccessExecutionRole's actions).
-                {
-                    "Effect": "Allow",
-                    "Action": [
-                        "ec2:CreateNetworkInterface",
-                        "ec2:DescribeNetworkInterfaces",
-                        "ec2:DeleteNetworkInterface",
-                        "ec2:AssignPrivateIpAddresses",
-                        "ec2:UnassignPrivateIpAddresses",
-                    ],
-                    "Resource": "*",
-                },
-                *extra_statements,
-            ],
             parent=self,
+        )
+        # Its own resource, so the function and the first rotation can wait for
+        # it: a role's inline policy takes effect apart from the role.
+        policy = aws.iam.RolePolicy(
+            f"{name}-rotation-role",
+            role=role.id,
+            policy=policy_document(
+                [
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "secretsmanager:DescribeSecret",
+                            "secretsmanager:GetSecretValue",
+                            "secretsmanager:PutSecretValue",
+                            "secretsmanager:UpdateSecretVersionStage",
+                        ],
+                        "Resource": arns,
+                    },
+                    {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": secrets.key.arn},
+                    {
+                        "Effect": "Allow",
+                        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                        "Resource": logs.arn.apply(lambda arn: f"{arn}:*"),
+                    },
+                    # Its network interfaces in the private subnets (AWSLambdaVPCAccessExecutionRole's actions).
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "ec2:CreateNetworkInterface",
+                            "ec2:DescribeNetworkInterfaces",
+                            "ec2:DescribeSubnets",
+                            "ec2:DeleteNetworkInterface",
+                            "ec2:AssignPrivateIpAddresses",
+                            "ec2:UnassignPrivateIpAddresses",
+                        ],
+                        "Resource": "*",
+                    },
+                    *extra_statements,
+                ]
+            ),
+            opts=pulumi.ResourceOptions(parent=role),
         )
         function = aws.lambda_.Function(
             f"{name}-rotation",
@@ -152,18 +175,17 @@ class SecretRotation(pulumi.ComponentResource):
             role=role.arn,
             timeout=timeout,
             memory_size=128,
-            # Never two rotations of one secret at once; a few secrets may rotate together.
-            reserved_concurrent_executions=len(keys),
             kms_key_arn=secrets.key.arn if environment else None,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(environment)) if environment else None,
             vpc_config=aws.lambda_.FunctionVpcConfigArgs(
                 subnet_ids=args.network.subnet_ids("private"),
-                security_group_ids=[args.network.security_groups.rotation.id],
+                security_group_ids=[args.network.security_groups.secret_rotation.id],
             ),
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=logs.name),
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="PassThrough"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, policy]),
         )
+        self.function_names[name] = function.name
         permission = aws.lambda_.Permission(
             f"{name}-rotation-invoke",
             action="lambda:InvokeFunction",
@@ -183,7 +205,8 @@ class SecretRotation(pulumi.ComponentResource):
                 # The first rotation runs at once: a broken setup shows in this update.
                 rotate_immediately=True,
                 opts=pulumi.ResourceOptions(
-                    parent=secrets.secrets[key], depends_on=[secrets.versions[key], permission]
+                    parent=secrets.secrets[key],
+                    depends_on=[secrets.versions[key], permission, policy, *waits_for],
                 ),
             )
             self.ready += [secrets.versions[key], rotation]

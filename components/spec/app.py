@@ -283,6 +283,13 @@ class AppConfig(ConfigModel):
             for secret, user in (("postgres.password", "postgres.user"), ("redis.password", "redis.user"))
             if secret in mapped and user not in mapped
         ]
+        keys = ("jwt.signingKey", "jwt.previousSigningKey", "jwt.nextSigningKey")
+        if any(k in mapped for k in keys) and not all(k in mapped for k in keys):
+            problems.append(
+                "platformEnvironment: the signing keys are mapped only in part: on AWS they rotate, and an app "
+                f"that signs with jwt.signingKey must also accept {keys[1]} and {keys[2]} (map all three), or "
+                "tasks on either side of a rotation refuse each other's tokens"
+            )
         if self.migrations is not None:
             needed = [v for v in MIGRATION_NEEDS if v not in mapped]
             if needed:

@@ -98,8 +98,6 @@ def aws_credentials(outputs: Mapping[str, Any], timeout: float) -> Credentials:
         else:
             raise KeyError(key)
         value = str(client.get_secret_value(SecretId=arn)["SecretString"])
-        if key == "redis-app":
-            return str(outputs.get("redisUser", "")), value
         if key == "verify-login":
             return "", value
         document = json.loads(value)

@@ -8,8 +8,9 @@ passwords, the new one and the current one: ElastiCache accepts either, so a
 task started with the old password keeps working until the next rotation
 (the services are redeployed every half period). It differs from that sample
 in what it is told: the user's id is in the secret, checked against the one
-id this function may rotate (USER_IDS), and the password comes from Secrets
-Manager's generator without the characters ElastiCache refuses.
+id this secret may name (USER_IDS, a JSON map of secret ARN to user id),
+and the password comes from Secrets Manager's generator without the
+characters ElastiCache refuses.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 
 import boto3
 
-# ElastiCache passwords: 16 to 128 printable characters, no spaces, no ", /, @.
-EXCLUDED_CHARACTERS = " \"/@'\\`"
+# ElastiCache passwords: 16 to 128 printable characters, none of `,`, `"`, `/`
+# or `@` (ElastiCache's RBAC guide); spaces, quotes and backslashes left out too.
+EXCLUDED_CHARACTERS = " ,\"/@'\\`"
 PASSWORD_LENGTH = 64
 ACTIVE_TIMEOUT_SECONDS = 600
 POLL_SECONDS = 10.0
@@ -30,11 +32,12 @@ FIELDS = ("username", "password", "user_id")
 
 
 def check(document: Any, allowed: set[str]) -> dict[str, str]:
+    """`allowed`: the one user id this secret may name (USER_IDS maps each secret's ARN to it)."""
     """The document's shape and its user, or ValueError (never a value)."""
     if not isinstance(document, dict) or any(not isinstance(document.get(f), str) for f in FIELDS):
         raise ValueError(f"the secret must be a JSON object with {', '.join(FIELDS)}")
     if document["user_id"] not in allowed:
-        raise ValueError(f"this function does not rotate the user {document['user_id']!r}")
+        raise ValueError(f"this function does not rotate the user {document['user_id']!r} with this secret")
     if not 16 <= len(document["password"]) <= 128:
         raise ValueError("the password must be 16 to 128 characters")
     return {f: document[f] for f in FIELDS}
@@ -64,7 +67,9 @@ def handler(
     event: dict[str, str], _context: Any, client: Any = None, cache: Any = None, poll: float = POLL_SECONDS
 ) -> None:
     arn, token, step = event["SecretId"], event["ClientRequestToken"], event["Step"]
-    allowed = set(filter(None, os.environ.get("USER_IDS", "").split(",")))
+    # Each secret names its own user: one secret cannot be pointed at another's.
+    users = json.loads(os.environ.get("USER_IDS") or "{}")
+    allowed = {str(users[arn])} if isinstance(users, dict) and arn in users else set()
     client = client or boto3.client("secretsmanager")
     cache = cache or boto3.client("elasticache")
     metadata = client.describe_secret(SecretId=arn)
