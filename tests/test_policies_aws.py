@@ -55,6 +55,7 @@ LOGS_USE = {"Sid": "CloudWatchLogsEncrypts", "Effect": "Allow",
             "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
                                       "arn:aws:logs:eu-west-1:123456789012:log-group:*"}}}  # fmt: skip
 SCOPED_KEY_POLICY = doc(KEY_ADMIN, THROUGH_SERVICES, LOGS_USE)
+KEY_POLICY_TYPE = "aws:kms/keyPolicy:KeyPolicy"
 READ_DUMPS = {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::b/*"}
 RANDOM_TOKEN = "kP9vQ2mX7rT4wZ8nB3cF6hJ1sL5dG0aE"
 ORG_ONLY = {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}
@@ -330,6 +331,18 @@ AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
          "StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}})), "no kms:CallerAccount"),
     ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=SCOPED_KEY_POLICY),
      res(aws.KMS_KEY, "key", policy=doc(KEY_ADMIN, {**LOGS_USE, "Condition": {}})), "for any account"),
+    # Another account's root, through a service, or pinned as the caller.
+    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=SCOPED_KEY_POLICY),
+     res(aws.KMS_KEY, "key", policy=doc(KEY_ADMIN, {**THROUGH_SERVICES,
+                                                    "Principal": {"AWS": "arn:aws:iam::999999999999:root"}})),
+     "names more than one account (123456789012, 999999999999)"),
+    ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=SCOPED_KEY_POLICY),
+     res(aws.KMS_KEY, "key", policy=doc(KEY_ADMIN, {**THROUGH_SERVICES, "Principal": "*", "Condition": {
+         "StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com", "kms:CallerAccount": "999999999999"}}})),
+     "names more than one account"),
+    # A policy attached by its own resource is judged as the key's would be.
+    ("aws-kms-key-policy", res(KEY_POLICY_TYPE, "key-policy", policy=SCOPED_KEY_POLICY),
+     res(KEY_POLICY_TYPE, "key-policy", policy=doc(ROOT_ADMIN)), "AWS's default key policy"),
     ("aws-kms-key-policy", res(aws.KMS_KEY, "key", policy=doc(KEY_ADMIN, {
          "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/backups"}, "Action": "kms:Decrypt",
          "Resource": "*"})),
@@ -400,9 +413,16 @@ def test_a_secret_named_with_its_reason_may_stay_unrotated() -> None:
     for config in ({"unrotatedSecrets": {"mail-api-key": " "}}, {}):
         [found] = rule.run_stack([API_KEY], config)
         assert "mail-api-key: nothing rotates this secret" in found.message
-    verify_login = res(aws.SECRET, "verify-login", kmsKeyId="arn:aws:kms:eu-west-1:1:key/k")
+
+    def secret(resource_name: str, secret_name: str) -> Resource:
+        return dataclasses.replace(res(aws.SECRET, resource_name), props={"kmsKeyId": "k", "name": secret_name})
+
+    verify_login = secret("verify-login", "wondernest/prod/verify-login")
     assert rule.run_stack([verify_login], {}) == []
     assert rule.run_stack([verify_login], {"unrotatedSecrets": {}}) != []
+    # A resource merely called so, holding another secret, is not excused.
+    disguised = secret("verify-login", "wondernest/prod/stripe-api-key")
+    assert rule.run_stack([disguised], {}) != []
 
 
 def test_the_floors_are_the_configs_too() -> None:

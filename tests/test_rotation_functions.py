@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.aws.functions import rotate_cache_users, rotate_signing_keys
@@ -194,3 +195,23 @@ def test_a_user_that_never_settles_fails_the_step(monkeypatch: pytest.MonkeyPatc
     cache.users[USER["user_id"]]["Status"] = "modifying"
     with pytest.raises(ValueError, match="still modifying"):
         rotate_cache_users.wait_active(cache, USER["user_id"], timeout=0, poll=0)
+
+
+@pytest.mark.parametrize("module", ["rotate_signing_keys", "rotate_cache_users"])
+def test_each_archive_imports_its_handler_on_its_own(tmp_path: Any, module: str) -> None:
+    """Unpacked as Lambda unpacks it, with nothing of the project beside it: the
+    handler the function names imports (boto3 is the runtime's)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from components.aws.secret_rotation import PACKAGE, function_archive
+
+    for name, asset in function_archive(module).assets.items():
+        assert isinstance(asset, pulumi.FileAsset)
+        target = Path(tmp_path) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(Path(str(asset.path)).read_text())
+    script = f"import importlib; print(callable(importlib.import_module('{PACKAGE}.{module}').handler))"
+    result = subprocess.run([sys.executable, "-E", "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert result.stdout.strip() == "True", result.stderr

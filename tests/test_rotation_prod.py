@@ -83,7 +83,7 @@ def test_the_signing_keys_and_cache_passwords_rotate_by_the_platforms_functions(
     assert set(functions) == {"signing-keys-rotation", "cache-users-rotation"}
     for name, module in (("signing-keys", "rotate_signing_keys"), ("cache-users", "rotate_cache_users")):
         f = functions[f"{name}-rotation"]
-        assert f["handler"] == f"{module}.handler" and f["runtime"] == "python3.12"
+        assert f["handler"] == f"functions.{module}.handler" and f["runtime"] == "python3.12"
         assert f["vpcConfig"]["subnetIds"] == [ec2_id("subnet", f"private-{i}") for i in range(3)]
         permission = prod.named("aws:lambda/permission:Permission", f"{name}-rotation-invoke").inputs
         assert permission["principal"] == "secretsmanager.amazonaws.com" and permission["sourceAccount"] == ACCOUNT

@@ -23,8 +23,19 @@ from components.aws.tasks import LOG_GROUPS, log_group
 from components.spec.naming import Names
 
 FUNCTIONS_DIR = Path(__file__).parent / "functions"
+# The functions' modules ship as a package of this name, their shared steps beside them.
+PACKAGE = "functions"
+SHARED_MODULES = ("__init__", "rotation_steps")
 RUNTIME = "python3.12"
 SECRETS_MANAGER = "secretsmanager.amazonaws.com"
+
+
+def function_archive(module: str) -> pulumi.AssetArchive:
+    """The function's module and what it imports, as the package it imports them from."""
+    files = [*SHARED_MODULES, module]
+    return pulumi.AssetArchive(
+        {f"{PACKAGE}/{name}.py": pulumi.FileAsset(str(FUNCTIONS_DIR / f"{name}.py")) for name in files}
+    )
 
 
 @dataclass(frozen=True)
@@ -170,8 +181,8 @@ class SecretRotation(pulumi.ComponentResource):
             name=function_name,
             description=description,
             runtime=RUNTIME,
-            handler=f"{module}.handler",
-            code=pulumi.AssetArchive({f"{module}.py": pulumi.FileAsset(str(FUNCTIONS_DIR / f"{module}.py"))}),
+            handler=f"{PACKAGE}.{module}.handler",
+            code=function_archive(module),
             role=role.arn,
             timeout=timeout,
             memory_size=128,

@@ -40,6 +40,7 @@ BUCKET_VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 BUCKET_PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 KMS_KEY = "aws:kms/key:Key"
+KEY_POLICY = "aws:kms/keyPolicy:KeyPolicy"
 SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 (a type token)
 SG = "aws:ec2/securityGroup:SecurityGroup"
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -450,8 +451,9 @@ def _kms(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
 
 
 def _kms_policy(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
+    """A key's own policy, or one attached to it by a KeyPolicy resource: both are judged alike."""
     policy = resource.get("policy")
-    if not policy:
+    if not policy and resource.type == KMS_KEY:
         return ["has no key policy of its own: AWS's default lets any IAM policy of the account use it."]
     return key_policy_problems(policy)
 
@@ -639,8 +641,9 @@ AWS_RESOURCE_RULES: list[Rule] = [
     ),
     Rule(
         "aws-kms-key-policy",
-        "Customer KMS keys carry a least-privilege key policy of their own: AWS's default (the account allowed "
-        "kms:*, so any IAM policy of the account may use the key) is refused, as is any statement that lets the "
+        "Customer KMS keys carry a least-privilege key policy of their own (a KeyPolicy resource's is judged "
+        "alike): AWS's default (the account allowed kms:*, so any IAM policy of the account may use the key) is "
+        "refused, as is a policy naming more than one account, or any statement that lets the "
         "account as a whole, or anyone, encrypt, decrypt, make data keys or grants except through named "
         "services (kms:ViaService, with kms:CallerAccount pinned for '*'), or lets a service principal use the "
         "key without aws:SourceAccount, aws:SourceArn or an encryption context of this account "
@@ -649,7 +652,7 @@ AWS_RESOURCE_RULES: list[Rule] = [
         "Let the account administer the key (kms:Describe*, kms:Put*, kms:ScheduleKeyDeletion, ...) without "
         "kms:*; grant use to named roles, or through the services that use the key (kms:ViaService "
         "<service>.<region>.amazonaws.com and kms:CallerAccount); condition service principals on this account.",
-        (KMS_KEY,),
+        (KMS_KEY, KEY_POLICY),
         _kms_policy,
     ),
     Rule(

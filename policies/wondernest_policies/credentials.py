@@ -120,6 +120,18 @@ def _rotation_problems(secret: Resource, rotation: Resource, max_days: float) ->
         yield Violation(f"{secret.name}: rotates {shown}; at most every {max_days:g} days.", rotation.urn)
 
 
+def _exempt(secret: Resource, exempt: Mapping[str, str]) -> bool:
+    """Named in the list, by its resource name, and its Secrets Manager name, where
+    given, says the same (`<app>/<stack>/<key>`): a resource merely called so,
+    holding another secret, is not excused."""
+    if secret.name not in exempt:
+        return False
+    name = secret.get("name")
+    if name is None or unknown(name):
+        return True  # named by the engine after the resource, or not known until apply
+    return isinstance(name, str) and name.rsplit("/", 1)[-1] == secret.name
+
+
 def _secrets_rotate(resources: Sequence[Resource], config: Mapping[str, Any]) -> Iterable[Violation]:
     """Every secret that is not database credentials (those are the rule
     above's, which also judges every rotation's period): rotated, or named with
@@ -141,7 +153,7 @@ def _secrets_rotate(resources: Sequence[Resource], config: Mapping[str, Any]) ->
                 rotated.append(re.compile(re.escape(arn) + r"(:|$)"))
             elif isinstance(name, str) and not unknown(name):
                 rotated.append(re.compile(r"^arn:[^:]+:secretsmanager:[^:]*:[^:]*:secret:" + re.escape(name) + r"-"))
-        elif secret.name not in exempt:
+        elif not _exempt(secret, exempt):
             yield Violation(
                 f"{secret.name}: nothing rotates this secret; rotate it, or name it in unrotatedSecrets "
                 "with the reason it cannot be.",

@@ -234,22 +234,52 @@ def _context_pinned(statement: Mapping[str, Any]) -> bool:
     return False
 
 
-def key_policy_problems(text: Any) -> list[str]:
-    """Who may use the key: named roles; the account's identities only through
-    named services (kms:ViaService), with the caller's account pinned when the
-    principal is everyone; a service principal only for this account, its
-    resource or its encryption context. The account's own administration of
-    the key (kms:Describe*, kms:Put*, ...) is not use."""
+def _allow_statements(text: Any) -> list[Mapping[str, Any]]:
+    """The Allow statements of a known JSON policy document; none otherwise
+    (an unknown or unreadable one is judged elsewhere, or at `up`)."""
     if not isinstance(text, str) or unknown(text):
         return []
     try:
         document = json.loads(text)
     except ValueError:
         return []
-    problems = []
-    for statement in _list(document.get("Statement") or []) if isinstance(document, Mapping) else []:
-        if not isinstance(statement, Mapping) or str(statement.get("Effect")).lower() != "allow":
-            continue
+    statements = _list(document.get("Statement") or []) if isinstance(document, Mapping) else []
+    return [s for s in statements if isinstance(s, Mapping) and str(s.get("Effect")).lower() == "allow"]
+
+
+_ANY_ARN_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):")
+_ACCOUNT_KEYS = ("kms:calleraccount", "aws:sourceaccount", "aws:principalaccount")
+
+
+def _foreign_accounts(statements: list[Mapping[str, Any]]) -> list[str]:
+    """A platform key serves its own account: every account a key policy names
+    (in a principal, or pinned as the caller's or source's account) is one."""
+    accounts: set[str] = set()
+    for statement in statements:
+        principal = statement.get("Principal")
+        by_kind = principal if isinstance(principal, Mapping) else {"AWS": principal}
+        for p in (str(p) for p in _list(by_kind.get("AWS") or [])):
+            if _ACCOUNT_ID.match(p):
+                accounts.add(p)
+            elif match := _ANY_ARN_ACCOUNT.match(p):
+                accounts.add(match.group(1))
+        for _operator, key, values in _conditions(statement):
+            if key in _ACCOUNT_KEYS:
+                accounts.update(str(v) for v in _list(values) if isinstance(v, str) and _ACCOUNT_ID.match(v))
+    if len(accounts) > 1:
+        return [f"names more than one account ({', '.join(sorted(accounts))}): a key serves its own account only."]
+    return []
+
+
+def key_policy_problems(text: Any) -> list[str]:
+    """Who may use the key: named roles; the account's identities only through
+    named services (kms:ViaService), with the caller's account pinned when the
+    principal is everyone; a service principal only for this account, its
+    resource or its encryption context. The account's own administration of
+    the key (kms:Describe*, kms:Put*, ...) is not use."""
+    statements = _allow_statements(text)
+    problems = _foreign_accounts(statements)
+    for statement in statements:
         uses = _key_uses([str(a) for a in _list(statement.get("Action") or [])])
         if not uses:
             continue
@@ -343,16 +373,8 @@ SOURCE_SCOPED_SERVICES = frozenset({"ecs-tasks.amazonaws.com"})
 
 
 def _trust_unscoped(text: Any) -> list[str]:
-    if not isinstance(text, str) or unknown(text):
-        return []
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return []
     problems = []
-    for statement in _list(document.get("Statement") or []) if isinstance(document, Mapping) else []:
-        if not isinstance(statement, Mapping) or str(statement.get("Effect")).lower() != "allow":
-            continue
+    for statement in _allow_statements(text):
         principal = statement.get("Principal")
         services = _list(principal.get("Service")) if isinstance(principal, Mapping) else []
         trusted = sorted(str(s) for s in services if s in SOURCE_SCOPED_SERVICES)

@@ -22,6 +22,8 @@ from typing import Any
 
 import boto3
 
+from .rotation_steps import finish, pending_stages
+
 # ElastiCache passwords: 16 to 128 printable characters, none of `,`, `"`, `/`
 # or `@` (ElastiCache's RBAC guide); spaces, quotes and backslashes left out too.
 EXCLUDED_CHARACTERS = " ,\"/@'\\`"
@@ -72,16 +74,9 @@ def handler(
     allowed = {str(users[arn])} if isinstance(users, dict) and arn in users else set()
     client = client or boto3.client("secretsmanager")
     cache = cache or boto3.client("elasticache")
-    metadata = client.describe_secret(SecretId=arn)
-    if not metadata.get("RotationEnabled"):
-        raise ValueError(f"rotation is not enabled for {arn}")
-    stages = metadata["VersionIdsToStages"]
-    if token not in stages:
-        raise ValueError(f"version {token} of {arn} has no stage")
-    if "AWSCURRENT" in stages[token]:
+    stages = pending_stages(client, arn, token)
+    if stages is None:
         return
-    if "AWSPENDING" not in stages[token]:
-        raise ValueError(f"version {token} of {arn} is not AWSPENDING")
     current = _document(client, arn, allowed, VersionStage="AWSCURRENT")
     if step == "createSecret":
         try:
@@ -106,9 +101,6 @@ def handler(
         # The passwords are in force once the user is active again everywhere.
         wait_active(cache, current["user_id"], poll=poll)
     elif step == "finishSecret":
-        [old] = [v for v, s in stages.items() if "AWSCURRENT" in s]
-        client.update_secret_version_stage(
-            SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=token, RemoveFromVersionId=old
-        )
+        finish(client, arn, token, stages)
     else:
         raise ValueError(f"unknown step {step!r}")

@@ -22,6 +22,8 @@ from typing import Any
 
 import boto3
 
+from .rotation_steps import finish, pending_stages
+
 KEY_BYTES = 48
 FIELDS = ("previous", "current", "next")
 
@@ -56,16 +58,9 @@ def _document(client: Any, arn: str, **version: str) -> dict[str, str]:
 def handler(event: dict[str, str], _context: Any, client: Any = None) -> None:
     arn, token, step = event["SecretId"], event["ClientRequestToken"], event["Step"]
     client = client or boto3.client("secretsmanager")
-    metadata = client.describe_secret(SecretId=arn)
-    if not metadata.get("RotationEnabled"):
-        raise ValueError(f"rotation is not enabled for {arn}")
-    stages = metadata["VersionIdsToStages"]
-    if token not in stages:
-        raise ValueError(f"version {token} of {arn} has no stage")
-    if "AWSCURRENT" in stages[token]:
+    stages = pending_stages(client, arn, token)
+    if stages is None:
         return
-    if "AWSPENDING" not in stages[token]:
-        raise ValueError(f"version {token} of {arn} is not AWSPENDING")
     if step == "createSecret":
         current = _document(client, arn, VersionStage="AWSCURRENT")
         try:
@@ -83,9 +78,6 @@ def handler(event: dict[str, str], _context: Any, client: Any = None) -> None:
         if pending["previous"] != current["current"] or pending["current"] != current["next"]:
             raise ValueError(f"version {token} of {arn} does not follow the current keys")
     elif step == "finishSecret":
-        [old] = [v for v, s in stages.items() if "AWSCURRENT" in s]
-        client.update_secret_version_stage(
-            SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=token, RemoveFromVersionId=old
-        )
+        finish(client, arn, token, stages)
     else:
         raise ValueError(f"unknown step {step!r}")
