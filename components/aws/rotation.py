@@ -127,13 +127,12 @@ class CredentialRotation(pulumi.ComponentResource):
                 continue
             key = f"postgres-{role.key}"
             secret = secrets.secrets[key]
-            # Not the `key` a plain generated value once had: on a stack that
-            # had it, this is a new version that takes AWSCURRENT, rather than an
-            # update the ignored changes below would swallow.
-            version = aws.secretsmanager.SecretVersion(
-                f"{key}-credentials",
-                secret_id=secret.id,
-                secret_string=credentials_document(
+            # `<key>-credentials`, not the `key` a plain generated value once
+            # had: on a stack that had it, this is a new version that takes
+            # AWSCURRENT, rather than an update its ignored changes would swallow.
+            version = secrets.seed(
+                key,
+                credentials_document(
                     host=args.host,
                     port=args.port,
                     username=role.name,
@@ -141,9 +140,6 @@ class CredentialRotation(pulumi.ComponentResource):
                     database=args.spec.name,
                     master_arn=args.master_secret_arn,
                 ),
-                # The first version only: rotation writes every later one and moves
-                # AWSCURRENT to it; an update must not move it back.
-                opts=pulumi.ResourceOptions(parent=secret, ignore_changes=["secretString", "versionStages"]),
             )
             pair = [args.roles[r.key] for r in args.spec.roles if r.key == role.key or r.acts_as == role.name]
             rotation = aws.secretsmanager.SecretRotation(

@@ -164,7 +164,7 @@ class Secrets(pulumi.ComponentResource):
         self.secrets = {}
         self._refs: dict[str, pulumi.Output[str]] = {}
         self.versions: dict[str, aws.secretsmanager.SecretVersion] = {}
-        """The first version of each self-rotated secret: what its rotation waits for."""
+        """The first version of each rotated secret: what its rotation waits for."""
         for key in (*PASSWORDS, *SIGNING_KEYS):
             length = SIGNING_KEY_LENGTH if key in SIGNING_KEYS else PASSWORD_LENGTH
             value = generated_secret(key, length, child)
@@ -180,7 +180,7 @@ class Secrets(pulumi.ComponentResource):
             self.arns[key] = secret.arn
             self.secrets[key] = secret
             if key in SIGNING_KEYS:
-                self._signing_keys(key, secret, value)
+                self._signing_keys(key, value)
             elif key not in ROTATED and key not in SELF_ROTATED:
                 version = aws.secretsmanager.SecretVersion(
                     key, secret_id=secret.id, secret_string=value, opts=pulumi.ResourceOptions(parent=secret)
@@ -188,9 +188,9 @@ class Secrets(pulumi.ComponentResource):
                 self._refs[key] = pulumi.Output.concat(secret.arn, ":::", version.version_id)
         self.register_outputs({"keyArn": self.key.arn, "secretArns": self.arns})
 
-    def _signing_keys(self, key: str, secret: aws.secretsmanager.Secret, current: pulumi.Output[str]) -> None:
-        """The first version of the keys' document; rotation writes every later
-        one and moves AWSCURRENT to it, so an update must not move it back."""
+    def _signing_keys(self, key: str, current: pulumi.Output[str]) -> None:
+        """The keys' document, first version: the generated key as `current`,
+        two more generated beside it."""
         others = {
             field: generated_secret(f"{key}-{field}", SIGNING_KEY_LENGTH, self._child)
             for field in SIGNING_KEY_FIELDS
@@ -199,24 +199,28 @@ class Secrets(pulumi.ComponentResource):
         document: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(current=current, **others).apply(lambda keys: json.dumps(keys, sort_keys=True))
         )
-        self.versions[key] = aws.secretsmanager.SecretVersion(
-            f"{key}-keys",
-            secret_id=secret.id,
-            secret_string=document,
-            opts=pulumi.ResourceOptions(parent=secret, ignore_changes=["secretString", "versionStages"]),
-        )
+        self.seed(key, document, version_name=f"{key}-keys")
 
-    def seed(self, key: str, document: pulumi.Input[str], *, depends_on: Sequence[pulumi.Resource]) -> None:
-        """The first version of a self-rotated secret whose document needs what
-        other components make (an ElastiCache user's id)."""
+    def seed(
+        self,
+        key: str,
+        document: pulumi.Input[str],
+        *,
+        version_name: str | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> aws.secretsmanager.SecretVersion:
+        """The first version of a rotated secret (`<key>-credentials` unless
+        named): rotation writes every later one and moves AWSCURRENT to it, so
+        an update must not move it back."""
         self.versions[key] = aws.secretsmanager.SecretVersion(
-            f"{key}-credentials",
+            version_name or f"{key}-credentials",
             secret_id=self.secrets[key].id,
             secret_string=pulumi.Output.secret(document),
             opts=pulumi.ResourceOptions(
                 parent=self.secrets[key], depends_on=list(depends_on), ignore_changes=["secretString", "versionStages"]
             ),
         )
+        return self.versions[key]
 
     def value_from(self, key: str, field: str = "password") -> pulumi.Output[str]:
         """A task's `valueFrom`. A generated secret's is its version

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from wondernest_policies.model import Resource, Rule, unknown
@@ -143,21 +143,25 @@ def _pins(operator: str, key: str, values: Any) -> bool:
 def _scoped(statement: Mapping[str, Any]) -> bool:
     """A condition that narrows "anyone" to a specific account, organisation,
     VPC, endpoint or source: naming a scoping key is not enough."""
-    condition = statement.get("Condition") or {}
-    if not isinstance(condition, Mapping):
-        return False
-    return any(
-        key.lower() in SCOPING_KEYS and _pins(str(operator), str(key), values)
-        for operator, operands in condition.items()
-        if isinstance(operands, Mapping)
-        for key, values in operands.items()
-    )
+    return any(key in SCOPING_KEYS and _pins(operator, key, values) for operator, key, values in _conditions(statement))
+
+
+def _sid(statement: Mapping[str, Any]) -> str:
+    return f"statement {statement['Sid']!r}" if statement.get("Sid") else "a statement"
+
+
+def _principals_of(statement: Mapping[str, Any], kind: str) -> list[str]:
+    """The statement's principals of one kind (`AWS`, `Service`); a bare
+    principal (`"*"`) counts as `AWS`."""
+    principal = statement.get("Principal")
+    by_kind = principal if isinstance(principal, Mapping) else {"AWS": principal}
+    return [str(p) for p in _list(by_kind.get(kind) or [])]
 
 
 def statement_problems(statement: Mapping[str, Any], key_policy: bool) -> list[str]:
     if str(statement.get("Effect")).lower() != "allow":
         return []
-    sid = f"statement {statement['Sid']!r}" if statement.get("Sid") else "a statement"
+    sid = _sid(statement)
     problems = []
     for inverted in ("NotAction", "NotPrincipal", "NotResource"):
         if inverted in statement:
@@ -206,14 +210,20 @@ def _conditions(statement: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     ]
 
 
-def _through_services(statement: Mapping[str, Any]) -> bool:
-    """kms:ViaService pinned to named services in named regions, exactly."""
+def _values_pinned(statement: Mapping[str, Any], key_matches: Callable[[str], bool], form: re.Pattern[str]) -> bool:
+    """A condition on a key `key_matches`, by an exact or like operator, whose
+    every value has `form` (or is not known until apply)."""
     for operator, key, values in _conditions(statement):
-        if key == "kms:viaservice" and operator in _EXACT_OPERATORS | _LIKE_OPERATORS:
+        if key_matches(key) and operator in _EXACT_OPERATORS | _LIKE_OPERATORS:
             found = _list(values)
-            if found and all(isinstance(v, str) and (unknown(v) or _VIA_SERVICE.match(v)) for v in found):
+            if found and all(isinstance(v, str) and (unknown(v) or form.match(v)) for v in found):
                 return True
     return False
+
+
+def _through_services(statement: Mapping[str, Any]) -> bool:
+    """kms:ViaService pinned to named services in named regions, exactly."""
+    return _values_pinned(statement, lambda key: key == "kms:viaservice", _VIA_SERVICE)
 
 
 def _caller_pinned(statement: Mapping[str, Any]) -> bool:
@@ -226,12 +236,7 @@ def _caller_pinned(statement: Mapping[str, Any]) -> bool:
 def _context_pinned(statement: Mapping[str, Any]) -> bool:
     """An encryption context naming this account's resource by ARN (CloudWatch
     Logs encrypts with `kms:EncryptionContext:aws:logs:arn`)."""
-    for operator, key, values in _conditions(statement):
-        if key.startswith("kms:encryptioncontext:") and operator in _EXACT_OPERATORS | _LIKE_OPERATORS:
-            found = _list(values)
-            if found and all(isinstance(v, str) and (unknown(v) or _ARN.match(v)) for v in found):
-                return True
-    return False
+    return _values_pinned(statement, lambda key: key.startswith("kms:encryptioncontext:"), _ARN)
 
 
 def _allow_statements(text: Any) -> list[Mapping[str, Any]]:
@@ -256,9 +261,7 @@ def _foreign_accounts(statements: list[Mapping[str, Any]]) -> list[str]:
     (in a principal, or pinned as the caller's or source's account) is one."""
     accounts: set[str] = set()
     for statement in statements:
-        principal = statement.get("Principal")
-        by_kind = principal if isinstance(principal, Mapping) else {"AWS": principal}
-        for p in (str(p) for p in _list(by_kind.get("AWS") or [])):
+        for p in _principals_of(statement, "AWS"):
             if _ACCOUNT_ID.match(p):
                 accounts.add(p)
             elif match := _ANY_ARN_ACCOUNT.match(p):
@@ -283,11 +286,10 @@ def key_policy_problems(text: Any) -> list[str]:
         uses = _key_uses([str(a) for a in _list(statement.get("Action") or [])])
         if not uses:
             continue
-        sid = f"statement {statement['Sid']!r}" if statement.get("Sid") else "a statement"
-        principal = statement.get("Principal")
-        by_kind = principal if isinstance(principal, Mapping) else {"AWS": principal}
-        identities = [str(p) for p in _list(by_kind.get("AWS") or [])]
-        whole = [p for p in identities if p == "*" or _ACCOUNT_ROOT.match(p) or _ACCOUNT_ID.match(p)]
+        sid = _sid(statement)
+        whole = [
+            p for p in _principals_of(statement, "AWS") if p == "*" or _ACCOUNT_ROOT.match(p) or _ACCOUNT_ID.match(p)
+        ]
         shown = ", ".join(uses) if len(uses) < 4 else f"{', '.join(uses[:3])} and more"
         if whole and not _through_services(statement):
             problems.append(
@@ -296,7 +298,7 @@ def key_policy_problems(text: Any) -> list[str]:
             )
         elif "*" in whole and not _caller_pinned(statement):
             problems.append(f"{sid} lets anyone use the key through a service, with no kms:CallerAccount pinned.")
-        services = [str(p) for p in _list(by_kind.get("Service") or [])]
+        services = _principals_of(statement, "Service")
         if services and not (_scoped(statement) or _context_pinned(statement)):
             problems.append(
                 f"{sid} lets {', '.join(services)} use the key for any account: pin aws:SourceAccount, "
@@ -375,9 +377,7 @@ SOURCE_SCOPED_SERVICES = frozenset({"ecs-tasks.amazonaws.com"})
 def _trust_unscoped(text: Any) -> list[str]:
     problems = []
     for statement in _allow_statements(text):
-        principal = statement.get("Principal")
-        services = _list(principal.get("Service")) if isinstance(principal, Mapping) else []
-        trusted = sorted(str(s) for s in services if s in SOURCE_SCOPED_SERVICES)
+        trusted = sorted(s for s in _principals_of(statement, "Service") if s in SOURCE_SCOPED_SERVICES)
         if trusted and not _scoped(statement):
             problems.append(
                 f"trusts {', '.join(trusted)} for any account: pin aws:SourceAccount (or aws:SourceArn) to this one."

@@ -22,7 +22,7 @@ from typing import Any
 
 import boto3
 
-from .rotation_steps import finish, pending_stages
+from .rotation_steps import finish, pending_stages, put_pending_once, read_document
 
 # ElastiCache passwords: 16 to 128 printable characters, none of `,`, `"`, `/`
 # or `@` (ElastiCache's RBAC guide); spaces, quotes and backslashes left out too.
@@ -34,8 +34,9 @@ FIELDS = ("username", "password", "user_id")
 
 
 def check(document: Any, allowed: set[str]) -> dict[str, str]:
-    """`allowed`: the one user id this secret may name (USER_IDS maps each secret's ARN to it)."""
-    """The document's shape and its user, or ValueError (never a value)."""
+    """The document's shape and its user, or ValueError (never a value);
+    `allowed`: the one user id this secret may name (USER_IDS maps each
+    secret's ARN to it)."""
     if not isinstance(document, dict) or any(not isinstance(document.get(f), str) for f in FIELDS):
         raise ValueError(f"the secret must be a JSON object with {', '.join(FIELDS)}")
     if document["user_id"] not in allowed:
@@ -43,13 +44,6 @@ def check(document: Any, allowed: set[str]) -> dict[str, str]:
     if not 16 <= len(document["password"]) <= 128:
         raise ValueError("the password must be 16 to 128 characters")
     return {f: document[f] for f in FIELDS}
-
-
-def _document(client: Any, arn: str, allowed: set[str], **version: str) -> dict[str, str]:
-    try:
-        return check(json.loads(client.get_secret_value(SecretId=arn, **version)["SecretString"]), allowed)
-    except json.JSONDecodeError:
-        raise ValueError(f"the secret {arn} is not JSON") from None
 
 
 def wait_active(
@@ -77,22 +71,19 @@ def handler(
     stages = pending_stages(client, arn, token)
     if stages is None:
         return
-    current = _document(client, arn, allowed, VersionStage="AWSCURRENT")
+
+    def checked(document: Any) -> dict[str, str]:
+        return check(document, allowed)
+
+    def with_new_password() -> str:
+        password = client.get_random_password(PasswordLength=PASSWORD_LENGTH, ExcludeCharacters=EXCLUDED_CHARACTERS)
+        return json.dumps({**current, "password": password["RandomPassword"]})
+
+    current = read_document(client, arn, checked, VersionStage="AWSCURRENT")
     if step == "createSecret":
-        try:
-            client.get_secret_value(SecretId=arn, VersionId=token, VersionStage="AWSPENDING")
-        except client.exceptions.ResourceNotFoundException:
-            password = client.get_random_password(
-                PasswordLength=PASSWORD_LENGTH, ExcludeCharacters=EXCLUDED_CHARACTERS
-            )["RandomPassword"]
-            client.put_secret_value(
-                SecretId=arn,
-                ClientRequestToken=token,
-                SecretString=json.dumps({**current, "password": password}),
-                VersionStages=["AWSPENDING"],
-            )
+        put_pending_once(client, arn, token, with_new_password)
     elif step == "setSecret":
-        pending = _document(client, arn, allowed, VersionId=token, VersionStage="AWSPENDING")
+        pending = read_document(client, arn, checked, VersionId=token, VersionStage="AWSPENDING")
         if pending["user_id"] != current["user_id"]:
             raise ValueError(f"version {token} of {arn} names another user")
         wait_active(cache, current["user_id"], poll=poll)

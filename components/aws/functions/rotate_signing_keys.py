@@ -22,7 +22,7 @@ from typing import Any
 
 import boto3
 
-from .rotation_steps import finish, pending_stages
+from .rotation_steps import finish, pending_stages, put_pending_once, read_document
 
 KEY_BYTES = 48
 FIELDS = ("previous", "current", "next")
@@ -48,36 +48,22 @@ def check(document: Any) -> dict[str, str]:
     return {f: document[f] for f in FIELDS}
 
 
-def _document(client: Any, arn: str, **version: str) -> dict[str, str]:
-    try:
-        return check(json.loads(client.get_secret_value(SecretId=arn, **version)["SecretString"]))
-    except json.JSONDecodeError:
-        raise ValueError(f"the secret {arn} is not JSON") from None
-
-
 def handler(event: dict[str, str], _context: Any, client: Any = None) -> None:
     arn, token, step = event["SecretId"], event["ClientRequestToken"], event["Step"]
     client = client or boto3.client("secretsmanager")
     stages = pending_stages(client, arn, token)
     if stages is None:
         return
-    if step == "createSecret":
-        current = _document(client, arn, VersionStage="AWSCURRENT")
-        try:
-            client.get_secret_value(SecretId=arn, VersionId=token, VersionStage="AWSPENDING")
-        except client.exceptions.ResourceNotFoundException:
-            client.put_secret_value(
-                SecretId=arn,
-                ClientRequestToken=token,
-                SecretString=json.dumps(rotated(current)),
-                VersionStages=["AWSPENDING"],
-            )
-    elif step in ("setSecret", "testSecret"):
-        pending = _document(client, arn, VersionId=token, VersionStage="AWSPENDING")
-        current = _document(client, arn, VersionStage="AWSCURRENT")
-        if pending["previous"] != current["current"] or pending["current"] != current["next"]:
-            raise ValueError(f"version {token} of {arn} does not follow the current keys")
-    elif step == "finishSecret":
+    if step == "finishSecret":
         finish(client, arn, token, stages)
-    else:
+        return
+    if step not in ("createSecret", "setSecret", "testSecret"):
         raise ValueError(f"unknown step {step!r}")
+    current = read_document(client, arn, check, VersionStage="AWSCURRENT")
+    if step == "createSecret":
+        put_pending_once(client, arn, token, lambda: json.dumps(rotated(current)))
+        return
+    # setSecret and testSecret: nothing outside Secrets Manager holds the keys; the document's order is checked.
+    pending = read_document(client, arn, check, VersionId=token, VersionStage="AWSPENDING")
+    if pending["previous"] != current["current"] or pending["current"] != current["next"]:
+        raise ValueError(f"version {token} of {arn} does not follow the current keys")

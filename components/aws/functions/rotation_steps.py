@@ -5,6 +5,8 @@ AWSCURRENT to it."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 
@@ -30,3 +32,23 @@ def finish(client: Any, arn: str, token: str, stages: dict[str, list[str]]) -> N
     client.update_secret_version_stage(
         SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=token, RemoveFromVersionId=old
     )
+
+
+def read_document(client: Any, arn: str, check: Callable[[Any], dict[str, str]], **version: str) -> dict[str, str]:
+    """A version's JSON document, as `check` accepts it; ValueError otherwise,
+    never showing the value."""
+    try:
+        return check(json.loads(client.get_secret_value(SecretId=arn, **version)["SecretString"]))
+    except json.JSONDecodeError:
+        raise ValueError(f"the secret {arn} is not JSON") from None
+
+
+def put_pending_once(client: Any, arn: str, token: str, make: Callable[[], str]) -> None:
+    """createSecret: the pending version's value, made only if a retried step
+    has not put one already."""
+    try:
+        client.get_secret_value(SecretId=arn, VersionId=token, VersionStage="AWSPENDING")
+    except client.exceptions.ResourceNotFoundException:
+        client.put_secret_value(
+            SecretId=arn, ClientRequestToken=token, SecretString=make(), VersionStages=["AWSPENDING"]
+        )
