@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from wondernest_api.envconfig import SettingsError
+from wondernest_api.envconfig import DatabaseSettings, SettingsError
 from wondernest_api.jsonlog import JsonLog
-from wondernest_api.settings import load_settings
+from wondernest_api.settings import load_migration_settings, load_settings
 
 BASE = {
     "DB_HOST": "db",
@@ -141,3 +141,70 @@ def test_the_log_level_is_one_of_four_and_warning_drops_the_request_lines(tmp_pa
     log.flush()
     lines = [json.loads(line) for line in stream.getvalue().decode().splitlines()]
     assert [(line["msg"], line.get("requestId")) for line in lines] == [("request", "r1"), ("kept", None)]
+
+
+def test_pool_bounds_may_be_equal(tmp_path: Path) -> None:
+    settings = load_settings({**BASE, **secrets_as_files(tmp_path), "DB_POOL_MIN": "5", "DB_POOL_MAX": "5"})
+    assert (settings.db_pool_min, settings.db_pool_max) == (5, 5)
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, **secrets_as_files(tmp_path), "DB_POOL_MIN": "6", "DB_POOL_MAX": "5"})
+    assert caught.value.problems == ["DB_POOL_MIN: must not exceed DB_POOL_MAX"]
+
+
+def test_a_missing_secret_is_pointed_at_its_file_form_and_other_values_are_not() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({})
+    problems = caught.value.problems
+    for secret in ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET"):
+        assert f"{secret}: required and not set (or {secret}_FILE)" in problems
+    for plain in ("DB_HOST", "DB_NAME", "DB_USER", "REDIS_HOST", "REDIS_USER"):
+        assert f"{plain}: required and not set" in problems
+    assert len(problems) == 8
+
+
+def test_settings_come_from_the_process_environment_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {**BASE, **secrets_as_files(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().jwt_secret.get_secret_value() == "j" * 40
+    assert load_migration_settings().db_password.get_secret_value() == "db-pass"
+
+
+def test_migrations_need_only_the_database(tmp_path: Path) -> None:
+    database = {k: v for k, v in BASE.items() if k.startswith("DB_")}
+    files = secrets_as_files(tmp_path)
+    settings = load_migration_settings({**database, "DB_PASSWORD_FILE": files["DB_PASSWORD_FILE"]})
+    assert (settings.db_host, settings.db_name, settings.db_user) == ("db", "wondernest", "wondernest_app")
+    assert settings.db_password.get_secret_value() == "db-pass"
+    assert type(settings) is DatabaseSettings
+    with pytest.raises(SettingsError) as caught:
+        load_migration_settings(database)
+    assert caught.value.problems == ["DB_PASSWORD: required and not set (or DB_PASSWORD_FILE)"]
+
+
+def test_redis_is_reached_with_tls_verified_against_the_named_ca(tmp_path: Path) -> None:
+    env = {**BASE, **secrets_as_files(tmp_path)}
+    plain = load_settings(env).redis_options()
+    assert plain == {
+        "host": "redis",
+        "port": 6379,
+        "username": "wondernest_app",
+        "password": "redis-pass",
+        "ssl": False,
+    }
+    tls = load_settings({**env, "REDIS_TLS": "true", "REDIS_CA_FILE": "/run/ca.pem"}).redis_options()
+    assert tls == {**plain, "ssl": True, "ssl_ca_certs": "/run/ca.pem", "ssl_check_hostname": True}
+
+
+def test_connections_name_their_pool(tmp_path: Path) -> None:
+    settings = load_settings({**BASE, **secrets_as_files(tmp_path), "DB_READ_HOSTS": "r1.example:5432"})
+    for conninfo, name in (
+        (settings.db_conninfo(), "wondernest-api"),
+        (settings.db_read_conninfo(), "wondernest-api-read"),
+    ):
+        assert dict(part.split("=", 1) for part in (conninfo or "").split())["application_name"] == name
+
+
+def test_an_ipv6_replica_is_listed_with_its_port_after_the_last_colon(tmp_path: Path) -> None:
+    settings = load_settings({**BASE, **secrets_as_files(tmp_path), "DB_READ_HOSTS": "fd00::5:6432"})
+    conninfo = dict(part.split("=", 1) for part in (settings.db_read_conninfo() or "").split())
+    assert (conninfo["host"], conninfo["port"]) == ("fd00::5,db", "6432,5432")

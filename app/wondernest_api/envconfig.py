@@ -6,9 +6,9 @@ one way of naming every bad variable at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -54,10 +54,19 @@ class SettingsError(Exception):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def load_from_env(model: type[Model], env: Mapping[str, str], secret_variables: Iterable[str] = ()) -> Model:
+def _secret_variables(model: type[BaseModel]) -> set[str]:
+    """The variables of the model's secrets: a missing one is pointed at its `_FILE` form."""
+    return {
+        name.upper()
+        for name, field in model.model_fields.items()
+        if SecretStr in (field.annotation, *get_args(field.annotation))
+    }
+
+
+def load_from_env(model: type[Model], env: Mapping[str, str]) -> Model:
     """Each field `name` reads `NAME`, or the file `NAME_FILE` names (not both);
     every problem is reported in one SettingsError."""
-    secrets = set(secret_variables)
+    secrets = _secret_variables(model)
     raw: dict[str, object] = {}
     problems: list[str] = []
     for name in model.model_fields:

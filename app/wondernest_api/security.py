@@ -18,6 +18,8 @@ from wondernest_api.errors import ApiError
 from wondernest_api.settings import Settings
 
 ALGORITHM = "HS256"
+# One message for every token refused: which check failed is no business of the sender's.
+INVALID_TOKEN = "invalid or expired token"  # noqa: S105 (a message, not a credential)
 
 
 def _prehash(password: str) -> bytes:
@@ -61,7 +63,7 @@ class TokenIssuer:
         # one key per accepted signing key, so a server a rotation apart finds
         # the successor another server made.
         self._successor_keys = [
-            hmac.new(k.encode(), b"wondernest refresh successor", "sha256").digest() for k in self._keys.values()
+            hmac.new(k.encode(), b"wondernest refresh successor", hashlib.sha256).digest() for k in self._keys.values()
         ]
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
@@ -91,7 +93,9 @@ class TokenIssuer:
         """What any server holding one of this server's keys as its current
         would have handed out: the current key's first."""
         return [
-            base64.urlsafe_b64encode(hmac.new(key, refresh_token.encode(), "sha256").digest()).rstrip(b"=").decode()
+            base64.urlsafe_b64encode(hmac.new(key, refresh_token.encode(), hashlib.sha256).digest())
+            .rstrip(b"=")
+            .decode()
             for key in self._successor_keys
         ]
 
@@ -108,14 +112,14 @@ class TokenIssuer:
             elif isinstance(kid, str) and kid in self._keys:
                 candidates = [self._keys[kid]]
             else:
-                raise ValueError("signed with a key this server does not hold")
+                raise _unauthorized(INVALID_TOKEN)  # signed with a key this server does not hold
             claims = self._decode(token.strip(), candidates)
             subject, session = claims["sub"], claims["sid"]
             if not isinstance(subject, str) or not isinstance(session, str):
-                raise ValueError("sub and sid must be strings")
+                raise _unauthorized(INVALID_TOKEN)
             return AccessClaims(uuid.UUID(subject), uuid.UUID(session))
         except (jwt.PyJWTError, ValueError):
-            raise _unauthorized("invalid or expired token") from None
+            raise _unauthorized(INVALID_TOKEN) from None
 
     def _decode(self, token: str, keys: list[str]) -> dict[str, Any]:
         for key in keys[:-1]:

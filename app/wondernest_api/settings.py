@@ -16,9 +16,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from wondernest_api.envconfig import DatabaseSettings, Port, SettingsError, load_from_env
 
-SECRET_VARIABLES = ("DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET", "JWT_PREVIOUS_SECRET", "JWT_NEXT_SECRET")
-
-
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # A proxy list must not trust these whole spaces: IPv4, IPv6, and the IPv4
 # clients of a dual-stack listener, which arrive as IPv4-mapped IPv6 addresses.
@@ -202,11 +199,11 @@ class Settings(DatabaseSettings):
 def load_migration_settings(environ: Mapping[str, str] | None = None) -> DatabaseSettings:
     """`migrate` runs as the role that owns the schema objects, and needs
     nothing but its database connection: not the API's Redis or signing key."""
-    return load_from_env(DatabaseSettings, os.environ if environ is None else environ, ("DB_PASSWORD",))
+    return load_from_env(DatabaseSettings, os.environ if environ is None else environ)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    settings = load_from_env(Settings, os.environ if environ is None else environ, SECRET_VARIABLES)
+    settings = load_from_env(Settings, os.environ if environ is None else environ)
     if settings.db_pool_min > settings.db_pool_max:
         raise SettingsError(["DB_POOL_MIN: must not exceed DB_POOL_MAX"])
     return settings

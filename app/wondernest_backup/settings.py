@@ -82,4 +82,4 @@ class BackupSettings(DatabaseSettings):
 
 
 def load_settings(environ: Mapping[str, str]) -> BackupSettings:
-    return load_from_env(BackupSettings, environ, ("DB_PASSWORD", "RESTORE_DB_PASSWORD"))
+    return load_from_env(BackupSettings, environ)
