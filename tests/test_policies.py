@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pulumi_policy import PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.policy import PolicyCustomTimeouts, PolicyResource
 from pulumi_policy.proxy import unknown_checking_proxy
 from wondernest_policies.docker import CONTAINER, IMAGE, REMOTE_IMAGE, VOLUME
 from wondernest_policies.model import Resource, Rule, Violation
-from wondernest_policies.platform import NETWORK, ROLE
+from wondernest_policies.platform import AMP_ALERTMANAGER, AMP_RULES, NETWORK, ROLE
 from wondernest_policies.registry import RULES, policies
 
 from tests.harness import Evaluation, evaluate_once, stack_config
@@ -50,59 +52,94 @@ def run(rule_id: str, resource: Resource, config: Mapping[str, Any] | None = Non
     return BY_ID[rule_id].run_resource(resource, config or {})
 
 
-# (rule, a compliant resource, a non-compliant one, words the message must contain)
+# (rule, a compliant resource, a non-compliant one, the one problem reported)
 RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
     (
         "docker-image-pinned",
         Resource(REMOTE_IMAGE, "redis-image", "urn:redis-image", {"name": "redis:7.4.1-bookworm"}),
         Resource(REMOTE_IMAGE, "redis-image", "urn:redis-image", {"name": "redis:latest"}),
-        "latest",
+        "image 'redis:latest' uses 'latest', which is not a version.",
     ),
     (
         "docker-image-pinned",
         Resource(IMAGE, "api-image", "urn:api-image", {"imageName": "wondernest-api:0123456789abcdef"}),
         Resource(IMAGE, "api-image", "urn:api-image", {"imageName": "wondernest-api"}),
-        "not pinned",
+        "image 'wondernest-api' is not pinned to a version tag or digest.",
     ),
-    ("docker-image-pinned", container(), container(image="postgres"), "not pinned"),
-    ("docker-container-non-root", container(), container(user="0:0"), "root"),
-    ("docker-container-non-root", container(), container(user=None), "no user"),
-    ("docker-container-healthcheck", container(), container(healthcheck=None), "no healthcheck"),
-    ("docker-container-restart-policy", container(), container(restart="no"), "restart policy"),
+    (
+        "docker-image-pinned",
+        container(),
+        container(image="postgres"),
+        "image 'postgres' is not pinned to a version tag or digest.",
+    ),
+    ("docker-container-non-root", container(), container(user="0:0"), "runs as root."),
+    (
+        "docker-container-non-root",
+        container(),
+        container(user=None),
+        "no user is set, so the image's default (often root) applies.",
+    ),
+    ("docker-container-healthcheck", container(), container(healthcheck=None), "has no healthcheck."),
+    ("docker-container-restart-policy", container(), container(restart="no"), "restart policy is 'no'."),
     # A job `pulumi up` runs to its end: waited on until it exits, never restarted.
     (
         "docker-container-healthcheck",
         container(healthcheck=None, attach=True, mustRun=False, restart="no"),
         container(healthcheck=None, attach=False, mustRun=False, restart="no"),
-        "no healthcheck",
+        "has no healthcheck.",
     ),
     (
         "docker-container-restart-policy",
         container(healthcheck=None, attach=True, mustRun=False, restart="no"),
         container(healthcheck=None, attach=True, mustRun=False, restart="unless-stopped"),
-        "runs once",
+        "runs once, but its restart policy is 'unless-stopped'.",
     ),
-    ("docker-container-memory-limit", container(), container(memory=0), "memory limit"),
-    ("docker-container-not-privileged", container(), container(privileged=True), "privileged"),
-    ("docker-container-no-host-namespaces", container(), container(networkMode="host"), "networkMode"),
-    ("docker-container-no-new-privileges", container(), container(securityOpts=[]), "no-new-privileges"),
-    ("docker-container-capabilities-dropped", container(), container(capabilities={"drops": []}), "drop all"),
+    ("docker-container-memory-limit", container(), container(memory=0), "has no memory limit."),
+    ("docker-container-not-privileged", container(), container(privileged=True), "runs privileged."),
+    (
+        "docker-container-no-host-namespaces",
+        container(),
+        container(networkMode="host"),
+        "shares the host's networkMode.",
+    ),
+    ("docker-container-no-new-privileges", container(), container(securityOpts=[]), "does not set no-new-privileges."),
+    (
+        "docker-container-capabilities-dropped",
+        container(),
+        container(capabilities={"drops": []}),
+        "does not drop all capabilities.",
+    ),
     (
         "docker-container-capabilities-dropped",
         container(capabilities={"drops": ["ALL"], "adds": ["NET_BIND_SERVICE"]}),
         container(capabilities={"drops": ["ALL"], "adds": ["SYS_ADMIN"]}),
-        "SYS_ADMIN",
+        "adds capabilities ['SYS_ADMIN'].",
     ),
-    ("docker-container-read-only-root", container(), container(readOnly=False), "writable"),
-    ("secrets-not-in-env", container(), container(envs=["DB_PASSWORD=hunter2"]), "DB_PASSWORD"),
-    ("secrets-not-in-env", container(), container(envs=["JWT_SECRET=abc"]), "JWT_SECRET"),
+    ("docker-container-read-only-root", container(), container(readOnly=False), "has a writable root filesystem."),
+    (
+        "secrets-not-in-env",
+        container(),
+        container(envs=["DB_PASSWORD=hunter2"]),
+        "environment variable DB_PASSWORD carries a literal secret.",
+    ),
+    (
+        "secrets-not-in-env",
+        container(),
+        container(envs=["JWT_SECRET=abc"]),
+        "environment variable JWT_SECRET carries a literal secret.",
+    ),
     (
         "secrets-not-in-env",
         container(),
         container(envs=["DATABASE_URL=postgres://app:hunter2@db/app"]),
-        "URL with credentials",
+        "environment variable DATABASE_URL holds a URL with credentials.",
     ),
-    ("published-ports-loopback", container(), container(ports=[{"external": 8080, "ip": "0.0.0.0"}]), "0.0.0.0"),
+    (
+        "published-ports-loopback",
+        container(),
+        container(ports=[{"external": 8080, "ip": "0.0.0.0"}]),
+        "publishes port 8080 on 0.0.0.0.",
+    ),
     (
         "data-volume-protected",
         Resource(
@@ -115,31 +152,27 @@ RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
         Resource(
             VOLUME, "postgres-data", "urn:v", {"labels": [{"label": "com.wondernest.holds-data", "value": "true"}]}
         ),
-        "not protected",
+        "holds data but is not protected from deletion.",
     ),
     (
         "postgres-role-connection-limit",
         Resource(ROLE, "role-app", "urn:r", {"name": "wondernest_app", "connection_limit": 50}),
         Resource(ROLE, "role-app", "urn:r", {"name": "wondernest_app", "connection_limit": -1}),
-        "connection limit",
+        "has no connection limit.",
     ),
     (
         "postgres-role-not-superuser",
         Resource(ROLE, "role-monitoring", "urn:r", {"member_of": ["pg_monitor"]}),
         Resource(ROLE, "role-monitoring", "urn:r", {"member_of": ["pg_monitor", "pg_write_server_files"]}),
-        "pg_write_server_files",
+        "is a member of ['pg_write_server_files'], which reach the server's files or programs.",
     ),
 ]
 
 
-@pytest.mark.parametrize(("rule_id", "good", "bad", "words"), RESOURCE_CASES, ids=[c[0] for c in RESOURCE_CASES])
-def test_each_resource_rule_both_ways(rule_id: str, good: Resource, bad: Resource, words: str) -> None:
+@pytest.mark.parametrize(("rule_id", "good", "bad", "problem"), RESOURCE_CASES, ids=[c[0] for c in RESOURCE_CASES])
+def test_each_resource_rule_both_ways(rule_id: str, good: Resource, bad: Resource, problem: str) -> None:
     assert run(rule_id, good) == []
-    violations = run(rule_id, bad)
-    assert len(violations) == 1
-    message = violations[0].message
-    assert message.startswith(f"{bad.name}:") and words in message
-    assert "Fix:" in message and violations[0].urn == bad.urn
+    assert run(rule_id, bad) == [Violation(f"{bad.name}: {problem} Fix: {BY_ID[rule_id].remediation}", bad.urn)]
 
 
 def readme_rule_row(rule: Rule) -> str:
@@ -165,6 +198,75 @@ def test_every_rule_is_covered_and_documented() -> None:
     for rule in RULES:
         assert rule.description and rule.remediation and rule.severity
         assert f"`{rule.id}`" in readme, rule.id
+
+
+# Each container check at its edges, the problems it reports exact: (rule, the
+# compliant container changed in one way, the problems).
+CONTAINER_EDGES: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("docker-container-no-host-namespaces", {"pidMode": "host"}, ["shares the host's pidMode."]),
+    ("docker-container-no-host-namespaces", {"ipcMode": "host"}, ["shares the host's ipcMode."]),
+    ("docker-container-no-host-namespaces", {"usernsMode": "host"}, ["shares the host's usernsMode."]),
+    ("docker-container-no-host-namespaces", {"networkMode": "host", "ipcMode": "host"},
+     ["shares the host's networkMode, ipcMode."]),
+    ("docker-container-no-host-namespaces", {"networkMode": "bridge", "ipcMode": "private"}, []),
+    # Docker reads only the first word: NONE switches the healthcheck off whatever follows.
+    ("docker-container-healthcheck", {"healthcheck": {"tests": ["NONE"]}}, ["has no healthcheck."]),
+    ("docker-container-healthcheck", {"healthcheck": {"tests": ["NONE", "CMD", "true"]}}, ["has no healthcheck."]),
+    ("docker-container-healthcheck", {"healthcheck": {"tests": []}}, ["has no healthcheck."]),
+    ("docker-container-healthcheck", {"healthcheck": {"tests": ["CMD-SHELL"]}}, []),
+    ("docker-container-healthcheck", {"healthcheck": {"tests": UNKNOWN}}, []),
+    ("docker-container-healthcheck", {"healthcheck": {"tests": [UNKNOWN, "true"]}}, []),
+    ("docker-container-memory-limit", {"memory": 1}, []),
+    ("docker-container-memory-limit", {"memory": -1}, ["has no memory limit."]),
+    ("docker-container-memory-limit", {"memory": None}, ["has no memory limit."]),
+    ("docker-container-memory-limit", {"memory": UNKNOWN}, []),
+    ("docker-container-non-root", {"user": "root:root"}, ["runs as root."]),
+    ("docker-container-non-root", {"user": "0"}, ["runs as root."]),
+    ("docker-container-non-root", {"user": "1001"}, []),
+    ("docker-container-non-root", {"user": UNKNOWN}, []),
+    ("docker-container-restart-policy", {"restart": "always"}, []),
+    ("docker-container-restart-policy", {"restart": "on-failure"}, []),
+    ("docker-container-restart-policy", {"restart": UNKNOWN}, []),
+    ("docker-container-no-new-privileges", {"securityOpts": ["no-new-privileges"]}, []),
+    ("docker-container-no-new-privileges", {"securityOpts": ["no-new-privileges=true"]}, []),
+    ("docker-container-no-new-privileges", {"securityOpts": ["no-new-privileges:false"]},
+     ["does not set no-new-privileges."]),
+    ("docker-container-capabilities-dropped", {"capabilities": {"drops": ["ALL"], "adds": ["SYS_ADMIN", "NET_ADMIN"]}},
+     ["adds capabilities ['NET_ADMIN', 'SYS_ADMIN']."]),
+    ("docker-container-capabilities-dropped", {"capabilities": {"drops": ["CHOWN"], "adds": ["SYS_ADMIN"]}},
+     ["does not drop all capabilities.", "adds capabilities ['SYS_ADMIN']."]),
+    ("docker-container-capabilities-dropped", {"capabilities": None}, ["does not drop all capabilities."]),
+    ("docker-container-capabilities-dropped", {"capabilities": UNKNOWN}, []),
+    ("docker-container-capabilities-dropped", {"capabilities": {"drops": UNKNOWN}}, []),
+    ("docker-container-read-only-root", {"readOnly": UNKNOWN}, []),
+    ("docker-container-not-privileged", {"privileged": UNKNOWN}, []),
+    ("secrets-not-in-env", {"envs": ["PLAIN", UNKNOWN, "DB_PASSWORD=hunter2"]},
+     ["environment variable DB_PASSWORD carries a literal secret."]),
+    ("secrets-not-in-env", {"envs": ["DB_PASSWORD=a=b", "REDIS_PASSWORD=c"]},
+     ["environment variable DB_PASSWORD carries a literal secret.",
+      "environment variable REDIS_PASSWORD carries a literal secret."]),
+    ("secrets-not-in-env", {"envs": UNKNOWN}, []),
+    ("secrets-not-in-env", {"command": ["redis-server", UNKNOWN, "--requirepass", "hunter2"]},
+     ["the command passes a literal secret to --requirepass."]),
+    ("secrets-not-in-env", {"entrypoints": ["sh", "-c", "export DB_PASSWORD=hunter2 && exec ./app"]},
+     ["the entrypoint sets DB_PASSWORD to a literal secret."]),
+    ("secrets-not-in-env", {"healthcheck": {"tests": ["CMD-SHELL", "redis-cli -a hunter2 ping"]}},
+     ["the healthcheck passes a literal secret to -a."]),
+    ("secrets-not-in-env", {"healthcheck": UNKNOWN, "command": UNKNOWN}, []),
+    ("published-ports-loopback", {"ports": [{"external": 80, "ip": UNKNOWN}, {"external": 81, "ip": "0.0.0.0"}]},
+     ["publishes port 81 on 0.0.0.0."]),
+    ("published-ports-loopback", {"ports": [{"external": 80, "ip": "localhost"}]},
+     ["publishes port 80 on localhost."]),
+    ("published-ports-loopback", {"ports": [{"external": 80, "ip": "::1"}, {"external": 81, "ip": "127.0.0.2"}]}, []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("rule_id", "change", "problems"), CONTAINER_EDGES, ids=[c[0] for c in CONTAINER_EDGES])
+def test_each_container_check_at_its_edges(rule_id: str, change: dict[str, Any], problems: list[str]) -> None:
+    remediation = BY_ID[rule_id].remediation
+    assert [v.message for v in run(rule_id, container(**change))] == [
+        f"api: {problem} Fix: {remediation}" for problem in problems
+    ]
 
 
 @pytest.mark.parametrize(
@@ -422,6 +524,184 @@ def test_stack_rule_severities_routed(dev_resources: list[Resource]) -> None:
     assert [v.message.split(" Fix:")[0] for v in found] == [
         "alerts of severity 'warning' share receiver 'page' with 'critical'."
     ]
+
+
+def labelled(typ: str, resource_name: str, component: str, **props: Any) -> Resource:
+    labels = [{"label": "com.wondernest.component", "value": component}]
+    return Resource(typ, resource_name, f"urn:{resource_name}", {"labels": labels, **props})
+
+
+BACKEND = labelled(NETWORK, "backend", "network-backend", name="wn-backend", internal=True)
+FRONTEND = labelled(NETWORK, "frontend", "network-frontend", name="wn-frontend", internal=False)
+OPS = labelled(NETWORK, "ops", "network-ops", name="wn-ops", internal=False)
+
+
+def joining(component: str, *names: str, **sources: Resource) -> Resource:
+    """A data-tier container joining networks by name, or (a preview) by where the name came from."""
+    attached = [{"name": n} for n in names] + [{"name": UNKNOWN} for _ in sources]
+    container = labelled(CONTAINER, component, component, networksAdvanced=attached)
+    deps = tuple(r.urn for r in sources.values())
+    return dataclasses.replace(container, depends_on={"networksAdvanced": deps} if deps else {})
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        ([BACKEND, FRONTEND, joining("postgres", "wn-backend")], []),
+        ([BACKEND, FRONTEND, joining("postgres", "wn-backend", "wn-frontend")],
+         ["postgres: the data tier joins non-internal network wn-frontend."]),
+        ([BACKEND, FRONTEND, joining("redis", a=FRONTEND)],
+         ["redis: the data tier joins non-internal network wn-frontend."]),
+        ([BACKEND, FRONTEND, joining("redis", a=BACKEND)], []),
+        ([BACKEND, FRONTEND, joining("redis", "wn-unknown")], []),
+        ([BACKEND, FRONTEND, dataclasses.replace(FRONTEND, props={**FRONTEND.props, "name": UNKNOWN}),
+          joining("redis", "wn-backend")], []),
+        # The ops bridge publishes the admin ports of Postgres and Redis, never an exporter's.
+        ([OPS, joining("postgres", "wn-ops")], []),
+        ([OPS, joining("postgres-exporter", "wn-ops")],
+         ["postgres-exporter: the data tier joins non-internal network wn-ops."]),
+        ([FRONTEND, joining("api", "wn-frontend")], []),
+    ],
+    ids=["internal", "by-name", "by-source", "by-source-internal", "unnamed", "name-unknown", "ops", "ops-exporter",
+         "not-data-tier"],
+)  # fmt: skip
+def test_the_data_tier_joins_internal_networks_only(resources: list[Resource], expected: list[str]) -> None:
+    rule = BY_ID["network-data-tier-internal"]
+    found = rule.run_stack(resources, {})
+    assert [v.message for v in found] == [f"{m} Fix: {rule.remediation}" for m in expected]
+    assert [v.urn for v in found] == [f"urn:{m.split(':', 1)[0]}" for m in expected]
+
+
+def scraped(*containers: Resource, jobs: str | None = "api") -> list[Resource]:
+    config = UNKNOWN if jobs is None else f"scrape_configs:\n- job_name: prometheus\n- job_name: {jobs}\n"
+    prometheus = service("prometheus", "prometheus",
+                         uploads=[{"file": "/etc/prometheus/prometheus.yml", "content": config}])  # fmt: skip
+    return [prometheus, *containers]
+
+
+def service(name: str, job: str | None, **props: Any) -> Resource:
+    container = labelled(CONTAINER, name, name, **props)
+    if job is not None:
+        labels = [*container.props["labels"], {"label": "com.wondernest.metrics-job", "value": job}]
+        container = dataclasses.replace(container, props={**container.props, "labels": labels})
+    return container
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        (scraped(service("api", "api")), []),
+        (scraped(service("api", None)), ["api: declares no metrics job (label com.wondernest.metrics-job)."]),
+        (scraped(service("api", "apix")), ["api: Prometheus has no scrape job 'apix' for it."]),
+        (scraped(service("api", "apix"), jobs=None), []),
+        # A job `pulumi up` runs to its end exports nothing; one not known to be a job is judged at `up`.
+        (scraped(service("migrations", None, attach=True, mustRun=False)), []),
+        (scraped(service("maybe", None, attach=UNKNOWN), service("api", None)),
+         ["api: declares no metrics job (label com.wondernest.metrics-job)."]),
+    ],
+    ids=["scraped", "no-job", "unknown-job", "config-unknown", "runs-once", "kind-unknown"],
+)  # fmt: skip
+def test_every_service_is_scraped(resources: list[Resource], expected: list[str]) -> None:
+    rule = BY_ID["monitoring-every-service-scraped"]
+    found = rule.run_stack(resources, {})
+    assert [v.message for v in found] == [f"{m} Fix: {rule.remediation}" for m in expected]
+    assert [v.urn for v in found] == [f"urn:{m.split(':', 1)[0]}" for m in expected]
+
+
+RULES_FILE = """groups:
+- name: platform
+  rules:
+  - alert: Down
+    expr: up == 0
+    labels: {severity: critical}
+  - alert: Slow
+    expr: slow > 1
+    labels: {severity: warning}
+  - alert: Watchdog
+    expr: vector(1)
+    labels: {severity: none}
+  - record: job:up:sum
+    expr: sum(up)
+"""
+ROUTES = """route:
+  receiver: ticket
+  routes:
+  - matchers: ['severity="critical"']
+    receiver: page
+  - matchers: [severity=warning]
+    receiver: ticket
+receivers:
+- name: page
+- name: ticket
+"""
+
+
+def monitoring(
+    rules: str | None = RULES_FILE, routes: str | None = ROUTES, *others: Resource, alertmanager: bool = True
+) -> list[Resource]:
+    """A Prometheus and an Alertmanager container with their files, as the rule reads them."""
+
+    def labelled(name: str, path: str, content: str | None) -> Resource:
+        labels = [{"label": "com.wondernest.component", "value": name}]
+        uploads = [{"file": path, "content": UNKNOWN if content is None else content}]
+        return Resource(CONTAINER, name, f"urn:{name}", {"labels": labels, "uploads": uploads})
+
+    found = [labelled("prometheus", "/etc/prometheus/rules/platform.yml", rules), *others]
+    if alertmanager:
+        found.append(labelled("alertmanager", "/etc/alertmanager/alertmanager.yml", routes))
+    return found
+
+
+def managed(rules: str = RULES_FILE, definition: str | None = "") -> list[Resource]:
+    """AMP's rule namespace and Alertmanager definition (None: no definition declared)."""
+    found = [Resource(AMP_RULES, "rules", "urn:rules", {"data": rules})]
+    if definition is not None:
+        text = definition or yaml.safe_dump({"alertmanager_config": ROUTES})
+        found.append(Resource(AMP_ALERTMANAGER, "definition", "urn:definition", {"definition": text}))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        (monitoring(), []),
+        ([], []),
+        (monitoring(alertmanager=False),
+         [("Prometheus evaluates alerts but no Alertmanager is declared.", "urn:prometheus")]),
+        # A container whose labels are not known yet may be the Alertmanager.
+        (monitoring(None, None, Resource(CONTAINER, "x", "urn:x", {"labels": UNKNOWN}), alertmanager=False), []),
+        # Files not known yet (a preview): decided at `up`.
+        (monitoring(None), []),
+        (monitoring(RULES_FILE, None), []),
+        (
+            monitoring(RULES_FILE, ROUTES.replace("receiver: ticket\nreceivers", "receiver: tickets\nreceivers")),
+            [("alerts of severity 'warning' reach no receiver of their own.", "urn:alertmanager")],
+        ),
+        (
+            monitoring(RULES_FILE, ROUTES.replace('[\'severity="critical"\']', "[team=db]")),
+            [("alerts of severity 'critical' reach no receiver of their own.", "urn:alertmanager")],
+        ),
+        (
+            monitoring(RULES_FILE, ROUTES.replace("receiver: page", "receiver: ticket")),
+            [("alerts of severity 'warning' share receiver 'ticket' with 'critical'.", "urn:alertmanager")],
+        ),
+        # Managed Prometheus (AMP): a rule namespace and an Alertmanager definition.
+        (managed(), []),
+        (managed(definition=None), [("Prometheus evaluates alerts but no Alertmanager is declared.", "urn:rules")]),
+        (managed(rules=UNKNOWN), []),
+        (managed(definition=UNKNOWN), []),
+        (managed(definition=yaml.safe_dump({"alertmanager_config": ROUTES.replace("receiver: page", "receiver: x")})),
+         [("alerts of severity 'critical' reach no receiver of their own.", "urn:definition")]),
+    ],
+    ids=["routed", "none", "no-alertmanager", "labels-unknown", "rules-unknown", "routes-unknown",
+         "undeclared-receiver", "no-route", "shared", "managed", "managed-no-alertmanager",
+         "managed-rules-unknown", "managed-definition-unknown", "managed-no-route"],
+)  # fmt: skip
+def test_each_severity_reaches_a_receiver_of_its_own(
+    resources: list[Resource], expected: list[tuple[str, str]]
+) -> None:
+    rule = BY_ID["alerting-severities-routed"]
+    assert rule.run_stack(resources, {}) == [Violation(f"{m} Fix: {rule.remediation}", urn) for m, urn in expected]
 
 
 def without_backups(resources: list[Resource]) -> list[Resource]:

@@ -128,7 +128,8 @@ def _rds_tls(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Itera
                             instance.urn)  # fmt: skip
             continue
         parameters = mine[0].get("parameters") or []
-        if unknown(parameters) or any(unknown(p.get("name")) for p in mappings(parameters)):
+        # Any entry or name not known yet may be the one that sets TLS: judged at `up`.
+        if unknown(parameters) or any(unknown(p) or unknown(at(p, "name")) for p in parameters):
             continue
         values = {str(p.get("name")): p.get("value") for p in mappings(parameters)}
         if not holds(values.get("rds.force_ssl"), lambda v: str(v) == "1"):
@@ -154,12 +155,12 @@ def _elasticache(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]
     if resource.type == SERVERLESS_CACHE:
         # Encrypted at rest and in transit, across AZs, by design.
         serverless = [
-            (enough, "" if enough else f"keeps snapshots {_days(kept)}, under {minimum}."),
+            (enough, f"keeps snapshots {_days(kept)}, under {minimum}."),
             (bool(p("userGroupId")) or p("engine") == "memcached", "requires no authentication."),
         ]
         return [message for ok, message in serverless if not ok]
     checks = [
-        (enough, "" if enough else f"keeps snapshots {_days(kept)}, under {minimum}."),
+        (enough, f"keeps snapshots {_days(kept)}, under {minimum}."),
         (is_true(p("atRestEncryptionEnabled")), "is not encrypted at rest."),
         (is_true(p("transitEncryptionEnabled")), "is not encrypted in transit."),
         # "preferred" is the migration mode: TLS is offered and plaintext still accepted.
@@ -389,15 +390,20 @@ def _configuring(resources: Sequence[Resource], typ: str, bucket: Resource) -> R
     """The resource of `typ` that configures the bucket: its `bucket` came from
     the bucket (how a preview relates them, ids being unknown), or names it."""
     name = bucket.get("bucket")
+    maybe = None
     for r in resources:
         if r.type != typ:
             continue
         if r.refers_to("bucket", bucket):
             return r
+        if r.depends_on.get("bucket"):
+            continue  # another bucket's
         value = r.get("bucket")
-        if isinstance(value, str) and not unknown(value) and value == name:
+        if unknown(value) or unknown(name):
+            maybe = maybe or r  # may be this bucket's once the names are known: judged at `up`
+        elif value == name:
             return r
-    return None
+    return maybe
 
 
 def _buckets(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
@@ -527,12 +533,6 @@ def _providers_tag(resource: Resource, _config: Mapping[str, Any]) -> Iterable[s
     defaults = _default_tags(resource.props)
     missing = [] if defaults is None else [t for t in REQUIRED_TAGS if not defaults.get(t)]
     return [f"sets no default tags {missing}."] if missing else []
-
-
-def _rule(
-    rule_id: str, description: str, severity: Any, fix: str, types: tuple[str, ...], check: Any, **kw: Any
-) -> Rule:
-    return Rule(rule_id, description, severity, fix, types, check, **kw)
 
 
 AWS_RESOURCE_RULES: list[Rule] = [

@@ -258,6 +258,8 @@ def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> 
         if problem:
             yield Violation(f"{rule.name}: {problem}", rule.urn)
     for rule in _of(resources, LEGACY_SG_RULE):
+        if unknown(rule.get("type")):
+            continue  # ingress or egress: not known yet
         cidrs = [*items(rule.get("cidrBlocks")), *items(rule.get("ipv6CidrBlocks")), *listed(rule, "prefixListIds")]
         problem = _rule_problem(rule.props, cidrs, str(rule.get("type")), on_lb(rule), no_balancer=no_balancer)
         if problem:

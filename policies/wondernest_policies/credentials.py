@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from wondernest_policies.aws import SECRET, TASK_DEFINITION
-from wondernest_policies.model import Resource, Rule, Violation, unknown
+from wondernest_policies.model import Resource, Rule, Violation, has_unknown, unknown
 
 SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"  # noqa: S105 (a type token)
 SECRET_ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"  # noqa: S105 (a type token)
@@ -112,7 +112,8 @@ def _rotation_problems(secret: Resource, rotation: Resource, max_days: float) ->
         yield Violation(f"{secret.name}: its rotation is switched off or has no function.", rotation.urn)
         return
     rules = rotation.get("rotationRules")
-    if unknown(rules):
+    if has_unknown(rules):
+        # A period not known yet (a preview) is judged at `up`.
         return
     days = _period_days(rules)
     if days is None or days > max_days:

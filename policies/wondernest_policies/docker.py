@@ -62,8 +62,8 @@ def _healthcheck(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str
     if resource.runs_once or not resource.kind_known:
         return []
     tests = at(resource.get("healthcheck"), "tests")
-    first = at(tests, 0)
-    ok = unknown(tests) or holds(first, lambda t: t is not None and t != "NONE")
+    # Docker reads the first word alone: NONE switches the check off whatever follows.
+    ok = holds(at(tests, 0), lambda t: t is not None and t != "NONE")
     return [] if ok else ["has no healthcheck."]
 
 
@@ -122,22 +122,17 @@ def _read_only_root(resource: Resource, _config: Mapping[str, Any]) -> Iterable[
 
 def _no_secrets_in_env(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     problems = []
-    envs = resource.get("envs") or []
-    for entry in [] if unknown(envs) else envs:
-        if unknown(entry) or "=" not in str(entry):
-            continue
-        name, value = str(entry).split("=", 1)
-        problems += variable_problems(name, value)
-    health = resource.get("healthcheck") or {}
+    for entry in items(resource.get("envs")):
+        name, assigned, value = str(entry).partition("=")
+        if assigned:
+            problems += variable_problems(name, value)
     commands = {
         "the command": resource.get("command"),
         "the entrypoint": resource.get("entrypoints"),
-        "the healthcheck": mapping(health).get("tests"),
+        "the healthcheck": at(resource.get("healthcheck"), "tests"),
     }
     for label, command in commands.items():
-        known = [str(c) for c in items(command)]
-        if known:
-            problems += command_problems(label, known)
+        problems += command_problems(label, [str(c) for c in items(command)])
     return problems
 
 

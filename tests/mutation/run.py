@@ -56,7 +56,12 @@ AREAS = (
         "app",
         "wondernest_api",
         ("security.py", "ratelimit.py", "settings.py"),
-        ("app/tests/test_api_auth.py", "app/tests/test_api_settings.py"),
+        (
+            "app/tests/test_api_tokens.py",
+            "app/tests/test_api_ratelimit.py",
+            "app/tests/test_api_settings.py",
+            "app/tests/test_api_auth.py",
+        ),
     ),
     Area(
         "policies",
@@ -73,7 +78,12 @@ AREAS = (
             "secret_values.py",
             "registry.py",
         ),
-        ("tests/test_policies.py", "tests/test_policies_aws.py"),
+        (
+            "tests/test_policies.py",
+            "tests/test_policies_aws.py",
+            "tests/test_policy_registry.py",
+            "tests/test_secret_values.py",
+        ),
     ),
     Area(
         "postgres",
