@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -216,6 +217,7 @@ def evaluate(
         [f"{project}:{key}" for key in secret_keys or []],
     )
     mocks = mocks or (PreviewMocks() if preview else RecordingMocks())
+    _ensure_event_loop()
     monitor = RecordingMonitor(mocks)
     mocks.monitor = monitor
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
@@ -235,6 +237,15 @@ def evaluate(
     for declared in mocks.declared:
         declared.options = monitor.options.get((declared.typ, declared.name), {})
     return Evaluation(mocks.declared, captured, secret)
+
+
+def _ensure_event_loop() -> None:
+    """Pulumi's runtime runs on the thread's current loop; a test that used
+    asyncio.run before this one leaves the thread without one."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 _MEMO: dict[str, Evaluation] = {}
