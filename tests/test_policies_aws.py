@@ -1549,6 +1549,15 @@ def test_a_rotation_at_its_edges(rotation: Resource, problem: str | None) -> Non
     assert found == expected
 
 
+def test_a_policy_document_is_judged_as_a_key_policy_only_when_it_is_one() -> None:
+    # The account root allowed `kms:*` is AWS's default key policy (judged by aws-kms-key-policy);
+    # anywhere else it is a wildcard action.
+    assert policy_documents.document_problems(doc(ROOT_ADMIN)) == [
+        "statement 'AccountAdministers' allows every kms action ('kms:*')."
+    ]
+    assert policy_documents.document_problems(doc(ROOT_ADMIN), key_policy=True) == []
+
+
 def test_the_floors_come_from_the_rules_config() -> None:
     cache = BY_ID["aws-elasticache-hardened"]
     assert cache.run_resource(redis(snapshotRetentionLimit=None), {"minSnapshotRetentionDays": 1}) == [

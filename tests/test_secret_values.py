@@ -20,6 +20,8 @@ TOKEN = "q7Rk2ZpW9xLm4TbV8nYc3HsJ"  # 24 characters, letters and digits, near ba
         (["tar", "-a", "hunter2"], []),
         (["redis-cli", "-a"], []),
         (["redis-cli", "-a", "$REDIS_PASSWORD"], []),
+        (["redis-cli", "-a", "@/run/secrets/redis"], []),  # a file the program reads
+        (["sh", "-c", "DB_PASSWORD=@/run/secrets/db ./app"], []),
         (["./app", "--password", "hunter2"], ["the command passes a literal secret to --password."]),
         (["./app", "--password=hunter2"], ["the command passes a literal secret to --password."]),
         (["./app", "--password=a=b"], ["the command passes a literal secret to --password."]),
@@ -127,3 +129,21 @@ ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:wondernest/prod/post
 )
 def test_a_reference_is_pinned_when_it_names_a_stage_a_version_or_no_field(value_from: str, pinned: bool) -> None:
     assert credentials._pinned(value_from) is pinned
+
+
+@pytest.mark.parametrize(
+    ("value", "credentials_document"),
+    [
+        ('{"engine": "postgres", "username": "app", "password": "x"}', True),
+        ('{"password": "x"}', False),
+        ('{"engine": "postgres"}', False),
+        ('["engine", "password"]', False),
+        ("not json", False),
+        (None, False),
+        ("04da6b54-80e4-46f7-96ec-b56ff0331ba9", False),  # not known yet
+    ],
+)
+def test_a_database_credentials_document_names_its_engine_and_password(
+    value: str | None, credentials_document: bool
+) -> None:
+    assert credentials._is_credentials_document(value) is credentials_document

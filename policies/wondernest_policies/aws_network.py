@@ -50,12 +50,10 @@ def _internet_wide(cidr: Any) -> bool:
     wholesale (0.0.0.0/1, 2000::/3, a public /12): more than a /16 of IPv4
     (65,536 addresses) or a /32 of IPv6 (an ISP's allocation) is no office's,
     partner's or VPN's range. A private range, the VPC's own, is not."""
-    if not isinstance(cidr, str) or unknown(cidr):
-        return False
     try:
         network = ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        return False
+    except (TypeError, ValueError):
+        return False  # not a range, or (a preview) not known yet
     widest = 16 if network.version == 4 else 32
     return network.prefixlen < widest and not network.is_private
 
@@ -152,7 +150,7 @@ def _ports(rule: Mapping[str, Any]) -> tuple[Any, Any, Any]:
 
 
 def _rule_problem(
-    rule: Mapping[str, Any], cidrs: Iterable[Any], direction: str, on_lb: bool | None, *, no_balancer: bool = False
+    rule: Mapping[str, Any], cidrs: Iterable[Any], direction: str, on_lb: bool | None, *, no_balancer: bool
 ) -> str | None:
     protocol, low, high = _ports(rule)
     open_to = [c for c in cidrs if _internet_wide(c)]

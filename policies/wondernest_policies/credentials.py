@@ -30,12 +30,12 @@ _RATE = re.compile(r"^rate\((\d+) (day|days|hour|hours)\)$")
 
 
 def _is_credentials_document(value: Any) -> bool:
-    if not isinstance(value, str) or unknown(value):
+    if not isinstance(value, str):
         return False
     try:
         document = json.loads(value)
     except ValueError:
-        return False
+        return False  # not JSON, or (a preview) not known yet
     return isinstance(document, dict) and "engine" in document and "password" in document
 
 
