@@ -566,7 +566,12 @@ def joining(component: str, *names: str, **sources: Resource) -> Resource:
          "not-data-tier"],
 )  # fmt: skip
 def test_the_data_tier_joins_internal_networks_only(resources: list[Resource], expected: list[str]) -> None:
-    rule = BY_ID["network-data-tier-internal"]
+    assert_reports("network-data-tier-internal", resources, expected)
+
+
+def assert_reports(rule_id: str, resources: list[Resource], expected: list[str]) -> None:
+    """The stack rule reports exactly these messages, each against the resource it starts with (`urn:<name>`)."""
+    rule = BY_ID[rule_id]
     found = rule.run_stack(resources, {})
     assert [v.message for v in found] == [f"{m} Fix: {rule.remediation}" for m in expected]
     assert [v.urn for v in found] == [f"urn:{m.split(':', 1)[0]}" for m in expected]
@@ -602,10 +607,7 @@ def service(name: str, job: str | None, **props: Any) -> Resource:
     ids=["scraped", "no-job", "unknown-job", "config-unknown", "runs-once", "kind-unknown"],
 )  # fmt: skip
 def test_every_service_is_scraped(resources: list[Resource], expected: list[str]) -> None:
-    rule = BY_ID["monitoring-every-service-scraped"]
-    found = rule.run_stack(resources, {})
-    assert [v.message for v in found] == [f"{m} Fix: {rule.remediation}" for m in expected]
-    assert [v.urn for v in found] == [f"urn:{m.split(':', 1)[0]}" for m in expected]
+    assert_reports("monitoring-every-service-scraped", resources, expected)
 
 
 RULES_FILE = """groups:
