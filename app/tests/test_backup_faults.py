@@ -58,31 +58,6 @@ def cli(environment: dict[str, str], *args: str, umask: int = 0o022) -> subproce
     )
 
 
-def wait_for_descendant(pid: int, name: str, timeout: float = 60) -> None:
-    """Until a process called `name` runs under `pid` (Linux's /proc)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        parents: dict[int, int] = {}
-        names: dict[int, str] = {}
-        for stat_file in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                text = stat_file.read_text()
-            except OSError:
-                continue  # gone meanwhile
-            # pid (comm) state ppid ...: comm may hold spaces, so split after its closing parenthesis.
-            head, _, rest = text.rpartition(")")
-            child = int(head.split(" (", 1)[0])
-            names[child], parents[child] = head.split(" (", 1)[1], int(rest.split()[1])
-        for child, comm in names.items():
-            ancestor = parents.get(child)
-            while ancestor and ancestor != pid:
-                ancestor = parents.get(ancestor)
-            if comm == name and ancestor == pid:
-                return
-        time.sleep(0.02)
-    raise AssertionError(f"no {name} ran under {pid} within {timeout} s")
-
-
 def done(process: subprocess.Popen[str]) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=120)
     return process.returncode, out, err
@@ -205,8 +180,19 @@ def test_ctrl_c_is_one_error_line(pg: PostgresServer, tmp_path: Path) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS core.bulk AS SELECT g, md5(g::text) FROM generate_series(1, 400000) g")
     repo = Repository(tmp_path)
     manifest = run(settings_for(pg, tmp_path).source(), repo)
-    process = cli(env(pg, tmp_path), "verify", manifest.id)
-    wait_for_descendant(process.pid, "pg_restore")  # within the restore, however fast the machine
+    # PostgreSQL's tools, pg_restore held two seconds before it starts: the
+    # interrupt lands within the restore however fast the machine.
+    tools, started = tmp_path / "bin", tmp_path / "restore-started"
+    tools.mkdir()
+    for binary in bindir().iterdir():
+        (tools / binary.name).symlink_to(binary)
+    (tools / "pg_restore").unlink()
+    (tools / "pg_restore").write_text(f'#!/bin/sh\ntouch "{started}"\nsleep 2\nexec "{bindir()}/pg_restore" "$@"\n')
+    (tools / "pg_restore").chmod(0o755)
+    process = cli(env(pg, tmp_path, PG_BINDIR=str(tools)), "verify", manifest.id)
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     code, _, err = done(process)
     assert code == 130
