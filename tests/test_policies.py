@@ -570,11 +570,15 @@ def test_the_data_tier_joins_internal_networks_only(resources: list[Resource], e
 
 
 def assert_reports(rule_id: str, resources: list[Resource], expected: list[str]) -> None:
-    """The stack rule reports exactly these messages, each against the resource it starts with (`urn:<name>`)."""
+    """The stack rule reports exactly these messages, each against the first
+    resource of the name the message starts with."""
     rule = BY_ID[rule_id]
     found = rule.run_stack(resources, {})
+    urns: dict[str, str] = {}
+    for r in resources:
+        urns.setdefault(r.name, r.urn)
     assert [v.message for v in found] == [f"{m} Fix: {rule.remediation}" for m in expected]
-    assert [v.urn for v in found] == [f"urn:{m.split(':', 1)[0]}" for m in expected]
+    assert [v.urn for v in found] == [urns[m.split(":", 1)[0]] for m in expected]
 
 
 def scraped(*containers: Resource, jobs: str | None = "api") -> list[Resource]:

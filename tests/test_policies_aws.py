@@ -18,7 +18,7 @@ from wondernest_policies.model import Resource, Violation
 from wondernest_policies.registry import RULES, policies
 
 from tests.harness import evaluate_once, stack_config
-from tests.test_policies import RESOURCE_CASES, UNKNOWN, _options, as_resources, enforcement, violations
+from tests.test_policies import RESOURCE_CASES, UNKNOWN, _options, as_resources, assert_reports, enforcement, violations
 from tests.test_stack_prod import CERT, prod_config
 
 BY_ID = {rule.id: rule for rule in RULES}
@@ -1299,10 +1299,7 @@ def backup_task(*variables: str, definitions: Any = None) -> Resource:
     ids=["backed-up", "not-verified", "no-selection", "task-unknown", "not-a-task", "replica"],
 )  # fmt: skip
 def test_a_database_on_aws_is_backed_up_and_its_dumps_verified(resources: list[Resource], expected: list[str]) -> None:
-    rule = BY_ID["postgres-backup-verified"]
-    assert rule.run_stack(resources, {}) == [
-        Violation(f"{m} Fix: {rule.remediation}", resources[0].urn) for m in expected
-    ]
+    assert_reports("postgres-backup-verified", resources, expected)
 
 
 def test_the_staging_stack_passes_with_its_own_policy_config() -> None:
@@ -1657,11 +1654,7 @@ STACK_EDGES: list[tuple[str, list[Resource], list[str]]] = [
 
 @pytest.mark.parametrize(("rule_id", "resources", "messages"), STACK_EDGES, ids=[c[0] for c in STACK_EDGES])
 def test_each_aws_stack_check_at_its_edges(rule_id: str, resources: list[Resource], messages: list[str]) -> None:
-    rule = BY_ID[rule_id]
-    found = rule.run_stack(resources, {})
-    assert [v.message for v in found] == [f"{m} Fix: {rule.remediation}" for m in messages]
-    named = {r.name: r.urn for r in resources if r.type != aws.RDS_PARAMETER_GROUP}
-    assert [v.urn for v in found] == [named[m.split(":", 1)[0]] for m in messages]
+    assert_reports(rule_id, resources, messages)
 
 
 @pytest.mark.parametrize(

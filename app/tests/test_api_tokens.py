@@ -80,12 +80,13 @@ def sign(payload: dict[str, Any], key: str = CURRENT, kid: Any = "own") -> str:
 def raw(header: dict[str, Any], payload: dict[str, Any], key: str = CURRENT) -> str:
     """A token PyJWT would not make (it refuses a kid that is not a string)."""
 
-    def part(value: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
+    return f"{signing_input}.{b64url(hmac.new(key.encode(), signing_input.encode(), 'sha256').digest())}"
 
-    signing_input = f"{part(header)}.{part(payload)}"
-    signature = hmac.new(key.encode(), signing_input.encode(), "sha256").digest()
-    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding, as JWTs and the successor tokens write it."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def refused(tokens: TokenIssuer, authorization: str | None) -> str:
@@ -240,7 +241,7 @@ def test_successor_refresh_tokens_are_derived_per_key_the_current_first() -> Non
 
 
 def _hmac_b64(key: bytes, message: bytes) -> str:
-    return base64.urlsafe_b64encode(hmac.new(key, message, "sha256").digest()).rstrip(b"=").decode()
+    return b64url(hmac.new(key, message, "sha256").digest())
 
 
 def test_a_refresh_token_is_32_random_bytes_and_the_server_keeps_its_sha256() -> None:
