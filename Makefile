@@ -46,7 +46,7 @@ help:
 # One venv (Pulumi.yaml names it), filled in stages so each command installs only
 # what it runs: the config parser (seconds), the program (`make up`), the tests.
 $(VENV)/bin/python:
-	python3 -m components.preflight python
+	python3 -m components.commands.preflight python
 	python3 -m venv $(VENV)
 
 # The config parser's own dependencies, at the versions requirements.txt pins.
@@ -105,7 +105,7 @@ typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy policies/__main__.py
 
 test: $(VENV)/.dev tools lint typecheck
-	python3 -m components.preflight servers
+	python3 -m components.commands.preflight servers
 	$(PY) -m pytest $(ARGS)
 
 pytest: $(VENV)/.dev tools
@@ -145,10 +145,10 @@ bench-stack: $(VENV)/.dev
 
 # --- The local stack -------------------------------------------------------------
 preflight:
-	python3 -m components.preflight tools
+	python3 -m components.commands.preflight tools
 
 check-config: $(VENV)/.config
-	$(PY) -m components.check_config $(STACK)
+	$(PY) -m components.commands.check_config $(STACK)
 
 $(STATE_DIR)/passphrase:
 	mkdir -p $(STATE_DIR)
@@ -169,7 +169,7 @@ local-check:
 
 # Everything a local `up` needs is checked before the program's dependencies are installed.
 local-ready: local-check preflight $(VENV)/.config
-	$(PY) -m components.check_config $(STACK) --ports
+	$(PY) -m components.commands.check_config $(STACK) --ports
 
 up: local-ready $(VENV)/.program policies/venv/.installed $(STATE_DIR)/passphrase
 	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
@@ -196,14 +196,14 @@ ROLE ?= app
 psql: state-check
 	@$(call need,psql,psql not found: install the PostgreSQL client (Debian: apt-get install postgresql-client))
 	@lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
-	  | python3 -m components.connect $(ROLE) $(STACK) $(STATE_DIR)); eval "$$lines"; exec psql
+	  | python3 -m components.commands.connect $(ROLE) $(STACK) $(STATE_DIR)); eval "$$lines"; exec psql
 
 # redis-cli as the app's ACL user, over TLS to the stack's CA; the password goes
 # through REDISCLI_AUTH, never a command line.
 redis-cli: state-check
 	@$(call need,redis-cli,redis-cli not found: install it (Debian: apt-get install redis-tools))
 	@lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
-	  | python3 -m components.connect redis $(STACK) $(STATE_DIR)); eval "$$lines"; \
+	  | python3 -m components.commands.connect redis $(STACK) $(STATE_DIR)); eval "$$lines"; \
 	  exec redis-cli --tls --cacert "$$REDIS_CACERT" -h "$$REDIS_HOST" -p "$$REDIS_PORT" --user "$$REDIS_USER" $(ARGS)
 
 # The bundled API run from the checkout against the local stack's Postgres and
@@ -211,20 +211,20 @@ redis-cli: state-check
 #   eval "$(make -s app-env)" && venv/bin/wondernest-api serve   # on 127.0.0.1:8081
 app-env: state-check
 	@$(PULUMI) stack output --stack $(STACK) --show-secrets --json \
-	  | python3 -m components.connect app-env $(STACK) $(STATE_DIR)
+	  | python3 -m components.commands.connect app-env $(STACK) $(STATE_DIR)
 
 # The stack's container names begin with this (<app>-<stack>-), from its config.
-CONTAINER_PREFIX = $(PY) -m components.check_config $(STACK) --container-prefix
+CONTAINER_PREFIX = $(PY) -m components.commands.check_config $(STACK) --container-prefix
 
 # The local stack's containers and their health; one service's log.
 # Every container the state declares, judged against Docker: one stopped by
-# hand, gone or unhealthy is named, and the recipe fails (components/status.py).
+# hand, gone or unhealthy is named, and the recipe fails (components/commands/status.py).
 status: state-check $(VENV)/.config
 	@$(call need,docker,the docker CLI is not on PATH)
 	@prefix=$$($(CONTAINER_PREFIX)); \
 	  docker ps --all --filter "name=^$$prefix" --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
 	@echo
-	@$(PULUMI) stack export --stack $(STACK) | $(PY) -m components.status
+	@$(PULUMI) stack export --stack $(STACK) | $(PY) -m components.commands.status
 
 # Each running container's CPU and memory against its limit, once.
 stats: local-check $(VENV)/.config
@@ -240,14 +240,14 @@ LINES ?= 200
 logs: local-check $(VENV)/.config
 	@$(call need,docker,the docker CLI is not on PATH)
 	@prefix=$$($(CONTAINER_PREFIX)); \
-	  exec $(PY) -m components.logs "$$prefix" --lines $(LINES) $(if $(SERVICE),--service $(SERVICE)) $(if $(filter 1,$(FOLLOW)),--follow)
+	  exec $(PY) -m components.commands.logs "$$prefix" --lines $(LINES) $(if $(SERVICE),--service $(SERVICE)) $(if $(filter 1,$(FOLLOW)),--follow)
 
-# Every service of the stack checked from its outputs (python -m components.verify):
+# Every service of the stack checked from its outputs (python -m components.commands.verify):
 # make verify [STACK=prod STATE=... ARGS='--postgres-via 127.0.0.1:15432 --ca-file rds.pem'] [ARGS=--auth]
 VERIFY_PULUMI = $(if $(filter dev,$(STACK)),$(PULUMI),$(AWS_PULUMI))
 verify: $(if $(filter dev,$(STACK)),state-check,aws-check) $(VENV)/.verify
 	@$(call need,pulumi,the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/))
-	$(VERIFY_PULUMI) stack output --stack $(STACK) --show-secrets --json | $(PY) -m components.verify $(STACK) $(ARGS)
+	$(VERIFY_PULUMI) stack output --stack $(STACK) --show-secrets --json | $(PY) -m components.commands.verify $(STACK) $(ARGS)
 
 # One service restarted in place (its container, config and data unchanged).
 restart: local-check $(VENV)/.config
@@ -270,7 +270,7 @@ restore: state-check $(VENV)/.config
 	@$(call need,docker,the docker CLI is not on PATH)
 	@prefix=$$($(CONTAINER_PREFIX)) \
 	  && lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
-	       | $(PY) -m components.connect superuser $(STACK) $(STATE_DIR)) \
+	       | $(PY) -m components.commands.connect superuser $(STACK) $(STATE_DIR)) \
 	  && eval "$$lines" && RESTORE_DB_USER="$$PGUSER" RESTORE_DB_PASSWORD="$$PGPASSWORD" \
 	  docker exec -e RESTORE_DB_USER -e RESTORE_DB_PASSWORD "$${prefix}backups" \
 	    python -m wondernest_backup restore $(if $(ID),$(ID),--latest) --target-db $(TARGET) $(if $(filter 1,$(FORCE)),--force)
@@ -288,9 +288,9 @@ render: $(VENV)/.dev
 import-dump: state-check $(VENV)/.config
 	@test -f "$(FILE)" || { echo "error: name the dump: make import-dump FILE=<a pg_dump -Fc archive>" >&2; exit 2; }
 	@$(call need,docker,the docker CLI is not on PATH)
-	@prefix=$$($(CONTAINER_PREFIX)) && args=$$($(PY) -m components.check_config $(STACK) --import-args) \
+	@prefix=$$($(CONTAINER_PREFIX)) && args=$$($(PY) -m components.commands.check_config $(STACK) --import-args) \
 	  && lines=$$($(PULUMI) stack output --stack $(STACK) --show-secrets --json \
-	       | $(PY) -m components.connect migrator $(STACK) $(STATE_DIR)) \
+	       | $(PY) -m components.commands.connect migrator $(STACK) $(STATE_DIR)) \
 	  && eval "$$lines" && RESTORE_DB_USER="$$PGUSER" RESTORE_DB_PASSWORD="$$PGPASSWORD" \
 	  docker exec -i -e RESTORE_DB_USER -e RESTORE_DB_PASSWORD "$${prefix}backups" \
 	    python -m wondernest_backup import-dump - $$args < "$(FILE)"
@@ -299,7 +299,7 @@ import-dump: state-check $(VENV)/.config
 # asks for its name to be typed, unless FORCE=1.
 reset-db: state-check $(VENV)/.program
 	@$(call need,docker,the docker CLI is not on PATH)
-	$(PULUMI_ENV) $(PY) -m components.reset_db $(STACK) $(if $(filter 1,$(FORCE)),--yes)
+	$(PULUMI_ENV) $(PY) -m components.commands.reset_db $(STACK) $(if $(filter 1,$(FORCE)),--yes)
 
 # Everything but the protected Postgres volume and the superuser password it was
 # initialised with: the next `make up` finds the data again.
@@ -323,7 +323,7 @@ aws-check:
 
 # The images are built and pushed from this machine, so the Docker engine is checked too.
 aws-ready: aws-check preflight $(VENV)/.config
-	$(PY) -m components.check_config $(STACK)
+	$(PY) -m components.commands.check_config $(STACK)
 
 aws-preview: aws-ready $(VENV)/.program policies/venv/.installed
 	$(AWS_PULUMI) stack select --create --secrets-provider '$(SECRETS)' $(STACK)
@@ -341,20 +341,20 @@ aws-up: aws-ready $(VENV)/.program policies/venv/.installed
 aws-bootstrap: $(VENV)/.config
 	@$(call need,aws,the aws CLI is not on PATH)
 	@test -n "$(BUCKET)" -a -n "$(REGION)" || { echo "error: make aws-bootstrap BUCKET=<state bucket> REGION=<region>" >&2; exit 2; }
-	$(PY) -m components.bootstrap --bucket '$(BUCKET)' --region '$(REGION)' $(if $(ALIAS),--alias '$(ALIAS)')
+	$(PY) -m components.commands.bootstrap --bucket '$(BUCKET)' --region '$(REGION)' $(if $(ALIAS),--alias '$(ALIAS)')
 
 # A backup now, as the service takes one at each slot (dumped, proven by a restore,
 # copied to the bucket), by a one-off task of the backups task definition.
 aws-backup: aws-check $(VENV)/.config
 	@$(call need,aws,the aws CLI is not on PATH)
-	@$(AWS_PULUMI) stack output --stack $(STACK) --json | $(PY) -m components.aws_backup --stack $(STACK)
+	@$(AWS_PULUMI) stack output --stack $(STACK) --json | $(PY) -m components.commands.aws_backup --stack $(STACK)
 
 # A service's log through `aws logs tail` (the last hour; SINCE=2h, FOLLOW=1); without SERVICE, the services.
 SINCE ?= 1h
 aws-logs: aws-check $(VENV)/.config
 	@$(call need,aws,the aws CLI is not on PATH)
 	@$(AWS_PULUMI) stack output --stack $(STACK) --json \
-	  | $(PY) -m components.aws_logs --stack $(STACK) --since $(SINCE) $(SERVICE) $(if $(filter 1,$(FOLLOW)),--follow)
+	  | $(PY) -m components.commands.aws_logs --stack $(STACK) --since $(SINCE) $(SERVICE) $(if $(filter 1,$(FOLLOW)),--follow)
 
 # A dump from the backups bucket restored into RDS by a one-off task of the
 # restore task definition, waited for (docs/aws.md, "Restoring"). Without ID,
@@ -362,7 +362,7 @@ aws-logs: aws-check $(VENV)/.config
 aws-restore: aws-check $(VENV)/.config
 	@$(call need,aws,the aws CLI is not on PATH)
 	@$(AWS_PULUMI) stack output --stack $(STACK) --json \
-	  | $(PY) -m components.aws_restore --stack $(STACK) $(ID) $(if $(TARGET),--target-db $(TARGET)) $(if $(filter 1,$(FORCE)),--force)
+	  | $(PY) -m components.commands.aws_restore --stack $(STACK) $(ID) $(if $(TARGET),--target-db $(TARGET)) $(if $(filter 1,$(FORCE)),--force)
 
 # Forward 127.0.0.1:$(TUNNEL_PORT) to the database through the SSM bastion (aws.adminBastion).
 TUNNEL_PORT ?= 15432
@@ -370,4 +370,4 @@ tunnel: aws-check
 	@$(call need,aws,the aws CLI is not on PATH (and the Session Manager plugin with it))
 	@$(call need,pulumi,the Pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/))
 	@command=$$($(AWS_PULUMI) stack output --stack $(STACK) --json \
-	  | python3 -m components.tunnel $(TUNNEL_PORT) $(STACK)); echo "$$command"; eval "exec $$command"
+	  | python3 -m components.commands.tunnel $(TUNNEL_PORT) $(STACK)); echo "$$command"; eval "exec $$command"

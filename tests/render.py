@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from components.check_config import StackFileError, read_stack_file
+from components.commands.check_config import StackFileError, read_stack_file
 from components.config import ConfigError, parse_config
 from tests.harness import CONTAINER_TYPE, Declared, Evaluation, evaluate, unwrap
 

@@ -82,7 +82,7 @@ esac""",
 
 
 def restore(box: FakeCommands, *args: str) -> subprocess.CompletedProcess[str]:
-    return box.run_module("components.aws_restore", *args, stdin=json.dumps(OUTPUTS))
+    return box.run_module("components.commands.aws_restore", *args, stdin=json.dumps(OUTPUTS))
 
 
 def test_the_backups_are_listed_without_an_id(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_an_unknown_backup_starts_nothing_and_a_failed_task_fails(tmp_path: Path
 
 def test_a_long_restore_is_waited_for_past_the_cli_waiters_ten_minutes(tmp_path: Path, monkeypatch: Any) -> None:
     """describe-tasks answers RUNNING for a while, then STOPPED: the wait follows it."""
-    from components import aws_task
+    from components.commands import aws_task
 
     answers = iter(["PROVISIONING", "RUNNING", "RUNNING", "RUNNING", "STOPPED"])
     calls: list[list[str]] = []
@@ -200,7 +200,7 @@ esac""",
 def test_a_backup_runs_one_cycle_of_the_backups_task_and_names_what_it_took(tmp_path: Path) -> None:
     box = FakeCommands(tmp_path)
     fake_backup_aws(box, 0)
-    result = box.run_module("components.aws_backup", stdin=json.dumps(BACKUP_OUTPUTS))
+    result = box.run_module("components.commands.aws_backup", stdin=json.dumps(BACKUP_OUTPUTS))
     assert result.returncode == 0, result.stderr
     assert f"backup {NEW} taken, verified by a restore and copied" in result.stdout
     [run] = [call for call in box.called() if call.startswith("aws ecs run-task")]
@@ -216,13 +216,13 @@ def test_a_backup_task_that_fails_or_lands_nothing_fails(tmp_path: Path) -> None
     (tmp_path / "nothing").mkdir()
     failed = FakeCommands(tmp_path / "failed")
     fake_backup_aws(failed, 1)
-    result = failed.run_module("components.aws_backup", stdin=json.dumps(BACKUP_OUTPUTS))
+    result = failed.run_module("components.commands.aws_backup", stdin=json.dumps(BACKUP_OUTPUTS))
     assert result.returncode == 1 and "the backup task stopped with exit code 1" in result.stderr
     nothing = FakeCommands(tmp_path / "nothing")
     fake_backup_aws(nothing, 0, lands=False)
-    result = nothing.run_module("components.aws_backup", stdin=json.dumps(BACKUP_OUTPUTS))
+    result = nothing.run_module("components.commands.aws_backup", stdin=json.dumps(BACKUP_OUTPUTS))
     assert result.returncode == 1 and "holds no new backup" in result.stderr
-    missing = nothing.run_module("components.aws_backup", stdin=json.dumps({"backupBucket": "b"}))
+    missing = nothing.run_module("components.commands.aws_backup", stdin=json.dumps({"backupBucket": "b"}))
     assert missing.returncode != 0 and "lack backupTask" in missing.stderr
 
 
@@ -235,15 +235,15 @@ LOG_OUTPUTS = {
 def test_a_services_log_is_tailed_from_its_group(tmp_path: Path) -> None:
     box = FakeCommands(tmp_path)
     box.tool("aws", "echo 'a log line'")
-    result = box.run_module("components.aws_logs", "api", "--since", "2h", stdin=json.dumps(LOG_OUTPUTS))
+    result = box.run_module("components.commands.aws_logs", "api", "--since", "2h", stdin=json.dumps(LOG_OUTPUTS))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "a log line\n"
     assert box.called() == ["aws logs tail /wondernest/prod/api --region eu-west-1 --since 2h --format short"]
-    followed = box.run_module("components.aws_logs", "backups", "--follow", stdin=json.dumps(LOG_OUTPUTS))
+    followed = box.run_module("components.commands.aws_logs", "backups", "--follow", stdin=json.dumps(LOG_OUTPUTS))
     assert followed.returncode == 0 and box.called()[-1].endswith("--since 1h --format short --follow")
-    listed = box.run_module("components.aws_logs", stdin=json.dumps(LOG_OUTPUTS))
+    listed = box.run_module("components.commands.aws_logs", stdin=json.dumps(LOG_OUTPUTS))
     assert listed.stdout.splitlines() == ["api  /wondernest/prod/api", "backups  /wondernest/prod/backups"]
-    unknown = box.run_module("components.aws_logs", "grafana", stdin=json.dumps(LOG_OUTPUTS))
+    unknown = box.run_module("components.commands.aws_logs", "grafana", stdin=json.dumps(LOG_OUTPUTS))
     assert unknown.returncode != 0 and "these have one: api, backups" in unknown.stderr
     assert len(box.called()) == 2
 

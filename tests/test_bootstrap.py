@@ -34,7 +34,7 @@ def fake_aws(box: FakeCommands, *, key_exists: bool, bucket: str | None) -> None
 
 
 def bootstrap(box: FakeCommands, *args: str) -> subprocess.CompletedProcess[str]:
-    return box.run_module("components.bootstrap", *args)
+    return box.run_module("components.commands.bootstrap", *args)
 
 
 def test_a_new_account_gets_a_rotated_key_and_a_private_versioned_tls_only_bucket(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _check(*args: str, root: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "components.check_config", *args, "--root", str(root)],
+        [sys.executable, "-m", "components.commands.check_config", *args, "--root", str(root)],
         cwd=ROOT,
         capture_output=True,
         text=True,

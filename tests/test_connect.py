@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from components.connect import libpq_env
+from components.commands.connect import libpq_env
 
 OUTPUTS = {
     "postgresEndpoint": "127.0.0.1:5433",
@@ -31,7 +31,7 @@ def test_role_environment() -> None:
 def test_a_stack_with_its_own_ca_is_verified(tmp_path: Path) -> None:
     outputs = {**OUTPUTS, "caCertificate": "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"}
     lines = subprocess.run(
-        [sys.executable, "-m", "components.connect", "app", "dev", str(tmp_path)],
+        [sys.executable, "-m", "components.commands.connect", "app", "dev", str(tmp_path)],
         input=json.dumps(outputs),
         capture_output=True,
         text=True,
@@ -49,7 +49,7 @@ def test_unknown_role_is_refused() -> None:
 
 def test_the_lines_survive_a_shell_round_trip() -> None:
     lines = subprocess.run(
-        [sys.executable, "-m", "components.connect", "app"],
+        [sys.executable, "-m", "components.commands.connect", "app"],
         input=json.dumps(OUTPUTS),
         capture_output=True,
         text=True,
@@ -78,7 +78,7 @@ def test_a_role_whose_password_the_outputs_do_not_hold_is_refused() -> None:
 )
 def test_unusable_outputs_give_one_error_line(text: str, message: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "components.connect", "app", "dev"],
+        [sys.executable, "-m", "components.commands.connect", "app", "dev"],
         input=text,
         capture_output=True,
         text=True,

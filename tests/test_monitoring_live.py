@@ -25,15 +25,15 @@ import httpx
 import psycopg
 import pytest
 
+from components.commands.verify import services
+from components.commands.verify.__main__ import probes
+from components.commands.verify.access import Access, endpoint, local_credentials
+from components.commands.verify.data import OBJECT_KINDS
+from components.commands.verify.results import CheckFailed, Result, run_all
 from components.spec import monitoring
 from components.spec.alerts import AlertThresholds, Recording, render_rule_file, rule_groups
 from components.spec.dashboards import dashboards, expressions
 from components.spec.database import database_spec
-from components.verify import services
-from components.verify.__main__ import probes
-from components.verify.access import Access, endpoint, local_credentials
-from components.verify.data import OBJECT_KINDS
-from components.verify.results import CheckFailed, Result, run_all
 from tests.api_stack import (
     NAMES,
     REDIS_APP_PASSWORD,
@@ -589,7 +589,7 @@ def test_the_verify_command_reads_the_outputs_and_the_stack_config(
     its role names are the ones this module's servers have."""
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps(stack_outputs(stack, grafana)))
-    command = [sys.executable, "-m", "components.verify", "dev", "--outputs", str(outputs), "--auth"]
+    command = [sys.executable, "-m", "components.commands.verify", "dev", "--outputs", str(outputs), "--auth"]
     shown = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=60, check=False)
     assert shown.returncode == 0, shown.stdout + shown.stderr

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from components import preflight
-from components.preflight import Finding, check_docker, check_ports, check_pulumi, check_python, check_servers
+from components.commands import preflight
+from components.commands.preflight import Finding, check_docker, check_ports, check_pulumi, check_python, check_servers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,13 +158,20 @@ def test_pg_bindir_moves_where_postgres_is_looked_for(tmp_path: Path, monkeypatc
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "components.preflight", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "components.commands.preflight", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
 def test_cli_usage_and_report() -> None:
     usage = _cli("everything")
-    assert usage.returncode == 2 and usage.stderr == "usage: python3 -m components.preflight {python|tools|servers}\n"
+    assert (
+        usage.returncode == 2
+        and usage.stderr == "usage: python3 -m components.commands.preflight {python|tools|servers}\n"
+    )
     python = _cli("python")
     assert python.returncode == 0
     assert python.stdout == f"preflight ok   python: {sys.version_info.major}.{sys.version_info.minor}\n"

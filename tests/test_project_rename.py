@@ -57,7 +57,7 @@ def renamed_copy(tmp_path: Path, project: str, namespace: str) -> Path:
 
 def check_config(root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "components.check_config", "dev", "--root", str(root)],
+        [sys.executable, "-m", "components.commands.check_config", "dev", "--root", str(root)],
         capture_output=True,
         text=True,
         cwd=ROOT,

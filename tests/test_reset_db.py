@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from components.commands.reset_db import IN_DATABASE, in_database_urns
 from components.postgres.provider import RoleProvider
 from components.postgres.resources import declared_objects
-from components.reset_db import IN_DATABASE, in_database_urns
 from components.spec.database import database_spec
 from components.spec.naming import Names
 from tests.api_stack import migrate_platform, platform
@@ -92,7 +92,7 @@ esac""",
 
     def reset(self, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "components.reset_db", "dev", *args],
+            [sys.executable, "-m", "components.commands.reset_db", "dev", *args],
             input=stdin,
             env={**os.environ, "PATH": self.path, **env},
             cwd=ROOT,
@@ -232,7 +232,7 @@ def test_an_api_that_does_not_come_back_still_names_the_backup(stack: tuple[Post
 def test_an_aws_stack_is_pointed_at_the_restore_section_that_exists(tmp_path: Path) -> None:
     import yaml
 
-    from components.reset_db import main
+    from components.commands.reset_db import main
     from tests.test_stack_prod import prod_config
 
     (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())

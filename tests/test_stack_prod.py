@@ -992,7 +992,7 @@ def test_the_ssm_bastion_is_optional_and_admits_nothing() -> None:
 
 
 def test_the_tunnel_command_comes_from_the_stack_outputs() -> None:
-    from components.tunnel import session_command
+    from components.commands.tunnel import session_command
 
     ev = evaluate(prod_config({"adminBastion": True, "dbAdminHost": "127.0.0.1", "dbAdminPort": 15432}), stack="prod")
     command = session_command(ev.outputs, 15432)

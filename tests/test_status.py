@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.status import Declared, declared, judge
+from components.commands.status import Declared, declared, judge
 
 SERVICE = Declared("wondernest-dev-api", job=False)
 JOB = Declared("wondernest-dev-migrations", job=True)

@@ -1,4 +1,4 @@
-"""`python -m components.verify` without a running stack: its report, its time
+"""`python -m components.commands.verify` without a running stack: its report, its time
 limits, how it reads credentials on either target, and what it does when
 nothing answers. The checks against running servers are in test_monitoring_live."""
 
@@ -16,13 +16,13 @@ import requests
 import yaml
 from moto import mock_aws
 
+from components.commands.verify import data, services
+from components.commands.verify.__main__ import _access, _arguments, main, probes
+from components.commands.verify.access import SigV4, aws_credentials, endpoint, local_credentials, workspace_region
+from components.commands.verify.report import as_json, table
+from components.commands.verify.results import CheckFailed, Probe, Result, Skipped, run_all
 from components.spec.database import database_spec
 from components.spec.naming import Names
-from components.verify import data, services
-from components.verify.__main__ import _access, _arguments, main, probes
-from components.verify.access import SigV4, aws_credentials, endpoint, local_credentials, workspace_region
-from components.verify.report import as_json, table
-from components.verify.results import CheckFailed, Probe, Result, Skipped, run_all
 from tests.servers import prometheus_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,8 +35,8 @@ from typing import Any
 import docker.errors
 import httpx
 
-from components.check_config import check
-from components.stack_outputs import reachable
+from components.commands.check_config import check
+from components.commands.stack_outputs import reachable
 from tests.e2e import standins
 from tests.e2e.applier import State
 from tests.e2e.engine import Engine, own_engine

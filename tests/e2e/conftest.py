@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from components.check_config import check
+from components.commands.check_config import check
 from tests.e2e import standins
 from tests.e2e.engine import Engine, own_engine
 

@@ -1,6 +1,6 @@
 """The dev stack applied to a real Docker engine: the program's own graph,
 stand-in upstream images, the project's images built from app/Dockerfile,
-then `python -m components.verify` on the outputs, a second apply, and a
+then `python -m components.commands.verify` on the outputs, a second apply, and a
 destroy that keeps what is protected. The tests run in order on one stack."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from components.stack_outputs import reachable
+from components.commands.stack_outputs import reachable
 from tests.e2e.applier import EngineMocks, State
 from tests.e2e.engine import Engine
 from tests.e2e.stack_apply import CONTAINER, NEEDS_GRAFANA, SKIPPED, Run, apply
@@ -53,7 +53,16 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Deployed:
 
 def verify(outputs_file: Path) -> dict[str, dict[str, Any]]:
     """`make verify ARGS=--auth` as an operator runs it, on the applied outputs."""
-    command = [sys.executable, "-m", "components.verify", "dev", "--outputs", str(outputs_file), "--auth", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "components.commands.verify",
+        "dev",
+        "--outputs",
+        str(outputs_file),
+        "--auth",
+        "--json",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.stdout, result.stderr
     return {f"{c['service']} {c['check']}": c for c in json.loads(result.stdout)["checks"]}
@@ -256,7 +265,7 @@ def status(stack: Deployed) -> subprocess.CompletedProcess[str]:
         }
     }
     return subprocess.run(
-        [sys.executable, "-m", "components.status"],
+        [sys.executable, "-m", "components.commands.status"],
         input=json.dumps(export),
         cwd=ROOT,
         env={**os.environ, **stack.engine.env},

@@ -128,7 +128,7 @@ def test_verify_passes_every_check_that_applies_and_says_which_do_not(notes: Dep
     deadline = time.monotonic() + 240
     while True:
         command = [
-            sys.executable, "-m", "components.verify", "dev", "--root", str(notes.root),
+            sys.executable, "-m", "components.commands.verify", "dev", "--root", str(notes.root),
             "--outputs", str(notes.outputs_file), "--auth", "--json",
         ]  # fmt: skip
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)

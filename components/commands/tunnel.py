@@ -14,7 +14,7 @@ import shlex
 import sys
 from typing import Any
 
-from components.stack_outputs import read_outputs
+from components.commands.stack_outputs import read_outputs
 
 DEFAULT_LOCAL_PORT = 15432
 
@@ -41,7 +41,7 @@ def session_command(outputs: dict[str, Any], local_port: int) -> list[str]:
 
 
 def main() -> None:
-    """`python3 -m components.tunnel [PORT [STACK]]`, outputs on stdin."""
+    """`python3 -m components.commands.tunnel [PORT [STACK]]`, outputs on stdin."""
     local_port = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_LOCAL_PORT
     stack = f"stack {sys.argv[2]!r}" if len(sys.argv) > 2 else "the stack"
     command = session_command(read_outputs(sys.stdin, ("postgresEndpoint",), stack=stack), local_port)

@@ -1,7 +1,7 @@
 """`make aws-bootstrap`: what an AWS stack needs before its first `pulumi up`,
 the state bucket and the key for its secrets, made once and safe to run again.
 
-    python -m components.bootstrap --bucket NAME --region REGION [--alias NAME]
+    python -m components.commands.bootstrap --bucket NAME --region REGION [--alias NAME]
 
 The key: symmetric, rotated yearly, under an alias. The bucket: versioned (a
 bad state write can be undone), encrypted with that key, every public access
@@ -19,7 +19,7 @@ import json
 import re
 import sys
 
-from components.aws_cli import AwsError, aws
+from components.commands.aws_cli import AwsError, aws
 
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 ALIAS = re.compile(r"^[A-Za-z0-9/_-]{1,250}$")
@@ -109,7 +109,7 @@ def bucket(region: str, name: str, key_arn: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.bootstrap", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m components.commands.bootstrap", description=__doc__.split("\n")[0])
     parser.add_argument("--bucket", required=True, help="the state bucket's name (globally unique)")
     parser.add_argument("--region", required=True, help="where the bucket and the key live")
     parser.add_argument("--alias", default="wondernest-pulumi", help="the key's alias (default wondernest-pulumi)")

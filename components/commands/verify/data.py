@@ -9,10 +9,10 @@ from typing import Any
 import psycopg
 import redis
 
+from components.commands.verify.access import Access
+from components.commands.verify.results import CheckFailed, Skipped
 from components.postgres import backdoors
 from components.postgres.resources import declared_objects
-from components.verify.access import Access
-from components.verify.results import CheckFailed, Skipped
 
 OBJECT_KINDS = {
     # kind: (logical-name prefix, one, many)

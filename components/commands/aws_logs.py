@@ -1,7 +1,7 @@
 """`make aws-logs SERVICE=...`: an AWS stack's service log, as `make logs`
 shows the local one, through `aws logs tail`.
 
-    pulumi stack output --json | python -m components.aws_logs SERVICE [--since 1h] [--follow]
+    pulumi stack output --json | python -m components.commands.aws_logs SERVICE [--since 1h] [--follow]
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 
-from components.stack_outputs import read_outputs
+from components.commands.stack_outputs import read_outputs
 
 REQUIRED = ("logGroups", "region")
 
@@ -26,7 +26,7 @@ def tail_command(groups: dict[str, str], region: str, service: str, *, since: st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.aws_logs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m components.commands.aws_logs", description=__doc__.split("\n")[0])
     parser.add_argument("service", nargs="?", help="whose log; without it, the services are listed")
     parser.add_argument("--since", default="1h", help="how far back, as `aws logs tail` reads it (10m, 2h, 1d)")
     parser.add_argument("--follow", action="store_true")

@@ -8,7 +8,7 @@ the command exits 1. `pulumi up` compares inputs, so it never notices such a
 container by itself; `make up` refreshes first, and the provider starts or
 re-creates it.
 
-    pulumi stack export --stack dev | python -m components.status
+    pulumi stack export --stack dev | python -m components.commands.status
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`make aws-backup`: a logical backup of an AWS stack now, by a one-off task
 of the backups task definition running one scheduled cycle, waited for.
 
-    pulumi stack output --json | python -m components.aws_backup
+    pulumi stack output --json | python -m components.commands.aws_backup
 
 The task dumps the database as the backup role, proves the dump by restoring
 it into a throwaway server, and copies it to the backups bucket, exactly as
@@ -15,8 +15,8 @@ import argparse
 import sys
 from typing import Any
 
-from components.aws_task import backup_ids, run_and_wait
-from components.stack_outputs import read_outputs
+from components.commands.aws_task import backup_ids, run_and_wait
+from components.commands.stack_outputs import read_outputs
 
 REQUIRED = ("backupTask", "backupBucket")
 COMMAND = ("python", "-m", "wondernest_backup", "cycle")
@@ -39,7 +39,9 @@ def backup(outputs: dict[str, Any]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.aws_backup", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m components.commands.aws_backup", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--stack", default="the stack", help="named in messages")
     args = parser.parse_args(argv)
     return backup(read_outputs(sys.stdin, REQUIRED, stack=args.stack))

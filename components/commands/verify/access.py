@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 import requests
 
+from components.commands.stack_outputs import reachable, role_login
+from components.commands.verify.results import CheckFailed, Skipped
 from components.spec.app import AppConfig
 from components.spec.database import DatabaseSpec
-from components.stack_outputs import reachable, role_login
-from components.verify.results import CheckFailed, Skipped
 
 Credentials = Callable[[str], tuple[str, str]]
 """A credential's key (`postgres-app`, `postgres-admin`, `redis-app`) → user and password."""

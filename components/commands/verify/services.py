@@ -7,8 +7,8 @@ from typing import Any
 
 import requests
 
-from components.verify.access import Access
-from components.verify.results import CheckFailed, Skipped
+from components.commands.verify.access import Access
+from components.commands.verify.results import CheckFailed, Skipped
 
 
 def _get(access: Access, url: str, *, signed: bool = False, **kwargs: Any) -> requests.Response:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from components.verify.results import Result, Status
+from components.commands.verify.results import Result, Status
 
 _LABELS: dict[Status, str] = {"pass": "ok", "fail": "FAIL", "skip": "skip"}
 _COLOURS: dict[Status, str] = {"pass": "32", "fail": "1;31", "skip": "33"}

@@ -1,7 +1,7 @@
 """`make aws-restore`: a dump from an AWS stack's backups bucket restored into
 RDS by a one-off task of the restore task definition, waited for.
 
-    pulumi stack output --json | python -m components.aws_restore [ID --target-db DB [--force]]
+    pulumi stack output --json | python -m components.commands.aws_restore [ID --target-db DB [--force]]
 
 Without an id it lists the dumps in the bucket. With one, it starts the task
 (the backup image, as the RDS master user, in the private subnets), waits for
@@ -16,8 +16,8 @@ import argparse
 import sys
 from typing import Any
 
-from components.aws_task import backup_ids, run_and_wait
-from components.stack_outputs import read_outputs
+from components.commands.aws_task import backup_ids, run_and_wait
+from components.commands.stack_outputs import read_outputs
 
 REQUIRED = ("restoreTask", "backupBucket")
 
@@ -45,7 +45,9 @@ def restore(outputs: dict[str, Any], backup_id: str, target_db: str, *, force: b
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.aws_restore", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m components.commands.aws_restore", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("id", nargs="?", help="the backup to restore; without it, the backups are listed")
     parser.add_argument("--target-db", help="created if missing; refused if it holds tables, unless --force")
     parser.add_argument("--force", action="store_true", help="replace a database that holds tables (kept, renamed)")

@@ -1,7 +1,7 @@
 """Checks a running stack from its outputs, either target:
 
-    pulumi stack output --json --show-secrets | python -m components.verify dev
-    python -m components.verify prod --outputs prod.json --postgres-via 127.0.0.1:15432 --ca-file rds.pem
+    pulumi stack output --json --show-secrets | python -m components.commands.verify dev
+    python -m components.commands.verify prod --outputs prod.json --postgres-via 127.0.0.1:15432 --ca-file rds.pem
 
 It replaces the guide's health-check, validate-setup and `run-app --check-only`:
 the API's readiness (and, with --auth, a register/login/me/logout round trip),
@@ -23,13 +23,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from components.check_config import StackFileError, check
-from components.spec.backups import max_backup_age_seconds
-from components.spec.database import database_spec
-from components.spec.naming import Names
-from components.stack_outputs import read_outputs
-from components.verify import data, services
-from components.verify.access import (
+from components.commands.check_config import StackFileError, check
+from components.commands.stack_outputs import read_outputs
+from components.commands.verify import data, services
+from components.commands.verify.access import (
     Access,
     SigV4,
     aws_credentials,
@@ -37,8 +34,11 @@ from components.verify.access import (
     local_credentials,
     workspace_region,
 )
-from components.verify.report import as_json, table
-from components.verify.results import CheckFailed, Probe, run_all
+from components.commands.verify.report import as_json, table
+from components.commands.verify.results import CheckFailed, Probe, run_all
+from components.spec.backups import max_backup_age_seconds
+from components.spec.database import database_spec
+from components.spec.naming import Names
 
 REQUIRED = ("apiUrl", "prometheusUrl", "alertmanagerUrl", "grafanaUrl", "postgresEndpoint", "postgresDatabase", "roles")
 
@@ -74,7 +74,7 @@ def _host_port(value: str) -> str:
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m components.verify", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m components.commands.verify", description=__doc__.split("\n")[0])
     parser.add_argument("stack", help="the stack the outputs are from; its Pulumi.<stack>.yaml says what to expect")
     parser.add_argument("--outputs", default="-", help="`pulumi stack output --json --show-secrets` (default: stdin)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

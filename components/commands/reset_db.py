@@ -1,7 +1,7 @@
 """`make reset-db`: the local stack's database emptied and rebuilt through the
 stack, after a backup proven by a restore.
 
-    python -m components.reset_db dev [--yes]
+    python -m components.commands.reset_db dev [--yes]
 
 1. Reads the stack's outputs and state with the Pulumi CLI (the caller sets the
    backend and passphrase, as `make` does) and asks for the database's name
@@ -33,10 +33,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from components.check_config import StackFileError, check
+from components.commands.check_config import StackFileError, check
+from components.commands.stack_outputs import reachable, role_login
 from components.postgres.provider import connect
 from components.spec.naming import Names
-from components.stack_outputs import reachable, role_login
 
 IN_DATABASE = tuple(
     f"pulumi-python:dynamic/postgres:{kind}" for kind in ("Schema", "SchemaGrant", "DatabaseAccess", "Extension")
@@ -96,7 +96,7 @@ def _wait_healthy(container: str, timeout: float = 120) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.reset_db", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m components.commands.reset_db", description=__doc__.split("\n")[0])
     parser.add_argument("stack", help="the local stack, e.g. dev")
     parser.add_argument("--yes", action="store_true", help="do not ask for the database's name (make reset-db FORCE=1)")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the project directory (default: here)")

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from components.aws_cli import AwsError, aws
+from components.commands.aws_cli import AwsError, aws
 
 
 def call(args: Sequence[str], region: str) -> Any:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.stack_outputs import reachable, read_outputs, role_login
+from components.commands.stack_outputs import reachable, read_outputs, role_login
 
 REQUIRED = ("postgresEndpoint", "postgresDatabase", "roles", "secrets")
 REDIS_REQUIRED = ("redisEndpoint", "redisUser", "caCertificate", "secrets")
@@ -125,7 +125,7 @@ def app_env(outputs: dict[str, Any], ca_file: str | None, secrets_dir: Path) -> 
 
 
 def main() -> None:
-    """`python3 -m components.connect ROLE|redis|app-env [STACK [STATE_DIR]]`, outputs on stdin."""
+    """`python3 -m components.commands.connect ROLE|redis|app-env [STACK [STATE_DIR]]`, outputs on stdin."""
     role = sys.argv[1] if len(sys.argv) > 1 else "app"
     name = sys.argv[2] if len(sys.argv) > 2 else "stack"
     stack = f"stack {sys.argv[2]!r}" if len(sys.argv) > 2 else "the stack"

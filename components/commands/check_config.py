@@ -1,7 +1,7 @@
 """Validates `Pulumi.<stack>.yaml` without the Pulumi CLI, with the program's own parser.
 
-    python -m components.check_config dev            # exit 0 when valid, 1 with every bad key named
-    python -m components.check_config dev --ports    # and, for a docker stack, its host ports free
+    python -m components.commands.check_config dev            # exit 0 when valid, 1 with every bad key named
+    python -m components.commands.check_config dev --ports    # and, for a docker stack, its host ports free
 
 The keys reach `parse_config` as the engine hands them to the program: structured
 values as data, scalars as text, so the message is the one `pulumi up` would print.
@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
+from components.commands.preflight import check_ports, report
 from components.config import ConfigError, PlatformConfig, parse_config, parse_raw_value, project_keys, project_name
-from components.preflight import check_ports, report
 from components.spec.database import database_spec
 from components.spec.naming import Names
 
@@ -113,7 +113,9 @@ def check(root: Path, stack: str) -> tuple[PlatformConfig | None, list[str], lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.check_config", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m components.commands.check_config", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("stack", help="the stack whose Pulumi.<stack>.yaml to check, e.g. dev")
     parser.add_argument("--ports", action="store_true", help="also check that a docker stack's host ports are free")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the project directory (default: here)")

@@ -4,10 +4,10 @@ Standard library only: `make up` runs it with the machine's own python3, so a
 missing Pulumi CLI, an unreachable Docker engine or a busy host port is reported
 in a second, with one message each, instead of after a venv install.
 
-    python3 -m components.preflight tools     # python, the Pulumi CLI, the Docker engine
-    python3 -m components.preflight servers   # the server binaries the tests start
+    python3 -m components.commands.preflight tools     # python, the Pulumi CLI, the Docker engine
+    python3 -m components.commands.preflight servers   # the server binaries the tests start
 
-The host ports come from the stack config, so `components.check_config --ports`
+The host ports come from the stack config, so `components.commands.check_config --ports`
 checks them with `check_ports` once the config's few dependencies are installed.
 """
 
@@ -200,7 +200,7 @@ CHECKS: dict[str, Callable[[], list[Finding]]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1 or args[0] not in CHECKS:
-        sys.stderr.write(f"usage: python3 -m components.preflight {{{'|'.join(CHECKS)}}}\n")
+        sys.stderr.write(f"usage: python3 -m components.commands.preflight {{{'|'.join(CHECKS)}}}\n")
         return 2
     return report(CHECKS[args[0]]())
 

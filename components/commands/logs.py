@@ -1,7 +1,7 @@
 """`make logs`: the local stack's containers' logs, interleaved by time and
 prefixed with the service, as `docker compose logs` shows them.
 
-    python -m components.logs <container-prefix> [--service NAME] [--lines N] [--follow]
+    python -m components.commands.logs <container-prefix> [--service NAME] [--lines N] [--follow]
 
 Without --follow, the last N lines of each service, merged in time order, then
 it exits. With --follow, every service's new lines as they come.
@@ -82,7 +82,7 @@ def _follow(prefix: str, names: Sequence[str], count: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.logs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m components.commands.logs", description=__doc__.split("\n")[0])
     parser.add_argument("prefix", help="the stack's container name prefix (<app>-<stack>-)")
     parser.add_argument("--service", help="one service (make status lists them)")
     parser.add_argument("--lines", type=int, default=200, help="lines of each service to start from (default 200)")

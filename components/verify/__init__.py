@@ -1,1 +1,0 @@
-"""Checks a running stack, either target, from its outputs: `python -m components.verify`."""
