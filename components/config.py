@@ -28,16 +28,16 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from components.aws_sizes import CACHE_NODE_TYPES, FARGATE_MEMORY_MIB, RDS_CLASSES
-from components.spec.alerts import RUNBOOKS_DOC, AlertThresholds
-from components.spec.app import COLLECTOR_PORTS, AppConfig
-from components.spec.backups import BACKUP_DIR, max_backup_age_seconds, schedule_period_seconds
-from components.spec.backups import METRICS_PORT as BACKUP_METRICS_PORT
-from components.spec.database import REQUIRED_SCHEMAS, SCHEMAS
-from components.spec.model import ConfigModel, ImageRef, Port
-from components.spec.naming import Names, aws_name_problems
-from components.spec.postgres_conf import TuningError, tune
-from components.spec.redis_conf import EvictionPolicy
+from components.model.alerts import RUNBOOKS_DOC, AlertThresholds
+from components.model.app import COLLECTOR_PORTS, AppConfig
+from components.model.aws_sizes import CACHE_NODE_TYPES, FARGATE_MEMORY_MIB, RDS_CLASSES
+from components.model.backups import BACKUP_DIR, max_backup_age_seconds, schedule_period_seconds
+from components.model.backups import METRICS_PORT as BACKUP_METRICS_PORT
+from components.model.config_types import ConfigModel, ImageRef, Port
+from components.model.database import REQUIRED_SCHEMAS, SCHEMAS
+from components.model.naming import Names, aws_name_problems
+from components.model.postgres_conf import TuningError, tune
+from components.model.redis_conf import EvictionPolicy
 
 NAMESPACE = "wondernest"
 """This project's name in Pulumi.yaml, which is its config namespace: the

@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 
 from components.local.platform import build_local_platform
-from components.spec.naming import Names
-from components.stack_config import load_platform_config
+from components.model.naming import Names
+from components.pulumi_config import load_platform_config
 
 # Declaring a stack allocates hundreds of thousands of short-lived objects
 # (outputs, futures, event-loop handles) on top of the provider SDKs' large

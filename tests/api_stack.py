@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 
-from components.spec import redis_conf
-from components.spec.database import database_spec
-from components.spec.naming import Names
+from components.model import redis_conf
+from components.model.database import database_spec
+from components.model.naming import Names
 from tests.platform_db import PASSWORDS, apply_spec
 from tests.servers import PostgresServer, RedisServer, free_port, postgres_server, redis_server
 

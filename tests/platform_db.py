@@ -9,10 +9,10 @@ from typing import Any
 
 import psycopg
 
+from components.model.database import DatabaseSpec, database_spec
+from components.model.naming import Names
 from components.postgres.provider import RoleProvider
 from components.postgres.resources import declared_objects, role_inputs
-from components.spec.database import DatabaseSpec, database_spec
-from components.spec.naming import Names
 from tests.servers import PostgresServer
 
 # The bundled app's first migration, in the form that matters here: the hash is withheld from analytics.

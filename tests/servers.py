@@ -26,8 +26,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from components.spec import postgres_conf, redis_conf
-from components.spec.tls import ServerTls
+from components.model import postgres_conf, redis_conf
+from components.model.tls import ServerTls
 
 PG_BINDIR = Path(os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.spec.alerts import RUNBOOKS_DOC, AlertThresholds, alerts, render_rule_file, rule_groups, runbook_link
+from components.model.alerts import RUNBOOKS_DOC, AlertThresholds, alerts, render_rule_file, rule_groups, runbook_link
 from tests.servers import require_binary
 
 PROMTOOL = "/usr/bin/promtool"

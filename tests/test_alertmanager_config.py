@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.spec.alerts import Alert, AlertThresholds, alerts, rule_groups, runbook_link
-from components.spec.monitoring import (
+from components.model.alerts import Alert, AlertThresholds, alerts, rule_groups, runbook_link
+from components.model.monitoring import (
     NOTIFICATION_TEMPLATES,
     TEMPLATE_FILE,
     Destination,

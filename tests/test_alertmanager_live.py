@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from components.spec.alerts import AlertThresholds, alerts, rule_groups, runbook_link
-from components.spec.monitoring import Destination, Receivers, render_alertmanager_config, slack_url_file
+from components.model.alerts import AlertThresholds, alerts, rule_groups, runbook_link
+from components.model.monitoring import Destination, Receivers, render_alertmanager_config, slack_url_file
 from tests.servers import free_port, require_binary
 from tests.test_alertmanager_config import render, write_config
 from tests.test_monitoring_live import ALERTMANAGER, process

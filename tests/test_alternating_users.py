@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from components.model.database import DatabaseSpec, database_spec
+from components.model.naming import Names
 from components.postgres.provider import RoleProvider
-from components.spec.database import DatabaseSpec, database_spec
-from components.spec.naming import Names
 from tests.platform_db import Applied, apply_spec, destroy
 from tests.servers import PostgresServer, postgres_server
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from components.build_context import context_digest
 from components.config import ConfigError, parse_config
 from components.local.monitoring import RULES_FILE
-from components.spec.app import probe_command
+from components.model.app import probe_command
+from components.model.images import context_digest
 from tests.harness import CONTAINER_TYPE, Evaluation, declared_by, evaluate, fake_secret, stack_config, unwrap
 from tests.test_stack_prod import CERT, TASK_DEF, by_name, prod_config
 
@@ -393,7 +393,7 @@ def test_the_collectors_own_ports_are_refused_on_aws() -> None:
 def test_the_names_refused_as_secrets_are_the_policy_packs() -> None:
     from wondernest_policies import secret_values
 
-    from components.spec.app import SECRET_LOOKING
+    from components.model.app import SECRET_LOOKING
 
     assert SECRET_LOOKING.pattern == secret_values.SECRET_NAME.pattern
     assert SECRET_LOOKING.flags == secret_values.SECRET_NAME.flags

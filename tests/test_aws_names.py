@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from components.config import ConfigError, parse_config
-from components.spec.naming import AWS_NAME_LIMITS
+from components.model.naming import AWS_NAME_LIMITS
 from tests.harness import declared_by, evaluate
 from tests.test_stack_prod import CERT, prod_config
 

@@ -19,8 +19,8 @@ from wondernest_api.migrate import MigrationError, baseline, migrate
 from wondernest_backup.imports import import_dump, toc
 from wondernest_backup.pgtools import BackupError, Endpoint, tool
 
-from components.spec.database import SCHEMAS, database_spec
-from components.spec.naming import Names
+from components.model.database import SCHEMAS, database_spec
+from components.model.naming import Names
 from tests.api_stack import APP_DIR, database_tls
 from tests.platform_db import PASSWORDS, apply_spec, connect_as
 from tests.servers import PostgresServer, postgres_server

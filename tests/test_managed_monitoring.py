@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.spec.monitoring import NOTIFICATION_TEMPLATES, TEMPLATE_FILE
+from components.model.monitoring import NOTIFICATION_TEMPLATES, TEMPLATE_FILE
 from tests.harness import Evaluation, evaluate
 from tests.servers import require_binary
 from tests.test_alert_rules import PROMTOOL, assert_promtool_passes

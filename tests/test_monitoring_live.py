@@ -30,10 +30,10 @@ from components.commands.verify.__main__ import probes
 from components.commands.verify.access import Access, endpoint, local_credentials
 from components.commands.verify.data import OBJECT_KINDS
 from components.commands.verify.results import CheckFailed, Result, run_all
-from components.spec import monitoring
-from components.spec.alerts import AlertThresholds, Recording, render_rule_file, rule_groups
-from components.spec.dashboards import dashboards, expressions
-from components.spec.database import database_spec
+from components.model import monitoring
+from components.model.alerts import AlertThresholds, Recording, render_rule_file, rule_groups
+from components.model.dashboards import dashboards, expressions
+from components.model.database import database_spec
 from tests.api_stack import (
     NAMES,
     REDIS_APP_PASSWORD,

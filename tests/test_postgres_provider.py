@@ -17,6 +17,8 @@ import pytest
 from psycopg import errors
 from pulumi.dynamic.dynamic import serialize_provider
 
+from components.model.database import ANALYTICS_CONNECTION_LIMIT, database_spec
+from components.model.naming import Names
 from components.postgres import provider as provider_module
 from components.postgres.provider import (
     DatabaseAccessProvider,
@@ -26,8 +28,6 @@ from components.postgres.provider import (
     SchemaGrantProvider,
     SchemaProvider,
 )
-from components.spec.database import ANALYTICS_CONNECTION_LIMIT, database_spec
-from components.spec.naming import Names
 from tests.platform_db import PASSWORDS, Applied, apply_spec, connect_as, destroy, platform_with_users
 from tests.servers import PostgresServer
 

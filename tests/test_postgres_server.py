@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from components.spec.postgres_conf import healthcheck_args, tune
+from components.model.postgres_conf import healthcheck_args, tune
 from tests.servers import PG_BINDIR, PostgresServer, postgres_server
 
 pytestmark = pytest.mark.servers

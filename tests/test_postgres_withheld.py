@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from psycopg import errors
 
+from components.model.database import WITHHELD_FROM_ANALYTICS, database_spec
+from components.model.naming import Names
 from components.postgres import withheld
 from components.postgres.provider import DatabaseAccessProvider, SchemaGrantProvider, SchemaProvider
-from components.spec.database import WITHHELD_FROM_ANALYTICS, database_spec
-from components.spec.naming import Names
 from tests.platform_db import Applied, connect_as, platform_with_users
 from tests.servers import PostgresServer, postgres_server
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components.config import ConfigError, PlatformConfig, parse_config
-from components.spec.database import SCHEMAS
+from components.model.database import SCHEMAS
 from tests.harness import CONTAINER_TYPE, declared_by, evaluate, stack_config
 
 ROOT = Path(__file__).resolve().parent.parent

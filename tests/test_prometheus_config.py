@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.spec.alerts import AlertThresholds, render_rule_file, rule_groups
-from components.spec.monitoring import SCRAPE_INTERVALS, container_targets, render_prometheus_config
+from components.model.alerts import AlertThresholds, render_rule_file, rule_groups
+from components.model.monitoring import SCRAPE_INTERVALS, container_targets, render_prometheus_config
 from tests.servers import require_binary
 
 pytestmark = pytest.mark.servers

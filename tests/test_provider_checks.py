@@ -13,6 +13,8 @@ import psycopg
 import pytest
 from pulumi.output import UNKNOWN as UNKNOWN_VALUE
 
+from components.model.database import database_spec
+from components.model.naming import Names
 from components.postgres.provider import (
     DatabaseAccessProvider,
     ExtensionProvider,
@@ -23,8 +25,6 @@ from components.postgres.provider import (
     connect,
 )
 from components.postgres.resources import declared_objects
-from components.spec.database import database_spec
-from components.spec.naming import Names
 from tests.servers import free_port
 
 SPEC = database_spec(Names(app="checked", stack="test"))

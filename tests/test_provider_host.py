@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
+from components.model.database import DatabaseSpec, database_spec
+from components.model.naming import Names
 from components.postgres.provider import PostgresProvider, RoleProvider
 from components.postgres.resources import declared_objects
-from components.spec.database import DatabaseSpec, database_spec
-from components.spec.naming import Names
 from tests.platform_db import PASSWORDS
 from tests.provider_host import UNKNOWN_VALUE, ProviderError, ProviderHost, provider_host, urn_of
 from tests.servers import PostgresServer

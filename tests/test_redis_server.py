@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from components.spec import redis_conf
-from components.spec.naming import Names
+from components.model import redis_conf
+from components.model.naming import Names
 from tests.servers import RedisServer, redis_server
 
 pytestmark = pytest.mark.servers

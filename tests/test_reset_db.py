@@ -16,10 +16,10 @@ import psycopg
 import pytest
 
 from components.commands.reset_db import IN_DATABASE, in_database_urns
+from components.model.database import database_spec
+from components.model.naming import Names
 from components.postgres.provider import RoleProvider
 from components.postgres.resources import declared_objects
-from components.spec.database import database_spec
-from components.spec.naming import Names
 from tests.api_stack import migrate_platform, platform
 from tests.fake_commands import FakeCommands
 from tests.servers import PostgresServer, postgres_server

@@ -381,7 +381,7 @@ def test_the_api_runs_with_its_secrets_as_files(dev: Evaluation) -> None:
 
 
 def test_postgres_and_redis_speak_tls_only_and_every_client_verifies_them(dev: Evaluation) -> None:
-    from components.spec import postgres_conf, redis_conf
+    from components.model import postgres_conf, redis_conf
     from tests.harness import fake_pem
 
     ca = fake_pem("CERTIFICATE", "ca")
@@ -437,9 +437,8 @@ def test_postgres_and_redis_speak_tls_only_and_every_client_verifies_them(dev: E
 
 
 def test_the_api_image_is_tagged_by_its_content(dev: Evaluation) -> None:
-    from components.build_context import context_digest
-    from components.spec.images import API_INPUTS as BUILD_INPUTS
-    from components.spec.images import APP_DIR
+    from components.model.images import API_INPUTS as BUILD_INPUTS
+    from components.model.images import APP_DIR, context_digest
 
     image = dev.named("docker:index/image:Image", "api-image").inputs
     assert image["imageName"] == f"wondernest-api:{context_digest(APP_DIR, BUILD_INPUTS)[:16]}"
@@ -547,7 +546,7 @@ def test_the_exporters_use_their_least_privilege_users(dev: Evaluation) -> None:
     redis = dev.named(CONTAINER_TYPE, "redis-exporter").inputs
     assert "--redis.user=wondernest_monitoring" in redis["command"]
     acl = uploaded(dev, "redis")["/usr/local/etc/redis/users.acl"]
-    from components.spec import redis_conf
+    from components.model import redis_conf
 
     [line] = [line for line in acl.splitlines() if line.startswith("user wondernest_monitoring on #")]
     assert line.endswith(" " + redis_conf.EXPORTER_USER_RULES) and "config" not in line and "slowlog|get" not in line

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from components.aws_sizes import RDS_CLASSES
 from components.config import ConfigError, parse_config
 from components.local.monitoring import RULES_FILE
-from components.spec.alerts import RUNBOOKS_DOC, AlertThresholds, render_rule_file, rule_groups
-from components.spec.backups import max_backup_age_seconds
-from components.spec.dashboards import DASHBOARDS_DIR
-from components.spec.postgres_conf import rds_parameters, tune
+from components.model.alerts import RUNBOOKS_DOC, AlertThresholds, render_rule_file, rule_groups
+from components.model.aws_sizes import RDS_CLASSES
+from components.model.backups import max_backup_age_seconds
+from components.model.dashboards import DASHBOARDS_DIR
+from components.model.postgres_conf import rds_parameters, tune
 from tests import harness
 from tests.aws_mocks import ACCOUNT, MASTER_PASSWORD, aws_mock_state, ec2_id
 from tests.harness import (
@@ -254,7 +254,7 @@ def test_an_ssm_tunnel_is_one_setting() -> None:
 
 
 def test_elasticache_users_have_the_local_acls_rules_and_the_default_user_is_off(prod: Evaluation) -> None:
-    from components.spec.redis_conf import APP_USER_RULES, EXPORTER_USER_RULES
+    from components.model.redis_conf import APP_USER_RULES, EXPORTER_USER_RULES
 
     users = {d.name: d.inputs for d in prod.of_type("aws:elasticache/user:User")}
     assert set(users) == {"redis-user-default", "redis-user-app", "redis-user-monitoring"}
@@ -1030,7 +1030,7 @@ def test_settings_the_aws_target_would_ignore_are_refused() -> None:
 
 def test_the_exporter_image_bakes_in_the_specs_query_file(prod: Evaluation) -> None:
     from components.aws.monitoring import EXPORTER_DIR
-    from components.spec.monitoring import POSTGRES_EXPORTER_QUERIES
+    from components.model.monitoring import POSTGRES_EXPORTER_QUERIES
 
     assert yaml.safe_load((EXPORTER_DIR / "queries.yaml").read_text()) == POSTGRES_EXPORTER_QUERIES
     image = prod.named("docker:index/image:Image", "postgres-exporter-image").inputs

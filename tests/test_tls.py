@@ -133,7 +133,7 @@ def test_the_rendered_redis_healthcheck_verifies_the_server(
 ) -> None:
     import subprocess
 
-    from components.spec import redis_conf
+    from components.model import redis_conf
     from tests.api_stack import HEALTHCHECK_PASSWORD
 
     _, rd = servers

@@ -21,8 +21,8 @@ from components.commands.verify.__main__ import _access, _arguments, main, probe
 from components.commands.verify.access import SigV4, aws_credentials, endpoint, local_credentials, workspace_region
 from components.commands.verify.report import as_json, table
 from components.commands.verify.results import CheckFailed, Probe, Result, Skipped, run_all
-from components.spec.database import database_spec
-from components.spec.naming import Names
+from components.model.database import database_spec
+from components.model.naming import Names
 from tests.servers import prometheus_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,9 +23,9 @@ from components.aws.tasks import (
     task_definition,
 )
 from components.aws.tls import VERIFIED
-from components.spec.api import hash_concurrency
-from components.spec.app import AppConfig, image_build, migration_mapping, probe_command
-from components.spec.naming import Names
+from components.model.api import hash_concurrency
+from components.model.app import AppConfig, image_build, migration_mapping, probe_command
+from components.model.naming import Names
 
 # ELBSecurityPolicy-TLS13-1-2-2021-06: TLS 1.3 and 1.2 only, forward-secret ciphers.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"

@@ -31,12 +31,12 @@ from components.aws.registry import ecr_image
 from components.aws.secrets import COPY_KEY_SERVICES, Secrets, account_administers, used_through_services
 from components.aws.tasks import TASKS_SERVICE, Container, HealthCheck, execution_role, log_group, task_definition
 from components.aws.tls import VERIFIED
-from components.aws_sizes import fargate_memory_mib
 from components.config import BackupsConfig
-from components.spec.app import probe_command
-from components.spec.backups import BACKUP_DIR, METRICS_PORT
-from components.spec.images import BACKUP_INPUTS, IMAGE_UID
-from components.spec.naming import Names
+from components.model.app import probe_command
+from components.model.aws_sizes import fargate_memory_mib
+from components.model.backups import BACKUP_DIR, METRICS_PORT
+from components.model.images import BACKUP_INPUTS, IMAGE_UID
+from components.model.naming import Names
 
 BACKUP_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"
 RESTORE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForRestores"

@@ -12,7 +12,7 @@ import pulumi_aws as aws
 
 from components.aws.iam import service_role
 from components.aws.network import HTTPS, POSTGRES_PORT, Network
-from components.spec.naming import Names
+from components.model.naming import Names
 
 SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"

@@ -11,9 +11,9 @@ import pulumi_aws as aws
 from components.aws.network import REDIS_PORT, Network
 from components.aws.secrets import Secrets
 from components.aws.tasks import log_group_name
-from components.generated import PASSWORD_LENGTH, generated_secret
-from components.spec.naming import Names
-from components.spec.redis_conf import APP_USER_RULES, EXPORTER_USER_RULES, EvictionPolicy
+from components.credentials import PASSWORD_LENGTH, generated_secret
+from components.model.naming import Names
+from components.model.redis_conf import APP_USER_RULES, EXPORTER_USER_RULES, EvictionPolicy
 
 ENGINE_VERSION = "7.1"
 PARAMETER_FAMILY = "redis7"

@@ -13,11 +13,11 @@ from components.aws.iam import service_role
 from components.aws.network import POSTGRES_PORT, Network
 from components.aws.rotation import CredentialRotation, RotationArgs
 from components.aws.secrets import Secrets
+from components.model import postgres_conf
+from components.model.database import DatabaseSpec
+from components.model.naming import Names
 from components.postgres.objects import DatabaseObjects, declare_database_objects
 from components.postgres.resources import AdminConnection
-from components.spec import postgres_conf
-from components.spec.database import DatabaseSpec
-from components.spec.naming import Names
 
 ENGINE_VERSION = "15"
 PARAMETER_FAMILY = "postgres15"

@@ -29,10 +29,10 @@ from components.aws.secrets import Secrets
 from components.aws.tasks import TASKS_SERVICE, Container, HealthCheck, execution_role, log_group, task_definition
 from components.aws.tls import RDS_CA_BUNDLE
 from components.config import Destination
-from components.spec import dashboards, monitoring
-from components.spec.alerts import AlertThresholds, render_rule_file, rule_groups, runbook_link
-from components.spec.collector import render_collector_config
-from components.spec.naming import Names
+from components.model import dashboards, monitoring
+from components.model.alerts import AlertThresholds, render_rule_file, rule_groups, runbook_link
+from components.model.collector import render_collector_config
+from components.model.naming import Names
 
 # Relative to the project, like app/: the build context is an input of the image
 # resource, and an absolute path would show as a change from another checkout.

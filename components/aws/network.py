@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from components.aws.iam import service_role
 from components.aws.tasks import log_group_name
-from components.spec.naming import Names
+from components.model.naming import Names
 
 TIERS = ("public", "private", "isolated")
 # Each tier takes a block of 8 subnet slots, so a VPC may grow to 6 AZs without renumbering.

@@ -19,11 +19,11 @@ from components.aws.secret_rotation import SecretRotation, SecretRotationArgs
 from components.aws.secrets import Secrets
 from components.aws.tasks import LOG_GROUPS, log_group_name
 from components.aws.waf import Waf, WafArgs, waf_log_group_name
-from components.aws_sizes import RDS_CLASSES
 from components.config import PlatformConfig, alert_thresholds, bundled_settings
-from components.spec.database import database_spec
-from components.spec.naming import Names
-from components.spec.postgres_conf import tune
+from components.model.aws_sizes import RDS_CLASSES
+from components.model.database import database_spec
+from components.model.naming import Names
+from components.model.postgres_conf import tune
 
 
 def default_tags(cfg: PlatformConfig, names: Names) -> dict[str, str]:

@@ -10,9 +10,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-from components.build_context import context_digest
-from components.spec.images import APP_DIR
-from components.spec.naming import Names
+from components.model.images import APP_DIR, context_digest
+from components.model.naming import Names
 
 KEEP_IMAGES = 30
 

@@ -22,9 +22,9 @@ import pulumi_aws as aws
 from components.aws.iam import service_role
 from components.aws.network import Network
 from components.aws.secrets import Secrets
+from components.model.database import DatabaseSpec
+from components.model.naming import Names
 from components.postgres.resources import Role
-from components.spec.database import DatabaseSpec
-from components.spec.naming import Names
 
 # The function AWS publishes for this strategy, pinned like any image.
 ROTATION_APPLICATION = (

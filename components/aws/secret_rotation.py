@@ -20,7 +20,7 @@ from components.aws.iam import policy_document, service_role
 from components.aws.network import Network
 from components.aws.secrets import SIGNING_KEYS, Secrets
 from components.aws.tasks import LOG_GROUPS, log_group
-from components.spec.naming import Names
+from components.model.naming import Names
 
 FUNCTIONS_DIR = Path(__file__).parent / "functions"
 # The functions' modules ship as a package of this name, their shared steps beside them.

@@ -18,8 +18,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.iam import policy_document
-from components.generated import PASSWORD_LENGTH, SIGNING_KEY_LENGTH, generated_secret
-from components.spec.naming import Names
+from components.credentials import PASSWORD_LENGTH, SIGNING_KEY_LENGTH, generated_secret
+from components.model.naming import Names
 
 ROTATED: tuple[str, ...] = (
     "postgres-migrator",

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.iam import service_role
-from components.spec.naming import Names
+from components.model.naming import Names
 
 TASKS_SERVICE = "ecs-tasks.amazonaws.com"
 EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"

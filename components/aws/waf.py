@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.spec.naming import Names
+from components.model.naming import Names
 
 MANAGED_GROUPS = (
     "AWSManagedRulesAmazonIpReputationList",

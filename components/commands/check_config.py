@@ -23,8 +23,8 @@ import yaml
 
 from components.commands.preflight import check_ports, report
 from components.config import ConfigError, PlatformConfig, parse_config, parse_raw_value, project_keys, project_name
-from components.spec.database import database_spec
-from components.spec.naming import Names
+from components.model.database import database_spec
+from components.model.naming import Names
 
 ENCRYPTED = "encrypted-value"
 

@@ -35,8 +35,8 @@ from psycopg import sql
 
 from components.commands.check_config import StackFileError, check
 from components.commands.stack_outputs import reachable, role_login
+from components.model.naming import Names
 from components.postgres.provider import connect
-from components.spec.naming import Names
 
 IN_DATABASE = tuple(
     f"pulumi-python:dynamic/postgres:{kind}" for kind in ("Schema", "SchemaGrant", "DatabaseAccess", "Extension")

@@ -22,9 +22,9 @@ from components.local.containers import (
 from components.local.images import built_image
 from components.local.network import Network
 from components.local.secrets import Secrets
-from components.spec.api import hash_concurrency
-from components.spec.app import AppConfig, delivery, image_build, migration_mapping, probe_command
-from components.spec.naming import Names
+from components.model.api import hash_concurrency
+from components.model.app import AppConfig, delivery, image_build, migration_mapping, probe_command
+from components.model.naming import Names
 
 # Docker refuses to copy files into a read-only root filesystem, but not into a
 # volume mounted on it: the secrets live on a volume of their own.

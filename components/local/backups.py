@@ -14,9 +14,9 @@ from components.local.containers import ContainerSpec, SecretFile, hardened_cont
 from components.local.images import app_image
 from components.local.network import Network
 from components.local.secrets import Secrets
-from components.spec.backups import BACKUP_DIR, METRICS_PORT
-from components.spec.images import BACKUP_INPUTS, IMAGE_UID
-from components.spec.naming import Names
+from components.model.backups import BACKUP_DIR, METRICS_PORT
+from components.model.images import BACKUP_INPUTS, IMAGE_UID
+from components.model.naming import Names
 
 UID = str(IMAGE_UID)
 

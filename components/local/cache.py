@@ -20,8 +20,8 @@ from components.local.containers import (
 from components.local.network import Network
 from components.local.secrets import Secrets
 from components.local.tls import ServerCertificate
-from components.spec import redis_conf
-from components.spec.naming import Names
+from components.model import redis_conf
+from components.model.naming import Names
 
 # The official image's `redis` user, owner of /data in the image.
 REDIS_UID = "999"

@@ -11,8 +11,8 @@ from ipaddress import IPv4Address
 import pulumi
 import pulumi_docker as docker
 
-from components.spec.app import probe_command
-from components.spec.naming import Names
+from components.model.app import probe_command
+from components.model.naming import Names
 
 MIB = 1024 * 1024
 

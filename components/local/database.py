@@ -20,11 +20,11 @@ from components.local.containers import (
 from components.local.network import Network
 from components.local.secrets import Secrets
 from components.local.tls import ServerCertificate
+from components.model import postgres_conf
+from components.model.database import DatabaseSpec
+from components.model.naming import Names
 from components.postgres.objects import DatabaseObjects, declare_database_objects
 from components.postgres.resources import AdminConnection
-from components.spec import postgres_conf
-from components.spec.database import DatabaseSpec
-from components.spec.naming import Names
 
 # The official image's `postgres` user; a fresh named volume inherits its
 # ownership of the data directory, so the server never needs root.

@@ -15,8 +15,8 @@ import pulumi
 from components.local.containers import ContainerSpec, hardened_container, python_probe
 from components.local.images import app_image
 from components.local.network import Network
-from components.spec.images import DEV_S3_INPUTS, IMAGE_UID
-from components.spec.naming import Names
+from components.model.images import DEV_S3_INPUTS, IMAGE_UID
+from components.model.naming import Names
 
 UID = str(IMAGE_UID)
 

@@ -19,8 +19,8 @@ from components.local.containers import (
 )
 from components.local.network import Network
 from components.local.secrets import Secrets
-from components.spec import pgadmin
-from components.spec.naming import Names
+from components.model import pgadmin
+from components.model.naming import Names
 
 LOGIN_PASSWORD_FILE = "/run/secrets/pgadmin-login-password"  # noqa: S105 (a path)
 MEMORY_BYTES = 512 * 1024 * 1024

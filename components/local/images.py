@@ -8,10 +8,9 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
-from components.build_context import context_digest
-from components.spec.app import ImageBuild
-from components.spec.images import APP_DIR
-from components.spec.naming import Names
+from components.model.app import ImageBuild
+from components.model.images import APP_DIR, context_digest
+from components.model.naming import Names
 
 
 def built_image(resource_name: str, image_name: str, build: ImageBuild, *, parent: pulumi.Resource) -> docker.Image:

@@ -26,9 +26,9 @@ from components.local.containers import (
 )
 from components.local.network import Network
 from components.local.secrets import Secrets
-from components.spec import dashboards, monitoring
-from components.spec.alerts import VOLUMES_DIR, AlertThresholds, render_rule_file, rule_groups
-from components.spec.naming import Names
+from components.model import dashboards, monitoring
+from components.model.alerts import VOLUMES_DIR, AlertThresholds, render_rule_file, rule_groups
+from components.model.naming import Names
 
 MIB = 1024 * 1024
 NOBODY = "65534"  # the prom/* and postgres-exporter images' user

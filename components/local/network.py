@@ -16,7 +16,7 @@ from ipaddress import IPv4Network
 import pulumi
 import pulumi_docker as docker
 
-from components.spec.naming import Names
+from components.model.naming import Names
 
 
 class Network(pulumi.ComponentResource):

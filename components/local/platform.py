@@ -17,9 +17,9 @@ from components.local.monitoring import Monitoring, MonitoringArgs
 from components.local.network import Network
 from components.local.secrets import Secrets
 from components.local.tls import StackCa
-from components.spec.database import database_spec
-from components.spec.naming import Names
-from components.spec.postgres_conf import tune
+from components.model.database import database_spec
+from components.model.naming import Names
+from components.model.postgres_conf import tune
 
 
 def build_local_platform(cfg: PlatformConfig, names: Names) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.generated import PASSWORD_LENGTH, SIGNING_KEY_LENGTH, generated_secret
+from components.credentials import PASSWORD_LENGTH, SIGNING_KEY_LENGTH, generated_secret
 
 PASSWORDS: tuple[str, ...] = (
     "postgres-superuser",

@@ -10,7 +10,7 @@ from ipaddress import IPv4Address
 import pulumi
 import pulumi_tls as tls
 
-from components.spec.naming import Names
+from components.model.naming import Names
 
 CA_VALIDITY_HOURS = 10 * 365 * 24
 SERVER_VALIDITY_HOURS = 365 * 24

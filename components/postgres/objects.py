@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.model.database import DatabaseSpec
 from components.postgres.resources import (
     AdminConnection,
     DatabaseAccess,
@@ -15,7 +16,6 @@ from components.postgres.resources import (
     Schema,
     SchemaGrant,
 )
-from components.spec.database import DatabaseSpec
 
 
 @dataclass(frozen=True)

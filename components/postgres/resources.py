@@ -13,6 +13,7 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
+from components.model.database import RESTRICTED_FUNCTIONS, DatabaseSpec, ExtensionSpec, RoleSpec, SchemaGrantSpec
 from components.postgres import withheld
 from components.postgres.provider import (
     DatabaseAccessProvider,
@@ -22,7 +23,6 @@ from components.postgres.provider import (
     SchemaGrantProvider,
     SchemaProvider,
 )
-from components.spec.database import RESTRICTED_FUNCTIONS, DatabaseSpec, ExtensionSpec, RoleSpec, SchemaGrantSpec
 
 _SECRET_OUTPUTS = ["password", "connection"]
 

@@ -726,7 +726,7 @@ AWS_STACK_RULES: list[Rule] = [
         "Every RDS instance uses a parameter group of the stack's that forces TLS (rds.force_ssl = 1) at 1.2 or "
         "newer; the RDS default accepts plaintext (Checkov CKV2_AWS_69).",
         "critical",
-        "Keep rds.force_ssl and ssl_min_protocol_version in components/spec/postgres_conf.py rds_parameters.",
+        "Keep rds.force_ssl and ssl_min_protocol_version in components/model/postgres_conf.py rds_parameters.",
         check_stack=_rds_tls,
     ),
     Rule(

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import docker.errors
 
-from components.build_context import context_digest
 from components.config import PlatformConfig
+from components.model.images import context_digest
 from tests.e2e.engine import E2E_DIR, Engine
 from tests.e2e.slim_rootfs import slim
 

@@ -118,7 +118,7 @@ AREAS = (
             "tests/test_existing_data.py",
         ),
     ),
-    Area("alerts", ".", "components", ("spec/alerts.py",), ("tests/test_alert_rules.py",)),
+    Area("alerts", ".", "components", ("model/alerts.py",), ("tests/test_alert_rules.py",)),
 )
 
 

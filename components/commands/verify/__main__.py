@@ -36,9 +36,9 @@ from components.commands.verify.access import (
 )
 from components.commands.verify.report import as_json, table
 from components.commands.verify.results import CheckFailed, Probe, run_all
-from components.spec.backups import max_backup_age_seconds
-from components.spec.database import database_spec
-from components.spec.naming import Names
+from components.model.backups import max_backup_age_seconds
+from components.model.database import database_spec
+from components.model.naming import Names
 
 REQUIRED = ("apiUrl", "prometheusUrl", "alertmanagerUrl", "grafanaUrl", "postgresEndpoint", "postgresDatabase", "roles")
 

@@ -13,8 +13,8 @@ import requests
 
 from components.commands.stack_outputs import reachable, role_login
 from components.commands.verify.results import CheckFailed, Skipped
-from components.spec.app import AppConfig
-from components.spec.database import DatabaseSpec
+from components.model.app import AppConfig
+from components.model.database import DatabaseSpec
 
 Credentials = Callable[[str], tuple[str, str]]
 """A credential's key (`postgres-app`, `postgres-admin`, `redis-app`) → user and password."""

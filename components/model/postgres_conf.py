@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
-from components.spec.tls import MIN_TLS_VERSION, ServerTls
+from components.model.tls import MIN_TLS_VERSION, ServerTls
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, Field, Strict, model_validator
 
-from components.spec.collector import HEALTH_PORT, TELEMETRY_PORT
-from components.spec.images import API_INPUTS, APP_DIR, IMAGE_UID
-from components.spec.model import ConfigModel, ImageRef
+from components.model.collector import HEALTH_PORT, TELEMETRY_PORT
+from components.model.config_types import ConfigModel, ImageRef
+from components.model.images import API_INPUTS, APP_DIR, IMAGE_UID
 
 PlatformValue = Literal[
     "postgres.host",

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from components.spec.monitoring import render_prometheus_config
+from components.model.monitoring import render_prometheus_config
 
 HEALTH_PORT = 13133
 TELEMETRY_PORT = 8888

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from components.build_context import context_digest
-from components.spec.images import API_INPUTS as BUILD_INPUTS
-from components.spec.images import APP_DIR
+from components.model.images import API_INPUTS as BUILD_INPUTS
+from components.model.images import APP_DIR, context_digest
 
 
 @pytest.fixture

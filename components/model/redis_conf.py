@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from components.spec.naming import Names
-from components.spec.tls import ServerTls
+from components.model.naming import Names
+from components.model.tls import ServerTls
 
 EvictionPolicy = Literal[
     "allkeys-lru",

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.spec import pgadmin, postgres_conf, redis_conf
-from components.spec.database import SCHEMAS, database_spec
-from components.spec.naming import Names
+from components.model import pgadmin, postgres_conf, redis_conf
+from components.model.database import SCHEMAS, database_spec
+from components.model.naming import Names
 
 MIB = 1024 * 1024
 
@@ -130,7 +130,7 @@ def _kilobytes(value: str) -> int:
 @pytest.mark.parametrize(("memory_gib", "connections"), [(1, 100), (8, 100), (16, 400), (32, 1000)])
 def test_the_rds_parameter_group_makes_the_containers_decisions(memory_gib: int, connections: int) -> None:
     """Every setting both carry means the same once RDS's units are applied."""
-    from components.spec.postgres_conf import rds_parameters, render_postgresql_conf, tune
+    from components.model.postgres_conf import rds_parameters, render_postgresql_conf, tune
 
     tuning = tune(memory_gib * 1024**3, connections)
     conf = _conf_values(render_postgresql_conf(tuning, slow_query_ms=250))

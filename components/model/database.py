@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from components.spec.naming import Names
+from components.model.naming import Names
 
 SCHEMAS: tuple[str, ...] = (
     "core",

@@ -1,9 +1,4 @@
-"""A digest of exactly what an image is built from, to tag it by content.
-
-An unchanged app gives the same tag, so `pulumi preview` shows no image or
-container change; any change to the code, the dependencies or the Dockerfile
-gives a new tag and a replaced container.
-"""
+"""The images the project builds from app/: where, from what, and as whom they run."""
 
 from __future__ import annotations
 
@@ -11,13 +6,27 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+APP_DIR = Path("app")
+IMAGE_UID = 1001
+"""app/Dockerfile's `USER`: every image built from it runs as this uid."""
+
+# What each target of app/Dockerfile copies, plus the Dockerfile: its whole input.
+API_INPUTS = ("Dockerfile", "requirements.txt", "wondernest_api")
+BACKUP_INPUTS = ("Dockerfile", "requirements.txt", "requirements-backup.txt", "wondernest_api", "wondernest_backup")
+DEV_S3_INPUTS = ("Dockerfile", "requirements.txt", "requirements-dev-s3.txt", "wondernest_api")
+
+
 _SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 
 
 def context_digest(context: Path, inputs: Iterable[str] | None = None) -> str:
     """sha256 over the relative path and bytes of every file under `inputs`
-    (paths in the context), or of every file of the context when None."""
+    (paths in the context), or of every file of the context when None.
+
+    Images are tagged with it: an unchanged app gives the same tag, so
+    `pulumi preview` shows no image or container change, and any change to the
+    code, the dependencies or the Dockerfile gives a new tag."""
     digest = hashlib.sha256()
     files: list[Path] = []
     for name in ("",) if inputs is None else inputs:
