@@ -7,9 +7,10 @@ from typing import Any
 
 import pulumi
 
-from components.local.platform import build_local_platform
+from components.local.platform import LocalPlatform
 from components.model.naming import Names
 from components.pulumi_config import load_platform_config
+from components.target import PlatformArgs, PlatformOutputs
 
 # Declaring a stack allocates hundreds of thousands of short-lived objects
 # (outputs, futures, event-loop handles) on top of the provider SDKs' large
@@ -25,14 +26,16 @@ def main() -> dict[str, Any]:
     # Parsing comes first and raises on any bad key: nothing is declared
     # unless the whole config is valid.
     cfg = load_platform_config()
-    names = Names(app=cfg.app_name, stack=pulumi.get_stack())
+    args = PlatformArgs(config=cfg, names=Names(app=cfg.app_name, stack=pulumi.get_stack()))
+    outputs: PlatformOutputs
     if cfg.target == "aws":
         # pulumi_aws is large; the local stack never pays for importing it.
-        from components.aws.platform import Platform
+        from components.aws.platform import AwsPlatform
 
-        outputs = Platform("platform", cfg, names).outputs
+        outputs = AwsPlatform("platform", args).outputs
     else:
-        outputs = build_local_platform(cfg, names)
-    for key, value in outputs.items():
+        outputs = LocalPlatform("platform", args).outputs
+    exported = outputs.exports()
+    for key, value in exported.items():
         pulumi.export(key, value)
-    return outputs
+    return exported

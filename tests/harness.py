@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from google.protobuf import json_format
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.sync_await import _sync_await
@@ -87,6 +88,7 @@ class RecordingMonitor(MockMonitor):
             "retain_on_delete": bool(request.retainOnDelete),
             "replace_on_changes": list(request.replaceOnChanges),
             "delete_before_replace": bool(request.deleteBeforeReplace),
+            "aliases": [json_format.MessageToDict(alias) for alias in request.aliases],
         }
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from pulumi.runtime.resource import inherited_child_alias
+from pulumi.runtime.sync_await import _sync_await
 
 from components.config import ConfigError
 from tests.harness import (
@@ -35,6 +38,7 @@ def containers(ev: Evaluation) -> list[Declared]:
 def test_the_expected_components_and_resources_exist(dev: Evaluation) -> None:
     components = {d.typ for d in dev.declared if d.typ.startswith("wondernest:")}
     assert components == {
+        "wondernest:local:Platform",
         "wondernest:local:Network",
         "wondernest:local:Secrets",
         "wondernest:local:Database",
@@ -615,3 +619,37 @@ def test_the_api_hashes_as_many_passwords_at_once_as_it_has_cpus(cpus: float, ha
     ev = evaluate({**stack_config(), "api": {**stack_config().get("api", {}), "cpus": cpus}})
     env = dict(e.split("=", 1) for e in ev.named(CONTAINER_TYPE, "api").inputs["envs"])
     assert env["HASH_CONCURRENCY"] == hashes
+
+
+RECORDED_URNS = Path(__file__).parent / "data" / "dev_urns_before_platform_component.json"
+
+
+def engine_urn(mock_urn: str) -> str:
+    """The mock monitor puts the root stack's type in a URN's type chain; the
+    engine leaves it out (Deployment.generateURN, pkg/resource/deploy)."""
+    return mock_urn.replace("::pulumi:pulumi:Stack$", "::", 1)
+
+
+def test_a_stack_made_before_the_platform_component_keeps_every_urn(dev: Evaluation) -> None:
+    """The dev services were declared at the stack's root until `LocalPlatform`
+    held them (the URNs of that program are recorded). Every one of those URNs
+    is claimed by an alias, so `pulumi up` on such a stack replaces nothing: a
+    direct child names the root stack as its former parent, and each descendant
+    inherits its parent's former URN as Pulumi computes it
+    (pulumi.runtime.resource.inherited_child_alias, the engine's rule)."""
+    by_urn = {d.options["urn"]: d for d in dev.declared}
+
+    def former(d: Declared) -> str | None:
+        specs = [alias["spec"] for alias in d.options["aliases"] if "spec" in alias]
+        if any(spec.get("noParent") for spec in specs):
+            return f"urn:pulumi:dev::wondernest::{d.typ}::{d.name}"
+        parent = by_urn.get(d.options["parent"])
+        parent_former = former(parent) if parent is not None else None
+        if parent is None or parent_former is None:
+            return None
+        return str(_sync_await(inherited_child_alias(d.name, parent.name, parent_former, d.typ).future()))
+
+    platform = dev.named("wondernest:local:Platform", "platform")
+    claimed = {former(d) or engine_urn(d.options["urn"]) for d in dev.declared if d is not platform}
+    assert claimed == set(json.loads(RECORDED_URNS.read_text()))
+    assert former(platform) is None

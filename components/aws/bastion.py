@@ -7,6 +7,8 @@ endpoint through it, and the database's security group admits it on 5432 only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_aws as aws
 
@@ -18,14 +20,19 @@ SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
 
 
+@dataclass(frozen=True)
+class BastionArgs:
+    names: Names
+    network: Network
+    kms_key_arn: pulumi.Input[str]
+
+
 class Bastion(pulumi.ComponentResource):
     instance: aws.ec2.Instance
 
-    def __init__(
-        self, name: str, *, names: Names, network: Network, kms_key_arn: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:  # fmt: skip
+    def __init__(self, name: str, args: BastionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:aws:Bastion", name, None, opts)
+        names, network, kms_key_arn = args.names, args.network, args.kms_key_arn
         child = pulumi.ResourceOptions(parent=self)
         sgs = network.security_groups
         group = aws.ec2.SecurityGroup(

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from components.aws.api import Api, ApiArgs
 from components.aws.backups import Backups, BackupsArgs
-from components.aws.bastion import Bastion
+from components.aws.bastion import Bastion, BastionArgs
 from components.aws.cache import Cache, CacheArgs
 from components.aws.database import Database, DatabaseArgs
 from components.aws.monitoring import Alarm, Monitoring, MonitoringArgs
 from components.aws.network import Network, NetworkArgs
 from components.aws.rotation import redeploy_schedules
 from components.aws.secret_rotation import SecretRotation, SecretRotationArgs
-from components.aws.secrets import Secrets
+from components.aws.secrets import Secrets, SecretsArgs
 from components.aws.tasks import LOG_GROUPS, log_group_name
 from components.aws.waf import Waf, WafArgs, waf_log_group_name
-from components.config import PlatformConfig, alert_thresholds, bundled_settings
+from components.config import AwsConfig, PlatformConfig, alert_thresholds, bundled_settings
 from components.model.aws_sizes import RDS_CLASSES
-from components.model.database import database_spec
+from components.model.database import DatabaseSpec, database_spec
 from components.model.naming import Names
 from components.model.postgres_conf import tune
+from components.target import AwsOutputs, OneOffTask, PlatformArgs
 
 
 def default_tags(cfg: PlatformConfig, names: Names) -> dict[str, str]:
@@ -36,21 +38,35 @@ def default_tags(cfg: PlatformConfig, names: Names) -> dict[str, str]:
     }
 
 
-class Platform(pulumi.ComponentResource):
+@dataclass(frozen=True)
+class _Shared:
+    """What every part of the platform is declared with."""
+
+    cfg: PlatformConfig
+    names: Names
+    spec: DatabaseSpec
+    secrets: Secrets
+    network: Network
+    opts: pulumi.ResourceOptions
+
+    @property
+    def aws(self) -> AwsConfig:
+        return self.cfg.aws
+
+
+class AwsPlatform(pulumi.ComponentResource):
     """Every AWS resource is a child of this one, through one explicit provider
     that carries the region and the tags every taggable resource gets."""
 
-    outputs: dict[str, Any]
+    outputs: AwsOutputs
 
-    def __init__(
-        self, name: str, cfg: PlatformConfig, names: Names, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        cfg, names = args.config, args.names
         aws_cfg = cfg.aws
-        tags = default_tags(cfg, names)
         provider = aws.Provider(
             "aws",
             region=aws_cfg.region,
-            default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
+            default_tags=aws.ProviderDefaultTagsArgs(tags=default_tags(cfg, names)),
             opts=opts,
         )
         super().__init__(
@@ -60,94 +76,20 @@ class Platform(pulumi.ComponentResource):
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers={"aws": provider})),
         )
         child = pulumi.ResourceOptions(parent=self)
-        region = aws_cfg.region
-        secrets = Secrets("secrets", names=names, region=region, opts=child)
-        network = Network(
-            "network",
-            NetworkArgs(
-                names=names,
-                region=region,
-                cidr=aws_cfg.vpc_cidr,
-                az_count=aws_cfg.az_count,
-                single_nat_gateway=aws_cfg.single_nat_gateway,
-                interface_endpoints=aws_cfg.interface_endpoints,
-                log_retention_days=aws_cfg.log_retention_days,
-                kms_key_arn=secrets.key.arn,
-                app_port=cfg.app.port,
-            ),
-            opts=child,
-        )
+        secrets = Secrets("secrets", SecretsArgs(names=names, region=aws_cfg.region), opts=child)
+        network = _network(cfg, names, secrets, child)
         # Every login role with its alternate user, for rotation by alternating users.
         spec = database_spec(names, cfg.postgres.schemas).with_alternating_users()
-        database = Database(
-            "database",
-            DatabaseArgs(
-                names=names,
-                spec=spec,
-                tuning=tune(RDS_CLASSES[aws_cfg.db_instance_class], cfg.postgres.max_connections),
-                slow_query_ms=cfg.postgres.slow_query_ms,
-                instance_class=aws_cfg.db_instance_class,
-                read_replicas=aws_cfg.db_read_replicas,
-                replica_class=aws_cfg.replica_class,
-                replica_tuning=tune(RDS_CLASSES[aws_cfg.replica_class], cfg.postgres.max_connections),
-                allocated_storage_gb=aws_cfg.db_allocated_storage_gb,
-                max_allocated_storage_gb=aws_cfg.db_max_allocated_storage_gb,
-                multi_az=aws_cfg.db_multi_az,
-                backup_retention_days=aws_cfg.db_backup_retention_days,
-                admin_host=aws_cfg.db_admin_host,
-                admin_port=aws_cfg.db_admin_port,
-                rotation_days=aws_cfg.secret_rotation_days,
-                region=region,
-                network=network,
-                secrets=secrets,
-            ),
-            opts=child,
-        )
+        shared = _Shared(cfg, names, spec, secrets, network, child)
+        database = _database(shared)
+        bastion = None
         if aws_cfg.admin_bastion:
-            bastion = Bastion("bastion", names=names, network=network, kms_key_arn=secrets.key.arn, opts=child)
-        cache = Cache(
-            "cache",
-            CacheArgs(
-                names=names,
-                node_type=aws_cfg.cache_node_type,
-                replicas=aws_cfg.cache_replicas,
-                eviction_policy=cfg.redis.eviction_policy,
-                snapshot_retention_days=aws_cfg.cache_snapshot_retention_days,
-                log_retention_days=aws_cfg.log_retention_days,
-                network=network,
-                secrets=secrets,
-            ),
-            opts=child,
-        )
-        rotation = SecretRotation(
-            "secret-rotation",
-            SecretRotationArgs(
-                names=names,
-                region=region,
-                network=network,
-                secrets=secrets,
-                rotation_days=aws_cfg.secret_rotation_days,
-                cache_user_ids=cache.user_ids,
-                cache_ready=[cache.group],
-                log_retention_days=aws_cfg.log_retention_days,
-            ),
-            opts=child,
-        )
-        thresholds = alert_thresholds(cfg, spec.name)
-        observability = Monitoring(
-            "monitoring",
-            MonitoringArgs(
-                names=names,
-                region=region,
-                thresholds=thresholds,
-                slo_objective=cfg.alerting.slo_objective,
-                page=cfg.alerting.page,
-                ticket=cfg.alerting.ticket,
-                log_retention_days=aws_cfg.log_retention_days,
-                secrets=secrets,
-            ),
-            opts=child,
-        )
+            bastion = Bastion(
+                "bastion", BastionArgs(names=names, network=network, kms_key_arn=secrets.key.arn), opts=child
+            )
+        cache = _cache(shared)
+        rotation = _secret_rotation(shared, cache)
+        observability = _monitoring(shared)
         cluster = aws.ecs.Cluster(
             "cluster",
             name=names.resource("cluster"),
@@ -155,53 +97,9 @@ class Platform(pulumi.ComponentResource):
             opts=child,
         )
         elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        api = Api(
-            "api",
-            ApiArgs(
-                names=names,
-                app=cfg.app,
-                settings=bundled_settings(cfg),
-                region=region,
-                cpu=aws_cfg.api_cpu,
-                memory_mib=aws_cfg.api_memory_mib,
-                desired_count=aws_cfg.api_desired_count,
-                min_count=aws_cfg.api_min_count,
-                max_count=aws_cfg.api_max_count,
-                cpu_target_percent=aws_cfg.api_cpu_target_percent,
-                requests_per_target=aws_cfg.api_requests_per_target,
-                certificate_arn=aws_cfg.certificate_arn,
-                domain_name=aws_cfg.domain_name,
-                hosted_zone_id=aws_cfg.hosted_zone_id,
-                log_retention_days=aws_cfg.log_retention_days,
-                database=spec.name,
-                postgres_host=database.instance.address,
-                postgres_port=database.port,
-                postgres_reader_hosts=database.reader_hosts,
-                redis_host=cache.host,
-                redis_port=cache.port,
-                redis_user=cache.app_user,
-                cluster=cluster,
-                network=network,
-                secrets=secrets,
-                remote_write_url=observability.remote_write_url,
-                workspace_arn=observability.workspace.arn,
-                elb_account_arn=elb_account.arn,
-                depends_on=(*database.ready, cache.group, *rotation.ready),
-            ),
-            opts=child,
-        )
-        Waf(
-            "waf",
-            WafArgs(
-                names=names,
-                load_balancer_arn=api.alb.arn,
-                rate_limit=aws_cfg.waf_rate_limit,
-                auth_rate_limit=aws_cfg.waf_auth_rate_limit,
-                log_retention_days=aws_cfg.log_retention_days,
-                kms_key_arn=secrets.key.arn,
-            ),
-            opts=child,
-        )
+        data_ready = (*database.ready, cache.group, *rotation.ready)
+        api = _api(shared, database, cache, observability, cluster, elb_account.arn, data_ready)
+        _waf(shared, api)
         exporters = observability.exporters(
             cluster=cluster,
             network=network,
@@ -213,35 +111,9 @@ class Platform(pulumi.ComponentResource):
             redis_user=cache.monitoring_user,
             postgres_exporter_image=cfg.images.postgres_exporter,
             redis_exporter_image=cfg.images.redis_exporter,
-            depends_on=(*database.ready, cache.group, *rotation.ready),
+            depends_on=data_ready,
         )
-        backups = Backups(
-            "backups",
-            BackupsArgs(
-                names=names,
-                region=region,
-                config=cfg.backups,
-                copy_region=aws_cfg.copy_region,
-                pitr_days=aws_cfg.db_backup_retention_days,
-                db_storage_gb=aws_cfg.db_allocated_storage_gb,
-                vault_lock_min_days=aws_cfg.backup_vault_lock_min_days,
-                log_retention_days=aws_cfg.log_retention_days,
-                database=spec.name,
-                postgres_host=database.instance.address,
-                postgres_port=database.port,
-                db_instance_arn=database.instance.arn,
-                master_secret_arn=database.master_secret_arn,
-                cluster=cluster,
-                network=network,
-                secrets=secrets,
-                remote_write_url=observability.remote_write_url,
-                workspace_arn=observability.workspace.arn,
-                default_tags=tags,
-                access_log_bucket=api.logs_bucket,
-                depends_on=tuple(database.ready),
-            ),
-            opts=child,
-        )
+        backups = _backups(shared, database, observability, cluster, api)
         redeploy_schedules(
             {"api": api.service, "exporters": exporters, "backups": backups.service},
             cluster=cluster,
@@ -249,51 +121,258 @@ class Platform(pulumi.ComponentResource):
             parent=self,
         )
         _alarms(observability, database, cache, api, rotation, cache_nodes=1 + aws_cfg.cache_replicas)
-        one_off = {
-            "cluster": cluster.name,
-            "subnets": network.subnet_ids("private"),
-            "securityGroup": network.security_groups.backup.id,
-            "prefix": f"{names.app}/{names.stack}",
-            "region": region,
-        }
-        self.outputs = {
-            "apiUrl": api.url,
-            "grafanaUrl": observability.grafana_url,
-            # The workspace's query and Alertmanager APIs (SigV4-signed requests only).
-            "prometheusUrl": observability.workspace.prometheus_endpoint,
-            "alertmanagerUrl": observability.workspace.prometheus_endpoint.apply(
-                lambda e: f"{e}alertmanager/api/v2/alerts"
-            ),
-            "pageTopicArn": observability.topics["page"].arn,
-            "ticketTopicArn": observability.topics["ticket"].arn,
-            "postgresEndpoint": database.endpoint,
-            "postgresDatabase": spec.name,
-            "postgresMasterSecretArn": database.master_secret_arn,
-            "redisEndpoint": cache.endpoint,
-            "redisUser": cache.app_user,
-            # The roles; their alternate users are rotation's business.
-            "roles": {role.key: role.name for role in spec.roles if role.acts_as is None},
-            "secretArns": secrets.arns,
-            "backupVault": backups.vault.name,
-            "backupBucket": backups.bucket.bucket,
-            # What `make aws-restore` and `make aws-backup` run their one-off tasks with.
-            "restoreTask": {**one_off, "taskDefinition": backups.restore_task.family},
-            "backupTask": {**one_off, "taskDefinition": backups.task.family},
-            "kmsKeyArn": secrets.key.arn,
-            "region": region,
-            # What `make aws-logs SERVICE=...` reads: each service's log group.
-            "logGroups": {
-                **{service: log_group_name(names, path) for service, path in LOG_GROUPS.items()},
-                "waf": waf_log_group_name(names),
-            },
-        }
-        if database.reader_hosts is not None:
-            # libpq's multi-host form: each replica's certificate names that
-            # replica, so no shared DNS name could be verified (verify-full).
-            self.outputs["postgresReaderEndpoint"] = database.reader_hosts
-        if aws_cfg.admin_bastion:
-            self.outputs["adminBastionId"] = bastion.instance.id
-        self.register_outputs(self.outputs)
+        self.outputs = _outputs(shared, database, cache, observability, api, backups, cluster, bastion)
+        self.register_outputs(self.outputs.exports())
+
+
+def _network(cfg: PlatformConfig, names: Names, secrets: Secrets, opts: pulumi.ResourceOptions) -> Network:
+    aws_cfg = cfg.aws
+    return Network(
+        "network",
+        NetworkArgs(
+            names=names,
+            region=aws_cfg.region,
+            cidr=aws_cfg.vpc_cidr,
+            az_count=aws_cfg.az_count,
+            single_nat_gateway=aws_cfg.single_nat_gateway,
+            interface_endpoints=aws_cfg.interface_endpoints,
+            log_retention_days=aws_cfg.log_retention_days,
+            kms_key_arn=secrets.key.arn,
+            app_port=cfg.app.port,
+        ),
+        opts=opts,
+    )
+
+
+def _database(shared: _Shared) -> Database:
+    cfg, aws_cfg = shared.cfg, shared.aws
+    return Database(
+        "database",
+        DatabaseArgs(
+            names=shared.names,
+            spec=shared.spec,
+            tuning=tune(RDS_CLASSES[aws_cfg.db_instance_class], cfg.postgres.max_connections),
+            slow_query_ms=cfg.postgres.slow_query_ms,
+            instance_class=aws_cfg.db_instance_class,
+            read_replicas=aws_cfg.db_read_replicas,
+            replica_class=aws_cfg.replica_class,
+            replica_tuning=tune(RDS_CLASSES[aws_cfg.replica_class], cfg.postgres.max_connections),
+            allocated_storage_gb=aws_cfg.db_allocated_storage_gb,
+            max_allocated_storage_gb=aws_cfg.db_max_allocated_storage_gb,
+            multi_az=aws_cfg.db_multi_az,
+            backup_retention_days=aws_cfg.db_backup_retention_days,
+            admin_host=aws_cfg.db_admin_host,
+            admin_port=aws_cfg.db_admin_port,
+            rotation_days=aws_cfg.secret_rotation_days,
+            region=aws_cfg.region,
+            network=shared.network,
+            secrets=shared.secrets,
+        ),
+        opts=shared.opts,
+    )
+
+
+def _cache(shared: _Shared) -> Cache:
+    aws_cfg = shared.aws
+    return Cache(
+        "cache",
+        CacheArgs(
+            names=shared.names,
+            node_type=aws_cfg.cache_node_type,
+            replicas=aws_cfg.cache_replicas,
+            eviction_policy=shared.cfg.redis.eviction_policy,
+            snapshot_retention_days=aws_cfg.cache_snapshot_retention_days,
+            log_retention_days=aws_cfg.log_retention_days,
+            network=shared.network,
+            secrets=shared.secrets,
+        ),
+        opts=shared.opts,
+    )
+
+
+def _secret_rotation(shared: _Shared, cache: Cache) -> SecretRotation:
+    aws_cfg = shared.aws
+    return SecretRotation(
+        "secret-rotation",
+        SecretRotationArgs(
+            names=shared.names,
+            region=aws_cfg.region,
+            network=shared.network,
+            secrets=shared.secrets,
+            rotation_days=aws_cfg.secret_rotation_days,
+            cache_user_ids=cache.user_ids,
+            cache_ready=[cache.group],
+            log_retention_days=aws_cfg.log_retention_days,
+        ),
+        opts=shared.opts,
+    )
+
+
+def _monitoring(shared: _Shared) -> Monitoring:
+    cfg = shared.cfg
+    return Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            names=shared.names,
+            region=cfg.aws.region,
+            thresholds=alert_thresholds(cfg, shared.spec.name),
+            slo_objective=cfg.alerting.slo_objective,
+            page=cfg.alerting.page,
+            ticket=cfg.alerting.ticket,
+            log_retention_days=cfg.aws.log_retention_days,
+            secrets=shared.secrets,
+        ),
+        opts=shared.opts,
+    )
+
+
+def _api(
+    shared: _Shared,
+    database: Database,
+    cache: Cache,
+    observability: Monitoring,
+    cluster: aws.ecs.Cluster,
+    elb_account_arn: pulumi.Output[str],
+    data_ready: Sequence[pulumi.Resource],
+) -> Api:
+    cfg, aws_cfg = shared.cfg, shared.aws
+    return Api(
+        "api",
+        ApiArgs(
+            names=shared.names,
+            app=cfg.app,
+            settings=bundled_settings(cfg),
+            region=aws_cfg.region,
+            cpu=aws_cfg.api_cpu,
+            memory_mib=aws_cfg.api_memory_mib,
+            desired_count=aws_cfg.api_desired_count,
+            min_count=aws_cfg.api_min_count,
+            max_count=aws_cfg.api_max_count,
+            cpu_target_percent=aws_cfg.api_cpu_target_percent,
+            requests_per_target=aws_cfg.api_requests_per_target,
+            certificate_arn=aws_cfg.certificate_arn,
+            domain_name=aws_cfg.domain_name,
+            hosted_zone_id=aws_cfg.hosted_zone_id,
+            log_retention_days=aws_cfg.log_retention_days,
+            database=shared.spec.name,
+            postgres_host=database.instance.address,
+            postgres_port=database.port,
+            postgres_reader_hosts=database.reader_hosts,
+            redis_host=cache.host,
+            redis_port=cache.port,
+            redis_user=cache.app_user,
+            cluster=cluster,
+            network=shared.network,
+            secrets=shared.secrets,
+            remote_write_url=observability.remote_write_url,
+            workspace_arn=observability.workspace.arn,
+            elb_account_arn=elb_account_arn,
+            depends_on=tuple(data_ready),
+        ),
+        opts=shared.opts,
+    )
+
+
+def _waf(shared: _Shared, api: Api) -> Waf:
+    aws_cfg = shared.aws
+    return Waf(
+        "waf",
+        WafArgs(
+            names=shared.names,
+            load_balancer_arn=api.alb.arn,
+            rate_limit=aws_cfg.waf_rate_limit,
+            auth_rate_limit=aws_cfg.waf_auth_rate_limit,
+            log_retention_days=aws_cfg.log_retention_days,
+            kms_key_arn=shared.secrets.key.arn,
+        ),
+        opts=shared.opts,
+    )
+
+
+def _backups(
+    shared: _Shared, database: Database, observability: Monitoring, cluster: aws.ecs.Cluster, api: Api
+) -> Backups:
+    cfg, aws_cfg = shared.cfg, shared.aws
+    return Backups(
+        "backups",
+        BackupsArgs(
+            names=shared.names,
+            region=aws_cfg.region,
+            config=cfg.backups,
+            copy_region=aws_cfg.copy_region,
+            pitr_days=aws_cfg.db_backup_retention_days,
+            db_storage_gb=aws_cfg.db_allocated_storage_gb,
+            vault_lock_min_days=aws_cfg.backup_vault_lock_min_days,
+            log_retention_days=aws_cfg.log_retention_days,
+            database=shared.spec.name,
+            postgres_host=database.instance.address,
+            postgres_port=database.port,
+            db_instance_arn=database.instance.arn,
+            master_secret_arn=database.master_secret_arn,
+            cluster=cluster,
+            network=shared.network,
+            secrets=shared.secrets,
+            remote_write_url=observability.remote_write_url,
+            workspace_arn=observability.workspace.arn,
+            default_tags=default_tags(cfg, shared.names),
+            access_log_bucket=api.logs_bucket,
+            depends_on=tuple(database.ready),
+        ),
+        opts=shared.opts,
+    )
+
+
+def _outputs(
+    shared: _Shared,
+    database: Database,
+    cache: Cache,
+    observability: Monitoring,
+    api: Api,
+    backups: Backups,
+    cluster: aws.ecs.Cluster,
+    bastion: Bastion | None,
+) -> AwsOutputs:
+    names, region, spec, secrets = shared.names, shared.aws.region, shared.spec, shared.secrets
+
+    def one_off(task_definition: pulumi.Output[str]) -> OneOffTask:
+        return OneOffTask(
+            cluster=cluster.name,
+            subnets=shared.network.subnet_ids("private"),
+            security_group=shared.network.security_groups.backup.id,
+            prefix=f"{names.app}/{names.stack}",
+            region=region,
+            task_definition=task_definition,
+        )
+
+    return AwsOutputs(
+        api_url=api.url,
+        grafana_url=observability.grafana_url,
+        # The workspace's query and Alertmanager APIs (SigV4-signed requests only).
+        prometheus_url=observability.workspace.prometheus_endpoint,
+        alertmanager_url=observability.workspace.prometheus_endpoint.apply(lambda e: f"{e}alertmanager/api/v2/alerts"),
+        page_topic_arn=observability.topics["page"].arn,
+        ticket_topic_arn=observability.topics["ticket"].arn,
+        postgres_endpoint=database.endpoint,
+        postgres_database=spec.name,
+        postgres_master_secret_arn=database.master_secret_arn,
+        postgres_reader_endpoint=database.reader_hosts,
+        redis_endpoint=cache.endpoint,
+        redis_user=cache.app_user,
+        # The roles; their alternate users are rotation's business.
+        roles={role.key: role.name for role in spec.roles if role.acts_as is None},
+        secret_arns=secrets.arns,
+        backup_vault=backups.vault.name,
+        backup_bucket=backups.bucket.bucket,
+        restore_task=one_off(backups.restore_task.family),
+        backup_task=one_off(backups.task.family),
+        kms_key_arn=secrets.key.arn,
+        region=region,
+        log_groups={
+            **{service: log_group_name(names, path) for service, path in LOG_GROUPS.items()},
+            "waf": waf_log_group_name(names),
+        },
+        admin_bastion_id=bastion.instance.id if bastion is not None else None,
+    )
 
 
 def _alarms(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -100,13 +101,20 @@ def used_through_services(
     }
 
 
+@dataclass(frozen=True)
+class SecretsArgs:
+    names: Names
+    region: str
+
+
 class Secrets(pulumi.ComponentResource):
     key: aws.kms.Key
     arns: dict[str, pulumi.Output[str]]
     secrets: dict[str, aws.secretsmanager.Secret]
 
-    def __init__(self, name: str, *, names: Names, region: str, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:aws:Secrets", name, None, opts)
+        names, region = args.names, args.region
         child = pulumi.ResourceOptions(parent=self)
         identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))

@@ -10,6 +10,8 @@ restart empties them, which is what a development copy may do.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 
 from components.local.containers import ContainerSpec, hardened_container, python_probe
@@ -24,14 +26,19 @@ PORT = 4566
 MEMORY_BYTES = 256 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class DevS3Args:
+    names: Names
+    network: Network
+
+
 class DevS3(pulumi.ComponentResource):
     endpoint: str
     """Where the backups container reaches it, on the backend network."""
 
-    def __init__(
-        self, name: str, *, names: Names, network: Network, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: DevS3Args, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:local:DevS3", name, None, opts)
+        names, network = args.names, args.network
         image = app_image("dev-s3-image", names, target="dev-s3", inputs=DEV_S3_INPUTS, parent=self)
         hardened_container(
             "dev-s3",

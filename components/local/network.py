@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from ipaddress import IPv4Network
 
 import pulumi
@@ -19,26 +20,26 @@ import pulumi_docker as docker
 from components.model.naming import Names
 
 
+@dataclass(frozen=True)
+class NetworkArgs:
+    names: Names
+    frontend_subnet: IPv4Network
+    backend_subnet: IPv4Network
+    ops_subnet: IPv4Network
+
+
 class Network(pulumi.ComponentResource):
     frontend: docker.Network
     backend: docker.Network
     ops: docker.Network
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        names: Names,
-        frontend_subnet: IPv4Network,
-        backend_subnet: IPv4Network,
-        ops_subnet: IPv4Network,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:local:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.frontend = self._bridge("frontend", names, frontend_subnet, internal=False, opts=child)
-        self.backend = self._bridge("backend", names, backend_subnet, internal=True, opts=child)
-        self.ops = self._bridge("ops", names, ops_subnet, internal=False, opts=child)
+        names = args.names
+        self.frontend = self._bridge("frontend", names, args.frontend_subnet, internal=False, opts=child)
+        self.backend = self._bridge("backend", names, args.backend_subnet, internal=True, opts=child)
+        self.ops = self._bridge("ops", names, args.ops_subnet, internal=False, opts=child)
         self.register_outputs(
             {
                 "frontend": self.frontend.name,

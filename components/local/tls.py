@@ -31,11 +31,17 @@ def _key(resource_name: str, parent: pulumi.Resource) -> tls.PrivateKey:
     )
 
 
+@dataclass(frozen=True)
+class StackCaArgs:
+    names: Names
+
+
 class StackCa(pulumi.ComponentResource):
     ca_pem: pulumi.Output[str]
 
-    def __init__(self, name: str, *, names: Names, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: StackCaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:local:StackCa", name, None, opts)
+        names = args.names
         self._names = names
         self._key = _key("ca-key", self)
         cert = tls.SelfSignedCert(
