@@ -40,7 +40,7 @@ def test_the_projects_stacks_are_valid(stack: str) -> None:
 def test_the_committed_prod_stack_asks_for_its_page_destination_first() -> None:
     result = _check("prod")
     assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr.startswith("Pulumi.prod.yaml: invalid stack configuration (1 problem):\n")
+    assert result.stderr.startswith("error: Pulumi.prod.yaml: invalid stack configuration (1 problem):\n")
     assert "wondernest:alerting.page = (default): a production stack must page someone" in result.stderr
 
 
@@ -60,7 +60,7 @@ def test_the_readme_example_prints_the_readmes_message(tmp_path: Path) -> None:
     )
     result = _check("bad", root=root)
     assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr == f"Pulumi.bad.yaml: {shown[1]}"
+    assert result.stderr == f"error: Pulumi.bad.yaml: {shown[1]}"
 
 
 def test_scalars_are_parsed_as_the_engine_passes_them(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from components.commands.aws_task import backup_ids, run_and_wait
+from components.commands.errors import CommandError
 from components.commands.stack_outputs import read_outputs
 
 REQUIRED = ("backupTask", "backupBucket")
@@ -28,12 +29,10 @@ def backup(outputs: dict[str, Any]) -> int:
     before = set(backup_ids(bucket, prefix, region))
     code, reason = run_and_wait(task, "backups", COMMAND, what="backup")
     if code != 0:
-        print(f"error: the backup task stopped with exit code {code}: {reason}", file=sys.stderr)
-        return 1
+        raise CommandError(f"the backup task stopped with exit code {code}: {reason}")
     new = [i for i in backup_ids(bucket, prefix, region) if i not in before]
     if not new:
-        print(f"error: the backup task succeeded but s3://{bucket}/{prefix}/ holds no new backup", file=sys.stderr)
-        return 1
+        raise CommandError(f"the backup task succeeded but s3://{bucket}/{prefix}/ holds no new backup")
     print(f"backup {new[-1]} taken, verified by a restore and copied to s3://{bucket}/{prefix}/")
     return 0
 

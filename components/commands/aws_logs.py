@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 
+from components.commands.errors import CommandError
 from components.commands.stack_outputs import read_outputs
 
 REQUIRED = ("logGroups", "region")
@@ -18,7 +19,7 @@ REQUIRED = ("logGroups", "region")
 
 def tail_command(groups: dict[str, str], region: str, service: str, *, since: str, follow: bool) -> list[str]:
     if service not in groups:
-        raise SystemExit(f"error: no log group for {service!r}; these have one: {', '.join(sorted(groups))}")
+        raise CommandError(f"no log group for {service!r}; these have one: {', '.join(sorted(groups))}")
     return [
         "aws", "logs", "tail", groups[service], "--region", region, "--since", since, "--format", "short",
         *(["--follow"] if follow else []),
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command = tail_command(groups, str(outputs["region"]), args.service, since=args.since, follow=args.follow)
     if shutil.which("aws") is None:
-        raise SystemExit("error: the aws CLI is not on PATH")
+        raise CommandError("the aws CLI is not on PATH")
     try:
         return subprocess.run(command, check=False).returncode
     except KeyboardInterrupt:

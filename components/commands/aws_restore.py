@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from components.commands.aws_task import backup_ids, run_and_wait
+from components.commands.errors import CommandError
 from components.commands.stack_outputs import read_outputs
 
 REQUIRED = ("restoreTask", "backupBucket")
@@ -31,8 +32,8 @@ def restore(outputs: dict[str, Any], backup_id: str, target_db: str, *, force: b
     task = outputs["restoreTask"]
     available = listing(outputs)
     if backup_id not in available:
-        raise SystemExit(
-            f"error: no backup {backup_id!r} in s3://{outputs['backupBucket']}/{task['prefix']}/; "
+        raise CommandError(
+            f"no backup {backup_id!r} in s3://{outputs['backupBucket']}/{task['prefix']}/; "
             f"these exist: {', '.join(available) or 'none'}"
         )
     command = ["python", "-m", "wondernest_backup", "restore", backup_id, "--from-s3", "--target-db", target_db]
@@ -40,8 +41,7 @@ def restore(outputs: dict[str, Any], backup_id: str, target_db: str, *, force: b
     if code == 0:
         print(f"restored backup {backup_id} into {target_db!r}")
         return 0
-    print(f"error: the restore task stopped with exit code {code}: {reason}", file=sys.stderr)
-    return 1
+    raise CommandError(f"the restore task stopped with exit code {code}: {reason}")
 
 
 def main(argv: list[str] | None = None) -> int:

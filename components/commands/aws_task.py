@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from components.commands.aws_cli import AwsError, aws
+from components.commands.errors import CommandError
 
 
 def call(args: Sequence[str], region: str) -> Any:
     try:
         return aws(region, *args)
     except AwsError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise CommandError(f"{exc}") from None
 
 
 def run_task_arguments(task: dict[str, Any], container: str, command: Sequence[str], *, started_by: str) -> list[str]:
@@ -59,7 +60,7 @@ def wait_stopped(
         if status == "STOPPED":
             return dict(found)
         if time.monotonic() > deadline:
-            raise SystemExit(f"error: the {what} task {arn} is still {status} after {MAX_HOURS} h; it goes on running")
+            raise CommandError(f"the {what} task {arn} is still {status} after {MAX_HOURS} h; it goes on running")
         time.sleep(poll_seconds)
 
 
@@ -71,7 +72,7 @@ def run_and_wait(
     region = str(task["region"])
     started = call(run_task_arguments(task, container, command, started_by=f"make-aws-{what}"), region)
     if started.get("failures") or not started.get("tasks"):
-        raise SystemExit(f"error: the {what} task did not start: {started.get('failures')}")
+        raise CommandError(f"the {what} task did not start: {started.get('failures')}")
     arn = str(started["tasks"][0]["taskArn"])
     print(f"{what} task {arn} started; waiting for it to stop (its log: the backups log group)", flush=True)
     stopped = wait_stopped(str(task["cluster"]), arn, region, what=what, poll_seconds=poll_seconds)

@@ -20,6 +20,7 @@ import re
 import sys
 
 from components.commands.aws_cli import AwsError, aws
+from components.commands.errors import CommandError
 
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 ALIAS = re.compile(r"^[A-Za-z0-9/_-]{1,250}$")
@@ -84,7 +85,7 @@ def bucket(region: str, name: str, key_arn: str) -> None:
             settings = blocked["PublicAccessBlockConfiguration"]
             problems += [f"{setting} is off" for setting, on in sorted(settings.items()) if not on]
         if problems:
-            raise SystemExit(f"error: bucket {name} exists but {'; '.join(problems)}: fix it or choose another name")
+            raise CommandError(f"bucket {name} exists but {'; '.join(problems)}: fix it or choose another name")
         print(f"bucket {name} exists, versioned and private")
         return
     create = ["s3api", "create-bucket", "--bucket", name, "--object-ownership", "BucketOwnerEnforced"]
@@ -125,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         if not ok
     ]
     if problems:
-        raise SystemExit("error: " + "; ".join(problems))
+        raise CommandError("" + "; ".join(problems))
     try:
         arn = key(args.region, args.alias)
         bucket(args.region, args.bucket, arn)
     except AwsError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise CommandError(f"{exc}") from None
     print(f"STATE=s3://{args.bucket}/{args.prefix}")
     print(f"SECRETS='awskms://alias/{args.alias}?region={args.region}'")
     return 0

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from components.commands.errors import CommandError
 from components.commands.preflight import check_ports, report
 from components.config import ConfigError, PlatformConfig, parse_config, parse_raw_value, project_keys, project_name
 from components.model.database import database_spec
@@ -133,11 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, problems, encrypted = check(args.root, args.stack)
     except StackFileError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
+        raise CommandError(str(exc)) from None
     if problems:
-        sys.stderr.write(f"Pulumi.{args.stack}.yaml: {ConfigError(problems)}\n")
-        return 1
+        raise CommandError(f"Pulumi.{args.stack}.yaml: {ConfigError(problems)}")
     if args.container_prefix:
         # The app name is never a secret: read it even when other values are encrypted.
         app = (
@@ -153,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.import_args:
         if cfg is None:
-            sys.stderr.write(f"error: Pulumi.{args.stack}.yaml has encrypted values; decrypt with pulumi first\n")
-            return 1
+            raise CommandError(f"Pulumi.{args.stack}.yaml has encrypted values; decrypt with pulumi first")
         spec = database_spec(Names(app=cfg.app_name, stack=args.stack), cfg.postgres.schemas)
         sys.stdout.write(f"--owner {spec.role('migrator').name} --schemas {','.join(cfg.postgres.schemas)}\n")
         return 0

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from components.commands.errors import CommandError
 from components.commands.stack_outputs import reachable, read_outputs, role_login
 
 REQUIRED = ("postgresEndpoint", "postgresDatabase", "roles", "secrets")
@@ -25,14 +26,10 @@ def libpq_env(outputs: dict[str, Any], role: str, ca_file: str | None = None) ->
     try:
         user, _secret, password = role_login(outputs, role)
     except KeyError:
-        raise SystemExit(
-            f"error: unknown role {role!r}; choose superuser or one of {sorted(outputs['roles'])}"
-        ) from None
+        raise CommandError(f"unknown role {role!r}; choose superuser or one of {sorted(outputs['roles'])}") from None
     if not password:
         # The AWS stacks keep the master password in RDS's own secret, not in the outputs.
-        raise SystemExit(
-            f"error: this stack's outputs hold no password for {role}; read it from where the stack keeps it"
-        )
+        raise CommandError(f"this stack's outputs hold no password for {role}; read it from where the stack keeps it")
     return {
         "PGHOST": host,
         "PGPORT": str(port),
@@ -58,13 +55,11 @@ def redis_env(outputs: dict[str, Any], ca_file: str | None) -> dict[str, str]:
     """redis-cli's settings as the app's ACL user; the password in REDISCLI_AUTH,
     which redis-cli reads instead of an -a argument."""
     if not outputs.get("redisEndpoint") or ca_file is None:
-        raise SystemExit(
-            "error: this stack's outputs hold no local Redis endpoint: make redis-cli is the local stack's"
-        )
+        raise CommandError("this stack's outputs hold no local Redis endpoint: make redis-cli is the local stack's")
     host, port = reachable(str(outputs["redisEndpoint"]))
     password = str((outputs.get("secrets") or {}).get("redis_app", ""))
     if not password:
-        raise SystemExit("error: this stack's outputs hold no password for the Redis app user (secrets.redis_app)")
+        raise CommandError("this stack's outputs hold no password for the Redis app user (secrets.redis_app)")
     return {
         "REDIS_HOST": host,
         "REDIS_PORT": str(port),
@@ -85,14 +80,12 @@ def app_env(outputs: dict[str, Any], ca_file: str | None, secrets_dir: Path) -> 
     stack's Postgres and Redis, as the app role and the app's Redis user: the
     secrets as files (`*_FILE`) in a directory only the user can read."""
     if ca_file is None or not outputs.get("redisEndpoint"):
-        raise SystemExit(
-            "error: this stack's outputs hold no local Postgres and Redis: make app-env is the local stack's"
-        )
+        raise CommandError("this stack's outputs hold no local Postgres and Redis: make app-env is the local stack's")
     secrets = outputs.get("secrets") or {}
     wanted = {"db-password": "postgres_app", "redis-password": "redis_app", "jwt-secret": "jwt_signing_key"}
     missing = [key for key in wanted.values() if not secrets.get(key)]
     if missing:
-        raise SystemExit(f"error: this stack's outputs lack secrets.{', secrets.'.join(missing)}: run make up first")
+        raise CommandError(f"this stack's outputs lack secrets.{', secrets.'.join(missing)}: run make up first")
     secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     secrets_dir.chmod(0o700)
     files = {}

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from components.commands.errors import CommandError
+
 
 @dataclass(frozen=True)
 class Line:
@@ -32,7 +34,7 @@ def _docker(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
 def services(prefix: str) -> list[str]:
     result = _docker(["ps", "--all", "--filter", f"name=^{prefix}", "--format", "{{.Names}}"])
     if result.returncode != 0:
-        raise SystemExit(f"error: docker ps failed: {result.stderr.strip()}")
+        raise CommandError(f"docker ps failed: {result.stderr.strip()}")
     return sorted(name.removeprefix(prefix) for name in result.stdout.split() if name.startswith(prefix))
 
 
@@ -90,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     found = services(args.prefix)
     if not found:
-        raise SystemExit(f"error: no container of {args.prefix.rstrip('-')}: make up first")
+        raise CommandError(f"no container of {args.prefix.rstrip('-')}: make up first")
     if args.service is not None and args.service not in found:
-        raise SystemExit(f"error: no service {args.service!r}; these exist: {', '.join(found)}")
+        raise CommandError(f"no service {args.service!r}; these exist: {', '.join(found)}")
     names = [args.service] if args.service else found
     if args.follow:
         _follow(args.prefix, names, args.lines)

@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql
 
 from components.commands.check_config import StackFileError, check
+from components.commands.errors import CommandError
 from components.commands.stack_outputs import reachable, role_login
 from components.model.naming import Names
 from components.postgres.provider import connect
@@ -44,11 +45,6 @@ IN_DATABASE = tuple(
 """The stack's objects that live inside the database, and so go with it."""
 
 
-class ResetError(SystemExit):
-    def __init__(self, message: str) -> None:
-        super().__init__(f"error: {message}")
-
-
 def _run(command: Sequence[str], what: str, *, show: bool = False) -> str:
     """A command's output; on failure, what failed and its last line of error."""
     if show:
@@ -56,7 +52,7 @@ def _run(command: Sequence[str], what: str, *, show: bool = False) -> str:
     result = subprocess.run(list(command), capture_output=not show, text=True, check=False)
     if result.returncode != 0:
         detail = (result.stderr or "").strip().splitlines()
-        raise ResetError(f"{what} failed (exit {result.returncode}){': ' + detail[-1] if detail else ''}")
+        raise CommandError(f"{what} failed (exit {result.returncode}){': ' + detail[-1] if detail else ''}")
     return result.stdout or ""
 
 
@@ -64,7 +60,7 @@ def _json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
-        raise ResetError(f"{what} did not answer with JSON") from None
+        raise CommandError(f"{what} did not answer with JSON") from None
 
 
 def in_database_urns(export: dict[str, Any]) -> list[str]:
@@ -91,7 +87,7 @@ def _wait_healthy(container: str, timeout: float = 120) -> None:
         if state.strip() == "healthy":
             return
         if time.monotonic() > deadline:
-            raise ResetError(f"{container} is {state.strip()} after {timeout:.0f} s: see make logs SERVICE=api")
+            raise CommandError(f"{container} is {state.strip()} after {timeout:.0f} s: see make logs SERVICE=api")
         time.sleep(2)
 
 
@@ -105,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, problems, _ = check(args.root, stack)
     except StackFileError as exc:
-        raise ResetError(str(exc)) from None
+        raise CommandError(str(exc)) from None
     if cfg is None:
-        raise ResetError(f"Pulumi.{stack}.yaml is not valid: {'; '.join(problems) or 'encrypted values'}")
+        raise CommandError(f"Pulumi.{stack}.yaml is not valid: {'; '.join(problems) or 'encrypted values'}")
     if cfg.target != "docker":
-        raise ResetError(
+        raise CommandError(
             f"{stack} is an AWS stack: its database is restored with make aws-restore or a point-in-time "
             'restore (docs/aws.md, "Restoring")'
         )
@@ -123,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     missing = [k for k in ("postgresEndpoint", "postgresDatabase", "caCertificate", "secrets") if k not in outputs]
     if missing or not role_login(outputs, "superuser")[2]:
-        raise ResetError(
+        raise CommandError(
             f"the outputs of {stack} lack {', '.join(missing) or 'secrets.postgres_superuser'}: run make up first"
         )
     if outputs["postgresDatabase"] != database:
-        raise ResetError(
+        raise CommandError(
             f"the stack's outputs name database {outputs['postgresDatabase']!r}, its config {database!r}: "
             "run make up first; nothing changed"
         )
@@ -135,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         _json(_run(["pulumi", "stack", "export", "--stack", stack], "reading the state"), "pulumi stack export")
     )
     if not urns:
-        raise ResetError(f"the state of {stack} holds no schemas or grants: run make up first; nothing changed")
+        raise CommandError(f"the state of {stack} holds no schemas or grants: run make up first; nothing changed")
 
     print(f"This drops database {database!r} of stack {stack!r} with everything in it, after a verified backup,")
     print("then rebuilds its schemas, grants and tables through the stack. The roles and the other services stay.")
@@ -145,15 +141,15 @@ def main(argv: list[str] | None = None) -> int:
         except EOFError:
             answer = ""
         if answer.strip() != database:
-            raise ResetError("not confirmed; nothing changed")
+            raise CommandError("not confirmed; nothing changed")
 
     backups = f"{prefix}backups"
     tool = ["docker", "exec", backups, "python", "-m", "wondernest_backup"]
     try:
         backup = _json(_run([*tool, "run"], "the backup before the reset"), "the backup")["backup"]
         _run([*tool, "verify", str(backup)], f"verifying backup {backup}")
-    except ResetError as exc:
-        raise ResetError(f"{str(exc.code).removeprefix('error: ')}; nothing changed") from None
+    except CommandError as exc:
+        raise CommandError(f"{exc.message}; nothing changed") from None
     print(f"backup {backup}: taken and verified by a restore", flush=True)
 
     api = f"{prefix}api"
@@ -173,14 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         # Still inside: an API that does not come back must not lose the backup's name either.
         _run(["docker", "start", api], f"starting {api}", show=True)
         _wait_healthy(api)
-    except (ResetError, psycopg.Error) as exc:
-        message = exc.code if isinstance(exc, ResetError) else f"error: database: {exc}"
-        sys.stderr.write(
+    except (CommandError, psycopg.Error) as exc:
+        message = exc.message if isinstance(exc, CommandError) else f"database: {exc}"
+        raise CommandError(
             f"{message}\nThe API may be stopped. What the database held is backup {backup}: once `make up` has "
             f"run, restore it into {database!r} as docs/runbooks.md (Restoring) shows, with `restore {backup} "
-            f"--target-db {database} --force`.\n"
-        )
-        return 1
+            f"--target-db {database} --force`."
+        ) from None
     print(f"done: {database!r} is empty and migrated; what it held is in backup {backup}")
     return 0
 

@@ -11,25 +11,22 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-
-class OutputsError(SystemExit):
-    def __init__(self, message: str) -> None:
-        super().__init__(f"error: {message}")
+from components.commands.errors import CommandError
 
 
 def read_outputs(stream: IO[str], required: Sequence[str], *, stack: str = "the stack") -> dict[str, Any]:
     text = stream.read()
     if not text.strip():
-        raise OutputsError(f"no outputs from {stack}: has `make up` run for it yet?")
+        raise CommandError(f"no outputs from {stack}: has `make up` run for it yet?")
     try:
         outputs = json.loads(text)
     except ValueError:
-        raise OutputsError(f"the outputs of {stack} are not JSON; pipe `pulumi stack output --json` in") from None
+        raise CommandError(f"the outputs of {stack} are not JSON; pipe `pulumi stack output --json` in") from None
     if not isinstance(outputs, dict) or not outputs:
-        raise OutputsError(f"{stack} has no outputs: run `make up` first")
+        raise CommandError(f"{stack} has no outputs: run `make up` first")
     missing = [key for key in required if key not in outputs]
     if missing:
-        raise OutputsError(
+        raise CommandError(
             f"the outputs of {stack} lack {', '.join(missing)}: run `make up` (or `pulumi up`) with this checkout first"
         )
     return outputs

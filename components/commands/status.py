@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from components.commands.errors import CommandError
+
 CONTAINER = "docker:index/container:Container"
 
 
@@ -61,9 +63,9 @@ def inspect(names: Sequence[str]) -> dict[str, dict[str, Any]]:
     try:
         found = json.loads(result.stdout or "[]")
     except ValueError:
-        raise SystemExit(f"error: docker inspect answered: {(result.stderr or result.stdout).strip()}") from None
+        raise CommandError(f"docker inspect answered: {(result.stderr or result.stdout).strip()}") from None
     if result.returncode != 0 and not found and "No such" not in result.stderr:
-        raise SystemExit(f"error: docker inspect failed: {result.stderr.strip()}")
+        raise CommandError(f"docker inspect failed: {result.stderr.strip()}")
     return {str(c["Name"]).lstrip("/"): c for c in found}
 
 
@@ -91,10 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         export = json.load(sys.stdin)
     except ValueError:
-        raise SystemExit("error: no stack state on stdin (`pulumi stack export`): has `make up` run yet?") from None
+        raise CommandError("no stack state on stdin (`pulumi stack export`): has `make up` run yet?") from None
     containers = declared(export)
     if not containers:
-        raise SystemExit("error: the stack declares no container: has `make up` run yet?")
+        raise CommandError("the stack declares no container: has `make up` run yet?")
     found = inspect([c.name for c in containers])
     seen = [judge(c, found.get(c.name)) for c in containers]
     width = max(len(s.name) for s in seen)

@@ -14,6 +14,7 @@ import shlex
 import sys
 from typing import Any
 
+from components.commands.errors import CommandError
 from components.commands.stack_outputs import read_outputs
 
 DEFAULT_LOCAL_PORT = 15432
@@ -22,9 +23,7 @@ DEFAULT_LOCAL_PORT = 15432
 def session_command(outputs: dict[str, Any], local_port: int) -> list[str]:
     bastion = outputs.get("adminBastionId")
     if not bastion:
-        raise SystemExit(
-            "error: this stack has no admin bastion; set wondernest:aws.adminBastion true and run pulumi up"
-        )
+        raise CommandError("this stack has no admin bastion; set wondernest:aws.adminBastion true and run pulumi up")
     host, port = str(outputs["postgresEndpoint"]).rsplit(":", 1)
     parameters = {"host": [host], "portNumber": [port], "localPortNumber": [str(local_port)]}
     return [

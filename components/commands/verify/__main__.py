@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from components.commands.check_config import StackFileError, check
+from components.commands.errors import CommandError
 from components.commands.stack_outputs import read_outputs
 from components.commands.verify import data, services
 from components.commands.verify.access import (
@@ -110,9 +111,9 @@ def _access(args: argparse.Namespace, outputs: dict[str, Any], ca_file: str | No
     try:
         cfg, problems, _ = check(args.root, args.stack)
     except StackFileError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise CommandError(f"{exc}") from None
     if cfg is None:
-        raise SystemExit(f"error: Pulumi.{args.stack}.yaml is not valid: {'; '.join(problems) or 'encrypted values'}")
+        raise CommandError(f"Pulumi.{args.stack}.yaml is not valid: {'; '.join(problems) or 'encrypted values'}")
     names = Names(app=cfg.app_name, stack=args.stack)
     common: dict[str, Any] = {
         "outputs": outputs,
@@ -126,7 +127,7 @@ def _access(args: argparse.Namespace, outputs: dict[str, Any], ca_file: str | No
         try:
             region = workspace_region(str(outputs["prometheusUrl"]))
         except CheckFailed as exc:
-            raise SystemExit(f"error: the outputs of {args.stack!r} are not an AWS stack's: {exc}") from None
+            raise CommandError(f"the outputs of {args.stack!r} are not an AWS stack's: {exc}") from None
         return Access(
             target="aws",
             spec=database_spec(names, cfg.postgres.schemas).with_alternating_users(),
@@ -155,7 +156,7 @@ def _read(path: str, stack: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as stream:
             return read_outputs(stream, REQUIRED, stack=f"stack {stack!r}")
     except OSError as exc:
-        raise SystemExit(f"error: cannot read the outputs from {path}: {exc.strerror}") from None
+        raise CommandError(f"cannot read the outputs from {path}: {exc.strerror}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
