@@ -32,7 +32,7 @@ from components.commands.verify.data import OBJECT_KINDS
 from components.commands.verify.results import CheckFailed, Result, run_all
 from components.model import monitoring
 from components.model.alerts import AlertThresholds, Recording, render_rule_file, rule_groups
-from components.model.dashboards import dashboards, expressions
+from components.model.dashboards import dashboards
 from components.model.database import database_spec
 from tests.api_stack import (
     NAMES,
@@ -51,6 +51,26 @@ from tests.platform_db import PASSWORDS
 from tests.servers import PostgresServer, RedisServer, free_port, postgres_server, redis_server, require_binary
 
 pytestmark = pytest.mark.servers
+
+
+def expressions(rendered: dict[str, str]) -> list[str]:
+    """Every PromQL expression in the rendered dashboards."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("expr"), str):
+                found.append(node["expr"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for text in rendered.values():
+        walk(json.loads(text))
+    return found
+
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"

@@ -320,22 +320,3 @@ def render_dashboard_provider() -> str:
         },
         sort_keys=False,
     )
-
-
-def expressions(rendered: dict[str, str]) -> list[str]:
-    """Every PromQL expression in the rendered dashboards."""
-    found: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("expr"), str):
-                found.append(node["expr"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for text in rendered.values():
-        walk(json.loads(text))
-    return found
