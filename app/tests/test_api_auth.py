@@ -18,6 +18,8 @@ from tests.servers import PostgresServer
 pytestmark = pytest.mark.servers
 
 PASSWORD = "correct horse battery"
+CLIENT_IP = "192.0.2.10"
+"""The address the `client` fixture connects from."""
 
 
 def email() -> str:
@@ -383,3 +385,44 @@ def test_registration_is_rate_limited_per_client(make_client: ClientFactory) -> 
     assert_error(limited, 429, "too_many_attempts")
     assert 0 < int(limited.headers["retry-after"]) <= 3600
     register(make_client(ip="192.0.2.61", REGISTER_IP_LIMIT="2"), email())
+
+
+def activity(client: TestClient, token: str) -> Any:
+    return client.get("/api/users/me/activity", headers={"Authorization": f"Bearer {token}"})
+
+
+def test_the_account_reads_its_own_recent_events_newest_first(client: TestClient, db: PostgresServer) -> None:
+    address, other = email(), email()
+    created = register(client, address)
+    register(client, other)
+    login(client, other)
+    failed = client.post("/auth/login", json={"email": address, "password": "not the password"})
+    assert failed.status_code == 401
+    tokens = login(client, address)
+
+    response = activity(client, tokens["accessToken"])
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    items = response.json()["items"]
+    assert [item["action"] for item in items] == ["user.login", "user.login_failed", "user.registered"]
+    assert all(set(item) == {"action", "at", "ip"} for item in items)
+    assert {item["ip"] for item in items} == {CLIENT_IP}
+    assert items[0]["at"] >= items[1]["at"] >= items[2]["at"]
+
+    # At most the newest 50, whatever the trail holds.
+    with db.admin("wondernest") as conn:
+        conn.execute(
+            "INSERT INTO audit.activity_logs (user_id, action) SELECT %s, 'test.event' FROM generate_series(1, 60)",
+            (created["id"],),
+        )
+    items = activity(client, tokens["accessToken"]).json()["items"]
+    assert len(items) == 50 and {item["action"] for item in items} == {"test.event"}
+
+
+def test_activity_needs_a_live_session(client: TestClient) -> None:
+    assert_error(client.get("/api/users/me/activity"), 401, "unauthorized")
+    address = email()
+    register(client, address)
+    tokens = login(client, address)
+    assert client.post("/auth/logout", json={"refreshToken": tokens["refreshToken"]}).status_code == 204
+    assert_error(activity(client, tokens["accessToken"]), 401, "unauthorized")

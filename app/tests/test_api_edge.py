@@ -207,6 +207,7 @@ def test_the_openapi_document_describes_every_route(client: TestClient) -> None:
         "/auth/refresh",
         "/auth/logout",
         "/api/users/me",
+        "/api/users/me/activity",
     }
 
 

@@ -5,7 +5,9 @@ and with the standby gone the pool falls back to the primary, still read-only.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -91,3 +93,52 @@ def test_without_a_standby_reads_fall_back_to_the_primary_still_read_only(
         assert read_once(settings(servers)) == (False, pg.port, "wondernest_app")
     finally:
         standby.start()
+
+
+def _account(client: TestClient, address: str) -> str:
+    """A new account signed in; its access token."""
+    body = {"email": address, "password": "correct horse battery"}
+    assert client.post("/auth/register", json=body).status_code == 201
+    response = client.post("/auth/login", json=body)
+    assert response.status_code == 200, response.text
+    return str(response.json()["accessToken"])
+
+
+def _logins(client: TestClient, token: str) -> int:
+    response = client.get("/api/users/me/activity", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    return sum(item["action"] == "user.login" for item in response.json()["items"])
+
+
+def _eventually(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the standby did not catch up"
+        time.sleep(0.05)
+
+
+def test_activity_is_read_on_the_standby_and_lags_with_it_while_sessions_are_decided_on_the_primary(
+    servers: tuple[PostgresServer, PostgresServer, RedisServer],
+) -> None:
+    _, standby, _ = servers
+    app, _ = create_app(settings(servers))
+    with TestClient(app) as client:
+        address = f"lag-{uuid.uuid4().hex[:12]}@example.com"
+        first = _account(client, address)
+        _eventually(lambda: _logins(client, first) == 1)
+        with standby.admin() as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+        try:
+            login = client.post("/auth/login", json={"email": address, "password": "correct horse battery"})
+            second = login.json()["refreshToken"]
+            # The new session is known at once (the primary decides), its login not yet (the standby lags).
+            assert _logins(client, login.json()["accessToken"]) == 1
+            assert client.post("/auth/logout", json={"refreshToken": second}).status_code == 204
+            ended = client.get(
+                "/api/users/me/activity", headers={"Authorization": f"Bearer {login.json()['accessToken']}"}
+            )
+            assert ended.status_code == 401
+        finally:
+            with standby.admin() as conn:
+                conn.execute("SELECT pg_wal_replay_resume()")
+        _eventually(lambda: _logins(client, first) == 2)

@@ -43,6 +43,8 @@ from wondernest_api.jsonlog import JsonLog, log
 from wondernest_api.metrics import Metrics
 from wondernest_api.openapi import openapi_document
 from wondernest_api.payloads import (
+    ActivityItem,
+    ActivityView,
     Liveness,
     LoginRequest,
     Readiness,
@@ -416,7 +418,10 @@ class Api:
         # The same answer whether or not the token existed: logout reveals nothing.
         return Response(status_code=204)
 
-    async def me(self, request: Request) -> Response:
+    async def _signed_in(self, request: Request) -> store.User:
+        """The account of the request's access token, while its session lasts.
+        Read on the primary: a session revoked there ends at once, never after
+        a replica's lag."""
         claims = self.tokens.verify(request.headers.get("authorization"))
         async with self.db() as conn:
             user = await store.user_in_session(conn, claims.user_id, claims.session_id)
@@ -425,11 +430,23 @@ class Api:
                 401, "unauthorized", "the session has ended or the account no longer exists",
                 headers={"WWW-Authenticate": 'Bearer realm="wondernest"'},
             )  # fmt: skip
+        return user
+
+    async def me(self, request: Request) -> Response:
+        user = await self._signed_in(request)
         # The row's own types, read from the database: nothing to validate again.
         view = UserView.model_construct(
             id=user.id, email=user.email, createdAt=user.created_at, lastLoginAt=user.last_login_at
         )
         return _json(view, private=True)
+
+    async def activity(self, request: Request) -> Response:
+        user = await self._signed_in(request)
+        # History may lag: read where the replicas serve, off the primary.
+        async with self.db_read() as conn:
+            events = await store.recent_activity(conn, user.id)
+        items = [ActivityItem.model_construct(action=e.action, at=e.at, ip=e.ip) for e in events]
+        return _json(ActivityView.model_construct(items=items), private=True)
 
     # --- errors ------------------------------------------------------------------
 
@@ -460,6 +477,7 @@ class Api:
         # turn, and the authenticated reads were paying for every other one.
         return [
             Route("/api/users/me", self.me, methods=["GET"]),
+            Route("/api/users/me/activity", self.activity, methods=["GET"]),
             Route("/auth/refresh", self.refresh, methods=["POST"]),
             Route("/auth/login", self.login, methods=["POST"]),
             Route("/health/ready", self.ready, methods=["GET"]),

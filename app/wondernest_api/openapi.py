@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 from wondernest_api import __version__
 from wondernest_api.payloads import (
+    ActivityView,
     ErrorBody,
     Liveness,
     LoginRequest,
@@ -21,6 +22,7 @@ from wondernest_api.payloads import (
 )
 
 _MODELS: tuple[type[BaseModel], ...] = (
+    ActivityView,
     ErrorBody,
     Liveness,
     LoginRequest,
@@ -144,6 +146,18 @@ def openapi_document() -> dict[str, Any]:
                     "The signed-in account",
                     {
                         "200": {"description": "The account", "content": _content(UserView)},
+                        "401": _error("Missing, invalid or expired access token"),
+                        "503": unavailable,
+                    },
+                    secured=True,
+                )
+            },
+            "/api/users/me/activity": {
+                "get": _operation(
+                    "The signed-in account's recent events, newest first (at most 50); read from a replica where "
+                    "there is one, so the newest may be missing for as long as the replicas lag",
+                    {
+                        "200": {"description": "The events", "content": _content(ActivityView)},
                         "401": _error("Missing, invalid or expired access token"),
                         "503": unavailable,
                     },

@@ -62,6 +62,19 @@ class UserView(BaseModel):
     lastLoginAt: dt.datetime | None = None
 
 
+class ActivityItem(BaseModel):
+    action: str
+    at: dt.datetime
+    ip: str | None = None
+
+
+class ActivityView(BaseModel):
+    """The account's recent events, newest first. Read from a replica where
+    there is one: the newest may be missing for as long as the replicas lag."""
+
+    items: list[ActivityItem]
+
+
 class TokenPair(BaseModel):
     accessToken: str
     tokenType: Literal["Bearer"] = "Bearer"

@@ -33,6 +33,16 @@ class Session:
     user_active: bool
 
 
+@dataclass(frozen=True)
+class Activity:
+    action: str
+    at: dt.datetime
+    ip: str | None
+
+
+ACTIVITY_LIMIT = 50
+"""The most events `/api/users/me/activity` returns, newest first."""
+
 _USER_COLUMNS = "id, email, password_hash, is_active, created_at, last_login_at"
 _USER_COLUMNS_U = ", ".join(f"u.{column.strip()}" for column in _USER_COLUMNS.split(","))
 _SESSION_COLUMNS = "s.id, s.family_id, s.user_id, s.expires_at, s.rotated_at, s.revoked_at, u.is_active AS user_active"
@@ -138,3 +148,17 @@ async def audit(
         "INSERT INTO audit.activity_logs (user_id, action, ip_address, details) VALUES (%s, %s, %s, %s)",
         (user_id, action, ip, Jsonb(details or {})),
     )
+
+
+async def recent_activity(
+    conn: AsyncConnection[Any], user_id: uuid.UUID, limit: int = ACTIVITY_LIMIT
+) -> list[Activity]:
+    """What the audit trail holds of one account, newest first. Its details
+    stay out: they are evidence for operators, not the account's own view."""
+    async with conn.cursor(row_factory=class_row(Activity)) as cur:
+        await cur.execute(
+            "SELECT action, created_at AS at, host(ip_address) AS ip FROM audit.activity_logs"
+            " WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT %s",
+            (user_id, limit),
+        )
+        return await cur.fetchall()
