@@ -552,7 +552,7 @@ def test_verify_auth_runs_more_often_than_registrations_are_allowed(
     details = [services.api_auth_round_trip(access) for _ in range(12)]
     assert all(d.startswith("verify@wondernest.example.com: ") for d in details), details
     assert sum("registered" in d for d in details) <= 1
-    assert details[-1].endswith(": logged in, read itself, logged out, refused after logout")
+    assert details[-1].endswith(": logged in, read itself and its activity, logged out, refused after logout")
 
 
 def test_verify_names_what_is_wrong(stack: Stack, tmp_path: Path, healthy: dict[str, Result]) -> None:

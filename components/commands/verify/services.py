@@ -86,9 +86,13 @@ def api_auth_round_trip(access: Access) -> str:
     me = _json(step("me", (200,), "GET", "/api/users/me", headers=bearer), "/api/users/me")
     if me.get("email") != email:
         raise CheckFailed(f"/api/users/me answered for {me.get('email')!r}, not {email!r}")
+    # Read through the read pool: the newest login may lag behind on a replica, so only the shape is checked.
+    trail = _json(step("activity", (200,), "GET", "/api/users/me/activity", headers=bearer), "/api/users/me/activity")
+    if not isinstance(trail, dict) or not isinstance(trail.get("items"), list):
+        raise CheckFailed(f"/api/users/me/activity answered without a list of items: {str(trail)[:200]}")
     step("logout", (204,), "POST", "/auth/logout", json={"refreshToken": tokens["refreshToken"]})
     step("me after logout", (401,), "GET", "/api/users/me", headers=bearer)
-    return f"{email}: {registered}logged in, read itself, logged out, refused after logout"
+    return f"{email}: {registered}logged in, read itself and its activity, logged out, refused after logout"
 
 
 def prometheus_query(access: Access, expr: str) -> list[dict[str, Any]]:
