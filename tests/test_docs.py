@@ -68,3 +68,26 @@ def test_the_outputs_the_docs_list_are_the_stacks() -> None:
     prod = set(evaluate(prod_config({"domainName": "api.example.com", "certificateArn": CERT}), stack="prod").outputs)
     aws_doc = (ROOT / "docs" / "aws.md").read_text()
     assert [name for name in sorted(prod - dev) if f"`{name}`" not in aws_doc] == []
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+
+
+@pytest.mark.parametrize("target", ["local", "aws"])
+def test_the_architecture_lists_each_targets_components(target: str) -> None:
+    declared = set()
+    for module in (ROOT / "components" / target).glob("*.py"):
+        declared |= set(re.findall(rf'"wondernest:{target}:(\w+)"', module.read_text()))
+    listed = re.search(rf"type tokens `wondernest:{target}:<Thing>`\):\n(.*?)\.", ARCHITECTURE.read_text(), re.S)
+    assert listed is not None
+    assert set(re.findall(r"`(\w+)`", listed[1])) == declared
+
+
+def test_the_architecture_names_every_module_of_the_program() -> None:
+    """Each module and package directly under components/ has its row."""
+    table = ARCHITECTURE.read_text().split("Where things are:", 1)[1].split("\n\n", 2)[1]
+    named = set(re.findall(r"`components/([\w.]+?)/?`", table))
+    present = {p.name for p in (ROOT / "components").iterdir() if p.suffix == ".py" and p.name != "__init__.py"} | {
+        p.name for p in (ROOT / "components").iterdir() if (p / "__init__.py").exists()
+    }
+    assert named == present
