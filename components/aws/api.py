@@ -10,7 +10,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.buckets import access_log_statement, expire_logs, private_bucket
+from components.aws.buckets import PrivateBucket, access_log_statement, expire_logs, private_bucket
 from components.aws.monitoring import collector, remote_write_role
 from components.aws.network import HTTPS, Network
 from components.aws.registry import ecr_image
@@ -75,22 +75,63 @@ class Api(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ApiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:aws:Api", name, None, opts)
-        names = args.names
-        child = pulumi.ResourceOptions(parent=self)
         key_arn = args.secrets.key.arn
-        sgs = args.network.security_groups
-
         self.image_ref = self._image(args, key_arn)
+        task = self._task_definition(args, key_arn)
+        access_logs = self._access_logs(args)
+        alb = self._load_balancer(args, access_logs)
+        target_group = self._target_group(args)
+        listener, self.url = self._listeners(args, alb, target_group)
+        # Metrics are served only on the task's metrics port, which the target
+        # group never reaches; the edge answers the path itself too, so such a
+        # request does not reach a task at all.
+        if args.app.metrics is not None:
+            self._no_public_metrics(listener, args.app.metrics.path)
+        self.service = self._service(args, task, target_group, listener)
+        self._autoscaling(args, self.service, alb, target_group)
+        self.alb = alb
+        self.target_group = target_group
+        self.logs_bucket = access_logs.bucket
+        self.register_outputs({"url": self.url, "image": self.image_ref})
 
+    def _task_definition(self, args: ApiArgs, key_arn: pulumi.Output[str]) -> aws.ecs.TaskDefinition:
+        """The task's log group, roles and definition."""
+        names, app = args.names, args.app
         logs = log_group(
             "api-logs", names, "api", retention_days=args.log_retention_days, kms_key_arn=key_arn, parent=self
         )
+        containers, secret_keys = self._containers(args)
+        # The task's own calls: only the collector's remote write, when there is one.
+        task_role = None if app.metrics is None else remote_write_role("api-task-role", args.workspace_arn, self)
+        exec_role = execution_role(
+            "api-execution-role",
+            secret_arns=[args.secrets.arns[key] for key in secret_keys],
+            kms_key_arn=key_arn,
+            parent=self,
+        )
+        return task_definition(
+            "api-task",
+            family=names.resource("api"),
+            cpu=args.cpu,
+            memory_mib=args.memory_mib,
+            containers=containers,
+            volumes=[],
+            log_group_name=logs.name,
+            region=args.region,
+            execution_role_arn=exec_role.arn,
+            task_role_arn=None if task_role is None else task_role.arn,
+            parent=self,
+        )
+
+    def _containers(self, args: ApiArgs) -> tuple[list[Container], list[str]]:
+        """The migrations (if any), the API and its metrics sidecar (if any),
+        and the secrets they reference."""
         app = args.app
         serve_env, serve_secrets, serve_keys = self._environment(args, app.platform_environment, role="app")
         env: dict[str, pulumi.Input[str]] = {**serve_env, **args.settings, **app.environment}
         secret_keys = serve_keys
         user = f"{app.user}:{app.user}"
-        containers = []
+        containers: list[Container] = []
         if app.migrations is not None:
             migrate_env, migrate_secrets, migrate_keys = self._environment(
                 args, migration_mapping(app), role=app.migrations.role
@@ -134,36 +175,17 @@ class Api(pulumi.ComponentResource):
             containers.append(
                 collector(
                     {"api": f"127.0.0.1:{app.metrics.port}"},
-                    names,
+                    args.names,
                     args.remote_write_url,
                     args.region,
                     metrics_paths={"api": app.metrics.path},
                 )
             )
-        # The task's own calls: only the collector's remote write, when there is one.
-        task_role = None if app.metrics is None else remote_write_role("api-task-role", args.workspace_arn, self)
-        exec_role = execution_role(
-            "api-execution-role",
-            secret_arns=[args.secrets.arns[key] for key in secret_keys],
-            kms_key_arn=key_arn,
-            parent=self,
-        )
-        task = task_definition(
-            "api-task",
-            family=names.resource("api"),
-            cpu=args.cpu,
-            memory_mib=args.memory_mib,
-            containers=containers,
-            volumes=[],
-            log_group_name=logs.name,
-            region=args.region,
-            execution_role_arn=exec_role.arn,
-            task_role_arn=None if task_role is None else task_role.arn,
-            parent=self,
-        )
+        return containers, secret_keys
 
-        log_bucket = pulumi.Output.concat(names.resource("alb-logs"), "-", args.secrets.account_id)
-        access_logs = private_bucket(
+    def _access_logs(self, args: ApiArgs) -> PrivateBucket:
+        log_bucket = pulumi.Output.concat(args.names.resource("alb-logs"), "-", args.secrets.account_id)
+        return private_bucket(
             "alb-logs",
             bucket_name=log_bucket,
             kms_key_arn=None,
@@ -183,13 +205,15 @@ class Api(pulumi.ComponentResource):
             ],
             parent=self,
         )
-        alb = aws.lb.LoadBalancer(
+
+    def _load_balancer(self, args: ApiArgs, access_logs: PrivateBucket) -> aws.lb.LoadBalancer:
+        return aws.lb.LoadBalancer(
             "alb",
-            name=names.resource("api"),
+            name=args.names.resource("api"),
             load_balancer_type="application",
             internal=False,
             subnets=args.network.subnet_ids("public"),
-            security_groups=[sgs.alb.id],
+            security_groups=[args.network.security_groups.alb.id],
             drop_invalid_header_fields=True,
             desync_mitigation_mode="strictest",
             enable_deletion_protection=True,
@@ -198,10 +222,12 @@ class Api(pulumi.ComponentResource):
             # The load balancer checks on creation that it may write its logs.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[access_logs.policy]),
         )
-        target_group = aws.lb.TargetGroup(
+
+    def _target_group(self, args: ApiArgs) -> aws.lb.TargetGroup:
+        return aws.lb.TargetGroup(
             "api",
-            name=names.resource("api"),
-            port=app.port,
+            name=args.names.resource("api"),
+            port=args.app.port,
             protocol="HTTP",
             target_type="ip",
             vpc_id=args.network.vpc.id,
@@ -210,64 +236,74 @@ class Api(pulumi.ComponentResource):
                 # Liveness, not readiness: ECS replaces a task that fails its target
                 # group's check, so a check that follows Postgres or Redis would
                 # cycle every task through their outage.
-                path=app.liveness_path,
+                path=args.app.liveness_path,
                 matcher="200",
                 interval=15,
                 timeout=5,
                 healthy_threshold=2,
                 unhealthy_threshold=3,
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _listeners(
+        self, args: ApiArgs, alb: aws.lb.LoadBalancer, target_group: aws.lb.TargetGroup
+    ) -> tuple[aws.lb.Listener, pulumi.Output[str]]:
+        """The listener that forwards to the target group, and the URL the API
+        answers on: HTTPS (with HTTP redirected to it) once there is a
+        certificate, plain HTTP until then."""
+        child = pulumi.ResourceOptions(parent=self)
         forward = [aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)]
         certificate_arn: pulumi.Input[str] | None = args.certificate_arn
         if args.hosted_zone_id is not None and args.domain_name is not None:
             certificate_arn = self._certificate(args.domain_name, args.hosted_zone_id)
-        if certificate_arn is not None:
-            listener = aws.lb.Listener(
-                "https",
-                load_balancer_arn=alb.arn,
-                port=HTTPS,
-                protocol="HTTPS",
-                ssl_policy=TLS_POLICY,
-                certificate_arn=certificate_arn,
-                default_actions=forward,
-                opts=child,
-            )
-            aws.lb.Listener(
-                "http",
-                load_balancer_arn=alb.arn,
-                port=80,
-                protocol="HTTP",
-                default_actions=[
-                    aws.lb.ListenerDefaultActionArgs(
-                        type="redirect",
-                        redirect=aws.lb.ListenerDefaultActionRedirectArgs(
-                            protocol="HTTPS", port=str(HTTPS), status_code="HTTP_301"
-                        ),
-                    )
-                ],
-                opts=child,
-            )
-            self.url = pulumi.Output.from_input(f"https://{args.domain_name}")
-            if args.hosted_zone_id is not None and args.domain_name is not None:
-                self._alias(args.domain_name, args.hosted_zone_id, alb)
-        else:
+        if certificate_arn is None:
             # No certificate yet: plain HTTP, which the policy pack refuses for
             # prod until aws.certificateArn is set.
             listener = aws.lb.Listener(
                 "http", load_balancer_arn=alb.arn, port=80, protocol="HTTP", default_actions=forward, opts=child
             )
-            self.url = pulumi.Output.concat("http://", alb.dns_name)
-        # Metrics are served only on the task's metrics port, which the target
-        # group never reaches; the edge answers the path itself too, so such a
-        # request does not reach a task at all.
-        if app.metrics is not None:
-            self._no_public_metrics(listener, app.metrics.path)
+            return listener, pulumi.Output.concat("http://", alb.dns_name)
+        listener = aws.lb.Listener(
+            "https",
+            load_balancer_arn=alb.arn,
+            port=HTTPS,
+            protocol="HTTPS",
+            ssl_policy=TLS_POLICY,
+            certificate_arn=certificate_arn,
+            default_actions=forward,
+            opts=child,
+        )
+        aws.lb.Listener(
+            "http",
+            load_balancer_arn=alb.arn,
+            port=80,
+            protocol="HTTP",
+            default_actions=[
+                aws.lb.ListenerDefaultActionArgs(
+                    type="redirect",
+                    redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+                        protocol="HTTPS", port=str(HTTPS), status_code="HTTP_301"
+                    ),
+                )
+            ],
+            opts=child,
+        )
+        url = pulumi.Output.from_input(f"https://{args.domain_name}")
+        if args.hosted_zone_id is not None and args.domain_name is not None:
+            self._alias(args.domain_name, args.hosted_zone_id, alb)
+        return listener, url
 
-        self.service = aws.ecs.Service(
+    def _service(
+        self,
+        args: ApiArgs,
+        task: aws.ecs.TaskDefinition,
+        target_group: aws.lb.TargetGroup,
+        listener: aws.lb.Listener,
+    ) -> aws.ecs.Service:
+        return aws.ecs.Service(
             "api-service",
-            name=names.resource("api"),
+            name=args.names.resource("api"),
             cluster=args.cluster.arn,
             task_definition=task.arn,
             launch_type="FARGATE",
@@ -279,12 +315,12 @@ class Api(pulumi.ComponentResource):
             health_check_grace_period_seconds=60,
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
                 subnets=args.network.subnet_ids("private"),
-                security_groups=[sgs.api.id],
+                security_groups=[args.network.security_groups.api.id],
                 assign_public_ip=False,
             ),
             load_balancers=[
                 aws.ecs.ServiceLoadBalancerArgs(
-                    target_group_arn=target_group.arn, container_name="api", container_port=app.port
+                    target_group_arn=target_group.arn, container_name="api", container_port=args.app.port
                 )
             ],
             propagate_tags="SERVICE",
@@ -296,11 +332,21 @@ class Api(pulumi.ComponentResource):
                 parent=self, depends_on=[listener, *args.depends_on], ignore_changes=["desiredCount"]
             ),
         )
+
+    def _autoscaling(
+        self,
+        args: ApiArgs,
+        service: aws.ecs.Service,
+        alb: aws.lb.LoadBalancer,
+        target_group: aws.lb.TargetGroup,
+    ) -> None:
+        """The running count between min and max, tracking CPU and requests per target."""
+        child = pulumi.ResourceOptions(parent=self)
         scaling = aws.appautoscaling.Target(
             "api-scaling",
             service_namespace="ecs",
             scalable_dimension="ecs:service:DesiredCount",
-            resource_id=pulumi.Output.concat("service/", args.cluster.name, "/", self.service.name),
+            resource_id=pulumi.Output.concat("service/", args.cluster.name, "/", service.name),
             min_capacity=args.min_count,
             max_capacity=args.max_count,
             opts=child,
@@ -323,7 +369,7 @@ class Api(pulumi.ComponentResource):
         for key, (metric, target_value) in target_tracking.items():
             aws.appautoscaling.Policy(
                 f"api-scale-on-{key}",
-                name=names.resource(f"api-{key}"),
+                name=args.names.resource(f"api-{key}"),
                 policy_type="TargetTrackingScaling",
                 service_namespace=scaling.service_namespace,
                 scalable_dimension=scaling.scalable_dimension,
@@ -336,10 +382,6 @@ class Api(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-        self.alb = alb
-        self.target_group = target_group
-        self.logs_bucket = access_logs.bucket
-        self.register_outputs({"url": self.url, "image": self.image_ref})
 
     def _image(self, args: ApiArgs, key_arn: pulumi.Output[str]) -> pulumi.Output[str]:
         """The contract's prebuilt image as given, or its build pushed to ECR by content."""

@@ -90,29 +90,58 @@ class Backups(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BackupsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:aws:Backups", name, None, opts)
-        names, cfg = args.names, args.config
-        child = pulumi.ResourceOptions(parent=self)
-        key_arn = args.secrets.key.arn
+        names, key_arn = args.names, args.secrets.key.arn
 
-        # --- AWS Backup --------------------------------------------------------------
-        self.vault = aws.backup.Vault(
-            "vault", name=names.resource("vault"), kms_key_arn=key_arn, force_destroy=False, opts=child
+        self.vault = self._locked_vault(args, key_arn)
+        copy = self._locked_copy_region(args)
+        self._snapshot_plan(args, copy)
+
+        dumps = self._dumps_bucket(args, key_arn)
+        self.bucket = dumps.bucket
+        if copy is not None:
+            self._replicate(names, dumps, copy, args.config.retention_monthly, key_arn, args.region, args.secrets)
+        image = ecr_image("backup", names, target="backup-aws", inputs=BACKUP_INPUTS, kms_key_arn=key_arn, parent=self)
+        env = self._environment(args, key_arn)
+        task_role = self._task_role(args, key_arn)
+        logs = log_group(
+            "backups-logs", names, "backups", retention_days=args.log_retention_days, kms_key_arn=key_arn, parent=self
         )
-        _lock("vault-lock", self.vault, args.vault_lock_min_days, pulumi.ResourceOptions(parent=self.vault))
-        copy = None
-        if args.copy_region is not None:
-            copy = self._copy_region(names, args.copy_region, args.default_tags, args.secrets, args.log_retention_days)
-            # The copies are the backups that outlive the region: locked alike.
-            _lock(
-                "copy-vault-lock",
-                copy.vault,
-                args.vault_lock_min_days,
-                pulumi.ResourceOptions(parent=copy.vault, provider=copy.provider),
-            )
+        self.task = self._backup_task(args, image, env, task_role, logs.name)
+        self.service = self._service(args, self.task, dumps)
+        self.restore_task = self._restore_task(args, image, env, logs.name)
+        self.register_outputs({"vault": self.vault.name, "bucket": self.bucket.bucket})
+
+    def _locked_vault(self, args: BackupsArgs, key_arn: pulumi.Output[str]) -> aws.backup.Vault:
+        vault = aws.backup.Vault(
+            "vault",
+            name=args.names.resource("vault"),
+            kms_key_arn=key_arn,
+            force_destroy=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        _lock("vault-lock", vault, args.vault_lock_min_days, pulumi.ResourceOptions(parent=vault))
+        return vault
+
+    def _locked_copy_region(self, args: BackupsArgs) -> _CopyRegion | None:
+        """The copy region's vault and what it needs; None without a copy region."""
+        if args.copy_region is None:
+            return None
+        copy = self._copy_region(args.names, args.copy_region, args.default_tags, args.secrets, args.log_retention_days)
+        # The copies are the backups that outlive the region: locked alike.
+        _lock(
+            "copy-vault-lock",
+            copy.vault,
+            args.vault_lock_min_days,
+            pulumi.ResourceOptions(parent=copy.vault, provider=copy.provider),
+        )
+        return copy
+
+    def _snapshot_plan(self, args: BackupsArgs, copy: _CopyRegion | None) -> None:
+        """The RDS instance's snapshots by AWS Backup, copied to the copy region's vault if there is one."""
         copy_vault_arn = copy.vault.arn if copy is not None else None
         plan = aws.backup.Plan(
             "plan",
-            name=names.resource("rds"),
+            name=args.names.resource("rds"),
             rules=[
                 aws.backup.PlanRuleArgs(
                     rule_name=rule,
@@ -137,7 +166,7 @@ class Backups(pulumi.ComponentResource):
                 )
                 for rule, cron, days in (("daily", DAILY, args.pitr_days), *SNAPSHOT_RULES)
             ],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         role = service_role(
             "backup-role",
@@ -148,61 +177,41 @@ class Backups(pulumi.ComponentResource):
         )
         aws.backup.Selection(
             "selection",
-            name=names.resource("postgres"),
+            name=args.names.resource("postgres"),
             plan_id=plan.id,
             iam_role_arn=role.arn,
             resources=[args.db_instance_arn],
             opts=pulumi.ResourceOptions(parent=plan),
         )
 
-        # --- logical dumps, verified by restore --------------------------------------
-        dumps = private_bucket(
+    def _dumps_bucket(self, args: BackupsArgs, key_arn: pulumi.Output[str]) -> PrivateBucket:
+        return private_bucket(
             "dumps",
-            bucket_name=pulumi.Output.concat(names.resource("backups"), "-", args.secrets.account_id),
+            bucket_name=pulumi.Output.concat(args.names.resource("backups"), "-", args.secrets.account_id),
             kms_key_arn=key_arn,
-            lifecycle=_dump_lifecycle(cfg.retention_monthly),
+            lifecycle=_dump_lifecycle(args.config.retention_monthly),
             access_log_bucket=args.access_log_bucket,
             parent=self,
         )
-        self.bucket = dumps.bucket
-        if copy is not None:
-            self._replicate(names, dumps, copy, cfg.retention_monthly, key_arn, args.region, args.secrets)
-        image = ecr_image("backup", names, target="backup-aws", inputs=BACKUP_INPUTS, kms_key_arn=key_arn, parent=self)
-        password_arn = args.secrets.arns["postgres-backup"]
-        env: dict[str, pulumi.Input[str]] = {
+
+    def _environment(self, args: BackupsArgs, key_arn: pulumi.Output[str]) -> dict[str, pulumi.Input[str]]:
+        """The backup image's settings: the database it dumps and the bucket it writes to."""
+        names = args.names
+        return {
             "DB_HOST": args.postgres_host,
             "DB_PORT": str(args.postgres_port),
             "DB_NAME": args.database,
             **VERIFIED,
-            **cfg.service_environment(),
+            **args.config.service_environment(),
             "S3_BUCKET": self.bucket.bucket,
             "S3_PREFIX": f"{names.app}/{names.stack}",
             "S3_REGION": args.region,
             "S3_SSE": "aws:kms",
             "S3_KMS_KEY_ID": key_arn,
         }
-        service = Container(
-            name="backups",
-            image=image,
-            user=f"{IMAGE_UID}:{IMAGE_UID}",
-            environment=env,
-            # Rotation alternates between the backup role and its alternate user.
-            secrets={
-                "DB_USER": args.secrets.value_from("postgres-backup", "username"),
-                "DB_PASSWORD": args.secrets.value_from("postgres-backup"),
-            },
-            health_check=HealthCheck(
-                tuple(probe_command("python", METRICS_PORT, "/metrics", request_timeout_s=4)),
-                interval=30,
-                timeout=5,
-                start_period=120,
-            ),
-            # Dumps and the verification server's scratch space (TMPDIR in the
-            # image): task storage, owned by the service through the image's VOLUME.
-            mounts={"backups": BACKUP_DIR},
-            stop_timeout=120,
-        )
-        sidecar = collector({"backups": f"127.0.0.1:{METRICS_PORT}"}, names, args.remote_write_url, args.region)
+
+    def _task_role(self, args: BackupsArgs, key_arn: pulumi.Output[str]) -> aws.iam.Role:
+        """The collector's remote write, and the dumps bucket under its key."""
         task_role = remote_write_role("backups-task-role", args.workspace_arn, self)
         aws.iam.RolePolicy(
             "backups-task-role-bucket",
@@ -227,28 +236,64 @@ class Backups(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=task_role),
         )
-        logs = log_group(
-            "backups-logs", names, "backups", retention_days=args.log_retention_days, kms_key_arn=key_arn, parent=self
+        return task_role
+
+    def _backup_task(
+        self,
+        args: BackupsArgs,
+        image: pulumi.Input[str],
+        env: dict[str, pulumi.Input[str]],
+        task_role: aws.iam.Role,
+        log_group_name: pulumi.Input[str],
+    ) -> aws.ecs.TaskDefinition:
+        """The backup service and its metrics sidecar."""
+        names, key_arn = args.names, args.secrets.key.arn
+        service = Container(
+            name="backups",
+            image=image,
+            user=f"{IMAGE_UID}:{IMAGE_UID}",
+            environment=env,
+            # Rotation alternates between the backup role and its alternate user.
+            secrets={
+                "DB_USER": args.secrets.value_from("postgres-backup", "username"),
+                "DB_PASSWORD": args.secrets.value_from("postgres-backup"),
+            },
+            health_check=HealthCheck(
+                tuple(probe_command("python", METRICS_PORT, "/metrics", request_timeout_s=4)),
+                interval=30,
+                timeout=5,
+                start_period=120,
+            ),
+            # Dumps and the verification server's scratch space (TMPDIR in the
+            # image): task storage, owned by the service through the image's VOLUME.
+            mounts={"backups": BACKUP_DIR},
+            stop_timeout=120,
         )
-        self.task = definition = task_definition(
+        sidecar = collector({"backups": f"127.0.0.1:{METRICS_PORT}"}, names, args.remote_write_url, args.region)
+        return task_definition(
             "backups-task",
             family=names.resource("backups"),
             cpu=BACKUP_CPU,
-            memory_mib=fargate_memory_mib(BACKUP_CPU, int(cfg.memory) // 1024**2),
+            memory_mib=fargate_memory_mib(BACKUP_CPU, int(args.config.memory) // 1024**2),
             containers=[service, sidecar],
             volumes=["backups"],
             ephemeral_storage_gib=min(max(2 * args.db_storage_gb + 10, 21), MAX_EPHEMERAL_GIB),
-            log_group_name=logs.name,
+            log_group_name=log_group_name,
             region=args.region,
             execution_role_arn=execution_role(
-                "backups-execution-role", secret_arns=[password_arn], kms_key_arn=key_arn, parent=self
+                "backups-execution-role",
+                secret_arns=[args.secrets.arns["postgres-backup"]],
+                kms_key_arn=key_arn,
+                parent=self,
             ).arn,
             task_role_arn=task_role.arn,
             parent=self,
         )
-        self.service = aws.ecs.Service(
+
+    def _service(self, args: BackupsArgs, definition: aws.ecs.TaskDefinition, dumps: PrivateBucket) -> aws.ecs.Service:
+        return aws.ecs.Service(
             "backups-service",
-            name=names.resource("backups"),
+            name=args.names.resource("backups"),
             cluster=args.cluster.arn,
             task_definition=definition.arn,
             launch_type="FARGATE",
@@ -267,8 +312,6 @@ class Backups(pulumi.ComponentResource):
             enable_ecs_managed_tags=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[dumps.policy, *args.depends_on]),
         )
-        self.restore_task = self._restore_task(args, image, env, logs.name)
-        self.register_outputs({"vault": self.vault.name, "bucket": self.bucket.bucket})
 
     def _restore_task(
         self,

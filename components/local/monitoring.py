@@ -38,6 +38,7 @@ PROMETHEUS_PORT = monitoring.PROMETHEUS_PORT
 ALERTMANAGER_PORT = monitoring.ALERTMANAGER_PORT
 GRAFANA_PORT = monitoring.GRAFANA_PORT
 RULES_FILE = "/etc/prometheus/rules/platform.yml"
+CA_FILE = "/run/secrets/ca.crt"
 
 
 @dataclass(frozen=True)
@@ -107,17 +108,30 @@ class Monitoring(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:local:Monitoring", name, None, opts)
-        names, net = args.names, args.network
+        self._postgres_exporter(args)
+        self._redis_exporter(args)
+        tsdb = labelled_volume("prometheus-data", args.names, "prometheus", pulumi.ResourceOptions(parent=self))
+        self._node_exporter(args, tsdb)
+        self._alertmanager(args)
+        self._prometheus(args, tsdb)
+        self._grafana(args)
+
+        self.grafana_url = pulumi.Output.from_input(f"http://{args.bind_address}:{args.config.grafana_port}")
+        self.prometheus_url = pulumi.Output.from_input(f"http://{args.bind_address}:{args.config.prometheus_port}")
+        # Not published: reach it through Prometheus (/alerts) or from the backend network.
+        self.alertmanager_url = pulumi.Output.from_input(f"http://alertmanager:{ALERTMANAGER_PORT}")
+        self.register_outputs(
+            {
+                "grafanaUrl": self.grafana_url,
+                "prometheusUrl": self.prometheus_url,
+                "alertmanagerUrl": self.alertmanager_url,
+            }
+        )
+
+    def _postgres_exporter(self, args: MonitoringArgs) -> None:
+        names = args.names
         child = pulumi.ResourceOptions(parent=self)
-        after = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
-        backend = net.backend.name
-
-        thresholds = args.thresholds
-        targets = monitoring.container_targets(args.api_target)
-
-        # --- exporters -------------------------------------------------------
         pg_password_file = "/run/secrets/postgres-password"  # noqa: S105 (a path)
-        ca_file = "/run/secrets/ca.crt"
         queries_file = "/etc/postgres-exporter/queries.yaml"
         pg_env = monitoring.postgres_exporter_env(
             host=args.postgres_host,
@@ -125,7 +139,7 @@ class Monitoring(pulumi.ComponentResource):
             database=args.database,
             user=args.monitoring_role,
             password_file=pg_password_file,
-            ca_file=ca_file,
+            ca_file=CA_FILE,
         )
         hardened_container(
             "postgres-exporter",
@@ -134,7 +148,7 @@ class Monitoring(pulumi.ComponentResource):
                 image=remote_image("postgres-exporter-image", args.images.postgres_exporter, child).image_id,
                 user=f"{NOBODY}:{NOBODY}",
                 memory_bytes=64 * MIB,
-                networks=[(backend, ["postgres-exporter"])],
+                networks=[(args.network.backend.name, ["postgres-exporter"])],
                 envs=[f"{k}={v}" for k, v in sorted(pg_env.items())],
                 command=monitoring.postgres_exporter_args(
                     listen=f":{monitoring.POSTGRES_EXPORTER_PORT}", queries_path=queries_file
@@ -142,14 +156,18 @@ class Monitoring(pulumi.ComponentResource):
                 config_files={queries_file: monitoring.render_postgres_exporter_queries()},
                 secret_files=[
                     SecretFile(pg_password_file, args.secrets.role_password("monitoring"), NOBODY),
-                    SecretFile(ca_file, args.ca_pem, NOBODY),
+                    SecretFile(CA_FILE, args.ca_pem, NOBODY),
                 ],
                 healthcheck=wget_probe(monitoring.POSTGRES_EXPORTER_PORT, "/"),
                 labels=names.labels("postgres-exporter"),
                 metrics_job="postgres",
             ),
-            after,
+            pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
+
+    def _redis_exporter(self, args: MonitoringArgs) -> None:
+        names = args.names
+        child = pulumi.ResourceOptions(parent=self)
         redis_password_file = "/run/secrets/redis-passwords.json"  # noqa: S105 (a path)
         redis_address = f"{args.redis_host}:{args.redis_port}"
         hardened_container(
@@ -159,13 +177,13 @@ class Monitoring(pulumi.ComponentResource):
                 image=remote_image("redis-exporter-image", args.images.redis_exporter, child).image_id,
                 user=f"{REDIS_EXPORTER_UID}:{REDIS_EXPORTER_UID}",
                 memory_bytes=64 * MIB,
-                networks=[(backend, ["redis-exporter"])],
+                networks=[(args.network.backend.name, ["redis-exporter"])],
                 command=monitoring.redis_exporter_args(
                     address=redis_address,
                     user=names.redis_monitoring_user,
                     password_file=redis_password_file,
                     listen=f":{monitoring.REDIS_EXPORTER_PORT}",
-                    ca_file=ca_file,
+                    ca_file=CA_FILE,
                 ),
                 secret_files=[
                     SecretFile(
@@ -175,17 +193,19 @@ class Monitoring(pulumi.ComponentResource):
                         ),
                         REDIS_EXPORTER_UID,
                     ),
-                    SecretFile(ca_file, args.ca_pem, REDIS_EXPORTER_UID),
+                    SecretFile(CA_FILE, args.ca_pem, REDIS_EXPORTER_UID),
                 ],
                 healthcheck=wget_probe(monitoring.REDIS_EXPORTER_PORT, "/health"),
                 labels=names.labels("redis-exporter"),
                 metrics_job="redis",
             ),
-            after,
+            pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
 
-        # --- free space of the data volumes --------------------------------------
-        tsdb = labelled_volume("prometheus-data", names, "prometheus", child)
+    def _node_exporter(self, args: MonitoringArgs, tsdb: docker.Volume) -> None:
+        """The free space of the data volumes, Prometheus's own among them."""
+        names = args.names
+        child = pulumi.ResourceOptions(parent=self)
         watched = {**args.watched_volumes, "prometheus": tsdb.name}
         # statfs needs the mount, not the files: read-only, as nobody with no
         # capabilities, the exporter cannot read what the 0700 data directories hold.
@@ -196,7 +216,7 @@ class Monitoring(pulumi.ComponentResource):
                 image=remote_image("node-exporter-image", args.images.node_exporter, child).image_id,
                 user=f"{NOBODY}:{NOBODY}",
                 memory_bytes=48 * MIB,
-                networks=[(backend, ["node-exporter"])],
+                networks=[(args.network.backend.name, ["node-exporter"])],
                 command=monitoring.node_exporter_args(listen=f":{monitoring.NODE_EXPORTER_PORT}"),
                 volumes=[
                     docker.ContainerVolumeArgs(
@@ -212,10 +232,11 @@ class Monitoring(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self, depends_on=[tsdb]),
         )
 
-        # --- Alertmanager ------------------------------------------------------
-        alerting = args.alerting
-        routes_to = receivers(alerting)
-        alertmanager_networks: list[tuple[pulumi.Input[str], list[str]]] = [(backend, ["alertmanager"])]
+    def _alertmanager(self, args: MonitoringArgs) -> None:
+        names, net = args.names, args.network
+        child = pulumi.ResourceOptions(parent=self)
+        routes_to = receivers(args.alerting)
+        alertmanager_networks: list[tuple[pulumi.Input[str], list[str]]] = [(net.backend.name, ["alertmanager"])]
         if routes_to.external:
             # The backend network has no route out; receivers on the internet need one.
             alertmanager_networks.append((net.frontend.name, []))
@@ -237,7 +258,7 @@ class Monitoring(pulumi.ComponentResource):
                     "/etc/alertmanager/alertmanager.yml": monitoring.render_alertmanager_config(routes_to),
                     f"{monitoring.TEMPLATES_DIR}/{monitoring.TEMPLATE_FILE}": monitoring.NOTIFICATION_TEMPLATES,
                 },
-                secret_files=receiver_secrets(alerting),
+                secret_files=receiver_secrets(args.alerting),
                 volumes=[docker.ContainerVolumeArgs(volume_name=am_data.name, container_path="/alertmanager")],
                 healthcheck=wget_probe(ALERTMANAGER_PORT, "/-/healthy"),
                 labels=names.labels("alertmanager"),
@@ -246,7 +267,10 @@ class Monitoring(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self, depends_on=[am_data]),
         )
 
-        # --- Prometheus ------------------------------------------------------------
+    def _prometheus(self, args: MonitoringArgs, tsdb: docker.Volume) -> None:
+        names, net = args.names, args.network
+        child = pulumi.ResourceOptions(parent=self)
+        targets = monitoring.container_targets(args.api_target)
         prometheus_config = monitoring.render_prometheus_config(
             targets=targets,
             external_labels={"app": names.app, "environment": names.stack},
@@ -261,7 +285,7 @@ class Monitoring(pulumi.ComponentResource):
                 image=remote_image("prometheus-image", args.images.prometheus, child).image_id,
                 user=f"{NOBODY}:{NOBODY}",
                 memory_bytes=int(args.config.prometheus_memory),
-                networks=[(backend, ["prometheus"]), (net.frontend.name, [])],
+                networks=[(net.backend.name, ["prometheus"]), (net.frontend.name, [])],
                 command=[
                     "--config.file=/etc/prometheus/prometheus.yml",
                     "--storage.tsdb.path=/prometheus",
@@ -269,7 +293,7 @@ class Monitoring(pulumi.ComponentResource):
                 ],
                 config_files={
                     "/etc/prometheus/prometheus.yml": prometheus_config,
-                    RULES_FILE: render_rule_file(rule_groups(thresholds)),
+                    RULES_FILE: render_rule_file(rule_groups(args.thresholds)),
                 },
                 volumes=[docker.ContainerVolumeArgs(volume_name=tsdb.name, container_path="/prometheus")],
                 publish=[Publish(PROMETHEUS_PORT, args.config.prometheus_port, args.bind_address)],
@@ -280,13 +304,17 @@ class Monitoring(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self, depends_on=[tsdb]),
         )
 
-        # --- Grafana ----------------------------------------------------------------
+    def _grafana(self, args: MonitoringArgs) -> None:
+        names, net = args.names, args.network
+        child = pulumi.ResourceOptions(parent=self)
         grafana_data = labelled_volume("grafana-data", names, "grafana", child)
         admin_password_file = "/run/secrets/grafana-admin-password"  # noqa: S105 (a path)
         dashboard_files = {
             f"{dashboards.DASHBOARDS_DIR}/{file}": text
             for file, text in dashboards.dashboards(
-                slo_objective=alerting.slo_objective, database=args.database, app_metrics=thresholds.app_metrics
+                slo_objective=args.alerting.slo_objective,
+                database=args.database,
+                app_metrics=args.thresholds.app_metrics,
             ).items()
         }
         grafana_env = {
@@ -307,7 +335,7 @@ class Monitoring(pulumi.ComponentResource):
                 image=remote_image("grafana-image", args.images.grafana, child).image_id,
                 user=f"{GRAFANA_UID}:0",
                 memory_bytes=int(args.config.grafana_memory),
-                networks=[(backend, ["grafana"]), (net.frontend.name, [])],
+                networks=[(net.backend.name, ["grafana"]), (net.frontend.name, [])],
                 envs=[f"{k}={v}" for k, v in sorted(grafana_env.items())],
                 config_files={
                     "/etc/grafana/provisioning/datasources/prometheus.yml": dashboards.render_datasource(
@@ -324,16 +352,4 @@ class Monitoring(pulumi.ComponentResource):
                 metrics_job="grafana",
             ),
             pulumi.ResourceOptions(parent=self, depends_on=[grafana_data]),
-        )
-
-        self.grafana_url = pulumi.Output.from_input(f"http://{args.bind_address}:{args.config.grafana_port}")
-        self.prometheus_url = pulumi.Output.from_input(f"http://{args.bind_address}:{args.config.prometheus_port}")
-        # Not published: reach it through Prometheus (/alerts) or from the backend network.
-        self.alertmanager_url = pulumi.Output.from_input(f"http://alertmanager:{ALERTMANAGER_PORT}")
-        self.register_outputs(
-            {
-                "grafanaUrl": self.grafana_url,
-                "prometheusUrl": self.prometheus_url,
-                "alertmanagerUrl": self.alertmanager_url,
-            }
         )
