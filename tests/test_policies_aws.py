@@ -395,6 +395,10 @@ AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
      res(aws.SNS_TOPIC, "alerts", kmsMasterKeyId="alias/aws/sns"), "is encrypted at rest with an AWS-managed key."),
     ("aws-encryption-customer-key", res(aws.BACKUP_VAULT, "vault", kmsKeyArn=LOGS_KEY),
      res(aws.BACKUP_VAULT, "vault"), "is encrypted at rest with no customer key."),
+    ("aws-encryption-customer-key", res(aws.SQS_QUEUE, "jobs", kmsMasterKeyId=LOGS_KEY),
+     res(aws.SQS_QUEUE, "jobs", sqsManagedSseEnabled=True), "is encrypted at rest with no customer key."),
+    ("aws-encryption-customer-key", res(aws.SQS_QUEUE, "jobs", kmsMasterKeyId=LOGS_KEY),
+     res(aws.SQS_QUEUE, "jobs", kmsMasterKeyId="alias/aws/sqs"), "is encrypted at rest with an AWS-managed key."),
     ("aws-subnets-no-automatic-addresses", res(SUBNET, "public-0", mapPublicIpOnLaunch=False),
      res(SUBNET, "public-0", mapPublicIpOnLaunch=True), "gives every instance launched in it a public IPv4 address."),
     ("aws-subnets-no-automatic-addresses", res(SUBNET, "public-0"),
@@ -874,6 +878,17 @@ def waf(rules: list[dict[str, Any]] = ACL_RULES, associated: bool = True, logged
     return out
 
 
+QUEUE_DLQ = dataclasses.replace(res(aws.SQS_QUEUE, "jobs-dlq"), props={"name": "wondernest-prod-jobs-dlq"})
+
+
+def queues(count: Any = 5, *, linked: bool = True) -> list[Resource]:
+    """A queue and its dead-letter queue, related as the engine records them
+    (or, `linked=False`, by the dead-letter queue's name in the policy only)."""
+    policy = {"deadLetterTargetArn": "arn:aws:sqs:eu-west-1:1:wondernest-prod-jobs-dlq", "maxReceiveCount": count}
+    queue = res(aws.SQS_QUEUE, "jobs", redrivePolicy=json.dumps(policy))
+    return [QUEUE_DLQ, link(queue, redrivePolicy=QUEUE_DLQ) if linked else queue]
+
+
 def logged_buckets(logged: bool) -> list[Resource]:
     logs, dumps = res(aws.BUCKET, "alb-logs", bucket="logs"), res(aws.BUCKET, "dumps", bucket="dumps")
     writer = link(res(aws.LOAD_BALANCER, "alb"), accessLogs=logs)
@@ -1148,6 +1163,17 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
      "web-acl: has no rate-based rule that blocks."),
     ("aws-s3-access-logged", logged_buckets(True), logged_buckets(False),
      "dumps: logs no access to it (a BucketLogging to a log bucket)."),
+    ("aws-sqs-dead-letter", queues(), [res(aws.SQS_QUEUE, "jobs")],
+     "jobs: sends no failed message to a dead-letter queue (a redrivePolicy)."),
+    ("aws-sqs-dead-letter", queues(), queues(count=0),
+     "jobs: its redrive policy sets no maxReceiveCount of 1 or more."),
+    ("aws-sqs-dead-letter", queues(), queues(count="x"),
+     "jobs: its redrive policy sets no maxReceiveCount of 1 or more."),
+    ("aws-sqs-dead-letter", queues(), [res(aws.SQS_QUEUE, "jobs", redrivePolicy="")],
+     "jobs: sends no failed message to a dead-letter queue (a redrivePolicy)."),
+    # The dead-letter queue found by name alone still needs none; a queue named by nothing does.
+    ("aws-sqs-dead-letter", queues(linked=False), [*queues(linked=False), res(aws.SQS_QUEUE, "orphan")],
+     "orphan: sends no failed message to a dead-letter queue (a redrivePolicy)."),
     ("aws-required-tags", [res(aws.KMS_KEY, "key", provider={"defaultTags": json.dumps({"tags": TAGS})})],
      [res(aws.KMS_KEY, "key", provider={"region": "eu-west-1"})],
      "key: lacks the tags ['app', 'environment', 'owner', 'cost-center']."),

@@ -69,6 +69,7 @@ TLS12_POLICIES = frozenset(
 RDS_CAS = frozenset({"rds-ca-rsa2048-g1", "rds-ca-rsa4096-g1", "rds-ca-ecc384-g1"})
 RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 SNS_TOPIC = "aws:sns/topic:Topic"
+SQS_QUEUE = "aws:sqs/queue:Queue"
 BACKUP_VAULT = "aws:backup/vault:Vault"
 VAULT_LOCK = "aws:backup/vaultLockConfiguration:VaultLockConfiguration"
 BUCKET_LOGGING = "aws:s3/bucketLogging:BucketLogging"
@@ -436,6 +437,60 @@ def _access_logged(resources: Sequence[Resource], _config: Mapping[str, Any]) ->
         yield Violation(f"{bucket.name}: logs no access to it (a BucketLogging to a log bucket).", bucket.urn)
 
 
+def _redrive(queue: Resource) -> Mapping[str, Any] | None:
+    """A queue's redrive policy ({} for none); None while it is not known."""
+    raw = queue.get("redrivePolicy")
+    if unknown(raw):
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+    return mapping(raw)
+
+
+def _receive_count(value: Any) -> bool:
+    """AWS takes maxReceiveCount as a number or as its digits."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 1
+
+
+def _dead_letters(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterable[Violation]:
+    """A queue that is another queue's dead-letter target needs none of its own:
+    found by the relation the engine records (a preview knows no ARN yet), or
+    by its ARN or name in the other's redrive policy."""
+    queues = [r for r in resources if r.type == SQS_QUEUE]
+    policies = {q.urn: _redrive(q) for q in queues}
+
+    def sends_to(queue: Resource, dlq: Resource) -> bool:
+        """Whether `queue` may send to `dlq`: until either is known, it may."""
+        policy = policies[queue.urn]
+        if policy is None or queue.refers_to("redrivePolicy", dlq):
+            return True
+        target, arn, name = policy.get("deadLetterTargetArn"), dlq.get("arn"), dlq.get("name")
+        if not isinstance(target, str) or not target:
+            return False
+        if unknown(arn) or unknown(name):
+            return True
+        return target == arn or (isinstance(name, str) and bool(name) and target.endswith(f":{name}"))
+
+    def is_dead_letter_queue(dlq: Resource) -> bool:
+        return any(queue is not dlq and sends_to(queue, dlq) for queue in queues)
+
+    for queue in queues:
+        policy = policies[queue.urn]
+        if policy is None or is_dead_letter_queue(queue):
+            continue
+        if not policy.get("deadLetterTargetArn"):
+            yield Violation(
+                f"{queue.name}: sends no failed message to a dead-letter queue (a redrivePolicy).", queue.urn
+            )
+        elif not _receive_count(policy.get("maxReceiveCount")):
+            yield Violation(f"{queue.name}: its redrive policy sets no maxReceiveCount of 1 or more.", queue.urn)
+
+
 def _denies_insecure_transport(policy: Resource | None) -> bool:
     if policy is None:
         return False
@@ -464,7 +519,12 @@ def _kms_policy(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]
     return key_policy_problems(policy)
 
 
-CUSTOMER_KEY_PROPERTY = {REPLICATION_GROUP: "kmsKeyId", SNS_TOPIC: "kmsMasterKeyId", BACKUP_VAULT: "kmsKeyArn"}
+CUSTOMER_KEY_PROPERTY = {
+    REPLICATION_GROUP: "kmsKeyId",
+    SNS_TOPIC: "kmsMasterKeyId",
+    SQS_QUEUE: "kmsMasterKeyId",
+    BACKUP_VAULT: "kmsKeyArn",
+}
 
 
 def _customer_key(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
@@ -657,11 +717,11 @@ AWS_RESOURCE_RULES: list[Rule] = [
     ),
     Rule(
         "aws-encryption-customer-key",
-        "ElastiCache, SNS topics and backup vaults encrypt at rest with a customer KMS key, whose policy and "
-        "rotation the platform controls (Checkov CKV_AWS_191, 26, 166).",
+        "ElastiCache, SNS topics, SQS queues and backup vaults encrypt at rest with a customer KMS key, whose "
+        "policy and rotation the platform controls; SQS's own SSE key is AWS's (Checkov CKV_AWS_191, 26, 166, 27).",
         "high",
         "Set kmsKeyId / kmsMasterKeyId / kmsKeyArn to the platform key.",
-        (REPLICATION_GROUP, SNS_TOPIC, BACKUP_VAULT),
+        (REPLICATION_GROUP, SNS_TOPIC, SQS_QUEUE, BACKUP_VAULT),
         _customer_key,
     ),
     Rule(
@@ -744,6 +804,15 @@ AWS_STACK_RULES: list[Rule] = [
         "medium",
         "Declare the bucket with private_bucket(..., access_log_bucket=...) (components/aws/buckets.py).",
         check_stack=_access_logged,
+    ),
+    Rule(
+        "aws-sqs-dead-letter",
+        "Every SQS queue moves a message that keeps failing to a dead-letter queue after a bounded number of "
+        "receives, so a poison message neither cycles forever nor is lost; a queue that is itself another's "
+        "dead-letter queue needs none.",
+        "medium",
+        "Give the queue a redrivePolicy naming its dead-letter queue (deadLetterTargetArn) and a maxReceiveCount.",
+        check_stack=_dead_letters,
     ),
     Rule(
         "aws-required-tags",
