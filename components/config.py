@@ -614,6 +614,11 @@ class PlatformConfig(ConfigModel):
                 problems.append(f"{key}: has no effect with target 'aws'; remove it (docs/aws.md)")
             if self.backups.s3_bucket is not None:
                 problems.append("backups.s3Bucket: the aws target creates and owns its backup bucket")
+            if self.app.aws_services.declared:
+                problems.append(
+                    "app.awsServices: emulated on the docker target only so far; the aws target does not create "
+                    "buckets, queues, topics or an email identity yet"
+                )
             for key in _set_keys(self, AMP_UNSUPPORTED_RECEIVERS):
                 problems.append(
                     f"{key}: Managed Prometheus notifies only through SNS; on aws a destination is "

@@ -40,6 +40,23 @@ SECRET_FILES = {
 }
 
 
+AWS_CREDENTIALS_FILE = f"{SECRETS_DIR}/aws-credentials"
+# The emulator accepts any key; the SDKs sign every request with one. A file
+# (the SDKs' shared credentials file) keeps even this pair out of the environment.
+EMULATOR_CREDENTIALS = "[default]\naws_access_key_id = emulator\naws_secret_access_key = emulator\n"
+
+
+@dataclass(frozen=True)
+class EmulatedAws:
+    """The dev stack's AWS emulation, as the app reaches it."""
+
+    endpoint: str
+    region: str
+    values: Mapping[str, str]
+    """The declared services' platform values (queues.<name>.url, ...)."""
+    container: docker.Container
+
+
 @dataclass(frozen=True)
 class ApiArgs:
     names: Names
@@ -65,6 +82,8 @@ class ApiArgs:
     """The stack's CA: Postgres and Redis are verified against it."""
     depends_on: tuple[pulumi.Resource, ...]
     """The roles, grants and cache the migrations and the API need before they start."""
+    aws: EmulatedAws | None = None
+    """Set when the app declares AWS services."""
 
 
 class Api(pulumi.ComponentResource):
@@ -83,6 +102,18 @@ class Api(pulumi.ComponentResource):
         self.migrations = None if app.migrations is None else self._migrations(args, image_ref)
         secrets_volume = labelled_volume("api-secrets", args.names, "api", pulumi.ResourceOptions(parent=self))
         env, secret_files = self._environment(args, app.platform_environment, role="app")
+        if args.aws is not None:
+            # The names every AWS SDK reads: endpoint, region, a credentials file, and no instance metadata.
+            env.update(
+                {
+                    "AWS_ENDPOINT_URL": args.aws.endpoint,
+                    "AWS_REGION": args.aws.region,
+                    "AWS_DEFAULT_REGION": args.aws.region,
+                    "AWS_SHARED_CREDENTIALS_FILE": AWS_CREDENTIALS_FILE,
+                    "AWS_EC2_METADATA_DISABLED": "true",
+                }
+            )
+            secret_files.append(SecretFile(AWS_CREDENTIALS_FILE, EMULATOR_CREDENTIALS, str(app.user)))
         env.update({**args.settings, **app.environment})
         self.container = hardened_container(
             "api",
@@ -121,7 +152,12 @@ class Api(pulumi.ComponentResource):
             # the bundled API refuses to serve such a database.
             pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[secrets_volume, *([self.migrations] if self.migrations else []), *args.depends_on],
+                depends_on=[
+                    secrets_volume,
+                    *([self.migrations] if self.migrations else []),
+                    *args.depends_on,
+                    *([args.aws.container] if args.aws else []),
+                ],
             ),
         )
         self.url = pulumi.Output.from_input(f"http://{args.bind_address}:{args.host_port}")
@@ -155,6 +191,7 @@ class Api(pulumi.ComponentResource):
             "app.port": str(args.app.port),
             "app.cpuCount": str(hash_concurrency(args.cpus)),
             **({} if args.app.metrics is None else {"app.metricsPort": str(args.app.metrics.port)}),
+            **({} if args.aws is None or role != "app" else args.aws.values),
         }
         contents: dict[str, pulumi.Input[str]] = {
             "postgres.password": args.secrets.role_password(role),

@@ -7,16 +7,17 @@ from dataclasses import dataclass
 import pulumi
 
 from components.config import PlatformConfig, alert_thresholds, bundled_settings
-from components.local.api import Api, ApiArgs
+from components.local.api import Api, ApiArgs, EmulatedAws
 from components.local.backups import Backups, BackupsArgs, DevBucket
 from components.local.cache import Cache, CacheArgs
 from components.local.database import Database, DatabaseArgs
-from components.local.devs3 import DevS3, DevS3Args
+from components.local.devs3 import REGION, DevS3, DevS3Args
 from components.local.devtools import DevTools, DevToolsArgs
 from components.local.monitoring import Monitoring, MonitoringArgs
 from components.local.network import Network, NetworkArgs
 from components.local.secrets import Secrets
 from components.local.tls import StackCa, StackCaArgs
+from components.model.app_services import emulated_resources, emulated_values
 from components.model.database import DatabaseSpec, database_spec
 from components.model.naming import Names
 from components.model.postgres_conf import tune
@@ -65,8 +66,9 @@ class LocalPlatform(pulumi.ComponentResource):
         shared = _Shared(cfg, names, database_spec(names, cfg.postgres.schemas), network, secrets, ca, child)
         database = _database(shared)
         cache = _cache(shared)
-        api = _api(shared, database, cache)
-        backups = _backups(shared, database)
+        emulator = _aws_emulator(shared)
+        api = _api(shared, database, cache, emulator)
+        backups = _backups(shared, database, emulator)
         monitoring = _monitoring(shared, database, cache, api, backups)
         spec = shared.spec
         self.outputs = LocalOutputs(
@@ -126,8 +128,23 @@ def _cache(shared: _Shared) -> Cache:
     )
 
 
-def _api(shared: _Shared, database: Database, cache: Cache) -> Api:
+def _aws_emulator(shared: _Shared) -> DevS3 | None:
+    """S3 for the backups' copy (devTools.s3), and whatever AWS services the app declares."""
+    cfg, services = shared.cfg, shared.cfg.app.aws_services
+    if not (cfg.dev_tools.s3 or services.declared):
+        return None
+    resources = emulated_resources(services, shared.names, region=REGION)
+    args = DevS3Args(names=shared.names, network=shared.network, resources=resources)
+    return DevS3("dev-s3", args, opts=shared.opts)
+
+
+def _api(shared: _Shared, database: Database, cache: Cache, emulator: DevS3 | None) -> Api:
     cfg, spec = shared.cfg, shared.spec
+    services = cfg.app.aws_services
+    aws = None
+    if emulator is not None and services.declared:
+        values = emulated_values(services, shared.names, endpoint=emulator.endpoint, region=REGION)
+        aws = EmulatedAws(emulator.endpoint, REGION, values, emulator.container)
     return Api(
         "api",
         ApiArgs(
@@ -150,17 +167,15 @@ def _api(shared: _Shared, database: Database, cache: Cache) -> Api:
             secrets=shared.secrets,
             ca_pem=shared.ca.ca_pem,
             depends_on=(*database.objects.all, cache.container),
+            aws=aws,
         ),
         opts=shared.opts,
     )
 
 
-def _backups(shared: _Shared, database: Database) -> Backups:
+def _backups(shared: _Shared, database: Database, emulator: DevS3 | None) -> Backups:
     cfg, spec = shared.cfg, shared.spec
-    dev_bucket = None
-    if cfg.dev_tools.s3:
-        s3 = DevS3("dev-s3", DevS3Args(names=shared.names, network=shared.network), opts=shared.opts)
-        dev_bucket = DevBucket(s3.endpoint)
+    dev_bucket = DevBucket(emulator.endpoint) if emulator is not None and cfg.dev_tools.s3 else None
     return Backups(
         "backups",
         BackupsArgs(

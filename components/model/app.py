@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, Field, Strict, model_validator
 
+from components.model.app_services import SERVICE_VALUE, AwsServices
 from components.model.collector import HEALTH_PORT, TELEMETRY_PORT
 from components.model.config_types import ConfigModel, ImageRef
 from components.model.images import API_INPUTS, APP_DIR, IMAGE_UID
@@ -103,6 +104,18 @@ def _relative_dir(value: str) -> str:
     if path.is_absolute() or ".." in path.parts:
         raise ValueError(f"{value!r}: a directory of this project, relative to Pulumi.yaml, without '..'")
     return value
+
+
+_BASE_VALUES = frozenset(get_args(PlatformValue))
+
+
+def _platform_value(value: str) -> str:
+    if value in _BASE_VALUES or SERVICE_VALUE.match(value):
+        return value
+    raise ValueError(
+        f"not a platform value: one of {', '.join(sorted(_BASE_VALUES))}, or a declared AWS service's "
+        "(queues.<name>.url, .arn or .deadLetterUrl; topics.<name>.arn; buckets.<name>.name; email.sender)"
+    )
 
 
 Command = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_argv), Field(min_length=1)]
@@ -191,8 +204,12 @@ class AppConfig(ConfigModel):
     """The numeric uid it runs as (and gid); never root. Secret files are owned by it."""
     environment: dict[str, str] = Field(default_factory=dict)
     """Plain settings, no secrets."""
-    platform_environment: dict[str, PlatformValue] = Field(default_factory=lambda: dict(BUNDLED_ENVIRONMENT))
+    platform_environment: dict[str, Annotated[str, AfterValidator(_platform_value)]] = Field(
+        default_factory=lambda: dict[str, str](BUNDLED_ENVIRONMENT)
+    )
     """Variable name → the platform value it carries."""
+    aws_services: AwsServices = Field(default_factory=AwsServices)
+    """Buckets, queues, topics and an email sender the app uses through the AWS SDK."""
 
     @property
     def bundled(self) -> bool:
@@ -231,6 +248,9 @@ class AppConfig(ConfigModel):
                 problems.append(f"environment.{name}: empty; leave the variable out (ECS drops empty values)")
         seen: dict[str, str] = {}
         for name, value in self.platform_environment.items():
+            undeclared = self.aws_services.undeclared(value)
+            if undeclared is not None:
+                problems.append(f"platformEnvironment.{name}: {undeclared}")
             if value in SECRET_VALUES:
                 if value in seen:
                     problems.append(
@@ -261,9 +281,14 @@ class AppConfig(ConfigModel):
         the bundled API's, its commands and its secrets, and nothing of them is
         handed to an image unasked. The bundled API reads fixed names."""
         if self.bundled:
+            problems = []
             if "platform_environment" in self.model_fields_set:
-                return ["platformEnvironment: the bundled API reads fixed names; set it with app.image or app.build"]
-            return []
+                problems.append(
+                    "platformEnvironment: the bundled API reads fixed names; set it with app.image or app.build"
+                )
+            if self.aws_services.declared:
+                problems.append("awsServices: the bundled API uses none; declare them for an app.image or app.build")
+            return problems
         return [
             f"{key}: required with app.image or app.build (the default is the bundled API's){hint}"
             for field, key, hint in (

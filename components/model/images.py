@@ -13,7 +13,7 @@ IMAGE_UID = 1001
 # What each target of app/Dockerfile copies, plus the Dockerfile: its whole input.
 API_INPUTS = ("Dockerfile", "requirements.txt", "wondernest_api")
 BACKUP_INPUTS = ("Dockerfile", "requirements.txt", "requirements-backup.txt", "wondernest_api", "wondernest_backup")
-DEV_S3_INPUTS = ("Dockerfile", "requirements.txt", "requirements-dev-s3.txt", "wondernest_api")
+DEV_S3_INPUTS = ("Dockerfile", "requirements.txt", "requirements-dev-s3.txt", "wondernest_api", "wondernest_emulator")
 
 
 _SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}

@@ -30,10 +30,25 @@ pytestmark = [pytest.mark.servers, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTES = yaml.safe_load((ROOT / "tests" / "fixtures" / "notes_app" / "app.yaml").read_text())
+# The AWS services it uses, emulated beside it: a topic fanning out to a queue, and an email sender.
+SERVICES = {
+    "queues": {"jobs": {"maxReceiveCount": 3}},
+    "topics": {"events": {"subscribers": ["jobs"]}},
+    "email": {"sender": "notes@notes.example.com"},
+}
+SERVICE_MAPPING = {
+    "NOTES_JOBS_QUEUE": "queues.jobs.url",
+    "NOTES_EVENTS_TOPIC": "topics.events.arn",
+    "NOTES_MAIL_FROM": "email.sender",
+}
 CONFIG = stack_config(
     {
         "appName": "notes",
-        "app": NOTES,
+        "app": {
+            **NOTES,
+            "awsServices": SERVICES,
+            "platformEnvironment": {**NOTES["platformEnvironment"], **SERVICE_MAPPING},
+        },
         "network": {
             "frontendSubnet": "172.31.0.0/24",
             "backendSubnet": "172.31.1.0/24",
@@ -121,7 +136,33 @@ def test_its_secrets_are_files_and_never_in_its_environment(notes: Deployed) -> 
     password = notes.state.resources[("random:index/randomPassword:RandomPassword", "postgres-app")].outputs["result"]
     assert password not in json.dumps(api.attrs)
     listing = api.exec_run(["python", "-c", "import os; print(sorted(os.listdir('/run/secrets')))"])
-    assert listing.output.decode().strip() == "['ca.crt', 'db-password', 'redis-password']"
+    assert listing.output.decode().strip() == "['aws-credentials', 'ca.crt', 'db-password', 'redis-password']"
+
+
+def test_it_uses_its_queue_topic_and_email_sender_on_the_emulator(notes: Deployed) -> None:
+    url = notes.first.outputs["apiUrl"]
+    created = httpx.post(f"{url}/v1/notes", json={"text": "fan me out"}, timeout=10)
+    assert created.status_code == 201, created.text
+    # Published to the topic by the app, delivered to the subscribed queue, received by the app.
+    deadline = time.monotonic() + 30
+    jobs: list[dict[str, str]] = []
+    while not jobs:
+        assert time.monotonic() < deadline, "the note never reached the queue"
+        jobs = httpx.get(f"{url}/v1/jobs", timeout=10).json()["jobs"]
+    assert jobs == [{"id": created.json()["id"], "text": "fan me out"}]
+    mailed = httpx.post(f"{url}/v1/mail", json={"to": "reader@example.org", "text": "a note"}, timeout=10)
+    assert mailed.status_code == 202 and mailed.json()["messageId"], mailed.text
+    # What the emulator recorded, asked inside its container (it publishes no port).
+    quota = container(notes, "dev-s3").exec_run(
+        [
+            "/opt/dev-s3/bin/python", "-c",
+            "import boto3; print(boto3.client('ses', endpoint_url='http://127.0.0.1:4566', region_name='us-east-1',"
+            " aws_access_key_id='x', aws_secret_access_key='x').get_send_quota()['SentLast24Hours'])",
+        ]
+    )  # fmt: skip
+    assert quota.exit_code == 0 and quota.output.decode().strip() == "1.0", quota.output
+    env = dict(e.split("=", 1) for e in container(notes, "api").attrs["Config"]["Env"])
+    assert env["AWS_ENDPOINT_URL"] == "http://dev-s3:4566" and "AWS_SECRET_ACCESS_KEY" not in env
 
 
 def test_verify_passes_every_check_that_applies_and_says_which_do_not(notes: Deployed) -> None:
