@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from components.model.images import API_INPUTS as BUILD_INPUTS
-from components.model.images import APP_DIR, context_digest
+from components.model.images import APP_DIR, BACKUP_INPUTS, DEV_S3_INPUTS, context_digest
 
 
 @pytest.fixture
@@ -62,3 +62,23 @@ def test_no_inputs_named_is_the_whole_context(tmp_path: Path) -> None:
     assert whole == context_digest(tmp_path, ("a", "sub"))
     (tmp_path / "sub" / "b").write_text("3")
     assert context_digest(tmp_path) != whole
+
+
+def test_the_builder_is_sent_everything_the_dockerfile_copies() -> None:
+    """app/.dockerignore excludes everything and lets through named entries:
+    a package the Dockerfile copies but the ignore file forgets fails the build
+    on a real engine only, so each COPY source and each image input is checked here."""
+    app = Path(__file__).resolve().parent.parent / "app"
+    allowed = {
+        line[1:].rstrip("/") for line in (app / ".dockerignore").read_text().splitlines() if line.startswith("!")
+    }
+    copied = {
+        words[-2]
+        for line in (app / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for words in [line.split()]
+    }
+    inputs = {name for name in (*BUILD_INPUTS, *BACKUP_INPUTS, *DEV_S3_INPUTS) if name != "Dockerfile"}
+    assert copied - allowed == set()
+    assert inputs - allowed == set()
+    assert "wondernest_emulator" in copied
