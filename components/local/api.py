@@ -103,16 +103,7 @@ class Api(pulumi.ComponentResource):
         secrets_volume = labelled_volume("api-secrets", args.names, "api", pulumi.ResourceOptions(parent=self))
         env, secret_files = self._environment(args, app.platform_environment, role="app")
         if args.aws is not None:
-            # The names every AWS SDK reads: endpoint, region, a credentials file, and no instance metadata.
-            env.update(
-                {
-                    "AWS_ENDPOINT_URL": args.aws.endpoint,
-                    "AWS_REGION": args.aws.region,
-                    "AWS_DEFAULT_REGION": args.aws.region,
-                    "AWS_SHARED_CREDENTIALS_FILE": AWS_CREDENTIALS_FILE,
-                    "AWS_EC2_METADATA_DISABLED": "true",
-                }
-            )
+            env.update(_aws_sdk_environment(args.aws))
             secret_files.append(SecretFile(AWS_CREDENTIALS_FILE, EMULATOR_CREDENTIALS, str(app.user)))
         env.update({**args.settings, **app.environment})
         self.container = hardened_container(
@@ -242,3 +233,14 @@ class Api(pulumi.ComponentResource):
             ),
             pulumi.ResourceOptions(parent=self, depends_on=[volume, *args.depends_on]),
         )
+
+
+def _aws_sdk_environment(aws: EmulatedAws) -> dict[str, str]:
+    """The names every AWS SDK reads: endpoint, region, a credentials file, and no instance metadata."""
+    return {
+        "AWS_ENDPOINT_URL": aws.endpoint,
+        "AWS_REGION": aws.region,
+        "AWS_DEFAULT_REGION": aws.region,
+        "AWS_SHARED_CREDENTIALS_FILE": AWS_CREDENTIALS_FILE,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
