@@ -1,1 +1,1 @@
-"""The WonderNest platform: config, spec and renderers, and the target components."""
+"""The WonderNest platform: config, model and renderers, and the target components."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from components.commands.aws_cli import AwsError, aws
 from components.commands.errors import CommandError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,3 +66,19 @@ def test_a_command_error_is_one_prefixed_message_and_exit_status_1() -> None:
     script = "from components.commands.errors import CommandError\nraise CommandError('no such stack')"
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", "error: no such stack\n")
+
+
+def test_a_bad_tunnel_port_is_one_error_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "components.commands.tunnel", "x"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stderr) == (
+        1,
+        "error: 'x' is not a port number (make tunnel TUNNEL_PORT=15432)\n",
+    )
+
+
+def test_a_missing_aws_cli_is_an_aws_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(AwsError, match=r"^aws s3api list-buckets: the aws CLI is not on PATH$"):
+        aws("eu-west-1", "s3api", "list-buckets")

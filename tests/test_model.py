@@ -1,4 +1,4 @@
-"""Pure spec functions: tuning arithmetic, role model, renderers' invariants."""
+"""Pure model functions: tuning arithmetic, role model, renderers' invariants."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The whole platform on AWS, from the same spec as the local target."""
+"""The whole platform on AWS, from the same model as the local target."""
 
 from __future__ import annotations
 

@@ -21,7 +21,10 @@ class AwsError(Exception):
 def aws(region: str, *args: str) -> Any:
     """`aws <args> --region <region> --output json`, parsed; {} for no output."""
     command = [*args, "--region", region, "--output", "json"]
-    result = subprocess.run(["aws", *command], capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run(["aws", *command], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise AwsError(command, "the aws CLI is not on PATH") from None
     if result.returncode != 0:
         raise AwsError(command, result.stderr)
     return json.loads(result.stdout) if result.stdout.strip() else {}

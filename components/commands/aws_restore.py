@@ -5,7 +5,8 @@ RDS by a one-off task of the restore task definition, waited for.
 
 Without an id it lists the dumps in the bucket. With one, it starts the task
 (the backup image, as the RDS master user, in the private subnets), waits for
-it to stop and exits with its exit code. The restore itself is
+it to stop; a task that fails ends the command with `error: the restore task
+stopped with exit code N: …` and exit status 1. The restore itself is
 `wondernest_backup restore --from-s3`: a database holding tables is refused
 unless --force, and then the old one is kept, renamed.
 """

@@ -41,6 +41,8 @@ def session_command(outputs: dict[str, Any], local_port: int) -> list[str]:
 
 def main() -> None:
     """`python3 -m components.commands.tunnel [PORT [STACK]]`, outputs on stdin."""
+    if len(sys.argv) > 1 and not sys.argv[1].isdigit():
+        raise CommandError(f"{sys.argv[1]!r} is not a port number (make tunnel TUNNEL_PORT=15432)")
     local_port = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_LOCAL_PORT
     stack = f"stack {sys.argv[2]!r}" if len(sys.argv) > 2 else "the stack"
     command = session_command(read_outputs(sys.stdin, ("postgresEndpoint",), stack=stack), local_port)

@@ -24,8 +24,9 @@ from components.model.postgres_conf import tune
 from components.target import LocalOutputs, PlatformArgs
 
 # The services were declared at the stack's root before this component held
-# them. The alias keeps each one's URN (its children inherit it), so a stack
-# made then sees no replacement, only this component created.
+# them. The alias claims each one's former URN (its children inherit it), so a
+# stack made then sees no replacement, only this component created; its state
+# then holds the new URNs, under this component.
 MOVED_FROM_ROOT = pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)
 
 

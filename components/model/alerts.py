@@ -105,7 +105,7 @@ class AlertThresholds:
     latency_p99_seconds: float
     database: str
     backup_max_age_seconds: int = 96_840
-    """From the backup schedule: 1.1 x its period plus a margin (spec/backups.py)."""
+    """From the backup schedule: 1.1 x its period plus a margin (model/backups.py)."""
     runbook_url: str = RUNBOOKS_DOC
     app_metrics: bool = True
     """The app exposes metrics, with the bundled API's HTTP series: its rules apply."""

@@ -221,7 +221,7 @@ RESOURCE_RULES: list[Rule] = [
         "postgres-role-connection-limit",
         "Every database role has a connection limit, so one misbehaving client cannot take every connection.",
         "high",
-        "Give the role a CONNECTION LIMIT in the platform spec (components/model/database.py).",
+        "Give the role a CONNECTION LIMIT in the platform model (components/model/database.py).",
         (ROLE,),
         _role_limited,
     ),
