@@ -5,6 +5,7 @@ when it connects, so a rotation of it changes no object's inputs."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,9 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     yield boto3.client("secretsmanager", region_name=REGION)
+    # moto's backends live in the process, not in the server: a second run in
+    # this process (a mutation run's) would find this run's secret.
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST"))
     server.stop()
 
 

@@ -396,3 +396,29 @@ def test_what_a_superuser_changes_by_hand_is_named_and_removed_or_refused(
             for statement in cleanup:
                 conn.execute(statement)
     assert read(applied)["refused"] == []
+
+
+def test_where_the_admin_is_no_superuser_catalog_rights_of_platform_roles_are_still_seen(
+    server: PostgresServer, applied: Applied
+) -> None:
+    """As RDS's master user: no superuser, so initdb's catalog rights cannot be
+    compared; what a platform role was handed in the catalog is still read."""
+    provider, props, database = access(applied)
+    app = applied.spec.role("app").name
+    admin, password = "master_like_rds", "master-like-rds-7777"
+    with server.admin(database) as conn:
+        conn.execute(f"CREATE ROLE {admin} LOGIN CREATEROLE PASSWORD '{password}'")
+        # Earlier updates take CONNECT from whoever the declaration does not name.
+        conn.execute(f"GRANT CONNECT ON DATABASE {database} TO {admin}")
+        conn.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {app}")
+    try:
+        as_master = {**props, "connection": {**props["connection"], "user": admin, "password": password}}
+        found = provider.read(database, as_master).outs or {}
+        assert [f for f in found["undeclared"] if "catalog" in f] == [
+            f"EXECUTE on catalog function pg_read_file(text) to {app}"
+        ]
+    finally:
+        with server.admin(database) as conn:
+            conn.execute(f"REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM {app}")
+            conn.execute(f"REVOKE CONNECT ON DATABASE {database} FROM {admin}")
+            conn.execute(f"DROP ROLE {admin}")

@@ -202,6 +202,23 @@ def test_the_eleventh_analytics_connection_is_refused(pg: PostgresServer, applie
 # --- lifecycle: update, read/drift, refusals, idempotence --------------------
 
 
+def test_drift_says_in_words_what_an_update_would_change(pg: PostgresServer, applied: Applied) -> None:
+    """What `make verify` reports: each input the server differs in, with the
+    value found; nothing for a role as declared; None for one that is gone."""
+    props = applied.props["role-analytics"]
+    assert RoleProvider().drift(props) == []
+    with pg.admin() as conn:
+        conn.execute(f"ALTER ROLE {props['name']} CONNECTION LIMIT 99")
+    try:
+        assert RoleProvider().drift(props) == [
+            f"connection_limit is 99, declared {props['connection_limit']!r}",
+        ]
+    finally:
+        RoleProvider().update(props["name"], props, props)
+    assert RoleProvider().drift(props) == []
+    assert RoleProvider().drift({**props, "name": "nobody_declared_this"}) is None
+
+
 def test_a_changed_password_works_and_the_old_one_fails(pg: PostgresServer, applied: Applied) -> None:
     old = applied.props["role-analytics"]
     new = {**old, "password": "rotated-pass-4444"}
