@@ -14,7 +14,7 @@ from components.model.app_services import AwsServices, emulated_resources, emula
 from components.model.naming import Names
 from tests.harness import CONTAINER_TYPE, Evaluation, evaluate, stack_config, unwrap
 from tests.policy_analyzer import policy_analyzer
-from tests.test_app_contract import NOTES, notes_prod, problems
+from tests.test_app_contract import NOTES, envs, notes_prod, problems
 from tests.test_policy_analyzer import full, graph, named
 
 SERVICES: dict[str, Any] = {
@@ -45,10 +45,6 @@ def notes_with_services(services: dict[str, Any] = SERVICES, **mapping: str) -> 
 def dev() -> Evaluation:
     # Without devTools.s3: the services alone bring the emulator up.
     return evaluate(stack_config({"app": notes_with_services(), "devTools": {"enabled": False, "s3": False}}))
-
-
-def envs(ev: Evaluation, name: str) -> dict[str, str]:
-    return dict(e.split("=", 1) for e in ev.named(CONTAINER_TYPE, name).inputs["envs"])
 
 
 def test_the_app_gets_each_mapped_value_and_the_sdks_settings(dev: Evaluation) -> None:
