@@ -65,6 +65,8 @@ class Declared:
     inputs: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
     """Engine-side options (protect, parent, dependencies) as the monitor saw them."""
+    outputs: dict[str, Any] | None = None
+    """The state the provider returned: what the engine's AnalyzeStack reads."""
 
 
 class RecordingMonitor(MockMonitor):
@@ -133,7 +135,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
     """Set by `evaluate`: the options of the resource being registered are in its `options`."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.declared.append(Declared(args.typ, args.name, dict(args.inputs)))
+        declared = Declared(args.typ, args.name, dict(args.inputs))
+        self.declared.append(declared)
+        resource_id, state = self._created(args)
+        declared.outputs = dict(state)
+        return resource_id, state
+
+    def _created(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
         if args.typ == PASSWORD_TYPE:
             state["result"] = fake_secret(args.name)
@@ -160,7 +168,7 @@ class PreviewMocks(RecordingMocks):
     resource's output arrives unknown."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.declared.append(Declared(args.typ, args.name, dict(args.inputs)))
+        self.declared.append(Declared(args.typ, args.name, dict(args.inputs), outputs=dict(args.inputs)))
         return "", dict(args.inputs)
 
 

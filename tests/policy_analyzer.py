@@ -20,11 +20,13 @@ runtime's names only the immediate parent.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,6 +60,18 @@ class EngineResource:
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     protect: bool = False
     provider: EngineResource | None = None
+    outputs: dict[str, Any] | None = None
+    """The resource's state after the step: AnalyzeStack reads these (the
+    engine's stepGenerator.AnalyzeResources passes `v.Outputs`), Analyze the inputs."""
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.properties if self.outputs is None else self.outputs
+
+    def changed(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> EngineResource:
+        """The resource declared otherwise: its inputs changed, and its state with them."""
+        outputs = None if self.outputs is None else change(copy.deepcopy(self.outputs))
+        return dataclasses.replace(self, properties=change(copy.deepcopy(self.properties)), outputs=outputs)
 
 
 @dataclass(frozen=True)
@@ -144,6 +158,7 @@ def engine_form(
                 for key, urns in (d.options.get("property_dependencies") or {}).items()
             },
             protect=bool(d.options.get("protect")),
+            outputs=None if d.outputs is None else dict(d.outputs),
         )
         if resource.custom and not d.typ.startswith("pulumi:providers:"):
             ref = str(d.options.get("provider") or "")
@@ -241,7 +256,7 @@ class Analyzer:
             resources=[
                 analyzer_pb2.AnalyzerResource(
                     type=r.type,
-                    properties=to_struct(r.properties),
+                    properties=to_struct(r.state),
                     urn=r.urn,
                     name=r.name,
                     options=self._options(r),
@@ -267,10 +282,17 @@ class Analyzer:
 
 @contextmanager
 def policy_analyzer(
-    *, stack: str, project: str, config: Mapping[str, Any], dry_run: bool, pack: Path = PACK
+    *,
+    stack: str,
+    project: str,
+    config: Mapping[str, Any],
+    dry_run: bool,
+    pack: Path = PACK,
+    policy_config: Path | None = None,
 ) -> Iterator[Analyzer]:
     """The pack started and configured as `pulumi preview|up --policy-pack
-    policies --policy-pack-config policies/config/<stack>.json` would."""
+    policies --policy-pack-config policies/config/<stack>.json` would (or with
+    the `policy_config` file given)."""
     engine = _Engine()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     engine_pb2_grpc.add_EngineServicer_to_server(engine, server)
@@ -304,7 +326,7 @@ def policy_analyzer(
             timeout=30,
         )
         info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
-        config_file = pack / "config" / f"{stack}.json"
+        config_file = policy_config or pack / "config" / f"{stack}.json"
         stub.Configure(
             analyzer_pb2.ConfigureAnalyzerRequest(
                 policyConfig=reconcile(info, config_file if config_file.exists() else None)

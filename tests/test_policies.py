@@ -327,7 +327,10 @@ def test_the_served_policies_report_through_pulumi_policy_and_tolerate_unknowns(
 
 def as_resources(ev: Evaluation, stack: str = "dev") -> list[Resource]:
     """What the policy engine sees: inputs with secrets unwrapped, protect, and
-    the properties of the provider a resource is created through (when declared)."""
+    the properties of the provider a resource is created through (when declared).
+    The values the provider computed (ARNs, ids) join the inputs: the engine's
+    stack rules read each resource's state (tests/policy_analyzer.py sends
+    each kind of call exactly what the engine does)."""
     providers = {d.name: d.inputs for d in ev.declared if d.typ.startswith("pulumi:providers:")}
 
     def provider_of(ref: str | None) -> dict[str, Any] | None:
@@ -347,7 +350,7 @@ def as_resources(ev: Evaluation, stack: str = "dev") -> list[Resource]:
             d.typ,
             d.name,
             urn(d.typ, d.name),
-            deserialize_properties(copy.deepcopy(d.inputs)),
+            deserialize_properties(copy.deepcopy({**(d.outputs or {}), **d.inputs})),
             protect=bool(d.options.get("protect")),
             provider=provider_of(d.options.get("provider")),
             depends_on={

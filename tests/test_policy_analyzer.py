@@ -5,8 +5,6 @@ and during a first `pulumi preview` (every computed value unknown)."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,7 +101,7 @@ def test_the_engine_urns_carry_the_whole_parent_chain() -> None:
 def test_a_public_unencrypted_database_is_refused_in_a_preview(prod_preview: Any) -> None:
     analyzer, resources = prod_preview
     mutated = [
-        dataclasses.replace(r, properties={**r.properties, "publiclyAccessible": True, "storageEncrypted": False})
+        r.changed(lambda props: {**props, "publiclyAccessible": True, "storageEncrypted": False})
         if r.type == aws.RDS and r.name == "postgres"
         else r
         for r in resources
@@ -130,7 +128,7 @@ def mutate(resources: list[EngineResource], typ: str, name: str, change: Any) ->
             if change is None:
                 continue
             try:
-                r = dataclasses.replace(r, properties=change(copy.deepcopy(r.properties)))
+                r = r.changed(change)
             except (TypeError, KeyError, AttributeError):
                 visible = False
         mutated.append(r)
