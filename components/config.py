@@ -453,6 +453,9 @@ class AwsConfig(ConfigModel):
     hosted_zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{1,31}$")] | None = None
     """A Route 53 public hosted zone holding domainName: the stack then makes
     the DNS-validated certificate and the alias record itself (no certificateArn)."""
+    email_hosted_zone_id: Annotated[str, Field(pattern=r"^Z[A-Z0-9]{1,31}$")] | None = None
+    """A Route 53 public hosted zone holding the domain of app.awsServices.email.sender:
+    the stack writes its DKIM records there; unset, they are the output emailDkimRecords."""
     log_retention_days: int = 90
     backup_copy_region: Region | None = None
     """A second region AWS Backup copies every recovery point to, and the
@@ -560,10 +563,13 @@ class PlatformConfig(ConfigModel):
     dev_tools: DevToolsConfig = DevToolsConfig()
     aws: AwsConfig = AwsConfig()
     app: AppConfig = AppConfig()
+    app_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    """The values of the app's `externalSecrets`, each set with
+    `pulumi config set --secret --path 'appSecrets.<name>' <value>`."""
 
     @model_validator(mode="after")
     def _app_contract(self) -> PlatformConfig:
-        problems = []
+        problems = self._app_secret_problems()
         if self.app.bundled:
             missing = [name for name in REQUIRED_SCHEMAS if name not in self.postgres.schemas]
             if missing:
@@ -596,6 +602,20 @@ class PlatformConfig(ConfigModel):
             raise ValueError("\n".join(problems))
         return self
 
+    def _app_secret_problems(self) -> list[str]:
+        declared = self.app.external_secrets
+        problems = [
+            f"appSecrets.{name}: not set; pulumi config set --secret --path 'appSecrets.{name}' <value>"
+            for name in declared
+            if name not in self.app_secrets
+        ]
+        for name, value in sorted(self.app_secrets.items()):
+            if name not in declared:
+                problems.append(f"appSecrets.{name}: no secret of app.externalSecrets; remove it or declare it there")
+            elif not value.get_secret_value():
+                problems.append(f"appSecrets.{name}: empty")
+        return problems
+
     @model_validator(mode="after")
     def _target_sections(self) -> PlatformConfig:
         problems = []
@@ -614,10 +634,9 @@ class PlatformConfig(ConfigModel):
                 problems.append(f"{key}: has no effect with target 'aws'; remove it (docs/aws.md)")
             if self.backups.s3_bucket is not None:
                 problems.append("backups.s3Bucket: the aws target creates and owns its backup bucket")
-            if self.app.aws_services.declared:
+            if self.aws.email_hosted_zone_id is not None and self.app.aws_services.email is None:
                 problems.append(
-                    "app.awsServices: emulated on the docker target only so far; the aws target does not create "
-                    "buckets, queues, topics or an email identity yet"
+                    "aws.emailHostedZoneId: holds the DKIM records of app.awsServices.email, which is unset"
                 )
             for key in _set_keys(self, AMP_UNSUPPORTED_RECEIVERS):
                 problems.append(
@@ -789,6 +808,11 @@ def parse_config(
             "(an environment variable, a task definition); the app's secrets come from the platform through "
             "app.platformEnvironment"
         )
+    if raw.get("appSecrets") and f"{namespace}:appSecrets" not in secrets:
+        problems.append(
+            f"{namespace}:appSecrets: set without --secret, so the stack file holds it in plain text; set each "
+            "value again with pulumi config set --secret --path 'appSecrets.<name>' <value>"
+        )
     try:
         cfg = PlatformConfig.model_validate(dict(raw))
     except ValidationError as exc:
@@ -937,7 +961,7 @@ def _is_secret_field(path: list[str]) -> bool:
         return False
     # An app's plain settings are never echoed: a secret put there by mistake
     # is refused, and its refusal must not print it.
-    if path[:2] == ["app", "environment"]:
+    if path[:2] == ["app", "environment"] or path[0] == "appSecrets":
         return True
     model = _field_model(path[:-1])
     for name, field in model.model_fields.items():

@@ -88,6 +88,8 @@ class AwsOutputs(PlatformOutputs):
     """libpq's multi-host form: each replica's certificate names that replica,
     so no shared DNS name could be verified (verify-full)."""
     admin_bastion_id: pulumi.Input[str] | None = None
+    email_dkim_records: pulumi.Input[list[dict[str, str]]] | None = None
+    """The app's email domain's DKIM records, to add by hand where no zone is configured."""
 
     def exports(self) -> dict[str, Any]:
         exported = super().exports()

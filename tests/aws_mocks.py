@@ -142,6 +142,26 @@ def aws_mock_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, di
         rid = inputs["bucket"]
     elif typ == "aws:sns/topic:Topic":
         state["arn"] = f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"
+    elif typ == "aws:sqs/queue:Queue":
+        # The provider's id for a queue is its URL.
+        rid = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{physical}"
+        state.update(arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{physical}", url=rid)
+    elif typ == "aws:sesv2/emailIdentity:EmailIdentity":
+        identity = str(inputs["emailIdentity"])
+        rid = identity
+        state.update(
+            arn=f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/{identity}",
+            identityType="DOMAIN",
+            verifiedForSendingStatus=False,
+            # Easy DKIM's three tokens, as SES issues them for a domain.
+            dkimSigningAttributes={
+                **dict(inputs.get("dkimSigningAttributes") or {}),
+                "currentSigningKeyLength": "RSA_2048_BIT",
+                "signingAttributesOrigin": "AWS_SES",
+                "status": "PENDING",
+                "tokens": [_hex(f"{identity}{n}", 32) for n in range(3)],
+            },
+        )
     elif typ == "aws:cloudwatch/logGroup:LogGroup":
         state["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{physical}"
     elif typ == "aws:serverlessrepository/cloudFormationStack:CloudFormationStack":

@@ -14,7 +14,7 @@ from components.model.app_services import AwsServices, emulated_resources, emula
 from components.model.naming import Names
 from tests.harness import CONTAINER_TYPE, Evaluation, evaluate, stack_config, unwrap
 from tests.policy_analyzer import policy_analyzer
-from tests.test_app_contract import NOTES, envs, notes_prod, problems
+from tests.test_app_contract import NOTES, envs, problems
 from tests.test_policy_analyzer import full, graph, named
 
 SERVICES: dict[str, Any] = {
@@ -162,15 +162,6 @@ def test_the_bundled_api_declares_none() -> None:
         "wondernest:app.awsServices = {...}: the bundled API uses none; declare them for an app.image or app.build"
         in found
     )
-
-
-def test_the_aws_target_refuses_them_until_it_creates_them() -> None:
-    found = problems(
-        notes_prod(awsServices=SERVICES, platformEnvironment=notes_with_services()["platformEnvironment"]), stack="prod"
-    )
-    assert any(
-        p.startswith("wondernest:app.awsServices = {...}: emulated on the docker target only so far") for p in found
-    ), found
 
 
 @pytest.mark.parametrize("preview", [False, True], ids=["up", "preview"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -147,3 +148,40 @@ def test_the_container_prefix_follows_the_app_name(tmp_path: Path) -> None:
         stack="qa",
     )
     assert _check("qa", "--container-prefix", root=root).stdout == "wondernest-qa-\n"
+
+
+APP_WITH_SECRETS = (
+    "config:\n"
+    "  wondernest:target: docker\n"
+    "  wondernest:app:\n"
+    "    build: {context: tests/fixtures/notes_app}\n"
+    "    command: [python, /srv/notes.py]\n"
+    "    migrations: null\n"
+    "    metrics: null\n"
+    "    externalSecrets: [mail-key, sms-key]\n"
+    "    platformEnvironment: {MAIL_KEY: secrets.mail-key, SMS_KEY: secrets.sms-key}\n"
+    "  wondernest:appSecrets:\n"
+    "    mail-key:\n"
+    "      secure: v1:abc\n"
+)
+
+
+def test_app_secrets_stored_encrypted_are_left_for_pulumi_up(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "tests" / "fixtures" / "notes_app", tmp_path / "tests" / "fixtures" / "notes_app")
+    root = _stack_file(tmp_path, APP_WITH_SECRETS + "    sms-key:\n      secure: v1:def\n")
+    result = _check("bad", root=root)
+    assert result.returncode == 0, result.stderr
+    assert "2 encrypted value(s) not checked here (appSecrets.mail-key, appSecrets.sms-key)" in result.stdout
+
+
+def test_an_app_secret_in_plain_text_beside_encrypted_ones_is_refused_and_not_shown(tmp_path: Path) -> None:
+    """The engine marks the whole key secret when any value under it is: only the file tells."""
+    shutil.copytree(ROOT / "tests" / "fixtures" / "notes_app", tmp_path / "tests" / "fixtures" / "notes_app")
+    root = _stack_file(tmp_path, APP_WITH_SECRETS + "    sms-key: plain-sms-token\n")
+    result = _check("bad", root=root)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: Pulumi.bad.yaml: invalid stack configuration (1 problem):\n"
+        "  - wondernest:appSecrets.sms-key: stored in plain text in Pulumi.bad.yaml; set it again with "
+        "pulumi config set --secret --path 'appSecrets.sms-key' <value>\n"
+    )

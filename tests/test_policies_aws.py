@@ -889,6 +889,48 @@ def queues(count: Any = 5, *, linked: bool = True) -> list[Resource]:
     return [QUEUE_DLQ, link(queue, redrivePolicy=QUEUE_DLQ) if linked else queue]
 
 
+TASK_ROLE_ARN = "arn:aws:iam::123456789012:role/api-task-role"
+JOBS_ARN = "arn:aws:sqs:eu-west-1:123456789012:wondernest-prod-jobs"
+UPLOADS_ARN = "arn:aws:s3:::wondernest-prod-uploads-123456789012"
+SCOPED: list[dict[str, Any]] = [
+    {"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:ReceiveMessage"], "Resource": JOBS_ARN},
+    {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": UPLOADS_ARN},
+    {"Effect": "Allow", "Action": "s3:GetObject", "Resource": [f"{UPLOADS_ARN}/*", f"{UPLOADS_ARN}/avatars/*"]},
+    # A Deny narrows: it is never judged.
+    {"Effect": "Deny", "Action": "s3:*", "Resource": "*"},
+]
+
+
+def task_role(*statements: dict[str, Any], linked: bool = True, **extra: Any) -> list[Resource]:
+    """A task, its role with one inline role policy, and the queue and bucket
+    that policy may name; `extra` adds properties to the role (inlinePolicies)."""
+    role = res(policy_documents.ROLE, "api-task-role", arn=TASK_ROLE_ARN, **extra)
+    task = res(aws.TASK_DEFINITION, "api-task", taskRoleArn=TASK_ROLE_ARN)
+    policy = link(res(policy_documents.ROLE_POLICY, "api-task-role-policy", policy=doc(*statements)), role=role)
+    # An execution role is not the task's: what it may do is other rules' business.
+    execution = res(policy_documents.ROLE, "api-execution-role", arn="arn:aws:iam::123456789012:role/exec")
+    execution_policy = link(
+        res(policy_documents.ROLE_POLICY, "api-execution-role", policy=doc({"Effect": "Allow", "Action": "logs:*",
+                                                                         "Resource": "*"})),
+        role=execution,
+    )  # fmt: skip
+    return [
+        res(aws.SQS_QUEUE, "jobs", arn=JOBS_ARN),
+        res(aws.BUCKET, "uploads", arn=UPLOADS_ARN),
+        role,
+        link(task, taskRoleArn=role) if linked else task,
+        policy,
+        execution,
+        execution_policy,
+    ]
+
+
+def attached(policy_arn: str, *documents: Resource) -> list[Resource]:
+    role = task_role(*SCOPED)
+    attachment = link(res(policy_documents.POLICY_ATTACHMENT, "api-task-role-0", policyArn=policy_arn), role=role[2])
+    return [*role, *documents, attachment]
+
+
 def logged_buckets(logged: bool) -> list[Resource]:
     logs, dumps = res(aws.BUCKET, "alb-logs", bucket="logs"), res(aws.BUCKET, "dumps", bucket="dumps")
     writer = link(res(aws.LOAD_BALANCER, "alb"), accessLogs=logs)
@@ -1174,6 +1216,37 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
     # The dead-letter queue found by name alone still needs none; a queue named by nothing does.
     ("aws-sqs-dead-letter", queues(linked=False), [*queues(linked=False), res(aws.SQS_QUEUE, "orphan")],
      "orphan: sends no failed message to a dead-letter queue (a redrivePolicy)."),
+    ("aws-task-role-scoped", task_role(*SCOPED), task_role({"Effect": "Allow", "Action": "sqs:*", "Resource": "*"}),
+     "api-task-role: api-task-role-policy allows sqs:* on *, which this stack does not declare."),
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     task_role({"Sid": "Jobs", "Effect": "Allow", "Action": "sqs:SendMessage",
+                "Resource": [JOBS_ARN, "arn:aws:sqs:eu-west-1:210987654321:wondernest-prod-jobs"]}),
+     "api-task-role: api-task-role-policy allows Jobs on arn:aws:sqs:eu-west-1:210987654321:wondernest-prod-jobs, "
+     "which this stack does not declare."),
+    # A bucket's objects only: not another bucket's, and not every bucket whose name begins alike.
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     task_role({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::someone-elses/*"}),
+     "api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::someone-elses/*, which this stack "
+     "does not declare."),
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     task_role({"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"{UPLOADS_ARN}*"}),
+     f"api-task-role: api-task-role-policy allows s3:GetObject on {UPLOADS_ARN}*, which this stack does not declare."),
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     task_role({"Effect": "Allow", "Action": "sns:Publish", "NotResource": JOBS_ARN}),
+     "api-task-role: api-task-role-policy allows sns:Publish on every resource but those named (or names none)."),
+    # Found by the task's ARN alone (no recorded relation), and in the role's own inline policies.
+    ("aws-task-role-scoped", task_role(*SCOPED, linked=False),
+     task_role(*SCOPED, linked=False, inlinePolicies=[
+         {"name": "extra", "policy": doc({"Effect": "Allow", "Action": "ses:SendEmail", "Resource": "*"})}]),
+     "api-task-role: inline policy extra allows ses:SendEmail on *, which this stack does not declare."),
+    # A managed policy of the stack's own is judged like an inline one; AWS's is refused.
+    ("aws-task-role-scoped",
+     attached("arn:aws:iam::123456789012:policy/own",
+              res(policy_documents.IAM_POLICY, "own", arn="arn:aws:iam::123456789012:policy/own",
+                  policy=doc(*SCOPED))),
+     attached("arn:aws:iam::aws:policy/AmazonSQSFullAccess"),
+     "api-task-role: a task's role has arn:aws:iam::aws:policy/AmazonSQSFullAccess attached, a policy written for "
+     "no resource of this stack."),
     ("aws-required-tags", [res(aws.KMS_KEY, "key", provider={"defaultTags": json.dumps({"tags": TAGS})})],
      [res(aws.KMS_KEY, "key", provider={"region": "eu-west-1"})],
      "key: lacks the tags ['app', 'environment', 'owner', 'cost-center']."),
@@ -1422,7 +1495,11 @@ MUTATIONS: list[tuple[str, str, str, Any, dict[str, list[str]]]] = [
      {"aws-kms-key-policy": ["key"]}),
     ("task role allowed all of S3", policy_documents.ROLE_POLICY, "backups-task-role-bucket",
      _add_statement({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
-     {"aws-policies-least-privilege": ["backups-task-role-bucket"]}),
+     {"aws-policies-least-privilege": ["backups-task-role-bucket"], "aws-task-role-scoped": ["backups-task-role"]}),
+    ("API task role reaching another stack's queue", policy_documents.ROLE_POLICY, "api-task-role",
+     _add_statement({"Effect": "Allow", "Action": "sqs:SendMessage",
+                     "Resource": "arn:aws:sqs:eu-west-1:123456789012:another-stack-jobs"}),
+     {"aws-task-role-scoped": ["api-task-role"]}),
     ("dumps readable by anyone", aws.BUCKET_POLICY, "dumps",
      _add_statement({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:GetObject", "Resource": "*"}),
      {"aws-policies-least-privilege": ["dumps"]}),

@@ -10,12 +10,15 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.app_services import AppServices, AppServicesArgs
 from components.aws.buckets import PrivateBucket, access_log_statement, expire_logs, private_bucket
-from components.aws.monitoring import collector, remote_write_role
+from components.aws.iam import service_role
+from components.aws.monitoring import collector, remote_write_role, remote_write_statement
 from components.aws.network import HTTPS, Network
 from components.aws.registry import ecr_image
-from components.aws.secrets import Secrets
+from components.aws.secrets import Secrets, external_key
 from components.aws.tasks import (
+    TASKS_SERVICE,
     Container,
     HealthCheck,
     execution_role,
@@ -64,6 +67,8 @@ class ApiArgs:
     workspace_arn: pulumi.Output[str]
     elb_account_arn: pulumi.Output[str]
     depends_on: tuple[pulumi.Resource, ...]
+    email_zone_id: str | None = None
+    """A Route 53 zone holding the app's email domain: its DKIM records go there."""
 
 
 class Api(pulumi.ComponentResource):
@@ -72,13 +77,16 @@ class Api(pulumi.ComponentResource):
     url: pulumi.Output[str]
     logs_bucket: aws.s3.Bucket
     """SSE-S3, as log delivery requires: the load balancer's logs and the other buckets' access logs."""
+    services: AppServices | None
+    """The AWS services the app declares; None when it declares none."""
 
     def __init__(self, name: str, args: ApiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("wondernest:aws:Api", name, None, opts)
         key_arn = args.secrets.key.arn
         self.image_ref = self._image(args, key_arn)
-        task = self._task_definition(args, key_arn)
         access_logs = self._access_logs(args)
+        self.services = self._app_services(args, access_logs.bucket)
+        task = self._task_definition(args, key_arn)
         alb = self._load_balancer(args, access_logs)
         target_group = self._target_group(args)
         listener, self.url = self._listeners(args, alb, target_group)
@@ -96,13 +104,12 @@ class Api(pulumi.ComponentResource):
 
     def _task_definition(self, args: ApiArgs, key_arn: pulumi.Output[str]) -> aws.ecs.TaskDefinition:
         """The task's log group, roles and definition."""
-        names, app = args.names, args.app
+        names = args.names
         logs = log_group(
             "api-logs", names, "api", retention_days=args.log_retention_days, kms_key_arn=key_arn, parent=self
         )
         containers, secret_keys = self._containers(args)
-        # The task's own calls: only the collector's remote write, when there is one.
-        task_role = None if app.metrics is None else remote_write_role("api-task-role", args.workspace_arn, self)
+        task_role = self._task_role(args)
         exec_role = execution_role(
             "api-execution-role",
             secret_arns=[args.secrets.arns[key] for key in secret_keys],
@@ -120,6 +127,41 @@ class Api(pulumi.ComponentResource):
             region=args.region,
             execution_role_arn=exec_role.arn,
             task_role_arn=None if task_role is None else task_role.arn,
+            parent=self,
+        )
+
+    def _app_services(self, args: ApiArgs, access_log_bucket: aws.s3.Bucket) -> AppServices | None:
+        if not args.app.aws_services.declared:
+            return None
+        return AppServices(
+            "app-services",
+            AppServicesArgs(
+                names=args.names,
+                services=args.app.aws_services,
+                mapped=frozenset(args.app.platform_environment.values()),
+                region=args.region,
+                key_arn=args.secrets.key.arn,
+                account_id=args.secrets.account_id,
+                access_log_bucket=access_log_bucket,
+                email_zone_id=args.email_zone_id,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _task_role(self, args: ApiArgs) -> aws.iam.Role | None:
+        """The task's own calls: the collector's remote write, when there is
+        one, and the app's declared services, on those resources only."""
+        if self.services is None:
+            if args.app.metrics is None:
+                return None
+            return remote_write_role("api-task-role", args.workspace_arn, self)
+        remote_write = [] if args.app.metrics is None else [remote_write_statement(args.workspace_arn)]
+        return service_role(
+            "api-task-role",
+            service=TASKS_SERVICE,
+            description="Task role: the app's declared AWS services"
+            + ("" if args.app.metrics is None else ", and remote-write of its metrics"),
+            statements=[*remote_write, *self.services.statements],
             parent=self,
         )
 
@@ -414,6 +456,7 @@ class Api(pulumi.ComponentResource):
             "jwt.signingKey": ("jwt-signing-key", "current"),
             "jwt.previousSigningKey": ("jwt-signing-key", "previous"),
             "jwt.nextSigningKey": ("jwt-signing-key", "next"),
+            **{f"secrets.{name}": (external_key(name), "value") for name in args.app.external_secrets},
         }
         values: dict[str, pulumi.Input[str]] = {
             "postgres.host": args.postgres_host,
@@ -439,6 +482,8 @@ class Api(pulumi.ComponentResource):
             values["postgres.readHosts"] = args.postgres_reader_hosts
         if args.app.metrics is not None:
             values["app.metricsPort"] = str(args.app.metrics.port)
+        if self.services is not None and role == "app":
+            values.update(self.services.values)
         env: dict[str, pulumi.Input[str]] = {}
         secrets: dict[str, pulumi.Input[str]] = {}
         for name, value in sorted(mapping.items()):

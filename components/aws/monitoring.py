@@ -510,11 +510,15 @@ class Monitoring(pulumi.ComponentResource):
         )
 
 
+def remote_write_statement(workspace_arn: pulumi.Input[str]) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": "aps:RemoteWrite", "Resource": workspace_arn}
+
+
 def remote_write_role(resource_name: str, workspace_arn: pulumi.Input[str], parent: pulumi.Resource) -> aws.iam.Role:
     return service_role(
         resource_name,
         service=TASKS_SERVICE,
         description="Task role: remote-write metrics to the platform's Prometheus workspace",
-        statements=[{"Effect": "Allow", "Action": "aps:RemoteWrite", "Resource": workspace_arn}],
+        statements=[remote_write_statement(workspace_arn)],
         parent=parent,
     )

@@ -21,6 +21,7 @@ from components.aws.secrets import Secrets, SecretsArgs
 from components.aws.tasks import LOG_GROUPS, log_group_name
 from components.aws.waf import Waf, WafArgs, waf_log_group_name
 from components.config import AwsConfig, PlatformConfig, alert_thresholds, bundled_settings
+from components.credentials import external_secrets
 from components.model.aws_sizes import RDS_CLASSES
 from components.model.database import DatabaseSpec, database_spec
 from components.model.naming import Names
@@ -76,7 +77,16 @@ class AwsPlatform(pulumi.ComponentResource):
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers={"aws": provider})),
         )
         child = pulumi.ResourceOptions(parent=self)
-        secrets = Secrets("secrets", SecretsArgs(names=names, region=aws_cfg.region), opts=child)
+        secrets = Secrets(
+            "secrets",
+            SecretsArgs(
+                names=names,
+                region=aws_cfg.region,
+                app_services=cfg.app.aws_services,
+                external=external_secrets(cfg),
+            ),
+            opts=child,
+        )
         network = _network(cfg, names, secrets, child)
         # Every login role with its alternate user, for rotation by alternating users.
         spec = database_spec(names, cfg.postgres.schemas).with_alternating_users()
@@ -268,6 +278,7 @@ def _api(
             workspace_arn=observability.workspace.arn,
             elb_account_arn=elb_account_arn,
             depends_on=tuple(data_ready),
+            email_zone_id=aws_cfg.email_hosted_zone_id,
         ),
         opts=shared.opts,
     )
@@ -372,6 +383,7 @@ def _outputs(
             "waf": waf_log_group_name(names),
         },
         admin_bastion_id=bastion.instance.id if bastion is not None else None,
+        email_dkim_records=None if api.services is None else api.services.dkim_records,
     )
 
 

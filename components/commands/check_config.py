@@ -65,6 +65,9 @@ class StackFile:
     """The dotted paths of the encrypted values."""
     strays: list[str]
     """A problem for each key in a namespace nothing reads."""
+    exposed: list[str]
+    """A problem for each app secret stored in plain text beside encrypted ones:
+    the engine marks the whole key secret, so only the file shows it."""
 
 
 def read_stack_file(root: Path, stack: str) -> StackFile:
@@ -87,23 +90,32 @@ def read_stack_file(root: Path, stack: str) -> StackFile:
     raw: dict[str, Any] = {}
     secret_keys: list[str] = []
     encrypted: list[str] = []
+    exposed: list[str] = []
     for name, value in mine.items():
         found = list(_encrypted_paths(value, name))
         if found:
             secret_keys.append(f"{namespace}:{name}")
             encrypted += found
+        if found and name == "appSecrets" and isinstance(value, dict):
+            exposed += [
+                f"{namespace}:appSecrets.{secret}: stored in plain text in {path.name}; set it again with "
+                f"pulumi config set --secret --path 'appSecrets.{secret}' <value>"
+                for secret in value
+                if f"appSecrets.{secret}" not in found
+            ]
         value = _decrypt_placeholder(value)
         # The engine passes scalars to the program as text and structured values as JSON.
         raw[name] = parse_raw_value(value) if isinstance(value, str) else value
-    return StackFile(namespace, raw, secret_keys, encrypted, strays)
+    return StackFile(namespace, raw, secret_keys, encrypted, strays, exposed)
 
 
 def check(root: Path, stack: str) -> tuple[PlatformConfig | None, list[str], list[str]]:
     """The parsed config (None when invalid), the problems, and the encrypted paths left unchecked."""
     found = read_stack_file(root, stack)
     try:
+        problems = [*found.strays, *found.exposed]
         return (
-            parse_config(found.raw, found.secret_keys, found.namespace, found.strays, stack=stack, root=root),
+            parse_config(found.raw, found.secret_keys, found.namespace, problems, stack=stack, root=root),
             [],
             found.encrypted,
         )

@@ -4,7 +4,7 @@ default): run with its secrets as files, its migrations as a job first."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 import pulumi
@@ -84,6 +84,8 @@ class ApiArgs:
     """The roles, grants and cache the migrations and the API need before they start."""
     aws: EmulatedAws | None = None
     """Set when the app declares AWS services."""
+    external_secrets: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+    """The app's external secrets by name (`secrets.<name>`), from the stack config."""
 
 
 class Api(pulumi.ComponentResource):
@@ -190,13 +192,16 @@ class Api(pulumi.ComponentResource):
             "jwt.signingKey": args.secrets.get("jwt-signing-key"),
             "jwt.previousSigningKey": args.secrets.get("jwt-signing-key-previous"),
             "jwt.nextSigningKey": args.secrets.get("jwt-signing-key-next"),
+            **{f"secrets.{name}": value for name, value in args.external_secrets.items()},
+        }
+        paths = {
+            **SECRET_FILES,
+            **{f"secrets.{name}": f"{SECRETS_DIR}/external-{name}" for name in args.external_secrets},
         }
         plain, secret = delivery(mapping, {*values, *contents})
         env = {name: values[value] for name, value in plain.items()}
-        env.update({f"{name}_FILE": SECRET_FILES[value] for name, value in secret.items()})
-        files = [
-            SecretFile(path, contents[value], uid) for value, path in SECRET_FILES.items() if value in secret.values()
-        ]
+        env.update({f"{name}_FILE": paths[value] for name, value in secret.items()})
+        files = [SecretFile(path, contents[value], uid) for value, path in paths.items() if value in secret.values()]
         if CA_FILE in env.values():
             files.append(SecretFile(CA_FILE, args.ca_pem, uid))
         return env, files

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.config import PlatformConfig, alert_thresholds, bundled_settings
+from components.credentials import external_secrets
 from components.local.api import Api, ApiArgs, EmulatedAws
 from components.local.backups import Backups, BackupsArgs, DevBucket
 from components.local.cache import Cache, CacheArgs
@@ -169,6 +170,7 @@ def _api(shared: _Shared, database: Database, cache: Cache, emulator: DevS3 | No
             ca_pem=shared.ca.ca_pem,
             depends_on=(*database.objects.all, cache.container),
             aws=aws,
+            external_secrets=external_secrets(cfg),
         ),
         opts=shared.opts,
     )

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, Field, Strict, model_validator
 
-from components.model.app_services import SERVICE_VALUE, AwsServices
+from components.model.app_services import SERVICE_VALUE, AwsServices, ServiceName
 from components.model.collector import HEALTH_PORT, TELEMETRY_PORT
 from components.model.config_types import ConfigModel, ImageRef
 from components.model.images import API_INPUTS, APP_DIR, IMAGE_UID
@@ -50,6 +50,15 @@ SECRET_VALUES: frozenset[str] = frozenset(
     {"postgres.password", "redis.password", "jwt.signingKey", "jwt.previousSigningKey", "jwt.nextSigningKey"}
 )
 """Delivered as `<NAME>_FILE` locally and by reference on AWS, never as a value."""
+EXTERNAL_SECRET_VALUE = re.compile(r"^secrets\.(?P<name>[a-z0-9-]+)$")
+"""An external secret the app declares (`secrets.<name>`): a value the stack's
+owner sets with `pulumi config set --secret`, delivered like the platform's own."""
+
+
+def is_secret(value: str) -> bool:
+    return value in SECRET_VALUES or EXTERNAL_SECRET_VALUE.match(value) is not None
+
+
 DATABASE_VALUES: frozenset[str] = frozenset(
     v for v in get_args(PlatformValue) if v.startswith("postgres.") and v != "postgres.readHosts"
 )
@@ -110,11 +119,12 @@ _BASE_VALUES = frozenset(get_args(PlatformValue))
 
 
 def _platform_value(value: str) -> str:
-    if value in _BASE_VALUES or SERVICE_VALUE.match(value):
+    if value in _BASE_VALUES or SERVICE_VALUE.match(value) or EXTERNAL_SECRET_VALUE.match(value):
         return value
     raise ValueError(
-        f"not a platform value: one of {', '.join(sorted(_BASE_VALUES))}, or a declared AWS service's "
-        "(queues.<name>.url, .arn or .deadLetterUrl; topics.<name>.arn; buckets.<name>.name; email.sender)"
+        f"not a platform value: one of {', '.join(sorted(_BASE_VALUES))}, a declared AWS service's "
+        "(queues.<name>.url, .arn or .deadLetterUrl; topics.<name>.arn; buckets.<name>.name; email.sender), "
+        "or a declared external secret's (secrets.<name>)"
     )
 
 
@@ -210,6 +220,9 @@ class AppConfig(ConfigModel):
     """Variable name → the platform value it carries."""
     aws_services: AwsServices = Field(default_factory=AwsServices)
     """Buckets, queues, topics and an email sender the app uses through the AWS SDK."""
+    external_secrets: tuple[ServiceName, ...] = ()
+    """Secrets issued outside the platform (a mail provider's API key): their
+    values are the stack config's `appSecrets`, set with --secret."""
 
     @property
     def bundled(self) -> bool:
@@ -246,12 +259,13 @@ class AppConfig(ConfigModel):
                 )
             if value == "":
                 problems.append(f"environment.{name}: empty; leave the variable out (ECS drops empty values)")
+        problems += self._external_secret_problems()
         seen: dict[str, str] = {}
         for name, value in self.platform_environment.items():
             undeclared = self.aws_services.undeclared(value)
             if undeclared is not None:
                 problems.append(f"platformEnvironment.{name}: {undeclared}")
-            if value in SECRET_VALUES:
+            if is_secret(value):
                 if value in seen:
                     problems.append(
                         f"platformEnvironment.{name}: {value} is already delivered as {seen[value]}; "
@@ -288,6 +302,10 @@ class AppConfig(ConfigModel):
                 )
             if self.aws_services.declared:
                 problems.append("awsServices: the bundled API uses none; declare them for an app.image or app.build")
+            if self.external_secrets:
+                problems.append(
+                    "externalSecrets: the bundled API reads none; declare them for an app.image or app.build"
+                )
             return problems
         return [
             f"{key}: required with app.image or app.build (the default is the bundled API's){hint}"
@@ -298,6 +316,26 @@ class AppConfig(ConfigModel):
             )
             if field not in self.model_fields_set
         ]
+
+    def _external_secret_problems(self) -> list[str]:
+        """Each declared secret is delivered, and each delivered one declared."""
+        problems = []
+        if len(set(self.external_secrets)) != len(self.external_secrets):
+            problems.append("externalSecrets: a secret is named twice")
+        mapped = set()
+        for name, value in self.platform_environment.items():
+            match = EXTERNAL_SECRET_VALUE.match(value)
+            if match is None:
+                continue
+            mapped.add(match["name"])
+            if match["name"] not in self.external_secrets:
+                problems.append(f"platformEnvironment.{name}: {value} names no secret of externalSecrets")
+        problems += [
+            f"externalSecrets: {secret!r} is delivered by no platformEnvironment variable (map secrets.{secret})"
+            for secret in self.external_secrets
+            if secret not in mapped
+        ]
+        return problems
 
     def _mapping_problems(self) -> list[str]:
         """Values that are only usable together."""
@@ -376,7 +414,7 @@ def delivery(mapping: Mapping[str, str], available: Collection[str]) -> tuple[di
     secret: dict[str, str] = {}
     for name, value in sorted(mapping.items()):
         if value in available:
-            (secret if value in SECRET_VALUES else plain)[name] = value
+            (secret if is_secret(value) else plain)[name] = value
     return plain, secret
 
 

@@ -25,6 +25,7 @@ from wondernest_policies.docker import CONTAINER_RULES
 from wondernest_policies.model import Resource, Rule, Violation
 from wondernest_policies.platform import RESOURCE_RULES, STACK_RULES
 from wondernest_policies.policy_documents import POLICY_DOCUMENT_RULES
+from wondernest_policies.task_roles import TASK_ROLE_RULES
 
 RULES: list[Rule] = [
     *CONTAINER_RULES,
@@ -36,6 +37,7 @@ RULES: list[Rule] = [
     *AWS_STACK_RULES,
     *NETWORK_STACK_RULES,
     *CREDENTIAL_RULES,
+    *TASK_ROLE_RULES,
 ]
 
 

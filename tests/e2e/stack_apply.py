@@ -33,11 +33,19 @@ class Run:
         return Counter(step.op for step in self.steps)
 
 
-def apply(engine: Engine, state: State, config: dict[str, Any] | None = None, *, quiet: bool = False) -> Run:
-    """One `pulumi up` (of the dev stack's file unless `config` says otherwise);
-    `quiet` leaves out the line per resource."""
+def apply(
+    engine: Engine,
+    state: State,
+    config: dict[str, Any] | None = None,
+    *,
+    quiet: bool = False,
+    secret_keys: list[str] | None = None,
+) -> Run:
+    """One `pulumi up` (of the dev stack's file unless `config` says otherwise,
+    `secret_keys` naming its keys set with --secret); `quiet` leaves out the
+    line per resource."""
     with provider_host() as host:
         log = (lambda _line: None) if quiet else (lambda line: print(line, flush=True))
         mocks = EngineMocks(engine, state, skip=SKIPPED, log=log, host=host)
-        evaluation = evaluate(stack_config() if config is None else config, mocks=mocks)
+        evaluation = evaluate(stack_config() if config is None else config, mocks=mocks, secret_keys=secret_keys)
     return Run(evaluation.outputs, mocks.steps, mocks)

@@ -40,15 +40,20 @@ SERVICE_MAPPING = {
     "NOTES_JOBS_QUEUE": "queues.jobs.url",
     "NOTES_EVENTS_TOPIC": "topics.events.arn",
     "NOTES_MAIL_FROM": "email.sender",
+    "NOTES_MAIL_KEY": "secrets.mail-key",
 }
+# An external secret, as `pulumi config set --secret --path 'appSecrets.mail-key'` sets it.
+MAIL_KEY = "SG.e2e-mail-provider-key"
 CONFIG = stack_config(
     {
         "appName": "notes",
         "app": {
             **NOTES,
             "awsServices": SERVICES,
+            "externalSecrets": ["mail-key"],
             "platformEnvironment": {**NOTES["platformEnvironment"], **SERVICE_MAPPING},
         },
+        "appSecrets": {"mail-key": MAIL_KEY},
         "network": {
             "frontendSubnet": "172.31.0.0/24",
             "backendSubnet": "172.31.1.0/24",
@@ -66,7 +71,7 @@ NOT_APPLICABLE = {"api auth round trip"}
 
 
 def apply(engine: Engine, state: State) -> Run:
-    return apply_stack(engine, state, CONFIG)
+    return apply_stack(engine, state, CONFIG, secret_keys=["appSecrets"])
 
 
 @dataclass
@@ -89,7 +94,9 @@ def notes(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
     # The config names the build context, which the config check reads from the project.
     shutil.copytree(ROOT / NOTES["build"]["context"], root / NOTES["build"]["context"])
-    stack_file = {"config": {f"wondernest:{key}": value for key, value in CONFIG.items()}}
+    # As `pulumi config set --secret` stores them: encrypted, which the config check leaves to `up`.
+    stored = {**CONFIG, "appSecrets": {name: {"secure": "v1:encrypted"} for name in CONFIG["appSecrets"]}}
+    stack_file = {"config": {f"wondernest:{key}": value for key, value in stored.items()}}
     (root / "Pulumi.dev.yaml").write_text(yaml.safe_dump(stack_file, sort_keys=False))
     outputs_file = root / "outputs.json"
     outputs_file.write_text(json.dumps(first.outputs))
@@ -136,7 +143,16 @@ def test_its_secrets_are_files_and_never_in_its_environment(notes: Deployed) -> 
     password = notes.state.resources[("random:index/randomPassword:RandomPassword", "postgres-app")].outputs["result"]
     assert password not in json.dumps(api.attrs)
     listing = api.exec_run(["python", "-c", "import os; print(sorted(os.listdir('/run/secrets')))"])
-    assert listing.output.decode().strip() == "['aws-credentials', 'ca.crt', 'db-password', 'redis-password']"
+    assert listing.output.decode().strip() == (
+        "['aws-credentials', 'ca.crt', 'db-password', 'external-mail-key', 'redis-password']"
+    )
+    # The external secret: the app's own file (read as the app's user), named by its variable, never a value.
+    assert env["NOTES_MAIL_KEY_FILE"] == "/run/secrets/external-mail-key"
+    assert "NOTES_MAIL_KEY" not in env and MAIL_KEY not in json.dumps(api.attrs)
+    read = api.exec_run(["python", "-c", "import os; print(open(os.environ['NOTES_MAIL_KEY_FILE']).read())"])
+    assert (read.exit_code, read.output.decode().strip()) == (0, MAIL_KEY)
+    mode = api.exec_run(["stat", "-c", "%a %u", "/run/secrets/external-mail-key"]).output.decode().split()
+    assert mode == ["400", "10001"]
 
 
 def test_it_uses_its_queue_topic_and_email_sender_on_the_emulator(notes: Deployed) -> None:

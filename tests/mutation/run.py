@@ -76,6 +76,7 @@ AREAS = (
             "policy_documents.py",
             "credentials.py",
             "secret_values.py",
+            "task_roles.py",
             "registry.py",
         ),
         (
