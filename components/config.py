@@ -612,8 +612,13 @@ class PlatformConfig(ConfigModel):
         for name, value in sorted(self.app_secrets.items()):
             if name not in declared:
                 problems.append(f"appSecrets.{name}: no secret of app.externalSecrets; remove it or declare it there")
-            elif not value.get_secret_value():
+            elif not value.get_secret_value().strip():
                 problems.append(f"appSecrets.{name}: empty")
+            elif value.get_secret_value() != value.get_secret_value().strip():
+                problems.append(
+                    f"appSecrets.{name}: begins or ends with white space (a newline pasted with it?); "
+                    "set it again without"
+                )
         return problems
 
     @model_validator(mode="after")

@@ -50,10 +50,10 @@ def dev() -> Evaluation:
 def test_the_app_gets_each_mapped_value_and_the_sdks_settings(dev: Evaluation) -> None:
     env = envs(dev, "api")
     assert {name: env[name] for name in MAPPING} == {
-        "NOTES_JOBS_QUEUE": "http://dev-s3:4566/123456789012/wondernest-dev-jobs",
-        "NOTES_JOBS_DLQ": "http://dev-s3:4566/123456789012/wondernest-dev-jobs-dlq",
-        "NOTES_EVENTS_TOPIC": "arn:aws:sns:us-east-1:123456789012:wondernest-dev-events",
-        "NOTES_UPLOADS_BUCKET": "wondernest-dev-uploads",
+        "NOTES_JOBS_QUEUE": "http://dev-s3:4566/123456789012/wondernest-dev-app-jobs",
+        "NOTES_JOBS_DLQ": "http://dev-s3:4566/123456789012/wondernest-dev-app-jobs-dlq",
+        "NOTES_EVENTS_TOPIC": "arn:aws:sns:us-east-1:123456789012:wondernest-dev-app-events",
+        "NOTES_UPLOADS_BUCKET": "wondernest-dev-app-uploads",
         "NOTES_MAIL_FROM": "no-reply@notes.example.com",
     }
     assert {k: v for k, v in env.items() if k.startswith("AWS_")} == {
@@ -72,15 +72,15 @@ def test_the_emulator_runs_for_the_services_and_the_app_waits_for_it(dev: Evalua
     spec = json.loads(envs(dev, "dev-s3")["EMULATED_RESOURCES"])
     assert spec == emulated_resources(AwsServices.model_validate(SERVICES), NAMES, region="us-east-1")
     assert spec["queues"][0] == {
-        "name": "wondernest-dev-jobs",
-        "deadLetter": "wondernest-dev-jobs-dlq",
+        "name": "wondernest-dev-app-jobs",
+        "deadLetter": "wondernest-dev-app-jobs-dlq",
         "maxReceiveCount": 3,
         "visibilityTimeout": 5,
         "retention": 4 * 86400,
         "deadLetterRetention": 14 * 86400,
     }
     assert spec["topics"] == [
-        {"name": "wondernest-dev-events", "subscribers": ["wondernest-dev-jobs", "wondernest-dev-mail"]}
+        {"name": "wondernest-dev-app-events", "subscribers": ["wondernest-dev-app-jobs", "wondernest-dev-app-mail"]}
     ]
     assert spec["emailDomains"] == ["notes.example.com"]
     assert emulator.options["urn"] in dev.named(CONTAINER_TYPE, "api").options["dependencies"]

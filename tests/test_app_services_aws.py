@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from components.aws.app_services import DEAD_LETTER_ACTIONS, OBJECT_ACTIONS, QUEUE_ACTIONS, SEND_ACTIONS
-from components.model.app_services import AwsServices, dead_letter_name
+from components.model.app_services import SERVICE_NAME_MAX, AwsServices, dead_letter_name, service_name
 from components.model.naming import AWS_NAME_LIMITS, Names
 from tests.aws_mocks import ACCOUNT, REGION
 from tests.harness import Evaluation, evaluate, unwrap
@@ -34,15 +34,15 @@ ZONE = "Z0123456789ABCDEFGHIJ"
 
 
 def sqs_arn(name: str) -> str:
-    return f"arn:aws:sqs:{REGION}:{ACCOUNT}:wondernest-prod-{name}"
+    return f"arn:aws:sqs:{REGION}:{ACCOUNT}:wondernest-prod-app-{name}"
 
 
 def sqs_url(name: str) -> str:
-    return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/wondernest-prod-{name}"
+    return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/wondernest-prod-app-{name}"
 
 
-TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:wondernest-prod-events"
-BUCKET = f"wondernest-prod-uploads-{ACCOUNT}"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:wondernest-prod-app-events"
+BUCKET = f"wondernest-prod-app-uploads-{ACCOUNT}"
 IDENTITY_ARN = f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/notes.example.com"
 
 
@@ -72,7 +72,7 @@ def test_each_queue_and_its_dead_letter_queue_under_the_platform_key(prod: Evalu
         assert inputs["kmsMasterKeyId"].startswith(KEY_ARN_PREFIX)
         assert inputs["kmsDataKeyReusePeriodSeconds"] == 300
     jobs = queues["queue-jobs"]
-    assert jobs["name"] == "wondernest-prod-jobs"
+    assert jobs["name"] == "wondernest-prod-app-jobs"
     assert (jobs["visibilityTimeoutSeconds"], jobs["messageRetentionSeconds"]) == (5, 4 * 86400)
     assert json.loads(jobs["redrivePolicy"]) == {"deadLetterTargetArn": sqs_arn("jobs-dlq"), "maxReceiveCount": 3}
     assert queues["queue-jobs-dlq"]["messageRetentionSeconds"] == 14 * 86400
@@ -122,7 +122,7 @@ def test_a_queue_two_topics_deliver_to_has_one_policy_naming_both() -> None:
     ev = prod_with(services, mapping={})
     [policy] = ev.of_type(QUEUE_POLICY)
     sources = [s["Condition"]["ArnEquals"]["aws:SourceArn"] for s in json.loads(policy.inputs["policy"])["Statement"]]
-    assert sources == [f"arn:aws:sns:{REGION}:{ACCOUNT}:wondernest-prod-{t}" for t in ("audit", "events")]
+    assert sources == [f"arn:aws:sns:{REGION}:{ACCOUNT}:wondernest-prod-app-{t}" for t in ("audit", "events")]
 
 
 def test_a_bucket_is_private_encrypted_versioned_and_logged(prod: Evaluation) -> None:
@@ -236,7 +236,7 @@ def test_the_key_lets_sqs_use_it_and_sns_deliver_into_the_queues_for_this_accoun
         "Principal": {"Service": "sns.amazonaws.com"},
         "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
         "Resource": "*",
-        "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}},
+        "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}, "ArnEquals": {"aws:SourceArn": [TOPIC_ARN]}},
     }
 
 
@@ -292,12 +292,35 @@ def test_the_longest_names_the_config_allows_fit_awss_limits() -> None:
     longest = min(limit.limit - len(limit.suffix) for limit in AWS_NAME_LIMITS)
     names = Names("a" * (longest - 2), "b")
     assert len(names.resource("")) - 1 == longest
-    service = "c" * 24
+    service = "c" * SERVICE_NAME_MAX
     assert AwsServices.model_validate({"buckets": [service]}).buckets == (service,)
     with pytest.raises(ValueError, match="should match pattern"):
         AwsServices.model_validate({"buckets": [service + "c"]})
-    assert len(f"{names.resource(service)}-{ACCOUNT}") <= 63
+    assert len(f"{service_name(names, service)}-{ACCOUNT}") == 63
     assert len(dead_letter_name(names, service)) <= 80
+
+
+def physical_names(ev: Evaluation) -> dict[tuple[str, str], list[str]]:
+    """(kind, physical name) → the resources that would take it."""
+    kinds = {"aws:s3/bucket:Bucket": "bucket", TOPIC: "topic", QUEUE: "queue"}
+    found: dict[tuple[str, str], list[str]] = {}
+    for d in ev.declared:
+        if d.typ in kinds:
+            name = d.inputs.get("bucket") or d.inputs.get("name")
+            found.setdefault((kinds[d.typ], str(name)), []).append(d.name)
+    return found
+
+
+def test_an_app_cannot_take_a_platform_resources_name() -> None:
+    """The dumps bucket is `<app>-<stack>-backups-<account>` and the pager's
+    topic `<app>-<stack>-alerts-page`: the app's of the same names live in
+    their own namespace."""
+    ev = prod_with({"buckets": ["backups", "alb-logs"], "topics": {"alerts-page": {}}}, mapping={})
+    taken = {key: names for key, names in physical_names(ev).items() if len(names) > 1}
+    assert taken == {}
+    assert ("topic", "wondernest-prod-app-alerts-page") in physical_names(ev)
+    platform = physical_names(prod_with({}, mapping={}))
+    assert not [name for _, name in platform if name.startswith("wondernest-prod-app-")]
 
 
 def test_a_zone_for_dkim_records_without_an_email_sender_is_refused() -> None:
@@ -307,3 +330,34 @@ def test_a_zone_for_dkim_records_without_an_email_sender_is_refused() -> None:
         f"wondernest:aws.emailHostedZoneId = {ZONE!r}: holds the DKIM records of app.awsServices.email, which is unset"
         in problems(config, stack="prod")
     )
+
+
+def test_a_topic_is_administered_only_as_the_accounts_policies_allow(prod: Evaluation) -> None:
+    """In place of SNS's default policy, under which any identity of the account
+    may subscribe an endpoint of its own or grant another account access."""
+    policy = json.loads(prod.named("aws:sns/topicPolicy:TopicPolicy", "topic-events").inputs["policy"])
+    assert [s["Sid"] for s in policy["Statement"]] == ["AccountPoliciesDecide", "DenyInsecureTransport"]
+    owner, insecure = policy["Statement"]
+    assert owner["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"} and owner["Resource"] == TOPIC_ARN
+    assert insecure["Effect"] == "Deny" and insecure["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_apps_role_reaching_what_another_component_declares_is_refused(tmp_path: Path) -> None:
+    """Through the analyzer, with the engine's URNs: the dumps bucket is the
+    backups', not the app's, though the same stack declares it."""
+    config_file = tmp_path / "prod.json"
+    config_file.write_text(json.dumps(PACK_CONFIG))
+    config = notes_prod(awsServices=SERVICES, platformEnvironment=notes_with_services()["platformEnvironment"])
+    resources = graph(config, "prod", preview=False)
+    dumps = next(r for r in resources if r.type == "aws:s3/bucket:Bucket" and r.name == "dumps").state["arn"]
+
+    def read_dumps(props: dict[str, Any]) -> dict[str, Any]:
+        document = json.loads(props["policy"])
+        document["Statement"].append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"{dumps}/*"})
+        return {**props, "policy": json.dumps(document)}
+
+    mutated = [r.changed(read_dumps) if r.type == ROLE_POLICY and r.name == "api-task-role" else r for r in resources]
+    with policy_analyzer(
+        stack="prod", project="wondernest", config=full(config), dry_run=False, policy_config=config_file
+    ) as analyzer:
+        assert named(analyzer.analyze(mutated)) == {"aws-task-role-scoped": ["api-task-role"]}

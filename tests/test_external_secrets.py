@@ -56,6 +56,12 @@ def problems(config: dict[str, Any], secret_keys: tuple[str, ...] = ("wondernest
             "wondernest:appSecrets.sms-key = [secret]: no secret of app.externalSecrets; remove it or declare it there",
         ),
         (with_secret(), {"mail-key": ""}, "wondernest:appSecrets.mail-key = [secret]: empty"),
+        (with_secret(), {"mail-key": " \t "}, "wondernest:appSecrets.mail-key = [secret]: empty"),
+        (
+            with_secret(),
+            {"mail-key": f"{VALUE}\n"},
+            "wondernest:appSecrets.mail-key = [secret]: begins or ends with white space (a newline pasted with it?)",
+        ),
         (
             with_secret(externalSecrets=["mail-key", "mail-key"]),
             {"mail-key": VALUE},

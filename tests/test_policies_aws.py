@@ -892,10 +892,12 @@ def queues(count: Any = 5, *, linked: bool = True) -> list[Resource]:
 TASK_ROLE_ARN = "arn:aws:iam::123456789012:role/api-task-role"
 JOBS_ARN = "arn:aws:sqs:eu-west-1:123456789012:wondernest-prod-jobs"
 UPLOADS_ARN = "arn:aws:s3:::wondernest-prod-uploads-123456789012"
+KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/0c1d"
 SCOPED: list[dict[str, Any]] = [
     {"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:ReceiveMessage"], "Resource": JOBS_ARN},
     {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": UPLOADS_ARN},
     {"Effect": "Allow", "Action": "s3:GetObject", "Resource": [f"{UPLOADS_ARN}/*", f"{UPLOADS_ARN}/avatars/*"]},
+    {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": KEY_ARN},
     # A Deny narrows: it is never judged.
     {"Effect": "Deny", "Action": "s3:*", "Resource": "*"},
 ]
@@ -904,7 +906,10 @@ SCOPED: list[dict[str, Any]] = [
 def task_role(*statements: dict[str, Any], linked: bool = True, **extra: Any) -> list[Resource]:
     """A task, its role with one inline role policy, and the queue and bucket
     that policy may name; `extra` adds properties to the role (inlinePolicies)."""
-    role = res(policy_documents.ROLE, "api-task-role", arn=TASK_ROLE_ARN, **extra)
+    role = dataclasses.replace(
+        res(policy_documents.ROLE, "api-task-role", arn=TASK_ROLE_ARN, **extra),
+        props={"arn": TASK_ROLE_ARN, "name": "api-task-role", **extra},
+    )
     task = res(aws.TASK_DEFINITION, "api-task", taskRoleArn=TASK_ROLE_ARN)
     policy = link(res(policy_documents.ROLE_POLICY, "api-task-role-policy", policy=doc(*statements)), role=role)
     # An execution role is not the task's: what it may do is other rules' business.
@@ -917,6 +922,7 @@ def task_role(*statements: dict[str, Any], linked: bool = True, **extra: Any) ->
     return [
         res(aws.SQS_QUEUE, "jobs", arn=JOBS_ARN),
         res(aws.BUCKET, "uploads", arn=UPLOADS_ARN),
+        res(aws.KMS_KEY, "key", arn=KEY_ARN),
         role,
         link(task, taskRoleArn=role) if linked else task,
         policy,
@@ -925,9 +931,33 @@ def task_role(*statements: dict[str, Any], linked: bool = True, **extra: Any) ->
     ]
 
 
+OUTSIDE = "which is neither declared beside the task nor a key or metrics workspace of this stack."
+POLICIES_ATTACHMENT = "aws:iam/policyAttachment:PolicyAttachment"
+
+
+def beside(task_component: str, bucket_component: str) -> list[Resource]:
+    """A task under one component whose role reads a bucket under another, in the engine's URNs."""
+
+    def under(component: str, typ: str, name: str, **props: Any) -> Resource:
+        chain = f"wondernest:aws:Platform$wondernest:aws:{component}${typ}"
+        return Resource(typ, name, f"urn:pulumi:prod::wondernest::{chain}::{name}", props)
+
+    role = under(task_component, policy_documents.ROLE, "api-task-role", arn=TASK_ROLE_ARN)
+    statement = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::dumps/*"}
+    return [
+        under(bucket_component, aws.BUCKET, "dumps", arn="arn:aws:s3:::dumps"),
+        under("Secrets", aws.KMS_KEY, "key", arn="arn:aws:kms:eu-west-1:123456789012:key/k"),
+        role,
+        under(task_component, aws.TASK_DEFINITION, "api-task", taskRoleArn=TASK_ROLE_ARN),
+        link(under(task_component, policy_documents.ROLE_POLICY, "api-task-role-policy",
+                   policy=doc(statement, {"Effect": "Allow", "Action": "kms:Decrypt",
+                                          "Resource": "arn:aws:kms:eu-west-1:123456789012:key/k"})), role=role),
+    ]  # fmt: skip
+
+
 def attached(policy_arn: str, *documents: Resource) -> list[Resource]:
     role = task_role(*SCOPED)
-    attachment = link(res(policy_documents.POLICY_ATTACHMENT, "api-task-role-0", policyArn=policy_arn), role=role[2])
+    attachment = link(res(policy_documents.POLICY_ATTACHMENT, "api-task-role-0", policyArn=policy_arn), role=role[3])
     return [*role, *documents, attachment]
 
 
@@ -1216,30 +1246,42 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
     # The dead-letter queue found by name alone still needs none; a queue named by nothing does.
     ("aws-sqs-dead-letter", queues(linked=False), [*queues(linked=False), res(aws.SQS_QUEUE, "orphan")],
      "orphan: sends no failed message to a dead-letter queue (a redrivePolicy)."),
-    ("aws-task-role-scoped", task_role(*SCOPED), task_role({"Effect": "Allow", "Action": "sqs:*", "Resource": "*"}),
-     "api-task-role: api-task-role-policy allows sqs:* on *, which this stack does not declare."),
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     task_role({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}),
+     f"api-task-role: api-task-role-policy allows sqs:SendMessage on *, {OUTSIDE}"),
     ("aws-task-role-scoped", task_role(*SCOPED),
      task_role({"Sid": "Jobs", "Effect": "Allow", "Action": "sqs:SendMessage",
                 "Resource": [JOBS_ARN, "arn:aws:sqs:eu-west-1:210987654321:wondernest-prod-jobs"]}),
-     "api-task-role: api-task-role-policy allows Jobs on arn:aws:sqs:eu-west-1:210987654321:wondernest-prod-jobs, "
-     "which this stack does not declare."),
+     f"api-task-role: api-task-role-policy allows Jobs on arn:aws:sqs:eu-west-1:210987654321:wondernest-prod-jobs, "
+     f"{OUTSIDE}"),
     # A bucket's objects only: not another bucket's, and not every bucket whose name begins alike.
     ("aws-task-role-scoped", task_role(*SCOPED),
      task_role({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::someone-elses/*"}),
-     "api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::someone-elses/*, which this stack "
-     "does not declare."),
+     f"api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::someone-elses/*, {OUTSIDE}"),
     ("aws-task-role-scoped", task_role(*SCOPED),
      task_role({"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"{UPLOADS_ARN}*"}),
-     f"api-task-role: api-task-role-policy allows s3:GetObject on {UPLOADS_ARN}*, which this stack does not declare."),
+     f"api-task-role: api-task-role-policy allows s3:GetObject on {UPLOADS_ARN}*, {OUTSIDE}"),
     ("aws-task-role-scoped", task_role(*SCOPED),
      task_role({"Effect": "Allow", "Action": "sns:Publish", "NotResource": JOBS_ARN}),
      "api-task-role: api-task-role-policy allows sns:Publish on every resource but those named (or names none)."),
+    # Administering what it reaches, even its own resources: a way to more.
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     task_role({"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:SetQueueAttributes"], "Resource": JOBS_ARN}),
+     "api-task-role: api-task-role-policy allows sqs:SetQueueAttributes, which no task's code takes on its data; "
+     "name it in the rule's allowedActions if the app must."),
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     task_role({"Effect": "Allow", "Action": ["kms:Decrypt", "kms:ScheduleKeyDeletion"], "Resource": KEY_ARN}),
+     "api-task-role: api-task-role-policy allows kms:ScheduleKeyDeletion, which no task's code takes on its data; "
+     "name it in the rule's allowedActions if the app must."),
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     task_role({"Effect": "Allow", "NotAction": "iam:*", "Resource": JOBS_ARN}),
+     "api-task-role: api-task-role-policy allows every action but those named."),
     # Found by the task's ARN alone (no recorded relation), and in the role's own inline policies.
     ("aws-task-role-scoped", task_role(*SCOPED, linked=False),
      task_role(*SCOPED, linked=False, inlinePolicies=[
          {"name": "extra", "policy": doc({"Effect": "Allow", "Action": "ses:SendEmail", "Resource": "*"})}]),
-     "api-task-role: inline policy extra allows ses:SendEmail on *, which this stack does not declare."),
-    # A managed policy of the stack's own is judged like an inline one; AWS's is refused.
+     f"api-task-role: inline policy extra allows ses:SendEmail on *, {OUTSIDE}"),
+    # A managed policy of the stack's own is judged like an inline one; AWS's is refused, by every route.
     ("aws-task-role-scoped",
      attached("arn:aws:iam::123456789012:policy/own",
               res(policy_documents.IAM_POLICY, "own", arn="arn:aws:iam::123456789012:policy/own",
@@ -1247,6 +1289,29 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
      attached("arn:aws:iam::aws:policy/AmazonSQSFullAccess"),
      "api-task-role: a task's role has arn:aws:iam::aws:policy/AmazonSQSFullAccess attached, a policy written for "
      "no resource of this stack."),
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     task_role(*SCOPED, managedPolicyArns=["arn:aws:iam::aws:policy/AmazonS3FullAccess"]),
+     "api-task-role: a task's role has arn:aws:iam::aws:policy/AmazonS3FullAccess attached, a policy written for "
+     "no resource of this stack."),
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     [*task_role(*SCOPED), res(POLICIES_ATTACHMENT, "api-task-role-s3", roles=["api-task-role"],
+                               policyArn="arn:aws:iam::aws:policy/AmazonS3FullAccess")],
+     "api-task-role: a task's role has arn:aws:iam::aws:policy/AmazonS3FullAccess attached, a policy written for "
+     "no resource of this stack."),
+    # A task whose role is not the stack's is judged nowhere else.
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     [res(aws.TASK_DEFINITION, "api-task", taskRoleArn="arn:aws:iam::123456789012:role/OrganizationAccountAccessRole")],
+     "api-task: runs as arn:aws:iam::123456789012:role/OrganizationAccountAccessRole, a role this stack does not "
+     "declare, so what its code may do is judged nowhere."),
+    # An `arn` that is an input naming something else (an EventTarget's) declares nothing.
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     [*task_role({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "arn:aws:sqs:eu-west-1:123456789012:x"}),
+      res("aws:cloudwatch/eventTarget:EventTarget", "target", arn="arn:aws:sqs:eu-west-1:123456789012:x")],
+     f"api-task-role: api-task-role-policy allows sqs:SendMessage on arn:aws:sqs:eu-west-1:123456789012:x, {OUTSIDE}"),
+    # Only what is declared beside the task (under its component), or a key: not another component's bucket.
+    ("aws-task-role-scoped", beside("Api", "Api"), beside("Api", "Backups"),
+     "api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::dumps/*, "
+     f"{OUTSIDE}"),
     ("aws-required-tags", [res(aws.KMS_KEY, "key", provider={"defaultTags": json.dumps({"tags": TAGS})})],
      [res(aws.KMS_KEY, "key", provider={"region": "eu-west-1"})],
      "key: lacks the tags ['app', 'environment', 'owner', 'cost-center']."),
@@ -1495,7 +1560,8 @@ MUTATIONS: list[tuple[str, str, str, Any, dict[str, list[str]]]] = [
      {"aws-kms-key-policy": ["key"]}),
     ("task role allowed all of S3", policy_documents.ROLE_POLICY, "backups-task-role-bucket",
      _add_statement({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
-     {"aws-policies-least-privilege": ["backups-task-role-bucket"], "aws-task-role-scoped": ["backups-task-role"]}),
+     {"aws-policies-least-privilege": ["backups-task-role-bucket"],
+      "aws-task-role-scoped": ["backups-task-role", "backups-task-role"]}),
     ("API task role reaching another stack's queue", policy_documents.ROLE_POLICY, "api-task-role",
      _add_statement({"Effect": "Allow", "Action": "sqs:SendMessage",
                      "Resource": "arn:aws:sqs:eu-west-1:123456789012:another-stack-jobs"}),
@@ -1699,7 +1765,33 @@ def legacy_in(port: int) -> Resource:
 
 
 # Stack checks at their edges: (rule, resources, the messages reported).
+SQS_HERE, SQS_ELSEWHERE = "arn:aws:sqs:eu-west-1:123456789012", "arn:aws:sqs:eu-west-1:999999999999"
+
+
+def pending_uploads(*statements: dict[str, Any]) -> list[Resource]:
+    """The task role's graph in a preview where the bucket's ARN is not known yet."""
+    graph = task_role(*statements)
+    return [dataclasses.replace(r, props={**r.props, "arn": UNKNOWN}) if r.name == "uploads" else r for r in graph]
+
+
 STACK_EDGES: list[tuple[str, list[Resource], list[str]]] = [
+    # A wildcard is decided beside values not known yet; a specific ARN of this
+    # account may be the pending one; another account's never is.
+    ("aws-task-role-scoped", task_role({"Effect": "Allow", "Action": "s3:GetObject", "Resource": [UNKNOWN, "*"]}),
+     [f"api-task-role: api-task-role-policy allows s3:GetObject on *, {OUTSIDE}"]),
+    ("aws-task-role-scoped", pending_uploads(*SCOPED), []),
+    ("aws-task-role-scoped",
+     pending_uploads({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": f"{SQS_HERE}:y"}), []),
+    ("aws-task-role-scoped",
+     pending_uploads({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": f"{SQS_ELSEWHERE}:y"}),
+     [f"api-task-role: api-task-role-policy allows sqs:SendMessage on {SQS_ELSEWHERE}:y, {OUTSIDE}"]),
+    # An action or resource not known yet is decided at `up`.
+    ("aws-task-role-scoped",
+     task_role({"Effect": "Allow", "Action": [UNKNOWN, "sqs:SendMessage"], "Resource": JOBS_ARN}), []),
+    # A task whose role's ARN is not known yet may run as it.
+    ("aws-task-role-scoped",
+     [*pending_uploads(*SCOPED)[:3], dataclasses.replace(task_role(*SCOPED)[3], props={"arn": UNKNOWN}),
+      res(aws.TASK_DEFINITION, "api-task", taskRoleArn="arn:aws:iam::123456789012:role/other")], []),
     # Only a balancer that faces the internet, and speaks HTTP, needs a web ACL.
     ("aws-alb-waf", [alb(internal=True)], []),
     ("aws-alb-waf", [alb(internal=False, loadBalancerType="network")], []),
@@ -1758,6 +1850,13 @@ STACK_EDGES: list[tuple[str, list[Resource], list[str]]] = [
 @pytest.mark.parametrize(("rule_id", "resources", "messages"), STACK_EDGES, ids=[c[0] for c in STACK_EDGES])
 def test_each_aws_stack_check_at_its_edges(rule_id: str, resources: list[Resource], messages: list[str]) -> None:
     assert_reports(rule_id, resources, messages)
+
+
+def test_a_task_role_may_take_more_actions_only_as_the_rule_is_told() -> None:
+    rule = BY_ID["aws-task-role-scoped"]
+    graph = task_role({"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:PurgeQueue"], "Resource": JOBS_ARN})
+    assert len(rule.run_stack(graph, {})) == 1
+    assert rule.run_stack(graph, {"allowedActions": ["SQS:PurgeQueue"]}) == []
 
 
 @pytest.mark.parametrize(

@@ -142,6 +142,7 @@ class Api(pulumi.ComponentResource):
                 region=args.region,
                 key_arn=args.secrets.key.arn,
                 account_id=args.secrets.account_id,
+                account_root=args.secrets.account_root,
                 access_log_bucket=access_log_bucket,
                 email_zone_id=args.email_zone_id,
             ),

@@ -15,7 +15,7 @@ import pulumi_aws as aws
 
 from components.aws.buckets import abort_uploads, expire_noncurrent, private_bucket
 from components.aws.iam import policy_document
-from components.model.app_services import AwsServices, QueueSpec, dead_letter_name
+from components.model.app_services import AwsServices, QueueSpec, dead_letter_name, service_name
 from components.model.naming import Names
 
 # Actions a consumer and producer of a queue takes; nothing that changes the queue itself.
@@ -29,6 +29,11 @@ DEAD_LETTER_ACTIONS = (
     "sqs:GetQueueUrl",
 )  # fmt: skip
 OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+# What the account's identities may do to a topic, each as its IAM policies allow.
+TOPIC_ACTIONS = (
+    "sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:AddPermission", "sns:RemovePermission",
+    "sns:DeleteTopic", "sns:Subscribe", "sns:ListSubscriptionsByTopic", "sns:Publish",
+)  # fmt: skip
 SEND_ACTIONS = ("ses:SendEmail", "ses:SendRawEmail")
 # SQS's default: a data key serves five minutes of messages before KMS is asked again.
 KEY_REUSE_SECONDS = 300
@@ -47,6 +52,8 @@ class AppServicesArgs:
     region: str
     key_arn: pulumi.Output[str]
     account_id: pulumi.Output[str]
+    account_root: pulumi.Output[str]
+    """`arn:<partition>:iam::<account>:root`: in a resource policy, the account's IAM policies decide."""
     access_log_bucket: aws.s3.Bucket
     email_zone_id: str | None
     """A Route 53 zone holding the sender's domain: the DKIM records go there; else they are outputs."""
@@ -111,7 +118,7 @@ class AppServices(pulumi.ComponentResource):
         )
         main = aws.sqs.Queue(
             f"queue-{queue}",
-            name=args.names.resource(queue),
+            name=service_name(args.names, queue),
             visibility_timeout_seconds=spec.visibility_timeout_seconds,
             message_retention_seconds=spec.retention_seconds,
             redrive_policy=pulumi.Output.json_dumps(
@@ -141,9 +148,37 @@ class AppServices(pulumi.ComponentResource):
         args = self._args
         sns_topic = aws.sns.Topic(
             f"topic-{topic}",
-            name=args.names.resource(topic),
+            name=service_name(args.names, topic),
             kms_master_key_id=args.key_arn,
             opts=pulumi.ResourceOptions(parent=self),
+        )
+        # In place of SNS's default policy, which lets any identity of the
+        # account subscribe an endpoint or grant another account access: the
+        # account's own IAM policies decide (the task role may only publish),
+        # and nothing reaches the topic over plain HTTP.
+        aws.sns.TopicPolicy(
+            f"topic-{topic}",
+            arn=sns_topic.arn,
+            policy=policy_document(
+                [
+                    {
+                        "Sid": "AccountPoliciesDecide",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": args.account_root},
+                        "Action": list(TOPIC_ACTIONS),
+                        "Resource": sns_topic.arn,
+                    },
+                    {
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "sns:Publish",
+                        "Resource": sns_topic.arn,
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    },
+                ]
+            ),
+            opts=pulumi.ResourceOptions(parent=sns_topic),
         )
         self.values[f"topics.{topic}.arn"] = sns_topic.arn
         self.statements.append({"Effect": "Allow", "Action": "sns:Publish", "Resource": sns_topic.arn})
@@ -186,7 +221,7 @@ class AppServices(pulumi.ComponentResource):
         args = self._args
         private = private_bucket(
             f"bucket-{bucket}",
-            bucket_name=pulumi.Output.concat(args.names.resource(bucket), "-", args.account_id),
+            bucket_name=pulumi.Output.concat(service_name(args.names, bucket), "-", args.account_id),
             kms_key_arn=args.key_arn,
             lifecycle=[
                 aws.s3.BucketLifecycleConfigurationRuleArgs(

@@ -20,7 +20,7 @@ import pulumi_aws as aws
 
 from components.aws.iam import policy_document
 from components.credentials import PASSWORD_LENGTH, SIGNING_KEY_LENGTH, generated_secret
-from components.model.app_services import AwsServices
+from components.model.app_services import AwsServices, service_name
 from components.model.naming import Names
 
 ROTATED: tuple[str, ...] = (
@@ -77,11 +77,16 @@ def key_services(services: AwsServices) -> tuple[str, ...]:
     return (*PLATFORM_KEY_SERVICES, *((QUEUE_SERVICE,) if services.queues else ()))
 
 
-def _topics_deliver_to_queues(services: AwsServices, account_id: pulumi.Input[str]) -> list[dict[str, Any]]:
+def _topics_deliver_to_queues(
+    services: AwsServices, names: Names, arn_prefix: pulumi.Output[str], account_id: pulumi.Input[str]
+) -> list[dict[str, Any]]:
     """SNS encrypts what it delivers into an encrypted queue with the queue's
     key (SQS's developer guide, "Configure KMS permissions for AWS services"):
-    only where an app's topic has queues subscribed, and only for this account."""
-    if not any(topic.subscribers for topic in services.topics.values()):
+    only where an app's topic has queues subscribed, and only for those topics.
+    Their ARNs are spelled from their names: the topics are made under the key,
+    after it. `arn_prefix` is `arn:<partition>:sns:<region>:<account>:`."""
+    senders = sorted(topic for topic, spec in services.topics.items() if spec.subscribers)
+    if not senders:
         return []
     return [
         {
@@ -90,7 +95,12 @@ def _topics_deliver_to_queues(services: AwsServices, account_id: pulumi.Input[st
             "Principal": {"Service": "sns.amazonaws.com"},
             "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
             "Resource": "*",
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": account_id},
+                "ArnEquals": {
+                    "aws:SourceArn": [pulumi.Output.concat(arn_prefix, service_name(names, t)) for t in senders]
+                },
+            },
         }
     ]
 
@@ -190,7 +200,12 @@ class Secrets(pulumi.ComponentResource):
                         "Resource": "*",
                         "Condition": {"StringEquals": {"aws:SourceAccount": identity.account_id}},
                     },
-                    *_topics_deliver_to_queues(args.app_services, identity.account_id),
+                    *_topics_deliver_to_queues(
+                        args.app_services,
+                        names,
+                        pulumi.Output.concat("arn:", partition.partition, f":sns:{region}:", identity.account_id, ":"),
+                        identity.account_id,
+                    ),
                 ]
             ),
             # Everything the platform stores is encrypted under it: deleting it

@@ -18,8 +18,14 @@ from pydantic import Field, model_validator
 from components.model.config_types import ConfigModel
 from components.model.naming import Names
 
-# A suffix of `<app>-<stack>-`: S3 allows 63 characters in all, SQS 80 with `-dlq`.
-NAME_RE = r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$"
+# The app's resources are named `<app>-<stack>-app-<name>`: a namespace of
+# their own, so no declaration can take a platform resource's name (a bucket
+# `backups` is not the dumps bucket, a topic `alerts-page` not the pager's).
+# With the longest `<app>-<stack>` the config allows and the account id a
+# bucket name carries, 22 characters keep S3's 63; SQS allows 80 with `-dlq`.
+APP_NAMESPACE = "app-"
+SERVICE_NAME_MAX = 22
+NAME_RE = rf"^[a-z][a-z0-9-]{{0,{SERVICE_NAME_MAX - 2}}}[a-z0-9]$"
 ServiceName = Annotated[str, Field(pattern=NAME_RE)]
 DEAD_LETTER_SUFFIX = "-dlq"
 DAY = 86_400
@@ -120,8 +126,13 @@ class AwsServices(ConfigModel):
         return f"{value} names no {kind} {name!r} of awsServices.{kind}s"
 
 
+def service_name(names: Names, name: str) -> str:
+    """A declared service's physical name (a bucket's before the account id on AWS)."""
+    return names.resource(f"{APP_NAMESPACE}{name}")
+
+
 def dead_letter_name(names: Names, queue: str) -> str:
-    return names.resource(f"{queue}{DEAD_LETTER_SUFFIX}")
+    return service_name(names, f"{queue}{DEAD_LETTER_SUFFIX}")
 
 
 EMULATOR_ACCOUNT = "123456789012"
@@ -133,14 +144,14 @@ def emulated_values(services: AwsServices, names: Names, *, endpoint: str, regio
     from the host it was asked on and its ARNs from its fixed account."""
     values: dict[str, str] = {}
     for queue in services.queues:
-        name = names.resource(queue)
+        name = service_name(names, queue)
         values[f"queues.{queue}.url"] = f"{endpoint}/{EMULATOR_ACCOUNT}/{name}"
         values[f"queues.{queue}.arn"] = f"arn:aws:sqs:{region}:{EMULATOR_ACCOUNT}:{name}"
         values[f"queues.{queue}.deadLetterUrl"] = f"{endpoint}/{EMULATOR_ACCOUNT}/{dead_letter_name(names, queue)}"
     for topic in services.topics:
-        values[f"topics.{topic}.arn"] = f"arn:aws:sns:{region}:{EMULATOR_ACCOUNT}:{names.resource(topic)}"
+        values[f"topics.{topic}.arn"] = f"arn:aws:sns:{region}:{EMULATOR_ACCOUNT}:{service_name(names, topic)}"
     for bucket in services.buckets:
-        values[f"buckets.{bucket}.name"] = names.resource(bucket)
+        values[f"buckets.{bucket}.name"] = service_name(names, bucket)
     if services.email is not None:
         values["email.sender"] = services.email.sender
     return values
@@ -152,7 +163,7 @@ def emulated_resources(services: AwsServices, names: Names, *, region: str) -> d
         "region": region,
         "queues": [
             {
-                "name": names.resource(queue),
+                "name": service_name(names, queue),
                 "deadLetter": dead_letter_name(names, queue),
                 "maxReceiveCount": spec.max_receive_count,
                 "visibilityTimeout": spec.visibility_timeout_seconds,
@@ -162,9 +173,9 @@ def emulated_resources(services: AwsServices, names: Names, *, region: str) -> d
             for queue, spec in sorted(services.queues.items())
         ],
         "topics": [
-            {"name": names.resource(topic), "subscribers": [names.resource(q) for q in spec.subscribers]}
+            {"name": service_name(names, topic), "subscribers": [service_name(names, q) for q in spec.subscribers]}
             for topic, spec in sorted(services.topics.items())
         ],
-        "buckets": [names.resource(bucket) for bucket in sorted(services.buckets)],
+        "buckets": [service_name(names, bucket) for bucket in sorted(services.buckets)],
         "emailDomains": [] if services.email is None else [services.email.domain],
     }
