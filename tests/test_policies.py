@@ -356,9 +356,9 @@ def as_resources(ev: Evaluation, stack: str = "dev") -> list[Resource]:
             depends_on={
                 key: tuple(short(u) for u in urns) for key, urns in d.options.get("property_dependencies", {}).items()
             },
+            parent=short(d.options["parent"]) if d.options.get("parent") else "",
         )
         for d in ev.declared
-        if not d.typ.startswith("wondernest:")
     ]
 
 

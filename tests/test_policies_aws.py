@@ -919,7 +919,7 @@ def task_role(*statements: dict[str, Any], linked: bool = True, **extra: Any) ->
                                                                          "Resource": "*"})),
         role=execution,
     )  # fmt: skip
-    return [
+    graph = [
         res(aws.SQS_QUEUE, "jobs", arn=JOBS_ARN),
         res(aws.BUCKET, "uploads", arn=UPLOADS_ARN),
         res(aws.KMS_KEY, "key", arn=KEY_ARN),
@@ -929,30 +929,48 @@ def task_role(*statements: dict[str, Any], linked: bool = True, **extra: Any) ->
         execution,
         execution_policy,
     ]
+    # All declared under the API's component, as the platform declares them.
+    return [dataclasses.replace(r, parent=API_COMPONENT) for r in graph]
 
 
 OUTSIDE = "which is neither declared beside the task nor a key or metrics workspace of this stack."
 POLICIES_ATTACHMENT = "aws:iam/policyAttachment:PolicyAttachment"
 
 
-def beside(task_component: str, bucket_component: str) -> list[Resource]:
-    """A task under one component whose role reads a bucket under another, in the engine's URNs."""
+API_COMPONENT = "urn:pulumi:prod::wondernest::wondernest:aws:Platform$wondernest:aws:Api::api"
 
-    def under(component: str, typ: str, name: str, **props: Any) -> Resource:
-        chain = f"wondernest:aws:Platform$wondernest:aws:{component}${typ}"
-        return Resource(typ, name, f"urn:pulumi:prod::wondernest::{chain}::{name}", props)
 
-    role = under(task_component, policy_documents.ROLE, "api-task-role", arn=TASK_ROLE_ARN)
+def component(kind: str, name: str) -> Resource:
+    return Resource(
+        f"wondernest:aws:{kind}",
+        name,
+        f"urn:pulumi:prod::wondernest::wondernest:aws:Platform$wondernest:aws:{kind}::{name}",
+        {},
+        parent="urn:pulumi:prod::wondernest::wondernest:aws:Platform::platform",
+    )
+
+
+def beside(task_in: Resource, bucket_in: Resource, *extra: Resource) -> list[Resource]:
+    """A task under one component instance whose role reads a bucket under another, with the engine's parents."""
+
+    def under(parent: Resource, typ: str, name: str, **props: Any) -> Resource:
+        return Resource(typ, name, f"{parent.urn.split('::')[0]}::wondernest::{typ}::{name}", props, parent=parent.urn)
+
+    role = under(task_in, policy_documents.ROLE, "api-task-role", arn=TASK_ROLE_ARN)
     statement = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::dumps/*"}
     return [
-        under(bucket_component, aws.BUCKET, "dumps", arn="arn:aws:s3:::dumps"),
-        under("Secrets", aws.KMS_KEY, "key", arn="arn:aws:kms:eu-west-1:123456789012:key/k"),
+        task_in, bucket_in, *extra,
+        under(bucket_in, aws.BUCKET, "dumps", arn="arn:aws:s3:::dumps", bucket="dumps"),
+        under(component("Secrets", "secrets"), aws.KMS_KEY, "key", arn="arn:aws:kms:eu-west-1:123456789012:key/k"),
         role,
-        under(task_component, aws.TASK_DEFINITION, "api-task", taskRoleArn=TASK_ROLE_ARN),
-        link(under(task_component, policy_documents.ROLE_POLICY, "api-task-role-policy",
+        under(task_in, aws.TASK_DEFINITION, "api-task", taskRoleArn=TASK_ROLE_ARN),
+        link(under(task_in, policy_documents.ROLE_POLICY, "api-task-role-policy",
                    policy=doc(statement, {"Effect": "Allow", "Action": "kms:Decrypt",
                                           "Resource": "arn:aws:kms:eu-west-1:123456789012:key/k"})), role=role),
     ]  # fmt: skip
+
+
+API, BACKUPS = component("Api", "api"), component("Backups", "backups")
 
 
 def attached(policy_arn: str, *documents: Resource) -> list[Resource]:
@@ -1309,9 +1327,38 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
       res("aws:cloudwatch/eventTarget:EventTarget", "target", arn="arn:aws:sqs:eu-west-1:123456789012:x")],
      f"api-task-role: api-task-role-policy allows sqs:SendMessage on arn:aws:sqs:eu-west-1:123456789012:x, {OUTSIDE}"),
     # Only what is declared beside the task (under its component), or a key: not another component's bucket.
-    ("aws-task-role-scoped", beside("Api", "Api"), beside("Api", "Backups"),
-     "api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::dumps/*, "
-     f"{OUTSIDE}"),
+    ("aws-task-role-scoped", beside(API, API), beside(API, BACKUPS),
+     f"api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::dumps/*, {OUTSIDE}"),
+    # Another instance of the same component type is not beside it either.
+    ("aws-task-role-scoped", beside(API, API), beside(API, component("Api", "second-api")),
+     f"api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::dumps/*, {OUTSIDE}"),
+    # Beside it, but holding another bucket's access logs: no task's.
+    ("aws-task-role-scoped", beside(API, API),
+     beside(API, API, res(aws.BUCKET_LOGGING, "uploads-logging", bucket="uploads", targetBucket="dumps")),
+     f"api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::dumps/*, {OUTSIDE}"),
+    # A task placed at the stack's root (or above other components' tasks) sharing the role reaches only what is
+    # shared: a decoy does not widen the role.
+    ("aws-task-role-scoped", beside(API, API),
+     [*beside(API, API), res(aws.TASK_DEFINITION, "decoy", taskRoleArn=TASK_ROLE_ARN)],
+     f"api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::dumps/*, {OUTSIDE}"),
+    # A resource's policy naming the role lets it in as much as its own policies do.
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     [*task_role(*SCOPED), res(policy_documents.BUCKET_POLICY, "uploads", policy=doc(
+         {"Effect": "Allow", "Principal": {"AWS": TASK_ROLE_ARN}, "Action": ["s3:GetObject", "s3:PutBucketPolicy"],
+          "Resource": f"{UPLOADS_ARN}/*"}))],
+     "api-task-role: uploads's policy allows s3:PutBucketPolicy, which no task's code takes on its data; name it "
+     "in the rule's allowedActions if the app must."),
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     [*task_role(*SCOPED), res(policy_documents.ROLE, "redeploy-role", assumeRolePolicy=doc(
+         {"Effect": "Allow", "Principal": {"AWS": [TASK_ROLE_ARN]}, "Action": "sts:AssumeRole"}))],
+     "api-task-role: redeploy-role's policy allows sts:AssumeRole, which no task's code takes on its data; name it "
+     "in the rule's allowedActions if the app must."),
+    # Read twice by readers that disagree: `*` for one, the bucket for the other.
+    ("aws-task-role-scoped", task_role(*SCOPED),
+     [*task_role(*SCOPED)[:5], dataclasses.replace(task_role(*SCOPED)[5], props={
+         "policy": '{"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", '
+                   f'"Resource": "{UPLOADS_ARN}/*"}}]}}'}), *task_role(*SCOPED)[6:]],
+     "api-task-role: api-task-role-policy has a key twice in one object: readers disagree."),
     ("aws-required-tags", [res(aws.KMS_KEY, "key", provider={"defaultTags": json.dumps({"tags": TAGS})})],
      [res(aws.KMS_KEY, "key", provider={"region": "eu-west-1"})],
      "key: lacks the tags ['app', 'environment', 'owner', 'cost-center']."),
@@ -1768,30 +1815,47 @@ def legacy_in(port: int) -> Resource:
 SQS_HERE, SQS_ELSEWHERE = "arn:aws:sqs:eu-west-1:123456789012", "arn:aws:sqs:eu-west-1:999999999999"
 
 
-def pending_uploads(*statements: dict[str, Any]) -> list[Resource]:
-    """The task role's graph in a preview where the bucket's ARN is not known yet."""
+def pending_jobs(*statements: dict[str, Any]) -> list[Resource]:
+    """The task role's graph in a preview where the queue is not created yet: its name known, its ARN not."""
     graph = task_role(*statements)
-    return [dataclasses.replace(r, props={**r.props, "arn": UNKNOWN}) if r.name == "uploads" else r for r in graph]
+    pending = {"arn": UNKNOWN, "name": "wondernest-prod-jobs"}
+    return [dataclasses.replace(r, props=pending) if r.name == "jobs" else r for r in graph]
 
 
 STACK_EDGES: list[tuple[str, list[Resource], list[str]]] = [
-    # A wildcard is decided beside values not known yet; a specific ARN of this
-    # account may be the pending one; another account's never is.
+    # A wildcard is decided beside values not known yet; a specific ARN may be
+    # a resource not created yet only if it names it, in this account.
     ("aws-task-role-scoped", task_role({"Effect": "Allow", "Action": "s3:GetObject", "Resource": [UNKNOWN, "*"]}),
      [f"api-task-role: api-task-role-policy allows s3:GetObject on *, {OUTSIDE}"]),
-    ("aws-task-role-scoped", pending_uploads(*SCOPED), []),
+    ("aws-task-role-scoped", pending_jobs(*SCOPED), []),
     ("aws-task-role-scoped",
-     pending_uploads({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": f"{SQS_HERE}:y"}), []),
+     pending_jobs({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": f"{SQS_HERE}:another-teams-queue"}),
+     [f"api-task-role: api-task-role-policy allows sqs:SendMessage on {SQS_HERE}:another-teams-queue, {OUTSIDE}"]),
     ("aws-task-role-scoped",
-     pending_uploads({"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": f"{SQS_ELSEWHERE}:y"}),
-     [f"api-task-role: api-task-role-policy allows sqs:SendMessage on {SQS_ELSEWHERE}:y, {OUTSIDE}"]),
+     pending_jobs({"Effect": "Allow", "Action": "sqs:SendMessage",
+                   "Resource": f"{SQS_ELSEWHERE}:wondernest-prod-jobs"}),
+     [f"api-task-role: api-task-role-policy allows sqs:SendMessage on {SQS_ELSEWHERE}:wondernest-prod-jobs, "
+      f"{OUTSIDE}"]),
+    ("aws-task-role-scoped",
+     pending_jobs({"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::attacker-exfil/*"}),
+     [f"api-task-role: api-task-role-policy allows s3:PutObject on arn:aws:s3:::attacker-exfil/*, {OUTSIDE}"]),
+    # Unknown items of a list leave the known ones judged.
+    ("aws-task-role-scoped",
+     task_role(*SCOPED, managedPolicyArns=[UNKNOWN, "arn:aws:iam::aws:policy/AmazonS3FullAccess"]),
+     ["api-task-role: a task's role has arn:aws:iam::aws:policy/AmazonS3FullAccess attached, a policy written for "
+      "no resource of this stack."]),
     # An action or resource not known yet is decided at `up`.
     ("aws-task-role-scoped",
      task_role({"Effect": "Allow", "Action": [UNKNOWN, "sqs:SendMessage"], "Resource": JOBS_ARN}), []),
-    # A task whose role's ARN is not known yet may run as it.
+    # A task may run as a role not created yet only if it names that role.
     ("aws-task-role-scoped",
-     [*pending_uploads(*SCOPED)[:3], dataclasses.replace(task_role(*SCOPED)[3], props={"arn": UNKNOWN}),
-      res(aws.TASK_DEFINITION, "api-task", taskRoleArn="arn:aws:iam::123456789012:role/other")], []),
+     [dataclasses.replace(task_role(*SCOPED)[3], props={"arn": UNKNOWN, "name": "api-task-role"}),
+      res(aws.TASK_DEFINITION, "api-task", taskRoleArn="arn:aws:iam::123456789012:role/api-task-role")], []),
+    ("aws-task-role-scoped",
+     [dataclasses.replace(task_role(*SCOPED)[3], props={"arn": UNKNOWN, "name": "api-task-role"}),
+      res(aws.TASK_DEFINITION, "api-task", taskRoleArn="arn:aws:iam::123456789012:role/Admin")],
+     ["api-task: runs as arn:aws:iam::123456789012:role/Admin, a role this stack does not declare, so what its "
+      "code may do is judged nowhere."]),
     # Only a balancer that faces the internet, and speaks HTTP, needs a web ACL.
     ("aws-alb-waf", [alb(internal=True)], []),
     ("aws-alb-waf", [alb(internal=False, loadBalancerType="network")], []),

@@ -98,6 +98,8 @@ class Resource:
     depends_on: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Per property, the URNs of the resources its value came from: how a rule
     relates resources whose ids are not known yet, as in a preview."""
+    parent: str = ""
+    """The URN of the resource it is declared under (in a stack policy; "" otherwise)."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.props.get(key, default)

@@ -76,6 +76,7 @@ def _resource(
     opts: PolicyResourceOptions,
     provider: Any,
     property_dependencies: Mapping[str, Sequence[Any]] | None = None,
+    parent: Any = None,
 ) -> Resource:
     """What a rule sees of a resource the engine hands the pack, its provider's
     properties and (in a stack policy) its property dependencies included."""
@@ -87,6 +88,7 @@ def _resource(
         protect=bool(opts.protect),
         provider=plain(provider.props) if provider is not None else None,
         depends_on={key: tuple(d.urn for d in deps) for key, deps in (property_dependencies or {}).items()},
+        parent=parent.urn if parent is not None else "",
     )
 
 
@@ -108,7 +110,7 @@ def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
 def _stack_policy(rule: Rule) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         resources = [
-            _resource(r.resource_type, r.name, r.urn, r.props, r.opts, r.provider, r.property_dependencies)
+            _resource(r.resource_type, r.name, r.urn, r.props, r.opts, r.provider, r.property_dependencies, r.parent)
             for r in args.resources
         ]
         _report(lambda: rule.run_stack(resources, plain(args.get_config() or {})), report_violation)
