@@ -91,7 +91,7 @@ def test_a_message_that_keeps_failing_moves_to_the_dead_letter_queue(emulator: E
     attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
     assert attributes["QueueArn"] == found["queues.jobs.arn"]
     assert json.loads(attributes["RedrivePolicy"]) == {
-        "deadLetterTargetArn": f"arn:aws:sqs:{REGION}:123456789012:notes-dev-jobs-dlq",
+        "deadLetterTargetArn": f"arn:aws:sqs:{REGION}:123456789012:notes-dev-app-jobs-dlq",
         "maxReceiveCount": 2,
     }
     sqs.send_message(QueueUrl=queue, MessageBody="resize 42")
@@ -136,10 +136,10 @@ def test_a_restart_creates_the_resources_again(emulator: Emulator) -> None:
     emulator.start()
     urls = emulator.client("sqs").list_queues()["QueueUrls"]
     assert sorted(u.rsplit("/", 1)[1] for u in urls) == [
-        "notes-dev-jobs",
-        "notes-dev-jobs-dlq",
-        "notes-dev-mail",
-        "notes-dev-mail-dlq",
+        "notes-dev-app-jobs",
+        "notes-dev-app-jobs-dlq",
+        "notes-dev-app-mail",
+        "notes-dev-app-mail-dlq",
     ]
 
 
@@ -158,6 +158,6 @@ def test_a_spec_it_cannot_create_stops_it_and_it_never_reports_ready(tmp_path: P
     assert process.returncode == 1
     assert process.stderr == (
         "error: creating the declared resources: ValueError: "
-        "topic notes-dev-events subscribes notes-dev-nothing, which is no declared queue\n"
+        "topic notes-dev-app-events subscribes notes-dev-nothing, which is no declared queue\n"
     )
     assert not broken.ready.exists()
