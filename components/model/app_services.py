@@ -6,7 +6,9 @@ names it chooses in `platformEnvironment`, and the AWS SDK's own settings
 beside them.
 
 Locally one emulator (moto's server) serves them all, with the declared
-resources created in it before it reports healthy (`emulated_resources`)."""
+resources created in it before it reports healthy (`emulated_resources`); on
+AWS `components/aws/app_services.py` makes them, under the names
+`service_name` gives both targets."""
 
 from __future__ import annotations
 
