@@ -934,6 +934,7 @@ def task_role(*statements: dict[str, Any], linked: bool = True, **extra: Any) ->
 
 
 OUTSIDE = "which is neither declared beside the task nor a key or metrics workspace of this stack."
+REPLICATION = "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
 POLICIES_ATTACHMENT = "aws:iam/policyAttachment:PolicyAttachment"
 
 
@@ -1335,6 +1336,14 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
     # Beside it, but holding another bucket's access logs: no task's.
     ("aws-task-role-scoped", beside(API, API),
      beside(API, API, res(aws.BUCKET_LOGGING, "uploads-logging", bucket="uploads", targetBucket="dumps")),
+     f"api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::dumps/*, {OUTSIDE}"),
+    # Nor one a load balancer writes its logs to, or one another bucket replicates into.
+    ("aws-task-role-scoped", beside(API, API),
+     beside(API, API, res(aws.LOAD_BALANCER, "alb", accessLogs={"bucket": "dumps", "enabled": True})),
+     f"api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::dumps/*, {OUTSIDE}"),
+    ("aws-task-role-scoped", beside(API, API),
+     beside(API, API, res(REPLICATION, "uploads-replication",
+                          rules=[{"id": "copy", "destination": {"bucket": "arn:aws:s3:::dumps"}}])),
      f"api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::dumps/*, {OUTSIDE}"),
     # A task placed at the stack's root (or above other components' tasks) sharing the role reaches only what is
     # shared: a decoy does not widen the role.
@@ -1839,6 +1848,24 @@ STACK_EDGES: list[tuple[str, list[Resource], list[str]]] = [
     ("aws-task-role-scoped",
      pending_jobs({"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::attacker-exfil/*"}),
      [f"api-task-role: api-task-role-policy allows s3:PutObject on arn:aws:s3:::attacker-exfil/*, {OUTSIDE}"]),
+    # Every grant from others is judged, the role's own trust included.
+    ("aws-task-role-scoped",
+     [*task_role(*SCOPED), res(policy_documents.BUCKET_POLICY, "uploads", policy=doc(
+         {"Effect": "Allow", "Principal": {"AWS": TASK_ROLE_ARN}, "Action": "s3:PutBucketAcl",
+          "Resource": UPLOADS_ARN})),
+      res(policy_documents.QUEUE_POLICY, "jobs", policy=doc(
+          {"Effect": "Allow", "Principal": {"AWS": TASK_ROLE_ARN}, "Action": "sqs:SetQueueAttributes",
+           "Resource": JOBS_ARN}))],
+     ["api-task-role: uploads's policy allows s3:PutBucketAcl, which no task's code takes on its data; name it in "
+      "the rule's allowedActions if the app must.",
+      "api-task-role: jobs's policy allows sqs:SetQueueAttributes, which no task's code takes on its data; name it "
+      "in the rule's allowedActions if the app must."]),
+    # A role known by name only (its ARN not known yet) is still found by the policies naming it.
+    ("aws-task-role-scoped",
+     [dataclasses.replace(r, props={**r.props, "arn": UNKNOWN}) if r.name == "api-task-role" else r
+      for r in task_role({"Effect": "Allow", "Action": "iam:PassRole", "Resource": JOBS_ARN})],
+     ["api-task-role: api-task-role-policy allows iam:PassRole, which no task's code takes on its data; name it in "
+      "the rule's allowedActions if the app must."]),
     # Unknown items of a list leave the known ones judged.
     ("aws-task-role-scoped",
      task_role(*SCOPED, managedPolicyArns=[UNKNOWN, "arn:aws:iam::aws:policy/AmazonS3FullAccess"]),

@@ -233,6 +233,12 @@ def _scopes(resources: Sequence[Resource]) -> dict[str, str | None]:
     return scopes
 
 
+def _named_before_created(value: str, role: Resource) -> bool:
+    """A task naming, by ARN, a role whose name is known and ARN is not yet."""
+    name = role.get("name")
+    return has_unknown(role.get("arn")) and isinstance(name, str) and value.endswith(f":role/{name}")
+
+
 def _task_roles(
     resources: Sequence[Resource], stack: _Stack
 ) -> tuple[list[tuple[Resource, Resource]], list[Violation]]:
@@ -245,12 +251,17 @@ def _task_roles(
         value = task.get("taskRoleArn")
         if not value:
             continue
-        own = [role for role in roles if _names(task, "taskRoleArn", role, "arn", "name")]
+        own = [
+            role
+            for role in roles
+            if _names(task, "taskRoleArn", role, "arn", "name")
+            or (isinstance(value, str) and _named_before_created(value, role))
+        ]
         pairs += [(task, role) for role in own]
         if own or not isinstance(value, str) or unknown(value):
             continue
-        # A role not created yet may be the one named: by its name, where known.
-        if stack.pending_as(value, (ROLE,)) or any(value == r.get("name") for r in stack.pending):
+        # A role not created yet whose name is not known either may be the one named.
+        if any(r.type == ROLE and (r.get("name") is None or has_unknown(r.get("name"))) for r in stack.pending):
             continue
         strangers.append(
             Violation(
@@ -273,13 +284,13 @@ def _documents(
         if isinstance(p, Mapping)
     ]
     documents += [
-        (r.name, r.get("policy")) for r in resources if r.type == ROLE_POLICY and _names(r, "role", role, "name", "id")
+        (r.name, r.get("policy")) for r in resources if r.type == ROLE_POLICY and _names(r, "role", role, "name")
     ]
     attached = [
         r.get("policyArn")
         for r in resources
-        if (r.type == POLICY_ATTACHMENT and _names(r, "role", role, "name", "id"))
-        or (r.type == POLICIES_ATTACHMENT and _names(r, "roles", role, "name", "id"))
+        if (r.type == POLICY_ATTACHMENT and _names(r, "role", role, "name"))
+        or (r.type == POLICIES_ATTACHMENT and _names(r, "roles", role, "name"))
     ]
     refused: list[Violation] = []
     for arn in dict.fromkeys(str(a) for a in [*attached, *_items(role.get("managedPolicyArns"))] if not has_unknown(a)):
@@ -306,8 +317,6 @@ def _granted_by_others(role: Resource, resources: Sequence[Resource]) -> list[tu
     found = []
     for r in resources:
         for key in DOCUMENTS.get(r.type, ()):
-            if r is role and key == "assumeRolePolicy":
-                continue
             statements, _ = _statements(r.get(key))
             found += [(f"{r.name}'s policy", s) for s in statements if arn in _principals(s)]
     return found
