@@ -124,7 +124,6 @@ def _names(resource: Resource, key: str, other: Resource, *fields: str) -> bool:
 class _Stack:
     """What the rule knows of the stack's resources."""
 
-    resources: Sequence[Resource]
     by_arn: dict[str, Resource]
     """Every resource of an identity type whose ARN is known."""
     pending: list[Resource]
@@ -144,7 +143,7 @@ class _Stack:
         pending = [r for r in identities if r.get("arn") is None or unknown(r.get("arn"))]
         parents = {r.urn: r.parent for r in resources}
         accounts = frozenset(m["account"] for arn in by_arn if (m := _ARN.match(arn)) and m["account"])
-        return cls(resources, by_arn, pending, parents, _log_and_replica_buckets(resources), accounts)
+        return cls(by_arn, pending, parents, _log_and_replica_buckets(resources), accounts)
 
     def beside(self, target: Resource, scope: str | None) -> bool:
         """Whether `target` is declared under the component instance `scope`."""
