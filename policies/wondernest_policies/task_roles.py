@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wondernest_policies.aws import BUCKET, KMS_KEY, SNS_TOPIC, SQS_QUEUE, TASK_DEFINITION
-from wondernest_policies.model import Resource, Rule, Violation, has_unknown, unknown
+from wondernest_policies.model import Resource, Rule, Violation, at, has_unknown, mappings, unknown
 from wondernest_policies.policy_documents import (
     DOCUMENTS,
     IAM_POLICY,
@@ -200,11 +200,9 @@ def _log_and_replica_buckets(resources: Sequence[Resource]) -> set[str]:
         if r.type in BUCKET_LOGGING:
             found.add(r.get("targetBucket"))
         elif r.type == LOAD_BALANCER:
-            found.add((r.get("accessLogs") or {}).get("bucket") if isinstance(r.get("accessLogs"), Mapping) else None)
+            found.add(at(r.get("accessLogs"), "bucket"))
         elif r.type == BUCKET_REPLICATION:
-            for rule in _items(r.get("rules")):
-                destination = rule.get("destination") if isinstance(rule, Mapping) else None
-                found.add(destination.get("bucket") if isinstance(destination, Mapping) else None)
+            found.update(at(rule, "destination", "bucket") for rule in mappings(r.get("rules")))
     return {str(v) for v in found if isinstance(v, str) and not unknown(v)}
 
 
@@ -278,9 +276,7 @@ def _documents(
     """(label, document) for each policy the role holds, and a violation for
     each attached policy that is not the stack's own."""
     documents: list[tuple[str, Any]] = [
-        (f"inline policy {p.get('name')}", p.get("policy"))
-        for p in _items(role.get("inlinePolicies"))
-        if isinstance(p, Mapping)
+        (f"inline policy {p.get('name')}", p.get("policy")) for p in mappings(role.get("inlinePolicies"))
     ]
     documents += [
         (r.name, r.get("policy")) for r in resources if r.type == ROLE_POLICY and _names(r, "role", role, "name")
