@@ -39,6 +39,17 @@ def pg() -> Iterator[PostgresServer]:
         yield server
 
 
+@pytest.fixture
+def tools() -> Iterator[Path]:
+    """A directory for stand-in PostgreSQL tools that the `postgres` account,
+    which the verification server drops to when run as root, can reach: pytest's
+    own temporary directories are its owner's alone."""
+    path = Path(tempfile.mkdtemp(prefix="wn-tools-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
 def env(pg: PostgresServer, backup_dir: Path, **extra: str) -> dict[str, str]:
     return {
         "DB_HOST": "127.0.0.1", "DB_PORT": str(pg.port), "DB_NAME": "wondernest", "DB_USER": pg.superuser,
@@ -55,6 +66,9 @@ def cli(environment: dict[str, str], *args: str, umask: int = 0o022) -> subproce
         stderr=subprocess.PIPE,
         text=True,
         umask=umask,
+        # A run started in the background inherits SIGINT ignored, and Python keeps
+        # it so: the interrupt tests need the command's own handling of it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -175,15 +189,14 @@ def test_what_the_cycle_could_not_copy_or_delete_off_site_is_retried_between_cyc
     assert f"p/{first.id}.dump" not in s3.objects and f"p/{first.id}.json" not in s3.objects
 
 
-def test_ctrl_c_is_one_error_line(pg: PostgresServer, tmp_path: Path) -> None:
+def test_ctrl_c_is_one_error_line(pg: PostgresServer, tmp_path: Path, tools: Path) -> None:
     with pg.admin("wondernest") as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS core.bulk AS SELECT g, md5(g::text) FROM generate_series(1, 400000) g")
     repo = Repository(tmp_path)
     manifest = run(settings_for(pg, tmp_path).source(), repo)
     # PostgreSQL's tools, pg_restore held two seconds before it starts: the
     # interrupt lands within the restore however fast the machine.
-    tools, started = tmp_path / "bin", tmp_path / "restore-started"
-    tools.mkdir()
+    started = tmp_path / "restore-started"
     for binary in bindir().iterdir():
         (tools / binary.name).symlink_to(binary)
     (tools / "pg_restore").unlink()
@@ -193,9 +206,10 @@ def test_ctrl_c_is_one_error_line(pg: PostgresServer, tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while not started.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert started.exists(), "the restore never started"
     process.send_signal(signal.SIGINT)
     code, _, err = done(process)
-    assert code == 130
+    assert code == 130, err
     assert err.strip().splitlines()[-1] == "error: interrupted; what it left behind is removed by the next command"
     assert "Traceback" not in err
 
@@ -229,10 +243,9 @@ def test_a_clean_run_leaves_nothing_for_the_next_to_remove(pg: PostgresServer, t
     assert code == 0 and "removed what interrupted runs left behind" not in err
 
 
-def test_a_verification_server_that_cannot_be_made_is_one_error_line(pg: PostgresServer, tmp_path: Path) -> None:
-    # Reachable by the `postgres` account the server drops to when run as root.
-    tools = Path(tempfile.mkdtemp(prefix="wn-tools-"))
-    tools.chmod(0o755)
+def test_a_verification_server_that_cannot_be_made_is_one_error_line(
+    pg: PostgresServer, tmp_path: Path, tools: Path
+) -> None:
     for name in ("pg_dump", "pg_restore", "postgres"):
         (tools / name).symlink_to(bindir() / name)
     (tools / "initdb").write_text(
@@ -242,10 +255,7 @@ def test_a_verification_server_that_cannot_be_made_is_one_error_line(pg: Postgre
     backups = tmp_path / "backups"
     code, out, _ = done(cli(env(pg, backups, PG_BINDIR=str(tools)), "run"))
     assert code == 0
-    try:
-        code, _, err = done(cli(env(pg, backups, PG_BINDIR=str(tools)), "verify", json.loads(out)["backup"]))
-    finally:
-        shutil.rmtree(tools)
+    code, _, err = done(cli(env(pg, backups, PG_BINDIR=str(tools)), "verify", json.loads(out)["backup"]))
     assert code == 1 and "Traceback" not in err
     line = err.splitlines()[-1]
     assert line.startswith("error: verify failed: the verification server could not be created (initdb in ")
