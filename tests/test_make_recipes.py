@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,6 +29,9 @@ OUTPUTS = {
     "secrets": {"postgres_app": "s3cr$t 'pw'"},
 }
 
+# Every variable the Makefile reads, `$(NAME)`.
+MAKEFILE_VARIABLES = frozenset(re.findall(r"\$\((\w+)\)", (ROOT / "Makefile").read_text()))
+
 
 class Sandbox(FakeCommands):
     def __init__(self, tmp_path: Path) -> None:
@@ -40,8 +44,11 @@ class Sandbox(FakeCommands):
         (self.state / "passphrase").write_text("x\n")
 
     def make(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PATH": self.path}
-        env.pop("MAKEFLAGS", None)
+        # An outer make (`make test ARGS=...`) exports its command-line variables
+        # and flags; the recipe under test must see only what this call passes.
+        inherited = MAKEFILE_VARIABLES | {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
+        env = {name: value for name, value in os.environ.items() if name not in inherited}
+        env["PATH"] = self.path
         return subprocess.run(
             ["make", "--no-print-directory", "-C", str(ROOT), f"STATE_DIR={self.state}", *args],
             env=env,
