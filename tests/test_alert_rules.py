@@ -6,7 +6,9 @@ minutes old, a server whose exporter is gone."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -746,29 +748,45 @@ def assert_promtool_passes(rules: Path, tmp_path: Path, runbooks: str = RUNBOOKS
     assert check.returncode == 0, check.stdout + check.stderr
     # One file per sample interval, evaluated at that interval: the cases that
     # span days run at 5m steps, the rest at 1m.
-    files = []
     # promtool evaluates the groups of one step in map order unless told: an
     # alert group run before the recording group it reads sees the previous
     # step's values, and a case on a window's edge passes or fails by chance.
     # The file's own order puts each recording group before its readers.
     order = [group["name"] for group in yaml.safe_load(rules.read_text())["groups"]]
-    for interval in sorted({c.interval for c in CASES}):
-        tests = tmp_path / f"tests-{interval}.yml"
+    # promtool runs a file's cases one after another on one core: the cases are
+    # spread over one promtool per core, the longest steps (the days-long cases) first.
+    workers = os.cpu_count() or 1
+    files = []
+    for interval in sorted({c.interval for c in CASES}, key=_duration, reverse=True):
         cases = [c.promtool(runbooks) for c in CASES if c.interval == interval]
-        tests.write_text(
-            yaml.safe_dump(
-                {
-                    "rule_files": [str(rules)],
-                    "evaluation_interval": interval,
-                    "group_eval_order": order,
-                    "tests": cases,
-                },
-                sort_keys=False,
+        for part in range(min(workers, len(cases))):
+            tests = tmp_path / f"tests-{interval}-{part}.yml"
+            tests.write_text(
+                yaml.safe_dump(
+                    {
+                        "rule_files": [str(rules)],
+                        "evaluation_interval": interval,
+                        "group_eval_order": order,
+                        "tests": cases[part::workers],
+                    },
+                    sort_keys=False,
+                )
             )
-        )
-        files.append(str(tests))
-    result = subprocess.run([PROMTOOL, "test", "rules", *files], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+            files.append(str(tests))
+
+    def promtool_test(path: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PROMTOOL, "test", "rules", path], capture_output=True, text=True, check=False)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(promtool_test, files))
+    assert sum(len(yaml.safe_load(Path(f).read_text())["tests"]) for f in files) == len(CASES)
+    failed = [r.stdout + r.stderr for r in results if r.returncode != 0]
+    assert not failed, "\n".join(failed)
+
+
+def _duration(text: str) -> int:
+    """A case's sample interval (`30s`, `1m`, `5m`, `1h`) in seconds."""
+    return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600}[text[-1]]
 
 
 @pytest.mark.parametrize("objective", [0.99, 0.999, 0.9995])
