@@ -409,6 +409,8 @@ CASES: list[Case] = [
         },
     ),
     Case("PostgresDown", {f"pg_up{{{PG}}}": "1x5", f"up{{{PG}}}": "1x5"}, "2m"),
+    # Down at one evaluation only: pending for its minute, not yet a page.
+    Case("PostgresDown", {f"pg_up{{{PG}}}": "1 1 0 0", f"up{{{PG}}}": "1x3"}, "2m"),
     Case(
         "PostgresRestarted",
         {f"pg_postmaster_start_time_seconds{{{PG}}}": "240x10"},
@@ -731,6 +733,16 @@ def test_the_runbook_links_follow_where_the_runbooks_are_published() -> None:
     links = {a.name: a.rule()["annotations"]["runbook_url"] for a in alerts(rule_groups(thresholds))}  # type: ignore[index]
     assert links["BackupTooOld"] == f"{published}#runbook-backuptooold"
     assert all(link.startswith(f"{published}#runbook-") for link in links.values())
+
+
+def test_each_alert_is_rendered_with_the_wait_its_model_gives() -> None:
+    """`for`: how long the condition must hold before the alert fires; none
+    (fire at once) where the model gives 0m."""
+    groups = yaml.safe_load(render_rule_file(rule_groups(THRESHOLDS)))["groups"]
+    rendered = {rule["alert"]: rule.get("for") for group in groups for rule in group["rules"] if "alert" in rule}
+    waits = {alert.name: alert.for_ for alert in alerts(rule_groups(THRESHOLDS))}
+    assert rendered == {name: None if wait == "0m" else wait for name, wait in waits.items()}
+    assert "0m" in waits.values() and set(waits.values()) - {"0m"}
 
 
 @pytest.mark.servers

@@ -90,13 +90,9 @@ class Recording:
 class RuleGroup:
     name: str
     rules: Sequence[Alert | Recording]
-    interval: str | None = None
 
     def render(self) -> dict[str, object]:
-        group: dict[str, object] = {"name": self.name, "rules": [r.rule() for r in self.rules]}
-        if self.interval:
-            group["interval"] = self.interval
-        return group
+        return {"name": self.name, "rules": [r.rule() for r in self.rules]}
 
 
 @dataclass(frozen=True)
