@@ -559,14 +559,21 @@ def joining(component: str, *names: str, **sources: Resource) -> Resource:
         ([BACKEND, FRONTEND, joining("redis", "wn-unknown")], []),
         ([BACKEND, FRONTEND, dataclasses.replace(FRONTEND, props={**FRONTEND.props, "name": UNKNOWN}),
           joining("redis", "wn-backend")], []),
+        # A preview: every name unknown, the container joins by source; a name not known matches no other.
+        ([BACKEND, dataclasses.replace(FRONTEND, props={**FRONTEND.props, "name": UNKNOWN}),
+          joining("redis", a=BACKEND)], []),
+        # A network whose labels are not known yet is judged at `up`; the others now.
+        ([Resource(NETWORK, "mystery", "urn:mystery", {"labels": UNKNOWN, "name": "wn-mystery", "internal": False}),
+          FRONTEND, joining("postgres", "wn-mystery", "wn-frontend")],
+         ["postgres: the data tier joins non-internal network wn-frontend."]),
         # The ops bridge publishes the admin ports of Postgres and Redis, never an exporter's.
         ([OPS, joining("postgres", "wn-ops")], []),
         ([OPS, joining("postgres-exporter", "wn-ops")],
          ["postgres-exporter: the data tier joins non-internal network wn-ops."]),
         ([FRONTEND, joining("api", "wn-frontend")], []),
     ],
-    ids=["internal", "by-name", "by-source", "by-source-internal", "unnamed", "name-unknown", "ops", "ops-exporter",
-         "not-data-tier"],
+    ids=["internal", "by-name", "by-source", "by-source-internal", "unnamed", "name-unknown", "names-unknown",
+         "labels-unknown", "ops", "ops-exporter", "not-data-tier"],
 )  # fmt: skip
 def test_the_data_tier_joins_internal_networks_only(resources: list[Resource], expected: list[str]) -> None:
     assert_reports("network-data-tier-internal", resources, expected)
@@ -694,6 +701,9 @@ def managed(rules: str = RULES_FILE, definition: str | None = "") -> list[Resour
             monitoring(RULES_FILE, ROUTES.replace("receiver: page", "receiver: ticket")),
             [("alerts of severity 'warning' share receiver 'ticket' with 'critical'.", "urn:alertmanager")],
         ),
+        # A severity is read whole from its matcher, only its quotes taken off.
+        (monitoring(RULES_FILE.replace("severity: warning", "severity: XWARN"),
+                    ROUTES.replace("severity=warning", 'severity="XWARN"')), []),
         # Managed Prometheus (AMP): a rule namespace and an Alertmanager definition.
         (managed(), []),
         (managed(definition=None), [("Prometheus evaluates alerts but no Alertmanager is declared.", "urn:rules")]),
@@ -703,7 +713,7 @@ def managed(rules: str = RULES_FILE, definition: str | None = "") -> list[Resour
          [("alerts of severity 'critical' reach no receiver of their own.", "urn:definition")]),
     ],
     ids=["routed", "none", "no-alertmanager", "labels-unknown", "rules-unknown", "routes-unknown",
-         "undeclared-receiver", "no-route", "shared", "managed", "managed-no-alertmanager",
+         "undeclared-receiver", "no-route", "shared", "quoted", "managed", "managed-no-alertmanager",
          "managed-rules-unknown", "managed-definition-unknown", "managed-no-route"],
 )  # fmt: skip
 def test_each_severity_reaches_a_receiver_of_its_own(
@@ -726,6 +736,35 @@ def test_stack_rule_backup_verified(dev_resources: list[Resource]) -> None:
         labels=[{"label": "com.wondernest.component", "value": "backups"}],
     )  # fmt: skip
     assert [v.message.split(":")[0] for v in rule.run_stack(unproven, {})] == ["postgres"]
+
+
+def backup_job(*labels: tuple[str, str], name: str = "backups") -> Resource:
+    return Resource(CONTAINER, name, f"urn:{name}", {"labels": [{"label": k, "value": v} for k, v in labels]})
+
+
+POSTGRES = backup_job(("com.wondernest.component", "postgres"), name="postgres")
+NO_RESTORE = ["postgres: no backup job verifies its backups by restoring them."]
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        ([POSTGRES, backup_job(("com.wondernest.component", "backups"), ("com.wondernest.backup-verify", "restore"))],
+         []),
+        ([POSTGRES, backup_job(("com.wondernest.component", "backups"))], NO_RESTORE),
+        ([POSTGRES], NO_RESTORE),
+        # The backups component's own label: another container saying it restores verifies nothing.
+        ([POSTGRES, backup_job(("com.wondernest.component", "api"), ("com.wondernest.backup-verify", "restore"))],
+         NO_RESTORE),
+        # A container whose labels are not known yet may be the job: judged at `up`.
+        ([POSTGRES, dataclasses.replace(backup_job(), props={"labels": UNKNOWN})], []),
+    ],
+    ids=["verified", "not-verified", "no-job", "not-the-backups-job", "labels-unknown"],
+)  # fmt: skip
+def test_a_database_container_is_backed_up_by_a_job_that_restores(
+    resources: list[Resource], expected: list[str]
+) -> None:
+    assert_reports("postgres-backup-verified", resources, expected)
 
 
 def test_stack_policies_served_through_pulumi_policy(dev_resources: list[Resource]) -> None:

@@ -141,6 +141,9 @@ ROLE_POLICY = policy_documents.ROLE_POLICY
 ROLE = policy_documents.ROLE
 ATTACHMENT = policy_documents.POLICY_ATTACHMENT
 
+# The ARN of an AWS-managed key's alias, less the service: `arn:...:alias/aws/sns`.
+KEY_ALIAS_ARN = "arn:aws:kms:eu-west-1:123456789012:alias/aws"
+
 AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
     ("aws-rds-hardened", rds(), rds(storageEncrypted=False), "storage is not encrypted with a customer key."),
     ("aws-rds-hardened", rds(), rds(publiclyAccessible=True), "is publicly accessible."),
@@ -152,6 +155,19 @@ AWS_RESOURCE_CASES: list[tuple[str, Resource, Resource, str]] = [
     ("aws-rds-hardened", rds(), rds(iamDatabaseAuthenticationEnabled=False), "has IAM authentication off."),
     ("aws-rds-hardened", rds(), rds(performanceInsightsKmsKeyId=None),
      "encrypts Performance Insights with the AWS-managed key."),
+    # An AWS-managed key is no customer key however it is named: its alias, or the alias's ARN.
+    ("aws-rds-hardened", rds(), rds(kmsKeyId=f"{KEY_ALIAS_ARN}/rds"), "storage is not encrypted with a customer key."),
+    ("aws-rds-hardened", rds(), rds(performanceInsightsKmsKeyId="alias/aws/rds"),
+     "encrypts Performance Insights with the AWS-managed key."),
+    ("aws-encryption-customer-key", res(aws.SNS_TOPIC, "alerts", kmsMasterKeyId=LOGS_KEY),
+     res(aws.SNS_TOPIC, "alerts", kmsMasterKeyId=f"{KEY_ALIAS_ARN}/sns"),
+     "is encrypted at rest with an AWS-managed key."),
+    ("aws-secret-customer-key", res(aws.SECRET, "postgres-app", kmsKeyId=LOGS_KEY),
+     res(aws.SECRET, "postgres-app", kmsKeyId="alias/aws/secretsmanager"),
+     "is encrypted with the AWS-managed key, not a customer key."),
+    ("aws-log-retention", res(aws.LOG_GROUP, "api-logs", retentionInDays=90, kmsKeyId=LOGS_KEY),
+     res(aws.LOG_GROUP, "api-logs", retentionInDays=90, kmsKeyId=f"{KEY_ALIAS_ARN}/logs"),
+     "is not encrypted with a customer key."),
     ("aws-elasticache-hardened", redis(), redis(atRestEncryptionEnabled=False), "is not encrypted at rest."),
     ("aws-elasticache-hardened", redis(), redis(transitEncryptionEnabled=False), "is not encrypted in transit."),
     ("aws-elasticache-hardened", redis(), redis(authToken=None), "requires no authentication."),
@@ -528,6 +544,18 @@ AWS_EDGES: list[tuple[str, Resource, list[str]]] = [
       "reference (`secrets`, valueFrom), or name it in the rule's `nonSecretEnvironment`."]),
     ("aws-elasticache-hardened", redis(snapshotRetentionLimit=2), ["keeps snapshots 2 days, under 7."]),
     ("aws-elasticache-hardened", redis(snapshotRetentionLimit="a week"), ["keeps snapshots 'a week' days, under 7."]),
+    ("aws-rds-hardened", rds(backupRetentionPeriod=None), ["keeps backups 0 days, under 14."]),
+    ("aws-ecs-container-insights",
+     res(aws.CLUSTER, "cluster", settings=[{"name": "containerInsights", "value": "enhanced"}]), []),
+    ("aws-ecr-immutable-scanned", res(aws.ECR, "api-repository", imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+                                      imageScanningConfiguration={"scanOnPush": True}), []),
+    # A redirect, but to plain HTTP.
+    ("aws-alb-https", res(aws.LISTENER, "http", protocol="HTTP",
+                          defaultActions=[{"type": "redirect", "redirect": {"protocol": "HTTP"}}]),
+     ["serves plain HTTP instead of redirecting to HTTPS."]),
+    # Default tags not known yet (a preview) are judged at `up`.
+    ("aws-provider-default-tags", res(aws.AWS_PROVIDER, "aws", defaultTags={"tags": UNKNOWN}), []),
+    ("postgres-role-connection-limit", res(policies_platform.ROLE, "role", connection_limit=1), []),
 ]  # fmt: skip
 
 
@@ -889,6 +917,15 @@ def queues(count: Any = 5, *, linked: bool = True) -> list[Resource]:
     return [QUEUE_DLQ, link(queue, redrivePolicy=QUEUE_DLQ) if linked else queue]
 
 
+DLQ_ARN = "arn:aws:sqs:eu-west-1:1:wondernest-prod-jobs-dlq"
+
+
+def jobs_queue(target: str, *, to: Resource | None = None) -> Resource:
+    """The jobs queue with a redrive policy naming `target`, the engine recording it as taken from `to`."""
+    queue = res(aws.SQS_QUEUE, "jobs", redrivePolicy=json.dumps({"deadLetterTargetArn": target, "maxReceiveCount": 5}))
+    return link(queue, redrivePolicy=to) if to is not None else queue
+
+
 TASK_ROLE_ARN = "arn:aws:iam::123456789012:role/api-task-role"
 JOBS_ARN = "arn:aws:sqs:eu-west-1:123456789012:wondernest-prod-jobs"
 UPLOADS_ARN = "arn:aws:s3:::wondernest-prod-uploads-123456789012"
@@ -1032,6 +1069,17 @@ API_KEY = res(aws.SECRET, "mail-api-key", kmsKeyId="arn:aws:kms:eu-west-1:1:key/
 
 def signing(value_from: str) -> list[Resource]:
     return [KEYS_SECRET, KEYS_ROTATION, task(secrets=[{"name": "JWT_SECRET", "valueFrom": value_from}])]
+
+
+def signing_with(value_from: str, **props: Any) -> list[Resource]:
+    """`signing`, the keys' secret as the engine may pass it: by its name, and its ARN where known."""
+    secret = dataclasses.replace(KEYS_SECRET, props={"kmsKeyId": "arn:aws:kms:eu-west-1:1:key/k", **props})
+    return [secret, *signing(value_from)[1:]]
+
+
+KEYS_NAME = "wondernest/prod/jwt-signing-key"
+PINNED_KEYS = ("api-task: api reads JWT_SECRET pinned to one version (or with no JSON field) of a secret that "
+               "rotates, so it keeps a value rotation has retired.")  # fmt: skip
 
 
 VAULT = res(aws.BACKUP_VAULT, "vault", kmsKeyArn=LOGS_KEY)
@@ -1374,6 +1422,19 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
     ("aws-required-tags", [res(aws.KMS_KEY, "key", provider={}, tags=TAGS)],
      [res(aws.KMS_KEY, "key", provider={}, tags={"app": "wondernest"})],
      "key: lacks the tags ['environment', 'owner', 'cost-center']."),
+    # A bucket with no policy at all, and a policy whose only Deny is not about TLS.
+    ("aws-s3-hardened", bucket_set("b"), bucket_set("b", BucketPolicy="absent"),
+     "dumps: its policy does not deny requests without TLS."),
+    ("aws-s3-hardened", bucket_set("b"),
+     bucket_set("b", BucketPolicy={"policy": json.dumps({"Statement": [
+         {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket"}]})}),
+     "dumps: its policy does not deny requests without TLS."),
+    # A rotated secret known by its name alone (its ARN is the engine's output): references to it are judged.
+    ("aws-secrets-rotate", signing_with(f"{KEYS_ARN}:current::", name=KEYS_NAME),
+     signing_with(KEYS_ARN, name=KEYS_NAME), PINNED_KEYS),
+    # Two secrets of database credentials: the first without a rotation does not end the check.
+    ("aws-database-credentials-rotate", [DB_SECRET, DB_DOCUMENT, db_rotation()],
+     [API_KEY, DB_SECRET, DB_DOCUMENT], "postgres-app: holds database credentials that nothing rotates."),
 ]  # fmt: skip
 
 
@@ -1624,7 +1685,9 @@ MUTATIONS: list[tuple[str, str, str, Any, dict[str, list[str]]]] = [
      {"aws-task-role-scoped": ["api-task-role"]}),
     ("dumps readable by anyone", aws.BUCKET_POLICY, "dumps",
      _add_statement({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:GetObject", "Resource": "*"}),
-     {"aws-policies-least-privilege": ["dumps"]}),
+     # Anyone includes every task's role, to which the statement gives every resource.
+     {"aws-policies-least-privilege": ["dumps"],
+      "aws-task-role-scoped": ["api-task-role", "backups-task-role", "exporters-task-role", "restore-task-role"]}),
     ("execution role made administrator", policy_documents.POLICY_ATTACHMENT, "api-execution-role-0",
      _set(policyArn="arn:aws:iam::aws:policy/AdministratorAccess"),
      {"aws-policies-least-privilege": ["api-execution-role-0"]}),
@@ -1792,6 +1855,10 @@ def test_the_floors_come_from_the_rules_config() -> None:
     assert logs.run_resource(group, {}) == [
         Violation(f"api-logs: keeps logs 14 days; the policy wants 30 or more. Fix: {logs.remediation}", group.urn)
     ]
+    locks = BY_ID["aws-backup-vault-locked"]
+    assert locks.run_stack([VAULT, vault_lock(0)], {"minLockDays": 1}) == [
+        Violation(f"vault-lock: locks recovery points for never, under 1. Fix: {locks.remediation}", vault_lock().urn)
+    ]
     rotate = BY_ID["aws-database-credentials-rotate"]
     rotation = db_rotation(automaticallyAfterDays=60)
     assert rotate.run_stack([DB_SECRET, DB_DOCUMENT, rotation], {}) == []
@@ -1818,6 +1885,14 @@ WEB_IN = {"fromPort": 443, "toPort": 443, "protocol": "tcp", "cidrBlocks": ["0.0
 def legacy_in(port: int) -> Resource:
     return res(N.LEGACY_SG_RULE, "legacy", type="ingress", fromPort=port, toPort=port, protocol="tcp",
                cidrBlocks=["0.0.0.0/0"], securityGroupId=UNKNOWN)  # fmt: skip
+
+
+PENDING_PARAMETERS = res(aws.RDS_PARAMETER_GROUP, "pending-parameters", parameters=UNKNOWN)
+FLOW_LOGS_BUCKET = res(aws.BUCKET, "flow-logs", bucket="flow-logs")
+SHARED_NETWORK = res("pulumi:pulumi:StackReference", "network")
+YEARLY_KEYS_ROTATION = dataclasses.replace(
+    KEYS_ROTATION, props={**KEYS_ROTATION.props, "rotationRules": {"automaticallyAfterDays": 365}}
+)
 
 
 # Stack checks at their edges: (rule, resources, the messages reported).
@@ -1935,6 +2010,101 @@ STACK_EDGES: list[tuple[str, list[Resource], list[str]]] = [
     ("aws-rds-tls-enforced", [res(aws.RDS, "first"), *rds_with([FORCE_TLS[1]])],
      ["first: uses no parameter group of the stack's, so TLS is not forced.",
       "postgres: its parameter group does not set rds.force_ssl = 1."]),
+    # An instance whose parameters are not known yet is judged at `up`; the next one now.
+    ("aws-rds-tls-enforced",
+     [PENDING_PARAMETERS, link(res(aws.RDS, "first"), parameterGroupName=PENDING_PARAMETERS),
+      *rds_with([FORCE_TLS[1]])],
+     ["postgres: its parameter group does not set rds.force_ssl = 1."]),
+    # Likewise a lock whose days are not known yet, and a balancer that is internal.
+    ("aws-backup-vault-locked",
+     [VAULT, link(res(aws.VAULT_LOCK, "pending-lock", minRetentionDays=UNKNOWN), backupVaultName=VAULT),
+      vault_lock(1)],
+     ["vault-lock: locks recovery points for 1 day, under 7."]),
+    ("aws-alb-waf", [alb(internal=True), res(aws.LOAD_BALANCER, "public-alb", internal=False)],
+     ["public-alb: faces the internet with no web ACL in front of it."]),
+    # A bucket that flow logs are written to is a log destination.
+    ("aws-s3-access-logged",
+     [FLOW_LOGS_BUCKET, link(res(aws.FLOW_LOG, "flow-log"), logDestination=FLOW_LOGS_BUCKET)], []),
+    # Default encryption set on the bucket itself (the provider's older inline property).
+    ("aws-s3-hardened",
+     bucket_set("b", BucketServerSideEncryptionConfiguration="absent",
+                Bucket={"serverSideEncryptionConfiguration": {"rule": {"applyServerSideEncryptionByDefault": {
+                    "sseAlgorithm": "aws:kms"}}}}), []),
+    # Another bucket's configuration configures not this one, even while its names are not known.
+    ("aws-s3-hardened",
+     [res(aws.BUCKET, "bare", bucket="bare"),
+      *bucket_set("b", **{part: {"bucket": UNKNOWN} for part in (
+          "BucketServerSideEncryptionConfiguration", "BucketVersioning", "BucketPublicAccessBlock", "BucketPolicy")})],
+     ["bare: has no default encryption.", "bare: is not versioned.",
+      "bare: public access is not blocked on all four settings.",
+      "bare: its policy does not deny requests without TLS."]),
+    # The dead-letter queue found by the relation the engine records (it has no name: AWS makes one), by its
+    # ARN, or not yet told apart (its ARN unknown): it needs none of its own. An empty target names no queue.
+    ("aws-sqs-dead-letter", [res(aws.SQS_QUEUE, "jobs-dlq"), jobs_queue(DLQ_ARN, to=res(aws.SQS_QUEUE, "jobs-dlq"))],
+     []),
+    ("aws-sqs-dead-letter", [res(aws.SQS_QUEUE, "jobs-dlq", arn=DLQ_ARN), jobs_queue(DLQ_ARN)], []),
+    ("aws-sqs-dead-letter", [res(aws.SQS_QUEUE, "jobs-dlq", arn=UNKNOWN), jobs_queue(DLQ_ARN)], []),
+    ("aws-sqs-dead-letter", [res(aws.SQS_QUEUE, "jobs-dlq", arn=UNKNOWN), jobs_queue("")],
+     ["jobs-dlq: sends no failed message to a dead-letter queue (a redrivePolicy).",
+      "jobs: sends no failed message to a dead-letter queue (a redrivePolicy)."]),
+    # A queue whose name the target does not end with is no dead-letter queue of it.
+    ("aws-sqs-dead-letter",
+     [*queues(linked=False),
+      dataclasses.replace(res(aws.SQS_QUEUE, "orphan"), props={"name": "wondernest-prod-orphan"})],
+     ["orphan: sends no failed message to a dead-letter queue (a redrivePolicy)."]),
+    # maxReceiveCount as AWS takes it: its digits, and 1 is enough.
+    ("aws-sqs-dead-letter", queues(count="5"), []),
+    ("aws-sqs-dead-letter", queues(count=1), []),
+    # Subnets known only by the URN they came from (another stack's, through a StackReference).
+    ("aws-data-tier-private-subnets",
+     [VPC, IGW, PUBLIC_RT, SHARED_NETWORK,
+      link(res(N.ROUTE_TABLE_ASSOCIATION, "shared-0"), subnetId=SHARED_NETWORK, routeTableId=PUBLIC_RT),
+      subnet_group(N.RDS_SUBNET_GROUP, SHARED_NETWORK)],
+     [f"subnets: puts the database on public subnets ['{SHARED_NETWORK.urn}']."]),
+    # Ids written literally relate nothing: no subnet of the stack's is named.
+    ("aws-data-tier-private-subnets", [*NETWORK, res(N.RDS_SUBNET_GROUP, "subnets", subnetIds=["subnet-1"])], []),
+    ("aws-data-tier-private-subnets",
+     [*NETWORK, link(res(N.ROUTE_TABLE_ASSOCIATION, "literal", subnetId="subnet-1"), routeTableId=PUBLIC_RT),
+      subnet_group(N.RDS_SUBNET_GROUP, ISOLATED_SUBNET)], []),
+    # Egress: every range it reaches is named; a range's sensitive ports from its first to its last.
+    ("aws-no-open-ingress",
+     [res(N.LEGACY_SG_RULE, "legacy", type="egress", fromPort=8000, toPort=8080, protocol="tcp",
+          cidrBlocks=["0.0.0.0/0"], ipv6CidrBlocks=["::/0"])],
+     ["legacy: allows traffic to the internet (0.0.0.0/0, ::/0) on ports 8000-8080: name the one port needed."]),
+    ("aws-no-open-ingress",
+     [res(N.SG_EGRESS, "out", cidrIpv4="0.0.0.0/0", fromPort=5432, toPort=6379, ipProtocol="tcp")],
+     ["out: allows traffic to the internet (0.0.0.0/0) on ports 5432-6379, sensitive ports [5432, 5984, 6379] "
+      "among them: name the one port needed."]),
+    ("aws-no-open-ingress",
+     [res(N.LEGACY_SG_RULE, "legacy", type="ingress", protocol="50", fromPort=0, toPort=0,
+          cidrBlocks=["0.0.0.0/0"], ipv6CidrBlocks=["::/0"])],
+     ["legacy: allows protocol 50 from the internet (0.0.0.0/0, ::/0): only TCP or UDP ports."]),
+    ("aws-no-open-ingress",
+     [res(N.LEGACY_SG_RULE, "legacy", type="ingress", protocol="-1", fromPort=0, toPort=0,
+          sourceSecurityGroupId="sg-api")],
+     ["legacy: allows every protocol and port from its source."]),
+    # With one of a balancer's groups not known yet, the known ids do not decide: the port alone does.
+    ("aws-no-open-ingress", [alb(securityGroups=["sg-alb", UNKNOWN]), ingress("web-in", 443, group="sg-web")], []),
+    # Ports as the provider takes them ("443", 443.0); a number that is no port is shown as it is.
+    ("aws-no-open-ingress",
+     [res(N.SG_INGRESS, "web-in", cidrIpv4="0.0.0.0/0", fromPort="443", toPort=443.0, ipProtocol="tcp")],
+     ["web-in: opens port 443 to the internet, and the stack has no load balancer for it."]),
+    ("aws-no-open-ingress",
+     [res(N.SG_INGRESS, "odd", cidrIpv4="0.0.0.0/0", fromPort=443.5, toPort=443.5, ipProtocol="tcp")],
+     ["odd: opens port 443.5 to the internet (0.0.0.0/0)."]),
+    # Rotation: every secret judged, and a task's secret with no reference is the task rule's business.
+    ("aws-database-credentials-rotate",
+     [DB_SECRET, DB_DOCUMENT, YEARLY_KEYS_ROTATION, KEYS_SECRET],
+     ["postgres-app: holds database credentials that nothing rotates.",
+      "jwt-signing-key: rotates every 365 days; at most every 90 days."]),
+    ("aws-database-credentials-rotate", [task(secrets=[{"name": "DB_PASSWORD", "value": "hunter2"}])], []),
+    # A secret whose contents are not known yet may be database credentials: judged at `up`.
+    ("aws-secrets-rotate",
+     [API_KEY, link(res(credentials.SECRET_VERSION, "mail-api-key", secretString=UNKNOWN), secretId=API_KEY)], []),
+    # Its ARN not known yet (a preview), a rotated secret is found by its name; a name not known finds none.
+    ("aws-secrets-rotate", signing_with(KEYS_ARN, name=KEYS_NAME, arn=UNKNOWN), [PINNED_KEYS]),
+    ("aws-secrets-rotate",
+     signing_with(f"arn:aws:secretsmanager:eu-west-1:1:secret:{UNKNOWN}-AbCdEf", name=UNKNOWN), []),
 ]  # fmt: skip
 
 

@@ -35,7 +35,7 @@ FULL_PROD = {
 DECIDED_AT_UP: dict[str, set[str]] = {
     "task role allowed all of S3": {"aws-policies-least-privilege", "aws-task-role-scoped"},
     "API task role reaching another stack's queue": {"aws-task-role-scoped"},
-    "dumps readable by anyone": {"aws-policies-least-privilege"},
+    "dumps readable by anyone": {"aws-policies-least-privilege", "aws-task-role-scoped"},
     "a token pasted under an innocent name": {"aws-ecs-task-hardened"},
     "a password on the command line": {"aws-ecs-task-hardened"},
     "a capability added": {"aws-ecs-task-hardened"},

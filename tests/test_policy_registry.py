@@ -112,7 +112,7 @@ def test_a_resource_rule_without_config_or_provider_sees_none() -> None:
     assert config == {}
 
 
-def test_a_stack_rule_sees_every_resource_with_its_property_dependencies() -> None:
+def test_a_stack_rule_sees_every_resource_with_its_property_dependencies_and_parent() -> None:
     probe = Probe()
     rule = Rule("probe", "d", "high", "do it.", check_stack=probe.stack)
     network = PolicyResource(
@@ -125,7 +125,7 @@ def test_a_stack_rule_sees_every_resource_with_its_property_dependencies() -> No
         "api",
         options(True),
         PROVIDER,
-        None,
+        network,
         [network],
         {"networksAdvanced": [network], "labels": []},
     )
@@ -143,6 +143,7 @@ def test_a_stack_rule_sees_every_resource_with_its_property_dependencies() -> No
             protect=True,
             provider={"host": "unix:///var/run/docker.sock"},
             depends_on={"networksAdvanced": ("urn:network",), "labels": ()},
+            parent="urn:network",
         ),
     ]
     assert config == {"floor": 3}

@@ -28,6 +28,11 @@ TOKEN = "q7Rk2ZpW9xLm4TbV8nYc3HsJ"  # 24 characters, letters and digits, near ba
         (["./app", "--db-password=hunter2"], ["the command passes a literal secret to --db-password."]),
         (["./app", "-requirepass", "hunter2"], ["the command passes a literal secret to -requirepass."]),
         (["./app", "--password", "--verbose"], []),
+        # A secret flag followed by another flag, upper-case too, takes no value (mysql then prompts for it),
+        # and the words after them are still judged.
+        (["mysql", "--password", "-P", "3306"], []),
+        (["./app", "--password", "--verbose", "--apikey", "hunter2"],
+         ["the command passes a literal secret to --apikey."]),
         (["./app", "--password"], []),
         (["./app", "--password", "/run/secrets/db"], []),
         # `@file` is a path only where the program reads one: a flag's value is taken as written.
@@ -51,8 +56,15 @@ TOKEN = "q7Rk2ZpW9xLm4TbV8nYc3HsJ"  # 24 characters, letters and digits, near ba
           "the command holds a random-looking token."]),
         (["sh", "-c", "export DB_PASSWORD=x; redis-cli -a y"],
          ["the command sets DB_PASSWORD to a literal secret.", "the command passes a literal secret to -a."]),
+        (["redis-cli", "-a", "hunter2", "--user", "app", "--pass", "hunter3"],
+         ["the command passes a literal secret to -a.", "the command passes a literal secret to --pass."]),
+        # A word with no space reaches the program as written, no shell reading it: quoted, `$PW` is not expanded.
+        (["./app", "--password='$PW'"], ["the command passes a literal secret to --password."]),
         # A shell string the shell itself would refuse is split on spaces.
         (["sh", "-c", "echo 'unbalanced --password hunter2"], ["the command passes a literal secret to --password."]),
+        # ... and leaves the words before it judged.
+        (["./app", "--password", "hunter2", "--motd", "it's a fine day"],
+         ["the command passes a literal secret to --password."]),
     ],
 )  # fmt: skip
 def test_command_problems(command: list[str], problems: list[str]) -> None:
@@ -89,11 +101,13 @@ def test_variable_problems(name: str, value: str, problems: list[str]) -> None:
         ("0123456789abcdef0123456789abcde", None),  # 31
         ("00000000000000000000000000000000", None),  # hex, but nothing random in it
         ("sha256:" + "0123456789abcdef" * 4, None),  # a digest says what it is
+        (f"{TOKEN[:21]}=sha256:" + "0123456789abcdef" * 4, None),  # cut out, it adds nothing to what precedes it
         ("q7Rk2ZpW9xLm4TbV8nYc3Hs", None),  # 23 characters
         ("abcdefghijklmnopqrstuvwxyzab", None),  # no digit: a word, however long
         ("1234567890123456789012345678", None),  # no letter
         ("q7Rk2ZpW-9xLm4TbV-8nYc3HsJ", None),  # `-` splits tokens
         (f"=={TOKEN}==", "a random-looking token"),  # padding is not part of the token
+        ("X" + TOKEN[1:], "a random-looking token"),  # an `X` is: 24 characters still
         ("aaaaaaaaaaaa111111111111bbbb", None),  # letters and digits, but repetitive
         ("abcdef01" * 4, "a random-looking token"),  # hex at 3 bits a character: random enough for hex
         (("abcdef01" * 4)[:31], None),

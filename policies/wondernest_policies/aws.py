@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -93,11 +94,12 @@ def _known(*values: Any) -> bool:
 def _rds(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
     p = resource.get
     checks: list[tuple[bool, str]] = [
-        (is_true(p("storageEncrypted")) and bool(p("kmsKeyId")), "storage is not encrypted with a customer key."),
+        (is_true(p("storageEncrypted")) and _is_customer_key(p("kmsKeyId")),
+         "storage is not encrypted with a customer key."),
         (p("publiclyAccessible") is not True, "is publicly accessible."),
         (includes(p("enabledCloudwatchLogsExports") or [], "postgresql"), "does not export its log to CloudWatch."),
         (is_true(p("iamDatabaseAuthenticationEnabled")), "has IAM authentication off."),
-        (p("performanceInsightsEnabled") is not True or bool(p("performanceInsightsKmsKeyId")),
+        (p("performanceInsightsEnabled") is not True or _is_customer_key(p("performanceInsightsKmsKeyId")),
          "encrypts Performance Insights with the AWS-managed key."),
         (not _known(p("caCertIdentifier")) or p("caCertIdentifier") in RDS_CAS,
          f"uses the certificate authority {p('caCertIdentifier')!r}, not one of {sorted(RDS_CAS)}."),
@@ -129,8 +131,9 @@ def _rds_tls(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Itera
                             instance.urn)  # fmt: skip
             continue
         parameters = mine[0].get("parameters") or []
-        # Any entry or name not known yet may be the one that sets TLS: judged at `up`.
-        if unknown(parameters) or any(unknown(p) or unknown(at(p, "name")) for p in parameters):
+        # Any entry or name not known yet may be the one that sets TLS: judged at `up`
+        # (`at` returns an entry not known yet itself).
+        if unknown(parameters) or any(unknown(at(p, "name")) for p in parameters):
             continue
         values = {str(p.get("name")): p.get("value") for p in mappings(parameters)}
         if not holds(values.get("rds.force_ssl"), lambda v: str(v) == "1"):
@@ -218,7 +221,7 @@ def _vault_locks(resources: Sequence[Resource], config: Mapping[str, Any]) -> It
 def _elasticache_user(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     problems = []
     access = resource.get("accessString")
-    if resource.get("userName") == "default" and not unknown(access) and (str(access).split() or [""])[0] != "off":
+    if resource.get("userName") == "default" and not unknown(access) and str(access).split()[:1] != ["off"]:
         problems.append("the default user is on: every connection that does not name a user gets its rights.")
     mode = resource.get("authenticationMode")
     if resource.get("noPasswordRequired") is True or (
@@ -259,7 +262,7 @@ def _task_definition(resource: Resource, config: Mapping[str, Any]) -> Iterable[
         if c.get("readonlyRootFilesystem") is not True:
             problems.append(f"container {name} has a writable root filesystem.")
         user = str(c.get("user") or "")
-        if not user or user.split(":", 1)[0] in ("0", "root"):
+        if not user or user.split(":")[0] in ("0", "root"):
             problems.append(f"container {name} runs as root.")
         if (c.get("logConfiguration") or {}).get("logDriver") != "awslogs":
             problems.append(f"container {name} does not log to CloudWatch.")
@@ -444,9 +447,9 @@ def _redrive(queue: Resource) -> Mapping[str, Any] | None:
         return None
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw) if raw else {}
+            raw = json.loads(raw)
         except ValueError:
-            return {}
+            return {}  # not JSON, or "": no policy
     return mapping(raw)
 
 
@@ -529,15 +532,22 @@ CUSTOMER_KEY_PROPERTY = {
 
 def _customer_key(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
     key = resource.get(CUSTOMER_KEY_PROPERTY[resource.type])
-    if unknown(key):
-        return []
-    if not key or str(key).startswith("alias/aws/"):
+    if not _is_customer_key(key):
         return [f"is encrypted at rest with {'an AWS-managed key' if key else 'no customer key'}."]
     return []
 
 
+def _is_customer_key(key: Any) -> bool:
+    """Set, and not an AWS-managed key's alias (`alias/aws/sns`, or its ARN
+    `arn:aws:kms:<region>:<account>:alias/aws/sns`). A key not known yet (a
+    preview) is the engine's placeholder: set, and no alias."""
+    return bool(key) and not re.search(r"(^|:)alias/aws/", str(key))
+
+
 def _secret(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
-    return [] if resource.get("kmsKeyId") else ["is encrypted with the AWS-managed key, not a customer key."]
+    if _is_customer_key(resource.get("kmsKeyId")):
+        return []
+    return ["is encrypted with the AWS-managed key, not a customer key."]
 
 
 def _ecr(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
@@ -555,7 +565,7 @@ def _log_group(resource: Resource, config: Mapping[str, Any]) -> Iterable[str]:
     minimum = int(config.get("minRetentionDays", 30))
     if _known(days) and (not days or days < minimum):
         problems.append(f"keeps logs {'forever' if not days else f'{days} days'}; the policy wants {minimum} or more.")
-    if not resource.get("kmsKeyId"):
+    if not _is_customer_key(resource.get("kmsKeyId")):
         problems.append("is not encrypted with a customer key.")
     return problems
 

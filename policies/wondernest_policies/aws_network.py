@@ -112,8 +112,9 @@ def _routes_to_internet(table: Resource, resources: Sequence[Resource]) -> bool:
             owner.refers_to(key, igw) for igw in gateways
         )
 
+    # Routes not known yet are the engine's placeholder, a string: no route of it is an object.
     inline = table.get("routes") or []
-    if not unknown(inline) and any(internet_route(r, table, "routes") for r in inline if isinstance(r, Mapping)):
+    if any(internet_route(r, table, "routes") for r in inline if isinstance(r, Mapping)):
         return True
     return any(
         route.refers_to("routeTableId", table) and internet_route(route.props, route, "gatewayId")
@@ -236,7 +237,8 @@ def _open_ingress(resources: Sequence[Resource], _config: Mapping[str, Any]) -> 
         if not balancers:
             return None
         group_id = group.get("id")
-        if ids_decide and isinstance(group_id, str) and not unknown(group_id) and group_id in lb_group_ids:
+        # The balancers' ids are known ones only (`items` drops the unknowns).
+        if ids_decide and isinstance(group_id, str) and group_id in lb_group_ids:
             return True
         return any(lb.refers_to("securityGroups", group) for lb in balancers)
 

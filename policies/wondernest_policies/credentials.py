@@ -46,7 +46,7 @@ def _period_days(rules: Any) -> float | None:
     days = rules.get("automaticallyAfterDays")
     if isinstance(days, int | float) and not isinstance(days, bool):
         return float(days)
-    match = _RATE.match(str(rules.get("scheduleExpression") or ""))
+    match = _RATE.match(str(rules.get("scheduleExpression")))
     if match is None:
         return None
     amount = int(match.group(1))
@@ -54,11 +54,13 @@ def _period_days(rules: Any) -> float | None:
 
 
 def _container_references(task: Resource) -> Iterable[tuple[str, str, str]]:
-    """(container, variable, valueFrom) for each secret a task's containers read."""
+    """(container, variable, valueFrom) for each secret a task's containers read.
+    A valueFrom not known yet (the engine's placeholder) holds no `:secretsmanager:`,
+    so `_pinned` never finds it pinned: judged at `up`."""
     for container in task.container_definitions or []:
         for entry in container.get("secrets") or []:
             value = entry.get("valueFrom")
-            if isinstance(value, str) and not unknown(value):
+            if isinstance(value, str):
                 yield str(container.get("name")), str(entry.get("name")), value
 
 
@@ -69,7 +71,7 @@ def _pinned(value_from: str) -> bool:
     parts = value_from.split(":")
     if len(parts) < _ARN_FIELDS + 1:
         return True  # the whole plain secret: no field to rotate
-    key, stage, version = [*parts[_ARN_FIELDS:], "", "", ""][:3]
+    key, stage, version = [*parts[_ARN_FIELDS:], "", ""][:3]  # the key at least: fewer fields returned above
     return not key or bool(stage) or bool(version)
 
 
@@ -121,7 +123,7 @@ def _rotation_problems(secret: Resource, rotation: Resource, max_days: float) ->
         yield Violation(f"{secret.name}: rotates {shown}; at most every {max_days:g} days.", rotation.urn)
 
 
-def _exempt(secret: Resource, exempt: Mapping[str, str]) -> bool:
+def _exempt(secret: Resource, exempt: set[str]) -> bool:
     """Named in the list, by its resource name, and its Secrets Manager name, where
     given, says the same (`<app>/<stack>/<key>`): a resource merely called so,
     holding another secret, is not excused."""
@@ -130,7 +132,7 @@ def _exempt(secret: Resource, exempt: Mapping[str, str]) -> bool:
     name = secret.get("name")
     if name is None or unknown(name):
         return True  # named by the engine after the resource, or not known until apply
-    return isinstance(name, str) and name.rsplit("/", 1)[-1] == secret.name
+    return isinstance(name, str) and name.rsplit("/")[-1] == secret.name
 
 
 def _secrets_rotate(resources: Sequence[Resource], config: Mapping[str, Any]) -> Iterable[Violation]:
@@ -139,7 +141,7 @@ def _secrets_rotate(resources: Sequence[Resource], config: Mapping[str, Any]) ->
     the reason it cannot be; and a task reads a rotated secret as its current
     version's field."""
     named = config.get("unrotatedSecrets", UNROTATED_SECRETS)
-    exempt = {str(k): str(v) for k, v in dict(named or {}).items() if str(v).strip()}
+    exempt = {str(k) for k, v in dict(named or {}).items() if str(v).strip()}
     versions = [r for r in resources if r.type == SECRET_VERSION]
     rotations = [r for r in resources if r.type == SECRET_ROTATION]
     rotated: list[re.Pattern[str]] = []

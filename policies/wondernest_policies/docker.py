@@ -49,12 +49,10 @@ def _image_pinned(resource: Resource, _config: Mapping[str, Any]) -> Iterable[st
 
 
 def _non_root(resource: Resource, _config: Mapping[str, Any]) -> Iterable[str]:
-    user = resource.get("user")
-    if unknown(user):
-        return []
+    user = resource.get("user")  # not known yet, the engine's placeholder: neither empty nor root
     if not user:
         return ["no user is set, so the image's default (often root) applies."]
-    name = str(user).split(":", 1)[0]
+    name = str(user).split(":")[0]
     return ["runs as root."] if name in ("0", "root") else []
 
 

@@ -43,11 +43,10 @@ def _role_not_superuser(resource: Resource, _config: Mapping[str, Any]) -> Itera
     problems = []
     if resource.get("superuser") is True:
         problems.append("is a superuser.")
-    member_of = resource.get("member_of") or []
-    if not unknown(member_of):
-        granted = sorted(SUPERUSER_EQUIVALENT & set(items(member_of)))
-        if granted:
-            problems.append(f"is a member of {granted}, which reach the server's files or programs.")
+    # `items` is empty for a list not known yet.
+    granted = sorted(SUPERUSER_EQUIVALENT & set(items(resource.get("member_of"))))
+    if granted:
+        problems.append(f"is a member of {granted}, which reach the server's files or programs.")
     return problems
 
 
@@ -70,10 +69,11 @@ def _attached(container: Resource, networks: Sequence[Resource]) -> list[Resourc
     """The networks a container joins: by name where names are known, else by
     where `networksAdvanced` came from (in a preview the names are outputs)."""
     by_name = {str(n.get("name")): n for n in networks if not unknown(n.get("name"))}
+    # A name not known yet is none of these: they are known ones only.
     found = [
         by_name[str(a.get("name"))]
         for a in mappings(container.get("networksAdvanced"))
-        if not unknown(a.get("name")) and str(a.get("name")) in by_name
+        if str(a.get("name")) in by_name
     ]
     found += [n for n in networks if container.refers_to("networksAdvanced", n) and n not in found]
     return found
@@ -153,9 +153,8 @@ def _severities_routed(resources: Sequence[Resource], _config: Mapping[str, Any]
             alertmanager = resource
             definition = resource.get("definition")
             am_text = None if unknown(definition) else _parsed(definition)["alertmanager_config"]
-    if prometheus is None and alertmanager is None:
-        return
-    if rules_text is None or am_text is None:
+    # am_text comes only with an alertmanager: its test adds no case, it tells the type checker.
+    if rules_text is None or am_text is None or alertmanager is None:
         unsure = any(not c.labels_known for c in _containers(resources))
         if prometheus is not None and alertmanager is None and not unsure:
             yield Violation("Prometheus evaluates alerts but no Alertmanager is declared.", prometheus.urn)
@@ -172,20 +171,20 @@ def _severities_routed(resources: Sequence[Resource], _config: Mapping[str, Any]
     for route in config["route"].get("routes") or []:
         for matcher in route.get("matchers") or []:
             if matcher.startswith("severity="):
-                routed[matcher.split("=", 1)[1].strip('"')] = route.get("receiver")
+                routed[matcher.removeprefix("severity=").strip('"')] = route.get("receiver")
     shared: dict[str, str] = {}
     for severity in sorted(severities):
         receiver = routed.get(severity)
         if receiver is None or receiver not in receivers:
             yield Violation(
                 f"alerts of severity {severity!r} reach no receiver of their own.",
-                alertmanager.urn if alertmanager else None,
+                alertmanager.urn,
             )
         elif receiver in shared:
             # Pages and tickets in one place: the pages drown, or the tickets wake someone.
             yield Violation(
                 f"alerts of severity {severity!r} share receiver {receiver!r} with {shared[receiver]!r}.",
-                alertmanager.urn if alertmanager else None,
+                alertmanager.urn,
             )
         else:
             shared[receiver] = severity

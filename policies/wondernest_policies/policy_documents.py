@@ -172,7 +172,8 @@ def statement_problems(statement: Mapping[str, Any], key_policy: bool) -> list[s
     actions = [str(a) for a in _list(statement.get("Action") or [])]
     for action in actions:
         service, _, verb = action.partition(":")
-        if action and (set(action) <= WILDCARDS or (set(service) <= WILDCARDS and set(verb) <= WILDCARDS)):
+        # Without a colon the whole action is `service` (`*`, `?*`).
+        if action and set(service) <= WILDCARDS and set(verb) <= WILDCARDS:
             problems.append(f"{sid} allows every action ({action!r}).")
         elif verb and set(verb) <= WILDCARDS:
             account_admin = key_policy and action == "kms:*" and all(_ACCOUNT_ROOT.match(p) for p in principals)

@@ -117,7 +117,7 @@ def variable_problems(name: str, value: str) -> list[str]:
     A `*_FILE` name names a path, so only its value is judged."""
     if not value:
         return []
-    if SECRET_NAME.search(name.strip()) and not name.strip().upper().endswith("_FILE"):
+    if SECRET_NAME.search(name.strip()):  # anchored at the end: never a `*_FILE` name
         return [f"environment variable {name} carries a literal secret."]
     found = value_problem(value, name)
     return [f"environment variable {name} holds {found}."] if found else []
@@ -161,7 +161,7 @@ def command_problems(label: str, command: Iterable[str]) -> list[str]:
             continue
         if (
             any(
-                word == flag and program in (w.rsplit("/", 1)[-1] for w in words[:i])
+                word == flag and program in (w.rsplit("/")[-1] for w in words[:i])
                 for program, flag in SHORT_PASSWORD_FLAGS.items()
             )
             and i + 1 < len(words)
@@ -175,7 +175,7 @@ def command_problems(label: str, command: Iterable[str]) -> list[str]:
             if flag["value"] is None and re.match(r"^--?[A-Za-z]", value):
                 continue
             if _literal(value, allow_at=False):
-                problems.append(f"{label} passes a literal secret to {word.split('=', 1)[0]}.")
+                problems.append(f"{label} passes a literal secret to {word.split('=')[0]}.")
                 continue
         found = value_problem(word)
         if found:

@@ -2,7 +2,7 @@
 
 An ECS task's role is what the code inside the container can do with AWS:
 whatever it is allowed, a compromised app can do. So each action allowed to
-it, by its own policies or by a resource's policy naming it, is one a task's
+it, by its own policies or by a resource's policy naming it (or letting anyone in), is one a task's
 code takes on data (send and receive messages, read and write objects, send
 email, use a key to do so, write metrics), never one that administers (IAM,
 key deletion, reading another secret, assuming a role); and each resource is
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wondernest_policies.aws import BUCKET, KMS_KEY, SNS_TOPIC, SQS_QUEUE, TASK_DEFINITION
+from wondernest_policies.aws import BUCKET, KEY_POLICY, KMS_KEY, SNS_TOPIC, SQS_QUEUE, TASK_DEFINITION
 from wondernest_policies.model import Resource, Rule, Violation, at, has_unknown, mappings, unknown
 from wondernest_policies.policy_documents import (
     DOCUMENTS,
@@ -92,8 +92,8 @@ _ARN = re.compile(r"^arn:[^:]*:(?P<service>[^:]*):[^:]*:(?P<account>[^:]*):")
 
 
 def _items(value: Any) -> list[Any]:
-    """A list's known items (an unknown item is decided at `up`)."""
-    return [] if value is None or unknown(value) else [v for v in _list(value) if not has_unknown(v)]
+    """A list's known items (an unknown item, or a whole list not known yet, is decided at `up`)."""
+    return [] if value is None else [v for v in _list(value) if not has_unknown(v)]
 
 
 def _statements(text: Any) -> tuple[list[Mapping[str, Any]], bool]:
@@ -116,7 +116,8 @@ def _names(resource: Resource, key: str, other: Resource, *fields: str) -> bool:
     value = resource.get(key)
     if value is None or has_unknown(value):
         return resource.refers_to(key, other)
-    known = {other.get(f) for f in fields if isinstance(other.get(f), str) and not unknown(other.get(f))}
+    # `value` is known: no placeholder of `other`'s can equal it.
+    known = {v for f in fields if isinstance(v := other.get(f), str)}
     return any(isinstance(v, str) and v in known for v in _list(value))
 
 
@@ -309,11 +310,24 @@ def _granted_by_others(role: Resource, resources: Sequence[Resource]) -> list[tu
     arn = role.get("arn")
     if not isinstance(arn, str) or unknown(arn):
         return []
+    name = role.get("name")
+    # The role's sessions: a principal may name one instead of the role.
+    session = f":assumed-role/{name}/" if isinstance(name, str) and not unknown(name) else None
     found = []
     for r in resources:
         for key in DOCUMENTS.get(r.type, ()):
             statements, _ = _statements(r.get(key))
-            found += [(f"{r.name}'s policy", s) for s in statements if arn in _principals(s)]
+            for statement in statements:
+                principals = _principals(statement)
+                # `*` lets in every identity, the role among them, whatever condition
+                # pins it to the account. A key's is left out: every task may use
+                # the stack's keys, and a key policy's `*` resource is the key itself.
+                anyone = "*" in principals and r.type not in (KMS_KEY, KEY_POLICY)
+                by_session = session is not None and any(
+                    p.startswith("arn:") and session in p and ":sts::" in p for p in principals
+                )
+                if arn in principals or anyone or by_session:
+                    found.append((f"{r.name}'s policy", statement))
     return found
 
 
@@ -377,7 +391,8 @@ TASK_ROLE_RULES: list[Rule] = [
     Rule(
         "aws-task-role-scoped",
         "An ECS task runs as a role of this stack, and whatever allows that role anything (its own policies, or "
-        "a bucket's, queue's, secret's or role's policy naming it) allows only the data-plane actions a task's "
+        "a bucket's, queue's, secret's or role's policy naming it, one of its sessions, or anyone) allows only "
+        "the data-plane actions a task's "
         "code takes (send, receive and delete messages, publish, read and write objects, send email, use a key "
         "for them, remote-write metrics; more only as the rule's `allowedActions` names), only on resources "
         "declared beside the task (under the same component instance: the app's queues, topics, buckets and "

@@ -82,6 +82,7 @@ AREAS = (
         (
             "tests/test_policies.py",
             "tests/test_policies_aws.py",
+            "tests/test_policies_iam.py",
             "tests/test_policy_registry.py",
             "tests/test_secret_values.py",
         ),
