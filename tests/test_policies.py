@@ -684,6 +684,8 @@ def managed(rules: str = RULES_FILE, definition: str | None = "") -> list[Resour
         ([], []),
         (monitoring(alertmanager=False),
          [("Prometheus evaluates alerts but no Alertmanager is declared.", "urn:prometheus")]),
+        # No rules to route: an Alertmanager alone has nothing to judge.
+        ([r for r in monitoring() if r.name == "alertmanager"], []),
         # A container whose labels are not known yet may be the Alertmanager.
         (monitoring(None, None, Resource(CONTAINER, "x", "urn:x", {"labels": UNKNOWN}), alertmanager=False), []),
         # Files not known yet (a preview): decided at `up`.
@@ -712,7 +714,7 @@ def managed(rules: str = RULES_FILE, definition: str | None = "") -> list[Resour
         (managed(definition=yaml.safe_dump({"alertmanager_config": ROUTES.replace("receiver: page", "receiver: x")})),
          [("alerts of severity 'critical' reach no receiver of their own.", "urn:definition")]),
     ],
-    ids=["routed", "none", "no-alertmanager", "labels-unknown", "rules-unknown", "routes-unknown",
+    ids=["routed", "none", "no-alertmanager", "alertmanager-alone", "labels-unknown", "rules-unknown", "routes-unknown",
          "undeclared-receiver", "no-route", "shared", "quoted", "managed", "managed-no-alertmanager",
          "managed-rules-unknown", "managed-definition-unknown", "managed-no-route"],
 )  # fmt: skip

@@ -60,14 +60,6 @@ def stranger(task_name: str, arn: str) -> str:
     return f"{task_name}: runs as {arn}, a role this stack does not declare, so what its code may do is judged nowhere."
 
 
-def role_named(role_name: str, resources: list[Resource]) -> list[Resource]:
-    """The resources, the task's role given its IAM name (`name`, which `res` cannot take)."""
-    return [
-        dataclasses.replace(r, props={**r.props, "name": role_name}) if r.name == "api-task-role" else r
-        for r in resources
-    ]
-
-
 def changed(resources: list[Resource], resource_name: str, **props: Any) -> list[Resource]:
     """The resources, the one of that name holding these properties instead of its own."""
     return [dataclasses.replace(r, props=props) if r.name == resource_name else r for r in resources]
@@ -203,12 +195,16 @@ TASK_ROLE_EDGES: list[tuple[str, list[Resource], list[str]]] = [
           "Condition": {"StringEquals": {"aws:PrincipalAccount": "123456789012"}}}))],
      [UPLOADS_POLICY_REFUSED]),
     ("a policy naming one of the role's sessions lets the role in",
-     [*role_named("api-task-role-1a2b", task_role(*SCOPED)), res(policy_documents.BUCKET_POLICY, "uploads", policy=doc(
-         {"Effect": "Allow", "Principal": {"AWS": f"{SESSIONS}/api-task-role-1a2b/task"},
+     [*task_role(*SCOPED), res(policy_documents.BUCKET_POLICY, "uploads", policy=doc(
+         {"Effect": "Allow", "Principal": {"AWS": f"{SESSIONS}/api-task-role/task"},
           "Action": "s3:PutBucketPolicy", "Resource": UPLOADS_ARN}))],
      [UPLOADS_POLICY_REFUSED]),
+    ("a session of the role's name in another account is not the role's",
+     [*task_role(*SCOPED), res(policy_documents.BUCKET_POLICY, "uploads", policy=doc(
+         {"Effect": "Allow", "Principal": {"AWS": "arn:aws:sts::210987654321:assumed-role/api-task-role/task"},
+          "Action": "s3:PutBucketPolicy", "Resource": UPLOADS_ARN}))], []),
     ("a session of another role is not the role's",
-     [*role_named("api-task-role-1a2b", task_role(*SCOPED)), res(policy_documents.BUCKET_POLICY, "uploads", policy=doc(
+     [*task_role(*SCOPED), res(policy_documents.BUCKET_POLICY, "uploads", policy=doc(
          {"Effect": "Allow", "Principal": {"AWS": f"{SESSIONS}/deploy/task"},
           "Action": "s3:PutBucketPolicy", "Resource": UPLOADS_ARN}))], []),
     ("a key policy's anyone is every task's use of the stack's key, which every task may have",

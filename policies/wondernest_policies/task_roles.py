@@ -310,9 +310,12 @@ def _granted_by_others(role: Resource, resources: Sequence[Resource]) -> list[tu
     arn = role.get("arn")
     if not isinstance(arn, str) or unknown(arn):
         return []
-    name = role.get("name")
-    # The role's sessions: a principal may name one instead of the role.
-    session = f":assumed-role/{name}/" if isinstance(name, str) and not unknown(name) else None
+    # The role's sessions, `arn:<partition>:sts::<account>:assumed-role/<name>/<session>`:
+    # a principal may name one instead of the role (a role's ARN may hold a path; its session's does not).
+    fields = arn.split(":", 5)
+    session = (
+        f"arn:{fields[1]}:sts::{fields[4]}:assumed-role/{fields[5].rsplit('/', 1)[-1]}/" if len(fields) == 6 else None
+    )
     found = []
     for r in resources:
         for key in DOCUMENTS.get(r.type, ()):
@@ -323,9 +326,7 @@ def _granted_by_others(role: Resource, resources: Sequence[Resource]) -> list[tu
                 # pins it to the account. A key's is left out: every task may use
                 # the stack's keys, and a key policy's `*` resource is the key itself.
                 anyone = "*" in principals and r.type not in (KMS_KEY, KEY_POLICY)
-                by_session = session is not None and any(
-                    p.startswith("arn:") and session in p and ":sts::" in p for p in principals
-                )
+                by_session = session is not None and any(p.startswith(session) for p in principals)
                 if arn in principals or anyone or by_session:
                     found.append((f"{r.name}'s policy", statement))
     return found
