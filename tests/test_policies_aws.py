@@ -1432,7 +1432,7 @@ STACK_CASES: list[tuple[str, list[Resource], list[Resource], str]] = [
     # A rotated secret known by its name alone (its ARN is the engine's output): references to it are judged.
     ("aws-secrets-rotate", signing_with(f"{KEYS_ARN}:current::", name=KEYS_NAME),
      signing_with(KEYS_ARN, name=KEYS_NAME), PINNED_KEYS),
-    # Two secrets of database credentials: the first without a rotation does not end the check.
+    # A secret that holds no credentials does not end the check: the credentials after it are still judged.
     ("aws-database-credentials-rotate", [DB_SECRET, DB_DOCUMENT, db_rotation()],
      [API_KEY, DB_SECRET, DB_DOCUMENT], "postgres-app: holds database credentials that nothing rotates."),
 ]  # fmt: skip
@@ -2061,8 +2061,10 @@ STACK_EDGES: list[tuple[str, list[Resource], list[str]]] = [
       link(res(N.ROUTE_TABLE_ASSOCIATION, "shared-0"), subnetId=SHARED_NETWORK, routeTableId=PUBLIC_RT),
       subnet_group(N.RDS_SUBNET_GROUP, SHARED_NETWORK)],
      [f"subnets: puts the database on public subnets ['{SHARED_NETWORK.urn}']."]),
-    # Ids written literally relate nothing: no subnet of the stack's is named.
-    ("aws-data-tier-private-subnets", [*NETWORK, res(N.RDS_SUBNET_GROUP, "subnets", subnetIds=["subnet-1"])], []),
+    # Ids written literally relate nothing: the public subnet's id, written out, names no subnet of the stack's.
+    ("aws-data-tier-private-subnets",
+     [*[dataclasses.replace(r, props={**r.props, "id": "subnet-1"}) if r is PUBLIC_SUBNET else r for r in NETWORK],
+      res(N.RDS_SUBNET_GROUP, "subnets", subnetIds=["subnet-1"])], []),
     ("aws-data-tier-private-subnets",
      [*NETWORK, link(res(N.ROUTE_TABLE_ASSOCIATION, "literal", subnetId="subnet-1"), routeTableId=PUBLIC_RT),
       subnet_group(N.RDS_SUBNET_GROUP, ISOLATED_SUBNET)], []),

@@ -39,6 +39,7 @@ PURGE_REFUSED = (
 DUMPS_OUTSIDE = f"api-task-role: api-task-role-policy allows s3:GetObject on arn:aws:s3:::dumps/*, {OUTSIDE}"
 EVERY_RESOURCE = "on every resource but those named (or names none)."
 SESSIONS = "arn:aws:sts::123456789012:assumed-role"
+PATHED_ROLE_ARN = "arn:aws:iam::123456789012:role/services/api-task-role"
 UPLOADS_POLICY_REFUSED = (
     "api-task-role: uploads's policy allows s3:PutBucketPolicy, which no task's code takes on its data; name it in "
     "the rule's allowedActions if the app must."
@@ -211,6 +212,22 @@ TASK_ROLE_EDGES: list[tuple[str, list[Resource], list[str]]] = [
      [*task_role(*SCOPED), res(KEY_POLICY_TYPE, "key-policy", policy=doc(
          {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*",
           "Condition": {"StringEquals": {"kms:CallerAccount": "123456789012"}}}))], []),
+    ("a key policy letting anyone administer the key lets the role administer it",
+     [*task_role(*SCOPED), res(KEY_POLICY_TYPE, "key-policy", policy=doc(
+         {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:ScheduleKeyDeletion", "Resource": "*",
+          "Condition": {"StringEquals": {"kms:CallerAccount": "123456789012"}}}))],
+     ["api-task-role: key-policy's policy allows kms:ScheduleKeyDeletion, which no task's code takes on its data; "
+      "name it in the rule's allowedActions if the app must."]),
+    ("a key policy naming the role lets it use that key, its `*` resource being the key",
+     [*task_role(*SCOPED), res(KEY_POLICY_TYPE, "key-policy", policy=doc(
+         {"Effect": "Allow", "Principal": {"AWS": TASK_ROLE_ARN}, "Action": "kms:Decrypt", "Resource": "*"}))], []),
+    ("a session is named by the role's name alone, without the role's path",
+     [*changed(changed(task_role(*SCOPED), "api-task-role", arn=PATHED_ROLE_ARN, name="api-task-role"), "api-task",
+               taskRoleArn=PATHED_ROLE_ARN),
+      res(policy_documents.BUCKET_POLICY, "uploads", policy=doc(
+          {"Effect": "Allow", "Principal": {"AWS": f"{SESSIONS}/api-task-role/task"},
+           "Action": "s3:PutBucketPolicy", "Resource": UPLOADS_ARN}))],
+     [UPLOADS_POLICY_REFUSED]),
     ("a task at the stack's root reaches only what is shared", task_under_stack(), [DUMPS_OUTSIDE]),
     ("a task above another component's task reaches only what is shared", task_above_another(), [DUMPS_OUTSIDE]),
 ]  # fmt: skip

@@ -323,11 +323,13 @@ def _granted_by_others(role: Resource, resources: Sequence[Resource]) -> list[tu
             for statement in statements:
                 principals = _principals(statement)
                 # `*` lets in every identity, the role among them, whatever condition
-                # pins it to the account. A key's is left out: every task may use
-                # the stack's keys, and a key policy's `*` resource is the key itself.
-                anyone = "*" in principals and r.type not in (KMS_KEY, KEY_POLICY)
+                # pins it to the account.
                 by_session = session is not None and any(p.startswith(session) for p in principals)
-                if arn in principals or anyone or by_session:
+                if arn in principals or "*" in principals or by_session:
+                    if r.type in (KMS_KEY, KEY_POLICY):
+                        # A key policy's Resource is the key itself, whatever it says:
+                        # its actions are judged, the key is one every task may use.
+                        statement = {k: v for k, v in statement.items() if k != "Resource"}
                     found.append((f"{r.name}'s policy", statement))
     return found
 
