@@ -26,7 +26,7 @@ need = command -v $(1) >/dev/null || { echo "error: $(2)" >&2; exit 1; }
 help:
 	@echo "make up                 the local dev stack (pulumi up on $(STACK), state in .pulumi-state/)"
 	@echo "make test               ruff, mypy and every test (installs what it needs; servers: make servers)"
-	@echo "make test-fast          the tests that start no server, in a minute or two"
+	@echo "make test-fast          the tests that start no server, in about 4 minutes"
 	@echo "make e2e                the dev stack applied on a Docker engine of its own (root; README, \"On a real engine\")"
 	@echo "make mutation [ARGS=policies]   mutation testing of the security and data-safety code (docs/testing.md)"
 	@echo "make mutation-sample    one mutant per function of each area, as CI runs it"
