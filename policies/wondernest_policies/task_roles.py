@@ -305,8 +305,9 @@ def _documents(
 
 def _granted_by_others(role: Resource, resources: Sequence[Resource]) -> list[tuple[str, Mapping[str, Any]]]:
     """(label, statement) for each statement of another resource's policy (a
-    bucket's, a queue's, a secret's, a role's trust) that names the role as
-    its principal: in one account, that alone lets the role in."""
+    bucket's, a queue's, a secret's, a key's, a role's trust) whose principal
+    is the role, one of its sessions, or anyone: in one account, that alone
+    lets the role in."""
     arn = role.get("arn")
     if not isinstance(arn, str) or unknown(arn):
         return []
