@@ -907,22 +907,19 @@ def waf(rules: list[dict[str, Any]] = ACL_RULES, associated: bool = True, logged
 
 
 QUEUE_DLQ = dataclasses.replace(res(aws.SQS_QUEUE, "jobs-dlq"), props={"name": "wondernest-prod-jobs-dlq"})
+DLQ_ARN = "arn:aws:sqs:eu-west-1:1:wondernest-prod-jobs-dlq"
 
 
 def queues(count: Any = 5, *, linked: bool = True) -> list[Resource]:
     """A queue and its dead-letter queue, related as the engine records them
     (or, `linked=False`, by the dead-letter queue's name in the policy only)."""
-    policy = {"deadLetterTargetArn": "arn:aws:sqs:eu-west-1:1:wondernest-prod-jobs-dlq", "maxReceiveCount": count}
-    queue = res(aws.SQS_QUEUE, "jobs", redrivePolicy=json.dumps(policy))
-    return [QUEUE_DLQ, link(queue, redrivePolicy=QUEUE_DLQ) if linked else queue]
+    return [QUEUE_DLQ, jobs_queue(DLQ_ARN, to=QUEUE_DLQ if linked else None, count=count)]
 
 
-DLQ_ARN = "arn:aws:sqs:eu-west-1:1:wondernest-prod-jobs-dlq"
-
-
-def jobs_queue(target: str, *, to: Resource | None = None) -> Resource:
+def jobs_queue(target: str, *, to: Resource | None = None, count: Any = 5) -> Resource:
     """The jobs queue with a redrive policy naming `target`, the engine recording it as taken from `to`."""
-    queue = res(aws.SQS_QUEUE, "jobs", redrivePolicy=json.dumps({"deadLetterTargetArn": target, "maxReceiveCount": 5}))
+    policy = {"deadLetterTargetArn": target, "maxReceiveCount": count}
+    queue = res(aws.SQS_QUEUE, "jobs", redrivePolicy=json.dumps(policy))
     return link(queue, redrivePolicy=to) if to is not None else queue
 
 

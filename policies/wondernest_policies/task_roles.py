@@ -88,7 +88,7 @@ DATA_ACTIONS = frozenset(
 AWS_MANAGED = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/")
 # What lies inside a resource: a bucket's objects (`<arn>/<key>`), a table's indexes.
 _INSIDE = re.compile(r"^(?P<owner>arn:aws[a-z-]*:(?:s3:::[^/*?]+|dynamodb:[^/]*/?[^*?]*?table/[^/*?]+))/[^*?]*\*?$")
-_ARN = re.compile(r"^arn:[^:]*:(?P<service>[^:]*):[^:]*:(?P<account>[^:]*):")
+_ARN = re.compile(r"^arn:(?P<partition>[^:]*):(?P<service>[^:]*):[^:]*:(?P<account>[^:]*):")
 
 
 def _items(value: Any) -> list[Any]:
@@ -313,9 +313,9 @@ def _granted_by_others(role: Resource, resources: Sequence[Resource]) -> list[tu
         return []
     # The role's sessions, `arn:<partition>:sts::<account>:assumed-role/<name>/<session>`:
     # a principal may name one instead of the role (a role's ARN may hold a path; its session's does not).
-    fields = arn.split(":", 5)
+    match = _ARN.match(arn)
     session = (
-        f"arn:{fields[1]}:sts::{fields[4]}:assumed-role/{fields[5].rsplit('/', 1)[-1]}/" if len(fields) == 6 else None
+        f"arn:{match['partition']}:sts::{match['account']}:assumed-role/{arn.rsplit('/', 1)[-1]}/" if match else None
     )
     found = []
     for r in resources:
