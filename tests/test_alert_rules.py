@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -754,50 +754,80 @@ def test_promtool_checks_and_unit_tests_pass(tmp_path: Path) -> None:
 
 def assert_promtool_passes(rules: Path, tmp_path: Path, runbooks: str = RUNBOOKS_DOC) -> None:
     """`promtool check rules`, then every firing and silent case under `promtool test rules`,
-    the rules linking the runbooks at `runbooks`."""
+    the rules linking the runbooks at `runbooks`.
+
+    The cases run in small batches, the shortest first, one promtool per CPU:
+    rules that break a case mostly break a short one, and the first failing
+    batch ends the run (the batches already running finish and report too),
+    so a broken rule file fails in seconds instead of after every days-long case."""
     require_binary(PROMTOOL, "prometheus")
     check = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    # One file per sample interval, evaluated at that interval: the cases that
-    # span days run at 5m steps, the rest at 1m.
     # promtool evaluates the groups of one step in map order unless told: an
     # alert group run before the recording group it reads sees the previous
     # step's values, and a case on a window's edge passes or fails by chance.
     # The file's own order puts each recording group before its readers.
     order = [group["name"] for group in yaml.safe_load(rules.read_text())["groups"]]
-    # promtool runs a file's cases one after another on one core: the cases are
-    # spread over one promtool per core, the longest steps (the days-long cases) first.
-    workers = len(os.sched_getaffinity(0))
     files = []
-    for interval in sorted({c.interval for c in CASES}, key=_duration, reverse=True):
-        cases = [c.promtool(runbooks) for c in CASES if c.interval == interval]
-        for part in range(min(workers, len(cases))):
-            tests = tmp_path / f"tests-{interval}-{part}.yml"
-            tests.write_text(
-                yaml.safe_dump(
-                    {
-                        "rule_files": [str(rules)],
-                        "evaluation_interval": interval,
-                        "group_eval_order": order,
-                        "tests": cases[part::workers],
-                    },
-                    sort_keys=False,
-                )
-            )
-            files.append(str(tests))
+    for number, batch in enumerate(_batches(CASES)):
+        tests = tmp_path / f"tests-{number:03d}.yml"
+        # One file per sample interval, evaluated at that interval: the cases
+        # that span days run at 5m steps, the rest at 1m.
+        document = {
+            "rule_files": [str(rules)],
+            "evaluation_interval": batch[0].interval,
+            "group_eval_order": order,
+            "tests": [c.promtool(runbooks) for c in batch],
+        }
+        tests.write_text(yaml.safe_dump(document, sort_keys=False))
+        files.append(tests)
+    assert sum(len(yaml.safe_load(f.read_text())["tests"]) for f in files) == len(CASES)
 
-    def promtool_test(path: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([PROMTOOL, "test", "rules", path], capture_output=True, text=True, check=False)
+    def promtool_test(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, check=False)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(promtool_test, files))
-    assert sum(len(yaml.safe_load(Path(f).read_text())["tests"]) for f in files) == len(CASES)
-    failed = [r.stdout + r.stderr for r in results if r.returncode != 0]
+    failed: list[str] = []
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+        running = [pool.submit(promtool_test, path) for path in files]
+        for future in as_completed(running):
+            if future.cancelled():
+                continue
+            result = future.result()
+            if result.returncode != 0:
+                failed.append(result.stdout + result.stderr)
+                for waiting in running:
+                    waiting.cancel()
     assert not failed, "\n".join(failed)
 
 
+STEPS_PER_BATCH = 240
+"""About a second of one promtool's work (5 ms a step on these rules)."""
+
+
+def _batches(cases: list[Case]) -> list[list[Case]]:
+    """The cases in files of one sample interval each, the shortest first,
+    each file holding at most STEPS_PER_BATCH evaluation steps unless one case
+    alone has more."""
+    batches: list[list[Case]] = []
+    steps = 0
+    for case in sorted(cases, key=_steps):
+        batch = batches[-1] if batches else None
+        if batch is None or batch[0].interval != case.interval or steps + _steps(case) > STEPS_PER_BATCH:
+            batches.append([case])
+            steps = _steps(case)
+        else:
+            batch.append(case)
+            steps += _steps(case)
+    return batches
+
+
+def _steps(case: Case) -> int:
+    """How many times promtool evaluates the rules for this case."""
+    return _duration(case.eval_time) // _duration(case.interval)
+
+
 def _duration(text: str) -> int:
-    """A case's sample interval (`30s`, `1m`, `5m`, `1h`) in seconds."""
+    """A duration as the cases write it (`30s`, `1m`, `5m`, `74h`) in seconds."""
     return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600}[text[-1]]
 
 
