@@ -41,13 +41,27 @@ class Case:
     """None: the alert must not fire."""
     annotations: dict[str, str] = field(default_factory=dict)
     interval: str = "1m"
+    early: str | None = None
+    """For a firing case of an alert that waits (its `for`): a time at which
+    its condition already holds, but for less than the wait. The alert is
+    silent then, and fires then in the rules with every wait taken out."""
 
-    def promtool(self, runbooks: str = RUNBOOKS_DOC) -> dict[str, object]:
+    def too_early(self) -> Case:
+        """Silent: the condition has held for less than the wait."""
+        assert self.early is not None
+        return Case(self.alert, self.series, self.early, interval=self.interval)
+
+    def without_wait(self) -> Case:
+        """Firing at the same time, in the rules with no wait."""
+        assert self.early is not None
+        return dataclasses.replace(self, eval_time=self.early, early=None)
+
+    def promtool(self, runbooks: str = RUNBOOKS_DOC, *, annotated: bool = True) -> dict[str, object]:
         expected: list[dict[str, object]] = []
         if self.labels is not None:
             annotations = {"runbook_url": runbook_link(runbooks, self.alert), **self.annotations}
             labels = {**self.labels, **({"service": SERVICES[self.alert]} if self.alert in SERVICES else {})}
-            expected = [{"exp_labels": labels, "exp_annotations": annotations}]
+            expected = [{"exp_labels": labels, "exp_annotations": annotations if annotated else {}}]
         return {
             "interval": self.interval,
             "input_series": [{"series": s, "values": v} for s, v in self.series.items()],
@@ -268,6 +282,7 @@ VOLUMES = [
             "24 hours (volumes on one filesystem alert together).",
         },
         interval="5m",
+        early="60m",
     ),
     Case("VolumeFillingUpFast", volume("postgres", "39-0.15x100", 100), "7h", interval="5m"),
     Case("VolumeFillingUp", volume("postgres", "30x100", 100), "7h", interval="5m"),
@@ -282,6 +297,7 @@ VOLUMES = [
             "description": "/volumes/backups has 7% free and its last six hours run it out of space within 4 hours.",
         },
         interval="5m",
+        early="60m",
     ),
     Case("VolumeAlmostFull", volume("backups", "19-0.5x30", 30), "2h", interval="5m"),
     Case(
@@ -290,6 +306,7 @@ VOLUMES = [
         "20m",
         {**VOLUME_LABELS, "severity": "critical", "service": "redis", "mountpoint": "/volumes/redis"},
         {"summary": "The redis volume is almost full", "description": "/volumes/redis has 4% free."},
+        early="14m",
     ),
     # Read-only: nothing will write to it, so it fills no further.
     Case("VolumeAlmostFull", volume("redis", "4x30", 30, readonly=1), "20m"),
@@ -306,6 +323,7 @@ CASES: list[Case] = [
             "summary": "API instance api:8080 is down",
             "description": "Prometheus cannot scrape the API's /metrics, or has no API to scrape, for 2 minutes.",
         },
+        early="1m",
     ),
     Case("ApiDown", {f"up{{{API}}}": "1x5"}, "3m"),
     Case(
@@ -314,6 +332,7 @@ CASES: list[Case] = [
         "10m",
         {"severity": "critical", "job": "api"},
         {"summary": "More than 5% of API requests fail", "description": "10% of requests answered 5xx over 5 minutes."},
+        early="2m",
     ),
     Case("HighErrorRate", requests(1, 99, 20), "10m"),
     Case(
@@ -322,6 +341,7 @@ CASES: list[Case] = [
         "20m",
         {"severity": "warning", "job": "api"},
         {"summary": "API p99 latency above 1s", "description": "The 99th percentile of request duration is 2.485s."},
+        early="10m",
     ),
     Case("ApiHighLatencyP99", latency("0.5"), "20m"),
     # A readiness probe waiting on a slow dependency is not a slow API.
@@ -407,6 +427,7 @@ CASES: list[Case] = [
             "description": "postgres_exporter on postgres-exporter:9187 cannot reach the server, "
             "or cannot itself be scraped.",
         },
+        early="0m",
     ),
     Case("PostgresDown", {f"pg_up{{{PG}}}": "1x5", f"up{{{PG}}}": "1x5"}, "2m"),
     # Down at one evaluation only: pending for its minute, not yet a page.
@@ -434,6 +455,7 @@ CASES: list[Case] = [
             "summary": "PostgreSQL connections above 80% of max_connections",
             "description": "85% of max_connections are in use on postgres-exporter:9187.",
         },
+        early="4m",
     ),
     Case(
         "PostgresConnectionsHigh",
@@ -463,6 +485,7 @@ CASES: list[Case] = [
             "summary": "More than 10% of PostgreSQL transactions roll back",
             "description": "20% of transactions in wondernest roll back.",
         },
+        early="17m",
     ),
     Case(
         "PostgresHighRollbackRatio",
@@ -481,6 +504,7 @@ CASES: list[Case] = [
             "summary": "postgres_exporter scrapes fail",
             "description": "The exporter on postgres-exporter:9187 reports errors; Postgres metrics are incomplete.",
         },
+        early="4m",
     ),
     Case("PostgresExporterErrors", {f"pg_exporter_last_scrape_error{{{PG}}}": "0x10"}, "6m"),
     Case(
@@ -492,6 +516,7 @@ CASES: list[Case] = [
             "summary": "Redis is down, or nothing can tell that it is up",
             "description": "redis_exporter on redis-exporter:9121 cannot reach Redis, or cannot itself be scraped.",
         },
+        early="0m",
     ),
     Case("RedisDown", {f"redis_up{{{RD}}}": "1x5", f"up{{{RD}}}": "1x5"}, "2m"),
     Case(
@@ -503,6 +528,7 @@ CASES: list[Case] = [
             "summary": "Redis memory above 90% of maxmemory",
             "description": "95% of maxmemory is used; eviction is imminent or under way.",
         },
+        early="4m",
     ),
     Case(
         "RedisMemoryHigh",
@@ -573,6 +599,7 @@ CASES: list[Case] = [
             "summary": "No restore-verified backup in the last 26.9 hours",
             "description": "The newest backup proven by a restore is 1d 3h 52m 40s old.",
         },
+        early="4m",
     ),
     Case("BackupTooOld", {f"backup_last_verified_timestamp_seconds{{{BK}}}": "0x10"}, "6m"),
     Case(
@@ -585,6 +612,7 @@ CASES: list[Case] = [
             "description": "The newest backup with an off-site copy is 1d 3h 52m 40s old; the local ones are not, "
             "so a lost volume would lose more than a day.",
         },
+        early="4m",
     ),
     # No off-site copy configured: nothing to be late.
     Case(
@@ -627,6 +655,7 @@ CASES: list[Case] = [
             "summary": "Scrape target redis on redis-exporter:9121 is down",
             "description": "Prometheus has not scraped it for 5 minutes.",
         },
+        early="4m",
     ),
     Case("TargetDown", {f"up{{{RD}}}": "1x10"}, "6m"),
     Case(
@@ -638,6 +667,7 @@ CASES: list[Case] = [
             "summary": "Prometheus configuration reload failed",
             "description": "Prometheus on localhost:9090 runs an older configuration.",
         },
+        early="4m",
     ),
     Case("PrometheusConfigReloadFailed", {f"prometheus_config_last_reload_successful{{{PROM}}}": "1x10"}, "6m"),
     Case(
@@ -664,6 +694,7 @@ CASES: list[Case] = [
             "summary": "Prometheus cannot deliver alerts to Alertmanager",
             "description": "No Alertmanager is discovered, or sending alerts to it fails.",
         },
+        early="4m",
     ),
     Case(
         "PrometheusAlertmanagerUnreachable",
@@ -682,6 +713,7 @@ CASES: list[Case] = [
             "summary": "Alertmanager configuration reload failed",
             "description": "Alertmanager on alertmanager:9093 runs an older configuration.",
         },
+        early="4m",
     ),
     Case("AlertmanagerConfigReloadFailed", {f"alertmanager_config_last_reload_successful{{{AM}}}": "1x10"}, "6m"),
     Case(
@@ -693,6 +725,7 @@ CASES: list[Case] = [
             "summary": "Alertmanager notifications fail",
             "description": "Notifications through webhook fail: alerts may not reach anyone.",
         },
+        early="5m",
     ),
     Case(
         "AlertmanagerNotificationsFailing",
@@ -713,6 +746,18 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
     assert firing == names
     # Watchdog fires by definition; it is the only alert with no silent case.
     assert silent == names - {"Watchdog"}
+
+
+def test_every_alert_that_waits_has_a_case_before_its_wait() -> None:
+    """The wait (`for`) of each alert is proven by promtool, not only read back
+    from the file: a firing case taken early, while its condition has held for
+    less than the wait, is silent, and fires with the wait taken out."""
+    waits = {a.name: a.for_ for a in alerts(rule_groups(THRESHOLDS))}
+    early = [c for c in CASES if c.early is not None]
+    assert {c.alert for c in early} == {name for name, wait in waits.items() if wait != "0m"}
+    for case in early:
+        assert case.labels is not None, case
+        assert case.early is not None and _duration(case.early) < _duration(case.eval_time), case
 
 
 def test_every_alert_carries_severity_service_summary_description_and_runbook() -> None:
@@ -754,7 +799,8 @@ def test_promtool_checks_and_unit_tests_pass(tmp_path: Path) -> None:
 
 def assert_promtool_passes(rules: Path, tmp_path: Path, runbooks: str = RUNBOOKS_DOC) -> None:
     """`promtool check rules`, then every firing and silent case under `promtool test rules`,
-    the rules linking the runbooks at `runbooks`.
+    the rules linking the runbooks at `runbooks`; and each alert that waits,
+    taken before its wait: silent in these rules, firing in them once no alert waits.
 
     The cases run in small batches, the shortest first, one promtool per CPU:
     rules that break a case mostly break a short one, and the first failing
@@ -767,21 +813,37 @@ def assert_promtool_passes(rules: Path, tmp_path: Path, runbooks: str = RUNBOOKS
     # alert group run before the recording group it reads sees the previous
     # step's values, and a case on a window's edge passes or fails by chance.
     # The file's own order puts each recording group before its readers.
-    order = [group["name"] for group in yaml.safe_load(rules.read_text())["groups"]]
-    files = []
-    for number, batch in enumerate(_batches(CASES)):
-        tests = tmp_path / f"tests-{number:03d}.yml"
+    document = yaml.safe_load(rules.read_text())
+    order = [group["name"] for group in document["groups"]]
+    # The same rules with no alert waiting (and no annotations, which the
+    # firing cases before their wait do not pin): each case taken before its
+    # alert's wait fires there, so the silence in the real rules is the wait's.
+    waitless = tmp_path / "waitless.yml"
+    for rule in (rule for group in document["groups"] for rule in group["rules"] if "alert" in rule):
+        rule.pop("for", None)
+        rule.pop("annotations", None)
+    waitless.write_text(yaml.safe_dump(document, sort_keys=False))
+    early = [c for c in CASES if c.early is not None]
+    runs = [
+        (rules, [*CASES, *(c.too_early() for c in early)], True),
+        (waitless, [c.without_wait() for c in early], False),
+    ]
+    planned = [(rule_file, annotated, batch) for rule_file, cases, annotated in runs for batch in _batches(cases)]
+    files: list[Path] = []
+    # Both runs' batches by their shortest case, as _batches orders one run's.
+    for rule_file, annotated, batch in sorted(planned, key=lambda plan: _steps(plan[2][0])):
+        tests = tmp_path / f"tests-{len(files):03d}.yml"
         # One file per sample interval, evaluated at that interval: the cases
         # that span days run at 5m steps, the rest at 1m.
-        document = {
-            "rule_files": [str(rules)],
+        content = {
+            "rule_files": [str(rule_file)],
             "evaluation_interval": batch[0].interval,
             "group_eval_order": order,
-            "tests": [c.promtool(runbooks) for c in batch],
+            "tests": [c.promtool(runbooks, annotated=annotated) for c in batch],
         }
-        tests.write_text(yaml.safe_dump(document, sort_keys=False))
+        tests.write_text(yaml.safe_dump(content, sort_keys=False))
         files.append(tests)
-    assert sum(len(yaml.safe_load(f.read_text())["tests"]) for f in files) == len(CASES)
+    assert sum(len(yaml.safe_load(f.read_text())["tests"]) for f in files) == len(CASES) + 2 * len(early)
 
     def promtool_test(path: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, check=False)
@@ -800,25 +862,29 @@ def assert_promtool_passes(rules: Path, tmp_path: Path, runbooks: str = RUNBOOKS
     assert not failed, "\n".join(failed)
 
 
-STEPS_PER_BATCH = 240
-"""About a second of one promtool's work (5 ms a step on these rules)."""
+BATCH_COST = 120
+"""About half a second of one promtool's work: 5 ms an evaluation step on
+these rules, and about ten steps' worth to set up each case."""
 
 
 def _batches(cases: list[Case]) -> list[list[Case]]:
     """The cases in files of one sample interval each, the shortest first,
-    each file holding at most STEPS_PER_BATCH evaluation steps unless one case
-    alone has more."""
+    each file costing at most BATCH_COST unless one case alone costs more."""
     batches: list[list[Case]] = []
-    steps = 0
+    cost = 0
     for case in sorted(cases, key=_steps):
         batch = batches[-1] if batches else None
-        if batch is None or batch[0].interval != case.interval or steps + _steps(case) > STEPS_PER_BATCH:
+        if batch is None or batch[0].interval != case.interval or cost + _cost(case) > BATCH_COST:
             batches.append([case])
-            steps = _steps(case)
+            cost = _cost(case)
         else:
             batch.append(case)
-            steps += _steps(case)
+            cost += _cost(case)
     return batches
+
+
+def _cost(case: Case) -> int:
+    return _steps(case) + 10
 
 
 def _steps(case: Case) -> int:
