@@ -13,7 +13,11 @@ area runs in a copy of the checkout (`.mutation/<area>/`) with its package
 placed at the top. Lines whose mutants cannot change behaviour carry
 `# pragma: no mutate` with the reason beside them (docs/testing.md).
 
-    python -m tests.mutation.run [AREA ...] [--sample N] [--jobs N] [--require SHARE]
+    python -m tests.mutation.run [AREA ...] [--sample N] [--module NAME ...] [--jobs N] [--require SHARE]
+
+`--module roles` runs only the mutants of the area's modules of that name
+(`components.postgres.roles`): an area of several thousand mutants can be run
+a module at a time.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.servers import TEMPLATE
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".mutation"
@@ -164,7 +170,9 @@ def _skipped(name: str) -> bool:
 
 def mutmut(place: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [str(Path(sys.executable).parent / "mutmut"), *args]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # Every PostgreSQL the area's tests start is a copy of one cluster made
+    # once (tests/servers.py), not an initdb per server of every mutant.
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", TEMPLATE: str(place / "pg-template")}
     return subprocess.run(command, cwd=place, env=env, capture_output=True, text=True, check=False)
 
 
@@ -181,20 +189,27 @@ def module_of(mutant: str) -> str:
     return mutant.rsplit(".", 1)[0]
 
 
-def run_area(area: Area, *, jobs: int, sample: int | None) -> dict[str, Counter[str]]:
+def run_area(area: Area, *, jobs: int, sample: int | None, modules: tuple[str, ...] = ()) -> dict[str, Counter[str]]:
     """With `sample`, only the sample-th mutant of every function: the same
-    mutants for the same code, spread over every function of the area."""
+    mutants for the same code, spread over every function of the area. With
+    `modules`, only those modules' mutants."""
     started = time.monotonic()
     place = workspace(area)
-    names = [f"{area.package}.*__mutmut_{sample}"] if sample is not None else []
+    (place / "pg-template").mkdir()
+    prefixes = [f"{area.package}.{module}." for module in modules] or [f"{area.package}."]
+    suffix = "" if sample is None else f"__mutmut_{sample}"
+    names = [f"{prefix}*{suffix or '__mutmut_*'}" for prefix in prefixes] if modules or sample is not None else []
     result = mutmut(place, "run", "--max-children", str(jobs), *names)
     (place / "mutmut-run.log").write_text(result.stdout + result.stderr)
     if result.returncode not in (0, 1):
         sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
         raise SystemExit(f"error: mutmut failed on area {area.name} (exit {result.returncode})")
-    found = statuses(place)
-    if sample is not None:
-        found = {name: status for name, status in found.items() if name.endswith(f"__mutmut_{sample}")}
+    shutil.rmtree(place / "pg-template", ignore_errors=True)
+    found = {
+        name: status
+        for name, status in statuses(place).items()
+        if name.startswith(tuple(prefixes)) and name.endswith(suffix)
+    }
     per_module: dict[str, Counter[str]] = {}
     for name, status in found.items():
         per_module.setdefault(module_of(name), Counter())[status] += 1
@@ -222,11 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutation.run", description=__doc__.split("\n")[0])
     parser.add_argument("areas", nargs="*", choices=[a.name for a in AREAS], help="default: every area")
     parser.add_argument("--sample", type=int, default=None, help="only the N-th mutant of every function")
+    parser.add_argument("--module", action="append", default=[], help="only this module of the area (repeatable)")
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--require", type=float, default=None, help="fail below this share detected (0-1)")
     args = parser.parse_args(argv)
     chosen = [a for a in AREAS if not args.areas or a.name in args.areas]
-    results = {area.name: run_area(area, jobs=args.jobs, sample=args.sample) for area in chosen}
+    results = {
+        area.name: run_area(area, jobs=args.jobs, sample=args.sample, modules=tuple(args.module)) for area in chosen
+    }
     text, total, detected = table(results)
     print(f"\n{text}\n\n{detected} of {total} mutants detected ({detected / max(1, total):.1%})")
     if args.require is not None and detected < args.require * total:
