@@ -790,6 +790,36 @@ def test_each_alert_is_rendered_with_the_wait_its_model_gives() -> None:
     assert "0m" in waits.values() and set(waits.values()) - {"0m"}
 
 
+def test_the_rule_groups_keep_their_names() -> None:
+    """A group's name, with its file's, is its identity in Prometheus: a reload
+    carries the alerts' pending and firing state over only to the group of the
+    same file and name (rules/manager.go, Manager.Update, GroupKey), so a group
+    renamed by a change would resolve its firing alerts and make them wait out
+    their `for` again."""
+    assert [group.name for group in rule_groups(THRESHOLDS)] == [
+        "api-slo-recording",
+        "api-slo-alerts",
+        "api",
+        "postgres",
+        "redis",
+        "backups",
+        "volumes",
+        "monitoring",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("max_age_seconds", "hours"),
+    # 97,033 s is 26.954 hours: a tenth's rounding on its edge.
+    [(96_840, "26.9"), (97_033, "27.0"), (3_600, "1.0")],
+)
+def test_the_backup_alerts_state_their_bound_in_hours(max_age_seconds: int, hours: str) -> None:
+    thresholds = dataclasses.replace(THRESHOLDS, backup_max_age_seconds=max_age_seconds)
+    summaries = {a.name: a.summary for a in alerts(rule_groups(thresholds))}
+    assert summaries["BackupTooOld"] == f"No restore-verified backup in the last {hours} hours"
+    assert summaries["BackupOffsiteTooOld"] == f"No verified backup copied off-site in the last {hours} hours"
+
+
 @pytest.mark.servers
 def test_promtool_checks_and_unit_tests_pass(tmp_path: Path) -> None:
     rules = tmp_path / "platform.yml"
