@@ -310,6 +310,51 @@ VOLUMES = [
     ),
     # Read-only: nothing will write to it, so it fills no further.
     Case("VolumeAlmostFull", volume("redis", "4x30", 30, readonly=1), "20m"),
+    # More free than each prediction's floor (40 % and 20 %): 52 % free, full in 2 h 10 m.
+    Case("VolumeFillingUp", volume("postgres", "220-2x100", 100), "7h", interval="5m"),
+    Case("VolumeFillingUpFast", volume("postgres", "220-2x100", 100), "7h", interval="5m"),
+    # On each prediction's horizon, losing 0.1 % every 5 minutes: at 6 h the
+    # volume is full 24 h 0 m 12 s later (4 h 0 m 2 s for the fast one), so its
+    # condition holds from 6h05m and it fires an hour after that, not at 7h.
+    *(
+        Case(
+            "VolumeFillingUp",
+            volume("postgres", "36.004-0.1x100", 100),
+            eval_time,
+            labels,
+            {
+                "summary": "The postgres volume is predicted to fill within a day",
+                "description": "/volumes/postgres has 27.5% free and its last six hours run it out of space within "
+                "24 hours (volumes on one filesystem alert together).",
+            },
+            interval="5m",
+        )
+        for eval_time, labels in (
+            ("7h", None),
+            (
+                "425m",
+                {**VOLUME_LABELS, "severity": "warning", "service": "postgres", "mountpoint": "/volumes/postgres"},
+            ),
+        )
+    ),
+    *(
+        Case(
+            "VolumeFillingUpFast",
+            volume("backups", "12.00067-0.1x100", 100),
+            eval_time,
+            labels,
+            {
+                "summary": "The backups volume is predicted to fill within four hours",
+                "description": "/volumes/backups has 3.501% free and its last six hours run it out of space "
+                "within 4 hours.",
+            },
+            interval="5m",
+        )
+        for eval_time, labels in (
+            ("7h", None),
+            ("425m", {**VOLUME_LABELS, "severity": "critical", "service": "backups", "mountpoint": "/volumes/backups"}),
+        )
+    ),
 ]
 
 
@@ -788,6 +833,15 @@ def test_each_alert_is_rendered_with_the_wait_its_model_gives() -> None:
     waits = {alert.name: alert.for_ for alert in alerts(rule_groups(THRESHOLDS))}
     assert rendered == {name: None if wait == "0m" else wait for name, wait in waits.items()}
     assert "0m" in waits.values() and set(waits.values()) - {"0m"}
+
+
+def test_an_app_without_the_bundled_metrics_gets_no_api_rules() -> None:
+    """An app whose contract exposes no metrics has no API series to read and
+    no API target to scrape: ApiDown would page for it from the start."""
+    with_api = rule_groups(THRESHOLDS)
+    without = rule_groups(dataclasses.replace(THRESHOLDS, app_metrics=False))
+    assert [g.name for g in without] == [g.name for g in with_api if not g.name.startswith("api")]
+    assert not any("api" in a.name.lower() or 'job="api"' in a.expr for a in alerts(without))
 
 
 def test_the_rule_groups_keep_their_names() -> None:
