@@ -41,10 +41,22 @@ def pg() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def tools() -> Iterator[Path]:
-    """A directory for stand-in PostgreSQL tools that the `postgres` account,
-    which the verification server drops to when run as root, can reach: pytest's
-    own temporary directories are its owner's alone."""
-    path = Path(tempfile.mkdtemp(prefix="wn-tools-"))
+    """A directory for stand-in PostgreSQL tools."""
+    yield from _reachable("wn-tools-")
+
+
+@pytest.fixture
+def private_tmp() -> Iterator[Path]:
+    """A TMPDIR of the test's own, where the tool's work directories go: what
+    other runs on the machine leave in /tmp is theirs, not this test's."""
+    yield from _reachable("wn-tmp-")
+
+
+def _reachable(prefix: str) -> Iterator[Path]:
+    """A directory that the `postgres` account, which the verification server
+    drops to when run as root, can reach: pytest's own temporary directories
+    are its owner's alone."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
     yield path
     shutil.rmtree(path)
@@ -234,12 +246,16 @@ def test_dumps_are_for_their_owner_only_whatever_the_umask(pg: PostgresServer, t
         assert stat.S_IMODE((backups / name).stat().st_mode) == 0o600, name
 
 
-def test_a_clean_run_leaves_nothing_for_the_next_to_remove(pg: PostgresServer, tmp_path: Path) -> None:
-    code, out, _ = done(cli(env(pg, tmp_path), "run"))
+def test_a_clean_run_leaves_nothing_for_the_next_to_remove(
+    pg: PostgresServer, tmp_path: Path, private_tmp: Path
+) -> None:
+    environment = env(pg, tmp_path, TMPDIR=str(private_tmp))
+    code, out, _ = done(cli(environment, "run"))
     assert code == 0
-    code, _, err = done(cli(env(pg, tmp_path), "verify", json.loads(out)["backup"]))
+    code, _, err = done(cli(environment, "verify", json.loads(out)["backup"]))
     assert code == 0
-    code, _, err = done(cli(env(pg, tmp_path), "prune"))
+    assert list(private_tmp.iterdir()) == []
+    code, _, err = done(cli(environment, "prune"))
     assert code == 0 and "removed what interrupted runs left behind" not in err
 
 
