@@ -249,6 +249,25 @@ def test_a_dump_reaching_beyond_the_platform_is_refused_before_anything_is_writt
     assert owners(pg, "shop") == {}
 
 
+def test_every_reason_a_dump_is_refused_is_given_at_once(pg: PostgresServer, platform: Any, tmp_path: Path) -> None:
+    setup = (
+        SHOP + "CREATE SCHEMA billing AUTHORIZATION shop_owner; CREATE TABLE billing.invoices (id int); "
+        "CREATE SCHEMA ledger AUTHORIZATION shop_owner; CREATE TABLE ledger.entries (id int); "
+        "CREATE FUNCTION shop.trg() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END'; "
+        "CREATE EVENT TRIGGER snoop ON ddl_command_end EXECUTE FUNCTION shop.trg(); "
+        "CREATE PUBLICATION everything FOR ALL TABLES;"
+    )
+    dump = dump_of(pg, tmp_path, setup)
+    refusal = (
+        "objects in schema billing, ledger, which the stack does not declare: add it to postgres.schemas (and make "
+        "up), or dump only the declared ones (pg_dump -n); database-wide objects (EVENT TRIGGER, PUBLICATION), which "
+        "need a superuser the platform's roles are not; dump without them; nothing imported"
+    )
+    with pytest.raises(BackupError, match=f"^{re.escape(refusal)}$"):
+        import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+    assert owners(pg, "shop") == {}
+
+
 def test_a_dump_that_fails_half_way_leaves_nothing(pg: PostgresServer, platform: Any, tmp_path: Path) -> None:
     # The table restores, then its data cannot: one transaction, so neither stays.
     setup = (
@@ -289,7 +308,11 @@ def test_the_data_alone_fills_the_tables_the_migrations_made(pg: PostgresServer,
     spec = database_spec(NAMES)
     apply_spec(pg, spec)
     # Not yet: the tables are the migrations' to make.
-    with pytest.raises(BackupError, match=r"core\.users does not exist \(run the migrations first"):
+    refusal = (
+        "core.users does not exist (run the migrations first: make up); core.user_sessions does not exist (run the "
+        "migrations first: make up); an import of data fills only existing, empty tables; nothing imported"
+    )
+    with pytest.raises(BackupError, match=f"^{re.escape(refusal)}$"):
         import_dump(migrator(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
     migrate(as_role(pg, "migrator"))
     rows = import_dump(migrator(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
@@ -371,18 +394,26 @@ def test_data_alone_sets_only_its_own_tables_sequences_and_spares_triggered_tabl
     setup = (
         "CREATE SCHEMA core AUTHORIZATION shop_owner; CREATE SCHEMA audit AUTHORIZATION shop_owner; "
         "SET ROLE shop_owner; " + GUIDE_ERA + "INSERT INTO audit.activity_logs (action) VALUES ('login'), ('logout'); "
-        "RESET ROLE;"
+        "CREATE SEQUENCE audit.counter; SELECT nextval('audit.counter'); RESET ROLE;"
     )
-    # The audit trail's sequence set back, without its rows.
+    # The audit trail's sequence set back, without its rows, and a sequence of no table.
     only_sequence = dump_of(
         pg, tmp_path, setup, options=("--data-only", "-n", "audit", "--exclude-table-data=audit.activity_logs")
     )
     assert {e.desc for e in toc(only_sequence)} == {"SEQUENCE SET"}
-    with pytest.raises(BackupError, match=r"sequence audit\.activity_logs_id_seq belongs to no table the dump fills"):
+    refusal = (
+        "sequence audit.activity_logs_id_seq belongs to no table the dump fills; "
+        "sequence audit.counter belongs to no table the dump fills; nothing imported"
+    )
+    with pytest.raises(BackupError, match=f"^{re.escape(refusal)}$"):
         import_dump(migrator(pg), only_sequence, schemas=spec.schemas, owner="wondernest_migrator")
     # The audit trail's rows: its stamp trigger would renumber and redate them.
     audit = dump_of(pg, tmp_path, setup, options=("--data-only", "-n", "audit"))
-    with pytest.raises(BackupError, match=r"audit.activity_logs has triggers \(.*\) that would rewrite the rows"):
+    triggers = (
+        r"^audit\.activity_logs has triggers \([a-z_, ]+\) that would rewrite the rows as they load; leave its data "
+        r"out \(pg_dump --exclude-table-data\); an import of data fills only existing, empty tables; nothing imported$"
+    )
+    with pytest.raises(BackupError, match=triggers):
         import_dump(migrator(pg), audit, schemas=spec.schemas, owner="wondernest_migrator")
     with pg.admin("wondernest") as conn:
         assert conn.execute("SELECT count(*) FROM audit.activity_logs").fetchone() == (0,)
