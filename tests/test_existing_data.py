@@ -169,6 +169,7 @@ def dump_of(
 
 SHOP = """
 CREATE SCHEMA shop AUTHORIZATION shop_owner;
+COMMENT ON SCHEMA shop IS 'the old shop';
 SET ROLE shop_owner;
 CREATE TYPE shop.state AS ENUM ('open', 'paid');
 CREATE TABLE shop.orders (id bigserial PRIMARY KEY, state shop.state NOT NULL DEFAULT 'open', body jsonb);
@@ -191,6 +192,8 @@ def test_a_dump_with_other_owners_and_grants_is_imported_as_the_platforms_own(
     pg: PostgresServer, platform: Any, tmp_path: Path
 ) -> None:
     dump = dump_of(pg, tmp_path, SHOP)
+    # The schema's comment, database-wide in the archive, goes with the schema the stack made.
+    assert ("COMMENT", "-") in {(e.desc, e.schema) for e in toc(dump)}
     rows = import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
     assert rows == {"shop.orders": 500}
     assert owners(pg, "shop") == {
