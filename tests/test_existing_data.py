@@ -176,6 +176,7 @@ CREATE TABLE shop.orders (id bigserial PRIMARY KEY, state shop.state NOT NULL DE
 CREATE VIEW shop.open_orders AS SELECT id FROM shop.orders WHERE state = 'open';
 CREATE FUNCTION shop.total() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM shop.orders';
 INSERT INTO shop.orders (body) SELECT jsonb_build_object('n', g) FROM generate_series(1, 500) g;
+COMMENT ON TABLE shop.orders IS 'orders, open or paid';
 GRANT SELECT ON ALL TABLES IN SCHEMA shop TO shop_reader, PUBLIC;
 RESET ROLE;
 """
@@ -196,6 +197,9 @@ def test_a_dump_with_other_owners_and_grants_is_imported_as_the_platforms_own(
     assert ("COMMENT", "-") in {(e.desc, e.schema) for e in toc(dump)}
     rows = import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
     assert rows == {"shop.orders": 500}
+    with pg.admin("wondernest") as conn:
+        comments = "SELECT obj_description('shop.orders'::regclass), obj_description('shop'::regnamespace)"
+        assert conn.execute(comments).fetchone() == ("orders, open or paid", None)
     assert owners(pg, "shop") == {
         "open_orders": "wondernest_migrator",
         "orders": "wondernest_migrator",
@@ -288,8 +292,38 @@ def test_a_plain_sql_dump_is_refused_with_the_way_to_make_one_it_reads(
     pg: PostgresServer, platform: Any, tmp_path: Path
 ) -> None:
     dump = dump_of(pg, tmp_path, SHOP, plain=True)
-    with pytest.raises(BackupError, match=r"a plain-SQL dump: make a custom-format one with pg_dump -Fc"):
+    refusal = (
+        f"{dump} is not an archive pg_restore reads (a plain-SQL dump: make a custom-format one with pg_dump -Fc): "
+        "pg_restore: error: input file appears to be a text format dump. Please use psql."
+    )
+    with pytest.raises(BackupError, match=f"^{re.escape(refusal)}$"):
         import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+
+
+def test_a_file_pg_restore_cannot_read_is_refused_with_its_reason(tmp_path: Path) -> None:
+    dump = tmp_path / "notes.txt"
+    dump.write_text("not a dump\n")
+    refusal = (
+        f"{dump} is not an archive pg_restore reads: "
+        "pg_restore: error: input file does not appear to be a valid archive (too short?)"
+    )
+    with pytest.raises(BackupError, match=f"^{re.escape(refusal)}$"):
+        toc(dump)
+
+
+def test_an_entry_of_a_kind_this_pg_dump_does_not_know_is_read_by_its_first_word(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newer pg_dump's kind of object: its first word stands for the kind,
+    and the schema and name are read after it."""
+    listing = ";", "5; 2615 16390 TABLE shop orders shop_owner", "7; 1259 16400 WIDGET shop gadget one shop_owner"
+    (tmp_path / "pg_restore").write_text(
+        "#!/bin/sh\nprintf '%s\\n' " + " ".join(f"'{line}'" for line in listing) + "\n"
+    )
+    (tmp_path / "pg_restore").chmod(0o755)
+    monkeypatch.setenv("PG_BINDIR", str(tmp_path))
+    entries = [(e.desc, e.schema, e.name) for e in toc(tmp_path / "any.dump")]
+    assert entries == [("TABLE", "shop", "orders"), ("WIDGET", "shop", "gadget one")]
 
 
 GUIDE_ERA = "".join(
