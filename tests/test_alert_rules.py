@@ -269,6 +269,19 @@ def volume(service: str, avail: str, samples: int, readonly: int = 0) -> dict[st
 
 
 VOLUME_LABELS = {"job": "node", "instance": "node-exporter:9100", "device": "/dev/vda1", "fstype": "ext4"}
+
+
+def on_the_horizon(alert: str, service: str, avail: str, severity: str, summary: str, description: str) -> list[Case]:
+    """A volume whose condition first holds at 6h05m: pending at 7h, firing at 7h05m."""
+    labels = {**VOLUME_LABELS, "severity": severity, "service": service, "mountpoint": f"/volumes/{service}"}
+    annotations = {"summary": summary, "description": description}
+    series = volume(service, avail, 100)
+    return [
+        Case(alert, series, "7h", None, annotations, interval="5m"),
+        Case(alert, series, "425m", labels, annotations, interval="5m"),
+    ]
+
+
 VOLUMES = [
     # 39 % free, losing 43 % a day: full within a day, not within four hours.
     Case(
@@ -316,44 +329,22 @@ VOLUMES = [
     # On each prediction's horizon, losing 0.1 % every 5 minutes: at 6 h the
     # volume is full 24 h 0 m 12 s later (4 h 0 m 2 s for the fast one), so its
     # condition holds from 6h05m and it fires an hour after that, not at 7h.
-    *(
-        Case(
-            "VolumeFillingUp",
-            volume("postgres", "36.004-0.1x100", 100),
-            eval_time,
-            labels,
-            {
-                "summary": "The postgres volume is predicted to fill within a day",
-                "description": "/volumes/postgres has 27.5% free and its last six hours run it out of space within "
-                "24 hours (volumes on one filesystem alert together).",
-            },
-            interval="5m",
-        )
-        for eval_time, labels in (
-            ("7h", None),
-            (
-                "425m",
-                {**VOLUME_LABELS, "severity": "warning", "service": "postgres", "mountpoint": "/volumes/postgres"},
-            ),
-        )
+    *on_the_horizon(
+        "VolumeFillingUp",
+        "postgres",
+        "36.004-0.1x100",
+        "warning",
+        "The postgres volume is predicted to fill within a day",
+        "/volumes/postgres has 27.5% free and its last six hours run it out of space within 24 hours (volumes on "
+        "one filesystem alert together).",
     ),
-    *(
-        Case(
-            "VolumeFillingUpFast",
-            volume("backups", "12.00067-0.1x100", 100),
-            eval_time,
-            labels,
-            {
-                "summary": "The backups volume is predicted to fill within four hours",
-                "description": "/volumes/backups has 3.501% free and its last six hours run it out of space "
-                "within 4 hours.",
-            },
-            interval="5m",
-        )
-        for eval_time, labels in (
-            ("7h", None),
-            ("425m", {**VOLUME_LABELS, "severity": "critical", "service": "backups", "mountpoint": "/volumes/backups"}),
-        )
+    *on_the_horizon(
+        "VolumeFillingUpFast",
+        "backups",
+        "12.00067-0.1x100",
+        "critical",
+        "The backups volume is predicted to fill within four hours",
+        "/volumes/backups has 3.501% free and its last six hours run it out of space within 4 hours.",
     ),
 ]
 
