@@ -55,6 +55,10 @@ class Area:
     """Paths inside the package."""
     tests: tuple[str, ...]
 
+    def modules(self) -> dict[str, str]:
+        """Each module by its own name: `roles` → `components.postgres.roles`."""
+        return {Path(path).stem: f"{self.package}.{path.removesuffix('.py').replace('/', '.')}" for path in self.files}
+
 
 AREAS = (
     Area(
@@ -196,7 +200,7 @@ def run_area(area: Area, *, jobs: int, sample: int | None, modules: tuple[str, .
     started = time.monotonic()
     place = workspace(area)
     (place / "pg-template").mkdir()
-    prefixes = [f"{area.package}.{module}." for module in modules] or [f"{area.package}."]
+    prefixes = [f"{area.modules()[module]}." for module in modules] or [f"{area.package}."]
     suffix = "" if sample is None else f"__mutmut_{sample}"
     names = [f"{prefix}*{suffix or '__mutmut_*'}" for prefix in prefixes] if modules or sample is not None else []
     result = mutmut(place, "run", "--max-children", str(jobs), *names)
@@ -210,6 +214,8 @@ def run_area(area: Area, *, jobs: int, sample: int | None, modules: tuple[str, .
         for name, status in statuses(place).items()
         if name.startswith(tuple(prefixes)) and name.endswith(suffix)
     }
+    if not found:
+        raise SystemExit(f"error: no mutant of area {area.name} was judged; see {place / 'mutmut-run.log'}")
     per_module: dict[str, Counter[str]] = {}
     for name, status in found.items():
         per_module.setdefault(module_of(name), Counter())[status] += 1
@@ -242,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--require", type=float, default=None, help="fail below this share detected (0-1)")
     args = parser.parse_args(argv)
     chosen = [a for a in AREAS if not args.areas or a.name in args.areas]
+    for area in chosen:
+        unknown = sorted(set(args.module) - set(area.modules()))
+        if unknown:
+            known = ", ".join(area.modules())
+            parser.error(f"area {area.name} has no module {', '.join(unknown)}; its modules: {known}")
     results = {
         area.name: run_area(area, jobs=args.jobs, sample=args.sample, modules=tuple(args.module)) for area in chosen
     }
