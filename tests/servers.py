@@ -67,6 +67,13 @@ def free_port() -> int:
 PG_OS_USER = "postgres" if os.geteuid() == 0 else None
 
 
+def _to_postgres(path: Path) -> None:
+    """Hand `path` to the account the server runs as, when that is not ours."""
+    if PG_OS_USER is not None:
+        entry = pwd.getpwnam(PG_OS_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
 @dataclass
 class PostgresServer:
     port: int
@@ -154,9 +161,7 @@ def postgres_server(
     require_binary(PG_BINDIR / "postgres", "postgresql-15")
     root = Path(tempfile.mkdtemp(prefix="wn-pg-"))
     try:
-        if os.geteuid() == 0:
-            entry = pwd.getpwnam("postgres")
-            os.chown(root, entry.pw_uid, entry.pw_gid)
+        _to_postgres(root)
         password = _new_cluster(root / "data")
         tuning = postgres_conf.tune(memory_bytes, max_connections)
         server_tls = None
@@ -164,9 +169,7 @@ def postgres_server(
             ca, cert, key = tls_files(root)
             server_tls = ServerTls(str(cert), str(key), str(ca))
             key.chmod(0o600)
-            if os.geteuid() == 0:
-                entry = pwd.getpwnam("postgres")
-                os.chown(key, entry.pw_uid, entry.pw_gid)
+            _to_postgres(key)
         (root / "postgresql.conf").write_text(
             postgres_conf.render_postgresql_conf(
                 tuning, slow_query_ms=slow_query_ms, hba_file=str(root / "pg_hba.conf"), tls=server_tls
@@ -213,9 +216,7 @@ def postgres_standby(primary: PostgresServer) -> Iterator[PostgresServer]:
         hba.write_text(hba.read_text() + f"{kind} replication {primary.superuser} 127.0.0.1/32 scram-sha-256\n")
         conn.execute("SELECT pg_reload_conf()")
     root = Path(tempfile.mkdtemp(prefix="wn-pg-standby-"))
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam("postgres")
-        os.chown(root, entry.pw_uid, entry.pw_gid)
+    _to_postgres(root)
     try:
         subprocess.run(
             [
@@ -262,26 +263,22 @@ def _new_cluster(data: Path) -> str:
     this run knows; the password is returned."""
     template = os.environ.get(TEMPLATE)
     if not template:
-        password = "test-superuser-" + os.urandom(8).hex()
-        _initdb(data, password)
-        return password
+        return _initdb(data)
     place = Path(template)
     with open(place / "lock", "a") as lock:
         # Two processes of one run (the mutation runner's workers) may start
         # their first server at once: one makes the template, the other waits.
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (place / "password").exists():
-            if os.geteuid() == 0:
-                entry = pwd.getpwnam("postgres")
-                os.chown(place, entry.pw_uid, entry.pw_gid)
-            password = "test-superuser-" + os.urandom(8).hex()
-            _initdb(place / "data", password)
-            (place / "password").write_text(password)
+            _to_postgres(place)
+            (place / "password").write_text(_initdb(place / "data"))
     subprocess.run(["cp", "-a", str(place / "data"), str(data)], check=True, capture_output=True)
     return (place / "password").read_text()
 
 
-def _initdb(data: Path, password: str) -> None:
+def _initdb(data: Path) -> str:
+    """A cluster in `data` whose superuser `postgres` has a new password, returned."""
+    password = "test-superuser-" + os.urandom(8).hex()
     with tempfile.NamedTemporaryFile("w", prefix="wn-pg-pw-", dir=data.parent) as pwfile:
         pwfile.write(password + "\n")
         pwfile.flush()
@@ -304,6 +301,7 @@ def _initdb(data: Path, password: str) -> None:
             user=PG_OS_USER,
             group=PG_OS_USER,
         )
+    return password
 
 
 def _pg_ready(server: PostgresServer) -> bool:
