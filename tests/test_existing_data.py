@@ -155,17 +155,25 @@ def test_a_baseline_on_a_database_with_no_tables_is_refused(pg: PostgresServer) 
 
 
 def dump_of(
-    pg: PostgresServer, tmp_path: Path, setup: str, *, plain: bool = False, options: tuple[str, ...] = ()
+    pg: PostgresServer,
+    tmp_path: Path,
+    setup: str,
+    *,
+    plain: bool = False,
+    options: tuple[str, ...] = (),
+    encoding: str = "UTF8",
 ) -> Path:
     """A database built by other roles on the same server, dumped the usual way."""
     database = f"elsewhere_{len(list(tmp_path.iterdir()))}"
     with pg.admin() as conn:
-        conn.execute(f"CREATE DATABASE {database}")
+        conn.execute(f"CREATE DATABASE {database} ENCODING '{encoding}' LOCALE 'C' TEMPLATE template0")
     with pg.admin(database) as conn:
         conn.execute(
             "DO $$ BEGIN CREATE ROLE shop_owner; EXCEPTION WHEN duplicate_object THEN NULL; END $$; "
             "DO $$ BEGIN CREATE ROLE shop_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
         )
+        # The setup is UTF-8 whatever the database's encoding (libpq would take the database's).
+        conn.execute("SET client_encoding = 'UTF8'")
         conn.execute(setup.encode())
     path = tmp_path / f"{database}.{'sql' if plain else 'dump'}"
     subprocess.run(
@@ -486,6 +494,31 @@ def test_data_alone_sets_the_sequence_of_a_table_it_fills(pg: PostgresServer, tm
     assert import_dump(migrator(pg), dump, schemas=spec.schemas, owner="wondernest_migrator") == {"core.notes": 7}
     with psycopg.connect(as_role(pg, "migrator"), autocommit=True) as conn:
         assert conn.execute("INSERT INTO core.notes (body) VALUES ('next') RETURNING id").fetchone() == (8,)
+
+
+def test_a_row_refused_in_the_dumps_own_encoding_is_named_and_nothing_is_imported(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    """pg_restore speaks the dump's encoding: a row of a LATIN1 database that
+    the table refuses comes back in LATIN1 bytes, which the refusal keeps
+    (the byte UTF-8 cannot read replaced) instead of failing to read them."""
+    spec = migrated_platform(pg)
+    with psycopg.connect(as_role(pg, "migrator"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE core.notes (id bigint PRIMARY KEY, body varchar(4) NOT NULL)")
+    setup = (
+        "CREATE SCHEMA core AUTHORIZATION shop_owner; SET ROLE shop_owner; "
+        "CREATE TABLE core.notes (id bigint PRIMARY KEY, body text NOT NULL); "
+        "INSERT INTO core.notes VALUES (1, 'café au lait'); RESET ROLE;"
+    )
+    dump = dump_of(pg, tmp_path, setup, options=("--data-only", "-t", "core.notes"), encoding="LATIN1")
+    refusal = (
+        rf"^importing {re.escape(dump.name)} failed, nothing imported: pg_restore: error: .*"
+        r'value too long for type character varying\(4\).*column body: "caf\ufffd au lait"'
+    )
+    with pytest.raises(BackupError, match=re.compile(refusal, re.DOTALL)):
+        import_dump(migrator(pg), dump, schemas=spec.schemas, owner="wondernest_migrator")
+    with pg.admin("wondernest") as conn:
+        assert conn.execute("SELECT count(*) FROM core.notes").fetchone() == (0,)
 
 
 def test_an_import_into_a_database_without_the_schemas_it_fills_is_refused(pg: PostgresServer, tmp_path: Path) -> None:
