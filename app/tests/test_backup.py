@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -321,6 +324,54 @@ def test_a_forced_restore_swaps_in_a_checked_copy_and_keeps_the_old_one(pg: Post
     assert not [d for d in _databases(pg) if "_restoring_" in d]
 
 
+def _database_privileges(pg: PostgresServer, database: str) -> list[tuple[str, str, bool]]:
+    """Who may do what on the database, besides its owner."""
+    with pg.admin() as conn:
+        rows = conn.execute(
+            "SELECT coalesce(nullif(a.grantee, 0)::regrole::text, 'PUBLIC'), a.privilege_type, a.is_grantable "
+            "FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
+            "WHERE d.datname = %s AND a.grantee <> d.datdba ORDER BY 1, 2",
+            (database,),
+        ).fetchall()
+    return [(str(grantee), str(privilege), bool(grantable)) for grantee, privilege, grantable in rows]
+
+
+def test_a_forced_restore_keeps_who_may_use_the_database_whatever_their_names(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    """Roles whose names need quoting or hold `=`, a grantor whose name holds
+    the letters of privileges (`C`, `T`, `c`), and a grant option: the
+    replacement grants exactly what the replaced database did."""
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, "kept", force=False)
+    with pg.admin() as conn:
+        conn.execute(
+            """CREATE ROLE "we""ird=reader"; CREATE ROLE "Tc_granter"; CREATE ROLE plain_user;
+            REVOKE ALL ON DATABASE kept FROM PUBLIC;
+            GRANT CONNECT, TEMPORARY ON DATABASE kept TO "we""ird=reader";
+            GRANT CONNECT ON DATABASE kept TO "Tc_granter" WITH GRANT OPTION;
+            SET ROLE "Tc_granter"; GRANT CONNECT ON DATABASE kept TO plain_user; RESET ROLE"""
+        )
+        acl = conn.execute("SELECT datacl::text FROM pg_database WHERE datname = 'kept'").fetchone()
+    assert acl is not None and "plain_user=c/Tc_granter" in str(acl[0])
+    granted = [
+        ('"Tc_granter"', "CONNECT", True),
+        ('"we""ird=reader"', "CONNECT", False),
+        ('"we""ird=reader"', "TEMPORARY", False),
+        ("plain_user", "CONNECT", False),
+    ]
+    assert _database_privileges(pg, "kept") == granted
+    restore(endpoint(pg), repo, manifest.id, "kept", force=True)
+    assert _database_privileges(pg, "kept") == granted
+    # A database left with the default privileges keeps PUBLIC's.
+    restore(endpoint(pg), repo, manifest.id, "defaults", force=False)
+    public = [("PUBLIC", "CONNECT", False), ("PUBLIC", "TEMPORARY", False)]
+    assert _database_privileges(pg, "defaults") == public
+    restore(endpoint(pg), repo, manifest.id, "defaults", force=True)
+    assert _database_privileges(pg, "defaults") == public
+
+
 def test_a_failed_forced_restore_leaves_the_target_as_it_was(pg: PostgresServer, tmp_path: Path) -> None:
     repo = Repository(tmp_path)
     manifest = run(endpoint(pg), repo)
@@ -358,6 +409,26 @@ def test_a_forced_restore_refuses_a_database_in_use(pg: PostgresServer, tmp_path
         with pytest.raises(BackupError, match=r"'busy' has 1 open connection\(s\) \(wondernest-api\); stop"):
             restore(endpoint(pg), repo, manifest.id, "busy", force=True)
     assert not [d for d in _databases(pg) if d.startswith("busy_")]
+
+
+def test_a_forced_restore_waits_for_a_connection_that_is_closing(pg: PostgresServer, tmp_path: Path) -> None:
+    """A session that ends within the grace (a pool draining as the API
+    stops) is waited for, not refused."""
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, "draining", force=False)
+    with pg.admin("draining") as conn:
+        conn.execute("SET application_name = 'draining-api'")
+        # The session ends itself two seconds after it is seen in use, within the grace.
+        conn.execute("SET idle_session_timeout = '2s'")
+        with pg.admin() as admin:
+            seen = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'draining-api'"
+            ).fetchone()
+        assert seen == (1,)
+        aside = restore(endpoint(pg), repo, manifest.id, "draining", force=True)
+    assert aside is not None and aside.startswith("draining_replaced_")
+    assert fingerprint(pg, "draining") == fingerprint(pg, "wondernest")
 
 
 def test_a_backup_that_fails_a_later_verification_is_no_longer_verified(pg: PostgresServer, tmp_path: Path) -> None:
@@ -408,6 +479,9 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path: Path) -> None:
     pid = int(dead.stdout)
     (tmp_path / f"20240101T000000000000Z.{pid}.dump.partial").write_bytes(b"half a dump")
     (tmp_path / "20240101T000000000000Z.dump.partial").write_bytes(b"from an older version")
+    # Not a name this tool writes, though one part is a live process's id, or not a number.
+    (tmp_path / f"20240101T000000000000Z.{os.getpid()}.partial").write_bytes(b"someone else's")
+    (tmp_path / "20240101T000000000000Z.writer.dump.partial").write_bytes(b"someone else's")
     mine = repo.partial_path("20240102T000000000000Z")
     mine.write_bytes(b"being written")
     orphan = Path(tempfile.gettempdir()) / f"{WORK_PREFIX}{pid}"
@@ -416,10 +490,37 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path: Path) -> None:
     assert set(repo.clean_partials()) == {
         "20240101T000000000000Z.dump.partial",
         f"20240101T000000000000Z.{pid}.dump.partial",
+        f"20240101T000000000000Z.{os.getpid()}.partial",
+        "20240101T000000000000Z.writer.dump.partial",
     }
     assert mine.exists()  # a live run's file stays
     assert str(orphan) in clean_orphans()
     assert not orphan.exists()
+
+
+def test_a_backup_whose_dump_is_gone_can_still_be_deleted(pg: PostgresServer, tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    repo.dump_path(manifest.id).unlink()
+    repo.delete(manifest.id)
+    assert repo.all() == [] and not list(tmp_path.glob(f"{manifest.id}*"))
+
+
+def test_a_failure_is_recorded_with_its_stage_time_and_reason_for_the_owner_alone(tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    before = dt.datetime.now(dt.UTC)
+    repo.record_failure("dump", "connection refused")
+    repo.record_failure("dump", "disk full")
+    lines = [json.loads(line) for line in repo.failures_path.read_text().splitlines()]
+    assert [(e["stage"], e["detail"]) for e in lines] == [("dump", "connection refused"), ("dump", "disk full")]
+    assert all(dt.datetime.fromisoformat(e["at"]) >= before for e in lines) and set(lines[0]) == {
+        "at",
+        "stage",
+        "detail",
+    }
+    # The reasons name hosts and files: readable by the backup's owner only.
+    assert stat.S_IMODE(repo.failures_path.stat().st_mode) == 0o600
+    assert repo.failures()["dump"][0] == 2
 
 
 def test_verification_applies_owners_and_grants_as_a_restore_does(pg: PostgresServer, tmp_path: Path) -> None:

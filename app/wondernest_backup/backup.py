@@ -648,32 +648,28 @@ def _refuse_if_in_use(
 def _copy_database_grants(admin: psycopg.Connection[Any], source: str, target: str) -> None:
     """What pg_dump leaves out without --create: who may connect to the database
     (the platform grants CONNECT per role and revokes it from PUBLIC)."""
-    row = admin.execute("SELECT datacl::text[] FROM pg_database WHERE datname = %s", (source,)).fetchone()
     admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(target)))
-    for grantee, privileges in _database_grants(row[0] if row else None):
+    for grantee, grantable, privileges in admin.execute(_DATABASE_GRANTS, (source,)).fetchall():
         admin.execute(
-            sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
-                sql.SQL(", ").join(sql.SQL(p) for p in privileges),
+            sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                sql.SQL(", ").join(map(sql.SQL, privileges)),
                 sql.Identifier(target),
-                sql.SQL("PUBLIC") if grantee == "" else sql.Identifier(grantee),
+                sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
+                sql.SQL(" WITH GRANT OPTION" if grantable else ""),
             )
         )
 
 
-_DATABASE_PRIVILEGES = {"C": "CREATE", "T": "TEMPORARY", "c": "CONNECT"}
-
-
-def _database_grants(acl: list[str] | None) -> list[tuple[str, list[str]]]:
-    """`grantee=CTc/grantor` entries as (grantee, privileges); "" is PUBLIC. None is the default ACL."""
-    if acl is None:
-        return [("", ["CONNECT", "TEMPORARY"])]
-    grants = []
-    for entry in acl:
-        grantee, _, rest = entry.partition("=")
-        privileges = [_DATABASE_PRIVILEGES[c] for c in rest.split("/", 1)[0] if c in _DATABASE_PRIVILEGES]
-        if privileges:
-            grants.append((grantee.strip('"'), privileges))
-    return grants
+# The server reads its own ACL (names quoted, `=` and `/` in them, grant
+# options), not a parser of its text form. A database without an ACL has the
+# default one, of which only PUBLIC's part is not the owner's own.
+_DATABASE_GRANTS = """
+SELECT CASE a.grantee WHEN 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.is_grantable,
+       array_agg(a.privilege_type ORDER BY a.privilege_type)
+FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+WHERE d.datname = %s AND (d.datacl IS NOT NULL OR a.grantee = 0)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
 
 
 def _pg_restore(target: Endpoint, dump: Path, database: str, jobs: int, *, clean: bool, what: str) -> None:
