@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from wondernest_backup.backup import Repository, checksum, restore, run, table_of_contents, verify
+from wondernest_backup.backup import Repository, checksum, prune, restore, run, table_of_contents, verify
 from wondernest_backup.pgtools import BackupError, Endpoint
+from wondernest_backup.retention import RetentionPolicy
 
 from tests.servers import PostgresServer, postgres_server
 
@@ -406,9 +408,72 @@ def test_a_forced_restore_refuses_a_database_in_use(pg: PostgresServer, tmp_path
     restore(endpoint(pg), repo, manifest.id, "busy", force=False)
     with pg.admin("busy") as conn:  # an open connection, as the API's pool would hold
         conn.execute("SET application_name = 'wondernest-api'")
-        with pytest.raises(BackupError, match=r"'busy' has 1 open connection\(s\) \(wondernest-api\); stop"):
+        with pytest.raises(BackupError, match=r"^database 'busy' has 1 open connection\(s\) \(wondernest-api\); stop"):
             restore(endpoint(pg), repo, manifest.id, "busy", force=True)
+        with pg.admin("busy") as exporter:
+            exporter.execute("SET application_name = 'postgres-exporter'")
+            refusal = (
+                "database 'busy' has 2 open connection(s) (postgres-exporter, wondernest-api); stop what uses it (the "
+                "API and the Postgres exporter: docker stop <app>-<stack>-api <app>-<stack>-postgres-exporter; on "
+                'AWS, their services scaled to none, docs/aws.md "Restoring") and run the restore again'
+            )
+            with pytest.raises(BackupError, match=f"^{re.escape(refusal)}$"):
+                restore(endpoint(pg), repo, manifest.id, "busy", force=True)
     assert not [d for d in _databases(pg) if d.startswith("busy_")]
+
+
+def test_a_restore_reads_the_target_for_tables_whatever_database_it_logs_in_to(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    """The check for tables is made in the database restored into: logged in
+    to an empty one, a restore still refuses a target that holds tables."""
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, "filled", force=False)
+    with pg.admin() as conn:
+        conn.execute("CREATE DATABASE empty")
+    with pytest.raises(BackupError, match=r"^database 'filled' is not empty \(it has table "):
+        restore(endpoint(pg, "empty"), repo, manifest.id, "filled", force=False)
+    # And one logged in to a database with tables restores into an empty target in place.
+    with pg.admin("filled") as conn:
+        conn.execute("DROP SCHEMA core CASCADE; DROP SCHEMA content CASCADE; DROP SCHEMA analytics CASCADE")
+    assert restore(endpoint(pg), repo, manifest.id, "filled", force=False) is None
+    assert fingerprint(pg, "filled") == fingerprint(pg, "wondernest")
+
+
+def test_a_dump_missing_or_failing_its_checksum_is_not_restored(pg: PostgresServer, tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    refusal = f"^backup {manifest.id}: the dump is missing or fails its checksum; refusing to restore it$"
+    dump = repo.dump_path(manifest.id)
+    dump.write_bytes(dump.read_bytes() + b"\0")
+    with pytest.raises(BackupError, match=refusal):
+        restore(endpoint(pg), repo, manifest.id, "never", force=False)
+    dump.unlink()
+    with pytest.raises(BackupError, match=refusal):
+        restore(endpoint(pg), repo, manifest.id, "never", force=False)
+    assert "never" not in _databases(pg)
+
+
+def test_a_failed_restore_names_the_error_in_the_dumps_own_encoding(pg: PostgresServer, tmp_path: Path) -> None:
+    """pg_restore speaks the dump's encoding: a LATIN1 database's role name
+    comes back in LATIN1 bytes, kept (the byte UTF-8 cannot read replaced) in
+    the error, and the database the restore created is gone again."""
+    with pg.admin() as conn:
+        conn.execute("CREATE DATABASE latin ENCODING 'LATIN1' LOCALE 'C' TEMPLATE template0")
+    # A role's name is stored as bytes and read in each database's encoding:
+    # made from the LATIN1 database, it is one there.
+    haunted = 'CREATE ROLE "ghöst"; CREATE TABLE public.haunted (id int); ALTER TABLE public.haunted OWNER TO "ghöst"'
+    with pg.admin("latin") as conn:
+        conn.execute(haunted.encode("latin-1"))
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg, "latin"), repo)
+    with pg.admin("latin") as conn:
+        conn.execute('DROP TABLE public.haunted; DROP ROLE "ghöst"'.encode("latin-1"))
+    failure = rf"^restore of {manifest.id} into 'copy' failed: pg_restore: error: .*role \"gh\ufffdst\" does not exist"
+    with pytest.raises(BackupError, match=re.compile(failure, re.DOTALL)):
+        restore(endpoint(pg), repo, manifest.id, "copy", force=False)
+    assert "copy" not in _databases(pg)
 
 
 def test_a_forced_restore_waits_for_a_connection_that_is_closing(pg: PostgresServer, tmp_path: Path) -> None:
@@ -521,6 +586,24 @@ def test_a_failure_is_recorded_with_its_stage_time_and_reason_for_the_owner_alon
     # The reasons name hosts and files: readable by the backup's owner only.
     assert stat.S_IMODE(repo.failures_path.stat().st_mode) == 0o600
     assert repo.failures()["dump"][0] == 2
+
+
+def test_a_prune_keeps_the_newest_verified_backup_beside_the_newest(pg: PostgresServer, tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    verified, middle, newest = (run(endpoint(pg), repo) for _ in range(3))
+    verify(repo, verified.id)
+    assert prune(repo, RetentionPolicy(last=1, daily=0, weekly=0, monthly=0)) == [middle.id]
+    assert [m.id for m in repo.all()] == [verified.id, newest.id]
+    assert not repo.dump_path(middle.id).exists()
+
+
+def test_a_line_of_the_failure_record_that_does_not_read_is_skipped_not_the_rest(tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    repo.record_failure("verify", "before")
+    with repo.failures_path.open("a") as record:
+        record.write('{"stage": "verify"}\nnot json\n')
+    repo.record_failure("verify", "after")
+    assert repo.failures()["verify"][0] == 2
 
 
 def test_verification_applies_owners_and_grants_as_a_restore_does(pg: PostgresServer, tmp_path: Path) -> None:
