@@ -422,23 +422,64 @@ def test_a_forced_restore_refuses_a_database_in_use(pg: PostgresServer, tmp_path
     assert not [d for d in _databases(pg) if d.startswith("busy_")]
 
 
-def test_a_restore_reads_the_target_for_tables_whatever_database_it_logs_in_to(
+def test_a_restore_reads_the_database_it_restores_into_whatever_database_it_logs_in_to(
     pg: PostgresServer, tmp_path: Path
 ) -> None:
-    """The check for tables is made in the database restored into: logged in
-    to an empty one, a restore still refuses a target that holds tables."""
+    """The check for tables, and the check against the manifest, are made in
+    the database restored into: logged in to an empty one, a restore still
+    refuses a target that holds tables, and checks what it restored."""
     repo = Repository(tmp_path)
     manifest = run(endpoint(pg), repo)
     restore(endpoint(pg), repo, manifest.id, "filled", force=False)
     with pg.admin() as conn:
         conn.execute("CREATE DATABASE empty")
-    with pytest.raises(BackupError, match=r"^database 'filled' is not empty \(it has table "):
+        comment = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'filled'")
+        assert comment.fetchone() == (f"restored by wondernest_backup from backup {manifest.id}",)
+    refusal = (
+        r"^database 'filled' is not empty \(it has table [^;]+\); refusing to restore over it\. Restore into a new "
+        r"database, or pass --force to replace it \(the old one is kept, renamed\)\.$"
+    )
+    with pytest.raises(BackupError, match=refusal):
         restore(endpoint(pg, "empty"), repo, manifest.id, "filled", force=False)
-    # And one logged in to a database with tables restores into an empty target in place.
+    # Emptied, it is restored into in place, and what was restored is checked there.
     with pg.admin("filled") as conn:
         conn.execute("DROP SCHEMA core CASCADE; DROP SCHEMA content CASCADE; DROP SCHEMA analytics CASCADE")
-    assert restore(endpoint(pg), repo, manifest.id, "filled", force=False) is None
+    assert restore(endpoint(pg, "empty"), repo, manifest.id, "filled", force=False) is None
     assert fingerprint(pg, "filled") == fingerprint(pg, "wondernest")
+
+
+def test_a_failed_restore_reports_its_own_failure_when_its_new_database_cannot_be_dropped(
+    pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that reaches the half-made database as the restore fails
+    keeps it from being dropped: the restore's own failure is what is
+    reported, and the database (marked as a restore's) is left."""
+    from wondernest_backup import backup
+
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    manifest.tables = {**manifest.tables, "core.users": manifest.tables["core.users"] + 1}
+    repo.save(manifest)
+    check = backup._refuse_if_in_use
+    held: list[psycopg.Connection[Any]] = []
+
+    def before_the_check(admin: psycopg.Connection[Any], database: str) -> None:
+        held.append(psycopg.connect(pg.dsn(dbname=database)))
+        check(admin, database)
+
+    def after_the_check(admin: psycopg.Connection[Any], database: str) -> None:
+        check(admin, database)
+        held.append(psycopg.connect(pg.dsn(dbname=database)))
+
+    try:
+        for arrival, target in ((before_the_check, "held_early"), (after_the_check, "held_late")):
+            monkeypatch.setattr(backup, "_refuse_if_in_use", arrival)
+            with pytest.raises(BackupError, match=rf"^backup {manifest.id}: row counts differ after restore"):
+                restore(endpoint(pg), repo, manifest.id, target, force=False)
+            assert target in _databases(pg)
+    finally:
+        for conn in held:
+            conn.close()
 
 
 def test_a_dump_missing_or_failing_its_checksum_is_not_restored(pg: PostgresServer, tmp_path: Path) -> None:
