@@ -6,7 +6,9 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from wondernest_backup.backup import Repository, checksum, prune, restore, run, table_of_contents, verify
 from wondernest_backup.pgtools import BackupError, Endpoint
 from wondernest_backup.retention import RetentionPolicy
@@ -72,6 +75,61 @@ def test_run_verify_restore_round_trip(pg: PostgresServer, tmp_path: Path) -> No
 
     restore(endpoint(pg), repo, manifest.id, "wondernest_restored", force=False)
     assert fingerprint(pg, "wondernest_restored") == fingerprint(pg, "wondernest")
+
+
+WRAPPED = ("pg_dump", "pg_restore", "initdb", "postgres")
+
+
+@pytest.fixture
+def recording_bindir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """PG_BINDIR with each tool behind a script that writes down the
+    environment it was started with, then runs the real one. Where `postgres`
+    (who runs initdb and the server, as root) can reach it."""
+    real = Path(os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin"))
+    place = Path(tempfile.mkdtemp(prefix="wn-bindir-"))
+    try:
+        place.chmod(0o755)
+        (place / "bin").mkdir(mode=0o755)
+        (place / "env").mkdir()
+        (place / "env").chmod(0o777)
+        for tool in real.iterdir():
+            wrapper = place / "bin" / tool.name
+            if tool.name in WRAPPED:
+                wrapper.write_text(f'#!/bin/sh\nenv > "{place}/env/{tool.name}.$$"\nexec "{tool}" "$@"\n')
+                wrapper.chmod(0o755)
+            else:
+                wrapper.symlink_to(tool)
+        monkeypatch.setenv("PG_BINDIR", str(place / "bin"))
+        yield place / "env"
+    finally:
+        shutil.rmtree(place)
+
+
+def test_no_tool_is_handed_the_environment_of_the_process_that_runs_it(
+    pg: PostgresServer, tmp_path: Path, recording_bindir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every PostgreSQL tool a backup, a verification, a restore or an
+    import runs gets the few settings it needs and the password in a file:
+    never another secret of the process (nor PGPASSWORD, which it would use)."""
+    from wondernest_backup.imports import toc
+
+    monkeypatch.setenv("WONDERNEST_SOME_SECRET", "canary-secret")
+    monkeypatch.setenv("PGPASSWORD", "canary-password")
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    verify(repo, manifest.id)
+    restore(endpoint(pg), repo, manifest.id, "unleaked", force=False)
+    toc(repo.dump_path(manifest.id))
+    started = {tool: 0 for tool in WRAPPED}
+    for record in recording_bindir.iterdir():
+        started[record.name.split(".")[0]] += 1
+        seen = dict(line.split("=", 1) for line in record.read_text().splitlines() if "=" in line)
+        assert "canary" not in record.read_text(), record.name
+        assert set(seen) <= {"PATH", "LANG", "LC_ALL", "TZ", "HOME", "PWD", "PGPASSFILE", "PGHOST", "PGPORT",
+                             "PGUSER", "PGSSLMODE", "PGSSLROOTCERT", "PGCONNECT_TIMEOUT"}, record.name  # fmt: skip
+    # A dump; its table of contents, roles and restore in a throwaway server; a restore; the import's listing.
+    assert started["pg_dump"] == 1 and started["pg_restore"] >= 4
+    assert started["initdb"] == 1 and started["postgres"] == 1
 
 
 def test_a_truncated_dump_fails_verification(pg: PostgresServer, tmp_path: Path) -> None:
@@ -313,8 +371,16 @@ def test_a_forced_restore_swaps_in_a_checked_copy_and_keeps_the_old_one(pg: Post
     with pg.admin() as conn:
         conn.execute("CREATE ROLE swap_reader LOGIN")
         conn.execute("REVOKE ALL ON DATABASE swapped FROM PUBLIC; GRANT CONNECT ON DATABASE swapped TO swap_reader")
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
     aside = restore(endpoint(pg), repo, manifest.id, "swapped", force=True)
-    assert aside is not None and aside.startswith("swapped_replaced_")
+    assert aside is not None and re.fullmatch(r"swapped_replaced_\d{14}", aside)
+    stamp = dt.datetime.strptime(aside.removeprefix("swapped_replaced_"), "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+    assert started <= stamp <= dt.datetime.now(dt.UTC)
+    with pg.admin() as conn:
+        comment = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'swapped'"
+        )
+        assert comment.fetchone() == (f"restored by wondernest_backup from backup {manifest.id}",)
     assert fingerprint(pg, "swapped") == fingerprint(pg, "wondernest")
     with pg.admin("swapped") as conn:
         assert conn.execute("SELECT to_regclass('public.extra')").fetchone() == (None,)
@@ -393,7 +459,11 @@ def test_a_failed_forced_restore_leaves_the_target_as_it_was(pg: PostgresServer,
             conn.execute("DROP TABLE public.ghostly")
         with pg.admin() as conn:
             conn.execute("DROP ROLE ghost_owner")
-    with pytest.raises(BackupError, match=r"failed"):
+    failure = (
+        rf"^restore of {broken.id} into 'precious_restoring_\d{{14}}' failed: pg_restore: error: "
+        r'.*role "ghost_owner" does not exist'
+    )
+    with pytest.raises(BackupError, match=re.compile(failure, re.DOTALL)):
         restore(endpoint(pg), repo, broken.id, "precious", force=True)
     # Nothing of it was dropped or cleaned: the data tables and the extra one.
     assert fingerprint(pg, "precious") == before
@@ -515,6 +585,101 @@ def test_a_failed_restore_names_the_error_in_the_dumps_own_encoding(pg: Postgres
     with pytest.raises(BackupError, match=re.compile(failure, re.DOTALL)):
         restore(endpoint(pg), repo, manifest.id, "copy", force=False)
     assert "copy" not in _databases(pg)
+
+
+def test_a_restore_refused_for_a_database_in_use_does_nothing_first(
+    pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wondernest_backup import backup
+
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, "early", force=False)
+    restores: list[str] = []
+    monkeypatch.setattr(backup, "_pg_restore", lambda *args, **kwargs: restores.append(args[2]))
+    with pg.admin("early"), pytest.raises(BackupError, match=r"^database 'early' has 1 open connection"):
+        restore(endpoint(pg), repo, manifest.id, "early", force=True)
+    assert restores == []
+
+
+def test_a_connection_made_while_the_copy_is_restored_refuses_the_swap(
+    pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API reconnecting while the replacement is restored: the swap is
+    refused, the target stays as it was and the replacement is dropped."""
+    from wondernest_backup import backup
+
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, "reconnected", force=False)
+    with pg.admin("reconnected") as conn:
+        conn.execute("CREATE TABLE public.only_here (id int)")
+    before = fingerprint(pg, "reconnected")
+    copy = backup._copy_database_grants
+    held: list[psycopg.Connection[Any]] = []
+
+    def reconnecting(admin: psycopg.Connection[Any], source: str, target: str) -> None:
+        copy(admin, source, target)
+        held.append(psycopg.connect(pg.dsn(dbname=source), application_name="wondernest-api"))
+
+    monkeypatch.setattr(backup, "_copy_database_grants", reconnecting)
+    try:
+        with pytest.raises(BackupError, match=r"^database 'reconnected' has 1 open connection\(s\) \(wondernest-api\)"):
+            restore(endpoint(pg), repo, manifest.id, "reconnected", force=True)
+    finally:
+        for conn in held:
+            conn.close()
+    assert fingerprint(pg, "reconnected") == before
+    with pg.admin("reconnected") as conn:
+        assert conn.execute("SELECT to_regclass('public.only_here')").fetchone() == ("only_here",)
+    assert not [d for d in _databases(pg) if d.startswith("reconnected_")]
+
+
+def test_a_failed_swap_reports_its_own_failure_when_the_copy_cannot_be_dropped(
+    pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wondernest_backup import backup
+
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, "stuck", force=False)
+    manifest.tables = {**manifest.tables, "core.users": manifest.tables["core.users"] + 1}
+    repo.save(manifest)
+    restore_into = backup._pg_restore
+    held: list[psycopg.Connection[Any]] = []
+
+    def visited(target: Endpoint, dump: Path, database: str, *args: Any, **kwargs: Any) -> None:
+        restore_into(target, dump, database, *args, **kwargs)
+        held.append(psycopg.connect(pg.dsn(dbname=database)))
+
+    monkeypatch.setattr(backup, "_pg_restore", visited)
+    try:
+        with pytest.raises(BackupError, match=rf"^backup {manifest.id}: row counts differ after restore"):
+            restore(endpoint(pg), repo, manifest.id, "stuck", force=True)
+        copy = held[0].info.dbname
+    finally:
+        for conn in held:
+            conn.close()
+    assert [d for d in _databases(pg) if d.startswith("stuck_")] == [copy]
+    with pg.admin() as conn:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(copy)))
+
+
+def test_the_names_kept_beside_the_longest_database_name_are_the_databases_own(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    """PostgreSQL cuts a name to 63 bytes without a word: the replaced
+    database's name given back is one that exists."""
+    target = "n" * 63
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, target, force=False)
+    aside = restore(endpoint(pg), repo, manifest.id, target, force=True)
+    assert aside is not None and {target, aside} <= _databases(pg)
+    assert re.fullmatch(r"n{39}_replaced_\d{14}", aside)
+    assert not [d for d in _databases(pg) if "_restoring_" in d]
+    with pg.admin() as conn:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(aside)))
 
 
 def test_a_forced_restore_waits_for_a_connection_that_is_closing(pg: PostgresServer, tmp_path: Path) -> None:
@@ -645,6 +810,18 @@ def test_a_line_of_the_failure_record_that_does_not_read_is_skipped_not_the_rest
         record.write('{"stage": "verify"}\nnot json\n')
     repo.record_failure("verify", "after")
     assert repo.failures()["verify"][0] == 2
+
+
+def test_an_unreadable_dump_is_named_when_its_roles_are_read(tmp_path: Path) -> None:
+    from wondernest_backup.backup import referenced_roles
+
+    dump = tmp_path / "torn.dump"
+    dump.write_bytes(b"PGDMP")
+    unreadable = (
+        "torn.dump: its table of contents is unreadable: pg_restore: error: could not read from input file: end of file"
+    )
+    with pytest.raises(BackupError, match=f"^{re.escape(unreadable)}$"):
+        referenced_roles(dump)
 
 
 def test_verification_applies_owners_and_grants_as_a_restore_does(pg: PostgresServer, tmp_path: Path) -> None:

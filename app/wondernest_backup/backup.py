@@ -581,7 +581,7 @@ def restore(
             return None
         _refuse_if_in_use(admin, target_db)
         stamp = _now().strftime("%Y%m%d%H%M%S")
-        staging, aside = f"{target_db[:40]}_restoring_{stamp}", f"{target_db[:40]}_replaced_{stamp}"
+        staging, aside = _beside(target_db, "restoring", stamp), _beside(target_db, "replaced", stamp)
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(staging)))
         _mark_restored(admin, staging, backup_id)
         try:
@@ -602,6 +602,17 @@ def restore(
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(staging)))
             raise
         return aside
+
+
+# PostgreSQL cuts a longer name to NAMEDATALEN - 1 bytes, silently: the name
+# given back would then not be the database's. Targets are plain ASCII names.
+_NAME_BYTES = 63
+
+
+def _beside(database: str, role: str, stamp: str) -> str:
+    """The name of a database kept beside `database`, within PostgreSQL's limit."""
+    suffix = f"_{role}_{stamp}"
+    return database[: _NAME_BYTES - len(suffix)] + suffix
 
 
 def _mark_restored(admin: psycopg.Connection[Any], database: str, backup_id: str) -> None:

@@ -77,7 +77,9 @@ _HEADER = {"ENCODING", "STDSTRINGS", "SEARCHPATH"}
 
 def toc(dump: Path) -> list[Entry]:
     """The archive's table of contents (`pg_restore --list`)."""
-    result = subprocess.run([tool("pg_restore"), "--list", str(dump)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [tool("pg_restore"), "--list", str(dump)], capture_output=True, text=True, env=child_env({}), check=False
+    )
     if result.returncode != 0:
         detail = result.stderr.strip().splitlines()
         hint = (
