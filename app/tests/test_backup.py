@@ -17,7 +17,16 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from wondernest_backup.backup import Repository, checksum, prune, restore, run, table_of_contents, verify
+from wondernest_backup.backup import (
+    Repository,
+    checksum,
+    prune,
+    referenced_roles,
+    restore,
+    run,
+    table_of_contents,
+    verify,
+)
 from wondernest_backup.pgtools import BackupError, Endpoint
 from wondernest_backup.retention import RetentionPolicy
 
@@ -581,6 +590,8 @@ def test_a_failed_restore_names_the_error_in_the_dumps_own_encoding(pg: Postgres
     manifest = run(endpoint(pg, "latin"), repo)
     with pg.admin("latin") as conn:
         conn.execute('DROP TABLE public.haunted; DROP ROLE "ghöst"'.encode("latin-1"))
+    # Its roles are read from a script in LATIN1 too: the name outside ASCII with its byte replaced.
+    assert referenced_roles(repo.dump_path(manifest.id)) == {"gh\ufffdst"}
     failure = rf"^restore of {manifest.id} into 'copy' failed: pg_restore: error: .*role \"gh\ufffdst\" does not exist"
     with pytest.raises(BackupError, match=re.compile(failure, re.DOTALL)):
         restore(endpoint(pg), repo, manifest.id, "copy", force=False)
@@ -813,8 +824,6 @@ def test_a_line_of_the_failure_record_that_does_not_read_is_skipped_not_the_rest
 
 
 def test_an_unreadable_dump_is_named_when_its_roles_are_read(tmp_path: Path) -> None:
-    from wondernest_backup.backup import referenced_roles
-
     dump = tmp_path / "torn.dump"
     dump.write_bytes(b"PGDMP")
     unreadable = (
@@ -827,14 +836,17 @@ def test_an_unreadable_dump_is_named_when_its_roles_are_read(tmp_path: Path) -> 
 def test_verification_applies_owners_and_grants_as_a_restore_does(pg: PostgresServer, tmp_path: Path) -> None:
     """A dump naming a role the platform lacks verifies only where roles are not
     checked; against the live server's roles it fails, as its restore would."""
-    from wondernest_backup.backup import referenced_roles, server_roles
+    from wondernest_backup.backup import server_roles
 
+    # A name that needs quoting, with a quote in it; and a grant to everyone, which names no role.
     with pg.admin() as conn:
-        conn.execute("CREATE ROLE stranger; CREATE ROLE onlooker")
+        conn.execute('CREATE ROLE stranger; CREATE ROLE "On ""Looker"""')
     with pg.admin("wondernest") as conn:
         conn.execute("CREATE TABLE public.foreign_made (id int); ALTER TABLE public.foreign_made OWNER TO stranger")
-        conn.execute("GRANT SELECT ON public.foreign_made TO onlooker")
-        conn.execute("ALTER DEFAULT PRIVILEGES FOR ROLE stranger IN SCHEMA public GRANT SELECT ON TABLES TO onlooker")
+        conn.execute('GRANT SELECT ON public.foreign_made TO "On ""Looker""", PUBLIC')
+        conn.execute(
+            'ALTER DEFAULT PRIVILEGES FOR ROLE stranger IN SCHEMA public GRANT SELECT ON TABLES TO "On ""Looker"""'
+        )
     repo = Repository(tmp_path)
     try:
         manifest = run(endpoint(pg), repo)
@@ -842,16 +854,17 @@ def test_verification_applies_owners_and_grants_as_a_restore_does(pg: PostgresSe
         with pg.admin("wondernest") as conn:
             conn.execute("DROP TABLE public.foreign_made")
             conn.execute(
-                "ALTER DEFAULT PRIVILEGES FOR ROLE stranger IN SCHEMA public REVOKE SELECT ON TABLES FROM onlooker"
+                "ALTER DEFAULT PRIVILEGES FOR ROLE stranger IN SCHEMA public "
+                'REVOKE SELECT ON TABLES FROM "On ""Looker"""'
             )
         with pg.admin() as conn:
-            conn.execute("DROP ROLE stranger; DROP ROLE onlooker")
+            conn.execute('DROP ROLE stranger; DROP ROLE "On ""Looker"""')
     dump = repo.dump_path(manifest.id)
-    assert {"stranger", "onlooker", pg.superuser} <= referenced_roles(dump)
+    assert referenced_roles(dump) == {"stranger", 'On "Looker"', pg.superuser}
     # In isolation the dump restores, owners and grants applied.
     assert verify(repo, manifest.id).verified_at
     # Against the platform's server it cannot: those roles are gone there.
-    with pytest.raises(BackupError, match=r"names roles the server does not have \(onlooker, stranger\)"):
+    with pytest.raises(BackupError, match=r'names roles the server does not have \(On "Looker", stranger\)'):
         verify(repo, manifest.id, platform_roles=server_roles(endpoint(pg)))
     assert repo.load(manifest.id).verified_at is None
     with pytest.raises(BackupError, match="failed"):
@@ -871,14 +884,21 @@ def test_a_forced_restore_of_the_database_the_tool_connects_to(pg: PostgresServe
 
 
 def test_a_verification_server_started_during_the_dump_is_used_once_and_removed(
-    pg: PostgresServer, tmp_path: Path
+    pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from wondernest_backup import backup
     from wondernest_backup.pgtools import EarlyServer, work_dir
 
     repo = Repository(tmp_path)
     early = EarlyServer()
     manifest = run(endpoint(pg), repo)
-    assert verify(repo, manifest.id, server=early).verified_at
+
+    def another_server() -> None:
+        raise AssertionError("a second verification server was started")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(backup, "throwaway_server", another_server)
+        assert verify(repo, manifest.id, server=early).verified_at
     early.close()
     early.close()  # the service's cycle closes it again on its way out: harmless
     assert list(work_dir().glob("wn-verify-*")) == []
