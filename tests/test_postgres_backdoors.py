@@ -318,6 +318,14 @@ def test_scram_matches_only_the_password_a_verifier_was_made_from(server: Postgr
         assert not scram_matches(verifier, "Pencil")
     assert not scram_matches(md5[0], "pencil")
     assert not scram_matches(None, "pencil")
+    # A verifier whose keys are not both the password's, the other key kept:
+    # either one alone would let a password in that the server does not hold.
+    method, salt, stored_key, server_key = re.fullmatch(r"(.+)\$(.+)\$(.+):(.+)", row[0]).groups()  # type: ignore[union-attr]
+    other = client_side.rsplit(":", 1)[1]
+    other_stored = client_side.rsplit("$", 1)[1].split(":")[0]
+    assert scram_matches(f"{method}${salt}${stored_key}:{server_key}", "pencil")
+    assert not scram_matches(f"{method}${salt}${stored_key}:{other}", "pencil")
+    assert not scram_matches(f"{method}${salt}${other_stored}:{server_key}", "pencil")
     assert not scram_matches("SCRAM-SHA-256$4096:bad", "pencil")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 import time
@@ -265,6 +266,43 @@ def test_read_reports_the_state_in_the_catalog(pg: PostgresServer, applied: Appl
     assert not RoleProvider().diff(props["name"], outs, props).changes
 
 
+def test_a_role_made_nologin_or_taken_out_of_its_group_by_hand_is_drift(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["role-monitoring"]
+    name = props["name"]
+    with pg.admin() as conn:
+        conn.execute(f"ALTER ROLE {name} NOLOGIN; REVOKE pg_monitor FROM {name}")
+    refreshed = RoleProvider().read(name, props).outs or {}
+    assert (refreshed["login"], refreshed["member_of"], refreshed["escalations"]) == (False, [], [])
+    assert RoleProvider().diff(name, refreshed, props).changes
+    RoleProvider().update(name, refreshed, props)
+    again = RoleProvider().read(name, props).outs or {}
+    assert (again["login"], again["member_of"]) == (True, ["pg_monitor"])
+
+
+def test_the_admin_made_a_member_of_a_role_is_not_drift(pg: PostgresServer, applied: Applied) -> None:
+    """PostgreSQL 16 makes the role that creates another its member (with
+    ADMIN), and RDS's master creates them all: that membership is the admin's."""
+    props = applied.props["role-backup"]
+    admin = props["connection"]["user"]
+    with pg.admin() as conn:
+        conn.execute(f"GRANT {props['name']} TO {admin}")
+    try:
+        assert (RoleProvider().read(props["name"], props).outs or {})["escalations"] == []
+    finally:
+        with pg.admin() as conn:
+            conn.execute(f"REVOKE {props['name']} FROM {admin}")
+
+
+def test_a_role_gone_from_the_server_reads_as_gone(applied: Applied) -> None:
+    """A refresh after the role was dropped by hand. Pulumi's Read handler
+    (pulumi/dynamic/__main__.py) adds the provider to the outputs it is given
+    and sends the id: an empty id, with outputs it can add to, is what the
+    engine takes as deleted (tests/test_provider_host.py drives that handler)."""
+    props = {**applied.props["role-backup"], "name": "wondernest_dropped_by_hand"}
+    result = RoleProvider().read(props["name"], props)
+    assert (result.id, result.outs) == ("", {})
+
+
 def test_escalated_role_is_drift_and_update_removes_it(pg: PostgresServer, applied: Applied) -> None:
     props = applied.props["role-app"]
     with pg.admin() as conn:
@@ -394,10 +432,32 @@ def test_a_role_owning_data_is_never_dropped(pg: PostgresServer, applied: Applie
         assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
 
 
+def test_a_role_owning_a_single_object_is_never_dropped(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["role-analytics"]
+    name = props["name"]
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute(f"CREATE TABLE public.lone_report (id int); ALTER TABLE public.lone_report OWNER TO {name}")
+    refusal = (
+        f"role {name} owns 1 object(s) in this database; refusing to drop it and its data. Reassign them first "
+        f"(REASSIGN OWNED BY {name} TO <role>) or drop them deliberately, then run the update again."
+    )
+    try:
+        with pytest.raises(PostgresResourceError, match=f"^{re.escape(refusal)}$"):
+            RoleProvider().delete(name, props)
+        with pg.admin(applied.spec.name) as conn:
+            assert conn.execute("SELECT to_regclass('public.lone_report')").fetchone() == ("lone_report",)
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("DROP TABLE IF EXISTS public.lone_report")
+
+
 def test_renaming_a_role_replaces_it_and_other_changes_update_in_place(applied: Applied) -> None:
     props = applied.props["role-analytics"]
     renamed = RoleProvider().diff("x", props, {**props, "name": "wondernest_bi"})
     assert renamed.replaces == ["name"]
+    # With a new password too: still a replacement, the new role made before the old one goes.
+    both = RoleProvider().diff("x", props, {**props, "name": "wondernest_bi", "password": "another"})
+    assert (both.changes, both.replaces, both.delete_before_replace) == (True, ["name"], False)
     limited = RoleProvider().diff("x", props, {**props, "connection_limit": 20})
     assert limited.changes and not limited.replaces
     same = RoleProvider().diff("x", props, {**props, "member_of": list(reversed(props["member_of"]))})
@@ -419,7 +479,17 @@ def test_a_role_created_before_alternates_existed_shows_no_change(applied: Appli
 def test_check_rejects_bad_identifiers_and_unlimited_roles(applied: Applied) -> None:
     props = applied.props["role-analytics"]
     result = RoleProvider().check({}, {**props, "name": "Robert'); DROP", "connection_limit": -1})
-    assert {f.property for f in result.failures or []} == {"name", "connection_limit"}
+    assert {(f.property, f.reason) for f in result.failures or []} == {
+        ("name", '"Robert\'); DROP" is not a plain lower-case Postgres identifier'),
+        ("connection_limit", "-1: every role must have a whole connection limit of at least 1"),
+    }
+    settings = RoleProvider().check({}, {**props, "settings": ["search_path=evil"]})
+    assert [(f.property, f.reason) for f in settings.failures or []] == [
+        ("settings", "'search_path=evil' is neither `role=<role name>` nor a timeout (`<name>=30s`)")
+    ]
+    # What passes is passed on as it came.
+    accepted = RoleProvider().check(props, props)
+    assert (accepted.inputs, accepted.failures) == (props, [])
     bad = "x; DROP ROLE postgres"
     cases = [
         (RoleProvider(), {**props, "member_of": [bad], "members": ["ok", bad]}, {"member_of", "members"}),
