@@ -78,8 +78,13 @@ def test_run_verify_restore_round_trip(pg: PostgresServer, tmp_path: Path) -> No
     assert manifest.server_version.startswith("15.")
     assert manifest.verified_at is None
 
+    before = time.monotonic()
     verified = verify(repo, manifest.id)
-    assert verified.verified_at is not None and verified.verification["rows"] == 5200
+    took = time.monotonic() - before
+    assert verified.verified_at is not None
+    seconds = verified.verification.pop("seconds")
+    assert verified.verification == {"restored_into": "throwaway server", "tables": 3, "rows": 5200}
+    assert isinstance(seconds, float) and 0 < seconds <= took and seconds == round(seconds, 3)
     assert repo.load(manifest.id).verified_at == verified.verified_at
 
     restore(endpoint(pg), repo, manifest.id, "wondernest_restored", force=False)
@@ -146,9 +151,14 @@ def test_a_truncated_dump_fails_verification(pg: PostgresServer, tmp_path: Path)
     manifest = run(endpoint(pg), repo)
     dump = repo.dump_path(manifest.id)
     dump.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])
-    with pytest.raises(BackupError, match=r"checksum mismatch"):
+    mismatch = f"backup {manifest.id}: checksum mismatch (file {checksum(dump)[:12]}, manifest {manifest.sha256[:12]})"
+    with pytest.raises(BackupError, match=f"^{re.escape(mismatch)}$"):
         verify(repo, manifest.id)
     assert repo.load(manifest.id).verified_at is None
+    dump.unlink()
+    with pytest.raises(BackupError, match=f"^backup {manifest.id}: the dump file is missing$"):
+        verify(repo, manifest.id)
+    assert repo.load(manifest.id).verification["error"] == f"backup {manifest.id}: the dump file is missing"
 
 
 def test_flipped_bytes_fail_verification_even_with_a_matching_checksum(pg: PostgresServer, tmp_path: Path) -> None:
@@ -590,8 +600,9 @@ def test_a_failed_restore_names_the_error_in_the_dumps_own_encoding(pg: Postgres
     manifest = run(endpoint(pg, "latin"), repo)
     with pg.admin("latin") as conn:
         conn.execute('DROP TABLE public.haunted; DROP ROLE "ghöst"'.encode("latin-1"))
-    # Its roles are read from a script in LATIN1 too: the name outside ASCII with its byte replaced.
-    assert referenced_roles(repo.dump_path(manifest.id)) == {"gh\ufffdst"}
+    # Its script is in LATIN1 too, and read as such: the role is named as it is, and made to verify it.
+    assert referenced_roles(repo.dump_path(manifest.id)) == {"ghöst"}
+    assert verify(repo, manifest.id).verified_at
     failure = rf"^restore of {manifest.id} into 'copy' failed: pg_restore: error: .*role \"gh\ufffdst\" does not exist"
     with pytest.raises(BackupError, match=re.compile(failure, re.DOTALL)):
         restore(endpoint(pg), repo, manifest.id, "copy", force=False)
@@ -724,6 +735,10 @@ def test_a_backup_that_fails_a_later_verification_is_no_longer_verified(pg: Post
         verify(repo, manifest.id)
     failed = repo.load(manifest.id)
     assert failed.verified_at is None and "checksum mismatch" in failed.verification["error"]
+    assert set(failed.verification) == {"failed_at", "error"}
+    assert dt.datetime.fromisoformat(failed.verification["failed_at"]) >= dt.datetime.fromisoformat(
+        str(manifest.created_at)
+    )
     assert repo.newest_verified() is None
 
 
@@ -805,6 +820,22 @@ def test_a_failure_is_recorded_with_its_stage_time_and_reason_for_the_owner_alon
     assert repo.failures()["dump"][0] == 2
 
 
+def test_a_database_of_bytes_in_no_encoding_is_refused_with_the_reason(pg: PostgresServer, tmp_path: Path) -> None:
+    """SQL_ASCII keeps whatever bytes it is given: no restore could check or
+    convert them, so a backup of it is refused, before anything is written."""
+    with pg.admin() as conn:
+        conn.execute("CREATE DATABASE bytes_kept ENCODING 'SQL_ASCII' LOCALE 'C' TEMPLATE template0")
+    with pg.admin("bytes_kept") as conn:
+        conn.execute(b"CREATE TABLE public.raw (note text); INSERT INTO public.raw VALUES ('caf\xe9 \xff')")
+    refusal = (
+        "database 'bytes_kept' is SQL_ASCII: its text is bytes in no declared encoding, which no restore can check "
+        "or convert; convert it to UTF8 first"
+    )
+    with pytest.raises(BackupError, match=f"^{re.escape(refusal)}$"):
+        run(endpoint(pg, "bytes_kept"), Repository(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_prune_keeps_the_newest_verified_backup_beside_the_newest(pg: PostgresServer, tmp_path: Path) -> None:
     repo = Repository(tmp_path)
     verified, middle, newest = (run(endpoint(pg), repo) for _ in range(3))
@@ -864,7 +895,11 @@ def test_verification_applies_owners_and_grants_as_a_restore_does(pg: PostgresSe
     # In isolation the dump restores, owners and grants applied.
     assert verify(repo, manifest.id).verified_at
     # Against the platform's server it cannot: those roles are gone there.
-    with pytest.raises(BackupError, match=r'names roles the server does not have \(On "Looker", stranger\)'):
+    foreign = (
+        f'backup {manifest.id}: it names roles the server does not have (On "Looker", stranger), '
+        "so it could not be restored there"
+    )
+    with pytest.raises(BackupError, match=f"^{re.escape(foreign)}$"):
         verify(repo, manifest.id, platform_roles=server_roles(endpoint(pg)))
     assert repo.load(manifest.id).verified_at is None
     with pytest.raises(BackupError, match="failed"):
