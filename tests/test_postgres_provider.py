@@ -28,6 +28,7 @@ from components.postgres.provider import (
     RoleProvider,
     SchemaGrantProvider,
     SchemaProvider,
+    scram_matches,
 )
 from tests.platform_db import PASSWORDS, Applied, apply_spec, connect_as, destroy, platform_with_users
 from tests.servers import PostgresServer
@@ -288,9 +289,70 @@ def test_the_admin_made_a_member_of_a_role_is_not_drift(pg: PostgresServer, appl
         conn.execute(f"GRANT {props['name']} TO {admin}")
     try:
         assert (RoleProvider().read(props["name"], props).outs or {})["escalations"] == []
+        # And an update leaves it: the admin manages the role through it.
+        RoleProvider().update(props["name"], props, props)
+        with pg.admin() as conn:
+            member = conn.execute(
+                "SELECT count(*) FROM pg_auth_members WHERE roleid = %s::regrole AND member = %s::regrole",
+                (props["name"], admin),
+            ).fetchone()
+        assert member == (1,)
     finally:
         with pg.admin() as conn:
             conn.execute(f"REVOKE {props['name']} FROM {admin}")
+
+
+def test_a_membership_granted_by_hand_is_drift_and_update_revokes_it(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["role-app"]
+    name = props["name"]
+    with pg.admin() as conn:
+        conn.execute(f"GRANT pg_read_all_data TO {name}")
+    try:
+        refreshed = RoleProvider().read(name, props).outs or {}
+        assert "pg_read_all_data" in refreshed["member_of"]
+        assert RoleProvider().diff(name, refreshed, props).changes
+        RoleProvider().update(name, refreshed, props)
+        with pg.admin() as conn:
+            held = conn.execute("SELECT pg_has_role(%s, 'pg_read_all_data', 'member')", (name,)).fetchone()
+        assert held == (False,)
+    finally:
+        with pg.admin() as conn:
+            conn.execute(f"REVOKE pg_read_all_data FROM {name}")
+
+
+def test_a_role_declared_without_login_is_made_and_kept_so(pg: PostgresServer, applied: Applied) -> None:
+    props = {**applied.props["role-backup"], "name": "wondernest_nologin", "login": False, "member_of": []}
+    RoleProvider().create(props)
+    try:
+        with pg.admin() as conn:
+            assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'wondernest_nologin'").fetchone() == (
+                False,
+            )
+            conn.execute("ALTER ROLE wondernest_nologin LOGIN")
+        refreshed = RoleProvider().read(props["name"], props).outs or {}
+        assert refreshed["login"] is True and RoleProvider().diff(props["name"], refreshed, props).changes
+        RoleProvider().update(props["name"], refreshed, props)
+        assert (RoleProvider().read(props["name"], props).outs or {})["login"] is False
+    finally:
+        RoleProvider().delete(props["name"], props)
+
+
+def test_a_password_is_stored_as_scram_whatever_the_servers_default(pg: PostgresServer, applied: Applied) -> None:
+    """A server left at `password_encryption = md5` (older setups): the
+    provider asks for SCRAM-SHA-256 itself."""
+    props = applied.props["role-backup"]
+    admin = props["connection"]["user"]
+    with pg.admin() as conn:
+        conn.execute(f"ALTER ROLE {admin} SET password_encryption = 'md5'")
+    try:
+        RoleProvider().update(props["name"], props, {**props, "password": "another-one"})
+        with pg.admin() as conn:
+            stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (props["name"],)).fetchone()
+        assert stored is not None and scram_matches(stored[0], "another-one")
+    finally:
+        with pg.admin() as conn:
+            conn.execute(f"ALTER ROLE {admin} RESET password_encryption")
+        RoleProvider().update(props["name"], props, props)
 
 
 def test_a_role_gone_from_the_server_reads_as_gone(applied: Applied) -> None:
