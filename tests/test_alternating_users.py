@@ -166,3 +166,23 @@ def test_an_alternate_name_past_the_identifier_limit_is_refused() -> None:
     spec = database_spec(Names(app="x" * 56, stack="test"))
     with pytest.raises(ValueError, match="longer than 63"):
         spec.with_alternating_users()
+
+
+def test_an_update_of_a_role_keeps_its_declared_alternate_and_only_it(pg: PostgresServer, pair: Applied) -> None:
+    spec, props = pair.spec, pair.props["role-migrator"]
+    migrator, alternate = spec.role("migrator").name, spec.role("migrator-alternate").name
+    with pg.admin() as conn:
+        conn.execute(f"CREATE ROLE hanger_on; GRANT {migrator} TO hanger_on")
+    try:
+        RoleProvider().update(migrator, props, props)
+        with pg.admin() as conn:
+            members = conn.execute(
+                "SELECT m.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member "
+                "WHERE a.roleid = %s::regrole ORDER BY 1",
+                (migrator,),
+            ).fetchall()
+        assert [m for (m,) in members if m != pg.superuser] == [alternate]
+        assert (RoleProvider().read(migrator, props).outs or {})["escalations"] == []
+    finally:
+        with pg.admin() as conn:
+            conn.execute("DROP ROLE hanger_on")

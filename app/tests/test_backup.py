@@ -764,6 +764,56 @@ def test_a_corrupt_manifest_is_named_and_skipped(pg: PostgresServer, tmp_path: P
         repo.load("20200101T000000000000Z")
 
 
+def test_a_manifest_that_does_not_read_is_refused_with_each_reason(pg: PostgresServer, tmp_path: Path) -> None:
+    repo = Repository(tmp_path)
+    good = run(endpoint(pg), repo)
+    record = json.loads(repo.manifest_path(good.id).read_text())
+    other = "20200101T000000000000Z"
+    with pytest.raises(BackupError, match=f"^{re.escape(repr('../etc'))} is not a backup id \\(like "):
+        repo.load("../etc")
+    with pytest.raises(BackupError, match=f"^no backup '{other}' in {re.escape(str(tmp_path))}$"):
+        repo.load(other)
+    # Another backup's manifest under this one's name.
+    repo.manifest_path(other).write_text(json.dumps(record))
+    with pytest.raises(
+        BackupError, match=f"^backup {other}: its manifest is unreadable \\(it names backup {good.id}\\)$"
+    ):
+        repo.load(other)
+    # Two fields wrong: both named, each by where it is.
+    repo.manifest_path(other).write_text(json.dumps({**record, "id": other, "size_bytes": -1, "tables": {"t": "x"}}))
+    with pytest.raises(BackupError) as refused:
+        repo.load(other)
+    assert str(refused.value) == (
+        f"backup {other}: its manifest is unreadable (size_bytes: Input should be greater than or equal to 0; "
+        "tables.t: Input should be a valid integer)"
+    )
+    repo.manifest_path(other).write_text("[]")
+    with pytest.raises(BackupError, match=f"^backup {other}: its manifest is unreadable \\(document: Input should be "):
+        repo.load(other)
+
+
+def test_an_archive_that_does_not_list_or_names_no_database_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wondernest_backup.backup import dump_database
+
+    torn = tmp_path / "torn.dump"
+    torn.write_bytes(b"PGDMP")
+    unreadable = (
+        "torn.dump: not a readable pg_dump archive: pg_restore: error: could not read from input file: end of file\n"
+    )
+    with pytest.raises(BackupError, match=f"^{re.escape(unreadable)}$"):
+        table_of_contents(torn)
+    # A listing whose header has no `dbname:` line (a stand-in pg_restore prints one).
+    (tmp_path / "pg_restore").write_text("#!/bin/sh\nprintf ';\\n; Archive created at 2026-01-01\\n;\\n'\n")
+    (tmp_path / "pg_restore").chmod(0o755)
+    monkeypatch.setenv("PG_BINDIR", str(tmp_path))
+    with pytest.raises(
+        BackupError, match=r"^torn\.dump: not a readable pg_dump archive: its header names no database$"
+    ):
+        dump_database(torn)
+
+
 def test_leftovers_of_killed_runs_are_removed(tmp_path: Path) -> None:
     import subprocess
     import sys
