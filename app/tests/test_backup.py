@@ -542,7 +542,8 @@ def test_a_failed_restore_reports_its_own_failure_when_its_new_database_cannot_b
 ) -> None:
     """A session that reaches the half-made database as the restore fails
     keeps it from being dropped: the restore's own failure is what is
-    reported, and the database (marked as a restore's) is left."""
+    reported, and the database (marked as a restore's) is left. One that
+    closes within the grace is waited for, and the database dropped."""
     from wondernest_backup import backup
 
     repo = Repository(tmp_path)
@@ -552,20 +553,28 @@ def test_a_failed_restore_reports_its_own_failure_when_its_new_database_cannot_b
     check = backup._refuse_if_in_use
     held: list[psycopg.Connection[Any]] = []
 
-    def before_the_check(admin: psycopg.Connection[Any], database: str) -> None:
-        held.append(psycopg.connect(pg.dsn(dbname=database)))
-        check(admin, database)
+    def arriving(target: str, *, before: bool, closing: bool = False) -> Any:
+        def arrive() -> None:
+            held.append(psycopg.connect(pg.dsn(dbname=target), autocommit=True))
+            if closing:
+                held[-1].execute("SET idle_session_timeout = '2s'")
 
-    def after_the_check(admin: psycopg.Connection[Any], database: str) -> None:
-        check(admin, database)
-        held.append(psycopg.connect(pg.dsn(dbname=database)))
+        def at_the_check(admin: psycopg.Connection[Any], database: str) -> None:
+            if before:
+                arrive()
+            check(admin, database)
+            if not before:
+                arrive()
 
+        return at_the_check
+
+    cases = (("held_early", True, False, True), ("held_late", False, False, True), ("closing", True, True, False))
     try:
-        for arrival, target in ((before_the_check, "held_early"), (after_the_check, "held_late")):
-            monkeypatch.setattr(backup, "_refuse_if_in_use", arrival)
+        for target, before, closing, left in cases:
+            monkeypatch.setattr(backup, "_refuse_if_in_use", arriving(target, before=before, closing=closing))
             with pytest.raises(BackupError, match=rf"^backup {manifest.id}: row counts differ after restore"):
                 restore(endpoint(pg), repo, manifest.id, target, force=False)
-            assert target in _databases(pg)
+            assert (target in _databases(pg)) is left, target
     finally:
         for conn in held:
             conn.close()
