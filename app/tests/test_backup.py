@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -144,6 +145,38 @@ def test_no_tool_is_handed_the_environment_of_the_process_that_runs_it(
     # A dump; its table of contents, roles and restore in a throwaway server; a restore; the import's listing.
     assert started["pg_dump"] == 1 and started["pg_restore"] >= 4
     assert started["initdb"] == 1 and started["postgres"] == 1
+
+
+def test_a_dump_read_in_many_chunks_is_measured_and_hashed_whole(
+    pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wondernest_backup import backup
+
+    monkeypatch.setattr(backup, "CHUNK", 4096)
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    dump = repo.dump_path(manifest.id)
+    assert dump.stat().st_size > 10 * 4096
+    assert (manifest.size_bytes, manifest.sha256) == (
+        dump.stat().st_size,
+        hashlib.sha256(dump.read_bytes()).hexdigest(),
+    )
+
+
+def test_a_failing_pg_dump_is_named_with_its_message_and_leaves_nothing(
+    pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its message kept whatever its bytes (a locale's, not UTF-8)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pg_dump").write_text("#!/bin/sh\nprintf 'pg_dump: error: connexion perdue \\351\\n' >&2\nexit 1\n")
+    (bindir / "pg_dump").chmod(0o755)
+    monkeypatch.setenv("PG_BINDIR", str(bindir))
+    repo = Repository(tmp_path / "repo")
+    failure = "pg_dump failed: pg_dump: error: connexion perdue \ufffd"
+    with pytest.raises(BackupError, match=f"^{re.escape(failure)}$"):
+        run(endpoint(pg), repo)
+    assert list((tmp_path / "repo").glob("*")) == []
 
 
 def test_a_truncated_dump_fails_verification(pg: PostgresServer, tmp_path: Path) -> None:
