@@ -895,6 +895,11 @@ def test_a_backup_whose_dump_is_gone_can_still_be_deleted(pg: PostgresServer, tm
     assert repo.all() == [] and not list(tmp_path.glob(f"{manifest.id}*"))
 
 
+def test_a_backup_directory_is_made_with_its_parents_for_its_owner_alone(tmp_path: Path) -> None:
+    Repository(tmp_path / "volume" / "backups")
+    assert stat.S_IMODE((tmp_path / "volume" / "backups").stat().st_mode) == 0o700
+
+
 def test_a_failure_is_recorded_with_its_stage_time_and_reason_for_the_owner_alone(tmp_path: Path) -> None:
     repo = Repository(tmp_path)
     before = dt.datetime.now(dt.UTC)
