@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from wondernest_backup.backup import (
+    Manifest,
     Repository,
     checksum,
     prune,
@@ -68,6 +69,14 @@ def fingerprint(pg: PostgresServer, database: str) -> dict[str, Any]:
             ).fetchone()
             for table in TABLES
         }
+
+
+def restored(pg: PostgresServer, tmp_path: Path, target: str) -> tuple[Repository, Manifest]:
+    """A backup of the platform's database, restored into `target` (a new database)."""
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    restore(endpoint(pg), repo, manifest.id, target, force=False)
+    return repo, manifest
 
 
 def test_run_verify_restore_round_trip(pg: PostgresServer, tmp_path: Path) -> None:
@@ -413,9 +422,7 @@ def _databases(pg: PostgresServer) -> set[str]:
 
 
 def test_a_forced_restore_swaps_in_a_checked_copy_and_keeps_the_old_one(pg: PostgresServer, tmp_path: Path) -> None:
-    repo = Repository(tmp_path)
-    manifest = run(endpoint(pg), repo)
-    restore(endpoint(pg), repo, manifest.id, "swapped", force=False)
+    repo, manifest = restored(pg, tmp_path, "swapped")
     with pg.admin("swapped") as conn:
         # A table the backup does not have, with data, and a role allowed to connect.
         conn.execute("CREATE TABLE public.extra (id int); INSERT INTO extra VALUES (7)")
@@ -462,9 +469,7 @@ def test_a_forced_restore_keeps_who_may_use_the_database_whatever_their_names(
     """Roles whose names need quoting or hold `=`, a grantor whose name holds
     the letters of privileges (`C`, `T`, `c`), and a grant option: the
     replacement grants exactly what the replaced database did."""
-    repo = Repository(tmp_path)
-    manifest = run(endpoint(pg), repo)
-    restore(endpoint(pg), repo, manifest.id, "kept", force=False)
+    repo, manifest = restored(pg, tmp_path, "kept")
     with pg.admin() as conn:
         conn.execute(
             """CREATE ROLE "we""ird=reader"; CREATE ROLE "Tc_granter"; CREATE ROLE plain_user;
@@ -493,9 +498,7 @@ def test_a_forced_restore_keeps_who_may_use_the_database_whatever_their_names(
 
 
 def test_a_failed_forced_restore_leaves_the_target_as_it_was(pg: PostgresServer, tmp_path: Path) -> None:
-    repo = Repository(tmp_path)
-    manifest = run(endpoint(pg), repo)
-    restore(endpoint(pg), repo, manifest.id, "precious", force=False)
+    repo, _ = restored(pg, tmp_path, "precious")
     with pg.admin("precious") as conn:
         conn.execute("CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1), (2)")
     before = fingerprint(pg, "precious")
@@ -525,9 +528,7 @@ def test_a_failed_forced_restore_leaves_the_target_as_it_was(pg: PostgresServer,
 
 
 def test_a_forced_restore_refuses_a_database_in_use(pg: PostgresServer, tmp_path: Path) -> None:
-    repo = Repository(tmp_path)
-    manifest = run(endpoint(pg), repo)
-    restore(endpoint(pg), repo, manifest.id, "busy", force=False)
+    repo, manifest = restored(pg, tmp_path, "busy")
     with pg.admin("busy") as conn:  # an open connection, as the API's pool would hold
         conn.execute("SET application_name = 'wondernest-api'")
         with pytest.raises(BackupError, match=r"^database 'busy' has 1 open connection\(s\) \(wondernest-api\); stop"):
@@ -550,9 +551,7 @@ def test_a_restore_reads_the_database_it_restores_into_whatever_database_it_logs
     """The check for tables, and the check against the manifest, are made in
     the database restored into: logged in to an empty one, a restore still
     refuses a target that holds tables, and checks what it restored."""
-    repo = Repository(tmp_path)
-    manifest = run(endpoint(pg), repo)
-    restore(endpoint(pg), repo, manifest.id, "filled", force=False)
+    repo, manifest = restored(pg, tmp_path, "filled")
     with pg.admin() as conn:
         conn.execute("CREATE DATABASE empty")
         comment = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'filled'")
@@ -656,9 +655,7 @@ def test_a_restore_refused_for_a_database_in_use_does_nothing_first(
 ) -> None:
     from wondernest_backup import backup
 
-    repo = Repository(tmp_path)
-    manifest = run(endpoint(pg), repo)
-    restore(endpoint(pg), repo, manifest.id, "early", force=False)
+    repo, manifest = restored(pg, tmp_path, "early")
     restores: list[str] = []
     monkeypatch.setattr(backup, "_pg_restore", lambda *args, **kwargs: restores.append(args[2]))
     with pg.admin("early"), pytest.raises(BackupError, match=r"^database 'early' has 1 open connection"):
@@ -673,9 +670,7 @@ def test_a_connection_made_while_the_copy_is_restored_refuses_the_swap(
     refused, the target stays as it was and the replacement is dropped."""
     from wondernest_backup import backup
 
-    repo = Repository(tmp_path)
-    manifest = run(endpoint(pg), repo)
-    restore(endpoint(pg), repo, manifest.id, "reconnected", force=False)
+    repo, manifest = restored(pg, tmp_path, "reconnected")
     with pg.admin("reconnected") as conn:
         conn.execute("CREATE TABLE public.only_here (id int)")
     before = fingerprint(pg, "reconnected")
@@ -704,9 +699,7 @@ def test_a_failed_swap_reports_its_own_failure_when_the_copy_cannot_be_dropped(
 ) -> None:
     from wondernest_backup import backup
 
-    repo = Repository(tmp_path)
-    manifest = run(endpoint(pg), repo)
-    restore(endpoint(pg), repo, manifest.id, "stuck", force=False)
+    repo, manifest = restored(pg, tmp_path, "stuck")
     manifest.tables = {**manifest.tables, "core.users": manifest.tables["core.users"] + 1}
     repo.save(manifest)
     restore_into = backup._pg_restore
@@ -749,9 +742,7 @@ def test_the_names_kept_beside_the_longest_database_name_are_the_databases_own(
 def test_a_forced_restore_waits_for_a_connection_that_is_closing(pg: PostgresServer, tmp_path: Path) -> None:
     """A session that ends within the grace (a pool draining as the API
     stops) is waited for, not refused."""
-    repo = Repository(tmp_path)
-    manifest = run(endpoint(pg), repo)
-    restore(endpoint(pg), repo, manifest.id, "draining", force=False)
+    repo, manifest = restored(pg, tmp_path, "draining")
     with pg.admin("draining") as conn:
         conn.execute("SET application_name = 'draining-api'")
         # The session ends itself two seconds after it is seen in use, within the grace.
@@ -846,6 +837,11 @@ def test_an_archive_that_does_not_list_or_names_no_database_is_refused(
     )
     with pytest.raises(BackupError, match=f"^{re.escape(unreadable)}$"):
         table_of_contents(torn)
+    unreadable = (
+        "torn.dump: its table of contents is unreadable: pg_restore: error: could not read from input file: end of file"
+    )
+    with pytest.raises(BackupError, match=f"^{re.escape(unreadable)}$"):
+        referenced_roles(torn)
     # A listing whose header has no `dbname:` line (a stand-in pg_restore prints one).
     (tmp_path / "pg_restore").write_text("#!/bin/sh\nprintf ';\\n; Archive created at 2026-01-01\\n;\\n'\n")
     (tmp_path / "pg_restore").chmod(0o755)
@@ -951,16 +947,6 @@ def test_a_line_of_the_failure_record_that_does_not_read_is_skipped_not_the_rest
     assert repo.failures()["verify"][0] == 2
 
 
-def test_an_unreadable_dump_is_named_when_its_roles_are_read(tmp_path: Path) -> None:
-    dump = tmp_path / "torn.dump"
-    dump.write_bytes(b"PGDMP")
-    unreadable = (
-        "torn.dump: its table of contents is unreadable: pg_restore: error: could not read from input file: end of file"
-    )
-    with pytest.raises(BackupError, match=f"^{re.escape(unreadable)}$"):
-        referenced_roles(dump)
-
-
 def test_verification_applies_owners_and_grants_as_a_restore_does(pg: PostgresServer, tmp_path: Path) -> None:
     """A dump naming a role the platform lacks verifies only where roles are not
     checked; against the live server's roles it fails, as its restore would."""
@@ -1006,9 +992,7 @@ def test_verification_applies_owners_and_grants_as_a_restore_does(pg: PostgresSe
 
 def test_a_forced_restore_of_the_database_the_tool_connects_to(pg: PostgresServer, tmp_path: Path) -> None:
     """The disaster-recovery case: DB_NAME is the target itself."""
-    repo = Repository(tmp_path)
-    manifest = run(endpoint(pg), repo)
-    restore(endpoint(pg), repo, manifest.id, "itself", force=False)
+    repo, manifest = restored(pg, tmp_path, "itself")
     with pg.admin("itself") as conn:
         conn.execute("DELETE FROM core.users")
     aside = restore(endpoint(pg, "itself"), repo, manifest.id, "itself", force=True)

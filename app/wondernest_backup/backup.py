@@ -684,8 +684,9 @@ def _refuse_if_in_use(
 
 
 def _copy_database_grants(admin: psycopg.Connection[Any], source: str, target: str) -> None:
-    """What pg_dump leaves out without --create: who may connect to the database
-    (the platform grants CONNECT per role and revokes it from PUBLIC)."""
+    """What pg_dump leaves out without --create: the database's own privileges,
+    who may connect above all (the platform grants CONNECT per role and revokes
+    it from PUBLIC)."""
     admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(target)))
     for grantee, grantable, privileges in admin.execute(_DATABASE_GRANTS, (source,)).fetchall():
         admin.execute(
