@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -72,6 +72,32 @@ def _to_postgres(path: Path) -> None:
     if PG_OS_USER is not None:
         entry = pwd.getpwnam(PG_OS_USER)
         os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+@contextlib.contextmanager
+def reachable_dir(prefix: str) -> Iterator[Path]:
+    """A directory that the `postgres` account, which a server (or the backup
+    tool's verification server) drops to when run as root, can reach: pytest's
+    own temporary directories are their owner's alone. Removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        path.chmod(0o755)
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def stand_in_tools(place: Path, scripts: Mapping[str, str]) -> Path:
+    """`place` made a PG_BINDIR: PostgreSQL's own tools, those named in
+    `scripts` replaced by shell scripts running that body."""
+    place.mkdir(mode=0o755, exist_ok=True)
+    for tool in PG_BINDIR.iterdir():
+        if tool.name not in scripts:
+            (place / tool.name).symlink_to(tool)
+    for name, body in scripts.items():
+        (place / name).write_text(f"#!/bin/sh\n{body}\n")
+        (place / name).chmod(0o755)
+    return place
 
 
 @dataclass

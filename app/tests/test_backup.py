@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import tempfile
 import time
@@ -32,7 +31,7 @@ from wondernest_backup.backup import (
 from wondernest_backup.pgtools import BackupError, Endpoint
 from wondernest_backup.retention import RetentionPolicy
 
-from tests.servers import PostgresServer, postgres_server
+from tests.servers import PG_BINDIR, PostgresServer, postgres_server, reachable_dir, stand_in_tools
 
 pytestmark = pytest.mark.servers
 
@@ -109,24 +108,12 @@ def recording_bindir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """PG_BINDIR with each tool behind a script that writes down the
     environment it was started with, then runs the real one. Where `postgres`
     (who runs initdb and the server, as root) can reach it."""
-    real = Path(os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin"))
-    place = Path(tempfile.mkdtemp(prefix="wn-bindir-"))
-    try:
-        place.chmod(0o755)
-        (place / "bin").mkdir(mode=0o755)
+    with reachable_dir("wn-bindir-") as place:
         (place / "env").mkdir()
         (place / "env").chmod(0o777)
-        for tool in real.iterdir():
-            wrapper = place / "bin" / tool.name
-            if tool.name in WRAPPED:
-                wrapper.write_text(f'#!/bin/sh\nenv > "{place}/env/{tool.name}.$$"\nexec "{tool}" "$@"\n')
-                wrapper.chmod(0o755)
-            else:
-                wrapper.symlink_to(tool)
-        monkeypatch.setenv("PG_BINDIR", str(place / "bin"))
+        scripts = {tool: f'env > "{place}/env/{tool}.$$"\nexec "{PG_BINDIR / tool}" "$@"' for tool in WRAPPED}
+        monkeypatch.setenv("PG_BINDIR", str(stand_in_tools(place / "bin", scripts)))
         yield place / "env"
-    finally:
-        shutil.rmtree(place)
 
 
 def test_no_tool_is_handed_the_environment_of_the_process_that_runs_it(
@@ -176,10 +163,9 @@ def test_a_failing_pg_dump_is_named_with_its_message_and_leaves_nothing(
     pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its message kept whatever its bytes (a locale's, not UTF-8)."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "pg_dump").write_text("#!/bin/sh\nprintf 'pg_dump: error: connexion perdue \\351\\n' >&2\nexit 1\n")
-    (bindir / "pg_dump").chmod(0o755)
+    bindir = stand_in_tools(
+        tmp_path / "bin", {"pg_dump": "printf 'pg_dump: error: connexion perdue \\351\\n' >&2\nexit 1"}
+    )
     monkeypatch.setenv("PG_BINDIR", str(bindir))
     repo = Repository(tmp_path / "repo")
     failure = "pg_dump failed: pg_dump: error: connexion perdue \ufffd"
@@ -843,9 +829,8 @@ def test_an_archive_that_does_not_list_or_names_no_database_is_refused(
     with pytest.raises(BackupError, match=f"^{re.escape(unreadable)}$"):
         referenced_roles(torn)
     # A listing whose header has no `dbname:` line (a stand-in pg_restore prints one).
-    (tmp_path / "pg_restore").write_text("#!/bin/sh\nprintf ';\\n; Archive created at 2026-01-01\\n;\\n'\n")
-    (tmp_path / "pg_restore").chmod(0o755)
-    monkeypatch.setenv("PG_BINDIR", str(tmp_path))
+    header = stand_in_tools(tmp_path / "bin", {"pg_restore": "printf ';\\n; Archive created at 2026-01-01\\n;\\n'"})
+    monkeypatch.setenv("PG_BINDIR", str(header))
     with pytest.raises(
         BackupError, match=r"^torn\.dump: not a readable pg_dump archive: its header names no database$"
     ):
@@ -855,7 +840,6 @@ def test_an_archive_that_does_not_list_or_names_no_database_is_refused(
 def test_leftovers_of_killed_runs_are_removed(tmp_path: Path) -> None:
     import subprocess
     import sys
-    import tempfile
 
     from wondernest_backup.pgtools import WORK_PREFIX, clean_orphans
 

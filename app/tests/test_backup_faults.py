@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ from wondernest_backup.pgtools import bindir
 from wondernest_backup.service import BackupMetrics, cycle, retry_offsite, reverify, sync_offsite
 
 from tests.api_stack import APP_DIR
-from tests.servers import PostgresServer, postgres_server
+from tests.servers import PostgresServer, postgres_server, reachable_dir, stand_in_tools
 
 pytestmark = pytest.mark.servers
 
@@ -42,24 +40,16 @@ def pg() -> Iterator[PostgresServer]:
 @pytest.fixture
 def tools() -> Iterator[Path]:
     """A directory for stand-in PostgreSQL tools."""
-    yield from _reachable("wn-tools-")
+    with reachable_dir("wn-tools-") as path:
+        yield path
 
 
 @pytest.fixture
 def private_tmp() -> Iterator[Path]:
     """A TMPDIR of the test's own, where the tool's work directories go: what
     other runs on the machine leave in /tmp is theirs, not this test's."""
-    yield from _reachable("wn-tmp-")
-
-
-def _reachable(prefix: str) -> Iterator[Path]:
-    """A directory that the `postgres` account, which the verification server
-    drops to when run as root, can reach: pytest's own temporary directories
-    are its owner's alone."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
+    with reachable_dir("wn-tmp-") as path:
+        yield path
 
 
 def env(pg: PostgresServer, backup_dir: Path, **extra: str) -> dict[str, str]:
@@ -209,11 +199,7 @@ def test_ctrl_c_is_one_error_line(pg: PostgresServer, tmp_path: Path, tools: Pat
     # PostgreSQL's tools, pg_restore held two seconds before it starts: the
     # interrupt lands within the restore however fast the machine.
     started = tmp_path / "restore-started"
-    for binary in bindir().iterdir():
-        (tools / binary.name).symlink_to(binary)
-    (tools / "pg_restore").unlink()
-    (tools / "pg_restore").write_text(f'#!/bin/sh\ntouch "{started}"\nsleep 2\nexec "{bindir()}/pg_restore" "$@"\n')
-    (tools / "pg_restore").chmod(0o755)
+    stand_in_tools(tools, {"pg_restore": f'touch "{started}"\nsleep 2\nexec "{bindir()}/pg_restore" "$@"'})
     process = cli(env(pg, tmp_path, PG_BINDIR=str(tools)), "verify", manifest.id)
     deadline = time.monotonic() + 60
     while not started.exists() and time.monotonic() < deadline:
@@ -262,12 +248,9 @@ def test_a_clean_run_leaves_nothing_for_the_next_to_remove(
 def test_a_verification_server_that_cannot_be_made_is_one_error_line(
     pg: PostgresServer, tmp_path: Path, tools: Path
 ) -> None:
-    for name in ("pg_dump", "pg_restore", "postgres"):
-        (tools / name).symlink_to(bindir() / name)
-    (tools / "initdb").write_text(
-        "#!/bin/sh\necho 'initdb: error: could not create directory: No space left on device' >&2\nexit 1\n"
+    stand_in_tools(
+        tools, {"initdb": "echo 'initdb: error: could not create directory: No space left on device' >&2\nexit 1"}
     )
-    (tools / "initdb").chmod(0o755)
     backups = tmp_path / "backups"
     code, out, _ = done(cli(env(pg, backups, PG_BINDIR=str(tools)), "run"))
     assert code == 0

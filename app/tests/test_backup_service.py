@@ -25,7 +25,7 @@ from wondernest_backup.service import BackupMetrics, cycle
 from wondernest_backup.settings import BackupSettings, load_settings
 
 from tests.api_stack import APP_DIR
-from tests.servers import PostgresServer, free_port, postgres_server
+from tests.servers import PostgresServer, free_port, postgres_server, stand_in_tools
 
 pytestmark = pytest.mark.servers
 
@@ -261,15 +261,8 @@ def test_a_cycle_on_demand_whose_backup_fails_verification_exits_non_zero(pg: Po
     """No bucket: verified is what success takes. A cycle that stops at verify
     (here the verification server cannot be created) keeps its backup
     unverified, and the exit status says so."""
-    from wondernest_backup.pgtools import bindir
 
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    for real in bindir().iterdir():
-        (tools / real.name).symlink_to(real)
-    (tools / "initdb").unlink()
-    (tools / "initdb").write_text("#!/bin/sh\necho 'initdb: out of disk' >&2\nexit 1\n")
-    (tools / "initdb").chmod(0o755)
+    tools = stand_in_tools(tmp_path / "bin", {"initdb": "echo 'initdb: out of disk' >&2\nexit 1"})
     result = cli({**env(pg, tmp_path / "repo"), "PG_BINDIR": str(tools)}, "cycle")
     said = json.loads(result.stdout.splitlines()[-1])
     assert result.returncode == 1 and said["backup"] is not None and said["verified"] is False
