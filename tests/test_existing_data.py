@@ -521,6 +521,37 @@ def test_a_row_refused_in_the_dumps_own_encoding_is_named_and_nothing_is_importe
         assert conn.execute("SELECT count(*) FROM core.notes").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("encoding", ["LATIN1", "UTF8"])
+def test_names_outside_ascii_are_read_in_the_dumps_own_encoding(
+    pg: PostgresServer, platform: Any, tmp_path: Path, encoding: str
+) -> None:
+    """pg_restore lists names as the archive holds them, in its database's
+    encoding: a LATIN1 database's `notés` is LATIN1 bytes in the listing,
+    which UTF-8 cannot read. Each name is read as it is, whichever encoding."""
+    table = (
+        'CREATE SCHEMA shop AUTHORIZATION shop_owner; SET ROLE shop_owner; CREATE TABLE shop."notés" '
+        "(id bigint PRIMARY KEY, body text NOT NULL); INSERT INTO shop.\"notés\" VALUES (1, 'café au lait'); "
+        "RESET ROLE;"
+    )
+    dump = dump_of(pg, tmp_path, table, encoding=encoding)
+    assert ("TABLE", "shop", "notés") in {(e.desc, e.schema, e.name) for e in toc(dump)}
+    assert import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator") == {'shop."notés"': 1}
+    # The same table's data alone: named as it is when refused, and filled once empty.
+    data = dump_of(pg, tmp_path, table, options=("--data-only",), encoding=encoding)
+    refusal = 'shop."notés" holds rows; an import of data fills only existing, empty tables; nothing imported'
+    with pytest.raises(BackupError, match=f"^{re.escape(refusal)}$"):
+        import_dump(migrator(pg), data, schemas=platform.schemas, owner="wondernest_migrator")
+    with psycopg.connect(as_role(pg, "migrator"), autocommit=True) as conn:
+        conn.execute('TRUNCATE shop."notés"')
+    assert import_dump(migrator(pg), data, schemas=platform.schemas, owner="wondernest_migrator") == {'shop."notés"': 1}
+    with pg.admin("wondernest") as conn:
+        assert conn.execute('SELECT body FROM shop."notés"').fetchone() == ("café au lait",)
+    # A schema the stack does not declare, named as it is.
+    outside = dump_of(pg, tmp_path, 'CREATE SCHEMA "bücher"; CREATE TABLE "bücher".t (id int);', encoding=encoding)
+    with pytest.raises(BackupError, match=r"^objects in schema bücher, which the stack does not declare: "):
+        import_dump(migrator(pg), outside, schemas=platform.schemas, owner="wondernest_migrator")
+
+
 def test_an_import_into_a_database_without_the_schemas_it_fills_is_refused(pg: PostgresServer, tmp_path: Path) -> None:
     spec = migrated_platform(pg)
     setup = (

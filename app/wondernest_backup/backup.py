@@ -3,7 +3,6 @@ what it must contain, and it is good only once a restore has shown it does."""
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import datetime as dt
@@ -25,7 +24,16 @@ import psycopg
 from psycopg import sql
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from wondernest_backup.pgtools import BackupError, EarlyServer, Endpoint, alive, child_env, throwaway_server, tool
+from wondernest_backup.pgtools import (
+    BackupError,
+    EarlyServer,
+    Endpoint,
+    alive,
+    child_env,
+    script_codec,
+    throwaway_server,
+    tool,
+)
 from wondernest_backup.retention import Candidate, RetentionPolicy, to_keep
 
 
@@ -444,7 +452,7 @@ def referenced_roles(dump: Path) -> set[str]:
         raise BackupDefect(
             f"{dump.name}: its table of contents is unreadable: {result.stderr.decode(errors='replace')}"
         )
-    script = result.stdout.decode(_script_codec(result.stdout), errors="replace")
+    script = result.stdout.decode(script_codec(result.stdout), errors="replace")
     roles: set[str] = set()
     for pattern in _ROLE_CLAUSES:
         for match in pattern.finditer(script):
@@ -452,27 +460,6 @@ def referenced_roles(dump: Path) -> set[str]:
                 if name.upper() != "PUBLIC":
                     roles.add(name[1:-1].replace('""', '"') if name.startswith('"') else name)
     return roles
-
-
-# PostgreSQL's encodings whose names Python's codecs do not know as such.
-_PYTHON_NAMES = {
-    "KOI8R": "koi8_r",
-    "KOI8U": "koi8_u",
-    **{f"WIN{page}": f"cp{page}" for page in (866, 874, 1250, 1251, 1252, 1253, 1254, 1255, 1256, 1257, 1258)},
-}
-
-
-def _script_codec(script: bytes) -> str:
-    """The codec of the encoding a dump's script is written in (its `SET
-    client_encoding`, the database's own): a LATIN1 database's role names are
-    LATIN1 bytes. SQL_ASCII (bytes kept as they came) and an encoding Python
-    lacks are read as UTF-8, what does not decode replaced."""
-    found = re.search(rb"^SET client_encoding = '([A-Z0-9_]+)';$", script, re.MULTILINE)
-    declared = found.group(1).decode() if found else "UTF8"
-    try:
-        return codecs.lookup(_PYTHON_NAMES.get(declared, declared)).name
-    except LookupError:
-        return "utf-8"
 
 
 def _matches_manifest(conn: psycopg.Connection[Any], manifest: Manifest) -> dict[str, int]:

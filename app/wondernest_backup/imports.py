@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from wondernest_backup.pgtools import BackupError, Endpoint, child_env, tool, work_dir
+from wondernest_backup.pgtools import BackupError, Endpoint, archive_codec, child_env, tool, work_dir
 
 _TABLES = """
 SELECT c.oid::regclass::text FROM pg_class c
@@ -78,16 +78,16 @@ _HEADER = {"ENCODING", "STDSTRINGS", "SEARCHPATH"}
 def toc(dump: Path) -> list[Entry]:
     """The archive's table of contents (`pg_restore --list`)."""
     result = subprocess.run(
-        [tool("pg_restore"), "--list", str(dump)], capture_output=True, text=True, env=child_env({}), check=False
+        [tool("pg_restore"), "--list", str(dump)], capture_output=True, env=child_env({}), check=False
     )
     if result.returncode != 0:
-        detail = result.stderr.strip().splitlines()
-        hint = (
-            " (a plain-SQL dump: make a custom-format one with pg_dump -Fc)" if "text format" in result.stderr else ""
-        )
+        stderr = result.stderr.decode(errors="replace")
+        detail = stderr.strip().splitlines()
+        hint = " (a plain-SQL dump: make a custom-format one with pg_dump -Fc)" if "text format" in stderr else ""
         raise BackupError(f"{dump} is not an archive pg_restore reads{hint}: {detail[-1] if detail else ''}")
+    # Names are listed as the dump holds them, in its database's encoding.
     entries = []
-    for line in result.stdout.splitlines():
+    for line in result.stdout.decode(archive_codec(dump), errors="replace").splitlines():
         match = _ENTRY.match(line)
         if match is None:
             continue
@@ -163,7 +163,8 @@ def import_dump(target: Endpoint, dump: Path, *, schemas: Sequence[str], owner: 
                     "writes over tables: drop them first, or dump the data alone (pg_dump --data-only) to fill "
                     "them; nothing imported"
                 )
-    with tempfile.NamedTemporaryFile("w", prefix="toc-", suffix=".list", dir=work_dir()) as listing:
+    # pg_restore reads each line's entry number alone; the rest is for a reader.
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="toc-", suffix=".list", dir=work_dir()) as listing:
         listing.write("".join(e.line + "\n" for e in plan))
         listing.flush()
         with target.passfile() as env:

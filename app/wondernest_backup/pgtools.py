@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -149,6 +151,39 @@ def tool(name: str) -> str:
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "HOME")}
     return {**keep, **extra}
+
+
+# PostgreSQL's encodings whose names Python's codecs do not know as such.
+_PYTHON_NAMES = {
+    "KOI8R": "koi8_r",
+    "KOI8U": "koi8_u",
+    **{f"WIN{page}": f"cp{page}" for page in (866, 874, 1250, 1251, 1252, 1253, 1254, 1255, 1256, 1257, 1258)},
+}
+
+
+def script_codec(script: bytes) -> str:
+    """The codec of the encoding a dump's script is written in (its `SET
+    client_encoding`, the database's own): a LATIN1 database's names are
+    LATIN1 bytes. SQL_ASCII (bytes kept as they came) and an encoding Python
+    lacks are read as UTF-8, what does not decode replaced."""
+    found = re.search(rb"^SET client_encoding = '([A-Z0-9_]+)';$", script, re.MULTILINE)
+    declared = found.group(1).decode() if found else "UTF8"
+    try:
+        return codecs.lookup(_PYTHON_NAMES.get(declared, declared)).name
+    except LookupError:
+        return "utf-8"
+
+
+def archive_codec(dump: Path) -> str:
+    """The codec of a custom-format archive's names and text. `pg_restore
+    --list` does not print the encoding; the script of no entry at all (an
+    empty `--use-list`) is only its header, which sets it, and reads no data."""
+    with tempfile.NamedTemporaryFile("w", prefix="none-", suffix=".list", dir=work_dir()) as nothing:
+        result = subprocess.run(
+            [tool("pg_restore"), "--file=-", f"--use-list={nothing.name}", str(dump)],
+            capture_output=True, env=child_env({}), check=False,
+        )  # fmt: skip
+    return script_codec(result.stdout) if result.returncode == 0 else "utf-8"
 
 
 @contextlib.contextmanager
