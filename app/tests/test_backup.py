@@ -10,7 +10,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,74 @@ def test_a_failing_pg_dump_is_named_with_its_message_and_leaves_nothing(
     with pytest.raises(BackupError, match=f"^{re.escape(failure)}$"):
         run(endpoint(pg), repo)
     assert list((tmp_path / "repo").glob("*")) == []
+
+
+def test_a_full_volume_names_the_file_it_could_not_write_and_leaves_nothing(
+    pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/dev/full where the dump is written, then where its manifest is: each
+    failure names its file and the reason, pg_dump ends with the run (left
+    running, it holds its snapshot and locks on the live database), and no
+    dump is left to be taken for a backup."""
+    from wondernest_backup import backup
+
+    # More than the pipe holds past the first chunk: pg_dump is still writing when the write fails.
+    monkeypatch.setattr(backup, "CHUNK", 64 * 1024)
+    with pg.admin() as conn:
+        conn.execute("CREATE DATABASE bulky")
+    with pg.admin("bulky") as conn:
+        conn.execute("CREATE TABLE filler AS SELECT g, md5(g::text) FROM generate_series(1, 100000) g")
+    now = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+    backup_id = now.strftime("%Y%m%dT%H%M%S%fZ")
+    repo = Repository(tmp_path)
+    partial = repo.partial_path(backup_id)
+    partial.symlink_to("/dev/full")
+    with pytest.raises(BackupError, match=f"^{re.escape(f'writing {partial}: No space left on device')}$"):
+        run(endpoint(pg, "bulky"), repo, now=now)
+    assert list(tmp_path.iterdir()) == []
+    with pg.admin() as conn:
+        running = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'"
+        deadline = time.monotonic() + 10
+        while conn.execute(running).fetchone() != (0,) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert conn.execute(running).fetchone() == (0,)
+    # The dump written whole, its manifest not.
+    manifest = tmp_path / f"{backup_id}.{os.getpid()}.json.partial"
+    manifest.symlink_to("/dev/full")
+    with pytest.raises(BackupError, match=f"^{re.escape(f'writing {manifest}: No space left on device')}$"):
+        run(endpoint(pg, "bulky"), repo, now=now)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pg_restores_messages_are_kept_whatever_their_bytes(
+    pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A locale's messages, not UTF-8 (\\351 is LATIN1's é): each stage that
+    runs pg_restore names its failure with the message, the byte UTF-8
+    cannot read replaced, instead of failing to read it."""
+    repo = Repository(tmp_path / "repo")
+    manifest = run(endpoint(pg), repo)
+    dump = repo.dump_path(manifest.id)
+    message = "pg_restore: erreur : \ufffdchec de la lecture"
+    stages: list[tuple[str, Callable[[], object], str]] = [
+        ("--list", lambda: table_of_contents(dump), f"{dump.name}: not a readable pg_dump archive: {message}"),
+        (
+            "--schema-only",
+            lambda: referenced_roles(dump),
+            f"{dump.name}: its table of contents is unreadable: {message}",
+        ),
+        ("--exit-on-error", lambda: verify(repo, manifest.id), f"backup {manifest.id}: restore failed: {message}"),
+    ]
+    # The verification's server runs as `postgres`, which must reach the tools.
+    with reachable_dir("wn-bindir-") as place:
+        for flag, stage, failure in stages:
+            fails = (
+                f'case "$*" in *{flag}*) printf "pg_restore: erreur : \\351chec de la lecture\\n" >&2; exit 1;; esac\n'
+                f'exec "{PG_BINDIR / "pg_restore"}" "$@"'
+            )
+            monkeypatch.setenv("PG_BINDIR", str(stand_in_tools(place / flag.strip("-"), {"pg_restore": fails})))
+            with pytest.raises(BackupError, match=f"^{re.escape(failure)}\\Z"):
+                stage()
 
 
 def test_a_truncated_dump_fails_verification(pg: PostgresServer, tmp_path: Path) -> None:
@@ -819,14 +887,14 @@ def test_an_archive_that_does_not_list_or_names_no_database_is_refused(
     torn = tmp_path / "torn.dump"
     torn.write_bytes(b"PGDMP")
     unreadable = (
-        "torn.dump: not a readable pg_dump archive: pg_restore: error: could not read from input file: end of file\n"
+        "torn.dump: not a readable pg_dump archive: pg_restore: error: could not read from input file: end of file"
     )
-    with pytest.raises(BackupError, match=f"^{re.escape(unreadable)}$"):
+    with pytest.raises(BackupError, match=f"^{re.escape(unreadable)}\\Z"):
         table_of_contents(torn)
     unreadable = (
         "torn.dump: its table of contents is unreadable: pg_restore: error: could not read from input file: end of file"
     )
-    with pytest.raises(BackupError, match=f"^{re.escape(unreadable)}$"):
+    with pytest.raises(BackupError, match=f"^{re.escape(unreadable)}\\Z"):
         referenced_roles(torn)
     # A listing whose header has no `dbname:` line (a stand-in pg_restore prints one).
     header = stand_in_tools(tmp_path / "bin", {"pg_restore": "printf ';\\n; Archive created at 2026-01-01\\n;\\n'"})

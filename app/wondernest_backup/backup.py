@@ -176,7 +176,12 @@ class Repository:
 
     def save(self, manifest: Manifest) -> None:
         tmp = self.root / f"{manifest.id}.{os.getpid()}.json.partial"
-        tmp.write_text(json.dumps(manifest.model_dump(), indent=2, sort_keys=True) + "\n")
+        try:
+            tmp.write_text(json.dumps(manifest.model_dump(), indent=2, sort_keys=True) + "\n")
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            # A failed write names no file (a full volume fails the close): the operator is told which.
+            raise OSError(exc.errno, exc.strerror, str(tmp)) from exc
         tmp.replace(self.manifest_path(manifest.id))
 
     def all(self) -> list[Manifest]:
@@ -450,7 +455,7 @@ def referenced_roles(dump: Path) -> set[str]:
     )  # fmt: skip
     if result.returncode != 0:
         raise BackupDefect(
-            f"{dump.name}: its table of contents is unreadable: {result.stderr.decode(errors='replace')}"
+            f"{dump.name}: its table of contents is unreadable: {result.stderr.decode(errors='replace').strip()}"
         )
     script = result.stdout.decode(script_codec(result.stdout), errors="replace")
     roles: set[str] = set()
@@ -489,7 +494,9 @@ def table_of_contents(dump: Path) -> str:
         [tool("pg_restore"), "--list", str(dump)], capture_output=True, env=child_env({}), check=False
     )
     if result.returncode != 0:
-        raise BackupDefect(f"{dump.name}: not a readable pg_dump archive: {result.stderr.decode(errors='replace')}")
+        raise BackupDefect(
+            f"{dump.name}: not a readable pg_dump archive: {result.stderr.decode(errors='replace').strip()}"
+        )
     return result.stdout.decode(errors="replace")
 
 
