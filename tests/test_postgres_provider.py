@@ -24,6 +24,7 @@ from components.postgres import provider as provider_module
 from components.postgres.provider import (
     DatabaseAccessProvider,
     ExtensionProvider,
+    PostgresProvider,
     PostgresResourceError,
     RoleProvider,
     SchemaGrantProvider,
@@ -355,14 +356,29 @@ def test_a_password_is_stored_as_scram_whatever_the_servers_default(pg: Postgres
         RoleProvider().update(props["name"], props, props)
 
 
-def test_a_role_gone_from_the_server_reads_as_gone(applied: Applied) -> None:
-    """A refresh after the role was dropped by hand. Pulumi's Read handler
+@pytest.mark.parametrize(
+    ("provider", "declared", "gone", "id_"),
+    [
+        (RoleProvider(), "role-backup", {"name": "wondernest_dropped_by_hand"}, "wondernest_dropped_by_hand"),
+        (SchemaProvider(), "schema-core", {"name": "dropped_by_hand"}, "dropped_by_hand"),
+        # Either end of a grant gone is the grant gone.
+        (SchemaGrantProvider(), "grant-core-analytics", {"schema": "dropped_by_hand"}, "dropped_by_hand.x"),
+        (SchemaGrantProvider(), "grant-core-analytics", {"role": "wondernest_dropped"}, "core.wondernest_dropped"),
+        (DatabaseAccessProvider(), "database-access", {"database": "dropped_by_hand"}, "dropped_by_hand"),
+        (ExtensionProvider(), "extension-pg_stat_statements", {"name": "pg_trgm"}, "pg_trgm"),
+    ],
+)
+def test_an_object_gone_from_the_server_reads_as_gone(
+    applied: Applied, provider: PostgresProvider, declared: str, gone: dict[str, str], id_: str
+) -> None:
+    """A refresh after the object was dropped by hand. Pulumi's Read handler
     (pulumi/dynamic/__main__.py) adds the provider to the outputs it is given
     and sends the id: an empty id, with outputs it can add to, is what the
     engine takes as deleted (tests/test_provider_host.py drives that handler)."""
-    props = {**applied.props["role-backup"], "name": "wondernest_dropped_by_hand"}
-    result = RoleProvider().read(props["name"], props)
+    props = {**applied.props[declared], **gone}
+    result = provider.read(id_, props)
     assert (result.id, result.outs) == ("", {})
+    assert provider.drift(props) is None
 
 
 def test_escalated_role_is_drift_and_update_removes_it(pg: PostgresServer, applied: Applied) -> None:
@@ -1039,9 +1055,46 @@ def test_statistics_opened_to_others_are_drift_and_update_closes_them(pg: Postgr
         "EXECUTE on public.pg_stat_statements_reset(oid, oid, bigint) to wondernest_app",
         "SELECT on public.pg_stat_statements to PUBLIC",
     ]
+    # What `make verify` prints: the input that differs, then each undeclared right.
+    assert provider.drift(props) == [
+        "readers is [], declared ['wondernest_monitoring']",
+        "undeclared: EXECUTE on public.pg_stat_statements_reset(oid, oid, bigint) to wondernest_app",
+        "undeclared: SELECT on public.pg_stat_statements to PUBLIC",
+    ]
     assert provider.diff("pg_stat_statements", drifted, props).changes
     provider.update("pg_stat_statements", drifted, props)
     assert (provider.read("pg_stat_statements", props).outs or {}) == clean
+    assert provider.drift(props) == []
+
+
+def test_statistics_moved_by_hand_are_read_where_they_are_and_moved_back(pg: PostgresServer, applied: Applied) -> None:
+    """An extension moved to another schema by hand: read there (its rights
+    judged on its objects as they are named now), and an update moves it back
+    without replacing it."""
+    props = applied.props["extension-pg_stat_statements"]
+    provider = ExtensionProvider()
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("CREATE SCHEMA elsewhere; ALTER EXTENSION pg_stat_statements SET SCHEMA elsewhere")
+    try:
+        moved = provider.read("pg_stat_statements", props)
+        outs = moved.outs or {}
+        # Its rights moved with it; the monitoring role has no USAGE on the new schema, so reads nothing.
+        assert (moved.id, outs["name"], outs["schema"], outs["readers"], outs["undeclared"]) == (
+            "pg_stat_statements", "pg_stat_statements", "elsewhere", [], []
+        )  # fmt: skip
+        change = provider.diff("pg_stat_statements", outs, props)
+        assert (change.changes, change.replaces) == (True, [])
+        provider.update("pg_stat_statements", outs, props)
+        assert (provider.read("pg_stat_statements", props).outs or {})["schema"] == "public"
+        assert provider.drift(props) == []
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute(
+                "DO $$ BEGIN IF (SELECT extnamespace::regnamespace::text FROM pg_extension "
+                "WHERE extname = 'pg_stat_statements') = 'elsewhere' THEN "
+                "ALTER EXTENSION pg_stat_statements SET SCHEMA public; END IF; END $$"
+            )
+            conn.execute("DROP SCHEMA elsewhere")
 
 
 def test_each_role_starts_its_sessions_with_its_timeouts(applied: Applied, pg: PostgresServer) -> None:

@@ -258,6 +258,46 @@ def test_a_column_taken_away_by_hand_is_drift_and_update_gives_it_back(
         assert conn.execute("SELECT email FROM core.users").fetchall() == [("a@example.com",)]
 
 
+def test_each_finding_names_every_column_and_privilege_it_is_about(server: PostgresServer, applied: Applied) -> None:
+    """A table with two withheld columns, drifted every way in turn."""
+    provider, props = grant(applied)
+    declared = {**props, "withheld": [*props["withheld"], "keys.secret_a", "keys.secret_b"]}
+
+    def withholding() -> list[str]:
+        return list((provider.read("x", declared).outs or {})["withholding"])
+
+    with connect_as(server, applied.spec, "migrator") as conn:
+        conn.execute("CREATE TABLE core.keys (id int, secret_a text, secret_b text, label text, note text)")
+    try:
+        provider.update("x", props, declared)
+        assert withholding() == []
+        with server.admin(applied.spec.name) as conn:
+            conn.execute("GRANT SELECT, UPDATE ON core.keys TO wondernest_analytics")
+        assert withholding() == [
+            "core.keys (secret_a, secret_b) readable by wondernest_analytics, declared withheld",
+            "SELECT, UPDATE on the whole of core.keys to wondernest_analytics, declared column by column",
+        ]
+        provider.update("x", declared, declared)
+        with server.admin(applied.spec.name) as conn:
+            conn.execute("REVOKE SELECT (label, note) ON core.keys FROM wondernest_analytics")
+        assert withholding() == ["core.keys (label, note) not readable by wondernest_analytics"]
+        provider.update("x", declared, declared)
+        with connect_as(server, applied.spec, "migrator") as conn:
+            conn.execute("ALTER TABLE core.keys DROP COLUMN secret_a, DROP COLUMN secret_b")
+        with server.admin(applied.spec.name) as conn:
+            conn.execute("GRANT SELECT (label) ON core.keys TO wondernest_analytics")
+        assert withholding() == [
+            "core.keys has no column secret_a, secret_b, declared withheld: closed to wondernest_analytics whole "
+            "until the declaration names the column it became",
+            "core.keys readable by wondernest_analytics though a withheld column is gone",
+        ]
+    finally:
+        with connect_as(server, applied.spec, "migrator") as conn:
+            conn.execute("DROP TABLE IF EXISTS core.keys")
+        provider.update("x", declared, props)
+    assert (provider.read("x", props).outs or {})["withholding"] == []
+
+
 def test_a_trigger_dropped_or_replaced_by_hand_is_drift_and_update_restores_it(
     server: PostgresServer, applied: Applied
 ) -> None:

@@ -11,10 +11,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from pulumi.dynamic import ReadResult
 from pulumi.output import UNKNOWN as UNKNOWN_VALUE
 
 from components.model.database import database_spec
 from components.model.naming import Names
+from components.postgres.base import UNKNOWN_SENTINEL
 from components.postgres.provider import (
     DatabaseAccessProvider,
     ExtensionProvider,
@@ -55,8 +57,33 @@ def test_an_unknown_limit_list_or_name_is_not_judged() -> None:
     }
     assert failures(RoleProvider(), news) == []
     assert failures(RoleProvider(), {**ROLE, "member_of": [UNKNOWN_VALUE, "pg_monitor"]}) == []
-    # The engine's sentinel string is an unknown too.
-    assert failures(RoleProvider(), {**ROLE, "name": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}) == []
+    # The engine's sentinel string is an unknown too, alone or in a list.
+    assert failures(RoleProvider(), {**ROLE, "name": UNKNOWN_SENTINEL}) == []
+    assert failures(RoleProvider(), {**ROLE, "member_of": [UNKNOWN_SENTINEL, "pg_monitor"]}) == []
+    assert failures(SchemaGrantProvider(), {**GRANT, "table_privileges": [UNKNOWN_SENTINEL, "SELECT"]}) == []
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTS))
+def test_a_check_passes_its_inputs_on_as_given(name: str) -> None:
+    """What check returns is what the engine goes on with (create, diff)."""
+    provider, inputs = OBJECTS[name]
+    news = {**inputs, "connection": {"host": "h"}, **({"password": "pw"} if isinstance(provider, RoleProvider) else {})}
+    result = provider.check({}, news)
+    assert (result.inputs, result.failures) == (news, [])
+
+
+def test_drift_never_names_the_connection_even_when_a_read_leaves_it_out() -> None:
+    """The connection holds the admin's password: what `make verify` prints
+    must not, whatever a provider's read returns."""
+
+    class Forgetful(PostgresProvider):
+        compared_keys = ("name", "connection")
+
+        def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+            return ReadResult(id_=id_, outs={"name": "renamed"})
+
+    drift = Forgetful().drift({"name": "declared", "connection": {"password": "hunter2"}})
+    assert drift == ["name is 'renamed', declared 'declared'"]
 
 
 def test_a_known_bad_value_is_refused_beside_unknowns() -> None:

@@ -277,8 +277,9 @@ def _is_unknown(value: Any) -> bool:
 
 
 def _known_items(value: Any) -> list[Any]:
-    """The known items of a list input: none when the list itself is unknown."""
-    if value is None or _is_unknown(value) or not isinstance(value, (list, tuple)):
+    """The known items of a list input: none when the list itself is unknown
+    (an unknown is never a list) or absent."""
+    if not isinstance(value, (list, tuple)):
         return []
     return [item for item in value if not _is_unknown(item)]
 
