@@ -1067,6 +1067,36 @@ def test_statistics_opened_to_others_are_drift_and_update_closes_them(pg: Postgr
     assert provider.drift(props) == []
 
 
+def test_an_extension_deleted_takes_its_readers_rights_with_it(pg: PostgresServer, applied: Applied) -> None:
+    """Its readers lose USAGE on its schema too; a reader dropped since is passed over."""
+    provider = ExtensionProvider()
+    props = {
+        **applied.props["extension-pg_stat_statements"],
+        "name": "pg_trgm",
+        "schema": "trigrams",
+        "readers": ["trigram_reader", "trigram_gone"],
+        "views": [],
+        "functions": ["similarity(text, text)"],
+    }
+    usage = "SELECT has_schema_privilege('trigram_reader', 'trigrams', 'USAGE')"
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("CREATE SCHEMA trigrams; CREATE ROLE trigram_reader; CREATE ROLE trigram_gone")
+    try:
+        provider.create(props)
+        assert (provider.read("pg_trgm", props).outs or {})["readers"] == ["trigram_reader", "trigram_gone"]
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("DROP OWNED BY trigram_gone; DROP ROLE trigram_gone")
+            assert conn.execute(usage).fetchone() == (True,)
+        provider.delete("pg_trgm", props)
+        with pg.admin(applied.spec.name) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'").fetchone() == (0,)
+            assert conn.execute(usage).fetchone() == (False,)
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("DROP EXTENSION IF EXISTS pg_trgm; DROP SCHEMA trigrams; DROP OWNED BY trigram_reader")
+            conn.execute("DROP ROLE trigram_reader; DROP ROLE IF EXISTS trigram_gone")
+
+
 def test_statistics_moved_by_hand_are_read_where_they_are_and_moved_back(pg: PostgresServer, applied: Applied) -> None:
     """An extension moved to another schema by hand: read there (its rights
     judged on its objects as they are named now), and an update moves it back

@@ -156,6 +156,22 @@ def test_a_child_table_read_directly_withholds_what_its_parent_does(
             conn.execute(f"DROP TABLE {table}")
 
 
+def test_a_child_table_the_role_may_not_read_stays_closed(server: PostgresServer, applied: Applied) -> None:
+    """Narrowing follows a withheld table's children into other schemas; in
+    one the role is granted nothing, the child's other columns stay closed."""
+    with server.admin(applied.spec.name) as conn:
+        conn.execute("CREATE SCHEMA private; CREATE TABLE private.admin_users () INHERITS (core.users)")
+    try:
+        provider, props = grant(applied)
+        provider.update("x", props, props)
+        with server.admin(applied.spec.name) as conn:
+            readable = "SELECT has_any_column_privilege('wondernest_analytics', 'private.admin_users', 'SELECT')"
+            assert conn.execute(readable).fetchone() == (False,)
+    finally:
+        with server.admin(applied.spec.name) as conn:
+            conn.execute("DROP SCHEMA private CASCADE")
+
+
 @pytest.mark.parametrize(
     ("move", "back", "where", "key"),
     [
