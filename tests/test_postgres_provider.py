@@ -1049,17 +1049,20 @@ def test_statistics_opened_to_others_are_drift_and_update_closes_them(pg: Postgr
         conn.execute("GRANT SELECT ON public.pg_stat_statements TO PUBLIC")
         conn.execute("GRANT EXECUTE ON FUNCTION public.pg_stat_statements_reset(oid, oid, bigint) TO wondernest_app")
         conn.execute("REVOKE SELECT ON public.pg_stat_statements_info FROM wondernest_monitoring")
+        conn.execute("GRANT SELECT ON public.pg_stat_statements_info TO wondernest_backup WITH GRANT OPTION")
     drifted = provider.read("pg_stat_statements", props).outs or {}
     assert drifted["readers"] == []
     assert drifted["undeclared"] == [
         "EXECUTE on public.pg_stat_statements_reset(oid, oid, bigint) to wondernest_app",
         "SELECT on public.pg_stat_statements to PUBLIC",
+        "grant option: SELECT on public.pg_stat_statements_info to wondernest_backup",
     ]
     # What `make verify` prints: the input that differs, then each undeclared right.
     assert provider.drift(props) == [
         "readers is [], declared ['wondernest_monitoring']",
         "undeclared: EXECUTE on public.pg_stat_statements_reset(oid, oid, bigint) to wondernest_app",
         "undeclared: SELECT on public.pg_stat_statements to PUBLIC",
+        "undeclared: grant option: SELECT on public.pg_stat_statements_info to wondernest_backup",
     ]
     assert provider.diff("pg_stat_statements", drifted, props).changes
     provider.update("pg_stat_statements", drifted, props)
@@ -1116,6 +1119,13 @@ def test_statistics_moved_by_hand_are_read_where_they_are_and_moved_back(pg: Pos
         assert (change.changes, change.replaces) == (True, [])
         provider.update("pg_stat_statements", outs, props)
         assert (provider.read("pg_stat_statements", props).outs or {})["schema"] == "public"
+        assert provider.drift(props) == []
+        # Declared elsewhere: moved there, its readers granted there.
+        declared = {**props, "schema": "elsewhere"}
+        provider.update("pg_stat_statements", props, declared)
+        there = provider.read("pg_stat_statements", declared).outs or {}
+        assert (there["schema"], there["readers"], there["undeclared"]) == ("elsewhere", ["wondernest_monitoring"], [])
+        provider.update("pg_stat_statements", declared, props)
         assert provider.drift(props) == []
     finally:
         with pg.admin(applied.spec.name) as conn:
