@@ -1085,7 +1085,9 @@ def test_an_extension_deleted_takes_its_readers_rights_with_it(pg: PostgresServe
     with pg.admin(applied.spec.name) as conn:
         conn.execute("CREATE SCHEMA trigrams; CREATE ROLE trigram_reader; CREATE ROLE trigram_gone")
     try:
-        provider.create(props)
+        # What the engine records: the id, and the inputs as outputs.
+        created = provider.create(props)
+        assert (created.id, created.outs) == ("pg_trgm", props)
         assert (provider.read("pg_trgm", props).outs or {})["readers"] == ["trigram_reader", "trigram_gone"]
         with pg.admin(applied.spec.name) as conn:
             conn.execute("DROP OWNED BY trigram_gone; DROP ROLE trigram_gone")

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import stat
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -702,6 +703,29 @@ def test_a_failed_restore_names_the_error_in_the_dumps_own_encoding(pg: Postgres
     with pytest.raises(BackupError, match=re.compile(failure, re.DOTALL)):
         restore(endpoint(pg), repo, manifest.id, "copy", force=False)
     assert "copy" not in _databases(pg)
+
+
+def test_a_dump_in_no_declared_encoding_is_read_with_what_does_not_decode_replaced(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    """A SQL_ASCII database (which `run` refuses) dumped by hand: its bytes
+    follow no encoding, so a role named in LATIN1 bytes comes back with the
+    byte UTF-8 cannot read replaced instead of failing the read."""
+    with pg.admin() as conn:
+        conn.execute("CREATE DATABASE bytes_as_they_came ENCODING 'SQL_ASCII' LOCALE 'C' TEMPLATE template0")
+    haunted = 'CREATE ROLE "ghöst"; CREATE TABLE public.haunted (id int); ALTER TABLE public.haunted OWNER TO "ghöst"'
+    with pg.admin("bytes_as_they_came") as conn:
+        conn.execute(haunted.encode("latin-1"))
+    dump = tmp_path / "by-hand.dump"
+    try:
+        subprocess.run(
+            [PG_BINDIR / "pg_dump", "--format=custom", f"--file={dump}", pg.dsn(dbname="bytes_as_they_came")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    finally:
+        with pg.admin("bytes_as_they_came") as conn:
+            conn.execute('DROP TABLE public.haunted; DROP ROLE "ghöst"'.encode("latin-1"))
+    assert referenced_roles(dump) == {"gh\ufffdst"}
 
 
 def test_a_restore_refused_for_a_database_in_use_does_nothing_first(
