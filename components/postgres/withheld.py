@@ -110,7 +110,7 @@ def body(schema: str, role: str, withheld: Sequence[str]) -> str:
     literal = sql.Literal
     return _BODY % {
         "withheld": literal(json.dumps(by_table(withheld), sort_keys=True)).as_string() + "::jsonb",
-        "tree": _tree(schema, withheld).replace("%", "%%"),
+        "tree": _tree(schema, withheld),
         "role": literal(role).as_string(),
     }
 
