@@ -48,6 +48,13 @@ def test_the_spec_withholds_credentials_from_analytics_alone() -> None:
     assert WITHHELD_FROM_ANALYTICS["core"] == ("user_sessions.token_hash", "users.password_hash")
 
 
+def test_the_trigger_keeps_the_name_it_was_deployed_under() -> None:
+    """An update finds the deployed trigger by this name: another (a longer
+    digest, say) would leave the old one behind, still narrowing by the old
+    declaration, beside the new."""
+    assert withheld.trigger_name("core", "wondernest_analytics") == "wn_withhold_14884d487dc37767"
+
+
 def test_a_table_a_migration_creates_shows_analytics_all_but_the_credential(
     server: PostgresServer, applied: Applied
 ) -> None:
