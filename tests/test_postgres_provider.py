@@ -683,6 +683,30 @@ def test_password_verifiers_reach_neither_statistics_nor_logs(pg: PostgresServer
     assert "SCRAM-SHA-256$" not in pg.log()
 
 
+def test_an_admin_that_may_set_only_some_quiet_settings_sets_those(pg: PostgresServer, applied: Applied) -> None:
+    """An admin that is no superuser (RDS's master) is refused most of them;
+    one it was granted (`GRANT SET ON PARAMETER`) is still set after a refusal."""
+    from components.postgres.provider import connect
+
+    with pg.admin() as conn:
+        conn.execute("CREATE ROLE partial_admin LOGIN PASSWORD 'partial-pass-1'")
+        conn.execute("ALTER ROLE partial_admin SET log_statement = 'all'")
+        conn.execute("GRANT SET ON PARAMETER log_statement TO partial_admin")
+        conn.execute(f"GRANT CONNECT ON DATABASE {applied.spec.name} TO partial_admin")
+    try:
+        with connect(
+            {"host": "127.0.0.1", "port": pg.port, "user": "partial_admin", "password": "partial-pass-1",
+             "database": applied.spec.name, "sslmode": "disable", "wait_seconds": 0}
+        ) as provider:  # fmt: skip
+            # Refused before it: log_min_duration_statement and log_min_error_statement.
+            assert provider.execute("SHOW log_min_duration_statement").fetchone() != ("-1",)
+            assert provider.execute("SHOW log_statement").fetchone() == ("none",)
+    finally:
+        with pg.admin() as conn:
+            conn.execute(f"REVOKE CONNECT ON DATABASE {applied.spec.name} FROM partial_admin")
+            conn.execute("REVOKE SET ON PARAMETER log_statement FROM partial_admin; DROP ROLE partial_admin")
+
+
 def test_a_read_only_role_cannot_write_through_a_function(pg: PostgresServer, applied: Applied) -> None:
     """By default PUBLIC may execute every function: a SECURITY DEFINER one a
     migration creates would let analytics write with the migrator's rights."""
@@ -1119,7 +1143,8 @@ def test_statistics_moved_by_hand_are_read_where_they_are_and_moved_back(pg: Pos
         )  # fmt: skip
         change = provider.diff("pg_stat_statements", outs, props)
         assert (change.changes, change.replaces) == (True, [])
-        provider.update("pg_stat_statements", outs, props)
+        # What the engine records after the update: the inputs as outputs.
+        assert provider.update("pg_stat_statements", outs, props).outs == props
         assert (provider.read("pg_stat_statements", props).outs or {})["schema"] == "public"
         assert provider.drift(props) == []
         # Declared elsewhere: moved there, its readers granted there.

@@ -128,6 +128,26 @@ def test_a_rename_replaces_and_other_changes_update() -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "first"),
+    [
+        ("role-app", False),
+        ("grant-core-app", False),
+        ("database-access", False),
+        # The old schema's delete refuses while it holds tables: refused first, nothing new is made.
+        ("schema-core", True),
+        # The old extension's delete revokes its readers' USAGE on the schema the new one shares.
+        ("extension-pg_stat_statements", True),
+    ],
+)
+def test_a_replacement_deletes_first_where_the_old_object_stands_in_the_way(name: str, first: bool) -> None:
+    provider, inputs = OBJECTS[name]
+    key = (provider.replace_keys or provider.identity_keys)[0]
+    olds = {**inputs, "connection": {"host": "h"}, "password": "pw"}
+    replaced = provider.diff("x", olds, {**olds, key: "renamed"})
+    assert (replaced.changes, replaced.replaces, replaced.delete_before_replace) == (True, [key], first)
+
+
+@pytest.mark.parametrize(
     ("provider", "name", "expected"),
     [
         (RoleProvider(), "role-app", "checked_app"),
