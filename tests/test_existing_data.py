@@ -552,6 +552,48 @@ def test_names_outside_ascii_are_read_in_the_dumps_own_encoding(
         import_dump(migrator(pg), outside, schemas=platform.schemas, owner="wondernest_migrator")
 
 
+def test_names_read_otherwise_by_python_are_named_as_the_server_converts_them(
+    pg: PostgresServer, platform: Any, tmp_path: Path
+) -> None:
+    """EUC_JP's 0xA1C1 is the fullwidth tilde to PostgreSQL and the wave dash
+    to Python, whose codec has no circled digits: the tables a dump of data
+    alone fills are named as the server reads the archive."""
+    memo = "\uff5eメモ"  # the fullwidth tilde
+    tables = (
+        f'CREATE SCHEMA shop AUTHORIZATION shop_owner; SET ROLE shop_owner; CREATE TABLE shop."{memo}" (id int); '
+        f'CREATE TABLE shop."①" (id int); INSERT INTO shop."{memo}" VALUES (1); INSERT INTO shop."①" VALUES (1), (2); '
+        "RESET ROLE;"
+    )
+    data = dump_of(pg, tmp_path, tables, options=("--data-only",), encoding="EUC_JP")
+    with psycopg.connect(as_role(pg, "migrator"), autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE shop."{memo}" (id int); CREATE TABLE shop."①" (id int)')
+    imported = import_dump(migrator(pg), data, schemas=platform.schemas, owner="wondernest_migrator")
+    assert imported == {'shop."①"': 2, f'shop."{memo}"': 1}
+
+
+def test_a_name_holding_another_kind_of_line_break_stays_one_entry(
+    pg: PostgresServer, platform: Any, tmp_path: Path
+) -> None:
+    """pg_restore lists an entry a line, a name's newline written as a space;
+    a form feed or a NEL (LATIN1's 0x85) in a name ends no line. Read as one,
+    a name shaped as an entry would add that entry to the restore."""
+    forged = "notes\x0c1; 0 0 TABLE public injected postgres"
+    tables = (
+        f'CREATE SCHEMA shop AUTHORIZATION shop_owner; SET ROLE shop_owner; CREATE TABLE shop."{forged}" (id int); '
+        'CREATE TABLE shop."old\x85notes" (id int); INSERT INTO shop."old\x85notes" VALUES (1); RESET ROLE;'
+    )
+    dump = dump_of(pg, tmp_path, tables, encoding="LATIN1")
+    listed = sorted((e.desc, e.schema, e.name) for e in toc(dump) if e.desc.startswith("TABLE"))
+    assert listed == [
+        ("TABLE", "shop", forged),
+        ("TABLE", "shop", "old\x85notes"),
+        ("TABLE DATA", "shop", forged),
+        ("TABLE DATA", "shop", "old\x85notes"),
+    ]
+    imported = import_dump(migrator(pg), dump, schemas=platform.schemas, owner="wondernest_migrator")
+    assert imported == {f'shop."{forged}"': 0, 'shop."old\x85notes"': 1}
+
+
 def test_an_import_into_a_database_without_the_schemas_it_fills_is_refused(pg: PostgresServer, tmp_path: Path) -> None:
     spec = migrated_platform(pg)
     setup = (

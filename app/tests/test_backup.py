@@ -212,6 +212,23 @@ def test_a_full_volume_names_the_file_it_could_not_write_and_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_verification_that_cannot_be_recorded_still_says_why_it_failed(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    repo = Repository(tmp_path)
+    manifest = run(endpoint(pg), repo)
+    dump = repo.dump_path(manifest.id)
+    dump.write_bytes(dump.read_bytes()[:-1])
+    (tmp_path / f"{manifest.id}.{os.getpid()}.json.partial").symlink_to("/dev/full")
+    mismatch = f"backup {manifest.id}: checksum mismatch (file {checksum(dump)[:12]}, manifest {manifest.sha256[:12]})"
+    unrecorded = (
+        f"{mismatch}; the failure is not recorded: writing {tmp_path}/{manifest.id}.{os.getpid()}.json.partial: "
+        "No space left on device, so its manifest still reads as before"
+    )
+    with pytest.raises(BackupError, match=f"^{re.escape(unrecorded)}$"):
+        verify(repo, manifest.id)
+
+
 def test_pg_restores_messages_are_kept_whatever_their_bytes(
     pg: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

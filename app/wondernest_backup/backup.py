@@ -181,7 +181,7 @@ class Repository:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             # A failed write names no file (a full volume fails the close): the operator is told which.
-            raise OSError(exc.errno, exc.strerror, str(tmp)) from exc
+            raise OSError(exc.errno, exc.strerror or str(exc), str(tmp)) from exc
         tmp.replace(self.manifest_path(manifest.id))
 
     def all(self) -> list[Manifest]:
@@ -358,7 +358,14 @@ def verify(
     except BackupDefect as exc:
         manifest.verified_at = None
         manifest.verification = {"failed_at": _now().isoformat(), "error": str(exc)}
-        repo.save(manifest)
+        try:
+            repo.save(manifest)
+        except OSError as unsaved:
+            # Why it failed comes first; that its manifest still reads as before is the operator's to mend.
+            raise BackupDefect(
+                f"{exc}; the failure is not recorded: writing {unsaved.filename}: {unsaved.strerror}, so its "
+                "manifest still reads as before"
+            ) from exc
         raise
     manifest.verified_at = _now().isoformat()
     manifest.verification = {

@@ -15,14 +15,14 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from wondernest_backup.pgtools import BackupError, Endpoint, archive_codec, child_env, tool, work_dir
+from wondernest_backup.pgtools import BackupError, Endpoint, archive_encoding, child_env, codec_of, tool, work_dir
 
 _TABLES = """
 SELECT c.oid::regclass::text FROM pg_class c
@@ -45,10 +45,15 @@ def _schema_oids(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> list[
 
 @dataclass(frozen=True)
 class Entry:
-    line: str
+    line: bytes
+    """As pg_restore listed it, in the archive's encoding: handed back to it in `--use-list`."""
     desc: str
     schema: str
     name: str
+    """Read with Python's codec for the archive's encoding, to judge and name;
+    the server converts `raw_schema` and `raw_name` where the exact name counts."""
+    raw_schema: bytes = field(default=b"", compare=False, repr=False)
+    raw_name: bytes = field(default=b"", compare=False, repr=False)
 
 
 # pg_dump's object descriptions (pg_dump.c, `ArchiveEntry(... .description = ...)`),
@@ -67,7 +72,7 @@ _DESCS = sorted(
     key=len,
     reverse=True,
 )
-_ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<rest>.+)$")
+_ENTRY = re.compile(rb"^\d+; \d+ \d+ (?P<rest>.+)$")
 # Left to the stack, which declares schemas and extensions, or dropped by
 # --no-privileges anyway.
 _SKIPPED = {"SCHEMA", "EXTENSION", "ACL", "DEFAULT ACL", "DATABASE", "DATABASE PROPERTIES"}
@@ -85,18 +90,48 @@ def toc(dump: Path) -> list[Entry]:
         detail = stderr.strip().splitlines()
         hint = " (a plain-SQL dump: make a custom-format one with pg_dump -Fc)" if "text format" in stderr else ""
         raise BackupError(f"{dump} is not an archive pg_restore reads{hint}: {detail[-1] if detail else ''}")
-    # Names are listed as the dump holds them, in its database's encoding.
+    codec = codec_of(archive_encoding(dump))
     entries = []
-    for line in result.stdout.decode(archive_codec(dump), errors="replace").splitlines():
+    # Names are listed as the archive holds them, in its database's encoding,
+    # each entry on one line (pg_restore writes a name's newline as a space):
+    # split on that alone, never on what a name may hold (a form feed, NEL).
+    for line in result.stdout.split(b"\n"):
         match = _ENTRY.match(line)
         if match is None:
             continue
         rest = match["rest"]
-        desc = next((d for d in _DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
-        schema, _, named = rest[len(desc) + 1 :].partition(" ")
+        known = next((d for d in _DESCS if rest.startswith(d.encode() + b" ")), None)
+        first = known.encode() if known is not None else rest.split(b" ", 1)[0]
+        schema, _, named = rest[len(first) + 1 :].partition(b" ")
         # The owner is the last word; a name may hold spaces.
-        entries.append(Entry(line, desc, schema, named.rpartition(" ")[0]))
+        name = named.rpartition(b" ")[0]
+        entries.append(
+            Entry(line, first.decode(codec, errors="replace"), schema.decode(codec, errors="replace"),
+                  name.decode(codec, errors="replace"), schema, name)
+        )  # fmt: skip
     return entries
+
+
+def _as_the_server_reads(
+    conn: psycopg.Connection[Any], entries: Sequence[Entry], encoding: str
+) -> list[tuple[str, str]]:
+    """Each entry's schema and name as the server converts them from the
+    archive's encoding: Python's codecs differ from PostgreSQL's on some
+    characters (EUC_JP's fullwidth tilde, its circled digits) and lack some
+    encodings (EUC_TW). SQL_ASCII's bytes follow no encoding to convert from:
+    read as they were."""
+    if encoding == "SQL_ASCII":
+        return [(e.schema, e.name) for e in entries]
+    names = []
+    for e in entries:
+        try:
+            row = conn.execute(
+                "SELECT convert_from(%s, %s), convert_from(%s, %s)", (e.raw_schema, encoding, e.raw_name, encoding)
+            ).fetchone()
+        except psycopg.DataError as exc:
+            raise BackupError(f"the archive names {e.schema}.{e.name}, which is not {encoding}: {exc}") from exc
+        names.append((str(row[0]), str(row[1])) if row else (e.schema, e.name))
+    return names
 
 
 def _plan(entries: list[Entry], schemas: Collection[str]) -> list[Entry]:
@@ -139,8 +174,6 @@ def import_dump(target: Endpoint, dump: Path, *, schemas: Sequence[str], owner: 
     beyond the declared schemas. Returns each imported table's row count."""
     plan = _plan(toc(dump), schemas)
     filled = sorted({e.schema for e in plan if e.schema != "-"})
-    data = [(e.schema, e.name) for e in plan if e.desc == "TABLE DATA"]
-    sequences = [(e.schema, e.name) for e in plan if e.desc == "SEQUENCE SET"]
     data_only = all(e.desc in _DATA for e in plan)
     with psycopg.connect(target.conninfo(), autocommit=True) as conn:
         # Names read back schema-qualified, whatever the role's search path.
@@ -152,7 +185,12 @@ def import_dump(target: Endpoint, dump: Path, *, schemas: Sequence[str], owner: 
                 "will own what it makes, so the dump's code runs with that role's rights and no more"
             )
         oids = _schema_oids(conn, filled)
+        data: list[tuple[str, str]] = []
         if data_only:
+            # The tables filled are named exactly: each must exist.
+            encoding = archive_encoding(dump)
+            data = _as_the_server_reads(conn, [e for e in plan if e.desc == "TABLE DATA"], encoding)
+            sequences = _as_the_server_reads(conn, [e for e in plan if e.desc == "SEQUENCE SET"], encoding)
             _check_empty_tables(conn, data)
             _check_sequences(conn, sequences, data)
         else:
@@ -163,9 +201,9 @@ def import_dump(target: Endpoint, dump: Path, *, schemas: Sequence[str], owner: 
                     "writes over tables: drop them first, or dump the data alone (pg_dump --data-only) to fill "
                     "them; nothing imported"
                 )
-    # pg_restore reads each line's entry number alone; the rest is for a reader.
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="toc-", suffix=".list", dir=work_dir()) as listing:
-        listing.write("".join(e.line + "\n" for e in plan))
+    # pg_restore reads each line up to its `;`, the entry's number: the rest is for a reader.
+    with tempfile.NamedTemporaryFile("wb", prefix="toc-", suffix=".list", dir=work_dir()) as listing:
+        listing.write(b"".join(e.line + b"\n" for e in plan))
         listing.flush()
         with target.passfile() as env:
             result = subprocess.run(

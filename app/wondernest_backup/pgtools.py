@@ -161,29 +161,37 @@ _PYTHON_NAMES = {
 }
 
 
-def script_codec(script: bytes) -> str:
-    """The codec of the encoding a dump's script is written in (its `SET
-    client_encoding`, the database's own): a LATIN1 database's names are
+def script_encoding(script: bytes) -> str:
+    """PostgreSQL's name of the encoding a dump's script is written in (its
+    `SET client_encoding`, the database's own unless pg_dump was told another)."""
+    found = re.search(rb"^SET client_encoding = '([A-Z0-9_]+)';$", script, re.MULTILINE)
+    return found.group(1).decode() if found else "UTF8"
+
+
+def codec_of(encoding: str) -> str:
+    """Python's codec for a PostgreSQL encoding: a LATIN1 database's names are
     LATIN1 bytes. SQL_ASCII (bytes kept as they came) and an encoding Python
     lacks are read as UTF-8, what does not decode replaced."""
-    found = re.search(rb"^SET client_encoding = '([A-Z0-9_]+)';$", script, re.MULTILINE)
-    declared = found.group(1).decode() if found else "UTF8"
     try:
-        return codecs.lookup(_PYTHON_NAMES.get(declared, declared)).name
+        return codecs.lookup(_PYTHON_NAMES.get(encoding, encoding)).name
     except LookupError:
         return "utf-8"
 
 
-def archive_codec(dump: Path) -> str:
-    """The codec of a custom-format archive's names and text. `pg_restore
-    --list` does not print the encoding; the script of no entry at all (an
-    empty `--use-list`) is only its header, which sets it, and reads no data."""
+def script_codec(script: bytes) -> str:
+    return codec_of(script_encoding(script))
+
+
+def archive_encoding(dump: Path) -> str:
+    """The encoding of a custom-format archive's names and text. `pg_restore
+    --list` does not print it; the script of no entry at all (an empty
+    `--use-list`) is only its header, which sets it, and reads no data."""
     with tempfile.NamedTemporaryFile("w", prefix="none-", suffix=".list", dir=work_dir()) as nothing:
         result = subprocess.run(
             [tool("pg_restore"), "--file=-", f"--use-list={nothing.name}", str(dump)],
             capture_output=True, env=child_env({}), check=False,
         )  # fmt: skip
-    return script_codec(result.stdout) if result.returncode == 0 else "utf-8"
+    return script_encoding(result.stdout) if result.returncode == 0 else "UTF8"
 
 
 @contextlib.contextmanager
