@@ -119,6 +119,8 @@ AREAS = (
             # Rotated roles' passwords are not drift; the admin's password read from its secret.
             "tests/test_alternating_users.py",
             "tests/test_admin_secret.py",
+            # The admin connection verified against the stack's CA (verify-full), through a tunnel too.
+            "tests/test_tls.py",
         ),
     ),
     Area(
