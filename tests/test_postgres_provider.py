@@ -788,6 +788,70 @@ def _owners(pg: PostgresServer, database: str) -> dict[str, str]:
     return dict(rows)
 
 
+def test_a_schema_holding_tables_is_refused_naming_five_of_them(pg: PostgresServer, applied: Applied) -> None:
+    provider = SchemaProvider()
+    props = {**applied.props["schema-core"], "name": "ledger", "grantees": [], "withheld": {}}
+    provider.create(props)
+    tables = ("a", "b", "c", "d", "e", "f")
+    try:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("; ".join(f"CREATE TABLE ledger.{t} (id int)" for t in tables[:5]))
+        refusal = (
+            "schema ledger still holds {} relation(s) ({}); refusing to drop it and its data. Move or drop them "
+            "deliberately first, or keep the schema in the stack."
+        )
+        with pytest.raises(PostgresResourceError, match=f"^{re.escape(refusal.format(5, 'a, b, c, d, e'))}$"):
+            provider.delete("ledger", props)
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("CREATE TABLE ledger.f (id int)")
+        with pytest.raises(PostgresResourceError, match=f"^{re.escape(refusal.format(6, 'a, b, c, d, e ...'))}$"):
+            provider.delete("ledger", props)
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("; ".join(f"DROP TABLE IF EXISTS ledger.{t}" for t in tables))
+    provider.delete("ledger", props)
+    assert provider.drift(props) is None
+
+
+def test_a_schema_given_away_by_hand_is_read_with_its_owner_and_given_back(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    props = applied.props["schema-core"]
+    provider = SchemaProvider()
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("ALTER SCHEMA core OWNER TO wondernest_app")
+    try:
+        found = provider.read("core", props)
+        assert (found.id, (found.outs or {})["owner"]) == ("core", "wondernest_app")
+        assert provider.drift(props) == [f"owner is 'wondernest_app', declared {props['owner']!r}"]
+        provider.update("core", found.outs or {}, props)
+        assert provider.drift(props) == []
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute(f"ALTER SCHEMA core OWNER TO {props['owner']}")
+
+
+def test_a_withheld_column_granted_by_hand_is_undeclared_and_the_admins_own_rights_are_not(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    """The schema's second look at a credential: a column its reader reads
+    column by column is declared, the withheld one is not. What the admin
+    (the provider's own login) holds is its own."""
+    props = applied.props["schema-core"]
+    provider = SchemaProvider()
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("GRANT SELECT (password_hash) ON core.users TO wondernest_analytics")
+        conn.execute(f"GRANT SELECT ON core.users TO {props['owner']}")
+    try:
+        undeclared = (provider.read("core", props).outs or {})["undeclared"]
+        assert undeclared == ["SELECT (password_hash) on core.users to wondernest_analytics"]
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("REVOKE SELECT (password_hash) ON core.users FROM wondernest_analytics")
+            conn.execute(f"REVOKE SELECT ON core.users FROM {props['owner']}")
+    assert (provider.read("core", props).outs or {})["undeclared"] == []
+
+
 def test_objects_another_role_owns_are_drift_and_update_hands_them_to_the_migrator(
     pg: PostgresServer, applied: Applied
 ) -> None:
