@@ -842,9 +842,19 @@ def test_a_withheld_column_granted_by_hand_is_undeclared_and_the_admins_own_righ
     with pg.admin(applied.spec.name) as conn:
         conn.execute("GRANT SELECT (password_hash) ON core.users TO wondernest_analytics")
         conn.execute(f"GRANT SELECT ON core.users TO {props['owner']}")
+    admins = (
+        "SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a "
+        f"WHERE c.oid = 'core.users'::regclass AND a.grantee = '{props['owner']}'::regrole"
+    )
     try:
-        undeclared = (provider.read("core", props).outs or {})["undeclared"]
-        assert undeclared == ["SELECT (password_hash) on core.users to wondernest_analytics"]
+        drifted = provider.read("core", props).outs or {}
+        assert drifted["undeclared"] == ["SELECT (password_hash) on core.users to wondernest_analytics"]
+        # The update takes the credential's column back and leaves the admin's own right.
+        provider.update("core", drifted, props)
+        with pg.admin(applied.spec.name) as conn:
+            readable = "SELECT has_column_privilege('wondernest_analytics', 'core.users', 'password_hash', 'SELECT')"
+            assert conn.execute(readable).fetchone() == (False,)
+            assert conn.execute(admins).fetchone() == (1,)
     finally:
         with pg.admin(applied.spec.name) as conn:
             conn.execute("REVOKE SELECT (password_hash) ON core.users FROM wondernest_analytics")
