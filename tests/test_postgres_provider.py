@@ -820,10 +820,16 @@ def test_a_schema_given_away_by_hand_is_read_with_its_owner_and_given_back(
     provider = SchemaProvider()
     with pg.admin(applied.spec.name) as conn:
         conn.execute("ALTER SCHEMA core OWNER TO wondernest_app")
+        # Given away, the schema names the admin in its rights like anyone; who comes after it is read too.
+        conn.execute(f"GRANT USAGE ON SCHEMA core TO {props['owner']}")
+        conn.execute("GRANT USAGE ON SCHEMA core TO wondernest_monitoring")
     try:
         found = provider.read("core", props)
         assert (found.id, (found.outs or {})["owner"]) == ("core", "wondernest_app")
-        assert provider.drift(props) == [f"owner is 'wondernest_app', declared {props['owner']!r}"]
+        assert provider.drift(props) == [
+            f"owner is 'wondernest_app', declared {props['owner']!r}",
+            "undeclared: USAGE on schema core to wondernest_monitoring",
+        ]
         provider.update("core", found.outs or {}, props)
         assert provider.drift(props) == []
     finally:
