@@ -847,14 +847,23 @@ def test_a_withheld_column_granted_by_hand_is_undeclared_and_the_admins_own_righ
     provider = SchemaProvider()
     with pg.admin(applied.spec.name) as conn:
         conn.execute("GRANT SELECT (password_hash) ON core.users TO wondernest_analytics")
+        # The admin's rights, then others' after them on the same table and column list.
         conn.execute(f"GRANT SELECT ON core.users TO {props['owner']}")
+        conn.execute(f"GRANT SELECT (id) ON core.users TO {props['owner']}")
+        conn.execute("GRANT SELECT ON core.users TO wondernest_monitoring")
+        # A column grant beside the app's whole-table SELECT: it would outlive that grant.
+        conn.execute("GRANT SELECT (email) ON core.users TO wondernest_app")
     admins = (
         "SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a "
         f"WHERE c.oid = 'core.users'::regclass AND a.grantee = '{props['owner']}'::regrole"
     )
     try:
         drifted = provider.read("core", props).outs or {}
-        assert drifted["undeclared"] == ["SELECT (password_hash) on core.users to wondernest_analytics"]
+        assert drifted["undeclared"] == [
+            "SELECT (email) on core.users to wondernest_app",
+            "SELECT (password_hash) on core.users to wondernest_analytics",
+            "SELECT on core.users to wondernest_monitoring",
+        ]
         # The update takes the credential's column back and leaves the admin's own right.
         provider.update("core", drifted, props)
         with pg.admin(applied.spec.name) as conn:
@@ -864,7 +873,9 @@ def test_a_withheld_column_granted_by_hand_is_undeclared_and_the_admins_own_righ
     finally:
         with pg.admin(applied.spec.name) as conn:
             conn.execute("REVOKE SELECT (password_hash) ON core.users FROM wondernest_analytics")
-            conn.execute(f"REVOKE SELECT ON core.users FROM {props['owner']}")
+            conn.execute(f"REVOKE SELECT, SELECT (id) ON core.users FROM {props['owner']}")
+            conn.execute("REVOKE SELECT ON core.users FROM wondernest_monitoring")
+            conn.execute("REVOKE SELECT (email) ON core.users FROM wondernest_app")
     assert (provider.read("core", props).outs or {})["undeclared"] == []
 
 
