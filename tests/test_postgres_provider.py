@@ -853,6 +853,9 @@ def test_a_withheld_column_granted_by_hand_is_undeclared_and_the_admins_own_righ
         conn.execute("GRANT SELECT ON core.users TO wondernest_monitoring")
         # A column grant beside the app's whole-table SELECT: it would outlive that grant.
         conn.execute("GRANT SELECT (email) ON core.users TO wondernest_app")
+        # A column to a role the schema does not declare; a declared column, with its grant option.
+        conn.execute("GRANT SELECT (email) ON core.users TO wondernest_monitoring")
+        conn.execute("GRANT SELECT (email) ON core.users TO wondernest_analytics WITH GRANT OPTION")
     admins = (
         "SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a "
         f"WHERE c.oid = 'core.users'::regclass AND a.grantee = '{props['owner']}'::regrole"
@@ -861,8 +864,10 @@ def test_a_withheld_column_granted_by_hand_is_undeclared_and_the_admins_own_righ
         drifted = provider.read("core", props).outs or {}
         assert drifted["undeclared"] == [
             "SELECT (email) on core.users to wondernest_app",
+            "SELECT (email) on core.users to wondernest_monitoring",
             "SELECT (password_hash) on core.users to wondernest_analytics",
             "SELECT on core.users to wondernest_monitoring",
+            "grant option: SELECT (email) on core.users to wondernest_analytics",
         ]
         # The update takes the credential's column back and leaves the admin's own right.
         provider.update("core", drifted, props)
@@ -870,11 +875,16 @@ def test_a_withheld_column_granted_by_hand_is_undeclared_and_the_admins_own_righ
             readable = "SELECT has_column_privilege('wondernest_analytics', 'core.users', 'password_hash', 'SELECT')"
             assert conn.execute(readable).fetchone() == (False,)
             assert conn.execute(admins).fetchone() == (1,)
+            # The grant option is taken, the column it came with kept.
+            email = "SELECT has_column_privilege('wondernest_analytics', 'core.users', 'email', 'SELECT{}')"
+            assert conn.execute(email.format("")).fetchone() == (True,)
+            assert conn.execute(email.format(" WITH GRANT OPTION")).fetchone() == (False,)
     finally:
         with pg.admin(applied.spec.name) as conn:
             conn.execute("REVOKE SELECT (password_hash) ON core.users FROM wondernest_analytics")
             conn.execute(f"REVOKE SELECT, SELECT (id) ON core.users FROM {props['owner']}")
-            conn.execute("REVOKE SELECT ON core.users FROM wondernest_monitoring")
+            conn.execute("REVOKE SELECT, SELECT (email) ON core.users FROM wondernest_monitoring")
+            conn.execute("REVOKE GRANT OPTION FOR SELECT (email) ON core.users FROM wondernest_analytics")
             conn.execute("REVOKE SELECT (email) ON core.users FROM wondernest_app")
     assert (provider.read("core", props).outs or {})["undeclared"] == []
 
