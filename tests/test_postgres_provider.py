@@ -701,6 +701,8 @@ def test_an_admin_that_may_set_only_some_quiet_settings_sets_those(pg: PostgresS
             # Refused before it: log_min_duration_statement and log_min_error_statement.
             assert provider.execute("SHOW log_min_duration_statement").fetchone() != ("-1",)
             assert provider.execute("SHOW log_statement").fetchone() == ("none",)
+            # How an operator tells the provider's sessions from others in pg_stat_activity.
+            assert provider.execute("SHOW application_name").fetchone() == ("pulumi-postgres-provider",)
     finally:
         with pg.admin() as conn:
             conn.execute(f"REVOKE CONNECT ON DATABASE {applied.spec.name} FROM partial_admin")
