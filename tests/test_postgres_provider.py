@@ -852,6 +852,10 @@ def test_a_withheld_column_granted_by_hand_is_undeclared_and_the_admins_own_righ
         # The admin's rights, then others' after them on the same table and column list.
         conn.execute(f"GRANT SELECT ON core.users TO {props['owner']}")
         conn.execute(f"GRANT SELECT (id) ON core.users TO {props['owner']}")
+        conn.execute(
+            f"ALTER DEFAULT PRIVILEGES FOR ROLE {props['object_owner']} IN SCHEMA core GRANT SELECT ON TABLES "
+            f"TO {props['owner']}"
+        )
         conn.execute("GRANT SELECT ON core.users TO wondernest_monitoring")
         # A column grant beside the app's whole-table SELECT: it would outlive that grant.
         conn.execute("GRANT SELECT (email) ON core.users TO wondernest_app")
@@ -885,6 +889,10 @@ def test_a_withheld_column_granted_by_hand_is_undeclared_and_the_admins_own_righ
         with pg.admin(applied.spec.name) as conn:
             conn.execute("REVOKE SELECT (password_hash) ON core.users FROM wondernest_analytics")
             conn.execute(f"REVOKE SELECT, SELECT (id) ON core.users FROM {props['owner']}")
+            conn.execute(
+                f"ALTER DEFAULT PRIVILEGES FOR ROLE {props['object_owner']} IN SCHEMA core REVOKE SELECT ON TABLES "
+                f"FROM {props['owner']}"
+            )
             conn.execute("REVOKE SELECT, SELECT (email) ON core.users FROM wondernest_monitoring")
             conn.execute("REVOKE GRANT OPTION FOR SELECT (email) ON core.users FROM wondernest_analytics")
             conn.execute("REVOKE SELECT (email) ON core.users FROM wondernest_app")
