@@ -124,12 +124,9 @@ def _as_the_server_reads(
         return [(e.schema, e.name) for e in entries]
     names = []
     for e in entries:
-        try:
-            row = conn.execute(
-                "SELECT convert_from(%s, %s), convert_from(%s, %s)", (e.raw_schema, encoding, e.raw_name, encoding)
-            ).fetchone()
-        except psycopg.DataError as exc:
-            raise BackupError(f"the archive names {e.schema}.{e.name}, which is not {encoding}: {exc}") from exc
+        row = conn.execute(
+            "SELECT convert_from(%s, %s), convert_from(%s, %s)", (e.raw_schema, encoding, e.raw_name, encoding)
+        ).fetchone()
         names.append((str(row[0]), str(row[1])) if row else (e.schema, e.name))
     return names
 
