@@ -837,6 +837,7 @@ def test_a_schema_given_away_by_hand_is_read_with_its_owner_and_given_back(
     finally:
         with pg.admin(applied.spec.name) as conn:
             conn.execute(f"ALTER SCHEMA core OWNER TO {props['owner']}")
+            conn.execute("REVOKE USAGE ON SCHEMA core FROM wondernest_monitoring")
 
 
 def test_a_withheld_column_granted_by_hand_is_undeclared_and_the_admins_own_rights_are_not(
