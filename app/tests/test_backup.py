@@ -205,7 +205,7 @@ def test_a_full_volume_names_the_file_it_could_not_write_and_leaves_nothing(
             time.sleep(0.1)
         assert conn.execute(running).fetchone() == (0,)
     # The dump written whole, its manifest not.
-    manifest = tmp_path / f"{backup_id}.{os.getpid()}.json.partial"
+    manifest = repo.manifest_partial_path(backup_id)
     manifest.symlink_to("/dev/full")
     with pytest.raises(BackupError, match=f"^{re.escape(f'writing {manifest}: No space left on device')}$"):
         run(endpoint(pg, "bulky"), repo, now=now)
@@ -219,11 +219,12 @@ def test_a_failed_verification_that_cannot_be_recorded_still_says_why_it_failed(
     manifest = run(endpoint(pg), repo)
     dump = repo.dump_path(manifest.id)
     dump.write_bytes(dump.read_bytes()[:-1])
-    (tmp_path / f"{manifest.id}.{os.getpid()}.json.partial").symlink_to("/dev/full")
+    partial = repo.manifest_partial_path(manifest.id)
+    partial.symlink_to("/dev/full")
     mismatch = f"backup {manifest.id}: checksum mismatch (file {checksum(dump)[:12]}, manifest {manifest.sha256[:12]})"
     unrecorded = (
-        f"{mismatch}; the failure is not recorded: writing {tmp_path}/{manifest.id}.{os.getpid()}.json.partial: "
-        "No space left on device, so its manifest still reads as before"
+        f"{mismatch}; the failure is not recorded: writing {partial}: No space left on device, so its manifest "
+        "still reads as before"
     )
     with pytest.raises(BackupError, match=f"^{re.escape(unrecorded)}$"):
         verify(repo, manifest.id)

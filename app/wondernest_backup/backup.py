@@ -174,8 +174,12 @@ class Repository:
     def corrupt(self) -> list[str]:
         return self.scan()[1]
 
+    def manifest_partial_path(self, backup_id: str) -> Path:
+        """Where a manifest is written before it replaces the last, named for the writing process."""
+        return self.root / f"{backup_id}.{os.getpid()}.json.partial"
+
     def save(self, manifest: Manifest) -> None:
-        tmp = self.root / f"{manifest.id}.{os.getpid()}.json.partial"
+        tmp = self.manifest_partial_path(manifest.id)
         try:
             tmp.write_text(json.dumps(manifest.model_dump(), indent=2, sort_keys=True) + "\n")
         except OSError as exc:
