@@ -80,8 +80,9 @@ _SKIPPED = {"SCHEMA", "EXTENSION", "ACL", "DEFAULT ACL", "DATABASE", "DATABASE P
 _HEADER = {"ENCODING", "STDSTRINGS", "SEARCHPATH"}
 
 
-def toc(dump: Path) -> list[Entry]:
-    """The archive's table of contents (`pg_restore --list`)."""
+def toc(dump: Path, encoding: str | None = None) -> list[Entry]:
+    """The archive's table of contents (`pg_restore --list`); `encoding`, the
+    archive's when the caller has read it already."""
     result = subprocess.run(
         [tool("pg_restore"), "--list", str(dump)], capture_output=True, env=child_env({}), check=False
     )
@@ -90,7 +91,7 @@ def toc(dump: Path) -> list[Entry]:
         detail = stderr.strip().splitlines()
         hint = " (a plain-SQL dump: make a custom-format one with pg_dump -Fc)" if "text format" in stderr else ""
         raise BackupError(f"{dump} is not an archive pg_restore reads{hint}: {detail[-1] if detail else ''}")
-    codec = codec_of(archive_encoding(dump))
+    codec = codec_of(encoding or archive_encoding(dump))
     entries = []
     # Names are listed as the archive holds them, in its database's encoding,
     # each entry on one line (pg_restore writes a name's newline as a space):
@@ -169,7 +170,8 @@ def import_dump(target: Endpoint, dump: Path, *, schemas: Sequence[str], owner: 
     tables that exist, are empty and have no trigger of their own to rewrite
     the rows, and sets only their own sequences. Refused too when it reaches
     beyond the declared schemas. Returns each imported table's row count."""
-    plan = _plan(toc(dump), schemas)
+    encoding = archive_encoding(dump)
+    plan = _plan(toc(dump, encoding), schemas)
     filled = sorted({e.schema for e in plan if e.schema != "-"})
     data_only = all(e.desc in _DATA for e in plan)
     with psycopg.connect(target.conninfo(), autocommit=True) as conn:
@@ -185,7 +187,6 @@ def import_dump(target: Endpoint, dump: Path, *, schemas: Sequence[str], owner: 
         data: list[tuple[str, str]] = []
         if data_only:
             # The tables filled are named exactly: each must exist.
-            encoding = archive_encoding(dump)
             data = _as_the_server_reads(conn, [e for e in plan if e.desc == "TABLE DATA"], encoding)
             sequences = _as_the_server_reads(conn, [e for e in plan if e.desc == "SEQUENCE SET"], encoding)
             _check_empty_tables(conn, data)
