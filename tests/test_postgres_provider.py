@@ -459,6 +459,131 @@ def test_an_extra_privilege_on_one_table_is_drift(pg: PostgresServer, applied: A
         conn.execute("DROP TABLE core.second")
 
 
+def test_rights_on_only_some_relations_read_as_partial_and_update_evens_them(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    """What every table (or sequence) of the schema grants the role is its
+    privileges; what only some do is named after `PARTIAL:`, so the diff shows it
+    and the update gives each relation exactly the declared set."""
+    props = applied.props["grant-core-app"]
+    provider = SchemaGrantProvider()
+    role = props["role"]
+    try:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("CREATE TABLE core.second (id int GENERATED ALWAYS AS IDENTITY)")
+            conn.execute(f"REVOKE DELETE ON core.second FROM {role}")
+            conn.execute(f"REVOKE USAGE ON SEQUENCE core.second_id_seq FROM {role}")
+            conn.execute(f"GRANT TRUNCATE ON core.users TO {role}")
+        drifted = provider.read("x", props).outs or {}
+        assert drifted["table_privileges"] == ["INSERT", "SELECT", "UPDATE", "PARTIAL:DELETE,TRUNCATE"]
+        assert drifted["sequence_privileges"] == ["SELECT", "UPDATE", "PARTIAL:USAGE"]
+        assert provider.diff("x", drifted, props).changes
+        provider.update("x", drifted, props)
+        read = provider.read("x", props).outs or {}
+        assert (read["table_privileges"], read["sequence_privileges"]) == (
+            ["DELETE", "INSERT", "SELECT", "UPDATE"],
+            ["SELECT", "UPDATE", "USAGE"],
+        )
+        with connect_as(pg, applied.spec, "app") as conn:
+            conn.execute("DELETE FROM core.second")
+            conn.execute("SELECT nextval('core.second_id_seq')")
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute("TRUNCATE core.users")
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("DROP TABLE IF EXISTS core.second")
+
+
+def test_schema_rights_and_future_rights_taken_by_hand_are_drift_and_update_restores_them(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    """The schema's own privileges and each owner's default privileges are read
+    from the catalog: an owner whose future sequences no longer reach the role
+    is missing from `default_owners` even while its future tables still do."""
+    props = applied.props["grant-core-app"]
+    provider = SchemaGrantProvider()
+    role, migrator = props["role"], applied.spec.role("migrator").name
+    assert (provider.read("x", props).outs or {})["default_owners"] == ["postgres", migrator]
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute(f"REVOKE USAGE ON SCHEMA core FROM {role}")
+        conn.execute(
+            f"ALTER DEFAULT PRIVILEGES FOR ROLE {migrator} IN SCHEMA core REVOKE USAGE ON SEQUENCES FROM {role}"
+        )
+    result = provider.read("core.anything", props)
+    drifted = result.outs or {}
+    assert result.id == "core.anything"
+    assert (drifted["schema_privileges"], drifted["default_owners"]) == ([], ["postgres"])
+    assert provider.diff("x", drifted, props).changes
+    provider.update("x", drifted, props)
+    read = provider.read("x", props).outs or {}
+    assert (read["schema_privileges"], read["default_owners"]) == (["USAGE"], ["postgres", migrator])
+
+
+def test_an_owner_no_longer_declared_loses_its_future_rights_for_the_role(pg: PostgresServer, applied: Applied) -> None:
+    props = applied.props["grant-core-backup"]
+    provider = SchemaGrantProvider()
+    role, migrator = props["role"], applied.spec.role("migrator").name
+    fewer = {**props, "default_owners": ["postgres"]}
+    provider.update("x", props, fewer)
+    try:
+        assert _future_rights(pg, applied, role) == {("postgres", "S"), ("postgres", "r")}
+        assert (provider.read("x", fewer).outs or {})["default_owners"] == ["postgres"]
+    finally:
+        provider.update("x", fewer, props)
+    assert _future_rights(pg, applied, role) == {(o, k) for o in ("postgres", migrator) for k in ("S", "r")}
+
+
+def test_a_deleted_grant_leaves_no_right_behind_and_one_whose_role_or_schema_is_gone_deletes_quietly(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    props = applied.props["grant-core-backup"]
+    provider = SchemaGrantProvider()
+    role = props["role"]
+    provider.delete("x", props)
+    try:
+        assert _future_rights(pg, applied, role) == set()
+        with pg.admin(applied.spec.name) as conn:
+            held = conn.execute(
+                "SELECT has_schema_privilege(%s, 'core', 'USAGE'), has_table_privilege(%s, 'core.users', 'SELECT')",
+                (role, role),
+            ).fetchone()
+        assert held == (False, False)
+    finally:
+        provider.create(props)
+    provider.delete("x", {**props, "role": "nobody_here"})
+    provider.delete("x", {**props, "schema": "nowhere"})
+    assert _future_rights(pg, applied, role) != set()
+
+
+def _future_rights(pg: PostgresServer, applied: Applied, role: str) -> set[tuple[str, str]]:
+    """(owner, object type) of each default-privilege entry in `core` naming the role."""
+    with pg.admin(applied.spec.name) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT pg_get_userbyid(d.defaclrole), d.defaclobjtype::text FROM pg_default_acl d, "
+            "aclexplode(d.defaclacl) a WHERE d.defaclnamespace = 'core'::regnamespace AND a.grantee = %s::regrole",
+            (role,),
+        ).fetchall()
+    return {(str(owner), str(kind)) for owner, kind in rows}
+
+
+def test_the_grants_on_one_schema_are_deleted_in_parallel(pg: PostgresServer, applied: Applied) -> None:
+    """`pulumi destroy` deletes them at once too: each delete takes the schema's lock."""
+    grants = [props for name, props in applied.props.items() if name.startswith("grant-core-")]
+    try:
+        for _round in range(5):
+            with ThreadPoolExecutor(max_workers=len(grants)) as pool:
+                for deleted in [pool.submit(SchemaGrantProvider().delete, "x", dict(props)) for props in grants]:
+                    deleted.result()
+            with ThreadPoolExecutor(max_workers=len(grants)) as pool:
+                for created in [pool.submit(SchemaGrantProvider().create, dict(props)) for props in grants]:
+                    created.result()
+    finally:
+        for props in grants:
+            SchemaGrantProvider().create(dict(props))
+    with connect_as(pg, applied.spec, "analytics") as conn:
+        assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
+
+
 def test_public_access_drift_is_detected(pg: PostgresServer, applied: Applied) -> None:
     props = applied.props["database-access"]
     provider = DatabaseAccessProvider()
@@ -489,6 +614,21 @@ def test_the_grants_on_one_schema_apply_in_parallel(pg: PostgresServer, applied:
         with ThreadPoolExecutor(max_workers=len(grants)) as pool:
             done = [pool.submit(SchemaGrantProvider().create, dict(props)) for _name, props in grants]
             for future in done:
+                future.result()
+    with connect_as(pg, applied.spec, "analytics") as conn:
+        assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
+
+
+def test_a_schema_and_its_grants_apply_in_parallel(pg: PostgresServer, applied: Applied) -> None:
+    """The schema rewrites its own ACL as each grant does, under the same lock."""
+    schema = applied.props["schema-core"]
+    grants = [props for name, props in applied.props.items() if name.startswith("grant-core-")]
+    for _round in range(5):
+        with ThreadPoolExecutor(max_workers=len(grants) + 1) as pool:
+            updated = pool.submit(SchemaProvider().update, "core", dict(schema), dict(schema))
+            created = [pool.submit(SchemaGrantProvider().create, dict(props)) for props in grants]
+            updated.result()
+            for future in created:
                 future.result()
     with connect_as(pg, applied.spec, "analytics") as conn:
         assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
