@@ -519,6 +519,28 @@ def test_schema_rights_and_future_rights_taken_by_hand_are_drift_and_update_rest
     assert (read["schema_privileges"], read["default_owners"]) == (["USAGE"], ["postgres", migrator])
 
 
+def test_a_column_grant_beside_the_whole_table_is_not_read_as_column_by_column(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    """A role that reads the whole table reads it whole, whatever column
+    grants lie beside (the schema reports those): no finding, and the update
+    does not narrow the table to them."""
+    props = applied.props["grant-core-app"]
+    provider = SchemaGrantProvider()
+    role = props["role"]
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute(f"GRANT SELECT (email) ON core.users TO {role}")
+    try:
+        read = provider.read("x", props).outs or {}
+        assert (read["withholding"], read["table_privileges"]) == ([], props["table_privileges"])
+        provider.update("x", read, props)
+        with connect_as(pg, applied.spec, "app") as conn:
+            assert conn.execute("SELECT count(id) FROM core.users").fetchone() == (1,)
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute(f"REVOKE SELECT (email) ON core.users FROM {role}")
+
+
 def test_an_owner_no_longer_declared_loses_its_future_rights_for_the_role(pg: PostgresServer, applied: Applied) -> None:
     props = applied.props["grant-core-backup"]
     provider = SchemaGrantProvider()
