@@ -607,6 +607,29 @@ def test_the_grants_on_one_schema_are_deleted_in_parallel(pg: PostgresServer, ap
         assert conn.execute("SELECT count(*) FROM core.users").fetchone() == (1,)
 
 
+def test_deleting_the_access_takes_each_roles_connect_and_leaves_public_shut(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    props = applied.props["database-access"]
+    provider = DatabaseAccessProvider()
+    database, roles = props["database"], props["connect_roles"]
+    assert roles
+    # A role dropped since is passed over; the rest still lose CONNECT.
+    provider.delete(database, {**props, "connect_roles": ["dropped_since", *roles]})
+    try:
+        with pg.admin(applied.spec.name) as conn:
+            held = conn.execute(
+                "SELECT r.rolname FROM pg_roles r WHERE r.rolname = ANY(%s) "
+                "AND has_database_privilege(r.oid, %s, 'CONNECT')",
+                (roles, database),
+            ).fetchall()
+        assert held == []
+        assert (provider.read(database, props).outs or {})["public_revoked"] is True
+    finally:
+        provider.create(props)
+    assert (provider.read(database, props).outs or {})["connect_roles"] == sorted(roles)
+
+
 def test_public_access_drift_is_detected(pg: PostgresServer, applied: Applied) -> None:
     props = applied.props["database-access"]
     provider = DatabaseAccessProvider()
@@ -904,11 +927,21 @@ def test_routines_granted_to_public_show_as_drift(pg: PostgresServer, applied: A
     # An owner's future routines open to PUBLIC again is drift too.
     with pg.admin(applied.spec.name) as conn:
         conn.execute("ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_migrator GRANT EXECUTE ON ROUTINES TO PUBLIC")
+        # Made then, a routine carries no ACL of its own: PUBLIC's EXECUTE is the built-in default.
+        conn.execute("SET ROLE wondernest_migrator")
+        conn.execute("CREATE FUNCTION core.opened() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$")
+        conn.execute("RESET ROLE")
+        assert conn.execute("SELECT proacl FROM pg_proc WHERE proname = 'opened'").fetchone() == (None,)
+    assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is False
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_migrator REVOKE EXECUTE ON ROUTINES FROM PUBLIC")
+    # The routine made meanwhile is still open to PUBLIC.
     assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is False
     provider.update(props["database"], props, props)
     assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is True
     with pg.admin(applied.spec.name) as conn:
         conn.execute("DROP FUNCTION core.answer()")
+        conn.execute("DROP FUNCTION core.opened()")
 
 
 def test_expiry_settings_and_members_are_drift_and_update_removes_them(pg: PostgresServer, applied: Applied) -> None:
@@ -1190,6 +1223,18 @@ def test_a_catalog_function_opened_again_is_drift_and_update_closes_it(pg: Postg
     assert provider.diff(props["database"], drifted, props).changes
     provider.update(props["database"], drifted, props)
     assert (provider.read(props["database"], props).outs or {}) == clean
+
+
+def test_a_declared_function_the_server_does_not_have_reads_as_granted_to_nobody(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    """A grant on a signature the server lacks (another major version's, a
+    type that differs) is drift to show, not a read that fails."""
+    props = applied.props["database-access"]
+    migrator = applied.spec.role("migrator").name
+    declared = {**props, "function_grants": {**props["function_grants"], "pg_advisory_lock(text)": [migrator]}}
+    read = DatabaseAccessProvider().read(props["database"], declared).outs or {}
+    assert read["function_grants"] == {**props["function_grants"], "pg_advisory_lock(text)": []}
 
 
 def test_an_access_declared_before_catalog_functions_were_restricted_shows_a_change(applied: Applied) -> None:
