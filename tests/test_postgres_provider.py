@@ -630,6 +630,52 @@ def test_deleting_the_access_takes_each_roles_connect_and_leaves_public_shut(
     assert (provider.read(database, props).outs or {})["connect_roles"] == sorted(roles)
 
 
+def test_the_admins_own_rights_on_the_database_are_not_undeclared(pg: PostgresServer, applied: Applied) -> None:
+    """The role the provider connects as may hold rights on the database and on
+    another owner's future objects (RDS's master is granted, not the owner):
+    its own, never drift. The same rights held by any other role are."""
+    props = applied.props["database-access"]
+    database, migrator = props["database"], applied.spec.role("migrator").name
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("CREATE ROLE second_admin LOGIN SUPERUSER PASSWORD 'second-admin-pass'")
+        conn.execute(f"GRANT ALL ON DATABASE {database} TO second_admin WITH GRANT OPTION")
+        conn.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {migrator} GRANT SELECT ON TABLES TO second_admin")
+    try:
+        connection = {**props["connection"], "user": "second_admin", "password": "second-admin-pass"}
+        own = DatabaseAccessProvider().read(database, {**props, "connection": connection}).outs or {}
+        # The one finding: that it is not the owner, which the provider would put right.
+        assert own["undeclared"] == [f"the database is owned by {pg.superuser}, not the admin"]
+        other = DatabaseAccessProvider().read(database, props).outs or {}
+        assert other["undeclared"] == [
+            f"CREATE on database {database} to second_admin",
+            f"SELECT on future tables of {migrator}, database-wide, to second_admin",
+            f"TEMPORARY on database {database} to second_admin",
+            f"grant option: CONNECT on database {database} to second_admin",
+        ]
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("DROP OWNED BY second_admin")
+            conn.execute("DROP ROLE second_admin")
+
+
+def test_a_public_schema_made_again_by_hand_is_read_by_its_default_rights(pg: PostgresServer) -> None:
+    """`CREATE SCHEMA public` leaves its ACL unset: the built-in default,
+    the owner's alone, which gives PUBLIC nothing."""
+    with pg.admin() as conn:
+        conn.execute("CREATE DATABASE public_made_again")
+    try:
+        with pg.admin("public_made_again") as conn:
+            conn.execute("DROP SCHEMA public")
+            conn.execute("CREATE SCHEMA public")
+            conn.execute("REVOKE ALL ON DATABASE public_made_again FROM PUBLIC")
+            assert conn.execute("SELECT nspacl FROM pg_namespace WHERE nspname = 'public'").fetchone() == (None,)
+        props = {"database": "public_made_again", "connection": pg.admin_connection("public_made_again")}
+        assert (DatabaseAccessProvider().read("public_made_again", props).outs or {})["public_revoked"] is True
+    finally:
+        with pg.admin() as conn:
+            conn.execute("DROP DATABASE public_made_again")
+
+
 def test_public_access_drift_is_detected(pg: PostgresServer, applied: Applied) -> None:
     props = applied.props["database-access"]
     provider = DatabaseAccessProvider()
@@ -639,6 +685,20 @@ def test_public_access_drift_is_detected(pg: PostgresServer, applied: Applied) -
     drifted = provider.read(props["database"], props).outs or {}
     assert drifted["public_revoked"] is False
     provider.update(props["database"], drifted, props)
+    assert (provider.read(props["database"], props).outs or {})["public_revoked"] is True
+    # A declared role's CONNECT taken by hand.
+    analytics = applied.spec.role("analytics").name
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute(f"REVOKE CONNECT ON DATABASE {props['database']} FROM {analytics}")
+    drifted = provider.read(props["database"], props).outs or {}
+    assert drifted["connect_roles"] == sorted(set(props["connect_roles"]) - {analytics})
+    provider.update(props["database"], drifted, props)
+    assert (provider.read(props["database"], props).outs or {})["connect_roles"] == sorted(props["connect_roles"])
+    # The `public` schema opened to everyone, the database left shut, is drift on its own.
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("GRANT USAGE ON SCHEMA public TO PUBLIC")
+    assert (provider.read(props["database"], props).outs or {})["public_revoked"] is False
+    provider.update(props["database"], props, props)
     assert (provider.read(props["database"], props).outs or {})["public_revoked"] is True
 
 
@@ -936,6 +996,15 @@ def test_routines_granted_to_public_show_as_drift(pg: PostgresServer, applied: A
     with pg.admin(applied.spec.name) as conn:
         conn.execute("ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_migrator REVOKE EXECUTE ON ROUTINES FROM PUBLIC")
     # The routine made meanwhile is still open to PUBLIC.
+    assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is False
+    provider.update(props["database"], props, props)
+    assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is True
+    # PUBLIC beside another grantee in an owner's future rights: the entry stays, PUBLIC in it.
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_migrator GRANT EXECUTE ON ROUTINES TO wondernest_app"
+        )
+        conn.execute("ALTER DEFAULT PRIVILEGES FOR ROLE wondernest_migrator GRANT EXECUTE ON ROUTINES TO PUBLIC")
     assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is False
     provider.update(props["database"], props, props)
     assert (provider.read(props["database"], props).outs or {})["routines_public_revoked"] is True
