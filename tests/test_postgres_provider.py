@@ -670,10 +670,35 @@ def test_a_public_schema_made_again_by_hand_is_read_by_its_default_rights(pg: Po
             conn.execute("REVOKE ALL ON DATABASE public_made_again FROM PUBLIC")
             assert conn.execute("SELECT nspacl FROM pg_namespace WHERE nspname = 'public'").fetchone() == (None,)
         props = {"database": "public_made_again", "connection": pg.admin_connection("public_made_again")}
-        assert (DatabaseAccessProvider().read("public_made_again", props).outs or {})["public_revoked"] is True
+        result = DatabaseAccessProvider().read("public_made_again", props)
+        assert (result.id, (result.outs or {})["public_revoked"]) == ("public_made_again", True)
     finally:
         with pg.admin() as conn:
             conn.execute("DROP DATABASE public_made_again")
+
+
+def test_a_role_no_longer_declared_loses_connect_even_when_the_update_refuses_it(
+    pg: PostgresServer, applied: Applied
+) -> None:
+    """A role dropped from `connect_roles` that holds a cluster-wide power is
+    refused by name (dropping it is an operator's call), but its way in is
+    taken first."""
+    props = applied.props["database-access"]
+    database = props["database"]
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("CREATE ROLE former_reader LOGIN CREATEROLE")
+        conn.execute(f"GRANT CONNECT ON DATABASE {database} TO former_reader")
+    try:
+        olds = {**props, "connect_roles": [*props["connect_roles"], "former_reader"]}
+        with pytest.raises(PostgresResourceError, match="role former_reader .* is not declared"):
+            DatabaseAccessProvider().update(database, olds, props)
+        with pg.admin(applied.spec.name) as conn:
+            held = conn.execute("SELECT has_database_privilege('former_reader', %s, 'CONNECT')", (database,))
+            assert held.fetchone() == (False,)
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            conn.execute("DROP OWNED BY former_reader")
+            conn.execute("DROP ROLE former_reader")
 
 
 def test_public_access_drift_is_detected(pg: PostgresServer, applied: Applied) -> None:
