@@ -690,7 +690,9 @@ def test_a_role_no_longer_declared_loses_connect_even_when_the_update_refuses_it
         conn.execute(f"GRANT CONNECT ON DATABASE {database} TO former_reader")
     try:
         olds = {**props, "connect_roles": [*props["connect_roles"], "former_reader"]}
-        with pytest.raises(PostgresResourceError, match="role former_reader .* is not declared"):
+        with pytest.raises(
+            PostgresResourceError, match=re.escape("role former_reader (LOGIN, CREATEROLE) is not declared: drop it")
+        ):
             DatabaseAccessProvider().update(database, olds, props)
         with pg.admin(applied.spec.name) as conn:
             held = conn.execute("SELECT has_database_privilege('former_reader', %s, 'CONNECT')", (database,))
@@ -699,6 +701,31 @@ def test_a_role_no_longer_declared_loses_connect_even_when_the_update_refuses_it
         with pg.admin(applied.spec.name) as conn:
             conn.execute("DROP OWNED BY former_reader")
             conn.execute("DROP ROLE former_reader")
+
+
+def test_an_update_keeps_the_admins_own_future_rights(pg: PostgresServer, applied: Applied) -> None:
+    """What the provider revokes as undeclared passes over the role it runs as."""
+    props = applied.props["database-access"]
+    database = props["database"]
+    with pg.admin(applied.spec.name) as conn:
+        conn.execute("CREATE ROLE granted_admin LOGIN SUPERUSER PASSWORD 'granted-admin-pass'")
+        conn.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {pg.superuser} GRANT SELECT ON TABLES TO granted_admin")
+    try:
+        connection = {**props["connection"], "user": "granted_admin", "password": "granted-admin-pass"}
+        DatabaseAccessProvider().update(database, props, {**props, "connection": connection})
+        with pg.admin(applied.spec.name) as conn:
+            kept = conn.execute(
+                "SELECT d.defaclobjtype::text, a.privilege_type FROM pg_default_acl d, aclexplode(d.defaclacl) a "
+                "WHERE a.grantee = 'granted_admin'::regrole"
+            ).fetchall()
+        assert kept == [("r", "SELECT")]
+    finally:
+        with pg.admin(applied.spec.name) as conn:
+            # The update made the admin it ran as the database's owner.
+            conn.execute(f"ALTER DATABASE {database} OWNER TO {pg.superuser}")
+            conn.execute("DROP OWNED BY granted_admin")
+            conn.execute("DROP ROLE granted_admin")
+    assert (DatabaseAccessProvider().read(database, props).outs or {})["undeclared"] == []
 
 
 def test_public_access_drift_is_detected(pg: PostgresServer, applied: Applied) -> None:
