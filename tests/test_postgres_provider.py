@@ -690,10 +690,14 @@ def test_a_role_no_longer_declared_loses_connect_even_when_the_update_refuses_it
         conn.execute(f"GRANT CONNECT ON DATABASE {database} TO former_reader")
     try:
         olds = {**props, "connect_roles": [*props["connect_roles"], "former_reader"]}
-        with pytest.raises(
-            PostgresResourceError, match=re.escape("role former_reader (LOGIN, CREATEROLE) is not declared: drop it")
-        ):
+        with pytest.raises(PostgresResourceError) as refused:
             DatabaseAccessProvider().update(database, olds, props)
+        assert str(refused.value) == (
+            "1 thing(s) on the server that the platform does not declare and will not remove by itself: "
+            "role former_reader (LOGIN, CREATEROLE) is not declared: drop it (DROP OWNED BY former_reader; "
+            "DROP ROLE former_reader) if nobody should have it, or declare it. What was safe to remove is gone; "
+            'docs/runbooks.md ("pulumi up refuses") says how to decide on the rest.'
+        )
         with pg.admin(applied.spec.name) as conn:
             held = conn.execute("SELECT has_database_privilege('former_reader', %s, 'CONNECT')", (database,))
             assert held.fetchone() == (False,)
