@@ -680,31 +680,38 @@ def test_a_public_schema_made_again_by_hand_is_read_by_its_default_rights(pg: Po
 def test_a_role_no_longer_declared_loses_connect_even_when_the_update_refuses_it(
     pg: PostgresServer, applied: Applied
 ) -> None:
-    """A role dropped from `connect_roles` that holds a cluster-wide power is
-    refused by name (dropping it is an operator's call), but its way in is
+    """Roles dropped from `connect_roles` that hold a cluster-wide power are
+    refused by name (dropping one is an operator's call), but their way in is
     taken first."""
     props = applied.props["database-access"]
     database = props["database"]
     with pg.admin(applied.spec.name) as conn:
         conn.execute("CREATE ROLE former_reader LOGIN CREATEROLE")
-        conn.execute(f"GRANT CONNECT ON DATABASE {database} TO former_reader")
+        conn.execute("CREATE ROLE former_streamer REPLICATION")
+        conn.execute(f"GRANT CONNECT ON DATABASE {database} TO former_reader, former_streamer")
     try:
-        olds = {**props, "connect_roles": [*props["connect_roles"], "former_reader"]}
+        olds = {**props, "connect_roles": [*props["connect_roles"], "former_reader", "former_streamer"]}
         with pytest.raises(PostgresResourceError) as refused:
             DatabaseAccessProvider().update(database, olds, props)
         assert str(refused.value) == (
-            "1 thing(s) on the server that the platform does not declare and will not remove by itself: "
+            "2 thing(s) on the server that the platform does not declare and will not remove by itself: "
             "role former_reader (LOGIN, CREATEROLE) is not declared: drop it (DROP OWNED BY former_reader; "
-            "DROP ROLE former_reader) if nobody should have it, or declare it. What was safe to remove is gone; "
+            "DROP ROLE former_reader) if nobody should have it, or declare it; "
+            "role former_streamer (REPLICATION) is not declared: drop it (DROP OWNED BY former_streamer; "
+            "DROP ROLE former_streamer) if nobody should have it, or declare it. What was safe to remove is gone; "
             'docs/runbooks.md ("pulumi up refuses") says how to decide on the rest.'
         )
         with pg.admin(applied.spec.name) as conn:
-            held = conn.execute("SELECT has_database_privilege('former_reader', %s, 'CONNECT')", (database,))
-            assert held.fetchone() == (False,)
+            held = conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE 'former_%%' "
+                "AND has_database_privilege(oid, %s, 'CONNECT')",
+                (database,),
+            )
+            assert held.fetchall() == []
     finally:
         with pg.admin(applied.spec.name) as conn:
-            conn.execute("DROP OWNED BY former_reader")
-            conn.execute("DROP ROLE former_reader")
+            conn.execute("DROP OWNED BY former_reader, former_streamer")
+            conn.execute("DROP ROLE former_reader, former_streamer")
 
 
 def test_an_update_keeps_the_admins_own_future_rights(pg: PostgresServer, applied: Applied) -> None:
