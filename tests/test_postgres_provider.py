@@ -718,18 +718,23 @@ def test_an_update_keeps_the_admins_own_future_rights(pg: PostgresServer, applie
     """What the provider revokes as undeclared passes over the role it runs as."""
     props = applied.props["database-access"]
     database = props["database"]
+    analytics = applied.spec.role("analytics").name
     with pg.admin(applied.spec.name) as conn:
         conn.execute("CREATE ROLE granted_admin LOGIN SUPERUSER PASSWORD 'granted-admin-pass'")
         conn.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {pg.superuser} GRANT SELECT ON TABLES TO granted_admin")
+        # Read after the admin's own: still revoked.
+        conn.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {pg.superuser} GRANT SELECT ON SEQUENCES TO {analytics}")
     try:
         connection = {**props["connection"], "user": "granted_admin", "password": "granted-admin-pass"}
         DatabaseAccessProvider().update(database, props, {**props, "connection": connection})
         with pg.admin(applied.spec.name) as conn:
             kept = conn.execute(
-                "SELECT d.defaclobjtype::text, a.privilege_type FROM pg_default_acl d, aclexplode(d.defaclacl) a "
-                "WHERE a.grantee = 'granted_admin'::regrole"
+                "SELECT pg_get_userbyid(a.grantee), d.defaclobjtype::text, a.privilege_type "
+                "FROM pg_default_acl d, aclexplode(d.defaclacl) a "
+                "WHERE a.grantee IN ('granted_admin'::regrole, %s::regrole) AND d.defaclnamespace = 0",
+                (analytics,),
             ).fetchall()
-        assert kept == [("r", "SELECT")]
+        assert kept == [("granted_admin", "r", "SELECT")]
     finally:
         with pg.admin(applied.spec.name) as conn:
             # The update made the admin it ran as the database's owner.
