@@ -669,9 +669,16 @@ def test_a_public_schema_made_again_by_hand_is_read_by_its_default_rights(pg: Po
             conn.execute("CREATE SCHEMA public")
             conn.execute("REVOKE ALL ON DATABASE public_made_again FROM PUBLIC")
             assert conn.execute("SELECT nspacl FROM pg_namespace WHERE nspname = 'public'").fetchone() == (None,)
-        props = {"database": "public_made_again", "connection": pg.admin_connection("public_made_again")}
+        props = {
+            "database": "public_made_again",
+            "connection": pg.admin_connection("public_made_again"),
+            "restricted_functions": ["lo_import", "pg_advisory_lock"],
+        }
         result = DatabaseAccessProvider().read("public_made_again", props)
         assert (result.id, (result.outs or {})["public_revoked"]) == ("public_made_again", True)
+        # Nothing restricted them here: initdb's catalog. PUBLIC runs the advisory lock (no ACL of its
+        # own: the built-in default); initdb itself keeps the server-side lo_import from PUBLIC.
+        assert (result.outs or {})["restricted_functions"] == ["lo_import"]
     finally:
         with pg.admin() as conn:
             conn.execute("DROP DATABASE public_made_again")
