@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from components.postgres import backdoors
 from components.postgres.provider import DatabaseAccessProvider, PostgresResourceError, RoleProvider, scram_matches
 from tests.platform_db import PASSWORDS, Applied, connect_as, platform_with_users
 from tests.servers import PostgresServer, postgres_server
@@ -430,3 +431,67 @@ def test_where_the_admin_is_no_superuser_catalog_rights_of_platform_roles_are_st
             conn.execute(f"REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM {app}")
             conn.execute(f"REVOKE CONNECT ON DATABASE {database} FROM {admin}")
             conn.execute(f"DROP ROLE {admin}")
+
+
+def test_where_the_admin_is_no_superuser_what_it_handed_out_in_the_catalog_it_revokes(
+    server: PostgresServer, applied: Applied
+) -> None:
+    """RDS's master holds some catalog rights with their grant option and can
+    pass them on: a function, a column of pg_authid. Each is named, the
+    column with it, and revoked by the statement the finding carries."""
+    database = applied.props["database-access"]["database"]
+    app = applied.spec.role("app").name
+    admin, password = "master_with_options", "master-with-options-7777"
+    with server.admin(database) as conn:
+        conn.execute(f"CREATE ROLE {admin} LOGIN CREATEROLE PASSWORD '{password}'")
+        conn.execute(f"GRANT CONNECT ON DATABASE {database} TO {admin}")
+        conn.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {admin} WITH GRANT OPTION")
+        conn.execute(f"GRANT SELECT (rolpassword) ON pg_authid TO {admin} WITH GRANT OPTION")
+    try:
+        dsn = server.dsn(user=admin, password=password, dbname=database)
+        with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {app}")
+            cur.execute(f"GRANT SELECT (rolpassword) ON pg_authid TO {app}")
+            found = backdoors.catalog_rights(cur, [app], {})
+            assert [f.description for f in found] == [
+                f"EXECUTE on catalog function pg_read_file(text) to {app}",
+                f"SELECT on catalog table pg_authid (rolpassword) to {app}",
+            ]
+            for finding in found:
+                assert finding.remedy is not None
+                cur.execute(finding.remedy)
+            assert backdoors.catalog_rights(cur, [app], {}) == []
+        with server.admin(database) as conn:
+            held = conn.execute(
+                "SELECT has_function_privilege(%s, 'pg_read_file(text)', 'EXECUTE'), "
+                "has_column_privilege(%s, 'pg_authid', 'rolpassword', 'SELECT')",
+                (app, app),
+            ).fetchone()
+        assert held == (False, False)
+    finally:
+        with server.admin(database) as conn:
+            conn.execute(f"REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM {app}, {admin} CASCADE")
+            conn.execute(f"REVOKE SELECT (rolpassword) ON pg_authid FROM {app}, {admin} CASCADE")
+            conn.execute(f"REVOKE CONNECT ON DATABASE {database} FROM {admin}")
+            conn.execute(f"DROP ROLE {admin}")
+
+
+def test_an_undeclared_schema_that_holds_only_a_type_is_left_standing(server: PostgresServer, applied: Applied) -> None:
+    """DROP SCHEMA would stop on the type: the schema is not empty, and the
+    update neither tries nor fails; what the platform's roles held there is
+    still revoked."""
+    provider, props, database = access(applied)
+    app = applied.spec.role("app").name
+    with server.admin(database) as conn:
+        conn.execute("CREATE SCHEMA typed")
+        conn.execute("CREATE TYPE typed.mood AS ENUM ('calm')")
+        conn.execute(f"GRANT USAGE ON SCHEMA typed TO {app}")
+    try:
+        drifted = read(applied)
+        assert [f for f in drifted["undeclared"] if "typed" in f] == [f"USAGE on undeclared schema typed to {app}"]
+        provider.update(database, drifted, props)
+        with server.admin(database) as conn:
+            assert conn.execute("SELECT has_schema_privilege(%s, 'typed', 'USAGE')", (app,)).fetchone() == (False,)
+    finally:
+        with server.admin(database) as conn:
+            conn.execute("DROP SCHEMA typed CASCADE")
