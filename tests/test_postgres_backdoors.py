@@ -351,6 +351,10 @@ HAND_MADE: list[tuple[str, list[str], str, bool, list[str]]] = [
       "AS $$BEGIN EXECUTE $1; END$$"],
      "function wn_diag(text) was made in a system schema after initdb", False,
      ["DROP FUNCTION pg_catalog.wn_diag(text)"]),
+    ("a view planted in information_schema",
+     ["CREATE VIEW information_schema.wn_verifiers AS SELECT rolname, rolpassword FROM pg_authid"],
+     "relation information_schema.wn_verifiers was made in a system schema after initdb", False,
+     ["DROP VIEW information_schema.wn_verifiers"]),
     ("a parameter a role may set", ["GRANT SET ON PARAMETER session_replication_role TO wondernest_migrator"],
      "SET on parameter session_replication_role to wondernest_migrator", True, []),
     ("triggers silenced for the whole database",
@@ -495,3 +499,19 @@ def test_an_undeclared_schema_that_holds_only_a_type_is_left_standing(server: Po
     finally:
         with server.admin(database) as conn:
             conn.execute("DROP SCHEMA typed CASCADE")
+
+
+def test_what_an_extension_installed_in_a_system_schema_made_there_is_its_own(
+    server: PostgresServer, applied: Applied
+) -> None:
+    """An extension's members are the extension's, wherever it is installed:
+    its view and functions in information_schema are not objects made by hand."""
+    database = applied.props["database-access"]["database"]
+    with server.admin(database) as conn:
+        conn.execute("CREATE EXTENSION pg_buffercache SCHEMA information_schema")
+    try:
+        found = read(applied)
+        assert [f for f in found["undeclared"] + found["refused"] if "buffercache" in f] == []
+    finally:
+        with server.admin(database) as conn:
+            conn.execute("DROP EXTENSION pg_buffercache")
