@@ -357,6 +357,8 @@ HAND_MADE: list[tuple[str, list[str], str, bool, list[str]]] = [
      ["DROP VIEW information_schema.wn_verifiers"]),
     ("a parameter a role may set", ["GRANT SET ON PARAMETER session_replication_role TO wondernest_migrator"],
      "SET on parameter session_replication_role to wondernest_migrator", True, []),
+    ("a parameter everyone may set", ["GRANT SET ON PARAMETER session_replication_role TO PUBLIC"],
+     "SET on parameter session_replication_role to PUBLIC", True, []),
     ("triggers silenced for the whole database",
      ["ALTER DATABASE wondernest SET session_replication_role = replica"],
      "settings made for the database: session_replication_role=replica", True, []),
