@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -413,6 +414,22 @@ def test_what_a_superuser_changes_by_hand_is_named_and_removed_or_refused(
     assert read(applied)["refused"] == []
 
 
+@contextmanager
+def master_like(server: PostgresServer, database: str, name: str, password: str) -> Iterator[None]:
+    """A role like RDS's master user for the test's length: LOGIN and
+    CREATEROLE, no superuser, with CONNECT (earlier updates take it from
+    whoever the declaration does not name)."""
+    with server.admin(database) as conn:
+        conn.execute(f"CREATE ROLE {name} LOGIN CREATEROLE PASSWORD '{password}'")
+        conn.execute(f"GRANT CONNECT ON DATABASE {database} TO {name}")
+    try:
+        yield
+    finally:
+        with server.admin(database) as conn:
+            conn.execute(f"REVOKE CONNECT ON DATABASE {database} FROM {name}")
+            conn.execute(f"DROP ROLE {name}")
+
+
 def test_where_the_admin_is_no_superuser_catalog_rights_of_platform_roles_are_still_seen(
     server: PostgresServer, applied: Applied
 ) -> None:
@@ -421,22 +438,18 @@ def test_where_the_admin_is_no_superuser_catalog_rights_of_platform_roles_are_st
     provider, props, database = access(applied)
     app = applied.spec.role("app").name
     admin, password = "master_like_rds", "master-like-rds-7777"
-    with server.admin(database) as conn:
-        conn.execute(f"CREATE ROLE {admin} LOGIN CREATEROLE PASSWORD '{password}'")
-        # Earlier updates take CONNECT from whoever the declaration does not name.
-        conn.execute(f"GRANT CONNECT ON DATABASE {database} TO {admin}")
-        conn.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {app}")
-    try:
-        as_master = {**props, "connection": {**props["connection"], "user": admin, "password": password}}
-        found = provider.read(database, as_master).outs or {}
-        assert [f for f in found["undeclared"] if "catalog" in f] == [
-            f"EXECUTE on catalog function pg_read_file(text) to {app}"
-        ]
-    finally:
+    with master_like(server, database, admin, password):
         with server.admin(database) as conn:
-            conn.execute(f"REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM {app}")
-            conn.execute(f"REVOKE CONNECT ON DATABASE {database} FROM {admin}")
-            conn.execute(f"DROP ROLE {admin}")
+            conn.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {app}")
+        try:
+            as_master = {**props, "connection": {**props["connection"], "user": admin, "password": password}}
+            found = provider.read(database, as_master).outs or {}
+            assert [f for f in found["undeclared"] if "catalog" in f] == [
+                f"EXECUTE on catalog function pg_read_file(text) to {app}"
+            ]
+        finally:
+            with server.admin(database) as conn:
+                conn.execute(f"REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM {app}")
 
 
 def test_where_the_admin_is_no_superuser_what_it_handed_out_in_the_catalog_it_revokes(
@@ -448,38 +461,35 @@ def test_where_the_admin_is_no_superuser_what_it_handed_out_in_the_catalog_it_re
     database = applied.props["database-access"]["database"]
     app = applied.spec.role("app").name
     admin, password = "master_with_options", "master-with-options-7777"
-    with server.admin(database) as conn:
-        conn.execute(f"CREATE ROLE {admin} LOGIN CREATEROLE PASSWORD '{password}'")
-        conn.execute(f"GRANT CONNECT ON DATABASE {database} TO {admin}")
-        conn.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {admin} WITH GRANT OPTION")
-        conn.execute(f"GRANT SELECT (rolpassword) ON pg_authid TO {admin} WITH GRANT OPTION")
-    try:
-        dsn = server.dsn(user=admin, password=password, dbname=database)
-        with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
-            cur.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {app}")
-            cur.execute(f"GRANT SELECT (rolpassword) ON pg_authid TO {app}")
-            found = backdoors.catalog_rights(cur, [app], {})
-            assert [f.description for f in found] == [
-                f"EXECUTE on catalog function pg_read_file(text) to {app}",
-                f"SELECT on catalog table pg_authid (rolpassword) to {app}",
-            ]
-            for finding in found:
-                assert finding.remedy is not None
-                cur.execute(finding.remedy)
-            assert backdoors.catalog_rights(cur, [app], {}) == []
+    with master_like(server, database, admin, password):
         with server.admin(database) as conn:
-            held = conn.execute(
-                "SELECT has_function_privilege(%s, 'pg_read_file(text)', 'EXECUTE'), "
-                "has_column_privilege(%s, 'pg_authid', 'rolpassword', 'SELECT')",
-                (app, app),
-            ).fetchone()
-        assert held == (False, False)
-    finally:
-        with server.admin(database) as conn:
-            conn.execute(f"REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM {app}, {admin} CASCADE")
-            conn.execute(f"REVOKE SELECT (rolpassword) ON pg_authid FROM {app}, {admin} CASCADE")
-            conn.execute(f"REVOKE CONNECT ON DATABASE {database} FROM {admin}")
-            conn.execute(f"DROP ROLE {admin}")
+            conn.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {admin} WITH GRANT OPTION")
+            conn.execute(f"GRANT SELECT (rolpassword) ON pg_authid TO {admin} WITH GRANT OPTION")
+        try:
+            dsn = server.dsn(user=admin, password=password, dbname=database)
+            with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+                cur.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {app}")
+                cur.execute(f"GRANT SELECT (rolpassword) ON pg_authid TO {app}")
+                found = backdoors.catalog_rights(cur, [app], {})
+                assert [f.description for f in found] == [
+                    f"EXECUTE on catalog function pg_read_file(text) to {app}",
+                    f"SELECT on catalog table pg_authid (rolpassword) to {app}",
+                ]
+                for finding in found:
+                    assert finding.remedy is not None
+                    cur.execute(finding.remedy)
+                assert backdoors.catalog_rights(cur, [app], {}) == []
+            with server.admin(database) as conn:
+                held = conn.execute(
+                    "SELECT has_function_privilege(%s, 'pg_read_file(text)', 'EXECUTE'), "
+                    "has_column_privilege(%s, 'pg_authid', 'rolpassword', 'SELECT')",
+                    (app, app),
+                ).fetchone()
+            assert held == (False, False)
+        finally:
+            with server.admin(database) as conn:
+                conn.execute(f"REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM {app}, {admin} CASCADE")
+                conn.execute(f"REVOKE SELECT (rolpassword) ON pg_authid FROM {app}, {admin} CASCADE")
 
 
 def test_an_undeclared_schema_that_holds_only_a_type_is_left_standing(server: PostgresServer, applied: Applied) -> None:
