@@ -14,6 +14,7 @@ they are not seen, and `unseen` says so.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -339,23 +340,38 @@ def system_settings(cur: psycopg.Cursor[Any]) -> list[Finding]:
 
 
 def hba_lines(cur: psycopg.Cursor[Any]) -> list[Finding]:
-    """pg_hba.conf lines that let a client in on anything but SCRAM: the file
-    is rendered and uploaded with the container, so such a line was written
-    into the container by hand; replacing the container puts the file back."""
+    """pg_hba.conf lines that let a client in on anything but SCRAM, or that
+    the server cannot read: the file is rendered and uploaded with the
+    container, so such a line was written into the container by hand;
+    replacing the container puts the file back."""
     cur.execute(
         "SELECT line_number, type, array_to_string(database, ','), array_to_string(user_name, ','), "
-        "coalesce(address, ''), auth_method, error FROM pg_hba_file_rules ORDER BY line_number"
+        "address, netmask, auth_method, error FROM pg_hba_file_rules ORDER BY line_number"
     )
-    return [
-        Finding(
-            f"pg_hba.conf line {line}: {kind} {database} {user} {address} {method}".replace("  ", " ")
-            + (f" ({error})" if error else "")
-            + ": only scram-sha-256 is the platform's; replace the Postgres container "
-            "(pulumi up --replace <its URN>) to put the rendered file back"
+    found = []
+    for line, kind, database, user, address, netmask, method, error in cur.fetchall():
+        if method in HBA_METHODS and not error:
+            continue
+        # A line the server cannot parse has no fields, only the reason.
+        fields = [kind, database, user, _hba_address(address, netmask), method]
+        what = " ".join(field for field in fields if field)
+        said = f"{what} ({error})" if what and error else what or error
+        why = "the rendered file has no such line" if error else "only scram-sha-256 is the platform's"
+        found.append(
+            Finding(
+                f"pg_hba.conf line {line}: {said}: {why}; replace the Postgres container "
+                "(pulumi up --replace <its URN>) to put the rendered file back"
+            )
         )
-        for line, kind, database, user, address, method, error in cur.fetchall()
-        if method not in HBA_METHODS or error
-    ]
+    return found
+
+
+def _hba_address(address: str | None, netmask: str | None) -> str | None:
+    """The address as the line gave it: pg_hba_file_rules splits `10.0.0.0/8`
+    into the address and a netmask, and `10.0.0.0` alone would name one host."""
+    if not netmask:
+        return address  # a host name, `all`, `samenet`, or none for a `local` line
+    return f"{address}/{bin(int(ipaddress.ip_address(netmask))).count('1')}"
 
 
 # Rights of the given roles on catalog objects: functions, relations and their
