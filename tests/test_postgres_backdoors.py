@@ -95,6 +95,25 @@ def test_an_undeclared_role_that_reaches_the_database_is_refused_by_name(
     assert read(applied)["refused"] == []
 
 
+def test_an_undeclared_roles_finding_carries_the_statement_that_takes_its_connect(
+    server: PostgresServer, applied: Applied
+) -> None:
+    """The update revokes every undeclared database right before it reads the
+    backdoors, so this statement is checked on its own."""
+    database = applied.props["database-access"]["database"]
+    with server.admin(database) as conn:
+        conn.execute(f"CREATE ROLE side_door LOGIN; GRANT CONNECT ON DATABASE {database} TO side_door")
+        try:
+            with conn.cursor() as cur:
+                (finding,) = backdoors.undeclared_roles(cur, applied.props["database-access"]["connect_roles"])
+                assert finding.remedy is not None
+                cur.execute(finding.remedy)
+            held = conn.execute(f"SELECT has_database_privilege('side_door', '{database}', 'CONNECT')").fetchone()
+            assert held == (False,)
+        finally:
+            conn.execute(f"REVOKE CONNECT ON DATABASE {database} FROM side_door; DROP ROLE side_door")
+
+
 def test_bypassrls_on_a_managed_role_is_drift_and_update_removes_it(server: PostgresServer, applied: Applied) -> None:
     props = applied.props["role-app"]
     name = props["name"]
@@ -539,15 +558,23 @@ def test_where_the_admin_is_no_superuser_catalog_rights_of_platform_roles_are_st
     with master_like(server, database, admin, password):
         with server.admin(database) as conn:
             conn.execute(f"GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {app}")
+            conn.execute(f"CREATE ROLE side_door LOGIN; GRANT CONNECT ON DATABASE {database} TO side_door")
         try:
             as_master = {**props, "connection": {**props["connection"], "user": admin, "password": password}}
             found = provider.read(database, as_master).outs or {}
-            assert [f for f in found["undeclared"] if "catalog" in f] == [
-                f"EXECUTE on catalog function pg_read_file(text) to {app}"
-            ]
+            # The rest of what a superuser's read finds is found too; the database is not this admin's.
+            assert (found["undeclared"], found["refused"]) == (
+                [
+                    f"EXECUTE on catalog function pg_read_file(text) to {app}",
+                    "role side_door (LOGIN, CONNECT) is not declared and reaches this database",
+                    "the database is owned by postgres, not the admin",
+                ],
+                [],
+            )
         finally:
             with server.admin(database) as conn:
                 conn.execute(f"REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM {app}")
+                conn.execute(f"REVOKE CONNECT ON DATABASE {database} FROM side_door; DROP ROLE side_door")
 
 
 def test_where_the_admin_is_no_superuser_what_it_handed_out_in_the_catalog_it_revokes(
