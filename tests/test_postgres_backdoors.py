@@ -617,6 +617,40 @@ def test_where_the_admin_is_no_superuser_what_it_handed_out_in_the_catalog_it_re
                 conn.execute(f"REVOKE SELECT (rolpassword) ON pg_authid FROM {app}, {admin} CASCADE")
 
 
+def test_each_right_on_an_undeclared_schema_is_judged_by_itself(server: PostgresServer, applied: Applied) -> None:
+    """Rights read in grantee order: one passed over (an undeclared role's, an
+    extension reader's USAGE) must not end the reading of those after it, and
+    PUBLIC's is revoked from PUBLIC, not from a role of that name."""
+    props = applied.props["database-access"]
+    database = props["database"]
+    app, monitoring = applied.spec.role("app").name, applied.spec.role("monitoring").name
+    with server.admin(database) as conn:
+        conn.execute("CREATE ROLE a_reader; CREATE SCHEMA side; CREATE TABLE side.kept (id int)")
+        conn.execute(f"GRANT USAGE ON SCHEMA side TO PUBLIC, a_reader, {app}, {monitoring}")
+        conn.execute(f"GRANT CREATE ON SCHEMA side TO {monitoring}")
+        try:
+            with conn.cursor() as cur:
+                readers = {**props["extension_readers"], "side": [app]}
+                found = backdoors.undeclared_schemas(cur, [app, monitoring], props["schemas"], readers)
+                assert [f.description for f in found] == [
+                    "USAGE on undeclared schema side to PUBLIC",
+                    f"CREATE on undeclared schema side to {monitoring}",
+                    f"USAGE on undeclared schema side to {monitoring}",
+                    "table side.kept in undeclared schema side: move it into a declared schema, or drop it if "
+                    "nothing needs it",
+                ]
+                for finding in found:
+                    if finding.remedy is not None:
+                        cur.execute(finding.remedy)
+            left = conn.execute(
+                "SELECT a.grantee::regrole::text, a.privilege_type FROM pg_namespace n, aclexplode(n.nspacl) a "
+                "WHERE n.nspname = 'side' AND a.grantee <> n.nspowner ORDER BY 1, 2"
+            ).fetchall()
+            assert left == [("a_reader", "USAGE"), (app, "USAGE")]
+        finally:
+            conn.execute("DROP SCHEMA side CASCADE; DROP ROLE a_reader")
+
+
 def test_an_undeclared_schema_that_holds_only_a_type_is_left_standing(server: PostgresServer, applied: Applied) -> None:
     """DROP SCHEMA would stop on the type: the schema is not empty, and the
     update neither tries nor fails; what the platform's roles held there is
