@@ -6,7 +6,10 @@ provider host."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -16,6 +19,7 @@ from pulumi.output import UNKNOWN as UNKNOWN_VALUE
 
 from components.model.database import database_spec
 from components.model.naming import Names
+from components.postgres import base
 from components.postgres.base import UNKNOWN_SENTINEL
 from components.postgres.provider import (
     DatabaseAccessProvider,
@@ -183,6 +187,56 @@ def test_a_replacement_deletes_first_where_the_old_object_stands_in_the_way(name
 )
 def test_each_object_is_identified_by_what_names_it(provider: PostgresProvider, name: str, expected: str) -> None:
     assert provider._id(OBJECTS[name][1]) == expected
+
+
+def test_the_default_wait_for_a_server_still_starting_is_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock that moves only when the provider sleeps: one attempt a
+    second, the last at 60 s."""
+    clock = {"now": 0.0, "attempts": 0}
+
+    def refused(**_kwargs: Any) -> psycopg.Connection[Any]:
+        clock["attempts"] += 1
+        raise psycopg.OperationalError("connection refused")
+
+    def sleep(seconds: float) -> None:
+        clock["now"] += seconds
+
+    monkeypatch.setattr(base, "time", SimpleNamespace(monotonic=lambda: clock["now"], sleep=sleep))
+    monkeypatch.setattr(psycopg, "connect", refused)
+    conn = {"host": "127.0.0.1", "port": 5432, "user": "u", "password": "p", "database": "d"}
+    with pytest.raises(psycopg.OperationalError, match="connection refused"):
+        connect(conn)
+    assert (clock["now"], clock["attempts"]) == (60, 61)
+
+
+def test_a_server_that_accepts_and_never_answers_fails_after_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libpq waits for an answer for ever without `connect_timeout` (2 s is
+    its least)."""
+    monkeypatch.setattr(base, "CONNECT_TIMEOUT_SECONDS", 2)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        conn = {"host": "127.0.0.1", "port": listener.getsockname()[1], "user": "u", "password": "p",
+                "database": "d", "sslmode": "disable", "wait_seconds": 0}  # fmt: skip
+        failed: list[BaseException] = []
+
+        def attempt() -> None:
+            try:
+                connect(conn)
+            except psycopg.OperationalError as exc:
+                failed.append(exc)
+
+        started = time.monotonic()
+        worker = threading.Thread(target=attempt, daemon=True)
+        worker.start()
+        accepted, _ = listener.accept()
+        with accepted:
+            worker.join(timeout=20)
+            hung = worker.is_alive()
+        # Closing the socket ends a hung attempt too.
+        worker.join(timeout=5)
+    assert not hung and time.monotonic() - started < 10
+    assert "timeout expired" in str(failed[0])
 
 
 def test_a_server_that_never_answers_fails_after_the_wait() -> None:

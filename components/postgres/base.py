@@ -51,6 +51,9 @@ SCHEMA_PRIVILEGES = frozenset({"CREATE", "USAGE"})
 
 # Errors worth waiting out while a freshly started server comes up.
 _TRANSIENT_SQLSTATES = {None, "57P03"}
+# How long one attempt waits for a server that accepted the connection to
+# answer: without it, libpq waits for ever on one that never does.
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 class PostgresResourceError(Exception):
@@ -119,7 +122,7 @@ def connect(conn: Mapping[str, Any]) -> psycopg.Connection[Any]:
                         password=password,
                         dbname=conn["database"],
                         sslmode=conn.get("sslmode", "prefer"),
-                        connect_timeout=10,
+                        connect_timeout=CONNECT_TIMEOUT_SECONDS,
                         application_name="pulumi-postgres-provider",
                         autocommit=True,
                         **verified,
