@@ -19,7 +19,7 @@ from pulumi.output import UNKNOWN as UNKNOWN_VALUE
 
 from components.model.database import database_spec
 from components.model.naming import Names
-from components.postgres import base
+from components.postgres import backdoors, base
 from components.postgres.base import UNKNOWN_SENTINEL
 from components.postgres.provider import (
     DatabaseAccessProvider,
@@ -212,10 +212,11 @@ def test_the_default_wait_for_a_server_still_starting_is_a_minute(monkeypatch: p
 def test_a_server_that_accepts_and_never_answers_fails_after_the_connect_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """libpq waits for an answer for ever without `connect_timeout` (2 s is
-    its least)."""
+    """Without `connect_timeout` (2 s is libpq's least), psycopg waits 130 s
+    for an answer."""
     monkeypatch.setattr(base, "CONNECT_TIMEOUT_SECONDS", 2)
     with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
         conn = {"host": "127.0.0.1", "port": listener.getsockname()[1], "user": "u", "password": "p",
                 "database": "d", "sslmode": "disable", "wait_seconds": 0}  # fmt: skip
         failed: list[BaseException] = []
@@ -237,6 +238,28 @@ def test_a_server_that_accepts_and_never_answers_fails_after_the_connect_timeout
         worker.join(timeout=5)
     assert not hung and time.monotonic() - started < 10
     assert "timeout expired" in str(failed[0])
+
+
+@pytest.mark.parametrize(
+    ("address", "netmask", "shown"),
+    [
+        ("10.0.0.0", "255.0.0.0", "10.0.0.0/8"),
+        ("0.0.0.0", "0.0.0.0", "0.0.0.0/0"),
+        ("127.0.0.1", "255.255.255.255", "127.0.0.1/32"),
+        ("fd00::", "ffff:ffff:ffff:ffff::", "fd00::/64"),
+        ("::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::1/128"),
+        # PostgreSQL takes a mask that is no prefix: shown as such a line writes it.
+        ("10.2.0.0", "255.0.255.0", "10.2.0.0 255.0.255.0"),
+        # What the view prints when it cannot print the mask.
+        ("10.3.0.0", "???", "10.3.0.0 ???"),
+        ("samenet", None, "samenet"),
+        (None, None, None),
+    ],
+)
+def test_a_pg_hba_address_is_shown_with_its_prefix_length(
+    address: str | None, netmask: str | None, shown: str | None
+) -> None:
+    assert backdoors._hba_address(address, netmask) == shown
 
 
 def test_a_server_that_never_answers_fails_after_the_wait() -> None:

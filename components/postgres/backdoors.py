@@ -356,10 +356,16 @@ def hba_lines(cur: psycopg.Cursor[Any]) -> list[Finding]:
         fields = [kind, database, user, _hba_address(address, netmask), method]
         what = " ".join(field for field in fields if field)
         said = f"{what} ({error})" if what and error else what or error
-        why = "the rendered file has no such line" if error else "only scram-sha-256 is the platform's"
+        # A line the server cannot use may still be a rendered one (a `hostssl`
+        # line once `ssl` is turned off): only the operator can tell.
+        why = (
+            "the server cannot use it; if the rendered file has no such line,"
+            if error
+            else "only scram-sha-256 is the platform's;"
+        )
         found.append(
             Finding(
-                f"pg_hba.conf line {line}: {said}: {why}; replace the Postgres container "
+                f"pg_hba.conf line {line}: {said}: {why} replace the Postgres container "
                 "(pulumi up --replace <its URN>) to put the rendered file back"
             )
         )
@@ -367,11 +373,19 @@ def hba_lines(cur: psycopg.Cursor[Any]) -> list[Finding]:
 
 
 def _hba_address(address: str | None, netmask: str | None) -> str | None:
-    """The address as the line gave it: pg_hba_file_rules splits `10.0.0.0/8`
-    into the address and a netmask, and `10.0.0.0` alone would name one host."""
+    """The address with its prefix length: pg_hba_file_rules splits
+    `10.0.0.0/8` into the address and a netmask, and `10.0.0.0` alone would
+    name one host. A mask that is no prefix (PostgreSQL takes any) is shown
+    beside the address, as such a line writes it."""
     if not netmask:
-        return address  # a host name, `all`, `samenet`, or none for a `local` line
-    return f"{address}/{bin(int(ipaddress.ip_address(netmask))).count('1')}"
+        return address  # a host name, `all`, `samehost`, `samenet`, or none for a `local` line
+    try:
+        parsed = ipaddress.ip_address(netmask)
+    except ValueError:
+        return f"{address} {netmask}"  # `???`: the server could not print the mask
+    mask, ones = int(parsed), bin(int(parsed)).count("1")
+    full = (1 << parsed.max_prefixlen) - 1
+    return f"{address}/{ones}" if mask == full ^ (full >> ones) else f"{address} {netmask}"
 
 
 # Rights of the given roles on catalog objects: functions, relations and their

@@ -52,7 +52,7 @@ SCHEMA_PRIVILEGES = frozenset({"CREATE", "USAGE"})
 # Errors worth waiting out while a freshly started server comes up.
 _TRANSIENT_SQLSTATES = {None, "57P03"}
 # How long one attempt waits for a server that accepted the connection to
-# answer: without it, libpq waits for ever on one that never does.
+# answer (psycopg's own default is 130 s).
 CONNECT_TIMEOUT_SECONDS = 10
 
 
