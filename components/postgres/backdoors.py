@@ -107,8 +107,7 @@ def undeclared_roles(cur: psycopg.Cursor[Any], declared: Sequence[str]) -> list[
         (list(declared),),
     )
     rows = cur.fetchall()
-    cur.execute("SELECT current_database()")
-    (database,) = cur.fetchone() or ("",)
+    database = _current_database(cur)
     found = []
     for name, login, superuser, replication, createrole, bypassrls, connects in rows:
         powers = [f for f, on in (("SUPERUSER", superuser), ("REPLICATION", replication),
